@@ -1,0 +1,258 @@
+//! The cell model: what a tenant's cell should be (`CellSpec`) and what it is (`CellStatus`).
+//!
+//! One model is shared by the control plane's catalog, both drivers, the operator's `Cell`
+//! custom resource and the CLI. The kube `CustomResource` derive sits behind the `kube` feature so
+//! services, the CLI and the mobile core never build kube.
+//!
+//! **Invariant:** a cell's identity (`cell_id`, JWT `kid`, token `aud`) moves with the tenant;
+//! `placement` is a separate field, so migrating a cell changes placement, never identity.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+mod tier;
+
+pub use tier::{ReplicaBounds, Tier, TierTemplate};
+
+/// Pattern every tenant slug matches: a DNS label (RFC 1123), 3–40 characters, so it can be a
+/// subdomain (`<slug>.<domain>`), a Kubernetes namespace suffix and a Postgres identifier part.
+pub const SLUG_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{1,38}[a-z0-9])$";
+
+/// Desired state of one tenant cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource),
+    kube(
+        group = "mrbill.dev",
+        version = "v1alpha1",
+        kind = "Cell",
+        plural = "cells",
+        shortname = "cell",
+        status = "CellStatus",
+        derive = "PartialEq",
+        printcolumn = r#"{"name":"Tenant","type":"string","jsonPath":".spec.tenant"}"#,
+        printcolumn = r#"{"name":"Tier","type":"string","jsonPath":".spec.tier"}"#,
+        printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CellSpec {
+    /// Stable identity of the cell (also the JWT audience). Never changes when the cell migrates.
+    #[schemars(regex(pattern = r"^c-[a-z0-9-]{3,60}$"))]
+    pub cell_id: String,
+    /// The tenant this cell serves (a DNS label).
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{1,38}[a-z0-9])$"))]
+    pub tenant: String,
+    /// Size template supplying defaults and bounds.
+    pub tier: Tier,
+    /// Version of the cell's services (rolled out in canary + waves).
+    pub version: String,
+    /// Per-service replica overrides, within the tier's bounds. `None` = tier default.
+    #[serde(default)]
+    pub replicas: ServiceReplicas,
+    /// Where the cell's Postgres runs and how big it is.
+    pub database: DatabaseSpec,
+    /// Which search engine backs the PoC index.
+    pub search: SearchEngine,
+    /// Where the cell runs (a local machine name or a cluster/region). Changes on migration.
+    pub placement: String,
+    /// A suspended cell keeps its data but runs no services and receives no traffic.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// Replica overrides per service; each is bounded by the tier (see [`TierTemplate`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceReplicas {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
+    pub poc: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
+    pub dojo: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
+    pub media: Option<u32>,
+}
+
+/// The cell's database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseSpec {
+    pub engine: DatabaseEngine,
+    /// Instance class (RDS) or resource class (in-cluster); tier default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Allocated storage in GiB.
+    #[schemars(range(min = 1, max = 16384))]
+    pub storage_gib: u32,
+    /// Standby in a second availability zone (RDS only).
+    #[serde(default)]
+    pub multi_az: bool,
+}
+
+/// Where a cell's Postgres runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatabaseEngine {
+    /// A dedicated cluster started by the local driver (`initdb` + `pg_ctl`).
+    Local,
+    /// A Postgres StatefulSet in the cell's namespace.
+    InCluster,
+    /// A Multi-AZ RDS instance created by the operator.
+    Rds,
+}
+
+/// Search engine behind the PoC service's `SearchIndex` port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SearchEngine {
+    /// tantivy, in the PoC service's process.
+    Embedded,
+    /// A Meilisearch server per cell.
+    Meilisearch,
+}
+
+/// Observed state of a cell.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CellStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub endpoints: Endpoints,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Lifecycle phase of a cell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Provisioning,
+    Ready,
+    Migrating,
+    Suspended,
+    Degraded,
+    Deleting,
+}
+
+/// A Kubernetes-style condition (`type`, `status`, `reason`, `message`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// e.g. `DatabaseReady`, `SearchReady`, `ServicesReady`, `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    /// Machine-readable CamelCase reason.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    /// RFC 3339 timestamp of the last status change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// Tri-state condition status, as in Kubernetes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// Where a cell can be reached.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    /// The tenant's public endpoint, always through the router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
+    /// Service name → base URL inside the cell (for the router only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, String>,
+}
+
+impl CellStatus {
+    /// Sets (or replaces) a condition, keeping `lastTransitionTime` when the status is unchanged.
+    pub fn set_condition(&mut self, mut condition: Condition) {
+        match self.conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+            Some(existing) => {
+                if existing.status == condition.status {
+                    condition.last_transition_time = existing.last_transition_time.take();
+                }
+                *existing = condition;
+            }
+            None => self.conditions.push(condition),
+        }
+    }
+
+    /// The condition of the given type, if any.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// Whether `s` is a valid tenant slug (see [`SLUG_PATTERN`]).
+pub fn is_valid_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    (3..=40).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_rules_match_the_dns_label_pattern() {
+        for ok in ["acme", "a-1", "globex-corp", "abc"] {
+            assert!(is_valid_slug(ok), "{ok}");
+        }
+        for bad in ["", "ab", "-acme", "acme-", "Acme", "ac_me", "a.b", &"a".repeat(41)] {
+            assert!(!is_valid_slug(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spec_rejects_unknown_fields() {
+        let json = serde_json::json!({
+            "cellId": "c-acme-1", "tenant": "acme", "tier": "small", "version": "0.1.0",
+            "database": {"engine": "local", "storageGib": 1}, "search": "embedded",
+            "placement": "local", "surprise": true
+        });
+        let err = serde_json::from_value::<CellSpec>(json).expect_err("unknown field accepted");
+        assert!(err.to_string().contains("surprise"));
+    }
+
+    #[test]
+    fn set_condition_keeps_transition_time_when_status_is_unchanged() {
+        let mut status = CellStatus::default();
+        let cond = |s, t: &str| Condition {
+            type_: "Ready".into(),
+            status: s,
+            reason: "R".into(),
+            message: String::new(),
+            last_transition_time: Some(t.into()),
+        };
+        status.set_condition(cond(ConditionStatus::False, "t1"));
+        status.set_condition(cond(ConditionStatus::False, "t2"));
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].last_transition_time.as_deref(), Some("t1"));
+        status.set_condition(cond(ConditionStatus::True, "t3"));
+        assert_eq!(status.conditions[0].last_transition_time.as_deref(), Some("t3"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Typed configuration from the environment. This is the only module that reads env vars.
+//!
+//! Secrets are never passed in env values: the env names a file (`*_FILE`), read once at start-up
+//! into a [`SecretString`]. Tests build configs in code instead of through env.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use secrecy::SecretString;
+
+use crate::telemetry::LogFormat;
+
+/// Reads `name`, parsing it with `FromStr`. Missing or empty → `None`.
+pub fn optional<T>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => v.trim().parse().map(Some).map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => bail!("{name}: {e}"),
+    }
+}
+
+/// Reads a required variable.
+pub fn required<T>(name: &str) -> anyhow::Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    optional(name)?.with_context(|| format!("{name} must be set"))
+}
+
+/// Reads a secret from the file named by `name` (e.g. `MRBILL_SERVICE_TOKEN_FILE`).
+pub fn secret_file(name: &str) -> anyhow::Result<Option<SecretString>> {
+    let Some(path) = optional::<PathBuf>(name)? else { return Ok(None) };
+    crate::secrets::read_secret(&path).map(Some).with_context(|| format!("{name}={}", path.display()))
+}
+
+/// A comma-separated list of IPs or CIDRs.
+pub fn ip_nets(name: &str) -> anyhow::Result<Vec<IpNet>> {
+    let Some(raw) = optional::<String>(name)? else { return Ok(Vec::new()) };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| anyhow::anyhow!("{name}: `{s}` is not an IP address or CIDR"))
+        })
+        .collect()
+}
+
+/// Settings every cell service has.
+#[derive(Clone, Debug)]
+pub struct CommonConfig {
+    /// Public listener (reached through the router). Port 0 picks a free port.
+    pub http_addr: SocketAddr,
+    /// Internal listener (`/internal/...`), never forwarded by the router.
+    pub internal_addr: SocketAddr,
+    /// This cell's id: JWT audience and the expected `X-Cell-Id`.
+    pub cell_id: String,
+    /// The tenant slug this cell serves.
+    pub tenant: String,
+    pub database_url: SecretString,
+    /// Peers whose `X-Forwarded-For` is trusted (the router).
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_format: LogFormat,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// Where to write `{"public": addr, "internal": addr}` once both listeners are bound.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl CommonConfig {
+    /// Reads the `MRBILL_*` variables shared by all services.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            http_addr: optional("MRBILL_HTTP_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            internal_addr: optional("MRBILL_INTERNAL_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            cell_id: required("MRBILL_CELL_ID")?,
+            tenant: required("MRBILL_TENANT")?,
+            database_url: match secret_file("MRBILL_DATABASE_URL_FILE")? {
+                Some(url) => url,
+                None => SecretString::from(required::<String>("MRBILL_DATABASE_URL")?),
+            },
+            trusted_proxies: ip_nets("MRBILL_TRUSTED_PROXIES")?,
+            log_format: optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
+            body_limit: optional("MRBILL_BODY_LIMIT_BYTES")?.unwrap_or(64 * 1024),
+            ready_file: optional("MRBILL_READY_FILE")?,
+        })
+    }
+
+    /// A config for tests: loopback, port 0, compact logs.
+    pub fn for_tests(cell_id: &str, tenant: &str, database_url: &str) -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            internal_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cell_id: cell_id.to_owned(),
+            tenant: tenant.to_owned(),
+            database_url: SecretString::from(database_url.to_owned()),
+            trusted_proxies: vec![IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))],
+            log_format: LogFormat::Compact,
+            body_limit: 64 * 1024,
+            ready_file: None,
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The HTTP stack every service shares: health, readiness, metrics, request ids, tracing,
+//! body limits, JSON 404/405, panic → 500, and the cell guard.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+use sqlx::PgPool;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use wire_types::ErrorCode;
+
+use crate::ApiError;
+use crate::auth::{ServiceToken, require_service_token};
+use crate::cell::{CellGuard, guard};
+
+/// Whether the service should receive traffic: started, database reachable, not draining.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    draining: Arc<AtomicBool>,
+    pool: Option<PgPool>,
+}
+
+impl Readiness {
+    pub fn new(pool: Option<PgPool>) -> Self {
+        Self { draining: Arc::new(AtomicBool::new(false)), pool }
+    }
+
+    /// Marks the service as shutting down: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    async fn check(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err("shutting down");
+        }
+        if let Some(pool) = &self.pool {
+            let ping = sqlx::query("SELECT 1").execute(pool);
+            match tokio::time::timeout(Duration::from_secs(2), ping).await {
+                Ok(Ok(_)) => {}
+                _ => return Err("database unreachable"),
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    match readiness.check().await {
+        Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(why) => ApiError::unavailable(why, Duration::from_secs(1)).into_response(),
+    }
+}
+
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        crate::telemetry::metrics_handle().render(),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
+}
+
+/// Counts requests and records latency per matched route (never the raw path, which would
+/// explode label cardinality and could leak ids).
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("mrbill_http_requests_total", &labels).increment(1);
+    metrics::histogram!("mrbill_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    response
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+/// Settings of the shared HTTP stack.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub body_limit: usize,
+    pub guard: CellGuard,
+    pub readiness: Readiness,
+}
+
+/// Wraps a service's public routes with the shared endpoints and middleware.
+pub fn public_router(routes: Router, config: HttpConfig) -> Router {
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(config.readiness);
+    routes
+        .route_layer(middleware::from_fn(track_metrics))
+        .merge(ops)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(config.guard, guard))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .pipe(with_common_layers)
+}
+
+/// Wraps a service's internal routes: service-token auth, JSON errors, request ids.
+pub fn internal_router(routes: Router, token: ServiceToken, body_limit: usize) -> Router {
+    routes
+        .route_layer(middleware::from_fn(track_metrics))
+        .route_layer(middleware::from_fn_with_state(token, require_service_token))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .pipe(with_common_layers)
+}
+
+/// Request id (set if absent, echoed back), a tracing span per request, panic → 500.
+fn with_common_layers(router: Router) -> Router {
+    router.layer(
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
+                    // Only the path: query strings may carry tokens and are never logged.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
+                })
+                .on_request(())
+                .on_response(log_response)
+                .on_failure(()),
+        )
+        .layer(CatchPanicLayer::custom(panic_response)),
+    )
+}
+
+fn log_response<B>(res: &http::Response<B>, latency: Duration, _span: &tracing::Span) {
+    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+}
+
+/// `value.pipe(f)` = `f(value)`, to keep builder chains readable.
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+
+impl<T> Pipe for T {}
+
+/// `StatusCode` of an error code (for tests and docs).
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}

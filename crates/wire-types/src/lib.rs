@@ -1,0 +1,15 @@
+//! Wire types: the only types serialized to clients.
+//!
+//! **Invariant:** every HTTP API renders errors as [`ErrorBody`] with a code from [`ErrorCode`];
+//! codes are stable snake_case strings that clients may match on, so existing ones are never
+//! renamed.
+
+pub mod auth;
+mod error;
+mod ids;
+
+pub use error::{ErrorBody, ErrorCode, FieldError};
+pub use ids::{InviteId, UserId};
+
+/// Header the router sets to the id of the cell it routes to.
+pub const CELL_ID_HEADER: &str = "x-cell-id";
