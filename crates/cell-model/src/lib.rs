@@ -187,7 +187,11 @@ pub struct Endpoints {
 impl CellStatus {
     /// Sets (or replaces) a condition, keeping `lastTransitionTime` when the status is unchanged.
     pub fn set_condition(&mut self, mut condition: Condition) {
-        match self.conditions.iter_mut().find(|c| c.type_ == condition.type_) {
+        match self
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == condition.type_)
+        {
             Some(existing) => {
                 if existing.status == condition.status {
                     condition.last_transition_time = existing.last_transition_time.take();
@@ -208,7 +212,8 @@ impl CellStatus {
 pub fn is_valid_slug(s: &str) -> bool {
     let b = s.as_bytes();
     (3..=40).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -222,7 +227,16 @@ mod tests {
         for ok in ["acme", "a-1", "globex-corp", "abc"] {
             assert!(is_valid_slug(ok), "{ok}");
         }
-        for bad in ["", "ab", "-acme", "acme-", "Acme", "ac_me", "a.b", &"a".repeat(41)] {
+        for bad in [
+            "",
+            "ab",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac_me",
+            "a.b",
+            &"a".repeat(41),
+        ] {
             assert!(!is_valid_slug(bad), "{bad}");
         }
     }
@@ -251,8 +265,14 @@ mod tests {
         status.set_condition(cond(ConditionStatus::False, "t1"));
         status.set_condition(cond(ConditionStatus::False, "t2"));
         assert_eq!(status.conditions.len(), 1);
-        assert_eq!(status.conditions[0].last_transition_time.as_deref(), Some("t1"));
+        assert_eq!(
+            status.conditions[0].last_transition_time.as_deref(),
+            Some("t1")
+        );
         status.set_condition(cond(ConditionStatus::True, "t3"));
-        assert_eq!(status.conditions[0].last_transition_time.as_deref(), Some("t3"));
+        assert_eq!(
+            status.conditions[0].last_transition_time.as_deref(),
+            Some("t3")
+        );
     }
 }

@@ -1,7 +1,6 @@
 //! The generated `Cell` CRD schema must be a valid *structural* schema, or the API server rejects
 //! the CRD. These checks follow the Kubernetes rules for structural schemas.
 
-
 use cell_model::Cell;
 use kube::CustomResourceExt;
 use serde_json::Value;
@@ -12,7 +11,14 @@ fn violations(node: &Value, path: &str, out: &mut Vec<String>) {
         out.push(format!("{path}: schema node is not an object"));
         return;
     };
-    for forbidden in ["$ref", "definitions", "$schema", "additionalItems", "patternProperties", "dependencies"] {
+    for forbidden in [
+        "$ref",
+        "definitions",
+        "$schema",
+        "additionalItems",
+        "patternProperties",
+        "dependencies",
+    ] {
         if obj.contains_key(forbidden) {
             out.push(format!("{path}: `{forbidden}` is not allowed"));
         }
@@ -21,7 +27,9 @@ fn violations(node: &Value, path: &str, out: &mut Vec<String>) {
     let int_or_string = obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
     match obj.get("type") {
         Some(Value::String(_)) => {}
-        Some(other) => out.push(format!("{path}: `type` must be a single string, got {other}")),
+        Some(other) => out.push(format!(
+            "{path}: `type` must be a single string, got {other}"
+        )),
         None if preserves || int_or_string => {}
         None => out.push(format!("{path}: missing `type`")),
     }
@@ -32,9 +40,17 @@ fn violations(node: &Value, path: &str, out: &mut Vec<String>) {
     for junctor in ["anyOf", "oneOf", "allOf"] {
         if let Some(Value::Array(branches)) = obj.get(junctor) {
             for (i, b) in branches.iter().enumerate() {
-                for key in ["type", "description", "default", "additionalProperties", "nullable"] {
+                for key in [
+                    "type",
+                    "description",
+                    "default",
+                    "additionalProperties",
+                    "nullable",
+                ] {
                     if b.get(key).is_some() {
-                        out.push(format!("{path}.{junctor}[{i}]: `{key}` not allowed inside {junctor}"));
+                        out.push(format!(
+                            "{path}.{junctor}[{i}]: `{key}` not allowed inside {junctor}"
+                        ));
                     }
                 }
             }
@@ -62,7 +78,11 @@ fn schema() -> Value {
 fn generated_crd_schema_is_structural() {
     let mut out = Vec::new();
     violations(&schema(), "", &mut out);
-    assert!(out.is_empty(), "structural schema violations:\n{}", out.join("\n"));
+    assert!(
+        out.is_empty(),
+        "structural schema violations:\n{}",
+        out.join("\n")
+    );
 }
 
 #[test]
@@ -70,8 +90,14 @@ fn crd_validates_slug_and_replica_bounds() {
     let s = schema();
     let spec = &s["properties"]["spec"]["properties"];
     assert_eq!(spec["tenant"]["pattern"], cell_model::SLUG_PATTERN);
-    assert_eq!(spec["replicas"]["properties"]["poc"]["minimum"], 1);
-    assert_eq!(spec["replicas"]["properties"]["poc"]["maximum"], 20);
+    assert_eq!(
+        spec["replicas"]["properties"]["poc"]["minimum"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(
+        spec["replicas"]["properties"]["poc"]["maximum"].as_f64(),
+        Some(20.0)
+    );
 }
 
 #[test]

@@ -30,7 +30,9 @@ impl Owner {
     /// `None` when we are not root (Postgres then runs as us); otherwise the account named by
     /// `MRBILL_PG_USER` (default `postgres`, created by Debian's postgresql package).
     pub fn detect() -> anyhow::Result<Option<Owner>> {
-        let euid = fs::metadata("/proc/self").context("reading /proc/self")?.uid();
+        let euid = fs::metadata("/proc/self")
+            .context("reading /proc/self")?
+            .uid();
         if euid != 0 {
             return Ok(None);
         }
@@ -45,7 +47,11 @@ impl Owner {
         Ok(passwd.lines().find_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() > 3 && f[0] == name {
-                Some(Owner { name: name.to_owned(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()? })
+                Some(Owner {
+                    name: name.to_owned(),
+                    uid: f[2].parse().ok()?,
+                    gid: f[3].parse().ok()?,
+                })
             } else {
                 None
             }
@@ -94,14 +100,19 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     if let Some((_, dir)) = versions.pop() {
         return Ok(dir);
     }
-    let which = Command::new("sh").args(["-c", "command -v initdb"]).output().context("looking for initdb")?;
+    let which = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .context("looking for initdb")?;
     if which.status.success() {
         let path = PathBuf::from(String::from_utf8_lossy(&which.stdout).trim());
         if let Some(dir) = path.parent() {
             return Ok(dir.to_owned());
         }
     }
-    bail!("Postgres server binaries not found: install postgresql (`./x setup`) or set MRBILL_PG_BIN_DIR")
+    bail!(
+        "Postgres server binaries not found: install postgresql (`./x setup`) or set MRBILL_PG_BIN_DIR"
+    )
 }
 
 /// A free loopback TCP port (racy by nature; `start` retries on a clash).
@@ -115,13 +126,26 @@ impl PgCluster {
     pub fn init(spec: &ClusterSpec) -> anyhow::Result<Self> {
         let owner = Owner::detect()?;
         let bin_dir = bin_dir()?;
-        fs::create_dir_all(&spec.root).with_context(|| format!("creating {}", spec.root.display()))?;
+        fs::create_dir_all(&spec.root)
+            .with_context(|| format!("creating {}", spec.root.display()))?;
         let port_file = spec.root.join("port");
-        let port = match (spec.port, fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok())) {
+        let port = match (
+            spec.port,
+            fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok()),
+        ) {
             (Some(p), _) | (None, Some(p)) => p,
             (None, None) => free_port()?,
         };
-        let cluster = Self { root: spec.root.clone(), port, superuser: spec.superuser.clone(), password: spec.password.clone(), bin_dir, owner };
+        let cluster = Self {
+            root: spec.root.clone(),
+            port,
+            superuser: spec.superuser.clone(),
+            password: spec.password.clone(),
+            bin_dir,
+            owner,
+        };
         cluster.chown(&spec.root)?;
         if !cluster.data_dir().join("PG_VERSION").exists() {
             cluster.initdb()?;
@@ -153,7 +177,12 @@ impl PgCluster {
 
     /// `postgres://` URL for `user`/`password` on database `db`.
     pub fn url_for(&self, user: &str, password: &str, db: &str) -> String {
-        format!("postgres://{}:{}@127.0.0.1:{}/{db}", enc(user), enc(password), self.port)
+        format!(
+            "postgres://{}:{}@127.0.0.1:{}/{db}",
+            enc(user),
+            enc(password),
+            self.port
+        )
     }
 
     /// Superuser URL on database `db`.
@@ -164,11 +193,17 @@ impl PgCluster {
     fn initdb(&self) -> anyhow::Result<()> {
         let data = self.data_dir();
         if data.exists() {
-            fs::remove_dir_all(&data).with_context(|| format!("removing half-initialised {}", data.display()))?;
+            fs::remove_dir_all(&data)
+                .with_context(|| format!("removing half-initialised {}", data.display()))?;
         }
         let pwfile = self.root.join(".pwfile");
         {
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&pwfile)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&pwfile)?;
             f.write_all(self.password.as_bytes())?;
         }
         self.chown(&pwfile)?;
@@ -176,7 +211,15 @@ impl PgCluster {
             self.cmd("initdb")
                 .arg("-D")
                 .arg(&data)
-                .args(["-U", &self.superuser, "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync"])
+                .args([
+                    "-U",
+                    &self.superuser,
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ])
                 .arg(format!("--pwfile={}", pwfile.display())),
         );
         let _ = fs::remove_file(&pwfile);
@@ -201,7 +244,10 @@ impl PgCluster {
         let main = data.join("postgresql.conf");
         let text = fs::read_to_string(&main)?;
         if !text.contains("include_if_exists = 'mrbill.conf'") {
-            fs::OpenOptions::new().append(true).open(&main)?.write_all(b"\ninclude_if_exists = 'mrbill.conf'\n")?;
+            fs::OpenOptions::new()
+                .append(true)
+                .open(&main)?
+                .write_all(b"\ninclude_if_exists = 'mrbill.conf'\n")?;
         }
         Ok(())
     }
@@ -220,13 +266,25 @@ impl PgCluster {
                 self.write_conf(self.conf_is_ephemeral())?;
             }
             let log = self.log_file();
-            let result = self.run(self.cmd("pg_ctl").arg("-D").arg(self.data_dir()).arg("-l").arg(&log).args(["-w", "-t", "60", "start"]));
+            let result = self.run(
+                self.cmd("pg_ctl")
+                    .arg("-D")
+                    .arg(self.data_dir())
+                    .arg("-l")
+                    .arg(&log)
+                    .args(["-w", "-t", "60", "start"]),
+            );
             match result {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     let tail = fs::read_to_string(&log).unwrap_or_default();
-                    let port_clash = tail.lines().rev().take(20).any(|l| l.contains("Address already in use"));
-                    last = Some(e.context(tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ")));
+                    let port_clash = tail
+                        .lines()
+                        .rev()
+                        .take(20)
+                        .any(|l| l.contains("Address already in use"));
+                    last =
+                        Some(e.context(tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ")));
                     if !port_clash {
                         break;
                     }
@@ -237,12 +295,20 @@ impl PgCluster {
     }
 
     fn conf_is_ephemeral(&self) -> bool {
-        fs::read_to_string(self.data_dir().join("mrbill.conf")).is_ok_and(|c| c.contains("fsync = off"))
+        fs::read_to_string(self.data_dir().join("mrbill.conf"))
+            .is_ok_and(|c| c.contains("fsync = off"))
     }
 
     /// Whether a postmaster is running on this data dir.
     pub fn is_running(&self) -> bool {
-        self.cmd("pg_ctl").arg("-D").arg(self.data_dir()).arg("status").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        self.cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("status")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Stops the server (fast mode: rolls back open transactions, checkpoints, exits).
@@ -250,7 +316,13 @@ impl PgCluster {
         if !self.is_running() {
             return Ok(());
         }
-        self.run(self.cmd("pg_ctl").arg("-D").arg(self.data_dir()).args(["-m", "fast", "-w", "-t", "60", "stop"])).map(drop)
+        self.run(
+            self.cmd("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]),
+        )
+        .map(drop)
     }
 
     /// Stops the server and deletes the cluster's directory.
@@ -261,7 +333,10 @@ impl PgCluster {
 
     fn cmd(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(program));
-        cmd.env("LC_ALL", "C").env_remove("PGPASSWORD").current_dir(&self.root).stdin(Stdio::null());
+        cmd.env("LC_ALL", "C")
+            .env_remove("PGPASSWORD")
+            .current_dir(&self.root)
+            .stdin(Stdio::null());
         if let Some(owner) = &self.owner {
             cmd.uid(owner.uid).gid(owner.gid);
         }
@@ -269,9 +344,17 @@ impl PgCluster {
     }
 
     fn run(&self, cmd: &mut Command) -> anyhow::Result<Output> {
-        let out = cmd.output().with_context(|| format!("running {:?}", cmd.get_program()))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {:?}", cmd.get_program()))?;
         if !out.status.success() {
-            bail!("{:?} failed ({}): {}{}", cmd.get_program(), out.status, String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+            bail!(
+                "{:?} failed ({}): {}{}",
+                cmd.get_program(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         Ok(out)
     }
@@ -279,7 +362,8 @@ impl PgCluster {
     /// Gives `path` to the owner (when we are root), so Postgres can use it.
     fn chown(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(owner) = &self.owner {
-            std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)).with_context(|| format!("chown {} to {}", path.display(), owner.name))?;
+            std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid))
+                .with_context(|| format!("chown {} to {}", path.display(), owner.name))?;
         }
         Ok(())
     }
@@ -289,7 +373,9 @@ impl PgCluster {
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -307,8 +393,14 @@ mod tests {
 
     #[test]
     fn passwd_lookup_finds_root() {
-        let root = Owner::lookup("root").expect("readable").expect("root exists");
+        let root = Owner::lookup("root")
+            .expect("readable")
+            .expect("root exists");
         assert_eq!((root.uid, root.gid), (0, 0));
-        assert!(Owner::lookup("no-such-user-here").expect("readable").is_none());
+        assert!(
+            Owner::lookup("no-such-user-here")
+                .expect("readable")
+                .is_none()
+        );
     }
 }

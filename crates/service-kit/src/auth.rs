@@ -21,7 +21,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::unauthenticated("missing Authorization header"))?
         .to_str()
         .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(|| ApiError::unauthenticated("expected `Bearer <token>`"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthenticated("expected `Bearer <token>`"))?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(ApiError::unauthenticated("expected `Bearer <token>`"));
@@ -45,10 +47,16 @@ impl ServiceToken {
 }
 
 /// Middleware for the internal listener: 401 unless the bearer token is the service token.
-pub async fn require_service_token(State(token): State<ServiceToken>, req: Request, next: Next) -> Response {
+pub async fn require_service_token(
+    State(token): State<ServiceToken>,
+    req: Request,
+    next: Next,
+) -> Response {
     match bearer_token(req.headers()) {
         Ok(presented) if token.matches(presented) => next.run(req).await,
-        Ok(_) => ApiError::unauthenticated("internal API needs the cell's service token").into_response(),
+        Ok(_) => {
+            ApiError::unauthenticated("internal API needs the cell's service token").into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -63,7 +71,10 @@ mod tests {
         assert!(bearer_token(&h).is_err());
         h.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("valid"));
         assert_eq!(bearer_token(&h).expect("ok"), "abc");
-        h.insert(header::AUTHORIZATION, "bearer  abc ".parse().expect("valid"));
+        h.insert(
+            header::AUTHORIZATION,
+            "bearer  abc ".parse().expect("valid"),
+        );
         assert_eq!(bearer_token(&h).expect("ok"), "abc");
         for bad in ["Basic abc", "Bearer", "Bearer ", "abc"] {
             h.insert(header::AUTHORIZATION, bad.parse().expect("valid"));

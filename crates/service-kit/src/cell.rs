@@ -26,7 +26,10 @@ pub struct CellGuard {
 
 impl CellGuard {
     pub fn new(cell_id: &str, trusted_proxies: &[IpNet]) -> Self {
-        Self { cell_id: cell_id.into(), trusted_proxies: trusted_proxies.into() }
+        Self {
+            cell_id: cell_id.into(),
+            trusted_proxies: trusted_proxies.into(),
+        }
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -66,11 +69,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<ClientIp>()
-            .copied()
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("cell guard middleware is not installed")))
+        parts.extensions.get::<ClientIp>().copied().ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("cell guard middleware is not installed"))
+        })
     }
 }
 
@@ -78,9 +79,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 pub async fn guard(State(cell): State<CellGuard>, mut req: Request, next: Next) -> Response {
     if let Some(target) = req.headers().get(CELL_ID_HEADER) {
         if target.as_bytes() != cell.cell_id.as_bytes() {
-            return ApiError::new(ErrorCode::WrongCell, "this request was routed to the wrong cell")
-                .with_details(serde_json::json!({ "cell": &*cell.cell_id }))
-                .into_response();
+            return ApiError::new(
+                ErrorCode::WrongCell,
+                "this request was routed to the wrong cell",
+            )
+            .with_details(serde_json::json!({ "cell": &*cell.cell_id }))
+            .into_response();
         }
     }
     let peer = req
@@ -115,8 +119,14 @@ mod tests {
         let g = CellGuard::new("c", &["10.0.0.0/24".parse().expect("cidr")]);
         let router: IpAddr = "10.0.0.5".parse().expect("ip");
         // A client-sent spoof on the left is skipped: only the right-most untrusted hop counts.
-        assert_eq!(g.client_ip(router, &headers("6.6.6.6, 203.0.113.9")), "203.0.113.9".parse::<IpAddr>().expect("ip"));
-        assert_eq!(g.client_ip(router, &headers("203.0.113.9, 10.0.0.7")), "203.0.113.9".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            g.client_ip(router, &headers("6.6.6.6, 203.0.113.9")),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(
+            g.client_ip(router, &headers("203.0.113.9, 10.0.0.7")),
+            "203.0.113.9".parse::<IpAddr>().expect("ip")
+        );
         assert_eq!(g.client_ip(router, &HeaderMap::new()), router);
         assert_eq!(g.client_ip(router, &headers("garbage")), router);
     }

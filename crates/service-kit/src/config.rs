@@ -21,7 +21,11 @@ where
 {
     match std::env::var(name) {
         Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => v.trim().parse().map(Some).map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{name}={v:?}: {e}")),
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(e) => bail!("{name}: {e}"),
     }
@@ -38,13 +42,19 @@ where
 
 /// Reads a secret from the file named by `name` (e.g. `MRBILL_SERVICE_TOKEN_FILE`).
 pub fn secret_file(name: &str) -> anyhow::Result<Option<SecretString>> {
-    let Some(path) = optional::<PathBuf>(name)? else { return Ok(None) };
-    crate::secrets::read_secret(&path).map(Some).with_context(|| format!("{name}={}", path.display()))
+    let Some(path) = optional::<PathBuf>(name)? else {
+        return Ok(None);
+    };
+    crate::secrets::read_secret(&path)
+        .map(Some)
+        .with_context(|| format!("{name}={}", path.display()))
 }
 
 /// A comma-separated list of IPs or CIDRs.
 pub fn ip_nets(name: &str) -> anyhow::Result<Vec<IpNet>> {
-    let Some(raw) = optional::<String>(name)? else { return Ok(Vec::new()) };
+    let Some(raw) = optional::<String>(name)? else {
+        return Ok(Vec::new());
+    };
     raw.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -81,8 +91,10 @@ impl CommonConfig {
     /// Reads the `MRBILL_*` variables shared by all services.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            http_addr: optional("MRBILL_HTTP_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-            internal_addr: optional("MRBILL_INTERNAL_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            http_addr: optional("MRBILL_HTTP_ADDR")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            internal_addr: optional("MRBILL_INTERNAL_ADDR")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             cell_id: required("MRBILL_CELL_ID")?,
             tenant: required("MRBILL_TENANT")?,
             database_url: match secret_file("MRBILL_DATABASE_URL_FILE")? {

@@ -11,8 +11,16 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// Connects, retrying for up to `wait` while the database starts (e.g. right after `pg_ctl
 /// start`), then runs `migrator`.
-pub async fn connect_and_migrate(url: &SecretString, migrator: &Migrator, max_connections: u32, wait: Duration) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = url.expose_secret().parse().context("parsing the database URL")?;
+pub async fn connect_and_migrate(
+    url: &SecretString,
+    migrator: &Migrator,
+    max_connections: u32,
+    wait: Duration,
+) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .context("parsing the database URL")?;
     let pool_options = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))

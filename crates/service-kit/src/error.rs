@@ -25,7 +25,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Value::Object(Default::default()), retry_after: None, source: None }
+        Self {
+            code,
+            message: message.into(),
+            details: Value::Object(Default::default()),
+            retry_after: None,
+            source: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -100,10 +106,16 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             match &self.source {
                 Some(cause) => tracing::error!(code = %self.code, error = ?cause, "request failed"),
-                None => tracing::error!(code = %self.code, message = %self.message, "request failed"),
+                None => {
+                    tracing::error!(code = %self.code, message = %self.message, "request failed")
+                }
             }
         }
-        let body = ErrorBody { code: self.code, message: self.message, details: self.details };
+        let body = ErrorBody {
+            code: self.code,
+            message: self.message,
+            details: self.details,
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);

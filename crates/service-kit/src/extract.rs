@@ -4,9 +4,9 @@
 //!   missing fields or wrong types → 400 `invalid_json` with the JSON path in `details`.
 //! - [`ApiPath`] / [`ApiQuery`]: unparsable parameters → 400 `invalid_parameter`.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
-use axum::body::Bytes;
 use http::request::Parts;
 use http::{StatusCode, header};
 use serde::Serialize;
@@ -29,7 +29,10 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
-            return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "expected `Content-Type: application/json`"));
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "expected `Content-Type: application/json`",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -56,16 +59,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::new(ErrorCode::InvalidJson, message).with_details(details)
     })?;
     // Trailing garbage after the value is malformed JSON too.
-    de.end().map_err(|err| ApiError::new(ErrorCode::InvalidJson, err.to_string()))?;
+    de.end()
+        .map_err(|err| ApiError::new(ErrorCode::InvalidJson, err.to_string()))?;
     Ok(value)
 }
 
 fn is_json(headers: &http::HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
@@ -147,7 +160,10 @@ mod tests {
     fn json_content_types() {
         let mut h = http::HeaderMap::new();
         assert!(!is_json(&h));
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().expect("valid"));
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().expect("valid"),
+        );
         assert!(is_json(&h));
         h.insert(header::CONTENT_TYPE, "text/plain".parse().expect("valid"));
         assert!(!is_json(&h));

@@ -14,7 +14,9 @@ use http::{HeaderValue, StatusCode, header};
 use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use wire_types::ErrorCode;
 
@@ -31,7 +33,10 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn new(pool: Option<PgPool>) -> Self {
-        Self { draining: Arc::new(AtomicBool::new(false)), pool }
+        Self {
+            draining: Arc::new(AtomicBool::new(false)),
+            pool,
+        }
     }
 
     /// Marks the service as shutting down: `/readyz` answers 503 from now on.
@@ -54,11 +59,19 @@ impl Readiness {
     }
 }
 
-async fn healthz() -> impl IntoResponse {
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Object)))]
+pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(State(readiness): State<Readiness>) -> Response {
+/// Readiness: started, database reachable, not shutting down.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "Ready for traffic", body = Object),
+    (status = 503, description = "Not ready (starting, draining or database down)",
+        headers(("Retry-After" = u64, description = "Seconds to wait")), body = wire_types::ErrorBody),
+))]
+pub async fn readyz(State(readiness): State<Readiness>) -> Response {
     match readiness.check().await {
         Ok(()) => axum::Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(why) => ApiError::unavailable(why, Duration::from_secs(1)).into_response(),
@@ -67,7 +80,10 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         crate::telemetry::metrics_handle().render(),
     )
 }
@@ -77,20 +93,28 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
 }
 
 /// Counts requests and records latency per matched route (never the raw path, which would
 /// explode label cardinality and could leak ids).
 async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("mrbill_http_requests_total", &labels).increment(1);
-    metrics::histogram!("mrbill_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("mrbill_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     response
 }
 
@@ -108,6 +132,8 @@ pub struct HttpConfig {
 
 /// Wraps a service's public routes with the shared endpoints and middleware.
 pub fn public_router(routes: Router, config: HttpConfig) -> Router {
+    // Install the recorder before the first request is counted.
+    crate::telemetry::metrics_handle();
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -157,7 +183,11 @@ fn with_common_layers(router: Router) -> Router {
 }
 
 fn log_response<B>(res: &http::Response<B>, latency: Duration, _span: &tracing::Span) {
-    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+    tracing::info!(
+        status = res.status().as_u16(),
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "response"
+    );
 }
 
 /// `value.pipe(f)` = `f(value)`, to keep builder chains readable.

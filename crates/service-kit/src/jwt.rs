@@ -47,7 +47,9 @@ pub struct KeyPair {
 
 impl std::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyPair").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,14 +59,30 @@ impl KeyPair {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
         let key = SigningKey::from_bytes(&seed);
-        let private_pem = key.to_pkcs8_pem(LineEnding::LF).context("encoding private key")?;
-        let public_pem = key.verifying_key().to_public_key_pem(LineEnding::LF).context("encoding public key")?;
+        let private_pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .context("encoding private key")?;
+        let public_pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .context("encoding public key")?;
         Ok(Self {
             kid: format!("k-{}", crate::secrets::random_token(9)),
             private_pem: SecretString::from(private_pem.to_string()),
             public_pem,
         })
     }
+}
+
+/// The SPKI PEM public key of a PKCS#8 PEM private key, so services are configured with the
+/// private key alone and the pair can never mismatch.
+pub fn public_pem_from_private(private_pem: &SecretString) -> anyhow::Result<String> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let key = SigningKey::from_pkcs8_pem(private_pem.expose_secret())
+        .context("parsing Ed25519 private key")?;
+    key.verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .context("encoding public key")
 }
 
 /// Why a token was rejected. Both render as 401; the message differs.
@@ -87,15 +105,31 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("kid", &self.kid).field("cell_id", &self.cell_id).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.kid)
+            .field("cell_id", &self.cell_id)
+            .finish_non_exhaustive()
     }
 }
 
 impl TokenSigner {
     /// `ttl` is capped at [`MAX_ACCESS_TTL`].
-    pub fn new(kid: &str, private_pem: &SecretString, cell_id: &str, tenant: &str, ttl: Duration) -> anyhow::Result<Self> {
-        let key = EncodingKey::from_ed_pem(private_pem.expose_secret().as_bytes()).context("parsing Ed25519 private key")?;
-        Ok(Self { kid: kid.to_owned(), key, cell_id: cell_id.to_owned(), tenant: tenant.to_owned(), ttl: ttl.min(MAX_ACCESS_TTL) })
+    pub fn new(
+        kid: &str,
+        private_pem: &SecretString,
+        cell_id: &str,
+        tenant: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        let key = EncodingKey::from_ed_pem(private_pem.expose_secret().as_bytes())
+            .context("parsing Ed25519 private key")?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            key,
+            cell_id: cell_id.to_owned(),
+            tenant: tenant.to_owned(),
+            ttl: ttl.min(MAX_ACCESS_TTL),
+        })
     }
 
     pub fn ttl(&self) -> Duration {
@@ -136,7 +170,10 @@ pub struct TokenVerifier {
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier").field("kids", &self.keys.keys().collect::<Vec<_>>()).field("cell_id", &self.cell_id).finish()
+        f.debug_struct("TokenVerifier")
+            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("cell_id", &self.cell_id)
+            .finish()
     }
 }
 
@@ -145,33 +182,52 @@ impl TokenVerifier {
     pub fn new(cell_id: &str, public_keys: &[(String, String)]) -> anyhow::Result<Self> {
         let mut keys = HashMap::new();
         for (kid, pem) in public_keys {
-            keys.insert(kid.clone(), DecodingKey::from_ed_pem(pem.as_bytes()).with_context(|| format!("public key {kid}"))?);
+            keys.insert(
+                kid.clone(),
+                DecodingKey::from_ed_pem(pem.as_bytes())
+                    .with_context(|| format!("public key {kid}"))?,
+            );
         }
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[cell_id]);
         validation.set_required_spec_claims(&["exp", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
-        Ok(Self { keys, validation, cell_id: cell_id.to_owned() })
+        Ok(Self {
+            keys,
+            validation,
+            cell_id: cell_id.to_owned(),
+        })
     }
 
     /// Checks signature, algorithm, `kid`, `aud`, expiry and that `cell` names this cell.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid("unexpected algorithm".into()));
         }
-        let kid = header.kid.ok_or_else(|| TokenError::Invalid("missing kid".into()))?;
-        let key = self.keys.get(&kid).ok_or_else(|| TokenError::Invalid("unknown signing key".into()))?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid(e.to_string()),
-        })?;
+        let kid = header
+            .kid
+            .ok_or_else(|| TokenError::Invalid("missing kid".into()))?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| TokenError::Invalid("unknown signing key".into()))?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid(e.to_string()),
+                }
+            })?;
         if data.claims.cell != self.cell_id {
             return Err(TokenError::Invalid("token is for another cell".into()));
         }
         // `exp - iat` above the cap means the token was not minted by a signer of ours.
         if data.claims.exp - data.claims.iat > MAX_ACCESS_TTL.as_secs() as i64 {
-            return Err(TokenError::Invalid("token lifetime exceeds the maximum".into()));
+            return Err(TokenError::Invalid(
+                "token lifetime exceeds the maximum".into(),
+            ));
         }
         Ok(data.claims)
     }
@@ -183,8 +239,16 @@ mod tests {
 
     fn pair(cell: &str) -> (TokenSigner, TokenVerifier) {
         let kp = KeyPair::generate().expect("keygen");
-        let signer = TokenSigner::new(&kp.kid, &kp.private_pem, cell, "acme", Duration::from_secs(300)).expect("signer");
-        let verifier = TokenVerifier::new(cell, &[(kp.kid.clone(), kp.public_pem.clone())]).expect("verifier");
+        let signer = TokenSigner::new(
+            &kp.kid,
+            &kp.private_pem,
+            cell,
+            "acme",
+            Duration::from_secs(300),
+        )
+        .expect("signer");
+        let verifier =
+            TokenVerifier::new(cell, &[(kp.kid.clone(), kp.public_pem.clone())]).expect("verifier");
         (signer, verifier)
     }
 
@@ -194,24 +258,48 @@ mod tests {
         let user = UserId::new();
         let token = signer.sign(user, Role::Admin, 3).expect("sign");
         let claims = verifier.verify(&token).expect("valid");
-        assert_eq!((claims.sub, claims.role, claims.token_version, claims.aud.as_str()), (user, Role::Admin, 3, "c-acme"));
+        assert_eq!(
+            (
+                claims.sub,
+                claims.role,
+                claims.token_version,
+                claims.aud.as_str()
+            ),
+            (user, Role::Admin, 3, "c-acme")
+        );
     }
 
     #[test]
     fn a_token_from_another_cell_is_rejected() {
         let (other_signer, _) = pair("c-globex");
         let (_, verifier) = pair("c-acme");
-        let token = other_signer.sign(UserId::new(), Role::Admin, 0).expect("sign");
-        assert!(matches!(verifier.verify(&token), Err(TokenError::Invalid(_))));
+        let token = other_signer
+            .sign(UserId::new(), Role::Admin, 0)
+            .expect("sign");
+        assert!(matches!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]
     fn a_token_for_another_audience_with_our_key_is_rejected() {
         let kp = KeyPair::generate().expect("keygen");
-        let signer = TokenSigner::new(&kp.kid, &kp.private_pem, "c-other", "acme", Duration::from_secs(60)).expect("signer");
-        let verifier = TokenVerifier::new("c-acme", &[(kp.kid.clone(), kp.public_pem)]).expect("verifier");
+        let signer = TokenSigner::new(
+            &kp.kid,
+            &kp.private_pem,
+            "c-other",
+            "acme",
+            Duration::from_secs(60),
+        )
+        .expect("signer");
+        let verifier =
+            TokenVerifier::new("c-acme", &[(kp.kid.clone(), kp.public_pem)]).expect("verifier");
         let token = signer.sign(UserId::new(), Role::Member, 0).expect("sign");
-        assert!(matches!(verifier.verify(&token), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&token),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -234,13 +322,32 @@ mod tests {
         let token = signer.sign(UserId::new(), Role::Member, 0).expect("sign");
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = parts[1].chars().rev().collect();
-        assert!(matches!(verifier.verify(&parts.join(".")), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            verifier.verify(&parts.join(".")),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_public_key_is_derived_from_the_private_key() {
+        let kp = KeyPair::generate().expect("keygen");
+        assert_eq!(
+            public_pem_from_private(&kp.private_pem).expect("derive"),
+            kp.public_pem
+        );
     }
 
     #[test]
     fn ttl_is_capped_at_five_minutes() {
         let kp = KeyPair::generate().expect("keygen");
-        let signer = TokenSigner::new(&kp.kid, &kp.private_pem, "c", "t", Duration::from_secs(3600)).expect("signer");
+        let signer = TokenSigner::new(
+            &kp.kid,
+            &kp.private_pem,
+            "c",
+            "t",
+            Duration::from_secs(3600),
+        )
+        .expect("signer");
         assert_eq!(signer.ttl(), MAX_ACCESS_TTL);
     }
 }

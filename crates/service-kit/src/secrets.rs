@@ -17,10 +17,17 @@ use sha2::{Digest, Sha256};
 pub fn read_secret(path: &Path) -> anyhow::Result<SecretString> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
-        bail!("{} is readable by other users (mode {:o}); expected 0600", path.display(), meta.permissions().mode() & 0o777);
+        bail!(
+            "{} is readable by other users (mode {:o}); expected 0600",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        );
     }
-    let raw = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(SecretString::from(raw.trim_end_matches(['\n', '\r']).to_owned()))
+    let raw =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(SecretString::from(
+        raw.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
 }
 
 /// Writes a secret file with mode 0600 (created that way, never widened in between).
@@ -69,10 +76,16 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("tmp dir");
         let path = dir.join("token");
         write_secret(&path, "s3cret").expect("write");
-        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(read_secret(&path).expect("read").expose_secret(), "s3cret");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(read_secret(&path).is_err(), "world-readable secret accepted");
+        assert!(
+            read_secret(&path).is_err(),
+            "world-readable secret accepted"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -81,6 +94,10 @@ mod tests {
         assert_ne!(random_token(32), random_token(32));
         assert_eq!(token_hash("a"), token_hash("a"));
         assert_eq!(token_hash("a").len(), 64);
-        assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd") && !constant_time_eq("a", "ab"));
+        assert!(
+            constant_time_eq("abc", "abc")
+                && !constant_time_eq("abc", "abd")
+                && !constant_time_eq("a", "ab")
+        );
     }
 }

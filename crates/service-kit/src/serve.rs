@@ -20,17 +20,25 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both addresses (port 0 picks a free port).
     pub async fn bind(public: SocketAddr, internal: SocketAddr) -> anyhow::Result<Self> {
-        let public = TcpListener::bind(public).await.with_context(|| format!("binding {public}"))?;
-        let internal = TcpListener::bind(internal).await.with_context(|| format!("binding {internal}"))?;
+        let public = TcpListener::bind(public)
+            .await
+            .with_context(|| format!("binding {public}"))?;
+        let internal = TcpListener::bind(internal)
+            .await
+            .with_context(|| format!("binding {internal}"))?;
         Ok(Self { public, internal })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
-        self.public.local_addr().expect("a bound listener has an address")
+        self.public
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn internal_addr(&self) -> SocketAddr {
-        self.internal.local_addr().expect("a bound listener has an address")
+        self.internal
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Writes `{"public": "...", "internal": "..."}` atomically, so a supervisor or test waiting
@@ -38,14 +46,21 @@ impl Listeners {
     pub fn write_ready_file(&self, path: &Path) -> anyhow::Result<()> {
         let body = serde_json::json!({ "public": self.public_addr(), "internal": self.internal_addr(), "pid": std::process::id() });
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, body.to_string())
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
     /// Serves both routers until `shutdown` resolves, then stops accepting, marks the service
     /// not ready and lets in-flight requests finish.
-    pub async fn serve(self, public: Router, internal: Router, readiness: Readiness, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        public: Router,
+        internal: Router,
+        readiness: Readiness,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -55,11 +70,19 @@ impl Listeners {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let public = axum::serve(self.public, public.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(wait(rx.clone()));
-        let internal = axum::serve(self.internal, internal.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(wait(rx));
-        tokio::try_join!(async { public.await.context("public listener") }, async { internal.await.context("internal listener") })?;
+        let public = axum::serve(
+            self.public,
+            public.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait(rx.clone()));
+        let internal = axum::serve(
+            self.internal,
+            internal.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait(rx));
+        tokio::try_join!(async { public.await.context("public listener") }, async {
+            internal.await.context("internal listener")
+        })?;
         Ok(())
     }
 }

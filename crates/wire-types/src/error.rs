@@ -141,7 +141,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code: code.to_owned(), message: message.into() }
+        Self {
+            field: field.into(),
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -151,7 +155,11 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_their_stable_strings() {
-        for code in [ErrorCode::WrongCell, ErrorCode::ValidationFailed, ErrorCode::RefreshTokenReused] {
+        for code in [
+            ErrorCode::WrongCell,
+            ErrorCode::ValidationFailed,
+            ErrorCode::RefreshTokenReused,
+        ] {
             let json = serde_json::to_value(code).expect("serializes");
             assert_eq!(json, code.as_str());
         }

@@ -1,1 +1,21 @@
-//! placeholder
+//! poc-service: the cell's accounts (it alone holds the cell's signing key) and, later, PoCs and
+//! search.
+//!
+//! Layout: `routes/` (extract → call → map), `domain/` (validated values, no I/O), `store/` (SQL
+//! over a pool or transaction), `session` (token issuing and rotation), `app` (wiring).
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod domain;
+pub mod openapi;
+mod routes;
+mod session;
+mod state;
+mod store;
+
+pub use app::App;
+pub use config::Config;
+
+/// This service's migrations, embedded at compile time (one ledger in its own database).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

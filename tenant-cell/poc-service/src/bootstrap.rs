@@ -1,0 +1,97 @@
+//! Provisioning-time creation of the tenant's first admin.
+//!
+//! The control plane runs `poc-service bootstrap-admin --email <admin>` once the cell's database
+//! exists. It creates a one-time, email-bound admin invite and prints its token; the admin
+//! registers with it. Running it again before the invite is used is idempotent when given the
+//! same token (`--token-file`) and replaces the invite otherwise; once any admin exists it
+//! refuses ([`BootstrapError::AlreadyBootstrapped`]), so it works once and only once.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use service_kit::secrets::{random_token, token_hash};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use wire_types::auth::Role;
+
+use crate::domain::Email;
+use crate::store::invites;
+
+/// How long the bootstrap invite stays valid.
+pub const BOOTSTRAP_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What the command prints (JSON) for the control plane / CLI.
+#[derive(Debug, Serialize)]
+pub struct BootstrapInvite {
+    pub email: String,
+    pub invite_token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("invalid admin email: {0}")]
+    InvalidEmail(String),
+    #[error("this cell already has an admin; bootstrap works only once")]
+    AlreadyBootstrapped,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Creates (or re-issues) the bootstrap invite for `email`. With `token`, that exact secret is
+/// used, making retries by a crashed-and-restarted provisioner idempotent.
+pub async fn bootstrap_admin(
+    pool: &PgPool,
+    email: &str,
+    token: Option<String>,
+) -> Result<BootstrapInvite, BootstrapError> {
+    let email =
+        Email::parse("email", email).map_err(|e| BootstrapError::InvalidEmail(e.message))?;
+    let token = token.unwrap_or_else(|| random_token(32));
+    let hash = token_hash(&token);
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('mrbill.poc.bootstrap'))")
+        .execute(&mut *tx)
+        .await?;
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+        .fetch_one(&mut *tx)
+        .await?;
+    let used: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM invites WHERE bootstrap AND used_at IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+    if admins > 0 || used > 0 {
+        return Err(BootstrapError::AlreadyBootstrapped);
+    }
+    let pending = invites::pending_bootstrap(&mut *tx).await?;
+    if let Some(same) = pending
+        .iter()
+        .find(|i| i.token_hash == hash && i.email.as_deref() == Some(email.as_str()))
+    {
+        let expires_at = same.expires_at;
+        tx.commit().await?;
+        return Ok(BootstrapInvite {
+            email: email.as_str().to_owned(),
+            invite_token: token,
+            expires_at,
+        });
+    }
+    invites::revoke_bootstrap(&mut *tx).await?;
+    let expires_at = OffsetDateTime::now_utc() + BOOTSTRAP_TTL;
+    let new = invites::NewInvite {
+        token_hash: &hash,
+        email: Some(email.as_str()),
+        role: Role::Admin,
+        bootstrap: true,
+        created_by: None,
+        expires_at,
+    };
+    let invite = invites::insert(&mut *tx, &new).await?;
+    tx.commit().await?;
+    Ok(BootstrapInvite {
+        email: email.as_str().to_owned(),
+        invite_token: token,
+        expires_at: invite.expires_at,
+    })
+}

@@ -1,0 +1,123 @@
+//! poc-service settings: the shared [`CommonConfig`] plus accounts settings.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use service_kit::config::{CommonConfig, optional, required, secret_file};
+use service_kit::jwt::KeyPair;
+
+use crate::domain::PasswordPolicy;
+
+/// Failed-login throttling.
+#[derive(Clone, Copy, Debug)]
+pub struct ThrottleConfig {
+    /// Failed logins for one account within `window` before it is blocked.
+    pub account_max_failures: u32,
+    /// Failed logins from one client IP within `window` before it is blocked.
+    pub ip_max_failures: u32,
+    pub window: Duration,
+    /// How long a blocked key stays blocked.
+    pub block_for: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            account_max_failures: 5,
+            ip_max_failures: 50,
+            window: Duration::from_secs(15 * 60),
+            block_for: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Everything poc-service needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `kid` of the cell's signing key.
+    pub jwt_kid: String,
+    /// The cell's Ed25519 private key (PKCS#8 PEM). Only poc-service has it.
+    pub jwt_private_key: SecretString,
+    /// Shared secret of the cell's internal API.
+    pub service_token: SecretString,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// A refresh token reused within this window (concurrent refreshes from one device) gets a
+    /// sibling instead of revoking its family.
+    pub refresh_grace: Duration,
+    pub throttle: ThrottleConfig,
+    pub password_policy: PasswordPolicy,
+    /// Standalone development mode: the first registrant becomes admin.
+    pub dev_mode: bool,
+}
+
+impl Config {
+    /// Reads `MRBILL_*` env vars. Secrets come from files: `MRBILL_JWT_PRIVATE_KEY_FILE`,
+    /// `MRBILL_SERVICE_TOKEN_FILE`. In dev mode missing secrets are generated for this run.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let common = CommonConfig::from_env()?;
+        let dev_mode = optional::<bool>("MRBILL_DEV_MODE")?.unwrap_or(false);
+        let key = secret_file("MRBILL_JWT_PRIVATE_KEY_FILE")?;
+        let token = secret_file("MRBILL_SERVICE_TOKEN_FILE")?;
+        let (jwt_kid, jwt_private_key) = match key {
+            Some(key) => (required("MRBILL_JWT_KID")?, key),
+            None if dev_mode => {
+                let kp = KeyPair::generate()?;
+                (kp.kid, kp.private_pem)
+            }
+            None => {
+                anyhow::bail!("MRBILL_JWT_PRIVATE_KEY_FILE must be set (or MRBILL_DEV_MODE=true)")
+            }
+        };
+        let service_token = match token {
+            Some(t) => t,
+            None if dev_mode => SecretString::from(service_kit::secrets::random_token(32)),
+            None => {
+                anyhow::bail!("MRBILL_SERVICE_TOKEN_FILE must be set (or MRBILL_DEV_MODE=true)")
+            }
+        };
+        let secs = |name: &str, default: u64| -> anyhow::Result<Duration> {
+            Ok(Duration::from_secs(
+                optional::<u64>(name)?.unwrap_or(default),
+            ))
+        };
+        let defaults = ThrottleConfig::default();
+        Ok(Self {
+            common,
+            jwt_kid,
+            jwt_private_key,
+            service_token,
+            access_ttl: secs("MRBILL_ACCESS_TTL_SECS", 300)?,
+            refresh_ttl: secs("MRBILL_REFRESH_TTL_SECS", 30 * 24 * 3600)?,
+            refresh_grace: secs("MRBILL_REFRESH_GRACE_SECS", 10)?,
+            throttle: ThrottleConfig {
+                account_max_failures: optional("MRBILL_LOGIN_ACCOUNT_MAX_FAILURES")?
+                    .unwrap_or(defaults.account_max_failures),
+                ip_max_failures: optional("MRBILL_LOGIN_IP_MAX_FAILURES")?
+                    .unwrap_or(defaults.ip_max_failures),
+                window: secs("MRBILL_LOGIN_WINDOW_SECS", defaults.window.as_secs())?,
+                block_for: secs("MRBILL_LOGIN_BLOCK_SECS", defaults.block_for.as_secs())?,
+            },
+            password_policy: PasswordPolicy::default(),
+            dev_mode,
+        })
+    }
+
+    /// A config for tests: fresh keys and service token, loopback port 0.
+    pub fn for_tests(cell_id: &str, tenant: &str, database_url: &str) -> anyhow::Result<Self> {
+        let kp = KeyPair::generate()?;
+        Ok(Self {
+            common: CommonConfig::for_tests(cell_id, tenant, database_url),
+            jwt_kid: kp.kid,
+            jwt_private_key: kp.private_pem,
+            service_token: SecretString::from(service_kit::secrets::random_token(32)),
+            access_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_grace: Duration::from_secs(10),
+            throttle: ThrottleConfig::default(),
+            password_policy: PasswordPolicy::default(),
+            dev_mode: false,
+        })
+    }
+}

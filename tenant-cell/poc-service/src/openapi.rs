@@ -1,0 +1,82 @@
+//! OpenAPI 3.1 documents generated from the code: the public API (served at `/openapi.json`,
+//! reachable as `/poc/openapi.json` through the router) and the internal API. Both are committed
+//! next to `Cargo.toml` and a test fails when they drift.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "Access token from /v1/auth/login (EdDSA, ≤ 5 min, this cell only)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "service_token",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The cell's service token (internal listener only)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The public API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "poc-service", description = "Accounts of one tenant cell. Every error is `{code, message, details}`; request bodies reject unknown fields."),
+    paths(
+        routes::register, routes::login, routes::refresh, routes::logout,
+        routes::me, routes::list_users, routes::get_user, routes::update_user,
+        routes::create_invite, routes::list_invites, routes::revoke_invite,
+        routes::get_settings, routes::update_settings,
+        service_kit::http::healthz, service_kit::http::readyz,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "auth", description = "Register, sign in, refresh and sign out"),
+        (name = "users", description = "The caller's account and user administration"),
+        (name = "invites", description = "Invitations (admins)"),
+        (name = "settings", description = "Cell-wide account settings"),
+        (name = "ops", description = "Health and readiness"),
+    )
+)]
+pub struct PublicApi;
+
+/// The internal API (internal listener, service token).
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "poc-service internal API", description = "Served on the internal listener only; the router never forwards to it."),
+    paths(routes::token_version),
+    modifiers(&Security),
+)]
+pub struct InternalApi;
+
+/// Pretty JSON of the public document (what is committed as `openapi.json`).
+pub fn public_json() -> String {
+    PublicApi::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
+
+/// Pretty JSON of the internal document (committed as `openapi.internal.json`).
+pub fn internal_json() -> String {
+    InternalApi::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}

@@ -1,0 +1,241 @@
+//! `/v1/auth`: register, login, refresh, logout.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Router, http::StatusCode};
+use service_kit::ApiError;
+use service_kit::cell::ClientIp;
+use service_kit::extract::ApiJson;
+use service_kit::secrets::token_hash;
+use time::OffsetDateTime;
+use wire_types::auth::{
+    LoginRequest, RefreshRequest, RegisterRequest, RegistrationMode, Role, TokenResponse,
+};
+use wire_types::{ErrorBody, ErrorCode};
+
+use crate::domain::{DisplayName, Email, Fields, Password};
+use crate::session;
+use crate::state::AppState;
+use crate::store::{self, invites, settings, throttle, users};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+}
+
+/// Create an account. With an invite the account gets the invite's role; without one,
+/// registration must be `open` in this cell (or, in standalone development mode only, the cell
+/// must have no users yet: the first registrant becomes admin).
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created and signed in", body = TokenResponse),
+        (status = 400, description = "Malformed JSON or unknown fields", body = ErrorBody),
+        (status = 403, description = "`registration_closed` or `invalid_invite`", body = ErrorBody),
+        (status = 409, description = "Email already registered", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, ApiJson<TokenResponse>), ApiError> {
+    let mut fields = Fields::default();
+    let email = fields.check(Email::parse("email", &req.email));
+    let password = fields.check(Password::parse(
+        "password",
+        &req.password,
+        email.as_ref(),
+        state.config.password_policy,
+    ));
+    let display_name = match &req.display_name {
+        Some(name) => fields.check(DisplayName::parse("display_name", name)),
+        None => email.as_ref().map(DisplayName::from_email),
+    };
+    if let Some(token) = &req.invite_token {
+        if token.is_empty() || token.len() > 256 {
+            fields.check::<()>(Err(wire_types::FieldError::new(
+                "invite_token",
+                "invalid_format",
+                "invite token must be 1–256 characters",
+            )));
+        }
+    }
+    fields.finish().map_err(ApiError::validation)?;
+    let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "validated fields missing"
+        )));
+    };
+    let password_hash = session::hash_password(password.expose().to_owned()).await?;
+
+    let mut tx = state.pool.begin().await?;
+    // Serialises registrations, so "first user" and invite use are decided one at a time.
+    let cell_settings = settings::lock(&mut *tx).await?;
+    let invite = match &req.invite_token {
+        Some(token) => {
+            let invalid = || {
+                ApiError::new(
+                    ErrorCode::InvalidInvite,
+                    "invite is invalid, used, expired or for another email",
+                )
+            };
+            let invite = invites::lock_by_hash(&mut *tx, &token_hash(token))
+                .await?
+                .ok_or_else(invalid)?;
+            if !invite.is_pending(OffsetDateTime::now_utc())
+                || invite.email.as_deref().is_some_and(|e| e != email.as_str())
+            {
+                return Err(invalid());
+            }
+            Some(invite)
+        }
+        None => None,
+    };
+    let role = match &invite {
+        Some(invite) => invite.role(),
+        None if state.config.dev_mode && users::count(&mut *tx).await? == 0 => Role::Admin,
+        None if cell_settings.registration == RegistrationMode::Open => Role::Member,
+        None => {
+            return Err(ApiError::new(
+                ErrorCode::RegistrationClosed,
+                "registration in this cell needs an invite",
+            ));
+        }
+    };
+    let new = users::NewUser {
+        email: email.as_str(),
+        display_name: display_name.as_str(),
+        password_hash: &password_hash,
+        role,
+    };
+    let user = users::insert(&mut *tx, &new).await.map_err(|e| {
+        if store::is_unique_violation(&e) {
+            ApiError::new(
+                ErrorCode::Conflict,
+                "an account with this email already exists",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    if let Some(invite) = &invite {
+        invites::mark_used(&mut *tx, invite.id, user.id).await?;
+    }
+    let tokens = session::issue(&state, &mut tx, &user, None).await?;
+    tx.commit().await?;
+    tracing::info!(user = %user.id, role = role.as_str(), via_invite = invite.is_some(), "account registered");
+    Ok((StatusCode::CREATED, ApiJson(tokens)))
+}
+
+/// Sign in with email and password. Failed attempts are counted per account and per client IP;
+/// past the limit the answer is 429 with `Retry-After`, even for the right password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenResponse),
+        (status = 400, description = "Malformed JSON or unknown fields", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts",
+            headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<ApiJson<TokenResponse>, ApiError> {
+    let email = Email::parse("email", &req.email).map_err(|e| ApiError::validation(vec![e]))?;
+    if req.password.is_empty()
+        || req.password.chars().count() > state.config.password_policy.max_chars
+    {
+        return Err(ApiError::validation(vec![wire_types::FieldError::new(
+            "password",
+            "invalid_length",
+            "password is empty or too long",
+        )]));
+    }
+    let account_key = format!("acct:{}", email.as_str());
+    let keys = [account_key.clone(), format!("ip:{ip}")];
+    if let Some(wait) = throttle::blocked_for(&state.pool, &keys).await? {
+        return Err(ApiError::rate_limited(wait)
+            .with_details(serde_json::json!({ "reason": "too_many_failed_logins" })));
+    }
+    let user = users::find_by_email(&state.pool, email.as_str()).await?;
+    let ok = session::verify_password(req.password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await?;
+    let Some(user) = user.filter(|_| ok) else {
+        let t = state.config.throttle;
+        throttle::record_failure(
+            &state.pool,
+            &keys[0],
+            t.account_max_failures,
+            t.window,
+            t.block_for,
+        )
+        .await?;
+        throttle::record_failure(
+            &state.pool,
+            &keys[1],
+            t.ip_max_failures,
+            t.window,
+            t.block_for,
+        )
+        .await?;
+        metrics::counter!("mrbill_poc_login_failures_total").increment(1);
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "email or password is wrong",
+        ));
+    };
+    if user.disabled {
+        return Err(ApiError::new(
+            ErrorCode::AccountDisabled,
+            "this account is disabled",
+        ));
+    }
+    throttle::clear(&state.pool, &account_key).await?;
+    let mut conn = state.pool.acquire().await?;
+    Ok(ApiJson(
+        session::issue(&state, &mut conn, &user, None).await?,
+    ))
+}
+
+/// Exchange a refresh token for new tokens. Each refresh token works once; reusing one after the
+/// short grace window revokes every token of that sign-in (`refresh_token_reused`).
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 400, description = "Malformed JSON or unknown fields", body = ErrorBody),
+        (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused`", body = ErrorBody),
+        (status = 403, description = "`account_disabled`", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<ApiJson<TokenResponse>, ApiError> {
+    session::refresh(&state, &req.refresh_token)
+        .await
+        .map(ApiJson)
+}
+
+/// Sign out: revokes the refresh token and every token rotated from the same sign-in.
+/// Idempotent; needs no access token (it may have expired).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 400, description = "Malformed JSON or unknown fields", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    ))]
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    session::logout(&state, &req.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

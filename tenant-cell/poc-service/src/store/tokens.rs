@@ -1,0 +1,69 @@
+//! The `refresh_tokens` table: rotating refresh tokens grouped in families (one per login).
+
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Clone, Debug, FromRow)]
+pub struct RefreshRow {
+    pub family_id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+pub async fn insert(
+    ex: impl PgExecutor<'_>,
+    hash: &str,
+    family: Uuid,
+    user: Uuid,
+    expires_at: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(hash)
+        .bind(family)
+        .bind(user)
+        .bind(expires_at)
+        .execute(ex)
+        .await
+        .map(drop)
+}
+
+/// Locks the token row, serialising concurrent refreshes of the same token.
+pub async fn lock(ex: impl PgExecutor<'_>, hash: &str) -> sqlx::Result<Option<RefreshRow>> {
+    sqlx::query_as("SELECT family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE")
+        .bind(hash)
+        .fetch_optional(ex)
+        .await
+}
+
+pub async fn mark_used(ex: impl PgExecutor<'_>, hash: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1 AND used_at IS NULL",
+    )
+    .bind(hash)
+    .execute(ex)
+    .await
+    .map(drop)
+}
+
+pub async fn revoke_family(ex: impl PgExecutor<'_>, family: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(family)
+    .execute(ex)
+    .await
+    .map(drop)
+}
+
+pub async fn revoke_user(ex: impl PgExecutor<'_>, user: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user)
+    .execute(ex)
+    .await
+    .map(drop)
+}

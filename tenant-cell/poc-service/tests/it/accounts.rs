@@ -1,0 +1,223 @@
+//! Registration, bootstrap, invites, login, me, logout.
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, TestApp};
+
+#[tokio::test]
+async fn bootstrap_invite_makes_the_first_admin_once_and_only_once() {
+    let app = TestApp::spawn().await;
+    let invite = app.bootstrap_invite("Boss@Acme.test").await;
+
+    let res = app
+        .register("boss@acme.test", PASSWORD, Some(&invite))
+        .await;
+    assert_eq!(res.assert_status(201)["user"]["role"], "admin");
+
+    // The invite is spent, and the cell refuses a second bootstrap.
+    app.register("boss2@acme.test", PASSWORD, Some(&invite))
+        .await
+        .assert_error(403, "invalid_invite");
+    let again = poc_service::bootstrap::bootstrap_admin(&app.pool, "other@acme.test", None).await;
+    assert!(
+        matches!(
+            again,
+            Err(poc_service::bootstrap::BootstrapError::AlreadyBootstrapped)
+        ),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn bootstrap_invite_is_bound_to_the_admin_email() {
+    let app = TestApp::spawn().await;
+    let invite = app.bootstrap_invite("boss@acme.test").await;
+    app.register("intruder@acme.test", PASSWORD, Some(&invite))
+        .await
+        .assert_error(403, "invalid_invite");
+    app.register("boss@acme.test", PASSWORD, Some(&invite))
+        .await
+        .assert_status(201);
+}
+
+#[tokio::test]
+async fn bootstrap_retried_with_the_same_token_is_idempotent_and_a_new_token_replaces_the_old() {
+    let app = TestApp::spawn().await;
+    let first = poc_service::bootstrap::bootstrap_admin(
+        &app.pool,
+        "boss@acme.test",
+        Some("secret-one".into()),
+    )
+    .await
+    .expect("first");
+    let again = poc_service::bootstrap::bootstrap_admin(
+        &app.pool,
+        "boss@acme.test",
+        Some("secret-one".into()),
+    )
+    .await
+    .expect("retry");
+    assert_eq!(
+        first.expires_at, again.expires_at,
+        "a retry re-uses the same invite"
+    );
+
+    poc_service::bootstrap::bootstrap_admin(&app.pool, "boss@acme.test", Some("secret-two".into()))
+        .await
+        .expect("replace");
+    app.register("boss@acme.test", PASSWORD, Some("secret-one"))
+        .await
+        .assert_error(403, "invalid_invite");
+    app.register("boss@acme.test", PASSWORD, Some("secret-two"))
+        .await
+        .assert_status(201);
+}
+
+#[tokio::test]
+async fn registration_without_an_invite_is_closed_by_default() {
+    let app = TestApp::spawn().await;
+    app.register("dev@acme.test", PASSWORD, None)
+        .await
+        .assert_error(403, "registration_closed");
+}
+
+#[tokio::test]
+async fn first_registrant_becomes_admin_only_in_dev_mode() {
+    let app = TestApp::spawn_with(|c| c.dev_mode = true).await;
+    assert_eq!(
+        app.register("first@acme.test", PASSWORD, None)
+            .await
+            .assert_status(201)["user"]["role"],
+        "admin"
+    );
+    // Then the cell's normal rule applies (invite-only by default).
+    app.register("second@acme.test", PASSWORD, None)
+        .await
+        .assert_error(403, "registration_closed");
+}
+
+#[tokio::test]
+async fn open_registration_creates_members() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    admin
+        .client
+        .patch("/v1/settings", &json!({ "registration": "open" }))
+        .await
+        .assert_status(200);
+    let res = app.register("dev@acme.test", PASSWORD, None).await;
+    assert_eq!(res.assert_status(201)["user"]["role"], "member");
+    // Emails are unique, case-insensitively.
+    app.register("DEV@acme.test", PASSWORD, None)
+        .await
+        .assert_error(409, "conflict");
+}
+
+#[tokio::test]
+async fn admin_invites_work_once_and_revoked_invites_not_at_all() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let created = admin
+        .client
+        .post("/v1/invites", &json!({ "role": "admin" }))
+        .await;
+    let token = created.assert_status(201)["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let res = app
+        .register("second-admin@acme.test", PASSWORD, Some(&token))
+        .await;
+    assert_eq!(res.assert_status(201)["user"]["role"], "admin");
+    app.register("third@acme.test", PASSWORD, Some(&token))
+        .await
+        .assert_error(403, "invalid_invite");
+
+    let created = admin
+        .client
+        .post("/v1/invites", &json!({ "email": "late@acme.test" }))
+        .await;
+    let body = created.assert_status(201).clone();
+    assert_eq!(body["invite"]["role"], "member");
+    let id = body["invite"]["id"].as_str().expect("id");
+    admin
+        .client
+        .delete(&format!("/v1/invites/{id}"))
+        .await
+        .assert_status(204);
+    app.register("late@acme.test", PASSWORD, body["token"].as_str())
+        .await
+        .assert_error(403, "invalid_invite");
+    admin
+        .client
+        .delete(&format!("/v1/invites/{id}"))
+        .await
+        .assert_error(404, "not_found");
+
+    let listed = admin.client.get("/v1/invites").await;
+    assert!(
+        !listed.text.contains("token_hash") && !listed.text.contains(&token),
+        "invite listings never contain secrets"
+    );
+}
+
+#[tokio::test]
+async fn login_issues_tokens_that_work_on_me() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let res = app.login("ADMIN@acme.test", PASSWORD).await;
+    let body = res.assert_status(200);
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_u64().expect("expires_in") <= 300);
+    let session = app.session(body);
+    let me = session.client.get("/v1/users/me").await;
+    assert_eq!(
+        me.assert_status(200)["id"].as_str(),
+        Some(admin.user_id.as_str())
+    );
+    assert_eq!(me.body["email"], "admin@acme.test");
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_look_the_same() {
+    let app = TestApp::spawn().await;
+    app.admin().await;
+    let wrong = app.login("admin@acme.test", "definitely not it").await;
+    let unknown = app.login("nobody@acme.test", PASSWORD).await;
+    wrong.assert_error(401, "invalid_credentials");
+    unknown.assert_error(401, "invalid_credentials");
+    assert_eq!(wrong.body["message"], unknown.body["message"]);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_refresh_token_family() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let rotated = app
+        .api
+        .post(
+            "/v1/auth/refresh",
+            &json!({ "refresh_token": admin.refresh }),
+        )
+        .await;
+    let newest = rotated.assert_status(200)["refresh_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    app.api
+        .post(
+            "/v1/auth/logout",
+            &json!({ "refresh_token": admin.refresh }),
+        )
+        .await
+        .assert_status(204);
+    app.api
+        .post("/v1/auth/refresh", &json!({ "refresh_token": newest }))
+        .await
+        .assert_error(401, "invalid_refresh_token");
+    // Idempotent.
+    app.api
+        .post("/v1/auth/logout", &json!({ "refresh_token": newest }))
+        .await
+        .assert_status(204);
+}

@@ -1,0 +1,14 @@
+//! poc-service integration tests: the real app on port 0 against a fresh database per test
+//! (real Postgres, real HTTP).
+
+mod accounts;
+mod admin;
+mod bad_input;
+mod cell;
+mod fuzz;
+mod helpers;
+mod internal;
+mod openapi;
+mod ops;
+mod refresh;
+mod throttle;
