@@ -77,15 +77,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
 /// Middleware: rejects requests routed to another cell and records the client IP.
 pub async fn guard(State(cell): State<CellGuard>, mut req: Request, next: Next) -> Response {
-    if let Some(target) = req.headers().get(CELL_ID_HEADER) {
-        if target.as_bytes() != cell.cell_id.as_bytes() {
-            return ApiError::new(
-                ErrorCode::WrongCell,
-                "this request was routed to the wrong cell",
-            )
-            .with_details(serde_json::json!({ "cell": &*cell.cell_id }))
-            .into_response();
-        }
+    if let Some(target) = req.headers().get(CELL_ID_HEADER)
+        && target.as_bytes() != cell.cell_id.as_bytes()
+    {
+        return ApiError::new(
+            ErrorCode::WrongCell,
+            "this request was routed to the wrong cell",
+        )
+        .with_details(serde_json::json!({ "cell": &*cell.cell_id }))
+        .into_response();
     }
     let peer = req
         .extensions()

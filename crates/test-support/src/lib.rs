@@ -9,4 +9,18 @@ pub mod http;
 pub mod pg;
 
 pub use http::{ApiClient, ApiResponse};
-pub use pg::test_database;
+pub use pg::{empty_database, test_database};
+
+/// Directory of the workspace's binaries: `MRBILL_BIN_DIR` (set by `./x test`), else the
+/// `target/<profile>` directory the running test binary was built into.
+pub fn bin_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("MRBILL_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test-binary>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_owned()
+}

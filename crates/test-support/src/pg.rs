@@ -140,3 +140,17 @@ pub async fn test_database(migrator: &Migrator) -> anyhow::Result<String> {
     conn.close().await?;
     Ok(with_database(admin, &name))
 }
+
+/// A fresh, empty database (for binaries that run their own migrations); returns its URL.
+pub async fn empty_database() -> anyhow::Result<String> {
+    let admin = admin_url();
+    let mut conn = PgConnection::connect(admin)
+        .await
+        .context("connecting to the test cluster")?;
+    let name = format!("e_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(with_database(admin, &name))
+}

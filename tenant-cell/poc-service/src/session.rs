@@ -112,16 +112,16 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenResponse,
     if row.revoked_at.is_some() || row.expires_at <= now {
         return Err(invalid());
     }
-    if let Some(used_at) = row.used_at {
-        if now - used_at > state.config.refresh_grace {
-            tokens::revoke_family(&mut *tx, row.family_id).await?;
-            tx.commit().await?;
-            tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reused; family revoked");
-            return Err(ApiError::new(
-                ErrorCode::RefreshTokenReused,
-                "refresh token was already used; sign in again",
-            ));
-        }
+    if let Some(used_at) = row.used_at
+        && now - used_at > state.config.refresh_grace
+    {
+        tokens::revoke_family(&mut *tx, row.family_id).await?;
+        tx.commit().await?;
+        tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reused; family revoked");
+        return Err(ApiError::new(
+            ErrorCode::RefreshTokenReused,
+            "refresh token was already used; sign in again",
+        ));
     }
     let Some(user) = users::find(&mut *tx, row.user_id).await? else {
         return Err(invalid());

@@ -55,14 +55,14 @@ pub async fn register(
         Some(name) => fields.check(DisplayName::parse("display_name", name)),
         None => email.as_ref().map(DisplayName::from_email),
     };
-    if let Some(token) = &req.invite_token {
-        if token.is_empty() || token.len() > 256 {
-            fields.check::<()>(Err(wire_types::FieldError::new(
-                "invite_token",
-                "invalid_format",
-                "invite token must be 1–256 characters",
-            )));
-        }
+    if let Some(token) = &req.invite_token
+        && (token.is_empty() || token.len() > 256)
+    {
+        fields.check::<()>(Err(wire_types::FieldError::new(
+            "invite_token",
+            "invalid_format",
+            "invite token must be 1–256 characters",
+        )));
     }
     fields.finish().map_err(ApiError::validation)?;
     let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {

@@ -1,0 +1,99 @@
+//! `cargo xtask <task>` (usually through `./x`): the project's one entry point for dev tasks.
+//!
+//! - `test`: fmt check, clippy, build every binary, start one Postgres cluster for the run, run
+//!   the whole suite with nextest against it, stop the cluster.
+//! - `dev`: run poc-service locally on its own Postgres under `MRBILL_HOME`, with a bootstrap
+//!   admin invite, and print where to look.
+
+mod dev;
+mod test;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test::run(&args[1..]),
+        Some("dev") => dev::run(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <test|dev> [args]\n  test [nextest filters]   run lints and the whole test suite\n  dev                      run the platform locally"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_owned()
+}
+
+/// The cargo target dir in use (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `cargo` with the same toolchain that runs us.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cmd`, failing with its name when it fails.
+pub fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("$ {}", describe(cmd));
+    let status = cmd.status()?;
+    anyhow::ensure!(status.success(), "`{}` failed ({status})", describe(cmd));
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Random hex secret from the OS.
+pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Spawns a detached watcher that stops the cluster in `data_dir` (and removes `remove`, if
+/// given) once process `pid` is gone — so an interrupted run never leaves Postgres behind.
+pub fn spawn_reaper(
+    pid: u32,
+    data_dir: &std::path::Path,
+    remove: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let rm = remove
+        .map(|p| format!("rm -rf '{}'", p.display()))
+        .unwrap_or_default();
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         [ -f '{data}/postmaster.pid' ] && kill -INT $(head -1 '{data}/postmaster.pid') 2>/dev/null; \
+         for i in $(seq 1 100); do [ -f '{data}/postmaster.pid' ] || break; sleep 0.1; done; {rm}",
+        data = data_dir.display()
+    );
+    std::os::unix::process::CommandExt::process_group(
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        0,
+    )
+    .spawn()?;
+    Ok(())
+}
