@@ -11,9 +11,9 @@ mod test;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
+    let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("dev") => dev::run(&args[1..]),
         _ => {
@@ -22,6 +22,10 @@ fn main() -> anyhow::Result<()> {
             );
             std::process::exit(2);
         }
+    };
+    if let Err(e) = result {
+        eprintln!("x: {e:#}");
+        std::process::exit(1);
     }
 }
 

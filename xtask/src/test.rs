@@ -16,8 +16,15 @@ pub fn run(filters: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // Every binary first: end-to-end tests run the real, current binaries.
-    run_checked(cargo().args(["build", "--workspace", "--bins"]))?;
+    // Every binary (and test) first, with the test run's feature set so nothing is rebuilt:
+    // end-to-end tests run the real, current binaries.
+    run_checked(cargo().args([
+        "build",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "cell-model/kube",
+    ]))?;
 
     let root = std::env::temp_dir().join(format!("mrbill-test-run-{}", std::process::id()));
     let spec = pg_cluster::ClusterSpec {

@@ -5,6 +5,7 @@
 //! reuse is treated as theft and revokes the whole family.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -20,8 +21,26 @@ use crate::state::AppState;
 use crate::store::users::UserRow;
 use crate::store::{tokens, users};
 
+/// Bounds concurrent argon2 work (each run takes ~19 MiB and a core) so a flood of sign-ins
+/// queues instead of exhausting memory; a caller that waits too long gets 503 + Retry-After.
+async fn hashing_permit() -> Result<tokio::sync::SemaphorePermit<'static>, ApiError> {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        tokio::sync::Semaphore::new(cores * 2)
+    });
+    match tokio::time::timeout(Duration::from_secs(5), permits.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::unavailable(
+            "too many sign-ins in progress",
+            Duration::from_secs(1),
+        )),
+    }
+}
+
 /// argon2id with the crate's recommended parameters (19 MiB, t=2, p=1), off the async runtime.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("OS randomness: {e}"))?;
@@ -40,6 +59,7 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 /// time on a dummy hash, so response times do not reveal which emails have accounts.
 pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let hash = hash.unwrap_or_else(|| {
             DUMMY
@@ -105,16 +125,14 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenResponse,
     };
     let hash = token_hash(presented);
     let mut tx = state.pool.begin().await?;
-    let Some(row) = tokens::lock(&mut *tx, &hash).await? else {
+    let Some(row) = tokens::lock(&mut *tx, &hash, state.config.refresh_grace).await? else {
         return Err(invalid());
     };
     let now = OffsetDateTime::now_utc();
     if row.revoked_at.is_some() || row.expires_at <= now {
         return Err(invalid());
     }
-    if let Some(used_at) = row.used_at
-        && now - used_at > state.config.refresh_grace
-    {
+    if row.past_grace {
         tokens::revoke_family(&mut *tx, row.family_id).await?;
         tx.commit().await?;
         tracing::warn!(user = %row.user_id, family = %row.family_id, "refresh token reused; family revoked");
@@ -143,7 +161,9 @@ pub async fn refresh(state: &AppState, presented: &str) -> Result<TokenResponse,
 /// Revokes the family of `presented`. Unknown tokens are ignored (logout is idempotent).
 pub async fn logout(state: &AppState, presented: &str) -> Result<(), ApiError> {
     let mut tx = state.pool.begin().await?;
-    if let Some(row) = tokens::lock(&mut *tx, &token_hash(presented)).await? {
+    if let Some(row) =
+        tokens::lock(&mut *tx, &token_hash(presented), state.config.refresh_grace).await?
+    {
         tokens::revoke_family(&mut *tx, row.family_id).await?;
     }
     tx.commit().await?;

@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 503, description = "Overloaded with sign-ins",
+            headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
     ))]
 pub async fn register(
     State(state): State<AppState>,
@@ -70,6 +72,23 @@ pub async fn register(
             "validated fields missing"
         )));
     };
+    // Cheap checks first: nobody makes us spend an argon2 hash on a registration that cannot
+    // succeed. The transaction below re-checks under lock.
+    match &req.invite_token {
+        Some(token) => {
+            let invite = invites::find_by_hash(&state.pool, &token_hash(token)).await?;
+            if !invite.is_some_and(|i| invite_fits(&i, &email)) {
+                return Err(invalid_invite());
+            }
+        }
+        None => {
+            let open = settings::get(&state.pool).await?.registration == RegistrationMode::Open;
+            let first_dev_user = state.config.dev_mode && users::count(&state.pool).await? == 0;
+            if !(open || first_dev_user) {
+                return Err(registration_closed());
+            }
+        }
+    }
     let password_hash = session::hash_password(password.expose().to_owned()).await?;
 
     let mut tx = state.pool.begin().await?;
@@ -131,6 +150,25 @@ pub async fn register(
     Ok((StatusCode::CREATED, ApiJson(tokens)))
 }
 
+fn invite_fits(invite: &invites::InviteRow, email: &Email) -> bool {
+    invite.is_pending(OffsetDateTime::now_utc())
+        && invite.email.as_deref().is_none_or(|e| e == email.as_str())
+}
+
+fn invalid_invite() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidInvite,
+        "invite is invalid, used, expired or for another email",
+    )
+}
+
+fn registration_closed() -> ApiError {
+    ApiError::new(
+        ErrorCode::RegistrationClosed,
+        "registration in this cell needs an invite",
+    )
+}
+
 /// Sign in with email and password. Failed attempts are counted per account and per client IP;
 /// past the limit the answer is 429 with `Retry-After`, even for the right password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
@@ -142,6 +180,8 @@ pub async fn register(
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
         (status = 429, description = "Too many failed attempts",
+            headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
+        (status = 503, description = "Overloaded with sign-ins",
             headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
     ))]
 pub async fn login(

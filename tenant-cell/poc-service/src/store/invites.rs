@@ -66,6 +66,15 @@ pub async fn insert(ex: impl PgExecutor<'_>, new: &NewInvite<'_>) -> sqlx::Resul
     .await
 }
 
+pub async fn find_by_hash(ex: impl PgExecutor<'_>, hash: &str) -> sqlx::Result<Option<InviteRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM invites WHERE token_hash = $1"
+    ))
+    .bind(hash)
+    .fetch_optional(ex)
+    .await
+}
+
 /// Locks the invite with this token hash for the rest of the transaction.
 pub async fn lock_by_hash(ex: impl PgExecutor<'_>, hash: &str) -> sqlx::Result<Option<InviteRow>> {
     sqlx::query_as(&format!(

@@ -1,5 +1,7 @@
 //! The `refresh_tokens` table: rotating refresh tokens grouped in families (one per login).
 
+use std::time::Duration;
+
 use sqlx::{FromRow, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -9,8 +11,10 @@ pub struct RefreshRow {
     pub family_id: Uuid,
     pub user_id: Uuid,
     pub expires_at: OffsetDateTime,
-    pub used_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Used longer ago than the grace window (computed on the database clock, which also set
+    /// `used_at`, so app-server clock skew cannot widen the window).
+    pub past_grace: bool,
 }
 
 pub async fn insert(
@@ -31,11 +35,20 @@ pub async fn insert(
 }
 
 /// Locks the token row, serialising concurrent refreshes of the same token.
-pub async fn lock(ex: impl PgExecutor<'_>, hash: &str) -> sqlx::Result<Option<RefreshRow>> {
-    sqlx::query_as("SELECT family_id, user_id, expires_at, used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE")
-        .bind(hash)
-        .fetch_optional(ex)
-        .await
+pub async fn lock(
+    ex: impl PgExecutor<'_>,
+    hash: &str,
+    grace: Duration,
+) -> sqlx::Result<Option<RefreshRow>> {
+    sqlx::query_as(
+        "SELECT family_id, user_id, expires_at, revoked_at,
+                coalesce(used_at < now() - make_interval(secs => $2), false) AS past_grace
+         FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(hash)
+    .bind(grace.as_secs_f64())
+    .fetch_optional(ex)
+    .await
 }
 
 pub async fn mark_used(ex: impl PgExecutor<'_>, hash: &str) -> sqlx::Result<()> {
