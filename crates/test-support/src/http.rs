@@ -113,6 +113,10 @@ impl ApiClient {
         Self::send(self.request(reqwest::Method::POST, path).json(body)).await
     }
 
+    pub async fn put<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> ApiResponse {
+        Self::send(self.request(reqwest::Method::PUT, path).json(body)).await
+    }
+
     pub async fn patch<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> ApiResponse {
         Self::send(self.request(reqwest::Method::PATCH, path).json(body)).await
     }

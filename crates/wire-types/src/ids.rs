@@ -53,3 +53,7 @@ typed_id!(
     /// Id of an invite.
     InviteId
 );
+typed_id!(
+    /// Id of a PoC.
+    PocId
+);

@@ -7,9 +7,10 @@
 pub mod auth;
 mod error;
 mod ids;
+pub mod pocs;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
-pub use ids::{InviteId, UserId};
+pub use ids::{InviteId, PocId, UserId};
 
 /// Header the router sets to the id of the cell it routes to.
 pub const CELL_ID_HEADER: &str = "x-cell-id";

@@ -15,7 +15,9 @@ use service_kit::jwt::{TokenSigner, TokenVerifier, public_pem_from_private};
 use service_kit::serve::Listeners;
 use sqlx::PgPool;
 
-use crate::config::Config;
+use crate::config::{Config, SearchConfig};
+use crate::search::embedded::EmbeddedIndex;
+use crate::search::{SearchIndex, indexer};
 use crate::state::{AppState, Inner};
 use crate::{MIGRATOR, openapi, routes};
 
@@ -27,6 +29,7 @@ pub struct App {
     internal: Router,
     readiness: Readiness,
     pool: PgPool,
+    stop_indexer: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -42,8 +45,18 @@ impl App {
         Self::build_with_pool(config, pool).await
     }
 
-    /// Like [`App::build`] with an existing (migrated) pool.
+    /// Like [`App::build`] with an existing (migrated) pool; the index comes from the config.
     pub async fn build_with_pool(config: Config, pool: PgPool) -> anyhow::Result<Self> {
+        let index = open_index(&config.search)?;
+        Self::build_with_index(config, pool, index).await
+    }
+
+    /// Like [`App::build_with_pool`] with a given search index (tests inject failing ones).
+    pub async fn build_with_index(
+        config: Config,
+        pool: PgPool,
+        index: Arc<dyn SearchIndex>,
+    ) -> anyhow::Result<Self> {
         let public_pem = public_pem_from_private(&config.jwt_private_key)?;
         let signer = TokenSigner::new(
             &config.jwt_kid,
@@ -59,11 +72,15 @@ impl App {
         let readiness = Readiness::new(Some(pool.clone()));
         let common = config.common.clone();
         let service_token = ServiceToken::new(config.service_token.clone());
+        let (stop_indexer, indexer_stopped) = tokio::sync::watch::channel(false);
+        let indexer = indexer::spawn(pool.clone(), index.clone(), indexer_stopped);
         let state = AppState(Arc::new(Inner {
             pool: pool.clone(),
             signer,
             verifier,
             config,
+            index,
+            indexer,
         }));
 
         let api = routes::public(state.clone()).route("/openapi.json", get(serve_openapi));
@@ -90,6 +107,7 @@ impl App {
             internal,
             readiness,
             pool,
+            stop_indexer,
         })
     }
 
@@ -111,9 +129,12 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let pool = self.pool.clone();
-        self.listeners
+        let served = self
+            .listeners
             .serve(self.public, self.internal, self.readiness, shutdown)
-            .await?;
+            .await;
+        let _ = self.stop_indexer.send(true);
+        served?;
         pool.close().await;
         Ok(())
     }
@@ -124,4 +145,15 @@ async fn serve_openapi() -> impl IntoResponse {
         [(http::header::CONTENT_TYPE, "application/json")],
         openapi::public_json(),
     )
+}
+
+/// Opens the engine the config names.
+pub fn open_index(config: &SearchConfig) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    Ok(match config {
+        SearchConfig::Embedded { dir: Some(dir) } => Arc::new(EmbeddedIndex::open(dir)?),
+        SearchConfig::Embedded { dir: None } => Arc::new(EmbeddedIndex::in_memory()?),
+        SearchConfig::Meilisearch { .. } => {
+            anyhow::bail!("the Meilisearch engine is not built yet")
+        }
+    })
 }

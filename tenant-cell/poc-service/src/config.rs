@@ -31,6 +31,19 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// Which engine holds the PoC search index.
+#[derive(Clone, Debug)]
+pub enum SearchConfig {
+    /// tantivy in this process; `dir: None` keeps the index in memory (rebuilt at start).
+    Embedded { dir: Option<std::path::PathBuf> },
+    /// A Meilisearch server (clusters).
+    Meilisearch {
+        url: String,
+        api_key: Option<SecretString>,
+        index: String,
+    },
+}
+
 /// Everything poc-service needs to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -50,6 +63,7 @@ pub struct Config {
     pub password_policy: PasswordPolicy,
     /// Standalone development mode: the first registrant becomes admin.
     pub dev_mode: bool,
+    pub search: SearchConfig,
 }
 
 impl Config {
@@ -101,6 +115,19 @@ impl Config {
             },
             password_policy: PasswordPolicy::default(),
             dev_mode,
+            search: match optional::<String>("MRBILL_SEARCH_ENGINE")?.as_deref() {
+                None | Some("embedded") => SearchConfig::Embedded {
+                    dir: optional("MRBILL_SEARCH_DIR")?,
+                },
+                Some("meilisearch") => SearchConfig::Meilisearch {
+                    url: required("MRBILL_MEILISEARCH_URL")?,
+                    api_key: secret_file("MRBILL_MEILISEARCH_KEY_FILE")?,
+                    index: optional("MRBILL_MEILISEARCH_INDEX")?.unwrap_or_else(|| "pocs".into()),
+                },
+                Some(other) => anyhow::bail!(
+                    "MRBILL_SEARCH_ENGINE={other:?}: expected embedded or meilisearch"
+                ),
+            },
         })
     }
 
@@ -118,6 +145,7 @@ impl Config {
             throttle: ThrottleConfig::default(),
             password_policy: PasswordPolicy::default(),
             dev_mode: false,
+            search: SearchConfig::Embedded { dir: None },
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod openapi;
 mod routes;
+pub mod search;
 mod session;
 mod state;
 mod store;

@@ -39,12 +39,14 @@ impl Modify for Security {
 /// The public API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "poc-service", description = "Accounts of one tenant cell. Every error is `{code, message, details}`; request bodies reject unknown fields."),
+    info(title = "poc-service", description = "Accounts, PoCs and search of one tenant cell. Every error is `{code, message, details}`; request bodies reject unknown fields."),
     paths(
         routes::register, routes::login, routes::refresh, routes::logout,
         routes::me, routes::list_users, routes::get_user, routes::update_user,
         routes::create_invite, routes::list_invites, routes::revoke_invite,
         routes::get_settings, routes::update_settings,
+        routes::search_pocs, routes::create_poc, routes::get_poc, routes::replace_poc, routes::patch_poc, routes::delete_poc,
+        routes::search_status, routes::reindex,
         service_kit::http::healthz, service_kit::http::readyz,
     ),
     modifiers(&Security),
@@ -53,6 +55,8 @@ impl Modify for Security {
         (name = "users", description = "The caller's account and user administration"),
         (name = "invites", description = "Invitations (admins)"),
         (name = "settings", description = "Cell-wide account settings"),
+        (name = "pocs", description = "PoCs and search"),
+        (name = "admin", description = "Cell administration"),
         (name = "ops", description = "Health and readiness"),
     )
 )]

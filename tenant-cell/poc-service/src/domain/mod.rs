@@ -4,8 +4,10 @@
 //! request's field errors in one 422.
 
 mod password;
+pub mod poc;
 
 pub use password::{Password, PasswordPolicy};
+pub use poc::ValidPoc;
 use wire_types::FieldError;
 
 /// A normalised (trimmed, lower-case) email address.

@@ -3,6 +3,8 @@
 mod auth;
 mod internal;
 mod invites;
+mod pocs;
+mod search_admin;
 mod settings;
 mod users;
 
@@ -18,7 +20,9 @@ use wire_types::auth::Role;
 use crate::state::AppState;
 use crate::store::users::{self as user_store, UserRow};
 
-pub(crate) use {auth::*, internal::*, invites::*, settings::*, users::*};
+pub(crate) use {
+    auth::*, internal::*, invites::*, pocs::*, search_admin::*, settings::*, users::*,
+};
 
 /// Routes of the public listener (reached through the router).
 pub fn public(state: AppState) -> Router {
@@ -27,6 +31,8 @@ pub fn public(state: AppState) -> Router {
         .merge(users::router())
         .merge(invites::router())
         .merge(settings::router())
+        .merge(pocs::router())
+        .merge(search_admin::router())
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! SQL, as functions over a pool or a transaction. No HTTP types here.
 
 pub mod invites;
+pub mod pocs;
 pub mod settings;
 pub mod throttle;
 pub mod tokens;

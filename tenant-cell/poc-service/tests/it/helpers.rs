@@ -1,5 +1,9 @@
 //! Typed helpers: spawn the app, bootstrap an admin, invite members, sign in.
 
+use std::sync::Arc;
+
+use poc_service::search::SearchIndex;
+use poc_service::search::embedded::EmbeddedIndex;
 use poc_service::{App, Config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -16,6 +20,8 @@ pub struct TestApp {
     pub internal: ApiClient,
     pub config: Config,
     pub pool: PgPool,
+    /// The search index the app writes to.
+    pub index: Arc<dyn SearchIndex>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -36,13 +42,26 @@ impl TestApp {
 
     /// Spawns with a config tweak (cell id `c-test-<n>`, tenant `acme` by default).
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let index: Arc<dyn SearchIndex> = Arc::new(EmbeddedIndex::in_memory().expect("index"));
+        Self::spawn_full(tweak, index).await
+    }
+
+    /// Spawns with a given search index.
+    pub async fn spawn_with_index(index: Arc<dyn SearchIndex>) -> Self {
+        Self::spawn_full(|_| {}, index).await
+    }
+
+    async fn spawn_full(tweak: impl FnOnce(&mut Config), index: Arc<dyn SearchIndex>) -> Self {
         let url = test_support::test_database(&poc_service::MIGRATOR)
             .await
             .expect("test database");
         let cell = format!("c-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let mut config = Config::for_tests(&cell, "acme", &url).expect("test config");
         tweak(&mut config);
-        let app = App::build(config.clone()).await.expect("app builds");
+        let pool = PgPool::connect(&url).await.expect("pool");
+        let app = App::build_with_index(config.clone(), pool, index.clone())
+            .await
+            .expect("app builds");
         let api = ApiClient::new(format!("http://{}", app.public_addr()));
         let internal = ApiClient::new(format!("http://{}", app.internal_addr()));
         let pool = app.pool().clone();
@@ -55,6 +74,7 @@ impl TestApp {
             internal,
             config,
             pool,
+            index,
             _stop: stop,
         }
     }
@@ -131,4 +151,57 @@ impl TestApp {
                 &self.config.service_token,
             ))
     }
+}
+
+/// A valid PoC body; tweak fields with `json` merges.
+pub fn poc(name: &str, language: &str, tags: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "description": format!("{name}: a proof of concept"),
+        "repository_url": format!("https://github.com/acme/{}", name.to_lowercase().replace(' ', "-")),
+        "language": language,
+        "tags": tags,
+        "frameworks": [],
+        "visibility": "tenant",
+    })
+}
+
+impl Session {
+    /// Creates a PoC and returns its JSON.
+    pub async fn create_poc(&self, body: &Value) -> Value {
+        self.client
+            .post("/v1/pocs", body)
+            .await
+            .assert_status(201)
+            .clone()
+    }
+
+    /// Polls a search until `done` holds (the index is eventually consistent), up to 10 s.
+    pub async fn search_until(&self, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let res = self.client.get(&format!("/v1/pocs{query}")).await;
+            let body = res.assert_status(200).clone();
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "search {query} never satisfied the condition; last: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Names of the items of a search page.
+pub fn names(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

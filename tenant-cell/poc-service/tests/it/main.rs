@@ -10,5 +10,7 @@ mod helpers;
 mod internal;
 mod openapi;
 mod ops;
+mod pocs;
 mod refresh;
+mod search;
 mod throttle;

@@ -1,0 +1,173 @@
+//! PoC API DTOs (poc-service `/v1/pocs`, `/v1/admin/search`, `/internal/v1/pocs`).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{PocId, UserId};
+
+/// Who may see a PoC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Only the owner (and admins).
+    Private,
+    /// Everyone in the tenant.
+    #[default]
+    Tenant,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Tenant => "tenant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "private" => Some(Visibility::Private),
+            "tenant" => Some(Visibility::Tenant),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /v1/pocs` and `PUT /v1/pocs/{id}` (a full replacement: omitted optional fields are reset).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PocInput {
+    /// 1–120 characters.
+    pub name: String,
+    /// Up to 5,000 characters.
+    #[serde(default)]
+    pub description: String,
+    /// `https://github.com/<owner>/<repo>`; normalised (no `.git`, no trailing slash).
+    pub repository_url: String,
+    /// Main language, e.g. `rust`, `typescript`, `c++` (stored lower-case, 1–32 characters).
+    pub language: String,
+    /// Up to 20 tags, each 1–32 characters; normalised to lower-case kebab-case and de-duplicated.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Up to 20 frameworks, each 1–40 characters; de-duplicated case-insensitively.
+    #[serde(default)]
+    pub frameworks: Vec<String>,
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+/// `PATCH /v1/pocs/{id}`: only the fields present change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PocPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frameworks: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+}
+
+/// A PoC as clients see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Poc {
+    pub id: PocId,
+    pub owner_id: UserId,
+    pub name: String,
+    pub description: String,
+    pub repository_url: String,
+    pub language: String,
+    pub tags: Vec<String>,
+    pub frameworks: Vec<String>,
+    pub visibility: Visibility,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A facet value and how many matching PoCs (visible to the caller) carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FacetCount {
+    pub value: String,
+    pub count: u64,
+}
+
+/// Facet counts over all matches of a search (not just the page).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Facets {
+    pub language: Vec<FacetCount>,
+    pub tags: Vec<FacetCount>,
+}
+
+/// `GET /v1/pocs`: one page of results, the total and facet counts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PocPage {
+    pub items: Vec<Poc>,
+    pub page: u32,
+    pub per_page: u32,
+    /// Matches visible to the caller.
+    pub total: u64,
+    pub facets: Facets,
+}
+
+/// `GET /v1/admin/search`: the state of the cell's search index.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchStatus {
+    /// `embedded` (tantivy) or `meilisearch`.
+    pub engine: String,
+    /// Writes not yet applied to the index.
+    pub pending: u64,
+    /// Outbox position the index has applied up to.
+    pub indexed_seq: i64,
+    /// A rebuild from Postgres is in progress.
+    pub reindexing: bool,
+}
+
+/// `GET /internal/v1/pocs`: a page of PoCs visible to a user, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InternalPocPage {
+    pub items: Vec<Poc>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A group and its count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyCount {
+    pub key: String,
+    pub count: u64,
+}
+
+/// `GET /internal/v1/pocs/aggregates`: dashboard figures over PoCs visible to a user.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PocAggregates {
+    pub total: u64,
+    pub by_language: Vec<KeyCount>,
+    pub by_tag: Vec<KeyCount>,
+    /// `YYYY-MM` of creation.
+    pub by_month: Vec<KeyCount>,
+    /// Owner user ids.
+    pub by_owner: Vec<KeyCount>,
+}

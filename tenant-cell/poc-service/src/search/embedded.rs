@@ -1,0 +1,388 @@
+//! The embedded engine: a tantivy index in the poc-service process (the default).
+//!
+//! One writer (behind a mutex) commits each batch and reloads the reader, so a batch is
+//! searchable as soon as `apply` returns. The embedded engine serves one poc-service replica;
+//! clusters use Meilisearch.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, TermQuery,
+};
+use tantivy::schema::{
+    FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
+    TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, SegmentReader,
+    TantivyDocument, Term,
+};
+use uuid::Uuid;
+use wire_types::pocs::{FacetCount, Facets, Visibility};
+
+use super::{PocDoc, SearchHits, SearchIndex, SearchQuery, Sort, Viewer, top_facets};
+
+const TOKENIZER: &str = "folded";
+/// At most this many words of a query are used.
+const MAX_QUERY_WORDS: usize = 10;
+/// Deep pagination is bounded: offset + limit may not exceed this.
+pub const MAX_WINDOW: usize = 10_000;
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    owner: Field,
+    visibility: Field,
+    lang: Field,
+    tag: Field,
+    facets: Field,
+    name: Field,
+    description: Field,
+    language_text: Field,
+    tags_text: Field,
+    frameworks: Field,
+    name_sort: Field,
+    created: Field,
+    updated: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TOKENIZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fields = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        owner: b.add_text_field("owner", STRING),
+        visibility: b.add_text_field("visibility", STRING),
+        lang: b.add_text_field("lang", STRING),
+        tag: b.add_text_field("tag", STRING),
+        facets: b.add_facet_field("facets", FacetOptions::default()),
+        name: b.add_text_field("name", text.clone()),
+        description: b.add_text_field("description", text.clone()),
+        language_text: b.add_text_field("language_text", text.clone()),
+        tags_text: b.add_text_field("tags_text", text.clone()),
+        frameworks: b.add_text_field("frameworks", text),
+        name_sort: b.add_text_field("name_sort", TextOptions::default().set_fast(None)),
+        created: b.add_i64_field("created", INDEXED | FAST),
+        updated: b.add_i64_field("updated", FAST),
+    };
+    (b.build(), fields)
+}
+
+/// The tantivy-backed [`SearchIndex`].
+pub struct EmbeddedIndex {
+    index: Index,
+    reader: IndexReader,
+    writer: Arc<Mutex<IndexWriter>>,
+    fields: Fields,
+}
+
+impl EmbeddedIndex {
+    /// Opens the index in `dir`, creating it if missing. An index with another schema (from an
+    /// older release) is wiped: the indexer notices the empty index and rebuilds it.
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (schema, fields) = schema();
+        let directory =
+            tantivy::directory::MmapDirectory::open(dir).context("opening the index directory")?;
+        let index = match Index::open_or_create(directory, schema.clone()) {
+            Ok(index) => index,
+            Err(tantivy::TantivyError::SchemaError(_)) => {
+                tracing::warn!(dir = %dir.display(), "search index schema changed; recreating it");
+                std::fs::remove_dir_all(dir)?;
+                std::fs::create_dir_all(dir)?;
+                Index::create_in_dir(dir, schema)?
+            }
+            Err(e) => return Err(e).context("opening the search index"),
+        };
+        Self::with_index(index, fields)
+    }
+
+    /// A RAM-only index (tests, benchmarks).
+    pub fn in_memory() -> anyhow::Result<Self> {
+        let (schema, fields) = schema();
+        Self::with_index(Index::create_in_ram(schema), fields)
+    }
+
+    fn with_index(index: Index, fields: Fields) -> anyhow::Result<Self> {
+        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .filter(AsciiFoldingFilter)
+            .build();
+        index.tokenizers().register(TOKENIZER, analyzer);
+        let writer: IndexWriter = index
+            .writer_with_num_threads(1, 20_000_000)
+            .context("opening the index writer")?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            index,
+            reader,
+            writer: Arc::new(Mutex::new(writer)),
+            fields,
+        })
+    }
+
+    fn document(&self, d: &PocDoc) -> TantivyDocument {
+        let f = self.fields;
+        let mut doc = TantivyDocument::default();
+        doc.add_text(f.id, d.id.to_string());
+        doc.add_text(f.owner, d.owner_id.to_string());
+        doc.add_text(f.visibility, d.visibility.as_str());
+        doc.add_text(f.lang, &d.language);
+        doc.add_facet(
+            f.facets,
+            Facet::from_path(["language", d.language.as_str()]),
+        );
+        for tag in &d.tags {
+            doc.add_text(f.tag, tag);
+            doc.add_text(f.tags_text, tag.replace('-', " "));
+            doc.add_facet(f.facets, Facet::from_path(["tags", tag.as_str()]));
+        }
+        doc.add_text(f.name, &d.name);
+        doc.add_text(f.description, &d.description);
+        doc.add_text(f.language_text, &d.language);
+        for fw in &d.frameworks {
+            doc.add_text(f.frameworks, fw);
+        }
+        doc.add_text(f.name_sort, d.name.to_lowercase());
+        doc.add_i64(f.created, d.created_at);
+        doc.add_i64(f.updated, d.updated_at);
+        doc
+    }
+
+    fn tokens(&self, text: &str) -> Vec<String> {
+        let Ok(mut analyzer) = self.index.tokenizer_for_field(self.fields.name) else {
+            return Vec::new();
+        };
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() && out.len() < MAX_QUERY_WORDS {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    fn term(&self, field: Field, value: &str) -> Box<dyn Query> {
+        Box::new(TermQuery::new(
+            Term::from_field_text(field, value),
+            IndexRecordOption::Basic,
+        ))
+    }
+
+    fn build_query(&self, q: &SearchQuery) -> Box<dyn Query> {
+        let f = self.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let words = self.tokens(&q.text);
+        let searchable = [
+            (f.name, 3.0),
+            (f.tags_text, 2.0),
+            (f.language_text, 2.0),
+            (f.frameworks, 1.5),
+            (f.description, 1.0),
+        ];
+        for (i, word) in words.iter().enumerate() {
+            let last = i + 1 == words.len();
+            let typo: u8 = if word.chars().count() >= 5 { 1 } else { 0 };
+            let mut any_field: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for (field, boost) in searchable {
+                let term = Term::from_field_text(field, word);
+                // Exact matches score by BM25 and outrank typo / prefix matches.
+                let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
+                any_field.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(exact), boost * 2.0)),
+                ));
+                let loose = match (last, typo) {
+                    (true, _) => Some(FuzzyTermQuery::new_prefix(term, typo, true)),
+                    (false, 1) => Some(FuzzyTermQuery::new(term, 1, true)),
+                    (false, _) => None,
+                };
+                if let Some(loose) = loose {
+                    any_field.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(Box::new(loose), boost)),
+                    ));
+                }
+            }
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any_field))));
+        }
+        let mut filters: Vec<Box<dyn Query>> = Vec::new();
+        if let Some(lang) = &q.language {
+            filters.push(self.term(f.lang, lang));
+        }
+        for tag in &q.tags {
+            filters.push(self.term(f.tag, tag));
+        }
+        if let Some(owner) = q.owner {
+            filters.push(self.term(f.owner, &owner.to_string()));
+        }
+        if let Viewer::User(user) = q.viewer {
+            let visible = BooleanQuery::new(vec![
+                (
+                    Occur::Should,
+                    self.term(f.visibility, Visibility::Tenant.as_str()),
+                ),
+                (Occur::Should, self.term(f.owner, &user.to_string())),
+            ]);
+            filters.push(Box::new(visible));
+        }
+        // Filters restrict; they must not change relevance.
+        for filter in filters {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))));
+        }
+        if clauses.is_empty() {
+            Box::new(AllQuery)
+        } else {
+            Box::new(BooleanQuery::new(clauses))
+        }
+    }
+
+    fn search_sync(&self, q: &SearchQuery) -> anyhow::Result<SearchHits> {
+        let searcher = self.reader.searcher();
+        let query = self.build_query(q);
+        let limit = q.limit.clamp(1, MAX_WINDOW);
+        let offset = q.offset.min(MAX_WINDOW.saturating_sub(limit));
+        let mut facet_collector = FacetCollector::for_field("facets");
+        facet_collector.add_facet("/language");
+        facet_collector.add_facet("/tags");
+        let top = TopDocs::with_limit(limit).and_offset(offset);
+        let (addresses, total, facet_counts): (Vec<DocAddress>, usize, _) = match q.sort {
+            Sort::Relevance => {
+                let collector = top.tweak_score(move |segment: &SegmentReader| {
+                    let created = segment
+                        .fast_fields()
+                        .i64("created")
+                        .map(|c| c.first_or_default_col(0));
+                    move |doc, score: tantivy::Score| {
+                        (score, created.as_ref().map_or(0, |c| c.get_val(doc)))
+                    }
+                });
+                let (hits, count, facets) =
+                    searcher.search(&query, &(collector, Count, facet_collector))?;
+                (hits.into_iter().map(|(_, a)| a).collect(), count, facets)
+            }
+            Sort::CreatedDesc | Sort::CreatedAsc | Sort::UpdatedDesc | Sort::UpdatedAsc => {
+                let (field, order) = match q.sort {
+                    Sort::CreatedDesc => ("created", Order::Desc),
+                    Sort::CreatedAsc => ("created", Order::Asc),
+                    Sort::UpdatedDesc => ("updated", Order::Desc),
+                    _ => ("updated", Order::Asc),
+                };
+                let collector = top.order_by_fast_field::<i64>(field, order);
+                let (hits, count, facets) =
+                    searcher.search(&query, &(collector, Count, facet_collector))?;
+                (hits.into_iter().map(|(_, a)| a).collect(), count, facets)
+            }
+            Sort::NameAsc | Sort::NameDesc => {
+                let order = if q.sort == Sort::NameAsc {
+                    Order::Asc
+                } else {
+                    Order::Desc
+                };
+                let collector = top.order_by_string_fast_field("name_sort", order);
+                let (hits, count, facets) =
+                    searcher.search(&query, &(collector, Count, facet_collector))?;
+                (hits.into_iter().map(|(_, a)| a).collect(), count, facets)
+            }
+        };
+        let mut ids = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let id = doc
+                .get_first(self.fields.id)
+                .and_then(|v| v.as_str())
+                .context("document without id")?;
+            ids.push(id.parse()?);
+        }
+        let counts = |prefix: &str| -> Vec<FacetCount> {
+            top_facets(
+                facet_counts
+                    .get(prefix)
+                    .filter_map(|(facet, count)| {
+                        Some(FacetCount {
+                            value: facet.to_path().last()?.to_string(),
+                            count,
+                        })
+                    })
+                    .collect(),
+            )
+        };
+        Ok(SearchHits {
+            ids,
+            total: total as u64,
+            facets: Facets {
+                language: counts("/language"),
+                tags: counts("/tags"),
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl SearchIndex for EmbeddedIndex {
+    fn engine(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn apply(&self, upserts: Vec<PocDoc>, deletes: Vec<Uuid>) -> anyhow::Result<()> {
+        let docs: Vec<(Uuid, TantivyDocument)> =
+            upserts.iter().map(|d| (d.id, self.document(d))).collect();
+        let writer = self.writer.clone();
+        let reader = self.reader.clone();
+        let id_field = self.fields.id;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut writer = writer
+                .lock()
+                .map_err(|_| anyhow::anyhow!("index writer poisoned"))?;
+            for (id, doc) in docs {
+                writer.delete_term(Term::from_field_text(id_field, &id.to_string()));
+                writer.add_document(doc)?;
+            }
+            for id in deletes {
+                writer.delete_term(Term::from_field_text(id_field, &id.to_string()));
+            }
+            writer.commit()?;
+            reader.reload()?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn clear(&self) -> anyhow::Result<()> {
+        let writer = self.writer.clone();
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut writer = writer
+                .lock()
+                .map_err(|_| anyhow::anyhow!("index writer poisoned"))?;
+            writer.delete_all_documents()?;
+            writer.commit()?;
+            reader.reload()?;
+            Ok(())
+        })
+        .await?
+    }
+
+    async fn count(&self) -> anyhow::Result<u64> {
+        Ok(self.reader.searcher().num_docs())
+    }
+
+    async fn search(&self, query: &SearchQuery) -> anyhow::Result<SearchHits> {
+        // Searches take about a millisecond; run them inline rather than paying a thread hop.
+        self.search_sync(query)
+    }
+}

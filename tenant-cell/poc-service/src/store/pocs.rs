@@ -1,0 +1,189 @@
+//! The `pocs` table. Writes never touch the search index: the table's trigger queues them in
+//! `search_outbox` within the same transaction.
+
+use sqlx::{FromRow, PgExecutor};
+use time::OffsetDateTime;
+use uuid::Uuid;
+use wire_types::pocs::{Poc, Visibility};
+use wire_types::{PocId, UserId};
+
+use crate::domain::ValidPoc;
+use crate::search::{PocDoc, Viewer};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct PocRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub repository_url: String,
+    pub language: String,
+    pub tags: Vec<String>,
+    pub frameworks: Vec<String>,
+    pub visibility: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub deleted_at: Option<OffsetDateTime>,
+}
+
+impl PocRow {
+    pub fn visibility(&self) -> Visibility {
+        // Unknown values cannot pass the CHECK constraint; default to the safer one anyway.
+        Visibility::parse(&self.visibility).unwrap_or(Visibility::Private)
+    }
+
+    /// Whether `viewer` may read this PoC.
+    pub fn visible_to(&self, viewer: Viewer) -> bool {
+        match viewer {
+            Viewer::Everything => true,
+            Viewer::User(user) => self.owner_id == user || self.visibility() == Visibility::Tenant,
+        }
+    }
+
+    pub fn to_wire(&self) -> Poc {
+        Poc {
+            id: PocId(self.id),
+            owner_id: UserId(self.owner_id),
+            name: self.name.clone(),
+            description: self.description.clone(),
+            repository_url: self.repository_url.clone(),
+            language: self.language.clone(),
+            tags: self.tags.clone(),
+            frameworks: self.frameworks.clone(),
+            visibility: self.visibility(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    pub fn to_doc(&self) -> PocDoc {
+        PocDoc {
+            id: self.id,
+            owner_id: self.owner_id,
+            name: self.name.clone(),
+            description: self.description.clone(),
+            language: self.language.clone(),
+            tags: self.tags.clone(),
+            frameworks: self.frameworks.clone(),
+            visibility: self.visibility(),
+            created_at: micros(self.created_at),
+            updated_at: micros(self.updated_at),
+        }
+    }
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+const COLUMNS: &str = "id, owner_id, name, description, repository_url, language, tags, frameworks, visibility, created_at, updated_at, deleted_at";
+
+pub async fn insert(ex: impl PgExecutor<'_>, owner: Uuid, poc: &ValidPoc) -> sqlx::Result<PocRow> {
+    sqlx::query_as(&format!(
+        "INSERT INTO pocs (id, owner_id, name, description, repository_url, language, tags, frameworks, visibility)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(owner)
+    .bind(&poc.name)
+    .bind(&poc.description)
+    .bind(&poc.repository_url)
+    .bind(&poc.language)
+    .bind(&poc.tags)
+    .bind(&poc.frameworks)
+    .bind(poc.visibility.as_str())
+    .fetch_one(ex)
+    .await
+}
+
+/// A live (not deleted) PoC.
+pub async fn find_live(ex: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<PocRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM pocs WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(ex)
+    .await
+}
+
+/// A live PoC, locked for the rest of the transaction.
+pub async fn lock_live(ex: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<PocRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM pocs WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(ex)
+    .await
+}
+
+pub async fn update(ex: impl PgExecutor<'_>, id: Uuid, poc: &ValidPoc) -> sqlx::Result<PocRow> {
+    sqlx::query_as(&format!(
+        "UPDATE pocs SET name = $2, description = $3, repository_url = $4, language = $5, tags = $6, frameworks = $7,
+                visibility = $8, updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&poc.name)
+    .bind(&poc.description)
+    .bind(&poc.repository_url)
+    .bind(&poc.language)
+    .bind(&poc.tags)
+    .bind(&poc.frameworks)
+    .bind(poc.visibility.as_str())
+    .fetch_one(ex)
+    .await
+}
+
+pub async fn soft_delete(ex: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE pocs SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL").bind(id).execute(ex).await.map(drop)
+}
+
+/// Live PoCs with these ids that `viewer` may see, in no particular order. Search results are
+/// re-read here, so a stale index can never show a deleted or hidden PoC.
+pub async fn visible_by_ids(
+    ex: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    viewer: Viewer,
+) -> sqlx::Result<Vec<PocRow>> {
+    let user = match viewer {
+        Viewer::Everything => None,
+        Viewer::User(u) => Some(u),
+    };
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM pocs WHERE id = ANY($1) AND deleted_at IS NULL
+           AND ($2::uuid IS NULL OR visibility = 'tenant' OR owner_id = $2)"
+    ))
+    .bind(ids)
+    .bind(user)
+    .fetch_all(ex)
+    .await
+}
+
+/// Rows (deleted ones included) for the indexer.
+pub async fn for_index(ex: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<PocRow>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM pocs WHERE id = ANY($1)"))
+        .bind(ids)
+        .fetch_all(ex)
+        .await
+}
+
+/// Live PoCs after `after` in id order (a rebuild pages through all of them).
+pub async fn live_page(
+    ex: impl PgExecutor<'_>,
+    after: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<PocRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM pocs WHERE id > $1 AND deleted_at IS NULL ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(ex)
+    .await
+}
+
+pub async fn count_live(ex: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM pocs WHERE deleted_at IS NULL")
+        .fetch_one(ex)
+        .await
+}
