@@ -66,7 +66,7 @@ pub struct PublicApi;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "poc-service internal API", description = "Served on the internal listener only; the router never forwards to it."),
-    paths(routes::token_version),
+    paths(routes::token_version, routes::internal_pocs, routes::internal_aggregates),
     modifiers(&Security),
 )]
 pub struct InternalApi;

@@ -1,19 +1,32 @@
 //! Internal API (internal listener, service token): what the cell's other services need.
+//!
+//! **Invariant:** every PoC query takes `visible_to` and poc-service applies the visibility
+//! rules itself; callers never filter for permissions.
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
 use service_kit::ApiError;
-use service_kit::extract::{ApiJson, ApiPath};
+use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
+use time::OffsetDateTime;
 use uuid::Uuid;
-use wire_types::auth::TokenVersion;
-use wire_types::{ErrorBody, UserId};
+use wire_types::auth::{Role, TokenVersion};
+use wire_types::pocs::{InternalPocPage, KeyCount, PocAggregates};
+use wire_types::{ErrorBody, ErrorCode, FieldError, UserId};
 
+use crate::domain::poc::normalise_tag;
 use crate::state::AppState;
+use crate::store::pocs::{self, ReportFilter};
 use crate::store::users;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/internal/v1/users/{id}/token-version", get(token_version))
+    Router::new()
+        .route("/internal/v1/users/{id}/token-version", get(token_version))
+        .route("/internal/v1/pocs", get(internal_pocs))
+        .route("/internal/v1/pocs/aggregates", get(internal_aggregates))
 }
 
 /// A user's current token version and disabled flag, for revocation checks by dojo and media
@@ -37,5 +50,221 @@ pub async fn token_version(
         user_id: UserId(user.id),
         token_version: user.token_version,
         disabled: user.disabled,
+    }))
+}
+
+/// Common filters of the internal PoC queries.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReportParams {
+    /// The user the data is for: only PoCs they may see are included (admins see all).
+    pub visible_to: Uuid,
+    /// Created at or after: RFC 3339 timestamp or `YYYY-MM-DD` (UTC).
+    pub from: Option<String>,
+    /// Created before: RFC 3339 timestamp, or `YYYY-MM-DD` (that whole day included).
+    pub to: Option<String>,
+    /// Comma-separated; PoCs must carry all of them.
+    pub tags: Option<String>,
+    /// Comma-separated; PoCs carrying any of them are left out.
+    pub exclude_tags: Option<String>,
+    /// From a previous page's `next_cursor` (`/internal/v1/pocs` only).
+    pub cursor: Option<String>,
+    /// Page size, 1–1000 (default 200; `/internal/v1/pocs` only).
+    pub limit: Option<u32>,
+}
+
+fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<OffsetDateTime, FieldError> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = OffsetDateTime::parse(raw, &Rfc3339) {
+        return Ok(t);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(raw, &format).map_err(|_| {
+        FieldError::new(
+            field,
+            "invalid_format",
+            format!("{field} must be an RFC 3339 timestamp or YYYY-MM-DD"),
+        )
+    })?;
+    let day = date.midnight().assume_utc();
+    Ok(if end_of_day {
+        day + time::Duration::days(1)
+    } else {
+        day
+    })
+}
+
+fn tag_list(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .filter_map(|t| normalise_tag(field, t).map_err(|e| errors.push(e)).ok())
+        .collect()
+}
+
+/// Validates parameters and resolves `visible_to` into a filter (404 for unknown users, 403 for
+/// disabled ones: a disabled account sees nothing).
+async fn filter(state: &AppState, p: &ReportParams) -> Result<ReportFilter, ApiError> {
+    let mut errors = Vec::new();
+    let from = p.from.as_deref().and_then(|v| {
+        parse_time("from", v, false)
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
+    let to =
+        p.to.as_deref()
+            .and_then(|v| parse_time("to", v, true).map_err(|e| errors.push(e)).ok());
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        errors.push(FieldError::new(
+            "to",
+            "out_of_range",
+            "to must not be before from",
+        ));
+    }
+    let tags = tag_list("tags", p.tags.as_deref(), &mut errors);
+    let exclude_tags = tag_list("exclude_tags", p.exclude_tags.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let user = users::find(&state.pool, p.visible_to)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    if user.disabled {
+        return Err(ApiError::new(ErrorCode::Forbidden, "the user is disabled"));
+    }
+    let visible_to = if user.role() == Role::Admin {
+        None
+    } else {
+        Some(user.id)
+    };
+    Ok(ReportFilter {
+        visible_to,
+        from,
+        to,
+        tags,
+        exclude_tags,
+    })
+}
+
+fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.unix_timestamp_nanos()))
+}
+
+fn decode_cursor(raw: &str) -> Option<(OffsetDateTime, Uuid)> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (nanos, id) = text.split_once(':')?;
+    Some((
+        OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?,
+        id.parse().ok()?,
+    ))
+}
+
+/// PoCs a user may see, oldest first, in pages (for reports and videos).
+#[utoipa::path(get, path = "/internal/v1/pocs", tag = "internal", security(("service_token" = [])), params(ReportParams),
+    responses(
+        (status = 200, body = InternalPocPage),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The user is disabled", body = ErrorBody),
+        (status = 404, description = "Unknown user", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn internal_pocs(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ReportParams>,
+) -> Result<ApiJson<InternalPocPage>, ApiError> {
+    let limit = p.limit.unwrap_or(200);
+    let mut errors = Vec::new();
+    if !(1..=1000).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            "out_of_range",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let after = match p.cursor.as_deref() {
+        Some(c) => decode_cursor(c).or_else(|| {
+            errors.push(FieldError::new(
+                "cursor",
+                "invalid_format",
+                "cursor is not one this API returned",
+            ));
+            None
+        }),
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let f = filter(&state, &p).await?;
+    let rows = pocs::report_page(&state.pool, &f, after, i64::from(limit) + 1).await?;
+    let more = rows.len() > limit as usize;
+    let items: Vec<_> = rows.iter().take(limit as usize).collect();
+    let next_cursor = if more {
+        items.last().map(|r| encode_cursor(r.created_at, r.id))
+    } else {
+        None
+    };
+    Ok(ApiJson(InternalPocPage {
+        items: items.into_iter().map(|r| r.to_wire()).collect(),
+        next_cursor,
+    }))
+}
+
+/// Dashboard figures over the PoCs a user may see: totals and counts by language, tag, month
+/// (`YYYY-MM`, UTC) and owner. Computed in Postgres; nothing is shipped row by row.
+#[utoipa::path(get, path = "/internal/v1/pocs/aggregates", tag = "internal", security(("service_token" = [])), params(ReportParams),
+    responses(
+        (status = 200, body = PocAggregates),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "The user is disabled", body = ErrorBody),
+        (status = 404, description = "Unknown user", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn internal_aggregates(
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ReportParams>,
+) -> Result<ApiJson<PocAggregates>, ApiError> {
+    if p.cursor.is_some() || p.limit.is_some() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "cursor",
+            "not_allowed",
+            "aggregates take no cursor or limit",
+        )]));
+    }
+    let f = filter(&state, &p).await?;
+    let counts = |rows: Vec<(String, i64)>| {
+        rows.into_iter()
+            .map(|(key, count)| KeyCount {
+                key,
+                count: count.max(0) as u64,
+            })
+            .collect()
+    };
+    let pool = &state.pool;
+    let (total, by_language, by_tag, by_month, by_owner) = tokio::try_join!(
+        pocs::report_total(pool, &f),
+        pocs::report_groups(pool, &f, "language", false, false),
+        pocs::report_groups(pool, &f, "t", true, false),
+        pocs::report_groups(
+            pool,
+            &f,
+            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
+            false,
+            true
+        ),
+        pocs::report_groups(pool, &f, "owner_id::text", false, false),
+    )?;
+    Ok(ApiJson(PocAggregates {
+        total: total.max(0) as u64,
+        by_language: counts(by_language),
+        by_tag: counts(by_tag),
+        by_month: counts(by_month),
+        by_owner: counts(by_owner),
     }))
 }

@@ -187,3 +187,81 @@ pub async fn count_live(ex: impl PgExecutor<'_>) -> sqlx::Result<i64> {
         .fetch_one(ex)
         .await
 }
+
+/// Filters of the internal API (`visible_to` = `None` means everything, for admins).
+#[derive(Clone, Debug, Default)]
+pub struct ReportFilter {
+    pub visible_to: Option<Uuid>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// All of these tags.
+    pub tags: Vec<String>,
+    /// None of these tags.
+    pub exclude_tags: Vec<String>,
+}
+
+/// `WHERE` clause over `pocs` using binds `$1..=$5` in [`bind_filter`] order.
+const FILTER: &str = "deleted_at IS NULL
+    AND ($1::uuid IS NULL OR visibility = 'tenant' OR owner_id = $1)
+    AND ($2::timestamptz IS NULL OR created_at >= $2)
+    AND ($3::timestamptz IS NULL OR created_at < $3)
+    AND tags @> $4::text[]
+    AND NOT (tags && $5::text[])";
+
+fn bind_filter<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    f: &'q ReportFilter,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    q.bind(f.visible_to)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(&f.tags)
+        .bind(&f.exclude_tags)
+}
+
+/// A page of matching PoCs in `(created_at, id)` order, after the keyset position `after`.
+pub async fn report_page(
+    ex: impl PgExecutor<'_>,
+    f: &ReportFilter,
+    after: Option<(OffsetDateTime, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<PocRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM pocs WHERE {FILTER}
+           AND ($6::timestamptz IS NULL OR (created_at, id) > ($6, $7))
+         ORDER BY created_at, id LIMIT $8"
+    );
+    bind_filter(sqlx::query_as(&sql), f)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit)
+        .fetch_all(ex)
+        .await
+}
+
+/// `(key, count)` groups over matching PoCs; `key_sql` is an expression over `pocs` (or `t`, an
+/// unnested tag when `unnest_tags`).
+pub async fn report_groups(
+    ex: impl PgExecutor<'_>,
+    f: &ReportFilter,
+    key_sql: &str,
+    unnest_tags: bool,
+    order_by_key: bool,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    let from = if unnest_tags {
+        "pocs, unnest(tags) AS t"
+    } else {
+        "pocs"
+    };
+    let order = if order_by_key { "1" } else { "2 DESC, 1" };
+    let sql = format!(
+        "SELECT {key_sql} AS key, count(*) FROM {from} WHERE {FILTER} GROUP BY 1 ORDER BY {order} LIMIT 1000"
+    );
+    bind_filter(sqlx::query_as(&sql), f).fetch_all(ex).await
+}
+
+pub async fn report_total(ex: impl PgExecutor<'_>, f: &ReportFilter) -> sqlx::Result<i64> {
+    let sql = format!("SELECT count(*) FROM pocs WHERE {FILTER}");
+    let (n,): (i64,) = bind_filter(sqlx::query_as(&sql), f).fetch_one(ex).await?;
+    Ok(n)
+}
