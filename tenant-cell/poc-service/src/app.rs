@@ -17,6 +17,7 @@ use sqlx::PgPool;
 
 use crate::config::{Config, SearchConfig};
 use crate::search::embedded::EmbeddedIndex;
+use crate::search::meili::MeiliIndex;
 use crate::search::{SearchIndex, indexer};
 use crate::state::{AppState, Inner};
 use crate::{MIGRATOR, openapi, routes};
@@ -152,8 +153,17 @@ pub fn open_index(config: &SearchConfig) -> anyhow::Result<Arc<dyn SearchIndex>>
     Ok(match config {
         SearchConfig::Embedded { dir: Some(dir) } => Arc::new(EmbeddedIndex::open(dir)?),
         SearchConfig::Embedded { dir: None } => Arc::new(EmbeddedIndex::in_memory()?),
-        SearchConfig::Meilisearch { .. } => {
-            anyhow::bail!("the Meilisearch engine is not built yet")
+        SearchConfig::Meilisearch {
+            url,
+            api_key,
+            index,
+        } => {
+            use secrecy::ExposeSecret;
+            Arc::new(MeiliIndex::new(
+                url,
+                api_key.as_ref().map(|k| k.expose_secret()),
+                index,
+            )?)
         }
     })
 }

@@ -9,6 +9,7 @@
 
 pub mod embedded;
 pub mod indexer;
+pub mod meili;
 
 use async_trait::async_trait;
 use uuid::Uuid;
