@@ -46,7 +46,15 @@ where
 }
 
 /// Deserializes `bytes`, mapping every failure to 400 `invalid_json` with the failing path.
+/// Request bodies are JSON objects: an array is rejected even where serde could read a struct
+/// from one, because the OpenAPI document promises an object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "the request body must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -148,6 +156,12 @@ mod tests {
     fn wrong_type_names_the_nested_path() {
         let err = parse_json::<Body>(br#"{"name":"a","tags":[1]}"#).expect_err("accepted");
         assert_eq!(err.details["path"], "tags[0]");
+    }
+
+    #[test]
+    fn arrays_are_not_objects() {
+        let err = parse_json::<Body>(br#"["a", []]"#).expect_err("accepted");
+        assert_eq!(err.code, ErrorCode::InvalidJson);
     }
 
     #[test]

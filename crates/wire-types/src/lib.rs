@@ -5,6 +5,7 @@
 //! renamed.
 
 pub mod auth;
+mod de;
 mod error;
 mod ids;
 pub mod pocs;

@@ -40,19 +40,31 @@ impl Visibility {
 #[serde(deny_unknown_fields)]
 pub struct PocInput {
     /// 1–120 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub name: String,
     /// Up to 5,000 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 5000))]
     pub description: String,
     /// `https://github.com/<owner>/<repo>`; normalised (no `.git`, no trailing slash).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^https://(www\.)?github\.com/[A-Za-z0-9-]+/[A-Za-z0-9._-]+/?$",
+            max_length = 300
+        )
+    )]
     pub repository_url: String,
     /// Main language, e.g. `rust`, `typescript`, `c++` (stored lower-case, 1–32 characters).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32))]
     pub language: String,
     /// Up to 20 tags, each 1–32 characters; normalised to lower-case kebab-case and de-duplicated.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub tags: Vec<String>,
     /// Up to 20 frameworks, each 1–40 characters; de-duplicated case-insensitively.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub frameworks: Vec<String>,
     #[serde(default)]
     pub visibility: Visibility,
@@ -64,16 +76,28 @@ pub struct PocInput {
 #[serde(deny_unknown_fields)]
 pub struct PocPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 5000))]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            pattern = r"^https://(www\.)?github\.com/[A-Za-z0-9-]+/[A-Za-z0-9._-]+/?$",
+            max_length = 300
+        )
+    )]
     pub repository_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32))]
     pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub frameworks: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,

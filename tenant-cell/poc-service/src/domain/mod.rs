@@ -16,6 +16,13 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        if raw.chars().count() > 254 {
+            return Err(FieldError::new(
+                field,
+                "too_long",
+                "email is longer than 254 characters",
+            ));
+        }
         let email = raw.trim().to_lowercase();
         let invalid = |msg: &str| FieldError::new(field, "invalid_email", msg);
         if email.is_empty() {
@@ -77,6 +84,13 @@ impl DisplayName {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(FieldError::new(
+                field,
+                "too_long",
+                format!("display name is longer than {} characters", Self::MAX_CHARS),
+            ));
+        }
         let name = raw.trim();
         if name.is_empty() {
             return Err(FieldError::new(

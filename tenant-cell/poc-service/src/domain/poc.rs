@@ -72,6 +72,14 @@ fn text(
     max: usize,
     multiline: bool,
 ) -> Result<String, FieldError> {
+    // Limits apply to what was sent (as the OpenAPI document states), then to the trimmed value.
+    if raw.chars().count() > max {
+        return Err(FieldError::new(
+            field,
+            "too_long",
+            format!("{field} must have at most {max} characters"),
+        ));
+    }
     let value = raw.trim();
     let chars = value.chars().count();
     if chars < min {
@@ -180,8 +188,11 @@ pub fn github_url(field: &str, raw: &str) -> Result<String, FieldError> {
             "must be a GitHub repository URL: https://github.com/<owner>/<repo>",
         )
     };
-    let raw = raw.trim();
-    if raw.len() > 300 {
+    // Exactly the documented shape: no surrounding blanks, lower-case scheme and host.
+    if raw.len() > 300
+        || raw.trim() != raw
+        || !(raw.starts_with("https://github.com/") || raw.starts_with("https://www.github.com/"))
+    {
         return Err(invalid());
     }
     let url = url::Url::parse(raw).map_err(|_| invalid())?;
@@ -274,6 +285,8 @@ mod tests {
             "https://github.com/a/..",
             "github.com/a/b",
             "javascript:alert(1)",
+            "HTTPS://GITHUB.COM/a/b",
+            " https://github.com/a/b",
         ] {
             assert!(github_url("u", bad).is_err(), "{bad}");
         }

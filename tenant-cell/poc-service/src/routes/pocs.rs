@@ -70,17 +70,21 @@ pub enum SortParam {
 pub struct SearchParams {
     /// Free text over name, tags, language, frameworks and description (≤ 200 characters).
     /// Words of 5+ letters tolerate one typo; the last word also matches as a prefix.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Only this language (case-insensitive).
+    #[param(max_length = 32)]
     pub language: Option<String>,
     /// Comma-separated; every tag must be present.
     pub tags: Option<String>,
     /// A user id, or `me`.
     pub owner: Option<String>,
-    #[param(minimum = 1)]
+    /// Page number; `page × per_page` may not exceed 10,000.
+    #[param(minimum = 1, maximum = 10000)]
     pub page: Option<u32>,
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
+    #[param(inline)]
     pub sort: Option<SortParam>,
 }
 
@@ -95,12 +99,9 @@ impl SearchParams {
                 "q must have at most 200 characters",
             ));
         }
-        let language = match self
-            .language
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-        {
+        let language = match self.language.as_deref() {
+            // Blank means "any language"; the length limit applies to what was sent.
+            Some(l) if l.trim().is_empty() && l.chars().count() <= 32 => None,
             Some(l) => normalise_language("language", l)
                 .map_err(|e| errors.push(e))
                 .ok(),
