@@ -120,6 +120,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         )
         .env("MRBILL_SERVICE_TOKEN_FILE", secrets.join("service-token"))
         .env("MRBILL_TRUSTED_PROXIES", "127.0.0.1")
+        .env("MRBILL_SEARCH_DIR", dev.join("search-index"))
         .env("MRBILL_READY_FILE", &ready)
         .env("MRBILL_LOG_FORMAT", "compact")
         .stdin(Stdio::null())

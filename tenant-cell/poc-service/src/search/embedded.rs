@@ -9,20 +9,23 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use tantivy::collector::{Count, FacetCollector, TopDocs};
+use std::collections::HashMap;
+
+use tantivy::collector::{Collector, Count, FilterCollector, SegmentCollector, TopDocs};
+use tantivy::columnar::StrColumn;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, TermQuery,
 };
 use tantivy::schema::{
-    FAST, Facet, FacetOptions, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema,
-    TextFieldIndexing, TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, SegmentReader,
-    TantivyDocument, Term,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, Order, ReloadPolicy, SegmentOrdinal,
+    SegmentReader, TantivyDocument, Term,
 };
 use uuid::Uuid;
 use wire_types::pocs::{FacetCount, Facets, Visibility};
@@ -42,15 +45,26 @@ struct Fields {
     visibility: Field,
     lang: Field,
     tag: Field,
-    facets: Field,
     name: Field,
     description: Field,
     language_text: Field,
     tags_text: Field,
     frameworks: Field,
+    /// Every searchable word of the document, for typo and prefix matching: one automaton walk
+    /// per word instead of one per field.
+    all: Field,
     name_sort: Field,
     created: Field,
     updated: Field,
+    /// 0 for tenant-wide PoCs, [`owner_key`] of the owner for private ones.
+    hidden: Field,
+}
+
+/// A non-zero 64-bit key for a user id, for the `hidden` fast field. (A collision could only
+/// miscount a facet: rows shown are re-checked against Postgres.)
+fn owner_key(user: Uuid) -> u64 {
+    let v = user.as_u128();
+    ((v >> 64) as u64 ^ v as u64).max(1)
 }
 
 fn schema() -> (Schema, Fields) {
@@ -64,17 +78,18 @@ fn schema() -> (Schema, Fields) {
         id: b.add_text_field("id", STRING | STORED),
         owner: b.add_text_field("owner", STRING),
         visibility: b.add_text_field("visibility", STRING),
-        lang: b.add_text_field("lang", STRING),
-        tag: b.add_text_field("tag", STRING),
-        facets: b.add_facet_field("facets", FacetOptions::default()),
+        lang: b.add_text_field("lang", STRING | FAST),
+        tag: b.add_text_field("tag", STRING | FAST),
         name: b.add_text_field("name", text.clone()),
         description: b.add_text_field("description", text.clone()),
         language_text: b.add_text_field("language_text", text.clone()),
         tags_text: b.add_text_field("tags_text", text.clone()),
-        frameworks: b.add_text_field("frameworks", text),
+        frameworks: b.add_text_field("frameworks", text.clone()),
+        all: b.add_text_field("all", text),
         name_sort: b.add_text_field("name_sort", TextOptions::default().set_fast(None)),
         created: b.add_i64_field("created", INDEXED | FAST),
         updated: b.add_i64_field("updated", FAST),
+        hidden: b.add_u64_field("hidden", FAST),
     };
     (b.build(), fields)
 }
@@ -124,6 +139,12 @@ impl EmbeddedIndex {
         let writer: IndexWriter = index
             .writer_with_num_threads(1, 20_000_000)
             .context("opening the index writer")?;
+        // Every segment adds a fixed cost (term-dictionary walks for typo and prefix matching) to
+        // every search, so merge eagerly: a PoC index is small and writes are light.
+        let mut policy = tantivy::merge_policy::LogMergePolicy::default();
+        policy.set_min_num_segments(2);
+        policy.set_min_layer_size(1_000);
+        writer.set_merge_policy(Box::new(policy));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -136,6 +157,27 @@ impl EmbeddedIndex {
         })
     }
 
+    /// Number of index segments (each adds a fixed cost to every search).
+    pub fn segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
+    /// Merges all segments into one and waits for it (e.g. after a rebuild).
+    pub fn merge_all(&self) -> anyhow::Result<()> {
+        let ids = self.index.searchable_segment_ids()?;
+        if ids.len() > 1 {
+            let mut writer = self
+                .writer
+                .lock()
+                .map_err(|_| anyhow::anyhow!("index writer poisoned"))?;
+            let _ = writer.merge(&ids).wait()?;
+            writer.commit()?;
+            drop(writer);
+            self.reader.reload()?;
+        }
+        Ok(())
+    }
+
     fn document(&self, d: &PocDoc) -> TantivyDocument {
         let f = self.fields;
         let mut doc = TantivyDocument::default();
@@ -143,14 +185,9 @@ impl EmbeddedIndex {
         doc.add_text(f.owner, d.owner_id.to_string());
         doc.add_text(f.visibility, d.visibility.as_str());
         doc.add_text(f.lang, &d.language);
-        doc.add_facet(
-            f.facets,
-            Facet::from_path(["language", d.language.as_str()]),
-        );
         for tag in &d.tags {
             doc.add_text(f.tag, tag);
             doc.add_text(f.tags_text, tag.replace('-', " "));
-            doc.add_facet(f.facets, Facet::from_path(["tags", tag.as_str()]));
         }
         doc.add_text(f.name, &d.name);
         doc.add_text(f.description, &d.description);
@@ -159,8 +196,22 @@ impl EmbeddedIndex {
             doc.add_text(f.frameworks, fw);
         }
         doc.add_text(f.name_sort, d.name.to_lowercase());
+        let all = [
+            d.name.as_str(),
+            &d.tags.join(" ").replace('-', " "),
+            &d.language,
+            &d.frameworks.join(" "),
+            &d.description,
+        ]
+        .join(" ");
+        doc.add_text(f.all, all);
         doc.add_i64(f.created, d.created_at);
         doc.add_i64(f.updated, d.updated_at);
+        let hidden = match d.visibility {
+            Visibility::Private => owner_key(d.owner_id),
+            Visibility::Tenant => 0,
+        };
+        doc.add_u64(f.hidden, hidden);
         doc
     }
 
@@ -230,16 +281,6 @@ impl EmbeddedIndex {
         if let Some(owner) = q.owner {
             filters.push(self.term(f.owner, &owner.to_string()));
         }
-        if let Viewer::User(user) = q.viewer {
-            let visible = BooleanQuery::new(vec![
-                (
-                    Occur::Should,
-                    self.term(f.visibility, Visibility::Tenant.as_str()),
-                ),
-                (Occur::Should, self.term(f.owner, &user.to_string())),
-            ]);
-            filters.push(Box::new(visible));
-        }
         // Filters restrict; they must not change relevance.
         for filter in filters {
             clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))));
@@ -256,10 +297,15 @@ impl EmbeddedIndex {
         let query = self.build_query(q);
         let limit = q.limit.clamp(1, MAX_WINDOW);
         let offset = q.offset.min(MAX_WINDOW.saturating_sub(limit));
-        let mut facet_collector = FacetCollector::for_field("facets");
-        facet_collector.add_facet("/language");
-        facet_collector.add_facet("/tags");
+        let facet_collector = TermCounts;
         let top = TopDocs::with_limit(limit).and_offset(offset);
+        // Visibility is checked per matching document on a fast field, before any collector
+        // sees it: cheaper than intersecting postings, and totals and facets stay exact.
+        let viewer_key = match q.viewer {
+            Viewer::Everything => None,
+            Viewer::User(user) => Some(owner_key(user)),
+        };
+
         let (addresses, total, facet_counts): (Vec<DocAddress>, usize, _) = match q.sort {
             Sort::Relevance => {
                 let collector = top.tweak_score(move |segment: &SegmentReader| {
@@ -271,8 +317,10 @@ impl EmbeddedIndex {
                         (score, created.as_ref().map_or(0, |c| c.get_val(doc)))
                     }
                 });
-                let (hits, count, facets) =
-                    searcher.search(&query, &(collector, Count, facet_collector))?;
+                let (hits, count, facets) = searcher.search(
+                    &query,
+                    &only_visible(viewer_key, (collector, Count, facet_collector)),
+                )?;
                 (hits.into_iter().map(|(_, a)| a).collect(), count, facets)
             }
             Sort::CreatedDesc | Sort::CreatedAsc | Sort::UpdatedDesc | Sort::UpdatedAsc => {
@@ -283,8 +331,10 @@ impl EmbeddedIndex {
                     _ => ("updated", Order::Asc),
                 };
                 let collector = top.order_by_fast_field::<i64>(field, order);
-                let (hits, count, facets) =
-                    searcher.search(&query, &(collector, Count, facet_collector))?;
+                let (hits, count, facets) = searcher.search(
+                    &query,
+                    &only_visible(viewer_key, (collector, Count, facet_collector)),
+                )?;
                 (hits.into_iter().map(|(_, a)| a).collect(), count, facets)
             }
             Sort::NameAsc | Sort::NameDesc => {
@@ -294,8 +344,10 @@ impl EmbeddedIndex {
                     Order::Desc
                 };
                 let collector = top.order_by_string_fast_field("name_sort", order);
-                let (hits, count, facets) =
-                    searcher.search(&query, &(collector, Count, facet_collector))?;
+                let (hits, count, facets) = searcher.search(
+                    &query,
+                    &only_visible(viewer_key, (collector, Count, facet_collector)),
+                )?;
                 (hits.into_iter().map(|(_, a)| a).collect(), count, facets)
             }
         };
@@ -308,26 +360,18 @@ impl EmbeddedIndex {
                 .context("document without id")?;
             ids.push(id.parse()?);
         }
-        let counts = |prefix: &str| -> Vec<FacetCount> {
+        let [language, tags] = facet_counts.map(|counts| {
             top_facets(
-                facet_counts
-                    .get(prefix)
-                    .filter_map(|(facet, count)| {
-                        Some(FacetCount {
-                            value: facet.to_path().last()?.to_string(),
-                            count,
-                        })
-                    })
+                counts
+                    .into_iter()
+                    .map(|(value, count)| FacetCount { value, count })
                     .collect(),
             )
-        };
+        });
         Ok(SearchHits {
             ids,
             total: total as u64,
-            facets: Facets {
-                language: counts("/language"),
-                tags: counts("/tags"),
-            },
+            facets: Facets { language, tags },
         })
     }
 }
@@ -384,5 +428,93 @@ impl SearchIndex for EmbeddedIndex {
     async fn search(&self, query: &SearchQuery) -> anyhow::Result<SearchHits> {
         // Searches take about a millisecond; run them inline rather than paying a thread hop.
         self.search_sync(query)
+    }
+}
+
+/// Wraps `collector` so it only sees documents `viewer_key` may see (`None`: everything).
+fn only_visible<C>(
+    viewer_key: Option<u64>,
+    collector: C,
+) -> FilterCollector<C, impl Fn(u64) -> bool + Clone + Send + Sync + 'static, u64>
+where
+    C: Collector + Send + Sync,
+{
+    let visible = move |hidden: u64| hidden == 0 || viewer_key.is_none_or(|me| me == hidden);
+    FilterCollector::new("hidden".to_owned(), visible, collector)
+}
+
+/// Counts the values of the `lang` and `tag` fast fields over every match: a counter per term
+/// ordinal per segment, names resolved only for ordinals that occurred.
+struct TermCounts;
+
+const FACET_FIELDS: [&str; 2] = ["lang", "tag"];
+
+type Counts = [HashMap<String, u64>; 2];
+
+struct SegmentTermCounts {
+    columns: [Option<StrColumn>; 2],
+    counts: [Vec<u32>; 2],
+}
+
+impl Collector for TermCounts {
+    type Fruit = Counts;
+    type Child = SegmentTermCounts;
+
+    fn for_segment(
+        &self,
+        _segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentTermCounts> {
+        let [lang, tag] = FACET_FIELDS;
+        let columns = [
+            reader.fast_fields().str(lang)?,
+            reader.fast_fields().str(tag)?,
+        ];
+        let counts = [0, 1].map(|i| vec![0u32; columns[i].as_ref().map_or(0, |c| c.num_terms())]);
+        Ok(SegmentTermCounts { columns, counts })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Counts>) -> tantivy::Result<Counts> {
+        let mut total: Counts = Default::default();
+        for fruit in fruits {
+            for (into, from) in total.iter_mut().zip(fruit) {
+                for (value, count) in from {
+                    *into.entry(value).or_default() += count;
+                }
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl SegmentCollector for SegmentTermCounts {
+    type Fruit = Counts;
+
+    fn collect(&mut self, doc: DocId, _score: tantivy::Score) {
+        for (column, counts) in self.columns.iter().zip(self.counts.iter_mut()) {
+            if let Some(column) = column {
+                for ord in column.ords().values_for_doc(doc) {
+                    counts[ord as usize] += 1;
+                }
+            }
+        }
+    }
+
+    fn harvest(self) -> Counts {
+        let mut out: Counts = Default::default();
+        for ((column, counts), into) in self.columns.iter().zip(self.counts).zip(out.iter_mut()) {
+            let Some(column) = column else { continue };
+            for (ord, count) in counts.into_iter().enumerate().filter(|(_, c)| *c > 0) {
+                let mut value = String::new();
+                if column.ord_to_str(ord as u64, &mut value).unwrap_or(false) {
+                    into.insert(value, u64::from(count));
+                }
+            }
+        }
+        out
     }
 }

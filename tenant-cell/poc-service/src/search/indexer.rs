@@ -2,7 +2,7 @@
 //!
 //! Every insert or update of a PoC row adds its id to `search_outbox` in the same transaction
 //! (a trigger, so no write path can forget) and notifies `poc_search_outbox`. The indexer wakes
-//! on that notification (or on a local nudge, or every second), reads a batch, loads the rows'
+//! on that notification (or on a local nudge, or every 500 ms), reads a batch, loads the rows'
 //! *current* state, applies it to the index, and only then deletes the batch from the outbox.
 //! A failing index leaves the outbox untouched and is retried with backoff, so nothing is lost.
 //!
@@ -23,7 +23,7 @@ use crate::store::pocs;
 
 const CHANNEL: &str = "poc_search_outbox";
 const BATCH: i64 = 1_000;
-const POLL: Duration = Duration::from_secs(1);
+const POLL: Duration = Duration::from_millis(500);
 /// How often the index's document count is compared with Postgres (self-healing).
 const CONSISTENCY_CHECK: Duration = Duration::from_secs(60);
 
@@ -31,6 +31,9 @@ const CONSISTENCY_CHECK: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct IndexerHandle {
     wake: Notify,
+    /// Set by `nudge`, cleared before each drain: a nudge that lands while a drain is running is
+    /// never lost, whatever the timing of the `Notify` permit.
+    dirty: AtomicBool,
     reindex: AtomicBool,
     reindexing: AtomicBool,
     indexed_seq: AtomicI64,
@@ -39,6 +42,7 @@ pub struct IndexerHandle {
 impl IndexerHandle {
     /// Asks the indexer to drain now (called after a committed write).
     pub fn nudge(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
@@ -82,6 +86,7 @@ async fn run(
         if *shutdown.borrow() {
             return;
         }
+        handle.dirty.store(false, Ordering::SeqCst);
         let result = async {
             if handle.reindex.swap(false, Ordering::SeqCst) {
                 rebuild(&pool, index.as_ref(), &handle).await?;
@@ -98,6 +103,11 @@ async fn run(
         }
         .await;
         let wait = match result {
+            Ok(())
+                if handle.dirty.load(Ordering::SeqCst) || handle.reindex.load(Ordering::SeqCst) =>
+            {
+                continue;
+            }
             Ok(()) => {
                 backoff = Duration::from_millis(100);
                 POLL
