@@ -5,12 +5,14 @@
 //! Prints bulk-create throughput (through the API, 16 concurrent clients), indexer lag
 //! (acknowledged write → visible in search) and p50/p99 latency of fuzzy, prefix,
 //! facet-filter and combined searches by a member (so the visibility filter is always on),
-//! interleaved so noise hits every kind alike.
+//! interleaved so noise hits every kind alike. `POC_BENCH_SETTLE_SECS=20` waits before the
+//! search phase, so the indexer's idle-time merge has happened (the steady state of a cell).
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use poc_service::config::SearchConfig;
+use poc_service::search::embedded::EmbeddedIndex;
 use poc_service::{App, Config};
 use serde_json::{Value, json};
 use test_support::ApiClient;
@@ -114,7 +116,7 @@ fn poc_body(rng: &mut Rng, n: usize, tags: &[String]) -> Value {
         .collect();
     json!({
         "name": name,
-        "description": format!("A proof of concept about {} and {}", rng.pick(WORDS), rng.pick(WORDS)),
+        "description": format!("{} {} {}", rng.pick(WORDS), rng.pick(WORDS), rng.pick(WORDS)),
         "repository_url": format!("https://github.com/acme/poc-{n}"),
         "language": rng.skewed(LANGUAGES),
         "tags": poc_tags,
@@ -160,7 +162,9 @@ fn main() {
         let mut config = Config::for_tests("c-bench", "bench", &url).expect("config");
         config.dev_mode = true;
         config.search = SearchConfig::Embedded { dir: Some(index_dir.clone()) };
-        let app = App::build(config).await.expect("app");
+        let index = std::sync::Arc::new(EmbeddedIndex::open(&index_dir).expect("index"));
+        let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+        let app = App::build_with_index(config, pool, index.clone()).await.expect("app");
         let api = ApiClient::new(format!("http://{}", app.public_addr()));
         tokio::spawn(app.run_until_stopped(std::future::pending()));
 
@@ -222,15 +226,18 @@ fn main() {
         report("indexer lag (write acknowledged → searchable)", lag);
 
         // Search latency by kind, interleaved.
-        let queries: [(&str, Vec<String>); 4] = [
+        let queries: [(&str, Vec<String>); 6] = [
+            ("nothing matches (fixed cost)", vec!["/v1/pocs?language=cobol".to_owned()]),
+            ("browse everything, newest first", vec!["/v1/pocs".to_owned()]),
             ("fuzzy (one typo)", WORDS.iter().map(|w| format!("/v1/pocs?q={}", typo(w))).collect()),
             ("prefix (typing)", WORDS.iter().map(|w| format!("/v1/pocs?q={}", &w[..3.min(w.len())])).collect()),
             ("facet filter (language + tag)", LANGUAGES.iter().enumerate().map(|(i, l)| format!("/v1/pocs?language={}&tags=tag{:03}", l.replace('+', "%2B"), i % 20)).collect()),
             ("combined (words + prefix + filters)", WORDS.iter().enumerate().map(|(i, w)| format!("/v1/pocs?q={w}%20{}&language={}&tags=tag{:03}", &WORDS[(i + 1) % WORDS.len()][..4.min(WORDS[(i + 1) % WORDS.len()].len())], LANGUAGES[i % 3], i % 5)).collect()),
         ];
-        // Let background segment merges triggered by the writes above finish first.
+        // Give the indexer its quiet period: it merges the index's segments when writes stop.
         let settle = std::env::var("POC_BENCH_SETTLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         tokio::time::sleep(Duration::from_secs(settle)).await;
+        println!("index segments before the search phase            {:>8}", index.segments());
         for round in 0..50 {
             for (_, paths) in &queries {
                 member.get(&paths[round % paths.len()]).await;

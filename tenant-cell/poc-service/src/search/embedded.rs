@@ -162,20 +162,9 @@ impl EmbeddedIndex {
         self.reader.searcher().segment_readers().len()
     }
 
-    /// Merges all segments into one and waits for it (e.g. after a rebuild).
+    /// Merges all segments into one and waits for it.
     pub fn merge_all(&self) -> anyhow::Result<()> {
-        let ids = self.index.searchable_segment_ids()?;
-        if ids.len() > 1 {
-            let mut writer = self
-                .writer
-                .lock()
-                .map_err(|_| anyhow::anyhow!("index writer poisoned"))?;
-            let _ = writer.merge(&ids).wait()?;
-            writer.commit()?;
-            drop(writer);
-            self.reader.reload()?;
-        }
-        Ok(())
+        merge_all(&self.index, &self.writer, &self.reader)
     }
 
     fn document(&self, d: &PocDoc) -> TantivyDocument {
@@ -425,10 +414,38 @@ impl SearchIndex for EmbeddedIndex {
         Ok(self.reader.searcher().num_docs())
     }
 
+    async fn optimize(&self) -> anyhow::Result<()> {
+        if self.segments() <= 1 {
+            return Ok(());
+        }
+        let index = self.index.clone();
+        let writer = self.writer.clone();
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || merge_all(&index, &writer, &reader)).await?
+    }
+
     async fn search(&self, query: &SearchQuery) -> anyhow::Result<SearchHits> {
         // Searches take about a millisecond; run them inline rather than paying a thread hop.
         self.search_sync(query)
     }
+}
+
+fn merge_all(
+    index: &Index,
+    writer: &Mutex<IndexWriter>,
+    reader: &IndexReader,
+) -> anyhow::Result<()> {
+    let ids = index.searchable_segment_ids()?;
+    if ids.len() > 1 {
+        let mut writer = writer
+            .lock()
+            .map_err(|_| anyhow::anyhow!("index writer poisoned"))?;
+        let _ = writer.merge(&ids).wait()?;
+        writer.commit()?;
+        drop(writer);
+        reader.reload()?;
+    }
+    Ok(())
 }
 
 /// Wraps `collector` so it only sees documents `viewer_key` may see (`None`: everything).

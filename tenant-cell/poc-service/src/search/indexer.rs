@@ -26,6 +26,8 @@ const BATCH: i64 = 1_000;
 const POLL: Duration = Duration::from_millis(500);
 /// How often the index's document count is compared with Postgres (self-healing).
 const CONSISTENCY_CHECK: Duration = Duration::from_secs(60);
+/// Quiet time after the last write before the index is optimized.
+const OPTIMIZE_AFTER: Duration = Duration::from_secs(10);
 
 /// Shared view of the indexer for handlers and the admin API.
 #[derive(Debug, Default)]
@@ -82,6 +84,8 @@ async fn run(
     let mut listener = listen(&pool).await;
     let mut backoff = Duration::from_millis(100);
     let mut last_check = Instant::now() - CONSISTENCY_CHECK;
+    let mut last_write = Instant::now();
+    let mut optimized = true;
     loop {
         if *shutdown.borrow() {
             return;
@@ -91,7 +95,13 @@ async fn run(
             if handle.reindex.swap(false, Ordering::SeqCst) {
                 rebuild(&pool, index.as_ref(), &handle).await?;
             }
-            drain(&pool, index.as_ref(), &handle).await?;
+            if drain(&pool, index.as_ref(), &handle).await? > 0 {
+                last_write = Instant::now();
+                optimized = false;
+            } else if !optimized && last_write.elapsed() >= OPTIMIZE_AFTER {
+                index.optimize().await?;
+                optimized = true;
+            }
             if last_check.elapsed() >= CONSISTENCY_CHECK {
                 last_check = Instant::now();
                 if !consistent(&pool, index.as_ref()).await? {
@@ -148,12 +158,13 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
-/// Applies outbox batches until it is empty.
+/// Applies outbox batches until it is empty; returns how many entries were applied.
 pub async fn drain(
     pool: &PgPool,
     index: &dyn SearchIndex,
     handle: &IndexerHandle,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
+    let mut applied = 0;
     loop {
         let mut tx = pool.begin().await?;
         let locked: bool =
@@ -161,7 +172,7 @@ pub async fn drain(
                 .fetch_one(&mut *tx)
                 .await?;
         if !locked {
-            return Ok(());
+            return Ok(applied);
         }
         let batch: Vec<(i64, Uuid, f64)> = sqlx::query_as(
             "SELECT seq, poc_id, EXTRACT(EPOCH FROM now() - created_at)::float8 FROM search_outbox ORDER BY seq LIMIT $1",
@@ -170,8 +181,9 @@ pub async fn drain(
         .fetch_all(&mut *tx)
         .await?;
         if batch.is_empty() {
-            return Ok(());
+            return Ok(applied);
         }
+        applied += batch.len();
         let mut ids: Vec<Uuid> = batch.iter().map(|(_, id, _)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -230,6 +242,7 @@ pub async fn rebuild(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "search index rebuilt from Postgres"
         );
+        index.optimize().await?;
         anyhow::Ok(())
     }
     .await;

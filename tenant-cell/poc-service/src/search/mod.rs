@@ -112,6 +112,12 @@ pub trait SearchIndex: Send + Sync + 'static {
     async fn count(&self) -> anyhow::Result<u64>;
 
     async fn search(&self, query: &SearchQuery) -> anyhow::Result<SearchHits>;
+
+    /// Housekeeping while no writes arrive (the embedded engine merges its segments, which
+    /// makes every search cheaper). Engines that manage themselves do nothing.
+    async fn optimize(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Sorts facet values by count (desc) then value, keeping the first [`FACET_LIMIT`].
