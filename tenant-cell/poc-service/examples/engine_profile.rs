@@ -132,7 +132,10 @@ fn main() {
         }
         println!("segments: {}", index.segments());
         if std::env::var("MERGE").is_ok() {
-            index.merge_all().expect("engine_profile");
+            while index.segments() > 1 {
+                index.merge_all().expect("engine_profile");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
             println!("segments after merge: {}", index.segments());
         }
         for (label, text, lang, tag, viewer) in [
