@@ -17,111 +17,21 @@ use poc_service::{App, Config};
 use serde_json::{Value, json};
 use test_support::ApiClient;
 
-const LANGUAGES: &[&str] = &[
-    "rust",
-    "typescript",
-    "go",
-    "python",
-    "kotlin",
-    "swift",
-    "java",
-    "c++",
-    "elixir",
-    "ruby",
-    "scala",
-    "zig",
-];
-const WORDS: &[&str] = &[
-    "kubernetes",
-    "operator",
-    "realtime",
-    "whiteboard",
-    "payment",
-    "gateway",
-    "parser",
-    "compiler",
-    "scheduler",
-    "search",
-    "engine",
-    "stream",
-    "ledger",
-    "cache",
-    "proxy",
-    "router",
-    "telemetry",
-    "dashboard",
-    "invoice",
-    "checkout",
-    "recommendation",
-    "vector",
-    "embedding",
-    "sync",
-    "offline",
-    "mobile",
-    "camera",
-    "audio",
-    "video",
-    "transcoder",
-    "queue",
-    "workflow",
-    "notebook",
-    "graph",
-    "planner",
-    "chatbot",
-    "crawler",
-    "billing",
-    "identity",
-    "gateway",
-    "ingest",
-    "warehouse",
-    "lakehouse",
-    "feature",
-    "flags",
-    "canary",
-    "rollout",
-    "observability",
-    "tracing",
-];
+#[path = "common/corpus.rs"]
+mod corpus;
 
-/// Deterministic pseudo-random numbers (xorshift), so every run indexes the same corpus.
-struct Rng(u64);
+use corpus::{LANGUAGES, Rng, WORDS};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-    /// Skewed towards the first items, like real language and tag popularity.
-    fn skewed<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        let a = self.next() % items.len() as u64;
-        let b = self.next() % items.len() as u64;
-        items[a.min(b) as usize]
-    }
-}
-
-fn tags() -> Vec<String> {
-    (0..200).map(|i| format!("tag{i:03}")).collect()
-}
-
-fn poc_body(rng: &mut Rng, n: usize, tags: &[String]) -> Value {
-    let name = format!("{} {} {}", rng.pick(WORDS), rng.pick(WORDS), n);
-    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
-    let poc_tags: Vec<&str> = (0..1 + rng.next() % 4)
-        .map(|_| rng.skewed(&tag_refs))
-        .collect();
+fn poc_body(rng: &mut Rng, n: usize) -> Value {
+    let g = corpus::generate(rng, n);
     json!({
-        "name": name,
-        "description": format!("{} {} {}", rng.pick(WORDS), rng.pick(WORDS), rng.pick(WORDS)),
+        "name": g.name,
+        "description": g.description,
         "repository_url": format!("https://github.com/acme/poc-{n}"),
-        "language": rng.skewed(LANGUAGES),
-        "tags": poc_tags,
-        "frameworks": [rng.pick(&["axum", "react", "spring", "django", "phoenix"])],
-        "visibility": if rng.next().is_multiple_of(4) { "private" } else { "tenant" },
+        "language": g.language,
+        "tags": g.tags,
+        "frameworks": [g.framework],
+        "visibility": if g.private { "private" } else { "tenant" },
     })
 }
 
@@ -177,9 +87,8 @@ fn main() {
         let member = writers[0].clone();
 
         // Bulk create through the API.
-        let tags = tags();
         let mut rng = Rng(0x5eed);
-        let bodies: Vec<Value> = (0..n).map(|i| poc_body(&mut rng, i, &tags)).collect();
+        let bodies: Vec<Value> = (0..n).map(|i| poc_body(&mut rng, i)).collect();
         let started = Instant::now();
         let created = futures_util::stream::iter(bodies.into_iter().enumerate())
             .map(|(i, body)| {
