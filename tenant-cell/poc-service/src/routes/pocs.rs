@@ -217,7 +217,11 @@ pub async fn search_pocs(
         err.source = Some(e);
         err
     })?;
-    let rows = pocs::visible_by_ids(&state.pool, &hits.ids, query.viewer).await?;
+    let rows = if hits.ids.is_empty() {
+        Vec::new()
+    } else {
+        pocs::visible_by_ids(&state.pool, &hits.ids, query.viewer).await?
+    };
     let items = hits
         .ids
         .iter()

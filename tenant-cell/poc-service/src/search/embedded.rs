@@ -544,3 +544,35 @@ impl SegmentCollector for SegmentTermCounts {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_with_an_older_schema_is_recreated_empty() {
+        let dir = std::env::temp_dir().join(format!("poc-index-schema-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        {
+            let mut b = Schema::builder();
+            b.add_text_field("something_else", STRING);
+            let old = Index::create_in_dir(&dir, b.build()).expect("old index");
+            let mut writer: IndexWriter =
+                old.writer_with_num_threads(1, 15_000_000).expect("writer");
+            writer.commit().expect("commit");
+        }
+        let index = EmbeddedIndex::open(&dir).expect("reopened with the current schema");
+        assert_eq!(
+            index.reader.searcher().num_docs(),
+            0,
+            "the indexer will rebuild it from Postgres"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn owner_keys_are_never_zero() {
+        assert_ne!(owner_key(Uuid::nil()), 0);
+        assert_ne!(owner_key(Uuid::from_u128(1)), owner_key(Uuid::from_u128(2)));
+    }
+}
