@@ -30,6 +30,21 @@ impl ApiResponse {
         );
     }
 
+    /// `[field, code]` of each entry of a `validation_failed` body's `details.fields`.
+    pub fn field_errors(&self) -> Vec<[String; 2]> {
+        self.body["details"]["fields"]
+            .as_array()
+            .map(|fields| {
+                fields
+                    .iter()
+                    .map(|f| {
+                        ["field", "code"].map(|k| f[k].as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Value {
         assert_eq!(
@@ -103,6 +118,22 @@ impl ApiClient {
 
     pub async fn get(&self, path: &str) -> ApiResponse {
         Self::send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// GET that must answer 200; returns the JSON body.
+    #[track_caller]
+    pub fn get_ok<'a>(&'a self, path: &'a str) -> impl std::future::Future<Output = Value> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let res = self.get(path).await;
+            assert_eq!(
+                res.status.as_u16(),
+                200,
+                "GET {path} (called at {caller}): {}",
+                res.text
+            );
+            res.body
+        }
     }
 
     pub async fn delete(&self, path: &str) -> ApiResponse {

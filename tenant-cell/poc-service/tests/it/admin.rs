@@ -66,11 +66,10 @@ async fn paging_parameters_out_of_range_are_422() {
     let admin = app.admin().await;
     let res = admin.client.get("/v1/users?page=0&per_page=1000").await;
     res.assert_error(422, "validation_failed");
-    let fields: Vec<&str> = res.body["details"]["fields"]
-        .as_array()
-        .expect("fields")
-        .iter()
-        .filter_map(|f| f["field"].as_str())
+    let fields: Vec<String> = res
+        .field_errors()
+        .into_iter()
+        .map(|[field, _]| field)
         .collect();
     assert_eq!(fields, ["page", "per_page"]);
     admin

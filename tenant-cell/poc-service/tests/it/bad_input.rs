@@ -76,23 +76,13 @@ async fn invalid_fields_are_422_with_every_field_listed() {
         )
         .await;
     res.assert_error(422, "validation_failed");
-    let fields: Vec<(&str, &str)> = res.body["details"]["fields"]
-        .as_array()
-        .expect("fields")
-        .iter()
-        .map(|f| {
-            (
-                f["field"].as_str().unwrap_or_default(),
-                f["code"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let fields = res.field_errors();
     assert_eq!(
         fields,
         [
-            ("email", "invalid_email"),
-            ("password", "too_short"),
-            ("display_name", "required")
+            ["email", "invalid_email"],
+            ["password", "too_short"],
+            ["display_name", "required"]
         ]
     );
 

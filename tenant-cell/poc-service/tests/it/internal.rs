@@ -126,7 +126,7 @@ mod pocs {
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            let page = internal.get(&path).await.assert_status(200).clone();
+            let page = internal.get_ok(&path).await;
             seen.extend(names(&page).into_iter().map(str::to_owned));
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_owned()),
@@ -195,13 +195,11 @@ mod pocs {
 
         let internal = app.internal_with_service_token();
         let agg = internal
-            .get(&format!(
+            .get_ok(&format!(
                 "/internal/v1/pocs/aggregates?visible_to={}",
                 alice.user_id
             ))
-            .await
-            .assert_status(200)
-            .clone();
+            .await;
         assert_eq!(agg["total"], 2);
         assert_eq!(agg["by_language"], json!([{ "key": "rust", "count": 2 }]));
         assert_eq!(
@@ -219,13 +217,11 @@ mod pocs {
         );
 
         let all = internal
-            .get(&format!(
+            .get_ok(&format!(
                 "/internal/v1/pocs/aggregates?visible_to={}",
                 admin.user_id
             ))
-            .await
-            .assert_status(200)
-            .clone();
+            .await;
         assert_eq!(
             (
                 all["total"].as_u64(),

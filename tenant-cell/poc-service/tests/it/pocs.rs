@@ -149,24 +149,14 @@ async fn invalid_pocs_are_422_with_every_field() {
     body["description"] = json!("d".repeat(5001));
     let res = admin.client.post("/v1/pocs", &body).await;
     res.assert_error(422, "validation_failed");
-    let fields: Vec<(&str, &str)> = res.body["details"]["fields"]
-        .as_array()
-        .expect("fields")
-        .iter()
-        .map(|f| {
-            (
-                f["field"].as_str().unwrap_or_default(),
-                f["code"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let fields = res.field_errors();
     assert_eq!(
         fields,
         [
-            ("name", "too_long"),
-            ("description", "too_long"),
-            ("repository_url", "invalid_repository_url"),
-            ("tags", "too_many")
+            ["name", "too_long"],
+            ["description", "too_long"],
+            ["repository_url", "invalid_repository_url"],
+            ["tags", "too_many"]
         ]
     );
 

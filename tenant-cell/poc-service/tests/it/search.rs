@@ -67,12 +67,7 @@ async fn search_finds_a_poc_with_one_typo_and_by_prefix() {
 #[tokio::test]
 async fn facets_count_only_what_the_caller_may_see() {
     let (_app, admin, alice, bob) = seeded().await;
-    let for_alice = alice
-        .client
-        .get("/v1/pocs")
-        .await
-        .assert_status(200)
-        .clone();
+    let for_alice = alice.client.get_ok("/v1/pocs").await;
     assert_eq!(
         for_alice["total"], 3,
         "bob's private PoC is invisible to alice"
@@ -86,7 +81,7 @@ async fn facets_count_only_what_the_caller_may_see() {
     );
     assert_eq!(facet(&for_alice, "tags", "secret"), None);
 
-    let for_bob = bob.client.get("/v1/pocs").await.assert_status(200).clone();
+    let for_bob = bob.client.get_ok("/v1/pocs").await;
     assert_eq!(
         (
             for_bob["total"].as_u64(),
@@ -95,77 +90,35 @@ async fn facets_count_only_what_the_caller_may_see() {
         ),
         (Some(4), Some(3), Some(2))
     );
-    let for_admin = admin
-        .client
-        .get("/v1/pocs?q=kubernetes")
-        .await
-        .assert_status(200)
-        .clone();
+    let for_admin = admin.client.get_ok("/v1/pocs?q=kubernetes").await;
     assert_eq!(for_admin["total"], 2);
-    let for_alice = alice
-        .client
-        .get("/v1/pocs?q=kubernetes")
-        .await
-        .assert_status(200)
-        .clone();
+    let for_alice = alice.client.get_ok("/v1/pocs?q=kubernetes").await;
     assert_eq!(names(&for_alice), ["Kubernetes operator"]);
 }
 
 #[tokio::test]
 async fn filters_on_language_all_tags_and_owner() {
     let (_app, _admin, alice, bob) = seeded().await;
-    let rust = alice
-        .client
-        .get("/v1/pocs?language=Rust")
-        .await
-        .assert_status(200)
-        .clone();
+    let rust = alice.client.get_ok("/v1/pocs?language=Rust").await;
     assert_eq!(names(&rust), ["Kubernetes operator"]);
-    let both = bob
-        .client
-        .get("/v1/pocs?tags=k8s,secret")
-        .await
-        .assert_status(200)
-        .clone();
+    let both = bob.client.get_ok("/v1/pocs?tags=k8s,secret").await;
     assert_eq!(names(&both), ["Secret kubernetes scheduler"]);
-    let k8s = alice
-        .client
-        .get("/v1/pocs?tags=K8S&sort=name")
-        .await
-        .assert_status(200)
-        .clone();
+    let k8s = alice.client.get_ok("/v1/pocs?tags=K8S&sort=name").await;
     assert_eq!(names(&k8s), ["Kubernetes operator", "Payment gateway"]);
-    let mine = alice
-        .client
-        .get("/v1/pocs?owner=me&sort=-name")
-        .await
-        .assert_status(200)
-        .clone();
+    let mine = alice.client.get_ok("/v1/pocs?owner=me&sort=-name").await;
     assert_eq!(names(&mine), ["Realtime whiteboard", "Kubernetes operator"]);
     let bobs = alice
         .client
-        .get(&format!("/v1/pocs?owner={}", bob.user_id))
-        .await
-        .assert_status(200)
-        .clone();
+        .get_ok(&format!("/v1/pocs?owner={}", bob.user_id))
+        .await;
     assert_eq!(names(&bobs), ["Payment gateway"]);
 }
 
 #[tokio::test]
 async fn listing_pages_newest_first() {
     let (_app, admin, _alice, _bob) = seeded().await;
-    let first = admin
-        .client
-        .get("/v1/pocs?per_page=3")
-        .await
-        .assert_status(200)
-        .clone();
-    let second = admin
-        .client
-        .get("/v1/pocs?per_page=3&page=2")
-        .await
-        .assert_status(200)
-        .clone();
+    let first = admin.client.get_ok("/v1/pocs?per_page=3").await;
+    let second = admin.client.get_ok("/v1/pocs?per_page=3&page=2").await;
     assert_eq!(
         names(&first),
         [
@@ -181,10 +134,8 @@ async fn listing_pages_newest_first() {
     );
     let oldest = admin
         .client
-        .get("/v1/pocs?sort=created_at&per_page=1")
-        .await
-        .assert_status(200)
-        .clone();
+        .get_ok("/v1/pocs?sort=created_at&per_page=1")
+        .await;
     assert_eq!(names(&oldest), ["Kubernetes operator"]);
 }
 
@@ -248,11 +199,10 @@ async fn bad_search_parameters_are_rejected_with_details() {
         ))
         .await;
     res.assert_error(422, "validation_failed");
-    let fields: Vec<&str> = res.body["details"]["fields"]
-        .as_array()
-        .expect("fields")
-        .iter()
-        .filter_map(|f| f["field"].as_str())
+    let fields: Vec<String> = res
+        .field_errors()
+        .into_iter()
+        .map(|[field, _]| field)
         .collect();
     assert_eq!(fields, ["q", "owner", "per_page"]);
     admin
@@ -329,12 +279,7 @@ async fn the_outbox_catches_up_after_the_index_was_down() {
     let res = admin.client.get("/v1/pocs?q=offline").await;
     res.assert_error(503, "unavailable");
     assert!(res.headers.contains_key("retry-after"));
-    let status = admin
-        .client
-        .get("/v1/admin/search")
-        .await
-        .assert_status(200)
-        .clone();
+    let status = admin.client.get_ok("/v1/admin/search").await;
     assert_eq!(status["pending"], 5);
     // ...and once it is back, every acknowledged write becomes searchable.
     index.down.store(false, Ordering::SeqCst);
@@ -343,12 +288,7 @@ async fn the_outbox_catches_up_after_the_index_was_down() {
         page["facets"]["tags"][0],
         json!({ "value": "offline", "count": 5 })
     );
-    let status = admin
-        .client
-        .get("/v1/admin/search")
-        .await
-        .assert_status(200)
-        .clone();
+    let status = admin.client.get_ok("/v1/admin/search").await;
     assert_eq!(status["pending"], 0);
 }
 
