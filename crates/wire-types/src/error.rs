@@ -37,6 +37,8 @@ pub enum ErrorCode {
     TenantSuspended,
     /// Nothing here, or not visible to the caller (404).
     NotFound,
+    /// The router knows no tenant by that name or email domain (404).
+    TenantNotFound,
     /// The method is not allowed on this path (405).
     MethodNotAllowed,
     /// The resource already exists (409).
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::InvalidInvite => "invalid_invite",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::TenantNotFound => "tenant_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::LastAdmin => "last_admin",
@@ -95,7 +98,7 @@ impl ErrorCode {
             | ErrorCode::RegistrationClosed
             | ErrorCode::InvalidInvite
             | ErrorCode::TenantSuspended => 403,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict | ErrorCode::LastAdmin => 409,
             ErrorCode::PayloadTooLarge => 413,

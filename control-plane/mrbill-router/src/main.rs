@@ -1,0 +1,32 @@
+//! `mrbill-router`: serve the proxy. The control-plane feed client is not built yet: the table
+//! comes from the snapshot file (`MRBILL_ROUTER_SNAPSHOT`).
+
+use std::net::SocketAddr;
+
+use mrbill_router::{AppState, Config, app};
+use service_kit::config::{optional, required};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_kit::telemetry::init(
+        "mrbill-router",
+        optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
+    );
+    let config = Config {
+        addr: optional("MRBILL_ROUTER_ADDR")?
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8088))),
+        domain: optional("MRBILL_DOMAIN")?.unwrap_or_else(|| "localhost".into()),
+        public_url: required("MRBILL_PUBLIC_URL")?,
+        snapshot: optional("MRBILL_ROUTER_SNAPSHOT")?,
+    };
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "mrbill-router listening");
+    let state = AppState::new(config)?;
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(service_kit::serve::shutdown_signal())
+    .await?;
+    Ok(())
+}

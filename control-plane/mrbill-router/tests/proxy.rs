@@ -1,0 +1,183 @@
+//! The router against a real upstream HTTP server (an echo standing in for a cell service):
+//! prefix routing, path and host forms, header rules, route states, resolve, snapshots.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::Request;
+use cell_model::routes::{RouteEntry, RouteState, RouteTable, ServiceUrls};
+use mrbill_router::{AppState, Config, app};
+use serde_json::json;
+use test_support::ApiClient;
+
+/// An upstream that answers with what it received.
+async fn echo() -> String {
+    let app = Router::new().fallback(|req: Request| async move {
+        let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        axum::Json(json!({ "path": req.uri().path(), "query": req.uri().query(), "cell": h("x-cell-id"), "xff": h("x-forwarded-for") }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn route(tenant: &str, state: RouteState, poc: &str) -> RouteEntry {
+    RouteEntry {
+        tenant: tenant.into(),
+        cell_id: format!("c-{tenant}"),
+        generation: 1,
+        state,
+        services: ServiceUrls {
+            poc: poc.into(),
+            dojo: None,
+            media: None,
+        },
+        email_domains: vec![format!("{tenant}.com")],
+    }
+}
+
+async fn router(
+    table: Vec<RouteEntry>,
+    snapshot: Option<std::path::PathBuf>,
+) -> (ApiClient, AppState) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = Config {
+        addr,
+        domain: "mrbill.test".into(),
+        public_url: format!("http://{addr}"),
+        snapshot,
+    };
+    let state = AppState::new(config).expect("state");
+    if !table.is_empty() {
+        let mut t = RouteTable::default();
+        t.apply(cell_model::routes::RouteEvent::Snapshot {
+            revision: 1,
+            routes: table,
+        });
+        state.set_table(t).expect("table");
+    }
+    let served = app(state.clone());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            served.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    (ApiClient::new(format!("http://{addr}")), state)
+}
+
+#[tokio::test]
+async fn requests_reach_the_tenants_service_with_router_set_headers() {
+    let upstream = echo().await;
+    let (api, _) = router(vec![route("acme", RouteState::Active, &upstream)], None).await;
+    let spoofing = api
+        .with_header("x-cell-id", "c-evil")
+        .with_header("x-forwarded-for", "6.6.6.6");
+    let res = spoofing.get("/t/acme/v1/pocs?q=kube").await;
+    let body = res.assert_status(200);
+    assert_eq!(body["path"], "/v1/pocs");
+    assert_eq!(body["query"], "q=kube");
+    assert_eq!(body["cell"], "c-acme", "the client's X-Cell-Id is replaced");
+    assert_eq!(
+        body["xff"], "127.0.0.1",
+        "the client's X-Forwarded-For is replaced"
+    );
+    let spec = api.get("/t/acme/poc/openapi.json").await;
+    assert_eq!(spec.assert_status(200)["path"], "/openapi.json");
+    let by_host = api
+        .with_header("host", "acme.mrbill.test")
+        .get("/v1/users/me")
+        .await;
+    assert_eq!(by_host.assert_status(200)["path"], "/v1/users/me");
+}
+
+#[tokio::test]
+async fn unknown_suspended_frozen_and_unroutable_requests_get_their_codes() {
+    let upstream = echo().await;
+    let (api, _) = router(
+        vec![
+            route("acme", RouteState::Active, &upstream),
+            route("globex", RouteState::Suspended, &upstream),
+            route("initech", RouteState::Frozen, &upstream),
+            route("hooli", RouteState::Active, "http://127.0.0.1:1"),
+        ],
+        None,
+    )
+    .await;
+    api.get("/t/nobody/v1/pocs")
+        .await
+        .assert_error(404, "tenant_not_found");
+    api.get("/t/globex/v1/pocs")
+        .await
+        .assert_error(403, "tenant_suspended");
+    let frozen = api.get("/t/initech/v1/pocs").await;
+    frozen.assert_error(503, "unavailable");
+    assert!(frozen.headers.contains_key("retry-after"));
+    api.get("/t/acme/internal/v1/users/x/token-version")
+        .await
+        .assert_error(404, "not_found");
+    api.get("/t/acme/v1/dojos")
+        .await
+        .assert_error(503, "unavailable");
+    let down = api.get("/t/hooli/v1/pocs").await;
+    down.assert_error(503, "unavailable");
+    assert!(down.headers.contains_key("retry-after"));
+    api.get("/v1/pocs").await.assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn resolve_finds_tenants_by_slug_or_email_and_returns_the_router_endpoint() {
+    let (api, _) = router(
+        vec![route("acme", RouteState::Active, "http://127.0.0.1:1")],
+        None,
+    )
+    .await;
+    let by_slug = api.get("/v1/resolve?tenant=acme").await;
+    let body = by_slug.assert_status(200).clone();
+    assert_eq!(
+        (body["cell"].as_str(), body["status"].as_str()),
+        (Some("c-acme"), Some("active"))
+    );
+    assert_eq!(body["endpoint"], format!("{}/t/acme", api.base));
+    assert_eq!(
+        api.get("/v1/resolve?email=ada@ACME.com")
+            .await
+            .assert_status(200)["tenant"],
+        "acme"
+    );
+    api.get("/v1/resolve?tenant=nobody")
+        .await
+        .assert_error(404, "tenant_not_found");
+    api.get("/v1/resolve")
+        .await
+        .assert_error(400, "invalid_parameter");
+    api.get("/v1/resolve?tenant=a&email=b")
+        .await
+        .assert_error(400, "invalid_parameter");
+}
+
+#[tokio::test]
+async fn a_restarted_router_serves_from_its_snapshot() {
+    let upstream = echo().await;
+    let snapshot = std::env::temp_dir().join(format!("routes-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&snapshot);
+    router(
+        vec![route("acme", RouteState::Active, &upstream)],
+        Some(snapshot.clone()),
+    )
+    .await;
+    // A new router with no feed at all: the snapshot alone routes.
+    let (api, _) = router(Vec::new(), Some(snapshot.clone())).await;
+    assert_eq!(
+        api.get("/t/acme/v1/pocs").await.assert_status(200)["cell"],
+        "c-acme"
+    );
+    std::fs::remove_file(snapshot).ok();
+}
