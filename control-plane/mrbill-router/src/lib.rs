@@ -4,17 +4,18 @@
 //! **Invariant:** the router sets `X-Cell-Id` and `X-Forwarded-For` itself and drops any the
 //! client sent, so a cell can trust them from the router alone; `/internal/…` is never routed.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cell_model::routes::{RouteState, RouteTable, Service, service_for, tenant_of};
+use cell_model::routes::{RouteEntry, RouteState, RouteTable, Service, service_for, tenant_of};
 use http::{HeaderName, HeaderValue, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -22,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiQuery};
+use tokio::sync::Notify;
 use wire_types::{CELL_ID_HEADER, ErrorCode};
 
 /// Router settings.
@@ -34,12 +36,62 @@ pub struct Config {
     pub public_url: String,
     /// Where the routing table is kept for cold starts.
     pub snapshot: Option<PathBuf>,
+    /// Sustained requests per second each tenant may send (token-bucket refill rate).
+    pub tenant_rate: f64,
+    /// Burst each tenant may send above the rate.
+    pub tenant_burst: f64,
+    /// How long a request to a frozen route waits for it to become active again.
+    pub freeze_wait: Duration,
+}
+
+impl Config {
+    /// Defaults for everything but the address and URLs.
+    pub fn new(addr: SocketAddr, domain: &str, public_url: &str) -> Self {
+        Self {
+            addr,
+            domain: domain.to_owned(),
+            public_url: public_url.to_owned(),
+            snapshot: None,
+            tenant_rate: 500.0,
+            tenant_burst: 1000.0,
+            freeze_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A token bucket per tenant: one tenant's burst never slows another.
+#[derive(Debug, Default)]
+struct Limiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl Limiter {
+    /// `Ok` to go ahead, or how long until a token is available.
+    fn check(&self, tenant: &str, rate: f64, burst: f64) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (tokens, at) = buckets.entry(tenant.to_owned()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / rate))
+        }
+    }
 }
 
 /// Shared state.
 #[derive(Clone)]
 pub struct AppState {
     table: Arc<RwLock<RouteTable>>,
+    /// Woken on every table change (requests to frozen routes wait on it).
+    changed: Arc<Notify>,
+    limiter: Arc<Limiter>,
     client: Client<HttpConnector, Body>,
     config: Arc<Config>,
 }
@@ -58,12 +110,14 @@ impl AppState {
             .build(connector);
         Ok(Self {
             table: Arc::new(RwLock::new(table)),
+            changed: Arc::new(Notify::new()),
+            limiter: Arc::new(Limiter::default()),
             client,
             config: Arc::new(config),
         })
     }
 
-    /// Replaces the table (and writes the snapshot).
+    /// Replaces the table, writes the snapshot and wakes requests waiting on frozen routes.
     pub fn set_table(&self, table: RouteTable) -> anyhow::Result<()> {
         if let Some(path) = &self.config.snapshot {
             let tmp = path.with_extension("tmp");
@@ -74,6 +128,7 @@ impl AppState {
             .table
             .write()
             .map_err(|_| anyhow::anyhow!("route table poisoned"))? = table;
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -125,7 +180,7 @@ async fn resolve(
             ));
         }
     };
-    let route = route.ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, "no such tenant"))?;
+    let route = route.ok_or_else(tenant_not_found)?;
     Ok(ApiJson(Resolved {
         tenant: route.tenant.clone(),
         cell: route.cell_id.clone(),
@@ -136,6 +191,10 @@ async fn resolve(
         ),
         status: route.state,
     }))
+}
+
+fn tenant_not_found() -> ApiError {
+    ApiError::new(ErrorCode::TenantNotFound, "no such tenant")
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones only the router may set.
@@ -151,6 +210,31 @@ const DROPPED: &[&str] = &[
     CELL_ID_HEADER,
 ];
 
+/// The upstream base URL and cell id for `route`, or `None` while it is frozen.
+fn target(route: &RouteEntry, service: Service) -> Result<Option<(String, String)>, ApiError> {
+    match route.state {
+        RouteState::Suspended => Err(ApiError::new(
+            ErrorCode::TenantSuspended,
+            "this tenant is suspended",
+        )),
+        RouteState::Frozen => Ok(None),
+        RouteState::Active => {
+            let base = match service {
+                Service::Poc => Some(route.services.poc.clone()),
+                Service::Dojo => route.services.dojo.clone(),
+                Service::Media => route.services.media.clone(),
+            };
+            let base = base.ok_or_else(|| {
+                ApiError::unavailable(
+                    "this service of the cell is not ready",
+                    Duration::from_secs(1),
+                )
+            })?;
+            Ok(Some((base, route.cell_id.clone())))
+        }
+    }
+}
+
 async fn proxy(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -162,45 +246,37 @@ async fn proxy(
         .and_then(|h| h.to_str().ok());
     let (tenant, rest) = tenant_of(host, req.uri().path(), &state.config.domain)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no tenant in this request"))?;
-    let (base, cell_id) = {
-        let table = state.table()?;
-        let route = table
-            .get(&tenant)
-            .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, "no such tenant"))?;
-        match route.state {
-            RouteState::Active => {}
-            RouteState::Suspended => {
-                return Err(ApiError::new(
-                    ErrorCode::TenantSuspended,
-                    "this tenant is suspended",
-                ));
-            }
-            RouteState::Frozen => {
-                return Err(ApiError::unavailable(
-                    "this tenant is moving; retry shortly",
-                    Duration::from_secs(1),
-                ));
-            }
-        }
-        let (service, _) = service_for(&rest)
-            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
-        let base = match service {
-            Service::Poc => Some(route.services.poc.clone()),
-            Service::Dojo => route.services.dojo.clone(),
-            Service::Media => route.services.media.clone(),
-        };
-        (
-            base.ok_or_else(|| {
-                ApiError::unavailable(
-                    "this service of the cell is not ready",
-                    Duration::from_secs(1),
-                )
-            })?,
-            route.cell_id.clone(),
-        )
-    };
-    let (_, upstream_path) =
+    let (service, upstream_path) =
         service_for(&rest).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
+    if state.table()?.get(&tenant).is_none() {
+        return Err(tenant_not_found());
+    }
+    if let Err(wait) =
+        state
+            .limiter
+            .check(&tenant, state.config.tenant_rate, state.config.tenant_burst)
+    {
+        return Err(ApiError::rate_limited(wait));
+    }
+    // A frozen route (migration cut-over) holds the request, bounded, until it is active again.
+    let deadline = tokio::time::Instant::now() + state.config.freeze_wait;
+    let (base, cell_id) = loop {
+        // Registered before reading the table, so a change in between is not missed.
+        let changed = state.changed.notified();
+        let found = {
+            let table = state.table()?;
+            target(table.get(&tenant).ok_or_else(tenant_not_found)?, service)?
+        };
+        if let Some(found) = found {
+            break found;
+        }
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return Err(ApiError::unavailable(
+                "this tenant is moving; retry shortly",
+                Duration::from_secs(1),
+            ));
+        }
+    };
     let query = req
         .uri()
         .query()
@@ -223,8 +299,7 @@ async fn proxy(
         HeaderName::from_static("x-forwarded-for"),
         HeaderValue::from_str(&peer.ip().to_string()).map_err(ApiError::internal)?,
     );
-    let upstream = Request::from_parts(parts, body);
-    match state.client.request(upstream).await {
+    match state.client.request(Request::from_parts(parts, body)).await {
         Ok(res) => Ok(res.map(Body::new).into_response()),
         Err(e) => {
             tracing::warn!(tenant = %tenant, error = %e, "cell unreachable");

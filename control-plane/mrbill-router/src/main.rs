@@ -12,13 +12,15 @@ async fn main() -> anyhow::Result<()> {
         "mrbill-router",
         optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
     );
-    let config = Config {
-        addr: optional("MRBILL_ROUTER_ADDR")?
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8088))),
-        domain: optional("MRBILL_DOMAIN")?.unwrap_or_else(|| "localhost".into()),
-        public_url: required("MRBILL_PUBLIC_URL")?,
-        snapshot: optional("MRBILL_ROUTER_SNAPSHOT")?,
-    };
+    let addr =
+        optional("MRBILL_ROUTER_ADDR")?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8088)));
+    let domain: String = optional("MRBILL_DOMAIN")?.unwrap_or_else(|| "localhost".into());
+    let mut config = Config::new(addr, &domain, &required::<String>("MRBILL_PUBLIC_URL")?);
+    config.snapshot = optional("MRBILL_ROUTER_SNAPSHOT")?;
+    if let Some(rate) = optional::<f64>("MRBILL_TENANT_RATE")? {
+        config.tenant_rate = rate;
+        config.tenant_burst = optional("MRBILL_TENANT_BURST")?.unwrap_or(rate * 2.0);
+    }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "mrbill-router listening");
     let state = AppState::new(config)?;

@@ -43,16 +43,22 @@ async fn router(
     table: Vec<RouteEntry>,
     snapshot: Option<std::path::PathBuf>,
 ) -> (ApiClient, AppState) {
+    router_with(table, snapshot, |_| {}).await
+}
+
+async fn router_with(
+    table: Vec<RouteEntry>,
+    snapshot: Option<std::path::PathBuf>,
+    tweak: impl FnOnce(&mut Config),
+) -> (ApiClient, AppState) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let config = Config {
-        addr,
-        domain: "mrbill.test".into(),
-        public_url: format!("http://{addr}"),
-        snapshot,
-    };
+    let mut config = Config::new(addr, "mrbill.test", &format!("http://{addr}"));
+    config.snapshot = snapshot;
+    config.freeze_wait = std::time::Duration::from_millis(200);
+    tweak(&mut config);
     let state = AppState::new(config).expect("state");
     if !table.is_empty() {
         let mut t = RouteTable::default();
@@ -180,4 +186,55 @@ async fn a_restarted_router_serves_from_its_snapshot() {
         "c-acme"
     );
     std::fs::remove_file(snapshot).ok();
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_limit_gets_429_and_others_are_unaffected() {
+    let upstream = echo().await;
+    let table = vec![
+        route("acme", RouteState::Active, &upstream),
+        route("globex", RouteState::Active, &upstream),
+    ];
+    let (api, _) = router_with(table, None, |c| {
+        c.tenant_rate = 1.0;
+        c.tenant_burst = 3.0;
+    })
+    .await;
+    for _ in 0..3 {
+        api.get("/t/acme/v1/pocs").await.assert_status(200);
+    }
+    let limited = api.get("/t/acme/v1/pocs").await;
+    limited.assert_error(429, "rate_limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    api.get("/t/globex/v1/pocs").await.assert_status(200);
+}
+
+#[tokio::test]
+async fn a_frozen_route_holds_requests_until_it_is_active_again() {
+    let upstream = echo().await;
+    let (api, state) = router_with(
+        vec![route("acme", RouteState::Frozen, &upstream)],
+        None,
+        |c| {
+            c.freeze_wait = std::time::Duration::from_secs(5);
+        },
+    )
+    .await;
+    let waiting = tokio::spawn({
+        let api = api.clone();
+        async move { api.get("/t/acme/v1/pocs").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the request waits while the route is frozen"
+    );
+    let mut table = RouteTable::default();
+    table.apply(cell_model::routes::RouteEvent::Snapshot {
+        revision: 2,
+        routes: vec![route("acme", RouteState::Active, &upstream)],
+    });
+    state.set_table(table).expect("table");
+    let res = waiting.await.expect("request");
+    assert_eq!(res.assert_status(200)["cell"], "c-acme");
 }
