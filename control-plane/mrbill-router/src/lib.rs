@@ -19,7 +19,7 @@ use cell_model::routes::{RouteEntry, RouteState, RouteTable, Service, service_fo
 use http::{HeaderName, HeaderValue, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::{Deserialize, Serialize};
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiQuery};
@@ -210,6 +210,17 @@ const DROPPED: &[&str] = &[
     CELL_ID_HEADER,
 ];
 
+fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
 /// The upstream base URL and cell id for `route`, or `None` while it is frozen.
 fn target(route: &RouteEntry, service: Service) -> Result<Option<(String, String)>, ApiError> {
     match route.state {
@@ -288,8 +299,23 @@ async fn proxy(
 
     let (mut parts, body) = req.into_parts();
     parts.uri = uri;
+    // A WebSocket handshake keeps its `Connection: upgrade` / `Upgrade: websocket` headers;
+    // once the cell answers 101 the two connections are spliced together.
+    let upgrade = is_websocket_upgrade(&parts.headers)
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+    let kept = upgrade.as_ref().map(|_| {
+        (
+            parts.headers.get(header::CONNECTION).cloned(),
+            parts.headers.get(header::UPGRADE).cloned(),
+        )
+    });
     for name in DROPPED {
         parts.headers.remove(*name);
+    }
+    if let Some((Some(connection), Some(protocol))) = kept {
+        parts.headers.insert(header::CONNECTION, connection);
+        parts.headers.insert(header::UPGRADE, protocol);
     }
     parts.headers.insert(
         HeaderName::from_static(CELL_ID_HEADER),
@@ -300,6 +326,25 @@ async fn proxy(
         HeaderValue::from_str(&peer.ip().to_string()).map_err(ApiError::internal)?,
     );
     match state.client.request(Request::from_parts(parts, body)).await {
+        Ok(mut res) if res.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            let Some(client_side) = upgrade else {
+                return Err(ApiError::unavailable(
+                    "the cell switched protocols unasked",
+                    Duration::from_secs(1),
+                ));
+            };
+            let cell_side = hyper::upgrade::on(&mut res);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, cell_side) {
+                    Ok((client, cell)) => {
+                        let (mut client, mut cell) = (TokioIo::new(client), TokioIo::new(cell));
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut cell).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "websocket upgrade failed"),
+                }
+            });
+            Ok(res.map(|_| Body::empty()).into_response())
+        }
         Ok(res) => Ok(res.map(Body::new).into_response()),
         Err(e) => {
             tracing::warn!(tenant = %tenant, error = %e, "cell unreachable");
