@@ -26,6 +26,8 @@ use service_kit::extract::{ApiJson, ApiQuery};
 use tokio::sync::Notify;
 use wire_types::{CELL_ID_HEADER, ErrorCode};
 
+pub mod feed;
+
 /// Router settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -130,6 +132,22 @@ impl AppState {
             .map_err(|_| anyhow::anyhow!("route table poisoned"))? = table;
         self.changed.notify_waiters();
         Ok(())
+    }
+
+    /// Applies one feed event to the table (and the snapshot).
+    pub fn apply(&self, event: cell_model::routes::RouteEvent) -> anyhow::Result<()> {
+        let mut table = self
+            .table
+            .read()
+            .map_err(|_| anyhow::anyhow!("route table poisoned"))?
+            .clone();
+        table.apply(event);
+        self.set_table(table)
+    }
+
+    /// The feed revision the table is at.
+    pub fn revision(&self) -> u64 {
+        self.table.read().map(|t| t.revision).unwrap_or(0)
     }
 
     fn table(&self) -> Result<std::sync::RwLockReadGuard<'_, RouteTable>, ApiError> {

@@ -1,5 +1,5 @@
-//! `mrbill-router`: serve the proxy. The control-plane feed client is not built yet: the table
-//! comes from the snapshot file (`MRBILL_ROUTER_SNAPSHOT`).
+//! `mrbill-router`: serve the proxy; follow the control plane's route feed when configured
+//! (`MRBILL_CONTROL_PLANE_URL`, `MRBILL_ROUTER_TOKEN_FILE`), else route from the snapshot.
 
 use std::net::SocketAddr;
 
@@ -24,6 +24,21 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "mrbill-router listening");
     let state = AppState::new(config)?;
+    match (
+        optional::<String>("MRBILL_CONTROL_PLANE_URL")?,
+        service_kit::config::secret_file("MRBILL_ROUTER_TOKEN_FILE")?,
+    ) {
+        (Some(url), Some(token)) => {
+            tokio::spawn(mrbill_router::feed::follow(
+                state.clone(),
+                url,
+                secrecy::ExposeSecret::expose_secret(&token).to_owned(),
+            ));
+        }
+        _ => tracing::warn!(
+            "no MRBILL_CONTROL_PLANE_URL / MRBILL_ROUTER_TOKEN_FILE: routing from the snapshot only"
+        ),
+    }
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
