@@ -75,7 +75,13 @@ impl Limiter {
             .buckets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (tokens, at) = buckets.entry(tenant.to_owned()).or_insert((burst, now));
+        // Look up before inserting: no allocation per request once the tenant is known.
+        if !buckets.contains_key(tenant) {
+            buckets.insert(tenant.to_owned(), (burst, now));
+        }
+        let Some((tokens, at)) = buckets.get_mut(tenant) else {
+            return Ok(());
+        };
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
         *at = now;
         if *tokens >= 1.0 {
