@@ -37,8 +37,9 @@ pub fn mrbill_home() -> PathBuf {
 }
 
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    run_checked(cargo().args(["build", "-p", "poc-service"]))?;
+    run_checked(cargo().args(["build", "-p", "poc-service", "-p", "mrbill-router"]))?;
     let bin = target_dir().join("debug/poc-service");
+    let router_bin = target_dir().join("debug/mrbill-router");
     let home = mrbill_home();
     let dev = home.join("dev");
     let secrets = dev.join("secrets");
@@ -95,10 +96,11 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         ),
     };
 
-    let port = if TcpListener::bind(("127.0.0.1", 8080)).is_ok() {
+    // The router is the public face (8080 when free); the cell's services sit behind it.
+    let router_port = if TcpListener::bind(("127.0.0.1", 8080)).is_ok() {
         8080
     } else {
-        0
+        pg_cluster::free_port()?
     };
     let ready = dev.join("poc-service.ready");
     let _ = std::fs::remove_file(&ready);
@@ -107,7 +109,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         .arg("serve")
         .env("MRBILL_CELL_ID", "c-dev-demo")
         .env("MRBILL_TENANT", "demo")
-        .env("MRBILL_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("MRBILL_HTTP_ADDR", "127.0.0.1:0")
         .env("MRBILL_INTERNAL_ADDR", "127.0.0.1:0")
         .env("MRBILL_DATABASE_URL_FILE", secrets.join("poc-database-url"))
         .env(
@@ -131,9 +133,44 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     let public = addrs["public"].as_str().unwrap_or_default().to_owned();
     let internal = addrs["internal"].as_str().unwrap_or_default().to_owned();
 
+    // Until the control plane serves the route feed, the router starts from a snapshot.
+    let routes = dev.join("routes.json");
+    let table = serde_json::json!({ "revision": 1, "routes": { "demo": {
+        "tenant": "demo", "cell_id": "c-dev-demo", "generation": 1, "state": "active",
+        "services": { "poc": format!("http://{public}") }, "email_domains": ["demo.example.com"] } } });
+    std::fs::write(&routes, table.to_string())?;
+    let router_log = std::fs::File::create(logs.join("router.log"))?;
+    let mut router = Command::new(&router_bin)
+        .env("MRBILL_ROUTER_ADDR", format!("127.0.0.1:{router_port}"))
+        .env(
+            "MRBILL_PUBLIC_URL",
+            format!("http://127.0.0.1:{router_port}"),
+        )
+        .env("MRBILL_ROUTER_SNAPSHOT", &routes)
+        .env("MRBILL_LOG_FORMAT", "compact")
+        .stdin(Stdio::null())
+        .stdout(router_log.try_clone()?)
+        .stderr(router_log)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", router_port)).is_err() {
+        if router.try_wait()?.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "mrbill-router did not start; see {}",
+                logs.join("router.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = format!("http://127.0.0.1:{router_port}/t/demo");
+
     println!("\nMr. Bill platform (dev) is running — tenant `demo`, cell `c-dev-demo`.\n");
-    println!("  poc-service   http://{public}   (try: curl http://{public}/healthz)");
-    println!("  OpenAPI       http://{public}/openapi.json");
+    println!(
+        "  tenant endpoint  {endpoint}   (through mrbill-router; try: curl {endpoint}/poc/openapi.json)"
+    );
+    println!("  resolve          http://127.0.0.1:{router_port}/v1/resolve?tenant=demo");
+    println!("  poc-service      http://{public}   (behind the router; /healthz, /metrics)");
     println!(
         "  internal API  http://{internal}   (service token in {})",
         secrets.join("service-token").display()
@@ -149,11 +186,11 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             let token = invite["invite_token"].as_str().unwrap_or_default();
             println!("\nBootstrap admin {ADMIN_EMAIL} — register once with the one-time invite:");
             println!(
-                "  curl -s http://{public}/v1/auth/register -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{ADMIN_EMAIL}\",\"password\":\"choose a long passphrase\",\"invite_token\":\"{token}\"}}'"
+                "  curl -s {endpoint}/v1/auth/register -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{ADMIN_EMAIL}\",\"password\":\"choose a long passphrase\",\"invite_token\":\"{token}\"}}'"
             );
         }
         None => println!(
-            "\nThe admin {ADMIN_EMAIL} is registered: sign in at POST http://{public}/v1/auth/login"
+            "\nThe admin {ADMIN_EMAIL} is registered: sign in at POST {endpoint}/v1/auth/login"
         ),
     }
     println!(
@@ -161,6 +198,8 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
         home.display()
     );
     let status = child.wait()?;
+    let _ = router.kill();
+    let _ = router.wait();
     cluster.stop()?;
     if !status.success() && status.code().is_some() {
         bail!(
