@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{cargo, run_checked, spawn_reaper, target_dir};
+use pg_cluster::spawn_reaper;
+
+use crate::{cargo, run_checked, target_dir};
 
 const ADMIN_EMAIL: &str = "admin@demo.example.com";
 

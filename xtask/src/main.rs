@@ -77,31 +77,3 @@ pub fn random_hex(bytes: usize) -> anyhow::Result<String> {
     std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
-
-/// Spawns a detached watcher that stops the cluster in `data_dir` (and removes `remove`, if
-/// given) once process `pid` is gone — so an interrupted run never leaves Postgres behind.
-pub fn spawn_reaper(
-    pid: u32,
-    data_dir: &std::path::Path,
-    remove: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    let rm = remove
-        .map(|p| format!("rm -rf '{}'", p.display()))
-        .unwrap_or_default();
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         [ -f '{data}/postmaster.pid' ] && kill -INT $(head -1 '{data}/postmaster.pid') 2>/dev/null; \
-         for i in $(seq 1 100); do [ -f '{data}/postmaster.pid' ] || break; sleep 0.1; done; {rm}",
-        data = data_dir.display()
-    );
-    std::os::unix::process::CommandExt::process_group(
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-        0,
-    )
-    .spawn()?;
-    Ok(())
-}

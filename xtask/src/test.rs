@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
-use crate::{cargo, run_checked, spawn_reaper, target_dir};
+use pg_cluster::spawn_reaper;
+
+use crate::{cargo, run_checked, target_dir};
 
 pub fn run(filters: &[String]) -> anyhow::Result<()> {
     run_checked(cargo().args(["fmt", "--all", "--", "--check"]))?;

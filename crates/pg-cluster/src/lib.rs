@@ -369,6 +369,31 @@ impl PgCluster {
     }
 }
 
+/// Spawns a detached watcher (its own process group) that, once process `pid` is gone, stops
+/// the postmaster of `data_dir` and removes `remove` if given — so an interrupted test run or
+/// `x dev` never leaves Postgres behind. Signals the postmaster directly: `pg_ctl` refuses to
+/// run as root, and the watcher may be root.
+pub fn spawn_reaper(pid: u32, data_dir: &Path, remove: Option<&Path>) -> anyhow::Result<()> {
+    let rm = remove
+        .map(|p| format!("rm -rf '{}'", p.display()))
+        .unwrap_or_default();
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         [ -f '{data}/postmaster.pid' ] && kill -INT $(head -1 '{data}/postmaster.pid') 2>/dev/null; \
+         for i in $(seq 1 100); do [ -f '{data}/postmaster.pid' ] || break; sleep 0.1; done; {rm}",
+        data = data_dir.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("spawning the cluster reaper")?;
+    Ok(())
+}
+
 /// Percent-encodes a URL userinfo component.
 fn enc(s: &str) -> String {
     s.bytes()

@@ -40,24 +40,7 @@ fn start_private_cluster() -> anyhow::Result<String> {
     };
     let mut cluster = pg_cluster::PgCluster::init(&spec)?;
     cluster.start()?;
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         kill -INT $(head -1 '{data}/postmaster.pid') 2>/dev/null; \
-         for i in $(seq 1 50); do [ -f '{data}/postmaster.pid' ] || break; sleep 0.1; done; rm -rf '{root}'",
-        pid = std::process::id(),
-        data = cluster.data_dir().display(),
-        root = root.display()
-    );
-    std::os::unix::process::CommandExt::process_group(
-        std::process::Command::new("sh")
-            .args(["-c", &script])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
-        0,
-    )
-    .spawn()
-    .context("spawning the cluster reaper")?;
+    pg_cluster::spawn_reaper(std::process::id(), &cluster.data_dir(), Some(&root))?;
     Ok(cluster.url("postgres"))
 }
 
