@@ -2,39 +2,19 @@
 //! router applies the snapshot and deltas, keeps routing when the feed drops, and resumes from
 //! the revision it had.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{RawQuery, Request};
 use axum::routing::get;
-use cell_model::routes::{RouteEntry, RouteEvent, RouteState, ServiceUrls};
-use mrbill_router::{AppState, Config, app};
-use test_support::ApiClient;
-
-fn route(tenant: &str, generation: u64, state: RouteState, poc: &str) -> RouteEntry {
-    RouteEntry {
-        tenant: tenant.into(),
-        cell_id: format!("c-{tenant}"),
-        generation,
-        state,
-        services: ServiceUrls {
-            poc: poc.into(),
-            dojo: None,
-            media: None,
-        },
-        email_domains: Vec::new(),
-    }
-}
+use cell_model::routes::{RouteEvent, RouteState};
+use common::{route, router};
 
 async fn upstream() -> String {
-    let app = Router::new().fallback(|req: Request| async move { req.uri().path().to_owned() });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    common::serve(Router::new().fallback(|req: Request| async move { req.uri().path().to_owned() }))
         .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
 }
 
 #[tokio::test]
@@ -62,11 +42,11 @@ async fn the_router_follows_the_feed_and_resumes_from_its_revision() {
                         let events = [
                             RouteEvent::Snapshot {
                                 revision: 1,
-                                routes: vec![route("acme", 1, RouteState::Active, &cell)],
+                                routes: vec![route("acme", RouteState::Active, &cell)],
                             },
                             RouteEvent::Upsert {
                                 revision: 2,
-                                route: route("globex", 1, RouteState::Suspended, &cell),
+                                route: route("globex", RouteState::Suspended, &cell),
                             },
                         ];
                         // The stream ends after two events: a dropped connection, as far as the router knows.
@@ -79,31 +59,14 @@ async fn the_router_follows_the_feed_and_resumes_from_its_revision() {
             ),
         )
     };
-    let feed_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let feed_url = format!("http://{}", feed_listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(feed_listener, feed).await });
+    let feed_url = common::serve(feed).await;
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state =
-        AppState::new(Config::new(addr, "mrbill.test", &format!("http://{addr}"))).expect("state");
+    let (api, state) = router(Vec::new(), None).await;
     tokio::spawn(mrbill_router::feed::follow(
-        state.clone(),
+        state,
         feed_url,
         "router-token".into(),
     ));
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    let api = ApiClient::new(format!("http://{addr}"));
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while seen.lock().expect("lock").len() < 2 {

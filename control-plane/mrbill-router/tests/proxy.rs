@@ -1,14 +1,13 @@
 //! The router against a real upstream HTTP server (an echo standing in for a cell service):
 //! prefix routing, path and host forms, header rules, route states, resolve, snapshots.
 
-use std::net::SocketAddr;
+mod common;
 
 use axum::Router;
 use axum::extract::Request;
-use cell_model::routes::{RouteEntry, RouteState, RouteTable, ServiceUrls};
-use mrbill_router::{AppState, Config, app};
+use cell_model::routes::{RouteState, RouteTable};
+use common::{route, router, router_with};
 use serde_json::json;
-use test_support::ApiClient;
 
 /// An upstream that answers with what it received.
 async fn echo() -> String {
@@ -16,67 +15,7 @@ async fn echo() -> String {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         axum::Json(json!({ "path": req.uri().path(), "query": req.uri().query(), "cell": h("x-cell-id"), "xff": h("x-forwarded-for") }))
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
-fn route(tenant: &str, state: RouteState, poc: &str) -> RouteEntry {
-    RouteEntry {
-        tenant: tenant.into(),
-        cell_id: format!("c-{tenant}"),
-        generation: 1,
-        state,
-        services: ServiceUrls {
-            poc: poc.into(),
-            dojo: None,
-            media: None,
-        },
-        email_domains: vec![format!("{tenant}.com")],
-    }
-}
-
-async fn router(
-    table: Vec<RouteEntry>,
-    snapshot: Option<std::path::PathBuf>,
-) -> (ApiClient, AppState) {
-    router_with(table, snapshot, |_| {}).await
-}
-
-async fn router_with(
-    table: Vec<RouteEntry>,
-    snapshot: Option<std::path::PathBuf>,
-    tweak: impl FnOnce(&mut Config),
-) -> (ApiClient, AppState) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = Config::new(addr, "mrbill.test", &format!("http://{addr}"));
-    config.snapshot = snapshot;
-    config.freeze_wait = std::time::Duration::from_millis(200);
-    tweak(&mut config);
-    let state = AppState::new(config).expect("state");
-    if !table.is_empty() {
-        let mut t = RouteTable::default();
-        t.apply(cell_model::routes::RouteEvent::Snapshot {
-            revision: 1,
-            routes: table,
-        });
-        state.set_table(t).expect("table");
-    }
-    let served = app(state.clone());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            served.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    (ApiClient::new(format!("http://{addr}")), state)
+    common::serve(app).await
 }
 
 #[tokio::test]

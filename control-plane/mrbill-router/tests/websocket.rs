@@ -1,16 +1,17 @@
 //! WebSocket upgrades through the router: a real WebSocket client (tokio-tungstenite) talks to
 //! a real WebSocket server (axum) standing in for the dojo service.
 
-use std::net::SocketAddr;
+mod common;
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::routing::any;
-use cell_model::routes::{RouteEntry, RouteEvent, RouteState, RouteTable, ServiceUrls};
+use cell_model::routes::RouteState;
+use common::{route, router};
 use futures_util::{SinkExt, StreamExt};
-use mrbill_router::{AppState, Config, app};
 use tokio_tungstenite::tungstenite;
 
+/// A dojo stand-in: echoes text frames, prefixed with the `X-Cell-Id` it was given.
 async fn echo_ws() -> String {
     let app = Router::new().route(
         "/v1/dojos/{id}/live",
@@ -35,53 +36,22 @@ async fn echo_ws() -> String {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    common::serve(app).await
 }
 
 #[tokio::test]
 async fn websocket_sessions_pass_through_the_router() {
-    let dojo = echo_ws().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state =
-        AppState::new(Config::new(addr, "mrbill.test", &format!("http://{addr}"))).expect("state");
-    let route = RouteEntry {
-        tenant: "acme".into(),
-        cell_id: "c-acme".into(),
-        generation: 1,
-        state: RouteState::Active,
-        services: ServiceUrls {
-            poc: "http://127.0.0.1:1".into(),
-            dojo: Some(dojo),
-            media: None,
-        },
-        email_domains: Vec::new(),
-    };
-    let mut table = RouteTable::default();
-    table.apply(RouteEvent::Snapshot {
-        revision: 1,
-        routes: vec![route],
-    });
-    state.set_table(table).expect("table");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    let mut acme = route("acme", RouteState::Active, "http://127.0.0.1:1");
+    acme.services.dojo = Some(echo_ws().await);
+    let (api, _) = router(vec![acme], None).await;
 
-    let (mut socket, response) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/t/acme/v1/dojos/42/live"))
-            .await
-            .expect("handshake through the router");
+    let url = format!(
+        "{}/t/acme/v1/dojos/42/live",
+        api.base.replacen("http://", "ws://", 1)
+    );
+    let (mut socket, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("handshake through the router");
     assert_eq!(response.status(), 101);
     for text in ["hello", "second message"] {
         socket

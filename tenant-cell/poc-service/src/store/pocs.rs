@@ -78,22 +78,28 @@ fn micros(t: OffsetDateTime) -> i64 {
 
 const COLUMNS: &str = "id, owner_id, name, description, repository_url, language, tags, frameworks, visibility, created_at, updated_at, deleted_at";
 
+type PocQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, PocRow, sqlx::postgres::PgArguments>;
+
+/// Binds a PoC's editable fields in column order: name, description, repository_url, language,
+/// tags, frameworks, visibility.
+fn bind_fields<'q>(q: PocQuery<'q>, poc: &'q ValidPoc) -> PocQuery<'q> {
+    q.bind(&poc.name)
+        .bind(&poc.description)
+        .bind(&poc.repository_url)
+        .bind(&poc.language)
+        .bind(&poc.tags)
+        .bind(&poc.frameworks)
+        .bind(poc.visibility.as_str())
+}
+
 pub async fn insert(ex: impl PgExecutor<'_>, owner: Uuid, poc: &ValidPoc) -> sqlx::Result<PocRow> {
-    sqlx::query_as(&format!(
+    let sql = format!(
         "INSERT INTO pocs (id, owner_id, name, description, repository_url, language, tags, frameworks, visibility)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(owner)
-    .bind(&poc.name)
-    .bind(&poc.description)
-    .bind(&poc.repository_url)
-    .bind(&poc.language)
-    .bind(&poc.tags)
-    .bind(&poc.frameworks)
-    .bind(poc.visibility.as_str())
-    .fetch_one(ex)
-    .await
+    );
+    bind_fields(sqlx::query_as(&sql).bind(Uuid::now_v7()).bind(owner), poc)
+        .fetch_one(ex)
+        .await
 }
 
 /// A live (not deleted) PoC.
@@ -117,21 +123,14 @@ pub async fn lock_live(ex: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option
 }
 
 pub async fn update(ex: impl PgExecutor<'_>, id: Uuid, poc: &ValidPoc) -> sqlx::Result<PocRow> {
-    sqlx::query_as(&format!(
+    let sql = format!(
         "UPDATE pocs SET name = $2, description = $3, repository_url = $4, language = $5, tags = $6, frameworks = $7,
                 visibility = $8, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&poc.name)
-    .bind(&poc.description)
-    .bind(&poc.repository_url)
-    .bind(&poc.language)
-    .bind(&poc.tags)
-    .bind(&poc.frameworks)
-    .bind(poc.visibility.as_str())
-    .fetch_one(ex)
-    .await
+    );
+    bind_fields(sqlx::query_as(&sql).bind(id), poc)
+        .fetch_one(ex)
+        .await
 }
 
 pub async fn soft_delete(ex: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {

@@ -1,0 +1,76 @@
+//! Helpers shared by the router's integration tests.
+// Each test binary uses a different subset.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use cell_model::routes::{RouteEntry, RouteState, RouteTable, ServiceUrls};
+use mrbill_router::{AppState, Config, app};
+use test_support::ApiClient;
+
+/// Serves `app` on a free loopback port; returns its base URL.
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// An active-or-not route for `tenant` (cell `c-<tenant>`, email domain `<tenant>.com`).
+pub fn route(tenant: &str, state: RouteState, poc: &str) -> RouteEntry {
+    RouteEntry {
+        tenant: tenant.into(),
+        cell_id: format!("c-{tenant}"),
+        generation: 1,
+        state,
+        services: ServiceUrls {
+            poc: poc.into(),
+            dojo: None,
+            media: None,
+        },
+        email_domains: vec![format!("{tenant}.com")],
+    }
+}
+
+pub async fn router(
+    table: Vec<RouteEntry>,
+    snapshot: Option<std::path::PathBuf>,
+) -> (ApiClient, AppState) {
+    router_with(table, snapshot, |_| {}).await
+}
+
+pub async fn router_with(
+    table: Vec<RouteEntry>,
+    snapshot: Option<std::path::PathBuf>,
+    tweak: impl FnOnce(&mut Config),
+) -> (ApiClient, AppState) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = Config::new(addr, "mrbill.test", &format!("http://{addr}"));
+    config.snapshot = snapshot;
+    config.freeze_wait = std::time::Duration::from_millis(200);
+    tweak(&mut config);
+    let state = AppState::new(config).expect("state");
+    if !table.is_empty() {
+        let mut t = RouteTable::default();
+        t.apply(cell_model::routes::RouteEvent::Snapshot {
+            revision: 1,
+            routes: table,
+        });
+        state.set_table(t).expect("table");
+    }
+    let served = app(state.clone());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            served.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    (ApiClient::new(format!("http://{addr}")), state)
+}
