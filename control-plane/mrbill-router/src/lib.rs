@@ -255,7 +255,7 @@ fn target(route: &RouteEntry, service: Service) -> Result<Option<(String, String
         RouteState::Frozen => Ok(None),
         RouteState::Active => {
             let base = match service {
-                Service::Poc => Some(route.services.poc.clone()),
+                Service::Poc => route.services.poc.clone(),
                 Service::Dojo => route.services.dojo.clone(),
                 Service::Media => route.services.media.clone(),
             };

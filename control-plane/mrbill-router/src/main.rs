@@ -1,5 +1,6 @@
 //! `mrbill-router`: serve the proxy; follow the control plane's route feed when configured
 //! (`MRBILL_CONTROL_PLANE_URL`, `MRBILL_ROUTER_TOKEN_FILE`), else route from the snapshot.
+//! With `MRBILL_READY_FILE`, writes `{"url", "pid"}` there once bound.
 
 use std::net::SocketAddr;
 
@@ -22,7 +23,19 @@ async fn main() -> anyhow::Result<()> {
         config.tenant_burst = optional("MRBILL_TENANT_BURST")?.unwrap_or(rate * 2.0);
     }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "mrbill-router listening");
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "mrbill-router listening");
+    let ready_file: Option<std::path::PathBuf> = optional("MRBILL_READY_FILE")?;
+    if let Some(path) = &ready_file {
+        // `{"url", "pid"}` once bound, for `mrbill up` and tests that bind port 0.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::json!({ "url": format!("http://{bound}"), "pid": std::process::id() })
+                .to_string(),
+        )?;
+        std::fs::rename(&tmp, path)?;
+    }
     let state = AppState::new(config)?;
     match (
         optional::<String>("MRBILL_CONTROL_PLANE_URL")?,
@@ -45,5 +58,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(service_kit::serve::shutdown_signal())
     .await?;
+    if let Some(path) = ready_file {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }

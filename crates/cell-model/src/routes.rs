@@ -23,7 +23,9 @@ pub enum RouteState {
 /// Base URLs of a cell's services (reachable from the router only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceUrls {
-    pub poc: String,
+    /// `None` while the cell is provisioning: the router answers 503 + `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dojo: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,7 +196,7 @@ mod tests {
             generation,
             state,
             services: ServiceUrls {
-                poc: "http://127.0.0.1:1".into(),
+                poc: Some("http://127.0.0.1:1".into()),
                 dojo: None,
                 media: None,
             },

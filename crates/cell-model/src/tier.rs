@@ -55,6 +55,20 @@ impl Tier {
         }
     }
 
+    /// Parses the lower-case name.
+    pub fn parse(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// Capacity units a cell of this tier takes from its placement (admission control).
+    pub fn units(self) -> u32 {
+        match self {
+            Tier::Small => 1,
+            Tier::Standard => 2,
+            Tier::Large => 4,
+        }
+    }
+
     /// The template for this tier.
     pub fn template(self) -> TierTemplate {
         let b = |min, default, max| ReplicaBounds { min, default, max };

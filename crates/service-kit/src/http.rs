@@ -149,6 +149,24 @@ pub fn public_router(routes: Router, config: HttpConfig) -> Router {
         .pipe(with_common_layers)
 }
 
+/// Wraps an API that is not a cell service (the control plane): the shared endpoints, JSON
+/// 404/405, body limit, request ids and tracing, but no cell guard.
+pub fn admin_router(routes: Router, readiness: Readiness, body_limit: usize) -> Router {
+    crate::telemetry::metrics_handle();
+    let ops = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(readiness);
+    routes
+        .route_layer(middleware::from_fn(track_metrics))
+        .merge(ops)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .pipe(with_common_layers)
+}
+
 /// Wraps a service's internal routes: service-token auth, JSON errors, request ids.
 pub fn internal_router(routes: Router, token: ServiceToken, body_limit: usize) -> Router {
     routes

@@ -45,6 +45,12 @@ pub enum ErrorCode {
     Conflict,
     /// The change would leave the cell without an active admin (409).
     LastAdmin,
+    /// A tenant with this slug already exists (409).
+    SlugTaken,
+    /// An email domain already belongs to another tenant (409); `details.domains` lists them.
+    EmailDomainTaken,
+    /// The placement has no room for a cell of this tier (409); `details` has used/capacity.
+    CapacityExhausted,
     /// The request was meant for another cell (421).
     WrongCell,
     /// Too many requests; retry after the `Retry-After` header (429).
@@ -78,6 +84,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::LastAdmin => "last_admin",
+            ErrorCode::SlugTaken => "slug_taken",
+            ErrorCode::EmailDomainTaken => "email_domain_taken",
+            ErrorCode::CapacityExhausted => "capacity_exhausted",
             ErrorCode::WrongCell => "wrong_cell",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
@@ -100,7 +109,11 @@ impl ErrorCode {
             | ErrorCode::TenantSuspended => 403,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::LastAdmin => 409,
+            ErrorCode::Conflict
+            | ErrorCode::LastAdmin
+            | ErrorCode::SlugTaken
+            | ErrorCode::EmailDomainTaken
+            | ErrorCode::CapacityExhausted => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::WrongCell => 421,

@@ -27,7 +27,7 @@ pub fn route(tenant: &str, state: RouteState, poc: &str) -> RouteEntry {
         generation: 1,
         state,
         services: ServiceUrls {
-            poc: poc.into(),
+            poc: Some(poc.into()),
             dojo: None,
             media: None,
         },

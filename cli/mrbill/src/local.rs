@@ -1,0 +1,345 @@
+//! `mrbill up | down | status`: the platform's processes on this machine, all under one
+//! `MRBILL_HOME`. The control plane and the router run detached (their own process group, logs
+//! in `MRBILL_HOME/logs`); cells run under their own supervisors, started by the control plane.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cell_model::local::{CellDir, Home};
+use rustix::process::{Pid, Signal};
+use serde::Deserialize;
+
+use crate::client::{CliResult, Failure, exit};
+
+/// `{"url", "pid"}` written by the control plane and the router once they listen.
+#[derive(Debug, Deserialize)]
+pub struct Ready {
+    pub url: String,
+    pub pid: u32,
+}
+
+pub fn read_ready(path: &Path) -> Option<Ready> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn signal(pid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Where the platform binaries are: `MRBILL_BIN_DIR`, else next to this executable.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("MRBILL_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    Ok(std::env::current_exe()?
+        .parent()
+        .context("the executable has a directory")?
+        .to_owned())
+}
+
+/// What `up` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Platform {
+    pub home: String,
+    pub control_plane: String,
+    pub router: String,
+    pub started: Vec<&'static str>,
+}
+
+/// Starts whatever is not running: the control plane (which starts its catalog Postgres and
+/// adopts or restarts the cells) and the router. Idempotent.
+pub fn up(home: &Home, router_addr: SocketAddr) -> CliResult<Platform> {
+    for dir in [home.root().to_owned(), home.logs_dir(), home.router_dir()] {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Postgres runs as an unprivileged user and must traverse the home.
+    set_mode(home.root(), 0o755)?;
+    let bins = bin_dir()?;
+    let mut started = Vec::new();
+
+    let router = read_ready(&home.router_ready()).filter(|r| pid_alive(r.pid));
+    let public_url = match &router {
+        Some(r) => r.url.clone(),
+        None => format!("http://{}", choose_router_addr(home, router_addr)?),
+    };
+    let control_plane = match read_ready(&home.control_plane_ready()).filter(|r| pid_alive(r.pid)) {
+        Some(r) => r.url,
+        None => {
+            let _ = std::fs::remove_file(home.control_plane_ready());
+            spawn(
+                home,
+                &bins.join("mrbill-control-plane"),
+                "control-plane",
+                &[
+                    ("MRBILL_PUBLIC_URL", public_url.clone()),
+                    ("MRBILL_CONTROL_PLANE_ADDR", "127.0.0.1:0".into()),
+                ],
+            )?;
+            started.push("control-plane");
+            wait_ready(&home.control_plane_ready(), home, "control-plane")?.url
+        }
+    };
+    let router = match router {
+        Some(r) => r.url,
+        None => {
+            let _ = std::fs::remove_file(home.router_ready());
+            let addr = public_url.trim_start_matches("http://").to_owned();
+            spawn(
+                home,
+                &bins.join("mrbill-router"),
+                "router",
+                &[
+                    ("MRBILL_ROUTER_ADDR", addr),
+                    ("MRBILL_PUBLIC_URL", public_url.clone()),
+                    (
+                        "MRBILL_ROUTER_SNAPSHOT",
+                        home.router_snapshot().display().to_string(),
+                    ),
+                    ("MRBILL_CONTROL_PLANE_URL", control_plane.clone()),
+                    (
+                        "MRBILL_ROUTER_TOKEN_FILE",
+                        home.router_token().display().to_string(),
+                    ),
+                    (
+                        "MRBILL_READY_FILE",
+                        home.router_ready().display().to_string(),
+                    ),
+                ],
+            )?;
+            started.push("router");
+            wait_ready(&home.router_ready(), home, "router")?.url
+        }
+    };
+    Ok(Platform {
+        home: home.root().display().to_string(),
+        control_plane,
+        router,
+        started,
+    })
+}
+
+/// The router's address: the one used before (so endpoints stay the same), else the requested
+/// one, else a free port when the requested port is 0 or the default is taken.
+fn choose_router_addr(home: &Home, requested: SocketAddr) -> CliResult<SocketAddr> {
+    let remembered = home.router_dir().join("addr");
+    let previous: Option<SocketAddr> = std::fs::read_to_string(&remembered)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let candidates = previous.into_iter().chain([requested]);
+    let mut chosen = None;
+    for addr in candidates {
+        if addr.port() != 0 && TcpListener::bind(addr).is_ok() {
+            chosen = Some(addr);
+            break;
+        }
+    }
+    let addr = match chosen {
+        Some(addr) => addr,
+        None => TcpListener::bind(SocketAddr::new(requested.ip(), 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| {
+                Failure::new(
+                    "no_port",
+                    format!("no free port on {}: {e}", requested.ip()),
+                    exit::ERROR,
+                )
+            })?,
+    };
+    std::fs::write(&remembered, addr.to_string()).context("remembering the router address")?;
+    Ok(addr)
+}
+
+fn spawn(home: &Home, binary: &Path, name: &str, env: &[(&str, String)]) -> CliResult<()> {
+    use std::os::unix::process::CommandExt;
+    let log_path = home.logs_dir().join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut cmd = Command::new(binary);
+    cmd.env("MRBILL_HOME", home.root())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("log file")?)
+        .stderr(log)
+        // Its own process group: Ctrl-C in this terminal does not reach it.
+        .process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().map_err(|e| {
+        Failure::new(
+            "spawn_failed",
+            format!("cannot start {}: {e}", binary.display()),
+            exit::ERROR,
+        )
+        .hint("build the binaries (`cargo build`) or set MRBILL_BIN_DIR")
+    })?;
+    Ok(())
+}
+
+fn wait_ready(path: &Path, home: &Home, name: &str) -> CliResult<Ready> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(ready) = read_ready(path).filter(|r| pid_alive(r.pid)) {
+            return Ok(ready);
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                "start_timeout",
+                format!("{name} did not start within 90 s"),
+                exit::TIMEOUT,
+            )
+            .hint(format!(
+                "see {}",
+                home.logs_dir().join(format!("{name}.log")).display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// What `down` stopped.
+#[derive(Debug, serde::Serialize)]
+pub struct Stopped {
+    pub stopped: Vec<String>,
+}
+
+/// Stops the router and the control plane, then (unless `keep_cells`) every cell's supervisor
+/// and the catalog's Postgres. Idempotent.
+pub fn down(home: &Home, keep_cells: bool) -> CliResult<Stopped> {
+    let mut stopped = Vec::new();
+    for (name, ready) in [
+        ("router", home.router_ready()),
+        ("control-plane", home.control_plane_ready()),
+    ] {
+        if let Some(r) = read_ready(&ready).filter(|r| pid_alive(r.pid)) {
+            signal(r.pid, Signal::TERM);
+            wait_gone(r.pid, Duration::from_secs(30), || {
+                signal(r.pid, Signal::KILL)
+            });
+            stopped.push(name.to_owned());
+        }
+        let _ = std::fs::remove_file(&ready);
+    }
+    if keep_cells {
+        return Ok(Stopped { stopped });
+    }
+    if let Ok(entries) = std::fs::read_dir(home.cells_dir()) {
+        let cells: Vec<CellDir> = entries.flatten().map(|e| CellDir::new(e.path())).collect();
+        let pids: Vec<(String, u32)> = cells
+            .iter()
+            .filter_map(|c| {
+                let pid: u32 = std::fs::read_to_string(c.pid_file())
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                let name = c.root().file_name()?.to_string_lossy().into_owned();
+                pid_alive(pid).then_some((name, pid))
+            })
+            .collect();
+        // Signal all, then wait: cells stop in parallel.
+        for (_, pid) in &pids {
+            signal(*pid, Signal::TERM);
+        }
+        for (cell, pid) in pids {
+            wait_gone(pid, Duration::from_secs(60), || signal(pid, Signal::KILL));
+            stopped.push(format!("cell {cell}"));
+        }
+        for cell in &cells {
+            if stop_postmaster(&cell.pg_dir().join("data")) {
+                stopped.push(format!("postgres of {}", cell.root().display()));
+            }
+        }
+    }
+    if stop_postmaster(&home.catalog_dir().join("data")) {
+        stopped.push("catalog postgres".into());
+    }
+    Ok(Stopped { stopped })
+}
+
+/// Fast shutdown of the postmaster of `data` if it runs; whether it did.
+fn stop_postmaster(data: &Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
+        .filter(|p| pid_alive(*p))
+    else {
+        return false;
+    };
+    signal(pid, Signal::INT);
+    wait_gone(pid, Duration::from_secs(30), || signal(pid, Signal::QUIT));
+    true
+}
+
+fn wait_gone(pid: u32, patience: Duration, force: impl Fn()) {
+    let deadline = Instant::now() + patience;
+    while pid_alive(pid) {
+        if Instant::now() > deadline {
+            force();
+            std::thread::sleep(Duration::from_millis(200));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Processes of the local platform, for `status`.
+#[derive(Debug, serde::Serialize)]
+pub struct Processes {
+    pub home: String,
+    pub control_plane: Option<String>,
+    pub router: Option<String>,
+    pub catalog_postgres: bool,
+    pub cell_supervisors: usize,
+}
+
+pub fn processes(home: &Home) -> Processes {
+    let live = |p: PathBuf| {
+        read_ready(&p)
+            .filter(|r| pid_alive(r.pid))
+            .map(|r| format!("{} (pid {})", r.url, r.pid))
+    };
+    let supervisors = std::fs::read_dir(home.cells_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(CellDir::new(e.path()).pid_file())
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .is_some_and(pid_alive)
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    Processes {
+        home: home.root().display().to_string(),
+        control_plane: live(home.control_plane_ready()),
+        router: live(home.router_ready()),
+        catalog_postgres: std::fs::read_to_string(home.catalog_dir().join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next()?.trim().parse().ok())
+            .is_some_and(pid_alive),
+        cell_supervisors: supervisors,
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}

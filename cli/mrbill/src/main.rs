@@ -1,0 +1,324 @@
+//! `mrbill`: Mr. Bill's CLI. Runs the platform locally (`up`, `down`, `status`), onboards and
+//! manages tenants, and shows cells, through the control plane's admin API.
+
+mod client;
+mod local;
+mod output;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cell_model::local::Home;
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use wire_types::admin::{Cell, CellList, Tenant, TenantList, TenantState, TierList};
+
+use crate::client::{CliResult, Client, Failure, exit};
+use crate::output::Output;
+
+const EXIT_CODES: &str = "Exit codes: 0 ok · 1 error · 2 usage · 3 not found · 4 conflict (slug, email domain, capacity, state) · 5 invalid input · 6 control plane not reachable · 7 timed out";
+
+#[derive(Parser)]
+#[command(name = "mrbill", version, about = "Mr. Bill's cell platform: tenants, cells, and the local platform", after_help = EXIT_CODES)]
+struct Cli {
+    /// State root of the local platform (tokens, catalog, cells, logs).
+    #[arg(long, global = true, env = "MRBILL_HOME")]
+    home: Option<std::path::PathBuf>,
+    /// Tables for people, JSON for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the control plane and the router on this machine (idempotent).
+    Up {
+        /// Where the router listens; tenant endpoints are http://<addr>/t/<slug>. Port 0 or a
+        /// taken default port picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        router_addr: SocketAddr,
+    },
+    /// Stop the router, the control plane, every cell and the catalog database (idempotent).
+    Down {
+        /// Leave the cells running (only the control plane and router stop).
+        #[arg(long)]
+        keep_cells: bool,
+    },
+    /// What runs, and every cell's phase.
+    Status,
+    /// Onboard, list, suspend, resume and delete tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Inspect cells.
+    #[command(subcommand)]
+    Cell(CellCmd),
+    /// Tiers (templates with defaults and bounds) and placement capacity.
+    Tiers,
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Onboard a tenant: admit it, provision its cell, print its endpoint and admin invite.
+    Create {
+        /// DNS label (3–40 of a-z, 0-9, '-'): the tenant's id and endpoint name.
+        slug: String,
+        /// Company name shown to people.
+        #[arg(long)]
+        name: String,
+        /// The tenant's first admin; gets a one-time invite.
+        #[arg(long)]
+        admin_email: String,
+        /// Email domain of the tenant's people (repeatable); unique across tenants, no webmail.
+        #[arg(long = "email-domain")]
+        email_domains: Vec<String>,
+        /// small, standard or large.
+        #[arg(long, default_value = "small")]
+        tier: String,
+        /// Where the cell runs (default: the control plane's first placement).
+        #[arg(long)]
+        placement: Option<String>,
+        /// Return once admitted, without waiting for the cell.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// All tenants.
+    List,
+    /// One tenant with its cell, steps and admin invite.
+    Show { slug: String },
+    /// Block the tenant's traffic (403) and stop its services; data is kept.
+    Suspend {
+        slug: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Restart a suspended tenant's services and route its traffic again.
+    Resume {
+        slug: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Back up the tenant's database, objects and secrets, then remove its cell.
+    Delete {
+        slug: String,
+        /// Required: deleting is not undoable (the backup stays).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CellCmd {
+    /// All cells.
+    List,
+    /// One cell (by cell id or tenant slug): spec, status, conditions, endpoints, processes.
+    Show { id: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let home = cli
+        .home
+        .clone()
+        .map(Home::new)
+        .unwrap_or_else(Home::from_env);
+    let out = Output::new(cli.output == Format::Json);
+    if let Err(f) = run(cli.command, &home, &out) {
+        let hint = f.hint.map(|h| format!(" — hint: {h}")).unwrap_or_default();
+        eprintln!("error[{}]: {}{hint}", f.code, f.message);
+        std::process::exit(f.exit);
+    }
+}
+
+fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
+    match command {
+        Command::Up { router_addr } => {
+            let platform = local::up(home, router_addr)?;
+            out.up(&platform);
+        }
+        Command::Down { keep_cells } => {
+            let stopped = local::down(home, keep_cells)?;
+            out.down(&stopped);
+        }
+        Command::Status => {
+            let processes = local::processes(home);
+            let cells = Client::connect(home)
+                .and_then(|c| c.get::<CellList>("/v1/cells"))
+                .ok();
+            out.status(&processes, cells.as_ref());
+        }
+        Command::Tiers => out.tiers(&Client::connect(home)?.get::<TierList>("/v1/tiers")?),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "mrbill", &mut std::io::stdout());
+        }
+        Command::Tenant(cmd) => tenant(cmd, home, out)?,
+        Command::Cell(CellCmd::List) => {
+            out.cells(&Client::connect(home)?.get::<CellList>("/v1/cells")?.cells);
+        }
+        Command::Cell(CellCmd::Show { id }) => {
+            out.cell(
+                &Client::connect(home)?
+                    .get::<Cell>(&format!("/v1/cells/{}", path_segment(&id)?))?,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn tenant(cmd: TenantCmd, home: &Home, out: &Output) -> CliResult<()> {
+    match cmd {
+        TenantCmd::Create {
+            slug,
+            name,
+            admin_email,
+            email_domains,
+            tier,
+            placement,
+            no_wait,
+        } => {
+            let client = Client::connect(home)?;
+            let started = Instant::now();
+            let body = serde_json::json!({
+                "slug": slug, "display_name": name, "admin_email": admin_email,
+                "email_domains": email_domains, "tier": tier, "placement": placement,
+            });
+            let tenant: Tenant = client.post("/v1/tenants", &body)?;
+            let tenant = if no_wait {
+                tenant
+            } else {
+                wait(&client, out, &tenant.slug, "provision", started)?
+            };
+            out.created(&tenant, started.elapsed());
+        }
+        TenantCmd::List => out.tenants(
+            &Client::connect(home)?
+                .get::<TenantList>("/v1/tenants")?
+                .tenants,
+        ),
+        TenantCmd::Show { slug } => {
+            out.tenant(
+                &Client::connect(home)?
+                    .get::<Tenant>(&format!("/v1/tenants/{}", path_segment(&slug)?))?,
+            );
+        }
+        TenantCmd::Suspend { slug, no_wait } => change(home, out, &slug, "suspend", no_wait)?,
+        TenantCmd::Resume { slug, no_wait } => change(home, out, &slug, "resume", no_wait)?,
+        TenantCmd::Delete { slug, yes, no_wait } => {
+            if !yes {
+                return Err(Failure::new(
+                    "confirmation_required",
+                    format!("deleting `{slug}` removes its cell (a backup is kept)"),
+                    exit::INVALID,
+                )
+                .hint(format!("run `mrbill tenant delete {slug} --yes`")));
+            }
+            let client = Client::connect(home)?;
+            let started = Instant::now();
+            let segment = path_segment(&slug)?;
+            let tenant: Tenant = client.delete(&format!("/v1/tenants/{segment}"))?;
+            if !no_wait {
+                // Done when the tenant is gone.
+                let mut shown = 0;
+                loop {
+                    match client.get::<Tenant>(&format!("/v1/tenants/{segment}")) {
+                        Ok(t) => {
+                            shown = out.progress(&t.cell, "delete", shown, started);
+                            if started.elapsed() > Duration::from_secs(180) {
+                                return Err(timeout(&slug));
+                            }
+                        }
+                        Err(f) if f.exit == exit::NOT_FOUND => break,
+                        Err(f) => return Err(f),
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            out.deleted(&tenant, started.elapsed(), !no_wait);
+        }
+    }
+    Ok(())
+}
+
+fn change(home: &Home, out: &Output, slug: &str, action: &str, no_wait: bool) -> CliResult<()> {
+    let client = Client::connect(home)?;
+    let started = Instant::now();
+    let tenant: Tenant = client.post(
+        &format!("/v1/tenants/{}/{action}", path_segment(slug)?),
+        &serde_json::json!({}),
+    )?;
+    let tenant = if no_wait {
+        tenant
+    } else {
+        wait(&client, out, slug, action, started)?
+    };
+    out.tenant(&tenant);
+    Ok(())
+}
+
+/// Polls the tenant until its cell has no operation in progress, printing steps as they finish.
+fn wait(
+    client: &Client,
+    out: &Output,
+    slug: &str,
+    op: &str,
+    started: Instant,
+) -> CliResult<Tenant> {
+    let mut shown = 0;
+    let path = format!("/v1/tenants/{}", path_segment(slug)?);
+    loop {
+        let tenant: Tenant = client.get(&path)?;
+        shown = out.progress(&tenant.cell, op, shown, started);
+        let settled = tenant.cell.operation.as_ref().is_none_or(|o| o.finished);
+        let wanted = match tenant.state {
+            TenantState::Suspended => cell_model::Phase::Suspended,
+            _ => cell_model::Phase::Ready,
+        };
+        if settled && tenant.cell.status.phase == wanted {
+            return Ok(tenant);
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            return Err(timeout(slug));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let _ = std::io::stderr().flush();
+    }
+}
+
+fn timeout(slug: &str) -> Failure {
+    Failure::new(
+        "timeout",
+        format!("`{slug}` did not settle within 180 s"),
+        exit::TIMEOUT,
+    )
+    .hint(format!(
+        "the control plane keeps trying; see `mrbill cell show {slug}`"
+    ))
+}
+
+/// A slug or id as one URL path segment (no '/', no '..').
+fn path_segment(s: &str) -> CliResult<String> {
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Failure::new(
+            "invalid_argument",
+            format!("`{s}` is not a tenant slug or cell id"),
+            exit::INVALID,
+        )
+        .hint("slugs are DNS labels like `acme`; cell ids look like `c-acme-1a2b3c4d`"));
+    }
+    Ok(s.to_owned())
+}

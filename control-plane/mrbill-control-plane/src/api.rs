@@ -1,0 +1,358 @@
+//! The admin API: tenants, cells, tiers, and the router feed. Handlers extract, call the
+//! catalog, and map; the reconciler does the slow work.
+//!
+//! **Invariant:** every endpoint needs the operator token, except `GET /v1/routes`, which also
+//! takes the read-only router token.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cell_model::Phase;
+use cell_model::routes::{RouteEntry, RouteState, ServiceUrls};
+use http::{Method, StatusCode, header};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use service_kit::ApiError;
+use service_kit::auth::bearer_token;
+use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
+use service_kit::secrets::constant_time_eq;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use wire_types::admin::{
+    Cell, CellList, CreateTenant, Operation, Step, Tenant, TenantList, TenantState, TierList,
+};
+use wire_types::{ErrorCode, FieldError};
+
+use crate::Ctx;
+use crate::catalog::{self, AdmitError, CellRow, Op, TenantRow};
+use crate::domain::NewTenant;
+
+pub fn router(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/tenants/{slug}", get(show_tenant).delete(delete_tenant))
+        .route("/v1/tenants/{slug}/suspend", post(suspend_tenant))
+        .route("/v1/tenants/{slug}/resume", post(resume_tenant))
+        .route("/v1/cells", get(list_cells))
+        .route("/v1/cells/{cell_id}", get(show_cell))
+        .route("/v1/tiers", get(tiers))
+        .route("/v1/routes", get(routes))
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            authenticate,
+        ))
+        .with_state(ctx)
+}
+
+async fn authenticate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
+    let token = match bearer_token(req.headers()) {
+        Ok(token) => token,
+        Err(e) => return e.into_response(),
+    };
+    if constant_time_eq(token, ctx.operator_token.expose_secret()) {
+        return next.run(req).await;
+    }
+    if constant_time_eq(token, ctx.router_token.expose_secret()) {
+        if req.method() == Method::GET && req.uri().path() == "/v1/routes" {
+            return next.run(req).await;
+        }
+        return ApiError::forbidden("the router token only reads the route feed").into_response();
+    }
+    ApiError::unauthenticated("unknown token; the operator token is in MRBILL_HOME/control-plane")
+        .into_response()
+}
+
+async fn create_tenant(
+    State(ctx): State<Arc<Ctx>>,
+    ApiJson(req): ApiJson<CreateTenant>,
+) -> Result<Response, ApiError> {
+    let tenant =
+        NewTenant::parse(req, &ctx.config.placements[0].0).map_err(ApiError::validation)?;
+    let cell_id = format!(
+        "c-{}-{}",
+        tenant.slug,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let spec = tenant.cell_spec(&cell_id);
+    let writer = ctx.hub.writer().await;
+    let mut tx = ctx.pool.begin().await?;
+    catalog::admit(&mut tx, &tenant, &spec)
+        .await
+        .map_err(admit_error)?;
+    // Routed from the start: 503 + Retry-After until the cell is ready.
+    let event = writer
+        .put(
+            &mut tx,
+            RouteEntry {
+                tenant: tenant.slug.clone(),
+                cell_id: cell_id.clone(),
+                generation: 0,
+                state: RouteState::Active,
+                services: ServiceUrls {
+                    poc: None,
+                    dojo: None,
+                    media: None,
+                },
+                email_domains: tenant.email_domains.clone(),
+            },
+        )
+        .await?;
+    let view = tenant_view(&ctx, &mut tx, &tenant.slug).await?;
+    tx.commit().await?;
+    writer.publish(Some(event));
+    ctx.wake.notify_one();
+    tracing::info!(tenant = %tenant.slug, cell = %cell_id, tier = tenant.tier.as_str(), "tenant admitted");
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+fn admit_error(e: AdmitError) -> ApiError {
+    match e {
+        AdmitError::SlugTaken => ApiError::new(ErrorCode::SlugTaken, "a tenant with this slug exists"),
+        AdmitError::DomainsTaken(domains) => ApiError::new(
+            ErrorCode::EmailDomainTaken,
+            format!("email domains already belong to another tenant: {}", domains.join(", ")),
+        )
+        .with_details(serde_json::json!({ "domains": domains })),
+        AdmitError::Capacity { placement, capacity, used, free, units } => ApiError::new(
+            ErrorCode::CapacityExhausted,
+            format!("placement {placement} has {free} free capacity units; this tier needs {units}"),
+        )
+        .with_details(serde_json::json!({ "placement": placement, "capacity": capacity, "used": used, "needed": units })),
+        AdmitError::UnknownPlacement => ApiError::validation(vec![FieldError::new(
+            "placement",
+            "unknown_placement",
+            "no such placement",
+        )]),
+        AdmitError::Db(e) => e.into(),
+    }
+}
+
+async fn list_tenants(State(ctx): State<Arc<Ctx>>) -> Result<Json<TenantList>, ApiError> {
+    let mut conn = ctx.pool.acquire().await?;
+    let mut tenants = Vec::new();
+    for row in catalog::tenants(&ctx.pool).await? {
+        tenants.push(tenant_view(&ctx, &mut conn, &row.slug).await?);
+    }
+    Ok(Json(TenantList { tenants }))
+}
+
+async fn show_tenant(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Json<Tenant>, ApiError> {
+    let mut conn = ctx.pool.acquire().await?;
+    Ok(Json(tenant_view(&ctx, &mut conn, &slug).await?))
+}
+
+async fn suspend_tenant(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    change_state(&ctx, &slug, TenantState::Suspended).await
+}
+
+async fn resume_tenant(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    change_state(&ctx, &slug, TenantState::Active).await
+}
+
+async fn delete_tenant(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    change_state(&ctx, &slug, TenantState::Deleting).await
+}
+
+/// Suspend, resume or delete: records the desired state and starts the matching operation
+/// (unless one in progress will get there, see `reconciler::finish_status`). Idempotent.
+async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Response, ApiError> {
+    let mut tx = ctx.pool.begin().await?;
+    let tenant = catalog::tenant_for_update(&mut tx, slug)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("no tenant `{slug}`")))?;
+    let cell = catalog::cell_of_tenant(&mut tx, slug)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("tenant {slug} has no cell")))?;
+    let from = tenant.state();
+    if from == TenantState::Deleting && to != TenantState::Deleting {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("tenant `{slug}` is being deleted"),
+        ));
+    }
+    if from != to {
+        let backup = (to == TenantState::Deleting).then(|| backup_path(ctx, slug, &cell.cell_id));
+        catalog::set_tenant_state(&mut tx, slug, to, backup.as_deref()).await?;
+        let op = match to {
+            TenantState::Deleting => Some(Op::Delete),
+            TenantState::Suspended => {
+                matches!(cell.op(), None | Some(Op::Resume)).then_some(Op::Suspend)
+            }
+            TenantState::Active => {
+                matches!(cell.op(), None | Some(Op::Suspend)).then_some(Op::Resume)
+            }
+        };
+        if let Some(op) = op {
+            catalog::start_op(&mut tx, &cell.cell_id, op).await?;
+        }
+        if to == TenantState::Deleting {
+            let mut status = cell.status.0.clone();
+            status.phase = Phase::Deleting;
+            sqlx::query("UPDATE cells SET status = $2 WHERE cell_id = $1")
+                .bind(&cell.cell_id)
+                .bind(sqlx::types::Json(&status))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    let view = tenant_view(ctx, &mut tx, slug).await?;
+    tx.commit().await?;
+    ctx.wake.notify_one();
+    tracing::info!(tenant = %slug, from = from.as_str(), to = to.as_str(), "tenant state change");
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+fn backup_path(ctx: &Ctx, slug: &str, cell_id: &str) -> String {
+    let stamp = OffsetDateTime::now_utc().unix_timestamp();
+    ctx.config
+        .home
+        .backups_dir()
+        .join(format!("{slug}-{cell_id}-{stamp}"))
+        .display()
+        .to_string()
+}
+
+async fn list_cells(State(ctx): State<Arc<Ctx>>) -> Result<Json<CellList>, ApiError> {
+    let mut conn = ctx.pool.acquire().await?;
+    let mut cells = Vec::new();
+    for row in catalog::cells(&ctx.pool).await? {
+        cells.push(cell_view(&ctx, &mut conn, row).await?);
+    }
+    Ok(Json(CellList { cells }))
+}
+
+async fn show_cell(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(cell_id): ApiPath<String>,
+) -> Result<Json<Cell>, ApiError> {
+    let mut conn = ctx.pool.acquire().await?;
+    let row = match catalog::cell(&mut conn, &cell_id).await? {
+        Some(row) => row,
+        // `mrbill cell show <tenant>` works too.
+        None => catalog::cell_of_tenant(&mut conn, &cell_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("cell"))?,
+    };
+    Ok(Json(cell_view(&ctx, &mut conn, row).await?))
+}
+
+async fn tiers(State(ctx): State<Arc<Ctx>>) -> Result<Json<TierList>, ApiError> {
+    let tiers = cell_model::Tier::ALL
+        .into_iter()
+        .map(|t| {
+            let mut v = serde_json::to_value(t.template()).unwrap_or_default();
+            v["units"] = t.units().into();
+            v
+        })
+        .collect();
+    Ok(Json(TierList {
+        tiers,
+        placements: catalog::placements(&ctx.pool).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    #[serde(default)]
+    watch: Option<String>,
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+async fn routes(
+    State(ctx): State<Arc<Ctx>>,
+    ApiQuery(q): ApiQuery<FeedQuery>,
+) -> Result<Response, ApiError> {
+    let watch = matches!(q.watch.as_deref(), Some("1" | "true"));
+    let body = ctx.hub.stream(&ctx.pool, q.since, watch).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+async fn tenant_view(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+    let row: TenantRow = catalog::tenant(conn, slug)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("no tenant `{slug}`")))?;
+    let cell = catalog::cell_of_tenant(conn, slug)
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("tenant {slug} has no cell")))?;
+    let cell = cell_view(ctx, conn, cell).await?;
+    Ok(Tenant {
+        email_domains: catalog::email_domains(conn, slug).await?,
+        admin_invite: ctx.driver.admin_invite(&cell.cell_id),
+        state: row.state(),
+        slug: row.slug,
+        display_name: row.display_name,
+        admin_email: row.admin_email,
+        tier: row.tier,
+        created_at: row.created_at,
+        cell,
+        backup_path: row.backup_path,
+    })
+}
+
+async fn cell_view(ctx: &Ctx, conn: &mut PgConnection, row: CellRow) -> Result<Cell, ApiError> {
+    let (op, op_id, finished) = match (row.op(), row.op_id) {
+        (Some(op), Some(id)) => (Some(op), Some(id), false),
+        _ => (
+            row.last_op.as_deref().and_then(Op::parse),
+            row.last_op_id,
+            true,
+        ),
+    };
+    let operation = match (op, op_id) {
+        (Some(op), Some(op_id)) => {
+            let done = catalog::steps(conn, &row.cell_id, op_id).await?;
+            Some(Operation {
+                name: op.as_str().to_owned(),
+                steps: op
+                    .steps()
+                    .iter()
+                    .map(|s| {
+                        let d = done.iter().find(|(name, _)| name == s);
+                        Step {
+                            name: (*s).to_owned(),
+                            done: d.is_some(),
+                            duration_ms: d.map(|(_, ms)| (*ms).max(0) as u64),
+                        }
+                    })
+                    .collect(),
+                finished,
+                last_error: row.last_error.clone(),
+            })
+        }
+        _ => None,
+    };
+    let mut status = row.status.0;
+    status.endpoints.public = Some(ctx.config.endpoint(&row.tenant));
+    let local = ctx
+        .driver
+        .observe(&row.cell_id)
+        .and_then(|s| serde_json::to_value(s).ok());
+    Ok(Cell {
+        cell_id: row.cell_id,
+        tenant: row.tenant,
+        placement: row.placement,
+        generation: row.generation,
+        spec: row.spec.0,
+        status,
+        operation,
+        local,
+    })
+}

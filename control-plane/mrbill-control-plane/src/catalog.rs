@@ -1,0 +1,524 @@
+//! The catalog: SQL over the control plane's own database. Tenants, cells (desired spec,
+//! observed status, the operation in progress), recorded steps and the router feed's table.
+//!
+//! **Invariant:** admission (capacity, slug, email domains) happens in one transaction that holds
+//! the placement row's lock, so concurrent onboardings never over-commit a placement.
+
+use cell_model::routes::RouteEntry;
+use cell_model::{CellSpec, CellStatus};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+use wire_types::admin::{Placement, TenantState};
+
+use crate::domain::NewTenant;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// What the reconciler is doing to a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Provision,
+    Suspend,
+    Resume,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Provision => "provision",
+            Op::Suspend => "suspend",
+            Op::Resume => "resume",
+            Op::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        [Op::Provision, Op::Suspend, Op::Resume, Op::Delete]
+            .into_iter()
+            .find(|op| op.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct TenantRow {
+    pub slug: String,
+    pub display_name: String,
+    pub admin_email: String,
+    pub tier: String,
+    pub state: String,
+    pub backup_path: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+impl TenantRow {
+    pub fn state(&self) -> TenantState {
+        match self.state.as_str() {
+            "suspended" => TenantState::Suspended,
+            "deleting" => TenantState::Deleting,
+            _ => TenantState::Active,
+        }
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CellRow {
+    pub cell_id: String,
+    pub tenant: String,
+    pub placement: String,
+    pub spec: Json<CellSpec>,
+    pub generation: i64,
+    pub status: Json<CellStatus>,
+    pub op: Option<String>,
+    pub op_id: Option<Uuid>,
+    pub last_op: Option<String>,
+    pub last_op_id: Option<Uuid>,
+    pub last_error: Option<String>,
+}
+
+impl CellRow {
+    pub fn op(&self) -> Option<Op> {
+        self.op.as_deref().and_then(Op::parse)
+    }
+}
+
+/// Why an onboarding was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error("a tenant with this slug exists")]
+    SlugTaken,
+    #[error("email domains belong to another tenant: {0:?}")]
+    DomainsTaken(Vec<String>),
+    #[error("placement {placement} has {free} free units, the tier needs {units}")]
+    Capacity {
+        placement: String,
+        capacity: i32,
+        used: i64,
+        free: i64,
+        units: i32,
+    },
+    #[error("unknown placement")]
+    UnknownPlacement,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Makes the configured placements exist with their capacity.
+pub async fn ensure_placements(pool: &PgPool, placements: &[(String, u32)]) -> sqlx::Result<()> {
+    for (name, capacity) in placements {
+        sqlx::query(
+            "INSERT INTO placements (name, capacity) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET capacity = EXCLUDED.capacity",
+        )
+        .bind(name)
+        .bind(i32::try_from(*capacity).unwrap_or(i32::MAX))
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn placements(pool: &PgPool) -> sqlx::Result<Vec<Placement>> {
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT p.name, p.capacity, COALESCE(SUM(c.units), 0)::bigint
+         FROM placements p LEFT JOIN cells c ON c.placement = p.name
+         GROUP BY p.name, p.capacity ORDER BY p.name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, capacity, used)| Placement {
+            name,
+            capacity: capacity.max(0) as u32,
+            used: used.max(0) as u32,
+        })
+        .collect())
+}
+
+/// Admits a new tenant and its cell (to be provisioned) inside `tx`.
+pub async fn admit(
+    tx: &mut PgConnection,
+    tenant: &NewTenant,
+    spec: &CellSpec,
+) -> Result<(), AdmitError> {
+    let units = tenant.tier.units() as i32;
+    // The placement row lock serializes admissions to one placement.
+    let capacity: Option<i32> =
+        sqlx::query_scalar("SELECT capacity FROM placements WHERE name = $1 FOR UPDATE")
+            .bind(&tenant.placement)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let capacity = capacity.ok_or(AdmitError::UnknownPlacement)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE slug = $1)")
+        .bind(&tenant.slug)
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        return Err(AdmitError::SlugTaken);
+    }
+    let taken: Vec<String> =
+        sqlx::query_scalar("SELECT domain FROM email_domains WHERE domain = ANY($1) ORDER BY 1")
+            .bind(&tenant.email_domains)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !taken.is_empty() {
+        return Err(AdmitError::DomainsTaken(taken));
+    }
+    let used: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(units), 0)::bigint FROM cells WHERE placement = $1",
+    )
+    .bind(&tenant.placement)
+    .fetch_one(&mut *tx)
+    .await?;
+    if used + i64::from(units) > i64::from(capacity) {
+        return Err(AdmitError::Capacity {
+            placement: tenant.placement.clone(),
+            capacity,
+            used,
+            free: (i64::from(capacity) - used).max(0),
+            units,
+        });
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO tenants (slug, display_name, admin_email, tier, state)
+         VALUES ($1, $2, $3, $4, 'active')",
+    )
+    .bind(&tenant.slug)
+    .bind(&tenant.display_name)
+    .bind(&tenant.admin_email)
+    .bind(tenant.tier.as_str())
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(AdmitError::SlugTaken);
+        }
+        other => other?,
+    };
+    for (i, domain) in tenant.email_domains.iter().enumerate() {
+        let inserted =
+            sqlx::query("INSERT INTO email_domains (domain, tenant, position) VALUES ($1, $2, $3)")
+                .bind(domain)
+                .bind(&tenant.slug)
+                .bind(i as i32)
+                .execute(&mut *tx)
+                .await;
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(AdmitError::DomainsTaken(vec![domain.clone()]));
+            }
+            other => other?,
+        };
+    }
+    let status = CellStatus {
+        phase: cell_model::Phase::Provisioning,
+        ..CellStatus::default()
+    };
+    sqlx::query(
+        "INSERT INTO cells (cell_id, tenant, placement, units, spec, status, op, op_id)
+         VALUES ($1, $2, $3, $4, $5, $6, 'provision', $7)",
+    )
+    .bind(&spec.cell_id)
+    .bind(&tenant.slug)
+    .bind(&tenant.placement)
+    .bind(units)
+    .bind(Json(spec))
+    .bind(Json(&status))
+    .bind(Uuid::now_v7())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+const TENANT_COLUMNS: &str =
+    "slug, display_name, admin_email, tier, state, backup_path, created_at";
+const CELL_COLUMNS: &str = "cell_id, tenant, placement, spec, generation, status, op, op_id, last_op, last_op_id, last_error";
+
+pub async fn tenants(pool: &PgPool) -> sqlx::Result<Vec<TenantRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY slug"
+    ))
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn tenant(conn: &mut PgConnection, slug: &str) -> sqlx::Result<Option<TenantRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1"
+    ))
+    .bind(slug)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks the tenant's row for a state change.
+pub async fn tenant_for_update(
+    conn: &mut PgConnection,
+    slug: &str,
+) -> sqlx::Result<Option<TenantRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants WHERE slug = $1 FOR UPDATE"
+    ))
+    .bind(slug)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn email_domains(conn: &mut PgConnection, slug: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT domain FROM email_domains WHERE tenant = $1 ORDER BY position")
+        .bind(slug)
+        .fetch_all(conn)
+        .await
+}
+
+pub async fn cells(pool: &PgPool) -> sqlx::Result<Vec<CellRow>> {
+    sqlx::query_as(&format!("SELECT {CELL_COLUMNS} FROM cells ORDER BY tenant"))
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn cell(conn: &mut PgConnection, cell_id: &str) -> sqlx::Result<Option<CellRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {CELL_COLUMNS} FROM cells WHERE cell_id = $1"
+    ))
+    .bind(cell_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn cell_of_tenant(conn: &mut PgConnection, slug: &str) -> sqlx::Result<Option<CellRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {CELL_COLUMNS} FROM cells WHERE tenant = $1"
+    ))
+    .bind(slug)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Ids of cells with an operation to run.
+pub async fn cells_with_work(pool: &PgPool) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT cell_id FROM cells WHERE op IS NOT NULL ORDER BY created_at")
+        .fetch_all(pool)
+        .await
+}
+
+/// Steps recorded for one operation instance, in completion order, with their durations.
+pub async fn steps(
+    conn: &mut PgConnection,
+    cell_id: &str,
+    op_id: Uuid,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as(
+        "SELECT step, duration_ms FROM cell_steps WHERE cell_id = $1 AND op_id = $2 ORDER BY finished_at",
+    )
+    .bind(cell_id)
+    .bind(op_id)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn record_step(
+    pool: &PgPool,
+    cell_id: &str,
+    op_id: Uuid,
+    step: &str,
+    duration_ms: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO cell_steps (cell_id, op_id, step, duration_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(cell_id)
+    .bind(op_id)
+    .bind(step)
+    .bind(duration_ms)
+    .execute(pool)
+    .await?;
+    sqlx::query("UPDATE cells SET last_error = NULL WHERE cell_id = $1")
+        .bind(cell_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Starts operation `op` on a cell (replacing any in progress); returns its instance id.
+pub async fn start_op(conn: &mut PgConnection, cell_id: &str, op: Op) -> sqlx::Result<Uuid> {
+    let op_id = Uuid::now_v7();
+    sqlx::query(
+        "UPDATE cells SET op = $2, op_id = $3, last_error = NULL, updated_at = now() WHERE cell_id = $1",
+    )
+    .bind(cell_id)
+    .bind(op.as_str())
+    .bind(op_id)
+    .execute(conn)
+    .await?;
+    Ok(op_id)
+}
+
+/// Ends operation `op_id` (if it is still the current one) and sets the cell's status; then
+/// starts `next` if the desired state moved on meanwhile. Returns whether it was current.
+pub async fn finish_op(
+    pool: &PgPool,
+    cell_id: &str,
+    op_id: Uuid,
+    status: &CellStatus,
+    next: Option<Op>,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let current: Option<Option<Uuid>> =
+        sqlx::query_scalar("SELECT op_id FROM cells WHERE cell_id = $1 FOR UPDATE")
+            .bind(cell_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if current.flatten() != Some(op_id) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE cells SET last_op = op, last_op_id = op_id, op = NULL, op_id = NULL,
+                status = $2, updated_at = now() WHERE cell_id = $1",
+    )
+    .bind(cell_id)
+    .bind(Json(status))
+    .execute(&mut *tx)
+    .await?;
+    if let Some(next) = next {
+        start_op(&mut tx, cell_id, next).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn set_error(pool: &PgPool, cell_id: &str, error: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE cells SET last_error = $2 WHERE cell_id = $1")
+        .bind(cell_id)
+        .bind(error)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+pub async fn set_status(pool: &PgPool, cell_id: &str, status: &CellStatus) -> sqlx::Result<()> {
+    sqlx::query("UPDATE cells SET status = $2, updated_at = now() WHERE cell_id = $1")
+        .bind(cell_id)
+        .bind(Json(status))
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Sets the tenant's state and the cell's `suspended` flag (a spec change: generation + 1).
+pub async fn set_tenant_state(
+    conn: &mut PgConnection,
+    slug: &str,
+    state: TenantState,
+    backup_path: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE tenants SET state = $2, backup_path = COALESCE($3, backup_path), updated_at = now()
+         WHERE slug = $1",
+    )
+    .bind(slug)
+    .bind(state.as_str())
+    .bind(backup_path)
+    .execute(&mut *conn)
+    .await?;
+    if state != TenantState::Deleting {
+        sqlx::query(
+            "UPDATE cells SET spec = jsonb_set(spec, '{suspended}', to_jsonb($2::boolean)),
+                    generation = generation + 1, updated_at = now()
+             WHERE tenant = $1 AND (spec->>'suspended')::boolean IS DISTINCT FROM $2",
+        )
+        .bind(slug)
+        .bind(state == TenantState::Suspended)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Removes a deleted tenant (cascading to its cell and steps) and remembers its backup.
+pub async fn forget_tenant(
+    pool: &PgPool,
+    slug: &str,
+    cell_id: &str,
+    backup_path: &str,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO deleted_tenants (slug, cell_id, backup_path) VALUES ($1, $2, $3)")
+        .bind(slug)
+        .bind(cell_id)
+        .bind(backup_path)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM tenants WHERE slug = $1")
+        .bind(slug)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// Bumps the feed revision (serializing route writers on the `meta` row).
+pub async fn bump_revision(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    let rev: i64 = sqlx::query_scalar(
+        "UPDATE meta SET route_revision = route_revision + 1 RETURNING route_revision",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(rev as u64)
+}
+
+pub async fn put_route(
+    conn: &mut PgConnection,
+    entry: &RouteEntry,
+    revision: u64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO routes (tenant, entry, revision) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant) DO UPDATE SET entry = EXCLUDED.entry, revision = EXCLUDED.revision",
+    )
+    .bind(&entry.tenant)
+    .bind(Json(entry))
+    .bind(revision as i64)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// Deletes a route; whether there was one.
+pub async fn delete_route(conn: &mut PgConnection, tenant: &str) -> sqlx::Result<bool> {
+    Ok(sqlx::query("DELETE FROM routes WHERE tenant = $1")
+        .bind(tenant)
+        .execute(conn)
+        .await?
+        .rows_affected()
+        > 0)
+}
+
+pub async fn route(conn: &mut PgConnection, tenant: &str) -> sqlx::Result<Option<RouteEntry>> {
+    let row: Option<Json<RouteEntry>> =
+        sqlx::query_scalar("SELECT entry FROM routes WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|j| j.0))
+}
+
+/// The whole table at the current revision (read in one snapshot).
+pub async fn route_snapshot(pool: &PgPool) -> sqlx::Result<(u64, Vec<RouteEntry>)> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await?;
+    let rev: i64 = sqlx::query_scalar("SELECT route_revision FROM meta")
+        .fetch_one(&mut *tx)
+        .await?;
+    let routes: Vec<Json<RouteEntry>> =
+        sqlx::query_scalar("SELECT entry FROM routes ORDER BY tenant")
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok((rev as u64, routes.into_iter().map(|j| j.0).collect()))
+}

@@ -1,0 +1,112 @@
+//! Control plane settings, read once from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cell_model::local::Home;
+use secrecy::SecretString;
+use service_kit::config::{optional, secret_file};
+use service_kit::telemetry::LogFormat;
+
+/// Everything the control plane needs to know at start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The state root (`MRBILL_HOME`): tokens, catalog cluster, cells, backups.
+    pub home: Home,
+    /// Admin API + route feed listener (`MRBILL_CONTROL_PLANE_ADDR`, default `127.0.0.1:0`).
+    pub addr: SocketAddr,
+    /// The router's public URL; tenant endpoints are `<public_url>/t/<slug>` (`MRBILL_PUBLIC_URL`).
+    pub public_url: String,
+    /// An external catalog database (`MRBILL_CATALOG_URL_FILE` / `MRBILL_CATALOG_URL`); without
+    /// one the control plane runs its own cluster under `MRBILL_HOME/catalog`.
+    pub catalog_url: Option<SecretString>,
+    /// Placements and their capacity in units (`MRBILL_PLACEMENTS=local=20,edge=4`); the first
+    /// is the default.
+    pub placements: Vec<(String, u32)>,
+    /// Where `poc-service` & co. are (`MRBILL_BIN_DIR`, default: next to this executable).
+    pub bin_dir: PathBuf,
+    /// Test switch: exit right after this step's effects, before it is recorded.
+    pub crash_after_step: Option<String>,
+    /// How often the reconciler checks every cell's health.
+    pub health_interval: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let catalog_url = match secret_file("MRBILL_CATALOG_URL_FILE")? {
+            Some(url) => Some(url),
+            None => optional::<String>("MRBILL_CATALOG_URL")?.map(SecretString::from),
+        };
+        let placements = parse_placements(
+            &optional::<String>("MRBILL_PLACEMENTS")?.unwrap_or_else(|| "local=20".into()),
+        )?;
+        Ok(Self {
+            home: Home::from_env(),
+            addr: optional("MRBILL_CONTROL_PLANE_ADDR")?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            public_url: optional("MRBILL_PUBLIC_URL")?
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+            catalog_url,
+            placements,
+            bin_dir: match optional::<PathBuf>("MRBILL_BIN_DIR")? {
+                Some(dir) => dir,
+                None => std::env::current_exe()
+                    .context("locating this executable")?
+                    .parent()
+                    .context("the executable has a directory")?
+                    .to_owned(),
+            },
+            crash_after_step: optional("MRBILL_CRASH_AFTER_STEP")?,
+            health_interval: Duration::from_millis(
+                optional("MRBILL_HEALTH_INTERVAL_MS")?.unwrap_or(1000),
+            ),
+            log_format: optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
+        })
+    }
+
+    /// The tenant's public endpoint, always through the router.
+    pub fn endpoint(&self, slug: &str) -> String {
+        format!("{}/t/{slug}", self.public_url.trim_end_matches('/'))
+    }
+}
+
+/// `name=units[,name=units…]`.
+pub fn parse_placements(s: &str) -> anyhow::Result<Vec<(String, u32)>> {
+    let placements: Vec<(String, u32)> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, units) = p
+                .split_once('=')
+                .with_context(|| format!("MRBILL_PLACEMENTS: `{p}` is not name=units"))?;
+            let units = units
+                .trim()
+                .parse()
+                .with_context(|| format!("MRBILL_PLACEMENTS: `{units}` is not a number"))?;
+            Ok((name.trim().to_owned(), units))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(
+        !placements.is_empty(),
+        "MRBILL_PLACEMENTS names no placement"
+    );
+    Ok(placements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placements_parse_with_the_first_as_default() {
+        let p = parse_placements("local=20, edge = 4").expect("valid");
+        assert_eq!(p, vec![("local".into(), 20), ("edge".into(), 4)]);
+        assert!(parse_placements("local").is_err());
+        assert!(parse_placements("local=x").is_err());
+        assert!(parse_placements("").is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! `mrbill-control-plane`: the admin API, the catalog, the cell reconciler with its local
+//! driver, and the route feed the routers follow.
+//!
+//! ```text
+//! mrbill CLI ──HTTP (operator token)──► api ──► catalog (Postgres) ◄── reconciler ──► local driver ──► cell supervisors
+//! mrbill-router ──GET /v1/routes?watch=1 (router token)──► feed (RouteHub)
+//! ```
+//!
+//! **Invariant:** cell services never call the control plane; the router only reads its feed.
+//! With the control plane down, every cell keeps serving.
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod feed;
+pub mod local;
+pub mod reconciler;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cell_model::local::Home;
+use secrecy::{ExposeSecret, SecretString};
+use service_kit::http::Readiness;
+use service_kit::secrets::{random_token, read_secret, write_secret};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use config::Config;
+
+/// What the API handlers and the reconciler share.
+#[derive(Debug)]
+pub struct Ctx {
+    pub pool: PgPool,
+    pub config: Config,
+    pub hub: feed::RouteHub,
+    pub driver: local::LocalDriver,
+    /// Wakes the reconciler (a new operation was queued).
+    pub wake: Notify,
+    pub operator_token: SecretString,
+    pub router_token: SecretString,
+}
+
+/// A bound, migrated control plane.
+#[derive(Debug)]
+pub struct App {
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let home = config.home.clone();
+        std::fs::create_dir_all(home.control_plane_dir())?;
+        set_mode(&home.control_plane_dir(), 0o700)?;
+        std::fs::create_dir_all(home.logs_dir())?;
+        let operator_token = ensure_token(&home.operator_token())?;
+        let router_token = ensure_token(&home.router_token())?;
+        let url = match &config.catalog_url {
+            Some(url) => url.clone(),
+            None => start_catalog_cluster(&home).await?,
+        };
+        let pool = service_kit::db::connect_and_migrate(
+            &url,
+            &catalog::MIGRATOR,
+            10,
+            Duration::from_secs(30),
+        )
+        .await?;
+        catalog::ensure_placements(&pool, &config.placements).await?;
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let driver = local::LocalDriver::new(home, config.bin_dir.clone());
+        Ok(Self {
+            ctx: Arc::new(Ctx {
+                pool,
+                config,
+                hub: feed::RouteHub::default(),
+                driver,
+                wake: Notify::new(),
+                operator_token,
+                router_token,
+            }),
+            listener,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves the API and runs the reconciler until `shutdown` resolves. Cells keep running.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.addr();
+        let ready = self.ctx.config.home.control_plane_ready();
+        write_ready(&ready, &format!("http://{addr}"))?;
+        tracing::info!(%addr, "mrbill-control-plane listening");
+        let reconciler = tokio::spawn(reconciler::run(self.ctx.clone()));
+        let app = service_kit::http::admin_router(
+            api::router(self.ctx.clone()),
+            Readiness::new(Some(self.ctx.pool.clone())),
+            64 * 1024,
+        );
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        reconciler.abort();
+        let _ = std::fs::remove_file(&ready);
+        result.map_err(Into::into)
+    }
+}
+
+fn write_ready(path: &std::path::Path, url: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::json!({ "url": url, "pid": std::process::id() }).to_string(),
+    )?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Reads a token file, creating it (0600) on first start.
+fn ensure_token(path: &std::path::Path) -> anyhow::Result<SecretString> {
+    if !path.exists() {
+        write_secret(path, &random_token(32))?;
+    }
+    read_secret(path)
+}
+
+/// The catalog's own cluster under `MRBILL_HOME/catalog` (created on first start); it keeps
+/// running when the control plane stops (`mrbill down` stops it).
+async fn start_catalog_cluster(home: &Home) -> anyhow::Result<SecretString> {
+    let secret = home.control_plane_dir().join("catalog-password");
+    let password = ensure_token(&secret)?;
+    for dir in [home.root().to_owned(), home.catalog_dir()] {
+        std::fs::create_dir_all(&dir)?;
+        set_mode(&dir, 0o755)?;
+    }
+    let spec = pg_cluster::ClusterSpec {
+        root: home.catalog_dir(),
+        port: None,
+        superuser: "mrbill".into(),
+        password: password.expose_secret().to_owned(),
+        ephemeral: false,
+    };
+    let cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = pg_cluster::PgCluster::init(&spec)?;
+        cluster.start()?;
+        anyhow::Ok(cluster)
+    })
+    .await??;
+    let admin = SecretString::from(cluster.url("postgres"));
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin.expose_secret()).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'catalog')")
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        sqlx::raw_sql("CREATE DATABASE catalog")
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(SecretString::from(cluster.url("catalog")))
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}

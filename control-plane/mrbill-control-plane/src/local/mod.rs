@@ -1,0 +1,527 @@
+//! The local driver: each cell is a directory under `MRBILL_HOME/cells/<cell-id>` and a detached
+//! supervisor process that owns the cell's Postgres cluster and services.
+//!
+//! Every method is idempotent: the reconciler may call it again after a crash at any point.
+//!
+//! **Invariant:** the control plane never owns a cell's processes; it writes files (`cell.json`,
+//! `desired`), signals the supervisor, and reads `state.json`. Killing the control plane never
+//! kills a cell; a restarted one adopts the running supervisors.
+
+pub mod files;
+pub mod supervisor;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cell_model::local::{CellDir, Home};
+use cell_model::routes::ServiceUrls;
+use rustix::process::Signal;
+use service_kit::secrets::{random_token, write_secret};
+use wire_types::admin::AdminInvite;
+
+use self::files::{
+    CellConfig, Desired, SERVICES, ServiceConfig, ServicePhase, SupervisorState, is_cell_process,
+    pid_alive, read_json, read_pid, signal, supervisor_alive, write_desired, write_json,
+};
+use self::supervisor::PG_SUPERUSER;
+
+/// How long a step waits for the supervisor to report progress.
+const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Drives cells as local processes.
+#[derive(Clone, Debug)]
+pub struct LocalDriver {
+    home: Home,
+    bin_dir: PathBuf,
+}
+
+impl LocalDriver {
+    pub fn new(home: Home, bin_dir: PathBuf) -> Self {
+        Self { home, bin_dir }
+    }
+
+    pub fn cell_dir(&self, cell_id: &str) -> CellDir {
+        self.home.cell(cell_id)
+    }
+
+    /// `secrets` step: the cell's directories, secrets (0600) and `cell.json`.
+    pub async fn prepare(&self, cell_id: &str, tenant: &str) -> anyhow::Result<()> {
+        let dir = self.cell_dir(cell_id);
+        for d in [
+            self.home.root().to_owned(),
+            self.home.cells_dir(),
+            dir.root().to_owned(),
+            dir.logs_dir(),
+            dir.search_dir(),
+            dir.objects_dir(),
+        ] {
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        // Postgres (an unprivileged user) must traverse down to its own directory.
+        for d in [self.home.root(), &self.home.cells_dir(), dir.root()] {
+            set_mode(d, 0o755)?;
+        }
+        let secrets = dir.secrets_dir();
+        std::fs::create_dir_all(&secrets)?;
+        set_mode(&secrets, 0o700)?;
+        ensure_secret(&secrets.join("pg-superuser"), || random_token(24))?;
+        ensure_secret(&secrets.join("bootstrap-token"), || random_token(32))?;
+        for svc in SERVICES {
+            ensure_secret(&secrets.join(format!("{svc}-db-password")), || {
+                random_token(24)
+            })?;
+        }
+        let out = tokio::process::Command::new(self.bin_dir.join("poc-service"))
+            .arg("init-secrets")
+            .arg("--dir")
+            .arg(&secrets)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running poc-service init-secrets")?;
+        if !out.status.success() {
+            bail!(
+                "poc-service init-secrets failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if !dir.config().exists() {
+            let config = CellConfig {
+                cell_id: cell_id.to_owned(),
+                tenant: tenant.to_owned(),
+                bin_dir: self.bin_dir.clone(),
+                pg_port: pg_cluster::free_port()?,
+                services: SERVICES
+                    .iter()
+                    .map(|name| {
+                        Ok(ServiceConfig {
+                            name: (*name).to_owned(),
+                            public_port: pg_cluster::free_port()?,
+                            internal_port: pg_cluster::free_port()?,
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            };
+            write_json(&dir.config(), &config)?;
+        }
+        if !dir.desired().exists() {
+            write_desired(&dir, Desired::Stopped)?;
+        }
+        Ok(())
+    }
+
+    /// `cluster` step: `initdb` (a no-op when the cluster exists).
+    pub async fn init_cluster(&self, cell_id: &str) -> anyhow::Result<()> {
+        let dir = self.cell_dir(cell_id);
+        let config: CellConfig = read_json(&dir.config())?;
+        tokio::task::spawn_blocking(move || supervisor::open_cluster(&dir, &config).map(drop))
+            .await
+            .context("joining initdb")?
+    }
+
+    /// `supervisor` step: a supervisor runs (started if needed) and its Postgres accepts
+    /// connections.
+    pub async fn ensure_supervisor(&self, cell_id: &str) -> anyhow::Result<()> {
+        let dir = self.cell_dir(cell_id);
+        self.spawn_supervisor_if_gone(&dir)?;
+        self.wait_for(&dir, "Postgres to start", |s| s.postgres_running)
+            .await
+            .map(drop)
+    }
+
+    /// Starts a supervisor for `dir` unless one holds the lock; true if it started one.
+    pub fn spawn_supervisor_if_gone(&self, dir: &CellDir) -> anyhow::Result<bool> {
+        if supervisor_alive(dir) {
+            return Ok(false);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.logs_dir().join("supervisor.log"))?;
+        // The new supervisor reads the old state file to stop services a killed one left.
+        std::process::Command::new(self.bin_dir.join("mrbill-control-plane"))
+            .arg("supervise")
+            .arg("--cell-dir")
+            .arg(dir.root())
+            .env_remove("MRBILL_CRASH_AFTER_STEP")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the cell supervisor")?;
+        tracing::info!(cell = %dir.root().display(), "started a cell supervisor");
+        Ok(true)
+    }
+
+    /// `databases` step: one role and one database per service, reachable only by that role.
+    pub async fn ensure_databases(&self, cell_id: &str) -> anyhow::Result<()> {
+        let dir = self.cell_dir(cell_id);
+        let state = self
+            .state(&dir)
+            .context("the supervisor reports no state")?;
+        let secrets = dir.secrets_dir();
+        let su = read_trimmed(&secrets.join("pg-superuser"))?;
+        let url = pg_url(PG_SUPERUSER, &su, state.postgres_port, "postgres");
+        let conn = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .context("connecting to the cell's Postgres")?;
+        for svc in SERVICES {
+            let password = read_trimmed(&secrets.join(format!("{svc}-db-password")))?;
+            anyhow::ensure!(
+                password
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "unexpected characters in a generated password"
+            );
+            sqlx::raw_sql(&format!(
+                "DO $$ BEGIN
+                   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{svc}') THEN
+                     CREATE ROLE {svc} LOGIN PASSWORD '{password}';
+                   ELSE
+                     ALTER ROLE {svc} LOGIN PASSWORD '{password}';
+                   END IF;
+                 END $$"
+            ))
+            .execute(&conn)
+            .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(svc)
+                    .fetch_one(&conn)
+                    .await?;
+            if !exists {
+                sqlx::raw_sql(&format!("CREATE DATABASE {svc} OWNER {svc}"))
+                    .execute(&conn)
+                    .await?;
+            }
+            // Only the owning role connects: services cannot read each other's databases.
+            sqlx::raw_sql(&format!("REVOKE ALL ON DATABASE {svc} FROM PUBLIC"))
+                .execute(&conn)
+                .await?;
+            write_secret(
+                &secrets.join(format!("{svc}-database-url")),
+                &pg_url(svc, &password, state.postgres_port, svc),
+            )?;
+        }
+        conn.close().await;
+        Ok(())
+    }
+
+    /// `admin` step: the tenant's first admin as a one-time invite (kept 0600 in the cell's
+    /// secrets for the CLI to print).
+    pub async fn bootstrap_admin(&self, cell_id: &str, email: &str) -> anyhow::Result<()> {
+        let dir = self.cell_dir(cell_id);
+        let secrets = dir.secrets_dir();
+        let out = tokio::process::Command::new(self.bin_dir.join("poc-service"))
+            .args(["bootstrap-admin", "--email", email, "--token-file"])
+            .arg(secrets.join("bootstrap-token"))
+            .env("MRBILL_DATABASE_URL_FILE", secrets.join("poc-database-url"))
+            .env("MRBILL_LOG_FORMAT", "json")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running poc-service bootstrap-admin")?;
+        match out.status.code() {
+            Some(0) => {
+                let invite: AdminInvite =
+                    serde_json::from_slice(&out.stdout).context("parsing the bootstrap invite")?;
+                write_secret(
+                    &secrets.join("admin-invite.json"),
+                    &serde_json::to_string(&invite)?,
+                )?;
+                Ok(())
+            }
+            // The admin exists already (a retried step after the admin registered).
+            Some(3) => Ok(()),
+            _ => bail!(
+                "poc-service bootstrap-admin failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    pub fn admin_invite(&self, cell_id: &str) -> Option<AdminInvite> {
+        read_json(
+            &self
+                .cell_dir(cell_id)
+                .secrets_dir()
+                .join("admin-invite.json"),
+        )
+        .ok()
+    }
+
+    /// `services` step: tells the supervisor to run (or stop) the services and waits until
+    /// they are ready (or stopped).
+    pub async fn set_services(&self, cell_id: &str, run: bool) -> anyhow::Result<ServiceUrls> {
+        let dir = self.cell_dir(cell_id);
+        self.spawn_supervisor_if_gone(&dir)?;
+        write_desired(
+            &dir,
+            if run {
+                Desired::Running
+            } else {
+                Desired::Stopped
+            },
+        )?;
+        if let Some(pid) = read_pid(&dir.pid_file()) {
+            signal(pid, Signal::HUP);
+        }
+        let state = if run {
+            self.wait_for(&dir, "the services to be ready", |s| {
+                s.desired == Some(Desired::Running)
+                    && SERVICES.iter().all(|svc| {
+                        s.services
+                            .get(*svc)
+                            .is_some_and(|st| st.phase == ServicePhase::Running)
+                    })
+            })
+            .await?
+        } else {
+            self.wait_for(&dir, "the services to stop", |s| {
+                s.desired == Some(Desired::Stopped)
+                    && s.services
+                        .values()
+                        .all(|st| st.phase == ServicePhase::Stopped)
+            })
+            .await?
+        };
+        let urls = service_urls(&state);
+        if run {
+            let poc = urls
+                .poc
+                .clone()
+                .context("poc-service reported no address")?;
+            wait_ready(&poc).await?;
+        }
+        Ok(urls)
+    }
+
+    /// What the supervisor reports, if it is alive.
+    pub fn observe(&self, cell_id: &str) -> Option<SupervisorState> {
+        let dir = self.cell_dir(cell_id);
+        supervisor_alive(&dir).then(|| self.state(&dir)).flatten()
+    }
+
+    fn state(&self, dir: &CellDir) -> Option<SupervisorState> {
+        read_json(&dir.state()).ok()
+    }
+
+    async fn wait_for(
+        &self,
+        dir: &CellDir,
+        what: &str,
+        done: impl Fn(&SupervisorState) -> bool,
+    ) -> anyhow::Result<SupervisorState> {
+        let started = Instant::now();
+        let deadline = started + STEP_TIMEOUT;
+        let mut respawned = false;
+        loop {
+            if let Some(state) = self.state(dir)
+                && done(&state)
+                && pid_alive(state.pid)
+            {
+                return Ok(state);
+            }
+            // A supervisor just started may not hold its lock yet: give it a few seconds.
+            if !respawned && started.elapsed() > Duration::from_secs(5) && !supervisor_alive(dir) {
+                // Died meanwhile (or was never started): one more supervisor, then keep waiting.
+                respawned = self.spawn_supervisor_if_gone(dir)?;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out waiting for {what}; see {}",
+                    dir.logs_dir().display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `backup` step: the databases (`pg_dump -Fc`), the object store and the secrets, into
+    /// `dest`, finished by `manifest.json` (present = complete).
+    pub async fn backup(&self, cell_id: &str, tenant: &str, dest: &Path) -> anyhow::Result<()> {
+        if dest.join("manifest.json").exists() {
+            return Ok(());
+        }
+        let dir = self.cell_dir(cell_id);
+        if !dir.root().exists() {
+            bail!("the cell's directory {} is gone", dir.root().display());
+        }
+        std::fs::create_dir_all(dest)?;
+        set_mode(dest, 0o700)?;
+        let mut databases = Vec::new();
+        if dir.pg_dir().join("data/PG_VERSION").exists() {
+            self.ensure_supervisor(cell_id).await?;
+            let state = self
+                .state(&dir)
+                .context("the supervisor reports no state")?;
+            let su = read_trimmed(&dir.secrets_dir().join("pg-superuser"))?;
+            for svc in SERVICES {
+                let file = dest.join(format!("{svc}.dump"));
+                let out = tokio::process::Command::new(pg_cluster::bin_dir()?.join("pg_dump"))
+                    .args(["--format=custom", "--no-password", "--file"])
+                    .arg(&file)
+                    .arg("--dbname")
+                    .arg(pg_url(PG_SUPERUSER, &su, state.postgres_port, svc))
+                    .stdin(Stdio::null())
+                    .output()
+                    .await
+                    .context("running pg_dump")?;
+                if !out.status.success() {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    if err.contains("does not exist") {
+                        continue; // never provisioned that far
+                    }
+                    bail!("pg_dump {svc}: {err}");
+                }
+                databases.push(*svc);
+            }
+        }
+        for (from, to) in [
+            (dir.secrets_dir(), dest.join("secrets")),
+            (dir.objects_dir(), dest.join("objects")),
+        ] {
+            if from.exists() {
+                let _ = std::fs::remove_dir_all(&to);
+                let status = tokio::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(&from)
+                    .arg(&to)
+                    .status()
+                    .await?;
+                anyhow::ensure!(status.success(), "copying {}", from.display());
+            }
+        }
+        write_json(
+            &dest.join("manifest.json"),
+            &serde_json::json!({
+                "tenant": tenant,
+                "cell_id": cell_id,
+                "created_at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
+                "databases": databases,
+                "files": ["secrets", "objects"],
+            }),
+        )?;
+        Ok(())
+    }
+
+    /// Stops the cell's supervisor (and with it the services and Postgres), and anything a
+    /// killed supervisor left behind.
+    pub async fn stop(&self, cell_id: &str) -> anyhow::Result<()> {
+        let dir = self.cell_dir(cell_id);
+        if !dir.root().exists() {
+            return Ok(());
+        }
+        stop_supervisor(&dir).await?;
+        // Leftovers of a supervisor that died by SIGKILL.
+        if let Ok(state) = read_json::<SupervisorState>(&dir.state()) {
+            for pid in state.services.values().filter_map(|s| s.pid) {
+                if pid_alive(pid) && is_cell_process(pid, cell_id) {
+                    signal(pid, Signal::KILL);
+                }
+            }
+        }
+        if let Some(pid) = std::fs::read_to_string(dir.pg_dir().join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
+            && pid_alive(pid)
+        {
+            signal(pid, Signal::INT);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while pid_alive(pid) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the cell's directory.
+    pub async fn remove(&self, cell_id: &str) -> anyhow::Result<()> {
+        let dir = self.cell_dir(cell_id);
+        match tokio::fs::remove_dir_all(dir.root()).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", dir.root().display())),
+        }
+    }
+}
+
+/// SIGTERM to the supervisor, then wait for its lock to be released.
+pub async fn stop_supervisor(dir: &CellDir) -> anyhow::Result<()> {
+    if !supervisor_alive(dir) {
+        return Ok(());
+    }
+    if let Some(pid) = read_pid(&dir.pid_file()) {
+        signal(pid, Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while supervisor_alive(dir) {
+        if Instant::now() > deadline {
+            bail!("the supervisor of {} did not stop", dir.root().display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The router's view of the services a supervisor reports running.
+pub fn service_urls(state: &SupervisorState) -> ServiceUrls {
+    let url = |svc: &str| {
+        state
+            .services
+            .get(svc)
+            .filter(|s| s.phase == ServicePhase::Running)
+            .and_then(|s| s.public.as_ref())
+            .map(|addr| format!("http://{addr}"))
+    };
+    ServiceUrls {
+        poc: url("poc"),
+        dojo: url("dojo"),
+        media: url("media"),
+    }
+}
+
+/// Polls `<base>/readyz` until it answers 200.
+async fn wait_ready(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        match client.get(format!("{base}/readyz")).send().await {
+            Ok(res) if res.status().is_success() => return Ok(()),
+            _ if Instant::now() > deadline => bail!("{base}/readyz never answered 200"),
+            _ => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+}
+
+fn pg_url(user: &str, password: &str, port: u16, db: &str) -> String {
+    format!("postgres://{user}:{password}@127.0.0.1:{port}/{db}")
+}
+
+fn read_trimmed(path: &Path) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_owned())
+}
+
+/// Creates a secret (0600) unless it exists: secrets are generated once, never rotated by a retry.
+fn ensure_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if !path.exists() {
+        write_secret(path, &make())?;
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}

@@ -1,0 +1,346 @@
+//! The cell supervisor: `mrbill-control-plane supervise --cell-dir <dir>`, one detached process per
+//! local cell (its own session, a pidfile and an exclusive lock). It owns the cell's Postgres
+//! cluster and its services: starts them, restarts them with backoff, writes what it sees to
+//! `state.json`, and follows `desired` (`running`/`stopped`). SIGTERM stops everything and exits.
+//!
+//! **Invariant:** at most one supervisor per cell (the lock); a new one first kills services a
+//! killed predecessor left behind, so a cell never runs two copies of a service.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cell_model::local::CellDir;
+use pg_cluster::{ClusterSpec, PgCluster};
+use rustix::process::Signal;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal as unix_signal};
+
+use super::files::{
+    CellConfig, Desired, ServicePhase, ServiceState, SupervisorState, is_cell_process, pid_alive,
+    read_desired, read_json, signal, try_lock, write_json,
+};
+
+/// The cluster's superuser (password in `secrets/pg-superuser`).
+pub const PG_SUPERUSER: &str = "mrbill";
+
+struct Running {
+    child: Child,
+    started: Instant,
+}
+
+struct Slot {
+    running: Option<Running>,
+    next_start: Instant,
+    failures: u32,
+}
+
+/// Runs the supervisor until SIGTERM/SIGINT.
+pub async fn run(dir: CellDir) -> anyhow::Result<()> {
+    // Own session: the terminal's or the control plane's signals never reach the cell.
+    let _ = rustix::process::setsid();
+    let mut lock = None;
+    for _ in 0..30 {
+        lock = try_lock(&dir.lock_file())?;
+        if lock.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(_lock) = lock else {
+        tracing::info!("another supervisor holds the lock; exiting");
+        return Ok(());
+    };
+    std::fs::write(dir.pid_file(), std::process::id().to_string())?;
+    let mut config: CellConfig = read_json(&dir.config())?;
+    kill_leftovers(&dir, &config.cell_id).await;
+
+    let mut cluster = open_cluster(&dir, &config)?;
+    let mut state = SupervisorState {
+        pid: std::process::id(),
+        postgres_port: cluster.port(),
+        ..SupervisorState::default()
+    };
+    start_postgres(&mut cluster).await?;
+    state.postgres_running = true;
+    state.postgres_port = cluster.port();
+    if config.pg_port != cluster.port() {
+        config.pg_port = cluster.port();
+        write_json(&dir.config(), &config)?;
+    }
+    write_json(&dir.state(), &state)?;
+    tracing::info!(cell = %config.cell_id, pg_port = cluster.port(), "supervisor running");
+
+    let mut term = unix_signal(SignalKind::terminate())?;
+    let mut int = unix_signal(SignalKind::interrupt())?;
+    let mut hup = unix_signal(SignalKind::hangup())?;
+    let mut slots: BTreeMap<String, Slot> = config
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                Slot {
+                    running: None,
+                    next_start: Instant::now(),
+                    failures: 0,
+                },
+            )
+        })
+        .collect();
+    let mut last_pg_check = Instant::now();
+    loop {
+        let desired = read_desired(&dir);
+        state.desired = Some(desired);
+        if last_pg_check.elapsed() > Duration::from_secs(5) {
+            last_pg_check = Instant::now();
+            let running = cluster.is_running();
+            if !running {
+                tracing::warn!("postgres is down; restarting it");
+                let _ = start_postgres(&mut cluster).await;
+            }
+            state.postgres_running = cluster.is_running();
+        }
+        for svc in config.services.clone() {
+            let slot = slots.get_mut(&svc.name).expect("a slot per service");
+            let entry = state.services.entry(svc.name.clone()).or_default();
+            // Reap exits.
+            if let Some(run) = &mut slot.running
+                && let Ok(Some(status)) = run.child.try_wait()
+            {
+                let was_ready = entry.phase == ServicePhase::Running;
+                let lived = run.started.elapsed();
+                slot.running = None;
+                entry.pid = None;
+                entry.public = None;
+                entry.internal = None;
+                if desired == Desired::Running {
+                    slot.failures = if lived > Duration::from_secs(30) {
+                        1
+                    } else {
+                        slot.failures + 1
+                    };
+                    let delay = Duration::from_millis(500)
+                        * 2u32.saturating_pow(slot.failures.saturating_sub(1).min(6));
+                    slot.next_start = Instant::now() + delay.min(Duration::from_secs(30));
+                    entry.phase = ServicePhase::Backoff;
+                    entry.restarts += 1;
+                    tracing::warn!(service = %svc.name, %status, restart_in_ms = delay.as_millis() as u64, "service exited");
+                    if !was_ready && slot.failures >= 2 {
+                        // Never got ready twice in a row: its ports may be taken.
+                        move_ports(&dir, &mut config, &svc.name)?;
+                    }
+                } else {
+                    entry.phase = ServicePhase::Stopped;
+                }
+            }
+            match desired {
+                Desired::Running => {
+                    if slot.running.is_none() && Instant::now() >= slot.next_start {
+                        let svc = config
+                            .services
+                            .iter()
+                            .find(|s| s.name == svc.name)
+                            .expect("service in config")
+                            .clone();
+                        match spawn_service(&dir, &config, &svc) {
+                            Ok(child) => {
+                                entry.pid = child.id();
+                                entry.phase = ServicePhase::Starting;
+                                slot.running = Some(Running {
+                                    child,
+                                    started: Instant::now(),
+                                });
+                            }
+                            Err(e) => {
+                                tracing::error!(service = %svc.name, error = %format!("{e:#}"), "cannot start service");
+                                slot.next_start = Instant::now() + Duration::from_secs(5);
+                                entry.phase = ServicePhase::Backoff;
+                            }
+                        }
+                    }
+                    if entry.phase == ServicePhase::Starting
+                        && let Ok(ready) =
+                            read_json::<serde_json::Value>(&ready_file(&dir, &svc.name))
+                    {
+                        entry.phase = ServicePhase::Running;
+                        entry.public = ready["public"].as_str().map(str::to_owned);
+                        entry.internal = ready["internal"].as_str().map(str::to_owned);
+                    }
+                }
+                Desired::Stopped => {
+                    if let Some(run) = slot.running.take() {
+                        stop_child(run.child, &svc.name).await;
+                    }
+                    *entry = ServiceState {
+                        restarts: entry.restarts,
+                        ..ServiceState::default()
+                    };
+                    slot.failures = 0;
+                }
+            }
+        }
+        write_state_if_changed(&dir, &state)?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = hup.recv() => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!("stopping the cell");
+    for (name, slot) in slots {
+        if let Some(run) = slot.running {
+            stop_child(run.child, &name).await;
+        }
+    }
+    let stopping = cluster.clone();
+    tokio::task::spawn_blocking(move || stopping.stop())
+        .await
+        .context("joining pg stop")??;
+    let _ = std::fs::remove_file(dir.pid_file());
+    let _ = std::fs::remove_file(dir.state());
+    Ok(())
+}
+
+fn write_state_if_changed(dir: &CellDir, state: &SupervisorState) -> anyhow::Result<()> {
+    let current: Option<SupervisorState> = read_json(&dir.state()).ok();
+    if current.as_ref() != Some(state) {
+        write_json(&dir.state(), state)?;
+    }
+    Ok(())
+}
+
+/// The cell's cluster (created by the control plane's `cluster` step; `init` is idempotent).
+pub fn open_cluster(dir: &CellDir, config: &CellConfig) -> anyhow::Result<PgCluster> {
+    let password = std::fs::read_to_string(dir.secrets_dir().join("pg-superuser"))
+        .context("reading the cell's Postgres password")?;
+    PgCluster::init(&ClusterSpec {
+        root: dir.pg_dir(),
+        port: Some(config.pg_port),
+        superuser: PG_SUPERUSER.into(),
+        password: password.trim().to_owned(),
+        ephemeral: false,
+    })
+}
+
+async fn start_postgres(cluster: &mut PgCluster) -> anyhow::Result<()> {
+    let mut c = cluster.clone();
+    let started = tokio::task::spawn_blocking(move || c.start().map(|()| c))
+        .await
+        .context("joining pg start")??;
+    *cluster = started;
+    Ok(())
+}
+
+fn ready_file(dir: &CellDir, service: &str) -> std::path::PathBuf {
+    dir.root().join(format!("{service}.ready"))
+}
+
+/// Starts one service with exactly the settings and secrets it needs (a clean environment).
+fn spawn_service(
+    dir: &CellDir,
+    config: &CellConfig,
+    svc: &super::files::ServiceConfig,
+) -> anyhow::Result<Child> {
+    let ready = ready_file(dir, &svc.name);
+    let _ = std::fs::remove_file(&ready);
+    let secrets = dir.secrets_dir();
+    let kid = std::fs::read_to_string(secrets.join("jwt.kid")).context("reading jwt.kid")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.logs_dir().join(format!("{}.log", svc.name)))?;
+    let binary = config.bin_dir.join(format!("{}-service", svc.name));
+    let mut cmd = Command::new(&binary);
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("MRBILL_CELL_ID", &config.cell_id)
+        .env("MRBILL_TENANT", &config.tenant)
+        .env("MRBILL_HTTP_ADDR", format!("127.0.0.1:{}", svc.public_port))
+        .env(
+            "MRBILL_INTERNAL_ADDR",
+            format!("127.0.0.1:{}", svc.internal_port),
+        )
+        .env(
+            "MRBILL_DATABASE_URL_FILE",
+            secrets.join(format!("{}-database-url", svc.name)),
+        )
+        .env(
+            "MRBILL_JWT_PRIVATE_KEY_FILE",
+            secrets.join("jwt-private.pem"),
+        )
+        .env("MRBILL_JWT_KID", kid.trim())
+        .env("MRBILL_SERVICE_TOKEN_FILE", secrets.join("service-token"))
+        .env("MRBILL_TRUSTED_PROXIES", "127.0.0.1")
+        .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name))
+        .env("MRBILL_OBJECTS_DIR", dir.objects_dir())
+        .env("MRBILL_READY_FILE", &ready)
+        .env("MRBILL_LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(false);
+    if let Some(filter) = std::env::var_os("RUST_LOG") {
+        cmd.env("RUST_LOG", filter);
+    }
+    cmd.spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
+
+/// SIGTERM, then SIGKILL after 10 s.
+async fn stop_child(mut child: Child, name: &str) {
+    if let Some(pid) = child.id() {
+        signal(pid, Signal::TERM);
+    }
+    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+        Ok(_) => tracing::info!(service = %name, "service stopped"),
+        Err(_) => {
+            tracing::warn!(service = %name, "service ignored SIGTERM; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Stops services a previous supervisor of this cell left running (it was killed).
+async fn kill_leftovers(dir: &CellDir, cell_id: &str) {
+    let Ok(old) = read_json::<SupervisorState>(&dir.state()) else {
+        return;
+    };
+    let pids: Vec<u32> = old
+        .services
+        .values()
+        .filter_map(|s| s.pid)
+        .filter(|pid| pid_alive(*pid) && is_cell_process(*pid, cell_id))
+        .collect();
+    for pid in &pids {
+        tracing::warn!(pid, "stopping a service left by a previous supervisor");
+        signal(*pid, Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pid in pids {
+        if pid_alive(pid) {
+            signal(pid, Signal::KILL);
+        }
+    }
+}
+
+/// Picks fresh ports for a service that could not bind its own.
+fn move_ports(dir: &CellDir, config: &mut CellConfig, service: &str) -> anyhow::Result<()> {
+    if let Some(svc) = config.services.iter_mut().find(|s| s.name == service) {
+        svc.public_port = pg_cluster::free_port()?;
+        svc.internal_port = pg_cluster::free_port()?;
+        tracing::warn!(
+            service,
+            public = svc.public_port,
+            "moving the service to new ports"
+        );
+    }
+    write_json(&dir.config(), config)
+}

@@ -1,0 +1,169 @@
+//! The on-disk layout of `MRBILL_HOME`, shared by the control plane, its local driver, the cell
+//! supervisors, the router and the CLI.
+//!
+//! **Invariant:** everything local lives under one state root, so two platforms with different
+//! `MRBILL_HOME`s (parallel tests) never share a file, a port file or a process.
+
+use std::path::{Path, PathBuf};
+
+/// `MRBILL_HOME`, else `$XDG_DATA_HOME/mrbill` or `~/.local/share/mrbill`; as root
+/// `/var/lib/mrbill`, because Postgres runs as an unprivileged user that must reach its files.
+pub fn mrbill_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("MRBILL_HOME") {
+        return PathBuf::from(home);
+    }
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/mrbill");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".local/share")
+        });
+    data.join("mrbill")
+}
+
+/// Paths under one `MRBILL_HOME`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The home named by the environment (see [`mrbill_home`]).
+    pub fn from_env() -> Self {
+        Self::new(mrbill_home())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The control plane's own files.
+    pub fn control_plane_dir(&self) -> PathBuf {
+        self.root.join("control-plane")
+    }
+
+    /// Full admin access to the control plane (0600; created on its first start).
+    pub fn operator_token(&self) -> PathBuf {
+        self.control_plane_dir().join("operator-token")
+    }
+
+    /// Read-only access to the route feed (0600).
+    pub fn router_token(&self) -> PathBuf {
+        self.control_plane_dir().join("router-token")
+    }
+
+    /// `{"url": …, "pid": …}` once the control plane listens.
+    pub fn control_plane_ready(&self) -> PathBuf {
+        self.control_plane_dir().join("ready.json")
+    }
+
+    /// The catalog's Postgres cluster (when no external catalog URL is configured).
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.root.join("catalog")
+    }
+
+    pub fn router_dir(&self) -> PathBuf {
+        self.root.join("router")
+    }
+
+    /// The router's table, for cold starts with the control plane down.
+    pub fn router_snapshot(&self) -> PathBuf {
+        self.router_dir().join("routes.json")
+    }
+
+    /// `{"url": …, "pid": …}` once the router listens.
+    pub fn router_ready(&self) -> PathBuf {
+        self.router_dir().join("ready.json")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn cells_dir(&self) -> PathBuf {
+        self.root.join("cells")
+    }
+
+    pub fn cell(&self, cell_id: &str) -> CellDir {
+        CellDir {
+            root: self.cells_dir().join(cell_id),
+        }
+    }
+
+    /// Backups taken before a tenant is deleted.
+    pub fn backups_dir(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+}
+
+/// One local cell's directory, owned by its supervisor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellDir {
+    root: PathBuf,
+}
+
+impl CellDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// What the supervisor runs (written by the control plane).
+    pub fn config(&self) -> PathBuf {
+        self.root.join("cell.json")
+    }
+
+    /// `running` or `stopped`: whether the supervisor should run the services.
+    pub fn desired(&self) -> PathBuf {
+        self.root.join("desired")
+    }
+
+    /// What the supervisor observes (written by the supervisor, atomically).
+    pub fn state(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("supervisor.pid")
+    }
+
+    /// Held (`flock`) by the live supervisor for its whole life.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("supervisor.lock")
+    }
+
+    pub fn pg_dir(&self) -> PathBuf {
+        self.root.join("pg")
+    }
+
+    /// 0700 directory of 0600 secret files.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub fn search_dir(&self) -> PathBuf {
+        self.root.join("search")
+    }
+
+    /// The cell's object store (a local directory).
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+}

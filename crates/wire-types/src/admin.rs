@@ -1,0 +1,142 @@
+//! The control plane's admin API (`mrbill-control-plane`, used by the `mrbill` CLI).
+//!
+//! Tenants are what Mr. Bill sells; each has exactly one cell. Creating, suspending, resuming and
+//! deleting a tenant answer `202 Accepted` at once: the reconciler does the work in recorded
+//! steps, visible in [`Operation`] while it runs.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// `POST /v1/tenants`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// DNS label, 3–40 characters: `[a-z0-9]([a-z0-9-]*[a-z0-9])`.
+    pub slug: String,
+    pub display_name: String,
+    /// The tenant's first admin; gets a one-time invite during provisioning.
+    pub admin_email: String,
+    /// Domains whose addresses resolve to this tenant; unique across tenants, no public webmail.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// `small` (default), `standard` or `large`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// Where the cell runs; the control plane's default placement when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
+}
+
+/// Lifecycle of a tenant as Mr. Bill sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantState {
+    Active,
+    Suspended,
+    Deleting,
+}
+
+impl TenantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantState::Active => "active",
+            TenantState::Suspended => "suspended",
+            TenantState::Deleting => "deleting",
+        }
+    }
+}
+
+/// A tenant and a summary of its cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub slug: String,
+    pub display_name: String,
+    pub admin_email: String,
+    pub email_domains: Vec<String>,
+    pub tier: String,
+    pub state: TenantState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub cell: Cell,
+    /// The one-time invite for the first admin, once provisioning created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_invite: Option<AdminInvite>,
+    /// Where the backup taken before deletion is (or will be) written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_path: Option<String>,
+}
+
+/// The bootstrap invite printed by `poc-service bootstrap-admin`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminInvite {
+    pub email: String,
+    pub invite_token: String,
+    pub expires_at: String,
+}
+
+/// `GET /v1/tenants`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantList {
+    pub tenants: Vec<Tenant>,
+}
+
+/// A cell: desired spec, observed status, the operation in progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub cell_id: String,
+    pub tenant: String,
+    pub placement: String,
+    /// Bumped on every spec change.
+    pub generation: i64,
+    pub spec: cell_model::CellSpec,
+    pub status: cell_model::CellStatus,
+    /// The operation the reconciler is running, or the last one it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    /// Processes and ports of a local cell (local driver only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<serde_json::Value>,
+}
+
+/// `GET /v1/cells`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellList {
+    pub cells: Vec<Cell>,
+}
+
+/// One reconciler operation (`provision`, `suspend`, `resume`, `delete`) and its steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub name: String,
+    /// Every step of the operation in order; `done` ones carry their duration.
+    pub steps: Vec<Step>,
+    pub finished: bool,
+    /// The last error, while the reconciler retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One recorded, idempotent step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    pub done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+/// `GET /v1/tiers`: the templates tenants choose from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TierList {
+    pub tiers: Vec<serde_json::Value>,
+    /// Capacity units per placement and how many are used.
+    pub placements: Vec<Placement>,
+}
+
+/// A placement's capacity, in units (small = 1, standard = 2, large = 4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub name: String,
+    pub capacity: u32,
+    pub used: u32,
+}
