@@ -82,10 +82,7 @@ pub fn up(home: &Home, router_addr: SocketAddr) -> CliResult<Platform> {
                 home,
                 &bins.join("mrbill-control-plane"),
                 "control-plane",
-                &[
-                    ("MRBILL_PUBLIC_URL", public_url.clone()),
-                    ("MRBILL_CONTROL_PLANE_ADDR", "127.0.0.1:0".into()),
-                ],
+                &[("MRBILL_PUBLIC_URL", public_url.clone())],
             )?;
             started.push("control-plane");
             wait_ready(&home.control_plane_ready(), home, "control-plane")?.url

@@ -15,8 +15,9 @@ use service_kit::telemetry::LogFormat;
 pub struct Config {
     /// The state root (`MRBILL_HOME`): tokens, catalog cluster, cells, backups.
     pub home: Home,
-    /// Admin API + route feed listener (`MRBILL_CONTROL_PLANE_ADDR`, default `127.0.0.1:0`).
-    pub addr: SocketAddr,
+    /// Admin API + route feed listener (`MRBILL_CONTROL_PLANE_ADDR`). Without it: the address
+    /// used last time (routers follow a fixed URL), else a free loopback port.
+    pub addr: Option<SocketAddr>,
     /// The router's public URL; tenant endpoints are `<public_url>/t/<slug>` (`MRBILL_PUBLIC_URL`).
     pub public_url: String,
     /// An external catalog database (`MRBILL_CATALOG_URL_FILE` / `MRBILL_CATALOG_URL`); without
@@ -45,8 +46,7 @@ impl Config {
         )?;
         Ok(Self {
             home: Home::from_env(),
-            addr: optional("MRBILL_CONTROL_PLANE_ADDR")?
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            addr: optional("MRBILL_CONTROL_PLANE_ADDR")?,
             public_url: optional("MRBILL_PUBLIC_URL")?
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
             catalog_url,

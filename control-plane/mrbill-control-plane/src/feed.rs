@@ -21,6 +21,8 @@ use crate::catalog;
 pub struct RouteHub {
     events: broadcast::Sender<RouteEvent>,
     writer: Mutex<()>,
+    /// Set on shutdown: open feeds end, so graceful shutdown does not wait on them forever.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Permission to write routes; publish the events it produced before dropping it.
@@ -77,11 +79,17 @@ impl Default for RouteHub {
         Self {
             events: broadcast::channel(1024).0,
             writer: Mutex::new(()),
+            closing: tokio::sync::watch::channel(false).0,
         }
     }
 }
 
 impl RouteHub {
+    /// Ends every open feed (readers reconnect to the next control plane).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
     pub async fn writer(&self) -> RouteWriter<'_> {
         RouteWriter {
             _guard: self.writer.lock().await,
@@ -132,6 +140,7 @@ impl RouteHub {
         // Subscribe before reading the snapshot: nothing committed in between is missed, and
         // events already in the snapshot are skipped by revision.
         let mut events = self.events.subscribe();
+        let mut closing = self.closing.subscribe();
         let (revision, routes) = catalog::route_snapshot(pool).await?;
         let (lines, rx) = mpsc::channel::<Result<String, std::io::Error>>(64);
         let snapshot =
@@ -156,6 +165,7 @@ impl RouteHub {
                         Err(_) => return,
                     },
                     _ = keepalive.tick() => "\n".to_owned(),
+                    _ = closing.wait_for(|closed| *closed) => return,
                     () = lines.closed() => return,
                 };
                 if lines.send(Ok(text)).await.is_err() {

@@ -72,9 +72,7 @@ impl App {
         )
         .await?;
         catalog::ensure_placements(&pool, &config.placements).await?;
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
+        let listener = bind(&home, config.addr).await?;
         let driver = local::LocalDriver::new(home, config.bin_dir.clone());
         Ok(Self {
             ctx: Arc::new(Ctx {
@@ -111,13 +109,43 @@ impl App {
             Readiness::new(Some(self.ctx.pool.clone())),
             64 * 1024,
         );
+        let ctx = self.ctx.clone();
         let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                ctx.hub.close();
+            })
             .await;
         reconciler.abort();
         let _ = std::fs::remove_file(&ready);
         result.map_err(Into::into)
     }
+}
+
+/// Binds the configured address, else the one remembered in `control-plane/addr` (so routers
+/// following `http://<addr>` find a restarted control plane), else a free loopback port.
+async fn bind(home: &Home, configured: Option<SocketAddr>) -> anyhow::Result<TcpListener> {
+    if let Some(addr) = configured {
+        return TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"));
+    }
+    let remembered = home.control_plane_dir().join("addr");
+    let previous: Option<SocketAddr> = std::fs::read_to_string(&remembered)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let listener = match previous {
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "the remembered address is taken; routers must be pointed at the new one");
+                TcpListener::bind(("127.0.0.1", 0)).await?
+            }
+        },
+        None => TcpListener::bind(("127.0.0.1", 0)).await?,
+    };
+    std::fs::write(&remembered, listener.local_addr()?.to_string())?;
+    Ok(listener)
 }
 
 fn write_ready(path: &std::path::Path, url: &str) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ pub async fn follow(state: AppState, base_url: String, token: String) {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "route feed interrupted; routing from the current table");
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
         tokio::time::sleep(backoff).await;

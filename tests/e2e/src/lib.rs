@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: start the real `poc-service` binary the way the local driver
 //! will (secrets files, bootstrap, ready file) and stop it.
 
+pub mod platform;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,475 @@
+//! The platform end to end, through the real binaries: `mrbill` → control plane → local driver
+//! (supervisors, Postgres clusters, poc-service) → router. Each test has its own `MRBILL_HOME`.
+
+use std::time::Duration;
+
+use e2e_tests::platform::{Platform, cell_services, kill, pid_alive, processes_with, wait_until};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+fn cell_id(tenant: &Value) -> String {
+    tenant["cell"]["cell_id"]
+        .as_str()
+        .expect("cell id")
+        .to_owned()
+}
+
+async fn create_poc(platform: &Platform, slug: &str, token: &str, name: &str) -> String {
+    let res = platform
+        .api(slug)
+        .with_token(token)
+        .post(
+            "/v1/pocs",
+            &json!({ "name": name, "description": "e2e", "language": "rust", "tags": ["e2e"],
+                     "repository_url": format!("https://github.com/{slug}/{}", name.replace(' ', "-")) }),
+        )
+        .await;
+    res.assert_status(201)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+async fn search(platform: &Platform, slug: &str, token: &str, q: &str) -> Vec<String> {
+    let api = platform.api(slug).with_token(token);
+    // The index follows writes within a second.
+    for _ in 0..100 {
+        let page = api.get_ok(&format!("/v1/pocs?q={q}")).await;
+        let names: Vec<String> = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if !names.is_empty() {
+            return names;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test]
+async fn two_tenants_get_isolated_cells_reachable_through_the_router() {
+    let platform = Platform::up();
+    let acme = platform.create_tenant("acme");
+    let globex = platform.create_tenant("globex");
+    assert_ne!(cell_id(&acme), cell_id(&globex));
+    assert_eq!(
+        acme["cell"]["status"]["endpoints"]["public"],
+        format!("{}/t/acme", platform.router)
+    );
+
+    let acme_token = platform.admin_token(&acme).await;
+    let globex_token = platform.admin_token(&globex).await;
+    let acme_poc = create_poc(&platform, "acme", &acme_token, "Kubernetes operator").await;
+    create_poc(&platform, "globex", &globex_token, "Payments gateway").await;
+    assert_eq!(
+        search(&platform, "acme", &acme_token, "kubernetis").await,
+        vec!["Kubernetes operator"]
+    );
+    assert_eq!(
+        search(&platform, "globex", &globex_token, "payments").await,
+        vec!["Payments gateway"]
+    );
+
+    // A's token at B's endpoint: another cell's key and audience.
+    platform
+        .api("globex")
+        .with_token(&acme_token)
+        .get("/v1/pocs")
+        .await
+        .assert_error(401, "unauthenticated");
+    // A's PoC id at B's endpoint, with B's token: not there.
+    platform
+        .api("globex")
+        .with_token(&globex_token)
+        .get(&format!("/v1/pocs/{acme_poc}"))
+        .await
+        .assert_error(404, "not_found");
+
+    // Different clusters, and A's credentials do not open B's.
+    let acme_url = std::fs::read_to_string(
+        platform
+            .cell_dir(&cell_id(&acme))
+            .join("secrets/poc-database-url"),
+    )
+    .expect("acme db url");
+    let globex_port = platform.tenant("globex")["cell"]["local"]["postgres_port"]
+        .as_u64()
+        .expect("globex pg port");
+    let acme_port = acme["cell"]["local"]["postgres_port"]
+        .as_u64()
+        .expect("acme pg port");
+    assert_ne!(acme_port, globex_port);
+    sqlx::PgConnection::connect(&acme_url)
+        .await
+        .expect("A's credentials open A's database");
+    let crossed = acme_url.replace(&format!(":{acme_port}/"), &format!(":{globex_port}/"));
+    assert!(
+        sqlx::PgConnection::connect(&crossed).await.is_err(),
+        "A's credentials must not open B's cluster"
+    );
+
+    // Email → tenant resolution through the router.
+    let resolved: Value = reqwest::get(format!(
+        "{}/v1/resolve?email=someone@globex.example",
+        platform.router
+    ))
+    .await
+    .expect("resolve")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(resolved["tenant"], "globex");
+}
+
+#[tokio::test]
+async fn suspend_blocks_traffic_and_stops_services_and_resume_keeps_the_data() {
+    let platform = Platform::up();
+    let acme = platform.create_tenant("acme");
+    let token = platform.admin_token(&acme).await;
+    create_poc(&platform, "acme", &token, "Kept across suspension").await;
+    let cell = cell_id(&acme);
+    assert_eq!(cell_services(&cell).len(), 1, "one poc-service");
+
+    let suspended = platform
+        .mrbill(&["tenant", "suspend", "acme", "-o", "json"])
+        .json();
+    assert_eq!(suspended["state"], "suspended");
+    assert_eq!(suspended["cell"]["status"]["phase"], "Suspended");
+    // The router learns it from the feed.
+    let api = platform.api("acme").with_token(&token);
+    for _ in 0..100 {
+        if api.get("/v1/pocs").await.status == 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    api.get("/v1/pocs")
+        .await
+        .assert_error(403, "tenant_suspended");
+    assert!(cell_services(&cell).is_empty(), "services stopped");
+
+    let resumed = platform
+        .mrbill(&["tenant", "resume", "acme", "-o", "json"])
+        .json();
+    assert_eq!(resumed["cell"]["status"]["phase"], "Ready");
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names = search(&platform, "acme", &token, "suspension").await;
+        if !names.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(names, vec!["Kept across suspension"]);
+}
+
+#[tokio::test]
+async fn delete_writes_a_backup_then_removes_the_cell_and_its_processes() {
+    let platform = Platform::up();
+    let acme = platform.create_tenant("acme");
+    let token = platform.admin_token(&acme).await;
+    create_poc(&platform, "acme", &token, "Backed up").await;
+    let cell = cell_id(&acme);
+    let dir = platform.cell_dir(&cell);
+    let supervisor: u32 = std::fs::read_to_string(dir.join("supervisor.pid"))
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid");
+
+    let deleted = platform
+        .mrbill(&["tenant", "delete", "acme", "--yes", "-o", "json"])
+        .json();
+    let backup = std::path::PathBuf::from(deleted["backup_path"].as_str().expect("backup path"));
+    for file in [
+        "manifest.json",
+        "poc.dump",
+        "secrets/jwt-private.pem",
+        "objects",
+    ] {
+        assert!(backup.join(file).exists(), "backup lacks {file}");
+    }
+    let dump = std::fs::read(backup.join("poc.dump")).expect("dump");
+    assert!(
+        dump.starts_with(b"PGDMP"),
+        "a pg_dump custom-format archive"
+    );
+    assert!(!dir.exists(), "cell directory removed");
+    assert!(!pid_alive(supervisor), "supervisor gone");
+    assert!(cell_services(&cell).is_empty(), "services gone");
+    assert!(
+        processes_with(&["postgres", &dir.display().to_string()]).is_empty(),
+        "cell postgres gone"
+    );
+    platform
+        .mrbill(&["tenant", "show", "acme"])
+        .assert_failure(3, "tenant_not_found");
+    platform
+        .api("acme")
+        .get("/v1/pocs")
+        .await
+        .assert_error(404, "tenant_not_found");
+    // The slug is free again.
+    platform.create_tenant("acme");
+}
+
+/// Deterministic crash injection: the control plane exits right after each provisioning step's
+/// effects, before recording it; a restarted one must converge to exactly one Ready cell with
+/// one supervisor, one Postgres and one poc-service.
+#[tokio::test]
+async fn provisioning_converges_after_a_crash_after_every_step() {
+    let platform = Platform::up();
+    let steps = [
+        "secrets",
+        "cluster",
+        "supervisor",
+        "databases",
+        "admin",
+        "services",
+        "route",
+    ];
+    for step in steps {
+        let slug = format!("crash-{step}");
+        eprintln!("crash after {step}");
+        let cp = platform.control_plane_pid().expect("control plane runs");
+        kill(cp, "TERM");
+        wait_until(Duration::from_secs(30), "the control plane to stop", || {
+            !pid_alive(cp)
+        });
+        let mut crashing = platform.start_control_plane(&[
+            "serve",
+            "--crash-after-step",
+            &format!("provision:{step}"),
+        ]);
+        platform
+            .mrbill(&[
+                "tenant",
+                "create",
+                &slug,
+                "--name",
+                "Crash",
+                "--admin-email",
+                "admin@crash.example",
+                "--no-wait",
+                "-o",
+                "json",
+            ])
+            .json();
+        let status = crashing.wait().expect("wait for the crash");
+        assert_eq!(status.code(), Some(86), "crashed after {step}");
+
+        platform.mrbill(&["up", "-o", "json"]).json();
+        let mut tenant = Value::Null;
+        wait_until(Duration::from_secs(90), "the cell to be ready", || {
+            tenant = platform.tenant(&slug);
+            tenant["cell"]["status"]["phase"] == "Ready"
+                && tenant["cell"]["operation"]["finished"] == true
+        });
+        let cell = cell_id(&tenant);
+        let dir = platform.cell_dir(&cell).display().to_string();
+        assert_eq!(
+            processes_with(&["supervise", &dir]).len(),
+            1,
+            "one supervisor after a crash after {step}"
+        );
+        assert_eq!(
+            cell_services(&cell).len(),
+            1,
+            "one poc-service after {step}"
+        );
+        assert_eq!(
+            processes_with(&["postgres", &format!("{dir}/pg/data")]).len(),
+            1,
+            "one postmaster after {step}"
+        );
+        assert!(
+            tenant["admin_invite"]["invite_token"].is_string(),
+            "invite after {step}"
+        );
+        // Served through the router, once it has caught up with the restarted control plane
+        // (until then 404 or 503; then the cell itself answers 401 without a token).
+        let api = platform.api(&slug);
+        for _ in 0..200 {
+            if api.get("/v1/pocs").await.status == 401 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let token = platform.admin_token(&tenant).await;
+        platform
+            .api(&slug)
+            .with_token(&token)
+            .get("/v1/pocs")
+            .await
+            .assert_status(200);
+    }
+    let cells = std::fs::read_dir(platform.home.join("cells"))
+        .expect("cells")
+        .count();
+    assert_eq!(
+        cells,
+        steps.len(),
+        "one cell directory per tenant, no orphans"
+    );
+}
+
+#[tokio::test]
+async fn the_router_keeps_serving_without_the_control_plane_and_from_its_snapshot() {
+    let platform = Platform::up();
+    let acme = platform.create_tenant("acme");
+    let globex = platform.create_tenant("globex");
+    let acme_token = platform.admin_token(&acme).await;
+    let globex_token = platform.admin_token(&globex).await;
+
+    kill(platform.control_plane_pid().expect("control plane"), "KILL");
+    for (slug, token) in [("acme", &acme_token), ("globex", &globex_token)] {
+        platform
+            .api(slug)
+            .with_token(token)
+            .get("/v1/pocs")
+            .await
+            .assert_status(200);
+    }
+    // Cold start with the control plane still down: the snapshot on disk is enough.
+    let router = platform.router_pid().expect("router");
+    kill(router, "TERM");
+    wait_until(Duration::from_secs(30), "the router to stop", || {
+        !pid_alive(router)
+    });
+    platform.start_router();
+    for (slug, token) in [("acme", &acme_token), ("globex", &globex_token)] {
+        platform
+            .api(slug)
+            .with_token(token)
+            .get("/v1/pocs")
+            .await
+            .assert_status(200);
+    }
+    platform
+        .api("nobody")
+        .get("/v1/pocs")
+        .await
+        .assert_error(404, "tenant_not_found");
+}
+
+#[tokio::test]
+async fn bad_cli_input_fails_with_a_clear_error_and_creates_nothing() {
+    let platform = Platform::up();
+    platform.create_tenant("acme");
+    let create = |slug: &str, domain: &str| {
+        platform.mrbill(&[
+            "tenant",
+            "create",
+            slug,
+            "--name",
+            "X",
+            "--admin-email",
+            "admin@x.example",
+            "--email-domain",
+            domain,
+        ])
+    };
+    create("Not_A_Slug", "x.example").assert_failure(5, "validation_failed");
+    create("acme", "other.example").assert_failure(4, "slug_taken");
+    create("other", "acme.example").assert_failure(4, "email_domain_taken");
+    create("other", "gmail.com").assert_failure(5, "validation_failed");
+    platform
+        .mrbill(&[
+            "tenant",
+            "create",
+            "other",
+            "--name",
+            "X",
+            "--admin-email",
+            "nope",
+        ])
+        .assert_failure(5, "validation_failed");
+    platform
+        .mrbill(&[
+            "tenant",
+            "create",
+            "other",
+            "--name",
+            "X",
+            "--admin-email",
+            "a@x.example",
+            "--tier",
+            "huge",
+        ])
+        .assert_failure(5, "validation_failed");
+    for args in [
+        &["tenant", "show", "ghost"][..],
+        &["tenant", "suspend", "ghost"],
+        &["tenant", "delete", "ghost", "--yes"],
+    ] {
+        platform.mrbill(args).assert_failure(3, "tenant_not_found");
+    }
+    platform
+        .mrbill(&["tenant", "delete", "acme"])
+        .assert_failure(5, "confirmation_required");
+    platform
+        .mrbill(&["tenant", "show", "../etc"])
+        .assert_failure(5, "invalid_argument");
+    assert_eq!(
+        platform.mrbill(&["tenant", "create"]).code,
+        2,
+        "usage error"
+    );
+
+    let tenants = platform.mrbill(&["tenant", "list", "-o", "json"]).json();
+    let slugs: Vec<&str> = tenants["tenants"]
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(slugs, vec!["acme"], "nothing half-created");
+    let cells = std::fs::read_dir(platform.home.join("cells"))
+        .expect("cells")
+        .count();
+    assert_eq!(cells, 1);
+
+    // Without a control plane: a clear error, not a stack trace.
+    platform.mrbill(&["down"]);
+    platform
+        .mrbill(&["tenant", "list"])
+        .assert_failure(6, "control_plane_down");
+}
+
+#[tokio::test]
+async fn concurrent_onboardings_never_overcommit_a_placement() {
+    let platform = Platform::up_with(&[("MRBILL_PLACEMENTS", "local=3")]);
+    let runs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let platform = &platform;
+                s.spawn(move || {
+                    let slug = format!("race-{i}");
+                    platform.mrbill(&[
+                        "tenant",
+                        "create",
+                        &slug,
+                        "--name",
+                        "Race",
+                        "--admin-email",
+                        "admin@race.example",
+                        "--no-wait",
+                    ])
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let admitted = runs.iter().filter(|r| r.code == 0).count();
+    assert_eq!(admitted, 3, "exactly the capacity is admitted");
+    for refused in runs.iter().filter(|r| r.code != 0) {
+        refused.assert_failure(4, "capacity_exhausted");
+    }
+    let tiers = platform.mrbill(&["tiers", "-o", "json"]).json();
+    assert_eq!(tiers["placements"][0]["used"], 3);
+}
