@@ -2,8 +2,8 @@
 //!
 //! - `test`: fmt check, clippy, build every binary, start one Postgres cluster for the run, run
 //!   the whole suite with nextest against it, stop the cluster.
-//! - `dev`: run poc-service locally on its own Postgres under `MRBILL_HOME`, with a bootstrap
-//!   admin invite, and print where to look.
+//! - `dev`: `mrbill up` and the demo tenant (onboarded, admin registered, sample PoCs); prints
+//!   where to look. `down`: `mrbill down`.
 
 mod dev;
 mod test;
@@ -16,9 +16,10 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("dev") => dev::run(&args[1..]),
+        Some("down") => dev::down(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|dev> [args]\n  test [nextest filters]   run lints and the whole test suite\n  dev                      run the platform locally"
+                "usage: cargo xtask <test|dev> [args]\n  test [nextest filters]   run lints and the whole test suite\n  dev                      run the platform locally\n  down                     stop it"
             );
             std::process::exit(2);
         }
