@@ -473,3 +473,62 @@ async fn concurrent_onboardings_never_overcommit_a_placement() {
     let tiers = platform.mrbill(&["tiers", "-o", "json"]).json();
     assert_eq!(tiers["placements"][0]["used"], 3);
 }
+
+/// The same crash injection over every deletion step: the restarted control plane finishes the
+/// deletion — one complete backup, no processes, no directory, no catalog entry.
+#[tokio::test]
+async fn deletion_converges_after_a_crash_after_every_step() {
+    let platform = Platform::up();
+    for step in ["route", "backup", "stop", "files", "catalog"] {
+        let slug = format!("gone-{step}");
+        let tenant = platform.create_tenant(&slug);
+        let cell = cell_id(&tenant);
+        let dir = platform.cell_dir(&cell);
+        let cp = platform.control_plane_pid().expect("control plane runs");
+        kill(cp, "TERM");
+        wait_until(Duration::from_secs(30), "the control plane to stop", || {
+            !pid_alive(cp)
+        });
+        let mut crashing = platform.start_control_plane(&[
+            "serve",
+            "--crash-after-step",
+            &format!("delete:{step}"),
+        ]);
+        let deleting = platform
+            .mrbill(&[
+                "tenant",
+                "delete",
+                &slug,
+                "--yes",
+                "--no-wait",
+                "-o",
+                "json",
+            ])
+            .json();
+        let backup = std::path::PathBuf::from(deleting["backup_path"].as_str().expect("backup"));
+        let status = crashing.wait().expect("wait for the crash");
+        assert_eq!(status.code(), Some(86), "crashed after {step}");
+
+        platform.mrbill(&["up", "-o", "json"]).json();
+        wait_until(Duration::from_secs(90), "the deletion to finish", || {
+            platform.mrbill(&["tenant", "show", &slug]).code == 3
+        });
+        assert!(
+            backup.join("manifest.json").exists(),
+            "complete backup after {step}"
+        );
+        assert!(
+            backup.join("poc.dump").exists(),
+            "database dump after {step}"
+        );
+        assert!(!dir.exists(), "cell directory gone after {step}");
+        assert!(
+            cell_services(&cell).is_empty(),
+            "services gone after {step}"
+        );
+        assert!(
+            processes_with(&[&dir.display().to_string()]).is_empty(),
+            "supervisor and postgres gone after {step}"
+        );
+    }
+}
