@@ -206,6 +206,16 @@ impl Platform {
         child
     }
 
+    /// Stops the running control plane and starts one that exits (86) right after `op_step`.
+    pub fn restart_control_plane_crashing_after(&self, op_step: &str) -> std::process::Child {
+        let cp = self.control_plane_pid().expect("control plane runs");
+        kill(cp, "TERM");
+        wait_until(Duration::from_secs(30), "the control plane to stop", || {
+            !pid_alive(cp)
+        });
+        self.start_control_plane(&["serve", "--crash-after-step", op_step])
+    }
+
     /// Starts the router by hand, exactly as `mrbill up` does (detached; `mrbill down` stops it).
     #[allow(clippy::zombie_processes)]
     pub fn start_router(&self) {

@@ -233,16 +233,8 @@ async fn provisioning_converges_after_a_crash_after_every_step() {
     for step in steps {
         let slug = format!("crash-{step}");
         eprintln!("crash after {step}");
-        let cp = platform.control_plane_pid().expect("control plane runs");
-        kill(cp, "TERM");
-        wait_until(Duration::from_secs(30), "the control plane to stop", || {
-            !pid_alive(cp)
-        });
-        let mut crashing = platform.start_control_plane(&[
-            "serve",
-            "--crash-after-step",
-            &format!("provision:{step}"),
-        ]);
+        let mut crashing =
+            platform.restart_control_plane_crashing_after(&format!("provision:{step}"));
         platform
             .mrbill(&[
                 "tenant",
@@ -484,16 +476,7 @@ async fn deletion_converges_after_a_crash_after_every_step() {
         let tenant = platform.create_tenant(&slug);
         let cell = cell_id(&tenant);
         let dir = platform.cell_dir(&cell);
-        let cp = platform.control_plane_pid().expect("control plane runs");
-        kill(cp, "TERM");
-        wait_until(Duration::from_secs(30), "the control plane to stop", || {
-            !pid_alive(cp)
-        });
-        let mut crashing = platform.start_control_plane(&[
-            "serve",
-            "--crash-after-step",
-            &format!("delete:{step}"),
-        ]);
+        let mut crashing = platform.restart_control_plane_crashing_after(&format!("delete:{step}"));
         let deleting = platform
             .mrbill(&[
                 "tenant",
