@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cell_model::local::{CellDir, Home};
+pub use cell_model::local::pid_alive;
+use cell_model::local::{CellDir, Home, live_pid, postmaster_pid};
 use rustix::process::{Pid, Signal};
 use serde::Deserialize;
 
@@ -23,13 +24,6 @@ pub struct Ready {
 
 pub fn read_ready(path: &Path) -> Option<Ready> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-pub fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
 }
 
 fn signal(pid: u32, sig: Signal) {
@@ -239,13 +233,8 @@ pub fn down(home: &Home, keep_cells: bool) -> CliResult<Stopped> {
         let pids: Vec<(String, u32)> = cells
             .iter()
             .filter_map(|c| {
-                let pid: u32 = std::fs::read_to_string(c.pid_file())
-                    .ok()?
-                    .trim()
-                    .parse()
-                    .ok()?;
-                let name = c.root().file_name()?.to_string_lossy().into_owned();
-                pid_alive(pid).then_some((name, pid))
+                let pid = live_pid(&c.pid_file())?;
+                Some((c.root().file_name()?.to_string_lossy().into_owned(), pid))
             })
             .collect();
         // Signal all, then wait: cells stop in parallel.
@@ -270,11 +259,7 @@ pub fn down(home: &Home, keep_cells: bool) -> CliResult<Stopped> {
 
 /// Fast shutdown of the postmaster of `data` if it runs; whether it did.
 fn stop_postmaster(data: &Path) -> bool {
-    let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid"))
-        .ok()
-        .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
-        .filter(|p| pid_alive(*p))
-    else {
+    let Some(pid) = postmaster_pid(data) else {
         return false;
     };
     signal(pid, Signal::INT);
@@ -314,12 +299,7 @@ pub fn processes(home: &Home) -> Processes {
         .map(|entries| {
             entries
                 .flatten()
-                .filter(|e| {
-                    std::fs::read_to_string(CellDir::new(e.path()).pid_file())
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok())
-                        .is_some_and(pid_alive)
-                })
+                .filter(|e| live_pid(&CellDir::new(e.path()).pid_file()).is_some())
                 .count()
         })
         .unwrap_or(0);
@@ -327,10 +307,7 @@ pub fn processes(home: &Home) -> Processes {
         home: home.root().display().to_string(),
         control_plane: live(home.control_plane_ready()),
         router: live(home.router_ready()),
-        catalog_postgres: std::fs::read_to_string(home.catalog_dir().join("data/postmaster.pid"))
-            .ok()
-            .and_then(|s| s.lines().next()?.trim().parse().ok())
-            .is_some_and(pid_alive),
+        catalog_postgres: postmaster_pid(&home.catalog_dir().join("data")).is_some(),
         cell_supervisors: supervisors,
     }
 }

@@ -204,11 +204,7 @@ async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Res
         if to == TenantState::Deleting {
             let mut status = cell.status.0.clone();
             status.phase = Phase::Deleting;
-            sqlx::query("UPDATE cells SET status = $2 WHERE cell_id = $1")
-                .bind(&cell.cell_id)
-                .bind(sqlx::types::Json(&status))
-                .execute(&mut *tx)
-                .await?;
+            catalog::set_status(&mut *tx, &cell.cell_id, &status).await?;
         }
     }
     let view = tenant_view(ctx, &mut tx, slug).await?;

@@ -400,11 +400,15 @@ pub async fn set_error(pool: &PgPool, cell_id: &str, error: &str) -> sqlx::Resul
         .map(drop)
 }
 
-pub async fn set_status(pool: &PgPool, cell_id: &str, status: &CellStatus) -> sqlx::Result<()> {
+pub async fn set_status(
+    conn: impl sqlx::PgExecutor<'_>,
+    cell_id: &str,
+    status: &CellStatus,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE cells SET status = $2, updated_at = now() WHERE cell_id = $1")
         .bind(cell_id)
         .bind(Json(status))
-        .execute(pool)
+        .execute(conn)
         .await
         .map(drop)
 }

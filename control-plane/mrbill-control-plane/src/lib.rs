@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cell_model::local::Home;
+use local::set_mode;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::http::Readiness;
 use service_kit::secrets::{random_token, read_secret, write_secret};
@@ -200,10 +201,4 @@ async fn start_catalog_cluster(home: &Home) -> anyhow::Result<SecretString> {
             .await?;
     }
     Ok(SecretString::from(cluster.url("catalog")))
-}
-
-fn set_mode(path: &std::path::Path, mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))
 }

@@ -167,3 +167,50 @@ impl CellDir {
         self.root.join("objects")
     }
 }
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// The pid in a pidfile (first line), if the process is alive.
+pub fn live_pid(pidfile: &Path) -> Option<u32> {
+    std::fs::read_to_string(pidfile)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| pid_alive(*pid))
+}
+
+/// The running postmaster of the Postgres data directory `data`, if any.
+pub fn postmaster_pid(data: &Path) -> Option<u32> {
+    live_pid(&data.join("postmaster.pid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_follows_proc() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(u32::MAX));
+        let dir = std::env::temp_dir().join(format!("cell-model-pid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        std::fs::write(
+            dir.join("postmaster.pid"),
+            format!("{}\n/data\n", std::process::id()),
+        )
+        .expect("write");
+        assert_eq!(postmaster_pid(&dir), Some(std::process::id()));
+        std::fs::write(dir.join("postmaster.pid"), "not a pid").expect("write");
+        assert_eq!(postmaster_pid(&dir), None);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

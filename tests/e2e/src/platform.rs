@@ -284,12 +284,7 @@ fn spawn_watcher(home: &Path) {
         .expect("spawn the watcher");
 }
 
-pub fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
+pub use cell_model::local::pid_alive;
 
 pub fn kill(pid: u32, signal: &str) {
     let status = Command::new("kill")

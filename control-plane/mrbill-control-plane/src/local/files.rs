@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use cell_model::local::CellDir;
+pub use cell_model::local::pid_alive;
 use rustix::fs::FlockOperation;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
@@ -132,18 +133,6 @@ pub fn supervisor_alive(dir: &CellDir) -> bool {
     // Taking the lock for an instant is the only reliable test; a supervisor starting at that
     // moment retries its own lock for a while.
     matches!(try_lock(&dir.lock_file()), Ok(None))
-}
-
-pub fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-pub fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
 }
 
 pub fn signal(pid: u32, sig: Signal) {

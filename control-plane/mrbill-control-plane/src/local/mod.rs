@@ -23,7 +23,7 @@ use wire_types::admin::AdminInvite;
 
 use self::files::{
     CellConfig, Desired, SERVICES, ServiceConfig, ServicePhase, SupervisorState, is_cell_process,
-    pid_alive, read_json, read_pid, signal, supervisor_alive, write_desired, write_json,
+    pid_alive, read_json, signal, supervisor_alive, write_desired, write_json,
 };
 use self::supervisor::PG_SUPERUSER;
 
@@ -268,7 +268,7 @@ impl LocalDriver {
                 Desired::Stopped
             },
         )?;
-        if let Some(pid) = read_pid(&dir.pid_file()) {
+        if let Some(pid) = cell_model::local::live_pid(&dir.pid_file()) {
             signal(pid, Signal::HUP);
         }
         let state = if run {
@@ -426,11 +426,7 @@ impl LocalDriver {
                 }
             }
         }
-        if let Some(pid) = std::fs::read_to_string(dir.pg_dir().join("data/postmaster.pid"))
-            .ok()
-            .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
-            && pid_alive(pid)
-        {
+        if let Some(pid) = cell_model::local::postmaster_pid(&dir.pg_dir().join("data")) {
             signal(pid, Signal::INT);
             let deadline = Instant::now() + Duration::from_secs(30);
             while pid_alive(pid) && Instant::now() < deadline {
@@ -456,7 +452,7 @@ pub async fn stop_supervisor(dir: &CellDir) -> anyhow::Result<()> {
     if !supervisor_alive(dir) {
         return Ok(());
     }
-    if let Some(pid) = read_pid(&dir.pid_file()) {
+    if let Some(pid) = cell_model::local::live_pid(&dir.pid_file()) {
         signal(pid, Signal::TERM);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -520,7 +516,7 @@ fn ensure_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<(
     Ok(())
 }
 
-fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))
