@@ -1,12 +1,16 @@
-//! Router vs nginx, side by side in one run: `cargo bench -p mrbill-router --bench proxy`
-//! (needs Debian's `wrk` and `nginx`: `apt-get install wrk nginx-light`; build the router first
-//! with `cargo build --release -p mrbill-router`).
+//! Router vs nginx, side by side in one run: `./x bench router` (or, with the release router
+//! built and Debian's `wrk` and `nginx-light` installed, `cargo bench -p mrbill-router --bench
+//! proxy`).
 //!
-//! A small GET against one backend, three ways: direct, through `mrbill-router` (the release
-//! binary, its own process) and through nginx (keep-alive upstream). wrk: 2 threads, 64
-//! keep-alive connections, 10 s each, everything on the same 2 cores. Prints p50/p99 and
-//! requests/s, and the added latency of each proxy over the direct path.
+//! A small GET against one backend: direct, through `mrbill-router` (the release binary, its
+//! own process) and through nginx (keep-alive upstream, the usual production shape), each proxy
+//! with the same number of workers (`BENCH_WORKERS`, default `1,2`) on the same two cores as wrk
+//! and the backend. wrk: 2 threads, 64 keep-alive connections, twice per path: flat out
+//! (requests/s) and paced at ≈ 5,000 requests/s (latency without queueing: the p50/p99 each
+//! proxy adds over the direct path). The machines are noisy, so the paths take turns in several
+//! rounds (`BENCH_ROUNDS`, default 5; `BENCH_SECS` per run, default 5) and medians are printed.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,19 +24,46 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Runs wrk and returns (p50 ms, p99 ms, requests/s).
-fn wrk(url: &str) -> (f64, f64, f64) {
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One wrk run.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    p50: f64,
+    p99: f64,
+    rps: f64,
+}
+
+/// Runs wrk against `url` for `secs`, flat out or (with `pace`, a wrk script that waits
+/// between requests) at a steady moderate rate.
+fn wrk(url: &str, secs: u64, pace: Option<&Path>) -> Sample {
+    let mut args = vec![
+        "-t2".to_owned(),
+        "-c64".into(),
+        format!("-d{secs}s"),
+        "--latency".into(),
+    ];
+    if let Some(script) = pace {
+        args.extend(["-s".into(), script.display().to_string()]);
+    }
     let out = Command::new("wrk")
-        .args(["-t2", "-c64", "-d10s", "--latency", url])
+        .args(&args)
+        .arg(url)
         .output()
         .expect("run wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "{url} answered errors under load:\n{text}"
+    );
     let ms = |v: &str| -> f64 {
-        let (num, unit) = v.trim().split_at(
-            v.trim()
-                .find(|c: char| c.is_alphabetic())
-                .unwrap_or(v.len()),
-        );
+        let v = v.trim();
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
         let n: f64 = num.parse().unwrap_or(f64::NAN);
         match unit {
             "us" => n / 1000.0,
@@ -53,21 +84,100 @@ fn wrk(url: &str) -> (f64, f64, f64) {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
-    (pct("50%"), pct("99%"), rps)
+    Sample {
+        p50: pct("50%"),
+        p99: pct("99%"),
+        rps,
+    }
 }
 
-struct Killed(Child);
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
 
-impl Drop for Killed {
+/// The median of each measure over a path's runs.
+fn medians(samples: &[Sample]) -> Sample {
+    Sample {
+        p50: median(samples.iter().map(|s| s.p50).collect()),
+        p99: median(samples.iter().map(|s| s.p99).collect()),
+        rps: median(samples.iter().map(|s| s.rps).collect()),
+    }
+}
+
+/// A child process stopped on drop (TERM: nginx stops its workers too).
+struct Stopped(Child, &'static str);
+
+impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let _ = Command::new("kill")
+            .args([&format!("-{}", self.1), &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
+}
+
+fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+fn start_router(bin: &Path, dir: &Path, workers: u32, backend_port: u16) -> (Stopped, u16) {
+    let port = free_port();
+    let snapshot = dir.join(format!("routes-{workers}.json"));
+    let table = serde_json::json!({ "revision": 1, "routes": { "acme": {
+        "tenant": "acme", "cell_id": "c-acme", "generation": 1, "state": "active",
+        "services": { "poc": format!("http://127.0.0.1:{backend_port}") } } } });
+    std::fs::write(&snapshot, table.to_string()).expect("snapshot");
+    let child = Command::new(bin.join("mrbill-router"))
+        .env("MRBILL_ROUTER_ADDR", format!("127.0.0.1:{port}"))
+        .env("MRBILL_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("MRBILL_ROUTER_SNAPSHOT", &snapshot)
+        .env("MRBILL_ROUTER_WORKERS", workers.to_string())
+        .env("MRBILL_TENANT_RATE", "100000000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mrbill-router (cargo build --release -p mrbill-router)");
+    (Stopped(child, "TERM"), port)
+}
+
+fn start_nginx(dir: &Path, workers: u32, backend_port: u16) -> (Stopped, u16) {
+    let port = free_port();
+    let conf = dir.join(format!("nginx-{workers}.conf"));
+    let text = format!(
+        "worker_processes {workers}; daemon off; pid {dir}/nginx-{workers}.pid;
+         error_log {dir}/error.log crit;
+         events {{ worker_connections 1024; }}
+         http {{ access_log off;
+           upstream cell {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
+           server {{ listen 127.0.0.1:{port};
+             location /t/acme/ {{ proxy_pass http://cell/; proxy_http_version 1.1;
+               proxy_set_header Connection \"\";
+               proxy_set_header X-Cell-Id c-acme; proxy_set_header X-Forwarded-For $remote_addr; }} }} }}",
+        dir = dir.display()
+    );
+    std::fs::write(&conf, text).expect("nginx conf");
+    let child = Command::new("nginx")
+        .args(["-c", &conf.display().to_string()])
+        .args(["-e", &dir.join("error.log").display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx (apt-get install nginx-light)");
+    (Stopped(child, "TERM"), port)
 }
 
 fn main() {
     let dir = std::env::temp_dir().join(format!("router-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
+    let (rounds, secs) = (env_or("BENCH_ROUNDS", 5), env_or("BENCH_SECS", 5));
     let backend_port = free_port();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -81,16 +191,8 @@ fn main() {
             .expect("bind backend");
         axum::serve(listener, app).await
     });
-
-    // mrbill-router with a one-tenant table.
-    let router_port = free_port();
-    let snapshot = dir.join("routes.json");
-    let table = serde_json::json!({ "revision": 1, "routes": { "acme": {
-        "tenant": "acme", "cell_id": "c-acme", "generation": 1, "state": "active",
-        "services": { "poc": format!("http://127.0.0.1:{backend_port}") } } } });
-    std::fs::write(&snapshot, table.to_string()).expect("snapshot");
-    let bin = std::env::var("MRBILL_BIN_DIR")
-        .map(std::path::PathBuf::from)
+    let bin: PathBuf = std::env::var("MRBILL_BIN_DIR")
+        .map(PathBuf::from)
         .unwrap_or_else(|_| {
             std::env::current_exe()
                 .expect("exe")
@@ -99,67 +201,110 @@ fn main() {
                 .expect("target dir")
                 .to_owned()
         });
-    let _router = Killed(
-        Command::new(bin.join("mrbill-router"))
-            .env("MRBILL_ROUTER_ADDR", format!("127.0.0.1:{router_port}"))
-            .env(
-                "MRBILL_PUBLIC_URL",
-                format!("http://127.0.0.1:{router_port}"),
-            )
-            .env("MRBILL_ROUTER_SNAPSHOT", &snapshot)
-            .env("MRBILL_TENANT_RATE", "100000000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mrbill-router (cargo build --release -p mrbill-router)"),
-    );
 
-    // nginx with a keep-alive upstream, the usual production shape.
-    let nginx_port = free_port();
-    let conf = format!(
-        "worker_processes 1; daemon off; pid {dir}/nginx.pid; error_log {dir}/error.log crit;
-         events {{ worker_connections 1024; }}
-         http {{ access_log off;
-           upstream cell {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
-           server {{ listen 127.0.0.1:{nginx_port};
-             location /t/acme/ {{ proxy_pass http://cell/; proxy_http_version 1.1; proxy_set_header Connection \"\";
-               proxy_set_header X-Cell-Id c-acme; proxy_set_header X-Forwarded-For $remote_addr; }} }} }}",
-        dir = dir.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).expect("nginx conf");
-    let _nginx = Killed(
-        Command::new("nginx")
-            .args([
-                "-c",
-                &dir.join("nginx.conf").display().to_string(),
-                "-e",
-                &dir.join("error.log").display().to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx (apt-get install nginx-light)"),
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    // 64 connections, each waiting 1–25 ms (random, so they do not move in step) after every
+    // answer: ≈ 5,000 requests/s in all, far below saturation, so the latencies are the
+    // proxies' own rather than queueing.
+    let pace = dir.join("pace.lua");
+    std::fs::write(
+        &pace,
+        "function delay()\n  return math.random(1, 25)\nend\n",
+    )
+    .expect("pace script");
 
-    let direct = wrk(&format!("http://127.0.0.1:{backend_port}/v1/pocs"));
-    let router = wrk(&format!("http://127.0.0.1:{router_port}/t/acme/v1/pocs"));
-    let nginx = wrk(&format!("http://127.0.0.1:{nginx_port}/t/acme/v1/pocs"));
+    struct Measured {
+        label: String,
+        url: String,
+        flat_out: Vec<Sample>,
+        paced: Vec<Sample>,
+    }
+    let path = |label: String, url: String| Measured {
+        label,
+        url,
+        flat_out: vec![],
+        paced: vec![],
+    };
+    let mut paths = vec![path(
+        "direct".into(),
+        format!("http://127.0.0.1:{backend_port}/v1/pocs"),
+    )];
+    let mut running = Vec::new();
+    let workers: Vec<u32> = std::env::var("BENCH_WORKERS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .filter_map(|w| w.trim().parse().ok())
+        .collect();
+    for workers in workers {
+        let (router, router_port) = start_router(&bin, &dir, workers, backend_port);
+        let (nginx, nginx_port) = start_nginx(&dir, workers, backend_port);
+        for (label, port) in [("mrbill-router", router_port), ("nginx", nginx_port)] {
+            wait_for_port(port);
+            paths.push(path(
+                format!("{label} ×{workers}"),
+                format!("http://127.0.0.1:{port}/t/acme/v1/pocs"),
+            ));
+        }
+        running.extend([router, nginx]);
+    }
+    for p in &paths {
+        wrk(&p.url, 1, None); // warm-up: connections, pools, caches
+    }
+    for round in 0..rounds {
+        // Alternate the order, so neither proxy always runs right after the other.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..paths.len()).collect()
+        } else {
+            (0..paths.len()).rev().collect()
+        };
+        for i in order {
+            let flat_out = wrk(&paths[i].url, secs, None);
+            let paced = wrk(&paths[i].url, secs, Some(&pace));
+            paths[i].flat_out.push(flat_out);
+            paths[i].paced.push(paced);
+        }
+        eprintln!("round {}/{rounds} done", round + 1);
+    }
+
     println!(
-        "{:<14} {:>9} {:>9} {:>12} {:>16}",
-        "path", "p50 ms", "p99 ms", "requests/s", "added p99 ms"
+        "{rounds} rounds × {secs} s, medians; wrk -t2 -c64; 2 cores shared by wrk, backend, proxy"
     );
-    for (label, (p50, p99, rps)) in [
-        ("direct", direct),
-        ("mrbill-router", router),
-        ("nginx", nginx),
-    ] {
+    println!(
+        "{:<18} {:>12} {:>13} {:>13} {:>10} {:>10}",
+        "", "flat out", "at ~5k req/s", "", "", ""
+    );
+    println!(
+        "{:<18} {:>12} {:>13} {:>13} {:>10} {:>10}",
+        "path", "requests/s", "added p50 ms", "added p99 ms", "p50 ms", "p99 ms"
+    );
+    let results: Vec<(String, Sample, Sample)> = paths
+        .iter()
+        .map(|p| (p.label.clone(), medians(&p.flat_out), medians(&p.paced)))
+        .collect();
+    let direct = results[0].2;
+    for (label, flat_out, paced) in &results {
         println!(
-            "{label:<14} {p50:>9.3} {p99:>9.3} {rps:>12.0} {:>16.3}",
-            p99 - direct.1
+            "{label:<18} {:>12.0} {:>13.3} {:>13.3} {:>10.3} {:>10.3}",
+            flat_out.rps,
+            paced.p50 - direct.p50,
+            paced.p99 - direct.p99,
+            paced.p50,
+            paced.p99
         );
     }
-    println!("router / nginx throughput: {:.2}×", router.2 / nginx.2);
+    for pair in results[1..].chunks(2) {
+        if let [
+            (router_label, router, router_paced),
+            (_, nginx, nginx_paced),
+        ] = pair
+        {
+            println!(
+                "{router_label}: throughput {:.2}× nginx; at ~5k req/s added p99 {:.3} ms (nginx {:.3} ms)",
+                router.rps / nginx.rps,
+                router_paced.p99 - direct.p99,
+                nginx_paced.p99 - direct.p99
+            );
+        }
+    }
+    drop(running);
     std::fs::remove_dir_all(dir).ok();
 }

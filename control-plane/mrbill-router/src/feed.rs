@@ -8,14 +8,17 @@ use axum::body::Body;
 use cell_model::routes::RouteEvent;
 use http::{Request, header};
 use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::AppState;
 
 /// Follows the feed at `base_url` forever (until the task is dropped).
 pub async fn follow(state: AppState, base_url: String, token: String) {
+    let client = crate::http_client::<Body>();
     let mut backoff = Duration::from_millis(200);
     loop {
-        match watch_once(&state, &base_url, &token).await {
+        match watch_once(&state, &client, &base_url, &token).await {
             Ok(()) => backoff = Duration::from_millis(200),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "route feed interrupted; routing from the current table");
@@ -27,7 +30,12 @@ pub async fn follow(state: AppState, base_url: String, token: String) {
 }
 
 /// One connection: applies events until the stream ends.
-async fn watch_once(state: &AppState, base_url: &str, token: &str) -> anyhow::Result<()> {
+async fn watch_once(
+    state: &AppState,
+    client: &Client<HttpConnector, Body>,
+    base_url: &str,
+    token: &str,
+) -> anyhow::Result<()> {
     let since = state.revision();
     let uri = format!(
         "{}/v1/routes?watch=1&since={since}",
@@ -36,7 +44,7 @@ async fn watch_once(state: &AppState, base_url: &str, token: &str) -> anyhow::Re
     let req = Request::get(uri)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())?;
-    let res = state.client.request(req).await?;
+    let res = client.request(req).await?;
     anyhow::ensure!(res.status().is_success(), "feed answered {}", res.status());
     let mut body = res.into_body();
     let mut pending: Vec<u8> = Vec::new();

@@ -4,11 +4,18 @@
 
 use std::net::SocketAddr;
 
-use mrbill_router::{AppState, Config, app};
+use mrbill_router::{AppState, Config};
 use service_kit::config::{optional, required};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // This runtime accepts connections and follows the feed; the workers serve requests.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     service_kit::telemetry::init(
         "mrbill-router",
         optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
@@ -21,6 +28,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rate) = optional::<f64>("MRBILL_TENANT_RATE")? {
         config.tenant_rate = rate;
         config.tenant_burst = optional("MRBILL_TENANT_BURST")?.unwrap_or(rate * 2.0);
+    }
+    if let Some(workers) = optional("MRBILL_ROUTER_WORKERS")? {
+        config.workers = workers;
     }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let bound = listener.local_addr()?;
@@ -52,12 +62,7 @@ async fn main() -> anyhow::Result<()> {
             "no MRBILL_CONTROL_PLANE_URL / MRBILL_ROUTER_TOKEN_FILE: routing from the snapshot only"
         ),
     }
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(service_kit::serve::shutdown_signal())
-    .await?;
+    mrbill_router::serve(listener, state, service_kit::serve::shutdown_signal()).await?;
     if let Some(path) = ready_file {
         let _ = std::fs::remove_file(path);
     }

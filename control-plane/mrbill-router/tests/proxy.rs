@@ -134,7 +134,7 @@ async fn a_tenant_over_its_limit_gets_429_and_others_are_unaffected() {
         route("acme", RouteState::Active, &upstream),
         route("globex", RouteState::Active, &upstream),
     ];
-    let (api, _) = router_with(table, None, |c| {
+    let (api, state) = router_with(table.clone(), None, |c| {
         c.tenant_rate = 1.0;
         c.tenant_burst = 3.0;
     })
@@ -146,6 +146,60 @@ async fn a_tenant_over_its_limit_gets_429_and_others_are_unaffected() {
     limited.assert_error(429, "rate_limited");
     assert!(limited.headers.contains_key("retry-after"));
     api.get("/t/globex/v1/pocs").await.assert_status(200);
+    // A route update does not hand the tenant a fresh bucket.
+    state
+        .apply(cell_model::routes::RouteEvent::Upsert {
+            revision: 2,
+            route: table[0].clone(),
+        })
+        .expect("apply");
+    api.get("/t/acme/v1/pocs")
+        .await
+        .assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn on_shutdown_requests_in_flight_finish_and_new_connections_are_refused() {
+    // An upstream that takes 500 ms to answer.
+    let slow = common::serve(Router::new().fallback(|| async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        "slow"
+    }))
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = mrbill_router::Config::new(addr, "mrbill.test", &format!("http://{addr}"));
+    let state = mrbill_router::AppState::new(config).expect("state");
+    let mut table = RouteTable::default();
+    table.apply(cell_model::routes::RouteEvent::Snapshot {
+        revision: 1,
+        routes: vec![route("acme", RouteState::Active, &slow)],
+    });
+    state.set_table(table).expect("table");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(mrbill_router::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/t/acme/v1/pocs");
+    let in_flight = tokio::spawn(reqwest::get(url.clone()));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.send(()).expect("stop");
+    let answer = in_flight
+        .await
+        .expect("join")
+        .expect("the request in flight is answered");
+    assert_eq!(answer.text().await.expect("body"), "slow");
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("serve returns once the connections are done")
+        .expect("join")
+        .expect("serve");
+    assert!(
+        reqwest::get(url).await.is_err(),
+        "nothing listens after shutdown"
+    );
 }
 
 #[tokio::test]

@@ -2,11 +2,9 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use cell_model::routes::{RouteEntry, RouteState, RouteTable, ServiceUrls};
-use mrbill_router::{AppState, Config, app};
+use mrbill_router::{AppState, Config};
 use test_support::ApiClient;
 
 /// Serves `app` on a free loopback port; returns its base URL.
@@ -64,13 +62,10 @@ pub async fn router_with(
         });
         state.set_table(t).expect("table");
     }
-    let served = app(state.clone());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            served.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    tokio::spawn(mrbill_router::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
     (ApiClient::new(format!("http://{addr}")), state)
 }

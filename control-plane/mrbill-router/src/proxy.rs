@@ -1,0 +1,368 @@
+//! The proxy path: every request that is not the router's own API.
+//!
+//! It runs on every request, so it is kept lean: the routing table is compiled once per change
+//! into [`Targets`] (parsed upstream authorities, ready header values, one rate-limit bucket per
+//! tenant), and a request costs one lookup, one URI and two header values.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::IntoResponse;
+use cell_model::routes::{RouteState, RouteTable, Service, service_for, tenant_of};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use service_kit::ApiError;
+use wire_types::{CELL_ID_HEADER, ErrorCode};
+
+use crate::server::Worker;
+use crate::{AppState, tenant_not_found};
+
+/// What the proxy answers with: the cell's response as it streams in, or the router's own.
+pub type ProxyBody = Either<Incoming, Body>;
+
+/// One service of a cell, parsed once per table change.
+#[derive(Debug)]
+struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    /// A path the service is mounted under (usually empty).
+    base_path: String,
+}
+
+impl Upstream {
+    fn parse(url: &str) -> Option<Self> {
+        let uri: Uri = url.parse().ok()?;
+        let parts = uri.into_parts();
+        Some(Self {
+            scheme: parts.scheme?,
+            authority: parts.authority?,
+            base_path: parts
+                .path_and_query
+                .map(|p| p.path().trim_end_matches('/').to_owned())
+                .unwrap_or_default(),
+        })
+    }
+
+    fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
+        let mut target = String::with_capacity(
+            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
+        target.push_str(&self.base_path);
+        target.push_str(path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        let path_and_query = PathAndQuery::try_from(target)
+            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "unroutable path"))?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "unroutable path"))
+    }
+}
+
+/// A token bucket: one tenant's burst never slows another.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// One tenant's route, ready for the proxy.
+#[derive(Debug)]
+struct Target {
+    state: RouteState,
+    cell_id: HeaderValue,
+    poc: Option<Upstream>,
+    dojo: Option<Upstream>,
+    media: Option<Upstream>,
+    /// Kept across table changes, so a route update does not refill the tenant's bucket.
+    bucket: Arc<Mutex<Bucket>>,
+}
+
+impl Target {
+    fn upstream(&self, service: Service) -> Option<&Upstream> {
+        match service {
+            Service::Poc => self.poc.as_ref(),
+            Service::Dojo => self.dojo.as_ref(),
+            Service::Media => self.media.as_ref(),
+        }
+    }
+}
+
+/// The routing table compiled for the proxy.
+#[derive(Debug, Default)]
+pub(crate) struct Targets(HashMap<String, Arc<Target>>);
+
+impl Targets {
+    /// Compiles `table`, carrying over the rate-limit buckets of `previous`.
+    pub(crate) fn compile(table: &RouteTable, previous: &Targets, burst: f64) -> Self {
+        let parse = |tenant: &str, url: &Option<String>| {
+            let url = url.as_deref()?;
+            let parsed = Upstream::parse(url);
+            if parsed.is_none() {
+                tracing::warn!(%tenant, %url, "unusable service URL in the route; treated as not ready");
+            }
+            parsed
+        };
+        let targets = table
+            .routes
+            .iter()
+            .filter_map(|(tenant, route)| {
+                let Ok(cell_id) = HeaderValue::from_str(&route.cell_id) else {
+                    tracing::warn!(%tenant, "unusable cell id in the route; tenant not routed");
+                    return None;
+                };
+                let bucket = previous.0.get(tenant).map_or_else(
+                    || {
+                        Arc::new(Mutex::new(Bucket {
+                            tokens: burst,
+                            at: Instant::now(),
+                        }))
+                    },
+                    |t| t.bucket.clone(),
+                );
+                let target = Target {
+                    state: route.state,
+                    cell_id,
+                    poc: parse(tenant, &route.services.poc),
+                    dojo: parse(tenant, &route.services.dojo),
+                    media: parse(tenant, &route.services.media),
+                    bucket,
+                };
+                Some((tenant.clone(), Arc::new(target)))
+            })
+            .collect();
+        Self(targets)
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones only the router may set.
+static DROPPED: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static(CELL_ID_HEADER),
+];
+
+fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    has(header::CONNECTION, "upgrade") && has(header::UPGRADE, "websocket")
+}
+
+impl AppState {
+    /// The compiled route of `tenant`, if it has one.
+    fn target(&self, tenant: &str) -> Option<Arc<Target>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .targets
+            .0
+            .get(tenant)
+            .cloned()
+    }
+
+    /// `Ok` to go ahead, or how long until the tenant has a token again.
+    fn admit(&self, target: &Target) -> Result<(), Duration> {
+        let (rate, burst) = (self.config.tenant_rate, self.config.tenant_burst);
+        let now = Instant::now();
+        let mut bucket = target
+            .bucket
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+}
+
+/// Proxies one request to its tenant's cell; errors become the router's own JSON answers.
+pub(crate) async fn handle(
+    worker: &Worker,
+    client_ip: &HeaderValue,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    match forward(worker, client_ip, req).await {
+        Ok(res) => res,
+        Err(e) => e.into_response().map(Either::Right),
+    }
+}
+
+async fn forward(
+    worker: &Worker,
+    client_ip: &HeaderValue,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ApiError> {
+    let (target, uri) = destination(&worker.state, &req).await?;
+    let (mut parts, body) = req.into_parts();
+    parts.uri = uri;
+    // A WebSocket handshake keeps its `Connection: upgrade` / `Upgrade: websocket` headers;
+    // once the cell answers 101 the two connections are spliced together.
+    let upgrade = is_websocket_upgrade(&parts.headers)
+        .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+        .flatten();
+    let kept = upgrade.as_ref().map(|_| {
+        (
+            parts.headers.get(header::CONNECTION).cloned(),
+            parts.headers.get(header::UPGRADE).cloned(),
+        )
+    });
+    for name in &DROPPED {
+        parts.headers.remove(name);
+    }
+    if let Some((Some(connection), Some(protocol))) = kept {
+        parts.headers.insert(header::CONNECTION, connection);
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    parts.headers.insert(
+        HeaderName::from_static(CELL_ID_HEADER),
+        target.cell_id.clone(),
+    );
+    parts.headers.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        client_ip.clone(),
+    );
+    match worker
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(mut res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let Some(client_side) = upgrade else {
+                return Err(ApiError::unavailable(
+                    "the cell switched protocols unasked",
+                    Duration::from_secs(1),
+                ));
+            };
+            let cell_side = hyper::upgrade::on(&mut res);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, cell_side) {
+                    Ok((client, cell)) => {
+                        let (mut client, mut cell) = (TokioIo::new(client), TokioIo::new(cell));
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut cell).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "websocket upgrade failed"),
+                }
+            });
+            Ok(res.map(|_| Either::Right(Body::empty())))
+        }
+        Ok(res) => Ok(res.map(Either::Left)),
+        Err(e) => {
+            tracing::warn!(cell = ?target.cell_id, error = %e, "cell unreachable");
+            Err(ApiError::unavailable(
+                "the tenant's cell is not reachable",
+                Duration::from_secs(1),
+            ))
+        }
+    }
+}
+
+/// The client's address as an `X-Forwarded-For` value (once per connection).
+pub(crate) fn forwarded_for(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The tenant's compiled route and the upstream URI for `req`, waiting (bounded) while the
+/// route is frozen.
+async fn destination(
+    state: &AppState,
+    req: &Request<Incoming>,
+) -> Result<(Arc<Target>, Uri), ApiError> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let (tenant, rest) = tenant_of(host, req.uri().path(), &state.config.domain)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no tenant in this request"))?;
+    let (service, upstream_path) =
+        service_for(rest).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
+    let mut target = state.target(&tenant).ok_or_else(tenant_not_found)?;
+    state.admit(&target).map_err(ApiError::rate_limited)?;
+    // A frozen route (migration cut-over) holds the request, bounded, until it is active again.
+    let deadline = tokio::time::Instant::now() + state.config.freeze_wait;
+    loop {
+        match target.state {
+            RouteState::Active => break,
+            RouteState::Suspended => {
+                return Err(ApiError::new(
+                    ErrorCode::TenantSuspended,
+                    "this tenant is suspended",
+                ));
+            }
+            RouteState::Frozen => {
+                // Registered before reading the table again, so a change in between is seen.
+                let changed = state.changed.notified();
+                target = state.target(&tenant).ok_or_else(tenant_not_found)?;
+                if target.state != RouteState::Frozen {
+                    continue;
+                }
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    return Err(ApiError::unavailable(
+                        "this tenant is moving; retry shortly",
+                        Duration::from_secs(1),
+                    ));
+                }
+                target = state.target(&tenant).ok_or_else(tenant_not_found)?;
+            }
+        }
+    }
+    let upstream = target.upstream(service).ok_or_else(|| {
+        ApiError::unavailable(
+            "this service of the cell is not ready",
+            Duration::from_secs(1),
+        )
+    })?;
+    let uri = upstream.uri(upstream_path, req.uri().query())?;
+    Ok((target, uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uris_keep_the_services_base_path_and_the_query() {
+        let plain = Upstream::parse("http://127.0.0.1:9").expect("url");
+        assert_eq!(
+            plain
+                .uri("/v1/pocs", Some("q=a%20b"))
+                .expect("uri")
+                .to_string(),
+            "http://127.0.0.1:9/v1/pocs?q=a%20b"
+        );
+        let mounted = Upstream::parse("http://poc.cell-acme.svc:8080/api/").expect("url");
+        assert_eq!(
+            mounted.uri("/openapi.json", None).expect("uri").to_string(),
+            "http://poc.cell-acme.svc:8080/api/openapi.json"
+        );
+        assert!(Upstream::parse("not a url").is_none());
+        assert!(Upstream::parse("/relative").is_none());
+    }
+}
