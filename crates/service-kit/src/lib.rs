@@ -13,6 +13,8 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod jwt;
+pub mod openapi;
+pub mod revocation;
 pub mod secrets;
 pub mod serve;
 pub mod telemetry;

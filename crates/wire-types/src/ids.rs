@@ -57,3 +57,7 @@ typed_id!(
     /// Id of a PoC.
     PocId
 );
+typed_id!(
+    /// Id of a dojo.
+    DojoId
+);

@@ -7,12 +7,13 @@
 pub mod admin;
 pub mod auth;
 mod de;
+pub mod dojos;
 mod error;
 mod ids;
 pub mod pocs;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
-pub use ids::{InviteId, PocId, UserId};
+pub use ids::{DojoId, InviteId, PocId, UserId};
 
 /// Header the router sets to the id of the cell it routes to.
 pub const CELL_ID_HEADER: &str = "x-cell-id";

@@ -2,39 +2,10 @@
 //! reachable as `/poc/openapi.json` through the router) and the internal API. Both are committed
 //! next to `Cargo.toml` and a test fails when they drift.
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use service_kit::openapi::Security;
+use utoipa::OpenApi;
 
 use crate::routes;
-
-struct Security;
-
-impl Modify for Security {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some(
-                        "Access token from /v1/auth/login (EdDSA, ≤ 5 min, this cell only)",
-                    ))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "service_token",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The cell's service token (internal listener only)"))
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// The public API.
 #[derive(OpenApi)]

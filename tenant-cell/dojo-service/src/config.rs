@@ -1,0 +1,107 @@
+//! dojo-service settings: the shared [`CommonConfig`], the cell's public key, poc-service's
+//! internal API, and the live-room limits.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use service_kit::config::{CommonConfig, optional, required, secret_file};
+
+/// Limits of the live socket and rooms.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveLimits {
+    /// Largest WebSocket message accepted (bytes); larger closes the socket with 1009.
+    pub max_message_bytes: usize,
+    /// Sustained messages per second per connection, and the burst above it; more closes the
+    /// socket with 4029.
+    pub messages_per_sec: f64,
+    pub message_burst: f64,
+    /// Messages queued for a slow receiver before it is disconnected (it resyncs on reconnect).
+    pub send_queue: usize,
+    /// Document updates between two compactions of a dojo's update log into a snapshot.
+    pub compact_every: u64,
+    /// How long an empty room stays loaded before it is compacted and unloaded.
+    pub idle_unload: Duration,
+    /// How often live sockets re-check their token (revocation); at most 30 s.
+    pub recheck_every: Duration,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            messages_per_sec: 60.0,
+            message_burst: 240.0,
+            send_queue: 1024,
+            compact_every: 500,
+            idle_unload: Duration::from_secs(30),
+            recheck_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Everything dojo-service needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `kid` and SPKI PEM of the cell's token-signing key (poc-service holds the private key).
+    pub jwt_kid: String,
+    pub jwt_public_key: String,
+    /// Shared secret of the cell's internal API.
+    pub service_token: SecretString,
+    /// poc-service's internal listener, for revocation checks.
+    pub poc_internal_url: String,
+    pub live: LiveLimits,
+}
+
+impl Config {
+    /// Reads `MRBILL_*` env vars: `MRBILL_JWT_KID`, `MRBILL_JWT_PUBLIC_KEY_FILE`,
+    /// `MRBILL_SERVICE_TOKEN_FILE`, `MRBILL_POC_INTERNAL_URL`, and the `MRBILL_DOJO_*` limits.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let common = CommonConfig::from_env()?;
+        let public_key = secret_file("MRBILL_JWT_PUBLIC_KEY_FILE")?
+            .ok_or_else(|| anyhow::anyhow!("MRBILL_JWT_PUBLIC_KEY_FILE must be set"))?;
+        let service_token = secret_file("MRBILL_SERVICE_TOKEN_FILE")?
+            .ok_or_else(|| anyhow::anyhow!("MRBILL_SERVICE_TOKEN_FILE must be set"))?;
+        let d = LiveLimits::default();
+        let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            Ok(optional::<u64>(name)?.map_or(default, Duration::from_secs))
+        };
+        Ok(Self {
+            common,
+            jwt_kid: required("MRBILL_JWT_KID")?,
+            jwt_public_key: secrecy::ExposeSecret::expose_secret(&public_key).to_owned(),
+            service_token,
+            poc_internal_url: required("MRBILL_POC_INTERNAL_URL")?,
+            live: LiveLimits {
+                max_message_bytes: optional("MRBILL_DOJO_MAX_MESSAGE_BYTES")?
+                    .unwrap_or(d.max_message_bytes),
+                messages_per_sec: optional("MRBILL_DOJO_MESSAGES_PER_SEC")?
+                    .unwrap_or(d.messages_per_sec),
+                message_burst: optional("MRBILL_DOJO_MESSAGE_BURST")?.unwrap_or(d.message_burst),
+                send_queue: optional("MRBILL_DOJO_SEND_QUEUE")?.unwrap_or(d.send_queue),
+                compact_every: optional("MRBILL_DOJO_COMPACT_EVERY")?.unwrap_or(d.compact_every),
+                idle_unload: secs("MRBILL_DOJO_IDLE_UNLOAD_SECS", d.idle_unload)?,
+                recheck_every: secs("MRBILL_DOJO_RECHECK_SECS", d.recheck_every)?
+                    .min(Duration::from_secs(30)),
+            },
+        })
+    }
+
+    /// A config for tests against a given key and poc-service.
+    pub fn for_tests(
+        common: CommonConfig,
+        jwt_kid: &str,
+        jwt_public_key: &str,
+        service_token: SecretString,
+        poc_internal_url: &str,
+    ) -> Self {
+        Self {
+            common,
+            jwt_kid: jwt_kid.to_owned(),
+            jwt_public_key: jwt_public_key.to_owned(),
+            service_token,
+            poc_internal_url: poc_internal_url.to_owned(),
+            live: LiveLimits::default(),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `GET /v1/dojos/{id}/live`: the WebSocket. Authenticates (bearer header or `token` query
+//! parameter, never logged), admits the caller to the room, then pumps frames both ways.
+//! Every refusal happens after the upgrade, as a close code the client can act on
+//! (`wire_types::dojos::close`), because WebSocket clients cannot read HTTP error bodies.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use http::HeaderMap;
+use service_kit::ApiError;
+use service_kit::extract::ApiPath;
+use service_kit::jwt::Claims;
+use service_kit::revocation::{Refused as Revoked, authenticate};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use wire_types::ErrorCode;
+use wire_types::auth::Role;
+use wire_types::dojos::{ParticipantRole, close};
+
+use crate::room::{Outbound, Refused};
+use crate::state::AppState;
+use crate::store;
+
+/// Live document, chat and signaling of a dojo (y-websocket protocol; `serverUrl` =
+/// `<endpoint>/v1/dojos/{id}`, room `live`).
+#[utoipa::path(get, path = "/v1/dojos/{id}/live", tag = "dojos",
+    params(
+        ("id" = Uuid, Path, description = "Dojo id"),
+        ("token" = Option<String>, Query, description = "Access token, for clients that cannot set headers"),
+        ("observer" = Option<bool>, Query, description = "Join as an observer"),
+        ("acks" = Option<bool>, Query, description = "Send MSG_ACK once your updates are stored"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the y-websocket protocol; refusals are close codes 4001/4003/4004/4005/4006"),
+        (status = 400, body = wire_types::ErrorBody),
+    ))]
+pub async fn live(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return ApiError::new(
+            ErrorCode::InvalidParameter,
+            "this endpoint speaks WebSocket only",
+        )
+        .into_response();
+    };
+    let token = service_kit::auth::bearer_token(&headers)
+        .ok()
+        .map(str::to_owned)
+        .or_else(|| query.get("token").cloned());
+    let flag = |name: &str| query.get(name).is_some_and(|v| v == "true" || v == "1");
+    let (observer, acks) = (flag("observer"), flag("acks"));
+    let limit = state.config.live.max_message_bytes;
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| session(state, id, token, observer, acks, socket))
+}
+
+async fn close_with(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// Who may enter, and as what; or the close code saying why not.
+async fn admit(
+    state: &AppState,
+    dojo: Uuid,
+    token: Option<String>,
+    observer: bool,
+) -> Result<(Claims, store::DojoRow, ParticipantRole), (u16, &'static str)> {
+    let token = token.ok_or((close::UNAUTHENTICATED, "missing token"))?;
+    let claims = authenticate(&token, &state.verifier, &state.revocation)
+        .await
+        .map_err(|e| {
+            if e.code == ErrorCode::Unavailable {
+                (1013, "cannot check the token right now")
+            } else {
+                (close::UNAUTHENTICATED, "invalid, expired or revoked token")
+            }
+        })?;
+    let unavailable = |_| (1013, "database unavailable");
+    let row = store::find(&state.pool, dojo)
+        .await
+        .map_err(unavailable)?
+        .ok_or((close::NOT_FOUND, "no such dojo"))?;
+    if row.ended_at.is_some() {
+        return Err((close::ENDED, "the dojo has ended"));
+    }
+    let admin = claims.role == Role::Admin;
+    let role = match store::membership(&state.pool, dojo, claims.sub.0)
+        .await
+        .map_err(unavailable)?
+    {
+        Some((_, true)) => return Err((close::FORBIDDEN, "removed from this dojo")),
+        Some((role, false)) => role,
+        None if row.private && !admin => {
+            return Err((close::FORBIDDEN, "invite-only: join with the code first"));
+        }
+        None => {
+            let wanted = if observer {
+                ParticipantRole::Observer
+            } else {
+                ParticipantRole::Editor
+            };
+            store::join(&state.pool, dojo, claims.sub.0, wanted)
+                .await
+                .map_err(unavailable)?
+                .0
+        }
+    };
+    let role = if observer {
+        ParticipantRole::Observer
+    } else {
+        role
+    };
+    Ok((claims, row, role))
+}
+
+async fn session(
+    state: AppState,
+    dojo: Uuid,
+    token: Option<String>,
+    observer: bool,
+    acks: bool,
+    socket: WebSocket,
+) {
+    let (claims, row, role) = match admit(&state, dojo, token, observer).await {
+        Ok(admitted) => admitted,
+        Err((code, reason)) => return close_with(socket, code, reason).await,
+    };
+    let max = u32::try_from(row.max_participants).unwrap_or(2);
+    let admitted = match state.rooms.join(dojo, max, claims.sub.0, role, acks).await {
+        Ok(admitted) => admitted,
+        Err(Refused::Full) => return close_with(socket, close::ROOM_FULL, "room_full").await,
+        Err(Refused::Unavailable) => return close_with(socket, 1013, "try again later").await,
+    };
+    let (peer, room, mut outbound) = (admitted.peer, admitted.room, admitted.outbound);
+    let (mut sink, mut stream) = socket.split();
+    // Closes decided here (expiry, limits) go through the writer, after what is queued.
+    let (local, mut local_rx) = mpsc::channel::<Outbound>(1);
+    let writer = tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                biased;
+                next = local_rx.recv() => next,
+                next = outbound.recv() => next,
+            };
+            let result = match next {
+                Some(Outbound::Binary(bytes)) => sink.send(Message::Binary(bytes)).await,
+                Some(Outbound::Close(code, reason)) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    break;
+                }
+                None => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    break;
+                }
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+    });
+
+    let limits = state.config.live;
+    let mut tokens = limits.message_burst;
+    let mut refilled = Instant::now();
+    let expires = tokio::time::Instant::now()
+        + Duration::from_secs(
+            u64::try_from(claims.exp - time::OffsetDateTime::now_utc().unix_timestamp())
+                .unwrap_or(0),
+        );
+    let mut recheck = tokio::time::interval(limits.recheck_every);
+    recheck.tick().await;
+    let stop = |code, reason| {
+        let _ = local.try_send(Outbound::Close(code, reason));
+    };
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(Message::Binary(data))) => {
+                    let now = Instant::now();
+                    tokens = (tokens + now.duration_since(refilled).as_secs_f64() * limits.messages_per_sec)
+                        .min(limits.message_burst);
+                    refilled = now;
+                    if tokens < 1.0 {
+                        stop(close::RATE_LIMITED, "rate_limited");
+                        break;
+                    }
+                    tokens -= 1.0;
+                    if !room.frame(peer, data).await {
+                        stop(1013, "room closed; reconnect");
+                        break;
+                    }
+                }
+                Some(Ok(Message::Text(_))) => {
+                    stop(1003, "binary y-websocket frames only");
+                    break;
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    // tungstenite's capacity error: a message over `max_message_bytes`.
+                    if format!("{e:#}").contains("Space limit exceeded") {
+                        stop(1009, "message too big");
+                    }
+                    break;
+                }
+            },
+            () = tokio::time::sleep_until(expires) => {
+                stop(close::UNAUTHENTICATED, "token expired");
+                break;
+            }
+            _ = recheck.tick() => {
+                if let Err(Revoked::Revoked) = state.revocation.check(&claims).await {
+                    stop(close::UNAUTHENTICATED, "token revoked");
+                    break;
+                }
+            }
+        }
+    }
+    room.leave(peer).await;
+    drop(local);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}

@@ -1,0 +1,33 @@
+//! The OpenAPI 3.1 document of the REST API (served at `/openapi.json`, reachable as
+//! `/dojo/openapi.json` through the router), committed as `openapi.json`; a test fails when it
+//! drifts. The live socket's protocol is described in `wire_types::dojos`.
+
+use service_kit::openapi::Security;
+use utoipa::OpenApi;
+
+use crate::{live, routes};
+
+/// The public API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dojo-service", description = "Live dojos of one tenant cell: REST for dojos, participants, chat history and code snapshots; `/v1/dojos/{id}/live` is a y-websocket endpoint (Yjs documents, awareness, custom chat/signaling messages). Every error is `{code, message, details}`; request bodies reject unknown fields."),
+    paths(
+        routes::create_dojo, routes::list_dojos, routes::get_dojo, routes::join_dojo,
+        routes::end_dojo, routes::remove_participant, routes::chat_history, routes::snapshots,
+        live::live,
+        service_kit::http::healthz, service_kit::http::readyz,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "dojos", description = "Dojos, participants, chat and code history"),
+        (name = "ops", description = "Health and readiness"),
+    )
+)]
+pub struct PublicApi;
+
+/// Pretty JSON of the document (what is committed as `openapi.json`).
+pub fn public_json() -> String {
+    PublicApi::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}

@@ -1,0 +1,408 @@
+//! The live socket with real y-websocket clients: convergence, late joiners, observers, chat,
+//! signaling, limits and close codes, bad frames, and durability across a restart.
+
+use std::time::Duration;
+
+use serde_json::json;
+use wire_types::dojos::{MSG_CHAT, MSG_SIGNAL, close};
+use yrs::sync::{Message, SyncMessage};
+
+use crate::harness::{Cell, Live};
+
+fn id(dojo: &serde_json::Value) -> String {
+    dojo["id"].as_str().expect("dojo id").to_owned()
+}
+
+#[tokio::test]
+async fn concurrent_editors_converge_and_a_late_joiner_syncs() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "" }))
+        .await);
+    let mut a = cell.connect(&dojo, &admin, "").await;
+    let mut b = cell.connect(&dojo, &ada, "").await;
+    a.settled(1).await;
+    b.settled(1).await;
+    for i in 0..20 {
+        a.insert(0, &format!("a{i};")).await;
+        b.insert(0, &format!("b{i};")).await;
+    }
+    a.until("a to see all 40 edits", |l| {
+        l.code().len() == 40 * 3 + 10 * 2
+    })
+    .await;
+    b.until("b to see all 40 edits", |l| {
+        l.code().len() == 40 * 3 + 10 * 2
+    })
+    .await;
+    assert_eq!(a.code(), b.code(), "both replicas hold the same text");
+    let expected = a.code();
+
+    let mut late = cell.connect(&dojo, &ada, "").await;
+    late.until("the late joiner to sync", |l| l.code() == expected)
+        .await;
+}
+
+#[tokio::test]
+async fn observers_receive_everything_but_cannot_edit() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "start\n" }))
+        .await);
+    let mut editor = cell.connect(&dojo, &admin, "").await;
+    let mut observer = cell.connect(&dojo, &ada, "&observer=true").await;
+    editor.settled(1).await;
+    observer.settled(1).await;
+    observer
+        .until("the initial code", |l| l.code() == "start\n")
+        .await;
+    editor.insert(0, "// hello\n").await;
+    observer
+        .until("the editor's change", |l| l.code() == "// hello\nstart\n")
+        .await;
+    observer.insert(0, "EVIL").await;
+    observer
+        .until("the rejection", |l| {
+            l.got.room.iter().any(|e| e["type"] == "rejected")
+        })
+        .await;
+    editor.pump(Duration::from_millis(300)).await;
+    assert_eq!(
+        editor.code(),
+        "// hello\nstart\n",
+        "the observer's edit never spread"
+    );
+    let mut fresh = cell.connect(&dojo, &admin, "").await;
+    fresh
+        .until("a fresh sync", |l| l.code() == "// hello\nstart\n")
+        .await;
+}
+
+#[tokio::test]
+async fn chat_is_stored_broadcast_and_replayed_in_order() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut a = cell.connect(&dojo, &admin, "").await;
+    let mut b = cell.connect(&dojo, &ada, "").await;
+    a.settled(1).await;
+    b.settled(1).await;
+    for i in 0..5 {
+        a.send_json(MSG_CHAT, &json!({ "text": format!("a says {i}") }))
+            .await;
+        b.send_json(MSG_CHAT, &json!({ "text": format!("b says {i}") }))
+            .await;
+    }
+    a.until("ten chat messages", |l| l.got.chat.len() == 10)
+        .await;
+    b.until("ten chat messages", |l| l.got.chat.len() == 10)
+        .await;
+    let seqs = |l: &Live| {
+        l.got
+            .chat
+            .iter()
+            .map(|m| m["seq"].as_i64())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(&a), seqs(&b), "everyone sees one order");
+    let history = admin
+        .dojo
+        .get(&format!("/v1/dojos/{dojo}/chat?limit=6"))
+        .await
+        .assert_status(200)
+        .clone();
+    assert_eq!(history["items"].as_array().map(Vec::len), Some(6));
+    let rest = admin
+        .dojo
+        .get(&format!(
+            "/v1/dojos/{dojo}/chat?after={}",
+            history["next_after"]
+        ))
+        .await
+        .assert_status(200)
+        .clone();
+    let replayed: Vec<_> = history["items"]
+        .as_array()
+        .into_iter()
+        .chain(rest["items"].as_array())
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(
+        replayed, a.got.chat,
+        "history replays exactly what was broadcast"
+    );
+    // Bad chat is refused on the socket, which stays open.
+    a.send_json(MSG_CHAT, &json!({ "text": "" })).await;
+    a.send_json(MSG_CHAT, &json!({ "words": "x" })).await;
+    a.until("two rejections", |l| {
+        l.got
+            .room
+            .iter()
+            .filter(|e| e["type"] == "rejected")
+            .count()
+            == 2
+    })
+    .await;
+    assert!(a.got.closed.is_none());
+}
+
+#[tokio::test]
+async fn a_signaling_message_reaches_only_its_target() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let bob = cell.member(&admin, "bob@acme.test").await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut a = cell.connect(&dojo, &admin, "").await;
+    let mut b = cell.connect(&dojo, &ada, "").await;
+    let mut c = cell.connect(&dojo, &bob, "").await;
+    b.until("b's welcome", |l| {
+        l.got.room.iter().any(|e| e["type"] == "welcome")
+    })
+    .await;
+    let b_peer = b
+        .got
+        .room
+        .iter()
+        .find(|e| e["type"] == "welcome")
+        .map(|e| e["you"]["peer"].clone());
+    // Connections are admitted in any order: a knows the others from its welcome or a join.
+    a.until("both other peers", |l| {
+        let welcomed: usize = l
+            .got
+            .room
+            .iter()
+            .filter(|e| e["type"] == "welcome")
+            .map(|e| e["peers"].as_array().map_or(0, Vec::len))
+            .sum();
+        welcomed + l.got.room.iter().filter(|e| e["type"] == "joined").count() == 2
+    })
+    .await;
+    a.send_json(
+        MSG_SIGNAL,
+        &json!({ "to": b_peer, "signal": { "kind": "offer", "sdp": "v=0 offer" } }),
+    )
+    .await;
+    b.until("the offer", |l| !l.got.signals.is_empty()).await;
+    assert_eq!(b.got.signals[0]["signal"]["sdp"], "v=0 offer");
+    assert_eq!(b.got.signals[0]["user_id"], admin.id.as_str());
+    c.pump(Duration::from_millis(300)).await;
+    a.pump(Duration::from_millis(50)).await;
+    assert!(
+        c.got.signals.is_empty() && a.got.signals.is_empty(),
+        "nobody else hears it"
+    );
+    a.send_json(
+        MSG_SIGNAL,
+        &json!({ "to": 999_999, "signal": { "kind": "hangup" } }),
+    )
+    .await;
+    a.until("a rejection", |l| {
+        l.got.room.iter().any(|e| e["type"] == "rejected")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn refusals_close_with_their_codes_without_disturbing_others() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let bob = cell.member(&admin, "bob@acme.test").await;
+    let small = id(&cell
+        .create_dojo(&admin, json!({ "max_participants": 2 }))
+        .await);
+    let mut a = cell.connect(&small, &admin, "").await;
+    let mut b = cell.connect(&small, &ada, "").await;
+    a.settled(1).await;
+    b.settled(1).await;
+    let mut full = cell.connect(&small, &bob, "").await;
+    assert_eq!(full.closed_with().await, close::ROOM_FULL);
+    a.insert(0, "still fine").await;
+    b.until("a's edit", |l| l.code().starts_with("still fine"))
+        .await;
+
+    let url = |dojo: &str, q: &str| format!("ws://{}/v1/dojos/{dojo}/live{q}", cell.dojo_addr);
+    let mut anonymous = Live::connect(&url(&small, ""), None).await;
+    assert_eq!(anonymous.closed_with().await, close::UNAUTHENTICATED);
+    let mut forged = Live::connect(&url(&small, "?token=not.a.jwt"), None).await;
+    assert_eq!(forged.closed_with().await, close::UNAUTHENTICATED);
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let mut missing = Live::connect(&url(&unknown, ""), Some(&ada.token)).await;
+    assert_eq!(missing.closed_with().await, close::NOT_FOUND);
+    let private = id(&cell.create_dojo(&admin, json!({ "private": true })).await);
+    let mut outsider = cell.connect(&private, &bob, "").await;
+    assert_eq!(outsider.closed_with().await, close::FORBIDDEN);
+    // The header form of the token works too.
+    let mut by_header = Live::connect(&url(&private, ""), Some(&admin.token)).await;
+    by_header
+        .until("a welcome", |l| !l.got.room.is_empty())
+        .await;
+    assert!(a.got.closed.is_none() && b.got.closed.is_none());
+}
+
+#[tokio::test]
+async fn removed_participants_and_ended_dojos_are_disconnected() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut host = cell.connect(&dojo, &admin, "").await;
+    let mut guest = cell.connect(&dojo, &ada, "").await;
+    guest.until("welcome", |l| !l.got.room.is_empty()).await;
+    admin
+        .dojo
+        .delete(&format!("/v1/dojos/{dojo}/participants/{}", ada.id))
+        .await;
+    assert_eq!(guest.closed_with().await, close::FORBIDDEN);
+    let mut again = cell.connect(&dojo, &ada, "").await;
+    assert_eq!(
+        again.closed_with().await,
+        close::FORBIDDEN,
+        "removed stays removed"
+    );
+    admin
+        .dojo
+        .post(&format!("/v1/dojos/{dojo}/end"), &json!({}))
+        .await
+        .assert_status(200);
+    assert_eq!(host.closed_with().await, close::ENDED);
+    let mut late = cell.connect(&dojo, &admin, "").await;
+    assert_eq!(late.closed_with().await, close::ENDED);
+}
+
+#[tokio::test]
+async fn malformed_frames_close_only_that_connection() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "" }))
+        .await);
+    let mut good = cell.connect(&dojo, &admin, "").await;
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        vec![0, 2, 200, 1, 2, 3], // a sync update whose length overruns the frame
+        vec![0, 9],               // an unknown sync step
+        vec![0, 2, 3, 1, 2, 3],   // an update that does not decode
+        vec![],
+    ];
+    for bytes in garbage {
+        let mut bad = cell.connect(&dojo, &ada, "").await;
+        bad.send_raw(bytes.clone()).await;
+        assert_eq!(bad.closed_with().await, 1002, "frame {bytes:?}");
+    }
+    let mut text = cell.connect(&dojo, &ada, "").await;
+    let _ = futures_util::SinkExt::send(
+        &mut text.socket,
+        tokio_tungstenite::tungstenite::Message::Text("hello".into()),
+    )
+    .await;
+    assert_eq!(text.closed_with().await, 1003);
+    good.insert(0, "alive").await;
+    let mut check = cell.connect(&dojo, &admin, "").await;
+    check
+        .until("the good editor's text", |l| l.code() == "alive")
+        .await;
+    assert!(good.got.closed.is_none());
+}
+
+#[tokio::test]
+async fn message_size_and_rate_limits_close_the_offender() {
+    let cell = Cell::start_with(|c| {
+        c.live.max_message_bytes = 4096;
+        c.live.messages_per_sec = 5.0;
+        c.live.message_burst = 10.0;
+    })
+    .await;
+    let admin = cell.admin().await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut big = cell.connect(&dojo, &admin, "").await;
+    big.send_raw(vec![7u8; 10_000]).await;
+    assert_eq!(big.closed_with().await, 1009);
+    let mut chatty = cell.connect(&dojo, &admin, "").await;
+    for i in 0..40 {
+        chatty
+            .send_json(MSG_CHAT, &json!({ "text": format!("spam {i}") }))
+            .await;
+    }
+    assert_eq!(chatty.closed_with().await, close::RATE_LIMITED);
+}
+
+#[tokio::test]
+async fn acknowledged_updates_and_chat_survive_a_restart() {
+    let mut cell = Cell::start_with(|c| c.live.compact_every = 7).await;
+    let admin = cell.admin().await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "" }))
+        .await);
+    let mut editor = cell.connect(&dojo, &admin, "&acks=true").await;
+    for i in 0..20 {
+        editor.insert(0, &format!("{i};")).await;
+    }
+    editor
+        .send_json(MSG_CHAT, &json!({ "text": "before the restart" }))
+        .await;
+    editor
+        .until("all 20 updates acknowledged", |l| {
+            l.got.acks.iter().any(|a| a["updates"] == 20)
+        })
+        .await;
+    editor
+        .until("the chat echo", |l| !l.got.chat.is_empty())
+        .await;
+    let expected = editor.code();
+    cell.start_dojo().await;
+    let mut back = cell.connect(&dojo, &admin, "").await;
+    back.until("the document after restart", |l| l.code() == expected)
+        .await;
+    let chat = admin_chat(&cell, &admin.token, &dojo).await;
+    assert_eq!(chat, ["before the restart"]);
+    let snapshots = cell
+        .as_user(&admin)
+        .get(&format!("/v1/dojos/{dojo}/snapshots"))
+        .await
+        .assert_status(200)
+        .clone();
+    assert!(
+        snapshots["items"].as_array().map_or(0, Vec::len) >= 2,
+        "compactions leave a code history: {snapshots}"
+    );
+}
+
+async fn admin_chat(cell: &Cell, token: &str, dojo: &str) -> Vec<String> {
+    let page = cell
+        .dojo
+        .with_token(token)
+        .get(&format!("/v1/dojos/{dojo}/chat"))
+        .await
+        .assert_status(200)
+        .clone();
+    page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn sync_step_one_from_an_up_to_date_client_gets_an_empty_diff() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "abc" }))
+        .await);
+    let mut client = cell.connect(&dojo, &admin, "").await;
+    client.until("the code", |l| l.code() == "abc").await;
+    let sv = client.state_vector();
+    client.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
+    client.pump(Duration::from_millis(200)).await;
+    assert_eq!(client.code(), "abc");
+}

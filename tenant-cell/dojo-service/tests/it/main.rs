@@ -1,0 +1,7 @@
+//! dojo-service integration tests: the real dojo-service and poc-service (which issues the
+//! tokens and answers revocation checks) on port 0, real Postgres, real WebSocket clients
+//! (tokio-tungstenite) holding real yrs documents.
+
+mod harness;
+mod live;
+mod rest;
