@@ -4,8 +4,10 @@
 //!   `MRBILL_TEST_PG_URL`; a plain `cargo test` starts a private one per test process instead)
 //!   and a fresh database per test cloned from a migrated template (~40 ms).
 //! - [`http`]: a small typed HTTP client returning status + JSON.
+//! - [`live`]: a y-websocket client (WebSocket + yrs document) for the dojo's live socket.
 
 pub mod http;
+pub mod live;
 pub mod pg;
 
 pub use http::{ApiClient, ApiResponse};

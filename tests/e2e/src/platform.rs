@@ -134,6 +134,11 @@ impl Platform {
         self.mrbill(&["tenant", "show", slug, "-o", "json"]).json()
     }
 
+    /// The router's base URL.
+    pub fn router_url(&self) -> &str {
+        &self.router
+    }
+
     /// The tenant's endpoint through the router.
     pub fn api(&self, slug: &str) -> ApiClient {
         ApiClient::new(format!("{}/t/{slug}", self.router))

@@ -12,8 +12,8 @@ use rustix::fs::FlockOperation;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 
-/// The cell services the local driver runs, in start order.
-pub const SERVICES: &[&str] = &["poc"];
+/// The cell services the local driver runs, in start order (dojo checks tokens with poc).
+pub const SERVICES: &[&str] = &["poc", "dojo"];
 
 /// `cell.json`: what the supervisor runs. Written by the control plane; ports may be moved by
 /// the supervisor when one is taken.

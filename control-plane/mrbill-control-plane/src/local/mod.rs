@@ -292,11 +292,12 @@ impl LocalDriver {
         };
         let urls = service_urls(&state);
         if run {
-            let poc = urls
-                .poc
-                .clone()
-                .context("poc-service reported no address")?;
-            wait_ready(&poc).await?;
+            for (name, url) in [("poc", &urls.poc), ("dojo", &urls.dojo)] {
+                let url = url
+                    .as_deref()
+                    .with_context(|| format!("{name}-service reported no address"))?;
+                wait_ready(url).await?;
+            }
         }
         Ok(urls)
     }

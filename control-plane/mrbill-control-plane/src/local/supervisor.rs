@@ -269,21 +269,38 @@ fn spawn_service(
             "MRBILL_DATABASE_URL_FILE",
             secrets.join(format!("{}-database-url", svc.name)),
         )
-        .env(
-            "MRBILL_JWT_PRIVATE_KEY_FILE",
-            secrets.join("jwt-private.pem"),
-        )
         .env("MRBILL_JWT_KID", kid.trim())
         .env("MRBILL_SERVICE_TOKEN_FILE", secrets.join("service-token"))
         .env("MRBILL_TRUSTED_PROXIES", "127.0.0.1")
-        .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name))
-        .env("MRBILL_OBJECTS_DIR", dir.objects_dir())
         .env("MRBILL_READY_FILE", &ready)
         .env("MRBILL_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(false);
+    // Each service gets only what its job needs: the signing key stays with poc.
+    match svc.name.as_str() {
+        "poc" => {
+            cmd.env(
+                "MRBILL_JWT_PRIVATE_KEY_FILE",
+                secrets.join("jwt-private.pem"),
+            )
+            .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name));
+        }
+        "dojo" => {
+            let poc = config
+                .services
+                .iter()
+                .find(|s| s.name == "poc")
+                .context("the cell has no poc-service")?;
+            cmd.env("MRBILL_JWT_PUBLIC_KEY_FILE", secrets.join("jwt-public.pem"))
+                .env(
+                    "MRBILL_POC_INTERNAL_URL",
+                    format!("http://127.0.0.1:{}", poc.internal_port),
+                );
+        }
+        other => anyhow::bail!("unknown cell service {other}"),
+    }
     if let Some(filter) = std::env::var_os("RUST_LOG") {
         cmd.env("RUST_LOG", filter);
     }
