@@ -5,3 +5,4 @@
 mod harness;
 mod live;
 mod rest;
+mod yjs;
