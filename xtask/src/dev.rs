@@ -2,7 +2,7 @@
 //!
 //! `mrbill up` (control plane + router; the control plane adopts or restarts existing cells),
 //! then the demo tenant: onboarded with `mrbill tenant create` on first run, its admin
-//! registered with the one-time invite and a generated password, and a few sample PoCs.
+//! registered with the one-time invite and a generated password, a few sample PoCs and a dojo.
 //! Everything keeps running in the background; `./x down` (or `mrbill down`) stops it.
 
 use std::path::Path;
@@ -138,6 +138,8 @@ fn build() -> anyhow::Result<()> {
         "mrbill-router",
         "-p",
         "poc-service",
+        "-p",
+        "dojo-service",
     ]))
 }
 
@@ -192,8 +194,22 @@ fn register_and_seed(
             res.status()
         );
     }
+    let res = http
+        .post(format!("{endpoint}/v1/dojos"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "name": "FizzBuzz kata", "language": "rust",
+            "description": "Open to everyone in the tenant: edit together, chat, talk",
+            "initial_code": "fn main() {\n    for i in 1..=15 {\n        // your turn\n    }\n}\n",
+        }))
+        .send()?;
+    anyhow::ensure!(
+        res.status().is_success(),
+        "creating the sample dojo: {}",
+        res.status()
+    );
     eprintln!(
-        "x: registered {ADMIN_EMAIL} and added {} sample PoCs",
+        "x: registered {ADMIN_EMAIL}, added {} sample PoCs and a sample dojo",
         SAMPLES.len()
     );
     Ok(Some(password))

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::http::Readiness;
@@ -70,13 +71,18 @@ impl Listeners {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        // Small frames (WebSocket updates, short JSON answers) go out at once: without
+        // TCP_NODELAY, Nagle + delayed ACKs add ~40 ms to some of them.
+        let nodelay = |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        };
         let public = axum::serve(
-            self.public,
+            self.public.tap_io(nodelay),
             public.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(wait(rx.clone()));
         let internal = axum::serve(
-            self.internal,
+            self.internal.tap_io(nodelay),
             internal.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(wait(rx));

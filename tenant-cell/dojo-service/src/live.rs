@@ -62,6 +62,9 @@ pub async fn live(
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite reads in 128 KiB chunks by default: most of an idle socket's memory.
+        // Frames here are small; larger ones still arrive whole, over several reads.
+        .read_buffer_size(4096)
         .on_upgrade(move |socket| session(state, id, token, observer, acks, socket))
 }
 
@@ -159,7 +162,33 @@ async fn session(
                 next = outbound.recv() => next,
             };
             let result = match next {
-                Some(Outbound::Binary(bytes)) => sink.send(Message::Binary(bytes)).await,
+                Some(Outbound::Binary(bytes)) => {
+                    // Whatever else is already queued goes out in the same write.
+                    let mut result = sink.feed(Message::Binary(bytes)).await;
+                    let mut queued = 0;
+                    while result.is_ok() && queued < 64 {
+                        match outbound.try_recv() {
+                            Ok(Outbound::Binary(more)) => {
+                                result = sink.feed(Message::Binary(more)).await;
+                                queued += 1;
+                            }
+                            Ok(Outbound::Close(code, reason)) => {
+                                let _ = sink
+                                    .send(Message::Close(Some(CloseFrame {
+                                        code,
+                                        reason: reason.into(),
+                                    })))
+                                    .await;
+                                return;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    match result {
+                        Ok(()) => sink.flush().await,
+                        Err(e) => Err(e),
+                    }
+                }
                 Some(Outbound::Close(code, reason)) => {
                     let _ = sink
                         .send(Message::Close(Some(CloseFrame {

@@ -297,9 +297,12 @@ impl PeerConn {
 }
 
 /// Who a queued message goes to.
+/// Broadcasts go to the peers present when the message was queued: peer ids only grow, so
+/// those are the ids below the `next_peer` of that moment. A peer that joins later in the same
+/// batch gets the document from its own sync step instead, and its events in order.
 enum To {
-    All,
-    AllBut(u64),
+    All { below: u64 },
+    AllBut { but: u64, below: u64 },
     One(u64),
 }
 
@@ -442,6 +445,21 @@ impl RoomState {
         // Dropping the receiver refuses later commands; their senders load the room again.
     }
 
+    /// Everyone present now.
+    fn everyone(&self) -> To {
+        To::All {
+            below: self.next_peer,
+        }
+    }
+
+    /// Everyone present now but `peer`.
+    fn others(&self, peer: u64) -> To {
+        To::AllBut {
+            but: peer,
+            below: self.next_peer,
+        }
+    }
+
     fn publish(&self, presence: &Presence) {
         presence
             .connections
@@ -508,11 +526,15 @@ impl RoomState {
                 }
             };
             match to {
-                To::All => self.peers.iter().for_each(|(id, p)| deliver(*id, p)),
-                To::AllBut(but) => self
+                To::All { below } => self
                     .peers
                     .iter()
-                    .filter(|(id, _)| **id != but)
+                    .filter(|(id, _)| **id < below)
+                    .for_each(|(id, p)| deliver(*id, p)),
+                To::AllBut { but, below } => self
+                    .peers
+                    .iter()
+                    .filter(|(id, _)| **id != but && **id < below)
                     .for_each(|(id, p)| deliver(*id, p)),
                 To::One(one) => {
                     if let Some(p) = self.peers.get(&one) {
@@ -546,10 +568,10 @@ impl RoomState {
         if !clients.is_empty()
             && let Ok(update) = self.awareness.update_with_clients(clients)
         {
-            out.push((To::All, encode(Message::Awareness(update))));
+            out.push((self.everyone(), encode(Message::Awareness(update))));
         }
         out.push((
-            To::All,
+            self.everyone(),
             custom(
                 MSG_ROOM,
                 &RoomEvent::Left {
@@ -616,7 +638,7 @@ impl RoomState {
                         .push((To::One(id), encode(Message::Awareness(update))));
                 }
                 batch.outgoing.push((
-                    To::AllBut(id),
+                    self.others(id),
                     custom(MSG_ROOM, &RoomEvent::Joined { peer: you }),
                 ));
             }
@@ -704,7 +726,7 @@ impl RoomState {
                             conn.clients.remove(gone);
                         }
                     }
-                    batch.outgoing.push((To::AllBut(peer), raw));
+                    batch.outgoing.push((self.others(peer), raw));
                 }
                 Message::AwarenessQuery => {
                     if let Ok(update) = self.awareness.update() {
@@ -749,7 +771,7 @@ impl RoomState {
         self.update_seq += 1;
         batch.updates.push((self.update_seq, raw.clone()));
         batch.outgoing.push((
-            To::AllBut(peer),
+            self.others(peer),
             encode(Message::Sync(SyncMessage::Update(raw))),
         ));
         if acks {
@@ -798,7 +820,9 @@ impl RoomState {
             text,
             sent_at,
         });
-        batch.outgoing.push((To::All, custom(MSG_CHAT, &message)));
+        batch
+            .outgoing
+            .push((self.everyone(), custom(MSG_CHAT, &message)));
     }
 
     fn signal(&mut self, peer: u64, body: &[u8], batch: &mut Batch) {
