@@ -82,15 +82,15 @@ pub struct CreateDojo {
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32))]
     pub language: String,
     /// 2–500 people at once (default 50).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::integral_u32")]
     #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 500))]
     pub max_participants: Option<u32>,
     /// Invite-only: only people who joined with the join code see and enter it.
     #[serde(default)]
     pub private: bool,
-    /// The code the document starts with (up to 200,000 characters).
+    /// The code the document starts with (up to 50,000 characters).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_length = 200000))]
+    #[cfg_attr(feature = "openapi", schema(max_length = 50000))]
     pub initial_code: String,
     /// When the dojo starts (RFC 3339); absent or past = now.
     #[serde(default, with = "time::serde::rfc3339::option")]

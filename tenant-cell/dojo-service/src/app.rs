@@ -53,7 +53,7 @@ impl App {
         let revocation = Revocation::new(
             &config.poc_internal_url,
             config.service_token.clone(),
-            Duration::from_secs(30),
+            config.live.revocation_cache,
         );
         let readiness = Readiness::new(Some(pool.clone()));
         let common = config.common.clone();

@@ -6,6 +6,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use service_kit::config::{CommonConfig, optional, required, secret_file};
 
+/// A dojo's initial code (≤ 50,000 characters, up to 4 bytes each) must fit in a request.
+const MIN_BODY_LIMIT: usize = 256 * 1024;
+
 /// Limits of the live socket and rooms.
 #[derive(Clone, Copy, Debug)]
 pub struct LiveLimits {
@@ -23,6 +26,8 @@ pub struct LiveLimits {
     pub idle_unload: Duration,
     /// How often live sockets re-check their token (revocation); at most 30 s.
     pub recheck_every: Duration,
+    /// How long poc-service's answer about a user is trusted; at most 30 s.
+    pub revocation_cache: Duration,
 }
 
 impl Default for LiveLimits {
@@ -35,6 +40,7 @@ impl Default for LiveLimits {
             compact_every: 500,
             idle_unload: Duration::from_secs(30),
             recheck_every: Duration::from_secs(30),
+            revocation_cache: Duration::from_secs(30),
         }
     }
 }
@@ -57,7 +63,8 @@ impl Config {
     /// Reads `MRBILL_*` env vars: `MRBILL_JWT_KID`, `MRBILL_JWT_PUBLIC_KEY_FILE`,
     /// `MRBILL_SERVICE_TOKEN_FILE`, `MRBILL_POC_INTERNAL_URL`, and the `MRBILL_DOJO_*` limits.
     pub fn from_env() -> anyhow::Result<Self> {
-        let common = CommonConfig::from_env()?;
+        let mut common = CommonConfig::from_env()?;
+        common.body_limit = common.body_limit.max(MIN_BODY_LIMIT);
         let public_key = secret_file("MRBILL_JWT_PUBLIC_KEY_FILE")?
             .ok_or_else(|| anyhow::anyhow!("MRBILL_JWT_PUBLIC_KEY_FILE must be set"))?;
         let service_token = secret_file("MRBILL_SERVICE_TOKEN_FILE")?
@@ -83,18 +90,21 @@ impl Config {
                 idle_unload: secs("MRBILL_DOJO_IDLE_UNLOAD_SECS", d.idle_unload)?,
                 recheck_every: secs("MRBILL_DOJO_RECHECK_SECS", d.recheck_every)?
                     .min(Duration::from_secs(30)),
+                revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", d.revocation_cache)?
+                    .min(Duration::from_secs(30)),
             },
         })
     }
 
     /// A config for tests against a given key and poc-service.
     pub fn for_tests(
-        common: CommonConfig,
+        mut common: CommonConfig,
         jwt_kid: &str,
         jwt_public_key: &str,
         service_token: SecretString,
         poc_internal_url: &str,
     ) -> Self {
+        common.body_limit = common.body_limit.max(MIN_BODY_LIMIT);
         Self {
             common,
             jwt_kid: jwt_kid.to_owned(),

@@ -506,7 +506,9 @@ impl RoomState {
             let text = txn.get_text(CODE_TEXT);
             (
                 txn.encode_state_as_update_v1(&StateVector::default()),
-                text.map(|t| t.get_string(&txn)).unwrap_or_default(),
+                // Anyone may type a NUL into the shared text; the history column is `text`.
+                text.map(|t| t.get_string(&txn).replace('\0', ""))
+                    .unwrap_or_default(),
             )
         };
         match store::compact(&self.pool, self.dojo, self.update_seq, &state, &code).await {
@@ -800,6 +802,17 @@ impl RoomState {
             batch
                 .outgoing
                 .push((To::One(peer), rejected("chat: 1–4000 characters")));
+            return;
+        }
+        // NUL cannot be stored (and would fail the whole batch); other control characters
+        // besides line breaks and tabs have no place in chat either.
+        if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            batch
+                .outgoing
+                .push((To::One(peer), rejected("chat: control characters")));
             return;
         }
         self.chat_seq += 1;

@@ -86,8 +86,29 @@ fn join_code() -> Result<String, ApiError> {
         .collect())
 }
 
+/// Control characters are refused (Postgres cannot store NUL, and names are single lines);
+/// multi-line fields keep newlines and tabs.
+fn has_control(text: &str, multiline: bool) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+}
+
 fn validate(input: &CreateDojo) -> Result<(String, u32), Vec<FieldError>> {
     let mut errors = Vec::new();
+    for (field, text, multiline) in [
+        ("name", &input.name, false),
+        ("language", &input.language, false),
+        ("description", &input.description, true),
+        ("initial_code", &input.initial_code, true),
+    ] {
+        if has_control(text, multiline) {
+            errors.push(FieldError::new(
+                field,
+                "control_characters",
+                "contains control characters",
+            ));
+        }
+    }
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 120 {
         errors.push(FieldError::new(
@@ -119,11 +140,11 @@ fn validate(input: &CreateDojo) -> Result<(String, u32), Vec<FieldError>> {
             "between 2 and 500",
         ));
     }
-    if input.initial_code.chars().count() > 200_000 {
+    if input.initial_code.chars().count() > 50_000 {
         errors.push(FieldError::new(
             "initial_code",
             "too_long",
-            "at most 200000 characters",
+            "at most 50000 characters",
         ));
     }
     if errors.is_empty() {
@@ -188,13 +209,18 @@ pub async fn create_dojo(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// `active`, `upcoming`, or both (the default).
+    #[param(inline)]
     pub status: Option<ListStatus>,
     /// Only this language (case-insensitive).
     #[param(max_length = 32)]
     pub language: Option<String>,
     /// From a previous page's `next_cursor`.
+    #[param(
+        pattern = r"^[0-9]{1,19}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     pub cursor: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -237,6 +263,12 @@ pub async fn list_dojos(
         None => Listing::Open,
     };
     let language = params.language.map(|l| l.trim().to_lowercase());
+    if language.as_ref().is_some_and(|l| l.chars().count() > 32) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "language: at most 32 characters",
+        ));
+    }
     let mut rows = store::list(
         &state.pool,
         caller.0.sub.0,
@@ -383,6 +415,7 @@ pub struct ChatParams {
     /// Messages after this `seq` (default: from the start).
     pub after: Option<i64>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
 }
 
@@ -423,6 +456,7 @@ pub struct SnapshotParams {
     /// Snapshots before this `seq` (default: the newest).
     pub before: Option<i64>,
     /// Page size, 1–50 (default 10).
+    #[param(minimum = 1, maximum = 50)]
     pub limit: Option<u32>,
 }
 

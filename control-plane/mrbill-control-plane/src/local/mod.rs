@@ -271,12 +271,19 @@ impl LocalDriver {
         if let Some(pid) = cell_model::local::live_pid(&dir.pid_file()) {
             signal(pid, Signal::HUP);
         }
+        // The services this cell was created with (a cell made before a service existed
+        // keeps running without it).
+        let services: Vec<String> = read_json::<CellConfig>(&dir.config())?
+            .services
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         let state = if run {
             self.wait_for(&dir, "the services to be ready", |s| {
                 s.desired == Some(Desired::Running)
-                    && SERVICES.iter().all(|svc| {
+                    && services.iter().all(|svc| {
                         s.services
-                            .get(*svc)
+                            .get(svc)
                             .is_some_and(|st| st.phase == ServicePhase::Running)
                     })
             })
@@ -293,6 +300,9 @@ impl LocalDriver {
         let urls = service_urls(&state);
         if run {
             for (name, url) in [("poc", &urls.poc), ("dojo", &urls.dojo)] {
+                if !services.iter().any(|s| s == name) {
+                    continue;
+                }
                 let url = url
                     .as_deref()
                     .with_context(|| format!("{name}-service reported no address"))?;

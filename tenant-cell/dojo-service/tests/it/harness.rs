@@ -36,12 +36,21 @@ impl Cell {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut dojo_service::Config)) -> Self {
+        Self::start_full(|_| {}, tweak).await
+    }
+
+    /// Starts with tweaks to both services' configs.
+    pub async fn start_full(
+        tweak_poc: impl FnOnce(&mut poc_service::Config),
+        tweak: impl FnOnce(&mut dojo_service::Config),
+    ) -> Self {
         let cell = format!("c-dojo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let poc_url = test_support::test_database(&poc_service::MIGRATOR)
             .await
             .expect("poc database");
-        let poc_config =
+        let mut poc_config =
             poc_service::Config::for_tests(&cell, "acme", &poc_url).expect("poc config");
+        tweak_poc(&mut poc_config);
         let poc_pool = PgPool::connect(&poc_url).await.expect("poc pool");
         let poc_app = poc_service::App::build_with_pool(poc_config.clone(), poc_pool.clone())
             .await

@@ -137,19 +137,25 @@ async fn chat_is_stored_broadcast_and_replayed_in_order() {
         replayed, a.got.chat,
         "history replays exactly what was broadcast"
     );
-    // Bad chat is refused on the socket, which stays open.
+    // Bad chat is refused on the socket, which stays open, and the room keeps working.
     a.send_json(MSG_CHAT, &json!({ "text": "" })).await;
     a.send_json(MSG_CHAT, &json!({ "words": "x" })).await;
-    a.until("two rejections", |l| {
+    a.send_json(MSG_CHAT, &json!({ "text": "nul \u{0} byte" }))
+        .await;
+    a.until("three rejections", |l| {
         l.got
             .room
             .iter()
             .filter(|e| e["type"] == "rejected")
             .count()
-            == 2
+            == 3
     })
     .await;
     assert!(a.got.closed.is_none());
+    b.send_json(MSG_CHAT, &json!({ "text": "still chatting" }))
+        .await;
+    a.until("the next message", |l| l.got.chat.len() == 11)
+        .await;
 }
 
 #[tokio::test]
@@ -405,4 +411,123 @@ async fn sync_step_one_from_an_up_to_date_client_gets_an_empty_diff() {
     client.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
     client.pump(Duration::from_millis(200)).await;
     assert_eq!(client.code(), "abc");
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_token_closes_the_socket_with_4001() {
+    let cell = Cell::start_full(
+        |poc| poc.access_ttl = Duration::from_secs(3),
+        |dojo| {
+            dojo.live.recheck_every = Duration::from_millis(500);
+            dojo.live.revocation_cache = Duration::from_millis(500);
+        },
+    )
+    .await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut revoked = cell.connect(&dojo, &ada, "").await;
+    revoked.until("welcome", |l| !l.got.room.is_empty()).await;
+    // The admin disables Ada in poc-service: her token version changes.
+    cell.poc
+        .with_token(&admin.token)
+        .patch(
+            &format!("/v1/users/{}", ada.id),
+            &json!({ "disabled": true }),
+        )
+        .await
+        .assert_status(200);
+    let started = std::time::Instant::now();
+    assert_eq!(revoked.closed_with().await, close::UNAUTHENTICATED);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed within the re-check"
+    );
+    ada.dojo
+        .get("/v1/dojos")
+        .await
+        .assert_error(401, "unauthenticated");
+
+    // The admin's own 3 s token runs out while connected.
+    let mut expiring = cell.connect(&dojo, &admin, "").await;
+    expiring.until("welcome", |l| !l.got.room.is_empty()).await;
+    assert_eq!(expiring.closed_with().await, close::UNAUTHENTICATED);
+    assert_eq!(
+        expiring.got.closed.as_ref().map(|c| c.1.as_str()),
+        Some("token expired")
+    );
+}
+
+#[tokio::test]
+async fn random_frames_never_crash_the_service_or_disturb_others() {
+    let cell = Cell::start_with(|c| {
+        c.live.messages_per_sec = 10_000.0;
+        c.live.message_burst = 10_000.0;
+    })
+    .await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "" }))
+        .await);
+    let mut good = cell.connect(&dojo, &admin, "").await;
+    good.settled(0).await;
+    // A reproducible stream of frames: random bytes, often behind a valid message tag.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut fuzzer = cell.connect(&dojo, &ada, "").await;
+    let (mut sent, mut closes) = (0, 0);
+    while sent < 400 {
+        let len = (next() % 48) as usize;
+        let mut frame: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        match next() % 4 {
+            0 => frame.insert(0, 0), // sync
+            1 => frame.splice(0..0, [0, (next() % 3) as u8]).for_each(drop),
+            2 => frame.insert(0, [1, 100, 101, 3][(next() % 4) as usize]),
+            _ => {}
+        }
+        fuzzer.send_raw(frame).await;
+        sent += 1;
+        fuzzer.pump(Duration::from_millis(5)).await;
+        if fuzzer.got.closed.is_some() {
+            closes += 1;
+            fuzzer = cell.connect(&dojo, &ada, "").await;
+        }
+    }
+    assert!(
+        closes > 10,
+        "most random frames are protocol errors ({closes} closes)"
+    );
+    good.insert(0, "still here").await;
+    let mut check = cell.connect(&dojo, &admin, "").await;
+    check
+        .until("the good editor's text", |l| {
+            l.code().contains("still here")
+        })
+        .await;
+    assert!(
+        good.got.closed.is_none(),
+        "the good editor was never disturbed"
+    );
+    cell.dojo.get("/healthz").await.assert_status(200);
+    let metrics = reqwest::get(format!("http://{}/metrics", cell.dojo_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "dojo_rooms_loaded",
+        "dojo_connections",
+        "dojo_updates_total",
+        "dojo_fanout_seconds",
+        "dojo_persist_seconds",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}");
+    }
 }

@@ -2,6 +2,7 @@
 //! tokens and answers revocation checks) on port 0, real Postgres, real WebSocket clients
 //! (tokio-tungstenite) holding real yrs documents.
 
+mod fuzz;
 mod harness;
 mod live;
 mod rest;

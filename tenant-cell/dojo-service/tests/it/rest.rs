@@ -155,6 +155,14 @@ async fn bad_input_gets_4xx_with_codes() {
         .assert_error(400, "invalid_json");
     admin
         .dojo
+        .post(
+            "/v1/dojos",
+            &json!({ "name": "x", "language": "rust", "description": "a\u{0}b" }),
+        )
+        .await
+        .assert_error(422, "validation_failed");
+    admin
+        .dojo
         .get("/v1/dojos?limit=0")
         .await
         .assert_error(400, "invalid_parameter");
