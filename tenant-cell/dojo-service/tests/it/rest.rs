@@ -210,3 +210,40 @@ async fn openapi_document_is_committed_and_current() {
         "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p dojo-service --test it openapi`"
     );
 }
+
+#[tokio::test]
+async fn another_cells_token_opens_nothing_here() {
+    let acme = Cell::start().await;
+    let globex = Cell::start().await;
+    let acme_admin = acme.admin().await;
+    let globex_admin = globex.admin().await;
+    let dojo = acme.create_dojo(&acme_admin, json!({})).await;
+    let id = dojo["id"].as_str().expect("id");
+    // Globex's (valid, signed by its own cell) token against Acme's dojo-service.
+    let intruder = acme.dojo.with_token(&globex_admin.token);
+    intruder
+        .get("/v1/dojos")
+        .await
+        .assert_error(401, "unauthenticated");
+    intruder
+        .get(&format!("/v1/dojos/{id}/chat"))
+        .await
+        .assert_error(401, "unauthenticated");
+    intruder
+        .post(&format!("/v1/dojos/{id}/end"), &json!({}))
+        .await
+        .assert_error(401, "unauthenticated");
+    let mut live = acme.connect(id, &globex_admin, "").await;
+    assert_eq!(
+        live.closed_with().await,
+        wire_types::dojos::close::UNAUTHENTICATED
+    );
+    // And Acme's dojo is untouched.
+    let still = acme_admin
+        .dojo
+        .get(&format!("/v1/dojos/{id}"))
+        .await
+        .assert_status(200)
+        .clone();
+    assert_eq!(still["status"], "active");
+}
