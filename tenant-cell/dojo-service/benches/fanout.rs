@@ -7,8 +7,9 @@
 //! each send 5 updates/s at random phases; every other editor receives each update. Fan-out
 //! latency = from just before the editor sends to the moment another editor has received it,
 //! over all (update, receiver) pairs. Rooms of `DOJO_BENCH_SIZES` (default 50,100,150,200,300)
-//! editors, `DOJO_BENCH_SECS` (default 10) each. Then dojo-service's memory per connection and
-//! per loaded room. Everything shares the machine's 2 cores, the load generator included.
+//! editors, `DOJO_BENCH_SECS` (default 10) each. Before that, on the fresh process:
+//! dojo-service's memory per connection and per loaded room, and `DOJO_BENCH_CONNECTIONS`
+//! (default 4000) idle connections held at once. Everything shares the machine's 2 cores, the load generator included.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -373,6 +374,43 @@ fn main() {
     );
     drop(sockets);
     drop(room_sockets);
+
+    // Connections one instance holds: `DOJO_BENCH_CONNECTIONS` (default 4000) idle sockets over
+    // rooms of 200, each admitted (welcome received), then one edit reaches a whole room.
+    let target: usize = env_or("DOJO_BENCH_CONNECTIONS", 4000);
+    let started = Instant::now();
+    let before = rss_kib(pid);
+    let held = rt.block_on(async {
+        let mut held = Vec::new();
+        for r in 0..target.div_ceil(200) {
+            let id = create(format!("capacity {r}")).await;
+            let url = format!("ws://127.0.0.1:{dojo_port}/v1/dojos/{id}/live?token={token}");
+            for _ in 0..200.min(target - held.len()) {
+                let (mut socket, _) =
+                    tokio_tungstenite::connect_async_with_config(&url, None, true)
+                        .await
+                        .expect("connect");
+                // Admitted: the first frame is the welcome.
+                let first = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+                assert!(matches!(first, Ok(Some(Ok(Ws::Binary(_))))), "admitted");
+                held.push(socket);
+            }
+        }
+        held
+    });
+    let after = rss_kib(pid);
+    let each_kib = (after.saturating_sub(before)) as f64 / held.len().max(1) as f64;
+    println!(
+        "connections per instance: {} idle sockets held in {} rooms ({:.1} s to open), RSS {:.1} MB (+{each_kib:.1} KB each: ≈ {:.0}k connections per GiB)",
+        held.len(),
+        target.div_ceil(200),
+        started.elapsed().as_secs_f64(),
+        after as f64 / 1024.0,
+        1024.0 * 1024.0 / each_kib.max(1.0) / 1000.0,
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_secs(1));
+
     println!(
         "dojo fan-out through mrbill-router, persistence on; each editor 5 updates/s; {secs} s per size"
     );
