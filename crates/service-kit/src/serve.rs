@@ -93,6 +93,67 @@ impl Listeners {
     }
 }
 
+/// A cell service ready to serve: its routes wrapped in the shared layers, both listeners
+/// bound and the ready file written. Every service's `App` is built around one.
+#[derive(Debug)]
+pub struct Bound {
+    listeners: Listeners,
+    public: Router,
+    internal: Router,
+    readiness: Readiness,
+}
+
+impl Bound {
+    /// Wraps `api` with [`crate::http::public_router`] (cell guard, body limit, health,
+    /// metrics) and `internal` with [`crate::http::internal_router`] (service token), binds the
+    /// configured addresses and writes `MRBILL_READY_FILE` if set.
+    pub async fn bind(
+        service: &'static str,
+        common: &crate::config::CommonConfig,
+        api: Router,
+        internal: Router,
+        token: crate::auth::ServiceToken,
+        readiness: Readiness,
+    ) -> anyhow::Result<Self> {
+        let http = crate::http::HttpConfig {
+            body_limit: common.body_limit,
+            guard: crate::cell::CellGuard::new(&common.cell_id, &common.trusted_proxies),
+            readiness: readiness.clone(),
+        };
+        let public = crate::http::public_router(api, http);
+        let internal = crate::http::internal_router(internal, token, common.body_limit);
+        let listeners = Listeners::bind(common.http_addr, common.internal_addr).await?;
+        if let Some(path) = &common.ready_file {
+            listeners.write_ready_file(path)?;
+        }
+        tracing::info!(public = %listeners.public_addr(), internal = %listeners.internal_addr(), cell = %common.cell_id, "{service} listening");
+        Ok(Self {
+            listeners,
+            public,
+            internal,
+            readiness,
+        })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.listeners.public_addr()
+    }
+
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.listeners.internal_addr()
+    }
+
+    /// Serves until `shutdown` resolves (see [`Listeners::serve`]).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.listeners
+            .serve(self.public, self.internal, self.readiness, shutdown)
+            .await
+    }
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -26,3 +26,35 @@ pub fn bin_dir() -> std::path::PathBuf {
         .expect("test binary lives in target/<profile>/deps")
         .to_owned()
 }
+
+/// Resident set size of `pid` in KiB (`VmRSS` in `/proc/<pid>/status`; 0 if it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The schemathesis CLI: `MRBILL_SCHEMATHESIS` (set by `./x test`, which installs it into a
+/// venv), else `st` on the `PATH`.
+pub fn schemathesis() -> String {
+    if let Ok(st) = std::env::var("MRBILL_SCHEMATHESIS") {
+        return st;
+    }
+    let on_path = std::process::Command::new("st")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        on_path,
+        "schemathesis not found: run ./x test (it installs it) or set MRBILL_SCHEMATHESIS"
+    );
+    "st".into()
+}

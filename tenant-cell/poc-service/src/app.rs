@@ -5,14 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use service_kit::auth::ServiceToken;
-use service_kit::cell::CellGuard;
-use service_kit::http::{HttpConfig, Readiness};
+use service_kit::http::Readiness;
 use service_kit::jwt::{TokenSigner, TokenVerifier, public_pem_from_private};
-use service_kit::serve::Listeners;
+use service_kit::serve::Bound;
 use sqlx::PgPool;
 
 use crate::config::{Config, SearchConfig};
@@ -25,10 +23,7 @@ use crate::{MIGRATOR, openapi, routes};
 /// A built, bound, not yet serving poc-service.
 #[derive(Debug)]
 pub struct App {
-    listeners: Listeners,
-    public: Router,
-    internal: Router,
-    readiness: Readiness,
+    bound: Bound,
     pool: PgPool,
     stop_indexer: tokio::sync::watch::Sender<bool>,
 }
@@ -85,39 +80,28 @@ impl App {
         }));
 
         let api = routes::public(state.clone()).route("/openapi.json", get(serve_openapi));
-        let http = HttpConfig {
-            body_limit: common.body_limit,
-            guard: CellGuard::new(&common.cell_id, &common.trusted_proxies),
-            readiness: readiness.clone(),
-        };
-        let public = service_kit::http::public_router(api, http);
-        let internal = service_kit::http::internal_router(
+        let bound = Bound::bind(
+            "poc-service",
+            &common,
+            api,
             routes::internal(state),
             service_token,
-            common.body_limit,
-        );
-
-        let listeners = Listeners::bind(common.http_addr, common.internal_addr).await?;
-        if let Some(path) = &common.ready_file {
-            listeners.write_ready_file(path)?;
-        }
-        tracing::info!(public = %listeners.public_addr(), internal = %listeners.internal_addr(), cell = %common.cell_id, "poc-service listening");
-        Ok(Self {
-            listeners,
-            public,
-            internal,
             readiness,
+        )
+        .await?;
+        Ok(Self {
+            bound,
             pool,
             stop_indexer,
         })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
-        self.listeners.public_addr()
+        self.bound.public_addr()
     }
 
     pub fn internal_addr(&self) -> SocketAddr {
-        self.listeners.internal_addr()
+        self.bound.internal_addr()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -130,10 +114,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let pool = self.pool.clone();
-        let served = self
-            .listeners
-            .serve(self.public, self.internal, self.readiness, shutdown)
-            .await;
+        let served = self.bound.serve(shutdown).await;
         let _ = self.stop_indexer.send(true);
         served?;
         pool.close().await;

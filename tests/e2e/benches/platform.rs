@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use e2e_tests::platform::{Platform, cell_services, processes_with};
+use test_support::rss_kib;
 
 fn main() {
     let runs: usize = std::env::var("ONBOARD_RUNS")
@@ -90,19 +91,4 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-/// Resident set size of `pid` in KiB (`VmRSS` in /proc/<pid>/status).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
 }

@@ -7,24 +7,9 @@ use std::process::Command;
 use e2e_tests::PocProcess;
 use serde_json::json;
 
-fn schemathesis() -> String {
-    if let Ok(st) = std::env::var("MRBILL_SCHEMATHESIS") {
-        return st;
-    }
-    let on_path = Command::new("st")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        on_path,
-        "schemathesis not found: run ./x test (it installs it) or set MRBILL_SCHEMATHESIS"
-    );
-    "st".into()
-}
-
 #[tokio::test]
 async fn schemathesis_finds_no_server_errors_or_schema_violations() {
-    let st = schemathesis();
+    let st = test_support::schemathesis();
     let poc = PocProcess::start(&[]).await;
     let tokens = poc.admin("boss@acme.test").await;
     let token = tokens["access_token"].as_str().expect("token").to_owned();

@@ -9,24 +9,9 @@ use serde_json::json;
 
 use crate::harness::Cell;
 
-fn schemathesis() -> String {
-    if let Ok(st) = std::env::var("MRBILL_SCHEMATHESIS") {
-        return st;
-    }
-    let on_path = Command::new("st")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        on_path,
-        "schemathesis not found: run ./x test (it installs it) or set MRBILL_SCHEMATHESIS"
-    );
-    "st".into()
-}
-
 #[tokio::test]
 async fn schemathesis_finds_no_server_errors_or_schema_violations() {
-    let st = schemathesis();
+    let st = test_support::schemathesis();
     let cell = Cell::start().await;
     let admin = cell.admin().await;
     let dojo = cell.create_dojo(&admin, json!({ "name": "Fuzzed" })).await;
