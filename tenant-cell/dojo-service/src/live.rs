@@ -162,16 +162,23 @@ async fn session(
                 next = outbound.recv() => next,
             };
             let result = match next {
-                Some(Outbound::Binary(bytes)) => {
-                    // Whatever else is already queued goes out in the same write.
-                    let mut result = sink.feed(Message::Binary(bytes)).await;
-                    let mut queued = 0;
-                    while result.is_ok() && queued < 64 {
-                        match outbound.try_recv() {
-                            Ok(Outbound::Binary(more)) => {
-                                result = sink.feed(Message::Binary(more)).await;
-                                queued += 1;
+                Some(Outbound::Frames(frames)) => {
+                    // This hand-over, and whatever else is already queued, in one write.
+                    let mut result = Ok(());
+                    let mut pending = Some(frames);
+                    let mut handed = 0;
+                    while let Some(frames) = pending.take() {
+                        for frame in frames {
+                            if result.is_ok() {
+                                result = sink.feed(Message::Binary(frame)).await;
                             }
+                        }
+                        handed += 1;
+                        if result.is_err() || handed >= 64 {
+                            break;
+                        }
+                        match outbound.try_recv() {
+                            Ok(Outbound::Frames(more)) => pending = Some(more),
                             Ok(Outbound::Close(code, reason)) => {
                                 let _ = sink
                                     .send(Message::Close(Some(CloseFrame {
@@ -181,7 +188,7 @@ async fn session(
                                     .await;
                                 return;
                             }
-                            Err(_) => break,
+                            Err(_) => {}
                         }
                     }
                     match result {

@@ -39,7 +39,8 @@ use crate::store;
 /// What a socket hears from its room.
 #[derive(Debug)]
 pub enum Outbound {
-    Binary(Bytes),
+    /// Binary frames, in order.
+    Frames(Vec<Bytes>),
     Close(u16, &'static str),
 }
 
@@ -520,34 +521,38 @@ impl RoomState {
     }
 
     fn send(&mut self, outgoing: Vec<(To, Bytes)>) {
-        let mut slow = Vec::new();
+        // Each socket gets its share of the batch in one hand-over (one wake-up of its writer),
+        // in the batch's order.
+        let mut per_peer: HashMap<u64, Vec<Bytes>> = HashMap::new();
         for (to, bytes) in outgoing {
-            let mut deliver = |id: u64, peer: &PeerConn| {
-                if peer.out.try_send(Outbound::Binary(bytes.clone())).is_err() {
-                    slow.push(id);
-                }
-            };
+            let mut add = |id: u64| per_peer.entry(id).or_default().push(bytes.clone());
             match to {
                 To::All { below } => self
                     .peers
-                    .iter()
-                    .filter(|(id, _)| **id < below)
-                    .for_each(|(id, p)| deliver(*id, p)),
+                    .keys()
+                    .filter(|id| **id < below)
+                    .for_each(|id| add(*id)),
                 To::AllBut { but, below } => self
                     .peers
-                    .iter()
-                    .filter(|(id, _)| **id != but && **id < below)
-                    .for_each(|(id, p)| deliver(*id, p)),
+                    .keys()
+                    .filter(|id| **id != but && **id < below)
+                    .for_each(|id| add(*id)),
                 To::One(one) => {
-                    if let Some(p) = self.peers.get(&one) {
-                        deliver(one, p);
+                    if self.peers.contains_key(&one) {
+                        add(one);
                     }
                 }
             }
         }
+        let mut slow = Vec::new();
+        for (id, frames) in per_peer {
+            if let Some(peer) = self.peers.get(&id)
+                && peer.out.try_send(Outbound::Frames(frames)).is_err()
+            {
+                slow.push(id);
+            }
+        }
         // A receiver that cannot keep up is disconnected; it resyncs when it reconnects.
-        slow.sort_unstable();
-        slow.dedup();
         for id in slow {
             if let Some(conn) = self.peers.remove(&id) {
                 metrics::counter!("dojo_slow_consumers_total").increment(1);
