@@ -293,6 +293,9 @@ async fn watch(ctx: &Ctx, cell: &CellRow) -> anyhow::Result<()> {
     if phase == Phase::Suspended {
         return Ok(());
     }
+    ctx.driver
+        .add_missing_services(&cell.cell_id, &cell.tenant)
+        .await?;
     let urls = service_urls(&state);
     let mut status = cell.status.0.clone();
     let serving = urls.poc.is_some();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::platform::{Platform, cell_services, kill};
+use e2e_tests::platform::{Platform, cell_services, kill, pid_alive, wait_until};
 use serde_json::json;
 use test_support::live::Live;
 
@@ -78,4 +78,64 @@ async fn a_dojo_session_through_the_router_survives_a_kill_9_of_the_service() {
     back.until("its own edit", |l| l.code().starts_with("after restart\n"))
         .await;
     assert_eq!(back.code(), format!("after restart\n{acknowledged}"));
+}
+
+/// A cell created before dojo-service existed (made so here: dojo taken out of its `cell.json`
+/// while control plane and supervisor are down) is given the service by the control plane —
+/// database, ports, a supervisor reload — and the router serves it.
+#[tokio::test]
+// The restarted control plane runs on until the platform's `mrbill down` stops it.
+#[allow(clippy::zombie_processes)]
+async fn a_cell_made_before_a_service_existed_gets_it_added() {
+    let platform = Platform::up();
+    let acme = platform.create_tenant("acme");
+    let token = platform.admin_token(&acme).await;
+    let cell = acme["cell"]["cell_id"]
+        .as_str()
+        .expect("cell id")
+        .to_owned();
+    let dir = platform.cell_dir(&cell);
+
+    let cp = platform.control_plane_pid().expect("control plane");
+    kill(cp, "TERM");
+    wait_until(Duration::from_secs(30), "the control plane to stop", || {
+        !pid_alive(cp)
+    });
+    let config_path = dir.join("cell.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).expect("cell.json")).expect("json");
+    config["services"]
+        .as_array_mut()
+        .expect("services")
+        .retain(|s| s["name"] != "dojo");
+    std::fs::write(&config_path, config.to_string()).expect("write cell.json");
+    let supervisor: u32 = std::fs::read_to_string(dir.join("supervisor.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    kill(supervisor, "TERM");
+    wait_until(Duration::from_secs(30), "the supervisor to stop", || {
+        !pid_alive(supervisor) && cell_services(&cell).is_empty()
+    });
+
+    // The control plane restarts the supervisor (poc only), then adds dojo.
+    let _cp = platform.start_control_plane(&["serve"]);
+    let api = platform.api("acme").with_token(&token);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if api.get("/v1/dojos").await.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "dojo-service was never added");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        cell_services(&cell).len(),
+        2,
+        "poc-service and dojo-service"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).expect("cell.json")).expect("json");
+    assert_eq!(config["services"].as_array().map(Vec::len), Some(2));
 }

@@ -211,6 +211,37 @@ impl LocalDriver {
         Ok(())
     }
 
+    /// Gives a running cell the services it lacks (it was created before they existed): their
+    /// secrets, roles and databases, ports in `cell.json`; the supervisor starts them on its
+    /// next round. `false` when nothing was missing (the common, cheap case).
+    pub async fn add_missing_services(&self, cell_id: &str, tenant: &str) -> anyhow::Result<bool> {
+        let dir = self.cell_dir(cell_id);
+        let mut config: CellConfig = read_json(&dir.config())?;
+        let missing: Vec<&str> = SERVICES
+            .iter()
+            .copied()
+            .filter(|svc| !config.services.iter().any(|s| s.name == *svc))
+            .collect();
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        tracing::info!(cell = %cell_id, services = ?missing, "adding services the cell lacks");
+        self.prepare(cell_id, tenant).await?;
+        self.ensure_databases(cell_id).await?;
+        for name in missing {
+            config.services.push(ServiceConfig {
+                name: name.to_owned(),
+                public_port: pg_cluster::free_port()?,
+                internal_port: pg_cluster::free_port()?,
+            });
+        }
+        write_json(&dir.config(), &config)?;
+        if let Some(pid) = cell_model::local::live_pid(&dir.pid_file()) {
+            signal(pid, Signal::HUP);
+        }
+        Ok(true)
+    }
+
     /// `admin` step: the tenant's first admin as a one-time invite (kept 0600 in the cell's
     /// secrets for the CLI to print).
     pub async fn bootstrap_admin(&self, cell_id: &str, email: &str) -> anyhow::Result<()> {

@@ -90,6 +90,7 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
         })
         .collect();
     let mut last_pg_check = Instant::now();
+    let mut reload = false;
     loop {
         let desired = read_desired(&dir);
         state.desired = Some(desired);
@@ -101,6 +102,26 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
                 let _ = start_postgres(&mut cluster).await;
             }
             state.postgres_running = cluster.is_running();
+        }
+        // On SIGHUP the control plane may have added services to the cell (see
+        // `LocalDriver::add_missing_services`); ports of known ones stay as this process set them.
+        if std::mem::take(&mut reload)
+            && let Ok(fresh) = read_json::<CellConfig>(&dir.config())
+        {
+            for svc in fresh.services {
+                if !slots.contains_key(&svc.name) {
+                    tracing::info!(service = %svc.name, "service added to the cell");
+                    slots.insert(
+                        svc.name.clone(),
+                        Slot {
+                            running: None,
+                            next_start: Instant::now(),
+                            failures: 0,
+                        },
+                    );
+                    config.services.push(svc);
+                }
+            }
         }
         for svc in config.services.clone() {
             let slot = slots.get_mut(&svc.name).expect("a slot per service");
@@ -184,7 +205,7 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
         write_state_if_changed(&dir, &state)?;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = hup.recv() => {}
+            _ = hup.recv() => reload = true,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
