@@ -97,6 +97,19 @@ impl Live {
         self.send(Message::Sync(SyncMessage::Update(update))).await;
     }
 
+    /// Deletes `len` characters at `at` locally and sends the update.
+    pub async fn delete(&mut self, at: u32, len: u32) {
+        let update = {
+            let code = self.doc.get_or_insert_text(CODE_TEXT);
+            let before = self.doc.transact().state_vector();
+            let mut txn = self.doc.transact_mut();
+            code.remove_range(&mut txn, at, len);
+            drop(txn);
+            self.doc.transact().encode_state_as_update_v1(&before)
+        };
+        self.send(Message::Sync(SyncMessage::Update(update))).await;
+    }
+
     pub fn code(&self) -> String {
         let code = self.doc.get_or_insert_text(CODE_TEXT);
         code.get_string(&self.doc.transact())

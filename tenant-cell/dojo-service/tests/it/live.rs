@@ -38,6 +38,15 @@ async fn concurrent_editors_converge_and_a_late_joiner_syncs() {
     })
     .await;
     assert_eq!(a.code(), b.code(), "both replicas hold the same text");
+    // Deletions travel too.
+    a.delete(0, 30).await;
+    a.until("a's deletion", |l| l.code().len() == 40 * 3 + 10 * 2 - 30)
+        .await;
+    b.until("b to see the deletion", |l| {
+        l.code().len() == 40 * 3 + 10 * 2 - 30
+    })
+    .await;
+    assert_eq!(a.code(), b.code());
     let expected = a.code();
 
     let mut late = cell.connect(&dojo, &ada, "").await;
