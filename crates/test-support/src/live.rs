@@ -27,6 +27,8 @@ pub struct Received {
     pub signals: Vec<Value>,
     pub room: Vec<Value>,
     pub acks: Vec<Value>,
+    /// Awareness messages received.
+    pub awareness: usize,
     pub closed: Option<(u16, String)>,
 }
 
@@ -95,6 +97,22 @@ impl Live {
             self.doc.transact().encode_state_as_update_v1(&before)
         };
         self.send(Message::Sync(SyncMessage::Update(update))).await;
+    }
+
+    /// Publishes this client's awareness state (presence, cursor) as JSON.
+    pub async fn set_presence(&mut self, state: &Value) {
+        let update = yrs::sync::AwarenessUpdate {
+            clients: [(
+                self.doc.client_id(),
+                yrs::sync::awareness::AwarenessUpdateEntry {
+                    clock: 1,
+                    json: state.to_string().into(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        self.send(Message::Awareness(update)).await;
     }
 
     /// Deletes `len` characters at `at` locally and sends the update.
@@ -205,6 +223,7 @@ impl Live {
                         _ => self.got.acks.push(value),
                     }
                 }
+                Message::Awareness(_) => self.got.awareness += 1,
                 _ => {}
             }
         }

@@ -733,7 +733,10 @@ impl RoomState {
                             conn.clients.remove(gone);
                         }
                     }
-                    batch.outgoing.push((self.others(peer), raw));
+                    // To everyone, the sender included, as the reference y-websocket server
+                    // does: a lone client's own renewals (every 15 s) are what keep it from
+                    // timing out and reconnecting (y-websocket gives up after 30 s of silence).
+                    batch.outgoing.push((self.everyone(), raw));
                 }
                 Message::AwarenessQuery => {
                     if let Ok(update) = self.awareness.update() {

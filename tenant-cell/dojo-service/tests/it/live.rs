@@ -540,3 +540,34 @@ async fn random_frames_never_crash_the_service_or_disturb_others() {
         assert!(metrics.contains(name), "/metrics has {name}");
     }
 }
+
+#[tokio::test]
+async fn awareness_reaches_everyone_including_a_lone_sender() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut alone = cell.connect(&dojo, &admin, "").await;
+    alone.settled(0).await;
+    // y-websocket clients reconnect after 30 s without any message; their own presence
+    // renewals coming back is what keeps a lone client connected.
+    let before = alone.got.awareness;
+    alone
+        .set_presence(&json!({ "user": { "name": "admin" }, "cursor": 3 }))
+        .await;
+    alone
+        .until("its own presence back", |l| l.got.awareness > before)
+        .await;
+    let mut other = cell.connect(&dojo, &ada, "").await;
+    other
+        .until("the first client's presence", |l| l.got.awareness > 0)
+        .await;
+    // When the first client leaves, its presence is removed for the others.
+    let seen = other.got.awareness;
+    drop(alone);
+    other
+        .until("the departure", |l| {
+            l.got.awareness > seen && l.got.room.iter().any(|e| e["type"] == "left")
+        })
+        .await;
+}
