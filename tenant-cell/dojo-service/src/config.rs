@@ -28,6 +28,9 @@ pub struct LiveLimits {
     pub recheck_every: Duration,
     /// How long poc-service's answer about a user is trusted; at most 30 s.
     pub revocation_cache: Duration,
+    /// Sockets are pinged this often; one that sends nothing back for 2.5 intervals is
+    /// closed (1001), so vanished clients stop holding room places.
+    pub ping_every: Duration,
 }
 
 impl Default for LiveLimits {
@@ -41,6 +44,7 @@ impl Default for LiveLimits {
             idle_unload: Duration::from_secs(30),
             recheck_every: Duration::from_secs(30),
             revocation_cache: Duration::from_secs(30),
+            ping_every: Duration::from_secs(30),
         }
     }
 }
@@ -92,6 +96,8 @@ impl Config {
                     .min(Duration::from_secs(30)),
                 revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", d.revocation_cache)?
                     .min(Duration::from_secs(30)),
+                ping_every: secs("MRBILL_DOJO_PING_SECS", d.ping_every)?
+                    .max(Duration::from_secs(1)),
             },
         })
     }

@@ -179,6 +179,7 @@ async fn session(
                         }
                         match outbound.try_recv() {
                             Ok(Outbound::Frames(more)) => pending = Some(more),
+                            Ok(Outbound::Ping) => {}
                             Ok(Outbound::Close(code, reason)) => {
                                 let _ = sink
                                     .send(Message::Close(Some(CloseFrame {
@@ -196,6 +197,7 @@ async fn session(
                         Err(e) => Err(e),
                     }
                 }
+                Some(Outbound::Ping) => sink.send(Message::Ping(Default::default())).await,
                 Some(Outbound::Close(code, reason)) => {
                     let _ = sink
                         .send(Message::Close(Some(CloseFrame {
@@ -226,12 +228,19 @@ async fn session(
         );
     let mut recheck = tokio::time::interval(limits.recheck_every);
     recheck.tick().await;
+    let mut ping = tokio::time::interval(limits.ping_every);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
     let stop = |code, reason| {
         let _ = local.try_send(Outbound::Close(code, reason));
     };
     loop {
         tokio::select! {
-            message = stream.next() => match message {
+            message = stream.next() => match message.inspect(|m| {
+                if m.is_ok() {
+                    last_heard = Instant::now();
+                }
+            }) {
                 Some(Ok(Message::Binary(data))) => {
                     let now = Instant::now();
                     tokens = (tokens + now.duration_since(refilled).as_secs_f64() * limits.messages_per_sec)
@@ -264,6 +273,13 @@ async fn session(
             () = tokio::time::sleep_until(expires) => {
                 stop(close::UNAUTHENTICATED, "token expired");
                 break;
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > limits.ping_every * 5 / 2 {
+                    stop(1001, "no response to pings");
+                    break;
+                }
+                let _ = local.try_send(Outbound::Ping);
             }
             _ = recheck.tick() => {
                 if let Err(Revoked::Revoked) = state.revocation.check(&claims).await {

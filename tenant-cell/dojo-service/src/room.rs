@@ -42,6 +42,8 @@ pub enum Outbound {
     /// Binary frames, in order.
     Frames(Vec<Bytes>),
     Close(u16, &'static str),
+    /// A WebSocket ping (the socket's own liveness check; rooms never send it).
+    Ping,
 }
 
 /// Why a socket may not enter.

@@ -571,3 +571,25 @@ async fn awareness_reaches_everyone_including_a_lone_sender() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_dropped_and_live_ones_stay() {
+    let cell = Cell::start_with(|c| c.live.ping_every = Duration::from_millis(200)).await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut watcher = cell.connect(&dojo, &admin, "").await;
+    watcher.settled(0).await;
+    // Connected, then never reads again: it cannot answer pings (a vanished phone, say).
+    let _silent = cell.connect(&dojo, &ada, "").await;
+    watcher
+        .until("the silent peer to be dropped", |l| {
+            l.got.room.iter().any(|e| e["type"] == "left")
+        })
+        .await;
+    watcher.pump(Duration::from_millis(800)).await;
+    assert!(
+        watcher.got.closed.is_none(),
+        "a client that reads answers pings and stays"
+    );
+}
