@@ -44,7 +44,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// The schemathesis CLI: `MRBILL_SCHEMATHESIS` (set by `./x test`, which installs it into a
 /// venv), else `st` on the `PATH`.
-pub fn schemathesis() -> String {
+fn schemathesis() -> String {
     if let Ok(st) = std::env::var("MRBILL_SCHEMATHESIS") {
         return st;
     }
@@ -57,4 +57,36 @@ pub fn schemathesis() -> String {
         "schemathesis not found: run ./x test (it installs it) or set MRBILL_SCHEMATHESIS"
     );
     "st".into()
+}
+
+/// Runs schemathesis (all checks) against `{base}/openapi.json` as the bearer of `token`, with
+/// settings from `config` and any `extra` CLI arguments; its example database and caches go to
+/// `workdir`. Prints the report and fails the test on any finding. Blocking.
+pub fn assert_schemathesis_clean(
+    workdir: &std::path::Path,
+    config: &std::path::Path,
+    base: &str,
+    token: &str,
+    extra: &[&str],
+) {
+    let output = std::process::Command::new(schemathesis())
+        .current_dir(workdir)
+        .arg("--config-file")
+        .arg(config)
+        .args(["run", &format!("{base}/openapi.json")])
+        .args(["--url", base])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(extra)
+        .output()
+        .expect("run schemathesis");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
 }

@@ -116,16 +116,7 @@ impl Cell {
             .await
             .expect("bootstrap")
             .invite_token;
-        let body = self
-            .poc
-            .post(
-                "/v1/auth/register",
-                &json!({ "email": email, "password": PASSWORD, "invite_token": invite }),
-            )
-            .await
-            .assert_status(201)
-            .clone();
-        self.user(&body)
+        self.register(email, &invite).await
     }
 
     /// A member invited by `admin`.
@@ -139,7 +130,12 @@ impl Cell {
             .as_str()
             .expect("invite token")
             .to_owned();
-        let body = self
+        self.register(email, &invite).await
+    }
+
+    /// Registers `email` with an invite and signs in as them.
+    async fn register(&self, email: &str, invite: &str) -> User {
+        let tokens = self
             .poc
             .post(
                 "/v1/auth/register",
@@ -148,10 +144,6 @@ impl Cell {
             .await
             .assert_status(201)
             .clone();
-        self.user(&body)
-    }
-
-    fn user(&self, tokens: &Value) -> User {
         let token = tokens["access_token"].as_str().expect("token").to_owned();
         User {
             id: tokens["user"]["id"].as_str().expect("id").to_owned(),
