@@ -136,7 +136,12 @@ async fn editor(
                 let update = {
                     let before = doc.transact().state_vector();
                     let mut txn = doc.transact_mut();
-                    code.insert(&mut txn, 0, &format!("{n};"));
+                    // Typing on at the end of what this editor typed (its cursor): the pattern
+                    // of real editing. Inserting at 0 in a document that never receives the
+                    // others' text would make every update conflict with every other editor's
+                    // (an adversarial CRDT case that synced clients never produce).
+                    let end = code.len(&txn);
+                    code.insert(&mut txn, end, &format!("{n};"));
                     drop(txn);
                     doc.transact().encode_state_as_update_v1(&before)
                 };

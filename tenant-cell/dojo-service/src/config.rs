@@ -31,6 +31,11 @@ pub struct LiveLimits {
     /// Sockets are pinged this often; one that sends nothing back for 2.5 intervals is
     /// closed (1001), so vanished clients stop holding room places.
     pub ping_every: Duration,
+    /// Rooms with at least `coalesce_from` sockets gather frames for up to `coalesce` after the
+    /// first of a batch, so each socket gets several updates per write: a large room's cost is
+    /// one write per socket per batch, whatever the batch holds. Smaller rooms never wait.
+    pub coalesce: Duration,
+    pub coalesce_from: usize,
 }
 
 impl Default for LiveLimits {
@@ -45,6 +50,8 @@ impl Default for LiveLimits {
             recheck_every: Duration::from_secs(30),
             revocation_cache: Duration::from_secs(30),
             ping_every: Duration::from_secs(30),
+            coalesce: Duration::from_millis(2),
+            coalesce_from: 64,
         }
     }
 }
@@ -98,6 +105,10 @@ impl Config {
                     .min(Duration::from_secs(30)),
                 ping_every: secs("MRBILL_DOJO_PING_SECS", d.ping_every)?
                     .max(Duration::from_secs(1)),
+                coalesce: optional::<u64>("MRBILL_DOJO_COALESCE_MS")?
+                    .map_or(d.coalesce, Duration::from_millis)
+                    .min(Duration::from_millis(20)),
+                coalesce_from: optional("MRBILL_DOJO_COALESCE_FROM")?.unwrap_or(d.coalesce_from),
             },
         })
     }

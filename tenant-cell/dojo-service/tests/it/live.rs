@@ -15,7 +15,23 @@ fn id(dojo: &serde_json::Value) -> String {
 
 #[tokio::test]
 async fn concurrent_editors_converge_and_a_late_joiner_syncs() {
-    let cell = Cell::start().await;
+    converge(Cell::start().await).await;
+}
+
+/// Large rooms gather a batch's frames for a moment (`coalesce`); nothing is lost or reordered.
+#[tokio::test]
+async fn a_coalescing_room_converges_too() {
+    converge(
+        Cell::start_with(|c| {
+            c.live.coalesce_from = 1;
+            c.live.coalesce = std::time::Duration::from_millis(15);
+        })
+        .await,
+    )
+    .await;
+}
+
+async fn converge(cell: Cell) {
     let admin = cell.admin().await;
     let ada = cell.member(&admin, "ada@acme.test").await;
     let dojo = id(&cell
