@@ -147,7 +147,7 @@ impl Targets {
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones only the router may set.
-static DROPPED: [HeaderName; 9] = [
+static DROPPED: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -156,6 +156,7 @@ static DROPPED: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-prefix"),
     HeaderName::from_static(CELL_ID_HEADER),
 ];
 
@@ -219,7 +220,7 @@ async fn forward(
     client_ip: &HeaderValue,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ApiError> {
-    let (target, uri) = destination(&worker.state, &req).await?;
+    let (target, uri, prefix) = destination(&worker.state, &req).await?;
     let (mut parts, body) = req.into_parts();
     parts.uri = uri;
     // A WebSocket handshake keeps its `Connection: upgrade` / `Upgrade: websocket` headers;
@@ -248,6 +249,11 @@ async fn forward(
         HeaderName::from_static("x-forwarded-for"),
         client_ip.clone(),
     );
+    if let Some(prefix) = prefix {
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
+    }
     match worker
         .client
         .request(Request::from_parts(parts, body))
@@ -294,7 +300,7 @@ pub(crate) fn forwarded_for(peer: SocketAddr) -> HeaderValue {
 async fn destination(
     state: &AppState,
     req: &Request<Incoming>,
-) -> Result<(Arc<Target>, Uri), ApiError> {
+) -> Result<(Arc<Target>, Uri, Option<HeaderValue>), ApiError> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -340,7 +346,13 @@ async fn destination(
         )
     })?;
     let uri = upstream.uri(upstream_path, req.uri().query())?;
-    Ok((target, uri))
+    // Path form (`/t/<slug>/…`): the cell learns the prefix its links need
+    // (`X-Forwarded-Prefix: /t/<slug>`); the host form needs none.
+    let path = req.uri().path();
+    let prefix = (rest.len() < path.len())
+        .then(|| HeaderValue::from_str(&path[..path.len() - rest.len()]).ok())
+        .flatten();
+    Ok((target, uri, prefix))
 }
 
 #[cfg(test)]

@@ -23,6 +23,23 @@ pub fn integral_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::E
     }
 }
 
+/// An `i32` that also accepts integral floats (`2025.0`), as JSON producers may send.
+pub fn integral_i32<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(v) = n.as_i64() {
+        return i32::try_from(v)
+            .map_err(|_| serde::de::Error::custom(format!("{v} is out of range")));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&f) => {
+            Ok(f as i32)
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "expected an integer, got {n}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[derive(serde::Deserialize)]

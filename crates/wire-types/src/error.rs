@@ -35,6 +35,10 @@ pub enum ErrorCode {
     InvalidInvite,
     /// The tenant is suspended (403).
     TenantSuspended,
+    /// A download link's signature does not match (403).
+    InvalidLink,
+    /// A download link is past its expiry; ask for the job again for a fresh one (403).
+    LinkExpired,
     /// Nothing here, or not visible to the caller (404).
     NotFound,
     /// The router knows no tenant by that name or email domain (404).
@@ -79,6 +83,8 @@ impl ErrorCode {
             ErrorCode::RegistrationClosed => "registration_closed",
             ErrorCode::InvalidInvite => "invalid_invite",
             ErrorCode::TenantSuspended => "tenant_suspended",
+            ErrorCode::InvalidLink => "invalid_link",
+            ErrorCode::LinkExpired => "link_expired",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TenantNotFound => "tenant_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -106,7 +112,9 @@ impl ErrorCode {
             | ErrorCode::AccountDisabled
             | ErrorCode::RegistrationClosed
             | ErrorCode::InvalidInvite
-            | ErrorCode::TenantSuspended => 403,
+            | ErrorCode::TenantSuspended
+            | ErrorCode::InvalidLink
+            | ErrorCode::LinkExpired => 403,
             ErrorCode::NotFound | ErrorCode::TenantNotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict

@@ -10,6 +10,7 @@ mod de;
 pub mod dojos;
 mod error;
 mod ids;
+pub mod media;
 pub mod pocs;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};

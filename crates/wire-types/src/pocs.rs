@@ -3,7 +3,37 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{PocId, UserId};
+use crate::{FieldError, PocId, UserId};
+
+/// Longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 32;
+
+/// Tags are lower-case kebab-case: `Machine Learning` → `machine-learning`.
+pub fn normalise_tag(field: &str, raw: &str) -> Result<String, FieldError> {
+    let words: Vec<String> = raw.split_whitespace().map(str::to_lowercase).collect();
+    let value = words.join("-");
+    if value.is_empty() {
+        return Err(FieldError::new(field, "required", "tags must not be empty"));
+    }
+    if value.chars().count() > MAX_TAG_CHARS {
+        return Err(FieldError::new(
+            field,
+            "too_long",
+            format!("tags must have at most {MAX_TAG_CHARS} characters"),
+        ));
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_alphanumeric() || "-+#.".contains(c))
+    {
+        return Err(FieldError::new(
+            field,
+            "invalid_characters",
+            "tags may contain letters, digits and - + # .",
+        ));
+    }
+    Ok(value)
+}
 
 /// Who may see a PoC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

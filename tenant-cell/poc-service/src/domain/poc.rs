@@ -7,7 +7,7 @@ pub const MAX_NAME_CHARS: usize = 120;
 pub const MAX_DESCRIPTION_CHARS: usize = 5_000;
 pub const MAX_LANGUAGE_CHARS: usize = 32;
 pub const MAX_TAGS: usize = 20;
-pub const MAX_TAG_CHARS: usize = 32;
+pub use wire_types::pocs::{MAX_TAG_CHARS, normalise_tag};
 pub const MAX_FRAMEWORKS: usize = 20;
 pub const MAX_FRAMEWORK_CHARS: usize = 40;
 
@@ -120,33 +120,6 @@ pub fn normalise_language(field: &str, raw: &str) -> Result<String, FieldError> 
             field,
             "invalid_characters",
             "language may contain letters, digits, spaces and + # . -",
-        ));
-    }
-    Ok(value)
-}
-
-/// Tags are lower-case kebab-case: `Machine Learning` → `machine-learning`.
-pub fn normalise_tag(field: &str, raw: &str) -> Result<String, FieldError> {
-    let words: Vec<String> = raw.split_whitespace().map(str::to_lowercase).collect();
-    let value = words.join("-");
-    if value.is_empty() {
-        return Err(FieldError::new(field, "required", "tags must not be empty"));
-    }
-    if value.chars().count() > MAX_TAG_CHARS {
-        return Err(FieldError::new(
-            field,
-            "too_long",
-            format!("tags must have at most {MAX_TAG_CHARS} characters"),
-        ));
-    }
-    if !value
-        .chars()
-        .all(|c| c.is_alphanumeric() || "-+#.".contains(c))
-    {
-        return Err(FieldError::new(
-            field,
-            "invalid_characters",
-            "tags may contain letters, digits and - + # .",
         ));
     }
     Ok(value)

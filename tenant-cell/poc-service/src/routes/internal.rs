@@ -68,6 +68,8 @@ pub struct ReportParams {
     pub tags: Option<String>,
     /// Comma-separated; PoCs carrying any of them are left out.
     pub exclude_tags: Option<String>,
+    /// Only PoCs this user owns (still within what `visible_to` may see).
+    pub owner: Option<Uuid>,
     /// From a previous page's `next_cursor` (`/internal/v1/pocs` only).
     pub cursor: Option<String>,
     /// Page size, 1–1000 (default 200; `/internal/v1/pocs` only).
@@ -147,6 +149,7 @@ async fn filter(state: &AppState, p: &ReportParams) -> Result<ReportFilter, ApiE
         to,
         tags,
         exclude_tags,
+        owner: p.owner,
     })
 }
 

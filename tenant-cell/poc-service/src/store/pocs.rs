@@ -197,15 +197,18 @@ pub struct ReportFilter {
     pub tags: Vec<String>,
     /// None of these tags.
     pub exclude_tags: Vec<String>,
+    /// Only this user's PoCs.
+    pub owner: Option<Uuid>,
 }
 
-/// `WHERE` clause over `pocs` using binds `$1..=$5` in [`bind_filter`] order.
+/// `WHERE` clause over `pocs` using binds `$1..=$6` in [`bind_filter`] order.
 const FILTER: &str = "deleted_at IS NULL
     AND ($1::uuid IS NULL OR visibility = 'tenant' OR owner_id = $1)
     AND ($2::timestamptz IS NULL OR created_at >= $2)
     AND ($3::timestamptz IS NULL OR created_at < $3)
     AND tags @> $4::text[]
-    AND NOT (tags && $5::text[])";
+    AND NOT (tags && $5::text[])
+    AND ($6::uuid IS NULL OR owner_id = $6)";
 
 fn bind_filter<'q, O>(
     q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
@@ -216,6 +219,7 @@ fn bind_filter<'q, O>(
         .bind(f.to)
         .bind(&f.tags)
         .bind(&f.exclude_tags)
+        .bind(f.owner)
 }
 
 /// A page of matching PoCs in `(created_at, id)` order, after the keyset position `after`.
@@ -227,8 +231,8 @@ pub async fn report_page(
 ) -> sqlx::Result<Vec<PocRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM pocs WHERE {FILTER}
-           AND ($6::timestamptz IS NULL OR (created_at, id) > ($6, $7))
-         ORDER BY created_at, id LIMIT $8"
+           AND ($7::timestamptz IS NULL OR (created_at, id) > ($7, $8))
+         ORDER BY created_at, id LIMIT $9"
     );
     bind_filter(sqlx::query_as(&sql), f)
         .bind(after.map(|a| a.0))

@@ -1,0 +1,203 @@
+//! media-service settings: the shared [`CommonConfig`], the cell's public key, poc-service's
+//! internal API, the URL-signing key, where artifacts go, and the job limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use service_kit::config::{CommonConfig, optional, required, secret_file};
+
+/// Where artifacts are stored.
+#[derive(Clone, Debug)]
+pub enum Storage {
+    /// A local directory (the default; per-tenant prefixes below it).
+    Dir(PathBuf),
+    /// An S3 bucket (credentials and region from the standard AWS environment; `endpoint` for
+    /// S3-compatible stores and tests).
+    S3 {
+        bucket: String,
+        endpoint: Option<String>,
+    },
+}
+
+/// Job queue limits.
+#[derive(Clone, Copy, Debug)]
+pub struct JobLimits {
+    /// Worker tasks in this process.
+    pub workers: usize,
+    /// Jobs processing at once across every replica of the cell (the tenant's share).
+    pub tenant_concurrency: u32,
+    /// Pending or processing jobs one user may have; more → 429.
+    pub user_active: u32,
+    /// Job requests one user may make per minute; more → 429.
+    pub user_per_minute: u32,
+    /// A claimed job is the worker's for this long; it renews it while working, so a worker
+    /// that died loses its jobs to others after at most this.
+    pub lease: Duration,
+    /// Attempts before a job fails for good.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, at most 5 minutes.
+    pub backoff: Duration,
+    /// How often idle workers look for due jobs (a new job wakes them at once).
+    pub poll: Duration,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            tenant_concurrency: 2,
+            user_active: 3,
+            user_per_minute: 10,
+            lease: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff: Duration::from_secs(2),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// How ffmpeg runs.
+#[derive(Clone, Debug)]
+pub struct Ffmpeg {
+    pub program: PathBuf,
+    /// Encoder threads per render.
+    pub threads: u32,
+    /// `nice` increment (0–19).
+    pub nice: u8,
+}
+
+impl Default for Ffmpeg {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("ffmpeg"),
+            threads: 2,
+            nice: 10,
+        }
+    }
+}
+
+/// Everything media-service needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `kid` and SPKI PEM of the cell's token-signing key (poc-service holds the private key).
+    pub jwt_kid: String,
+    pub jwt_public_key: String,
+    /// Shared secret of the cell's internal API.
+    pub service_token: SecretString,
+    /// poc-service's internal listener: PoC data and revocation checks.
+    pub poc_internal_url: String,
+    /// HMAC key of the download links.
+    pub url_key: SecretString,
+    /// How long a download link works.
+    pub link_ttl: Duration,
+    pub storage: Storage,
+    pub jobs: JobLimits,
+    pub ffmpeg: Ffmpeg,
+    /// PoCs one report or video may hold (a video of more would exceed any sensible length).
+    pub max_report_pocs: usize,
+    pub max_video_pocs: usize,
+    pub revocation_cache: Duration,
+}
+
+impl Config {
+    /// Reads `MRBILL_*` env vars: `MRBILL_JWT_KID`, `MRBILL_JWT_PUBLIC_KEY_FILE`,
+    /// `MRBILL_SERVICE_TOKEN_FILE`, `MRBILL_POC_INTERNAL_URL`, `MRBILL_MEDIA_URL_KEY_FILE`,
+    /// `MRBILL_MEDIA_DIR` or `MRBILL_MEDIA_S3_BUCKET` (+ `MRBILL_MEDIA_S3_ENDPOINT`), and the
+    /// `MRBILL_MEDIA_*` limits.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let common = CommonConfig::from_env()?;
+        let public_key = secret_file("MRBILL_JWT_PUBLIC_KEY_FILE")?
+            .ok_or_else(|| anyhow::anyhow!("MRBILL_JWT_PUBLIC_KEY_FILE must be set"))?;
+        let service_token = secret_file("MRBILL_SERVICE_TOKEN_FILE")?
+            .ok_or_else(|| anyhow::anyhow!("MRBILL_SERVICE_TOKEN_FILE must be set"))?;
+        let url_key = secret_file("MRBILL_MEDIA_URL_KEY_FILE")?
+            .ok_or_else(|| anyhow::anyhow!("MRBILL_MEDIA_URL_KEY_FILE must be set"))?;
+        let storage = match optional::<String>("MRBILL_MEDIA_S3_BUCKET")? {
+            Some(bucket) => Storage::S3 {
+                bucket,
+                endpoint: optional("MRBILL_MEDIA_S3_ENDPOINT")?,
+            },
+            None => Storage::Dir(optional::<PathBuf>("MRBILL_MEDIA_DIR")?.ok_or_else(|| {
+                anyhow::anyhow!("MRBILL_MEDIA_DIR or MRBILL_MEDIA_S3_BUCKET must be set")
+            })?),
+        };
+        let d = JobLimits::default();
+        let f = Ffmpeg::default();
+        let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            Ok(optional::<u64>(name)?.map_or(default, Duration::from_secs))
+        };
+        Ok(Self {
+            common,
+            jwt_kid: required("MRBILL_JWT_KID")?,
+            jwt_public_key: secrecy::ExposeSecret::expose_secret(&public_key).to_owned(),
+            service_token,
+            poc_internal_url: required("MRBILL_POC_INTERNAL_URL")?,
+            url_key,
+            link_ttl: secs("MRBILL_MEDIA_LINK_TTL_SECS", Duration::from_secs(900))?
+                .clamp(Duration::from_secs(10), Duration::from_secs(7 * 86400)),
+            storage,
+            jobs: JobLimits {
+                workers: optional("MRBILL_MEDIA_WORKERS")?.unwrap_or(d.workers),
+                tenant_concurrency: optional("MRBILL_MEDIA_TENANT_CONCURRENCY")?
+                    .unwrap_or(d.tenant_concurrency)
+                    .max(1),
+                user_active: optional("MRBILL_MEDIA_USER_ACTIVE_JOBS")?.unwrap_or(d.user_active),
+                user_per_minute: optional("MRBILL_MEDIA_USER_JOBS_PER_MINUTE")?
+                    .unwrap_or(d.user_per_minute),
+                lease: secs("MRBILL_MEDIA_LEASE_SECS", d.lease)?.max(Duration::from_secs(1)),
+                max_attempts: optional("MRBILL_MEDIA_MAX_ATTEMPTS")?
+                    .unwrap_or(d.max_attempts)
+                    .max(1),
+                backoff: optional::<u64>("MRBILL_MEDIA_BACKOFF_MS")?
+                    .map_or(d.backoff, Duration::from_millis),
+                poll: d.poll,
+            },
+            ffmpeg: Ffmpeg {
+                program: optional("MRBILL_FFMPEG")?.unwrap_or(f.program),
+                threads: optional("MRBILL_FFMPEG_THREADS")?
+                    .unwrap_or(f.threads)
+                    .max(1),
+                nice: optional::<u8>("MRBILL_FFMPEG_NICE")?
+                    .unwrap_or(f.nice)
+                    .min(19),
+            },
+            max_report_pocs: optional("MRBILL_MEDIA_MAX_REPORT_POCS")?.unwrap_or(20_000),
+            max_video_pocs: optional("MRBILL_MEDIA_MAX_VIDEO_POCS")?.unwrap_or(500),
+            revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", Duration::from_secs(30))?
+                .min(Duration::from_secs(30)),
+        })
+    }
+
+    /// A config for tests against a given key, poc-service and artifact directory.
+    pub fn for_tests(
+        common: CommonConfig,
+        jwt_kid: &str,
+        jwt_public_key: &str,
+        service_token: SecretString,
+        poc_internal_url: &str,
+        dir: PathBuf,
+    ) -> Self {
+        Self {
+            common,
+            jwt_kid: jwt_kid.to_owned(),
+            jwt_public_key: jwt_public_key.to_owned(),
+            service_token,
+            poc_internal_url: poc_internal_url.to_owned(),
+            url_key: SecretString::from("test-url-signing-key-0123456789abcdef"),
+            link_ttl: Duration::from_secs(900),
+            storage: Storage::Dir(dir),
+            jobs: JobLimits {
+                lease: Duration::from_secs(3),
+                backoff: Duration::from_millis(200),
+                poll: Duration::from_millis(200),
+                ..JobLimits::default()
+            },
+            ffmpeg: Ffmpeg::default(),
+            max_report_pocs: 20_000,
+            max_video_pocs: 500,
+            revocation_cache: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The OpenAPI 3.1 document of the REST API (served at `/openapi.json`, reachable as
+//! `/media/openapi.json` through the router), committed as `openapi.json`; a test fails when it
+//! drifts.
+
+use service_kit::openapi::Security;
+use utoipa::OpenApi;
+
+use crate::routes;
+
+/// The public API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "media-service", description = "Reports and the yearly video of one tenant cell. `GET /v1/reports/dashboard` answers at once; reports and videos are jobs (`202` + `Location`) that move pending → processing → completed | failed | cancelled with `progress` 0–100, and carry signed, expiring download links once completed. Every error is `{code, message, details}`; request bodies reject unknown fields."),
+    paths(
+        routes::dashboard,
+        routes::create_report, routes::list_reports, routes::get_report, routes::delete_report,
+        routes::cancel_report,
+        routes::create_video, routes::list_videos, routes::get_video, routes::delete_video,
+        routes::cancel_video, routes::download_video, routes::video_thumbnail,
+        routes::file,
+        service_kit::http::healthz, service_kit::http::readyz,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "reports", description = "Dashboard figures and report jobs (PDF, CSV, JSON)"),
+        (name = "videos", description = "Yearly video jobs"),
+        (name = "files", description = "Downloads by signed link"),
+        (name = "ops", description = "Health and readiness"),
+    )
+)]
+pub struct PublicApi;
+
+/// Pretty JSON of the document (what is committed as `openapi.json`).
+pub fn public_json() -> String {
+    PublicApi::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
