@@ -82,6 +82,10 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "  TOKEN=$(curl -s $API/v1/auth/login -H 'content-type: application/json' -d '{{\"email\":\"{ADMIN_EMAIL}\",\"password\":\"{p}\"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         );
         println!("  curl -s \"$API/v1/pocs?q=kubernetis\" -H \"authorization: Bearer $TOKEN\"");
+        println!("  curl -s \"$API/v1/reports/dashboard\" -H \"authorization: Bearer $TOKEN\"");
+        println!(
+            "  curl -s \"$API/v1/videos\" -H \"authorization: Bearer $TOKEN\"   # the sample video; its download.url is relative to $API"
+        );
     }
     let mrbill_bin = target_dir().join("debug/mrbill");
     println!(
@@ -140,6 +144,8 @@ fn build() -> anyhow::Result<()> {
         "poc-service",
         "-p",
         "dojo-service",
+        "-p",
+        "media-service",
     ]))
 }
 
@@ -208,8 +214,28 @@ fn register_and_seed(
         "creating the sample dojo: {}",
         res.status()
     );
+    let year = time::OffsetDateTime::now_utc().year();
+    for (path, body) in [
+        (
+            "/v1/videos",
+            json!({ "year": year, "title": "Demo Corp's year in PoCs" }),
+        ),
+        ("/v1/reports", json!({ "format": "pdf", "group_by": "tag" })),
+    ] {
+        let res = http
+            .post(format!("{endpoint}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()?;
+        anyhow::ensure!(
+            res.status().is_success(),
+            "queueing a sample {path}: {} {}",
+            res.status(),
+            res.text().unwrap_or_default()
+        );
+    }
     eprintln!(
-        "x: registered {ADMIN_EMAIL}, added {} sample PoCs and a sample dojo",
+        "x: registered {ADMIN_EMAIL}, added {} sample PoCs, a sample dojo, and queued a yearly video and a PDF report",
         SAMPLES.len()
     );
     Ok(Some(password))

@@ -68,6 +68,7 @@ impl LocalDriver {
         set_mode(&secrets, 0o700)?;
         ensure_secret(&secrets.join("pg-superuser"), || random_token(24))?;
         ensure_secret(&secrets.join("bootstrap-token"), || random_token(32))?;
+        ensure_secret(&secrets.join("media-url-key"), || random_token(32))?;
         for svc in SERVICES {
             ensure_secret(&secrets.join(format!("{svc}-db-password")), || {
                 random_token(24)
@@ -330,7 +331,11 @@ impl LocalDriver {
         };
         let urls = service_urls(&state);
         if run {
-            for (name, url) in [("poc", &urls.poc), ("dojo", &urls.dojo)] {
+            for (name, url) in [
+                ("poc", &urls.poc),
+                ("dojo", &urls.dojo),
+                ("media", &urls.media),
+            ] {
                 if !services.iter().any(|s| s == name) {
                     continue;
                 }

@@ -308,7 +308,7 @@ fn spawn_service(
             )
             .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name));
         }
-        "dojo" => {
+        "dojo" | "media" => {
             let poc = config
                 .services
                 .iter()
@@ -319,6 +319,10 @@ fn spawn_service(
                     "MRBILL_POC_INTERNAL_URL",
                     format!("http://127.0.0.1:{}", poc.internal_port),
                 );
+            if svc.name == "media" {
+                cmd.env("MRBILL_MEDIA_URL_KEY_FILE", secrets.join("media-url-key"))
+                    .env("MRBILL_MEDIA_DIR", dir.objects_dir());
+            }
         }
         other => anyhow::bail!("unknown cell service {other}"),
     }

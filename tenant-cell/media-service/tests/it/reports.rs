@@ -151,7 +151,10 @@ async fn a_pdf_report_has_the_names_the_totals_a_chart_and_embedded_fonts() {
     );
     assert!(text.contains("PoC report"));
     assert!(text.contains("PoCs (4)"), "the total: {text}");
-    assert!(text.contains("PoCs by tag payments 2"), "the chart's labels: {text}");
+    assert!(
+        text.contains("PoCs by tag payments 2"),
+        "the chart's labels: {text}"
+    );
     assert!(text.contains("PoCs by tag"));
     // Every font is embedded.
     let fonts = run_on(&pdf, "pdf", "pdffonts", &[]);
