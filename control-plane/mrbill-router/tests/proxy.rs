@@ -13,7 +13,7 @@ use serde_json::json;
 async fn echo() -> String {
     let app = Router::new().fallback(|req: Request| async move {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        axum::Json(json!({ "path": req.uri().path(), "query": req.uri().query(), "cell": h("x-cell-id"), "xff": h("x-forwarded-for") }))
+        axum::Json(json!({ "path": req.uri().path(), "query": req.uri().query(), "cell": h("x-cell-id"), "xff": h("x-forwarded-for"), "prefix": h("x-forwarded-prefix") }))
     });
     common::serve(app).await
 }
@@ -24,7 +24,8 @@ async fn requests_reach_the_tenants_service_with_router_set_headers() {
     let (api, _) = router(vec![route("acme", RouteState::Active, &upstream)], None).await;
     let spoofing = api
         .with_header("x-cell-id", "c-evil")
-        .with_header("x-forwarded-for", "6.6.6.6");
+        .with_header("x-forwarded-for", "6.6.6.6")
+        .with_header("x-forwarded-prefix", "https://evil.example");
     let res = spoofing.get("/t/acme/v1/pocs?q=kube").await;
     let body = res.assert_status(200);
     assert_eq!(body["path"], "/v1/pocs");
@@ -34,13 +35,23 @@ async fn requests_reach_the_tenants_service_with_router_set_headers() {
         body["xff"], "127.0.0.1",
         "the client's X-Forwarded-For is replaced"
     );
+    assert_eq!(
+        body["prefix"], "/t/acme",
+        "the path form's prefix, for links the cell hands out"
+    );
     let spec = api.get("/t/acme/poc/openapi.json").await;
     assert_eq!(spec.assert_status(200)["path"], "/openapi.json");
     let by_host = api
         .with_header("host", "acme.mrbill.test")
+        .with_header("x-forwarded-prefix", "/t/evil")
         .get("/v1/users/me")
         .await;
-    assert_eq!(by_host.assert_status(200)["path"], "/v1/users/me");
+    let body = by_host.assert_status(200);
+    assert_eq!(body["path"], "/v1/users/me");
+    assert_eq!(
+        body["prefix"], "",
+        "the host form has no prefix; a client's is dropped"
+    );
 }
 
 #[tokio::test]

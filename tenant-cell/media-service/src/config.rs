@@ -99,6 +99,10 @@ pub struct Config {
     pub max_report_pocs: usize,
     pub max_video_pocs: usize,
     pub revocation_cache: Duration,
+    /// Names this instance when it is the only one of its name: on start it takes back at once
+    /// the jobs its previous process (same name, other pid) held, instead of waiting for their
+    /// leases to expire. Unset (the default), a dead process's jobs wait for their leases.
+    pub instance: Option<String>,
 }
 
 impl Config {
@@ -167,6 +171,8 @@ impl Config {
             max_video_pocs: optional("MRBILL_MEDIA_MAX_VIDEO_POCS")?.unwrap_or(500),
             revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", Duration::from_secs(30))?
                 .min(Duration::from_secs(30)),
+            instance: optional::<String>("MRBILL_MEDIA_INSTANCE")?
+                .filter(|i| !i.contains(['/', '%', '_'])),
         })
     }
 
@@ -198,6 +204,7 @@ impl Config {
             max_report_pocs: 20_000,
             max_video_pocs: 500,
             revocation_cache: Duration::from_secs(30),
+            instance: None,
         }
     }
 }

@@ -64,6 +64,28 @@ impl From<PocError> for Failure {
 /// Starts the workers, the NOTIFY listener and the sweeper; they stop when `stop` flips.
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let wake = Arc::new(Notify::new());
+    if let Some(instance) = state.config.instance.clone() {
+        // The previous process's unfinished renders are this instance's alone (before any
+        // worker starts one of its own).
+        let _ = std::fs::remove_dir_all(work_root(&state));
+        let state = state.clone();
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            match store::release_previous(&state.pool, &instance, std::process::id()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(
+                        jobs = n,
+                        "taking back the jobs of this instance's previous process"
+                    );
+                    wake.notify_waiters();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "releasing the previous process's jobs failed")
+                }
+            }
+        });
+    }
     let mut tasks = vec![
         tokio::spawn(listen(state.clone(), wake.clone(), stop.clone())),
         tokio::spawn(sweep(state.clone(), stop.clone())),
@@ -119,15 +141,25 @@ async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
-fn worker_name(n: usize) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "media".into());
-    format!("{host}/{}/{n}", std::process::id())
+/// Where renders keep their intermediate files: `<tmp>/mrbill-media/<cell>/<job>-<claim>/`.
+fn work_root(state: &AppState) -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join("mrbill-media")
+        .join(&state.config.common.cell_id)
+}
+
+/// `<instance or host>/<pid>/<n>`: who holds a job, in `lease_owner`.
+fn worker_name(state: &AppState, n: usize) -> String {
+    let instance = state.config.instance.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().replace('/', "-"))
+            .unwrap_or_else(|_| "media".into())
+    });
+    format!("{instance}/{}/{n}", std::process::id())
 }
 
 async fn work(state: AppState, n: usize, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    let name = worker_name(n);
+    let name = worker_name(&state, n);
     let limits = state.config.jobs;
     loop {
         if *stop.borrow() {
@@ -352,7 +384,7 @@ async fn run_video(
     .await
     .map_err(|e| Failure::transient("storage_failed", e.to_string()))?;
     progress.send_replace(10);
-    let dir = std::env::temp_dir().join(format!("media-{}-{}", claim.job.id, claim.token));
+    let dir = work_root(state).join(format!("{}-{}", claim.job.id, claim.token));
     tokio::fs::create_dir_all(&dir)
         .await
         .map_err(|e| Failure::transient("render_failed", e.to_string()))?;

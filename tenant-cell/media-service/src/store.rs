@@ -259,6 +259,21 @@ pub async fn claim(
     Ok(job.map(|job| Claim { job, token }))
 }
 
+/// Expires the leases held by an earlier process of `instance` (worker names
+/// `<instance>/<pid>/<n>`), so its jobs are claimed again at once.
+pub async fn release_previous(pool: &PgPool, instance: &str, pid: u32) -> sqlx::Result<u64> {
+    let r = sqlx::query(
+        "UPDATE media_jobs SET lease_until = now()
+          WHERE state = 'processing' AND lease_owner LIKE $1 || '/%'
+            AND lease_owner NOT LIKE $1 || '/' || $2 || '/%'",
+    )
+    .bind(instance)
+    .bind(pid.to_string())
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// Renews the lease and records progress; `false` if the claim is gone (cancelled, deleted,
 /// or taken over after the lease expired): the worker must stop.
 pub async fn heartbeat(

@@ -321,7 +321,9 @@ fn spawn_service(
                 );
             if svc.name == "media" {
                 cmd.env("MRBILL_MEDIA_URL_KEY_FILE", secrets.join("media-url-key"))
-                    .env("MRBILL_MEDIA_DIR", dir.objects_dir());
+                    .env("MRBILL_MEDIA_DIR", dir.objects_dir())
+                    // The cell's one media-service: a restart takes its jobs back at once.
+                    .env("MRBILL_MEDIA_INSTANCE", "local");
             }
         }
         other => anyhow::bail!("unknown cell service {other}"),

@@ -111,8 +111,26 @@ fn ffmpeg(config: &Ffmpeg) -> tokio::process::Command {
         .arg(&config.program)
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .stdin(Stdio::null())
+        // Dropped (job cancelled, deleted or taken over) → killed.
         .kill_on_drop(true);
+    die_with_parent(&mut cmd);
     cmd
+}
+
+/// The render dies with the service, even on SIGKILL (no orphaned ffmpeg burning CPU for a
+/// job another worker is already redoing).
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
+    // is async-signal-safe; it allocates nothing and touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Renders the video into `dir`, reporting progress 0–100 on `progress`.
