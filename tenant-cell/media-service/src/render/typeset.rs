@@ -107,7 +107,8 @@ pub fn layout(template: &str, data: &serde_json::Value) -> anyhow::Result<PagedD
     };
     let result = typst::compile::<PagedDocument>(&job).output;
     // Compilation memoizes; without eviction the cache would grow with every distinct report.
-    comemo::evict(4);
+    // Reports rarely repeat, so nothing is kept (every render costs what a new one costs).
+    comemo::evict(0);
     result.map_err(|errors| anyhow::anyhow!("typesetting failed: {}", describe(&errors)))
 }
 

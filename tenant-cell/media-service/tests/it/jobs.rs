@@ -126,6 +126,21 @@ async fn jobs_wait_for_poc_service_and_never_complete_with_missing_data() {
         .await;
     let rows = csv::Reader::from_reader(body.as_slice()).records().count();
     assert_eq!(rows, 3);
+
+    let metrics = reqwest::get(format!("{}/metrics", cell.media_url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "media_job_failures_total{kind=\"report\",code=\"poc_unavailable\"}",
+        "media_jobs_completed_total{kind=\"report\"}",
+        "media_job_seconds",
+        "media_jobs{state=\"pending\"}",
+    ] {
+        assert!(metrics.contains(name), "/metrics has {name}:\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -241,33 +241,36 @@ pub async fn internal_aggregates(
         )]));
     }
     let f = filter(&state, &p).await?;
-    let counts = |rows: Vec<(String, i64)>| {
-        rows.into_iter()
-            .map(|(key, count)| KeyCount {
-                key,
-                count: count.max(0) as u64,
+    let rows = pocs::report_aggregates(&state.pool, &f).await?;
+    let dimension = |name: &str, by_key: bool| {
+        let mut out: Vec<KeyCount> = rows
+            .iter()
+            .filter(|(d, _, _)| d == name)
+            .map(|(_, key, count)| KeyCount {
+                key: key.clone(),
+                count: (*count).max(0) as u64,
             })
-            .collect()
+            .collect();
+        if by_key {
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+        } else {
+            out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        }
+        out.truncate(1000);
+        out
     };
-    let pool = &state.pool;
-    let (total, by_language, by_tag, by_month, by_owner) = tokio::try_join!(
-        pocs::report_total(pool, &f),
-        pocs::report_groups(pool, &f, "language", false, false),
-        pocs::report_groups(pool, &f, "t", true, false),
-        pocs::report_groups(
-            pool,
-            &f,
-            "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM')",
-            false,
-            true
-        ),
-        pocs::report_groups(pool, &f, "owner_id::text", false, false),
-    )?;
+    let by_language = dimension("language", false);
+    let total = by_language.iter().map(|k| k.count).sum();
+    let (by_tag, by_month, by_owner) = (
+        dimension("tag", false),
+        dimension("month", true),
+        dimension("owner", false),
+    );
     Ok(ApiJson(PocAggregates {
-        total: total.max(0) as u64,
-        by_language: counts(by_language),
-        by_tag: counts(by_tag),
-        by_month: counts(by_month),
-        by_owner: counts(by_owner),
+        total,
+        by_language,
+        by_tag,
+        by_month,
+        by_owner,
     }))
 }

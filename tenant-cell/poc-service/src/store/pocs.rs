@@ -242,29 +242,20 @@ pub async fn report_page(
         .await
 }
 
-/// `(key, count)` groups over matching PoCs; `key_sql` is an expression over `pocs` (or `t`, an
-/// unnested tag when `unnest_tags`).
-pub async fn report_groups(
+/// Counts by dimension over matching PoCs in one scan: `(dimension, key, count)` rows with
+/// dimension `language`, `month` (`YYYY-MM`, UTC), `owner` or `tag`.
+pub async fn report_aggregates(
     ex: impl PgExecutor<'_>,
     f: &ReportFilter,
-    key_sql: &str,
-    unnest_tags: bool,
-    order_by_key: bool,
-) -> sqlx::Result<Vec<(String, i64)>> {
-    let from = if unnest_tags {
-        "pocs, unnest(tags) AS t"
-    } else {
-        "pocs"
-    };
-    let order = if order_by_key { "1" } else { "2 DESC, 1" };
+) -> sqlx::Result<Vec<(String, String, i64)>> {
     let sql = format!(
-        "SELECT {key_sql} AS key, count(*) FROM {from} WHERE {FILTER} GROUP BY 1 ORDER BY {order} LIMIT 1000"
+        "WITH f AS MATERIALIZED (
+             SELECT language, owner_id, date_trunc('month', created_at AT TIME ZONE 'UTC') AS month, tags
+               FROM pocs WHERE {FILTER})
+         SELECT 'language', language, count(*) FROM f GROUP BY language
+         UNION ALL SELECT 'month', to_char(month, 'YYYY-MM'), count(*) FROM f GROUP BY month
+         UNION ALL SELECT 'owner', owner_id::text, count(*) FROM f GROUP BY owner_id
+         UNION ALL SELECT 'tag', t, count(*) FROM f, unnest(f.tags) AS t GROUP BY t"
     );
     bind_filter(sqlx::query_as(&sql), f).fetch_all(ex).await
-}
-
-pub async fn report_total(ex: impl PgExecutor<'_>, f: &ReportFilter) -> sqlx::Result<i64> {
-    let sql = format!("SELECT count(*) FROM pocs WHERE {FILTER}");
-    let (n,): (i64,) = bind_filter(sqlx::query_as(&sql), f).fetch_one(ex).await?;
-    Ok(n)
 }
