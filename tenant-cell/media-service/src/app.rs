@@ -18,7 +18,7 @@ use crate::artifacts::Artifacts;
 use crate::config::Config;
 use crate::poc::PocClient;
 use crate::state::{AppState, Inner};
-use crate::{MIGRATOR, jobs, openapi, render, routes};
+use crate::{MIGRATOR, jobs, openapi, routes};
 
 /// A built, bound, not yet serving media-service.
 #[derive(Debug)]
@@ -97,8 +97,6 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        // Fonts are parsed once, before the first job needs them.
-        tokio::task::spawn_blocking(render::typeset::warm_up);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let workers = jobs::spawn(self.state.clone(), stopped);
         let served = self

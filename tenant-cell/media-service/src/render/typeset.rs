@@ -1,7 +1,8 @@
 //! Typst as a library: a template (compiled into the binary) plus one JSON data file in, a
 //! laid-out document out (→ PDF with embedded fonts, or → PNG pages for video cards).
 //!
-//! The world is closed: the only files are `/main.typ` and `/data.json`, the only fonts those
+//! Fonts are parsed on the first document (tens of ms), not at start-up: an idle service keeps
+//! their pages out of memory. The world is closed: the only files are `/main.typ` and `/data.json`, the only fonts those
 //! embedded from `typst-assets` (Libertinus Serif, New Computer Modern, DejaVu Sans Mono), no
 //! packages, no network, no system fonts — the same output on every machine.
 
@@ -87,12 +88,6 @@ impl World for Job {
     fn today(&self, _offset: Option<typst::foundations::Duration>) -> Option<Datetime> {
         Some(self.today)
     }
-}
-
-/// Loads the embedded fonts now (≈ tens of ms) instead of during the first job.
-pub fn warm_up() {
-    LazyLock::force(&FONTS);
-    LazyLock::force(&LIBRARY);
 }
 
 /// Lays out `template` with `data` readable as `json("/data.json")`.
