@@ -100,6 +100,7 @@ fn main() {
             dir.clone(),
         );
         config.jobs.user_per_minute = 1000;
+        config.render_program = env!("CARGO_BIN_EXE_media-render").into();
         let app = media_service::App::build_with_pool(config, PgPool::connect(&url).await.expect("pool"))
             .await
             .expect("media builds");

@@ -95,6 +95,8 @@ pub struct Config {
     pub storage: Storage,
     pub jobs: JobLimits,
     pub ffmpeg: Ffmpeg,
+    /// The `media-render` binary (Typst), run per PDF and per video's cards.
+    pub render_program: PathBuf,
     /// PoCs one report or video may hold (a video of more would exceed any sensible length).
     pub max_report_pocs: usize,
     pub max_video_pocs: usize,
@@ -167,6 +169,7 @@ impl Config {
                     .unwrap_or(f.nice)
                     .min(19),
             },
+            render_program: optional("MRBILL_MEDIA_RENDER")?.unwrap_or_else(default_renderer),
             max_report_pocs: optional("MRBILL_MEDIA_MAX_REPORT_POCS")?.unwrap_or(20_000),
             max_video_pocs: optional("MRBILL_MEDIA_MAX_VIDEO_POCS")?.unwrap_or(500),
             revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", Duration::from_secs(30))?
@@ -201,10 +204,20 @@ impl Config {
                 ..JobLimits::default()
             },
             ffmpeg: Ffmpeg::default(),
+            render_program: default_renderer(),
             max_report_pocs: 20_000,
             max_video_pocs: 500,
             revocation_cache: Duration::from_secs(30),
             instance: None,
         }
     }
+}
+
+/// `media-render` next to this executable (how binaries are installed and built), else `PATH`.
+fn default_renderer() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("media-render")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("media-render"))
 }

@@ -325,10 +325,18 @@ async fn run_report(
         request,
         generated_at: time::OffsetDateTime::now_utc(),
     };
-    let bytes = tokio::task::spawn_blocking(move || report::render(&meta, &pocs))
-        .await
-        .map_err(|e| Failure::permanent("render_failed", e.to_string()))?
-        .map_err(|e| Failure::permanent("render_failed", format!("{e:#}")))?;
+    let failed = |e: anyhow::Error| Failure::transient("render_failed", format!("{e:#}"));
+    let bytes = match report::render(&meta, &pocs).map_err(failed)? {
+        Some(bytes) => bytes,
+        None => {
+            let mut cmd =
+                crate::render::renderer(&state.config.render_program, state.config.ffmpeg.nice);
+            cmd.arg("pdf");
+            crate::render::run_renderer(cmd, &report::pdf_data(&meta, &pocs))
+                .await
+                .map_err(failed)?
+        }
+    };
     progress.send_replace(80);
     let file = match format {
         wire_types::media::ReportFormat::Pdf => "report.pdf",
@@ -396,7 +404,16 @@ async fn run_video(
             .unwrap_or_else(|| format!("{} in PoCs", request.year)),
         year: request.year,
     };
-    let rendered = video::render(&state.config.ffmpeg, &dir, meta, pocs, progress).await;
+    let rendered = video::render(
+        &state.config.render_program,
+        state.config.ffmpeg.nice,
+        &state.config.ffmpeg,
+        &dir,
+        meta,
+        pocs,
+        progress,
+    )
+    .await;
     let files = async {
         let rendered =
             rendered.map_err(|e| Failure::transient("render_failed", format!("{e:#}")))?;

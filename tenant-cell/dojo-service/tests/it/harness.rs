@@ -2,21 +2,21 @@
 
 use std::time::Duration;
 
+use cell_harness::PocCell;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::ApiClient;
 pub use test_support::live::Live;
 use tokio::sync::oneshot;
 
-pub const PASSWORD: &str = "correct horse battery staple";
-
 /// poc-service + dojo-service of one cell.
 pub struct Cell {
+    /// poc-service's public API.
     pub poc: ApiClient,
     pub dojo: ApiClient,
     pub dojo_addr: std::net::SocketAddr,
     pub dojo_url: String,
-    pub poc_pool: PgPool,
+    poc_cell: PocCell,
     dojo_config: dojo_service::Config,
     _stops: Vec<oneshot::Sender<()>>,
 }
@@ -44,45 +44,27 @@ impl Cell {
         tweak_poc: impl FnOnce(&mut poc_service::Config),
         tweak: impl FnOnce(&mut dojo_service::Config),
     ) -> Self {
-        let cell = format!("c-dojo-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let poc_url = test_support::test_database(&poc_service::MIGRATOR)
-            .await
-            .expect("poc database");
-        let mut poc_config =
-            poc_service::Config::for_tests(&cell, "acme", &poc_url).expect("poc config");
-        tweak_poc(&mut poc_config);
-        let poc_pool = PgPool::connect(&poc_url).await.expect("poc pool");
-        let poc_app = poc_service::App::build_with_pool(poc_config.clone(), poc_pool.clone())
-            .await
-            .expect("poc builds");
-        let poc = ApiClient::new(format!("http://{}", poc_app.public_addr()));
-        let poc_internal = format!("http://{}", poc_app.internal_addr());
-        let (stop_poc, poc_stopped) = oneshot::channel::<()>();
-        tokio::spawn(poc_app.run_until_stopped(async move {
-            let _ = poc_stopped.await;
-        }));
-
+        let poc_cell = PocCell::start("dojo", tweak_poc).await;
         let dojo_url = test_support::test_database(&dojo_service::MIGRATOR)
             .await
             .expect("dojo database");
-        let public_key = service_kit::jwt::public_pem_from_private(&poc_config.jwt_private_key)
-            .expect("public key");
+        let (kid, public_key) = poc_cell.public_key();
         let mut dojo_config = dojo_service::Config::for_tests(
-            service_kit::config::CommonConfig::for_tests(&cell, "acme", &dojo_url),
-            &poc_config.jwt_kid,
+            poc_cell.common(&dojo_url),
+            &kid,
             &public_key,
-            poc_config.service_token.clone(),
-            &poc_internal,
+            poc_cell.config.service_token.clone(),
+            &poc_cell.internal_url,
         );
         tweak(&mut dojo_config);
         let mut cell = Self {
-            poc,
+            poc: poc_cell.poc.clone(),
             dojo: ApiClient::new("http://unused"),
             dojo_addr: ([127, 0, 0, 1], 0).into(),
             dojo_url,
-            poc_pool,
+            poc_cell,
             dojo_config,
-            _stops: vec![stop_poc],
+            _stops: Vec::new(),
         };
         cell.start_dojo().await;
         cell
@@ -90,8 +72,8 @@ impl Cell {
 
     /// (Re)starts dojo-service on the same database; a previous instance is stopped first.
     pub async fn start_dojo(&mut self) {
-        if self._stops.len() > 1 {
-            self._stops.truncate(1);
+        if !self._stops.is_empty() {
+            self._stops.clear();
             // Give the old instance a moment to close its sockets.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -109,47 +91,27 @@ impl Cell {
         self._stops.push(stop);
     }
 
+    fn user(&self, u: cell_harness::User) -> User {
+        User {
+            dojo: self.dojo.with_token(&u.token),
+            id: u.id,
+            token: u.token,
+        }
+    }
+
     /// The tenant's first admin.
     pub async fn admin(&self) -> User {
-        let email = "admin@acme.test";
-        let invite = poc_service::bootstrap::bootstrap_admin(&self.poc_pool, email, None)
-            .await
-            .expect("bootstrap")
-            .invite_token;
-        self.register(email, &invite).await
+        self.user(self.poc_cell.admin().await)
     }
 
     /// A member invited by `admin`.
     pub async fn member(&self, admin: &User, email: &str) -> User {
-        let invite = self
-            .poc
-            .with_token(&admin.token)
-            .post("/v1/invites", &json!({ "email": email, "role": "member" }))
-            .await
-            .assert_status(201)["token"]
-            .as_str()
-            .expect("invite token")
-            .to_owned();
-        self.register(email, &invite).await
-    }
-
-    /// Registers `email` with an invite and signs in as them.
-    async fn register(&self, email: &str, invite: &str) -> User {
-        let tokens = self
-            .poc
-            .post(
-                "/v1/auth/register",
-                &json!({ "email": email, "password": PASSWORD, "invite_token": invite }),
-            )
-            .await
-            .assert_status(201)
-            .clone();
-        let token = tokens["access_token"].as_str().expect("token").to_owned();
-        User {
-            id: tokens["user"]["id"].as_str().expect("id").to_owned(),
-            dojo: self.dojo.with_token(&token),
-            token,
-        }
+        let admin = cell_harness::User {
+            id: admin.id.clone(),
+            email: String::new(),
+            token: admin.token.clone(),
+        };
+        self.user(self.poc_cell.member(&admin, email).await)
     }
 
     /// A user's client against the current dojo-service instance.

@@ -7,9 +7,8 @@ use serde_json::json;
 use wire_types::media::{CreateReport, GroupBy, ReportFormat};
 use wire_types::pocs::{KeyCount, Poc};
 
-use super::{count_by, day, distinct_tags, short_url, typeset};
+use super::{count_by, day, distinct_tags, short_url};
 
-const TEMPLATE: &str = include_str!("../../templates/report.typ");
 /// Groups drawn in the chart; the rest are summarised as "… and N more".
 const CHART_GROUPS: usize = 15;
 /// Months drawn in the per-month chart (the latest ones).
@@ -98,16 +97,17 @@ fn totals(pocs: &[Poc]) -> Totals {
     }
 }
 
-/// The report as a file of its format.
-pub fn render(meta: &Meta, pocs: &[Poc]) -> anyhow::Result<Vec<u8>> {
-    match meta.request.format {
-        ReportFormat::Pdf => pdf(meta, pocs),
-        ReportFormat::Csv => csv(pocs),
-        ReportFormat::Json => Ok(serde_json::to_vec_pretty(&json_report(meta, pocs))?),
-    }
+/// A CSV or JSON report; `None` for PDF, which `media-render` typesets from [`pdf_data`].
+pub fn render(meta: &Meta, pocs: &[Poc]) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(match meta.request.format {
+        ReportFormat::Pdf => None,
+        ReportFormat::Csv => Some(csv(pocs)?),
+        ReportFormat::Json => Some(serde_json::to_vec_pretty(&json_report(meta, pocs))?),
+    })
 }
 
-fn pdf(meta: &Meta, pocs: &[Poc]) -> anyhow::Result<Vec<u8>> {
+/// What `templates/report.typ` reads.
+pub fn pdf_data(meta: &Meta, pocs: &[Poc]) -> serde_json::Value {
     let r = &meta.request;
     let all_groups = groups(pocs, r.group_by);
     let shown: Vec<KeyCount> = all_groups
@@ -125,7 +125,7 @@ fn pdf(meta: &Meta, pocs: &[Poc]) -> anyhow::Result<Vec<u8>> {
         .collect();
     let months = groups(pocs, GroupBy::Month);
     let months = &months[months.len().saturating_sub(CHART_MONTHS)..];
-    let data = json!({
+    json!({
         "title": "PoC report",
         "tenant": meta.tenant,
         "period": period(r, meta.generated_at),
@@ -143,9 +143,7 @@ fn pdf(meta: &Meta, pocs: &[Poc]) -> anyhow::Result<Vec<u8>> {
             "created": day(p.created_at),
             "repository": short_url(&p.repository_url),
         })).collect::<Vec<_>>(),
-    });
-    let document = typeset::layout(TEMPLATE, &data)?;
-    typeset::pdf(&document)
+    })
 }
 
 /// Spreadsheet programs run cells that start with these as formulas; such cells get a leading

@@ -1,5 +1,6 @@
-//! Typst as a library: a template (compiled into the binary) plus one JSON data file in, a
-//! laid-out document out (→ PDF with embedded fonts, or → PNG pages for video cards).
+//! Typst as a library — used only by the `media-render` binary, which media-service runs per
+//! document (so the service itself never maps Typst, its fonts or its caches): a template
+//! (compiled in) plus one JSON data file in, a PDF with embedded fonts or PNG pages out.
 //!
 //! Fonts are parsed on the first document (tens of ms), not at start-up: an idle service keeps
 //! their pages out of memory. The world is closed: the only files are `/main.typ` and `/data.json`, the only fonts those
@@ -119,4 +120,65 @@ fn describe(errors: &[SourceDiagnostic]) -> String {
 pub fn pdf(document: &PagedDocument) -> anyhow::Result<Vec<u8>> {
     typst_pdf::pdf(document, &typst_pdf::PdfOptions::default())
         .map_err(|errors| anyhow::anyhow!("PDF export failed: {}", describe(&errors)))
+}
+
+/// The documents media renders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Template {
+    /// `templates/report.typ`: the PDF report.
+    Report,
+    /// `templates/cards.typ`: the video's cards, one 640×360 pt page each.
+    Cards,
+}
+
+impl Template {
+    fn source(self) -> &'static str {
+        match self {
+            Template::Report => include_str!("../../templates/report.typ"),
+            Template::Cards => include_str!("../../templates/cards.typ"),
+        }
+    }
+}
+
+/// `template` with `data` as a PDF.
+pub fn render_pdf(template: Template, data: &serde_json::Value) -> anyhow::Result<Vec<u8>> {
+    pdf(&layout(template.source(), data)?)
+}
+
+/// `template` with `data` as PNG pages at `pixel_per_pt`, written to `dir` as
+/// `card-00000.png`, … (two threads); returns how many.
+pub fn render_pngs(
+    template: Template,
+    data: &serde_json::Value,
+    pixel_per_pt: f64,
+    dir: &std::path::Path,
+) -> anyhow::Result<usize> {
+    let document = layout(template.source(), data)?;
+    let pages = document.pages();
+    let write = |offset: usize, pages: &[typst_layout::Page]| -> anyhow::Result<()> {
+        for (i, page) in pages.iter().enumerate() {
+            let png = typst_render::render(
+                page,
+                &typst_render::RenderOptions {
+                    pixel_per_pt: typst::utils::Scalar::new(pixel_per_pt),
+                    render_bleed: false,
+                },
+            )
+            .encode_png()
+            .map_err(|e| anyhow::anyhow!("PNG encoding failed: {e}"))?;
+            std::fs::write(dir.join(format!("card-{:05}.png", offset + i)), png)?;
+        }
+        Ok(())
+    };
+    // Rasterising dominates; split the pages over two threads.
+    let half = pages.len().div_ceil(2);
+    let (a, b) = pages.split_at(half);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| write(0, a));
+        write(half, b)?;
+        first
+            .join()
+            .map_err(|_| anyhow::anyhow!("a page renderer panicked"))?
+    })?;
+    Ok(pages.len())
 }

@@ -11,16 +11,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 use wire_types::pocs::Poc;
 
-use super::{count_by, day, distinct_tags, short_url, typeset};
+use super::{count_by, day, distinct_tags, short_url};
 use crate::config::Ffmpeg;
 
-const TEMPLATE: &str = include_str!("../../templates/cards.typ");
 pub const INTRO_SECS: u32 = 3;
 pub const CARD_SECS: u32 = 2;
 pub const OUTRO_SECS: u32 = 3;
 pub const FPS: u32 = 30;
 /// Cards are 640×360 pt; 2 px per pt gives 1280×720.
-const PIXELS_PER_PT: f32 = 2.0;
+pub const PIXELS_PER_PT: f64 = 2.0;
 
 /// Seconds of a video with `cards` PoC cards.
 pub fn duration_secs(cards: usize) -> u32 {
@@ -42,14 +41,14 @@ pub struct Rendered {
     pub thumbnail: PathBuf,
 }
 
-/// Lays out and rasterises the cards (CPU work, on two threads).
-fn cards(meta: &Meta, pocs: &[Poc]) -> anyhow::Result<Vec<Vec<u8>>> {
+/// What `templates/cards.typ` reads.
+fn cards_data(meta: &Meta, pocs: &[Poc]) -> serde_json::Value {
     let languages = count_by(pocs.iter().map(|p| p.language.as_str()));
     let top_language = languages
         .first()
         .map(|l| format!("most used: {} ({} PoCs)", l.key, l.count))
         .unwrap_or_default();
-    let data = json!({
+    json!({
         "tenant": meta.tenant,
         "title": meta.title,
         "year": meta.year,
@@ -65,76 +64,20 @@ fn cards(meta: &Meta, pocs: &[Poc]) -> anyhow::Result<Vec<Vec<u8>>> {
             "date": day(p.created_at),
             "repository": short_url(&p.repository_url),
         })).collect::<Vec<_>>(),
-    });
-    let document = typeset::layout(TEMPLATE, &data)?;
-    let pages = document.pages();
-    anyhow::ensure!(
-        pages.len() == pocs.len() + 2,
-        "the card template made {} pages for {} PoCs",
-        pages.len(),
-        pocs.len()
-    );
-    // Rasterising dominates; split the pages over two threads.
-    let half = pages.len().div_ceil(2);
-    std::thread::scope(|s| {
-        let (a, b) = pages.split_at(half);
-        let first = s.spawn(|| {
-            a.iter()
-                .map(render_page)
-                .collect::<anyhow::Result<Vec<_>>>()
-        });
-        let second: anyhow::Result<Vec<_>> = b.iter().map(render_page).collect();
-        let mut all = first
-            .join()
-            .map_err(|_| anyhow::anyhow!("a card renderer panicked"))??;
-        all.extend(second?);
-        Ok(all)
     })
 }
 
-fn render_page(page: &typst_layout::Page) -> anyhow::Result<Vec<u8>> {
-    typst_render::render(
-        page,
-        &typst_render::RenderOptions {
-            pixel_per_pt: typst::utils::Scalar::new(f64::from(PIXELS_PER_PT)),
-            render_bleed: false,
-        },
-    )
-    .encode_png()
-    .map_err(|e| anyhow::anyhow!("PNG encoding failed: {e}"))
-}
-
 fn ffmpeg(config: &Ffmpeg) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("nice");
-    cmd.arg("-n")
-        .arg(config.nice.to_string())
-        .arg(&config.program)
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .stdin(Stdio::null())
-        // Dropped (job cancelled, deleted or taken over) → killed.
-        .kill_on_drop(true);
-    die_with_parent(&mut cmd);
+    let mut cmd = super::child(&config.program, config.nice);
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
     cmd
 }
 
-/// The render dies with the service, even on SIGKILL (no orphaned ffmpeg burning CPU for a
-/// job another worker is already redoing).
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut tokio::process::Command) {
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
-    // is async-signal-safe; it allocates nothing and touches no shared state.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Renders the video into `dir`, reporting progress 0–100 on `progress`.
+/// Renders the video into `dir` (cards by `renderer`, the `media-render` binary, run at `nice`),
+/// reporting progress 0–100 on `progress`.
 pub async fn render(
+    renderer: &Path,
+    nice: u8,
     config: &Ffmpeg,
     dir: &Path,
     meta: Meta,
@@ -142,15 +85,26 @@ pub async fn render(
     progress: &watch::Sender<u8>,
 ) -> anyhow::Result<Rendered> {
     let count = pocs.len();
-    let pngs = tokio::task::spawn_blocking(move || cards(&meta, &pocs)).await??;
+    let pages = count + 2;
+    let mut render = super::renderer(renderer, nice);
+    render
+        .arg("cards")
+        .arg("--out")
+        .arg(dir)
+        .arg("--pixel-per-pt")
+        .arg(PIXELS_PER_PT.to_string());
+    super::run_renderer(render, &cards_data(&meta, &pocs)).await?;
     progress.send_replace(30);
     let mut list = String::from("ffconcat version 1.0\n");
-    for (i, png) in pngs.iter().enumerate() {
+    for i in 0..pages {
         let name = format!("card-{i:05}.png");
-        tokio::fs::write(dir.join(&name), png).await?;
+        anyhow::ensure!(
+            dir.join(&name).exists(),
+            "media-render left out {name} ({pages} cards expected)"
+        );
         let secs = if i == 0 {
             INTRO_SECS
-        } else if i + 1 == pngs.len() {
+        } else if i + 1 == pages {
             OUTRO_SECS
         } else {
             CARD_SECS
@@ -158,7 +112,7 @@ pub async fn render(
         list.push_str(&format!("file '{name}'\nduration {secs}\n"));
     }
     // The concat demuxer ends at the last file's start unless it is listed once more.
-    list.push_str(&format!("file 'card-{:05}.png'\n", pngs.len() - 1));
+    list.push_str(&format!("file 'card-{:05}.png'\n", pages - 1));
     tokio::fs::write(dir.join("cards.ffconcat"), list).await?;
     progress.send_replace(35);
 

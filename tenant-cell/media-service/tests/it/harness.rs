@@ -42,6 +42,7 @@ impl Cell {
             &poc.internal_url,
             dir.clone(),
         );
+        config.render_program = env!("CARGO_BIN_EXE_media-render").into();
         tweak(&mut config);
         let pool = PgPool::connect(&url).await.expect("media pool");
         let mut cell = Self {

@@ -375,3 +375,31 @@ async fn nobody_else_reaches_a_report_and_links_cannot_be_forged_or_stretched() 
         .await
         .assert_error(404, "not_found");
 }
+
+#[tokio::test]
+async fn a_disabled_users_token_stops_working_here_too() {
+    let cell = Cell::start_with(|c| c.revocation_cache = std::time::Duration::ZERO).await;
+    let admin = cell.poc.admin().await;
+    let ada = cell.poc.member(&admin, "ada@acme.test").await;
+    cell.as_user(&ada)
+        .get("/v1/reports")
+        .await
+        .assert_status(200);
+    cell.poc
+        .poc
+        .with_token(&admin.token)
+        .patch(
+            &format!("/v1/users/{}", ada.id),
+            &json!({ "disabled": true }),
+        )
+        .await
+        .assert_status(200);
+    cell.as_user(&ada)
+        .get("/v1/reports")
+        .await
+        .assert_error(401, "unauthenticated");
+    cell.as_user(&ada)
+        .post("/v1/videos", &json!({ "year": 2025 }))
+        .await
+        .assert_error(401, "unauthenticated");
+}
