@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod live;
+pub mod moto;
 pub mod pg;
 
 pub use http::{ApiClient, ApiResponse};

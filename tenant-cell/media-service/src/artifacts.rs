@@ -66,13 +66,23 @@ impl Artifacts {
                 std::fs::create_dir_all(dir)?;
                 Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir)?)
             }
-            Storage::S3 { bucket, endpoint } => {
+            Storage::S3 {
+                bucket,
+                endpoint,
+                static_credentials,
+            } => {
                 let mut builder =
                     object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
                 if let Some(endpoint) = endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
                         .with_allow_http(endpoint.starts_with("http://"));
+                }
+                if let Some(c) = static_credentials {
+                    builder = builder
+                        .with_region(&c.region)
+                        .with_access_key_id(&c.access_key_id)
+                        .with_secret_access_key(c.secret_access_key.expose_secret());
                 }
                 Arc::new(builder.build()?)
             }

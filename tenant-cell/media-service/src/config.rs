@@ -17,7 +17,17 @@ pub enum Storage {
     S3 {
         bucket: String,
         endpoint: Option<String>,
+        /// Static credentials and region (tests against moto); `None` = the AWS provider chain.
+        static_credentials: Option<S3Credentials>,
     },
+}
+
+/// Fixed S3 credentials (an emulator in tests); production uses the provider chain (IRSA).
+#[derive(Clone, Debug)]
+pub struct S3Credentials {
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: SecretString,
 }
 
 /// Job queue limits.
@@ -124,6 +134,7 @@ impl Config {
             Some(bucket) => Storage::S3 {
                 bucket,
                 endpoint: optional("MRBILL_MEDIA_S3_ENDPOINT")?,
+                static_credentials: None,
             },
             None => Storage::Dir(optional::<PathBuf>("MRBILL_MEDIA_DIR")?.ok_or_else(|| {
                 anyhow::anyhow!("MRBILL_MEDIA_DIR or MRBILL_MEDIA_S3_BUCKET must be set")

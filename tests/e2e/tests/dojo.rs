@@ -132,10 +132,10 @@ async fn a_cell_made_before_a_service_existed_gets_it_added() {
     }
     assert_eq!(
         cell_services(&cell).len(),
-        2,
-        "poc-service and dojo-service"
+        3,
+        "poc-, dojo- and media-service"
     );
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&config_path).expect("cell.json")).expect("json");
-    assert_eq!(config["services"].as_array().map(Vec::len), Some(2));
+    assert_eq!(config["services"].as_array().map(Vec::len), Some(3));
 }

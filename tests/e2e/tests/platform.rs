@@ -1,5 +1,5 @@
 //! The platform end to end, through the real binaries: `mrbill` → control plane → local driver
-//! (supervisors, Postgres clusters, poc-service, dojo-service) → router. Each test has its own `MRBILL_HOME`.
+//! (supervisors, Postgres clusters, poc-, dojo- and media-service) → router. Each test has its own `MRBILL_HOME`.
 
 use std::time::Duration;
 
@@ -133,8 +133,8 @@ async fn suspend_blocks_traffic_and_stops_services_and_resume_keeps_the_data() {
     let cell = cell_id(&acme);
     assert_eq!(
         cell_services(&cell).len(),
-        2,
-        "one poc-service, one dojo-service"
+        3,
+        "one poc-, dojo- and media-service"
     );
 
     let suspended = platform
@@ -221,7 +221,7 @@ async fn delete_writes_a_backup_then_removes_the_cell_and_its_processes() {
 
 /// Deterministic crash injection: the control plane exits right after each provisioning step's
 /// effects, before recording it; a restarted one must converge to exactly one Ready cell with
-/// one supervisor, one Postgres, one poc-service and one dojo-service.
+/// one supervisor, one Postgres, one poc-, dojo- and media-service.
 #[tokio::test]
 async fn provisioning_converges_after_a_crash_after_every_step() {
     let platform = Platform::up();
@@ -272,8 +272,8 @@ async fn provisioning_converges_after_a_crash_after_every_step() {
         );
         assert_eq!(
             cell_services(&cell).len(),
-            2,
-            "one poc-service and one dojo-service after {step}"
+            3,
+            "one poc-, dojo- and media-service after {step}"
         );
         assert_eq!(
             processes_with(&["postgres", &format!("{dir}/pg/data")]).len(),

@@ -61,6 +61,9 @@ pub fn child(program: &Path, nice: u8) -> tokio::process::Command {
     cmd.arg("-n")
         .arg(nice.to_string())
         .arg(program)
+        // Children need none of the service's settings or secret paths.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .stdin(Stdio::null())
         // Dropped (job cancelled, deleted or taken over) → killed.
         .kill_on_drop(true);

@@ -403,3 +403,68 @@ async fn a_disabled_users_token_stops_working_here_too() {
         .await
         .assert_error(401, "unauthenticated");
 }
+
+/// Artifacts in S3: the same report lifecycle against moto's S3 (PyPI `moto[server]`, an AWS
+/// emulator — no real AWS here), objects under the tenant's prefix, deleted with their job.
+#[tokio::test]
+async fn reports_are_stored_in_s3_when_configured() {
+    let moto = test_support::moto::Moto::start();
+    let bucket = "cell-acme-media";
+    let created = reqwest::Client::new()
+        .put(format!("{}/{bucket}", moto.url))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(created.status().is_success(), "{}", created.status());
+    let endpoint = moto.url.clone();
+    let cell = Cell::start_with(|c| {
+        c.storage = media_service::config::Storage::S3 {
+            bucket: bucket.into(),
+            endpoint: Some(endpoint),
+            static_credentials: Some(media_service::config::S3Credentials {
+                region: "us-east-1".into(),
+                access_key_id: "testing".into(),
+                secret_access_key: "testing".to_owned().into(),
+            }),
+        };
+    })
+    .await;
+    let admin = cell.poc.admin().await;
+    cell.poc
+        .create_poc(&admin, "Stored Remotely", json!({}))
+        .await;
+    let job = cell
+        .as_user(&admin)
+        .post("/v1/reports", &json!({ "format": "pdf" }))
+        .await
+        .assert_status(202)
+        .clone();
+    let path = format!("/v1/reports/{}", job["id"].as_str().expect("id"));
+    let done = cell.finished(&admin, &path).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let (status, pdf, _) = cell
+        .fetch(done["download"]["url"].as_str().expect("url"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(pdf.starts_with(b"%PDF-"));
+    let listing = reqwest::get(format!("{}/{bucket}?list-type=2", moto.url))
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("xml");
+    let key = format!(
+        "tenants/acme/reports/{}/report.pdf",
+        job["id"].as_str().expect("id")
+    );
+    assert!(listing.contains(&key), "{listing}");
+    assert!(cell.stored_files().is_empty(), "nothing on local disk");
+    cell.as_user(&admin).delete(&path).await.assert_status(204);
+    let listing = reqwest::get(format!("{}/{bucket}?list-type=2", moto.url))
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("xml");
+    assert!(!listing.contains(&key), "deleted with its job: {listing}");
+}
