@@ -2,7 +2,10 @@
 //! `cell_model::CellSpec`/`CellStatus` (group `mrbill.dev`, version `v1alpha1`; printer columns
 //! tenant, tier, phase, age; the `/status` subresource; the slug pattern and replica bounds as
 //! schema validation). `crdgen` prints it; the committed copy is `crd/cells.mrbill.dev.yaml`,
-//! and a test fails when the two drift. The controller comes next (see `README.md`).
+//! and a test fails when the two drift. `render`: the desired Kubernetes objects of a cell
+//! (snapshot-tested per tier). The controller comes next (see `README.md`).
+
+pub mod render;
 
 use kube::CustomResourceExt;
 

@@ -1,0 +1,196 @@
+//! Desired state per tier: snapshots (`tests/snapshots/<tier>.yaml`; regenerate with
+//! `UPDATE_SNAPSHOTS=1 cargo test -p cell-operator --test render`), validated against the
+//! Kubernetes 1.31 API schemas with PyPI `kubernetes-validate --strict`, and the rules the
+//! operator promises.
+
+use cell_model::{
+    Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
+};
+use cell_operator::render::{Images, desired, replicas};
+use serde_json::Value;
+
+fn cell(tier: Tier, engine: DatabaseEngine, search: SearchEngine) -> Cell {
+    Cell::new(
+        "c-acme-1234",
+        CellSpec {
+            cell_id: "c-acme-1234".into(),
+            tenant: "acme".into(),
+            tier,
+            version: "1.4.2".into(),
+            replicas: ServiceReplicas::default(),
+            database: DatabaseSpec {
+                engine,
+                class: None,
+                storage_gib: tier.template().db_storage_gib,
+                multi_az: tier.template().multi_az,
+            },
+            search,
+            placement: "eks-sa-east-1".into(),
+            suspended: false,
+        },
+    )
+}
+
+fn images() -> Images {
+    Images {
+        registry: "registry.example.com/mrbill".into(),
+    }
+}
+
+fn yaml(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(|o| serde_norway::to_string(o).expect("yaml"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} rendered"))
+}
+
+#[test]
+fn every_tier_renders_valid_objects_matching_its_snapshot() {
+    let validate = std::env::var("MRBILL_KUBERNETES_VALIDATE")
+        .unwrap_or_else(|_| "kubernetes-validate".into());
+    for (tier, engine, search) in [
+        (
+            Tier::Small,
+            DatabaseEngine::InCluster,
+            SearchEngine::Embedded,
+        ),
+        (
+            Tier::Standard,
+            DatabaseEngine::InCluster,
+            SearchEngine::Meilisearch,
+        ),
+        (Tier::Large, DatabaseEngine::Rds, SearchEngine::Meilisearch),
+    ] {
+        let rendered = yaml(&desired(&cell(tier, engine, search), &images()));
+        let path = format!(
+            "{}/tests/snapshots/{}.yaml",
+            env!("CARGO_MANIFEST_DIR"),
+            tier.as_str()
+        );
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(std::path::Path::new(&path).parent().expect("dir"))
+                .expect("dir");
+            std::fs::write(&path, &rendered).expect("write snapshot");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == rendered,
+            "{path} is stale: run `UPDATE_SNAPSHOTS=1 cargo test -p cell-operator --test render`"
+        );
+        let out = std::process::Command::new(&validate)
+            .args(["--strict", &path])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{validate} not found: run ./x test (it installs it) or set MRBILL_KUBERNETES_VALIDATE: {e}")
+            });
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            tier.as_str(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_cell_is_isolated_and_sized_by_its_tier() {
+    let c = cell(
+        Tier::Standard,
+        DatabaseEngine::InCluster,
+        SearchEngine::Meilisearch,
+    );
+    let objects = desired(&c, &images());
+    assert_eq!(
+        objects[0]["kind"], "Namespace",
+        "the namespace is applied first"
+    );
+    assert_eq!(objects[0]["metadata"]["name"], "cell-acme");
+    for o in &objects[1..] {
+        assert_eq!(o["metadata"]["namespace"], "cell-acme", "{o}");
+        assert_eq!(o["metadata"]["labels"]["mrbill.dev/cell"], "c-acme-1234");
+    }
+    let deny = find(&objects, "NetworkPolicy", "default-deny");
+    assert_eq!(deny["spec"]["podSelector"], serde_json::json!({}));
+    assert_eq!(
+        deny["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let router = find(&objects, "NetworkPolicy", "allow-from-router");
+    assert_eq!(
+        router["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["mrbill.dev/router"],
+        "true"
+    );
+    // Meilisearch and in-cluster Postgres get their paths; no AWS egress without RDS.
+    find(&objects, "NetworkPolicy", "poc-to-meilisearch");
+    find(&objects, "NetworkPolicy", "services-to-postgres");
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "services-to-aws")
+    );
+
+    for service in ["poc", "dojo", "media"] {
+        let name = format!("{service}-service");
+        let d = find(&objects, "Deployment", &name);
+        assert!(
+            d["spec"].get("replicas").is_none(),
+            "the HPA owns {name}'s replicas"
+        );
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+            true
+        );
+        assert_eq!(
+            pod["topologySpreadConstraints"][0]["topologyKey"],
+            "topology.kubernetes.io/zone"
+        );
+        assert_eq!(
+            pod["containers"][0]["image"],
+            format!("registry.example.com/mrbill/{service}-service:1.4.2")
+        );
+        let hpa = find(&objects, "HorizontalPodAutoscaler", &name);
+        let template = Tier::Standard.template();
+        let bounds = match service {
+            "poc" => template.poc,
+            "dojo" => template.dojo,
+            _ => template.media,
+        };
+        assert_eq!(hpa["spec"]["minReplicas"], bounds.default);
+        assert_eq!(hpa["spec"]["maxReplicas"], bounds.max);
+        find(&objects, "PodDisruptionBudget", &name);
+        find(&objects, "Service", &name);
+    }
+}
+
+#[test]
+fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
+    let mut c = cell(
+        Tier::Standard,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    c.spec.replicas.dojo = Some(5);
+    c.spec.replicas.poc = Some(50);
+    assert_eq!(replicas(&c, "dojo"), (5, 6));
+    assert_eq!(replicas(&c, "poc"), (6, 6), "clamped to the tier's maximum");
+    assert_eq!(replicas(&c, "media"), (2, 4), "the tier's default");
+    let rds = cell(Tier::Large, DatabaseEngine::Rds, SearchEngine::Meilisearch);
+    let objects = desired(&rds, &images());
+    find(&objects, "NetworkPolicy", "services-to-aws");
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "services-to-postgres")
+    );
+}
