@@ -34,6 +34,7 @@ fn cell(tier: Tier, engine: DatabaseEngine, search: SearchEngine) -> Cell {
 fn images() -> Images {
     Images {
         registry: "registry.example.com/mrbill".into(),
+        trusted_proxies: "10.0.0.0/8".into(),
     }
 }
 
@@ -132,6 +133,27 @@ fn a_cell_is_isolated_and_sized_by_its_tier() {
     // Meilisearch and in-cluster Postgres get their paths; no AWS egress without RDS.
     find(&objects, "NetworkPolicy", "poc-to-meilisearch");
     find(&objects, "NetworkPolicy", "services-to-postgres");
+    let pg = find(&objects, "StatefulSet", "postgres");
+    assert_eq!(
+        pg["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        format!("{}Gi", Tier::Standard.template().db_storage_gib)
+    );
+    find(&objects, "StatefulSet", "meilisearch");
+    // Only poc gets the signing key; each service gets its own database credentials.
+    for (service, has_private) in [("poc", true), ("dojo", false), ("media", false)] {
+        let d = find(&objects, "Deployment", &format!("{service}-service"));
+        let sources =
+            d["spec"]["template"]["spec"]["volumes"][2]["projected"]["sources"].to_string();
+        assert_eq!(
+            sources.contains("private.pem"),
+            has_private,
+            "{service}: {sources}"
+        );
+        assert!(
+            sources.contains(&format!("{service}-database")),
+            "{service}: {sources}"
+        );
+    }
     assert!(
         !objects
             .iter()
