@@ -198,6 +198,11 @@ fn policy(cell: &Cell, name: &str, spec: Value) -> Value {
     })
 }
 
+/// Pods of any of `services`.
+fn services_in(services: &[&str]) -> Value {
+    json!({ "matchExpressions": [{ "key": SERVICE_LABEL, "operator": "In", "values": services }] })
+}
+
 fn service_pods(service: &str) -> Value {
     json!({ "matchLabels": { SERVICE_LABEL: service } })
 }
@@ -224,9 +229,7 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
             cell,
             "allow-from-router",
             json!({
-                "podSelector": { "matchExpressions": [
-                    { "key": SERVICE_LABEL, "operator": "In", "values": SERVICES },
-                ]},
+                "podSelector": services_in(&SERVICES),
                 "policyTypes": ["Ingress"],
                 "ingress": [{
                     "from": [{ "namespaceSelector": { "matchLabels": { ROUTER_NAMESPACE_LABEL: "true" } } }],
@@ -241,9 +244,7 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
                 "podSelector": service_pods("poc"),
                 "policyTypes": ["Ingress"],
                 "ingress": [{
-                    "from": [{ "podSelector": { "matchExpressions": [
-                        { "key": SERVICE_LABEL, "operator": "In", "values": ["dojo", "media"] },
-                    ]}}],
+                    "from": [{ "podSelector": services_in(&["dojo", "media"]) }],
                     "ports": [{ "protocol": "TCP", "port": INTERNAL_PORT }],
                 }],
             }),
@@ -252,9 +253,7 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
             cell,
             "services-to-internal-poc",
             json!({
-                "podSelector": { "matchExpressions": [
-                    { "key": SERVICE_LABEL, "operator": "In", "values": ["dojo", "media"] },
-                ]},
+                "podSelector": services_in(&["dojo", "media"]),
                 "policyTypes": ["Egress"],
                 "egress": [{
                     "to": [{ "podSelector": service_pods("poc") }],
@@ -268,9 +267,7 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
             cell,
             "services-to-postgres",
             json!({
-                "podSelector": { "matchExpressions": [
-                    { "key": SERVICE_LABEL, "operator": "In", "values": SERVICES },
-                ]},
+                "podSelector": services_in(&SERVICES),
                 "policyTypes": ["Egress"],
                 "egress": [{
                     "to": [{ "podSelector": service_pods("postgres") }],
@@ -285,9 +282,7 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
                 "podSelector": service_pods("postgres"),
                 "policyTypes": ["Ingress"],
                 "ingress": [{
-                    "from": [{ "podSelector": { "matchExpressions": [
-                        { "key": SERVICE_LABEL, "operator": "In", "values": SERVICES },
-                    ]}}],
+                    "from": [{ "podSelector": services_in(&SERVICES) }],
                     "ports": [{ "protocol": "TCP", "port": POSTGRES_PORT }],
                 }],
             }),
@@ -326,9 +321,7 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
             cell,
             "services-to-aws",
             json!({
-                "podSelector": { "matchExpressions": [
-                    { "key": SERVICE_LABEL, "operator": "In", "values": SERVICES },
-                ]},
+                "podSelector": services_in(&SERVICES),
                 "policyTypes": ["Egress"],
                 "egress": [{ "ports": [
                     { "protocol": "TCP", "port": 443 }, { "protocol": "TCP", "port": POSTGRES_PORT },

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod cell;
 pub mod config;
+pub mod cursor;
 pub mod db;
 pub mod error;
 pub mod extract;

@@ -10,8 +10,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::Value;
 use service_kit::ApiError;
@@ -310,19 +308,6 @@ pub struct PageParams {
     pub limit: Option<u32>,
 }
 
-fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.unix_timestamp_nanos()))
-}
-
-fn decode_cursor(raw: &str) -> Option<(OffsetDateTime, Uuid)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-    let (nanos, id) = text.split_once(':')?;
-    Some((
-        OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?,
-        id.parse().ok()?,
-    ))
-}
-
 async fn page(
     state: &AppState,
     kind: Kind,
@@ -338,17 +323,7 @@ async fn page(
             "limit must be between 1 and 100",
         ));
     }
-    let after = match p.cursor.as_deref() {
-        Some(c) => decode_cursor(c).or_else(|| {
-            errors.push(FieldError::new(
-                "cursor",
-                "invalid_format",
-                "cursor is not one this API returned",
-            ));
-            None
-        }),
-        None => None,
-    };
+    let after = service_kit::cursor::param(p.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -356,7 +331,8 @@ async fn page(
     let next = (rows.len() > limit as usize)
         .then(|| {
             rows.truncate(limit as usize);
-            rows.last().map(|r| encode_cursor(r.created_at, r.id))
+            rows.last()
+                .map(|r| service_kit::cursor::encode(r.created_at, r.id))
         })
         .flatten();
     Ok((rows, next))

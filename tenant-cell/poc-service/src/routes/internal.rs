@@ -6,8 +6,6 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
@@ -153,19 +151,6 @@ async fn filter(state: &AppState, p: &ReportParams) -> Result<ReportFilter, ApiE
     })
 }
 
-fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.unix_timestamp_nanos()))
-}
-
-fn decode_cursor(raw: &str) -> Option<(OffsetDateTime, Uuid)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-    let (nanos, id) = text.split_once(':')?;
-    Some((
-        OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?,
-        id.parse().ok()?,
-    ))
-}
-
 /// PoCs a user may see, oldest first, in pages (for reports and videos).
 #[utoipa::path(get, path = "/internal/v1/pocs", tag = "internal", security(("service_token" = [])), params(ReportParams),
     responses(
@@ -189,17 +174,7 @@ pub async fn internal_pocs(
             "limit must be between 1 and 1000",
         ));
     }
-    let after = match p.cursor.as_deref() {
-        Some(c) => decode_cursor(c).or_else(|| {
-            errors.push(FieldError::new(
-                "cursor",
-                "invalid_format",
-                "cursor is not one this API returned",
-            ));
-            None
-        }),
-        None => None,
-    };
+    let after = service_kit::cursor::param(p.cursor.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -208,7 +183,9 @@ pub async fn internal_pocs(
     let more = rows.len() > limit as usize;
     let items: Vec<_> = rows.iter().take(limit as usize).collect();
     let next_cursor = if more {
-        items.last().map(|r| encode_cursor(r.created_at, r.id))
+        items
+            .last()
+            .map(|r| service_kit::cursor::encode(r.created_at, r.id))
     } else {
         None
     };
