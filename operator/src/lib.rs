@@ -6,6 +6,7 @@
 //! (snapshot-tested per tier). The controller comes next (see `README.md`).
 
 pub mod render;
+pub mod secrets;
 
 use kube::CustomResourceExt;
 

@@ -1,0 +1,87 @@
+//! The per-cell Secrets, generated **once**: the controller creates each one only when it does
+//! not exist (create, never apply), so a reconcile can never rotate a key by accident. Names and
+//! keys are the ones `render` mounts.
+
+use cell_model::{Cell, DatabaseEngine, SearchEngine};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use service_kit::jwt::KeyPair;
+use service_kit::secrets::random_token;
+
+use crate::render::{
+    CELL_LABEL, JWT_SECRET, MEDIA_URL_KEY_SECRET, MEILISEARCH_SECRET, POSTGRES_SECRET,
+    SERVICE_TOKEN_SECRET, TENANT_LABEL, database_secret, namespace,
+};
+
+/// Annotation marking a Secret the operator made and must never overwrite.
+pub const GENERATED_ONCE: &str = "mrbill.dev/generated-once";
+
+fn secret(cell: &Cell, name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": namespace(cell),
+            "labels": { TENANT_LABEL: cell.spec.tenant, CELL_LABEL: cell.spec.cell_id },
+            "annotations": { GENERATED_ONCE: "true" },
+        },
+        "stringData": data,
+    })
+}
+
+/// Fresh values for every Secret the cell needs. Database URLs are generated for `in-cluster`
+/// Postgres (roles `poc`, `dojo`, `media` in the cell's own cluster); an RDS cell's come from
+/// its instance once it exists.
+pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
+    let keys = KeyPair::generate()?;
+    let mut out = vec![
+        secret(
+            cell,
+            JWT_SECRET,
+            json!({
+                "private.pem": keys.private_pem.expose_secret(),
+                "public.pem": keys.public_pem,
+                "kid": keys.kid,
+            }),
+        ),
+        secret(
+            cell,
+            SERVICE_TOKEN_SECRET,
+            json!({ "token": random_token(32) }),
+        ),
+        secret(
+            cell,
+            MEDIA_URL_KEY_SECRET,
+            json!({ "key": random_token(32) }),
+        ),
+    ];
+    if cell.spec.search == SearchEngine::Meilisearch {
+        out.push(secret(
+            cell,
+            MEILISEARCH_SECRET,
+            json!({ "master-key": random_token(32) }),
+        ));
+    }
+    if cell.spec.database.engine == DatabaseEngine::InCluster {
+        out.push(secret(
+            cell,
+            POSTGRES_SECRET,
+            json!({ "superuser-password": random_token(24) }),
+        ));
+        for service in ["poc", "dojo", "media"] {
+            let url = format!(
+                "postgres://{service}:{}@postgres.{}.svc:5432/{service}",
+                random_token(24),
+                namespace(cell)
+            );
+            out.push(secret(
+                cell,
+                &database_secret(service),
+                json!({ "url": url }),
+            ));
+        }
+    }
+    Ok(out)
+}
