@@ -207,6 +207,32 @@ fn service_pods(service: &str) -> Value {
     json!({ "matchLabels": { SERVICE_LABEL: service } })
 }
 
+/// `[egress policy of the clients, ingress policy of the server]` for TCP `port`; each side is
+/// `(policy name, pod selector)`.
+fn path(cell: &Cell, clients: (&str, Value), server: (&str, Value), port: u16) -> [Value; 2] {
+    let ports = json!([{ "protocol": "TCP", "port": port }]);
+    [
+        policy(
+            cell,
+            clients.0,
+            json!({
+                "podSelector": clients.1,
+                "policyTypes": ["Egress"],
+                "egress": [{ "to": [{ "podSelector": server.1 }], "ports": ports }],
+            }),
+        ),
+        policy(
+            cell,
+            server.0,
+            json!({
+                "podSelector": server.1,
+                "policyTypes": ["Ingress"],
+                "ingress": [{ "from": [{ "podSelector": clients.1 }], "ports": ports }],
+            }),
+        ),
+    ]
+}
+
 fn network_policies(cell: &Cell) -> Vec<Value> {
     let mut out = vec![
         policy(
@@ -237,81 +263,30 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
                 }],
             }),
         ),
-        policy(
-            cell,
-            "poc-internal-from-services",
-            json!({
-                "podSelector": service_pods("poc"),
-                "policyTypes": ["Ingress"],
-                "ingress": [{
-                    "from": [{ "podSelector": services_in(&["dojo", "media"]) }],
-                    "ports": [{ "protocol": "TCP", "port": INTERNAL_PORT }],
-                }],
-            }),
-        ),
-        policy(
-            cell,
-            "services-to-internal-poc",
-            json!({
-                "podSelector": services_in(&["dojo", "media"]),
-                "policyTypes": ["Egress"],
-                "egress": [{
-                    "to": [{ "podSelector": service_pods("poc") }],
-                    "ports": [{ "protocol": "TCP", "port": INTERNAL_PORT }],
-                }],
-            }),
-        ),
     ];
+    // Traffic inside the cell needs both ends opened: egress from the clients, ingress at the
+    // server.
+    let [egress, ingress] = path(
+        cell,
+        ("services-to-internal-poc", services_in(&["dojo", "media"])),
+        ("poc-internal-from-services", service_pods("poc")),
+        INTERNAL_PORT,
+    );
+    out.extend([ingress, egress]);
     if cell.spec.database.engine == DatabaseEngine::InCluster {
-        out.push(policy(
+        out.extend(path(
             cell,
-            "services-to-postgres",
-            json!({
-                "podSelector": services_in(&SERVICES),
-                "policyTypes": ["Egress"],
-                "egress": [{
-                    "to": [{ "podSelector": service_pods("postgres") }],
-                    "ports": [{ "protocol": "TCP", "port": POSTGRES_PORT }],
-                }],
-            }),
-        ));
-        out.push(policy(
-            cell,
-            "postgres-from-services",
-            json!({
-                "podSelector": service_pods("postgres"),
-                "policyTypes": ["Ingress"],
-                "ingress": [{
-                    "from": [{ "podSelector": services_in(&SERVICES) }],
-                    "ports": [{ "protocol": "TCP", "port": POSTGRES_PORT }],
-                }],
-            }),
+            ("services-to-postgres", services_in(&SERVICES)),
+            ("postgres-from-services", service_pods("postgres")),
+            POSTGRES_PORT,
         ));
     }
     if cell.spec.search == SearchEngine::Meilisearch {
-        out.push(policy(
+        out.extend(path(
             cell,
-            "poc-to-meilisearch",
-            json!({
-                "podSelector": service_pods("poc"),
-                "policyTypes": ["Egress"],
-                "egress": [{
-                    "to": [{ "podSelector": service_pods("meilisearch") }],
-                    "ports": [{ "protocol": "TCP", "port": MEILISEARCH_PORT }],
-                }],
-            }),
-        ));
-        out.push(policy(
-            cell,
-            "meilisearch-from-poc",
-            json!({
-                "podSelector": service_pods("meilisearch"),
-                "policyTypes": ["Ingress"],
-                "ingress": [{
-                    "from": [{ "podSelector": service_pods("poc") }],
-                    "ports": [{ "protocol": "TCP", "port": MEILISEARCH_PORT }],
-                }],
-            }),
+            ("poc-to-meilisearch", service_pods("poc")),
+            ("meilisearch-from-poc", service_pods("meilisearch")),
+            MEILISEARCH_PORT,
         ));
     }
     if cell.spec.database.engine == DatabaseEngine::Rds {
