@@ -91,3 +91,31 @@ pub fn assert_schemathesis_clean(
         "schemathesis found problems:\n{report}"
     );
 }
+
+/// [`assert_schemathesis_clean`] with the committed settings file `settings` plus
+/// `path.id = id` (an existing resource, so requests reach past "not found"), on a blocking
+/// thread; `name` names the work directory.
+pub async fn schemathesis_with_id(
+    name: &str,
+    settings: &std::path::Path,
+    id: &str,
+    base: &str,
+    token: &str,
+    extra: &'static [&'static str],
+) {
+    let workdir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let committed = std::fs::read_to_string(settings).expect("schemathesis settings");
+    let config = workdir.join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!("{committed}\n[parameters]\n\"path.id\" = \"{id}\"\n"),
+    )
+    .expect("config");
+    let (base, token) = (base.to_owned(), token.to_owned());
+    tokio::task::spawn_blocking(move || {
+        assert_schemathesis_clean(&workdir, &config, &base, &token, extra);
+    })
+    .await
+    .expect("schemathesis run");
+}

@@ -33,26 +33,16 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .assert_status(202)
         .clone();
     let id = job["id"].as_str().expect("id").to_owned();
-    let workdir = std::env::temp_dir().join(format!("media-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&workdir).expect("workdir");
-    // The committed settings, plus the id of a job that exists, so that requests reach past
-    // "not found".
-    let settings = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/schemathesis.toml"
-    ))
-    .expect("schemathesis.toml");
-    let config = workdir.join("schemathesis.toml");
-    std::fs::write(
-        &config,
-        format!("{settings}\n[parameters]\n\"path.id\" = \"{id}\"\n"),
+    test_support::schemathesis_with_id(
+        "media-fuzz",
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/schemathesis.toml"
+        )),
+        &id,
+        &cell.media.base,
+        &admin.token,
+        &[],
     )
-    .expect("config");
-    let base = cell.media.base.clone();
-    let token = admin.token.clone();
-    tokio::task::spawn_blocking(move || {
-        test_support::assert_schemathesis_clean(&workdir, &config, &base, &token, &[]);
-    })
-    .await
-    .expect("schemathesis run");
+    .await;
 }
