@@ -13,7 +13,6 @@ pub const PASSWORD: &str = "correct horse battery staple";
 #[derive(Clone, Debug)]
 pub struct User {
     pub id: String,
-    pub email: String,
     pub token: String,
 }
 
@@ -117,7 +116,6 @@ impl PocCell {
             .clone();
         User {
             id: tokens["user"]["id"].as_str().expect("id").to_owned(),
-            email: email.to_owned(),
             token: tokens["access_token"].as_str().expect("token").to_owned(),
         }
     }

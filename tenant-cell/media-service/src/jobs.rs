@@ -330,7 +330,7 @@ async fn run_report(
         Some(bytes) => bytes,
         None => {
             let mut cmd =
-                crate::render::renderer(&state.config.render_program, state.config.ffmpeg.nice);
+                crate::render::child(&state.config.render_program, state.config.ffmpeg.nice);
             cmd.arg("pdf");
             crate::render::run_renderer(cmd, &report::pdf_data(&meta, &pocs))
                 .await

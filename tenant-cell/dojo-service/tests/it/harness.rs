@@ -108,7 +108,6 @@ impl Cell {
     pub async fn member(&self, admin: &User, email: &str) -> User {
         let admin = cell_harness::User {
             id: admin.id.clone(),
-            email: String::new(),
             token: admin.token.clone(),
         };
         self.user(self.poc_cell.member(&admin, email).await)

@@ -87,12 +87,7 @@ fn die_with_parent(cmd: &mut tokio::process::Command) {
     }
 }
 
-/// `media-render` as a child (see [`child`]).
-pub fn renderer(program: &Path, nice: u8) -> tokio::process::Command {
-    child(program, nice)
-}
-
-/// Runs a `media-render` command with `data` on stdin; returns its stdout.
+/// Runs a `media-render` command (a [`child`]) with `data` on stdin; returns its stdout.
 pub async fn run_renderer(
     mut cmd: tokio::process::Command,
     data: &serde_json::Value,

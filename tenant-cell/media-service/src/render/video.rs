@@ -86,7 +86,7 @@ pub async fn render(
 ) -> anyhow::Result<Rendered> {
     let count = pocs.len();
     let pages = count + 2;
-    let mut render = super::renderer(renderer, nice);
+    let mut render = super::child(renderer, nice);
     render
         .arg("cards")
         .arg("--out")
