@@ -216,3 +216,30 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
             .any(|o| o["metadata"]["name"] == "services-to-postgres")
     );
 }
+
+#[test]
+fn a_suspended_cell_keeps_its_objects_but_runs_no_pods() {
+    let mut c = cell(
+        Tier::Standard,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    let running = desired(&c, &images());
+    c.spec.suspended = true;
+    let suspended = desired(&c, &images());
+    for service in ["poc", "dojo", "media"] {
+        let name = format!("{service}-service");
+        assert!(find(&running, "Deployment", &name)["spec"]["replicas"].is_null());
+        find(&running, "HorizontalPodAutoscaler", &name);
+        assert_eq!(find(&suspended, "Deployment", &name)["spec"]["replicas"], 0);
+        assert!(
+            !suspended
+                .iter()
+                .any(|o| o["kind"] == "HorizontalPodAutoscaler"),
+            "no autoscaler may bring a suspended cell's pods back"
+        );
+    }
+    // Data stays: Postgres, Secrets' consumers and Services are all still there.
+    find(&suspended, "StatefulSet", "postgres");
+    find(&suspended, "Service", "poc-service");
+}
