@@ -5,6 +5,8 @@
 //! and a test fails when the two drift. `render`: the desired Kubernetes objects of a cell
 //! (snapshot-tested per tier). The controller comes next (see `README.md`).
 
+pub mod apply;
+pub mod controller;
 pub mod render;
 pub mod secrets;
 

@@ -31,6 +31,23 @@ fn secret(cell: &Cell, name: &str, data: Value) -> Value {
     })
 }
 
+/// Names of the Secrets a cell needs (what [`generate`] makes), without generating anything.
+pub fn names(cell: &Cell) -> Vec<String> {
+    let mut names = vec![
+        JWT_SECRET.to_owned(),
+        SERVICE_TOKEN_SECRET.to_owned(),
+        MEDIA_URL_KEY_SECRET.to_owned(),
+    ];
+    if cell.spec.search == SearchEngine::Meilisearch {
+        names.push(MEILISEARCH_SECRET.to_owned());
+    }
+    if cell.spec.database.engine == DatabaseEngine::InCluster {
+        names.push(POSTGRES_SECRET.to_owned());
+        names.extend(["poc", "dojo", "media"].map(database_secret));
+    }
+    names
+}
+
 /// Fresh values for every Secret the cell needs. Database URLs are generated for `in-cluster`
 /// Postgres (roles `poc`, `dojo`, `media` in the cell's own cluster); an RDS cell's come from
 /// its instance once it exists.

@@ -56,6 +56,11 @@ fn an_in_cluster_cell_gets_every_secret_its_pods_mount_with_fresh_values() {
             "media-database"
         ]
     );
+    assert_eq!(
+        names,
+        cell_operator::secrets::names(&c),
+        "names() lists what generate() makes"
+    );
     for s in &secrets {
         assert_eq!(s["metadata"]["annotations"][GENERATED_ONCE], "true");
         assert_eq!(s["metadata"]["namespace"], "cell-acme");
@@ -120,4 +125,8 @@ fn an_rds_cell_with_embedded_search_gets_no_postgres_or_meilisearch_secrets() {
         .filter_map(|s| s["metadata"]["name"].as_str())
         .collect();
     assert_eq!(names, ["cell-jwt", "cell-service-token", "media-url-key"]);
+    assert_eq!(
+        names,
+        cell_operator::secrets::names(&cell(DatabaseEngine::Rds, SearchEngine::Embedded))
+    );
 }

@@ -1,0 +1,232 @@
+//! Writing a cell's objects to the API server: server-side apply under one field manager with
+//! the Cell as controlling owner, Secrets created only when missing, and pruning of objects a
+//! cell no longer wants (an autoscaler while suspended, Meilisearch after switching to the
+//! embedded engine).
+
+use std::collections::BTreeSet;
+
+use cell_model::Cell;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::Value;
+
+use crate::controller::Error;
+use crate::render::{CELL_LABEL, namespace};
+
+/// The field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "cell-operator";
+/// `app.kubernetes.io/managed-by` value on everything the operator renders.
+pub const MANAGED_BY: &str = "cell-operator";
+
+/// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
+/// RBAC grants exactly these (kept in step by a test).
+pub const KINDS: [(&str, &str, &str, bool); 12] = [
+    ("v1", "Namespace", "namespaces", false),
+    ("v1", "ServiceAccount", "serviceaccounts", true),
+    ("v1", "ResourceQuota", "resourcequotas", true),
+    ("v1", "LimitRange", "limitranges", true),
+    ("v1", "Secret", "secrets", true),
+    ("v1", "ConfigMap", "configmaps", true),
+    ("v1", "Service", "services", true),
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    ("apps/v1", "StatefulSet", "statefulsets", true),
+    ("apps/v1", "Deployment", "deployments", true),
+    (
+        "policy/v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+    (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+    ),
+];
+
+/// Kinds a cell has only under some specs; objects of these kinds that the cell no longer
+/// renders are deleted. (Namespace-wide kinds every cell has are never pruned.)
+const PRUNED: [&str; 5] = [
+    "ConfigMap",
+    "Service",
+    "NetworkPolicy",
+    "StatefulSet",
+    "HorizontalPodAutoscaler",
+];
+
+fn resource(kind: &str) -> Result<(ApiResource, bool), Error> {
+    let (api_version, kind, plural, namespaced) = KINDS
+        .iter()
+        .find(|k| k.1 == kind)
+        .ok_or_else(|| Error::Render(format!("the operator does not manage {kind}")))?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    Ok((ApiResource::from_gvk_with_plural(&gvk, plural), *namespaced))
+}
+
+fn api(client: &Client, kind: &str, ns: &str) -> Result<Api<DynamicObject>, Error> {
+    let (ar, namespaced) = resource(kind)?;
+    Ok(if namespaced {
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    })
+}
+
+fn field<'a>(object: &'a Value, key: &str) -> &'a str {
+    match key {
+        "kind" => object["kind"].as_str().unwrap_or_default(),
+        _ => object["metadata"][key].as_str().unwrap_or_default(),
+    }
+}
+
+/// `object` with the Cell as its controlling owner (garbage-collected with it).
+fn owned(cell: &Cell, mut object: Value) -> Result<Value, Error> {
+    let owner = cell
+        .controller_owner_ref(&())
+        .ok_or_else(|| Error::Render("the Cell has no uid yet".into()))?;
+    object["metadata"]["ownerReferences"] =
+        serde_json::to_value([owner]).map_err(|e| Error::Render(e.to_string()))?;
+    Ok(object)
+}
+
+/// Server-side applies `object` (force: the operator owns every field it sets).
+pub async fn apply(client: &Client, cell: &Cell, object: Value) -> Result<(), Error> {
+    let kind = field(&object, "kind").to_owned();
+    let name = field(&object, "name").to_owned();
+    let ns = field(&object, "namespace").to_owned();
+    let object = owned(cell, object)?;
+    api(client, &kind, &ns)?
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|source| Error::kube(format!("applying {kind} {ns}/{name}"), source))?;
+    Ok(())
+}
+
+/// Creates each of the cell's Secrets that does not exist yet. Values are generated only when
+/// one is missing, and an existing Secret is never written: keys are not rotated by a
+/// reconcile. Returns the names created.
+pub async fn create_missing_secrets(client: &Client, cell: &Cell) -> Result<Vec<String>, Error> {
+    let ns = namespace(cell);
+    let secrets = api(client, "Secret", &ns)?;
+    let selector = format!("{CELL_LABEL}={}", cell.spec.cell_id);
+    let existing: BTreeSet<String> = secrets
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::kube(format!("listing Secrets in {ns}"), source))?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let wanted = crate::secrets::names(cell);
+    if wanted.iter().all(|name| existing.contains(name)) {
+        return Ok(Vec::new());
+    }
+    let mut created = Vec::new();
+    for secret in crate::secrets::generate(cell).map_err(|e| Error::Render(format!("{e:#}")))? {
+        let name = field(&secret, "name").to_owned();
+        if existing.contains(&name) {
+            continue;
+        }
+        let object: DynamicObject = serde_json::from_value(owned(cell, secret)?)
+            .map_err(|e| Error::Render(e.to_string()))?;
+        match secrets.create(&PostParams::default(), &object).await {
+            Ok(_) => created.push(name),
+            // Created meanwhile (or relabelled by hand): it exists, so it stays as it is.
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+            Err(source) => {
+                return Err(Error::kube(format!("creating Secret {ns}/{name}"), source));
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Deletes the cell's objects of the [`PRUNED`] kinds that `desired` no longer contains.
+/// Returns `kind/name` of each deleted object.
+pub async fn prune(client: &Client, cell: &Cell, desired: &[Value]) -> Result<Vec<String>, Error> {
+    let ns = namespace(cell);
+    let selector = format!(
+        "{CELL_LABEL}={},app.kubernetes.io/managed-by={MANAGED_BY}",
+        cell.spec.cell_id
+    );
+    let mut deleted = Vec::new();
+    for kind in PRUNED {
+        let wanted: BTreeSet<&str> = desired
+            .iter()
+            .filter(|o| field(o, "kind") == kind)
+            .map(|o| field(o, "name"))
+            .collect();
+        let api = api(client, kind, &ns)?;
+        let present = api
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| Error::kube(format!("listing {kind}s in {ns}"), source))?;
+        for object in present.items {
+            let name = object.name_any();
+            if wanted.contains(name.as_str()) {
+                continue;
+            }
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => deleted.push(format!("{kind}/{name}")),
+                Err(kube::Error::Api(status)) if status.is_not_found() => {}
+                Err(source) => {
+                    return Err(Error::kube(format!("deleting {kind} {ns}/{name}"), source));
+                }
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Asks for the cell's namespace (and so everything in it) to be deleted; `true` once it is
+/// gone.
+pub async fn delete_namespace(client: &Client, cell: &Cell) -> Result<bool, Error> {
+    let ns = namespace(cell);
+    let api = api(client, "Namespace", "")?;
+    let present = api
+        .get_opt(&ns)
+        .await
+        .map_err(|source| Error::kube(format!("reading Namespace {ns}"), source))?;
+    let Some(present) = present else {
+        return Ok(true);
+    };
+    if present.metadata.deletion_timestamp.is_none() {
+        match api.delete(&ns, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(true),
+            Err(source) => return Err(Error::kube(format!("deleting Namespace {ns}"), source)),
+        }
+    }
+    Ok(false)
+}
+
+/// Reads one object of the cell as JSON (`None` when absent).
+pub async fn get(
+    client: &Client,
+    cell: &Cell,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Value>, Error> {
+    let ns = namespace(cell);
+    let object = api(client, kind, &ns)?
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::kube(format!("reading {kind} {ns}/{name}"), source))?;
+    object
+        .map(|o| serde_json::to_value(o).map_err(|e| Error::Render(e.to_string())))
+        .transpose()
+}

@@ -1,0 +1,44 @@
+//! `cell-operator`: reconciles every `Cell` in the cluster it runs in (in-cluster service
+//! account, or the current kubeconfig context outside a cluster) and serves `/healthz`,
+//! `/readyz` and `/metrics` for Prometheus.
+//!
+//! Settings (environment):
+//! - `MRBILL_OPERATOR_REGISTRY` (required): where cell images are, `<registry>/<service>-service:<version>`.
+//! - `MRBILL_OPERATOR_TRUSTED_PROXIES` (required): the router pods' network (CIDRs), passed to cells.
+//! - `MRBILL_OPERATOR_METRICS_ADDR` (default `0.0.0.0:8080`): health and metrics listener.
+//! - `POD_NAME` (optional): names this instance in Events.
+//! - `MRBILL_LOG_FORMAT` (`json` | `compact`), `RUST_LOG`.
+
+use std::net::SocketAddr;
+
+use cell_operator::controller::{self, Context};
+use cell_operator::render::Images;
+use service_kit::config::{optional, required};
+use service_kit::http::{Readiness, admin_router};
+use service_kit::telemetry::{self, LogFormat};
+
+fn main() -> anyhow::Result<()> {
+    let images = Images {
+        registry: required("MRBILL_OPERATOR_REGISTRY")?,
+        trusted_proxies: required("MRBILL_OPERATOR_TRUSTED_PROXIES")?,
+    };
+    let metrics_addr: SocketAddr =
+        optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());
+    let log_format: LogFormat = optional("MRBILL_LOG_FORMAT")?.unwrap_or_default();
+    telemetry::init("cell-operator", log_format);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let client = kube::Client::try_default().await?;
+            let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+            tracing::info!(%metrics_addr, registry = %images.registry, "cell-operator starting");
+            let ops = admin_router(axum::Router::new(), Readiness::new(None), 1024);
+            let server = tokio::spawn(async move { axum::serve(listener, ops).await });
+            let ctx = Context::new(client, images, optional("POD_NAME")?);
+            controller::run(ctx).await;
+            server.abort();
+            tracing::info!("cell-operator stopped");
+            anyhow::Ok(())
+        })
+}

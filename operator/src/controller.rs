@@ -1,0 +1,599 @@
+//! The controller: one reconcile per `Cell`, driven by kube-runtime's `Controller` (a change to
+//! the Cell, or to one of its Deployments or StatefulSets, queues it).
+//!
+//! ```text
+//! paused?            → nothing is written (annotation mrbill.dev/paused=true)
+//! being deleted?     → delete namespace cell-<tenant> → wait until gone → drop finalizer
+//! otherwise          → finalizer → Namespace → missing Secrets (create-only) → every other
+//!                      object (server-side apply, owned by the Cell) → prune → status
+//! ```
+//!
+//! **Invariants:** every write is idempotent (SSA under the `cell-operator` field manager), so
+//! a reconcile may run any number of times, and two operators briefly overlapping during a
+//! rollout write the same objects; Secrets are never overwritten; nothing is written while a
+//! Cell is paused. The operator runs as a single replica (`Recreate` strategy in the chart)
+//! instead of electing a leader.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cell_model::{
+    Cell, CellStatus, Condition, ConditionStatus, DatabaseEngine, Phase, SearchEngine,
+};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::apply::{self, FIELD_MANAGER, MANAGED_BY};
+use crate::render::{self, Images, PUBLIC_PORT, namespace};
+
+/// Set to `"true"` on a Cell to stop the operator from writing anything for it.
+pub const PAUSED_ANNOTATION: &str = "mrbill.dev/paused";
+/// Held by every Cell until its namespace is gone.
+pub const FINALIZER: &str = "cells.mrbill.dev/cleanup";
+
+/// How often a healthy cell is reconciled anyway (drift correction).
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a cell that is still starting (or being deleted) is looked at again.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A failed reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Render(String),
+}
+
+impl Error {
+    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// A short CamelCase reason: the API server's (`Forbidden`, `Conflict`, `Invalid`, …),
+    /// `ApiUnreachable` when it could not be asked, `RenderFailed` for our own bugs.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } if !status.reason.is_empty() => status.reason.clone(),
+            Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => format!("Http{}", status.code),
+            Error::Kube { .. } => "ApiUnreachable".into(),
+            Error::Render(_) => "RenderFailed".into(),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub images: Images,
+    recorder: Recorder,
+    /// Consecutive failures per Cell (for the retry backoff); cleared by a success.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("images", &self.images)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// `instance` names this operator process in Events (its pod name).
+    pub fn new(client: Client, images: Images, instance: Option<String>) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        };
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            images,
+            failures: Mutex::default(),
+        })
+    }
+
+    fn failures(&self, cell: &str, failed: bool) -> u32 {
+        let Ok(mut map) = self.failures.lock() else {
+            return 0;
+        };
+        if failed {
+            let n = map.entry(cell.to_owned()).or_default();
+            *n = n.saturating_add(1);
+            *n
+        } else {
+            map.remove(cell);
+            0
+        }
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let children =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    Controller::new(Api::<Cell>::all(client.clone()), watcher::Config::default())
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            children.clone(),
+            |d| owning_cells(&d),
+        )
+        .watches(Api::<StatefulSet>::all(client), children, |s| {
+            owning_cells(&s)
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile did not complete");
+            }
+        })
+        .await;
+}
+
+/// The Cells owning `object` (cluster-scoped: the child's namespace is not theirs).
+fn owning_cells<K: Resource>(object: &K) -> Vec<ObjectRef<Cell>> {
+    object
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == "Cell" && o.api_version == Cell::api_version(&()))
+        .map(|o| ObjectRef::new(&o.name))
+        .collect()
+}
+
+/// One reconcile of one Cell; records metrics, and on failure a condition and an Event.
+pub async fn reconcile(cell: Arc<Cell>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    if is_paused(&cell) {
+        tracing::info!(cell = %cell.name_any(), "paused; nothing written");
+        metrics::counter!("cell_operator_reconciles_total", "result" => "paused").increment(1);
+        return Ok(Action::await_change());
+    }
+    let result = if cell.meta().deletion_timestamp.is_some() {
+        cleanup(&cell, &ctx).await
+    } else {
+        converge(&cell, &ctx).await
+    };
+    metrics::histogram!("cell_operator_reconcile_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => {
+            metrics::counter!("cell_operator_reconciles_total", "result" => "ok").increment(1);
+            ctx.failures(&cell.name_any(), false);
+        }
+        Err(e) => {
+            metrics::counter!("cell_operator_reconciles_total", "result" => "error").increment(1);
+            metrics::counter!("cell_operator_reconcile_failures_total", "reason" => e.reason())
+                .increment(1);
+            tracing::warn!(cell = %cell.name_any(), reason = %e.reason(), error = %e, "reconcile failed");
+            report_failure(&cell, &ctx, e).await;
+        }
+    }
+    result
+}
+
+/// Retries a failed Cell with exponential backoff: 2 s, 4 s, … up to 5 minutes.
+pub fn error_policy(cell: Arc<Cell>, _error: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx.failures(&cell.name_any(), true);
+    Action::requeue(retry_delay(n))
+}
+
+/// The delay before retry number `n` (1-based).
+pub fn retry_delay(n: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(n.min(9)).min(300))
+}
+
+fn is_paused(cell: &Cell) -> bool {
+    cell.annotations()
+        .get(PAUSED_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
+    ensure_finalizer(cell, ctx).await?;
+    let desired = render::desired(cell, &ctx.images);
+    let (namespace_object, rest) = desired
+        .split_first()
+        .ok_or_else(|| Error::Render("nothing rendered".into()))?;
+    apply::apply(&ctx.client, cell, namespace_object.clone()).await?;
+    let created = apply::create_missing_secrets(&ctx.client, cell).await?;
+    if !created.is_empty() {
+        tracing::info!(cell = %cell.name_any(), secrets = ?created, "secrets generated");
+        publish(
+            ctx,
+            cell,
+            EventType::Normal,
+            "SecretsGenerated",
+            &format!("created {}", created.join(", ")),
+        )
+        .await;
+    }
+    for object in rest {
+        apply::apply(&ctx.client, cell, object.clone()).await?;
+    }
+    let pruned = apply::prune(&ctx.client, cell, &desired).await?;
+    if !pruned.is_empty() {
+        tracing::info!(cell = %cell.name_any(), objects = ?pruned, "pruned");
+    }
+
+    let previous = cell.status.clone().unwrap_or_default();
+    let status = observe(cell, ctx, &previous).await?;
+    let ready = status.phase == Phase::Ready;
+    if let Some(event) = transition(&previous, &status) {
+        publish(ctx, cell, event.0, event.1, event.2).await;
+    }
+    if status != previous {
+        write_status(cell, ctx, &status).await?;
+    }
+    Ok(Action::requeue(if ready || cell.spec.suspended {
+        RESYNC
+    } else {
+        WAIT
+    }))
+}
+
+/// Deletion: the namespace goes first (with everything in it, data included), then the
+/// finalizer, so a Cell that is gone means a cell that is gone.
+async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
+    if !cell.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let previous = cell.status.clone().unwrap_or_default();
+    if previous.phase != Phase::Deleting {
+        publish(
+            ctx,
+            cell,
+            EventType::Normal,
+            "Deleting",
+            &format!("deleting namespace {}", namespace(cell)),
+        )
+        .await;
+        let mut status = previous.clone();
+        status.phase = Phase::Deleting;
+        set(
+            &mut status,
+            "Ready",
+            false,
+            "Deleting",
+            "the cell is being deleted",
+        );
+        write_status(cell, ctx, &status).await?;
+    }
+    if !apply::delete_namespace(&ctx.client, cell).await? {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let kept: Vec<&String> = cell
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    patch_metadata(
+        cell,
+        ctx,
+        json!({ "finalizers": kept }),
+        "removing the finalizer",
+    )
+    .await?;
+    tracing::info!(cell = %cell.name_any(), "cell deleted");
+    Ok(Action::await_change())
+}
+
+async fn ensure_finalizer(cell: &Cell, ctx: &Context) -> Result<(), Error> {
+    if cell.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(());
+    }
+    let mut finalizers = cell.finalizers().to_vec();
+    finalizers.push(FINALIZER.into());
+    patch_metadata(
+        cell,
+        ctx,
+        json!({ "finalizers": finalizers }),
+        "adding the finalizer",
+    )
+    .await
+}
+
+/// A merge patch of the Cell's metadata, conditional on the version this reconcile read.
+async fn patch_metadata(
+    cell: &Cell,
+    ctx: &Context,
+    mut metadata: Value,
+    action: &str,
+) -> Result<(), Error> {
+    metadata["resourceVersion"] = json!(cell.resource_version());
+    Api::<Cell>::all(ctx.client.clone())
+        .patch(
+            &cell.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": metadata })),
+        )
+        .await
+        .map_err(|source| Error::kube(format!("{action} of Cell {}", cell.name_any()), source))?;
+    Ok(())
+}
+
+async fn write_status(cell: &Cell, ctx: &Context, status: &CellStatus) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": Cell::api_version(&()),
+        "kind": Cell::kind(&()),
+        "status": status,
+    });
+    Api::<Cell>::all(ctx.client.clone())
+        .patch_status(
+            &cell.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|source| {
+            Error::kube(
+                format!("writing the status of Cell {}", cell.name_any()),
+                source,
+            )
+        })?;
+    Ok(())
+}
+
+fn ready_replicas(object: &Option<Value>) -> i64 {
+    object
+        .as_ref()
+        .and_then(|o| o["status"]["readyReplicas"].as_i64())
+        .unwrap_or(0)
+}
+
+/// The status the cell's objects show now.
+async fn observe(cell: &Cell, ctx: &Context, previous: &CellStatus) -> Result<CellStatus, Error> {
+    let client = &ctx.client;
+    let mut status = previous.clone();
+    status.observed_generation = cell.meta().generation;
+    let ns = namespace(cell);
+
+    let database = match cell.spec.database.engine {
+        DatabaseEngine::InCluster => {
+            let up =
+                ready_replicas(&apply::get(client, cell, "StatefulSet", "postgres").await?) > 0;
+            let reason = if up {
+                "PostgresRunning"
+            } else {
+                "PostgresStarting"
+            };
+            set(&mut status, "DatabaseReady", up, reason, "");
+            up
+        }
+        DatabaseEngine::Local => {
+            set(
+                &mut status,
+                "DatabaseReady",
+                false,
+                "UnsupportedEngine",
+                "database engine `local` is the local driver's; a cluster cell uses `in-cluster` or `rds`",
+            );
+            false
+        }
+        DatabaseEngine::Rds => {
+            set(
+                &mut status,
+                "DatabaseReady",
+                false,
+                "AwsFoundationPending",
+                "RDS databases are created with the cell's AWS foundation, which this operator does not manage yet",
+            );
+            false
+        }
+    };
+    let search = match cell.spec.search {
+        SearchEngine::Embedded => {
+            set(
+                &mut status,
+                "SearchReady",
+                true,
+                "Embedded",
+                "poc-service's own index",
+            );
+            true
+        }
+        SearchEngine::Meilisearch => {
+            let up =
+                ready_replicas(&apply::get(client, cell, "StatefulSet", "meilisearch").await?) > 0;
+            let reason = if up {
+                "MeilisearchRunning"
+            } else {
+                "MeilisearchStarting"
+            };
+            set(&mut status, "SearchReady", up, reason, "");
+            up
+        }
+    };
+    let mut waiting = Vec::new();
+    for service in ["poc", "dojo", "media"] {
+        let name = format!("{service}-service");
+        if ready_replicas(&apply::get(client, cell, "Deployment", &name).await?) == 0 {
+            waiting.push(name);
+        }
+        status.endpoints.services.insert(
+            service.to_owned(),
+            format!("http://{service}-service.{ns}.svc:{PUBLIC_PORT}"),
+        );
+    }
+    set(&mut status, "Reconciled", true, "Applied", "");
+    let services = waiting.is_empty() && !cell.spec.suspended;
+    if cell.spec.suspended {
+        set(
+            &mut status,
+            "ServicesReady",
+            false,
+            "Suspended",
+            "scaled to zero",
+        );
+    } else if services {
+        set(&mut status, "ServicesReady", true, "Running", "");
+    } else {
+        let message = format!("waiting for {}", waiting.join(", "));
+        set(&mut status, "ServicesReady", false, "Starting", &message);
+    }
+
+    let ready = database && search && services;
+    let was_ready = matches!(previous.phase, Phase::Ready | Phase::Degraded);
+    status.phase = if cell.spec.suspended {
+        Phase::Suspended
+    } else if ready {
+        Phase::Ready
+    } else if was_ready {
+        Phase::Degraded
+    } else {
+        Phase::Provisioning
+    };
+    if cell.spec.suspended {
+        set(
+            &mut status,
+            "Ready",
+            false,
+            "Suspended",
+            "the cell is suspended",
+        );
+    } else if ready {
+        set(&mut status, "Ready", true, "Serving", "");
+    } else {
+        let missing: Vec<&str> = [
+            ("DatabaseReady", database),
+            ("SearchReady", search),
+            ("ServicesReady", services),
+        ]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
+        let reason = if was_ready {
+            "Degraded"
+        } else {
+            "Provisioning"
+        };
+        set(
+            &mut status,
+            "Ready",
+            false,
+            reason,
+            &format!("not yet: {}", missing.join(", ")),
+        );
+    }
+    Ok(status)
+}
+
+/// The Event a change of the `Ready` condition deserves.
+fn transition(
+    previous: &CellStatus,
+    now: &CellStatus,
+) -> Option<(EventType, &'static str, &'static str)> {
+    let was = previous.condition("Ready").map(|c| c.status);
+    let is = now.condition("Ready")?;
+    if was == Some(is.status) && previous.phase == now.phase {
+        return None;
+    }
+    Some(match (now.phase, is.status) {
+        (_, ConditionStatus::True) => (
+            EventType::Normal,
+            "CellReady",
+            "every part of the cell is ready",
+        ),
+        (Phase::Suspended, _) => (EventType::Normal, "CellSuspended", "scaled to zero"),
+        (Phase::Degraded, _) => (
+            EventType::Warning,
+            "CellDegraded",
+            "a part of the cell stopped being ready",
+        ),
+        _ => return None,
+    })
+}
+
+/// Best effort: a failure condition on the Cell and a Warning Event (the API server may be the
+/// thing that is failing).
+async fn report_failure(cell: &Cell, ctx: &Context, error: &Error) {
+    publish(
+        ctx,
+        cell,
+        EventType::Warning,
+        "ReconcileFailed",
+        &error.to_string(),
+    )
+    .await;
+    if cell.meta().deletion_timestamp.is_some() && cell.status.is_none() {
+        return;
+    }
+    let mut status = cell.status.clone().unwrap_or_default();
+    set(
+        &mut status,
+        "Reconciled",
+        false,
+        &error.reason(),
+        &error.to_string(),
+    );
+    if status
+        .condition("Ready")
+        .is_none_or(|c| c.status != ConditionStatus::True)
+    {
+        set(
+            &mut status,
+            "Ready",
+            false,
+            "ReconcileFailed",
+            &error.to_string(),
+        );
+    }
+    if let Err(e) = write_status(cell, ctx, &status).await {
+        tracing::warn!(cell = %cell.name_any(), error = %e, "could not record the failure");
+    }
+}
+
+async fn publish(ctx: &Context, cell: &Cell, type_: EventType, reason: &str, note: &str) {
+    let reference: ObjectReference = cell.object_ref(&());
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(cell = %cell.name_any(), error = %e, "could not publish an event");
+    }
+}
+
+fn set(status: &mut CellStatus, type_: &str, ok: bool, reason: &str, message: &str) {
+    status.set_condition(Condition {
+        type_: type_.to_owned(),
+        status: if ok {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time: OffsetDateTime::now_utc().format(&Rfc3339).ok(),
+    });
+}

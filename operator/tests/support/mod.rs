@@ -1,0 +1,488 @@
+//! An in-memory Kubernetes API server for the controller's scenario tests (no cluster can run
+//! on the test machines): the `tower::Service` a `kube::Client` is built on, in the pattern of
+//! kube-rs's mocked-client tests, but answering from a store instead of a fixed script so a
+//! scenario can run several reconciles.
+//!
+//! It models what the controller relies on: get/list (equality label selectors)/create/
+//! delete, merge patches with `resourceVersion` preconditions, server-side apply (the applied
+//! object replaces the stored one, keeping identity, status and finalizers — the operator is
+//! the only manager here), the `/status` subresource, finalizers holding a deletion, and a
+//! namespace that stays `Terminating` for a configurable number of reads before it and
+//! everything in it disappear. Every request is logged; faults can be injected.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+/// One request as the API server saw it.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Logged {
+    pub fn is_write(&self) -> bool {
+        self.method != Method::GET
+    }
+}
+
+struct Fault {
+    method: Method,
+    path_contains: String,
+    code: u16,
+    reason: String,
+}
+
+#[derive(Default)]
+struct State {
+    /// collection path (`api/v1/namespaces/x/secrets`) → name → object
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+    log: Vec<Logged>,
+    faults: Vec<Fault>,
+    resource_version: u64,
+    /// Reads a terminating namespace survives before it is gone.
+    terminating_reads: u32,
+    namespace_reads: BTreeMap<String, u32>,
+}
+
+/// The fake API server; cheap to clone (shared state).
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+/// `(collection, name, subresource)` of a request path.
+fn locate(path: &str) -> (String, Option<String>, Option<String>) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let prefix_len = if segments.first() == Some(&"api") {
+        2
+    } else {
+        3
+    };
+    let (prefix, rest) = segments.split_at(prefix_len.min(segments.len()));
+    let prefix = prefix.join("/");
+    let owned = |i: usize| rest.get(i).map(|s| (*s).to_owned());
+    if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        (
+            format!("{prefix}/namespaces/{}/{}", rest[1], rest[2]),
+            owned(3),
+            owned(4),
+        )
+    } else {
+        (
+            format!("{prefix}/{}", rest.first().copied().unwrap_or_default()),
+            owned(1),
+            owned(2),
+        )
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
+    (
+        code,
+        json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "code": code, "reason": reason, "message": message }),
+    )
+}
+
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+fn matches_selector(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let (k, v) = term.split_once('=').unwrap_or((term, ""));
+        object["metadata"]["labels"][k].as_str() == Some(v)
+    })
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| {
+            v.replace("%3D", "=")
+                .replace("%2C", ",")
+                .replace("%2F", "/")
+        })
+    })
+}
+
+impl State {
+    fn next_version(&mut self) -> String {
+        self.resource_version += 1;
+        self.resource_version.to_string()
+    }
+
+    fn stamp_new(&mut self, object: &mut Value) {
+        let rv = self.next_version();
+        let meta = &mut object["metadata"];
+        meta["uid"] = json!(format!("uid-{rv}"));
+        meta["resourceVersion"] = json!(rv);
+        meta["generation"] = json!(1);
+        meta["creationTimestamp"] = json!("2026-11-22T10:00:00Z");
+    }
+
+    fn remove(&mut self, collection: &str, name: &str) {
+        if let Some(c) = self.objects.get_mut(collection) {
+            c.remove(name);
+        }
+        if collection == "api/v1/namespaces" {
+            let inside = format!("/namespaces/{name}/");
+            self.objects.retain(|k, _| !k.contains(&inside));
+        }
+    }
+
+    fn handle(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        ctype: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        if let Some(i) = self
+            .faults
+            .iter()
+            .position(|f| f.method == method && path.contains(&f.path_contains))
+        {
+            let f = &self.faults[i];
+            return status(f.code, &f.reason, &format!("injected: {} {path}", f.method));
+        }
+        let (collection, name, sub) = locate(path);
+        match (method.clone(), name) {
+            (Method::GET, None) => {
+                let selector = query_param(query, "labelSelector").unwrap_or_default();
+                let items: Vec<Value> = self
+                    .objects
+                    .get(&collection)
+                    .map(|c| {
+                        c.values()
+                            .filter(|o| matches_selector(o, &selector))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let rv = self.resource_version.to_string();
+                (
+                    200,
+                    json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": rv }, "items": items }),
+                )
+            }
+            (Method::GET, Some(name)) => {
+                let found = self
+                    .objects
+                    .get(&collection)
+                    .and_then(|c| c.get(&name))
+                    .cloned();
+                match found {
+                    None => status(404, "NotFound", &format!("{collection}/{name} not found")),
+                    Some(object) => {
+                        if collection == "api/v1/namespaces"
+                            && !object["metadata"]["deletionTimestamp"].is_null()
+                        {
+                            let reads = self.namespace_reads.entry(name.clone()).or_default();
+                            *reads += 1;
+                            if *reads > self.terminating_reads {
+                                self.remove(&collection, &name);
+                                return status(404, "NotFound", "namespace gone");
+                            }
+                        }
+                        (200, object)
+                    }
+                }
+            }
+            (Method::POST, None) => {
+                let mut object = body;
+                let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
+                    return status(422, "Invalid", "metadata.name is required");
+                };
+                if self
+                    .objects
+                    .get(&collection)
+                    .is_some_and(|c| c.contains_key(&name))
+                {
+                    return status(409, "AlreadyExists", &format!("{name} already exists"));
+                }
+                self.stamp_new(&mut object);
+                self.objects
+                    .entry(collection)
+                    .or_default()
+                    .insert(name, object.clone());
+                (201, object)
+            }
+            (Method::PATCH, Some(name)) => {
+                self.patch(&collection, &name, sub.as_deref(), ctype, body)
+            }
+            (Method::DELETE, Some(name)) => {
+                let Some(object) = self
+                    .objects
+                    .get_mut(&collection)
+                    .and_then(|c| c.get_mut(&name))
+                else {
+                    return status(404, "NotFound", &format!("{name} not found"));
+                };
+                let held = object["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty());
+                if held || collection == "api/v1/namespaces" {
+                    object["metadata"]["deletionTimestamp"] = json!("2026-11-22T11:00:00Z");
+                    if collection == "api/v1/namespaces" {
+                        object["status"] = json!({ "phase": "Terminating" });
+                    }
+                    let object = object.clone();
+                    return (200, object);
+                }
+                let object = object.clone();
+                self.remove(&collection, &name);
+                (200, object)
+            }
+            _ => status(405, "MethodNotAllowed", "not modelled"),
+        }
+    }
+
+    fn patch(
+        &mut self,
+        collection: &str,
+        name: &str,
+        sub: Option<&str>,
+        ctype: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let exists = self
+            .objects
+            .get(collection)
+            .is_some_and(|c| c.contains_key(name));
+        let apply = ctype.starts_with("application/apply-patch");
+        if !exists {
+            if !apply || sub.is_some() {
+                return status(404, "NotFound", &format!("{collection}/{name} not found"));
+            }
+            let mut object = body;
+            self.stamp_new(&mut object);
+            self.objects
+                .entry(collection.to_owned())
+                .or_default()
+                .insert(name.to_owned(), object.clone());
+            return (201, object);
+        }
+        let rv = self.next_version();
+        let stored = self
+            .objects
+            .get_mut(collection)
+            .and_then(|c| c.get_mut(name))
+            .expect("checked above");
+        if apply {
+            if sub == Some("status") {
+                stored["status"] = body["status"].clone();
+            } else {
+                let mut next = body;
+                let meta = stored["metadata"].clone();
+                for key in [
+                    "uid",
+                    "creationTimestamp",
+                    "finalizers",
+                    "deletionTimestamp",
+                    "generation",
+                ] {
+                    if !meta[key].is_null() {
+                        next["metadata"][key] = meta[key].clone();
+                    }
+                }
+                if !stored["status"].is_null() {
+                    next["status"] = stored["status"].clone();
+                }
+                if next["spec"] != stored["spec"] {
+                    next["metadata"]["generation"] =
+                        json!(meta["generation"].as_i64().unwrap_or(0) + 1);
+                }
+                *stored = next;
+            }
+        } else {
+            if let Some(wanted) = body["metadata"]["resourceVersion"].as_str()
+                && stored["metadata"]["resourceVersion"].as_str() != Some(wanted)
+            {
+                return status(409, "Conflict", "the object has been modified");
+            }
+            let mut body = body;
+            if let Some(meta) = body["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
+            merge(stored, &body);
+        }
+        stored["metadata"]["resourceVersion"] = json!(rv);
+        let object = stored.clone();
+        let released = !object["metadata"]["deletionTimestamp"].is_null()
+            && object["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        if released {
+            self.remove(collection, name);
+        }
+        (200, object)
+    }
+}
+
+impl FakeApi {
+    pub fn new() -> Self {
+        let api = Self::default();
+        api.state().terminating_reads = 1;
+        api
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake API state")
+    }
+
+    /// A client talking to this server.
+    pub fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let api = api.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let ctype = parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let path = parts.uri.path().to_owned();
+                let query = parts.uri.query().unwrap_or_default().to_owned();
+                let (code, out) = {
+                    let mut state = api.state();
+                    state.log.push(Logged {
+                        method: parts.method.clone(),
+                        path: path.clone(),
+                        query: query.clone(),
+                        content_type: ctype.clone(),
+                        body: body.clone(),
+                    });
+                    state.handle(&parts.method, &path, &query, &ctype, body)
+                };
+                let response = Response::builder()
+                    .status(StatusCode::from_u16(code).expect("valid status"))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(Bytes::from(out.to_string())))
+                    .expect("response");
+                Ok::<_, Infallible>(response)
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Stores `object` as if created by someone else (uid, resourceVersion assigned).
+    pub fn insert(&self, collection: &str, mut object: Value) -> Value {
+        let mut state = self.state();
+        state.stamp_new(&mut object);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_owned();
+        state
+            .objects
+            .entry(collection.to_owned())
+            .or_default()
+            .insert(name, object.clone());
+        object
+    }
+
+    pub fn get(&self, collection: &str, name: &str) -> Option<Value> {
+        self.state()
+            .objects
+            .get(collection)
+            .and_then(|c| c.get(name))
+            .cloned()
+    }
+
+    /// Changes a stored object in place (e.g. a Deployment becoming ready).
+    pub fn update(&self, collection: &str, name: &str, change: impl FnOnce(&mut Value)) {
+        let mut state = self.state();
+        let rv = state.next_version();
+        let object = state
+            .objects
+            .get_mut(collection)
+            .and_then(|c| c.get_mut(name))
+            .unwrap_or_else(|| panic!("{collection}/{name} exists"));
+        change(object);
+        object["metadata"]["resourceVersion"] = json!(rv);
+    }
+
+    /// Deletes as a client would (finalizers hold it).
+    pub fn delete(&self, collection: &str, name: &str) {
+        let path = format!("/{collection}/{name}");
+        self.state()
+            .handle(&Method::DELETE, &path, "", "", Value::Null);
+    }
+
+    /// Every stored object, keyed `collection/name`.
+    pub fn snapshot(&self) -> BTreeMap<String, Value> {
+        self.state()
+            .objects
+            .iter()
+            .flat_map(|(c, objects)| {
+                objects
+                    .iter()
+                    .map(move |(n, o)| (format!("{c}/{n}"), o.clone()))
+            })
+            .collect()
+    }
+
+    pub fn objects(&self, collection: &str) -> Vec<Value> {
+        self.state()
+            .objects
+            .get(collection)
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.state().log.clone()
+    }
+
+    pub fn clear_log(&self) {
+        self.state().log.clear();
+    }
+
+    /// Every `method` request whose path contains `path_contains` fails with `code`/`reason`
+    /// until [`FakeApi::clear_faults`].
+    pub fn fail(&self, method: Method, path_contains: &str, code: u16, reason: &str) {
+        self.state().faults.push(Fault {
+            method,
+            path_contains: path_contains.to_owned(),
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.state().faults.clear();
+    }
+}
