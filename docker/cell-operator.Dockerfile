@@ -5,8 +5,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p cell-operator --bin crdgen \
- && mkdir -p /out && cp target/release/crdgen /out/
+    cargo build --release --locked -p cell-operator --bins \
+ && mkdir -p /out && cp target/release/cell-operator target/release/crdgen /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
@@ -14,4 +14,4 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin mrbill
 COPY --from=build /out/ /usr/local/bin/
 USER 10001:10001
-ENTRYPOINT ["/usr/local/bin/crdgen"]
+ENTRYPOINT ["/usr/local/bin/cell-operator"]

@@ -1,18 +1,26 @@
-//! The committed CRD (`crd/cells.mrbill.dev.yaml`) is what `crdgen` generates from cell-model
-//! today; regenerate with `UPDATE_CRD=1 cargo test -p cell-operator --test crd`.
+//! The committed CRD (`crd/cells.mrbill.dev.yaml`, and the chart's copy) is what `crdgen`
+//! generates from cell-model today; regenerate with `UPDATE_CRD=1 cargo test -p cell-operator --test crd`.
 
+/// Both committed copies: the operator's and the one the Helm chart installs.
 #[test]
 fn the_committed_crd_matches_the_types() {
     let generated = cell_operator::crd_yaml().expect("CRD as YAML");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crd/cells.mrbill.dev.yaml");
-    if std::env::var_os("UPDATE_CRD").is_some() {
-        std::fs::write(path, &generated).expect("write the CRD");
+    for path in [
+        concat!(env!("CARGO_MANIFEST_DIR"), "/crd/cells.mrbill.dev.yaml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../charts/cell-operator/files/cells.mrbill.dev.yaml"
+        ),
+    ] {
+        if std::env::var_os("UPDATE_CRD").is_some() {
+            std::fs::write(path, &generated).expect("write the CRD");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{path} is stale: run `UPDATE_CRD=1 cargo test -p cell-operator --test crd`"
+        );
     }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "crd/cells.mrbill.dev.yaml is stale: run `UPDATE_CRD=1 cargo test -p cell-operator --test crd`"
-    );
 }
 
 #[test]

