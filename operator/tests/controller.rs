@@ -1,8 +1,6 @@
-//! Scenario tests of the controller against [`support::FakeApi`], an in-memory API server (no
+//! Scenario tests of the controller against `kube_fake::FakeApi`, an in-memory API server (no
 //! Kubernetes cluster can run on the test machines): create, readiness, idempotency, scale,
 //! suspend, switching search engines, delete, API errors and pause.
-
-mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +15,8 @@ use cell_operator::controller::{
 use cell_operator::render::{Images, desired};
 use http::Method;
 use kube::runtime::controller::Action;
+use kube_fake::FakeApi;
 use serde_json::{Value, json};
-use support::FakeApi;
 
 const CELLS: &str = "apis/mrbill.dev/v1alpha1/cells";
 const NAME: &str = "c-acme-1234";

@@ -1,7 +1,7 @@
-//! An in-memory Kubernetes API server for the controller's scenario tests (no cluster can run
-//! on the test machines): the `tower::Service` a `kube::Client` is built on, in the pattern of
-//! kube-rs's mocked-client tests, but answering from a store instead of a fixed script so a
-//! scenario can run several reconciles.
+//! An in-memory Kubernetes API server for tests (no cluster can run on the test machines):
+//! either the `tower::Service` a `kube::Client` is built on in-process (the pattern of kube-rs's
+//! mocked-client tests, but answering from a store instead of a fixed script, so a scenario can
+//! run several reconciles), or served over HTTP with a kubeconfig for the real binaries.
 //!
 //! It models what the controller relies on: get/list (equality label selectors)/create/
 //! delete, merge patches with `resourceVersion` preconditions, server-side apply (the applied
@@ -9,8 +9,6 @@
 //! the only manager here), the `/status` subresource, finalizers holding a deletion, and a
 //! namespace that stays `Terminating` for a configurable number of reads before it and
 //! everything in it disappear. Every request is logged; faults can be injected.
-
-#![allow(dead_code)] // each test binary uses part of it
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -344,6 +342,36 @@ impl State {
     }
 }
 
+fn content_type(headers: &http::HeaderMap) -> String {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A [`FakeApi`] served over HTTP; stops when dropped.
+pub struct Served {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// A kubeconfig (YAML) whose current context is this server, without credentials.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\n",
+            self.url
+        )
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 impl FakeApi {
     pub fn new() -> Self {
         let api = Self::default();
@@ -355,7 +383,36 @@ impl FakeApi {
         self.state.lock().expect("fake API state")
     }
 
-    /// A client talking to this server.
+    /// Answers one request: `(status code, JSON body)`.
+    fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        ctype: &str,
+        body: &[u8],
+    ) -> (u16, Value) {
+        let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let mut state = self.state();
+        state.log.push(Logged {
+            method: method.clone(),
+            path: path.to_owned(),
+            query: query.to_owned(),
+            content_type: ctype.to_owned(),
+            body: body.clone(),
+        });
+        state.handle(method, path, query, ctype, body)
+    }
+
+    fn response(code: u16, out: &Value) -> Response<Full<Bytes>> {
+        Response::builder()
+            .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(out.to_string())))
+            .expect("a valid response")
+    }
+
+    /// A client talking to this server in-process.
     pub fn client(&self) -> kube::Client {
         let api = self.clone();
         let service = tower::service_fn(move |req: Request<kube::client::Body>| {
@@ -367,35 +424,55 @@ impl FakeApi {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let ctype = parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
-                let path = parts.uri.path().to_owned();
-                let query = parts.uri.query().unwrap_or_default().to_owned();
-                let (code, out) = {
-                    let mut state = api.state();
-                    state.log.push(Logged {
-                        method: parts.method.clone(),
-                        path: path.clone(),
-                        query: query.clone(),
-                        content_type: ctype.clone(),
-                        body: body.clone(),
-                    });
-                    state.handle(&parts.method, &path, &query, &ctype, body)
-                };
-                let response = Response::builder()
-                    .status(StatusCode::from_u16(code).expect("valid status"))
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(out.to_string())))
-                    .expect("response");
-                Ok::<_, Infallible>(response)
+                let ctype = content_type(&parts.headers);
+                let (code, out) = api.respond(
+                    &parts.method,
+                    parts.uri.path(),
+                    parts.uri.query().unwrap_or_default(),
+                    &ctype,
+                    &bytes,
+                );
+                Ok::<_, Infallible>(Self::response(code, &out))
             }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// Serves the API over plain HTTP on a free loopback port, for the real binaries; returns
+    /// a kubeconfig pointing at it. The server stops when the returned handle is dropped.
+    pub async fn serve(&self) -> Served {
+        let api = self.clone();
+        let app = axum::Router::new().fallback(move |req: Request<axum::body::Body>| {
+            let api = api.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let ctype = content_type(&parts.headers);
+                let (code, out) = api.respond(
+                    &parts.method,
+                    parts.uri.path(),
+                    parts.uri.query().unwrap_or_default(),
+                    &ctype,
+                    &bytes,
+                );
+                Self::response(code, &out)
+            }
+        });
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Served {
+            url: format!("http://{addr}"),
+            task,
+        }
     }
 
     /// Stores `object` as if created by someone else (uid, resourceVersion assigned).
