@@ -77,7 +77,11 @@ async fn create_tenant(
         tenant.slug,
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let spec = tenant.cell_spec(&cell_id);
+    let spec = tenant.cell_spec(
+        &cell_id,
+        ctx.config.cell_engines(),
+        &ctx.config.cell_version,
+    );
     let writer = ctx.hub.writer().await;
     let mut tx = ctx.pool.begin().await?;
     catalog::admit(&mut tx, &tenant, &spec)
@@ -187,7 +191,9 @@ async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Res
         ));
     }
     if from != to {
-        let backup = (to == TenantState::Deleting).then(|| backup_path(ctx, slug, &cell.cell_id));
+        // Local cells are dumped to a file before deletion; Kubernetes cells are not (yet).
+        let backup = (to == TenantState::Deleting && ctx.kube.is_none())
+            .then(|| backup_path(ctx, slug, &cell.cell_id));
         catalog::set_tenant_state(&mut tx, slug, to, backup.as_deref()).await?;
         let op = match to {
             TenantState::Deleting => Some(Op::Delete),
@@ -318,7 +324,7 @@ async fn cell_view(ctx: &Ctx, conn: &mut PgConnection, row: CellRow) -> Result<C
             Some(Operation {
                 name: op.as_str().to_owned(),
                 steps: op
-                    .steps()
+                    .steps(ctx.kube.is_some())
                     .iter()
                     .map(|s| {
                         let d = done.iter().find(|(name, _)| name == s);

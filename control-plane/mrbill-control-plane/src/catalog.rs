@@ -448,7 +448,7 @@ pub async fn forget_tenant(
     pool: &PgPool,
     slug: &str,
     cell_id: &str,
-    backup_path: &str,
+    backup_path: Option<&str>,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO deleted_tenants (slug, cell_id, backup_path) VALUES ($1, $2, $3)")

@@ -6,9 +6,31 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cell_model::local::Home;
+use cell_model::{DatabaseEngine, SearchEngine};
 use secrecy::SecretString;
 use service_kit::config::{optional, secret_file};
 use service_kit::telemetry::LogFormat;
+
+/// Where cells run (`MRBILL_DRIVER`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Driver {
+    /// Processes on this machine, one Postgres cluster per cell (`local`, the default).
+    #[default]
+    Local,
+    /// `Cell` resources in the current Kubernetes cluster, made real by the operator (`kubernetes`).
+    Kubernetes,
+}
+
+impl std::str::FromStr for Driver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(Driver::Local),
+            "kubernetes" => Ok(Driver::Kubernetes),
+            _ => Err(format!("unknown driver `{s}` (local or kubernetes)")),
+        }
+    }
+}
 
 /// Everything the control plane needs to know at start.
 #[derive(Clone, Debug)]
@@ -33,6 +55,18 @@ pub struct Config {
     /// How often the reconciler checks every cell's health.
     pub health_interval: Duration,
     pub log_format: LogFormat,
+    /// Where cells run (`MRBILL_DRIVER=local|kubernetes`).
+    pub driver: Driver,
+    /// Kubernetes cells: their database engine (`MRBILL_CELL_DATABASE=in-cluster|rds`, default
+    /// `in-cluster`), search engine (`MRBILL_CELL_SEARCH=meilisearch|embedded`, default
+    /// `meilisearch`) and service version (`MRBILL_CELL_VERSION`, default this build's).
+    pub cell_database: DatabaseEngine,
+    pub cell_search: SearchEngine,
+    pub cell_version: String,
+    /// Token files provided from outside (a Kubernetes Secret) instead of generated under
+    /// `MRBILL_HOME` (`MRBILL_OPERATOR_TOKEN_FILE`, `MRBILL_ROUTER_TOKEN_FILE`).
+    pub operator_token_file: Option<PathBuf>,
+    pub router_token_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -64,7 +98,34 @@ impl Config {
                 optional("MRBILL_HEALTH_INTERVAL_MS")?.unwrap_or(1000),
             ),
             log_format: optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
+            driver: optional("MRBILL_DRIVER")?.unwrap_or_default(),
+            cell_database: match optional::<String>("MRBILL_CELL_DATABASE")?.as_deref() {
+                None | Some("in-cluster") => DatabaseEngine::InCluster,
+                Some("rds") => DatabaseEngine::Rds,
+                Some(other) => {
+                    anyhow::bail!("MRBILL_CELL_DATABASE: `{other}` is not in-cluster or rds")
+                }
+            },
+            cell_search: match optional::<String>("MRBILL_CELL_SEARCH")?.as_deref() {
+                None | Some("meilisearch") => SearchEngine::Meilisearch,
+                Some("embedded") => SearchEngine::Embedded,
+                Some(other) => {
+                    anyhow::bail!("MRBILL_CELL_SEARCH: `{other}` is not meilisearch or embedded")
+                }
+            },
+            cell_version: optional("MRBILL_CELL_VERSION")?
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            operator_token_file: optional("MRBILL_OPERATOR_TOKEN_FILE")?,
+            router_token_file: optional("MRBILL_ROUTER_TOKEN_FILE")?,
         })
+    }
+
+    /// Database and search engine of a new cell under the configured driver.
+    pub fn cell_engines(&self) -> (DatabaseEngine, SearchEngine) {
+        match self.driver {
+            Driver::Local => (DatabaseEngine::Local, SearchEngine::Embedded),
+            Driver::Kubernetes => (self.cell_database, self.cell_search),
+        }
     }
 
     /// The tenant's public endpoint, always through the router.

@@ -138,21 +138,26 @@ impl NewTenant {
     }
 
     /// The desired state of this tenant's new cell.
-    pub fn cell_spec(&self, cell_id: &str) -> CellSpec {
+    pub fn cell_spec(
+        &self,
+        cell_id: &str,
+        (engine, search): (DatabaseEngine, SearchEngine),
+        version: &str,
+    ) -> CellSpec {
         let template = self.tier.template();
         CellSpec {
             cell_id: cell_id.to_owned(),
             tenant: self.slug.clone(),
             tier: self.tier,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: version.to_owned(),
             replicas: ServiceReplicas::default(),
             database: DatabaseSpec {
-                engine: DatabaseEngine::Local,
+                engine,
                 class: None,
                 storage_gib: template.db_storage_gib,
-                multi_az: false,
+                multi_az: engine == DatabaseEngine::Rds && template.multi_az,
             },
-            search: SearchEngine::Embedded,
+            search,
             placement: self.placement.clone(),
             suspended: false,
         }
@@ -245,9 +250,11 @@ mod tests {
     fn the_spec_takes_the_tier_defaults() {
         let mut r = req("acme", &[]);
         r.tier = Some("standard".into());
-        let spec = NewTenant::parse(r, "local")
-            .expect("valid")
-            .cell_spec("c-acme-1234");
+        let spec = NewTenant::parse(r, "local").expect("valid").cell_spec(
+            "c-acme-1234",
+            (DatabaseEngine::Local, SearchEngine::Embedded),
+            "0.1.0",
+        );
         assert_eq!(spec.database.storage_gib, 100);
         assert_eq!(spec.tier, Tier::Standard);
         assert!(!spec.suspended);

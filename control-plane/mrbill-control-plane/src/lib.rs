@@ -1,8 +1,9 @@
-//! `mrbill-control-plane`: the admin API, the catalog, the cell reconciler with its local
-//! driver, and the route feed the routers follow.
+//! `mrbill-control-plane`: the admin API, the catalog, the cell reconciler with its two
+//! drivers, and the route feed the routers follow.
 //!
 //! ```text
-//! mrbill CLI ──HTTP (operator token)──► api ──► catalog (Postgres) ◄── reconciler ──► local driver ──► cell supervisors
+//! mrbill CLI ──HTTP (operator token)──► api ──► catalog (Postgres) ◄── reconciler ─┬─► local driver ──► cell supervisors
+//!                                                                                  └─► kubernetes driver ──► Cell resources ◄── cell-operator
 //! mrbill-router ──GET /v1/routes?watch=1 (router token)──► feed (RouteHub)
 //! ```
 //!
@@ -14,6 +15,7 @@ pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod feed;
+pub mod kubernetes;
 pub mod local;
 pub mod reconciler;
 
@@ -40,6 +42,9 @@ pub struct Ctx {
     pub config: Config,
     pub hub: feed::RouteHub,
     pub driver: local::LocalDriver,
+    /// Set when cells run on Kubernetes (`MRBILL_DRIVER=kubernetes`); the local driver then
+    /// starts nothing.
+    pub kube: Option<kubernetes::KubeDriver>,
     /// Wakes the reconciler (a new operation was queued).
     pub wake: Notify,
     pub operator_token: SecretString,
@@ -59,8 +64,22 @@ impl App {
         std::fs::create_dir_all(home.control_plane_dir())?;
         set_mode(&home.control_plane_dir(), 0o700)?;
         std::fs::create_dir_all(home.logs_dir())?;
-        let operator_token = ensure_token(&home.operator_token())?;
-        let router_token = ensure_token(&home.router_token())?;
+        let operator_token = match &config.operator_token_file {
+            Some(file) => read_secret(file)?,
+            None => ensure_token(&home.operator_token())?,
+        };
+        let router_token = match &config.router_token_file {
+            Some(file) => read_secret(file)?,
+            None => ensure_token(&home.router_token())?,
+        };
+        let kube = match config.driver {
+            config::Driver::Local => None,
+            config::Driver::Kubernetes => Some(
+                kubernetes::KubeDriver::from_environment()
+                    .await
+                    .context("connecting to the Kubernetes API (MRBILL_DRIVER=kubernetes)")?,
+            ),
+        };
         let url = match &config.catalog_url {
             Some(url) => url.clone(),
             None => start_catalog_cluster(&home).await?,
@@ -81,6 +100,7 @@ impl App {
                 config,
                 hub: feed::RouteHub::default(),
                 driver,
+                kube,
                 wake: Notify::new(),
                 operator_token,
                 router_token,

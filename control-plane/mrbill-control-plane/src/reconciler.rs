@@ -16,20 +16,22 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cell_model::routes::RouteState;
+use cell_model::routes::{RouteState, ServiceUrls};
 use cell_model::{CellStatus, Condition, ConditionStatus, Phase};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::Ctx;
 use crate::catalog::{self, CellRow, Op};
+use crate::kubernetes::KubeDriver;
 use crate::local::service_urls;
 
 impl Op {
-    /// The steps of this operation, in order.
-    pub fn steps(self) -> &'static [&'static str] {
-        match self {
-            Op::Provision => &[
+    /// The steps of this operation under the local (`kubernetes == false`) or the kubernetes
+    /// driver (see `kubernetes.rs`), in order.
+    pub fn steps(self, kubernetes: bool) -> &'static [&'static str] {
+        match (self, kubernetes) {
+            (Op::Provision, false) => &[
                 "secrets",
                 "cluster",
                 "supervisor",
@@ -38,9 +40,13 @@ impl Op {
                 "services",
                 "route",
             ],
-            Op::Suspend => &["route", "services"],
-            Op::Resume => &["services", "route"],
-            Op::Delete => &["route", "backup", "stop", "files", "catalog"],
+            (Op::Provision, true) => &["cell", "ready", "route"],
+            (Op::Suspend, false) => &["route", "services"],
+            (Op::Suspend, true) => &["route", "cell"],
+            (Op::Resume, false) => &["services", "route"],
+            (Op::Resume, true) => &["cell", "ready", "route"],
+            (Op::Delete, false) => &["route", "backup", "stop", "files", "catalog"],
+            (Op::Delete, true) => &["route", "cell", "gone", "catalog"],
         }
     }
 }
@@ -124,7 +130,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
         if done.is_empty() {
             tracing::info!(cell = %cell_id, op = op.as_str(), "operation started");
         }
-        for step in op.steps() {
+        for step in op.steps(ctx.kube.is_some()) {
             if done.contains(*step) {
                 continue;
             }
@@ -155,6 +161,12 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
             }
         }
         let mut status = cell.status.0.clone();
+        if let Some(kube) = &ctx.kube
+            && let Some(reported) = kube.get(cell_id).await?.and_then(|c| c.status)
+        {
+            status.conditions = reported.conditions;
+            status.endpoints.services = reported.endpoints.services;
+        }
         let next = finish_status(ctx, &cell, op, &mut status);
         catalog::finish_op(&ctx.pool, cell_id, op_id, &status, next).await?;
         tracing::info!(cell = %cell_id, op = op.as_str(), phase = ?status.phase, "operation finished");
@@ -177,6 +189,18 @@ fn finish_status(ctx: &Ctx, cell: &CellRow, op: Op, status: &mut CellStatus) -> 
     };
     status.observed_generation = Some(cell.generation);
     status.endpoints.public = Some(ctx.config.endpoint(&cell.tenant));
+    // The kubernetes driver's conditions are the operator's (copied by the caller).
+    if ctx.kube.is_none() {
+        local_conditions(ctx, cell, status, ready);
+    }
+    match (op, suspended) {
+        (Op::Provision | Op::Resume, true) => Some(Op::Suspend),
+        (Op::Suspend, false) => Some(Op::Resume),
+        _ => None,
+    }
+}
+
+fn local_conditions(ctx: &Ctx, cell: &CellRow, status: &mut CellStatus, ready: bool) {
     if let Some(state) = ctx.driver.observe(&cell.cell_id) {
         status.endpoints.services = urls_map(&state);
     }
@@ -195,11 +219,6 @@ fn finish_status(ctx: &Ctx, cell: &CellRow, op: Op, status: &mut CellStatus) -> 
         if ready { "Serving" } else { "Suspended" },
         "",
     );
-    match (op, suspended) {
-        (Op::Provision | Op::Resume, true) => Some(Op::Suspend),
-        (Op::Suspend, false) => Some(Op::Resume),
-        _ => None,
-    }
 }
 
 fn run_step<'a>(
@@ -211,6 +230,30 @@ fn run_step<'a>(
     Box::pin(async move {
         let id = cell.cell_id.as_str();
         let tenant = cell.tenant.as_str();
+        // Steps both drivers share: the route and the catalog.
+        match (op, step) {
+            (Op::Suspend, "route") => {
+                return Ok(ctx
+                    .hub
+                    .update(&ctx.pool, tenant, |route| {
+                        route.state = RouteState::Suspended
+                    })
+                    .await?);
+            }
+            (Op::Delete, "route") => return Ok(ctx.hub.remove(&ctx.pool, tenant).await?),
+            (Op::Delete, "catalog") => {
+                let dest = match ctx.kube {
+                    Some(_) => None,
+                    None => Some(backup_path(ctx, tenant).await?),
+                };
+                catalog::forget_tenant(&ctx.pool, tenant, id, dest.as_deref()).await?;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if let Some(kube) = &ctx.kube {
+            return kube_step(ctx, kube, cell, op, step).await;
+        }
         let driver = &ctx.driver;
         match (op, step) {
             (Op::Provision, "secrets") => driver.prepare(id, tenant).await,
@@ -243,28 +286,57 @@ fn run_step<'a>(
                     .await?;
                 Ok(())
             }
-            (Op::Suspend, "route") => Ok(ctx
-                .hub
-                .update(&ctx.pool, tenant, |route| {
-                    route.state = RouteState::Suspended
-                })
-                .await?),
             (Op::Suspend, "services") => driver.set_services(id, false).await.map(drop),
-            (Op::Delete, "route") => Ok(ctx.hub.remove(&ctx.pool, tenant).await?),
             (Op::Delete, "backup") => {
                 let dest = backup_path(ctx, tenant).await?;
                 driver.backup(id, tenant, std::path::Path::new(&dest)).await
             }
             (Op::Delete, "stop") => driver.stop(id).await,
             (Op::Delete, "files") => driver.remove(id).await,
-            (Op::Delete, "catalog") => {
-                let dest = backup_path(ctx, tenant).await?;
-                catalog::forget_tenant(&ctx.pool, tenant, id, &dest).await?;
-                Ok(())
-            }
             _ => anyhow::bail!("unknown step {step} of {}", op.as_str()),
         }
     })
+}
+
+/// A step under the kubernetes driver: the `Cell` resource stands for the whole cell.
+async fn kube_step(
+    ctx: &Ctx,
+    kube: &KubeDriver,
+    cell: &CellRow,
+    op: Op,
+    step: &str,
+) -> anyhow::Result<()> {
+    let id = cell.cell_id.as_str();
+    match (op, step) {
+        (Op::Provision | Op::Resume, "cell") => kube.apply(&cell.spec.0, false).await,
+        (Op::Suspend, "cell") => kube.apply(&cell.spec.0, true).await,
+        (Op::Provision | Op::Resume, "ready") => kube.ready(id).await.map(drop),
+        (Op::Provision | Op::Resume, "route") => {
+            let urls = kube_urls(&kube.ready(id).await?);
+            ctx.hub
+                .update(&ctx.pool, &cell.tenant, |route| {
+                    route.services = urls;
+                    if op == Op::Resume {
+                        route.state = RouteState::Active;
+                    }
+                })
+                .await?;
+            Ok(())
+        }
+        (Op::Delete, "cell") => kube.delete(id).await,
+        (Op::Delete, "gone") => kube.gone(id).await,
+        _ => anyhow::bail!("unknown step {step} of {}", op.as_str()),
+    }
+}
+
+/// The route's service URLs from a Cell's status (cluster DNS names the operator reports).
+fn kube_urls(status: &CellStatus) -> ServiceUrls {
+    let url = |service: &str| status.endpoints.services.get(service).cloned();
+    ServiceUrls {
+        poc: url("poc"),
+        dojo: url("dojo"),
+        media: url("media"),
+    }
 }
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -283,6 +355,9 @@ async fn watch(ctx: &Ctx, cell: &CellRow) -> anyhow::Result<()> {
     let phase = cell.status.0.phase;
     if !matches!(phase, Phase::Ready | Phase::Degraded | Phase::Suspended) {
         return Ok(());
+    }
+    if let Some(kube) = &ctx.kube {
+        return watch_kube(ctx, kube, cell).await;
     }
     let dir = ctx.driver.cell_dir(&cell.cell_id);
     let Some(state) = ctx.driver.observe(&cell.cell_id) else {
@@ -324,6 +399,37 @@ async fn watch(ctx: &Ctx, cell: &CellRow) -> anyhow::Result<()> {
         catalog::set_status(&ctx.pool, &cell.cell_id, &status).await?;
     }
     if serving {
+        ctx.hub
+            .update(&ctx.pool, &cell.tenant, |route| route.services = urls)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Kubernetes: the catalog follows what the operator reports; a `Cell` deleted behind the
+/// control plane's back is applied again (the catalog is the source of truth).
+async fn watch_kube(ctx: &Ctx, kube: &KubeDriver, cell: &CellRow) -> anyhow::Result<()> {
+    let Some(resource) = kube.get(&cell.cell_id).await? else {
+        tracing::warn!(cell = %cell.cell_id, "the Cell resource is missing; applying it again");
+        return kube.apply(&cell.spec.0, cell.spec.0.suspended).await;
+    };
+    let Some(reported) = resource.status else {
+        return Ok(());
+    };
+    let mut status = cell.status.0.clone();
+    status.conditions = reported.conditions.clone();
+    status.endpoints.services = reported.endpoints.services.clone();
+    if matches!(
+        reported.phase,
+        Phase::Ready | Phase::Degraded | Phase::Suspended
+    ) {
+        status.phase = reported.phase;
+    }
+    if status != cell.status.0 {
+        catalog::set_status(&ctx.pool, &cell.cell_id, &status).await?;
+    }
+    if reported.phase == Phase::Ready {
+        let urls = kube_urls(&reported);
         ctx.hub
             .update(&ctx.pool, &cell.tenant, |route| route.services = urls)
             .await?;

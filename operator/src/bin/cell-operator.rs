@@ -18,6 +18,8 @@ use service_kit::http::{Readiness, admin_router};
 use service_kit::telemetry::{self, LogFormat};
 
 fn main() -> anyhow::Result<()> {
+    // kube's TLS: ring, chosen explicitly (another provider may be compiled in).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let images = Images {
         registry: required("MRBILL_OPERATOR_REGISTRY")?,
         trusted_proxies: required("MRBILL_OPERATOR_TRUSTED_PROXIES")?,
