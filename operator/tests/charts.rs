@@ -53,7 +53,9 @@ fn template(chart_name: &str, sets: &[&str]) -> (String, Vec<Value>) {
 fn validate(yaml: &str) {
     let validate = std::env::var("MRBILL_KUBERNETES_VALIDATE")
         .unwrap_or_else(|_| "kubernetes-validate".into());
-    let file = std::env::temp_dir().join(format!("mrbill-chart-{}.yaml", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = std::env::temp_dir().join(format!("mrbill-chart-{}-{n}.yaml", std::process::id()));
     std::fs::write(&file, yaml).expect("write rendered chart");
     let out = Command::new(&validate)
         .args(["--strict"])
@@ -216,6 +218,116 @@ fn bad_values_are_refused_by_the_schema() {
         "image.pullPolicy=Sometimes",
     ] {
         let out = helm(&["template", "rel", &chart("cell-operator"), "--set", bad]);
+        assert!(!out.status.success(), "{bad} must be refused");
+        assert!(text(&out).contains("schema"), "{bad}: {}", text(&out));
+    }
+}
+
+fn env_of<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+}
+
+fn deployment<'a>(objects: &'a [Value], name: &str) -> &'a Value {
+    find(objects, "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("Deployment {name}"))
+}
+
+#[test]
+fn the_platform_chart_lints_and_wires_control_plane_and_router() {
+    let out = helm(&["lint", "--strict", &chart("mrbill")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (yaml, objects) = template("mrbill", &[]);
+    validate(&yaml);
+
+    let cp = deployment(&objects, "rel-mrbill-control-plane");
+    assert_eq!(cp["spec"]["replicas"], 1);
+    assert_eq!(cp["spec"]["strategy"]["type"], "Recreate");
+    let c = &cp["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["image"],
+        "registry.example.com/mrbill/mrbill-control-plane:0.1.0"
+    );
+    assert_eq!(env_of(c, "MRBILL_DRIVER"), Some("kubernetes"));
+    assert_eq!(env_of(c, "MRBILL_CELL_DATABASE"), Some("in-cluster"));
+    assert_eq!(env_of(c, "MRBILL_CELL_VERSION"), Some("0.1.0"));
+
+    let router = deployment(&objects, "rel-mrbill-router");
+    let r = &router["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_of(r, "MRBILL_CONTROL_PLANE_URL"),
+        Some("http://rel-mrbill-control-plane:8080")
+    );
+    assert_eq!(
+        router["spec"]["template"]["spec"]["automountServiceAccountToken"],
+        false
+    );
+
+    // Tokens generated once and kept; an existing Secret replaces them.
+    let secret = find(&objects, "Secret")[0];
+    assert_eq!(
+        secret["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let (_, objects) = template("mrbill", &["tokens.existingSecret=ours", "image.tag=2.0.0"]);
+    assert!(find(&objects, "Secret").is_empty());
+    let cp = deployment(&objects, "rel-mrbill-control-plane");
+    let c = &cp["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        c["image"],
+        "registry.example.com/mrbill/mrbill-control-plane:2.0.0"
+    );
+    let sources = &cp["spec"]["template"]["spec"]["volumes"][1]["projected"]["sources"];
+    assert_eq!(sources[1]["secret"]["name"], "ours");
+}
+
+#[test]
+fn one_wildcard_ingress_reaches_the_router_and_the_control_plane_may_only_write_cells() {
+    let (_, objects) = template("mrbill", &["ingress.tlsSecret=wild"]);
+    let ingress = find(&objects, "Ingress");
+    assert_eq!(ingress.len(), 1, "no per-tenant Ingress");
+    let hosts: Vec<&str> = ingress[0]["spec"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["host"].as_str())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["mrbill.example", "*.mrbill.example", "api.mrbill.example"]
+    );
+    for rule in ingress[0]["spec"]["rules"].as_array().expect("rules") {
+        assert_eq!(
+            rule["http"]["paths"][0]["backend"]["service"]["name"],
+            "rel-mrbill-router"
+        );
+    }
+    assert_eq!(ingress[0]["spec"]["tls"][0]["secretName"], "wild");
+    let role = find(&objects, "ClusterRole")[0];
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{ "apiGroups": ["mrbill.dev"], "resources": ["cells"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"] }])
+    );
+    let (_, without) = template("mrbill", &["ingress.enabled=false"]);
+    assert!(find(&without, "Ingress").is_empty());
+}
+
+#[test]
+fn bad_platform_values_are_refused_by_the_schema() {
+    for bad in [
+        "router.replicas=0",
+        "cells.database=sqlite",
+        "publicUrl=not-a-url",
+        "cells.placements=eks",
+        "catalog.existingSecret=",
+    ] {
+        let out = helm(&["template", "rel", &chart("mrbill"), "--set", bad]);
         assert!(!out.status.success(), "{bad} must be refused");
         assert!(text(&out).contains("schema"), "{bad}: {}", text(&out));
     }
