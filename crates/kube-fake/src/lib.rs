@@ -452,14 +452,22 @@ impl FakeApi {
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 let ctype = content_type(&parts.headers);
-                let (code, out) = api.respond(
-                    &parts.method,
-                    parts.uri.path(),
-                    parts.uri.query().unwrap_or_default(),
-                    &ctype,
-                    &bytes,
-                );
-                Self::response(code, &out)
+                let query = parts.uri.query().unwrap_or_default();
+                if query
+                    .split('&')
+                    .any(|kv| kv == "watch=true" || kv == "watch=1")
+                {
+                    // A watch that stays open and reports nothing: controllers act on their
+                    // initial list (changes made later are not streamed).
+                    let pending = futures_util::stream::pending::<Result<Bytes, Infallible>>();
+                    return Response::builder()
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(axum::body::Body::from_stream(pending))
+                        .expect("a valid response");
+                }
+                let (code, out) =
+                    api.respond(&parts.method, parts.uri.path(), query, &ctype, &bytes);
+                Self::response(code, &out).map(axum::body::Body::new)
             }
         });
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))

@@ -11,10 +11,11 @@
 
 use std::net::SocketAddr;
 
+use axum::routing::get;
 use cell_operator::controller::{self, Context};
 use cell_operator::render::Images;
 use service_kit::config::{optional, required};
-use service_kit::http::{Readiness, admin_router};
+use service_kit::http::healthz;
 use service_kit::telemetry::{self, LogFormat};
 
 fn main() -> anyhow::Result<()> {
@@ -35,7 +36,15 @@ fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default().await?;
             let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
             tracing::info!(%metrics_addr, registry = %images.registry, "cell-operator starting");
-            let ops = admin_router(axum::Router::new(), Readiness::new(None), 1024);
+            // Liveness is the process answering; readiness adds nothing the controller could
+            // lose (it retries the API server on its own).
+            let ops = axum::Router::new()
+                .route("/healthz", get(healthz))
+                .route("/readyz", get(healthz))
+                .route(
+                    "/metrics",
+                    get(|| async { telemetry::metrics_handle().render() }),
+                );
             let server = tokio::spawn(async move { axum::serve(listener, ops).await });
             let ctx = Context::new(client, images, optional("POD_NAME")?);
             controller::run(ctx).await;
