@@ -522,6 +522,15 @@ fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
     match service {
         "poc" => {
             env.push(file("MRBILL_JWT_PRIVATE_KEY_FILE", "jwt-private.pem"));
+            // The first admin's invite: poc-service creates it at start from the token's hash.
+            if let Some(b) = &cell.spec.bootstrap {
+                env.push(value("MRBILL_BOOTSTRAP_ADMIN_EMAIL", b.admin_email.clone()));
+                env.push(value(
+                    "MRBILL_BOOTSTRAP_INVITE_SHA256",
+                    b.invite_token_sha256.clone(),
+                ));
+                env.push(value("MRBILL_BOOTSTRAP_EXPIRES_AT", b.expires_at.clone()));
+            }
             if cell.spec.search == SearchEngine::Meilisearch {
                 env.push(value("MRBILL_SEARCH_ENGINE", "meilisearch".into()));
                 env.push(value(

@@ -34,6 +34,7 @@ async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() 
             search: SearchEngine::Embedded,
             placement: "eks".into(),
             suspended: false,
+            bootstrap: None,
         },
     );
     let mut object = serde_json::to_value(&cell).expect("json");

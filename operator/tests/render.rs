@@ -27,6 +27,7 @@ fn cell(tier: Tier, engine: DatabaseEngine, search: SearchEngine) -> Cell {
             search,
             placement: "eks-sa-east-1".into(),
             suspended: false,
+            bootstrap: None,
         },
     )
 }
@@ -242,4 +243,40 @@ fn a_suspended_cell_keeps_its_objects_but_runs_no_pods() {
     // Data stays: Postgres, Secrets' consumers and Services are all still there.
     find(&suspended, "StatefulSet", "postgres");
     find(&suspended, "Service", "poc-service");
+}
+
+#[test]
+fn only_poc_service_learns_the_first_admins_invite_and_only_its_hash() {
+    let mut c = cell(
+        Tier::Small,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    c.spec.bootstrap = Some(cell_model::AdminBootstrap {
+        admin_email: "boss@acme.test".into(),
+        invite_token_sha256: "ab".repeat(32),
+        expires_at: "2026-11-29T10:00:00Z".into(),
+    });
+    let objects = desired(&c, &images());
+    let env = |service: &str| {
+        find(&objects, "Deployment", &format!("{service}-service"))["spec"]["template"]["spec"]
+            ["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["value"].clone())))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let poc = env("poc");
+    assert_eq!(poc["MRBILL_BOOTSTRAP_ADMIN_EMAIL"], "boss@acme.test");
+    assert_eq!(poc["MRBILL_BOOTSTRAP_INVITE_SHA256"], "ab".repeat(32));
+    assert_eq!(poc["MRBILL_BOOTSTRAP_EXPIRES_AT"], "2026-11-29T10:00:00Z");
+    for other in ["dojo", "media"] {
+        assert!(
+            env(other)
+                .keys()
+                .all(|k| !k.starts_with("MRBILL_BOOTSTRAP")),
+            "{other} must not see it"
+        );
+    }
 }

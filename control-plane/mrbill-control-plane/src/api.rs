@@ -11,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cell_model::Phase;
 use cell_model::routes::{RouteEntry, RouteState, ServiceUrls};
+use cell_model::{AdminBootstrap, Phase};
 use http::{Method, StatusCode, header};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -22,8 +22,10 @@ use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::secrets::constant_time_eq;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use wire_types::admin::{
-    Cell, CellList, CreateTenant, Operation, Step, Tenant, TenantList, TenantState, TierList,
+    AdminInvite, Cell, CellList, CreateTenant, Operation, Step, Tenant, TenantList, TenantState,
+    TierList,
 };
 use wire_types::{ErrorCode, FieldError};
 
@@ -77,11 +79,21 @@ async fn create_tenant(
         tenant.slug,
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let spec = tenant.cell_spec(
+    let mut spec = tenant.cell_spec(
         &cell_id,
         ctx.config.cell_engines(),
         &ctx.config.cell_version,
     );
+    // On Kubernetes the cell creates its first admin's invite itself from the token's hash
+    // (poc-service at start); the token stays here. The local driver runs bootstrap-admin.
+    let invite = ctx
+        .kube
+        .is_some()
+        .then(|| admin_invite(&tenant.admin_email));
+    if let Some((invite, bootstrap)) = &invite {
+        spec.bootstrap = Some(bootstrap.clone());
+        tracing::debug!(tenant = %tenant.slug, expires_at = %invite.expires_at, "admin invite prepared");
+    }
     let writer = ctx.hub.writer().await;
     let mut tx = ctx.pool.begin().await?;
     catalog::admit(&mut tx, &tenant, &spec)
@@ -105,12 +117,37 @@ async fn create_tenant(
             },
         )
         .await?;
+    if let Some((invite, _)) = &invite {
+        catalog::set_admin_invite(&mut tx, &tenant.slug, invite).await?;
+    }
     let view = tenant_view(&ctx, &mut tx, &tenant.slug).await?;
     tx.commit().await?;
     writer.publish(Some(event));
     ctx.wake.notify_one();
     tracing::info!(tenant = %tenant.slug, cell = %cell_id, tier = tenant.tier.as_str(), "tenant admitted");
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+/// A fresh one-time invite for the first admin: what the control plane shows, and what the
+/// cell gets (the token's SHA-256 only).
+fn admin_invite(email: &str) -> (AdminInvite, AdminBootstrap) {
+    let token = service_kit::secrets::random_token(32);
+    let expires_at = (OffsetDateTime::now_utc() + time::Duration::days(7))
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc())
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let bootstrap = AdminBootstrap {
+        admin_email: email.to_owned(),
+        invite_token_sha256: service_kit::secrets::token_hash(&token),
+        expires_at: expires_at.clone(),
+    };
+    let invite = AdminInvite {
+        email: email.to_owned(),
+        invite_token: token,
+        expires_at,
+    };
+    (invite, bootstrap)
 }
 
 fn admit_error(e: AdmitError) -> ApiError {
@@ -297,7 +334,10 @@ async fn tenant_view(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<T
     let cell = cell_view(ctx, conn, cell).await?;
     Ok(Tenant {
         email_domains: catalog::email_domains(conn, slug).await?,
-        admin_invite: ctx.driver.admin_invite(&cell.cell_id),
+        admin_invite: match ctx.kube {
+            Some(_) => row.admin_invite.clone().map(|invite| invite.0),
+            None => ctx.driver.admin_invite(&cell.cell_id),
+        },
         state: row.state(),
         slug: row.slug,
         display_name: row.display_name,

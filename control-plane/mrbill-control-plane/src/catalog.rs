@@ -51,6 +51,8 @@ pub struct TenantRow {
     pub state: String,
     pub backup_path: Option<String>,
     pub created_at: OffsetDateTime,
+    /// The first admin's invite (kubernetes driver; the local driver keeps it in the cell).
+    pub admin_invite: Option<sqlx::types::Json<wire_types::admin::AdminInvite>>,
 }
 
 impl TenantRow {
@@ -234,7 +236,7 @@ pub async fn admit(
 }
 
 const TENANT_COLUMNS: &str =
-    "slug, display_name, admin_email, tier, state, backup_path, created_at";
+    "slug, display_name, admin_email, tier, state, backup_path, created_at, admin_invite";
 const CELL_COLUMNS: &str = "cell_id, tenant, placement, spec, generation, status, op, op_id, last_op, last_op_id, last_error";
 
 pub async fn tenants(pool: &PgPool) -> sqlx::Result<Vec<TenantRow>> {
@@ -444,6 +446,19 @@ pub async fn set_tenant_state(
 }
 
 /// Removes a deleted tenant (cascading to its cell and steps) and remembers its backup.
+pub async fn set_admin_invite(
+    conn: &mut PgConnection,
+    slug: &str,
+    invite: &wire_types::admin::AdminInvite,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE tenants SET admin_invite = $2 WHERE slug = $1")
+        .bind(slug)
+        .bind(sqlx::types::Json(invite))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub async fn forget_tenant(
     pool: &PgPool,
     slug: &str,

@@ -65,6 +65,24 @@ pub struct CellSpec {
     /// A suspended cell keeps its data but runs no services and receives no traffic.
     #[serde(default)]
     pub suspended: bool,
+    /// The tenant's first admin, for drivers where the cell creates its own bootstrap invite
+    /// (kubernetes). `None` where the driver runs `bootstrap-admin` itself (local).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<AdminBootstrap>,
+}
+
+/// The one-time invite of a tenant's first admin, as the cell needs it: the email it is bound
+/// to and the SHA-256 of the token — the token itself stays with the control plane, so the
+/// `Cell` resource (readable by cluster operators) holds nothing that grants access.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminBootstrap {
+    pub admin_email: String,
+    /// Lower-case hex SHA-256 of the invite token.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub invite_token_sha256: String,
+    /// RFC 3339; the invite is refused after it.
+    pub expires_at: String,
 }
 
 /// Replica overrides per service; each is bounded by the tier (see [`TierTemplate`]).

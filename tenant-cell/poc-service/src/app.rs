@@ -53,6 +53,22 @@ impl App {
         pool: PgPool,
         index: Arc<dyn SearchIndex>,
     ) -> anyhow::Result<Self> {
+        if let Some(b) = &config.bootstrap {
+            match crate::bootstrap::ensure_invite(
+                &pool,
+                &b.admin_email,
+                &b.invite_token_sha256,
+                Some(b.expires_at),
+            )
+            .await
+            {
+                Ok(_) => tracing::info!("the first admin's invite is in place"),
+                Err(crate::bootstrap::BootstrapError::AlreadyBootstrapped) => {
+                    tracing::debug!("the cell has its admin; bootstrap configuration ignored")
+                }
+                Err(e) => return Err(anyhow::anyhow!("bootstrap invite: {e}")),
+            }
+        }
         let public_pem = public_pem_from_private(&config.jwt_private_key)?;
         let signer = TokenSigner::new(
             &config.jwt_kid,

@@ -1,7 +1,8 @@
 //! Provisioning-time creation of the tenant's first admin.
 //!
-//! The control plane runs `poc-service bootstrap-admin --email <admin>` once the cell's database
-//! exists. It creates a one-time, email-bound admin invite and prints its token; the admin
+//! The local driver runs `poc-service bootstrap-admin --email <admin>` once the cell's database
+//! exists; on Kubernetes poc-service ensures the invite at start from its configuration (the
+//! email and the token's SHA-256 from the Cell's `spec.bootstrap`, see [`ensure_invite`]). It creates a one-time, email-bound admin invite and prints its token; the admin
 //! registers with it. Running it again before the invite is used is idempotent when given the
 //! same token (`--token-file`) and replaces the invite otherwise; once any admin exists it
 //! refuses ([`BootstrapError::AlreadyBootstrapped`]), so it works once and only once.
@@ -46,10 +47,27 @@ pub async fn bootstrap_admin(
     email: &str,
     token: Option<String>,
 ) -> Result<BootstrapInvite, BootstrapError> {
+    let token = token.unwrap_or_else(|| random_token(32));
+    let (email, expires_at) = ensure_invite(pool, email, &token_hash(&token), None).await?;
+    Ok(BootstrapInvite {
+        email,
+        invite_token: token,
+        expires_at,
+    })
+}
+
+/// Makes the pending bootstrap invite the one for `email` whose token hashes to `hash`,
+/// expiring at `expires_at` (default: [`BOOTSTRAP_TTL`] from now): an identical pending invite
+/// is kept (idempotent), any other is revoked. Refuses once any admin exists or a bootstrap
+/// invite was used. Returns the normalised email and the invite's expiry.
+pub async fn ensure_invite(
+    pool: &PgPool,
+    email: &str,
+    hash: &str,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<(String, OffsetDateTime), BootstrapError> {
     let email =
         Email::parse("email", email).map_err(|e| BootstrapError::InvalidEmail(e.message))?;
-    let token = token.unwrap_or_else(|| random_token(32));
-    let hash = token_hash(&token);
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('mrbill.poc.bootstrap'))")
         .execute(&mut *tx)
@@ -71,16 +89,12 @@ pub async fn bootstrap_admin(
     {
         let expires_at = same.expires_at;
         tx.commit().await?;
-        return Ok(BootstrapInvite {
-            email: email.as_str().to_owned(),
-            invite_token: token,
-            expires_at,
-        });
+        return Ok((email.as_str().to_owned(), expires_at));
     }
     invites::revoke_bootstrap(&mut *tx).await?;
-    let expires_at = OffsetDateTime::now_utc() + BOOTSTRAP_TTL;
+    let expires_at = expires_at.unwrap_or_else(|| OffsetDateTime::now_utc() + BOOTSTRAP_TTL);
     let new = invites::NewInvite {
-        token_hash: &hash,
+        token_hash: hash,
         email: Some(email.as_str()),
         role: Role::Admin,
         bootstrap: true,
@@ -89,9 +103,5 @@ pub async fn bootstrap_admin(
     };
     let invite = invites::insert(&mut *tx, &new).await?;
     tx.commit().await?;
-    Ok(BootstrapInvite {
-        email: email.as_str().to_owned(),
-        invite_token: token,
-        expires_at: invite.expires_at,
-    })
+    Ok((email.as_str().to_owned(), invite.expires_at))
 }

@@ -64,6 +64,50 @@ pub struct Config {
     /// Standalone development mode: the first registrant becomes admin.
     pub dev_mode: bool,
     pub search: SearchConfig,
+    /// The first admin's invite this cell must hold (clusters: the operator passes it from the
+    /// Cell's `spec.bootstrap`): `MRBILL_BOOTSTRAP_ADMIN_EMAIL`, `MRBILL_BOOTSTRAP_INVITE_SHA256`,
+    /// `MRBILL_BOOTSTRAP_EXPIRES_AT` (RFC 3339), all three or none.
+    pub bootstrap: Option<BootstrapConfig>,
+}
+
+/// See [`Config::bootstrap`].
+#[derive(Clone, Debug)]
+pub struct BootstrapConfig {
+    pub admin_email: String,
+    /// Hex SHA-256 of the invite token (the token itself never reaches the cell's config).
+    pub invite_token_sha256: String,
+    pub expires_at: time::OffsetDateTime,
+}
+
+impl BootstrapConfig {
+    fn from_env() -> anyhow::Result<Option<Self>> {
+        let email: Option<String> = optional("MRBILL_BOOTSTRAP_ADMIN_EMAIL")?;
+        let hash: Option<String> = optional("MRBILL_BOOTSTRAP_INVITE_SHA256")?;
+        let expires: Option<String> = optional("MRBILL_BOOTSTRAP_EXPIRES_AT")?;
+        match (email, hash, expires) {
+            (None, None, None) => Ok(None),
+            (Some(admin_email), Some(hash), Some(expires)) => {
+                anyhow::ensure!(
+                    hash.len() == 64
+                        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+                    "MRBILL_BOOTSTRAP_INVITE_SHA256 must be 64 lower-case hex digits"
+                );
+                let expires_at = time::OffsetDateTime::parse(
+                    &expires,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| anyhow::anyhow!("MRBILL_BOOTSTRAP_EXPIRES_AT: {e}"))?;
+                Ok(Some(Self {
+                    admin_email,
+                    invite_token_sha256: hash,
+                    expires_at,
+                }))
+            }
+            _ => anyhow::bail!(
+                "MRBILL_BOOTSTRAP_ADMIN_EMAIL, MRBILL_BOOTSTRAP_INVITE_SHA256 and MRBILL_BOOTSTRAP_EXPIRES_AT go together"
+            ),
+        }
+    }
 }
 
 impl Config {
@@ -128,6 +172,7 @@ impl Config {
                     "MRBILL_SEARCH_ENGINE={other:?}: expected embedded or meilisearch"
                 ),
             },
+            bootstrap: BootstrapConfig::from_env()?,
         })
     }
 
@@ -146,6 +191,7 @@ impl Config {
             password_policy: PasswordPolicy::default(),
             dev_mode: false,
             search: SearchConfig::Embedded { dir: None },
+            bootstrap: None,
         })
     }
 }

@@ -129,6 +129,31 @@ async fn a_tenant_lives_as_a_cell_resource_with_the_kubernetes_driver() {
         "{}",
         apply.query
     );
+    // The first admin: the control plane shows the invite; the Cell carries only its hash
+    // (poc-service creates the invite from it at start — tested in poc-service).
+    let invite = &tenant["admin_invite"];
+    assert_eq!(invite["email"], "admin@acme.example", "{tenant:#}");
+    let token = invite["invite_token"].as_str().expect("an invite token");
+    let bootstrap = cell.spec.bootstrap.clone().expect("spec.bootstrap");
+    assert_eq!(bootstrap.admin_email, "admin@acme.example");
+    assert_eq!(
+        bootstrap.invite_token_sha256,
+        service_kit::secrets::token_hash(token)
+    );
+    assert_eq!(
+        bootstrap.expires_at,
+        invite["expires_at"].as_str().expect("expiry")
+    );
+    let raw = api.get(CELLS, &cell_id).expect("cell").to_string();
+    assert!(
+        !raw.contains(token),
+        "the token itself never reaches the cluster"
+    );
+    let shown = mrbill(&platform, &["tenant", "show", "acme", "-o", "json"]).await;
+    assert_eq!(
+        shown["admin_invite"]["invite_token"], token,
+        "kept in the catalog"
+    );
     // The operator's conditions reach the catalog.
     let conditions = tenant["cell"]["status"]["conditions"]
         .as_array()

@@ -73,6 +73,65 @@ async fn bootstrap_retried_with_the_same_token_is_idempotent_and_a_new_token_rep
         .assert_status(201);
 }
 
+/// The Kubernetes path: the cell is configured with the invite's email and the token's
+/// SHA-256 (never the token) and creates the invite at start.
+#[tokio::test]
+async fn a_cell_configured_with_an_invite_hash_creates_that_invite_at_start() {
+    let token = "held-by-the-control-plane";
+    let expires_at = (time::OffsetDateTime::now_utc() + time::Duration::days(7))
+        .replace_nanosecond(0)
+        .expect("whole seconds");
+    let app = TestApp::spawn_with(|c| {
+        c.bootstrap = Some(poc_service::config::BootstrapConfig {
+            admin_email: "Boss@Acme.test".into(),
+            invite_token_sha256: service_kit::secrets::token_hash(token),
+            expires_at,
+        })
+    })
+    .await;
+    let stored: time::OffsetDateTime =
+        sqlx::query_scalar("SELECT expires_at FROM invites WHERE bootstrap AND used_at IS NULL")
+            .fetch_one(&app.pool)
+            .await
+            .expect("one pending bootstrap invite");
+    assert_eq!(stored, expires_at, "the control plane's expiry is honoured");
+    app.register("intruder@acme.test", PASSWORD, Some(token))
+        .await
+        .assert_error(403, "invalid_invite");
+    app.register("boss@acme.test", PASSWORD, Some("a-guess"))
+        .await
+        .assert_error(403, "invalid_invite");
+    let res = app.register("boss@acme.test", PASSWORD, Some(token)).await;
+    assert_eq!(res.assert_status(201)["user"]["role"], "admin");
+
+    // A restart with the same configuration (every pod start) changes nothing.
+    poc_service::app::App::build_with_pool(app.config.clone(), app.pool.clone())
+        .await
+        .expect("a restarted cell with an admin starts");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM invites WHERE bootstrap AND used_at IS NULL")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(pending, 0, "no new invite once the admin exists");
+}
+
+#[tokio::test]
+async fn an_expired_configured_invite_is_refused() {
+    let token = "held-by-the-control-plane";
+    let app = TestApp::spawn_with(|c| {
+        c.bootstrap = Some(poc_service::config::BootstrapConfig {
+            admin_email: "boss@acme.test".into(),
+            invite_token_sha256: service_kit::secrets::token_hash(token),
+            expires_at: time::OffsetDateTime::now_utc() - time::Duration::minutes(1),
+        })
+    })
+    .await;
+    app.register("boss@acme.test", PASSWORD, Some(token))
+        .await
+        .assert_error(403, "invalid_invite");
+}
+
 #[tokio::test]
 async fn registration_without_an_invite_is_closed_by_default() {
     let app = TestApp::spawn().await;
