@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use cell_model::Cell;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams,
@@ -14,7 +15,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
 use crate::controller::Error;
-use crate::render::{CELL_LABEL, namespace};
+use crate::render::{CELL_LABEL, SERVICE_LABEL, TENANT_LABEL, namespace};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "cell-operator";
@@ -190,6 +191,54 @@ pub async fn prune(client: &Client, cell: &Cell, desired: &[Value]) -> Result<Ve
         }
     }
     Ok(deleted)
+}
+
+/// Label on a PersistentVolume kept after its cell was deleted: the claim it served.
+pub const RETAINED_FROM_LABEL: &str = "mrbill.dev/retained-from";
+
+/// Before a cell's namespace goes: its Postgres volumes are switched to `Retain` and labelled
+/// with tenant, cell and claim, so deleting a tenant never deletes its data — the volumes stay
+/// (`Released`) until someone deletes them on purpose. Returns the volumes' names.
+pub async fn retain_database_volumes(client: &Client, cell: &Cell) -> Result<Vec<String>, Error> {
+    let ns = namespace(cell);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let selector = format!(
+        "{CELL_LABEL}={},{SERVICE_LABEL}=postgres",
+        cell.spec.cell_id
+    );
+    let present = match claims.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.is_not_found() => Vec::new(),
+        Err(source) => {
+            return Err(Error::kube(
+                format!("listing PersistentVolumeClaims in {ns}"),
+                source,
+            ));
+        }
+    };
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let mut kept = Vec::new();
+    for claim in present {
+        let Some(volume) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+            continue; // never bound: no data
+        };
+        let patch = serde_json::json!({
+            "metadata": { "labels": {
+                TENANT_LABEL: cell.spec.tenant,
+                CELL_LABEL: cell.spec.cell_id,
+                RETAINED_FROM_LABEL: claim.name_any(),
+            }},
+            "spec": { "persistentVolumeReclaimPolicy": "Retain" },
+        });
+        volumes
+            .patch(&volume, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| {
+                Error::kube(format!("retaining PersistentVolume {volume}"), source)
+            })?;
+        kept.push(volume);
+    }
+    Ok(kept)
 }
 
 /// Asks for the cell's namespace (and so everything in it) to be deleted; `true` once it is

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! paused?            → nothing is written (annotation mrbill.dev/paused=true)
-//! being deleted?     → delete namespace cell-<tenant> → wait until gone → drop finalizer
+//! being deleted?     → retain its database volumes → delete namespace cell-<tenant> → wait
+//!                      until gone → drop finalizer
 //! otherwise          → finalizer → Namespace → missing Secrets (create-only) → every other
 //!                      object (server-side apply, owned by the Cell) → prune → status
 //! ```
@@ -265,15 +266,19 @@ async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let previous = cell.status.clone().unwrap_or_default();
+    // Data first, on every pass until the namespace is gone: the database volumes outlive it.
+    let kept = apply::retain_database_volumes(&ctx.client, cell).await?;
     if previous.phase != Phase::Deleting {
-        publish(
-            ctx,
-            cell,
-            EventType::Normal,
-            "Deleting",
-            &format!("deleting namespace {}", namespace(cell)),
-        )
-        .await;
+        let note = if kept.is_empty() {
+            format!("deleting namespace {}", namespace(cell))
+        } else {
+            format!(
+                "deleting namespace {}; database volumes retained: {}",
+                namespace(cell),
+                kept.join(", ")
+            )
+        };
+        publish(ctx, cell, EventType::Normal, "Deleting", &note).await;
         let mut status = previous.clone();
         status.phase = Phase::Deleting;
         set(

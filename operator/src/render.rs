@@ -606,7 +606,7 @@ fn stateful_set(
                 },
             },
             "volumeClaimTemplates": [{
-                "metadata": { "name": "data", "labels": labels(cell) },
+                "metadata": { "name": "data", "labels": with_service(labels(cell), name) },
                 "spec": {
                     "accessModes": ["ReadWriteOnce"],
                     "resources": { "requests": { "storage": format!("{storage_gib}Gi") } },

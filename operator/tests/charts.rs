@@ -198,12 +198,18 @@ fn the_operator_may_touch_exactly_what_it_manages() {
         !has("mrbill.dev", "cells", "delete") && !has("mrbill.dev", "cells", "create"),
         "cells belong to the control plane"
     );
-    // Nothing beyond the managed kinds, the Cell and Events.
+    // Retaining a deleted cell's database volumes: list claims, patch volumes — no more.
+    assert!(has("", "persistentvolumeclaims", "list") && has("", "persistentvolumes", "patch"));
+    assert!(
+        !has("", "persistentvolumes", "delete") && !has("", "persistentvolumeclaims", "delete")
+    );
+    // Nothing beyond the managed kinds, the Cell, Events and the volumes.
     for (g, r, _) in &granted {
         assert!(
             expected.contains(&(g.clone(), r.clone()))
                 || g == "mrbill.dev"
-                || (g == "events.k8s.io" && r == "events"),
+                || (g == "events.k8s.io" && r == "events")
+                || (g.is_empty() && (r == "persistentvolumeclaims" || r == "persistentvolumes")),
             "unexpected grant on {g}/{r}"
         );
     }

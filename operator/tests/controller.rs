@@ -466,6 +466,20 @@ async fn switching_to_the_embedded_engine_prunes_meilisearch_but_keeps_everythin
 async fn delete_waits_for_the_namespace_then_releases_the_finalizer() {
     let s = Scenario::new(SearchEngine::Embedded);
     s.reconcile().await.expect("create");
+    // The StatefulSet's claim, bound to a volume that would be deleted with it.
+    let pvcs = format!("api/v1/namespaces/{NS}/persistentvolumeclaims");
+    s.api.insert(
+        &pvcs,
+        json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": { "name": "data-postgres-0", "namespace": NS,
+                "labels": { "mrbill.dev/cell": NAME, "mrbill.dev/service": "postgres" } },
+            "spec": { "volumeName": "pv-123" } }),
+    );
+    s.api.insert(
+        "api/v1/persistentvolumes",
+        json!({ "apiVersion": "v1", "kind": "PersistentVolume", "metadata": { "name": "pv-123" },
+            "spec": { "persistentVolumeReclaimPolicy": "Delete" } }),
+    );
     s.api.delete(CELLS, NAME);
     let cell = s.cell().expect("held by the finalizer");
     assert!(cell.metadata.deletion_timestamp.is_some());
@@ -498,6 +512,29 @@ async fn delete_waits_for_the_namespace_then_releases_the_finalizer() {
         passes += 1;
     }
     assert!(s.cell().is_none(), "the Cell is gone");
+    // The data outlives the cell: the volume was switched to Retain, labelled, before the
+    // namespace deletion was asked for.
+    let pv = s
+        .api
+        .get("api/v1/persistentvolumes", "pv-123")
+        .expect("the volume stays");
+    assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(pv["metadata"]["labels"]["mrbill.dev/cell"], NAME);
+    assert_eq!(
+        pv["metadata"]["labels"]["mrbill.dev/retained-from"],
+        "data-postgres-0"
+    );
+    let log = s.api.log();
+    let retained = log
+        .iter()
+        .position(|l| l.method == Method::PATCH && l.path.ends_with("/persistentvolumes/pv-123"));
+    let deleted = log
+        .iter()
+        .position(|l| l.method == Method::DELETE && l.path == format!("/api/v1/namespaces/{NS}"));
+    assert!(
+        retained.expect("retained") < deleted.expect("deleted"),
+        "retain first"
+    );
     assert!(
         s.children().keys().all(|k| !k.contains(NS)),
         "{:?}",
