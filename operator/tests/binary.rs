@@ -1,7 +1,7 @@
 //! The real `cell-operator` binary against `kube_fake`'s API server served over HTTP (no
-//! Kubernetes cluster can run on the test machines; the fake's watches stay silent, so the
-//! binary acts on its initial list): it picks up an existing Cell, renders the cell, reports
-//! status, serves `/healthz` and `/metrics`, and stops cleanly on SIGTERM.
+//! Kubernetes cluster can run on the test machines): it picks up an existing Cell, renders the
+//! cell, reports status, follows a spec change and pods becoming ready through its watches,
+//! serves `/healthz` and `/metrics`, and stops cleanly on SIGTERM.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +13,18 @@ use kube_fake::FakeApi;
 use serde_json::json;
 
 const CELLS: &str = "apis/mrbill.dev/v1alpha1/cells";
+
+async fn wait_for(dir: &std::path::Path, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "waited 30 s for {what}: {}",
+            std::fs::read_to_string(dir.join("operator.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() {
@@ -90,6 +102,44 @@ async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() 
         )
         .is_some()
     );
+
+    // Watch-driven: a spec change reaches the binary through its Cell watch…
+    api.update(CELLS, "c-acme-1234", |c| {
+        c["spec"]["replicas"]["poc"] = json!(2);
+        c["metadata"]["generation"] = json!(2);
+    });
+    let hpas = "apis/autoscaling/v2/namespaces/cell-acme/horizontalpodautoscalers";
+    wait_for(&dir, "the autoscaler to follow the spec", || {
+        api.get(hpas, "poc-service")
+            .is_some_and(|h| h["spec"]["minReplicas"] == 2)
+    })
+    .await;
+    // …and pods becoming ready reach it through its Deployment/StatefulSet watches (mapped to
+    // the owning Cell).
+    for (collection, name) in [
+        ("apis/apps/v1/namespaces/cell-acme/statefulsets", "postgres"),
+        (
+            "apis/apps/v1/namespaces/cell-acme/deployments",
+            "poc-service",
+        ),
+        (
+            "apis/apps/v1/namespaces/cell-acme/deployments",
+            "dojo-service",
+        ),
+        (
+            "apis/apps/v1/namespaces/cell-acme/deployments",
+            "media-service",
+        ),
+    ] {
+        api.update(collection, name, |o| {
+            o["status"] = json!({ "readyReplicas": 1 })
+        });
+    }
+    wait_for(&dir, "the Cell to be reported Ready", || {
+        api.get(CELLS, "c-acme-1234")
+            .is_some_and(|c| c["status"]["phase"] == "Ready")
+    })
+    .await;
 
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");

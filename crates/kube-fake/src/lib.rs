@@ -1,14 +1,17 @@
 //! An in-memory Kubernetes API server for tests (no cluster can run on the test machines):
 //! either the `tower::Service` a `kube::Client` is built on in-process (the pattern of kube-rs's
 //! mocked-client tests, but answering from a store instead of a fixed script, so a scenario can
-//! run several reconciles), or served over HTTP with a kubeconfig for the real binaries.
+//! run several reconciles), or served over HTTP with a kubeconfig for the real binaries (with
+//! watches: each change after the watch opened is streamed as one JSON event line).
 //!
 //! It models what the controller relies on: get/list (equality label selectors)/create/
 //! delete, merge patches with `resourceVersion` preconditions, server-side apply (the applied
 //! object replaces the stored one, keeping identity, status and finalizers — the operator is
 //! the only manager here), the `/status` subresource, finalizers holding a deletion, and a
 //! namespace that stays `Terminating` for a configurable number of reads before it and
-//! everything in it disappear. Every request is logged; faults can be injected.
+//! everything in it disappear, cluster-wide lists and watches of namespaced kinds. Every
+//! request is logged; faults can be injected. Not modelled: field selectors, pagination,
+//! bookmarks, events for objects removed with their namespace.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -52,6 +55,29 @@ struct State {
     /// Reads a terminating namespace survives before it is gone.
     terminating_reads: u32,
     namespace_reads: BTreeMap<String, u32>,
+    watchers: Vec<Watcher>,
+}
+
+/// An open watch: events of objects in `scope` matching `selector`, as JSON lines.
+struct Watcher {
+    scope: String,
+    selector: String,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+/// Whether objects of `collection` belong to a list or watch of `scope` (equal, or `scope` is
+/// the cluster-wide form of a namespaced collection).
+fn in_scope(scope: &str, collection: &str) -> bool {
+    if scope == collection {
+        return true;
+    }
+    let Some((prefix, plural)) = scope.rsplit_once('/') else {
+        return false;
+    };
+    collection
+        .strip_prefix(&format!("{prefix}/namespaces/"))
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(_, p)| p == plural)
 }
 
 /// The fake API server; cheap to clone (shared state).
@@ -152,7 +178,50 @@ impl State {
         }
     }
 
+    /// Sends a watch event to every open watch the object is in.
+    fn notify(&mut self, collection: &str, kind: &str, object: &Value) {
+        let line = format!("{}\n", json!({ "type": kind, "object": object }));
+        self.watchers.retain(|w| {
+            if !in_scope(&w.scope, collection) || !matches_selector(object, &w.selector) {
+                return true;
+            }
+            w.tx.send(line.clone()).is_ok()
+        });
+    }
+
+    fn stored(&self, collection: &str, name: &str) -> Option<Value> {
+        self.objects
+            .get(collection)
+            .and_then(|c| c.get(name))
+            .cloned()
+    }
+
     fn handle(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        ctype: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let (code, out) = self.handle_request(method, path, query, ctype, body);
+        if method != Method::GET && code < 300 {
+            let (collection, name, _) = locate(path);
+            let name = name.or_else(|| out["metadata"]["name"].as_str().map(str::to_owned));
+            if let Some(name) = name {
+                match self.stored(&collection, &name) {
+                    Some(object) => {
+                        let kind = if code == 201 { "ADDED" } else { "MODIFIED" };
+                        self.notify(&collection, kind, &object);
+                    }
+                    None => self.notify(&collection, "DELETED", &out),
+                }
+            }
+        }
+        (code, out)
+    }
+
+    fn handle_request(
         &mut self,
         method: &Method,
         path: &str,
@@ -174,14 +243,12 @@ impl State {
                 let selector = query_param(query, "labelSelector").unwrap_or_default();
                 let items: Vec<Value> = self
                     .objects
-                    .get(&collection)
-                    .map(|c| {
-                        c.values()
-                            .filter(|o| matches_selector(o, &selector))
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                    .iter()
+                    .filter(|(c, _)| in_scope(&collection, c))
+                    .flat_map(|(_, objects)| objects.values())
+                    .filter(|o| matches_selector(o, &selector))
+                    .cloned()
+                    .collect();
                 let rv = self.resource_version.to_string();
                 (
                     200,
@@ -457,12 +524,21 @@ impl FakeApi {
                     .split('&')
                     .any(|kv| kv == "watch=true" || kv == "watch=1")
                 {
-                    // A watch that stays open and reports nothing: controllers act on their
-                    // initial list (changes made later are not streamed).
-                    let pending = futures_util::stream::pending::<Result<Bytes, Infallible>>();
+                    // Changes from now on, one JSON event per line, until the client goes.
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                    let (scope, _, _) = locate(parts.uri.path());
+                    api.state().watchers.push(Watcher {
+                        scope,
+                        selector: query_param(query, "labelSelector").unwrap_or_default(),
+                        tx,
+                    });
+                    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+                        let line = rx.recv().await?;
+                        Some((Ok::<_, Infallible>(Bytes::from(line)), rx))
+                    });
                     return Response::builder()
                         .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(axum::body::Body::from_stream(pending))
+                        .body(axum::body::Body::from_stream(events))
                         .expect("a valid response");
                 }
                 let (code, out) =
@@ -496,6 +572,7 @@ impl FakeApi {
             .entry(collection.to_owned())
             .or_default()
             .insert(name, object.clone());
+        state.notify(collection, "ADDED", &object);
         object
     }
 
@@ -518,6 +595,8 @@ impl FakeApi {
             .unwrap_or_else(|| panic!("{collection}/{name} exists"));
         change(object);
         object["metadata"]["resourceVersion"] = json!(rv);
+        let object = object.clone();
+        state.notify(collection, "MODIFIED", &object);
     }
 
     /// Deletes as a client would (finalizers hold it).
