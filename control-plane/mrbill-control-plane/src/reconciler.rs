@@ -1,5 +1,7 @@
 //! The reconciler: drives each cell through its operation's idempotent, recorded steps, and
-//! watches running cells (restarting dead supervisors, following moved ports).
+//! watches running cells (restarting dead supervisors, following moved ports; on Kubernetes,
+//! following the operator's status). The local driver's steps (the kubernetes driver's are in
+//! `kubernetes.rs`):
 //!
 //! ```text
 //! provision: secrets → cluster → supervisor → databases → admin → services → route   ⇒ Ready
