@@ -57,6 +57,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("{action}: {code}: {message}")]
+    Aws {
+        action: String,
+        code: String,
+        message: String,
+    },
     #[error("{0}")]
     Render(String),
 }
@@ -82,6 +88,7 @@ impl Error {
                 ..
             } => format!("Http{}", status.code),
             Error::Kube { .. } => "ApiUnreachable".into(),
+            Error::Aws { code, .. } => code.clone(),
             Error::Render(_) => "RenderFailed".into(),
         }
     }

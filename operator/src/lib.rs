@@ -6,6 +6,7 @@
 //! (snapshot-tested per tier). The controller comes next (see `README.md`).
 
 pub mod apply;
+pub mod aws;
 pub mod controller;
 pub mod render;
 pub mod secrets;

@@ -1,0 +1,212 @@
+//! The foundation stack's lifecycle against a moto server (PyPI `moto[server]`, started per
+//! test; no AWS account is reachable here). moto's CloudFormation creates the key, bucket,
+//! subnet group, security group and role; it silently skips `AWS::KMS::Alias`,
+//! `AWS::S3::BucketPolicy` and `AWS::SecretsManager::Secret` (so their outputs are absent here)
+//! and applies no bucket public-access block or lifecycle rules — those are covered by cfn-lint
+//! (`cell_templates.rs`), not by this test.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudformation::config::{Credentials, SharedCredentialsProvider};
+use cell_model::{
+    Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
+};
+use cell_operator::aws::{AwsSettings, Foundation, StackState};
+use test_support::moto::Moto;
+
+fn sdk(moto: &Moto) -> SdkConfig {
+    SdkConfig::builder()
+        .endpoint_url(&moto.url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "moto",
+        )))
+        .behavior_version(BehaviorVersion::latest())
+        .build()
+}
+
+/// A VPC with two subnets in two zones and a cluster security group, as the cluster would have.
+async fn network(sdk: &SdkConfig) -> AwsSettings {
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let template = r#"
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Vpc: { Type: AWS::EC2::VPC, Properties: { CidrBlock: 10.20.0.0/16 } }
+  A: { Type: AWS::EC2::Subnet, Properties: { VpcId: { Ref: Vpc }, CidrBlock: 10.20.1.0/24, AvailabilityZone: us-east-1a } }
+  B: { Type: AWS::EC2::Subnet, Properties: { VpcId: { Ref: Vpc }, CidrBlock: 10.20.2.0/24, AvailabilityZone: us-east-1b } }
+  Cluster: { Type: AWS::EC2::SecurityGroup, Properties: { GroupDescription: cluster, VpcId: { Ref: Vpc } } }
+Outputs:
+  Vpc: { Value: { Ref: Vpc } }
+  A: { Value: { Ref: A } }
+  B: { Value: { Ref: B } }
+  Cluster: { Value: { "Fn::GetAtt": [Cluster, GroupId] } }
+"#;
+    cfn.create_stack()
+        .stack_name("cluster-network")
+        .template_body(template)
+        .send()
+        .await
+        .expect("network stack");
+    let out = cfn
+        .describe_stacks()
+        .stack_name("cluster-network")
+        .send()
+        .await
+        .expect("describe");
+    let outputs: std::collections::BTreeMap<String, String> = out.stacks()[0]
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                o.output_key().unwrap_or_default().to_owned(),
+                o.output_value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    AwsSettings {
+        vpc_id: outputs["Vpc"].clone(),
+        subnet_ids: vec![outputs["A"].clone(), outputs["B"].clone()],
+        cluster_security_group_id: outputs["Cluster"].clone(),
+        oidc_provider_arn:
+            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"
+                .into(),
+        oidc_provider_host: "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE".into(),
+    }
+}
+
+fn cell(tenant: &str, tier: Tier) -> Cell {
+    let id = format!("c-{tenant}-1234");
+    Cell::new(
+        &id,
+        CellSpec {
+            cell_id: id.clone(),
+            tenant: tenant.into(),
+            tier,
+            version: "1.4.2".into(),
+            replicas: ServiceReplicas::default(),
+            database: DatabaseSpec {
+                engine: DatabaseEngine::Rds,
+                class: None,
+                storage_gib: 100,
+                multi_az: true,
+            },
+            search: SearchEngine::Meilisearch,
+            placement: "eks-us-east-1".into(),
+            suspended: false,
+            bootstrap: None,
+        },
+    )
+}
+
+fn outputs(state: StackState) -> std::collections::BTreeMap<String, String> {
+    match state {
+        StackState::Ready(outputs) => outputs,
+        other => panic!("expected a ready stack, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_foundation_is_created_once_updated_on_change_and_deleted() {
+    let moto = Moto::start();
+    let sdk = sdk(&moto);
+    let settings = network(&sdk).await;
+    let foundation = Foundation::new(&sdk, settings);
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let acme = cell("acme", Tier::Standard);
+
+    assert_eq!(
+        foundation.observe(&acme).await.expect("observe"),
+        StackState::Absent
+    );
+    let out = outputs(foundation.ensure(&acme).await.expect("create"));
+    for key in [
+        "KeyArn",
+        "BucketName",
+        "DbSubnetGroupName",
+        "DbSecurityGroupId",
+        "IrsaRoleArn",
+    ] {
+        assert!(
+            out.get(key).is_some_and(|v| !v.is_empty()),
+            "output {key}: {out:?}"
+        );
+    }
+    assert_eq!(out["DbSubnetGroupName"], "mrbill-c-acme-1234");
+    assert!(
+        out["KeyArn"].starts_with("arn:aws:kms:us-east-1:"),
+        "{out:?}"
+    );
+
+    // Tagged for cost allocation; the template and parameters are what the operator sent.
+    let described = cfn
+        .describe_stacks()
+        .stack_name("mrbill-c-acme-1234")
+        .send()
+        .await
+        .expect("describe");
+    let stack = &described.stacks()[0];
+    let tags: std::collections::BTreeMap<&str, &str> = stack
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert_eq!(tags["mrbill:tenant"], "acme");
+    assert_eq!(tags["mrbill:cell"], "c-acme-1234");
+    assert_eq!(tags["mrbill:tier"], "standard");
+
+    // Idempotent: ensuring again neither creates nor updates anything.
+    assert_eq!(outputs(foundation.ensure(&acme).await.expect("again")), out);
+    let stacks = cfn.describe_stacks().send().await.expect("list");
+    let ours: Vec<_> = stacks
+        .stacks()
+        .iter()
+        .filter(|s| s.stack_name() == Some("mrbill-c-acme-1234"))
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert!(
+        ours[0].last_updated_time().is_none(),
+        "no update without a change"
+    );
+
+    // A changed parameter (the tier) updates the stack in place.
+    let bigger = cell("acme", Tier::Large);
+    let after = outputs(foundation.ensure(&bigger).await.expect("update"));
+    assert_eq!(after["KeyArn"], out["KeyArn"], "the key survives an update");
+    let described = cfn
+        .describe_stacks()
+        .stack_name("mrbill-c-acme-1234")
+        .send()
+        .await
+        .expect("describe");
+    let tier = described.stacks()[0]
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some("Tier"))
+        .and_then(|p| p.parameter_value())
+        .map(str::to_owned);
+    assert_eq!(tier.as_deref(), Some("large"));
+
+    // Another cell gets its own stack and its own bucket and key.
+    let beta = outputs(
+        foundation
+            .ensure(&cell("beta", Tier::Small))
+            .await
+            .expect("beta"),
+    );
+    assert_ne!(beta["BucketName"], out["BucketName"]);
+    assert_ne!(beta["KeyArn"], out["KeyArn"]);
+
+    // Delete: gone (and deleting again is fine).
+    assert!(foundation.delete(&bigger).await.expect("delete"));
+    assert_eq!(
+        foundation.observe(&bigger).await.expect("observe"),
+        StackState::Absent
+    );
+    assert!(foundation.delete(&bigger).await.expect("delete again"));
+    assert!(matches!(
+        foundation
+            .observe(&cell("beta", Tier::Small))
+            .await
+            .expect("beta"),
+        StackState::Ready(_)
+    ));
+}
