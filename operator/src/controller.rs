@@ -36,6 +36,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{self, FIELD_MANAGER, MANAGED_BY};
+use crate::aws::{Foundation, StackState};
 use crate::render::{self, Images, PUBLIC_PORT, namespace};
 
 /// Set to `"true"` on a Cell to stop the operator from writing anything for it.
@@ -98,6 +99,8 @@ impl Error {
 pub struct Context {
     pub client: Client,
     pub images: Images,
+    /// AWS resources of `rds` cells; `None` when the operator has no AWS settings.
+    pub aws: Option<Foundation>,
     recorder: Recorder,
     /// Consecutive failures per Cell (for the retry backoff); cleared by a success.
     failures: Mutex<HashMap<String, u32>>,
@@ -113,7 +116,12 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// `instance` names this operator process in Events (its pod name).
-    pub fn new(client: Client, images: Images, instance: Option<String>) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        images: Images,
+        aws: Option<Foundation>,
+        instance: Option<String>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance,
@@ -122,6 +130,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             images,
+            aws,
             failures: Mutex::default(),
         })
     }
@@ -223,8 +232,39 @@ fn is_paused(cell: &Cell) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// Where an `rds` cell's AWS resources are.
+enum Aws {
+    NotConfigured,
+    Foundation(StackState),
+}
+
 async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     ensure_finalizer(cell, ctx).await?;
+    let aws = match (&cell.spec.database.engine, &ctx.aws) {
+        (DatabaseEngine::Rds, None) => Some(Aws::NotConfigured),
+        (DatabaseEngine::Rds, Some(foundation)) => {
+            Some(Aws::Foundation(foundation.ensure(cell).await?))
+        }
+        _ => None,
+    };
+    if let Some(Aws::Foundation(StackState::Failed { status, reason })) = &aws {
+        // Recorded, then retried with backoff (the failed stack was cleared for a new attempt).
+        let mut status_now = cell.status.clone().unwrap_or_default();
+        let message = format!("{status}: {reason}");
+        set(
+            &mut status_now,
+            "DatabaseReady",
+            false,
+            "FoundationFailed",
+            &message,
+        );
+        write_status(cell, ctx, &status_now).await?;
+        return Err(Error::Aws {
+            action: format!("creating the AWS foundation of {}", cell.name_any()),
+            code: "FoundationFailed".into(),
+            message,
+        });
+    }
     let desired = render::desired(cell, &ctx.images);
     let (namespace_object, rest) = desired
         .split_first()
@@ -251,7 +291,7 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
 
     let previous = cell.status.clone().unwrap_or_default();
-    let status = observe(cell, ctx, &previous).await?;
+    let status = observe(cell, ctx, &previous, aws.as_ref()).await?;
     let ready = status.phase == Phase::Ready;
     if let Some(event) = transition(&previous, &status) {
         publish(ctx, cell, event.0, event.1, event.2).await;
@@ -299,6 +339,14 @@ async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
     if !apply::delete_namespace(&ctx.client, cell).await? {
         return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    // Outside the namespace: the AWS foundation (its key and bucket are retained by the
+    // template, so no data goes with it).
+    if cell.spec.database.engine == DatabaseEngine::Rds
+        && let Some(foundation) = &ctx.aws
+        && !foundation.delete(cell).await?
+    {
+        return Ok(Action::requeue(Duration::from_secs(10)));
     }
     let kept: Vec<&String> = cell
         .finalizers()
@@ -380,7 +428,12 @@ fn ready_replicas(object: &Option<Value>) -> i64 {
 }
 
 /// The status the cell's objects show now.
-async fn observe(cell: &Cell, ctx: &Context, previous: &CellStatus) -> Result<CellStatus, Error> {
+async fn observe(
+    cell: &Cell,
+    ctx: &Context,
+    previous: &CellStatus,
+    aws: Option<&Aws>,
+) -> Result<CellStatus, Error> {
     let client = &ctx.client;
     let mut status = previous.clone();
     status.observed_generation = cell.meta().generation;
@@ -409,13 +462,27 @@ async fn observe(cell: &Cell, ctx: &Context, previous: &CellStatus) -> Result<Ce
             false
         }
         DatabaseEngine::Rds => {
-            set(
-                &mut status,
-                "DatabaseReady",
-                false,
-                "AwsFoundationPending",
-                "RDS databases are created with the cell's AWS foundation, which this operator does not manage yet",
-            );
+            let (reason, message) = match aws {
+                None | Some(Aws::NotConfigured) => (
+                    "AwsNotConfigured",
+                    "the operator has no AWS settings (MRBILL_OPERATOR_AWS_*)".to_owned(),
+                ),
+                Some(Aws::Foundation(StackState::Ready(_))) => (
+                    "InstancePending",
+                    "the AWS foundation is ready; the RDS instance is not created by this operator yet"
+                        .to_owned(),
+                ),
+                Some(Aws::Foundation(StackState::Failed { status, reason })) => {
+                    ("FoundationFailed", format!("{status}: {reason}"))
+                }
+                Some(Aws::Foundation(StackState::InProgress(s))) => {
+                    ("FoundationInProgress", format!("stack {s}"))
+                }
+                Some(Aws::Foundation(StackState::Absent)) => {
+                    ("FoundationInProgress", "stack requested".to_owned())
+                }
+            };
+            set(&mut status, "DatabaseReady", false, reason, &message);
             false
         }
     };

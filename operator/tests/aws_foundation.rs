@@ -1,4 +1,4 @@
-//! The foundation stack's lifecycle against a moto server (PyPI `moto[server]`, started per
+//! The foundation stack's lifecycle, alone and driven by the controller, against a moto server (PyPI `moto[server]`, started per
 //! test; no AWS account is reachable here). moto's CloudFormation creates the key, bucket,
 //! subnet group, security group and role; it silently skips `AWS::KMS::Alias`,
 //! `AWS::S3::BucketPolicy` and `AWS::SecretsManager::Secret` (so their outputs are absent here)
@@ -209,4 +209,99 @@ async fn the_foundation_is_created_once_updated_on_change_and_deleted() {
             .expect("beta"),
         StackState::Ready(_)
     ));
+}
+
+const CELLS: &str = "apis/mrbill.dev/v1alpha1/cells";
+
+fn insert_cell(api: &kube_fake::FakeApi, cell: &Cell) {
+    let mut object = serde_json::to_value(cell).expect("json");
+    object["apiVersion"] = serde_json::json!("mrbill.dev/v1alpha1");
+    object["kind"] = serde_json::json!("Cell");
+    api.insert(CELLS, object);
+}
+
+fn stored(api: &kube_fake::FakeApi, name: &str) -> Option<Cell> {
+    api.get(CELLS, name)
+        .map(|v| serde_json::from_value(v).expect("a Cell"))
+}
+
+fn images() -> cell_operator::render::Images {
+    cell_operator::render::Images {
+        registry: "registry.example.com/mrbill".into(),
+        trusted_proxies: "10.0.0.0/8".into(),
+    }
+}
+
+/// The controller with AWS: the Kubernetes API is `kube_fake` (no cluster here), AWS is moto.
+#[tokio::test]
+async fn the_controller_builds_an_rds_cells_foundation_and_removes_it_with_the_cell() {
+    use cell_operator::controller::{Context, reconcile};
+    use std::sync::Arc;
+
+    let moto = Moto::start();
+    let sdk = sdk(&moto);
+    let foundation = Foundation::new(&sdk, network(&sdk).await);
+    let api = kube_fake::FakeApi::new();
+    let acme = cell("acme", Tier::Standard);
+    insert_cell(&api, &acme);
+    let ctx = Context::new(api.client(), images(), Some(foundation.clone()), None);
+
+    reconcile(
+        Arc::new(stored(&api, "c-acme-1234").expect("cell")),
+        ctx.clone(),
+    )
+    .await
+    .expect("reconcile");
+    assert!(matches!(
+        foundation.observe(&acme).await.expect("observe"),
+        StackState::Ready(_)
+    ));
+    let status = stored(&api, "c-acme-1234")
+        .and_then(|c| c.status)
+        .expect("status");
+    let database = status.condition("DatabaseReady").expect("DatabaseReady");
+    assert_eq!(database.reason, "InstancePending", "{database:?}");
+    assert!(
+        api.get(
+            "apis/networking.k8s.io/v1/namespaces/cell-acme/networkpolicies",
+            "services-to-aws"
+        )
+        .is_some(),
+        "an rds cell's pods may reach AWS"
+    );
+
+    // Deleting the Cell deletes the namespace, then the stack, then lets the Cell go.
+    api.delete(CELLS, "c-acme-1234");
+    for _ in 0..5 {
+        let Some(cell) = stored(&api, "c-acme-1234") else {
+            break;
+        };
+        reconcile(Arc::new(cell), ctx.clone())
+            .await
+            .expect("cleanup");
+    }
+    assert!(stored(&api, "c-acme-1234").is_none(), "the Cell is gone");
+    assert_eq!(
+        foundation.observe(&acme).await.expect("observe"),
+        StackState::Absent
+    );
+
+    // Without AWS settings an rds cell says so instead of failing.
+    let bare = Context::new(api.client(), images(), None, None);
+    let beta = cell("beta", Tier::Small);
+    insert_cell(&api, &beta);
+    reconcile(Arc::new(stored(&api, "c-beta-1234").expect("cell")), bare)
+        .await
+        .expect("reconcile");
+    let status = stored(&api, "c-beta-1234")
+        .and_then(|c| c.status)
+        .expect("status");
+    assert_eq!(
+        status.condition("DatabaseReady").expect("condition").reason,
+        "AwsNotConfigured"
+    );
+    assert_eq!(
+        foundation.observe(&beta).await.expect("observe"),
+        StackState::Absent
+    );
 }

@@ -62,7 +62,7 @@ impl Scenario {
         object["apiVersion"] = json!("mrbill.dev/v1alpha1");
         object["kind"] = json!("Cell");
         api.insert(CELLS, object);
-        let ctx = Context::new(api.client(), images(), Some("test".into()));
+        let ctx = Context::new(api.client(), images(), None, Some("test".into()));
         Self { api, ctx }
     }
 

@@ -7,11 +7,16 @@
 //! - `MRBILL_OPERATOR_TRUSTED_PROXIES` (required): the router pods' network (CIDRs), passed to cells.
 //! - `MRBILL_OPERATOR_METRICS_ADDR` (default `0.0.0.0:8080`): health and metrics listener.
 //! - `POD_NAME` (optional): names this instance in Events.
+//! - For `rds` cells (all or none): `MRBILL_OPERATOR_AWS_VPC_ID`, `MRBILL_OPERATOR_AWS_SUBNET_IDS`
+//!   (comma-separated, ≥ 2 zones), `MRBILL_OPERATOR_AWS_CLUSTER_SECURITY_GROUP_ID`,
+//!   `MRBILL_OPERATOR_AWS_OIDC_PROVIDER_ARN`, `MRBILL_OPERATOR_AWS_OIDC_PROVIDER_HOST`; credentials
+//!   and region from the standard AWS chain (IRSA), `AWS_ENDPOINT_URL` to override the endpoint.
 //! - `MRBILL_LOG_FORMAT` (`json` | `compact`), `RUST_LOG`.
 
 use std::net::SocketAddr;
 
 use axum::routing::get;
+use cell_operator::aws::{AwsSettings, Foundation};
 use cell_operator::controller::{self, Context};
 use cell_operator::render::Images;
 use service_kit::config::{optional, required};
@@ -46,10 +51,41 @@ fn main() -> anyhow::Result<()> {
                     get(|| async { telemetry::metrics_handle().render() }),
                 );
             let server = tokio::spawn(async move { axum::serve(listener, ops).await });
-            let ctx = Context::new(client, images, optional("POD_NAME")?);
+            let aws = match aws_settings()? {
+                Some(settings) => {
+                    let sdk =
+                        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                    Some(Foundation::new(&sdk, settings))
+                }
+                None => None,
+            };
+            let ctx = Context::new(client, images, aws, optional("POD_NAME")?);
             controller::run(ctx).await;
             server.abort();
             tracing::info!("cell-operator stopped");
             anyhow::Ok(())
         })
+}
+
+/// The AWS settings, when the operator manages `rds` cells.
+fn aws_settings() -> anyhow::Result<Option<AwsSettings>> {
+    let Some(vpc_id) = optional::<String>("MRBILL_OPERATOR_AWS_VPC_ID")? else {
+        return Ok(None);
+    };
+    let subnet_ids: Vec<String> = required::<String>("MRBILL_OPERATOR_AWS_SUBNET_IDS")?
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    anyhow::ensure!(
+        subnet_ids.len() >= 2,
+        "MRBILL_OPERATOR_AWS_SUBNET_IDS: at least two subnets (two availability zones)"
+    );
+    Ok(Some(AwsSettings {
+        vpc_id,
+        subnet_ids,
+        cluster_security_group_id: required("MRBILL_OPERATOR_AWS_CLUSTER_SECURITY_GROUP_ID")?,
+        oidc_provider_arn: required("MRBILL_OPERATOR_AWS_OIDC_PROVIDER_ARN")?,
+        oidc_provider_host: required("MRBILL_OPERATOR_AWS_OIDC_PROVIDER_HOST")?,
+    }))
 }
