@@ -1,4 +1,5 @@
-//! The foundation stack's lifecycle, alone and driven by the controller, against a moto server (PyPI `moto[server]`, started per
+//! The foundation stack's lifecycle (alone and driven by the controller) and the RDS
+//! instance's lifecycle, against a moto server (PyPI `moto[server]`, started per
 //! test; no AWS account is reachable here). moto's CloudFormation creates the key, bucket,
 //! subnet group, security group and role; it silently skips `AWS::KMS::Alias`,
 //! `AWS::S3::BucketPolicy` and `AWS::SecretsManager::Secret` (so their outputs are absent here)
@@ -303,5 +304,130 @@ async fn the_controller_builds_an_rds_cells_foundation_and_removes_it_with_the_c
     assert_eq!(
         foundation.observe(&beta).await.expect("observe"),
         StackState::Absent
+    );
+}
+
+#[tokio::test]
+async fn an_rds_instance_is_created_scaled_snapshotted_on_delete_and_restored() {
+    use cell_operator::aws::{InstanceState, MasterCredentials, Rds};
+
+    let moto = Moto::start();
+    let sdk = sdk(&moto);
+    let foundation = Foundation::new(&sdk, network(&sdk).await);
+    let mut acme = cell("acme", Tier::Standard);
+    let out = outputs(foundation.ensure(&acme).await.expect("foundation"));
+    let rds = Rds::new(&sdk);
+    let client = aws_sdk_rds::Client::new(&sdk);
+    let master = MasterCredentials {
+        username: "mrbill".into(),
+        password: secrecy::SecretString::from("s".repeat(32)),
+    };
+
+    let state = rds.ensure(&acme, &out, &master).await.expect("create");
+    let InstanceState::Available {
+        address,
+        port,
+        class,
+        storage_gib,
+    } = &state
+    else {
+        panic!("moto creates instances synchronously: {state:?}");
+    };
+    assert!(!address.is_empty());
+    assert_eq!(*port, 5432);
+    assert_eq!(class, Tier::Standard.template().db_class);
+    assert_eq!(*storage_gib, 100);
+    let described = client
+        .describe_db_instances()
+        .db_instance_identifier("mrbill-c-acme-1234")
+        .send()
+        .await
+        .expect("describe");
+    let db = &described.db_instances()[0];
+    assert_eq!(db.multi_az(), Some(true));
+    assert_eq!(db.storage_encrypted(), Some(true));
+    assert_eq!(
+        db.kms_key_id(),
+        Some(out["KeyArn"].as_str()),
+        "encrypted with the cell's key"
+    );
+    assert_eq!(db.deletion_protection(), Some(true));
+    assert_eq!(
+        db.db_subnet_group().and_then(|g| g.db_subnet_group_name()),
+        Some("mrbill-c-acme-1234")
+    );
+    let tags: std::collections::BTreeMap<&str, &str> = db
+        .tag_list()
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert_eq!(
+        (
+            tags["mrbill:tenant"],
+            tags["mrbill:cell"],
+            tags["mrbill:tier"]
+        ),
+        ("acme", "c-acme-1234", "standard")
+    );
+
+    // Idempotent: nothing new, nothing modified.
+    assert_eq!(
+        rds.ensure(&acme, &out, &master).await.expect("again"),
+        state
+    );
+    let all = client.describe_db_instances().send().await.expect("list");
+    assert_eq!(all.db_instances().len(), 1);
+
+    // Scaling goes through ModifyDBInstance.
+    acme.spec.database.class = Some("db.r6g.large".into());
+    acme.spec.database.storage_gib = 200;
+    let scaled = rds.ensure(&acme, &out, &master).await.expect("scale");
+    assert!(
+        matches!(&scaled, InstanceState::Available { class, storage_gib: 200, .. } if class == "db.r6g.large"),
+        "{scaled:?}"
+    );
+
+    // Deletion: deletion protection lifted, a final snapshot taken, the instance gone.
+    let snapshot = rds
+        .delete(&acme, "mrbill-c-acme-1234-final")
+        .await
+        .expect("delete");
+    assert_eq!(snapshot.as_deref(), Some("mrbill-c-acme-1234-final"));
+    assert_eq!(
+        rds.observe(&acme).await.expect("observe"),
+        InstanceState::Absent
+    );
+    let snapshots = client
+        .describe_db_snapshots()
+        .db_snapshot_identifier("mrbill-c-acme-1234-final")
+        .send()
+        .await
+        .expect("the final snapshot exists");
+    assert_eq!(snapshots.db_snapshots().len(), 1);
+    assert!(
+        rds.delete(&acme, "mrbill-c-acme-1234-final")
+            .await
+            .expect("again")
+            .is_some()
+    );
+
+    // Restore (what a migration does): the cell's instance comes back from the snapshot.
+    let restored = rds
+        .restore(&acme, &out, "mrbill-c-acme-1234-final")
+        .await
+        .expect("restore");
+    assert!(
+        matches!(restored, InstanceState::Available { .. }),
+        "{restored:?}"
+    );
+    let described = client
+        .describe_db_instances()
+        .db_instance_identifier("mrbill-c-acme-1234")
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        described.db_instances()[0].deletion_protection(),
+        Some(true)
     );
 }
