@@ -75,10 +75,12 @@ where
 
 impl Foundation {
     pub fn new(sdk: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
-        Self {
-            cfn: Client::new(sdk),
-            settings,
-        }
+        Self::from_client(Client::new(sdk), settings)
+    }
+
+    /// With a given client (tests: scripted replies).
+    pub fn from_client(cfn: Client, settings: AwsSettings) -> Self {
+        Self { cfn, settings }
     }
 
     /// The cell's stack name.
@@ -378,9 +380,12 @@ where
 
 impl Rds {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        Self {
-            rds: aws_sdk_rds::Client::new(sdk),
-        }
+        Self::from_client(aws_sdk_rds::Client::new(sdk))
+    }
+
+    /// With a given client (tests: scripted replies).
+    pub fn from_client(rds: aws_sdk_rds::Client) -> Self {
+        Self { rds }
     }
 
     pub fn identifier(cell: &Cell) -> String {
