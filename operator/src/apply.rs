@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 12] = [
+pub const KINDS: [(&str, &str, &str, bool); 13] = [
     ("v1", "Namespace", "namespaces", false),
     ("v1", "ServiceAccount", "serviceaccounts", true),
     ("v1", "ResourceQuota", "resourcequotas", true),
@@ -40,6 +40,7 @@ pub const KINDS: [(&str, &str, &str, bool); 12] = [
     ),
     ("apps/v1", "StatefulSet", "statefulsets", true),
     ("apps/v1", "Deployment", "deployments", true),
+    ("batch/v1", "Job", "jobs", true),
     (
         "policy/v1",
         "PodDisruptionBudget",
@@ -136,8 +137,20 @@ pub async fn create_missing_secrets(client: &Client, cell: &Cell) -> Result<Vec<
     if wanted.iter().all(|name| existing.contains(name)) {
         return Ok(Vec::new());
     }
+    let generated = crate::secrets::generate(cell).map_err(|e| Error::Render(format!("{e:#}")))?;
+    create_absent(&secrets, cell, &existing, generated).await
+}
+
+/// Creates those of `generated` that are not in `existing` (create-only, like every Secret).
+async fn create_absent(
+    secrets: &Api<DynamicObject>,
+    cell: &Cell,
+    existing: &BTreeSet<String>,
+    generated: Vec<Value>,
+) -> Result<Vec<String>, Error> {
+    let ns = namespace(cell);
     let mut created = Vec::new();
-    for secret in crate::secrets::generate(cell).map_err(|e| Error::Render(format!("{e:#}")))? {
+    for secret in generated {
         let name = field(&secret, "name").to_owned();
         if existing.contains(&name) {
             continue;
@@ -154,6 +167,35 @@ pub async fn create_missing_secrets(client: &Client, cell: &Cell) -> Result<Vec<
         }
     }
     Ok(created)
+}
+
+/// Creates an `rds` cell's database Secrets that do not exist yet (see `secrets::rds`).
+pub async fn create_missing_rds_secrets(
+    client: &Client,
+    cell: &Cell,
+    host: &str,
+    port: i32,
+    master: &crate::aws::MasterCredentials,
+) -> Result<Vec<String>, Error> {
+    let ns = namespace(cell);
+    let secrets = api(client, "Secret", &ns)?;
+    let selector = format!("{CELL_LABEL}={}", cell.spec.cell_id);
+    let existing: BTreeSet<String> = secrets
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::kube(format!("listing Secrets in {ns}"), source))?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let generated = crate::secrets::rds(cell, host, port, master);
+    if generated
+        .iter()
+        .all(|s| existing.contains(field(s, "name")))
+    {
+        return Ok(Vec::new());
+    }
+    create_absent(&secrets, cell, &existing, generated).await
 }
 
 /// Deletes the cell's objects of the [`PRUNED`] kinds that `desired` no longer contains.

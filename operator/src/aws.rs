@@ -607,3 +607,54 @@ fn state_of(db: &aws_sdk_rds::types::DbInstance) -> InstanceState {
         _ => InstanceState::InProgress(status),
     }
 }
+
+/// Everything the operator uses on AWS, from one SDK configuration.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub foundation: Foundation,
+    pub rds: Rds,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl AwsClients {
+    pub fn new(sdk: &aws_config::SdkConfig, settings: AwsSettings) -> Self {
+        Self {
+            foundation: Foundation::new(sdk, settings),
+            rds: Rds::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+        }
+    }
+
+    /// The foundation's generated master credentials (secret `mrbill/<cell>/database`).
+    pub async fn master_credentials(&self, cell: &Cell) -> Result<MasterCredentials, Error> {
+        let name = format!("mrbill/{}/database", cell.spec.cell_id);
+        let value = self
+            .secrets
+            .get_secret_value()
+            .secret_id(&name)
+            .send()
+            .await
+            .map_err(|e| {
+                let code = aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e)
+                    .unwrap_or("AwsUnreachable")
+                    .to_owned();
+                Error::Aws {
+                    action: format!("reading secret {name}"),
+                    code,
+                    message: format!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)),
+                }
+            })?;
+        let parsed: serde_json::Value =
+            serde_json::from_str(value.secret_string().unwrap_or_default())
+                .map_err(|e| Error::Render(format!("secret {name} is not JSON: {e}")))?;
+        match (parsed["username"].as_str(), parsed["password"].as_str()) {
+            (Some(username), Some(password)) => Ok(MasterCredentials {
+                username: username.to_owned(),
+                password: secrecy::SecretString::from(password.to_owned()),
+            }),
+            _ => Err(Error::Render(format!(
+                "secret {name} lacks username or password"
+            ))),
+        }
+    }
+}

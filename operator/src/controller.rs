@@ -36,8 +36,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{self, FIELD_MANAGER, MANAGED_BY};
-use crate::aws::{Foundation, StackState};
-use crate::render::{self, Images, PUBLIC_PORT, namespace};
+use crate::aws::{AwsClients, InstanceState, StackState};
+use crate::render::{self, Images, PUBLIC_PORT, RDS_ROLES_JOB, namespace};
 
 /// Set to `"true"` on a Cell to stop the operator from writing anything for it.
 pub const PAUSED_ANNOTATION: &str = "mrbill.dev/paused";
@@ -100,7 +100,7 @@ pub struct Context {
     pub client: Client,
     pub images: Images,
     /// AWS resources of `rds` cells; `None` when the operator has no AWS settings.
-    pub aws: Option<Foundation>,
+    pub aws: Option<AwsClients>,
     recorder: Recorder,
     /// Consecutive failures per Cell (for the retry backoff); cleared by a success.
     failures: Mutex<HashMap<String, u32>>,
@@ -119,7 +119,7 @@ impl Context {
     pub fn new(
         client: Client,
         images: Images,
-        aws: Option<Foundation>,
+        aws: Option<AwsClients>,
         instance: Option<String>,
     ) -> Arc<Self> {
         let reporter = Reporter {
@@ -235,19 +235,33 @@ fn is_paused(cell: &Cell) -> bool {
 /// Where an `rds` cell's AWS resources are.
 enum Aws {
     NotConfigured,
-    Foundation(StackState),
+    /// The stack, and the instance once the stack is ready.
+    Foundation(StackState, Option<InstanceState>),
 }
 
 async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     ensure_finalizer(cell, ctx).await?;
+    let mut rds_secrets = None;
     let aws = match (&cell.spec.database.engine, &ctx.aws) {
         (DatabaseEngine::Rds, None) => Some(Aws::NotConfigured),
-        (DatabaseEngine::Rds, Some(foundation)) => {
-            Some(Aws::Foundation(foundation.ensure(cell).await?))
+        (DatabaseEngine::Rds, Some(aws)) => {
+            let stack = aws.foundation.ensure(cell).await?;
+            let instance = match &stack {
+                StackState::Ready(outputs) => {
+                    let master = aws.master_credentials(cell).await?;
+                    let instance = aws.rds.ensure(cell, outputs, &master).await?;
+                    if let InstanceState::Available { address, port, .. } = &instance {
+                        rds_secrets = Some((address.clone(), *port, master));
+                    }
+                    Some(instance)
+                }
+                _ => None,
+            };
+            Some(Aws::Foundation(stack, instance))
         }
         _ => None,
     };
-    if let Some(Aws::Foundation(StackState::Failed { status, reason })) = &aws {
+    if let Some(Aws::Foundation(StackState::Failed { status, reason }, _)) = &aws {
         // Recorded, then retried with backoff (the failed stack was cleared for a new attempt).
         let mut status_now = cell.status.clone().unwrap_or_default();
         let message = format!("{status}: {reason}");
@@ -270,7 +284,12 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         .split_first()
         .ok_or_else(|| Error::Render("nothing rendered".into()))?;
     apply::apply(&ctx.client, cell, namespace_object.clone()).await?;
-    let created = apply::create_missing_secrets(&ctx.client, cell).await?;
+    let mut created = apply::create_missing_secrets(&ctx.client, cell).await?;
+    if let Some((host, port, master)) = &rds_secrets {
+        created.extend(
+            apply::create_missing_rds_secrets(&ctx.client, cell, host, *port, master).await?,
+        );
+    }
     if !created.is_empty() {
         tracing::info!(cell = %cell.name_any(), secrets = ?created, "secrets generated");
         publish(
@@ -343,10 +362,27 @@ async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     // Outside the namespace: the AWS foundation (its key and bucket are retained by the
     // template, so no data goes with it).
     if cell.spec.database.engine == DatabaseEngine::Rds
-        && let Some(foundation) = &ctx.aws
-        && !foundation.delete(cell).await?
+        && let Some(aws) = &ctx.aws
     {
-        return Ok(Action::requeue(Duration::from_secs(10)));
+        // The instance goes only after a final snapshot (named after the deletion time, so a
+        // retried deletion takes the same one); then the stack.
+        let stamp = cell
+            .meta()
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or_default();
+        let snapshot = format!("mrbill-{}-final-{stamp}", cell.spec.cell_id);
+        match aws.rds.delete(cell, &snapshot).await? {
+            None => return Ok(Action::requeue(Duration::from_secs(10))),
+            Some(snapshot) => {
+                tracing::info!(cell = %cell.name_any(), %snapshot, "database deleted after its final snapshot");
+                publish(ctx, cell, EventType::Normal, "FinalSnapshot", &snapshot).await;
+            }
+        }
+        if !aws.foundation.delete(cell).await? {
+            return Ok(Action::requeue(Duration::from_secs(10)));
+        }
     }
     let kept: Vec<&String> = cell
         .finalizers()
@@ -462,28 +498,59 @@ async fn observe(
             false
         }
         DatabaseEngine::Rds => {
-            let (reason, message) = match aws {
+            let (ok, reason, message) = match aws {
                 None | Some(Aws::NotConfigured) => (
+                    false,
                     "AwsNotConfigured",
                     "the operator has no AWS settings (MRBILL_OPERATOR_AWS_*)".to_owned(),
                 ),
-                Some(Aws::Foundation(StackState::Ready(_))) => (
-                    "InstancePending",
-                    "the AWS foundation is ready; the RDS instance is not created by this operator yet"
-                        .to_owned(),
+                Some(Aws::Foundation(StackState::Ready(_), Some(instance))) => match instance {
+                    InstanceState::Available { address, .. } => {
+                        let job = apply::get(client, cell, "Job", RDS_ROLES_JOB).await?;
+                        let done = job
+                            .as_ref()
+                            .and_then(|j| j["status"]["succeeded"].as_i64())
+                            .unwrap_or(0)
+                            > 0;
+                        if done {
+                            (true, "RdsAvailable", address.clone())
+                        } else {
+                            (
+                                false,
+                                "RolesPending",
+                                format!("{address}: creating the services' roles"),
+                            )
+                        }
+                    }
+                    InstanceState::InProgress(s) => {
+                        (false, "InstanceInProgress", format!("RDS instance {s}"))
+                    }
+                    InstanceState::Failed(s) => {
+                        (false, "InstanceFailed", format!("RDS instance {s}"))
+                    }
+                    InstanceState::Absent => (
+                        false,
+                        "InstanceInProgress",
+                        "RDS instance requested".to_owned(),
+                    ),
+                },
+                Some(Aws::Foundation(StackState::Ready(_), None)) => (
+                    false,
+                    "InstanceInProgress",
+                    "RDS instance requested".to_owned(),
                 ),
-                Some(Aws::Foundation(StackState::Failed { status, reason })) => {
-                    ("FoundationFailed", format!("{status}: {reason}"))
+                Some(Aws::Foundation(StackState::Failed { status, reason }, _)) => {
+                    (false, "FoundationFailed", format!("{status}: {reason}"))
                 }
-                Some(Aws::Foundation(StackState::InProgress(s))) => {
-                    ("FoundationInProgress", format!("stack {s}"))
+                Some(Aws::Foundation(StackState::InProgress(s), _)) => {
+                    (false, "FoundationInProgress", format!("stack {s}"))
                 }
-                Some(Aws::Foundation(StackState::Absent)) => {
-                    ("FoundationInProgress", "stack requested".to_owned())
+                Some(Aws::Foundation(StackState::Absent, _)) => {
+                    (false, "FoundationInProgress", "stack requested".to_owned())
                 }
             };
-            set(&mut status, "DatabaseReady", false, reason, &message);
-            false
+            set(&mut status, "DatabaseReady", ok, reason, &message);
+            ok
         }
     };
     let search = match cell.spec.search {

@@ -142,6 +142,10 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         out.push(postgres(cell));
         out.push(headless(cell, "postgres", POSTGRES_PORT));
     }
+    if cell.spec.database.engine == DatabaseEngine::Rds {
+        out.push(postgres_init(cell));
+        out.push(rds_roles_job(cell));
+    }
     if cell.spec.search == SearchEngine::Meilisearch {
         out.push(meilisearch(cell));
         out.push(headless(cell, "meilisearch", MEILISEARCH_PORT));
@@ -301,7 +305,7 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
             cell,
             "services-to-aws",
             json!({
-                "podSelector": services_in(&SERVICES),
+                "podSelector": services_in(&["poc", "dojo", "media", RDS_ROLES_JOB]),
                 "policyTypes": ["Egress"],
                 "egress": [{ "ports": [
                     { "protocol": "TCP", "port": 443 }, { "protocol": "TCP", "port": POSTGRES_PORT },
@@ -657,6 +661,78 @@ fn postgres_init(cell: &Cell) -> Value {
         "kind": "ConfigMap",
         "metadata": meta(cell, POSTGRES_INIT_CONFIG_MAP),
         "data": { "10-roles.sh": POSTGRES_ROLES_SCRIPT },
+    })
+}
+
+/// The Job creating each service's role and database in an `rds` cell's instance (the same
+/// script as in-cluster Postgres, as the master user over TLS). It starts once the operator has
+/// written [`RDS_MASTER_SECRET`] (the instance is available) and the services' database
+/// Secrets; it is idempotent, so a retried or re-created Job changes nothing.
+pub const RDS_ROLES_JOB: &str = "rds-roles";
+/// `host`, `port`, `username`, `password` of the RDS instance's master user.
+pub const RDS_MASTER_SECRET: &str = "rds-master";
+
+fn rds_roles_job(cell: &Cell) -> Value {
+    let master = |key: &str| json!({ "secretKeyRef": { "name": RDS_MASTER_SECRET, "key": key } });
+    let roles: Vec<Value> = SERVICES
+        .iter()
+        .map(|service| {
+            secret_item(
+                &database_secret(service),
+                "url",
+                &format!("{service}-database-url"),
+            )
+        })
+        .collect();
+    let pod_labels = with_service(labels(cell), RDS_ROLES_JOB);
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": { "name": RDS_ROLES_JOB, "namespace": namespace(cell), "labels": pod_labels },
+        "spec": {
+            "backoffLimit": 10,
+            "template": {
+                "metadata": { "labels": pod_labels },
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "serviceAccountName": "cell",
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": {
+                        "runAsNonRoot": true,
+                        "runAsUser": 999,
+                        "runAsGroup": 999,
+                        "seccompProfile": { "type": "RuntimeDefault" },
+                    },
+                    "containers": [{
+                        "name": "roles",
+                        "image": POSTGRES_IMAGE,
+                        "command": ["bash", "/scripts/10-roles.sh"],
+                        "env": [
+                            { "name": "PGHOST", "valueFrom": master("host") },
+                            { "name": "PGPORT", "valueFrom": master("port") },
+                            { "name": "POSTGRES_USER", "valueFrom": master("username") },
+                            { "name": "PGPASSWORD", "valueFrom": master("password") },
+                            { "name": "PGSSLMODE", "value": "require" },
+                            { "name": "MRBILL_ROLES_DIR", "value": ROLES_DIR },
+                        ],
+                        "resources": {
+                            "requests": { "cpu": "50m", "memory": "32Mi" },
+                            "limits": { "cpu": "200m", "memory": "128Mi" },
+                        },
+                        "securityContext": locked_down(),
+                        "volumeMounts": [
+                            { "name": "scripts", "mountPath": "/scripts", "readOnly": true },
+                            { "name": "roles", "mountPath": ROLES_DIR, "readOnly": true },
+                        ],
+                    }],
+                    "volumes": [
+                        { "name": "scripts", "configMap": { "name": POSTGRES_INIT_CONFIG_MAP, "defaultMode": 0o555 } },
+                        { "name": "roles", "projected": { "defaultMode": 0o440, "sources": roles } },
+                    ],
+                },
+            },
+        },
     })
 }
 

@@ -31,6 +31,38 @@ fn secret(cell: &Cell, name: &str, data: Value) -> Value {
     })
 }
 
+/// An `rds` cell's database Secrets, once its instance is available at `host:port`: the master
+/// user for the roles Job, and a role + database URL per service (TLS required, as RDS wants).
+pub fn rds(
+    cell: &Cell,
+    host: &str,
+    port: i32,
+    master: &crate::aws::MasterCredentials,
+) -> Vec<Value> {
+    let mut out = vec![secret(
+        cell,
+        crate::render::RDS_MASTER_SECRET,
+        json!({
+            "host": host,
+            "port": port.to_string(),
+            "username": master.username,
+            "password": master.password.expose_secret(),
+        }),
+    )];
+    for service in ["poc", "dojo", "media"] {
+        let url = format!(
+            "postgres://{service}:{}@{host}:{port}/{service}?sslmode=require",
+            random_token(24)
+        );
+        out.push(secret(
+            cell,
+            &database_secret(service),
+            json!({ "url": url }),
+        ));
+    }
+    out
+}
+
 /// Names of the Secrets a cell needs (what [`generate`] makes), without generating anything.
 pub fn names(cell: &Cell) -> Vec<String> {
     let mut names = vec![

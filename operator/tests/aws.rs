@@ -234,34 +234,73 @@ fn images() -> cell_operator::render::Images {
 }
 
 /// The controller with AWS: the Kubernetes API is `kube_fake` (no cluster here), AWS is moto.
+/// moto's CloudFormation skips the template's Secrets Manager secret, so the test creates the
+/// master credentials the stack would have generated.
 #[tokio::test]
-async fn the_controller_builds_an_rds_cells_foundation_and_removes_it_with_the_cell() {
+async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot() {
+    use cell_operator::aws::AwsClients;
     use cell_operator::controller::{Context, reconcile};
     use std::sync::Arc;
 
     let moto = Moto::start();
     let sdk = sdk(&moto);
-    let foundation = Foundation::new(&sdk, network(&sdk).await);
+    let aws = AwsClients::new(&sdk, network(&sdk).await);
+    let foundation = aws.foundation.clone();
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name("mrbill/c-acme-1234/database")
+        .secret_string(r#"{"username":"mrbill","password":"generated-by-the-stack-0123456789"}"#)
+        .send()
+        .await
+        .expect("master credentials");
     let api = kube_fake::FakeApi::new();
     let acme = cell("acme", Tier::Standard);
     insert_cell(&api, &acme);
-    let ctx = Context::new(api.client(), images(), Some(foundation.clone()), None);
+    let ctx = Context::new(api.client(), images(), Some(aws.clone()), None);
+    let run = |ctx: Arc<Context>| {
+        let api = api.clone();
+        async move {
+            reconcile(Arc::new(stored(&api, "c-acme-1234").expect("cell")), ctx)
+                .await
+                .expect("reconcile")
+        }
+    };
 
-    reconcile(
-        Arc::new(stored(&api, "c-acme-1234").expect("cell")),
-        ctx.clone(),
-    )
-    .await
-    .expect("reconcile");
+    run(ctx.clone()).await;
     assert!(matches!(
         foundation.observe(&acme).await.expect("observe"),
         StackState::Ready(_)
     ));
+    let address = match aws.rds.observe(&acme).await.expect("instance") {
+        cell_operator::aws::InstanceState::Available { address, .. } => address,
+        other => panic!("{other:?}"),
+    };
+    // The instance's address reaches the cell as Secrets: the master user for the roles Job,
+    // one role + database URL per service (TLS required).
+    let secrets = "api/v1/namespaces/cell-acme/secrets";
+    let master = api.get(secrets, "rds-master").expect("rds-master");
+    assert_eq!(master["stringData"]["host"], address.as_str());
+    assert_eq!(master["stringData"]["username"], "mrbill");
+    let poc = api.get(secrets, "poc-database").expect("poc-database");
+    let url = poc["stringData"]["url"].as_str().expect("url");
+    assert!(
+        url.starts_with("postgres://poc:")
+            && url.contains(&address)
+            && url.ends_with("/poc?sslmode=require"),
+        "{url}"
+    );
+    assert!(
+        api.get("apis/batch/v1/namespaces/cell-acme/jobs", "rds-roles")
+            .is_some(),
+        "the roles Job"
+    );
     let status = stored(&api, "c-acme-1234")
         .and_then(|c| c.status)
         .expect("status");
-    let database = status.condition("DatabaseReady").expect("DatabaseReady");
-    assert_eq!(database.reason, "InstancePending", "{database:?}");
+    assert_eq!(
+        status.condition("DatabaseReady").expect("condition").reason,
+        "RolesPending"
+    );
     assert!(
         api.get(
             "apis/networking.k8s.io/v1/namespaces/cell-acme/networkpolicies",
@@ -271,9 +310,30 @@ async fn the_controller_builds_an_rds_cells_foundation_and_removes_it_with_the_c
         "an rds cell's pods may reach AWS"
     );
 
-    // Deleting the Cell deletes the namespace, then the stack, then lets the Cell go.
+    // The Job ran: the database is ready; a second reconcile creates nothing new.
+    api.update(
+        "apis/batch/v1/namespaces/cell-acme/jobs",
+        "rds-roles",
+        |j| j["status"] = serde_json::json!({ "succeeded": 1 }),
+    );
+    run(ctx.clone()).await;
+    let status = stored(&api, "c-acme-1234")
+        .and_then(|c| c.status)
+        .expect("status");
+    let database = status.condition("DatabaseReady").expect("condition");
+    assert_eq!(
+        (database.status, database.reason.as_str()),
+        (cell_model::ConditionStatus::True, "RdsAvailable")
+    );
+    assert_eq!(
+        api.get(secrets, "poc-database").expect("kept")["stringData"]["url"],
+        url,
+        "never regenerated"
+    );
+
+    // Deleting the Cell: namespace, then the instance after a final snapshot, then the stack.
     api.delete(CELLS, "c-acme-1234");
-    for _ in 0..5 {
+    for _ in 0..6 {
         let Some(cell) = stored(&api, "c-acme-1234") else {
             break;
         };
@@ -283,12 +343,29 @@ async fn the_controller_builds_an_rds_cells_foundation_and_removes_it_with_the_c
     }
     assert!(stored(&api, "c-acme-1234").is_none(), "the Cell is gone");
     assert_eq!(
+        aws.rds.observe(&acme).await.expect("observe"),
+        cell_operator::aws::InstanceState::Absent
+    );
+    assert_eq!(
         foundation.observe(&acme).await.expect("observe"),
         StackState::Absent
     );
+    let snapshots = aws_sdk_rds::Client::new(&sdk)
+        .describe_db_snapshots()
+        .send()
+        .await
+        .expect("snapshots");
+    let finals: Vec<&str> = snapshots
+        .db_snapshots()
+        .iter()
+        .filter_map(|s| s.db_snapshot_identifier())
+        .filter(|id| id.starts_with("mrbill-c-acme-1234-final-"))
+        .collect();
+    assert_eq!(finals.len(), 1, "one final snapshot: {finals:?}");
 
     // Without AWS settings an rds cell says so instead of failing.
     let bare = Context::new(api.client(), images(), None, None);
+    let foundation = aws.foundation.clone();
     let beta = cell("beta", Tier::Small);
     insert_cell(&api, &beta);
     reconcile(Arc::new(stored(&api, "c-beta-1234").expect("cell")), bare)

@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 
 use axum::routing::get;
-use cell_operator::aws::{AwsSettings, Foundation};
+use cell_operator::aws::{AwsClients, AwsSettings};
 use cell_operator::controller::{self, Context};
 use cell_operator::render::Images;
 use service_kit::config::{optional, required};
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
                 Some(settings) => {
                     let sdk =
                         aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                    Some(Foundation::new(&sdk, settings))
+                    Some(AwsClients::new(&sdk, settings))
                 }
                 None => None,
             };
