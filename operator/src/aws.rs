@@ -56,6 +56,8 @@ pub struct Foundation {
     settings: AwsSettings,
 }
 
+/// An SDK error as the controller's error, carrying the AWS error code as its reason. (Every
+/// AWS SDK crate shares these smithy error types.)
 fn aws_error<E, R>(action: String, e: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -361,23 +363,6 @@ pub struct Rds {
 /// Postgres major version of new instances.
 pub const POSTGRES_VERSION: &str = "16";
 
-fn rds_error<E, R>(action: String, e: aws_sdk_rds::error::SdkError<E, R>) -> Error
-where
-    E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let code = e.code().unwrap_or("AwsUnreachable").to_owned();
-    let message = e
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{}", aws_sdk_rds::error::DisplayErrorContext(&e)));
-    Error::Aws {
-        action,
-        code,
-        message,
-    }
-}
-
 impl Rds {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         Self::from_client(aws_sdk_rds::Client::new(sdk))
@@ -418,7 +403,7 @@ impl Rds {
         {
             Ok(out) => Ok(out.db_instances().first().cloned()),
             Err(e) if e.code() == Some("DBInstanceNotFound") => Ok(None),
-            Err(e) => Err(rds_error(format!("describing RDS instance {id}"), e)),
+            Err(e) => Err(aws_error(format!("describing RDS instance {id}"), e)),
         }
     }
 
@@ -477,7 +462,7 @@ impl Rds {
                     .map(state_of)
                     .unwrap_or(InstanceState::InProgress("creating".into()))),
                 Err(e) if e.code() == Some("DBInstanceAlreadyExists") => self.observe(cell).await,
-                Err(e) => Err(rds_error(format!("creating RDS instance {id}"), e)),
+                Err(e) => Err(aws_error(format!("creating RDS instance {id}"), e)),
             };
         };
         let state = state_of(&db);
@@ -501,7 +486,7 @@ impl Rds {
             .apply_immediately(true)
             .send()
             .await
-            .map_err(|e| rds_error(format!("scaling RDS instance {id}"), e))?;
+            .map_err(|e| aws_error(format!("scaling RDS instance {id}"), e))?;
         self.observe(cell).await
     }
 
@@ -523,7 +508,7 @@ impl Rds {
                 .apply_immediately(true)
                 .send()
                 .await
-                .map_err(|e| rds_error(format!("lifting deletion protection of {id}"), e))?;
+                .map_err(|e| aws_error(format!("lifting deletion protection of {id}"), e))?;
         }
         match self
             .rds
@@ -536,7 +521,7 @@ impl Rds {
         {
             Ok(_) => {}
             Err(e) if e.code() == Some("DBInstanceNotFound") => {}
-            Err(e) => return Err(rds_error(format!("deleting RDS instance {id}"), e)),
+            Err(e) => return Err(aws_error(format!("deleting RDS instance {id}"), e)),
         }
         Ok(self
             .describe(&id)
@@ -578,7 +563,7 @@ impl Rds {
             .set_tags(Some(Self::tags(cell)))
             .send()
             .await
-            .map_err(|e| rds_error(format!("restoring {id} from {snapshot}"), e))?;
+            .map_err(|e| aws_error(format!("restoring {id} from {snapshot}"), e))?;
         self.observe(cell).await
     }
 }
@@ -634,16 +619,7 @@ impl AwsClients {
             .secret_id(&name)
             .send()
             .await
-            .map_err(|e| {
-                let code = aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e)
-                    .unwrap_or("AwsUnreachable")
-                    .to_owned();
-                Error::Aws {
-                    action: format!("reading secret {name}"),
-                    code,
-                    message: format!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)),
-                }
-            })?;
+            .map_err(|e| aws_error(format!("reading secret {name}"), e))?;
         let parsed: serde_json::Value =
             serde_json::from_str(value.secret_string().unwrap_or_default())
                 .map_err(|e| Error::Render(format!("secret {name} is not JSON: {e}")))?;

@@ -672,9 +672,9 @@ pub const RDS_ROLES_JOB: &str = "rds-roles";
 /// `host`, `port`, `username`, `password` of the RDS instance's master user.
 pub const RDS_MASTER_SECRET: &str = "rds-master";
 
-fn rds_roles_job(cell: &Cell) -> Value {
-    let master = |key: &str| json!({ "secretKeyRef": { "name": RDS_MASTER_SECRET, "key": key } });
-    let roles: Vec<Value> = SERVICES
+/// Each service's database URL as `<service>-database-url`: what the roles script reads.
+fn role_url_files() -> Vec<Value> {
+    SERVICES
         .iter()
         .map(|service| {
             secret_item(
@@ -683,7 +683,12 @@ fn rds_roles_job(cell: &Cell) -> Value {
                 &format!("{service}-database-url"),
             )
         })
-        .collect();
+        .collect()
+}
+
+fn rds_roles_job(cell: &Cell) -> Value {
+    let master = |key: &str| json!({ "secretKeyRef": { "name": RDS_MASTER_SECRET, "key": key } });
+    let roles = role_url_files();
     let pod_labels = with_service(labels(cell), RDS_ROLES_JOB);
     json!({
         "apiVersion": "batch/v1",
@@ -766,16 +771,7 @@ fn postgres(cell: &Cell) -> Value {
             { "name": "roles", "mountPath": ROLES_DIR, "readOnly": true },
         ],
     });
-    let roles: Vec<Value> = SERVICES
-        .iter()
-        .map(|service| {
-            secret_item(
-                &database_secret(service),
-                "url",
-                &format!("{service}-database-url"),
-            )
-        })
-        .collect();
+    let roles = role_url_files();
     let volumes = json!([
         { "name": "run", "emptyDir": {} },
         { "name": "tmp", "emptyDir": {} },
