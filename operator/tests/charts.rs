@@ -338,3 +338,57 @@ fn bad_platform_values_are_refused_by_the_schema() {
         assert!(text(&out).contains("schema"), "{bad}: {}", text(&out));
     }
 }
+
+#[test]
+fn aws_values_give_the_operator_its_irsa_role_and_settings() {
+    let (_, off) = template("cell-operator", &[]);
+    let container = &find(&off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        env_of(container, "MRBILL_OPERATOR_AWS_VPC_ID").is_none(),
+        "no AWS unless asked"
+    );
+    assert!(find(&off, "ServiceAccount")[0]["metadata"]["annotations"].is_null());
+
+    let (yaml, on) = template(
+        "cell-operator",
+        &[
+            "aws.enabled=true",
+            "aws.roleArn=arn:aws:iam::123456789012:role/cell-operator",
+            "aws.vpcId=vpc-0a1",
+            "aws.subnetIds={subnet-0a,subnet-0b}",
+            "aws.clusterSecurityGroupId=sg-0c",
+            "aws.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.example/id/X",
+            "aws.oidcProviderHost=oidc.example/id/X",
+            "aws.region=sa-east-1",
+        ],
+    );
+    validate(&yaml);
+    let sa = find(&on, "ServiceAccount")[0];
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/cell-operator"
+    );
+    let container = &find(&on, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_of(container, "MRBILL_OPERATOR_AWS_SUBNET_IDS"),
+        Some("subnet-0a,subnet-0b")
+    );
+    assert_eq!(
+        env_of(container, "MRBILL_OPERATOR_AWS_VPC_ID"),
+        Some("vpc-0a1")
+    );
+    assert_eq!(env_of(container, "AWS_REGION"), Some("sa-east-1"));
+
+    // Enabled without what the operator needs: refused by the schema.
+    let out = helm(&[
+        "template",
+        "rel",
+        &chart("cell-operator"),
+        "--set",
+        "aws.enabled=true",
+        "--set",
+        "aws.subnetIds={subnet-0a}",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("minItems"), "{}", text(&out));
+}
