@@ -279,7 +279,10 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             message,
         });
     }
-    let desired = render::desired(cell, &ctx.images);
+    let mut desired = render::desired(cell, &ctx.images);
+    if let Some(Aws::Foundation(StackState::Ready(outputs), _)) = &aws {
+        desired = render::with_foundation(cell, desired, outputs);
+    }
     let (namespace_object, rest) = desired
         .split_first()
         .ok_or_else(|| Error::Render("nothing rendered".into()))?;

@@ -554,8 +554,16 @@ fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
             env.push(file("MRBILL_JWT_PUBLIC_KEY_FILE", "jwt-public.pem"));
             env.push(value("MRBILL_POC_INTERNAL_URL", poc_internal));
             env.push(file("MRBILL_MEDIA_URL_KEY_FILE", "media-url-key"));
-            // Until the cell's S3 bucket exists (AWS foundation), artifacts live in the pod.
-            env.push(value("MRBILL_MEDIA_DIR", "/var/lib/mrbill/media".into()));
+            if cell.spec.database.engine == DatabaseEngine::Rds {
+                // The cell's bucket from its AWS foundation (IRSA credentials on the pod).
+                env.push(
+                    json!({ "name": "MRBILL_MEDIA_S3_BUCKET", "valueFrom": { "configMapKeyRef": {
+                    "name": AWS_FOUNDATION_CONFIG_MAP, "key": "bucket" } } }),
+                );
+            } else {
+                // Without a bucket (no AWS foundation), artifacts live in the pod.
+                env.push(value("MRBILL_MEDIA_DIR", "/var/lib/mrbill/media".into()));
+            }
         }
     }
     env
@@ -626,6 +634,33 @@ fn locked_down() -> Value {
         "readOnlyRootFilesystem": true,
         "capabilities": { "drop": ["ALL"] },
     })
+}
+
+/// Outputs of an `rds` cell's AWS foundation the pods use (`bucket`, `key-arn`).
+pub const AWS_FOUNDATION_CONFIG_MAP: &str = "aws-foundation";
+
+/// Adds what an `rds` cell's pods need from its foundation stack's outputs: the
+/// [`AWS_FOUNDATION_CONFIG_MAP`] and the IRSA role on the cell's ServiceAccount.
+pub fn with_foundation(
+    cell: &Cell,
+    mut objects: Vec<Value>,
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> Vec<Value> {
+    if let Some(role) = outputs.get("IrsaRoleArn")
+        && let Some(sa) = objects
+            .iter_mut()
+            .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == "cell")
+    {
+        sa["metadata"]["annotations"] = json!({ "eks.amazonaws.com/role-arn": role });
+    }
+    let output = |key: &str| outputs.get(key).cloned().unwrap_or_default();
+    objects.push(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(cell, AWS_FOUNDATION_CONFIG_MAP),
+        "data": { "bucket": output("BucketName"), "key-arn": output("KeyArn") },
+    }));
+    objects
 }
 
 /// The ConfigMap holding [`POSTGRES_ROLES_SCRIPT`], run once by the Postgres image when it

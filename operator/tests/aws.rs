@@ -294,6 +294,44 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
             .is_some(),
         "the roles Job"
     );
+    // media stores artifacts in the cell's bucket, with the cell's IRSA role.
+    let outputs = match foundation.observe(&acme).await.expect("observe") {
+        StackState::Ready(outputs) => outputs,
+        other => panic!("{other:?}"),
+    };
+    let config = api
+        .get("api/v1/namespaces/cell-acme/configmaps", "aws-foundation")
+        .expect("aws-foundation");
+    assert_eq!(config["data"]["bucket"], outputs["BucketName"].as_str());
+    let sa = api
+        .get("api/v1/namespaces/cell-acme/serviceaccounts", "cell")
+        .expect("sa");
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        outputs["IrsaRoleArn"].as_str()
+    );
+    let media = api
+        .get(
+            "apis/apps/v1/namespaces/cell-acme/deployments",
+            "media-service",
+        )
+        .expect("media");
+    let env = media["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .clone();
+    let bucket = env
+        .iter()
+        .find(|e| e["name"] == "MRBILL_MEDIA_S3_BUCKET")
+        .expect("bucket env");
+    assert_eq!(
+        bucket["valueFrom"]["configMapKeyRef"]["name"],
+        "aws-foundation"
+    );
+    assert!(
+        env.iter().all(|e| e["name"] != "MRBILL_MEDIA_DIR"),
+        "no pod-local artifacts"
+    );
     let status = stored(&api, "c-acme-1234")
         .and_then(|c| c.status)
         .expect("status");
