@@ -122,10 +122,24 @@ pub async fn apply(client: &Client, cell: &Cell, object: Value) -> Result<(), Er
 /// one is missing, and an existing Secret is never written: keys are not rotated by a
 /// reconcile. Returns the names created.
 pub async fn create_missing_secrets(client: &Client, cell: &Cell) -> Result<Vec<String>, Error> {
+    let (secrets, existing) = existing_secrets(client, cell).await?;
+    let wanted = crate::secrets::names(cell);
+    if wanted.iter().all(|name| existing.contains(name)) {
+        return Ok(Vec::new());
+    }
+    let generated = crate::secrets::generate(cell).map_err(|e| Error::Render(format!("{e:#}")))?;
+    create_absent(&secrets, cell, &existing, generated).await
+}
+
+/// The cell's Secrets API and the names of the Secrets it already has.
+async fn existing_secrets(
+    client: &Client,
+    cell: &Cell,
+) -> Result<(Api<DynamicObject>, BTreeSet<String>), Error> {
     let ns = namespace(cell);
     let secrets = api(client, "Secret", &ns)?;
     let selector = format!("{CELL_LABEL}={}", cell.spec.cell_id);
-    let existing: BTreeSet<String> = secrets
+    let existing = secrets
         .list_metadata(&ListParams::default().labels(&selector))
         .await
         .map_err(|source| Error::kube(format!("listing Secrets in {ns}"), source))?
@@ -133,12 +147,7 @@ pub async fn create_missing_secrets(client: &Client, cell: &Cell) -> Result<Vec<
         .iter()
         .map(ResourceExt::name_any)
         .collect();
-    let wanted = crate::secrets::names(cell);
-    if wanted.iter().all(|name| existing.contains(name)) {
-        return Ok(Vec::new());
-    }
-    let generated = crate::secrets::generate(cell).map_err(|e| Error::Render(format!("{e:#}")))?;
-    create_absent(&secrets, cell, &existing, generated).await
+    Ok((secrets, existing))
 }
 
 /// Creates those of `generated` that are not in `existing` (create-only, like every Secret).
@@ -177,24 +186,14 @@ pub async fn create_missing_rds_secrets(
     port: i32,
     master: &crate::aws::MasterCredentials,
 ) -> Result<Vec<String>, Error> {
-    let ns = namespace(cell);
-    let secrets = api(client, "Secret", &ns)?;
-    let selector = format!("{CELL_LABEL}={}", cell.spec.cell_id);
-    let existing: BTreeSet<String> = secrets
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::kube(format!("listing Secrets in {ns}"), source))?
-        .items
+    let (secrets, existing) = existing_secrets(client, cell).await?;
+    if crate::secrets::rds_names()
         .iter()
-        .map(ResourceExt::name_any)
-        .collect();
-    let generated = crate::secrets::rds(cell, host, port, master);
-    if generated
-        .iter()
-        .all(|s| existing.contains(field(s, "name")))
+        .all(|name| existing.contains(name))
     {
         return Ok(Vec::new());
     }
+    let generated = crate::secrets::rds(cell, host, port, master);
     create_absent(&secrets, cell, &existing, generated).await
 }
 

@@ -31,6 +31,13 @@ fn secret(cell: &Cell, name: &str, data: Value) -> Value {
     })
 }
 
+/// Names of the Secrets [`rds`] makes.
+pub fn rds_names() -> Vec<String> {
+    let mut names = vec![crate::render::RDS_MASTER_SECRET.to_owned()];
+    names.extend(["poc", "dojo", "media"].map(database_secret));
+    names
+}
+
 /// An `rds` cell's database Secrets, once its instance is available at `host:port`: the master
 /// user for the roles Job, and a role + database URL per service (TLS required, as RDS wants).
 pub fn rds(

@@ -131,3 +131,17 @@ fn an_rds_cell_with_embedded_search_gets_no_postgres_or_meilisearch_secrets() {
         cell_operator::secrets::names(&cell(DatabaseEngine::Rds, SearchEngine::Embedded))
     );
 }
+
+#[test]
+fn rds_names_lists_what_rds_makes() {
+    let c = cell(DatabaseEngine::Rds, SearchEngine::Embedded);
+    let master = cell_operator::aws::MasterCredentials {
+        username: "mrbill".into(),
+        password: secrecy::SecretString::from("p".repeat(20)),
+    };
+    let made: Vec<String> = cell_operator::secrets::rds(&c, "db.example", 5432, &master)
+        .iter()
+        .filter_map(|s| s["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(made, cell_operator::secrets::rds_names());
+}
