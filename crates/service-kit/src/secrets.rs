@@ -1,4 +1,4 @@
-//! Secret files (0600) and random secrets.
+//! Secret files (0600 here; 0440 with the pod's `fsGroup` in Kubernetes) and random secrets.
 //!
 //! **Invariant:** secret values live in `SecretString`s, whose `Debug` prints `[REDACTED]`, so
 //! they cannot reach a log line by accident.
@@ -13,14 +13,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-/// Reads a secret file, refusing files other users can read.
+/// Mode bits a secret file must not have: any access for others, and group write or execute.
+/// Group *read* is allowed because Kubernetes projects Secret volumes as `0440` owned by the
+/// pod's `fsGroup` (a group only that pod's processes hold); the local driver writes `0600`.
+const FORBIDDEN_MODE: u32 = 0o037;
+
+/// Reads a secret file, refusing files other users can read or anyone but the owner can change.
 pub fn read_secret(path: &Path) -> anyhow::Result<SecretString> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & FORBIDDEN_MODE != 0 {
         bail!(
-            "{} is readable by other users (mode {:o}); expected 0600",
+            "{} is open to other users (mode {mode:o}); expected 0600, or 0440 as Kubernetes mounts Secrets",
             path.display(),
-            meta.permissions().mode() & 0o777
         );
     }
     let raw =
@@ -81,11 +86,16 @@ mod tests {
             0o600
         );
         assert_eq!(read_secret(&path).expect("read").expose_secret(), "s3cret");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(
-            read_secret(&path).is_err(),
-            "world-readable secret accepted"
+        // How Kubernetes mounts a projected Secret volume with `defaultMode: 0440` + `fsGroup`.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).expect("chmod");
+        assert_eq!(
+            read_secret(&path).expect("0440 read").expose_secret(),
+            "s3cret"
         );
+        for open in [0o644, 0o604, 0o660, 0o640 | 0o001, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(open)).expect("chmod");
+            assert!(read_secret(&path).is_err(), "mode {open:o} accepted");
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 

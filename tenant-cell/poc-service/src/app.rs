@@ -66,6 +66,9 @@ impl App {
                 Err(crate::bootstrap::BootstrapError::AlreadyBootstrapped) => {
                     tracing::debug!("the cell has its admin; bootstrap configuration ignored")
                 }
+                Err(crate::bootstrap::BootstrapError::InviteSpent) => tracing::warn!(
+                    "the first admin's invite expired unused; the cell serves without it until a new one is issued"
+                ),
                 Err(e) => return Err(anyhow::anyhow!("bootstrap invite: {e}")),
             }
         }

@@ -36,6 +36,10 @@ pub enum BootstrapError {
     InvalidEmail(String),
     #[error("this cell already has an admin; bootstrap works only once")]
     AlreadyBootstrapped,
+    /// The invite with this token exists but can no longer be used (it expired or was
+    /// replaced); a token is never stored twice, so a new invite needs a new token.
+    #[error("the first admin's invite with this token expired or was replaced; issue a new one")]
+    InviteSpent,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -90,6 +94,16 @@ pub async fn ensure_invite(
         let expires_at = same.expires_at;
         tx.commit().await?;
         return Ok((email.as_str().to_owned(), expires_at));
+    }
+    // The same token seen before but no longer pending (expired unused, or replaced): a cell
+    // restarting with an old `spec.bootstrap` must start, and must not store the hash twice.
+    let seen: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM invites WHERE token_hash = $1)")
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await?;
+    if seen {
+        return Err(BootstrapError::InviteSpent);
     }
     invites::revoke_bootstrap(&mut *tx).await?;
     let expires_at = expires_at.unwrap_or_else(|| OffsetDateTime::now_utc() + BOOTSTRAP_TTL);

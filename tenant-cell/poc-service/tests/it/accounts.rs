@@ -116,8 +116,10 @@ async fn a_cell_configured_with_an_invite_hash_creates_that_invite_at_start() {
     assert_eq!(pending, 0, "no new invite once the admin exists");
 }
 
+/// An invite that expired unused must not stop the cell: every pod start re-reads the same
+/// `spec.bootstrap`, and the token's hash may be stored only once.
 #[tokio::test]
-async fn an_expired_configured_invite_is_refused() {
+async fn an_expired_configured_invite_is_refused_and_the_cell_still_restarts() {
     let token = "held-by-the-control-plane";
     let app = TestApp::spawn_with(|c| {
         c.bootstrap = Some(poc_service::config::BootstrapConfig {
@@ -127,6 +129,23 @@ async fn an_expired_configured_invite_is_refused() {
         })
     })
     .await;
+    app.register("boss@acme.test", PASSWORD, Some(token))
+        .await
+        .assert_error(403, "invalid_invite");
+
+    for restart in 0..2 {
+        poc_service::app::App::build_with_pool(app.config.clone(), app.pool.clone())
+            .await
+            .unwrap_or_else(|e| panic!("restart {restart} with the expired invite failed: {e:#}"));
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM invites WHERE bootstrap")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        stored, 1,
+        "the expired invite is neither duplicated nor revived"
+    );
     app.register("boss@acme.test", PASSWORD, Some(token))
         .await
         .assert_error(403, "invalid_invite");
