@@ -346,7 +346,7 @@ fn running_deployment(cell: &Cell, images: &Images, service: &str) -> Value {
         // No `replicas` while running: the HorizontalPodAutoscaler owns it.
         "spec": {
             "selector": { "matchLabels": { SERVICE_LABEL: service, CELL_LABEL: cell.spec.cell_id } },
-            "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } },
+            "strategy": strategy(service),
             "template": {
                 "metadata": { "labels": pod_labels },
                 "spec": {
@@ -430,6 +430,17 @@ fn k8s_service(cell: &Cell, service: &str) -> Value {
             ],
         },
     })
+}
+
+/// Rolling updates that never dip below the wanted replicas; dojo instead stops its one pod
+/// before starting the next, because a surge pod would hold a second copy of the same rooms
+/// (clients reconnect and resync from the persisted state).
+fn strategy(service: &str) -> Value {
+    if service == "dojo" {
+        json!({ "type": "Recreate" })
+    } else {
+        json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } })
+    }
 }
 
 fn pdb(cell: &Cell, service: &str) -> Value {

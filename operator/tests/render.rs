@@ -203,11 +203,16 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
         DatabaseEngine::InCluster,
         SearchEngine::Embedded,
     );
-    c.spec.replicas.dojo = Some(5);
+    c.spec.replicas.media = Some(3);
     c.spec.replicas.poc = Some(50);
-    assert_eq!(replicas(&c, "dojo"), (5, 6));
+    c.spec.replicas.dojo = Some(3);
+    assert_eq!(replicas(&c, "media"), (3, 4));
     assert_eq!(replicas(&c, "poc"), (6, 6), "clamped to the tier's maximum");
-    assert_eq!(replicas(&c, "media"), (2, 4), "the tier's default");
+    assert_eq!(
+        replicas(&c, "dojo"),
+        (1, 1),
+        "one dojo replica until rooms are pinned"
+    );
     let rds = cell(Tier::Large, DatabaseEngine::Rds, SearchEngine::Meilisearch);
     let objects = desired(&rds, &images());
     find(&objects, "NetworkPolicy", "services-to-aws");
@@ -216,6 +221,25 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
             .iter()
             .any(|o| o["metadata"]["name"] == "services-to-postgres")
     );
+}
+
+/// A room lives in one process: no tier may run two dojo pods, not even during a rollout.
+#[test]
+fn every_tier_runs_exactly_one_dojo_pod_and_replaces_it_without_a_surge() {
+    for tier in Tier::ALL {
+        let c = cell(tier, DatabaseEngine::InCluster, SearchEngine::Embedded);
+        let objects = desired(&c, &images());
+        let hpa = find(&objects, "HorizontalPodAutoscaler", "dojo-service");
+        assert_eq!(
+            (&hpa["spec"]["minReplicas"], &hpa["spec"]["maxReplicas"]),
+            (&serde_json::json!(1), &serde_json::json!(1)),
+            "{tier:?}"
+        );
+        let dojo = find(&objects, "Deployment", "dojo-service");
+        assert_eq!(dojo["spec"]["strategy"]["type"], "Recreate", "{tier:?}");
+        let poc = find(&objects, "Deployment", "poc-service");
+        assert_eq!(poc["spec"]["strategy"]["type"], "RollingUpdate", "{tier:?}");
+    }
 }
 
 #[test]
