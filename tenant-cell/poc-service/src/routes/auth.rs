@@ -199,46 +199,55 @@ pub async fn login(
             "password is empty or too long",
         )]));
     }
+    let t = state.config.throttle;
     let account_key = format!("acct:{}", email.as_str());
-    let keys = [account_key.clone(), format!("ip:{ip}")];
-    if let Some(wait) = throttle::blocked_for(&state.pool, &keys).await? {
-        return Err(ApiError::rate_limited(wait)
-            .with_details(serde_json::json!({ "reason": "too_many_failed_logins" })));
+    let ip_key = format!("ip:{ip}");
+    let blocked = |wait| {
+        ApiError::rate_limited(wait)
+            .with_details(serde_json::json!({ "reason": "too_many_failed_logins" }))
+    };
+    // Both attempts are reserved before the (slow) verify; one that turns out right is given back.
+    if let Err(wait) = throttle::reserve(
+        &state.pool,
+        &account_key,
+        t.account_max_failures,
+        t.window,
+        t.block_for,
+    )
+    .await?
+    {
+        return Err(blocked(wait));
+    }
+    if let Err(wait) = throttle::reserve(
+        &state.pool,
+        &ip_key,
+        t.ip_max_failures,
+        t.window,
+        t.block_for,
+    )
+    .await?
+    {
+        throttle::release(&state.pool, &account_key, t.account_max_failures).await?;
+        return Err(blocked(wait));
     }
     let user = users::find_by_email(&state.pool, email.as_str()).await?;
     let ok = session::verify_password(req.password, user.as_ref().map(|u| u.password_hash.clone()))
         .await?;
     let Some(user) = user.filter(|_| ok) else {
-        let t = state.config.throttle;
-        throttle::record_failure(
-            &state.pool,
-            &keys[0],
-            t.account_max_failures,
-            t.window,
-            t.block_for,
-        )
-        .await?;
-        throttle::record_failure(
-            &state.pool,
-            &keys[1],
-            t.ip_max_failures,
-            t.window,
-            t.block_for,
-        )
-        .await?;
         metrics::counter!("mrbill_poc_login_failures_total").increment(1);
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
             "email or password is wrong",
         ));
     };
+    throttle::clear(&state.pool, &account_key).await?;
+    throttle::release(&state.pool, &ip_key, t.ip_max_failures).await?;
     if user.disabled {
         return Err(ApiError::new(
             ErrorCode::AccountDisabled,
             "this account is disabled",
         ));
     }
-    throttle::clear(&state.pool, &account_key).await?;
     let mut conn = state.pool.acquire().await?;
     Ok(ApiJson(
         session::issue(&state, &mut conn, &user, None).await?,

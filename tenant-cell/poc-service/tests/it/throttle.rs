@@ -112,3 +112,75 @@ async fn forwarded_for_from_an_untrusted_peer_does_not_dodge_the_ip_limit() {
         .await
         .assert_error(429, "rate_limited");
 }
+
+/// The race: checking the block, verifying and recording the failure were separate steps, so
+/// a burst of concurrent guesses all passed the check. Attempts are reserved before verifying
+/// now: at most the limit's worth of guesses is ever verified (each verified wrong guess is a
+/// 401; the rest are refused with 429 before any hashing).
+#[tokio::test]
+async fn concurrent_wrong_logins_verify_at_most_the_limit() {
+    let app = TestApp::spawn_with(|c| {
+        c.throttle.account_max_failures = 5;
+        c.throttle.ip_max_failures = 1000;
+    })
+    .await;
+    app.admin().await;
+    let guesses = (0..60).map(|i| {
+        let api = app.api.clone();
+        async move {
+            api.post(
+                "/v1/auth/login",
+                &serde_json::json!({ "email": "admin@acme.test", "password": format!("guess number {i}") }),
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let verified = answers.iter().filter(|r| r.status == 401).count();
+    assert!(verified <= 5, "{verified} guesses were verified");
+    assert!(
+        answers.iter().all(|r| r.status == 401 || r.status == 429),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(verified >= 1, "some guesses were verified at all");
+    // Per client too: guesses at many accounts from one address.
+    let app = TestApp::spawn_with(|c| {
+        c.throttle.account_max_failures = 1000;
+        c.throttle.ip_max_failures = 8;
+    })
+    .await;
+    let guesses = (0..60).map(|i| {
+        let api = app.api.clone();
+        async move {
+            api.post(
+                "/v1/auth/login",
+                &serde_json::json!({ "email": format!("user{i}@acme.test"), "password": "wrong password!" }),
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let verified = answers.iter().filter(|r| r.status == 401).count();
+    assert!(
+        verified <= 8,
+        "{verified} guesses from one client were verified"
+    );
+}
+
+/// A right password gives its reserved attempt back: a user who signs in correctly many times
+/// is never throttled.
+#[tokio::test]
+async fn right_passwords_never_use_up_the_limit() {
+    let app = TestApp::spawn_with(|c| {
+        c.throttle.account_max_failures = 2;
+        c.throttle.ip_max_failures = 2;
+    })
+    .await;
+    app.admin().await;
+    for _ in 0..5 {
+        app.login("admin@acme.test", PASSWORD)
+            .await
+            .assert_status(200);
+    }
+}
