@@ -273,6 +273,27 @@ fn the_platform_chart_lints_and_wires_control_plane_and_router() {
         router["spec"]["template"]["spec"]["automountServiceAccountToken"],
         false
     );
+    assert_eq!(
+        env_of(r, "MRBILL_ROUTER_TRUSTED_PROXIES"),
+        None,
+        "no proxy is trusted unless configured"
+    );
+    assert_eq!(env_of(r, "MRBILL_CLIENT_RATE"), None);
+    let (_, behind_ingress) = template(
+        "mrbill",
+        &[
+            "router.trustedProxies={10.42.0.0/16,fd00::/64}",
+            "router.clientRate=40",
+        ],
+    );
+    let router = deployment(&behind_ingress, "rel-mrbill-router");
+    let r = &router["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_of(r, "MRBILL_ROUTER_TRUSTED_PROXIES"),
+        Some("10.42.0.0/16,fd00::/64")
+    );
+    assert_eq!(env_of(r, "MRBILL_CLIENT_RATE"), Some("40"));
+    assert_eq!(env_of(r, "MRBILL_CLIENT_BURST"), Some("80"));
 
     // Tokens generated once and kept; an existing Secret replaces them.
     let secret = find(&objects, "Secret")[0];

@@ -1,13 +1,18 @@
 //! `mrbill-router`: resolves tenant → cell for the apps and proxies each request to the right
 //! service of the tenant's cell. No business logic and no auth decisions: cells verify tokens.
 //!
-//! **Invariant:** the router sets `X-Cell-Id` and `X-Forwarded-For` itself and drops any the
-//! client sent, so a cell can trust them from the router alone; `/internal/…` is never routed.
+//! **Invariant:** the router sets `X-Cell-Id` itself and drops any the client sent; it keeps a
+//! client's `X-Forwarded-For` only from a configured trusted proxy (the ingress) and appends its
+//! own peer, so a cell names the real client by trusting the router alone; `/internal/…` is
+//! never routed.
+//!
+//! **Invariant:** no client can spend another client's rate: every request first takes from its
+//! client's share, then from its tenant's budget (`limit`); `/v1/resolve` has a share per client.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -23,9 +28,13 @@ use tokio::sync::Notify;
 use wire_types::ErrorCode;
 
 pub mod feed;
+mod limit;
 mod proxy;
 mod server;
 
+pub use ipnet::IpNet;
+use limit::ClientBuckets;
+pub use limit::Rate;
 pub use proxy::ProxyBody;
 use proxy::Targets;
 pub use server::serve;
@@ -40,10 +49,15 @@ pub struct Config {
     pub public_url: String,
     /// Where the routing table is kept for cold starts.
     pub snapshot: Option<PathBuf>,
-    /// Sustained requests per second each tenant may send (token-bucket refill rate).
-    pub tenant_rate: f64,
-    /// Burst each tenant may send above the rate.
-    pub tenant_burst: f64,
+    /// Proxies whose `X-Forwarded-For` is believed (the ingress controller's pods); anyone
+    /// else is the client itself.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Each tenant's budget (token bucket: requests per second and burst).
+    pub tenant_limit: Rate,
+    /// Each client's share inside its tenant's budget.
+    pub client_limit: Rate,
+    /// Each client's `/v1/resolve` budget.
+    pub resolve_limit: Rate,
     /// How long a request to a frozen route waits for it to become active again.
     pub freeze_wait: Duration,
     /// Threads serving connections, each with its own event loop and upstream connection
@@ -59,8 +73,10 @@ impl Config {
             domain: domain.to_owned(),
             public_url: public_url.to_owned(),
             snapshot: None,
-            tenant_rate: 500.0,
-            tenant_burst: 1000.0,
+            trusted_proxies: Vec::new(),
+            tenant_limit: Rate::new(500.0, 1000.0),
+            client_limit: Rate::new(125.0, 250.0),
+            resolve_limit: Rate::new(5.0, 20.0),
             freeze_wait: Duration::from_secs(2),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
@@ -84,6 +100,8 @@ pub struct Shared {
     routes: RwLock<Routes>,
     /// Woken on every table change (requests to frozen routes wait on it).
     changed: Notify,
+    /// Per-client `/v1/resolve` buckets (shared by the workers; resolve is rare).
+    resolve_clients: Mutex<ClientBuckets>,
     config: Config,
 }
 
@@ -102,10 +120,11 @@ impl AppState {
             Some(path) if path.exists() => serde_json::from_slice(&std::fs::read(path)?)?,
             _ => RouteTable::default(),
         };
-        let targets = Targets::compile(&table, &Targets::default(), config.tenant_burst);
+        let targets = Targets::compile(&table, &Targets::default(), config.tenant_limit);
         Ok(Self(Arc::new(Shared {
             routes: RwLock::new(Routes { table, targets }),
             changed: Notify::new(),
+            resolve_clients: Mutex::default(),
             config,
         })))
     }
@@ -122,7 +141,7 @@ impl AppState {
                 .routes
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let targets = Targets::compile(&table, &routes.targets, self.config.tenant_burst);
+            let targets = Targets::compile(&table, &routes.targets, self.config.tenant_limit);
             *routes = Routes { table, targets };
         }
         self.changed.notify_waiters();
@@ -139,6 +158,14 @@ impl AppState {
     /// The feed revision the table is at.
     pub fn revision(&self) -> u64 {
         self.routes().table.revision
+    }
+
+    /// `Ok` when `client` may resolve now, else how long until it may.
+    fn admit_resolve(&self, client: std::net::IpAddr) -> Result<(), Duration> {
+        self.resolve_clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .admit(client, self.config.resolve_limit, Instant::now())
     }
 
     fn routes(&self) -> std::sync::RwLockReadGuard<'_, Routes> {

@@ -4,8 +4,19 @@
 
 use std::net::SocketAddr;
 
-use mrbill_router::{AppState, Config};
+use mrbill_router::{AppState, Config, Rate};
 use service_kit::config::{optional, required};
+
+/// `<PREFIX>_RATE` (per second) and `<PREFIX>_BURST` (default: twice the rate), else `default`.
+fn limit(prefix: &str, default: Rate) -> anyhow::Result<Rate> {
+    Ok(match optional::<f64>(&format!("{prefix}_RATE"))? {
+        Some(rate) => Rate::new(
+            rate,
+            optional(&format!("{prefix}_BURST"))?.unwrap_or(rate * 2.0),
+        ),
+        None => default,
+    })
+}
 
 fn main() -> anyhow::Result<()> {
     // This runtime accepts connections and follows the feed; the workers serve requests.
@@ -25,10 +36,15 @@ async fn serve() -> anyhow::Result<()> {
     let domain: String = optional("MRBILL_DOMAIN")?.unwrap_or_else(|| "localhost".into());
     let mut config = Config::new(addr, &domain, &required::<String>("MRBILL_PUBLIC_URL")?);
     config.snapshot = optional("MRBILL_ROUTER_SNAPSHOT")?;
-    if let Some(rate) = optional::<f64>("MRBILL_TENANT_RATE")? {
-        config.tenant_rate = rate;
-        config.tenant_burst = optional("MRBILL_TENANT_BURST")?.unwrap_or(rate * 2.0);
-    }
+    config.trusted_proxies = service_kit::config::ip_nets("MRBILL_ROUTER_TRUSTED_PROXIES")?;
+    config.tenant_limit = limit("MRBILL_TENANT", config.tenant_limit)?;
+    // A client's share follows its tenant's budget unless set: a quarter of it.
+    let share = Rate::new(
+        config.tenant_limit.rate / 4.0,
+        config.tenant_limit.burst / 4.0,
+    );
+    config.client_limit = limit("MRBILL_CLIENT", share)?;
+    config.resolve_limit = limit("MRBILL_RESOLVE", config.resolve_limit)?;
     if let Some(workers) = optional("MRBILL_ROUTER_WORKERS")? {
         config.workers = workers;
     }

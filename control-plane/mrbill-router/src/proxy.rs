@@ -1,11 +1,11 @@
 //! The proxy path: every request that is not the router's own API.
 //!
 //! It runs on every request, so it is kept lean: the routing table is compiled once per change
-//! into [`Targets`] (parsed upstream authorities, ready header values, one rate-limit bucket per
+//! into [`Targets`] (parsed upstream authorities, ready header values, one rate limiter per
 //! tenant), and a request costs one lookup, one URI and two header values.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,9 @@ use hyper_util::rt::TokioIo;
 use service_kit::ApiError;
 use wire_types::{CELL_ID_HEADER, ErrorCode};
 
+use crate::limit::{Rate, TenantLimiter};
 use crate::server::Worker;
-use crate::{AppState, tenant_not_found};
+use crate::{AppState, Config, tenant_not_found};
 
 /// What the proxy answers with: the cell's response as it streams in, or the router's own.
 pub type ProxyBody = Either<Incoming, Body>;
@@ -70,13 +71,6 @@ impl Upstream {
     }
 }
 
-/// A token bucket: one tenant's burst never slows another.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// One tenant's route, ready for the proxy.
 #[derive(Debug)]
 struct Target {
@@ -85,8 +79,8 @@ struct Target {
     poc: Option<Upstream>,
     dojo: Option<Upstream>,
     media: Option<Upstream>,
-    /// Kept across table changes, so a route update does not refill the tenant's bucket.
-    bucket: Arc<Mutex<Bucket>>,
+    /// Kept across table changes, so a route update does not refill the tenant's buckets.
+    limiter: Arc<Mutex<TenantLimiter>>,
 }
 
 impl Target {
@@ -104,8 +98,8 @@ impl Target {
 pub(crate) struct Targets(HashMap<String, Arc<Target>>);
 
 impl Targets {
-    /// Compiles `table`, carrying over the rate-limit buckets of `previous`.
-    pub(crate) fn compile(table: &RouteTable, previous: &Targets, burst: f64) -> Self {
+    /// Compiles `table`, carrying over the rate limiters of `previous`.
+    pub(crate) fn compile(table: &RouteTable, previous: &Targets, limit: Rate) -> Self {
         let parse = |tenant: &str, url: &Option<String>| {
             let url = url.as_deref()?;
             let parsed = Upstream::parse(url);
@@ -122,14 +116,9 @@ impl Targets {
                     tracing::warn!(%tenant, "unusable cell id in the route; tenant not routed");
                     return None;
                 };
-                let bucket = previous.0.get(tenant).map_or_else(
-                    || {
-                        Arc::new(Mutex::new(Bucket {
-                            tokens: burst,
-                            at: Instant::now(),
-                        }))
-                    },
-                    |t| t.bucket.clone(),
+                let limiter = previous.0.get(tenant).map_or_else(
+                    || Arc::new(Mutex::new(TenantLimiter::new(limit))),
+                    |t| t.limiter.clone(),
                 );
                 let target = Target {
                     state: route.state,
@@ -137,7 +126,7 @@ impl Targets {
                     poc: parse(tenant, &route.services.poc),
                     dojo: parse(tenant, &route.services.dojo),
                     media: parse(tenant, &route.services.media),
-                    bucket,
+                    limiter,
                 };
                 Some((tenant.clone(), Arc::new(target)))
             })
@@ -183,22 +172,70 @@ impl AppState {
             .cloned()
     }
 
-    /// `Ok` to go ahead, or how long until the tenant has a token again.
-    fn admit(&self, target: &Target) -> Result<(), Duration> {
-        let (rate, burst) = (self.config.tenant_rate, self.config.tenant_burst);
-        let now = Instant::now();
-        let mut bucket = target
-            .bucket
+    /// `Ok` to go ahead, or how long until `client` may send to the tenant again.
+    fn admit(&self, target: &Target, client: IpAddr) -> Result<(), Duration> {
+        target
+            .limiter
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        bucket.tokens =
-            (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .admit(
+                client,
+                self.config.tenant_limit,
+                self.config.client_limit,
+                Instant::now(),
+            )
+    }
+}
+
+/// Who sent a request: the client's address (for rate limits) and the `X-Forwarded-For` the
+/// cell gets.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) ip: IpAddr,
+    pub(crate) forwarded_for: HeaderValue,
+}
+
+/// One connection's peer, with its `X-Forwarded-For` value made once.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    ip: IpAddr,
+    value: HeaderValue,
+    trusted: bool,
+}
+
+impl Peer {
+    pub(crate) fn new(addr: SocketAddr, config: &Config) -> Self {
+        let ip = addr.ip().to_canonical();
+        Self {
+            ip,
+            value: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            trusted: config.trusted_proxies.iter().any(|net| net.contains(&ip)),
+        }
+    }
+
+    /// The client of one request: the peer itself, or, when the peer is a trusted proxy, the
+    /// client its `X-Forwarded-For` names, with the peer appended to that chain.
+    pub(crate) fn client(&self, config: &Config, headers: &http::HeaderMap) -> Client {
+        let untrusted = || Client {
+            ip: self.ip,
+            forwarded_for: self.value.clone(),
+        };
+        if !self.trusted {
+            return untrusted();
+        }
+        let mut chain = Vec::new();
+        for value in headers.get_all("x-forwarded-for") {
+            chain.extend_from_slice(value.as_bytes());
+            chain.extend_from_slice(b", ");
+        }
+        if chain.is_empty() {
+            return untrusted();
+        }
+        chain.extend_from_slice(self.value.as_bytes());
+        Client {
+            ip: service_kit::cell::client_ip(&config.trusted_proxies, self.ip, headers),
+            forwarded_for: HeaderValue::from_bytes(&chain).unwrap_or_else(|_| self.value.clone()),
         }
     }
 }
@@ -206,10 +243,10 @@ impl AppState {
 /// Proxies one request to its tenant's cell; errors become the router's own JSON answers.
 pub(crate) async fn handle(
     worker: &Worker,
-    client_ip: &HeaderValue,
+    client: &Client,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    match forward(worker, client_ip, req).await {
+    match forward(worker, client, req).await {
         Ok(res) => res,
         Err(e) => e.into_response().map(Either::Right),
     }
@@ -217,10 +254,10 @@ pub(crate) async fn handle(
 
 async fn forward(
     worker: &Worker,
-    client_ip: &HeaderValue,
+    client: &Client,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ApiError> {
-    let (target, uri, prefix) = destination(&worker.state, &req).await?;
+    let (target, uri, prefix) = destination(&worker.state, client.ip, &req).await?;
     let (mut parts, body) = req.into_parts();
     parts.uri = uri;
     // A WebSocket handshake keeps its `Connection: upgrade` / `Upgrade: websocket` headers;
@@ -247,7 +284,7 @@ async fn forward(
     );
     parts.headers.insert(
         HeaderName::from_static("x-forwarded-for"),
-        client_ip.clone(),
+        client.forwarded_for.clone(),
     );
     if let Some(prefix) = prefix {
         parts
@@ -289,16 +326,11 @@ async fn forward(
     }
 }
 
-/// The client's address as an `X-Forwarded-For` value (once per connection).
-pub(crate) fn forwarded_for(peer: SocketAddr) -> HeaderValue {
-    HeaderValue::from_str(&peer.ip().to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
 /// The tenant's compiled route and the upstream URI for `req`, waiting (bounded) while the
 /// route is frozen.
 async fn destination(
     state: &AppState,
+    client: IpAddr,
     req: &Request<Incoming>,
 ) -> Result<(Arc<Target>, Uri, Option<HeaderValue>), ApiError> {
     let host = req
@@ -310,7 +342,9 @@ async fn destination(
     let (service, upstream_path) =
         service_for(rest).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
     let mut target = state.target(&tenant).ok_or_else(tenant_not_found)?;
-    state.admit(&target).map_err(ApiError::rate_limited)?;
+    state
+        .admit(&target, client)
+        .map_err(ApiError::rate_limited)?;
     // A frozen route (migration cut-over) holds the request, bounded, until it is active again.
     let deadline = tokio::time::Instant::now() + state.config.freeze_wait;
     loop {

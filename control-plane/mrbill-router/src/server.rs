@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use http::{HeaderValue, Request, Response};
+use axum::response::IntoResponse;
+use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use service_kit::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::Service as _;
@@ -155,10 +157,10 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 ) {
-    let client_ip = proxy::forwarded_for(peer);
+    let peer = proxy::Peer::new(peer, &worker.state.config);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let (worker, client_ip) = (worker.clone(), client_ip.clone());
-        async move { Ok::<_, Infallible>(route(&worker, &client_ip, req).await) }
+        let (worker, peer) = (worker.clone(), peer.clone());
+        async move { Ok::<_, Infallible>(route(&worker, &peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -187,16 +189,22 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-async fn route(
-    worker: &Worker,
-    client_ip: &HeaderValue,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
+async fn route(worker: &Worker, peer: &proxy::Peer, req: Request<Incoming>) -> Response<ProxyBody> {
+    let client = peer.client(&worker.state.config, req.headers());
     match req.uri().path() {
-        "/v1/resolve" | "/healthz" => match worker.api.clone().call(req).await {
-            Ok(res) => res.map(Either::Right),
-            Err(never) => match never {},
-        },
-        _ => proxy::handle(worker, client_ip, req).await,
+        "/v1/resolve" | "/healthz" => {
+            if req.uri().path() == "/v1/resolve"
+                && let Err(wait) = worker.state.admit_resolve(client.ip)
+            {
+                return ApiError::rate_limited(wait)
+                    .into_response()
+                    .map(Either::Right);
+            }
+            match worker.api.clone().call(req).await {
+                Ok(res) => res.map(Either::Right),
+                Err(never) => match never {},
+            }
+        }
+        _ => proxy::handle(worker, &client, req).await,
     }
 }

@@ -146,8 +146,7 @@ async fn a_tenant_over_its_limit_gets_429_and_others_are_unaffected() {
         route("globex", RouteState::Active, &upstream),
     ];
     let (api, state) = router_with(table.clone(), None, |c| {
-        c.tenant_rate = 1.0;
-        c.tenant_burst = 3.0;
+        c.tenant_limit = mrbill_router::Rate::new(1.0, 3.0);
     })
     .await;
     for _ in 0..3 {

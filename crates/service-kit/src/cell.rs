@@ -32,33 +32,38 @@ impl CellGuard {
         }
     }
 
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(&ip))
-    }
-
     /// The client address: the peer, or — when the peer is a trusted proxy — the right-most
     /// `X-Forwarded-For` entry that is not itself a trusted proxy.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if !self.is_trusted(peer) {
-            return peer;
-        }
-        let forwarded = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
-        for hop in forwarded.iter().rev() {
-            match hop.parse::<IpAddr>() {
-                Ok(ip) if self.is_trusted(ip) => continue,
-                Ok(ip) => return ip,
-                // An unparsable hop means the chain can't be trusted beyond this point.
-                Err(_) => break,
-            }
-        }
-        peer
+        client_ip(&self.trusted_proxies, peer, headers)
     }
+}
+
+/// The client behind a chain of proxies: `peer` itself unless it is in `trusted`; otherwise
+/// the right-most `X-Forwarded-For` hop that is not a trusted proxy (each proxy appends the
+/// peer it saw, so hops left of the first untrusted one are the client's own claims).
+/// The router and every cell service name a client this way.
+pub fn client_ip(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => continue,
+            Ok(ip) => return ip,
+            // An unparsable hop means the chain can't be trusted beyond this point.
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// The client's IP address as established by [`guard`].
