@@ -31,6 +31,7 @@ pub mod feed;
 mod limit;
 mod proxy;
 mod server;
+mod upstream;
 
 pub use ipnet::IpNet;
 use limit::ClientBuckets;
@@ -175,7 +176,7 @@ impl AppState {
     }
 }
 
-/// An HTTP/1 client with keep-alive connections to the cells.
+/// An HTTP/1 client with keep-alive connections to the cells (retries: `upstream::send`).
 pub(crate) fn http_client<B>() -> Client<HttpConnector, B>
 where
     B: http_body::Body + Send + 'static,

@@ -22,6 +22,7 @@ use wire_types::{CELL_ID_HEADER, ErrorCode};
 
 use crate::limit::{Rate, TenantLimiter};
 use crate::server::Worker;
+use crate::upstream;
 use crate::{AppState, Config, tenant_not_found};
 
 /// What the proxy answers with: the cell's response as it streams in, or the router's own.
@@ -257,8 +258,13 @@ async fn forward(
     client: &Client,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ApiError> {
-    let (target, uri, prefix) = destination(&worker.state, client.ip, &req).await?;
+    let (target, service, uri, prefix) = destination(&worker.state, client.ip, &req).await?;
     let (mut parts, body) = req.into_parts();
+    let limit = service.body_limit();
+    let body = match upstream::body(body, &parts.headers, limit).await {
+        Ok(body) => body,
+        Err(refused) => return Ok(refused),
+    };
     parts.uri = uri;
     // A WebSocket handshake keeps its `Connection: upgrade` / `Upgrade: websocket` headers;
     // once the cell answers 101 the two connections are spliced together.
@@ -291,11 +297,7 @@ async fn forward(
             .headers
             .insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
     }
-    match worker
-        .client
-        .request(Request::from_parts(parts, body))
-        .await
-    {
+    match upstream::send(&worker.client, parts, body, upgrade.is_some()).await {
         Ok(mut res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let Some(client_side) = upgrade else {
                 return Err(ApiError::unavailable(
@@ -332,7 +334,7 @@ async fn destination(
     state: &AppState,
     client: IpAddr,
     req: &Request<Incoming>,
-) -> Result<(Arc<Target>, Uri, Option<HeaderValue>), ApiError> {
+) -> Result<(Arc<Target>, Service, Uri, Option<HeaderValue>), ApiError> {
     let host = req
         .headers()
         .get(header::HOST)
@@ -386,7 +388,7 @@ async fn destination(
     let prefix = (rest.len() < path.len())
         .then(|| HeaderValue::from_str(&path[..path.len() - rest.len()]).ok())
         .flatten();
-    Ok((target, uri, prefix))
+    Ok((target, service, uri, prefix))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// What a worker's requests share; one reference count per request.
 pub(crate) struct Worker {
     pub(crate) state: AppState,
-    pub(crate) client: Client<HttpConnector, Incoming>,
+    pub(crate) client: Client<HttpConnector, crate::upstream::UpstreamBody>,
     api: Router,
 }
 

@@ -129,12 +129,27 @@ pub enum Service {
     Media,
 }
 
+/// The largest request body a cell service accepts (bytes), unless it needs more.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// dojo-service's: a dojo's initial code (≤ 50,000 characters, up to 4 bytes each) must fit.
+pub const DOJO_BODY_LIMIT: usize = 256 * 1024;
+
 impl Service {
     pub fn name(self) -> &'static str {
         match self {
             Service::Poc => "poc",
             Service::Dojo => "dojo",
             Service::Media => "media",
+        }
+    }
+
+    /// The largest request body this service accepts: the service answers 413 past it, and the
+    /// router refuses such bodies itself the same way (so a client's oversized upload never
+    /// meets a connection the service has already closed).
+    pub fn body_limit(self) -> usize {
+        match self {
+            Service::Dojo => DOJO_BODY_LIMIT,
+            Service::Poc | Service::Media => BODY_LIMIT,
         }
     }
 }

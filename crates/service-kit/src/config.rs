@@ -103,7 +103,8 @@ impl CommonConfig {
             },
             trusted_proxies: ip_nets("MRBILL_TRUSTED_PROXIES")?,
             log_format: optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
-            body_limit: optional("MRBILL_BODY_LIMIT_BYTES")?.unwrap_or(64 * 1024),
+            body_limit: optional("MRBILL_BODY_LIMIT_BYTES")?
+                .unwrap_or(cell_model::routes::BODY_LIMIT),
             ready_file: optional("MRBILL_READY_FILE")?,
         })
     }
@@ -118,7 +119,7 @@ impl CommonConfig {
             database_url: SecretString::from(database_url.to_owned()),
             trusted_proxies: vec![IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))],
             log_format: LogFormat::Compact,
-            body_limit: 64 * 1024,
+            body_limit: cell_model::routes::BODY_LIMIT,
             ready_file: None,
         }
     }

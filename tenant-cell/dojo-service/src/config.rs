@@ -6,8 +6,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use service_kit::config::{CommonConfig, optional, required, secret_file};
 
-/// A dojo's initial code (≤ 50,000 characters, up to 4 bytes each) must fit in a request.
-const MIN_BODY_LIMIT: usize = 256 * 1024;
+/// A dojo's initial code must fit in a request (the cell contract's limit for dojo).
+const MIN_BODY_LIMIT: usize = cell_model::routes::DOJO_BODY_LIMIT;
 
 /// Limits of the live socket and rooms.
 #[derive(Clone, Copy, Debug)]

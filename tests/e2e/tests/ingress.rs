@@ -145,3 +145,51 @@ async fn one_client_guessing_passwords_through_the_ingress_does_not_lock_out_the
     // Everyone else behind the same ingress still signs in.
     assert_eq!(login(&from("127.0.0.3"), &url, admin, PASSWORD).await, 200);
 }
+
+/// Uploads just over each service's limit (and a 3 MB one), through the router to the real
+/// services, repeated: every one is the client's mistake (413 `payload_too_large`), never
+/// "cell not reachable". The service used to answer 413 and close while the router was still
+/// sending, and the router reported 503 in about 4 of 10 tries.
+#[tokio::test]
+async fn oversized_uploads_through_the_router_are_413_every_time() {
+    use cell_model::routes::{BODY_LIMIT, DOJO_BODY_LIMIT};
+    let platform = Platform::up();
+    let acme = platform.create_tenant("acme");
+    let token = platform.admin_token(&acme).await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/t/acme", platform.router_url());
+    for (path, size) in [
+        ("/v1/pocs", BODY_LIMIT + 1),
+        ("/v1/dojos", DOJO_BODY_LIMIT + 1),
+        ("/v1/videos", BODY_LIMIT + 1),
+        ("/v1/videos", 3 * 1024 * 1024),
+    ] {
+        for attempt in 0..20 {
+            let res = http
+                .post(format!("{base}{path}"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(vec![b' '; size])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path} {size} B #{attempt}: {e}"));
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (413, Some("payload_too_large")),
+                "{path} {size} B #{attempt}: {body}"
+            );
+        }
+    }
+    // Just within dojo's limit, the body reaches dojo-service (which then judges the JSON).
+    let res = http
+        .post(format!("{base}/v1/dojos"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; DOJO_BODY_LIMIT])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 400, "whitespace is not a JSON object");
+}

@@ -1,0 +1,133 @@
+//! The exchange with a cell: the client's body held to the service's limit, and one retry for
+//! idempotent requests without a body.
+//!
+//! **Invariant:** a client's mistake never looks like an outage. A body over the service's
+//! limit is answered 413 `payload_too_large` by the router itself, the way the service would,
+//! and never reaches the service: a body with a declared length over the limit is refused
+//! up front, and one without a length (chunked) is gathered up to the limit first (bodies are
+//! small: ≤ 256 KiB). The service therefore never closes a connection the router is still
+//! writing to, which used to surface as 503 "cell not reachable".
+
+use std::time::Duration;
+
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use service_kit::ApiError;
+use wire_types::ErrorCode;
+
+use crate::proxy::ProxyBody;
+
+/// What the router sends a cell: the client's body as it streams in (its length is declared
+/// and within the limit), or one gathered in full (no body, or a chunked one).
+pub(crate) type UpstreamBody = Either<Incoming, Full<Bytes>>;
+
+/// A refused body is read (and dropped) before the answer, up to this much and this long, so a
+/// client still sending reads the 413 instead of a reset connection (nginx's lingering close
+/// does the same); past either the connection is closed after the answer.
+const DISCARD_MAX: u64 = 1024 * 1024 * 1024;
+const DISCARD_TIME: Duration = Duration::from_secs(10);
+
+/// The body to send upstream, or the router's own 413 when it is over `limit`.
+pub(crate) async fn body(
+    body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<UpstreamBody, Response<ProxyBody>> {
+    if body.is_end_stream() {
+        return Ok(Either::Right(Full::new(Bytes::new())));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            let read = length <= DISCARD_MAX && discard(body).await;
+            Err(too_large(limit, !read))
+        }
+        // HTTP/1 framing holds the body to its declared length.
+        Some(_) => Ok(Either::Left(body)),
+        None => match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(Either::Right(Full::new(collected.to_bytes()))),
+            // Over the limit, or the client broke off: either way nothing is forwarded.
+            Err(_) => Err(too_large(limit, true)),
+        },
+    }
+}
+
+/// Reads `body` to its end (bounded in size and time); whether it got there.
+async fn discard(mut body: Incoming) -> bool {
+    let mut read = 0u64;
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if read > DISCARD_MAX {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DISCARD_TIME, drain)
+        .await
+        .unwrap_or(false)
+}
+
+/// 413 `payload_too_large` with the limit, closing the connection when the body was not read.
+pub(crate) fn too_large(limit: usize, close: bool) -> Response<ProxyBody> {
+    let mut res = ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+        .with_details(serde_json::json!({ "limit_bytes": limit }))
+        .into_response()
+        .map(Either::Right);
+    if close {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// Sends the request. One that is idempotent and has no body (nothing of the client's is lost
+/// by sending it again) is sent once more when the exchange fails, e.g. on a pooled connection
+/// the cell broke off while answering; hyper-util itself only retries requests the connection
+/// closed on before any of them was written.
+pub(crate) async fn send(
+    client: &Client<HttpConnector, UpstreamBody>,
+    parts: Parts,
+    body: UpstreamBody,
+    upgrade: bool,
+) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    let again = (idempotent(&parts.method) && body.is_end_stream() && !upgrade).then(|| {
+        let mut copy = Request::new(Either::Right(Full::new(Bytes::new())));
+        *copy.method_mut() = parts.method.clone();
+        *copy.uri_mut() = parts.uri.clone();
+        *copy.version_mut() = parts.version;
+        *copy.headers_mut() = parts.headers.clone();
+        copy
+    });
+    let first = client.request(Request::from_parts(parts, body)).await;
+    match (first, again) {
+        (Err(e), Some(again)) => {
+            tracing::debug!(error = %e, "idempotent request failed once; sending it again");
+            client.request(again).await
+        }
+        (result, _) => result,
+    }
+}
+
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}

@@ -1,0 +1,125 @@
+//! The exchange with the cell: oversized bodies are the client's mistake (413, never 503), and
+//! an idempotent request meeting a pooled connection the cell has closed is retried once.
+
+mod common;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+use cell_model::routes::{BODY_LIMIT, RouteState};
+use common::{route, router};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A cell service that refuses large bodies the way axum does: 413 as soon as it knows, then
+/// the connection closes while the router may still be sending.
+async fn strict_service() -> String {
+    let app = Router::new()
+        .route(
+            "/v1/pocs",
+            post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    common::serve(app).await
+}
+
+#[tokio::test]
+async fn bodies_over_the_services_limit_get_413_every_time_never_503() {
+    let upstream = strict_service().await;
+    let (api, _) = router(vec![route("acme", RouteState::Active, &upstream)], None).await;
+    let url = format!("{}/t/acme/v1/pocs", api.base);
+    let http = reqwest::Client::new();
+    for size in [BODY_LIMIT + 1, 3 * 1024 * 1024, 12 * 1024 * 1024] {
+        for attempt in 0..10 {
+            let res = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(vec![b' '; size])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{size} bytes, attempt {attempt}: {e}"));
+            assert_eq!(res.status(), 413, "{size} bytes, attempt {attempt}");
+            let body: serde_json::Value = res.json().await.expect("json");
+            assert_eq!(body["code"], "payload_too_large");
+            assert_eq!(body["details"]["limit_bytes"], BODY_LIMIT);
+        }
+    }
+    // Streamed without a length (chunked): refused once it passes the limit.
+    let mut socket = tokio::net::TcpStream::connect(api.base.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let head = "POST /t/acme/v1/pocs HTTP/1.1\r\nhost: r\r\ntransfer-encoding: chunked\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.expect("head");
+    let chunk = [
+        format!("{:x}\r\n", 8192).into_bytes(),
+        vec![b' '; 8192],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    for _ in 0..(BODY_LIMIT / 8192 + 4) {
+        if socket.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut answer = vec![0u8; 256];
+    let n = socket.read(&mut answer).await.expect("answer");
+    let status_line = String::from_utf8_lossy(&answer[..n]);
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    // At the limit, the body reaches the service whole.
+    let res = http
+        .post(&url)
+        .body(vec![b' '; BODY_LIMIT])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.expect("text"), BODY_LIMIT.to_string());
+}
+
+/// A cell that answers the first request of each connection and breaks the connection off in
+/// the middle of answering the second: what a pooled keep-alive connection to a cell that is
+/// going away looks like. (A connection closed before any answer is retried by hyper itself.)
+async fn one_request_per_connection() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // The next request on this connection gets half an answer, then the connection
+                // drops (a cell restarting under it).
+                if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    let _ = socket.write_all(b"HTTP/1.1 200").await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
+    let upstream = one_request_per_connection().await;
+    let (api, _) = router(vec![route("acme", RouteState::Active, &upstream)], None).await;
+    for attempt in 0..5 {
+        let res = api.get("/t/acme/v1/pocs").await;
+        assert_eq!(res.status, 200, "attempt {attempt}: {:?}", res.body);
+    }
+    // A request with a body is never sent twice: the cell may have acted on it.
+    api.get("/t/acme/v1/pocs").await.assert_status(200);
+    let res = api
+        .post("/t/acme/v1/pocs", &serde_json::json!({ "name": "x" }))
+        .await;
+    res.assert_error(503, "unavailable");
+}
