@@ -37,6 +37,7 @@ pub struct Live {
     pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub doc: Doc,
     pub got: Received,
+    presence: std::collections::HashMap<yrs::ClientID, Value>,
 }
 
 impl Live {
@@ -50,6 +51,15 @@ impl Live {
     /// Like [`Live::connect`], `None` when the handshake fails (e.g. the service is down).
     pub async fn try_connect(url: &str, bearer: Option<&str>) -> Option<Self> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        // This client reads the dojo's custom messages (chat, signals, room events).
+        let url = if url.contains("custom=") {
+            url.to_owned()
+        } else {
+            format!(
+                "{url}{}custom=true",
+                if url.contains('?') { '&' } else { '?' }
+            )
+        };
         let mut request = url.into_client_request().expect("request");
         if let Some(token) = bearer {
             request.headers_mut().insert(
@@ -64,6 +74,7 @@ impl Live {
             socket,
             doc,
             got: Received::default(),
+            presence: std::collections::HashMap::new(),
         };
         let sv = live.doc.transact().state_vector();
         live.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
@@ -113,6 +124,11 @@ impl Live {
             .collect(),
         };
         self.send(Message::Awareness(update)).await;
+    }
+
+    /// The awareness states this client has heard of, by client id (removed ones dropped).
+    pub fn presence(&self) -> std::collections::HashMap<yrs::ClientID, Value> {
+        self.presence.clone()
     }
 
     /// Deletes `len` characters at `at` locally and sends the update.
@@ -223,7 +239,15 @@ impl Live {
                         _ => self.got.acks.push(value),
                     }
                 }
-                Message::Awareness(_) => self.got.awareness += 1,
+                Message::Awareness(update) => {
+                    self.got.awareness += 1;
+                    for (client, entry) in update.clients {
+                        match serde_json::from_str::<Value>(&entry.json) {
+                            Ok(Value::Null) | Err(_) => self.presence.remove(&client),
+                            Ok(state) => self.presence.insert(client, state),
+                        };
+                    }
+                }
                 _ => {}
             }
         }

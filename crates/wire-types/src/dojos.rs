@@ -3,7 +3,9 @@
 //! The live socket `/v1/dojos/{id}/live` speaks the y-websocket protocol: a binary frame holds
 //! one or more messages, each a varint tag and its payload. Tags 0–3 are y-sync's (sync step
 //! 1/2 and update, awareness, auth, awareness query). The tags below carry JSON payloads
-//! (length-prefixed, as y-sync's custom messages are); standard Yjs clients ignore them.
+//! (length-prefixed, as y-sync's custom messages are). A socket receives them only when it asks:
+//! `?custom=true` for chat, signals and room events, `?acks=true` for acks, so a standard
+//! y-websocket client (which asks for neither) never gets a message it cannot decode.
 //! The shared document holds the code in the text named [`CODE_TEXT`].
 
 use serde::{Deserialize, Serialize};

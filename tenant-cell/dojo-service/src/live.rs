@@ -21,7 +21,7 @@ use wire_types::ErrorCode;
 use wire_types::auth::Role;
 use wire_types::dojos::{ParticipantRole, close};
 
-use crate::room::{Outbound, Refused};
+use crate::room::{Extensions, Outbound, Refused};
 use crate::state::AppState;
 use crate::store;
 
@@ -33,6 +33,7 @@ use crate::store;
         ("token" = Option<String>, Query, description = "Access token, for clients that cannot set headers"),
         ("observer" = Option<bool>, Query, description = "Join as an observer"),
         ("acks" = Option<bool>, Query, description = "Send MSG_ACK once your updates are stored"),
+        ("custom" = Option<bool>, Query, description = "Send chat, signal and room-event messages (tags 100–102); standard y-websocket clients leave it out and get only y-sync and awareness"),
     ),
     responses(
         (status = 101, description = "Switching to the y-websocket protocol; refusals are close codes 4001/4003/4004/4005/4006"),
@@ -57,7 +58,11 @@ pub async fn live(
         .map(str::to_owned)
         .or_else(|| query.get("token").cloned());
     let flag = |name: &str| query.get(name).is_some_and(|v| v == "true" || v == "1");
-    let (observer, acks) = (flag("observer"), flag("acks"));
+    let observer = flag("observer");
+    let wants = Extensions {
+        acks: flag("acks"),
+        custom: flag("custom"),
+    };
     let limit = state.config.live.max_message_bytes;
     upgrade
         .max_message_size(limit)
@@ -65,7 +70,7 @@ pub async fn live(
         // tungstenite reads in 128 KiB chunks by default: most of an idle socket's memory.
         // Frames here are small; larger ones still arrive whole, over several reads.
         .read_buffer_size(4096)
-        .on_upgrade(move |socket| session(state, id, token, observer, acks, socket))
+        .on_upgrade(move |socket| session(state, id, token, observer, wants, socket))
 }
 
 async fn close_with(mut socket: WebSocket, code: u16, reason: &'static str) {
@@ -137,7 +142,7 @@ async fn session(
     dojo: Uuid,
     token: Option<String>,
     observer: bool,
-    acks: bool,
+    wants: Extensions,
     socket: WebSocket,
 ) {
     let (claims, row, role) = match admit(&state, dojo, token, observer).await {
@@ -145,7 +150,7 @@ async fn session(
         Err((code, reason)) => return close_with(socket, code, reason).await,
     };
     let max = u32::try_from(row.max_participants).unwrap_or(2);
-    let admitted = match state.rooms.join(dojo, max, claims.sub.0, role, acks).await {
+    let admitted = match state.rooms.join(dojo, max, claims.sub.0, role, wants).await {
         Ok(admitted) => admitted,
         Err(Refused::Full) => return close_with(socket, close::ROOM_FULL, "room_full").await,
         Err(Refused::Unavailable) => return close_with(socket, 1013, "try again later").await,

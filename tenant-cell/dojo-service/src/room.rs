@@ -28,7 +28,7 @@ use wire_types::dojos::{
 };
 use yrs::block::ClientID;
 use yrs::encoding::read::Cursor;
-use yrs::sync::{Awareness, Message, MessageReader, SyncMessage};
+use yrs::sync::{Awareness, AwarenessUpdate, Message, MessageReader, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact, Update};
@@ -54,6 +54,16 @@ pub enum Refused {
     Unavailable,
 }
 
+/// What a socket asked for beyond y-sync and awareness. A standard y-websocket client asks
+/// for neither and so never receives a message it cannot decode.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extensions {
+    /// `?acks=true`: `MSG_ACK` once its updates are stored.
+    pub acks: bool,
+    /// `?custom=true`: chat, signals and room events (`MSG_CHAT`, `MSG_SIGNAL`, `MSG_ROOM`).
+    pub custom: bool,
+}
+
 /// A socket admitted to a room.
 pub struct Admitted {
     pub peer: u64,
@@ -65,7 +75,7 @@ enum Command {
     Join {
         user: Uuid,
         role: ParticipantRole,
-        acks: bool,
+        wants: Extensions,
         reply: oneshot::Sender<Result<(u64, mpsc::Receiver<Outbound>), Refused>>,
     },
     Frame {
@@ -142,7 +152,7 @@ impl Rooms {
         max_participants: u32,
         user: Uuid,
         role: ParticipantRole,
-        acks: bool,
+        wants: Extensions,
     ) -> Result<Admitted, Refused> {
         // A room that is unloading refuses the command; the second try loads it afresh.
         for _ in 0..2 {
@@ -153,7 +163,7 @@ impl Rooms {
                 .send(Command::Join {
                     user,
                     role,
-                    acks,
+                    wants,
                     reply,
                 })
                 .await;
@@ -283,13 +293,24 @@ struct PeerConn {
     user: Uuid,
     role: ParticipantRole,
     out: mpsc::Sender<Outbound>,
-    /// Awareness clients this socket announced (removed when it leaves).
+    /// Awareness clients this socket announced (removed when it leaves); no other socket may
+    /// change their states.
     clients: HashSet<ClientID>,
     acks: bool,
+    /// Whether it takes the custom messages (tags 100–102).
+    custom: bool,
     updates: u64,
 }
 
 impl PeerConn {
+    /// Whether this socket takes `frame`: custom messages only if it asked for them.
+    fn takes(&self, frame: &[u8]) -> bool {
+        match frame.first() {
+            Some(&tag) if (MSG_CHAT..=MSG_ROOM).contains(&tag) => self.custom,
+            _ => true,
+        }
+    }
+
     fn wire(&self, peer: u64) -> Peer {
         Peer {
             peer,
@@ -541,7 +562,12 @@ impl RoomState {
         // in the batch's order.
         let mut per_peer: HashMap<u64, Vec<Bytes>> = HashMap::new();
         for (to, bytes) in outgoing {
-            let mut add = |id: u64| per_peer.entry(id).or_default().push(bytes.clone());
+            let peers = &self.peers;
+            let mut add = |id: u64| {
+                if peers.get(&id).is_some_and(|p| p.takes(&bytes)) {
+                    per_peer.entry(id).or_default().push(bytes.clone());
+                }
+            };
             match to {
                 To::All { below } => self
                     .peers
@@ -612,7 +638,7 @@ impl RoomState {
             Command::Join {
                 user,
                 role,
-                acks,
+                wants,
                 reply,
             } => {
                 if self.peers.len() as u32 >= self.max_participants {
@@ -627,7 +653,8 @@ impl RoomState {
                     role,
                     out,
                     clients: HashSet::new(),
-                    acks,
+                    acks: wants.acks,
+                    custom: wants.custom,
                     updates: 0,
                 };
                 let you = conn.wire(id);
@@ -737,6 +764,14 @@ impl RoomState {
                     self.update(peer, update, batch)?;
                 }
                 Message::Awareness(update) => {
+                    if let Some(taken) = self.foreign_client(peer, &update) {
+                        tracing::debug!(dojo = %self.dojo, peer, client = ?taken, "awareness for another socket's client refused");
+                        batch.outgoing.push((
+                            To::One(peer),
+                            rejected("awareness may only change your own clients"),
+                        ));
+                        continue;
+                    }
                     let raw = encode(Message::Awareness(update.clone()));
                     let summary = self
                         .awareness
@@ -771,6 +806,18 @@ impl RoomState {
             }
         }
         Ok(())
+    }
+
+    /// A client id in `update` that belongs to another socket (or to the room itself), if any:
+    /// a socket owns the ids it announced first, so nobody can fake or erase others' presence.
+    fn foreign_client(&self, peer: u64, update: &AwarenessUpdate) -> Option<ClientID> {
+        update.clients.keys().copied().find(|client| {
+            *client == self.awareness.client_id()
+                || self
+                    .peers
+                    .iter()
+                    .any(|(id, p)| *id != peer && p.clients.contains(client))
+        })
     }
 
     fn update(&mut self, peer: u64, raw: Vec<u8>, batch: &mut Batch) -> Result<(), &'static str> {

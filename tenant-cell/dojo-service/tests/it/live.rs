@@ -609,3 +609,98 @@ async fn a_client_that_stops_answering_pings_is_dropped_and_live_ones_stay() {
         "a client that reads answers pings and stays"
     );
 }
+
+/// Presence belongs to the socket that announced it: another member cannot overwrite or
+/// erase it (a spoofed cursor, a fake "left").
+#[tokio::test]
+async fn awareness_may_only_change_the_senders_own_clients() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell.create_dojo(&admin, json!({})).await);
+    let mut owner = cell.connect(&dojo, &admin, "").await;
+    owner.settled(0).await;
+    owner
+        .set_presence(&json!({ "user": { "name": "admin" }, "cursor": 3 }))
+        .await;
+    owner
+        .until("its presence back", |l| l.got.awareness > 0)
+        .await;
+    let mut spoofer = cell.connect(&dojo, &ada, "").await;
+    spoofer.settled(1).await;
+    let victim = owner.doc.client_id();
+    for (clock, state) in [(7, r#"{"user":{"name":"evil"},"cursor":0}"#), (8, "null")] {
+        let spoof = yrs::sync::AwarenessUpdate {
+            clients: [(
+                victim,
+                yrs::sync::awareness::AwarenessUpdateEntry {
+                    clock,
+                    json: state.into(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        };
+        spoofer.send(yrs::sync::Message::Awareness(spoof)).await;
+    }
+    spoofer
+        .until("the refusals", |l| {
+            l.got
+                .room
+                .iter()
+                .filter(|e| e["type"] == "rejected")
+                .count()
+                == 2
+        })
+        .await;
+    // A newcomer sees the owner's real presence.
+    let mut newcomer = cell.connect(&dojo, &admin, "").await;
+    newcomer.settled(2).await;
+    let states = newcomer.presence();
+    assert_eq!(
+        states.get(&victim).map(|s| s["user"]["name"].clone()),
+        Some(json!("admin")),
+        "{states:?}"
+    );
+    // The spoofer's own presence is its to change.
+    spoofer
+        .set_presence(&json!({ "user": { "name": "ada" } }))
+        .await;
+    spoofer.pump(Duration::from_millis(200)).await;
+    assert_eq!(
+        spoofer
+            .got
+            .room
+            .iter()
+            .filter(|e| e["type"] == "rejected")
+            .count(),
+        2
+    );
+}
+
+/// A standard y-websocket client (it asks for no extensions) receives only y-sync and
+/// awareness messages, however busy the room: chat, signals and room events would be
+/// "Unable to compute message" for it.
+#[tokio::test]
+async fn a_client_that_asks_for_no_extensions_gets_only_sync_and_awareness() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let ada = cell.member(&admin, "ada@acme.test").await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "hi" }))
+        .await);
+    let mut plain = cell.connect(&dojo, &ada, "&custom=false").await;
+    let mut app = cell.connect(&dojo, &admin, "").await;
+    app.settled(1).await;
+    app.send_json(100, &json!({ "text": "hello room" })).await;
+    app.until("its chat back", |l| !l.got.chat.is_empty()).await;
+    app.insert(2, "!").await;
+    plain.until("the edit", |l| l.code() == "hi!").await;
+    drop(app);
+    plain.pump(Duration::from_millis(300)).await;
+    assert!(
+        plain.got.chat.is_empty() && plain.got.room.is_empty() && plain.got.signals.is_empty(),
+        "custom messages reached a standard client: {:?}",
+        plain.got
+    );
+}

@@ -55,6 +55,8 @@ async fn a_standard_yjs_client_edits_with_our_client() {
     let mut rust = cell.connect(&dojo, &admin, "").await;
     rust.until("the initial code", |l| l.code() == "hello")
         .await;
+    // Room events (the yjs client's arrival) and chat fill the room meanwhile.
+    rust.send_json(100, &json!({ "text": "hello yjs" })).await;
 
     let node = tokio::process::Command::new("node")
         .arg(dir.join("client.mjs"))
@@ -79,6 +81,12 @@ async fn a_standard_yjs_client_edits_with_our_client() {
         out.status.success(),
         "yjs client failed: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // y-websocket logs every message type it does not know; it must not have met any.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Unable to compute message"),
+        "the standard client got messages it cannot decode: {stderr}"
     );
     let result: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("the yjs client prints JSON");
