@@ -2,7 +2,9 @@
 //! a token is accepted only while its `token_version` is the user's current one and the user is
 //! enabled, as poc-service's internal API says, cached for at most [`Revocation::ttl`].
 //!
-//! **Invariant:** a revoked or disabled user is refused everywhere within the cache TTL (≤ 30 s).
+//! **Invariant:** a revoked or disabled user is refused everywhere within [`WINDOW`] (30 s):
+//! requests through the cache TTL (≤ 30 s), and long-lived connections by re-checking every
+//! period with answers no older than the window minus that period ([`Revocation::check_fresh`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +19,9 @@ use wire_types::auth::TokenVersion;
 use crate::ApiError;
 use crate::auth::bearer_token;
 use crate::jwt::{Claims, TokenError, TokenVerifier};
+
+/// The longest a revoked or disabled user's token is still accepted anywhere.
+pub const WINDOW: Duration = Duration::from_secs(30);
 
 /// Why a verified token is not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +75,15 @@ impl Revocation {
     /// With poc-service unreachable, a recent (≤ TTL) answer still decides; otherwise
     /// [`Refused::Unavailable`].
     pub async fn check(&self, claims: &Claims) -> Result<(), Refused> {
-        let current = match self.cached(claims.sub) {
+        self.check_fresh(claims, self.ttl).await
+    }
+
+    /// Like [`Revocation::check`], trusting only answers younger than `max_age`: a connection
+    /// re-checked every `period` passes `WINDOW - period`, so a revocation reaches it within
+    /// [`WINDOW`] whatever the cache holds. With poc-service unreachable and no answer that
+    /// fresh: [`Refused::Unavailable`] (a connection stays and is checked again next period).
+    pub async fn check_fresh(&self, claims: &Claims, max_age: Duration) -> Result<(), Refused> {
+        let current = match self.cached(claims.sub, max_age.min(self.ttl)) {
             Some(current) => current,
             None => self.fetch(claims.sub).await?,
         };
@@ -80,11 +93,11 @@ impl Revocation {
         Ok(())
     }
 
-    fn cached(&self, user: UserId) -> Option<TokenVersion> {
+    fn cached(&self, user: UserId, max_age: Duration) -> Option<TokenVersion> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(&user)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .filter(|(_, at)| at.elapsed() < max_age)
             .map(|(v, _)| v.clone())
     }
 

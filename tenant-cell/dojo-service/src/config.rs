@@ -26,8 +26,12 @@ pub struct LiveLimits {
     pub idle_unload: Duration,
     /// How often live sockets re-check their token (revocation); at most 30 s.
     pub recheck_every: Duration,
-    /// How long poc-service's answer about a user is trusted; at most 30 s.
+    /// How long poc-service's answer about a user is trusted by requests; at most 30 s.
     pub revocation_cache: Duration,
+    /// A revoked or disabled user's socket closes within this (at most 30 s, the contract's
+    /// `service_kit::revocation::WINDOW`): each re-check trusts only answers younger than
+    /// `revocation_window - recheck_every`.
+    pub revocation_window: Duration,
     /// Sockets are pinged this often; one that sends nothing back for 2.5 intervals is
     /// closed (1001), so vanished clients stop holding room places.
     pub ping_every: Duration,
@@ -47,8 +51,9 @@ impl Default for LiveLimits {
             send_queue: 1024,
             compact_every: 500,
             idle_unload: Duration::from_secs(30),
-            recheck_every: Duration::from_secs(30),
+            recheck_every: Duration::from_secs(10),
             revocation_cache: Duration::from_secs(30),
+            revocation_window: service_kit::revocation::WINDOW,
             ping_every: Duration::from_secs(30),
             coalesce: Duration::from_millis(2),
             coalesce_from: 64,
@@ -99,10 +104,12 @@ impl Config {
                 send_queue: optional("MRBILL_DOJO_SEND_QUEUE")?.unwrap_or(d.send_queue),
                 compact_every: optional("MRBILL_DOJO_COMPACT_EVERY")?.unwrap_or(d.compact_every),
                 idle_unload: secs("MRBILL_DOJO_IDLE_UNLOAD_SECS", d.idle_unload)?,
+                // Re-checks must fit the window a few times over.
                 recheck_every: secs("MRBILL_DOJO_RECHECK_SECS", d.recheck_every)?
-                    .min(Duration::from_secs(30)),
+                    .min(d.revocation_window / 3),
                 revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", d.revocation_cache)?
                     .min(Duration::from_secs(30)),
+                revocation_window: d.revocation_window,
                 ping_every: secs("MRBILL_DOJO_PING_SECS", d.ping_every)?
                     .max(Duration::from_secs(1)),
                 coalesce: optional::<u64>("MRBILL_DOJO_COALESCE_MS")?

@@ -287,7 +287,8 @@ async fn session(
                 let _ = local.try_send(Outbound::Ping);
             }
             _ = recheck.tick() => {
-                if let Err(Revoked::Revoked) = state.revocation.check(&claims).await {
+                let max_age = limits.revocation_window.saturating_sub(limits.recheck_every);
+                if let Err(Revoked::Revoked) = state.revocation.check_fresh(&claims, max_age).await {
                     stop(close::UNAUTHENTICATED, "token revoked");
                     break;
                 }
