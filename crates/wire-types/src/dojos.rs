@@ -38,7 +38,10 @@ pub mod close {
     pub const ROOM_FULL: u16 = 4005;
     /// The dojo has ended.
     pub const ENDED: u16 = 4006;
-    /// The connection sent more messages than its rate limit allows.
+    /// The document is at its size limit; the refused edit was not stored (nor acknowledged).
+    pub const DOCUMENT_FULL: u16 = 4013;
+    /// The connection sent more messages, or its user (or room) wrote more bytes, than the
+    /// limits allow; the refused message was not stored.
     pub const RATE_LIMITED: u16 = 4029;
 }
 

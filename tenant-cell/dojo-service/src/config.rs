@@ -22,6 +22,20 @@ pub struct LiveLimits {
     pub send_queue: usize,
     /// Document updates between two compactions of a dojo's update log into a snapshot.
     pub compact_every: u64,
+    /// Bytes of updates that also trigger a compaction, so a room reloads from its snapshot
+    /// and at most about this much log.
+    pub compact_bytes: usize,
+    /// Snapshots kept per dojo (the newest; older history is dropped at compaction).
+    pub keep_snapshots: u32,
+    /// Largest encoded document; an update that would pass it closes its socket with 4013.
+    pub max_document_bytes: usize,
+    /// Bytes of updates and chat each user may write per second in a room (across its
+    /// sockets), and the burst; more closes the writing socket with 4029.
+    pub user_write_bytes_per_sec: f64,
+    pub user_write_burst: f64,
+    /// The same for everyone in a room together.
+    pub room_write_bytes_per_sec: f64,
+    pub room_write_burst: f64,
     /// How long an empty room stays loaded before it is compacted and unloaded.
     pub idle_unload: Duration,
     /// How often live sockets re-check their token (revocation); at most 30 s.
@@ -50,6 +64,13 @@ impl Default for LiveLimits {
             message_burst: 240.0,
             send_queue: 1024,
             compact_every: 500,
+            compact_bytes: 1024 * 1024,
+            keep_snapshots: 50,
+            max_document_bytes: 1024 * 1024,
+            user_write_bytes_per_sec: 64.0 * 1024.0,
+            user_write_burst: 1024.0 * 1024.0,
+            room_write_bytes_per_sec: 256.0 * 1024.0,
+            room_write_burst: 4.0 * 1024.0 * 1024.0,
             idle_unload: Duration::from_secs(30),
             recheck_every: Duration::from_secs(10),
             revocation_cache: Duration::from_secs(30),
@@ -103,6 +124,16 @@ impl Config {
                 message_burst: optional("MRBILL_DOJO_MESSAGE_BURST")?.unwrap_or(d.message_burst),
                 send_queue: optional("MRBILL_DOJO_SEND_QUEUE")?.unwrap_or(d.send_queue),
                 compact_every: optional("MRBILL_DOJO_COMPACT_EVERY")?.unwrap_or(d.compact_every),
+                compact_bytes: d.compact_bytes,
+                keep_snapshots: optional("MRBILL_DOJO_KEEP_SNAPSHOTS")?
+                    .unwrap_or(d.keep_snapshots)
+                    .max(1),
+                max_document_bytes: optional("MRBILL_DOJO_MAX_DOCUMENT_BYTES")?
+                    .unwrap_or(d.max_document_bytes),
+                user_write_bytes_per_sec: d.user_write_bytes_per_sec,
+                user_write_burst: d.user_write_burst,
+                room_write_bytes_per_sec: d.room_write_bytes_per_sec,
+                room_write_burst: d.room_write_burst,
                 idle_unload: secs("MRBILL_DOJO_IDLE_UNLOAD_SECS", d.idle_unload)?,
                 // Re-checks must fit the window a few times over.
                 recheck_every: secs("MRBILL_DOJO_RECHECK_SECS", d.recheck_every)?

@@ -5,6 +5,7 @@
 //! broadcast), `store` (SQL), `app` (wiring).
 
 pub mod app;
+mod budget;
 pub mod config;
 mod live;
 pub mod openapi;

@@ -350,13 +350,15 @@ pub async fn append(
     tx.commit().await
 }
 
-/// Folds the log up to `seq` into a snapshot and removes those updates.
+/// Folds the log up to `seq` into a snapshot, removes those updates and all but the newest
+/// `keep` snapshots.
 pub async fn compact(
     pool: &PgPool,
     dojo: Uuid,
     seq: i64,
     state: &[u8],
     code: &str,
+    keep: u32,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -374,6 +376,14 @@ pub async fn compact(
         .bind(seq)
         .execute(&mut *tx)
         .await?;
+    sqlx::query(
+        "DELETE FROM dojo_snapshots WHERE dojo_id = $1 AND seq < (
+           SELECT seq FROM dojo_snapshots WHERE dojo_id = $1 ORDER BY seq DESC OFFSET $2 LIMIT 1)",
+    )
+    .bind(dojo)
+    .bind(i64::from(keep.max(1)) - 1)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await
 }
 

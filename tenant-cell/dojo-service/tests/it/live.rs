@@ -760,3 +760,114 @@ async fn a_client_that_asks_for_no_extensions_gets_only_sync_and_awareness() {
         plain.got
     );
 }
+
+async fn stored(cell: &Cell, dojo: &str) -> (i64, i64, i64, i64) {
+    let pool = sqlx::PgPool::connect(&cell.dojo_url).await.expect("pool");
+    let dojo: uuid::Uuid = dojo.parse().expect("uuid");
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM dojo_snapshots WHERE dojo_id = $1),
+                (SELECT coalesce(max(octet_length(state)), 0)::bigint FROM dojo_snapshots WHERE dojo_id = $1),
+                (SELECT count(*) FROM dojo_updates WHERE dojo_id = $1),
+                (SELECT coalesce(sum(octet_length(update)), 0)::bigint FROM dojo_updates WHERE dojo_id = $1)",
+    )
+    .bind(dojo)
+    .fetch_one(&pool)
+    .await
+    .expect("storage figures")
+}
+
+/// The attack: a member streams large edits from several sockets at once. Its user's write
+/// budget closes them (4029) long before the database or the room's memory fills, nothing
+/// another user had acknowledged is lost, and history keeps a bounded number of snapshots.
+#[tokio::test]
+async fn a_member_streaming_large_edits_is_stopped_and_storage_stays_bounded() {
+    let mut cell = Cell::start_with(|c| {
+        c.live.user_write_bytes_per_sec = 4.0 * 1024.0;
+        c.live.user_write_burst = 64.0 * 1024.0;
+        c.live.compact_every = 3;
+        c.live.keep_snapshots = 3;
+        c.live.messages_per_sec = 1000.0;
+        c.live.message_burst = 1000.0;
+    })
+    .await;
+    let admin = cell.admin().await;
+    let mallory = cell.member(&admin, "mallory@acme.test").await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "" }))
+        .await);
+    let mut honest = cell.connect(&dojo, &admin, "&acks=true").await;
+    honest.settled(0).await;
+    honest.insert(0, "keep me").await;
+    honest
+        .until("the edit stored", |l| !l.got.acks.is_empty())
+        .await;
+
+    let chunk = "x".repeat(16 * 1024);
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut s = cell.connect(&dojo, &mallory, "").await;
+        s.until("welcome", |l| !l.got.room.is_empty()).await;
+        sockets.push(s);
+    }
+    for _ in 0..8 {
+        for s in &mut sockets {
+            s.insert(0, &chunk).await;
+        }
+    }
+    for s in &mut sockets {
+        assert_eq!(s.closed_with().await, close::RATE_LIMITED);
+    }
+    honest.pump(Duration::from_millis(300)).await;
+    assert!(honest.got.closed.is_none(), "the honest editor stays");
+    let text = honest.code();
+    assert!(text.contains("keep me"), "acknowledged work kept");
+    assert!(
+        text.len() <= 64 * 1024 + 16,
+        "at most the attacker's burst got in: {} bytes",
+        text.len()
+    );
+    // The room reloads from what was stored: the same text, from bounded storage.
+    drop(honest);
+    cell.start_dojo().await;
+    let mut fresh = cell.connect(&dojo, &admin, "").await;
+    fresh.until("the stored text", |l| l.code() == text).await;
+    let (snapshots, _, updates, log_bytes) = stored(&cell, &dojo).await;
+    assert!(snapshots <= 3, "{snapshots} snapshots kept");
+    assert!(
+        updates <= 3 && log_bytes <= 64 * 1024,
+        "{updates} updates, {log_bytes} B of log"
+    );
+}
+
+/// Past the document's size limit an edit closes its socket with 4013 and is not stored; the
+/// edits acknowledged before it are all there.
+#[tokio::test]
+async fn an_edit_past_the_document_size_limit_is_refused_with_4013() {
+    let cell = Cell::start_with(|c| c.live.max_document_bytes = 40 * 1024).await;
+    let admin = cell.admin().await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "" }))
+        .await);
+    let mut writer = cell.connect(&dojo, &admin, "&acks=true").await;
+    writer.settled(0).await;
+    let chunk = "y".repeat(8 * 1024);
+    for _ in 0..8 {
+        writer.insert(0, &chunk).await;
+    }
+    assert_eq!(writer.closed_with().await, close::DOCUMENT_FULL);
+    let acked = writer
+        .got
+        .acks
+        .iter()
+        .filter_map(|a| a["updates"].as_u64())
+        .max()
+        .unwrap_or(0) as usize;
+    assert!((3..8).contains(&acked), "{acked} edits acknowledged");
+    let mut reader = cell.connect(&dojo, &admin, "").await;
+    reader
+        .until("every acknowledged edit", |l| {
+            l.code().len() >= acked * chunk.len()
+        })
+        .await;
+    assert!(reader.code().len() <= 40 * 1024, "{}", reader.code().len());
+}
