@@ -1,0 +1,584 @@
+//! A kubelet on this machine, for the rendered objects: starts a pod template's containers as
+//! the real binaries with the rendered command, args and env (`valueFrom` resolved from the
+//! rendered Secrets and ConfigMaps), its volumes materialised with the rendered modes and
+//! ownership (projected Secrets `root:<fsGroup>` with `defaultMode`), as the pod's
+//! `runAsUser`/`runAsGroup` with `fsGroup` as a supplementary group (`setpriv`, when run as
+//! root), and probes it as the rendered readiness probe says.
+//!
+//! What no single machine can give is translated, and only that: every pod has its own IP in
+//! a cluster, so each container port gets a free loopback port, and Service names
+//! (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc[.cluster.local]`) in env values and mounted files
+//! become `127.0.0.1:<that port>`; mount paths become directories under the pod's own folder.
+//! The `postgres` image is emulated the way its entrypoint works (initdb with `POSTGRES_USER`
+//! and the password file, then the init scripts with `PGPASSWORD`).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The rendered objects (and the generated Secrets) of one namespace, and what runs of them.
+pub struct Kubelet {
+    pub namespace: String,
+    objects: Vec<Value>,
+    root: PathBuf,
+    /// Workload name → container port → local port.
+    pods: HashMap<String, HashMap<u16, u16>>,
+    /// Service name → service port → local port.
+    services: HashMap<String, HashMap<u16, u16>>,
+    children: Vec<(String, Child)>,
+    postgres: Option<pg_cluster::PgCluster>,
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+impl Kubelet {
+    /// Lays out ports for every workload in `objects` and the Services in front of them.
+    pub fn new(namespace: &str, objects: Vec<Value>) -> Self {
+        let root = std::env::temp_dir().join(format!("mrbill-kubelet-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&root).expect("kubelet root");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut pods = HashMap::new();
+        for w in objects.iter().filter(|o| is_workload(o)) {
+            let mut ports = HashMap::new();
+            for c in containers(w) {
+                for p in c["ports"].as_array().into_iter().flatten() {
+                    let port = p["containerPort"].as_u64().expect("containerPort") as u16;
+                    ports.insert(port, pg_cluster::free_port().expect("free port"));
+                }
+            }
+            pods.insert(str_of(&w["metadata"]["name"]).to_owned(), ports);
+        }
+        let mut services = HashMap::new();
+        for s in objects.iter().filter(|o| o["kind"] == "Service") {
+            let selector = s["spec"]["selector"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let Some(w) = objects.iter().filter(|o| is_workload(o)).find(|w| {
+                let labels = &w["spec"]["template"]["metadata"]["labels"];
+                selector.iter().all(|(k, v)| &labels[k] == v)
+            }) else {
+                continue;
+            };
+            let workload_ports = &pods[str_of(&w["metadata"]["name"])];
+            let mut map = HashMap::new();
+            for p in s["spec"]["ports"].as_array().into_iter().flatten() {
+                let port = p["port"].as_u64().expect("port") as u16;
+                let target = container_port(w, &p["targetPort"]).unwrap_or(port);
+                if let Some(local) = workload_ports.get(&target) {
+                    map.insert(port, *local);
+                }
+            }
+            services.insert(str_of(&s["metadata"]["name"]).to_owned(), map);
+        }
+        Self {
+            namespace: namespace.to_owned(),
+            objects,
+            root,
+            pods,
+            services,
+            children: Vec::new(),
+            postgres: None,
+        }
+    }
+
+    pub fn workload(&self, kind: &str, name: &str) -> &Value {
+        self.objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind}/{name} rendered"))
+    }
+
+    fn data(&self, kind: &str, name: &str, key: &str) -> String {
+        let o = self.workload(kind, name);
+        let v = o["stringData"][key]
+            .as_str()
+            .or_else(|| o["data"][key].as_str())
+            .unwrap_or_else(|| panic!("{kind}/{name} has no key {key}"));
+        v.to_owned()
+    }
+
+    /// `s` with Service names and own listen addresses made local.
+    pub fn localize(&self, s: &str, own: Option<&HashMap<u16, u16>>) -> String {
+        let mut out = s.to_owned();
+        if let Some(own) = own {
+            for (port, local) in own {
+                out = out.replace(&format!("0.0.0.0:{port}"), &format!("127.0.0.1:{local}"));
+            }
+        }
+        let ns = &self.namespace;
+        for (svc, ports) in &self.services {
+            for (port, local) in ports {
+                let to = format!("127.0.0.1:{local}");
+                for long in [
+                    format!("{svc}.{ns}.svc.cluster.local:{port}"),
+                    format!("{svc}.{ns}.svc:{port}"),
+                    format!("{svc}.{ns}:{port}"),
+                ] {
+                    out = out.replace(&long, &to);
+                }
+                for sep in ["//", "@"] {
+                    out = out.replace(&format!("{sep}{svc}:{port}"), &format!("{sep}{to}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Starts every container of workload `kind/name` and waits for its readiness probe.
+    pub fn start(&mut self, kind: &str, name: &str) {
+        let w = self.workload(kind, name).clone();
+        let pod = &w["spec"]["template"]["spec"];
+        let security = &pod["securityContext"];
+        let uid = security["runAsUser"].as_u64().map(|u| u as u32);
+        let gid = security["runAsGroup"].as_u64().map(|g| g as u32);
+        let fs_group = security["fsGroup"].as_u64().map(|g| g as u32);
+        if security["runAsNonRoot"] == true {
+            assert!(
+                uid.is_some_and(|u| u != 0),
+                "{name}: runAsNonRoot needs a runAsUser"
+            );
+        }
+        let dir = self.root.join(name);
+        let mut volumes = self.volumes(pod, &dir, fs_group);
+        // A StatefulSet's claims: fresh volumes, made the fsGroup's as kubelet does.
+        for claim in w["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+            let name = str_of(&claim["metadata"]["name"]);
+            let path = dir.join("volumes").join(name);
+            std::fs::create_dir_all(&path).expect("claim dir");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o2770))
+                .expect("chmod");
+            if is_root() {
+                std::os::unix::fs::chown(&path, Some(0), fs_group).expect("chown");
+            }
+            volumes.insert(name.to_owned(), path);
+        }
+        for c in containers(&w) {
+            let own = self.pods[name].clone();
+            let mounts: Vec<(String, PathBuf)> = c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    (
+                        str_of(&m["mountPath"]).to_owned(),
+                        volumes[str_of(&m["name"])].clone(),
+                    )
+                })
+                .collect();
+            let env = self.env(c, &own, &mounts);
+            let image = str_of(&c["image"]);
+            if image.starts_with("postgres:") {
+                self.postgres(&env, &mounts, own[&5432], fs_group);
+                continue;
+            }
+            let image = Image::unpack(image, &self.root.join("images"));
+            // `command` replaces the image's ENTRYPOINT and `args` its CMD, as in a pod.
+            let strings = |v: &Value| -> Option<Vec<String>> {
+                v.as_array().map(|a| {
+                    a.iter()
+                        .map(|s| self.localize(str_of(s), Some(&own)))
+                        .collect()
+                })
+            };
+            let mut argv = strings(&c["command"]).unwrap_or(image.entrypoint.clone());
+            argv.extend(strings(&c["args"]).unwrap_or(image.cmd.clone()));
+            argv[0] = image.path(&argv[0]);
+            let log = dir.join(format!("{}.log", str_of(&c["name"])));
+            let mut cmd = match (is_root(), uid) {
+                (true, Some(uid)) => {
+                    let mut cmd = Command::new("setpriv");
+                    cmd.arg(format!("--reuid={uid}"))
+                        .arg(format!("--regid={}", gid.unwrap_or(uid)))
+                        .arg(match fs_group {
+                            Some(g) => format!("--groups={g}"),
+                            None => "--clear-groups".into(),
+                        })
+                        .arg("--inh-caps=-all")
+                        .arg("--");
+                    cmd.args(&argv);
+                    cmd
+                }
+                _ => {
+                    let mut cmd = Command::new(&argv[0]);
+                    cmd.args(&argv[1..]);
+                    cmd
+                }
+            };
+            // A container sees only its own env (plus the image's PATH).
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&log).expect("log"))
+                .stderr(std::fs::File::create(log.with_extension("err")).expect("log"));
+            let child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
+            self.children.push((name.to_owned(), child));
+            self.wait_ready(name, c, &own, &log);
+        }
+    }
+
+    /// Materialises the pod's volumes under `dir`; name → local path.
+    fn volumes(&self, pod: &Value, dir: &Path, fs_group: Option<u32>) -> HashMap<String, PathBuf> {
+        let mut out = HashMap::new();
+        for v in pod["volumes"].as_array().into_iter().flatten() {
+            let name = str_of(&v["name"]);
+            let path = dir.join("volumes").join(name);
+            std::fs::create_dir_all(&path).expect("volume dir");
+            let mut files: Vec<(String, String, Option<u32>)> = Vec::new();
+            let mut default_mode = 0o644;
+            if v.get("emptyDir").is_some() {
+                // kubelet makes emptyDirs world-writable; fsGroup owns them.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
+                    .expect("chmod");
+            } else if let Some(secret) = v.get("secret") {
+                default_mode = secret["defaultMode"].as_u64().map_or(0o644, |m| m as u32);
+                files.extend(self.items("Secret", str_of(&secret["secretName"]), &secret["items"]));
+            } else if let Some(cm) = v.get("configMap") {
+                default_mode = cm["defaultMode"].as_u64().map_or(0o644, |m| m as u32);
+                files.extend(self.items("ConfigMap", str_of(&cm["name"]), &cm["items"]));
+            } else if let Some(projected) = v.get("projected") {
+                default_mode = projected["defaultMode"]
+                    .as_u64()
+                    .map_or(0o644, |m| m as u32);
+                for source in projected["sources"].as_array().into_iter().flatten() {
+                    if let Some(s) = source.get("secret") {
+                        files.extend(self.items("Secret", str_of(&s["name"]), &s["items"]));
+                    } else if let Some(cm) = source.get("configMap") {
+                        files.extend(self.items("ConfigMap", str_of(&cm["name"]), &cm["items"]));
+                    } else {
+                        panic!("{name}: unsupported projected source {source}");
+                    }
+                }
+            } else {
+                panic!("{name}: unsupported volume {v}");
+            }
+            for (file, content, mode) in files {
+                let target = path.join(&file);
+                std::fs::write(&target, self.localize(&content, None)).expect("volume file");
+                std::fs::set_permissions(
+                    &target,
+                    std::fs::Permissions::from_mode(mode.unwrap_or(default_mode)),
+                )
+                .expect("chmod");
+                if is_root() {
+                    std::os::unix::fs::chown(&target, Some(0), fs_group).expect("chown");
+                }
+            }
+            if is_root() {
+                std::os::unix::fs::chown(&path, Some(0), fs_group).expect("chown");
+            }
+            out.insert(name.to_owned(), path);
+        }
+        for parent in [dir.to_path_buf(), dir.join("volumes")] {
+            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod");
+        }
+        out
+    }
+
+    /// `(path, content, mode)` of a Secret's or ConfigMap's keys (all, or the listed items).
+    fn items(&self, kind: &str, name: &str, items: &Value) -> Vec<(String, String, Option<u32>)> {
+        let o = self.workload(kind, name);
+        match items.as_array() {
+            Some(items) => items
+                .iter()
+                .map(|i| {
+                    (
+                        str_of(&i["path"]).to_owned(),
+                        self.data(kind, name, str_of(&i["key"])),
+                        i["mode"].as_u64().map(|m| m as u32),
+                    )
+                })
+                .collect(),
+            None => {
+                let data = o["stringData"].as_object().or(o["data"].as_object());
+                data.into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), str_of(v).to_owned(), None))
+                    .collect()
+            }
+        }
+    }
+
+    /// The container's env: values, `valueFrom` Secrets/ConfigMaps, made local.
+    fn env(
+        &self,
+        c: &Value,
+        own: &HashMap<u16, u16>,
+        mounts: &[(String, PathBuf)],
+    ) -> Vec<(String, String)> {
+        c["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let raw = if let Some(v) = e["value"].as_str() {
+                    v.to_owned()
+                } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
+                    self.data("Secret", str_of(&r["name"]), str_of(&r["key"]))
+                } else if let Some(r) = e["valueFrom"].get("configMapKeyRef") {
+                    self.data("ConfigMap", str_of(&r["name"]), str_of(&r["key"]))
+                } else {
+                    panic!("unsupported env source {e}");
+                };
+                let mut value = self.localize(&raw, Some(own));
+                for (mount, local) in mounts {
+                    if value == *mount || value.starts_with(&format!("{mount}/")) {
+                        value = format!("{}{}", local.display(), &value[mount.len()..]);
+                    }
+                }
+                (str_of(&e["name"]).to_owned(), value)
+            })
+            .collect()
+    }
+
+    /// The `postgres` image's entrypoint: a cluster with the superuser and password the env
+    /// names, then the init scripts (as the image runs `/docker-entrypoint-initdb.d`).
+    fn postgres(
+        &mut self,
+        env: &[(String, String)],
+        mounts: &[(String, PathBuf)],
+        port: u16,
+        _g: Option<u32>,
+    ) {
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let user = get("POSTGRES_USER").expect("POSTGRES_USER");
+        let password =
+            std::fs::read_to_string(get("POSTGRES_PASSWORD_FILE").expect("password file"))
+                .expect("password file readable");
+        let spec = pg_cluster::ClusterSpec {
+            root: self.root.join("postgres-data"),
+            port: Some(port),
+            superuser: user.clone(),
+            password: password.trim_end().to_owned(),
+            ephemeral: true,
+        };
+        let mut cluster = pg_cluster::PgCluster::init(&spec).expect("initdb");
+        cluster.start().expect("postgres starts");
+        pg_cluster::spawn_reaper(std::process::id(), &cluster.data_dir(), Some(&spec.root))
+            .expect("reaper");
+        let mount = |path: &str| {
+            mounts
+                .iter()
+                .find(|(m, _)| m == path)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_else(|| panic!("postgres mounts {path}"))
+        };
+        let init = mount("/docker-entrypoint-initdb.d");
+        let mut scripts: Vec<PathBuf> = std::fs::read_dir(&init)
+            .expect("init dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        scripts.sort();
+        let bin = pg_cluster::bin_dir().expect("Postgres binaries");
+        for script in scripts {
+            let out = Command::new("bash")
+                .arg(&script)
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        bin.display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                )
+                .env("POSTGRES_USER", &user)
+                .env("PGPASSWORD", cluster.password())
+                .env("PGHOST", "127.0.0.1")
+                .env("PGPORT", port.to_string())
+                .env("MRBILL_ROLES_DIR", mount("/var/run/secrets/roles"))
+                .output()
+                .expect("bash");
+            assert!(
+                out.status.success(),
+                "{} failed: {}{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.postgres = Some(cluster);
+    }
+
+    fn wait_ready(&mut self, name: &str, c: &Value, own: &HashMap<u16, u16>, log: &Path) {
+        let probe = &c["readinessProbe"]["httpGet"];
+        assert!(probe.is_object(), "{name}: no HTTP readiness probe");
+        let workload = self.workload("Deployment", name).clone();
+        let port = container_port(&workload, &probe["port"]).expect("probe port");
+        let url = format!("http://127.0.0.1:{}{}", own[&port], str_of(&probe["path"]));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(res) = reqwest::blocking_get(&url)
+                && res == 200
+            {
+                return;
+            }
+            let (_, child) = self.children.last_mut().expect("started");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{name} exited ({status}) before it was ready:\n{}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default(),
+                    std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "{name} not ready at {url}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pg) = self.postgres.take() {
+            let _ = pg.destroy();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A platform image as its Dockerfile (`docker/<name>.Dockerfile`) builds it: the binaries it
+/// copies into `/usr/local/bin`, its ENTRYPOINT and CMD. Unpacked as hard links to the built
+/// binaries, readable by the pod's user.
+struct Image {
+    root: PathBuf,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+}
+
+impl Image {
+    fn unpack(reference: &str, images: &Path) -> Self {
+        let name = reference
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.split(':').next())
+            .expect("image name");
+        let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docker")
+            .join(format!("{name}.Dockerfile"));
+        let text = std::fs::read_to_string(&dockerfile)
+            .unwrap_or_else(|e| panic!("image {reference}: no {}: {e}", dockerfile.display()));
+        let binaries: Vec<String> = text
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("target/release/"))
+            .map(str::to_owned)
+            .collect();
+        let json_line = |key: &str| -> Vec<String> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|rest| serde_json::from_str(rest.trim()).expect("exec-form JSON"))
+                .unwrap_or_default()
+        };
+        let root = images.join(name);
+        let bin = root.join("usr/local/bin");
+        std::fs::create_dir_all(&bin).expect("image dir");
+        for b in &binaries {
+            let built = test_support::bin_dir().join(b);
+            let target = bin.join(b);
+            if !target.exists() {
+                std::fs::hard_link(&built, &target)
+                    .or_else(|_| std::fs::copy(&built, &target).map(drop))
+                    .unwrap_or_else(|e| panic!("{name}: {} not built: {e}", built.display()));
+            }
+        }
+        for dir in [
+            images.to_path_buf(),
+            root.clone(),
+            root.join("usr"),
+            root.join("usr/local"),
+            bin,
+        ] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let image = Self {
+            root,
+            entrypoint: json_line("ENTRYPOINT "),
+            cmd: json_line("CMD "),
+        };
+        let entry = image
+            .entrypoint
+            .first()
+            .unwrap_or_else(|| panic!("{name}: no ENTRYPOINT"));
+        assert!(
+            binaries
+                .iter()
+                .any(|b| *entry == format!("/usr/local/bin/{b}")),
+            "{name}: ENTRYPOINT {entry} is not a binary the Dockerfile builds ({binaries:?})"
+        );
+        image
+    }
+
+    /// An absolute path in the image, on this machine.
+    fn path(&self, in_image: &str) -> String {
+        match in_image.strip_prefix('/') {
+            Some(rel) if self.root.join(rel).exists() => self.root.join(rel).display().to_string(),
+            _ => in_image.to_owned(),
+        }
+    }
+}
+
+fn is_workload(o: &Value) -> bool {
+    matches!(
+        o["kind"].as_str(),
+        Some("Deployment" | "StatefulSet" | "Job")
+    )
+}
+
+fn containers(w: &Value) -> Vec<&Value> {
+    w["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .map(|c| c.iter().collect())
+        .unwrap_or_default()
+}
+
+/// A port by number or by container port name.
+fn container_port(w: &Value, port: &Value) -> Option<u16> {
+    if let Some(n) = port.as_u64() {
+        return Some(n as u16);
+    }
+    let name = port.as_str()?;
+    containers(w)
+        .into_iter()
+        .flat_map(|c| c["ports"].as_array().into_iter().flatten())
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["containerPort"].as_u64())
+        .map(|p| p as u16)
+}
+
+mod reqwest {
+    /// A GET's status from a blocking context (the kubelet runs outside async code).
+    pub fn blocking_get(url: &str) -> std::io::Result<u16> {
+        use std::io::{Read, Write};
+        let rest = url.trim_start_matches("http://");
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut stream = std::net::TcpStream::connect(authority)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        std::str::from_utf8(&head[9..12])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("not HTTP"))
+    }
+}

@@ -1,0 +1,199 @@
+//! The rendered production path, started for real (no cluster needed): for every tier, the
+//! operator's objects for a cell with in-cluster Postgres and the Secrets it generates are
+//! handed to a local kubelet (`kubelet/`), which starts each Deployment's and StatefulSet's
+//! containers from the rendered spec — the image's binary as its Dockerfile builds it, the
+//! rendered args and env, secret files with the rendered modes and owner, the pod's user and
+//! fsGroup — against a real Postgres. Each pod must pass its rendered readiness probe, and a
+//! real router in front must serve the tenant's first admin through every service.
+
+mod kubelet;
+
+use std::time::Duration;
+
+use cell_model::routes::{RouteEntry, RouteEvent, RouteState, RouteTable, ServiceUrls};
+use cell_model::{
+    AdminBootstrap, Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas,
+    Tier,
+};
+use cell_operator::render::{Images, desired};
+use kubelet::Kubelet;
+use serde_json::json;
+
+const INVITE: &str = "the-first-admins-invite-token";
+const ADMIN: &str = "boss@acme.example";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn cell(tier: Tier) -> Cell {
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    Cell::new(
+        "c-acme-1234",
+        CellSpec {
+            cell_id: "c-acme-1234".into(),
+            tenant: "acme".into(),
+            tier,
+            version: "1.4.2".into(),
+            replicas: ServiceReplicas::default(),
+            database: DatabaseSpec {
+                engine: DatabaseEngine::InCluster,
+                class: None,
+                storage_gib: tier.template().db_storage_gib,
+                multi_az: tier.template().multi_az,
+            },
+            search: SearchEngine::Embedded,
+            placement: "eks-sa-east-1".into(),
+            suspended: false,
+            bootstrap: Some(AdminBootstrap {
+                admin_email: ADMIN.into(),
+                invite_token_sha256: service_kit::secrets::token_hash(INVITE),
+                expires_at: expires
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .expect("rfc 3339"),
+            }),
+        },
+    )
+}
+
+/// A router following a snapshot with the route the control plane publishes once the cell is
+/// Ready (the operator's endpoints: `http://<svc>-service.<ns>.svc:8080`), made local.
+struct Router {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Router {
+    fn start(kubelet: &Kubelet, cell: &Cell) -> Self {
+        let dir = tempfile::tempdir().expect("router dir");
+        let ns = &kubelet.namespace;
+        let url = |svc: &str| {
+            Some(kubelet.localize(&format!("http://{svc}-service.{ns}.svc:8080"), None))
+        };
+        let mut table = RouteTable::default();
+        table.apply(RouteEvent::Snapshot {
+            revision: 1,
+            routes: vec![RouteEntry {
+                tenant: cell.spec.tenant.clone(),
+                cell_id: cell.spec.cell_id.clone(),
+                generation: 1,
+                state: RouteState::Active,
+                services: ServiceUrls {
+                    poc: url("poc"),
+                    dojo: url("dojo"),
+                    media: url("media"),
+                },
+                email_domains: vec!["acme.example".into()],
+            }],
+        });
+        let snapshot = dir.path().join("routes.json");
+        std::fs::write(&snapshot, serde_json::to_vec(&table).expect("json")).expect("snapshot");
+        let port = pg_cluster::free_port().expect("port");
+        let child = std::process::Command::new(test_support::bin_dir().join("mrbill-router"))
+            .env("MRBILL_ROUTER_ADDR", format!("127.0.0.1:{port}"))
+            .env("MRBILL_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+            .env("MRBILL_ROUTER_SNAPSHOT", &snapshot)
+            .env("MRBILL_LOG_FORMAT", "compact")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("router");
+        let router = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "router never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        router
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn a_tier_starts_from_its_rendered_objects(tier: Tier) {
+    let cell = cell(tier);
+    let mut objects = desired(
+        &cell,
+        &Images {
+            registry: "registry.example.com/mrbill".into(),
+            trusted_proxies: "127.0.0.1/32".into(),
+        },
+    );
+    objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));
+    let ns = format!("cell-{}", cell.spec.tenant);
+    let kubelet = tokio::task::spawn_blocking(move || {
+        let mut kubelet = Kubelet::new(&ns, objects);
+        kubelet.start("StatefulSet", "postgres");
+        for service in ["poc", "dojo", "media"] {
+            kubelet.start("Deployment", &format!("{service}-service"));
+        }
+        kubelet
+    })
+    .await
+    .expect("pods start");
+    let router = Router::start(&kubelet, &cell);
+
+    let api = test_support::ApiClient::new(format!("{}/t/acme", router.url));
+    api.post(
+        "/v1/auth/register",
+        &json!({ "email": ADMIN, "password": PASSWORD, "invite_token": INVITE }),
+    )
+    .await
+    .assert_status(201);
+    let login = api
+        .post(
+            "/v1/auth/login",
+            &json!({ "email": ADMIN, "password": PASSWORD }),
+        )
+        .await;
+    let token = login.assert_status(200)["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let admin = api.with_token(&token);
+    admin
+        .post(
+            "/v1/pocs",
+            &json!({ "name": "Pods for real", "description": "rendered and started",
+                     "language": "rust", "tags": ["k8s"],
+                     "repository_url": "https://github.com/acme/pods" }),
+        )
+        .await
+        .assert_status(201);
+    admin
+        .post(
+            "/v1/dojos",
+            &json!({ "name": "pairing", "language": "rust" }),
+        )
+        .await
+        .assert_status(201);
+    admin.get("/v1/reports/dashboard").await.assert_status(200);
+    drop(router);
+    tokio::task::spawn_blocking(move || drop(kubelet))
+        .await
+        .expect("stopped");
+}
+
+#[tokio::test]
+async fn a_small_cell_starts_from_its_rendered_pods() {
+    a_tier_starts_from_its_rendered_objects(Tier::Small).await;
+}
+
+#[tokio::test]
+async fn a_standard_cell_starts_from_its_rendered_pods() {
+    a_tier_starts_from_its_rendered_objects(Tier::Standard).await;
+}
+
+#[tokio::test]
+async fn a_large_cell_starts_from_its_rendered_pods() {
+    a_tier_starts_from_its_rendered_objects(Tier::Large).await;
+}
