@@ -749,10 +749,13 @@ fn rds_roles_job(cell: &Cell) -> Value {
                     "serviceAccountName": "cell",
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
+                    // fsGroup: the projected Secret files are 0440 root:<fsGroup>; without it
+                    // they are root's alone and the Job cannot read them.
                     "securityContext": {
                         "runAsNonRoot": true,
                         "runAsUser": 999,
                         "runAsGroup": 999,
+                        "fsGroup": 999,
                         "seccompProfile": { "type": "RuntimeDefault" },
                     },
                     "containers": [{

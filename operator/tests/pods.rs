@@ -1,9 +1,11 @@
-//! The rendered production path, started for real (no cluster needed): for every tier, the
-//! operator's objects for a cell with in-cluster Postgres and the Secrets it generates are
+//! The rendered production path, started for real (no cluster needed): for every tier and
+//! database engine, the operator's objects for a cell and the Secrets it generates are
 //! handed to a local kubelet (`kubelet/`), which starts each Deployment's and StatefulSet's
 //! containers from the rendered spec — the image's binary as its Dockerfile builds it, the
 //! rendered args and env, secret files with the rendered modes and owner, the pod's user and
-//! fsGroup — against a real Postgres. Each pod must pass its rendered readiness probe, and a
+//! fsGroup — against a real Postgres (in-cluster: the rendered StatefulSet; rds: a TLS-only
+//! stand-in for the instance, set up by the rendered roles Job). Each pod must pass its
+//! rendered readiness probe, and a
 //! real router in front must serve the tenant's first admin through every service.
 
 mod kubelet;
@@ -22,8 +24,9 @@ use serde_json::json;
 const INVITE: &str = "the-first-admins-invite-token";
 const ADMIN: &str = "boss@acme.example";
 const PASSWORD: &str = "correct horse battery staple";
+const BUCKET: &str = "mrbill-c-acme-1234-media";
 
-fn cell(tier: Tier) -> Cell {
+fn cell(tier: Tier, engine: DatabaseEngine) -> Cell {
     let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
     Cell::new(
         "c-acme-1234",
@@ -34,7 +37,7 @@ fn cell(tier: Tier) -> Cell {
             version: "1.4.2".into(),
             replicas: ServiceReplicas::default(),
             database: DatabaseSpec {
-                engine: DatabaseEngine::InCluster,
+                engine,
                 class: None,
                 storage_gib: tier.template().db_storage_gib,
                 multi_az: tier.template().multi_az,
@@ -119,8 +122,95 @@ impl Drop for Router {
     }
 }
 
-async fn a_tier_starts_from_its_rendered_objects(tier: Tier) {
-    let cell = cell(tier);
+/// What stands in for a cell's RDS instance: a Postgres that requires nothing but offers TLS
+/// (a throw-away certificate), with a master user, as RDS for Postgres 16 does.
+struct RdsInstance {
+    cluster: Option<pg_cluster::PgCluster>,
+    master: cell_operator::aws::MasterCredentials,
+}
+
+impl RdsInstance {
+    fn start() -> Self {
+        let root = std::env::temp_dir().join(format!("mrbill-rds-{}", uuid::Uuid::new_v4()));
+        let password = service_kit::secrets::random_token(24);
+        let spec = pg_cluster::ClusterSpec {
+            root: root.clone(),
+            port: None,
+            superuser: "mrbill_master".into(),
+            password: password.clone(),
+            ephemeral: true,
+        };
+        let mut cluster = pg_cluster::PgCluster::init(&spec).expect("init");
+        let (cert, key) = (root.join("server.crt"), root.join("server.key"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=rds.example", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl (./x setup installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Some(owner) = pg_cluster::Owner::detect().expect("owner") {
+            for path in [&cert, &key] {
+                std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)).expect("chown");
+            }
+        }
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        let conf = cluster.data_dir().join("postgresql.auto.conf");
+        let mut settings = std::fs::read_to_string(&conf).unwrap_or_default();
+        settings.push_str(&format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            cert.display(),
+            key.display()
+        ));
+        std::fs::write(&conf, settings).expect("ssl settings");
+        // TLS only, as RDS's `rds.force_ssl` makes it.
+        let hba = cluster.data_dir().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        let rules: String = rules
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        assert!(rules.contains("hostssl"), "{rules}");
+        std::fs::write(&hba, rules).expect("pg_hba.conf");
+        cluster.start().expect("start");
+        pg_cluster::spawn_reaper(std::process::id(), &cluster.data_dir(), Some(&root))
+            .expect("reaper");
+        Self {
+            cluster: Some(cluster),
+            master: cell_operator::aws::MasterCredentials {
+                username: "mrbill_master".into(),
+                password: password.into(),
+            },
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.cluster.as_ref().map_or(0, |c| c.port())
+    }
+}
+
+impl Drop for RdsInstance {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.cluster.take() {
+            let _ = cluster.destroy();
+        }
+    }
+}
+
+async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEngine) {
+    let cell = cell(tier, engine);
     let mut objects = desired(
         &cell,
         &Images {
@@ -129,10 +219,58 @@ async fn a_tier_starts_from_its_rendered_objects(tier: Tier) {
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));
+    // An RDS cell's database Secrets come from its instance (the operator writes them once
+    // the instance is available; RDS endpoints are outside the cluster).
+    let rds = (engine == DatabaseEngine::Rds).then(RdsInstance::start);
+    if let Some(rds) = &rds {
+        objects.extend(cell_operator::secrets::rds(
+            &cell,
+            "127.0.0.1",
+            i32::from(rds.port()),
+            &rds.master,
+        ));
+    }
+    // …and its bucket and IAM role from its foundation stack; S3 is moto here.
+    let s3 = rds.as_ref().map(|_| test_support::moto::Moto::start());
+    let mut irsa_env = Vec::new();
+    if let Some(s3) = &s3 {
+        let outputs = [
+            ("BucketName", BUCKET),
+            ("KeyArn", "arn:aws:kms:sa-east-1:123456789012:key/cell"),
+            (
+                "IrsaRoleArn",
+                "arn:aws:iam::123456789012:role/mrbill-c-acme-1234",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        objects = cell_operator::render::with_foundation(&cell, objects, &outputs);
+        reqwest::Client::new()
+            .put(format!("{}/{BUCKET}", s3.url))
+            .send()
+            .await
+            .expect("create bucket")
+            .error_for_status()
+            .expect("bucket created");
+        irsa_env = [
+            ("AWS_ENDPOINT_URL", s3.url.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "sa-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    }
     let ns = format!("cell-{}", cell.spec.tenant);
     let kubelet = tokio::task::spawn_blocking(move || {
-        let mut kubelet = Kubelet::new(&ns, objects);
-        kubelet.start("StatefulSet", "postgres");
+        let mut kubelet = Kubelet::new(&ns, objects).with_irsa_env(irsa_env);
+        match engine {
+            DatabaseEngine::Rds => kubelet.run_job(cell_operator::render::RDS_ROLES_JOB),
+            _ => kubelet.start("StatefulSet", "postgres"),
+        }
         for service in ["poc", "dojo", "media"] {
             kubelet.start("Deployment", &format!("{service}-service"));
         }
@@ -177,23 +315,62 @@ async fn a_tier_starts_from_its_rendered_objects(tier: Tier) {
         .await
         .assert_status(201);
     admin.get("/v1/reports/dashboard").await.assert_status(200);
-    drop(router);
-    tokio::task::spawn_blocking(move || drop(kubelet))
+    // A report goes through media's storage: the pod's directory, or the cell's bucket.
+    let job = admin.post("/v1/reports", &json!({ "format": "csv" })).await;
+    let location = job.assert_status(202)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let job = admin.get(&format!("/v1/reports/{location}")).await;
+        let body = job.assert_status(200).clone();
+        if body["state"] == "completed" {
+            break body;
+        }
+        assert!(
+            body["state"] != "failed" && std::time::Instant::now() < deadline,
+            "report: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let link = done["download"]["url"].as_str().expect("download link");
+    let csv = reqwest::get(format!("{}{link}", router.url))
         .await
-        .expect("stopped");
+        .expect("download");
+    assert_eq!(csv.status(), 200, "{link}");
+    assert!(csv.text().await.expect("csv").contains("Pods for real"));
+    drop(router);
+    tokio::task::spawn_blocking(move || {
+        drop(kubelet);
+        drop(rds);
+        drop(s3);
+    })
+    .await
+    .expect("stopped");
 }
 
 #[tokio::test]
 async fn a_small_cell_starts_from_its_rendered_pods() {
-    a_tier_starts_from_its_rendered_objects(Tier::Small).await;
+    a_cell_starts_from_its_rendered_objects(Tier::Small, DatabaseEngine::InCluster).await;
 }
 
 #[tokio::test]
 async fn a_standard_cell_starts_from_its_rendered_pods() {
-    a_tier_starts_from_its_rendered_objects(Tier::Standard).await;
+    a_cell_starts_from_its_rendered_objects(Tier::Standard, DatabaseEngine::InCluster).await;
 }
 
 #[tokio::test]
 async fn a_large_cell_starts_from_its_rendered_pods() {
-    a_tier_starts_from_its_rendered_objects(Tier::Large).await;
+    a_cell_starts_from_its_rendered_objects(Tier::Large, DatabaseEngine::InCluster).await;
+}
+
+#[tokio::test]
+async fn a_small_rds_cell_starts_from_its_rendered_pods_and_job() {
+    a_cell_starts_from_its_rendered_objects(Tier::Small, DatabaseEngine::Rds).await;
+}
+
+#[tokio::test]
+async fn a_large_rds_cell_starts_from_its_rendered_pods_and_job() {
+    a_cell_starts_from_its_rendered_objects(Tier::Large, DatabaseEngine::Rds).await;
 }

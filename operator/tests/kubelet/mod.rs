@@ -31,6 +31,9 @@ pub struct Kubelet {
     services: HashMap<String, HashMap<u16, u16>>,
     children: Vec<(String, Child)>,
     postgres: Option<pg_cluster::PgCluster>,
+    /// What EKS's pod identity webhook adds to pods whose ServiceAccount names an IAM role
+    /// (`eks.amazonaws.com/role-arn`): here, the emulator's endpoint and credentials.
+    irsa_env: Vec<(String, String)>,
 }
 
 fn str_of(v: &Value) -> &str {
@@ -91,7 +94,14 @@ impl Kubelet {
             services,
             children: Vec::new(),
             postgres: None,
+            irsa_env: Vec::new(),
         }
+    }
+
+    /// Sets what pods with an IAM role get from the pod identity webhook.
+    pub fn with_irsa_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.irsa_env = env;
+        self
     }
 
     pub fn workload(&self, kind: &str, name: &str) -> &Value {
@@ -137,7 +147,13 @@ impl Kubelet {
         out
     }
 
-    /// Starts every container of workload `kind/name` and waits for its readiness probe.
+    /// Runs Job `name`'s containers to completion; panics with their output if one fails.
+    pub fn run_job(&mut self, name: &str) {
+        self.start("Job", name);
+    }
+
+    /// Starts every container of workload `kind/name` and waits for its readiness probe (a
+    /// Job's, for it to succeed).
     pub fn start(&mut self, kind: &str, name: &str) {
         let w = self.workload(kind, name).clone();
         let pod = &w["spec"]["template"]["spec"];
@@ -154,7 +170,11 @@ impl Kubelet {
         let dir = self.root.join(name);
         let mut volumes = self.volumes(pod, &dir, fs_group);
         // A StatefulSet's claims: fresh volumes, made the fsGroup's as kubelet does.
-        for claim in w["spec"]["volumeClaimTemplates"].as_array().into_iter().flatten() {
+        for claim in w["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let name = str_of(&claim["metadata"]["name"]);
             let path = dir.join("volumes").join(name);
             std::fs::create_dir_all(&path).expect("claim dir");
@@ -178,24 +198,51 @@ impl Kubelet {
                     )
                 })
                 .collect();
-            let env = self.env(c, &own, &mounts);
-            let image = str_of(&c["image"]);
-            if image.starts_with("postgres:") {
-                self.postgres(&env, &mounts, own[&5432], fs_group);
-                continue;
+            let mut env = self.env(c, &own, &mounts);
+            let account = str_of(&pod["serviceAccountName"]);
+            let irsa = self
+                .objects
+                .iter()
+                .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == account)
+                .is_some_and(|sa| {
+                    sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].is_string()
+                });
+            if irsa {
+                env.extend(self.irsa_env.iter().cloned());
             }
-            let image = Image::unpack(image, &self.root.join("images"));
+            let reference = str_of(&c["image"]);
             // `command` replaces the image's ENTRYPOINT and `args` its CMD, as in a pod.
             let strings = |v: &Value| -> Option<Vec<String>> {
                 v.as_array().map(|a| {
                     a.iter()
-                        .map(|s| self.localize(str_of(s), Some(&own)))
+                        .map(|s| local_path(&self.localize(str_of(s), Some(&own)), &mounts))
                         .collect()
                 })
             };
-            let mut argv = strings(&c["command"]).unwrap_or(image.entrypoint.clone());
-            argv.extend(strings(&c["args"]).unwrap_or(image.cmd.clone()));
-            argv[0] = image.path(&argv[0]);
+            let argv = if reference.starts_with("postgres:") {
+                let Some(command) = strings(&c["command"]) else {
+                    self.postgres(&env, &mounts, own[&5432]);
+                    continue;
+                };
+                // The image's tools (bash, psql) are this machine's.
+                let bin = pg_cluster::bin_dir().expect("Postgres binaries");
+                env.retain(|(k, _)| k != "PATH");
+                env.push((
+                    "PATH".into(),
+                    format!(
+                        "{}:{}",
+                        bin.display(),
+                        std::env::var("PATH").unwrap_or_default()
+                    ),
+                ));
+                command
+            } else {
+                let image = Image::unpack(reference, &self.root.join("images"));
+                let mut argv = strings(&c["command"]).unwrap_or(image.entrypoint.clone());
+                argv.extend(strings(&c["args"]).unwrap_or(image.cmd.clone()));
+                argv[0] = image.path(&argv[0]);
+                argv
+            };
             let log = dir.join(format!("{}.log", str_of(&c["name"])));
             let mut cmd = match (is_root(), uid) {
                 (true, Some(uid)) => {
@@ -218,14 +265,26 @@ impl Kubelet {
                 }
             };
             // A container sees only its own env (plus the image's PATH).
+            if !env.iter().any(|(k, _)| k == "PATH") {
+                env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+            }
             cmd.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .current_dir(&dir)
                 .stdin(Stdio::null())
                 .stdout(std::fs::File::create(&log).expect("log"))
                 .stderr(std::fs::File::create(log.with_extension("err")).expect("log"));
-            let child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
+            if kind == "Job" {
+                let status = child.wait().expect("job runs");
+                assert!(
+                    status.success(),
+                    "Job {name} failed ({status}):\n{}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default(),
+                    std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+                );
+                continue;
+            }
             self.children.push((name.to_owned(), child));
             self.wait_ready(name, c, &own, &log);
         }
@@ -335,12 +394,7 @@ impl Kubelet {
                 } else {
                     panic!("unsupported env source {e}");
                 };
-                let mut value = self.localize(&raw, Some(own));
-                for (mount, local) in mounts {
-                    if value == *mount || value.starts_with(&format!("{mount}/")) {
-                        value = format!("{}{}", local.display(), &value[mount.len()..]);
-                    }
-                }
+                let value = local_path(&self.localize(&raw, Some(own)), mounts);
                 (str_of(&e["name"]).to_owned(), value)
             })
             .collect()
@@ -348,13 +402,7 @@ impl Kubelet {
 
     /// The `postgres` image's entrypoint: a cluster with the superuser and password the env
     /// names, then the init scripts (as the image runs `/docker-entrypoint-initdb.d`).
-    fn postgres(
-        &mut self,
-        env: &[(String, String)],
-        mounts: &[(String, PathBuf)],
-        port: u16,
-        _g: Option<u32>,
-    ) {
+    fn postgres(&mut self, env: &[(String, String)], mounts: &[(String, PathBuf)], port: u16) {
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let user = get("POSTGRES_USER").expect("POSTGRES_USER");
         let password =
@@ -532,6 +580,16 @@ impl Image {
             _ => in_image.to_owned(),
         }
     }
+}
+
+/// `value` with a container path under a mount made this machine's.
+fn local_path(value: &str, mounts: &[(String, PathBuf)]) -> String {
+    for (mount, local) in mounts {
+        if value == mount || value.starts_with(&format!("{mount}/")) {
+            return format!("{}{}", local.display(), &value[mount.len()..]);
+        }
+    }
+    value.to_owned()
 }
 
 fn is_workload(o: &Value) -> bool {
