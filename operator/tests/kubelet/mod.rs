@@ -11,6 +11,8 @@
 //! become `127.0.0.1:<that port>`; mount paths become directories under the pod's own folder.
 //! The `postgres` image is emulated the way its entrypoint works (initdb with `POSTGRES_USER`
 //! and the password file, then the init scripts with `PGPASSWORD`).
+// Each test binary uses a different subset.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -34,6 +36,9 @@ pub struct Kubelet {
     /// What EKS's pod identity webhook adds to pods whose ServiceAccount names an IAM role
     /// (`eks.amazonaws.com/role-arn`): here, the emulator's endpoint and credentials.
     irsa_env: Vec<(String, String)>,
+    /// The API server pods with a service account token reach (`KUBECONFIG`; in a cluster,
+    /// the mounted token and `KUBERNETES_SERVICE_HOST`).
+    kubeconfig: Option<PathBuf>,
 }
 
 fn str_of(v: &Value) -> &str {
@@ -95,7 +100,17 @@ impl Kubelet {
             children: Vec::new(),
             postgres: None,
             irsa_env: Vec::new(),
+            kubeconfig: None,
         }
+    }
+
+    /// Gives pods that mount a service account token this API server (a kubeconfig).
+    pub fn with_api_server(mut self, kubeconfig: &str) -> Self {
+        let path = self.root.join("kubeconfig");
+        std::fs::write(&path, kubeconfig).expect("kubeconfig");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        self.kubeconfig = Some(path);
+        self
     }
 
     /// Sets what pods with an IAM role get from the pod identity webhook.
@@ -113,10 +128,19 @@ impl Kubelet {
 
     fn data(&self, kind: &str, name: &str, key: &str) -> String {
         let o = self.workload(kind, name);
-        let v = o["stringData"][key]
+        if let Some(v) = o["stringData"][key].as_str() {
+            return v.to_owned();
+        }
+        let v = o["data"][key]
             .as_str()
-            .or_else(|| o["data"][key].as_str())
             .unwrap_or_else(|| panic!("{kind}/{name} has no key {key}"));
+        if kind == "Secret" {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .unwrap_or_else(|e| panic!("{kind}/{name}: {key} is not base64: {e}"));
+            return String::from_utf8(bytes).expect("UTF-8 secret");
+        }
         v.to_owned()
     }
 
@@ -209,6 +233,11 @@ impl Kubelet {
                 });
             if irsa {
                 env.extend(self.irsa_env.iter().cloned());
+            }
+            if pod["automountServiceAccountToken"] != false
+                && let Some(kubeconfig) = &self.kubeconfig
+            {
+                env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
             }
             let reference = str_of(&c["image"]);
             // `command` replaces the image's ENTRYPOINT and `args` its CMD, as in a pod.
@@ -304,15 +333,13 @@ impl Kubelet {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
                     .expect("chmod");
             } else if let Some(secret) = v.get("secret") {
-                default_mode = secret["defaultMode"].as_u64().map_or(0o644, |m| m as u32);
+                default_mode = mode(&secret["defaultMode"]).unwrap_or(0o644);
                 files.extend(self.items("Secret", str_of(&secret["secretName"]), &secret["items"]));
             } else if let Some(cm) = v.get("configMap") {
-                default_mode = cm["defaultMode"].as_u64().map_or(0o644, |m| m as u32);
+                default_mode = mode(&cm["defaultMode"]).unwrap_or(0o644);
                 files.extend(self.items("ConfigMap", str_of(&cm["name"]), &cm["items"]));
             } else if let Some(projected) = v.get("projected") {
-                default_mode = projected["defaultMode"]
-                    .as_u64()
-                    .map_or(0o644, |m| m as u32);
+                default_mode = mode(&projected["defaultMode"]).unwrap_or(0o644);
                 for source in projected["sources"].as_array().into_iter().flatten() {
                     if let Some(s) = source.get("secret") {
                         files.extend(self.items("Secret", str_of(&s["name"]), &s["items"]));
@@ -359,7 +386,7 @@ impl Kubelet {
                     (
                         str_of(&i["path"]).to_owned(),
                         self.data(kind, name, str_of(&i["key"])),
-                        i["mode"].as_u64().map(|m| m as u32),
+                        mode(&i["mode"]),
                     )
                 })
                 .collect(),
@@ -367,7 +394,7 @@ impl Kubelet {
                 let data = o["stringData"].as_object().or(o["data"].as_object());
                 data.into_iter()
                     .flatten()
-                    .map(|(k, v)| (k.clone(), str_of(v).to_owned(), None))
+                    .map(|(k, _)| (k.clone(), self.data(kind, name, k), None))
                     .collect()
             }
         }
@@ -579,6 +606,16 @@ impl Image {
             Some(rel) if self.root.join(rel).exists() => self.root.join(rel).display().to_string(),
             _ => in_image.to_owned(),
         }
+    }
+}
+
+/// A file mode as the API server gets it: a number, or YAML 1.1's octal `0440` (what helm and
+/// kubectl send for it), which a YAML 1.2 reader leaves as a string.
+fn mode(v: &Value) -> Option<u32> {
+    match v {
+        Value::Number(n) => n.as_u64().map(|m| m as u32),
+        Value::String(s) if s.starts_with('0') => u32::from_str_radix(s, 8).ok(),
+        _ => None,
     }
 }
 
