@@ -176,7 +176,10 @@ async fn list_tenants(State(ctx): State<Arc<Ctx>>) -> Result<Json<TenantList>, A
     let mut conn = ctx.pool.acquire().await?;
     let mut tenants = Vec::new();
     for row in catalog::tenants(&ctx.pool).await? {
-        tenants.push(tenant_view(&ctx, &mut conn, &row.slug).await?);
+        // Invite tokens only ever in answers about one tenant, never in listings.
+        let mut tenant = tenant_view(&ctx, &mut conn, &row.slug).await?;
+        tenant.admin_invite = None;
+        tenants.push(tenant);
     }
     Ok(Json(TenantList { tenants }))
 }
@@ -325,6 +328,7 @@ async fn routes(
 }
 
 async fn tenant_view(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+    catalog::drop_expired_admin_invite(conn, slug).await?;
     let row: TenantRow = catalog::tenant(conn, slug)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("no tenant `{slug}`")))?;
@@ -337,7 +341,8 @@ async fn tenant_view(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<T
         admin_invite: match ctx.kube {
             Some(_) => row.admin_invite.clone().map(|invite| invite.0),
             None => ctx.driver.admin_invite(&cell.cell_id),
-        },
+        }
+        .filter(|invite| !expired(&invite.expires_at)),
         state: row.state(),
         slug: row.slug,
         display_name: row.display_name,
@@ -397,4 +402,10 @@ async fn cell_view(ctx: &Ctx, conn: &mut PgConnection, row: CellRow) -> Result<C
         operation,
         local,
     })
+}
+
+/// Whether an RFC 3339 instant has passed (unreadable ones count as passed).
+fn expired(at: &str) -> bool {
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .map_or(true, |at| at <= time::OffsetDateTime::now_utc())
 }

@@ -445,7 +445,7 @@ pub async fn set_tenant_state(
     Ok(())
 }
 
-/// Removes a deleted tenant (cascading to its cell and steps) and remembers its backup.
+/// Keeps the first admin's invite (clusters: the token whose hash is in the Cell's spec).
 pub async fn set_admin_invite(
     conn: &mut PgConnection,
     slug: &str,
@@ -459,6 +459,20 @@ pub async fn set_admin_invite(
     Ok(())
 }
 
+/// Forgets the first admin's invite once it has expired: its token is worth nothing then, and
+/// a secret nobody needs is one less to leak.
+pub async fn drop_expired_admin_invite(conn: &mut PgConnection, slug: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE tenants SET admin_invite = NULL
+         WHERE slug = $1 AND (admin_invite ->> 'expires_at')::timestamptz <= now()",
+    )
+    .bind(slug)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes a deleted tenant (cascading to its cell and steps) and remembers its backup.
 pub async fn forget_tenant(
     pool: &PgPool,
     slug: &str,
