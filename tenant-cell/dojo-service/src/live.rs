@@ -27,7 +27,7 @@ use crate::store;
 
 /// Live document, chat and signaling of a dojo (y-websocket protocol; `serverUrl` =
 /// `<endpoint>/v1/dojos/{id}`, room `live`).
-#[utoipa::path(get, path = "/v1/dojos/{id}/live", tag = "dojos",
+#[utoipa::path(get, path = "/v1/dojos/{id}/live", tag = "dojos", security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Dojo id"),
         ("token" = Option<String>, Query, description = "Access token, for clients that cannot set headers"),

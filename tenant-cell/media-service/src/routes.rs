@@ -182,7 +182,7 @@ pub struct DashboardParams {
 
 /// Figures for the apps' dashboard over the PoCs the caller may see: totals and counts per
 /// language, tag, month and contributor. Computed by poc-service in its database.
-#[utoipa::path(get, path = "/v1/reports/dashboard", tag = "reports", params(DashboardParams),
+#[utoipa::path(get, path = "/v1/reports/dashboard", tag = "reports", security(("bearer" = [])), params(DashboardParams),
     responses(
         (status = 200, body = Dashboard),
         (status = 400, body = ErrorBody),
@@ -409,7 +409,7 @@ fn report(state: &AppState, prefix: &str, row: &JobRow) -> Report {
 
 /// Queues a report over the PoCs the caller may see (PDF with summary figures, a chart and the
 /// table; CSV with one row per PoC; or JSON). Answers 202 with the job; poll it for progress.
-#[utoipa::path(post, path = "/v1/reports", tag = "reports", request_body = CreateReport,
+#[utoipa::path(post, path = "/v1/reports", tag = "reports", security(("bearer" = [])), request_body = CreateReport,
     responses(
         (status = 202, description = "Queued; `Location` is the job", body = Report),
         (status = 400, body = ErrorBody),
@@ -449,7 +449,7 @@ pub async fn create_report(
 }
 
 /// The caller's reports, newest first.
-#[utoipa::path(get, path = "/v1/reports", tag = "reports", params(PageParams),
+#[utoipa::path(get, path = "/v1/reports", tag = "reports", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = ReportPage), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list_reports(
@@ -467,7 +467,7 @@ pub async fn list_reports(
 }
 
 /// One of the caller's reports: state, progress, and a signed download link once completed.
-#[utoipa::path(get, path = "/v1/reports/{id}", tag = "reports",
+#[utoipa::path(get, path = "/v1/reports/{id}", tag = "reports", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Report id")),
     responses((status = 200, body = Report), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -484,7 +484,7 @@ pub async fn get_report(
 }
 
 /// Deletes a report and its file (cancelling it if it is still running).
-#[utoipa::path(delete, path = "/v1/reports/{id}", tag = "reports",
+#[utoipa::path(delete, path = "/v1/reports/{id}", tag = "reports", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Report id")),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -497,7 +497,7 @@ pub async fn delete_report(
 }
 
 /// Cancels a pending or running report.
-#[utoipa::path(post, path = "/v1/reports/{id}/cancel", tag = "reports",
+#[utoipa::path(post, path = "/v1/reports/{id}/cancel", tag = "reports", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Report id")),
     responses((status = 200, body = Report), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -546,7 +546,7 @@ fn video_of(state: &AppState, prefix: &str, row: &JobRow) -> Video {
 /// Queues the caller's yearly video: an intro card, one card per PoC of that year (name,
 /// language, tags, date, repository), an outro with totals; 1280×720 H.264 MP4 at 30 fps, plus
 /// a JPEG thumbnail. A year without matching PoCs is refused with 422 (`no_pocs` on `year`).
-#[utoipa::path(post, path = "/v1/videos", tag = "videos", request_body = CreateVideo,
+#[utoipa::path(post, path = "/v1/videos", tag = "videos", security(("bearer" = [])), request_body = CreateVideo,
     responses(
         (status = 202, description = "Queued; `Location` is the job", body = Video),
         (status = 400, body = ErrorBody),
@@ -632,7 +632,7 @@ pub async fn create_video(
 }
 
 /// The caller's videos, newest first.
-#[utoipa::path(get, path = "/v1/videos", tag = "videos", params(PageParams),
+#[utoipa::path(get, path = "/v1/videos", tag = "videos", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = VideoPage), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list_videos(
@@ -650,7 +650,7 @@ pub async fn list_videos(
 }
 
 /// One of the caller's videos: state, progress, and signed links once completed.
-#[utoipa::path(get, path = "/v1/videos/{id}", tag = "videos",
+#[utoipa::path(get, path = "/v1/videos/{id}", tag = "videos", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Video id")),
     responses((status = 200, body = Video), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -667,7 +667,7 @@ pub async fn get_video(
 }
 
 /// Deletes a video, its MP4 and thumbnail (cancelling it if it is still rendering).
-#[utoipa::path(delete, path = "/v1/videos/{id}", tag = "videos",
+#[utoipa::path(delete, path = "/v1/videos/{id}", tag = "videos", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Video id")),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -680,7 +680,7 @@ pub async fn delete_video(
 }
 
 /// Cancels a pending or rendering video.
-#[utoipa::path(post, path = "/v1/videos/{id}/cancel", tag = "videos",
+#[utoipa::path(post, path = "/v1/videos/{id}/cancel", tag = "videos", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Video id")),
     responses((status = 200, body = Video), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -720,7 +720,7 @@ async fn redirect(
 }
 
 /// Redirects (302) to a fresh signed link of the MP4.
-#[utoipa::path(get, path = "/v1/videos/{id}/download", tag = "videos",
+#[utoipa::path(get, path = "/v1/videos/{id}/download", tag = "videos", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Video id")),
     responses((status = 302, description = "`Location` is a signed link"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -735,7 +735,7 @@ pub async fn download_video(
 }
 
 /// Redirects (302) to a fresh signed link of the JPEG thumbnail.
-#[utoipa::path(get, path = "/v1/videos/{id}/thumbnail", tag = "videos",
+#[utoipa::path(get, path = "/v1/videos/{id}/thumbnail", tag = "videos", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Video id")),
     responses((status = 302, description = "`Location` is a signed link"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),

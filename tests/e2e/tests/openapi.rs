@@ -1,0 +1,58 @@
+//! Every operation of the cell services' OpenAPI documents says how it is authenticated: a
+//! bearer token, or it is one of the few that are public on purpose (listed here, so a new
+//! public endpoint is a decision, not an accident). Clients and the isolation checks read the
+//! documents, so an operation that needs a token and does not say so is a defect.
+
+use serde_json::Value;
+
+/// Public on purpose: health and readiness, signing in and up (the refresh token is the
+/// credential of refresh and logout), and downloads by signed link.
+const PUBLIC: &[(&str, &str, &str)] = &[
+    ("poc", "post", "/v1/auth/register"),
+    ("poc", "post", "/v1/auth/login"),
+    ("poc", "post", "/v1/auth/refresh"),
+    ("poc", "post", "/v1/auth/logout"),
+    ("media", "get", "/v1/media/files/{id}/{file}"),
+];
+
+#[test]
+fn every_operation_declares_bearer_auth_unless_public_on_purpose() {
+    let mut missing = Vec::new();
+    for service in ["poc", "dojo", "media"] {
+        let path = format!(
+            "{}/../../tenant-cell/{service}-service/openapi.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("openapi.json"))
+                .expect("JSON");
+        assert!(
+            doc["components"]["securitySchemes"]["bearer"].is_object(),
+            "{service}: no bearer scheme"
+        );
+        for (route, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                let ops_tag = op["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "ops"));
+                let public =
+                    ops_tag || PUBLIC.contains(&(service, method.as_str(), route.as_str()));
+                let bearer = op["security"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+                if public == bearer {
+                    missing.push(format!(
+                        "{service} {} {route}: {}",
+                        method.to_uppercase(),
+                        if public {
+                            "public, but declares a bearer token"
+                        } else {
+                            "declares no bearer token"
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}
