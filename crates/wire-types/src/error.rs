@@ -33,6 +33,8 @@ pub enum ErrorCode {
     RegistrationClosed,
     /// The invite is unknown, used, expired or for another email (403).
     InvalidInvite,
+    /// The password-reset token is unknown, used or expired (403).
+    InvalidResetToken,
     /// The tenant is suspended (403).
     TenantSuspended,
     /// A download link's signature does not match (403).
@@ -82,6 +84,7 @@ impl ErrorCode {
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::RegistrationClosed => "registration_closed",
             ErrorCode::InvalidInvite => "invalid_invite",
+            ErrorCode::InvalidResetToken => "invalid_reset_token",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::InvalidLink => "invalid_link",
             ErrorCode::LinkExpired => "link_expired",
@@ -112,6 +115,7 @@ impl ErrorCode {
             | ErrorCode::AccountDisabled
             | ErrorCode::RegistrationClosed
             | ErrorCode::InvalidInvite
+            | ErrorCode::InvalidResetToken
             | ErrorCode::TenantSuspended
             | ErrorCode::InvalidLink
             | ErrorCode::LinkExpired => 403,

@@ -4,6 +4,7 @@
 //! codes are stable snake_case strings that clients may match on, so existing ones are never
 //! renamed.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 mod de;

@@ -89,6 +89,7 @@ impl App {
         let service_token = ServiceToken::new(config.service_token.clone());
         let (stop_indexer, indexer_stopped) = tokio::sync::watch::channel(false);
         let indexer = indexer::spawn(pool.clone(), index.clone(), indexer_stopped);
+        let mailer = crate::mail::Mailer::new(&config.mail)?;
         let state = AppState(Arc::new(Inner {
             pool: pool.clone(),
             signer,
@@ -96,6 +97,7 @@ impl App {
             config,
             index,
             indexer,
+            mailer,
         }));
 
         let api = routes::public(state.clone()).route("/openapi.json", get(serve_openapi));

@@ -68,6 +68,10 @@ pub struct Config {
     /// Cell's `spec.bootstrap`): `MRBILL_BOOTSTRAP_ADMIN_EMAIL`, `MRBILL_BOOTSTRAP_INVITE_SHA256`,
     /// `MRBILL_BOOTSTRAP_EXPIRES_AT` (RFC 3339), all three or none.
     pub bootstrap: Option<BootstrapConfig>,
+    /// Where mail to users goes: SMTP (`MRBILL_SMTP_URL_FILE`, e.g. `smtps://user:pass@host`),
+    /// a mailbox directory (`MRBILL_MAILBOX_DIR`, local cells), or nowhere; from
+    /// `MRBILL_MAIL_FROM` (default `no-reply@<tenant>.mrbill.invalid`).
+    pub mail: crate::mail::MailConfig,
 }
 
 /// See [`Config::bootstrap`].
@@ -141,6 +145,7 @@ impl Config {
             ))
         };
         let defaults = ThrottleConfig::default();
+        let mail = mail_from_env(&common.tenant)?;
         Ok(Self {
             common,
             jwt_kid,
@@ -173,6 +178,7 @@ impl Config {
                 ),
             },
             bootstrap: BootstrapConfig::from_env()?,
+            mail,
         })
     }
 
@@ -192,6 +198,22 @@ impl Config {
             dev_mode: false,
             search: SearchConfig::Embedded { dir: None },
             bootstrap: None,
+            mail: crate::mail::MailConfig::None,
         })
     }
+}
+
+fn mail_from_env(tenant: &str) -> anyhow::Result<crate::mail::MailConfig> {
+    let from = optional::<String>("MRBILL_MAIL_FROM")?
+        .unwrap_or_else(|| format!("no-reply@{tenant}.mrbill.invalid"));
+    Ok(
+        match (
+            secret_file("MRBILL_SMTP_URL_FILE")?,
+            optional("MRBILL_MAILBOX_DIR")?,
+        ) {
+            (Some(url), _) => crate::mail::MailConfig::Smtp { url, from },
+            (None, Some(dir)) => crate::mail::MailConfig::Mailbox { dir, from },
+            (None, None) => crate::mail::MailConfig::None,
+        },
+    )
 }

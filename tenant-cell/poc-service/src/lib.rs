@@ -8,6 +8,7 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;
+pub mod mail;
 pub mod openapi;
 mod routes;
 pub mod search;

@@ -13,7 +13,9 @@ use crate::routes;
     info(title = "poc-service", description = "Accounts, PoCs and search of one tenant cell. Every error is `{code, message, details}`; request bodies reject unknown fields."),
     paths(
         routes::register, routes::login, routes::refresh, routes::logout,
-        routes::me, routes::list_users, routes::get_user, routes::update_user,
+        routes::me, routes::update_profile, routes::change_password,
+        routes::list_users, routes::get_user, routes::update_user, routes::issue_reset,
+        routes::reset_password, routes::forgot_password,
         routes::create_invite, routes::list_invites, routes::revoke_invite,
         routes::get_settings, routes::update_settings,
         routes::search_pocs, routes::create_poc, routes::get_poc, routes::replace_poc, routes::patch_poc, routes::delete_poc,

@@ -21,6 +21,7 @@ pub struct Inner {
     pub config: Config,
     pub index: Arc<dyn SearchIndex>,
     pub indexer: Arc<IndexerHandle>,
+    pub mailer: crate::mail::Mailer,
 }
 
 impl std::ops::Deref for AppState {

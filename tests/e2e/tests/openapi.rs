@@ -6,12 +6,16 @@
 use serde_json::Value;
 
 /// Public on purpose: health and readiness, signing in and up (the refresh token is the
-/// credential of refresh and logout), and downloads by signed link.
+/// credential of refresh and logout), password resets (the reset token is the credential;
+/// asking for one is rate limited and answers the same for any address), and downloads by
+/// signed link.
 const PUBLIC: &[(&str, &str, &str)] = &[
     ("poc", "post", "/v1/auth/register"),
     ("poc", "post", "/v1/auth/login"),
     ("poc", "post", "/v1/auth/refresh"),
     ("poc", "post", "/v1/auth/logout"),
+    ("poc", "post", "/v1/auth/password-reset"),
+    ("poc", "post", "/v1/auth/forgot-password"),
     ("media", "get", "/v1/media/files/{id}/{file}"),
 ];
 

@@ -1,5 +1,6 @@
 //! HTTP routes. Handlers extract, call, and map; rules live in `domain`, SQL in `store`.
 
+mod account;
 mod auth;
 mod internal;
 mod invites;
@@ -21,13 +22,14 @@ use crate::state::AppState;
 use crate::store::users::{self as user_store, UserRow};
 
 pub(crate) use {
-    auth::*, internal::*, invites::*, pocs::*, search_admin::*, settings::*, users::*,
+    account::*, auth::*, internal::*, invites::*, pocs::*, search_admin::*, settings::*, users::*,
 };
 
 /// Routes of the public listener (reached through the router).
 pub fn public(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
+        .merge(account::router())
         .merge(users::router())
         .merge(invites::router())
         .merge(settings::router())

@@ -16,7 +16,10 @@ use crate::store::{tokens, users};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/users/me", get(me))
+        .route(
+            "/v1/users/me",
+            get(me).patch(super::account::update_profile),
+        )
         .route("/v1/users", get(list_users))
         .route("/v1/users/{id}", get(get_user).patch(update_user))
 }

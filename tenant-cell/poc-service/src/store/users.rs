@@ -128,3 +128,28 @@ pub async fn update(
     .fetch_one(ex)
     .await
 }
+
+/// Sets a new password hash; bumps `token_version`, so every access token of the user dies.
+pub async fn set_password(ex: impl PgExecutor<'_>, id: Uuid, hash: &str) -> sqlx::Result<UserRow> {
+    sqlx::query_as(&format!(
+        "UPDATE users SET password_hash = $2, token_version = token_version + 1, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(hash)
+    .fetch_one(ex)
+    .await
+}
+
+pub async fn set_display_name(
+    ex: impl PgExecutor<'_>,
+    id: Uuid,
+    name: &str,
+) -> sqlx::Result<UserRow> {
+    sqlx::query_as(&format!(
+        "UPDATE users SET display_name = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(name)
+    .fetch_one(ex)
+    .await
+}

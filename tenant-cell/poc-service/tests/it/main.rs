@@ -15,4 +15,5 @@ mod ops;
 mod pocs;
 mod refresh;
 mod search;
+mod self_service;
 mod throttle;
