@@ -317,3 +317,47 @@ fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))
 }
+
+/// One message of a local cell's mailbox.
+#[derive(Debug, serde::Serialize)]
+pub struct Mail {
+    pub file: String,
+    pub to: String,
+    pub subject: String,
+    /// The whole message as sent (headers and body).
+    pub message: String,
+}
+
+/// The messages in a cell's mailbox directory, oldest first (file names start with the time).
+pub fn mailbox(dir: &Path) -> CliResult<Vec<Mail>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", dir.display()).into()),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    let mut mail = Vec::new();
+    for path in files {
+        let message = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let header = |name: &str| {
+            message
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        mail.push(Mail {
+            file: path.display().to_string(),
+            to: header("To:"),
+            subject: header("Subject:"),
+            message: message.replace("\r\n", "\n"),
+        });
+    }
+    Ok(mail)
+}

@@ -95,6 +95,9 @@ enum TenantCmd {
     List,
     /// One tenant with its cell, steps and admin invite.
     Show { slug: String },
+    /// Mail the tenant's cell sent (password-reset codes), oldest first. Local cells only:
+    /// they have no mail server, so messages stay in the cell's mailbox.
+    Mail { slug: String },
     /// Block the tenant's traffic (403) and stop its services; data is kept.
     Suspend {
         slug: String,
@@ -211,6 +214,12 @@ fn tenant(cmd: TenantCmd, home: &Home, out: &Output) -> CliResult<()> {
                 &Client::connect(home)?
                     .get::<Tenant>(&format!("/v1/tenants/{}", path_segment(&slug)?))?,
             );
+        }
+        TenantCmd::Mail { slug } => {
+            let tenant = Client::connect(home)?
+                .get::<Tenant>(&format!("/v1/tenants/{}", path_segment(&slug)?))?;
+            let dir = home.cell(&tenant.cell.cell_id).mailbox_dir();
+            out.mail(&local::mailbox(&dir)?);
         }
         TenantCmd::Suspend { slug, no_wait } => change(home, out, &slug, "suspend", no_wait)?,
         TenantCmd::Resume { slug, no_wait } => change(home, out, &slug, "resume", no_wait)?,

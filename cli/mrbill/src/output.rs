@@ -340,6 +340,19 @@ impl Output {
             println!("Backup: {b}");
         }
     }
+
+    pub fn mail(&self, mail: &[crate::local::Mail]) {
+        if self.json {
+            return self.json(&mail);
+        }
+        if mail.is_empty() {
+            println!("no mail");
+        }
+        for m in mail {
+            println!("─── {} · to {} · {}", m.subject, m.to, m.file);
+            println!("{}", m.message.trim_end());
+        }
+    }
 }
 
 /// Prints rows with aligned columns.

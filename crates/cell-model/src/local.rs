@@ -162,6 +162,12 @@ impl CellDir {
         self.root.join("search")
     }
 
+    /// Mail the cell's services send (password-reset codes), one `.eml` file each; local cells
+    /// have no mail server, `mrbill tenant mail` shows them.
+    pub fn mailbox_dir(&self) -> PathBuf {
+        self.root.join("mailbox")
+    }
+
     /// The cell's object store (a local directory).
     pub fn objects_dir(&self) -> PathBuf {
         self.root.join("objects")

@@ -56,9 +56,12 @@ impl LocalDriver {
             dir.logs_dir(),
             dir.search_dir(),
             dir.objects_dir(),
+            dir.mailbox_dir(),
         ] {
             std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         }
+        // Mail carries reset codes: the cell's owner only.
+        set_mode(&dir.mailbox_dir(), 0o700)?;
         // Postgres (an unprivileged user) must traverse down to its own directory.
         for d in [self.home.root(), &self.home.cells_dir(), dir.root()] {
             set_mode(d, 0o755)?;

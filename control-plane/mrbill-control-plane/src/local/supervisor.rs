@@ -306,7 +306,8 @@ fn spawn_service(
                 "MRBILL_JWT_PRIVATE_KEY_FILE",
                 secrets.join("jwt-private.pem"),
             )
-            .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name));
+            .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name))
+            .env("MRBILL_MAILBOX_DIR", dir.mailbox_dir());
         }
         "dojo" | "media" => {
             let poc = config
