@@ -304,3 +304,39 @@ fn only_poc_service_learns_the_first_admins_invite_and_only_its_hash() {
         );
     }
 }
+
+/// Secrets reach pods as files, never as env values (which the API shows to anyone who may
+/// read pods, and which children and crash dumps inherit). Only keys that are not secret
+/// (a key id, a host name, a port, a user name) may be env values.
+#[test]
+fn no_container_takes_a_secret_value_as_env() {
+    const NOT_SECRET: [&str; 4] = ["kid", "host", "port", "username"];
+    for tier in Tier::ALL {
+        for engine in [DatabaseEngine::InCluster, DatabaseEngine::Rds] {
+            for search in [SearchEngine::Embedded, SearchEngine::Meilisearch] {
+                let objects = desired(&cell(tier, engine, search), &images());
+                for o in &objects {
+                    for c in o["spec"]["template"]["spec"]["containers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        for e in c["env"].as_array().into_iter().flatten() {
+                            if let Some(r) = e["valueFrom"].get("secretKeyRef") {
+                                let key = r["key"].as_str().unwrap_or_default();
+                                assert!(
+                                    NOT_SECRET.contains(&key),
+                                    "{} {}: env {} from Secret {}/{key}",
+                                    o["kind"],
+                                    o["metadata"]["name"],
+                                    e["name"],
+                                    r["name"]
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
