@@ -86,14 +86,7 @@ pub async fn change_password(
     CurrentUser(user): CurrentUser,
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> Result<ApiJson<TokenResponse>, ApiError> {
-    let email = Email::parse("email", &user.email).map_err(|e| ApiError::validation(vec![e]))?;
-    let new = Password::parse(
-        "new_password",
-        &req.new_password,
-        Some(&email),
-        state.config.password_policy,
-    )
-    .map_err(|e| ApiError::validation(vec![e]))?;
+    let (email, new) = new_password(&state, &user.email, &req.new_password)?;
     if req.current_password.is_empty()
         || req.current_password.chars().count() > state.config.password_policy.max_chars
     {
@@ -105,17 +98,13 @@ pub async fn change_password(
     }
     let t = state.config.throttle;
     let account_key = format!("acct:{}", email.as_str());
-    if let Err(wait) = throttle::reserve(
-        &state.pool,
+    super::attempt(
+        &state,
         &account_key,
         t.account_max_failures,
-        t.window,
-        t.block_for,
+        "too_many_failed_logins",
     )
-    .await?
-    {
-        return Err(ApiError::rate_limited(wait));
-    }
+    .await?;
     let ok =
         session::verify_password(req.current_password, Some(user.password_hash.clone())).await?;
     if !ok {
@@ -198,17 +187,7 @@ pub async fn reset_password(
     }
     let t = state.config.throttle;
     let ip_key = format!("ip:{ip}");
-    if let Err(wait) = throttle::reserve(
-        &state.pool,
-        &ip_key,
-        t.ip_max_failures,
-        t.window,
-        t.block_for,
-    )
-    .await?
-    {
-        return Err(ApiError::rate_limited(wait));
-    }
+    super::attempt(&state, &ip_key, t.ip_max_failures, "too_many_failed_resets").await?;
     let mut tx = state.pool.begin().await?;
     let Some(user_id) = resets::take(&mut *tx, &token_hash(&req.token)).await? else {
         return Err(invalid_reset_token());
@@ -216,14 +195,7 @@ pub async fn reset_password(
     let user = users::lock(&mut *tx, user_id)
         .await?
         .ok_or_else(invalid_reset_token)?;
-    let email = Email::parse("email", &user.email).map_err(|e| ApiError::validation(vec![e]))?;
-    let new = Password::parse(
-        "new_password",
-        &req.new_password,
-        Some(&email),
-        state.config.password_policy,
-    )
-    .map_err(|e| ApiError::validation(vec![e]))?;
+    let (email, new) = new_password(&state, &user.email, &req.new_password)?;
     let hash = session::hash_password(new.expose().to_owned()).await?;
     users::set_password(&mut *tx, user.id, &hash).await?;
     tokens::revoke_user(&mut *tx, user.id).await?;
@@ -257,9 +229,7 @@ pub async fn forgot_password(
         (format!("forgot:{}", email.as_str()), 3),
         (format!("forgot-ip:{ip}"), t.ip_max_failures),
     ] {
-        if let Err(wait) = throttle::reserve(&state.pool, &key, max, t.window, t.block_for).await? {
-            return Err(ApiError::rate_limited(wait));
-        }
+        super::attempt(&state, &key, max, "too_many_reset_requests").await?;
     }
     // Off the request path: the answer is the same, and as fast, for any address.
     tokio::spawn(async move {
@@ -297,6 +267,20 @@ async fn mail_reset(state: &AppState, email: &str) -> anyhow::Result<()> {
             ),
         })
         .await
+}
+
+/// The account's email and its new password, checked against the policy (422 otherwise).
+fn new_password(state: &AppState, email: &str, raw: &str) -> Result<(Email, Password), ApiError> {
+    let invalid = |e| ApiError::validation(vec![e]);
+    let email = Email::parse("email", email).map_err(invalid)?;
+    let password = Password::parse(
+        "new_password",
+        raw,
+        Some(&email),
+        state.config.password_policy,
+    )
+    .map_err(invalid)?;
+    Ok((email, password))
 }
 
 fn invalid_reset_token() -> ApiError {

@@ -202,33 +202,12 @@ pub async fn login(
     let t = state.config.throttle;
     let account_key = format!("acct:{}", email.as_str());
     let ip_key = format!("ip:{ip}");
-    let blocked = |wait| {
-        ApiError::rate_limited(wait)
-            .with_details(serde_json::json!({ "reason": "too_many_failed_logins" }))
-    };
+    const REASON: &str = "too_many_failed_logins";
     // Both attempts are reserved before the (slow) verify; one that turns out right is given back.
-    if let Err(wait) = throttle::reserve(
-        &state.pool,
-        &account_key,
-        t.account_max_failures,
-        t.window,
-        t.block_for,
-    )
-    .await?
-    {
-        return Err(blocked(wait));
-    }
-    if let Err(wait) = throttle::reserve(
-        &state.pool,
-        &ip_key,
-        t.ip_max_failures,
-        t.window,
-        t.block_for,
-    )
-    .await?
-    {
+    super::attempt(&state, &account_key, t.account_max_failures, REASON).await?;
+    if let Err(blocked) = super::attempt(&state, &ip_key, t.ip_max_failures, REASON).await {
         throttle::release(&state.pool, &account_key, t.account_max_failures).await?;
-        return Err(blocked(wait));
+        return Err(blocked);
     }
     let user = users::find_by_email(&state.pool, email.as_str()).await?;
     let ok = session::verify_password(req.password, user.as_ref().map(|u| u.password_hash.clone()))

@@ -25,6 +25,23 @@ pub(crate) use {
     account::*, auth::*, internal::*, invites::*, pocs::*, search_admin::*, settings::*, users::*,
 };
 
+/// Reserves one attempt on a throttle `key` (see `store::throttle`), or answers 429
+/// `rate_limited` with `Retry-After` (details `{reason}`) while the key is blocked.
+pub(crate) async fn attempt(
+    state: &AppState,
+    key: &str,
+    max: u32,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let t = state.config.throttle;
+    match crate::store::throttle::reserve(&state.pool, key, max, t.window, t.block_for).await? {
+        Ok(()) => Ok(()),
+        Err(wait) => {
+            Err(ApiError::rate_limited(wait).with_details(serde_json::json!({ "reason": reason })))
+        }
+    }
+}
+
 /// Routes of the public listener (reached through the router).
 pub fn public(state: AppState) -> Router {
     Router::new()
