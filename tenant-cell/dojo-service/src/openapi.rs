@@ -10,17 +10,15 @@ use crate::{live, routes};
 /// The public API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "dojo-service", description = "Live dojos of one tenant cell: REST for dojos, participants, chat history and code snapshots; `/v1/dojos/{id}/live` is a y-websocket endpoint (Yjs documents, awareness, custom chat/signaling messages). Every error is `{code, message, details}`; request bodies reject unknown fields."),
+    info(title = "dojo-service", description = "Live dojos of one tenant cell: REST for dojos, participants, chat history and code snapshots; `/v1/dojos/{id}/live` is a y-websocket endpoint (Yjs documents, awareness, custom chat/signaling messages). Every error is `{code, message, details}`; request bodies reject unknown fields. Health (`GET /healthz`) and readiness (`GET /readyz`: 503 with `Retry-After` until the service can serve) are answered on the service's own port for probes; the router does not forward them, so they are not operations of this document."),
     paths(
         routes::create_dojo, routes::list_dojos, routes::get_dojo, routes::join_dojo,
         routes::end_dojo, routes::remove_participant, routes::chat_history, routes::snapshots,
         live::live,
-        service_kit::http::healthz, service_kit::http::readyz,
     ),
     modifiers(&Security),
     tags(
         (name = "dojos", description = "Dojos, participants, chat and code history"),
-        (name = "ops", description = "Health and readiness"),
     )
 )]
 pub struct PublicApi;

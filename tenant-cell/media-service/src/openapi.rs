@@ -10,7 +10,7 @@ use crate::routes;
 /// The public API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "media-service", description = "Reports and the yearly video of one tenant cell. `GET /v1/reports/dashboard` answers at once; reports and videos are jobs (`202` + `Location`) that move pending → processing → completed | failed | cancelled with `progress` 0–100, and carry signed, expiring download links once completed. Every error is `{code, message, details}`; request bodies reject unknown fields."),
+    info(title = "media-service", description = "Reports and the yearly video of one tenant cell. `GET /v1/reports/dashboard` answers at once; reports and videos are jobs (`202` + `Location`) that move pending → processing → completed | failed | cancelled with `progress` 0–100, and carry signed, expiring download links once completed. Every error is `{code, message, details}`; request bodies reject unknown fields. Health (`GET /healthz`) and readiness (`GET /readyz`: 503 with `Retry-After` until the service can serve) are answered on the service's own port for probes; the router does not forward them, so they are not operations of this document."),
     paths(
         routes::dashboard,
         routes::create_report, routes::list_reports, routes::get_report, routes::delete_report,
@@ -18,14 +18,12 @@ use crate::routes;
         routes::create_video, routes::list_videos, routes::get_video, routes::delete_video,
         routes::cancel_video, routes::download_video, routes::video_thumbnail,
         routes::file,
-        service_kit::http::healthz, service_kit::http::readyz,
     ),
     modifiers(&Security),
     tags(
         (name = "reports", description = "Dashboard figures and report jobs (PDF, CSV, JSON)"),
         (name = "videos", description = "Yearly video jobs"),
         (name = "files", description = "Downloads by signed link"),
-        (name = "ops", description = "Health and readiness"),
     )
 )]
 pub struct PublicApi;

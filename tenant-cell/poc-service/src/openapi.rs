@@ -10,7 +10,7 @@ use crate::routes;
 /// The public API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "poc-service", description = "Accounts, PoCs and search of one tenant cell. Every error is `{code, message, details}`; request bodies reject unknown fields."),
+    info(title = "poc-service", description = "Accounts, PoCs and search of one tenant cell. Every error is `{code, message, details}`; request bodies reject unknown fields. Health (`GET /healthz`) and readiness (`GET /readyz`: 503 with `Retry-After` until the service can serve) are answered on the service's own port for probes; the router does not forward them, so they are not operations of this document."),
     paths(
         routes::register, routes::login, routes::refresh, routes::logout,
         routes::me, routes::update_profile, routes::change_password,
@@ -20,7 +20,6 @@ use crate::routes;
         routes::get_settings, routes::update_settings,
         routes::search_pocs, routes::create_poc, routes::get_poc, routes::replace_poc, routes::patch_poc, routes::delete_poc,
         routes::search_status, routes::reindex,
-        service_kit::http::healthz, service_kit::http::readyz,
     ),
     modifiers(&Security),
     tags(
@@ -30,7 +29,6 @@ use crate::routes;
         (name = "settings", description = "Cell-wide account settings"),
         (name = "pocs", description = "PoCs and search"),
         (name = "admin", description = "Cell administration"),
-        (name = "ops", description = "Health and readiness"),
     )
 )]
 pub struct PublicApi;

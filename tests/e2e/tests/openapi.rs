@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-/// Public on purpose: health and readiness, signing in and up (the refresh token is the
+/// Public on purpose: signing in and up (the refresh token is the
 /// credential of refresh and logout), password resets (the reset token is the credential;
 /// asking for one is rate limited and answers the same for any address), and downloads by
 /// signed link.
@@ -36,11 +36,7 @@ fn every_operation_declares_bearer_auth_unless_public_on_purpose() {
         );
         for (route, ops) in doc["paths"].as_object().expect("paths") {
             for (method, op) in ops.as_object().expect("operations") {
-                let ops_tag = op["tags"]
-                    .as_array()
-                    .is_some_and(|t| t.iter().any(|t| t == "ops"));
-                let public =
-                    ops_tag || PUBLIC.contains(&(service, method.as_str(), route.as_str()));
+                let public = PUBLIC.contains(&(service, method.as_str(), route.as_str()));
                 let bearer = op["security"]
                     .as_array()
                     .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
