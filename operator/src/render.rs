@@ -37,6 +37,10 @@ pub struct Images {
     /// The pod network the router's pods come from (`MRBILL_TRUSTED_PROXIES`: only they may
     /// set `X-Forwarded-For`).
     pub trusted_proxies: String,
+    /// Where an `rds` cell's pods may reach AWS (CIDRs: the VPC with its RDS subnets and
+    /// interface endpoints for S3/KMS/STS/Secrets Manager), on 443 and 5432 only. Empty: any
+    /// address on those ports (the security groups narrow it on the AWS side).
+    pub aws_egress: Vec<String>,
 }
 
 /// Pinned images of the stateful parts.
@@ -136,7 +140,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         resource_quota(cell),
         limit_range(cell),
     ];
-    out.extend(network_policies(cell));
+    out.extend(network_policies(cell, images));
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         out.push(postgres_init(cell));
         out.push(postgres(cell));
@@ -242,7 +246,7 @@ fn path(cell: &Cell, clients: (&str, Value), server: (&str, Value), port: u16) -
     ]
 }
 
-fn network_policies(cell: &Cell) -> Vec<Value> {
+fn network_policies(cell: &Cell, images: &Images) -> Vec<Value> {
     let mut out = vec![
         policy(
             cell,
@@ -299,17 +303,25 @@ fn network_policies(cell: &Cell) -> Vec<Value> {
         ));
     }
     if cell.spec.database.engine == DatabaseEngine::Rds {
-        // RDS in the cell's subnets and AWS APIs (S3, KMS, Secrets Manager) over HTTPS; the
-        // security groups narrow it further on the AWS side.
+        // RDS in the cell's subnets and AWS APIs (S3, KMS, Secrets Manager) over HTTPS, to the
+        // configured networks only; the security groups narrow it further on the AWS side.
+        let mut rule = json!({ "ports": [
+            { "protocol": "TCP", "port": 443 }, { "protocol": "TCP", "port": POSTGRES_PORT },
+        ]});
+        if !images.aws_egress.is_empty() {
+            rule["to"] = images
+                .aws_egress
+                .iter()
+                .map(|cidr| json!({ "ipBlock": { "cidr": cidr } }))
+                .collect();
+        }
         out.push(policy(
             cell,
             "services-to-aws",
             json!({
                 "podSelector": services_in(&["poc", "dojo", "media", RDS_ROLES_JOB]),
                 "policyTypes": ["Egress"],
-                "egress": [{ "ports": [
-                    { "protocol": "TCP", "port": 443 }, { "protocol": "TCP", "port": POSTGRES_PORT },
-                ]}],
+                "egress": [rule],
             }),
         ));
     }

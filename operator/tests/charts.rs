@@ -381,6 +381,7 @@ fn aws_values_give_the_operator_its_irsa_role_and_settings() {
             "aws.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.example/id/X",
             "aws.oidcProviderHost=oidc.example/id/X",
             "aws.region=sa-east-1",
+            "aws.egressCidrs={10.20.0.0/16}",
         ],
     );
     validate(&yaml);
@@ -399,6 +400,10 @@ fn aws_values_give_the_operator_its_irsa_role_and_settings() {
         Some("vpc-0a1")
     );
     assert_eq!(env_of(container, "AWS_REGION"), Some("sa-east-1"));
+    assert_eq!(
+        env_of(container, "MRBILL_OPERATOR_AWS_EGRESS_CIDRS"),
+        Some("10.20.0.0/16")
+    );
 
     // Enabled without what the operator needs: refused by the schema.
     let out = helm(&[

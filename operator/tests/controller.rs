@@ -46,6 +46,7 @@ fn images() -> Images {
     Images {
         registry: "registry.example.com/mrbill".into(),
         trusted_proxies: "10.0.0.0/8".into(),
+        aws_egress: Vec::new(),
     }
 }
 

@@ -80,6 +80,7 @@ fn rendered_images() -> BTreeSet<String> {
             &cell_operator::render::Images {
                 registry: "registry.example.com/mrbill".into(),
                 trusted_proxies: "10.0.0.0/8".into(),
+                aws_egress: Vec::new(),
             },
         );
         collect_images(&objects, &mut images);

@@ -36,6 +36,7 @@ fn images() -> Images {
     Images {
         registry: "registry.example.com/mrbill".into(),
         trusted_proxies: "10.0.0.0/8".into(),
+        aws_egress: vec!["10.20.0.0/16".into()],
     }
 }
 
@@ -215,7 +216,32 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
     );
     let rds = cell(Tier::Large, DatabaseEngine::Rds, SearchEngine::Meilisearch);
     let objects = desired(&rds, &images());
-    find(&objects, "NetworkPolicy", "services-to-aws");
+    // AWS only where the operator is told it is (the VPC and its endpoints), on 443 and 5432.
+    let aws = find(&objects, "NetworkPolicy", "services-to-aws");
+    assert_eq!(
+        aws["spec"]["egress"][0]["to"],
+        serde_json::json!([{ "ipBlock": { "cidr": "10.20.0.0/16" } }])
+    );
+    let ports: Vec<u64> = aws["spec"]["egress"][0]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert_eq!(ports, [443, 5432]);
+    let open = desired(
+        &rds,
+        &Images {
+            aws_egress: Vec::new(),
+            ..images()
+        },
+    );
+    assert!(
+        find(&open, "NetworkPolicy", "services-to-aws")["spec"]["egress"][0]
+            .get("to")
+            .is_none(),
+        "without settings: any address, still only on 443/5432"
+    );
     assert!(
         !objects
             .iter()

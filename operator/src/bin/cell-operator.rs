@@ -5,6 +5,8 @@
 //! Settings (environment):
 //! - `MRBILL_OPERATOR_REGISTRY` (required): where cell images are, `<registry>/<service>-service:<version>`.
 //! - `MRBILL_OPERATOR_TRUSTED_PROXIES` (required): the router pods' network (CIDRs), passed to cells.
+//! - `MRBILL_OPERATOR_AWS_EGRESS_CIDRS`: where rds cells' pods may reach AWS on 443/5432 (the
+//!   VPC, its endpoints); unset: any address on those ports.
 //! - `MRBILL_OPERATOR_METRICS_ADDR` (default `0.0.0.0:8080`): health and metrics listener.
 //! - `POD_NAME` (optional): names this instance in Events.
 //! - For `rds` cells (all or none): `MRBILL_OPERATOR_AWS_VPC_ID`, `MRBILL_OPERATOR_AWS_SUBNET_IDS`
@@ -29,6 +31,10 @@ fn main() -> anyhow::Result<()> {
     let images = Images {
         registry: required("MRBILL_OPERATOR_REGISTRY")?,
         trusted_proxies: required("MRBILL_OPERATOR_TRUSTED_PROXIES")?,
+        aws_egress: service_kit::config::ip_nets("MRBILL_OPERATOR_AWS_EGRESS_CIDRS")?
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
     };
     let metrics_addr: SocketAddr =
         optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());
