@@ -497,7 +497,7 @@ impl Kubelet {
         let url = format!("http://127.0.0.1:{}{}", own[&port], str_of(&probe["path"]));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(res) = reqwest::blocking_get(&url)
+            if let Ok(res) = probe::http_status(&url)
                 && res == 200
             {
                 return;
@@ -657,9 +657,9 @@ fn container_port(w: &Value, port: &Value) -> Option<u16> {
         .map(|p| p as u16)
 }
 
-mod reqwest {
+mod probe {
     /// A GET's status from a blocking context (the kubelet runs outside async code).
-    pub fn blocking_get(url: &str) -> std::io::Result<u16> {
+    pub fn http_status(url: &str) -> std::io::Result<u16> {
         use std::io::{Read, Write};
         let rest = url.trim_start_matches("http://");
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));

@@ -81,16 +81,6 @@ impl Mailer {
         })
     }
 
-    /// Sends `mail` in the background; failures are logged (never with the body).
-    pub fn send_later(&self, mail: Mail) {
-        let mailer = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = mailer.send(&mail).await {
-                tracing::warn!(error = %format!("{e:#}"), subject = %mail.subject, "mail not sent");
-            }
-        });
-    }
-
     /// Sends `mail` now.
     pub async fn send(&self, mail: &Mail) -> anyhow::Result<()> {
         let message = |from: &Mailbox| -> anyhow::Result<Message> {

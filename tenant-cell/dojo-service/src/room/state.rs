@@ -329,26 +329,25 @@ impl RoomState {
         // in the batch's order.
         let mut per_peer: HashMap<u64, Vec<Bytes>> = HashMap::new();
         for (to, bytes) in outgoing {
-            let peers = &self.peers;
-            let mut add = |id: u64| {
-                if peers.get(&id).is_some_and(|p| p.takes(&bytes)) {
+            let mut add = |id: u64, peer: &PeerConn| {
+                if peer.takes(&bytes) {
                     per_peer.entry(id).or_default().push(bytes.clone());
                 }
             };
             match to {
                 To::All { below } => self
                     .peers
-                    .keys()
-                    .filter(|id| **id < below)
-                    .for_each(|id| add(*id)),
+                    .iter()
+                    .filter(|(id, _)| **id < below)
+                    .for_each(|(id, peer)| add(*id, peer)),
                 To::AllBut { but, below } => self
                     .peers
-                    .keys()
-                    .filter(|id| **id != but && **id < below)
-                    .for_each(|id| add(*id)),
+                    .iter()
+                    .filter(|(id, _)| **id != but && **id < below)
+                    .for_each(|(id, peer)| add(*id, peer)),
                 To::One(one) => {
-                    if self.peers.contains_key(&one) {
-                        add(one);
+                    if let Some(peer) = self.peers.get(&one) {
+                        add(one, peer);
                     }
                 }
             }
