@@ -41,12 +41,19 @@ impl Role {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    #[cfg_attr(feature = "openapi", schema(max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254, format = Email))]
     pub email: String,
     #[cfg_attr(feature = "openapi", schema(min_length = 10, max_length = 128))]
     pub password: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub display_name: Option<String>,
     /// Required when the cell's registration is `invite_only`, and for the bootstrap admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,7 +66,7 @@ pub struct RegisterRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[cfg_attr(feature = "openapi", schema(max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254, format = Email))]
     pub email: String,
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub password: String,
@@ -133,7 +140,7 @@ pub struct UpdateUserRequest {
 pub struct CreateInviteRequest {
     /// When set, only this address can use the invite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 254))]
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254, format = Email))]
     pub email: Option<String>,
     #[serde(default = "default_invite_role")]
     pub role: Role,

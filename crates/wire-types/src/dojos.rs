@@ -77,14 +77,34 @@ pub enum ParticipantRole {
 #[serde(deny_unknown_fields)]
 pub struct CreateDojo {
     /// 1–120 characters.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 120,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub name: String,
     /// Up to 2,000 characters.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_length = 2000))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 2000,
+            pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub description: String,
     /// Language of the code, e.g. `rust` (stored lower-case, 1–32 characters).
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub language: String,
     /// 2–500 people at once (default 50).
     #[serde(default, deserialize_with = "crate::de::integral_u32")]
@@ -95,7 +115,13 @@ pub struct CreateDojo {
     pub private: bool,
     /// The code the document starts with (up to 50,000 characters).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_length = 50000))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 50000,
+            pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub initial_code: String,
     /// When the dojo starts (RFC 3339); absent or past = now.
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -170,6 +196,15 @@ pub struct DojoPage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JoinDojo {
+    /// The code the host shares (case-insensitive).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub join_code: String,
     /// Join to watch only.
     #[serde(default)]

@@ -13,6 +13,7 @@ mod error;
 mod ids;
 pub mod media;
 pub mod pocs;
+pub mod rules;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
 pub use ids::{DojoId, InviteId, PocId, UserId};

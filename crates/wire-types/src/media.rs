@@ -102,19 +102,19 @@ pub struct CreateReport {
     pub format: ReportFormat,
     /// First day included (`YYYY-MM-DD`, UTC); default: no lower bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(format = Date))]
+    #[cfg_attr(feature = "openapi", schema(format = Date, pattern = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"))]
     pub from: Option<String>,
     /// Last day included (`YYYY-MM-DD`, UTC); default: today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(format = Date))]
+    #[cfg_attr(feature = "openapi", schema(format = Date, pattern = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"))]
     pub to: Option<String>,
     /// Only PoCs carrying all of these tags.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Vec<crate::rules::Tag>))]
     pub tags: Vec<String>,
     /// Leave out PoCs carrying any of these tags.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Vec<crate::rules::Tag>))]
     pub exclude_tags: Vec<String>,
     #[serde(default)]
     pub group_by: GroupBy,
@@ -130,13 +130,20 @@ pub struct CreateVideo {
     pub year: i32,
     /// Shown on the intro card; default "<year> in PoCs".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 80))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 80,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub title: Option<String>,
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Vec<crate::rules::Tag>))]
     pub tags: Vec<String>,
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Vec<crate::rules::Tag>))]
     pub exclude_tags: Vec<String>,
 }
 

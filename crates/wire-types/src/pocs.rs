@@ -6,10 +6,25 @@ use time::OffsetDateTime;
 use crate::{FieldError, PocId, UserId};
 
 /// Longest tag, in characters.
-pub const MAX_TAG_CHARS: usize = 32;
+pub use crate::rules::MAX_TAG_CHARS;
 
 /// Tags are lower-case kebab-case: `Machine Learning` → `machine-learning`.
 pub fn normalise_tag(field: &str, raw: &str) -> Result<String, FieldError> {
+    // Limits apply to what was sent (as the OpenAPI document states), then to the result.
+    if raw.chars().count() > MAX_TAG_CHARS {
+        return Err(FieldError::new(
+            field,
+            "too_long",
+            format!("tags must have at most {MAX_TAG_CHARS} characters"),
+        ));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "invalid_characters",
+            "tags may contain letters, digits and - + # .",
+        ));
+    }
     let words: Vec<String> = raw.split_whitespace().map(str::to_lowercase).collect();
     let value = words.join("-");
     if value.is_empty() {
@@ -70,31 +85,51 @@ impl Visibility {
 #[serde(deny_unknown_fields)]
 pub struct PocInput {
     /// 1–120 characters.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 120,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub name: String,
     /// Up to 5,000 characters.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_length = 5000))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 5000,
+            pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub description: String,
     /// `https://github.com/<owner>/<repo>`; normalised (no `.git`, no trailing slash).
     #[cfg_attr(
         feature = "openapi",
         schema(
-            pattern = r"^https://(www\.)?github\.com/[A-Za-z0-9-]+/[A-Za-z0-9._-]+/?$",
+            pattern = r"^https://(www\.)?github\.com/[A-Za-z0-9]([A-Za-z0-9-]{0,37}[A-Za-z0-9])?/([A-Za-z0-9_-][A-Za-z0-9._-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}|\.\.[A-Za-z0-9._-]{1,98})/?$",
             max_length = 300
         )
     )]
     pub repository_url: String,
     /// Main language, e.g. `rust`, `typescript`, `c++` (stored lower-case, 1–32 characters).
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[\p{Alpha}\p{N}+#.-]([\p{Alpha}\p{N}+#. -]*[\p{Alpha}\p{N}+#.-])?[^\S\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub language: String,
     /// Up to 20 tags, each 1–32 characters; normalised to lower-case kebab-case and de-duplicated.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Vec<crate::rules::Tag>))]
     pub tags: Vec<String>,
     /// Up to 20 frameworks, each 1–40 characters; de-duplicated case-insensitively.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Vec<crate::rules::Framework>))]
     pub frameworks: Vec<String>,
     #[serde(default)]
     pub visibility: Visibility,
@@ -106,28 +141,48 @@ pub struct PocInput {
 #[serde(deny_unknown_fields)]
 pub struct PocPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 120))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 120,
+            pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_length = 5000))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 5000,
+            pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",
         schema(
-            pattern = r"^https://(www\.)?github\.com/[A-Za-z0-9-]+/[A-Za-z0-9._-]+/?$",
+            pattern = r"^https://(www\.)?github\.com/[A-Za-z0-9]([A-Za-z0-9-]{0,37}[A-Za-z0-9])?/([A-Za-z0-9_-][A-Za-z0-9._-]{0,99}|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}|\.\.[A-Za-z0-9._-]{1,98})/?$",
             max_length = 300
         )
     )]
     pub repository_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 32))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 32,
+            pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*[\p{Alpha}\p{N}+#.-]([\p{Alpha}\p{N}+#. -]*[\p{Alpha}\p{N}+#.-])?[^\S\x00-\x1F\x7F-\x9F]*$"
+        )
+    )]
     pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Option<Vec<crate::rules::Tag>>))]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, value_type = Option<Vec<crate::rules::Framework>>))]
     pub frameworks: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,

@@ -109,8 +109,8 @@ fn validate(input: &CreateDojo) -> Result<(String, u32), Vec<FieldError>> {
             ));
         }
     }
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 120 {
+    // Lengths apply to what was sent, as the OpenAPI document states.
+    if input.name.trim().is_empty() || input.name.chars().count() > 120 {
         errors.push(FieldError::new(
             "name",
             "invalid_length",
@@ -125,7 +125,7 @@ fn validate(input: &CreateDojo) -> Result<(String, u32), Vec<FieldError>> {
         ));
     }
     let language = input.language.trim().to_lowercase();
-    if language.is_empty() || language.chars().count() > 32 {
+    if language.is_empty() || input.language.chars().count() > 32 {
         errors.push(FieldError::new(
             "language",
             "invalid_length",
@@ -231,12 +231,6 @@ pub enum ListStatus {
     Upcoming,
 }
 
-fn parse_cursor(cursor: &str) -> Option<(OffsetDateTime, Uuid)> {
-    let (at, id) = cursor.split_once('_')?;
-    let at = OffsetDateTime::from_unix_timestamp_nanos(at.parse().ok()?).ok()?;
-    Some((at, id.parse().ok()?))
-}
-
 /// Active and upcoming dojos the caller can see, soonest first.
 #[utoipa::path(get, path = "/v1/dojos", tag = "dojos", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = DojoPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -252,7 +246,7 @@ pub async fn list_dojos(
     }
     let after = match params.cursor.as_deref() {
         Some(cursor) => Some(
-            parse_cursor(cursor)
+            service_kit::cursor::decode(cursor)
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidParameter, "cursor: not ours"))?,
         ),
         None => None,
@@ -284,7 +278,7 @@ pub async fn list_dojos(
     let next_cursor = more
         .then(|| rows.last())
         .flatten()
-        .map(|(r, _)| format!("{}_{}", r.scheduled_start.unix_timestamp_nanos(), r.id));
+        .map(|(r, _)| service_kit::cursor::encode(r.scheduled_start, r.id));
     let mut items = Vec::with_capacity(rows.len());
     for (row, role) in rows {
         let (online, _) = state.rooms.online(row.id).await;
@@ -335,7 +329,7 @@ pub async fn join_dojo(
     ApiJson(input): ApiJson<JoinDojo>,
 ) -> Result<ApiJson<Dojo>, ApiError> {
     let code = input.join_code.trim().to_uppercase();
-    if code.is_empty() || code.len() > 32 {
+    if code.is_empty() || input.join_code.chars().count() > 32 {
         return Err(ApiError::validation(vec![FieldError::new(
             "join_code",
             "invalid_length",

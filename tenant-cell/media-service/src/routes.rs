@@ -170,13 +170,15 @@ fn poc_error(e: PocError) -> ApiError {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DashboardParams {
-    /// First day included, `YYYY-MM-DD` (UTC).
+    /// First day included, `YYYY-MM-DD` (UTC, years 2000–2100).
+    #[param(format = Date, pattern = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub from: Option<String>,
-    /// Last day included, `YYYY-MM-DD` (UTC).
+    /// Last day included, `YYYY-MM-DD` (UTC, years 2000–2100), not before `from`.
+    #[param(format = Date, pattern = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub to: Option<String>,
-    /// Comma-separated; PoCs must carry all of them.
+    /// Comma-separated; PoCs must carry all of them (at most 20 tags).
     pub tags: Option<String>,
-    /// Comma-separated; PoCs carrying any of them are left out.
+    /// Comma-separated; PoCs carrying any of them are left out (at most 20 tags).
     pub exclude_tags: Option<String>,
 }
 
@@ -303,8 +305,12 @@ fn main_file(row: &JobRow) -> Option<String> {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// From a previous page's `next_cursor`.
+    #[param(
+        pattern = r"^[0-9]{1,19}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     pub cursor: Option<String>,
     /// 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -573,10 +579,7 @@ pub async fn create_video(
     }
     if let Some(title) = &input.title {
         let trimmed = title.trim();
-        if trimmed.is_empty()
-            || trimmed.chars().count() > 80
-            || trimmed.chars().any(char::is_control)
-        {
+        if trimmed.is_empty() || title.chars().count() > 80 || title.chars().any(char::is_control) {
             errors.push(FieldError::new(
                 "title",
                 "invalid_length",

@@ -91,6 +91,13 @@ impl DisplayName {
                 format!("display name is longer than {} characters", Self::MAX_CHARS),
             ));
         }
+        if raw.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                field,
+                "invalid_characters",
+                "display name contains control characters",
+            ));
+        }
         let name = raw.trim();
         if name.is_empty() {
             return Err(FieldError::new(
@@ -104,13 +111,6 @@ impl DisplayName {
                 field,
                 "too_long",
                 format!("display name is longer than {} characters", Self::MAX_CHARS),
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                field,
-                "invalid_characters",
-                "display name contains control characters",
             ));
         }
         Ok(Self(name.to_owned()))

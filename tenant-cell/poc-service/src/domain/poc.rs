@@ -80,6 +80,18 @@ fn text(
             format!("{field} must have at most {max} characters"),
         ));
     }
+    // Control characters are refused anywhere in what was sent, even where trimming would drop
+    // them, so the published pattern and the server agree.
+    if raw
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err(FieldError::new(
+            field,
+            "invalid_characters",
+            format!("{field} contains control characters"),
+        ));
+    }
     let value = raw.trim();
     let chars = value.chars().count();
     if chars < min {
@@ -94,16 +106,6 @@ fn text(
             field,
             "too_long",
             format!("{field} must have at most {max} characters"),
-        ));
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
-    {
-        return Err(FieldError::new(
-            field,
-            "invalid_characters",
-            format!("{field} contains control characters"),
         ));
     }
     Ok(value.to_owned())
@@ -190,7 +192,11 @@ pub fn github_url(field: &str, raw: &str) -> Result<String, FieldError> {
     let [owner, repo] = segments.as_slice() else {
         return Err(invalid());
     };
-    let repo = repo.strip_suffix(".git").unwrap_or(repo);
+    // `.git` is dropped unless nothing usable would be left (`.git` itself is a valid name).
+    let repo = repo
+        .strip_suffix(".git")
+        .filter(|r| !matches!(*r, "" | "." | ".."))
+        .unwrap_or(repo);
     let owner_ok = (1..=39).contains(&owner.len())
         && !owner.starts_with('-')
         && !owner.ends_with('-')

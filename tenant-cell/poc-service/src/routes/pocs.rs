@@ -72,12 +72,16 @@ pub struct SearchParams {
     /// Words of 5+ letters tolerate one typo; the last word also matches as a prefix.
     #[param(max_length = 200)]
     pub q: Option<String>,
-    /// Only this language (case-insensitive).
-    #[param(max_length = 32)]
+    /// Only this language (case-insensitive); blank for any.
+    #[param(
+        max_length = 32,
+        pattern = r"^[^\S\x00-\x1F\x7F-\x9F]*([\p{Alpha}\p{N}+#.-]([\p{Alpha}\p{N}+#. -]*[\p{Alpha}\p{N}+#.-])?)?[^\S\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub language: Option<String>,
-    /// Comma-separated; every tag must be present.
+    /// Comma-separated (at most 20); every tag must be present.
     pub tags: Option<String>,
-    /// A user id, or `me`.
+    /// A user id, or `me`; blank for anyone.
+    #[param(pattern = r"^ *(me|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})? *$")]
     pub owner: Option<String>,
     /// Page number; `page × per_page` may not exceed 10,000.
     #[param(minimum = 1, maximum = 10000)]
@@ -101,7 +105,13 @@ impl SearchParams {
         }
         let language = match self.language.as_deref() {
             // Blank means "any language"; the length limit applies to what was sent.
-            Some(l) if l.trim().is_empty() && l.chars().count() <= 32 => None,
+            Some(l)
+                if l.trim().is_empty()
+                    && !l.chars().any(char::is_control)
+                    && l.chars().count() <= 32 =>
+            {
+                None
+            }
             Some(l) => normalise_language("language", l)
                 .map_err(|e| errors.push(e))
                 .ok(),
@@ -132,12 +142,15 @@ impl SearchParams {
         let owner = match self
             .owner
             .as_deref()
-            .map(str::trim)
+            .map(|o| o.trim_matches(' '))
             .filter(|o| !o.is_empty())
         {
             Some("me") => Some(user.id),
-            Some(o) => o
-                .parse::<Uuid>()
+            // Only the form ids are given out in (lower-case, hyphenated), as documented.
+            Some(o) => Some(o)
+                .filter(|o| o.len() == 36 && !o.bytes().any(|b| b.is_ascii_uppercase()))
+                .and_then(|o| o.parse::<Uuid>().ok())
+                .ok_or(())
                 .map_err(|_| {
                     errors.push(FieldError::new(
                         "owner",
