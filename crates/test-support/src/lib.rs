@@ -60,12 +60,14 @@ fn schemathesis() -> String {
     "st".into()
 }
 
-/// Runs schemathesis (all checks) against `{base}/openapi.json` as the bearer of `token`, with
+/// Runs schemathesis (all checks) with the document at `spec` (a URL or a file) against `base`
+/// as the bearer of `token`, with
 /// settings from `config` and any `extra` CLI arguments; its example database and caches go to
 /// `workdir`. Prints the report and fails the test on any finding. Blocking.
 pub fn assert_schemathesis_clean(
     workdir: &std::path::Path,
     config: &std::path::Path,
+    spec: &str,
     base: &str,
     token: &str,
     extra: &[&str],
@@ -74,7 +76,7 @@ pub fn assert_schemathesis_clean(
         .current_dir(workdir)
         .arg("--config-file")
         .arg(config)
-        .args(["run", &format!("{base}/openapi.json")])
+        .args(["run", spec])
         .args(["--url", base])
         .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(extra)
@@ -99,6 +101,7 @@ pub async fn schemathesis_with_id(
     name: &str,
     settings: &std::path::Path,
     id: &str,
+    spec: &str,
     base: &str,
     token: &str,
     extra: &'static [&'static str],
@@ -112,9 +115,9 @@ pub async fn schemathesis_with_id(
         format!("{committed}\n[parameters]\n\"path.id\" = \"{id}\"\n"),
     )
     .expect("config");
-    let (base, token) = (base.to_owned(), token.to_owned());
+    let (spec, base, token) = (spec.to_owned(), base.to_owned(), token.to_owned());
     tokio::task::spawn_blocking(move || {
-        assert_schemathesis_clean(&workdir, &config, &base, &token, extra);
+        assert_schemathesis_clean(&workdir, &config, &spec, &base, &token, extra);
     })
     .await
     .expect("schemathesis run");

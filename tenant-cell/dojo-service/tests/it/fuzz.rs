@@ -21,6 +21,7 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
             "/tests/schemathesis.toml"
         )),
         &dojo_id,
+        &format!("{}/openapi.json", cell.dojo.base),
         &cell.dojo.base,
         &admin.token,
         &["--exclude-path", "/v1/dojos/{id}/live"],

@@ -40,6 +40,7 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
             "/tests/schemathesis.toml"
         )),
         &id,
+        &format!("{}/openapi.json", cell.media.base),
         &cell.media.base,
         &admin.token,
         &[],
