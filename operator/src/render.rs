@@ -558,6 +558,18 @@ fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
                 ));
                 env.push(value("MRBILL_BOOTSTRAP_EXPIRES_AT", b.expires_at.clone()));
             }
+            if !cell.spec.email_domains.is_empty() {
+                env.push(value(
+                    "MRBILL_EMAIL_DOMAINS",
+                    cell.spec.email_domains.join(","),
+                ));
+            }
+            if !cell.spec.email_domains.is_empty() {
+                env.push(value(
+                    "MRBILL_EMAIL_DOMAINS",
+                    cell.spec.email_domains.join(","),
+                ));
+            }
             if cell.spec.search == SearchEngine::Meilisearch {
                 env.push(value("MRBILL_SEARCH_ENGINE", "meilisearch".into()));
                 env.push(value(

@@ -93,6 +93,7 @@ fn cell(tenant: &str, tier: Tier) -> Cell {
             search: SearchEngine::Meilisearch,
             placement: "eks-us-east-1".into(),
             suspended: false,
+            email_domains: Vec::new(),
             bootstrap: None,
         },
     )

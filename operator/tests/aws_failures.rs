@@ -163,6 +163,7 @@ fn cell() -> Cell {
             search: SearchEngine::Meilisearch,
             placement: "eks".into(),
             suspended: false,
+            email_domains: Vec::new(),
             bootstrap: None,
         },
     )

@@ -46,6 +46,7 @@ async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() 
             search: SearchEngine::Embedded,
             placement: "eks".into(),
             suspended: false,
+            email_domains: Vec::new(),
             bootstrap: None,
         },
     );

@@ -38,6 +38,7 @@ fn spec(search: SearchEngine) -> CellSpec {
         search,
         placement: "eks-sa-east-1".into(),
         suspended: false,
+        email_domains: Vec::new(),
         bootstrap: None,
     }
 }

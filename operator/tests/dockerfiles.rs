@@ -72,6 +72,7 @@ fn rendered_images() -> BTreeSet<String> {
                 search: SearchEngine::Embedded,
                 placement: "p".into(),
                 suspended: false,
+                email_domains: Vec::new(),
                 bootstrap: None,
             },
         );

@@ -45,6 +45,7 @@ fn cell(tier: Tier, engine: DatabaseEngine) -> Cell {
             search: SearchEngine::Embedded,
             placement: "eks-sa-east-1".into(),
             suspended: false,
+            email_domains: Vec::new(),
             bootstrap: Some(AdminBootstrap {
                 admin_email: ADMIN.into(),
                 invite_token_sha256: service_kit::secrets::token_hash(INVITE),

@@ -27,6 +27,7 @@ fn cell(tier: Tier, engine: DatabaseEngine, search: SearchEngine) -> Cell {
             search,
             placement: "eks-sa-east-1".into(),
             suspended: false,
+            email_domains: Vec::new(),
             bootstrap: None,
         },
     )
@@ -307,6 +308,7 @@ fn only_poc_service_learns_the_first_admins_invite_and_only_its_hash() {
         invite_token_sha256: "ab".repeat(32),
         expires_at: "2026-11-29T10:00:00Z".into(),
     });
+    c.spec.email_domains = vec!["acme.test".into(), "acme.io".into()];
     let objects = desired(&c, &images());
     let env = |service: &str| {
         find(&objects, "Deployment", &format!("{service}-service"))["spec"]["template"]["spec"]
@@ -321,6 +323,8 @@ fn only_poc_service_learns_the_first_admins_invite_and_only_its_hash() {
     assert_eq!(poc["MRBILL_BOOTSTRAP_ADMIN_EMAIL"], "boss@acme.test");
     assert_eq!(poc["MRBILL_BOOTSTRAP_INVITE_SHA256"], "ab".repeat(32));
     assert_eq!(poc["MRBILL_BOOTSTRAP_EXPIRES_AT"], "2026-11-29T10:00:00Z");
+    // Open registration admits only the tenant's domains.
+    assert_eq!(poc["MRBILL_EMAIL_DOMAINS"], "acme.test,acme.io");
     for other in ["dojo", "media"] {
         assert!(
             env(other)

@@ -24,6 +24,7 @@ fn cell(engine: DatabaseEngine, search: SearchEngine) -> Cell {
             search,
             placement: "eks-sa-east-1".into(),
             suspended: false,
+            email_domains: Vec::new(),
             bootstrap: None,
         },
     )

@@ -160,6 +160,7 @@ impl NewTenant {
             search,
             placement: self.placement.clone(),
             suspended: false,
+            email_domains: self.email_domains.clone(),
             bootstrap: None,
         }
     }

@@ -258,7 +258,9 @@ fn run_step<'a>(
         }
         let driver = &ctx.driver;
         match (op, step) {
-            (Op::Provision, "secrets") => driver.prepare(id, tenant).await,
+            (Op::Provision, "secrets") => {
+                driver.prepare(id, tenant, &cell.spec.0.email_domains).await
+            }
             (Op::Provision, "cluster") => driver.init_cluster(id).await,
             (Op::Provision, "supervisor") => driver.ensure_supervisor(id).await,
             (Op::Provision, "databases") => driver.ensure_databases(id).await,

@@ -65,6 +65,9 @@ pub struct CellSpec {
     /// A suspended cell keeps its data but runs no services and receives no traffic.
     #[serde(default)]
     pub suspended: bool,
+    /// The tenant's email domains: open registration in the cell admits only addresses there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email_domains: Vec<String>,
     /// The tenant's first admin, for drivers where the cell creates its own bootstrap invite
     /// (kubernetes). `None` where the driver runs `bootstrap-admin` itself (local).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -61,6 +61,30 @@ pub struct RegisterRequest {
     pub invite_token: Option<String>,
 }
 
+/// `202` from `POST /v1/auth/register` without an invite: a code was mailed to the address;
+/// the account exists once it comes back through `POST /v1/auth/confirm-email`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegistrationPending {
+    pub email: String,
+    /// When the mailed code stops working (register again for a new one).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: time::OffsetDateTime,
+}
+
+/// `POST /v1/auth/confirm-email`: the code mailed after an open registration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmEmailRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254, format = Email))]
+    pub email: String,
+    /// Six digits.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[0-9]{6}$"))]
+    pub code: String,
+}
+
 /// `POST /v1/auth/login`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

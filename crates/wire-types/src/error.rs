@@ -35,6 +35,10 @@ pub enum ErrorCode {
     InvalidInvite,
     /// The password-reset token is unknown, used or expired (403).
     InvalidResetToken,
+    /// Open registration admits only addresses at the tenant's email domains (403).
+    EmailDomainNotAllowed,
+    /// The email confirmation code is wrong, used or expired (403).
+    InvalidConfirmationCode,
     /// The tenant is suspended (403).
     TenantSuspended,
     /// A download link's signature does not match (403).
@@ -85,6 +89,8 @@ impl ErrorCode {
             ErrorCode::RegistrationClosed => "registration_closed",
             ErrorCode::InvalidInvite => "invalid_invite",
             ErrorCode::InvalidResetToken => "invalid_reset_token",
+            ErrorCode::EmailDomainNotAllowed => "email_domain_not_allowed",
+            ErrorCode::InvalidConfirmationCode => "invalid_confirmation_code",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::InvalidLink => "invalid_link",
             ErrorCode::LinkExpired => "link_expired",
@@ -116,6 +122,8 @@ impl ErrorCode {
             | ErrorCode::RegistrationClosed
             | ErrorCode::InvalidInvite
             | ErrorCode::InvalidResetToken
+            | ErrorCode::EmailDomainNotAllowed
+            | ErrorCode::InvalidConfirmationCode
             | ErrorCode::TenantSuspended
             | ErrorCode::InvalidLink
             | ErrorCode::LinkExpired => 403,

@@ -42,6 +42,9 @@ pub const TAG: &str = r"^[^\S\x00-\x1F\x7F-\x9F]*[\p{Alpha}\p{N}+#.-]+([^\S\x00-
 /// `format: date`, which rules out days like `2024-02-30`).
 pub const DAY: &str = r"^(20[0-9]{2}|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$";
 
+/// An email confirmation code: six digits.
+pub const CONFIRMATION_CODE: &str = r"^[0-9]{6}$";
+
 /// Longest tag, in characters, as sent and as stored.
 pub const MAX_TAG_CHARS: usize = 32;
 
@@ -103,7 +106,7 @@ pub use schemas::{Framework, Tag};
 mod tests {
     use std::path::{Path, PathBuf};
 
-    const RULES: [&str; 9] = [
+    const RULES: [&str; 10] = [
         super::LINE,
         super::TEXT,
         super::LANGUAGE,
@@ -113,6 +116,7 @@ mod tests {
         super::OWNER_FILTER,
         super::CURSOR,
         super::REPOSITORY_URL,
+        super::CONFIRMATION_CODE,
     ];
 
     /// Every raw-string `pattern` attribute in the wire types and cell services is one of the rules.

@@ -79,10 +79,11 @@ fn main() {
         tokio::spawn(app.run_until_stopped(std::future::pending()));
 
         let admin = api.with_token(&token(&api, json!({ "email": "admin@bench.test", "password": "correct horse battery staple" })).await);
-        admin.patch("/v1/settings", &json!({ "registration": "open" })).await;
         let mut writers = Vec::new();
         for i in 0..8 {
-            writers.push(api.with_token(&token(&api, json!({ "email": format!("dev{i}@bench.test"), "password": "correct horse battery staple" })).await));
+            let invite = admin.post("/v1/invites", &json!({ "role": "member" })).await;
+            let invite = invite.body["token"].as_str().expect("invite").to_owned();
+            writers.push(api.with_token(&token(&api, json!({ "email": format!("dev{i}@bench.test"), "password": "correct horse battery staple", "invite_token": invite })).await));
         }
         let member = writers[0].clone();
 

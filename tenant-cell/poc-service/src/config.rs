@@ -72,6 +72,9 @@ pub struct Config {
     /// a mailbox directory (`MRBILL_MAILBOX_DIR`, local cells), or nowhere; from
     /// `MRBILL_MAIL_FROM` (default `no-reply@<tenant>.mrbill.invalid`).
     pub mail: crate::mail::MailConfig,
+    /// The tenant's email domains (`MRBILL_EMAIL_DOMAINS`, comma-separated, lower-case): open
+    /// registration admits only addresses there (none: nobody registers without an invite).
+    pub email_domains: Vec<String>,
 }
 
 /// See [`Config::bootstrap`].
@@ -179,6 +182,12 @@ impl Config {
             },
             bootstrap: BootstrapConfig::from_env()?,
             mail,
+            email_domains: optional::<String>("MRBILL_EMAIL_DOMAINS")?
+                .unwrap_or_default()
+                .split(',')
+                .map(|d| d.trim().to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
         })
     }
 
@@ -199,6 +208,7 @@ impl Config {
             search: SearchConfig::Embedded { dir: None },
             bootstrap: None,
             mail: crate::mail::MailConfig::None,
+            email_domains: vec![format!("{tenant}.test")],
         })
     }
 }

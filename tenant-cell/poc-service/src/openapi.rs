@@ -12,7 +12,7 @@ use crate::routes;
 #[openapi(
     info(title = "poc-service", description = "Accounts, PoCs and search of one tenant cell. Every error is `{code, message, details}`; request bodies reject unknown fields. Health (`GET /healthz`) and readiness (`GET /readyz`: 503 with `Retry-After` until the service can serve) are answered on the service's own port for probes; the router does not forward them, so they are not operations of this document."),
     paths(
-        routes::register, routes::login, routes::refresh, routes::logout,
+        routes::register, routes::confirm_email, routes::login, routes::refresh, routes::logout,
         routes::me, routes::update_profile, routes::change_password,
         routes::list_users, routes::get_user, routes::update_user, routes::issue_reset,
         routes::reset_password, routes::forgot_password,

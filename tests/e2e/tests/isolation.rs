@@ -277,6 +277,7 @@ impl Tenant {
                 json!({ "token": self.reset_token, "new_password": "another fine passphrase" })
             }
             "ForgotPasswordRequest" => json!({ "email": self.m1_email }),
+            "ConfirmEmailRequest" => json!({ "email": self.m1_email, "code": "123456" }),
             _ => panic!("{name}: the matrix has no sample body for this request; add one"),
         }
     }
@@ -388,7 +389,7 @@ async fn no_tenant_reaches_another_and_members_only_their_own() {
         ("a member on an admin operation", ADMIN_ONLY.len()),
         ("another member's private things", 17),
         ("alpha's ids at beta", 20),
-        ("alpha's credentials at beta", 6),
+        ("alpha's credentials at beta", 7),
     ] {
         let n = calls.get(row).copied().unwrap_or_default();
         assert!(n >= least, "{row}: {n} calls, expected at least {least}");

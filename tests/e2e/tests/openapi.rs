@@ -5,12 +5,13 @@
 
 use serde_json::Value;
 
-/// Public on purpose: signing in and up (the refresh token is the
-/// credential of refresh and logout), password resets (the reset token is the credential;
+/// Public on purpose: signing in and up (the mailed code is the credential of confirming an
+/// address; the refresh token that of refresh and logout), password resets (the reset token is the credential;
 /// asking for one is rate limited and answers the same for any address), and downloads by
 /// signed link.
 const PUBLIC: &[(&str, &str, &str)] = &[
     ("poc", "post", "/v1/auth/register"),
+    ("poc", "post", "/v1/auth/confirm-email"),
     ("poc", "post", "/v1/auth/login"),
     ("poc", "post", "/v1/auth/refresh"),
     ("poc", "post", "/v1/auth/logout"),

@@ -26,6 +26,9 @@ pub struct CellConfig {
     pub bin_dir: PathBuf,
     pub pg_port: u16,
     pub services: Vec<ServiceConfig>,
+    /// The tenant's email domains (open registration admits only addresses there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email_domains: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -47,7 +47,12 @@ impl LocalDriver {
     }
 
     /// `secrets` step: the cell's directories, secrets (0600) and `cell.json`.
-    pub async fn prepare(&self, cell_id: &str, tenant: &str) -> anyhow::Result<()> {
+    pub async fn prepare(
+        &self,
+        cell_id: &str,
+        tenant: &str,
+        email_domains: &[String],
+    ) -> anyhow::Result<()> {
         let dir = self.cell_dir(cell_id);
         for d in [
             self.home.root().to_owned(),
@@ -107,8 +112,16 @@ impl LocalDriver {
                         })
                     })
                     .collect::<anyhow::Result<_>>()?,
+                email_domains: email_domains.to_vec(),
             };
             write_json(&dir.config(), &config)?;
+        } else {
+            // Cells made before the tenant's domains were part of cell.json learn them here.
+            let mut config: CellConfig = read_json(&dir.config())?;
+            if config.email_domains != email_domains {
+                config.email_domains = email_domains.to_vec();
+                write_json(&dir.config(), &config)?;
+            }
         }
         if !dir.desired().exists() {
             write_desired(&dir, Desired::Stopped)?;
@@ -230,7 +243,7 @@ impl LocalDriver {
             return Ok(false);
         }
         tracing::info!(cell = %cell_id, services = ?missing, "adding services the cell lacks");
-        self.prepare(cell_id, tenant).await?;
+        self.prepare(cell_id, tenant, &config.email_domains).await?;
         self.ensure_databases(cell_id).await?;
         for name in missing {
             config.services.push(ServiceConfig {

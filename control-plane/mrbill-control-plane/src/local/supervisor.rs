@@ -307,7 +307,8 @@ fn spawn_service(
                 secrets.join("jwt-private.pem"),
             )
             .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name))
-            .env("MRBILL_MAILBOX_DIR", dir.mailbox_dir());
+            .env("MRBILL_MAILBOX_DIR", dir.mailbox_dir())
+            .env("MRBILL_EMAIL_DOMAINS", config.email_domains.join(","));
         }
         "dojo" | "media" => {
             let poc = config

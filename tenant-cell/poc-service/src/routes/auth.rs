@@ -1,6 +1,7 @@
 //! `/v1/auth`: register, login, refresh, logout.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Router, http::StatusCode};
 use service_kit::ApiError;
@@ -9,7 +10,8 @@ use service_kit::extract::ApiJson;
 use service_kit::secrets::token_hash;
 use time::OffsetDateTime;
 use wire_types::auth::{
-    LoginRequest, RefreshRequest, RegisterRequest, RegistrationMode, Role, TokenResponse,
+    LoginRequest, RefreshRequest, RegisterRequest, RegistrationMode, RegistrationPending, Role,
+    TokenResponse,
 };
 use wire_types::{ErrorBody, ErrorCode};
 
@@ -21,30 +23,37 @@ use crate::store::{self, invites, settings, throttle, users};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/auth/register", post(register))
+        .route("/v1/auth/confirm-email", post(super::signup::confirm_email))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
 }
 
-/// Create an account. With an invite the account gets the invite's role; without one,
-/// registration must be `open` in this cell (or, in standalone development mode only, the cell
-/// must have no users yet: the first registrant becomes admin).
+/// Create an account. With an invite the account gets the invite's role and is signed in at
+/// once (201). Without one, registration must be `open` in this cell and the address at one of
+/// the tenant's email domains: a six-digit code is mailed to it (202), and the account exists
+/// once `POST /v1/auth/confirm-email` brings the code back. (In standalone development mode
+/// only, the first registrant of an empty cell becomes admin at once.)
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created and signed in", body = TokenResponse),
+        (status = 202, description = "A confirmation code was mailed to the address", body = RegistrationPending),
         (status = 400, description = "Malformed JSON or unknown fields", body = ErrorBody),
-        (status = 403, description = "`registration_closed` or `invalid_invite`", body = ErrorBody),
+        (status = 403, description = "`registration_closed`, `invalid_invite` or `email_domain_not_allowed`", body = ErrorBody),
         (status = 409, description = "Email already registered", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid fields", body = ErrorBody),
+        (status = 429, description = "Too many registrations of this address or from this client",
+            headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
         (status = 503, description = "Overloaded with sign-ins",
             headers(("Retry-After" = u64, description = "Seconds to wait")), body = ErrorBody),
     ))]
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
-) -> Result<(StatusCode, ApiJson<TokenResponse>), ApiError> {
+) -> Result<Response, ApiError> {
     let mut fields = Fields::default();
     let email = fields.check(Email::parse("email", &req.email));
     let password = fields.check(Password::parse(
@@ -84,7 +93,10 @@ pub async fn register(
         None => {
             let open = settings::get(&state.pool).await?.registration == RegistrationMode::Open;
             let first_dev_user = state.config.dev_mode && users::count(&state.pool).await? == 0;
-            if !(open || first_dev_user) {
+            if open && !first_dev_user {
+                return super::signup::start(&state, ip, email, password, display_name).await;
+            }
+            if !first_dev_user {
                 return Err(registration_closed());
             }
         }
@@ -93,7 +105,7 @@ pub async fn register(
 
     let mut tx = state.pool.begin().await?;
     // Serialises registrations, so "first user" and invite use are decided one at a time.
-    let cell_settings = settings::lock(&mut *tx).await?;
+    let _settings = settings::lock(&mut *tx).await?;
     let invite = match &req.invite_token {
         Some(token) => {
             let invalid = || {
@@ -117,7 +129,6 @@ pub async fn register(
     let role = match &invite {
         Some(invite) => invite.role(),
         None if state.config.dev_mode && users::count(&mut *tx).await? == 0 => Role::Admin,
-        None if cell_settings.registration == RegistrationMode::Open => Role::Member,
         None => {
             return Err(ApiError::new(
                 ErrorCode::RegistrationClosed,
@@ -147,7 +158,7 @@ pub async fn register(
     let tokens = session::issue(&state, &mut tx, &user, None).await?;
     tx.commit().await?;
     tracing::info!(user = %user.id, role = role.as_str(), via_invite = invite.is_some(), "account registered");
-    Ok((StatusCode::CREATED, ApiJson(tokens)))
+    Ok((StatusCode::CREATED, ApiJson(tokens)).into_response())
 }
 
 fn invite_fits(invite: &invites::InviteRow, email: &Email) -> bool {

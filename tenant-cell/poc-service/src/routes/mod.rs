@@ -7,6 +7,7 @@ mod invites;
 mod pocs;
 mod search_admin;
 mod settings;
+mod signup;
 mod users;
 
 use axum::Router;
@@ -22,7 +23,8 @@ use crate::state::AppState;
 use crate::store::users::{self as user_store, UserRow};
 
 pub(crate) use {
-    account::*, auth::*, internal::*, invites::*, pocs::*, search_admin::*, settings::*, users::*,
+    account::*, auth::*, internal::*, invites::*, pocs::*, search_admin::*, settings::*, signup::*,
+    users::*,
 };
 
 /// Reserves one attempt on a throttle `key` (see `store::throttle`), or answers 429

@@ -2,6 +2,7 @@
 
 pub mod invites;
 pub mod pocs;
+pub mod registrations;
 pub mod resets;
 pub mod settings;
 pub mod throttle;

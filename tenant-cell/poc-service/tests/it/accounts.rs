@@ -175,23 +175,6 @@ async fn first_registrant_becomes_admin_only_in_dev_mode() {
 }
 
 #[tokio::test]
-async fn open_registration_creates_members() {
-    let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    admin
-        .client
-        .patch("/v1/settings", &json!({ "registration": "open" }))
-        .await
-        .assert_status(200);
-    let res = app.register("dev@acme.test", PASSWORD, None).await;
-    assert_eq!(res.assert_status(201)["user"]["role"], "member");
-    // Emails are unique, case-insensitively.
-    app.register("DEV@acme.test", PASSWORD, None)
-        .await
-        .assert_error(409, "conflict");
-}
-
-#[tokio::test]
 async fn admin_invites_work_once_and_revoked_invites_not_at_all() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;

@@ -1,6 +1,8 @@
 //! Typed helpers: spawn the app, bootstrap an admin, invite members, sign in.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use poc_service::search::SearchIndex;
 use poc_service::search::embedded::EmbeddedIndex;
@@ -204,4 +206,38 @@ pub fn names(page: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Mails in a mailbox directory (the local driver's), newest last.
+pub fn mailbox(dir: &Path) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .map(|p| std::fs::read_to_string(p).expect("mail"))
+        .collect()
+}
+
+/// The code in a mail (a reset token, a confirmation code): the indented line.
+pub fn code_in(mail: &str) -> String {
+    let body = mail.replace("=\r\n", "").replace("\r\n", "\n");
+    body.lines()
+        .find(|l| l.starts_with("    ") && !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("no code in {mail}"))
+        .trim()
+        .to_owned()
+}
+
+pub async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -16,4 +16,5 @@ mod pocs;
 mod refresh;
 mod search;
 mod self_service;
+mod signup;
 mod throttle;

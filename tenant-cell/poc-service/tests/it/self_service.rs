@@ -2,11 +2,10 @@
 //! password" mail — to a mailbox directory, and over SMTP to a real server (PyPI `aiosmtpd`).
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp};
+use crate::helpers::{PASSWORD, TestApp, code_in, mailbox, until};
 
 const NEW_PASSWORD: &str = "a whole new passphrase";
 
@@ -150,40 +149,6 @@ async fn an_admin_issued_reset_token_sets_a_password_once() {
         .await
         .expect("expire");
     set(&late).await.assert_error(403, "invalid_reset_token");
-}
-
-/// Mails in a mailbox directory (the local driver's), newest last.
-fn mailbox(dir: &Path) -> Vec<String> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .map(|p| std::fs::read_to_string(p).expect("mail"))
-        .collect()
-}
-
-/// The reset code in a mail: the indented line.
-fn code_in(mail: &str) -> String {
-    let body = mail.replace("=\r\n", "").replace("\r\n", "\n");
-    body.lines()
-        .find(|l| l.starts_with("    ") && l.trim().len() >= 40)
-        .unwrap_or_else(|| panic!("no code in {mail}"))
-        .trim()
-        .to_owned()
-}
-
-async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
