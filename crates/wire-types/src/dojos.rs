@@ -191,6 +191,18 @@ pub struct DojoPage {
     pub next_cursor: Option<String>,
 }
 
+/// `POST /v1/dojos/{id}/live-ticket`: a one-time ticket for the live socket, for clients that
+/// cannot set an `Authorization` header on a WebSocket (browsers): open
+/// `/v1/dojos/{id}/live?ticket=<ticket>` within 30 seconds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LiveTicket {
+    pub ticket: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: OffsetDateTime,
+}
+
 /// `POST /v1/dojos/join`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -54,6 +54,8 @@ pub struct LiveLimits {
     /// one write per socket per batch, whatever the batch holds. Smaller rooms never wait.
     pub coalesce: Duration,
     pub coalesce_from: usize,
+    /// How long a one-time live ticket (`POST /v1/dojos/{id}/live-ticket`) works.
+    pub ticket_ttl: Duration,
 }
 
 impl Default for LiveLimits {
@@ -78,6 +80,7 @@ impl Default for LiveLimits {
             ping_every: Duration::from_secs(30),
             coalesce: Duration::from_millis(2),
             coalesce_from: 64,
+            ticket_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -147,6 +150,7 @@ impl Config {
                     .map_or(d.coalesce, Duration::from_millis)
                     .min(Duration::from_millis(20)),
                 coalesce_from: optional("MRBILL_DOJO_COALESCE_FROM")?.unwrap_or(d.coalesce_from),
+                ticket_ttl: d.ticket_ttl,
             },
         })
     }

@@ -13,6 +13,7 @@ mod room;
 mod routes;
 mod state;
 mod store;
+mod tickets;
 
 pub use app::App;
 pub use config::Config;

@@ -1,5 +1,6 @@
-//! `GET /v1/dojos/{id}/live`: the WebSocket. Authenticates (bearer header or `token` query
-//! parameter, never logged), admits the caller to the room, then pumps frames both ways.
+//! `GET /v1/dojos/{id}/live`: the WebSocket. Authenticates (bearer header, a one-time `ticket`
+//! from `POST /v1/dojos/{id}/live-ticket`, or a short-lived access `token` in the query; never
+//! logged), admits the caller to the room, then pumps frames both ways.
 //! Every refusal happens after the upgrade, as a close code the client can act on
 //! (`wire_types::dojos::close`), because WebSocket clients cannot read HTTP error bodies.
 
@@ -30,7 +31,8 @@ use crate::store;
 #[utoipa::path(get, path = "/v1/dojos/{id}/live", tag = "dojos", security(("bearer" = [])),
     params(
         ("id" = Uuid, Path, description = "Dojo id"),
-        ("token" = Option<String>, Query, description = "Access token, for clients that cannot set headers"),
+        ("ticket" = Option<String>, Query, description = "One-time ticket from `POST /v1/dojos/{id}/live-ticket`, for clients that cannot set headers (browsers): keeps access tokens out of URLs"),
+        ("token" = Option<String>, Query, description = "Access token (short-lived), for clients that can neither set headers nor fetch a ticket; prefer `ticket`"),
         ("observer" = Option<bool>, Query, description = "Join as an observer"),
         ("acks" = Option<bool>, Query, description = "Send MSG_ACK once your updates are stored"),
         ("custom" = Option<bool>, Query, description = "Send chat, signal and room-event messages (tags 100–102); standard y-websocket clients leave it out and get only y-sync and awareness"),
@@ -53,10 +55,15 @@ pub async fn live(
         )
         .into_response();
     };
-    let token = service_kit::auth::bearer_token(&headers)
-        .ok()
-        .map(str::to_owned)
-        .or_else(|| query.get("token").cloned());
+    let credential = match (
+        service_kit::auth::bearer_token(&headers).ok(),
+        query.get("ticket"),
+        query.get("token"),
+    ) {
+        (Some(token), _, _) => Some(Credential::Token(token.to_owned())),
+        (None, Some(ticket), _) => Some(Credential::Ticket(ticket.clone())),
+        (None, None, token) => token.cloned().map(Credential::Token),
+    };
     let flag = |name: &str| query.get(name).is_some_and(|v| v == "true" || v == "1");
     let observer = flag("observer");
     let wants = Extensions {
@@ -70,7 +77,7 @@ pub async fn live(
         // tungstenite reads in 128 KiB chunks by default: most of an idle socket's memory.
         // Frames here are small; larger ones still arrive whole, over several reads.
         .read_buffer_size(4096)
-        .on_upgrade(move |socket| session(state, id, token, observer, wants, socket))
+        .on_upgrade(move |socket| session(state, id, credential, observer, wants, socket))
 }
 
 async fn close_with(mut socket: WebSocket, code: u16, reason: &'static str) {
@@ -82,23 +89,56 @@ async fn close_with(mut socket: WebSocket, code: u16, reason: &'static str) {
         .await;
 }
 
+/// How a socket proves who it is.
+enum Credential {
+    /// An access token (header or `token` query parameter).
+    Token(String),
+    /// A one-time ticket (`ticket` query parameter).
+    Ticket(String),
+}
+
+/// The caller behind `credential`: verified, unexpired and not revoked.
+async fn identify(
+    state: &AppState,
+    dojo: Uuid,
+    credential: Option<Credential>,
+) -> Result<Claims, (u16, &'static str)> {
+    let refused = |e: ApiError| {
+        if e.code == ErrorCode::Unavailable {
+            (1013, "cannot check the token right now")
+        } else {
+            (close::UNAUTHENTICATED, "invalid, expired or revoked token")
+        }
+    };
+    match credential.ok_or((close::UNAUTHENTICATED, "missing token"))? {
+        Credential::Token(token) => authenticate(&token, &state.verifier, &state.revocation)
+            .await
+            .map_err(refused),
+        Credential::Ticket(ticket) => {
+            let claims = crate::tickets::take(&state.pool, dojo, &ticket)
+                .await
+                .map_err(|_| (1013, "database unavailable"))?
+                .ok_or((close::UNAUTHENTICATED, "invalid, used or expired ticket"))?;
+            if claims.exp <= time::OffsetDateTime::now_utc().unix_timestamp() {
+                return Err((close::UNAUTHENTICATED, "the ticket's token has expired"));
+            }
+            match state.revocation.check(&claims).await {
+                Ok(()) => Ok(claims),
+                Err(Revoked::Unavailable) => Err((1013, "cannot check the token right now")),
+                Err(Revoked::Revoked) => Err((close::UNAUTHENTICATED, "revoked token")),
+            }
+        }
+    }
+}
+
 /// Who may enter, and as what; or the close code saying why not.
 async fn admit(
     state: &AppState,
     dojo: Uuid,
-    token: Option<String>,
+    credential: Option<Credential>,
     observer: bool,
 ) -> Result<(Claims, store::DojoRow, ParticipantRole), (u16, &'static str)> {
-    let token = token.ok_or((close::UNAUTHENTICATED, "missing token"))?;
-    let claims = authenticate(&token, &state.verifier, &state.revocation)
-        .await
-        .map_err(|e| {
-            if e.code == ErrorCode::Unavailable {
-                (1013, "cannot check the token right now")
-            } else {
-                (close::UNAUTHENTICATED, "invalid, expired or revoked token")
-            }
-        })?;
+    let claims = identify(state, dojo, credential).await?;
     let unavailable = |_| (1013, "database unavailable");
     let row = store::find(&state.pool, dojo)
         .await
@@ -140,12 +180,12 @@ async fn admit(
 async fn session(
     state: AppState,
     dojo: Uuid,
-    token: Option<String>,
+    credential: Option<Credential>,
     observer: bool,
     wants: Extensions,
     socket: WebSocket,
 ) {
-    let (claims, row, role) = match admit(&state, dojo, token, observer).await {
+    let (claims, row, role) = match admit(&state, dojo, credential, observer).await {
         Ok(admitted) => admitted,
         Err((code, reason)) => return close_with(socket, code, reason).await,
     };

@@ -5,7 +5,7 @@
 use service_kit::openapi::Security;
 use utoipa::OpenApi;
 
-use crate::{live, routes};
+use crate::{live, routes, tickets};
 
 /// The public API.
 #[derive(OpenApi)]
@@ -14,7 +14,7 @@ use crate::{live, routes};
     paths(
         routes::create_dojo, routes::list_dojos, routes::get_dojo, routes::join_dojo,
         routes::end_dojo, routes::remove_participant, routes::chat_history, routes::snapshots,
-        live::live,
+        live::live, tickets::create_ticket,
     ),
     modifiers(&Security),
     tags(

@@ -36,6 +36,10 @@ pub fn public(state: AppState) -> Router {
         .route("/v1/dojos/{id}/chat", get(chat_history))
         .route("/v1/dojos/{id}/snapshots", get(snapshots))
         .route("/v1/dojos/{id}/live", get(crate::live::live))
+        .route(
+            "/v1/dojos/{id}/live-ticket",
+            post(crate::tickets::create_ticket),
+        )
         .with_state(state)
 }
 
@@ -57,7 +61,7 @@ fn is_admin(caller: &Caller) -> bool {
 }
 
 /// A dojo the caller may see, with their membership; invisible ones are "not found".
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     caller: &Caller,
     id: Uuid,

@@ -6,4 +6,5 @@ mod fuzz;
 mod harness;
 mod live;
 mod rest;
+mod tickets;
 mod yjs;
