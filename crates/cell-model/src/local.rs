@@ -101,6 +101,12 @@ impl Home {
     }
 
     /// Backups taken before a tenant is deleted.
+    /// Service binaries linked (or copied) where a cell's own user can run them: the build's
+    /// directory may sit in root's home, which no other user can enter.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+
     pub fn backups_dir(&self) -> PathBuf {
         self.root.join("backups")
     }
@@ -164,6 +170,11 @@ impl CellDir {
 
     /// Mail the cell's services send (password-reset codes), one `.eml` file each; local cells
     /// have no mail server, `mrbill tenant mail` shows them.
+    /// The cell's own temporary directory (`TMPDIR` of its services: renders work here).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     pub fn mailbox_dir(&self) -> PathBuf {
         self.root.join("mailbox")
     }

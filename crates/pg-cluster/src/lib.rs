@@ -147,6 +147,12 @@ impl PgCluster {
             owner,
         };
         cluster.chown(&spec.root)?;
+        // The cluster's files (its log, its port) are Postgres's and ours alone.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&spec.root, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("chmod {}", spec.root.display()))?;
+        }
         if !cluster.data_dir().join("PG_VERSION").exists() {
             cluster.initdb()?;
         }

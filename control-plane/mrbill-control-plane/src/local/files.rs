@@ -26,6 +26,9 @@ pub struct CellConfig {
     pub bin_dir: PathBuf,
     pub pg_port: u16,
     pub services: Vec<ServiceConfig>,
+    /// The uid the cell's services run as (root-run platforms; see `local::identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<u32>,
     /// The tenant's email domains (open registration admits only addresses there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_domains: Vec<String>,
@@ -86,9 +89,19 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T>
 }
 
 /// Writes JSON through a temporary file and a rename, so readers never see half a file.
+/// Writes `value` as JSON atomically, readable by its owner only (the cell's files are the
+/// control plane's and supervisor's business, not its services' or other cells').
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&serde_json::to_vec_pretty(value)?))
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

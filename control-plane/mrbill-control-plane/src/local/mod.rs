@@ -8,6 +8,7 @@
 //! kills a cell; a restarted one adopts the running supervisors.
 
 pub mod files;
+pub mod identity;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ impl LocalDriver {
             dir.search_dir(),
             dir.objects_dir(),
             dir.mailbox_dir(),
+            dir.tmp_dir(),
         ] {
             std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         }
@@ -112,17 +114,25 @@ impl LocalDriver {
                         })
                     })
                     .collect::<anyhow::Result<_>>()?,
+                run_as: identity::allocate(&self.home, cell_id)?,
                 email_domains: email_domains.to_vec(),
             };
             write_json(&dir.config(), &config)?;
         } else {
-            // Cells made before the tenant's domains were part of cell.json learn them here.
+            // Cells made before cell.json had the tenant's domains or the cell's own user
+            // learn them here.
             let mut config: CellConfig = read_json(&dir.config())?;
-            if config.email_domains != email_domains {
-                config.email_domains = email_domains.to_vec();
+            let mut changed = config.email_domains != email_domains;
+            config.email_domains = email_domains.to_vec();
+            if config.run_as.is_none() {
+                config.run_as = identity::allocate(&self.home, cell_id)?;
+                changed |= config.run_as.is_some();
+            }
+            if changed {
                 write_json(&dir.config(), &config)?;
             }
         }
+        self.secure(&dir)?;
         if !dir.desired().exists() {
             write_desired(&dir, Desired::Stopped)?;
         }
@@ -225,7 +235,16 @@ impl LocalDriver {
             )?;
         }
         conn.close().await;
-        Ok(())
+        self.secure(&dir)
+    }
+
+    /// The cell's files owned and guarded as `local::identity` describes (root-run only).
+    fn secure(&self, dir: &CellDir) -> anyhow::Result<()> {
+        let config: CellConfig = read_json(&dir.config())?;
+        match config.run_as {
+            Some(uid) => identity::secure(dir, uid),
+            None => Ok(()),
+        }
     }
 
     /// Gives a running cell the services it lacks (it was created before they existed): their
@@ -430,7 +449,13 @@ impl LocalDriver {
                     .args(["--format=custom", "--no-password", "--file"])
                     .arg(&file)
                     .arg("--dbname")
-                    .arg(pg_url(PG_SUPERUSER, &su, state.postgres_port, svc))
+                    // No password on the command line (every user can read those): in the
+                    // environment, which only we can read.
+                    .arg(format!(
+                        "postgres://{PG_SUPERUSER}@127.0.0.1:{}/{svc}",
+                        state.postgres_port
+                    ))
+                    .env("PGPASSWORD", &su)
                     .stdin(Stdio::null())
                     .output()
                     .await

@@ -257,7 +257,8 @@ async fn start_postgres(cluster: &mut PgCluster) -> anyhow::Result<()> {
 }
 
 fn ready_file(dir: &CellDir, service: &str) -> std::path::PathBuf {
-    dir.root().join(format!("{service}.ready"))
+    // Where the service may write: its cell's own scratch directory.
+    dir.tmp_dir().join(format!("{service}.ready"))
 }
 
 /// Starts one service with exactly the settings and secrets it needs (a clean environment).
@@ -274,7 +275,19 @@ fn spawn_service(
         .create(true)
         .append(true)
         .open(dir.logs_dir().join(format!("{}.log", svc.name)))?;
-    let binary = config.bin_dir.join(format!("{}-service", svc.name));
+    let name = format!("{}-service", svc.name);
+    let binary = match (
+        config.run_as,
+        dir.root().parent().and_then(std::path::Path::parent),
+    ) {
+        // The cell's own user may not be able to enter the build's directory (root's home).
+        (Some(_), Some(home)) => {
+            let home = cell_model::local::Home::new(home);
+            super::identity::link_binaries(&home, &config.bin_dir, &[&name, "media-render"])?;
+            home.bin_dir().join(&name)
+        }
+        _ => config.bin_dir.join(&name),
+    };
     let mut cmd = Command::new(&binary);
     cmd.arg("serve")
         .env_clear()
@@ -295,6 +308,9 @@ fn spawn_service(
         .env("MRBILL_TRUSTED_PROXIES", "127.0.0.1")
         .env("MRBILL_READY_FILE", &ready)
         .env("MRBILL_LOG_FORMAT", "json")
+        // Scratch files (renders) stay in the cell, not in a /tmp every user shares.
+        .env("TMPDIR", dir.tmp_dir())
+        .env("HOME", dir.tmp_dir())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -332,6 +348,10 @@ fn spawn_service(
     }
     if let Some(filter) = std::env::var_os("RUST_LOG") {
         cmd.env("RUST_LOG", filter);
+    }
+    if let Some(uid) = config.run_as {
+        // The cell's own user, with no supplementary groups (std drops them with the uid).
+        cmd.uid(uid).gid(uid);
     }
     cmd.spawn()
         .with_context(|| format!("starting {}", binary.display()))

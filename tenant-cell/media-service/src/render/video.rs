@@ -120,7 +120,8 @@ pub async fn render(
     let mp4 = dir.join("video.mp4");
     let mut child = ffmpeg(config)
         .current_dir(dir)
-        .args(["-f", "concat", "-safe", "0", "-i", "cards.ffconcat"])
+        // Safe mode: the list may name only plain relative files, i.e. this job's cards.
+        .args(["-f", "concat", "-safe", "1", "-i", "cards.ffconcat"])
         .args(["-vf", &format!("fps={FPS},format=yuv420p")])
         .args([
             "-c:v",

@@ -1,0 +1,126 @@
+//! Containment on a root-run local platform: each cell's services run as that cell's own
+//! unprivileged user, and that user can read its own cell's files but not another cell's, nor
+//! the control plane's tokens. Tried as a compromised service would: `cat`/`ls` run with the
+//! other cell's uid. (CI runs as root; as another user the platform cannot switch users, and
+//! the README says what isolation that loses — the test then has nothing to check.)
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use e2e_tests::platform::{Platform, cell_services};
+
+fn uid_of(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    line.split_whitespace()
+        .nth(1)
+        .expect("uid")
+        .parse()
+        .expect("number")
+}
+
+/// Runs `program args` as `uid`; whether it succeeded, and its stderr.
+fn as_user(uid: u32, program: &str, args: &[&std::path::Path]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn one_cells_user_cannot_read_another_cells_files() {
+    if !std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+    {
+        eprintln!("not root: cells share the invoking user (see README); nothing to check");
+        return;
+    }
+    let platform = Platform::up();
+    let cells: Vec<(String, u32)> = ["alpha", "beta"]
+        .iter()
+        .map(|slug| {
+            let tenant = platform.create_tenant(slug);
+            let cell = tenant["cell"]["cell_id"]
+                .as_str()
+                .expect("cell id")
+                .to_owned();
+            let pids = cell_services(&cell);
+            assert_eq!(pids.len(), 3, "poc, dojo and media of {slug}");
+            let uids: Vec<u32> = pids.iter().map(|p| uid_of(*p)).collect();
+            assert!(
+                uids.iter().all(|u| *u == uids[0] && *u != 0),
+                "{slug}: {uids:?}"
+            );
+            (cell, uids[0])
+        })
+        .collect();
+    let [(a_cell, a_uid), (b_cell, b_uid)] = [cells[0].clone(), cells[1].clone()];
+    assert_ne!(a_uid, b_uid, "each cell has its own user");
+    let (a, b) = (platform.cell_dir(&a_cell), platform.cell_dir(&b_cell));
+
+    // Its own: the secrets its services read, its objects and search index.
+    for own in [
+        a.join("secrets/service-token"),
+        a.join("secrets/poc-database-url"),
+    ] {
+        let (ok, err) = as_user(a_uid, "cat", &[&own]);
+        assert!(ok, "{}: {err}", own.display());
+    }
+    assert!(as_user(a_uid, "ls", &[&a.join("objects")]).0);
+    // Not what only the control plane uses, in its own cell either.
+    let (ok, _) = as_user(a_uid, "cat", &[&a.join("secrets/pg-superuser")]);
+    assert!(!ok, "the Postgres superuser's password is root's");
+    // Nothing of the other cell, and nothing of the control plane.
+    for theirs in [
+        b.join("secrets/service-token"),
+        b.join("secrets/poc-database-url"),
+        b.join("secrets/jwt-private.pem"),
+        b.join("cell.json"),
+        platform.home.join("control-plane/operator-token"),
+        platform.home.join("control-plane/router-token"),
+    ] {
+        let (ok, err) = as_user(a_uid, "cat", &[&theirs]);
+        assert!(
+            !ok && err.contains("Permission denied"),
+            "{} readable: {err}",
+            theirs.display()
+        );
+    }
+    for theirs in [
+        b.join("objects"),
+        b.join("search"),
+        b.join("logs"),
+        b.join("mailbox"),
+        b.join("tmp"),
+        b.join("pg"),
+    ] {
+        let (ok, err) = as_user(a_uid, "ls", &[&theirs]);
+        assert!(
+            !ok && err.contains("Permission denied"),
+            "{} listable: {err}",
+            theirs.display()
+        );
+    }
+    // A render's scratch space is the cell's own, not a shared /tmp path.
+    let media = cell_services(&a_cell)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.contains("media-service"))
+        })
+        .expect("media-service");
+    let environ = std::fs::read(format!("/proc/{media}/environ")).expect("environ");
+    let tmpdir = format!("TMPDIR={}", a.join("tmp").display());
+    assert!(
+        environ.split(|b| *b == 0).any(|v| v == tmpdir.as_bytes()),
+        "media's TMPDIR is its cell's"
+    );
+}
