@@ -197,6 +197,20 @@ pub async fn create_missing_rds_secrets(
     create_absent(&secrets, cell, &existing, generated).await
 }
 
+/// Creates the cell's copy of the platform's SMTP URL if it does not exist yet.
+pub async fn create_missing_smtp_secret(
+    client: &Client,
+    cell: &Cell,
+    mail: &crate::render::Mail,
+) -> Result<Vec<String>, Error> {
+    let (secrets, existing) = existing_secrets(client, cell).await?;
+    if existing.contains(crate::render::SMTP_SECRET) {
+        return Ok(Vec::new());
+    }
+    let smtp = crate::secrets::smtp(cell, mail);
+    create_absent(&secrets, cell, &existing, vec![smtp]).await
+}
+
 /// Deletes the cell's objects of the [`PRUNED`] kinds that `desired` no longer contains.
 /// Returns `kind/name` of each deleted object.
 pub async fn prune(client: &Client, cell: &Cell, desired: &[Value]) -> Result<Vec<String>, Error> {

@@ -288,6 +288,9 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         .ok_or_else(|| Error::Render("nothing rendered".into()))?;
     apply::apply(&ctx.client, cell, namespace_object.clone()).await?;
     let mut created = apply::create_missing_secrets(&ctx.client, cell).await?;
+    if let Some(mail) = &ctx.images.mail {
+        created.extend(apply::create_missing_smtp_secret(&ctx.client, cell, mail).await?);
+    }
     if let Some((host, port, master)) = &rds_secrets {
         created.extend(
             apply::create_missing_rds_secrets(&ctx.client, cell, host, *port, master).await?,

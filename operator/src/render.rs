@@ -41,6 +41,18 @@ pub struct Images {
     /// interface endpoints for S3/KMS/STS/Secrets Manager), on 443 and 5432 only. Empty: any
     /// address on those ports (the security groups narrow it on the AWS side).
     pub aws_egress: Vec<String>,
+    /// How cells send mail (password-reset and confirmation codes); `None`: they send none.
+    pub mail: Option<Mail>,
+}
+
+/// The platform's mail relay, as every cell's poc-service gets it: the SMTP URL as a file from
+/// the cell's [`SMTP_SECRET`], the sender as `MRBILL_MAIL_FROM`.
+#[derive(Clone, Debug)]
+pub struct Mail {
+    /// `smtps://user:password@host` (or `smtp://…?tls=required`).
+    pub smtp_url: secrecy::SecretString,
+    /// The sender; `{tenant}` is replaced by the cell's tenant. `None`: poc-service's default.
+    pub from: Option<String>,
 }
 
 /// Pinned images of the stateful parts.
@@ -54,6 +66,8 @@ pub const SERVICE_TOKEN_SECRET: &str = "cell-service-token"; // token
 pub const MEDIA_URL_KEY_SECRET: &str = "media-url-key"; // key
 pub const MEILISEARCH_SECRET: &str = "meilisearch"; // master-key
 pub const POSTGRES_SECRET: &str = "postgres"; // superuser-password
+/// The platform's SMTP URL (`url`), copied into each cell when the operator has one.
+pub const SMTP_SECRET: &str = "smtp";
 /// `<service>-database` holds `url` for each service's own database and role.
 pub fn database_secret(service: &str) -> String {
     format!("{service}-database")
@@ -416,7 +430,7 @@ fn running_deployment(cell: &Cell, images: &Images, service: &str) -> Value {
                     "volumes": [
                         { "name": "tmp", "emptyDir": { "sizeLimit": if service == "media" { "2Gi" } else { "64Mi" } } },
                         { "name": "data", "emptyDir": { "sizeLimit": "4Gi" } },
-                        { "name": "secrets", "projected": { "defaultMode": 0o440, "sources": secret_files(cell, service) } },
+                        { "name": "secrets", "projected": { "defaultMode": 0o440, "sources": secret_files(cell, images, service) } },
                     ],
                 },
             },
@@ -505,7 +519,7 @@ fn secret_item(secret: &str, key: &str, path: &str) -> Value {
 }
 
 /// The secret files a service gets (and nothing else: the signing key only to poc).
-fn secret_files(cell: &Cell, service: &str) -> Vec<Value> {
+fn secret_files(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
     let mut files = vec![
         secret_item(&database_secret(service), "url", "database-url"),
         secret_item(SERVICE_TOKEN_SECRET, "token", "service-token"),
@@ -513,6 +527,9 @@ fn secret_files(cell: &Cell, service: &str) -> Vec<Value> {
     match service {
         "poc" => {
             files.push(secret_item(JWT_SECRET, "private.pem", "jwt-private.pem"));
+            if images.mail.is_some() {
+                files.push(secret_item(SMTP_SECRET, "url", "smtp-url"));
+            }
             if cell.spec.search == SearchEngine::Meilisearch {
                 files.push(secret_item(
                     MEILISEARCH_SECRET,
@@ -558,11 +575,29 @@ fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
                 ));
                 env.push(value("MRBILL_BOOTSTRAP_EXPIRES_AT", b.expires_at.clone()));
             }
+            if let Some(mail) = &images.mail {
+                env.push(file("MRBILL_SMTP_URL_FILE", "smtp-url"));
+                if let Some(from) = &mail.from {
+                    env.push(value(
+                        "MRBILL_MAIL_FROM",
+                        from.replace("{tenant}", &cell.spec.tenant),
+                    ));
+                }
+            }
             if !cell.spec.email_domains.is_empty() {
                 env.push(value(
                     "MRBILL_EMAIL_DOMAINS",
                     cell.spec.email_domains.join(","),
                 ));
+            }
+            if let Some(mail) = &images.mail {
+                env.push(file("MRBILL_SMTP_URL_FILE", "smtp-url"));
+                if let Some(from) = &mail.from {
+                    env.push(value(
+                        "MRBILL_MAIL_FROM",
+                        from.replace("{tenant}", &cell.spec.tenant),
+                    ));
+                }
             }
             if !cell.spec.email_domains.is_empty() {
                 env.push(value(

@@ -141,3 +141,14 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
     }
     Ok(out)
 }
+
+/// The cell's copy of the platform's SMTP URL ([`crate::render::SMTP_SECRET`]). Created once
+/// like every Secret: to roll a new URL out, delete the cells' `smtp` Secrets and the operator
+/// recreates them.
+pub fn smtp(cell: &Cell, mail: &crate::render::Mail) -> Value {
+    secret(
+        cell,
+        crate::render::SMTP_SECRET,
+        json!({ "url": mail.smtp_url.expose_secret() }),
+    )
+}

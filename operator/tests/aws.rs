@@ -232,6 +232,7 @@ fn images() -> cell_operator::render::Images {
         registry: "registry.example.com/mrbill".into(),
         trusted_proxies: "10.0.0.0/8".into(),
         aws_egress: Vec::new(),
+        mail: None,
     }
 }
 

@@ -376,3 +376,54 @@ fn aws_values_give_the_operator_its_irsa_role_and_settings() {
     assert!(!out.status.success());
     assert!(text(&out).contains("minItems"), "{}", text(&out));
 }
+
+/// `mail.existingSecret` gives the operator the platform's SMTP URL as a file (never a value),
+/// readable through the pod's fsGroup; without it the operator has none.
+#[test]
+fn the_mail_relay_reaches_the_operator_as_a_file() {
+    let env_of = |objects: &[Value]| -> Vec<(String, Value)> {
+        find(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().expect("name").to_owned(),
+                    e["value"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (yaml, objects) = template(
+        "cell-operator",
+        &[
+            "mail.existingSecret=relay",
+            "mail.from=no-reply+{tenant}@mrbill.example",
+        ],
+    );
+    validate(&yaml);
+    let env = env_of(&objects);
+    let file = "/var/run/secrets/mrbill-operator/smtp/url";
+    assert!(
+        env.contains(&("MRBILL_OPERATOR_SMTP_URL_FILE".into(), Value::from(file))),
+        "{env:?}"
+    );
+    assert!(env.contains(&(
+        "MRBILL_OPERATOR_MAIL_FROM".into(),
+        Value::from("no-reply+{tenant}@mrbill.example")
+    )));
+    let pod = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "relay");
+    assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o440);
+    assert_eq!(pod["securityContext"]["fsGroup"], 10001);
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/var/run/secrets/mrbill-operator/smtp"
+    );
+    let (_, without) = template("cell-operator", &[]);
+    assert!(
+        env_of(&without)
+            .iter()
+            .all(|(n, _)| !n.starts_with("MRBILL_OPERATOR_SMTP"))
+    );
+}

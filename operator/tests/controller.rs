@@ -48,6 +48,7 @@ fn images() -> Images {
         registry: "registry.example.com/mrbill".into(),
         trusted_proxies: "10.0.0.0/8".into(),
         aws_egress: Vec::new(),
+        mail: None,
     }
 }
 
@@ -58,13 +59,17 @@ struct Scenario {
 
 impl Scenario {
     fn new(search: SearchEngine) -> Self {
+        Self::with_images(search, images())
+    }
+
+    fn with_images(search: SearchEngine, images: Images) -> Self {
         let api = FakeApi::new();
         let cell = Cell::new(NAME, spec(search));
         let mut object = serde_json::to_value(&cell).expect("cell json");
         object["apiVersion"] = json!("mrbill.dev/v1alpha1");
         object["kind"] = json!("Cell");
         api.insert(CELLS, object);
-        let ctx = Context::new(api.client(), images(), None, Some("test".into()));
+        let ctx = Context::new(api.client(), images, None, Some("test".into()));
         Self { api, ctx }
     }
 
@@ -630,4 +635,46 @@ async fn a_paused_cell_gets_no_writes_at_all() {
     s.reconcile().await.expect("paused");
     assert!(s.api.log().iter().all(|l| !l.is_write()));
     assert!(s.cell().is_some());
+}
+
+/// The platform's mail relay reaches each cell as its own `smtp` Secret, created once like
+/// every Secret; deleting it (to roll out a new URL) brings it back with the current one.
+#[tokio::test]
+async fn the_mail_relay_is_copied_into_the_cell_once() {
+    let relay = |url: &str| Images {
+        mail: Some(cell_operator::render::Mail {
+            smtp_url: secrecy::SecretString::from(url.to_owned()),
+            from: None,
+        }),
+        ..images()
+    };
+    let s = Scenario::with_images(
+        SearchEngine::Embedded,
+        relay("smtps://a:one@smtp.example.com"),
+    );
+    s.reconcile().await.expect("create");
+    let secrets = format!("api/v1/namespaces/{NS}/secrets");
+    let smtp = s.api.get(&secrets, "smtp").expect("the smtp Secret");
+    assert_eq!(smtp["stringData"]["url"], "smtps://a:one@smtp.example.com");
+    s.reconcile().await.expect("again");
+    assert_eq!(
+        s.api.get(&secrets, "smtp").expect("kept"),
+        smtp,
+        "never rewritten"
+    );
+    s.api.delete(&secrets, "smtp");
+    // The operator restarted with a new relay.
+    let ctx = Context::new(
+        s.api.client(),
+        relay("smtps://a:two@smtp.example.com"),
+        None,
+        Some("test".into()),
+    );
+    let later = Scenario {
+        api: s.api.clone(),
+        ctx,
+    };
+    later.reconcile().await.expect("repair");
+    let url = &later.api.get(&secrets, "smtp").expect("recreated")["stringData"]["url"];
+    assert_eq!(url, "smtps://a:two@smtp.example.com");
 }

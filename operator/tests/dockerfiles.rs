@@ -82,6 +82,7 @@ fn rendered_images() -> BTreeSet<String> {
                 registry: "registry.example.com/mrbill".into(),
                 trusted_proxies: "10.0.0.0/8".into(),
                 aws_egress: Vec::new(),
+                mail: None,
             },
         );
         collect_images(&objects, &mut images);

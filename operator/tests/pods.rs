@@ -218,6 +218,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             registry: "registry.example.com/mrbill".into(),
             trusted_proxies: "127.0.0.1/32".into(),
             aws_egress: Vec::new(),
+            mail: None,
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));

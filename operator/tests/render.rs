@@ -7,7 +7,7 @@ use cell_model::{
     Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
 };
 use cell_operator::render::{Images, desired, replicas};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn cell(tier: Tier, engine: DatabaseEngine, search: SearchEngine) -> Cell {
     Cell::new(
@@ -38,6 +38,7 @@ fn images() -> Images {
         registry: "registry.example.com/mrbill".into(),
         trusted_proxies: "10.0.0.0/8".into(),
         aws_egress: vec!["10.20.0.0/16".into()],
+        mail: None,
     }
 }
 
@@ -234,6 +235,7 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
         &rds,
         &Images {
             aws_egress: Vec::new(),
+            mail: None,
             ..images()
         },
     );
@@ -366,6 +368,76 @@ fn no_container_takes_a_secret_value_as_env() {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// With the platform's mail relay configured, poc-service (and only it) gets the SMTP URL as a
+/// file from the cell's `smtp` Secret and the sender as a value; without, no cell mails.
+#[test]
+fn only_poc_service_gets_the_mail_relay_and_only_as_a_file() {
+    let c = cell(
+        Tier::Small,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    let mail = cell_operator::render::Mail {
+        smtp_url: secrecy::SecretString::from("smtps://mailer:secret@smtp.example.com".to_owned()),
+        from: Some("no-reply+{tenant}@mrbill.example".into()),
+    };
+    let with = Images {
+        mail: Some(mail),
+        ..images()
+    };
+    for (images, mails) in [(with, true), (images(), false)] {
+        let objects = desired(&c, &images);
+        let text = serde_json::to_string(&objects).expect("json");
+        assert!(
+            !text.contains("mailer:secret"),
+            "the URL is never in a rendered object"
+        );
+        for service in ["poc", "dojo", "media"] {
+            let pod = &find(&objects, "Deployment", &format!("{service}-service"))["spec"]["template"]
+                ["spec"];
+            let env: Vec<(String, Value)> = pod["containers"][0]["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .map(|e| {
+                    (
+                        e["name"].as_str().expect("name").to_owned(),
+                        e["value"].clone(),
+                    )
+                })
+                .collect();
+            let value = |name: &str| env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            let sources = pod["volumes"]
+                .as_array()
+                .expect("volumes")
+                .iter()
+                .find(|v| v["name"] == "secrets")
+                .expect("secrets volume")["projected"]["sources"]
+                .as_array()
+                .expect("sources")
+                .clone();
+            let mounted = sources.iter().any(|s| s["secret"]["name"] == "smtp");
+            let poc_mails = mails && service == "poc";
+            assert_eq!(mounted, poc_mails, "{service}: smtp Secret mounted");
+            assert_eq!(
+                value("MRBILL_SMTP_URL_FILE").is_some(),
+                poc_mails,
+                "{service}: MRBILL_SMTP_URL_FILE"
+            );
+            if poc_mails {
+                assert_eq!(
+                    value("MRBILL_SMTP_URL_FILE"),
+                    Some(json!("/var/run/secrets/mrbill/smtp-url"))
+                );
+                assert_eq!(
+                    value("MRBILL_MAIL_FROM"),
+                    Some(json!("no-reply+acme@mrbill.example"))
+                );
             }
         }
     }

@@ -7,6 +7,9 @@
 //! - `MRBILL_OPERATOR_TRUSTED_PROXIES` (required): the router pods' network (CIDRs), passed to cells.
 //! - `MRBILL_OPERATOR_AWS_EGRESS_CIDRS`: where rds cells' pods may reach AWS on 443/5432 (the
 //!   VPC, its endpoints); unset: any address on those ports.
+//! - `MRBILL_OPERATOR_SMTP_URL_FILE`: a file with the platform's SMTP URL (`smtps://user:pass@host`);
+//!   each cell's poc-service sends its mail (reset and confirmation codes) through it.
+//!   `MRBILL_OPERATOR_MAIL_FROM`: the sender, `{tenant}` replaced by the cell's tenant.
 //! - `MRBILL_OPERATOR_METRICS_ADDR` (default `0.0.0.0:8080`): health and metrics listener.
 //! - `POD_NAME` (optional): names this instance in Events.
 //! - For `rds` cells (all or none): `MRBILL_OPERATOR_AWS_VPC_ID`, `MRBILL_OPERATOR_AWS_SUBNET_IDS`
@@ -35,6 +38,13 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        mail: match service_kit::config::secret_file("MRBILL_OPERATOR_SMTP_URL_FILE")? {
+            Some(smtp_url) => Some(cell_operator::render::Mail {
+                smtp_url,
+                from: optional("MRBILL_OPERATOR_MAIL_FROM")?,
+            }),
+            None => None,
+        },
     };
     let metrics_addr: SocketAddr =
         optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());
