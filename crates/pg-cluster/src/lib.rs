@@ -24,6 +24,9 @@ pub struct Owner {
     pub name: String,
     pub uid: u32,
     pub gid: u32,
+    /// Extra environment for Postgres's programs, e.g. an `nss_wrapper` account for a uid
+    /// that has no `/etc/passwd` entry ([`Owner::unlisted`]).
+    pub env: Vec<(String, String)>,
 }
 
 impl Owner {
@@ -42,6 +45,36 @@ impl Owner {
         })
     }
 
+    /// An account for `uid` that `/etc/passwd` does not list (Postgres insists on a user name
+    /// for its uid): described in `passwd`/`group` files under `dir`, which Debian's
+    /// `libnss-wrapper` (preloaded) answers from. `None` when that library is not installed.
+    pub fn unlisted(name: &str, uid: u32, dir: &Path) -> anyhow::Result<Option<Owner>> {
+        let Some(lib) = nss_wrapper() else {
+            return Ok(None);
+        };
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (passwd, group) = (dir.join("passwd"), dir.join("group"));
+        fs::write(
+            &passwd,
+            format!("{name}:x:{uid}:{uid}:{name}:/nonexistent:/usr/sbin/nologin\n"),
+        )?;
+        fs::write(&group, format!("{name}:x:{uid}:\n"))?;
+        let env = [
+            ("LD_PRELOAD", lib),
+            ("NSS_WRAPPER_PASSWD", passwd),
+            ("NSS_WRAPPER_GROUP", group),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.display().to_string()))
+        .collect();
+        Ok(Some(Owner {
+            name: name.to_owned(),
+            uid,
+            gid: uid,
+            env,
+        }))
+    }
+
     fn lookup(name: &str) -> anyhow::Result<Option<Owner>> {
         let passwd = fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
         Ok(passwd.lines().find_map(|line| {
@@ -51,6 +84,7 @@ impl Owner {
                     name: name.to_owned(),
                     uid: f[2].parse().ok()?,
                     gid: f[3].parse().ok()?,
+                    env: Vec::new(),
                 })
             } else {
                 None
@@ -120,11 +154,27 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
+/// Debian's `libnss-wrapper`, if installed.
+pub fn nss_wrapper() -> Option<PathBuf> {
+    let lib = "libnss_wrapper.so";
+    fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(lib))
+        .chain([PathBuf::from("/usr/lib").join(lib)])
+        .find(|p| p.exists())
+}
+
 impl PgCluster {
     /// Opens the cluster at `spec.root`, running `initdb` first if it does not exist yet.
     /// Idempotent: a half-initialised data dir (no `PG_VERSION`) is wiped and redone.
     pub fn init(spec: &ClusterSpec) -> anyhow::Result<Self> {
-        let owner = Owner::detect()?;
+        Self::init_as(spec, Owner::detect()?)
+    }
+
+    /// [`PgCluster::init`] with Postgres running as `owner` (`None`: as we are).
+    pub fn init_as(spec: &ClusterSpec, owner: Option<Owner>) -> anyhow::Result<Self> {
         let bin_dir = bin_dir()?;
         fs::create_dir_all(&spec.root)
             .with_context(|| format!("creating {}", spec.root.display()))?;
@@ -345,6 +395,7 @@ impl PgCluster {
             .stdin(Stdio::null());
         if let Some(owner) = &self.owner {
             cmd.uid(owner.uid).gid(owner.gid);
+            cmd.envs(owner.env.iter().map(|(k, v)| (k, v)));
         }
         cmd
     }

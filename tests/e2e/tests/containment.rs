@@ -1,6 +1,7 @@
 //! Containment on a root-run local platform: each cell's services run as that cell's own
-//! unprivileged user, and that user can read its own cell's files but not another cell's, nor
-//! the control plane's tokens. Tried as a compromised service would: `cat`/`ls` run with the
+//! unprivileged user, and its Postgres as another one of its own; the services' user can read
+//! its own cell's files but not another cell's, nor its Postgres's data, nor the control
+//! plane's tokens. Tried as a compromised service would: `cat`/`ls` run with the
 //! other cell's uid. (CI runs as root; as another user the platform cannot switch users, and
 //! the README says what isolation that loses — the test then has nothing to check.)
 
@@ -107,6 +108,35 @@ fn one_cells_user_cannot_read_another_cells_files() {
             !ok && err.contains("Permission denied"),
             "{} listable: {err}",
             theirs.display()
+        );
+    }
+    // Each cell's Postgres runs as a user of its own: not its services', not another cell's
+    // Postgres's; the services' user cannot read its data, nor can the other Postgres.
+    let postgres_uid = |cell: &std::path::Path| {
+        let pid =
+            std::fs::read_to_string(cell.join("pg/data/postmaster.pid")).expect("postmaster.pid");
+        uid_of(
+            pid.lines()
+                .next()
+                .expect("pid")
+                .trim()
+                .parse()
+                .expect("number"),
+        )
+    };
+    let (a_pg, b_pg) = (postgres_uid(&a), postgres_uid(&b));
+    assert!(a_pg != 0 && b_pg != 0 && a_pg != b_pg, "{a_pg} {b_pg}");
+    assert!(![a_uid, b_uid].contains(&a_pg) && ![a_uid, b_uid].contains(&b_pg));
+    for (uid, dir) in [
+        (a_uid, a.join("pg/data")),
+        (b_pg, a.join("pg/data")),
+        (a_pg, b.join("pg")),
+    ] {
+        let (ok, err) = as_user(uid, "ls", &[&dir]);
+        assert!(
+            !ok && err.contains("Permission denied"),
+            "{uid} lists {}: {err}",
+            dir.display()
         );
     }
     // A render's scratch space is the cell's own, not a shared /tmp path.

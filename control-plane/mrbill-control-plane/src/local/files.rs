@@ -29,6 +29,10 @@ pub struct CellConfig {
     /// The uid the cell's services run as (root-run platforms; see `local::identity`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as: Option<u32>,
+    /// The uid the cell's Postgres runs as: its own, apart from its services' (root-run
+    /// platforms with Debian's `libnss-wrapper`; else the platform's Postgres user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_run_as: Option<u32>,
     /// The tenant's email domains (open registration admits only addresses there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_domains: Vec<String>,

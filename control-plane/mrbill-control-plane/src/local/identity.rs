@@ -2,8 +2,10 @@
 //! their own (from [`FIRST_UID`], never a uid in `/etc/passwd`), and the cell's directories are
 //! that uid's alone, so a compromised service cannot read another cell's files, the control
 //! plane's tokens or the catalog. Not root: everything runs as the invoking user (the README
-//! says what isolation that loses). Postgres runs as the platform's Postgres user (it needs a
-//! `/etc/passwd` entry), its data directory that user's alone.
+//! says what isolation that loses). Each cell's Postgres runs as a second uid of the cell's own
+//! (`pg_run_as`), named for Postgres by Debian's `libnss-wrapper` (Postgres insists on a user
+//! name), so neither the cell's services nor another cell's Postgres can read its data; without
+//! that library it runs as the platform's Postgres user.
 //!
 //! Layout and ownership (`secure`): the cell root `0711 root` (Postgres and the cell's user
 //! pass through, nobody lists it); `logs/ search/ objects/ mailbox/ tmp/ secrets/` `0700` the

@@ -115,6 +115,10 @@ impl LocalDriver {
                     })
                     .collect::<anyhow::Result<_>>()?,
                 run_as: identity::allocate(&self.home, cell_id)?,
+                pg_run_as: match pg_cluster::nss_wrapper() {
+                    Some(_) => identity::allocate(&self.home, cell_id)?,
+                    None => None,
+                },
                 email_domains: email_domains.to_vec(),
             };
             write_json(&dir.config(), &config)?;

@@ -238,13 +238,24 @@ fn write_state_if_changed(dir: &CellDir, state: &SupervisorState) -> anyhow::Res
 pub fn open_cluster(dir: &CellDir, config: &CellConfig) -> anyhow::Result<PgCluster> {
     let password = std::fs::read_to_string(dir.secrets_dir().join("pg-superuser"))
         .context("reading the cell's Postgres password")?;
-    PgCluster::init(&ClusterSpec {
-        root: dir.pg_dir(),
-        port: Some(config.pg_port),
-        superuser: PG_SUPERUSER.into(),
-        password: password.trim().to_owned(),
-        ephemeral: false,
-    })
+    let owner = match config.pg_run_as {
+        // The cell's own Postgres user (no /etc/passwd entry: nss_wrapper names it).
+        Some(uid) => Some(
+            pg_cluster::Owner::unlisted("cell-postgres", uid, &dir.root().join("nss"))?
+                .context("the cell's Postgres has its own user, but libnss-wrapper is missing (./x setup installs it)")?,
+        ),
+        None => pg_cluster::Owner::detect()?,
+    };
+    PgCluster::init_as(
+        &ClusterSpec {
+            root: dir.pg_dir(),
+            port: Some(config.pg_port),
+            superuser: PG_SUPERUSER.into(),
+            password: password.trim().to_owned(),
+            ephemeral: false,
+        },
+        owner,
+    )
 }
 
 async fn start_postgres(cluster: &mut PgCluster) -> anyhow::Result<()> {
