@@ -11,6 +11,9 @@
 /// (names, titles, display names, frameworks). Surrounding blanks are trimmed when stored.
 pub const LINE: &str = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$";
 
+/// One line of text that may be empty (filters): no control characters.
+pub const LINE_FILTER: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
+
 /// Free text that may be empty and span lines: newlines and tabs, no other control characters.
 pub const TEXT: &str = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$";
 
@@ -106,7 +109,7 @@ pub use schemas::{Framework, Tag};
 mod tests {
     use std::path::{Path, PathBuf};
 
-    const RULES: [&str; 10] = [
+    const RULES: [&str; 11] = [
         super::LINE,
         super::TEXT,
         super::LANGUAGE,
@@ -117,6 +120,7 @@ mod tests {
         super::CURSOR,
         super::REPOSITORY_URL,
         super::CONFIRMATION_CODE,
+        super::LINE_FILTER,
     ];
 
     /// Every raw-string `pattern` attribute in the wire types and cell services is one of the rules.

@@ -216,7 +216,7 @@ pub struct ListParams {
     #[param(inline)]
     pub status: Option<ListStatus>,
     /// Only this language (case-insensitive).
-    #[param(max_length = 32)]
+    #[param(max_length = 32, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub language: Option<String>,
     /// From a previous page's `next_cursor`.
     #[param(
@@ -260,13 +260,28 @@ pub async fn list_dojos(
         Some(ListStatus::Upcoming) => Listing::Upcoming,
         None => Listing::Open,
     };
-    let language = params.language.map(|l| l.trim().to_lowercase());
-    if language.as_ref().is_some_and(|l| l.chars().count() > 32) {
+    if params
+        .language
+        .as_ref()
+        .is_some_and(|l| l.chars().any(char::is_control))
+    {
+        // Postgres cannot even compare text holding NUL: refuse it here (it was a 500).
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "language: no control characters",
+        ));
+    }
+    if params
+        .language
+        .as_ref()
+        .is_some_and(|l| l.chars().count() > 32)
+    {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,
             "language: at most 32 characters",
         ));
     }
+    let language = params.language.map(|l| l.trim().to_lowercase());
     let mut rows = store::list(
         &state.pool,
         caller.0.sub.0,

@@ -115,6 +115,12 @@ async fn listing_filters_and_pages() {
         .assert_status(200)
         .clone();
     assert_eq!(python["items"].as_array().map(Vec::len), Some(1));
+    // A NUL in the filter is the client's mistake, not a 500 (Postgres cannot compare it).
+    admin
+        .dojo
+        .get("/v1/dojos?language=ru%00st")
+        .await
+        .assert_error(400, "invalid_parameter");
     let mut seen = Vec::new();
     let mut path = "/v1/dojos?status=active&limit=2".to_owned();
     loop {
