@@ -590,21 +590,6 @@ fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
                     cell.spec.email_domains.join(","),
                 ));
             }
-            if let Some(mail) = &images.mail {
-                env.push(file("MRBILL_SMTP_URL_FILE", "smtp-url"));
-                if let Some(from) = &mail.from {
-                    env.push(value(
-                        "MRBILL_MAIL_FROM",
-                        from.replace("{tenant}", &cell.spec.tenant),
-                    ));
-                }
-            }
-            if !cell.spec.email_domains.is_empty() {
-                env.push(value(
-                    "MRBILL_EMAIL_DOMAINS",
-                    cell.spec.email_domains.join(","),
-                ));
-            }
             if cell.spec.search == SearchEngine::Meilisearch {
                 env.push(value("MRBILL_SEARCH_ENGINE", "meilisearch".into()));
                 env.push(value(

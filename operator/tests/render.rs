@@ -442,3 +442,52 @@ fn only_poc_service_gets_the_mail_relay_and_only_as_a_file() {
         }
     }
 }
+
+/// Each container names each environment variable once (a second entry would silently win),
+/// with every optional setting on.
+#[test]
+fn no_container_sets_a_variable_twice() {
+    let mut c = cell(
+        Tier::Large,
+        DatabaseEngine::InCluster,
+        SearchEngine::Meilisearch,
+    );
+    c.spec.email_domains = vec!["acme.test".into()];
+    c.spec.bootstrap = Some(cell_model::AdminBootstrap {
+        admin_email: "boss@acme.test".into(),
+        invite_token_sha256: "ab".repeat(32),
+        expires_at: "2026-11-29T10:00:00Z".into(),
+    });
+    let mail = cell_operator::render::Mail {
+        smtp_url: secrecy::SecretString::from("smtps://m:s@smtp.example.com".to_owned()),
+        from: Some("no-reply@mrbill.example".into()),
+    };
+    let objects = desired(
+        &c,
+        &Images {
+            mail: Some(mail),
+            ..images()
+        },
+    );
+    for object in &objects {
+        let spec = &object["spec"]["template"]["spec"];
+        for container in spec["containers"].as_array().into_iter().flatten() {
+            let mut names: Vec<&str> = container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["name"].as_str())
+                .collect();
+            let all = names.len();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(
+                names.len(),
+                all,
+                "{}/{}: {names:?}",
+                object["kind"],
+                object["metadata"]["name"]
+            );
+        }
+    }
+}
