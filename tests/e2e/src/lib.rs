@@ -12,6 +12,22 @@ use test_support::ApiClient;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// The cell services' committed public OpenAPI documents: `(service, document)` for poc, dojo
+/// and media.
+pub fn openapi_documents() -> Vec<(&'static str, Value)> {
+    ["poc", "dojo", "media"]
+        .into_iter()
+        .map(|service| {
+            let path = format!(
+                "{}/../../tenant-cell/{service}-service/openapi.json",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let text = std::fs::read_to_string(&path).expect("openapi.json");
+            (service, serde_json::from_str(&text).expect("JSON"))
+        })
+        .collect()
+}
+
 /// Path of a workspace binary.
 pub fn bin(name: &str) -> PathBuf {
     let bin = test_support::bin_dir().join(name);

@@ -46,14 +46,7 @@ struct Op {
 
 fn operations() -> Vec<Op> {
     let mut ops = Vec::new();
-    for service in ["poc", "dojo", "media"] {
-        let path = format!(
-            "{}/../../tenant-cell/{service}-service/openapi.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let doc: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("openapi.json"))
-                .expect("JSON");
+    for (_, doc) in e2e_tests::openapi_documents() {
         for (route, methods) in doc["paths"].as_object().expect("paths") {
             for (method, op) in methods.as_object().expect("operations") {
                 let body = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]

@@ -3,8 +3,6 @@
 //! public endpoint is a decision, not an accident). Clients and the isolation checks read the
 //! documents, so an operation that needs a token and does not say so is a defect.
 
-use serde_json::Value;
-
 /// Public on purpose: signing in and up (the mailed code is the credential of confirming an
 /// address; the refresh token that of refresh and logout), password resets (the reset token is the credential;
 /// asking for one is rate limited and answers the same for any address), and downloads by
@@ -23,14 +21,7 @@ const PUBLIC: &[(&str, &str, &str)] = &[
 #[test]
 fn every_operation_declares_bearer_auth_unless_public_on_purpose() {
     let mut missing = Vec::new();
-    for service in ["poc", "dojo", "media"] {
-        let path = format!(
-            "{}/../../tenant-cell/{service}-service/openapi.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let doc: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("openapi.json"))
-                .expect("JSON");
+    for (service, doc) in e2e_tests::openapi_documents() {
         assert!(
             doc["components"]["securitySchemes"]["bearer"].is_object(),
             "{service}: no bearer scheme"

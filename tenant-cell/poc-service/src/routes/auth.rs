@@ -142,16 +142,7 @@ pub async fn register(
         password_hash: &password_hash,
         role,
     };
-    let user = users::insert(&mut *tx, &new).await.map_err(|e| {
-        if store::is_unique_violation(&e) {
-            ApiError::new(
-                ErrorCode::Conflict,
-                "an account with this email already exists",
-            )
-        } else {
-            e.into()
-        }
-    })?;
+    let user = insert_account(&mut tx, &new).await?;
     if let Some(invite) = &invite {
         invites::mark_used(&mut *tx, invite.id, user.id).await?;
     }
@@ -159,6 +150,27 @@ pub async fn register(
     tx.commit().await?;
     tracing::info!(user = %user.id, role = role.as_str(), via_invite = invite.is_some(), "account registered");
     Ok((StatusCode::CREATED, ApiJson(tokens)).into_response())
+}
+
+/// Inserts the account; an address that is taken (case-insensitively) is 409 `conflict`.
+pub(super) async fn insert_account(
+    conn: &mut sqlx::PgConnection,
+    new: &users::NewUser<'_>,
+) -> Result<users::UserRow, ApiError> {
+    users::insert(conn, new).await.map_err(|e| {
+        if store::is_unique_violation(&e) {
+            email_taken()
+        } else {
+            e.into()
+        }
+    })
+}
+
+pub(super) fn email_taken() -> ApiError {
+    ApiError::new(
+        ErrorCode::Conflict,
+        "an account with this email already exists",
+    )
 }
 
 fn invite_fits(invite: &invites::InviteRow, email: &Email) -> bool {
@@ -173,7 +185,7 @@ fn invalid_invite() -> ApiError {
     )
 }
 
-fn registration_closed() -> ApiError {
+pub(super) fn registration_closed() -> ApiError {
     ApiError::new(
         ErrorCode::RegistrationClosed,
         "registration in this cell needs an invite",

@@ -24,7 +24,7 @@ use crate::domain::{DisplayName, Email, Password};
 use crate::mail::Mail;
 use crate::session;
 use crate::state::AppState;
-use crate::store::{self, registrations, settings, throttle, users};
+use crate::store::{registrations, settings, throttle, users};
 
 /// How long a mailed confirmation code works.
 const CODE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -86,10 +86,7 @@ pub(super) async fn start(
         .await?
         .is_some()
     {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "an account with this email already exists",
-        ));
+        return Err(super::auth::email_taken());
     }
     let password_hash = session::hash_password(password.expose().to_owned()).await?;
     let code = confirmation_code()?;
@@ -178,10 +175,7 @@ pub async fn confirm_email(
             )
         })?;
     if cell_settings.registration != RegistrationMode::Open {
-        return Err(ApiError::new(
-            ErrorCode::RegistrationClosed,
-            "registration in this cell needs an invite",
-        ));
+        return Err(super::auth::registration_closed());
     }
     if !domain_allowed(&state.config.email_domains, &email) {
         return Err(domain_not_allowed());
@@ -192,16 +186,7 @@ pub async fn confirm_email(
         password_hash: &pending.password_hash,
         role: Role::Member,
     };
-    let user = users::insert(&mut *tx, &new).await.map_err(|e| {
-        if store::is_unique_violation(&e) {
-            ApiError::new(
-                ErrorCode::Conflict,
-                "an account with this email already exists",
-            )
-        } else {
-            e.into()
-        }
-    })?;
+    let user = super::auth::insert_account(&mut tx, &new).await?;
     let tokens = session::issue(&state, &mut tx, &user, None).await?;
     tx.commit().await?;
     // The right code: the wrong guesses before it stay counted, this one does not.
