@@ -195,6 +195,10 @@ pub(crate) fn api(state: AppState) -> Router {
     Router::new()
         .route("/v1/resolve", get(resolve))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(
+            cell_model::routes::BODY_LIMIT,
+            service_kit::http::read_body_first,
+        ))
         .with_state(state)
 }
 

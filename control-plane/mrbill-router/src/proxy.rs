@@ -247,19 +247,27 @@ pub(crate) async fn handle(
     client: &Client,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    match forward(worker, client, req).await {
+    let (parts, body) = req.into_parts();
+    let destination = match destination(&worker.state, client.ip, &parts).await {
+        Ok(destination) => destination,
+        Err(e) => return upstream::refuse(body, e).await,
+    };
+    match forward(worker, client, parts, body, destination).await {
         Ok(res) => res,
         Err(e) => e.into_response().map(Either::Right),
     }
 }
 
+/// Where a request goes: the tenant's route, the service, its URI there, and the path prefix.
+type Destination = (Arc<Target>, Service, Uri, Option<HeaderValue>);
+
 async fn forward(
     worker: &Worker,
     client: &Client,
-    req: Request<Incoming>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    (target, service, uri, prefix): Destination,
 ) -> Result<Response<ProxyBody>, ApiError> {
-    let (target, service, uri, prefix) = destination(&worker.state, client.ip, &req).await?;
-    let (mut parts, body) = req.into_parts();
     let limit = service.body_limit();
     let body = match upstream::body(body, &parts.headers, limit).await {
         Ok(body) => body,
@@ -319,7 +327,7 @@ async fn forward(
         }
         Ok(res) => Ok(res.map(Either::Left)),
         Err(e) => {
-            tracing::warn!(cell = ?target.cell_id, error = %e, "cell unreachable");
+            tracing::warn!(cell = ?target.cell_id, error = ?e, "cell unreachable");
             Err(ApiError::unavailable(
                 "the tenant's cell is not reachable",
                 Duration::from_secs(1),
@@ -333,13 +341,10 @@ async fn forward(
 async fn destination(
     state: &AppState,
     client: IpAddr,
-    req: &Request<Incoming>,
-) -> Result<(Arc<Target>, Service, Uri, Option<HeaderValue>), ApiError> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let (tenant, rest) = tenant_of(host, req.uri().path(), &state.config.domain)
+    req: &http::request::Parts,
+) -> Result<Destination, ApiError> {
+    let host = req.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let (tenant, rest) = tenant_of(host, req.uri.path(), &state.config.domain)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no tenant in this request"))?;
     let (service, upstream_path) =
         service_for(rest).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
@@ -381,10 +386,10 @@ async fn destination(
             Duration::from_secs(1),
         )
     })?;
-    let uri = upstream.uri(upstream_path, req.uri().query())?;
+    let uri = upstream.uri(upstream_path, req.uri.query())?;
     // Path form (`/t/<slug>/…`): the cell learns the prefix its links need
     // (`X-Forwarded-Prefix: /t/<slug>`); the host form needs none.
-    let path = req.uri().path();
+    let path = req.uri.path();
     let prefix = (rest.len() < path.len())
         .then(|| HeaderValue::from_str(&path[..path.len() - rest.len()]).ok())
         .flatten();

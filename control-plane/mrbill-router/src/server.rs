@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::response::IntoResponse;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -196,9 +195,8 @@ async fn route(worker: &Worker, peer: &proxy::Peer, req: Request<Incoming>) -> R
             if req.uri().path() == "/v1/resolve"
                 && let Err(wait) = worker.state.admit_resolve(client.ip)
             {
-                return ApiError::rate_limited(wait)
-                    .into_response()
-                    .map(Either::Right);
+                return crate::upstream::refuse(req.into_body(), ApiError::rate_limited(wait))
+                    .await;
             }
             match worker.api.clone().call(req).await {
                 Ok(res) => res.map(Either::Right),

@@ -1,5 +1,5 @@
-//! The exchange with a cell: the client's body held to the service's limit, and one retry for
-//! idempotent requests without a body.
+//! The exchange with a cell: the client's body held to the service's limit, one retry for
+//! idempotent requests without a body, and the router's own refusals.
 //!
 //! **Invariant:** a client's mistake never looks like an outage. A body over the service's
 //! limit is answered 413 `payload_too_large` by the router itself, the way the service would,
@@ -7,6 +7,11 @@
 //! up front, and one without a length (chunked) is gathered up to the limit first (bodies are
 //! small: ≤ 256 KiB). The service therefore never closes a connection the router is still
 //! writing to, which used to surface as 503 "cell not reachable".
+//!
+//! **Invariant:** the router's own answers keep the client's connection usable. hyper closes a
+//! keep-alive connection whose request body was not read; an ingress that pooled it then fails
+//! the next request it sends there. So a request the router refuses (no such tenant, rate
+//! limited, suspended, …) has its body read and dropped first, bounded.
 
 use std::time::Duration;
 
@@ -34,6 +39,11 @@ pub(crate) type UpstreamBody = Either<Incoming, Full<Bytes>>;
 const DISCARD_MAX: u64 = 1024 * 1024 * 1024;
 const DISCARD_TIME: Duration = Duration::from_secs(10);
 
+/// A refused request's body is read up to the largest body any service takes, for at most this
+/// long; past either the connection closes after the answer.
+const REFUSED_MAX: u64 = cell_model::routes::DOJO_BODY_LIMIT as u64;
+const REFUSED_TIME: Duration = Duration::from_secs(1);
+
 /// The body to send upstream, or the router's own 413 when it is over `limit`.
 pub(crate) async fn body(
     body: Incoming,
@@ -49,7 +59,7 @@ pub(crate) async fn body(
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > limit as u64 => {
-            let read = length <= DISCARD_MAX && discard(body).await;
+            let read = length <= DISCARD_MAX && discard(body, DISCARD_MAX, DISCARD_TIME).await;
             Err(too_large(limit, !read))
         }
         // HTTP/1 framing holds the body to its declared length.
@@ -62,15 +72,27 @@ pub(crate) async fn body(
     }
 }
 
-/// Reads `body` to its end (bounded in size and time); whether it got there.
-async fn discard(mut body: Incoming) -> bool {
+/// The router's own answer `error` to a request whose body is not forwarded: the body is read
+/// and dropped first (bounded), and the connection closes after the answer when it was not.
+pub(crate) async fn refuse(body: Incoming, error: ApiError) -> Response<ProxyBody> {
+    let read = body.is_end_stream() || discard(body, REFUSED_MAX, REFUSED_TIME).await;
+    let mut res = error.into_response().map(Either::Right);
+    if !read {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+/// Reads `body` to its end, at most `max` bytes within `time`; whether it got there.
+async fn discard(mut body: Incoming, max: u64, time: Duration) -> bool {
     let mut read = 0u64;
     let drain = async {
         while let Some(frame) = body.frame().await {
             match frame {
                 Ok(frame) => {
                     read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    if read > DISCARD_MAX {
+                    if read > max {
                         return false;
                     }
                 }
@@ -79,9 +101,7 @@ async fn discard(mut body: Incoming) -> bool {
         }
         true
     };
-    tokio::time::timeout(DISCARD_TIME, drain)
-        .await
-        .unwrap_or(false)
+    tokio::time::timeout(time, drain).await.unwrap_or(false)
 }
 
 /// 413 `payload_too_large` with the limit, closing the connection when the body was not read.

@@ -1,5 +1,6 @@
-//! The exchange with the cell: oversized bodies are the client's mistake (413, never 503), and
-//! an idempotent request meeting a pooled connection the cell has closed is retried once.
+//! The exchange with the cell: oversized bodies are the client's mistake (413, never 503), an
+//! idempotent request meeting a pooled connection the cell has closed is retried once, and the
+//! router's own refusals leave its client's connection usable.
 
 mod common;
 
@@ -7,7 +8,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use cell_model::routes::{BODY_LIMIT, RouteState};
-use common::{route, router};
+use common::{route, router, router_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A cell service that refuses large bodies the way axum does: 413 as soon as it knows, then
@@ -122,4 +123,41 @@ async fn an_idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
         .post("/t/acme/v1/pocs", &serde_json::json!({ "name": "x" }))
         .await;
     res.assert_error(503, "unavailable");
+}
+
+/// The router's own answers (no such tenant or endpoint, suspended, a rate limit) are given
+/// without forwarding the body; the connection must still serve the next request, or an
+/// ingress pooling it fails that request (hyper closes a connection whose body was not read).
+#[tokio::test]
+async fn the_routers_own_refusals_keep_the_connection() {
+    let upstream =
+        common::serve(Router::new().route("/v1/pocs", axum::routing::get(|| async { "ok" }))).await;
+    let (api, _) = router_with(
+        vec![
+            route("acme", RouteState::Active, &upstream),
+            route("gone", RouteState::Suspended, &upstream),
+        ],
+        None,
+        |config| config.resolve_limit = mrbill_router::Rate::new(0.01, 2.0),
+    )
+    .await;
+    let addr = api.base.trim_start_matches("http://");
+    let json = "application/json";
+    for (method, path, status) in [
+        ("POST", "/t/nobody/v1/pocs", 404),
+        ("POST", "/t/acme/v9/nothing", 404),
+        ("PUT", "/t/gone/v1/pocs", 403),
+        ("QUERY", "/v1/resolve?tenant=acme", 405),
+        ("GET", "/v1/resolve?tenant=acme", 200),
+        ("GET", "/v1/resolve?tenant=acme", 429),
+    ] {
+        let (first, reused) =
+            test_support::raw::answer_then_reuse(addr, method, path, json, "/t/acme/v1/pocs").await;
+        assert_eq!(first, status, "{method} {path}");
+        assert_eq!(
+            reused,
+            Some(200),
+            "{method} {path} ({first}): the next request on the connection got {reused:?}"
+        );
+    }
 }

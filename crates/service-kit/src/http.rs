@@ -1,16 +1,18 @@
 //! The HTTP stack every service shares: health, readiness, metrics, request ids, tracing,
-//! body limits, JSON 404/405, panic → 500, and the cell guard.
+//! body limits (every body read before routing), JSON 404/405, panic → 500, and the cell guard.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, header};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -118,6 +120,36 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// Reads the whole request body (up to `limit`) before routing, so every answer — including a
+/// 401, 404, 405 or 415 given without looking at the body — leaves the connection clean for the
+/// next request. hyper closes a keep-alive connection whose request body was not read to its
+/// end; a proxy that pooled it (the router, an ingress) then fails the next request it sends
+/// there, which its client sees as 503. Bodies are small (≤ 256 KiB), so holding one is cheap.
+pub async fn read_body_first(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    if body.is_end_stream() {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(read) => {
+            let body = Body::from(read.to_bytes());
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) if e.is::<LengthLimitError>() => {
+            // The rest of the body is not read: the connection closes after this answer.
+            let mut res = ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
+                .with_details(serde_json::json!({ "limit_bytes": limit }))
+                .into_response();
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res
+        }
+        Err(_) => {
+            ApiError::new(ErrorCode::InvalidJson, "could not read the request body").into_response()
+        }
+    }
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal(anyhow::anyhow!("handler panicked")).into_response()
 }
@@ -146,6 +178,10 @@ pub fn public_router(routes: Router, config: HttpConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(config.guard, guard))
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn_with_state(
+            config.body_limit,
+            read_body_first,
+        ))
         .pipe(with_common_layers)
 }
 
@@ -164,6 +200,7 @@ pub fn admin_router(routes: Router, readiness: Readiness, body_limit: usize) -> 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(body_limit, read_body_first))
         .pipe(with_common_layers)
 }
 
@@ -176,6 +213,7 @@ pub fn internal_router(routes: Router, token: ServiceToken, body_limit: usize) -
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(body_limit, read_body_first))
         .pipe(with_common_layers)
 }
 

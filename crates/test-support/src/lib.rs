@@ -10,6 +10,7 @@ pub mod http;
 pub mod live;
 pub mod moto;
 pub mod pg;
+pub mod raw;
 
 pub use http::{ApiClient, ApiResponse};
 pub use pg::{empty_database, test_database};
