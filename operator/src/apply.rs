@@ -184,7 +184,6 @@ pub async fn create_missing_rds_secrets(
     cell: &Cell,
     host: &str,
     port: i32,
-    master: &crate::aws::MasterCredentials,
 ) -> Result<Vec<String>, Error> {
     let (secrets, existing) = existing_secrets(client, cell).await?;
     if crate::secrets::rds_names()
@@ -193,7 +192,7 @@ pub async fn create_missing_rds_secrets(
     {
         return Ok(Vec::new());
     }
-    let generated = crate::secrets::rds(cell, host, port, master);
+    let generated = crate::secrets::rds(cell, host, port);
     create_absent(&secrets, cell, &existing, generated).await
 }
 
@@ -333,4 +332,40 @@ pub async fn get(
     object
         .map(|o| serde_json::to_value(o).map_err(|e| Error::Render(e.to_string())))
         .transpose()
+}
+
+/// Deletes `kind/name` from the cell's namespace if it is there; whether it was.
+pub async fn remove(client: &Client, cell: &Cell, kind: &str, name: &str) -> Result<bool, Error> {
+    let ns = namespace(cell);
+    match api(client, kind, &ns)?
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(source) => Err(Error::kube(format!("deleting {kind} {ns}/{name}"), source)),
+    }
+}
+
+/// The value under `key` in the cell's Secret `name`: `data` (base64, as the API serves it) or
+/// `stringData` (as written, before an API server folds it into `data`).
+pub async fn secret_value(
+    client: &Client,
+    cell: &Cell,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, Error> {
+    use base64::Engine as _;
+    let Some(secret) = get(client, cell, "Secret", name).await? else {
+        return Ok(None);
+    };
+    if let Some(encoded) = secret["data"][key].as_str() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|e| Error::Render(format!("Secret {name}/{key} is not base64: {e}")))?;
+        return String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| Error::Render(format!("Secret {name}/{key} is not UTF-8: {e}")));
+    }
+    Ok(secret["stringData"][key].as_str().map(str::to_owned))
 }

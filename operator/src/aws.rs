@@ -594,11 +594,22 @@ fn state_of(db: &aws_sdk_rds::types::DbInstance) -> InstanceState {
 }
 
 /// Everything the operator uses on AWS, from one SDK configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AwsClients {
     pub foundation: Foundation,
     pub rds: Rds,
     secrets: aws_sdk_secretsmanager::Client,
+    /// Makes the services' roles in an instance (directly, as its master user).
+    pub admin: std::sync::Arc<dyn crate::roles::DatabaseAdmin>,
+}
+
+impl std::fmt::Debug for AwsClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsClients")
+            .field("foundation", &self.foundation)
+            .field("rds", &self.rds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AwsClients {
@@ -607,7 +618,14 @@ impl AwsClients {
             foundation: Foundation::new(sdk, settings),
             rds: Rds::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            admin: std::sync::Arc::new(crate::roles::Postgres),
         }
+    }
+
+    /// The same, making roles with `admin` (tests reach a local stand-in for the instance).
+    pub fn with_admin(mut self, admin: std::sync::Arc<dyn crate::roles::DatabaseAdmin>) -> Self {
+        self.admin = admin;
+        self
     }
 
     /// The foundation's generated master credentials (secret `mrbill/<cell>/database`).

@@ -36,8 +36,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{self, FIELD_MANAGER, MANAGED_BY};
-use crate::aws::{AwsClients, InstanceState, StackState};
-use crate::render::{self, Images, PUBLIC_PORT, RDS_ROLES_JOB, namespace};
+use crate::aws::{AwsClients, InstanceState, MasterCredentials, StackState};
+use crate::render::{self, Images, PUBLIC_PORT, namespace};
+use crate::roles::{Role, Server};
 
 /// Set to `"true"` on a Cell to stop the operator from writing anything for it.
 pub const PAUSED_ANNOTATION: &str = "mrbill.dev/paused";
@@ -291,10 +292,12 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     if let Some(mail) = &ctx.images.mail {
         created.extend(apply::create_missing_smtp_secret(&ctx.client, cell, mail).await?);
     }
-    if let Some((host, port, master)) = &rds_secrets {
-        created.extend(
-            apply::create_missing_rds_secrets(&ctx.client, cell, host, *port, master).await?,
-        );
+    let mut roles = None;
+    if let (Some((host, port, master)), Some(aws)) = (&rds_secrets, &ctx.aws) {
+        let fresh = apply::create_missing_rds_secrets(&ctx.client, cell, host, *port).await?;
+        let instance = (host.as_str(), *port);
+        roles = Some(rds_roles(cell, ctx, aws, instance, master, !fresh.is_empty()).await?);
+        created.extend(fresh);
     }
     if !created.is_empty() {
         tracing::info!(cell = %cell.name_any(), secrets = ?created, "secrets generated");
@@ -316,7 +319,7 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
 
     let previous = cell.status.clone().unwrap_or_default();
-    let status = observe(cell, ctx, &previous, aws.as_ref()).await?;
+    let status = observe(cell, ctx, &previous, aws.as_ref(), roles).await?;
     let ready = status.phase == Phase::Ready;
     if let Some(event) = transition(&previous, &status) {
         publish(ctx, cell, event.0, event.1, event.2).await;
@@ -469,12 +472,72 @@ fn ready_replicas(object: &Option<Value>) -> i64 {
         .unwrap_or(0)
 }
 
-/// The status the cell's objects show now.
+/// Makes the services' roles in an `rds` cell's available instance as the master user, from
+/// the operator itself (unless the status says they were made at this address and no
+/// database Secret is new: a recreated Secret's password is set on its role); removes what
+/// cells made before that kept the master password in their namespace. `Err` inside: why the
+/// roles are not there yet (retried on the next pass).
+async fn rds_roles(
+    cell: &Cell,
+    ctx: &Context,
+    aws: &AwsClients,
+    (host, port): (&str, i32),
+    master: &MasterCredentials,
+    new_secrets: bool,
+) -> Result<Result<(), String>, Error> {
+    for (kind, name) in [
+        ("Job", render::RDS_ROLES_JOB),
+        ("Secret", render::RDS_MASTER_SECRET),
+    ] {
+        if apply::remove(&ctx.client, cell, kind, name).await? {
+            tracing::info!(cell = %cell.name_any(), kind, name, "removed what held the master password");
+        }
+    }
+    let made = cell
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("DatabaseReady"))
+        .is_some_and(|c| {
+            c.status == ConditionStatus::True && c.reason == "RdsAvailable" && c.message == host
+        });
+    if made && !new_secrets {
+        return Ok(Ok(()));
+    }
+    let mut roles = Vec::new();
+    for service in ["poc", "dojo", "media"] {
+        let name = render::database_secret(service);
+        let url = apply::secret_value(&ctx.client, cell, &name, "url").await?;
+        let Some(password) = url.as_deref().and_then(crate::secrets::password_of) else {
+            return Ok(Err(format!(
+                "Secret {name} holds no database URL with a password"
+            )));
+        };
+        roles.push(Role {
+            name: service.to_owned(),
+            password: password.to_owned().into(),
+        });
+    }
+    let Ok(port) = u16::try_from(port) else {
+        return Ok(Err(format!("the instance's port {port} is not a TCP port")));
+    };
+    let server = Server {
+        host: host.to_owned(),
+        port,
+    };
+    Ok(aws
+        .admin
+        .ensure_roles(&server, master, &roles)
+        .await
+        .map_err(|e| format!("{host}: creating the services' roles: {e}")))
+}
+
+/// The status the cell's objects show now. `roles`: whether an `rds` cell's roles are made.
 async fn observe(
     cell: &Cell,
     ctx: &Context,
     previous: &CellStatus,
     aws: Option<&Aws>,
+    roles: Option<Result<(), String>>,
 ) -> Result<CellStatus, Error> {
     let client = &ctx.client;
     let mut status = previous.clone();
@@ -511,23 +574,15 @@ async fn observe(
                     "the operator has no AWS settings (MRBILL_OPERATOR_AWS_*)".to_owned(),
                 ),
                 Some(Aws::Foundation(StackState::Ready(_), Some(instance))) => match instance {
-                    InstanceState::Available { address, .. } => {
-                        let job = apply::get(client, cell, "Job", RDS_ROLES_JOB).await?;
-                        let done = job
-                            .as_ref()
-                            .and_then(|j| j["status"]["succeeded"].as_i64())
-                            .unwrap_or(0)
-                            > 0;
-                        if done {
-                            (true, "RdsAvailable", address.clone())
-                        } else {
-                            (
-                                false,
-                                "RolesPending",
-                                format!("{address}: creating the services' roles"),
-                            )
-                        }
-                    }
+                    InstanceState::Available { address, .. } => match &roles {
+                        Some(Ok(())) => (true, "RdsAvailable", address.clone()),
+                        Some(Err(why)) => (false, "RolesPending", why.clone()),
+                        None => (
+                            false,
+                            "RolesPending",
+                            format!("{address}: creating the services' roles"),
+                        ),
+                    },
                     InstanceState::InProgress(s) => {
                         (false, "InstanceInProgress", format!("RDS instance {s}"))
                     }

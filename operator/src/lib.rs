@@ -9,6 +9,7 @@ pub mod apply;
 pub mod aws;
 pub mod controller;
 pub mod render;
+pub mod roles;
 pub mod secrets;
 
 use kube::CustomResourceExt;

@@ -33,41 +33,29 @@ fn secret(cell: &Cell, name: &str, data: Value) -> Value {
 
 /// Names of the Secrets [`rds`] makes.
 pub fn rds_names() -> Vec<String> {
-    let mut names = vec![crate::render::RDS_MASTER_SECRET.to_owned()];
-    names.extend(["poc", "dojo", "media"].map(database_secret));
-    names
+    ["poc", "dojo", "media"].map(database_secret).to_vec()
 }
 
-/// An `rds` cell's database Secrets, once its instance is available at `host:port`: the master
-/// user for the roles Job, and a role + database URL per service (TLS required, as RDS wants).
-pub fn rds(
-    cell: &Cell,
-    host: &str,
-    port: i32,
-    master: &crate::aws::MasterCredentials,
-) -> Vec<Value> {
-    let mut out = vec![secret(
-        cell,
-        crate::render::RDS_MASTER_SECRET,
-        json!({
-            "host": host,
-            "port": port.to_string(),
-            "username": master.username,
-            "password": master.password.expose_secret(),
-        }),
-    )];
-    for service in ["poc", "dojo", "media"] {
-        let url = format!(
-            "postgres://{service}:{}@{host}:{port}/{service}?sslmode=require",
-            random_token(24)
-        );
-        out.push(secret(
-            cell,
-            &database_secret(service),
-            json!({ "url": url }),
-        ));
-    }
-    out
+/// An `rds` cell's database Secrets, once its instance is available at `host:port`: a role +
+/// database URL per service (TLS required, as RDS wants). The operator makes the roles
+/// ([`crate::roles`]); the master user stays with it.
+pub fn rds(cell: &Cell, host: &str, port: i32) -> Vec<Value> {
+    ["poc", "dojo", "media"]
+        .into_iter()
+        .map(|service| {
+            let url = format!(
+                "postgres://{service}:{}@{host}:{port}/{service}?sslmode=require",
+                random_token(24)
+            );
+            secret(cell, &database_secret(service), json!({ "url": url }))
+        })
+        .collect()
+}
+
+/// The password in a database URL this module wrote (`postgres://<role>:<password>@…`).
+pub fn password_of(url: &str) -> Option<&str> {
+    let credentials = url.split_once("://")?.1.split_once('@')?.0;
+    credentials.split_once(':').map(|(_, password)| password)
 }
 
 /// Names of the Secrets a cell needs (what [`generate`] makes), without generating anything.
@@ -151,4 +139,17 @@ pub fn smtp(cell: &Cell, mail: &crate::render::Mail) -> Value {
         crate::render::SMTP_SECRET,
         json!({ "url": mail.smtp_url.expose_secret() }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_of_a_written_url_is_read_back() {
+        let url = "postgres://poc:s3cr3t-_x@db.example:5432/poc?sslmode=require";
+        assert_eq!(password_of(url), Some("s3cr3t-_x"));
+        assert_eq!(password_of("postgres://poc@db/poc"), None);
+        assert_eq!(password_of("not a url"), None);
+    }
 }

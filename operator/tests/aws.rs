@@ -12,7 +12,10 @@ use cell_model::{
     Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
 };
 use cell_operator::aws::{AwsSettings, Foundation, StackState};
+use sqlx::Connection as _;
 use test_support::moto::Moto;
+
+mod rds;
 
 fn sdk(moto: &Moto) -> SdkConfig {
     SdkConfig::builder()
@@ -238,28 +241,50 @@ fn images() -> cell_operator::render::Images {
 
 /// The controller with AWS: the Kubernetes API is `kube_fake` (no cluster here), AWS is moto.
 /// moto's CloudFormation skips the template's Secrets Manager secret, so the test creates the
-/// master credentials the stack would have generated.
+/// master credentials the stack would have generated. moto's instance runs no Postgres: the
+/// operator's real role maker works on a local TLS-only stand-in (`rds/`) instead of the
+/// instance's address.
 #[tokio::test]
 async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot() {
     use cell_operator::aws::AwsClients;
     use cell_operator::controller::{Context, reconcile};
+    use secrecy::ExposeSecret as _;
     use std::sync::Arc;
 
     let moto = Moto::start();
     let sdk = sdk(&moto);
-    let aws = AwsClients::new(&sdk, network(&sdk).await);
+    let instance = rds::RdsInstance::start().await;
+    let settings = network(&sdk).await;
+    let aws = AwsClients::new(&sdk, settings.clone()).with_admin(instance.admin());
     let foundation = aws.foundation.clone();
     aws_sdk_secretsmanager::Client::new(&sdk)
         .create_secret()
         .name("mrbill/c-acme-1234/database")
-        .secret_string(r#"{"username":"mrbill","password":"generated-by-the-stack-0123456789"}"#)
+        .secret_string(format!(
+            r#"{{"username":"{}","password":"{}"}}"#,
+            rds::MASTER,
+            instance.master.password.expose_secret()
+        ))
         .send()
         .await
         .expect("master credentials");
     let api = kube_fake::FakeApi::new();
     let acme = cell("acme", Tier::Standard);
     insert_cell(&api, &acme);
-    let ctx = Context::new(api.client(), images(), Some(aws.clone()), None);
+    // What an older operator left in the namespace: the master password, for a roles Job.
+    let secrets = "api/v1/namespaces/cell-acme/secrets";
+    let jobs = "apis/batch/v1/namespaces/cell-acme/jobs";
+    api.insert(
+        secrets,
+        serde_json::json!({ "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "rds-master", "namespace": "cell-acme" },
+            "stringData": { "password": "the-master-password" } }),
+    );
+    api.insert(
+        jobs,
+        serde_json::json!({ "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": { "name": "rds-roles", "namespace": "cell-acme" } }),
+    );
     let run = |ctx: Arc<Context>| {
         let api = api.clone();
         async move {
@@ -268,7 +293,38 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
                 .expect("reconcile")
         }
     };
+    let condition = |api: &kube_fake::FakeApi| {
+        let status = stored(api, "c-acme-1234")
+            .and_then(|c| c.status)
+            .expect("status");
+        let database = status.condition("DatabaseReady").expect("condition");
+        (
+            database.status,
+            database.reason.clone(),
+            database.message.clone(),
+        )
+    };
 
+    // The instance does not answer yet: the cell waits for its roles, saying why.
+    let unreachable = AwsClients::new(&sdk, settings).with_admin(rds::unreachable());
+    run(Context::new(
+        api.client(),
+        images(),
+        Some(unreachable),
+        None,
+    ))
+    .await;
+    let (ready, reason, message) = condition(&api);
+    assert_eq!(
+        (ready, reason.as_str()),
+        (cell_model::ConditionStatus::False, "RolesPending")
+    );
+    assert!(
+        message.contains("creating the services' roles"),
+        "{message}"
+    );
+
+    let ctx = Context::new(api.client(), images(), Some(aws.clone()), None);
     run(ctx.clone()).await;
     assert!(matches!(
         foundation.observe(&acme).await.expect("observe"),
@@ -278,24 +334,51 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
         cell_operator::aws::InstanceState::Available { address, .. } => address,
         other => panic!("{other:?}"),
     };
-    // The instance's address reaches the cell as Secrets: the master user for the roles Job,
-    // one role + database URL per service (TLS required).
-    let secrets = "api/v1/namespaces/cell-acme/secrets";
-    let master = api.get(secrets, "rds-master").expect("rds-master");
-    assert_eq!(master["stringData"]["host"], address.as_str());
-    assert_eq!(master["stringData"]["username"], "mrbill");
+    // The instance's address reaches the cell as one role + database URL per service (TLS
+    // required); the master password is nowhere in the namespace.
+    assert!(
+        api.get(secrets, "rds-master").is_none(),
+        "the master password was removed"
+    );
+    assert!(
+        api.get(jobs, "rds-roles").is_none(),
+        "the old roles Job was removed"
+    );
     let poc = api.get(secrets, "poc-database").expect("poc-database");
-    let url = poc["stringData"]["url"].as_str().expect("url");
+    let url = poc["stringData"]["url"].as_str().expect("url").to_owned();
     assert!(
         url.starts_with("postgres://poc:")
             && url.contains(&address)
             && url.ends_with("/poc?sslmode=require"),
         "{url}"
     );
-    assert!(
-        api.get("apis/batch/v1/namespaces/cell-acme/jobs", "rds-roles")
-            .is_some(),
-        "the roles Job"
+    // The operator made the roles: each service reaches its own database over TLS, and no
+    // other service's.
+    for service in ["poc", "dojo", "media"] {
+        let secret = api
+            .get(secrets, &format!("{service}-database"))
+            .expect("secret");
+        let own = instance.local(secret["stringData"]["url"].as_str().expect("url"));
+        let mut conn = sqlx::PgConnection::connect(&own)
+            .await
+            .unwrap_or_else(|e| panic!("{service}: {e}"));
+        sqlx::raw_sql("CREATE TABLE mine (x int)")
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{service} owns its database: {e}"));
+        let other = if service == "poc" { "dojo" } else { "poc" };
+        let elsewhere = own.replace(&format!("/{service}?"), &format!("/{other}?"));
+        let refused = sqlx::PgConnection::connect(&elsewhere).await;
+        assert!(refused.is_err(), "{service} reached {other}'s database");
+    }
+    let (ready, reason, message) = condition(&api);
+    assert_eq!(
+        (ready, reason.as_str(), message.as_str()),
+        (
+            cell_model::ConditionStatus::True,
+            "RdsAvailable",
+            address.as_str()
+        )
     );
     // media stores artifacts in the cell's bucket, with the cell's IRSA role.
     let outputs = match foundation.observe(&acme).await.expect("observe") {
@@ -335,13 +418,6 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
         env.iter().all(|e| e["name"] != "MRBILL_MEDIA_DIR"),
         "no pod-local artifacts"
     );
-    let status = stored(&api, "c-acme-1234")
-        .and_then(|c| c.status)
-        .expect("status");
-    assert_eq!(
-        status.condition("DatabaseReady").expect("condition").reason,
-        "RolesPending"
-    );
     assert!(
         api.get(
             "apis/networking.k8s.io/v1/namespaces/cell-acme/networkpolicies",
@@ -351,25 +427,28 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
         "an rds cell's pods may reach AWS"
     );
 
-    // The Job ran: the database is ready; a second reconcile creates nothing new.
-    api.update(
-        "apis/batch/v1/namespaces/cell-acme/jobs",
-        "rds-roles",
-        |j| j["status"] = serde_json::json!({ "succeeded": 1 }),
-    );
+    // A second reconcile changes nothing; deleting a service's Secret rolls its password.
     run(ctx.clone()).await;
-    let status = stored(&api, "c-acme-1234")
-        .and_then(|c| c.status)
-        .expect("status");
-    let database = status.condition("DatabaseReady").expect("condition");
-    assert_eq!(
-        (database.status, database.reason.as_str()),
-        (cell_model::ConditionStatus::True, "RdsAvailable")
-    );
     assert_eq!(
         api.get(secrets, "poc-database").expect("kept")["stringData"]["url"],
-        url,
+        url.as_str(),
         "never regenerated"
+    );
+    api.delete(secrets, "poc-database");
+    run(ctx.clone()).await;
+    let rolled = api.get(secrets, "poc-database").expect("recreated")["stringData"]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert_ne!(rolled, url);
+    sqlx::PgConnection::connect(&instance.local(&rolled))
+        .await
+        .expect("the new password works");
+    assert!(
+        sqlx::PgConnection::connect(&instance.local(&url))
+            .await
+            .is_err(),
+        "the old password no longer does"
     );
 
     // Deleting the Cell: namespace, then the instance after a final snapshot, then the stack.

@@ -74,3 +74,44 @@ fn every_parameter_and_output_is_documented_in_the_header() {
         }
     }
 }
+
+/// A cell's pods hold only their own services' database credentials: the role they assume
+/// may use the cell's bucket and key and nothing else — in particular not the instance's
+/// master credentials, which only the operator reads.
+#[test]
+fn the_cells_role_grants_its_bucket_and_key_only() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cell-templates/cell-foundation.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("read");
+    let doc: serde_json::Value = serde_norway::from_str(&text).expect("long-form YAML parses");
+    let policies = doc["Resources"]["IrsaRole"]["Properties"]["Policies"]
+        .as_array()
+        .expect("the role's policies");
+    let mut actions = Vec::new();
+    for policy in policies {
+        for statement in policy["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+        {
+            assert_eq!(statement["Effect"], "Allow");
+            for action in statement["Action"].as_array().expect("actions") {
+                actions.push(action.as_str().expect("action").to_owned());
+            }
+        }
+    }
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "kms:Decrypt",
+            "kms:Encrypt",
+            "kms:GenerateDataKey",
+            "s3:DeleteObject",
+            "s3:GetObject",
+            "s3:ListBucket",
+            "s3:PutObject",
+        ]
+    );
+}

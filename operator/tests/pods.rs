@@ -4,11 +4,12 @@
 //! containers from the rendered spec — the image's binary as its Dockerfile builds it, the
 //! rendered args and env, secret files with the rendered modes and owner, the pod's user and
 //! fsGroup — against a real Postgres (in-cluster: the rendered StatefulSet; rds: a TLS-only
-//! stand-in for the instance, set up by the rendered roles Job). Each pod must pass its
-//! rendered readiness probe, and a
-//! real router in front must serve the tenant's first admin through every service.
+//! stand-in for the instance, whose roles the operator's own role maker creates as the master
+//! user). Each pod must pass its rendered readiness probe, and a real router in front must
+//! serve the tenant's first admin through every service.
 
 mod kubelet;
+mod rds;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use cell_model::{
     Tier,
 };
 use cell_operator::render::{Images, desired};
+use cell_operator::roles::{DatabaseAdmin as _, Postgres, Role, Server};
 use kubelet::Kubelet;
 use serde_json::json;
 
@@ -123,93 +125,6 @@ impl Drop for Router {
     }
 }
 
-/// What stands in for a cell's RDS instance: a Postgres that requires nothing but offers TLS
-/// (a throw-away certificate), with a master user, as RDS for Postgres 16 does.
-struct RdsInstance {
-    cluster: Option<pg_cluster::PgCluster>,
-    master: cell_operator::aws::MasterCredentials,
-}
-
-impl RdsInstance {
-    fn start() -> Self {
-        let root = std::env::temp_dir().join(format!("mrbill-rds-{}", uuid::Uuid::new_v4()));
-        let password = service_kit::secrets::random_token(24);
-        let spec = pg_cluster::ClusterSpec {
-            root: root.clone(),
-            port: None,
-            superuser: "mrbill_master".into(),
-            password: password.clone(),
-            ephemeral: true,
-        };
-        let mut cluster = pg_cluster::PgCluster::init(&spec).expect("init");
-        let (cert, key) = (root.join("server.crt"), root.join("server.key"));
-        let out = std::process::Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=rds.example", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()
-            .expect("openssl (./x setup installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if let Some(owner) = pg_cluster::Owner::detect().expect("owner") {
-            for path in [&cert, &key] {
-                std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)).expect("chown");
-            }
-        }
-        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .expect("chmod");
-        let conf = cluster.data_dir().join("postgresql.auto.conf");
-        let mut settings = std::fs::read_to_string(&conf).unwrap_or_default();
-        settings.push_str(&format!(
-            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
-            cert.display(),
-            key.display()
-        ));
-        std::fs::write(&conf, settings).expect("ssl settings");
-        // TLS only, as RDS's `rds.force_ssl` makes it.
-        let hba = cluster.data_dir().join("pg_hba.conf");
-        let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
-        let rules: String = rules
-            .lines()
-            .map(|l| match l.strip_prefix("host ") {
-                Some(rest) => format!("hostssl {rest}\n"),
-                None => format!("{l}\n"),
-            })
-            .collect();
-        assert!(rules.contains("hostssl"), "{rules}");
-        std::fs::write(&hba, rules).expect("pg_hba.conf");
-        cluster.start().expect("start");
-        pg_cluster::spawn_reaper(std::process::id(), &cluster.data_dir(), Some(&root))
-            .expect("reaper");
-        Self {
-            cluster: Some(cluster),
-            master: cell_operator::aws::MasterCredentials {
-                username: "mrbill_master".into(),
-                password: password.into(),
-            },
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.cluster.as_ref().map_or(0, |c| c.port())
-    }
-}
-
-impl Drop for RdsInstance {
-    fn drop(&mut self) {
-        if let Some(cluster) = self.cluster.take() {
-            let _ = cluster.destroy();
-        }
-    }
-}
-
 async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEngine) {
     let cell = cell(tier, engine);
     let mut objects = desired(
@@ -224,14 +139,39 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));
     // An RDS cell's database Secrets come from its instance (the operator writes them once
     // the instance is available; RDS endpoints are outside the cluster).
-    let rds = (engine == DatabaseEngine::Rds).then(RdsInstance::start);
+    let rds = match engine {
+        DatabaseEngine::Rds => Some(rds::RdsInstance::start().await),
+        _ => None,
+    };
     if let Some(rds) = &rds {
-        objects.extend(cell_operator::secrets::rds(
-            &cell,
-            "127.0.0.1",
-            i32::from(rds.port()),
-            &rds.master,
-        ));
+        let secrets = cell_operator::secrets::rds(&cell, "127.0.0.1", i32::from(rds.port()));
+        // The operator makes the roles itself, as the master user (never in the namespace).
+        let roles: Vec<Role> = secrets
+            .iter()
+            .map(|secret| {
+                let name = secret["metadata"]["name"].as_str().expect("name");
+                let url = secret["stringData"]["url"].as_str().expect("url");
+                Role {
+                    name: name
+                        .strip_suffix("-database")
+                        .expect("a database Secret")
+                        .into(),
+                    password: cell_operator::secrets::password_of(url)
+                        .expect("password")
+                        .to_owned()
+                        .into(),
+                }
+            })
+            .collect();
+        let server = Server {
+            host: "127.0.0.1".into(),
+            port: rds.port(),
+        };
+        Postgres
+            .ensure_roles(&server, &rds.master, &roles)
+            .await
+            .expect("the services' roles");
+        objects.extend(secrets);
     }
     // …and its bucket and IAM role from its foundation stack; S3 is moto here.
     let s3 = rds.as_ref().map(|_| test_support::moto::Moto::start());
@@ -270,9 +210,8 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     let ns = format!("cell-{}", cell.spec.tenant);
     let kubelet = tokio::task::spawn_blocking(move || {
         let mut kubelet = Kubelet::new(&ns, objects).with_irsa_env(irsa_env);
-        match engine {
-            DatabaseEngine::Rds => kubelet.run_job(cell_operator::render::RDS_ROLES_JOB),
-            _ => kubelet.start("StatefulSet", "postgres"),
+        if engine != DatabaseEngine::Rds {
+            kubelet.start("StatefulSet", "postgres");
         }
         for service in ["poc", "dojo", "media"] {
             kubelet.start("Deployment", &format!("{service}-service"));
@@ -369,11 +308,11 @@ async fn a_large_cell_starts_from_its_rendered_pods() {
 }
 
 #[tokio::test]
-async fn a_small_rds_cell_starts_from_its_rendered_pods_and_job() {
+async fn a_small_rds_cell_starts_from_its_rendered_pods() {
     a_cell_starts_from_its_rendered_objects(Tier::Small, DatabaseEngine::Rds).await;
 }
 
 #[tokio::test]
-async fn a_large_rds_cell_starts_from_its_rendered_pods_and_job() {
+async fn a_large_rds_cell_starts_from_its_rendered_pods() {
     a_cell_starts_from_its_rendered_objects(Tier::Large, DatabaseEngine::Rds).await;
 }

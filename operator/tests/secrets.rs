@@ -133,16 +133,28 @@ fn an_rds_cell_with_embedded_search_gets_no_postgres_or_meilisearch_secrets() {
     );
 }
 
+/// An rds cell's Secrets are the services' own database URLs (TLS required) and nothing of
+/// the master user's: only the operator holds that.
 #[test]
-fn rds_names_lists_what_rds_makes() {
+fn rds_names_lists_what_rds_makes_and_none_holds_the_master() {
     let c = cell(DatabaseEngine::Rds, SearchEngine::Embedded);
-    let master = cell_operator::aws::MasterCredentials {
-        username: "mrbill".into(),
-        password: secrecy::SecretString::from("p".repeat(20)),
-    };
-    let made: Vec<String> = cell_operator::secrets::rds(&c, "db.example", 5432, &master)
+    let secrets = cell_operator::secrets::rds(&c, "db.example", 5432);
+    let made: Vec<String> = secrets
         .iter()
         .filter_map(|s| s["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(made, cell_operator::secrets::rds_names());
+    assert_eq!(made, ["poc-database", "dojo-database", "media-database"]);
+    for secret in &secrets {
+        let data = secret["stringData"].as_object().expect("stringData");
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["url"], "{secret}");
+        let url = data["url"].as_str().expect("url");
+        let name = secret["metadata"]["name"].as_str().expect("name");
+        let role = name.strip_suffix("-database").expect("service");
+        assert!(
+            url.starts_with(&format!("postgres://{role}:"))
+                && url.ends_with(&format!("@db.example:5432/{role}?sslmode=require")),
+            "{url}"
+        );
+    }
 }

@@ -171,11 +171,6 @@ impl Kubelet {
         out
     }
 
-    /// Runs Job `name`'s containers to completion; panics with their output if one fails.
-    pub fn run_job(&mut self, name: &str) {
-        self.start("Job", name);
-    }
-
     /// Starts every container of workload `kind/name` and waits for its readiness probe (a
     /// Job's, for it to succeed).
     pub fn start(&mut self, kind: &str, name: &str) {
