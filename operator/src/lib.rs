@@ -11,6 +11,7 @@ pub mod controller;
 pub mod render;
 pub mod roles;
 pub mod secrets;
+pub mod tls;
 
 use kube::CustomResourceExt;
 

@@ -10,7 +10,7 @@ use service_kit::secrets::random_token;
 
 use crate::render::{
     CELL_LABEL, JWT_SECRET, MEDIA_URL_KEY_SECRET, MEILISEARCH_SECRET, POSTGRES_SECRET,
-    SERVICE_TOKEN_SECRET, TENANT_LABEL, database_secret, namespace,
+    POSTGRES_TLS_SECRET, SERVICE_TOKEN_SECRET, TENANT_LABEL, database_secret, namespace,
 };
 
 /// Annotation marking a Secret the operator made and must never overwrite.
@@ -70,6 +70,7 @@ pub fn names(cell: &Cell) -> Vec<String> {
     }
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         names.push(POSTGRES_SECRET.to_owned());
+        names.push(POSTGRES_TLS_SECRET.to_owned());
         names.extend(["poc", "dojo", "media"].map(database_secret));
     }
     names
@@ -113,6 +114,16 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
             cell,
             POSTGRES_SECRET,
             json!({ "superuser-password": random_token(24) }),
+        ));
+        let tls = crate::tls::postgres(&cell.spec.cell_id, &namespace(cell))?;
+        out.push(secret(
+            cell,
+            POSTGRES_TLS_SECRET,
+            json!({
+                "ca.crt": tls.ca,
+                "tls.crt": tls.certificate,
+                "tls.key": tls.key.expose_secret(),
+            }),
         ));
         for service in ["poc", "dojo", "media"] {
             let url = format!(

@@ -207,6 +207,15 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     }
+    let secret = |name: &str, key: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "Secret" && o["metadata"]["name"] == name)
+            .and_then(|o| o["stringData"][key].as_str())
+            .map(str::to_owned)
+    };
+    let poc_database = secret("poc-database", "url").expect("poc's database URL");
+    let postgres_ca = secret("postgres-tls", "ca.crt");
     let ns = format!("cell-{}", cell.spec.tenant);
     let kubelet = tokio::task::spawn_blocking(move || {
         let mut kubelet = Kubelet::new(&ns, objects).with_irsa_env(irsa_env);
@@ -220,6 +229,9 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     })
     .await
     .expect("pods start");
+    if let Some(ca) = postgres_ca {
+        postgres_takes_tls_only(&poc_database, &kubelet.localize(&poc_database, None), &ca);
+    }
     let router = Router::start(&kubelet, &cell);
 
     let api = test_support::ApiClient::new(format!("{}/t/acme", router.url));
@@ -290,6 +302,57 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     })
     .await
     .expect("stopped");
+}
+
+/// In-cluster Postgres (started from its rendered args) refuses connections without TLS, and
+/// a client trusting another cell's CA cannot talk to it: only the cell's own CA verifies it,
+/// for the Service's name. libpq's `psql` (its `hostaddr` keeps the name to check while
+/// connecting to this machine).
+fn postgres_takes_tls_only(url: &str, local: &str, ca: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let (credentials, rest) = url
+        .trim_start_matches("postgres://")
+        .split_once('@')
+        .expect("credentials");
+    let (user, password) = credentials.split_once(':').expect("password");
+    let host = rest.split_once(':').expect("a port").0;
+    let database = rest.rsplit_once('/').expect("a database").1;
+    let (_, local) = local.split_once('@').expect("credentials");
+    let port = local.split([':', '/']).nth(1).expect("the local port");
+    let psql = |mode: &str, root: Option<&std::path::Path>| {
+        let mut conninfo = format!(
+            "host={host} hostaddr=127.0.0.1 port={port} user={user} dbname={database} sslmode={mode}"
+        );
+        if let Some(root) = root {
+            conninfo.push_str(&format!(" sslrootcert={}", root.display()));
+        }
+        std::process::Command::new(pg_cluster::bin_dir().expect("postgres").join("psql"))
+            .args([&conninfo, "-tAc", "SELECT 1"])
+            .env("PGPASSWORD", password)
+            .output()
+            .expect("psql")
+    };
+    let plain = psql("disable", None);
+    let said = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        !plain.status.success() && said.contains("no encryption"),
+        "a connection without TLS: {said}"
+    );
+    let own = dir.path().join("ca.crt");
+    std::fs::write(&own, ca).expect("ca");
+    let verified = psql("verify-full", Some(&own));
+    assert!(
+        verified.status.success(),
+        "TLS verified with the cell's CA: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let other = dir.path().join("other.crt");
+    let foreign = cell_operator::tls::postgres("c-other-1", "cell-other").expect("another CA");
+    std::fs::write(&other, foreign.ca).expect("ca");
+    assert!(
+        !psql("verify-ca", Some(&other)).status.success(),
+        "a client trusting another CA reached this cell's Postgres"
+    );
 }
 
 #[tokio::test]

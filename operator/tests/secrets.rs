@@ -53,6 +53,7 @@ fn an_in_cluster_cell_gets_every_secret_its_pods_mount_with_fresh_values() {
             "media-url-key",
             "meilisearch",
             "postgres",
+            "postgres-tls",
             "poc-database",
             "dojo-database",
             "media-database"

@@ -17,6 +17,10 @@ pub async fn connect_and_migrate(
     max_connections: u32,
     wait: Duration,
 ) -> anyhow::Result<PgPool> {
+    // Verified TLS (`sslmode=verify-ca|verify-full`) builds its rustls config with the
+    // process's default crypto provider; when feature unification compiles in two (ring and
+    // aws-lc-rs), neither is the default and the first verified connection panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let options: PgConnectOptions = url
         .expose_secret()
         .parse()

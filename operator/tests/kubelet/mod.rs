@@ -6,11 +6,15 @@
 //! root), and probes it as the rendered readiness probe says.
 //!
 //! What no single machine can give is translated, and only that: every pod has its own IP in
-//! a cluster, so each container port gets a free loopback port, and Service names
-//! (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc[.cluster.local]`) in env values and mounted files
-//! become `127.0.0.1:<that port>`; mount paths become directories under the pod's own folder.
+//! a cluster, so each container port gets a free loopback port: Service addresses
+//! (`<svc>`, `<svc>.<ns>`, `<svc>.<ns>.svc[.cluster.local]`) in args, env values and mounted
+//! files keep their names with that port, and the names resolve to 127.0.0.1 through a hosts
+//! file (Debian's `libnss-wrapper`, preloaded) as cluster DNS would answer them — so a TLS
+//! client still checks the name it was given. Mount paths become directories under the pod's
+//! own folder.
 //! The `postgres` image is emulated the way its entrypoint works (initdb with `POSTGRES_USER`
-//! and the password file, then the init scripts with `PGPASSWORD`).
+//! and the password file, the rendered `-c` settings, as the pod's user, then the init scripts
+//! with `PGPASSWORD`).
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
@@ -144,8 +148,20 @@ impl Kubelet {
         v.to_owned()
     }
 
-    /// `s` with Service names and own listen addresses made local.
+    /// `s` with Service names and own listen addresses made local, for a client outside the
+    /// pods (this test): `127.0.0.1:<local port>`.
     pub fn localize(&self, s: &str, own: Option<&HashMap<u16, u16>>) -> String {
+        self.translate(s, own, false)
+    }
+
+    /// The same for a container: Service names stay (they resolve to 127.0.0.1 through the
+    /// pods' hosts file, as cluster DNS answers them, so TLS names still match); only the
+    /// ports become local.
+    fn inside(&self, s: &str, own: Option<&HashMap<u16, u16>>) -> String {
+        self.translate(s, own, true)
+    }
+
+    fn translate(&self, s: &str, own: Option<&HashMap<u16, u16>>, keep_names: bool) -> String {
         let mut out = s.to_owned();
         if let Some(own) = own {
             for (port, local) in own {
@@ -155,20 +171,43 @@ impl Kubelet {
         let ns = &self.namespace;
         for (svc, ports) in &self.services {
             for (port, local) in ports {
-                let to = format!("127.0.0.1:{local}");
+                let to = |name: &str| match keep_names {
+                    true => format!("{name}:{local}"),
+                    false => format!("127.0.0.1:{local}"),
+                };
                 for long in [
-                    format!("{svc}.{ns}.svc.cluster.local:{port}"),
-                    format!("{svc}.{ns}.svc:{port}"),
-                    format!("{svc}.{ns}:{port}"),
+                    format!("{svc}.{ns}.svc.cluster.local"),
+                    format!("{svc}.{ns}.svc"),
+                    format!("{svc}.{ns}"),
                 ] {
-                    out = out.replace(&long, &to);
+                    out = out.replace(&format!("{long}:{port}"), &to(&long));
                 }
                 for sep in ["//", "@"] {
-                    out = out.replace(&format!("{sep}{svc}:{port}"), &format!("{sep}{to}"));
+                    out = out.replace(&format!("{sep}{svc}:{port}"), &format!("{sep}{}", to(svc)));
                 }
             }
         }
         out
+    }
+
+    /// What the pods' resolver answers for Service names (`nss_wrapper`'s hosts file).
+    fn hosts_file(&self) -> PathBuf {
+        let path = self.root.join("hosts");
+        if !path.exists() {
+            let ns = &self.namespace;
+            let lines: String = self
+                .services
+                .keys()
+                .map(|svc| {
+                    format!(
+                        "127.0.0.1 {svc} {svc}.{ns} {svc}.{ns}.svc {svc}.{ns}.svc.cluster.local\n"
+                    )
+                })
+                .collect();
+            std::fs::write(&path, lines).expect("hosts file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        path
     }
 
     /// Starts every container of workload `kind/name` and waits for its readiness probe (a
@@ -239,13 +278,15 @@ impl Kubelet {
             let strings = |v: &Value| -> Option<Vec<String>> {
                 v.as_array().map(|a| {
                     a.iter()
-                        .map(|s| local_path(&self.localize(str_of(s), Some(&own)), &mounts))
+                        .map(|s| local_path(&self.inside(str_of(s), Some(&own)), &mounts))
                         .collect()
                 })
             };
             let argv = if reference.starts_with("postgres:") {
                 let Some(command) = strings(&c["command"]) else {
-                    self.postgres(&env, &mounts, own[&5432]);
+                    let args = strings(&c["args"]).unwrap_or_default();
+                    let user = uid.map(|uid| (uid, dir.join("nss")));
+                    self.postgres(&env, &mounts, &args, user, own[&5432]);
                     continue;
                 };
                 // The image's tools (bash, psql) are this machine's.
@@ -288,10 +329,17 @@ impl Kubelet {
                     cmd
                 }
             };
-            // A container sees only its own env (plus the image's PATH).
+            // A container sees only its own env (plus the image's PATH), and resolves Service
+            // names as cluster DNS would.
             if !env.iter().any(|(k, _)| k == "PATH") {
                 env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
             }
+            let nss = pg_cluster::nss_wrapper().expect("libnss-wrapper (./x setup installs it)");
+            env.push(("LD_PRELOAD".into(), nss.display().to_string()));
+            env.push((
+                "NSS_WRAPPER_HOSTS".into(),
+                self.hosts_file().display().to_string(),
+            ));
             cmd.env_clear()
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .current_dir(&dir)
@@ -349,7 +397,7 @@ impl Kubelet {
             }
             for (file, content, mode) in files {
                 let target = path.join(&file);
-                std::fs::write(&target, self.localize(&content, None)).expect("volume file");
+                std::fs::write(&target, self.inside(&content, None)).expect("volume file");
                 std::fs::set_permissions(
                     &target,
                     std::fs::Permissions::from_mode(mode.unwrap_or(default_mode)),
@@ -416,15 +464,24 @@ impl Kubelet {
                 } else {
                     panic!("unsupported env source {e}");
                 };
-                let value = local_path(&self.localize(&raw, Some(own)), mounts);
+                let value = local_path(&self.inside(&raw, Some(own)), mounts);
                 (str_of(&e["name"]).to_owned(), value)
             })
             .collect()
     }
 
     /// The `postgres` image's entrypoint: a cluster with the superuser and password the env
-    /// names, then the init scripts (as the image runs `/docker-entrypoint-initdb.d`).
-    fn postgres(&mut self, env: &[(String, String)], mounts: &[(String, PathBuf)], port: u16) {
+    /// names, the settings of the rendered `args` (`postgres -c name=value …`, paths made
+    /// local), run as the pod's user when we are root, then the init scripts (as the image
+    /// runs `/docker-entrypoint-initdb.d`).
+    fn postgres(
+        &mut self,
+        env: &[(String, String)],
+        mounts: &[(String, PathBuf)],
+        args: &[String],
+        run_as: Option<(u32, PathBuf)>,
+        port: u16,
+    ) {
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let user = get("POSTGRES_USER").expect("POSTGRES_USER");
         let password =
@@ -437,8 +494,43 @@ impl Kubelet {
             password: password.trim_end().to_owned(),
             ephemeral: true,
         };
-        let mut cluster = pg_cluster::PgCluster::init(&spec).expect("initdb");
-        cluster.start().expect("postgres starts");
+        let owner = match (is_root(), run_as) {
+            (true, Some((uid, nss))) => Some(
+                pg_cluster::Owner::unlisted("postgres", uid, &nss)
+                    .expect("nss files")
+                    .expect("libnss-wrapper (./x setup installs it)"),
+            ),
+            _ => None,
+        };
+        let mut cluster = match owner {
+            Some(owner) => pg_cluster::PgCluster::init_as(&spec, Some(owner)),
+            None => pg_cluster::PgCluster::init(&spec),
+        }
+        .expect("initdb");
+        let mut settings = String::new();
+        let mut rest = args.iter();
+        assert_eq!(
+            rest.next().map(String::as_str),
+            Some("postgres"),
+            "{args:?}"
+        );
+        while let Some(flag) = rest.next() {
+            assert_eq!(flag, "-c", "only `-c name=value` settings: {args:?}");
+            let setting = rest.next().expect("a setting after -c");
+            let (name, value) = setting.split_once('=').expect("name=value");
+            let value = local_path(value, mounts);
+            settings.push_str(&format!("{name} = '{value}'\n"));
+        }
+        let auto = cluster.data_dir().join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
+        conf.push_str(&settings);
+        std::fs::write(&auto, conf).expect("postgresql.auto.conf");
+        cluster.start().unwrap_or_else(|e| {
+            panic!(
+                "postgres starts: {e:#}\n{}",
+                std::fs::read_to_string(cluster.log_file()).unwrap_or_default()
+            )
+        });
         pg_cluster::spawn_reaper(std::process::id(), &cluster.data_dir(), Some(&spec.root))
             .expect("reaper");
         let mount = |path: &str| {

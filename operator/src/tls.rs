@@ -1,0 +1,67 @@
+//! TLS for a cell's in-cluster Postgres: a certificate authority of the cell's own that signs
+//! exactly one certificate — its Postgres server's, for the names of the cell's `postgres`
+//! Service — and whose key is dropped right after. The services connect with
+//! `sslmode=verify-full` and trust only that CA: a certificate of another cell's Postgres (or
+//! any other certificate) does not verify, and nothing else can ever be signed by it.
+//!
+//! Valid for ten years; to roll, delete the cell's `postgres-tls` Secret: the operator makes a
+//! new CA and certificate, and Postgres and the services read them on their next start.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use secrecy::SecretString;
+
+/// How long the CA and the server certificate are valid.
+const VALID_DAYS: i64 = 3650;
+
+/// A cell's Postgres certificate chain, PEM encoded.
+#[derive(Debug)]
+pub struct PostgresTls {
+    /// What the services trust.
+    pub ca: String,
+    /// The server's certificate, for the names of the `postgres` Service in `namespace`.
+    pub certificate: String,
+    pub key: SecretString,
+}
+
+/// A fresh CA and the Postgres server's certificate for the cell in `namespace`.
+pub fn postgres(cell_id: &str, namespace: &str) -> Result<PostgresTls, rcgen::Error> {
+    let now = time::OffsetDateTime::now_utc();
+    // An hour back: clocks across nodes are never quite the same.
+    let (not_before, not_after) = (
+        now - time::Duration::hours(1),
+        now + time::Duration::days(VALID_DAYS),
+    );
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("mrbill {cell_id} postgres CA"));
+    (ca.not_before, ca.not_after) = (not_before, not_after);
+    let ca_pem = ca.self_signed(&ca_key)?.pem();
+
+    let names = vec![
+        "postgres".to_owned(),
+        format!("postgres.{namespace}"),
+        format!("postgres.{namespace}.svc"),
+        format!("postgres.{namespace}.svc.cluster.local"),
+    ];
+    let mut server = CertificateParams::new(names)?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, format!("postgres.{namespace}.svc"));
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    (server.not_before, server.not_after) = (not_before, not_after);
+    let key = KeyPair::generate()?;
+    // The CA's key goes with the issuer: nothing else is ever signed with it.
+    let certificate = server.signed_by(&key, &Issuer::new(ca, ca_key))?.pem();
+    Ok(PostgresTls {
+        ca: ca_pem,
+        certificate,
+        key: key.serialize_pem().into(),
+    })
+}
