@@ -284,10 +284,13 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     if let Some(Aws::Foundation(StackState::Ready(outputs), _)) = &aws {
         desired = render::with_foundation(cell, desired, outputs);
     }
-    let (namespace_object, rest) = desired
-        .split_first()
-        .ok_or_else(|| Error::Render("nothing rendered".into()))?;
-    apply::apply(&ctx.client, cell, namespace_object.clone()).await?;
+    let (first, rest) = desired.split_at(render::before_secrets(&desired));
+    if first.is_empty() {
+        return Err(Error::Render("no namespace rendered".into()));
+    }
+    for object in first {
+        apply::apply(&ctx.client, cell, object.clone()).await?;
+    }
     let mut created = apply::create_missing_secrets(&ctx.client, cell).await?;
     if let Some(mail) = &ctx.images.mail {
         created.extend(apply::create_missing_smtp_secret(&ctx.client, cell, mail).await?);

@@ -43,7 +43,23 @@ pub struct Images {
     pub aws_egress: Vec<String>,
     /// How cells send mail (password-reset and confirmation codes); `None`: they send none.
     pub mail: Option<Mail>,
+    /// How the operator reaches Secrets: only inside cell namespaces, through a RoleBinding it
+    /// makes in each (the chart holds no cluster-wide Secret grant). `None`: its own role
+    /// reaches them (development, tests without RBAC).
+    pub secrets_access: Option<SecretsAccess>,
 }
+
+/// The operator's Secret access in a cell namespace: a RoleBinding of `cluster_role` (Secrets:
+/// get, list, create, delete) to the operator's service account.
+#[derive(Clone, Debug)]
+pub struct SecretsAccess {
+    pub cluster_role: String,
+    pub service_account: String,
+    pub namespace: String,
+}
+
+/// The RoleBinding that lets the operator at Secrets in a cell's namespace.
+pub const SECRETS_ACCESS_BINDING: &str = "cell-operator-secrets";
 
 /// The platform's mail relay, as every cell's poc-service gets it: the SMTP URL as a file from
 /// the cell's [`SMTP_SECRET`], the sender as `MRBILL_MAIL_FROM`.
@@ -139,14 +155,33 @@ fn with_service(mut v: Value, service: &str) -> Value {
     v
 }
 
+/// How many of `desired`'s first objects must exist before the cell's Secrets are touched:
+/// the namespace, and the operator's Secret access there when it has one.
+pub fn before_secrets(desired: &[Value]) -> usize {
+    desired
+        .iter()
+        .take_while(|o| o["kind"] == "Namespace" || o["kind"] == "RoleBinding")
+        .count()
+}
+
 /// Every object of the cell, in apply order (namespace first).
 pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
-    let mut out = vec![
-        json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": { "name": namespace(cell), "labels": labels(cell) },
-        }),
+    let mut out = vec![json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": namespace(cell), "labels": labels(cell) },
+    })];
+    // Right after the namespace: the operator's way to its Secrets (see [`before_secrets`]).
+    if let Some(access) = &images.secrets_access {
+        out.push(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta(cell, SECRETS_ACCESS_BINDING),
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": access.cluster_role },
+            "subjects": [{ "kind": "ServiceAccount", "name": access.service_account, "namespace": access.namespace }],
+        }));
+    }
+    out.extend([
         json!({
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -155,7 +190,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         }),
         resource_quota(cell),
         limit_range(cell),
-    ];
+    ]);
     out.extend(network_policies(cell, images));
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         out.push(postgres_init(cell));

@@ -101,8 +101,11 @@ fn the_operators_writes_are_confined_to_cell_namespaces() {
             }
         }
     }
-    let role = find(&objects, "ClusterRole")[0];
-    for rule in role["rules"].as_array().expect("rules") {
+    let rules = find(&objects, "ClusterRole")
+        .iter()
+        .flat_map(|role| role["rules"].as_array().expect("rules").clone())
+        .collect::<Vec<_>>();
+    for rule in &rules {
         let writes =
             rule["verbs"].as_array().expect("verbs").iter().any(|v| {
                 ["create", "patch", "update", "delete"].contains(&v.as_str().expect("verb"))
@@ -126,6 +129,11 @@ fn the_operators_writes_are_confined_to_cell_namespaces() {
     let foreign = |name: &str| serde_json::json!({ "metadata": { "name": name, "labels": {} } });
     let deployment = serde_json::json!({ "metadata": { "name": "poc-service" } });
     let volume = |ns: &str| serde_json::json!({ "metadata": { "name": "pv-1" }, "spec": { "claimRef": { "namespace": ns } } });
+    let binding = |role: &str, account: &str| {
+        serde_json::json!({ "metadata": { "name": "cell-operator-secrets" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+            "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": "mrbill" }] })
+    };
     let cases = [
         (
             "a Deployment in a cell namespace",
@@ -225,6 +233,51 @@ fn the_operators_writes_are_confined_to_cell_namespaces() {
             None,
             volume("monitoring"),
             false,
+        ),
+        (
+            "its Secret access in a cell namespace",
+            operator,
+            "CREATE",
+            "rolebindings",
+            Some(cell_ns.clone()),
+            binding("rel-cell-operator-cell-secrets", "rel-cell-operator"),
+            true,
+        ),
+        (
+            "its Secret access in the platform's namespace",
+            operator,
+            "CREATE",
+            "rolebindings",
+            Some(foreign("mrbill")),
+            binding("rel-cell-operator-cell-secrets", "rel-cell-operator"),
+            false,
+        ),
+        (
+            "cluster-admin bound in a cell namespace",
+            operator,
+            "CREATE",
+            "rolebindings",
+            Some(cell_ns.clone()),
+            binding("cluster-admin", "rel-cell-operator"),
+            false,
+        ),
+        (
+            "its Secret access handed to another account",
+            operator,
+            "UPDATE",
+            "rolebindings",
+            Some(cell_ns.clone()),
+            binding("rel-cell-operator-cell-secrets", "intruder"),
+            false,
+        ),
+        (
+            "its Secret access removed",
+            operator,
+            "DELETE",
+            "rolebindings",
+            Some(cell_ns.clone()),
+            binding("rel-cell-operator-cell-secrets", "rel-cell-operator"),
+            true,
         ),
         (
             "anyone else in kube-system",

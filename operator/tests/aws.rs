@@ -236,6 +236,7 @@ fn images() -> cell_operator::render::Images {
         trusted_proxies: "10.0.0.0/8".into(),
         aws_egress: Vec::new(),
         mail: None,
+        secrets_access: None,
     }
 }
 

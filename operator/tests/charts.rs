@@ -99,21 +99,55 @@ fn the_chart_installs_the_committed_crd_and_keeps_it_on_uninstall() {
 #[test]
 fn the_operator_may_touch_exactly_what_it_manages() {
     let (_, objects) = template("cell-operator", &[]);
-    let role = find(&objects, "ClusterRole")[0];
-    let mut granted: BTreeSet<(String, String, String)> = BTreeSet::new();
-    for rule in role["rules"].as_array().expect("rules") {
-        for group in rule["apiGroups"].as_array().expect("groups") {
-            for resource in rule["resources"].as_array().expect("resources") {
-                for verb in rule["verbs"].as_array().expect("verbs") {
-                    granted.insert((
-                        group.as_str().expect("group").into(),
-                        resource.as_str().expect("resource").into(),
-                        verb.as_str().expect("verb").into(),
-                    ));
+    let role = |name: &str| {
+        *find(&objects, "ClusterRole")
+            .iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("ClusterRole {name}"))
+    };
+    let grants = |role: &Value| {
+        let mut granted: BTreeSet<(String, String, String)> = BTreeSet::new();
+        for rule in role["rules"].as_array().expect("rules") {
+            for group in rule["apiGroups"].as_array().expect("groups") {
+                for resource in rule["resources"].as_array().expect("resources") {
+                    for verb in rule["verbs"].as_array().expect("verbs") {
+                        granted.insert((
+                            group.as_str().expect("group").into(),
+                            resource.as_str().expect("resource").into(),
+                            verb.as_str().expect("verb").into(),
+                        ));
+                    }
                 }
             }
         }
+        granted
+    };
+    let operator = role("rel-cell-operator");
+    let granted = grants(operator);
+    // Secrets: never cluster-wide. Only in the role the operator binds inside each cell
+    // namespace, which nothing binds cluster-wide, and it may bind that role and no other.
+    let cell_secrets = grants(role("rel-cell-operator-cell-secrets"));
+    let secrets = |verbs: &[&str]| -> BTreeSet<(String, String, String)> {
+        verbs
+            .iter()
+            .map(|v| (String::new(), "secrets".to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(cell_secrets, secrets(&["get", "list", "create", "delete"]));
+    for binding in find(&objects, "ClusterRoleBinding") {
+        assert_ne!(binding["roleRef"]["name"], "rel-cell-operator-cell-secrets");
     }
+    let bind = operator["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["resources"] == serde_json::json!(["clusterroles"]))
+        .expect("the bind rule");
+    assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
+    assert_eq!(
+        bind["resourceNames"],
+        serde_json::json!(["rel-cell-operator-cell-secrets"])
+    );
     assert!(
         !granted
             .iter()
@@ -125,16 +159,18 @@ fn the_operator_may_touch_exactly_what_it_manages() {
     for (api_version, kind, plural, _) in cell_operator::apply::KINDS {
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
         expected.insert((group.to_owned(), plural.to_owned()));
+        if kind == "Secret" {
+            assert!(
+                !granted.iter().any(|(_, r, _)| r == "secrets"),
+                "no cluster-wide Secret grant"
+            );
+            continue;
+        }
         assert!(
             has(group, plural, "get") && has(group, plural, "list") && has(group, plural, "create"),
             "{kind}"
         );
-        if kind == "Secret" {
-            assert!(
-                !has(group, plural, "patch") && !has(group, plural, "update"),
-                "Secrets are never overwritten"
-            );
-        } else {
+        {
             assert!(
                 has(group, plural, "patch") && has(group, plural, "delete"),
                 "{kind}"
@@ -167,7 +203,8 @@ fn the_operator_may_touch_exactly_what_it_manages() {
             expected.contains(&(g.clone(), r.clone()))
                 || g == "mrbill.dev"
                 || (g == "events.k8s.io" && r == "events")
-                || (g.is_empty() && (r == "persistentvolumeclaims" || r == "persistentvolumes")),
+                || (g.is_empty() && (r == "persistentvolumeclaims" || r == "persistentvolumes"))
+                || (g == "rbac.authorization.k8s.io" && r == "clusterroles"),
             "unexpected grant on {g}/{r}"
         );
     }

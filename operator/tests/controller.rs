@@ -49,6 +49,7 @@ fn images() -> Images {
         trusted_proxies: "10.0.0.0/8".into(),
         aws_egress: Vec::new(),
         mail: None,
+        secrets_access: None,
     }
 }
 
@@ -677,4 +678,61 @@ async fn the_mail_relay_is_copied_into_the_cell_once() {
     later.reconcile().await.expect("repair");
     let url = &later.api.get(&secrets, "smtp").expect("recreated")["stringData"]["url"];
     assert_eq!(url, "smtps://a:two@smtp.example.com");
+}
+
+/// With the chart's settings the operator reaches Secrets only through a RoleBinding it makes
+/// in the cell's namespace: made right after the namespace and before any Secret is read or
+/// written (on a cluster, RBAC refuses those calls until it exists), binding exactly the
+/// cell-secrets role to the operator itself. Without the settings there is none.
+#[tokio::test]
+async fn secrets_are_reached_through_a_binding_made_before_them() {
+    let access = cell_operator::render::SecretsAccess {
+        cluster_role: "rel-cell-operator-cell-secrets".into(),
+        service_account: "rel-cell-operator".into(),
+        namespace: "mrbill".into(),
+    };
+    let s = Scenario::with_images(
+        SearchEngine::Embedded,
+        Images {
+            secrets_access: Some(access),
+            ..images()
+        },
+    );
+    s.api.clear_log();
+    s.reconcile().await.expect("reconcile");
+    let log = s.api.log();
+    let bindings = format!("apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings");
+    let binding_written = log
+        .iter()
+        .position(|l| l.is_write() && l.path.starts_with(&format!("/{bindings}")))
+        .expect("the binding is written");
+    let first_secret_call = log
+        .iter()
+        .position(|l| l.path.contains("/secrets"))
+        .expect("Secrets are made");
+    assert!(
+        binding_written < first_secret_call,
+        "the binding comes first: {:?}",
+        log.iter().map(|l| (&l.method, &l.path)).collect::<Vec<_>>()
+    );
+    let binding = s
+        .api
+        .get(&bindings, "cell-operator-secrets")
+        .expect("the binding");
+    assert_eq!(
+        binding["roleRef"],
+        json!({ "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": "rel-cell-operator-cell-secrets" })
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{ "kind": "ServiceAccount", "name": "rel-cell-operator", "namespace": "mrbill" }])
+    );
+
+    let bare = Scenario::new(SearchEngine::Embedded);
+    bare.reconcile().await.expect("reconcile");
+    assert!(
+        bare.api.objects(&bindings).is_empty(),
+        "no settings, no binding"
+    );
 }

@@ -83,6 +83,7 @@ fn rendered_images() -> BTreeSet<String> {
                 trusted_proxies: "10.0.0.0/8".into(),
                 aws_egress: Vec::new(),
                 mail: None,
+                secrets_access: None,
             },
         );
         collect_images(&objects, &mut images);

@@ -134,6 +134,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             trusted_proxies: "127.0.0.1/32".into(),
             aws_egress: Vec::new(),
             mail: None,
+            secrets_access: None,
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));

@@ -39,6 +39,7 @@ fn images() -> Images {
         trusted_proxies: "10.0.0.0/8".into(),
         aws_egress: vec!["10.20.0.0/16".into()],
         mail: None,
+        secrets_access: None,
     }
 }
 
@@ -236,6 +237,7 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
         &Images {
             aws_egress: Vec::new(),
             mail: None,
+            secrets_access: None,
             ..images()
         },
     );

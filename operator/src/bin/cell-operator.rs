@@ -10,6 +10,10 @@
 //! - `MRBILL_OPERATOR_SMTP_URL_FILE`: a file with the platform's SMTP URL (`smtps://user:pass@host`);
 //!   each cell's poc-service sends its mail (reset and confirmation codes) through it.
 //!   `MRBILL_OPERATOR_MAIL_FROM`: the sender, `{tenant}` replaced by the cell's tenant.
+//! - `MRBILL_OPERATOR_SECRETS_ROLE`, `MRBILL_OPERATOR_SERVICE_ACCOUNT`, `MRBILL_OPERATOR_NAMESPACE`
+//!   (all or none; the chart sets them): the ClusterRole granting Secrets that the operator binds
+//!   to its own service account in each cell namespace — its only way to Secrets. Unset: its
+//!   own role must reach Secrets.
 //! - `MRBILL_OPERATOR_METRICS_ADDR` (default `0.0.0.0:8080`): health and metrics listener.
 //! - `POD_NAME` (optional): names this instance in Events.
 //! - For `rds` cells (all or none): `MRBILL_OPERATOR_AWS_VPC_ID`, `MRBILL_OPERATOR_AWS_SUBNET_IDS`
@@ -42,6 +46,14 @@ fn main() -> anyhow::Result<()> {
             Some(smtp_url) => Some(cell_operator::render::Mail {
                 smtp_url,
                 from: optional("MRBILL_OPERATOR_MAIL_FROM")?,
+            }),
+            None => None,
+        },
+        secrets_access: match optional::<String>("MRBILL_OPERATOR_SECRETS_ROLE")? {
+            Some(cluster_role) => Some(cell_operator::render::SecretsAccess {
+                cluster_role,
+                service_account: required("MRBILL_OPERATOR_SERVICE_ACCOUNT")?,
+                namespace: required("MRBILL_OPERATOR_NAMESPACE")?,
             }),
             None => None,
         },
