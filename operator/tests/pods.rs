@@ -126,18 +126,27 @@ impl Drop for Router {
 }
 
 async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEngine) {
-    let cell = cell(tier, engine);
+    let mut cell = cell(tier, engine);
+    // The optional settings too: the tenant's email domains and the platform's mail relay (a
+    // real SMTP server), so open sign-up works through the rendered pods.
+    cell.spec.email_domains = vec!["acme.example".into()];
+    let smtp = test_support::mail::SmtpReceiver::start();
+    let mail = cell_operator::render::Mail {
+        smtp_url: smtp.url().into(),
+        from: Some("no-reply+{tenant}@mrbill.example".into()),
+    };
     let mut objects = desired(
         &cell,
         &Images {
             registry: "registry.example.com/mrbill".into(),
             trusted_proxies: "127.0.0.1/32".into(),
             aws_egress: Vec::new(),
-            mail: None,
+            mail: Some(mail.clone()),
             secrets_access: None,
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));
+    objects.push(cell_operator::secrets::smtp(&cell, &mail));
     // An RDS cell's database Secrets come from its instance (the operator writes them once
     // the instance is available; RDS endpoints are outside the cluster).
     let rds = match engine {
@@ -289,6 +298,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    sign_up_by_mail(&api, &admin, &smtp).await;
     let link = done["download"]["url"].as_str().expect("download link");
     let csv = reqwest::get(format!("{}{link}", router.url))
         .await
@@ -303,6 +313,37 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     })
     .await
     .expect("stopped");
+}
+
+/// Open registration through the rendered pods: a tenant address gets a code by mail (the
+/// relay's URL from the cell's `smtp` Secret, the sender from `MRBILL_MAIL_FROM`), another
+/// domain is refused (`MRBILL_EMAIL_DOMAINS`), and the code makes the account.
+async fn sign_up_by_mail(
+    api: &test_support::ApiClient,
+    admin: &test_support::ApiClient,
+    smtp: &test_support::mail::SmtpReceiver,
+) {
+    admin
+        .patch("/v1/settings", &json!({ "registration": "open" }))
+        .await
+        .assert_status(200);
+    let register = |email: &str| {
+        let body = json!({ "email": email, "password": PASSWORD });
+        async move { api.post("/v1/auth/register", &body).await }
+    };
+    register("someone@elsewhere.example")
+        .await
+        .assert_error(403, "email_domain_not_allowed");
+    register("dev@acme.example").await.assert_status(202);
+    let mail = smtp.mail_to("dev@acme.example").await;
+    assert!(mail.contains("no-reply+acme@mrbill.example"), "{mail}");
+    let code = test_support::mail::code_in(&mail);
+    api.post(
+        "/v1/auth/confirm-email",
+        &json!({ "email": "dev@acme.example", "code": code }),
+    )
+    .await
+    .assert_status(201);
 }
 
 /// In-cluster Postgres (started from its rendered args) refuses connections without TLS, and

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod live;
+pub mod mail;
 pub mod moto;
 pub mod pg;
 pub mod raw;

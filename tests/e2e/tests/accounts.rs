@@ -72,16 +72,7 @@ async fn mailed_code(platform: &Platform, slug: &str, to: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let message = mail["message"]
-        .as_str()
-        .expect("message")
-        .replace("=\n", "");
-    message
-        .lines()
-        .find(|l| l.starts_with("    ") && !l.trim().is_empty())
-        .expect("a code")
-        .trim()
-        .to_owned()
+    test_support::mail::code_in(mail["message"].as_str().expect("message"))
 }
 
 #[tokio::test]

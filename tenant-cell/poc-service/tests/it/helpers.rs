@@ -221,15 +221,7 @@ pub fn mailbox(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The code in a mail (a reset token, a confirmation code): the indented line.
-pub fn code_in(mail: &str) -> String {
-    let body = mail.replace("=\r\n", "").replace("\r\n", "\n");
-    body.lines()
-        .find(|l| l.starts_with("    ") && !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("no code in {mail}"))
-        .trim()
-        .to_owned()
-}
+pub use test_support::mail::code_in;
 
 pub async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,7 +1,6 @@
 //! Account self-service: profile, password change, admin-issued reset tokens, and "forgot
 //! password" mail — to a mailbox directory, and over SMTP to a real server (PyPI `aiosmtpd`).
 
-use std::path::Path;
 
 use serde_json::json;
 
@@ -204,31 +203,10 @@ async fn forgot_password_mails_a_code_only_to_existing_accounts_and_is_rate_limi
 /// A real SMTP server receives the mail (aiosmtpd, storing into a Maildir).
 #[tokio::test]
 async fn forgot_password_mail_goes_out_over_smtp() {
-    let program = std::env::var("MRBILL_AIOSMTPD").unwrap_or_else(|_| "aiosmtpd".into());
-    let maildir = tempfile::tempdir().expect("maildir");
-    for sub in ["tmp", "new", "cur"] {
-        std::fs::create_dir_all(maildir.path().join(sub)).expect("Maildir");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let _server = Killed(
-        std::process::Command::new(&program)
-            .args(["-n", "-l", &format!("127.0.0.1:{port}")])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir.path())
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: ./x test installs aiosmtpd ({e})")),
-    );
-    until("the SMTP server", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .await;
+    let smtp = test_support::mail::SmtpReceiver::start();
     let app = TestApp::spawn_with(|c| {
         c.mail = poc_service::mail::MailConfig::Smtp {
-            url: format!("smtp://127.0.0.1:{port}").into(),
+            url: smtp.url().into(),
             from: "no-reply@acme.test".into(),
         }
     })
@@ -242,9 +220,7 @@ async fn forgot_password_mail_goes_out_over_smtp() {
         )
         .await
         .assert_status(202);
-    let new = maildir.path().join("new");
-    let mail = until("the mail at the SMTP server", || mailbox_any(&new).pop()).await;
-    assert!(mail.contains("ada@acme.test"), "{mail}");
+    let mail = smtp.mail_to("ada@acme.test").await;
     let code = code_in(&mail);
     app.api
         .post(
@@ -253,25 +229,4 @@ async fn forgot_password_mail_goes_out_over_smtp() {
         )
         .await
         .assert_status(204);
-}
-
-/// Every file of a Maildir folder.
-fn mailbox_any(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
