@@ -119,7 +119,7 @@ pub fn secure(dir: &CellDir, uid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn chown_tree(path: &Path, uid: u32) -> anyhow::Result<()> {
+pub(super) fn chown_tree(path: &Path, uid: u32) -> anyhow::Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), Some(uid))
         .with_context(|| format!("chown {}", path.display()))?;
     if std::fs::symlink_metadata(path)?.is_dir() {

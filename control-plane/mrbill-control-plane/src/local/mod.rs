@@ -167,6 +167,7 @@ impl LocalDriver {
         if supervisor_alive(dir) {
             return Ok(false);
         }
+        self.adopt_identities(dir)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -184,6 +185,35 @@ impl LocalDriver {
             .context("starting the cell supervisor")?;
         tracing::info!(cell = %dir.root().display(), "started a cell supervisor");
         Ok(true)
+    }
+
+    /// Gives a cell made before cells had OS users its own — its services' uid, and its
+    /// Postgres's when libnss-wrapper is there — while no supervisor runs it: the next one
+    /// starts the services as the new user and hands the Postgres data over before starting
+    /// it. A cell whose Postgres still runs (a killed supervisor leaves it) keeps Postgres's
+    /// identity until it has stopped.
+    fn adopt_identities(&self, dir: &CellDir) -> anyhow::Result<()> {
+        if !identity::running_as_root() || !dir.config().exists() {
+            return Ok(());
+        }
+        let mut config: CellConfig = read_json(&dir.config())?;
+        let mut adopted = Vec::new();
+        if config.run_as.is_none() {
+            config.run_as = identity::allocate(&self.home, &config.cell_id)?;
+            adopted.push("services");
+        }
+        let postgres_runs = supervisor::postgres_runs(dir);
+        if config.pg_run_as.is_none() && !postgres_runs && pg_cluster::nss_wrapper().is_some() {
+            config.pg_run_as = identity::allocate(&self.home, &config.cell_id)?;
+            adopted.push("postgres");
+        }
+        if adopted.is_empty() {
+            return Ok(());
+        }
+        write_json(&dir.config(), &config)?;
+        self.secure(dir)?;
+        tracing::info!(cell = %config.cell_id, users = ?adopted, "the cell has users of its own now");
+        Ok(())
     }
 
     /// `databases` step: one role and one database per service, reachable only by that role.

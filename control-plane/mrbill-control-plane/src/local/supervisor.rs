@@ -240,10 +240,13 @@ pub fn open_cluster(dir: &CellDir, config: &CellConfig) -> anyhow::Result<PgClus
         .context("reading the cell's Postgres password")?;
     let owner = match config.pg_run_as {
         // The cell's own Postgres user (no /etc/passwd entry: nss_wrapper names it).
-        Some(uid) => Some(
-            pg_cluster::Owner::unlisted("cell-postgres", uid, &dir.root().join("nss"))?
-                .context("the cell's Postgres has its own user, but libnss-wrapper is missing (./x setup installs it)")?,
-        ),
+        Some(uid) => {
+            hand_over(dir, uid)?;
+            Some(
+                pg_cluster::Owner::unlisted("cell-postgres", uid, &dir.root().join("nss"))?
+                    .context("the cell's Postgres has its own user, but libnss-wrapper is missing (./x setup installs it)")?,
+            )
+        }
         None => pg_cluster::Owner::detect()?,
     };
     PgCluster::init_as(
@@ -256,6 +259,31 @@ pub fn open_cluster(dir: &CellDir, config: &CellConfig) -> anyhow::Result<PgClus
         },
         owner,
     )
+}
+
+/// Whether the cell's postmaster runs.
+pub fn postgres_runs(dir: &CellDir) -> bool {
+    cell_model::local::postmaster_pid(&dir.pg_dir().join("data")).is_some()
+}
+
+/// Gives the cluster's files to `uid` when they are another user's (a cell made before its
+/// Postgres had a user of its own); refused while that Postgres runs.
+fn hand_over(dir: &CellDir, uid: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let data = dir.pg_dir().join("data");
+    let Ok(meta) = std::fs::metadata(&data) else {
+        return Ok(()); // no cluster yet: initdb makes it the owner's
+    };
+    if meta.uid() == uid {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        !postgres_runs(dir),
+        "the cell's Postgres still runs as uid {}; it moves to its own user once stopped",
+        meta.uid()
+    );
+    tracing::info!(cell = %dir.root().display(), uid, "handing the Postgres data to the cell's own user");
+    super::identity::chown_tree(&dir.pg_dir(), uid)
 }
 
 async fn start_postgres(cluster: &mut PgCluster) -> anyhow::Result<()> {

@@ -1,7 +1,6 @@
 //! Account self-service: profile, password change, admin-issued reset tokens, and "forgot
 //! password" mail — to a mailbox directory, and over SMTP to a real server (PyPI `aiosmtpd`).
 
-
 use serde_json::json;
 
 use crate::helpers::{PASSWORD, TestApp, code_in, mailbox, until};
