@@ -42,9 +42,12 @@ pub fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// A uid for a new cell: the lowest from [`FIRST_UID`] that no cell of this home holds and no
-/// account in `/etc/passwd` has. Claimed atomically (`O_EXCL` marker files), so concurrent
-/// onboardings never share one. `None` when not root.
+/// A uid for a new cell: the lowest from [`FIRST_UID`] that no cell of this home ever held and
+/// no account in `/etc/passwd` has. Claimed atomically (`O_EXCL` marker files), so concurrent
+/// onboardings never share one. A deleted cell's uids are never handed out again (their
+/// markers stay): a file the old cell left anywhere (a backup copy, a core dump, a stray temp
+/// file) must never become readable by a new tenant. A million uids last half a million
+/// cells per home. `None` when not root.
 pub fn allocate(home: &Home, cell_id: &str) -> anyhow::Result<Option<u32>> {
     if !running_as_root() {
         return Ok(None);
