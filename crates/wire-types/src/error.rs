@@ -167,6 +167,7 @@ pub struct ErrorBody {
 /// One field that failed validation, listed under `details.fields` of `validation_failed`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct FieldError {
     /// JSON path of the field, e.g. `email` or `tags[3]`.
     pub field: String,

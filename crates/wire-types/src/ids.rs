@@ -11,6 +11,13 @@ macro_rules! typed_id {
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
+        // Ids cross to the apps as their text.
+        #[cfg(feature = "uniffi")]
+        uniffi::custom_type!($name, String, {
+            lower: |id| id.0.to_string(),
+            try_lift: |s| Ok($name(s.parse()?)),
+        });
+
         impl $name {
             /// A new time-ordered (v7) id.
             pub fn new() -> Self {

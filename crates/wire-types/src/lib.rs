@@ -16,6 +16,19 @@ pub mod pocs;
 pub mod rules;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
+
+#[cfg(feature = "uniffi")]
+uniffi::setup_scaffolding!();
+
+// Times cross to the apps as milliseconds since the Unix epoch.
+#[cfg(feature = "uniffi")]
+use time::OffsetDateTime;
+#[cfg(feature = "uniffi")]
+uniffi::custom_type!(OffsetDateTime, i64, {
+    remote,
+    lower: |t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+    try_lift: |ms| Ok(OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)?),
+});
 pub use ids::{DojoId, InviteId, PocId, UserId};
 
 /// Header the router sets to the id of the cell it routes to.

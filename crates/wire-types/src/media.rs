@@ -254,6 +254,7 @@ pub struct VideoPage {
 /// `GET /v1/reports/dashboard`: figures over the PoCs the caller may see.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Dashboard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,

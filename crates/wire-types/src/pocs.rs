@@ -53,6 +53,7 @@ pub fn normalise_tag(field: &str, raw: &str) -> Result<String, FieldError> {
 /// Who may see a PoC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
     /// Only the owner (and admins).
@@ -82,6 +83,7 @@ impl Visibility {
 /// `POST /v1/pocs` and `PUT /v1/pocs/{id}` (a full replacement: omitted optional fields are reset).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 #[serde(deny_unknown_fields)]
 pub struct PocInput {
     /// 1–120 characters.
@@ -138,6 +140,7 @@ pub struct PocInput {
 /// `PATCH /v1/pocs/{id}`: only the fields present change.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 #[serde(deny_unknown_fields)]
 pub struct PocPatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,6 +194,7 @@ pub struct PocPatch {
 /// A PoC as clients see it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Poc {
     pub id: PocId,
     pub owner_id: UserId,
@@ -212,6 +216,7 @@ pub struct Poc {
 /// A facet value and how many matching PoCs (visible to the caller) carry it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct FacetCount {
     pub value: String,
     pub count: u64,
@@ -220,6 +225,7 @@ pub struct FacetCount {
 /// Facet counts over all matches of a search (not just the page).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Facets {
     pub language: Vec<FacetCount>,
     pub tags: Vec<FacetCount>,
@@ -228,6 +234,7 @@ pub struct Facets {
 /// `GET /v1/pocs`: one page of results, the total and facet counts.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct PocPage {
     pub items: Vec<Poc>,
     pub page: u32,
@@ -263,6 +270,7 @@ pub struct InternalPocPage {
 /// A group and its count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct KeyCount {
     pub key: String,
     pub count: u64,

@@ -1,0 +1,29 @@
+//! The client of Mr. Bill's native apps, written once: the Android (Kotlin) and iOS (Swift)
+//! apps call it through UniFFI and hold no client logic of their own.
+//!
+//! ```text
+//! app (Compose / SwiftUI) → view model → MrBill (this crate) ─HTTP─► router ─► the tenant's cell
+//!                                          └─ TokenStore (Keychain / Keystore, the app's)
+//! ```
+//!
+//! - [`MrBill::resolve`] finds the company (slug or work email) through the router and keeps
+//!   its endpoint; a cell that moved is resolved again once and the request retried.
+//! - The session: [`MrBill::login`], [`MrBill::register`], [`MrBill::logout`]; the access
+//!   token is refreshed before it expires, one refresh at a time (concurrent calls wait for
+//!   it); a reused or revoked refresh token signs out. Tokens leave the core only through the
+//!   app's [`TokenStore`]; nothing here logs them.
+//! - PoCs, the dashboard: the services' own DTOs (`wire-types`) as records.
+//! - Errors: one [`CoreError`], mapped from the API's stable codes.
+//!
+//! Async functions run on one tokio runtime inside (UniFFI's `tokio` support); Kotlin sees
+//! `suspend fun`s, Swift `async` functions.
+
+mod client;
+mod error;
+mod session;
+
+pub use client::{Company, MrBill, PocQuery};
+pub use error::CoreError;
+pub use session::{MemoryTokenStore, StoredSession, TokenStore};
+
+uniffi::setup_scaffolding!();
