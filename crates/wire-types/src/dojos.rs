@@ -48,6 +48,7 @@ pub mod close {
 /// Dojo lifecycle, derived from its schedule and end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum DojoStatus {
     /// Scheduled to start later.
@@ -61,6 +62,7 @@ pub enum DojoStatus {
 /// What a participant may do in the live document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum ParticipantRole {
     /// Created the dojo: edits, ends it, removes participants.
@@ -74,6 +76,7 @@ pub enum ParticipantRole {
 /// `POST /v1/dojos`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 #[serde(deny_unknown_fields)]
 pub struct CreateDojo {
     /// 1–120 characters.
@@ -132,6 +135,7 @@ pub struct CreateDojo {
 /// A dojo as clients see it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Dojo {
     pub id: DojoId,
     pub name: String,
@@ -185,6 +189,7 @@ pub struct DojoDetail {
 /// `GET /v1/dojos`: a page, soonest first.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct DojoPage {
     pub items: Vec<Dojo>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -226,6 +231,7 @@ pub struct JoinDojo {
 /// A chat message, as stored and as sent to every peer (`MSG_CHAT`, server → client).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct ChatMessage {
     /// Increasing within a dojo: the order everyone sees.
     pub seq: i64,
@@ -239,6 +245,7 @@ pub struct ChatMessage {
 /// `GET /v1/dojos/{id}/chat`: oldest first.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct ChatPage {
     pub items: Vec<ChatMessage>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -310,6 +317,7 @@ pub struct SignalFrom {
 
 /// A connected peer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Peer {
     /// Unique within the room while connected.
     pub peer: u64,

@@ -268,7 +268,7 @@ impl MrBill {
 
     /// A call with the session's access token: refreshed first when it is about to expire,
     /// and once more if the cell says it has expired after all.
-    async fn authed<T: DeserializeOwned>(
+    pub(crate) async fn authed<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

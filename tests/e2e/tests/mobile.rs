@@ -80,7 +80,11 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
                 jar(&lib, "kotlin-stdlib.jar")
             ),
         ])
-        .args(["org.junit.runner.JUnitCore", "dev.mrbill.core.CoreTest"])
+        .args([
+            "org.junit.runner.JUnitCore",
+            "dev.mrbill.core.CoreTest",
+            "dev.mrbill.core.DojoTest",
+        ])
         .output()
         .expect("java");
     let said = String::from_utf8_lossy(&run.stdout);
@@ -90,5 +94,5 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         "JUnit: {said}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(said.contains("OK (6 tests)"), "{said}");
+    assert!(said.contains("OK (7 tests)"), "{said}");
 }

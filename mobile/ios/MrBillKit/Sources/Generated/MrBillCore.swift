@@ -606,6 +606,643 @@ fileprivate struct FfiConverterString: FfiConverter {
 
 
 /**
+ * What a session tells the app. Called on the core's threads: hop to the UI thread.
+ */
+public protocol DojoListener: AnyObject, Sendable {
+    
+    /**
+     * The shared code after a remote change (or the first sync).
+     */
+    func onCode(code: String) 
+    
+    func onChat(message: ChatMessage) 
+    
+    /**
+     * Everyone else in the room now.
+     */
+    func onPeers(peers: [Peer]) 
+    
+    /**
+     * The others' presence (cursor, name, …) as JSON, one per client.
+     */
+    func onPresence(states: [String]) 
+    
+    /**
+     * A call signal (`{"kind": "offer", "sdp": …}`, `answer`, `ice_candidate`, `hangup`)
+     * from peer `from`, for the platform's WebRTC stack.
+     */
+    func onSignal(from: UInt64, signalJson: String) 
+    
+    func onState(state: LiveState) 
+    
+}
+/**
+ * What a session tells the app. Called on the core's threads: hop to the UI thread.
+ */
+open class DojoListenerImpl: DojoListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_mrbill_core_fn_clone_dojolistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_mrbill_core_fn_free_dojolistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The shared code after a remote change (or the first sync).
+     */
+open func onCode(code: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojolistener_on_code(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(code),uniffiCallStatus
+    )
+}
+}
+    
+open func onChat(message: ChatMessage)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojolistener_on_chat(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeChatMessage_lower(message),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Everyone else in the room now.
+     */
+open func onPeers(peers: [Peer])  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojolistener_on_peers(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceTypePeer.lower(peers),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * The others' presence (cursor, name, …) as JSON, one per client.
+     */
+open func onPresence(states: [String])  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojolistener_on_presence(
+            self.uniffiCloneHandle(),
+        FfiConverterSequenceString.lower(states),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * A call signal (`{"kind": "offer", "sdp": …}`, `answer`, `ice_candidate`, `hangup`)
+     * from peer `from`, for the platform's WebRTC stack.
+     */
+open func onSignal(from: UInt64, signalJson: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojolistener_on_signal(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(from),
+        FfiConverterString.lower(signalJson),uniffiCallStatus
+    )
+}
+}
+    
+open func onState(state: LiveState)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojolistener_on_state(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeLiveState_lower(state),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceDojoListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceDojoListener = UniffiVTableCallbackInterfaceDojoListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeDojoListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface DojoListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeDojoListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface DojoListener: handle missing in uniffiClone")
+            }
+        },
+        onCode: { (
+            uniffiHandle: UInt64,
+            code: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDojoListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onCode(
+                     code: try FfiConverterString.lift(code)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onChat: { (
+            uniffiHandle: UInt64,
+            message: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDojoListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onChat(
+                     message: try FfiConverterTypeChatMessage_lift(message)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onPeers: { (
+            uniffiHandle: UInt64,
+            peers: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDojoListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onPeers(
+                     peers: try FfiConverterSequenceTypePeer.lift(peers)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onPresence: { (
+            uniffiHandle: UInt64,
+            states: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDojoListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onPresence(
+                     states: try FfiConverterSequenceString.lift(states)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onSignal: { (
+            uniffiHandle: UInt64,
+            from: UInt64,
+            signalJson: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDojoListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onSignal(
+                     from: try FfiConverterUInt64.lift(from),
+                     signalJson: try FfiConverterString.lift(signalJson)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        },
+        onState: { (
+            uniffiHandle: UInt64,
+            state: RustBuffer,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeDojoListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onState(
+                     state: try FfiConverterTypeLiveState_lift(state)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceDojoListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceDojoListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitDojoListener() {
+    uniffi_mrbill_core_fn_init_callback_vtable_dojolistener(UniffiCallbackInterfaceDojoListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDojoListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<DojoListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = DojoListener
+
+    public static func lift(_ handle: UInt64) throws -> DojoListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return DojoListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: DojoListener) -> UInt64 {
+         if let rustImpl = value as? DojoListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DojoListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: DojoListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoListener_lift(_ handle: UInt64) throws -> DojoListener {
+    return try FfiConverterTypeDojoListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoListener_lower(_ value: DojoListener) -> UInt64 {
+    return FfiConverterTypeDojoListener.lower(value)
+}
+
+
+
+
+
+
+/**
+ * A live dojo room. Edits apply locally at once and reach the others through the task.
+ */
+public protocol DojoSessionProtocol: AnyObject, Sendable {
+    
+    /**
+     * The shared code as this client has it.
+     */
+    func code()  -> String
+    
+    /**
+     * Deletes `len` characters from `index` (clamped to the text).
+     */
+    func delete(index: UInt32, len: UInt32) 
+    
+    /**
+     * Inserts `text` at character `index` (clamped to the end).
+     */
+    func insert(index: UInt32, text: String) 
+    
+    /**
+     * Leaves the room (normal close); the listener hears `Closed`. (Not `close`: the
+     * bindings' objects are `AutoCloseable`, whose `close` frees the object.)
+     */
+    func leave() 
+    
+    func sendChat(text: String) 
+    
+    /**
+     * Sends a call signal (`{"kind": "offer", "sdp": …}` and the like) to peer `to`.
+     */
+    func sendSignal(to: UInt64, signalJson: String) throws 
+    
+    /**
+     * Publishes this client's presence (cursor, selection, name) as a JSON object.
+     */
+    func setPresence(stateJson: String) 
+    
+}
+/**
+ * A live dojo room. Edits apply locally at once and reach the others through the task.
+ */
+open class DojoSession: DojoSessionProtocol, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_mrbill_core_fn_clone_dojosession(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_mrbill_core_fn_free_dojosession(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * The shared code as this client has it.
+     */
+open func code() -> String  {
+    return try!  FfiConverterString.lift(try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_code(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * Deletes `len` characters from `index` (clamped to the text).
+     */
+open func delete(index: UInt32, len: UInt32)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_delete(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(index),
+        FfiConverterUInt32.lower(len),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Inserts `text` at character `index` (clamped to the end).
+     */
+open func insert(index: UInt32, text: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_insert(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt32.lower(index),
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Leaves the room (normal close); the listener hears `Closed`. (Not `close`: the
+     * bindings' objects are `AutoCloseable`, whose `close` frees the object.)
+     */
+open func leave()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_leave(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+open func sendChat(text: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_send_chat(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(text),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Sends a call signal (`{"kind": "offer", "sdp": …}` and the like) to peer `to`.
+     */
+open func sendSignal(to: UInt64, signalJson: String)throws   {try rustCallWithError(FfiConverterTypeCoreError_lift) {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_send_signal(
+            self.uniffiCloneHandle(),
+        FfiConverterUInt64.lower(to),
+        FfiConverterString.lower(signalJson),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Publishes this client's presence (cursor, selection, name) as a JSON object.
+     */
+open func setPresence(stateJson: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_set_presence(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(stateJson),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDojoSession: FfiConverter {
+    typealias FfiType = UInt64
+    typealias SwiftType = DojoSession
+
+    public static func lift(_ handle: UInt64) throws -> DojoSession {
+        return DojoSession(unsafeFromHandle: handle)
+    }
+
+    public static func lower(_ value: DojoSession) -> UInt64 {
+        return value.uniffiCloneHandle()
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DojoSession {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: DojoSession, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoSession_lift(_ handle: UInt64) throws -> DojoSession {
+    return try FfiConverterTypeDojoSession.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoSession_lower(_ value: DojoSession) -> UInt64 {
+    return FfiConverterTypeDojoSession.lower(value)
+}
+
+
+
+
+
+
+/**
  * A [`TokenStore`] in memory: gone with the process (tests, previews).
  */
 public protocol MemoryTokenStoreProtocol: AnyObject, Sendable {
@@ -823,6 +1460,29 @@ public protocol MrBillProtocol: AnyObject, Sendable {
      * Changes the fields `patch` carries.
      */
     func updatePoc(id: PocId, patch: PocPatch) async throws  -> Poc
+    
+    /**
+     * The dojo's chat so far, oldest first.
+     */
+    func chatHistory(dojo: DojoId) async throws  -> ChatPage
+    
+    func createDojo(dojo: CreateDojo) async throws  -> Dojo
+    
+    /**
+     * The dojos the user may see, newest first.
+     */
+    func dojos() async throws  -> DojoPage
+    
+    /**
+     * Joins a dojo by the code its host shared.
+     */
+    func joinDojo(joinCode: String) async throws  -> Dojo
+    
+    /**
+     * Opens the dojo's room: the session connects in the background and reports to
+     * `listener`. Close it when the screen goes.
+     */
+    func openDojo(dojo: DojoId, listener: DojoListener) async throws  -> DojoSession
     
 }
 /**
@@ -1119,6 +1779,99 @@ open func updatePoc(id: PocId, patch: PocPatch)async throws  -> Poc  {
             completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
             freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
             liftFunc: FfiConverterTypePoc_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * The dojo's chat so far, oldest first.
+     */
+open func chatHistory(dojo: DojoId)async throws  -> ChatPage  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_chat_history(
+                        self.uniffiCloneHandle(),FfiConverterTypeDojoId_lower(dojo)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeChatPage_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+open func createDojo(dojo: CreateDojo)async throws  -> Dojo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_create_dojo(
+                        self.uniffiCloneHandle(),FfiConverterTypeCreateDojo_lower(dojo)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDojo_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * The dojos the user may see, newest first.
+     */
+open func dojos()async throws  -> DojoPage  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_dojos(
+                        self.uniffiCloneHandle()
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDojoPage_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Joins a dojo by the code its host shared.
+     */
+open func joinDojo(joinCode: String)async throws  -> Dojo  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_join_dojo(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(joinCode)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeDojo_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Opens the dojo's room: the session connects in the background and reports to
+     * `listener`. Close it when the screen goes.
+     */
+open func openDojo(dojo: DojoId, listener: DojoListener)async throws  -> DojoSession  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_open_dojo(
+                        self.uniffiCloneHandle(),FfiConverterTypeDojoId_lower(dojo),FfiConverterTypeDojoListener_lower(listener)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_u64,
+            completeFunc: ffi_mrbill_core_rust_future_complete_u64,
+            freeFunc: ffi_mrbill_core_rust_future_free_u64,
+            liftFunc: FfiConverterTypeDojoSession_lift,
             errorHandler: FfiConverterTypeCoreError_lift
         )
 }
@@ -1881,6 +2634,106 @@ public func FfiConverterTypeCoreError_lower(_ value: CoreError) -> RustBuffer {
     return FfiConverterTypeCoreError.lower(value)
 }
 
+
+/**
+ * Where a session is.
+ */
+
+public enum LiveState: Equatable, Hashable {
+    
+    case connecting
+    /**
+     * Connected and synced: edits reach the others now.
+     */
+    case live
+    /**
+     * The connection dropped; trying again (edits are kept and sent once back).
+     */
+    case reconnecting(attempt: UInt32
+    )
+    /**
+     * Over: closed by the app, or by the server for good (`code` 4001 signed out, 4003
+     * removed, 4004 gone, 4005 full, 4006 ended).
+     */
+    case closed(code: UInt16, reason: String
+    )
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension LiveState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeLiveState: FfiConverterRustBuffer {
+    typealias SwiftType = LiveState
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> LiveState {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .connecting
+        
+        case 2: return .live
+        
+        case 3: return .reconnecting(attempt: try FfiConverterUInt32.read(from: &buf)
+        )
+        
+        case 4: return .closed(code: try FfiConverterUInt16.read(from: &buf), reason: try FfiConverterString.read(from: &buf)
+        )
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: LiveState, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .connecting:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .live:
+            writeInt(&buf, Int32(2))
+        
+        
+        case let .reconnecting(attempt):
+            writeInt(&buf, Int32(3))
+            FfiConverterUInt32.write(attempt, into: &buf)
+            
+        
+        case let .closed(code,reason):
+            writeInt(&buf, Int32(4))
+            FfiConverterUInt16.write(code, into: &buf)
+            FfiConverterString.write(reason, into: &buf)
+            
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLiveState_lift(_ buf: RustBuffer) throws -> LiveState {
+    return try FfiConverterTypeLiveState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeLiveState_lower(_ value: LiveState) -> RustBuffer {
+    return FfiConverterTypeLiveState.lower(value)
+}
+
+
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
@@ -2002,6 +2855,31 @@ fileprivate struct FfiConverterSequenceTypeFieldError: FfiConverterRustBuffer {
         return seq
     }
 }
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypePeer: FfiConverterRustBuffer {
+    typealias SwiftType = [Peer]
+
+    public static func write(_ value: [Peer], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypePeer.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Peer] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Peer]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypePeer.read(from: &buf))
+        }
+        return seq
+    }
+}
 private let UNIFFI_RUST_FUTURE_POLL_READY: Int8 = 0
 private let UNIFFI_RUST_FUTURE_POLL_WAKE: Int8 = 1
 
@@ -2105,6 +2983,60 @@ private let initializationResult: InitializationResult = {
     if (uniffi_mrbill_core_checksum_method_mrbill_update_poc() != 38086) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_mrbill_core_checksum_method_mrbill_chat_history() != 12825) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_create_dojo() != 26063) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_dojos() != 23687) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_join_dojo() != 44787) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_open_dojo() != 44627) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojolistener_on_code() != 28691) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojolistener_on_chat() != 38023) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojolistener_on_peers() != 38026) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojolistener_on_presence() != 47844) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojolistener_on_signal() != 6347) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojolistener_on_state() != 10313) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_code() != 43504) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_delete() != 34893) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_insert() != 29987) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_leave() != 14933) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_send_chat() != 63032) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_send_signal() != 4418) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_set_presence() != 43675) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_mrbill_core_checksum_method_memorytokenstore_clear() != 31354) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -2130,6 +3062,7 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
 
+    uniffiCallbackInitDojoListener()
     uniffiCallbackInitTokenStore()
     uniffiEnsureWireTypesInitialized()
     return InitializationResult.ok

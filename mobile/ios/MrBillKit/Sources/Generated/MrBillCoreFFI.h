@@ -243,6 +243,48 @@ typedef void (*UniffiForeignFutureCompleteVoid)(uint64_t, UniffiForeignFutureRes
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceDojoListenerMethod0)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD1
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD1
+typedef void (*UniffiCallbackInterfaceDojoListenerMethod1)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD2
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD2
+typedef void (*UniffiCallbackInterfaceDojoListenerMethod2)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD3
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD3
+typedef void (*UniffiCallbackInterfaceDojoListenerMethod3)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD4
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD4
+typedef void (*UniffiCallbackInterfaceDojoListenerMethod4)(uint64_t, uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD5
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_DOJO_LISTENER_METHOD5
+typedef void (*UniffiCallbackInterfaceDojoListenerMethod5)(uint64_t, RustBuffer, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD0
 typedef void (*UniffiCallbackInterfaceTokenStoreMethod0)(uint64_t, RustBuffer* _Nonnull, 
@@ -262,6 +304,20 @@ typedef void (*UniffiCallbackInterfaceTokenStoreMethod1)(uint64_t, RustBuffer, v
 typedef void (*UniffiCallbackInterfaceTokenStoreMethod2)(uint64_t, void* _Nonnull, 
         RustCallStatus *_Nonnull uniffiCallStatus
     );
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DOJO_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_DOJO_LISTENER
+typedef struct UniffiVTableCallbackInterfaceDojoListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceDojoListenerMethod0 _Nonnull onCode;
+    UniffiCallbackInterfaceDojoListenerMethod1 _Nonnull onChat;
+    UniffiCallbackInterfaceDojoListenerMethod2 _Nonnull onPeers;
+    UniffiCallbackInterfaceDojoListenerMethod3 _Nonnull onPresence;
+    UniffiCallbackInterfaceDojoListenerMethod4 _Nonnull onSignal;
+    UniffiCallbackInterfaceDojoListenerMethod5 _Nonnull onState;
+} UniffiVTableCallbackInterfaceDojoListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TOKEN_STORE
@@ -353,6 +409,121 @@ int8_t uniffi_mrbill_core_fn_method_mrbill_signed_in(uint64_t ptr, RustCallStatu
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_UPDATE_POC
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_UPDATE_POC
 uint64_t uniffi_mrbill_core_fn_method_mrbill_update_poc(uint64_t ptr, RustBuffer id, RustBuffer patch
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CHAT_HISTORY
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CHAT_HISTORY
+uint64_t uniffi_mrbill_core_fn_method_mrbill_chat_history(uint64_t ptr, RustBuffer dojo
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CREATE_DOJO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CREATE_DOJO
+uint64_t uniffi_mrbill_core_fn_method_mrbill_create_dojo(uint64_t ptr, RustBuffer dojo
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_DOJOS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_DOJOS
+uint64_t uniffi_mrbill_core_fn_method_mrbill_dojos(uint64_t ptr
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_JOIN_DOJO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_JOIN_DOJO
+uint64_t uniffi_mrbill_core_fn_method_mrbill_join_dojo(uint64_t ptr, RustBuffer join_code
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_OPEN_DOJO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_OPEN_DOJO
+uint64_t uniffi_mrbill_core_fn_method_mrbill_open_dojo(uint64_t ptr, RustBuffer dojo, uint64_t listener
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_DOJOLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_DOJOLISTENER
+uint64_t uniffi_mrbill_core_fn_clone_dojolistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_DOJOLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_DOJOLISTENER
+void uniffi_mrbill_core_fn_free_dojolistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_INIT_CALLBACK_VTABLE_DOJOLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_INIT_CALLBACK_VTABLE_DOJOLISTENER
+void uniffi_mrbill_core_fn_init_callback_vtable_dojolistener(const UniffiVTableCallbackInterfaceDojoListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_CODE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_CODE
+void uniffi_mrbill_core_fn_method_dojolistener_on_code(uint64_t ptr, RustBuffer code, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_CHAT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_CHAT
+void uniffi_mrbill_core_fn_method_dojolistener_on_chat(uint64_t ptr, RustBuffer message, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_PEERS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_PEERS
+void uniffi_mrbill_core_fn_method_dojolistener_on_peers(uint64_t ptr, RustBuffer peers, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_PRESENCE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_PRESENCE
+void uniffi_mrbill_core_fn_method_dojolistener_on_presence(uint64_t ptr, RustBuffer states, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_SIGNAL
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_SIGNAL
+void uniffi_mrbill_core_fn_method_dojolistener_on_signal(uint64_t ptr, uint64_t from, RustBuffer signal_json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_STATE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_STATE
+void uniffi_mrbill_core_fn_method_dojolistener_on_state(uint64_t ptr, RustBuffer state, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_DOJOSESSION
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_DOJOSESSION
+uint64_t uniffi_mrbill_core_fn_clone_dojosession(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_DOJOSESSION
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_DOJOSESSION
+void uniffi_mrbill_core_fn_free_dojosession(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_CODE
+RustBuffer uniffi_mrbill_core_fn_method_dojosession_code(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_DELETE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_DELETE
+void uniffi_mrbill_core_fn_method_dojosession_delete(uint64_t ptr, uint32_t index, uint32_t len, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_INSERT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_INSERT
+void uniffi_mrbill_core_fn_method_dojosession_insert(uint64_t ptr, uint32_t index, RustBuffer text, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_LEAVE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_LEAVE
+void uniffi_mrbill_core_fn_method_dojosession_leave(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SEND_CHAT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SEND_CHAT
+void uniffi_mrbill_core_fn_method_dojosession_send_chat(uint64_t ptr, RustBuffer text, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SEND_SIGNAL
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SEND_SIGNAL
+void uniffi_mrbill_core_fn_method_dojosession_send_signal(uint64_t ptr, uint64_t to, RustBuffer signal_json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_PRESENCE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_PRESENCE
+void uniffi_mrbill_core_fn_method_dojosession_set_presence(uint64_t ptr, RustBuffer state_json, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_MEMORYTOKENSTORE
@@ -751,6 +922,114 @@ uint16_t uniffi_mrbill_core_checksum_method_mrbill_signed_in(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_UPDATE_POC
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_UPDATE_POC
 uint16_t uniffi_mrbill_core_checksum_method_mrbill_update_poc(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CHAT_HISTORY
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CHAT_HISTORY
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_chat_history(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CREATE_DOJO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CREATE_DOJO
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_create_dojo(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_DOJOS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_DOJOS
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_dojos(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_JOIN_DOJO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_JOIN_DOJO
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_join_dojo(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_OPEN_DOJO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_OPEN_DOJO
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_open_dojo(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CODE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CODE
+uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CHAT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CHAT
+uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_chat(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_PEERS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_PEERS
+uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_peers(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_PRESENCE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_PRESENCE
+uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_presence(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_SIGNAL
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_SIGNAL
+uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_signal(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_STATE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_STATE
+uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_state(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_CODE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_CODE
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_code(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_DELETE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_DELETE
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_delete(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_INSERT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_INSERT
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_insert(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_LEAVE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_LEAVE
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_leave(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SEND_CHAT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SEND_CHAT
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_send_chat(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SEND_SIGNAL
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SEND_SIGNAL
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_send_signal(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_PRESENCE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_PRESENCE
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_set_presence(void
     
 );
 #endif

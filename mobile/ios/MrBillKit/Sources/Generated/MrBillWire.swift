@@ -582,6 +582,259 @@ fileprivate struct FfiConverterString: FfiConverter {
 
 
 /**
+ * A chat message, as stored and as sent to every peer (`MSG_CHAT`, server → client).
+ */
+public struct ChatMessage: Equatable, Hashable {
+    /**
+     * Increasing within a dojo: the order everyone sees.
+     */
+    public var seq: Int64
+    public var userId: UserId
+    public var text: String
+    public var sentAt: OffsetDateTime
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Increasing within a dojo: the order everyone sees.
+         */seq: Int64, userId: UserId, text: String, sentAt: OffsetDateTime) {
+        self.seq = seq
+        self.userId = userId
+        self.text = text
+        self.sentAt = sentAt
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ChatMessage: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeChatMessage: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ChatMessage {
+        return
+            try ChatMessage(
+                seq: FfiConverterInt64.read(from: &buf), 
+                userId: FfiConverterTypeUserId.read(from: &buf), 
+                text: FfiConverterString.read(from: &buf), 
+                sentAt: FfiConverterTypeOffsetDateTime.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ChatMessage, into buf: inout [UInt8]) {
+        FfiConverterInt64.write(value.seq, into: &buf)
+        FfiConverterTypeUserId.write(value.userId, into: &buf)
+        FfiConverterString.write(value.text, into: &buf)
+        FfiConverterTypeOffsetDateTime.write(value.sentAt, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChatMessage_lift(_ buf: RustBuffer) throws -> ChatMessage {
+    return try FfiConverterTypeChatMessage.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChatMessage_lower(_ value: ChatMessage) -> RustBuffer {
+    return FfiConverterTypeChatMessage.lower(value)
+}
+
+
+/**
+ * `GET /v1/dojos/{id}/chat`: oldest first.
+ */
+public struct ChatPage: Equatable, Hashable {
+    public var items: [ChatMessage]
+    /**
+     * Pass as `after` for the next page; absent on the last page.
+     */
+    public var nextAfter: Int64?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(items: [ChatMessage], 
+        /**
+         * Pass as `after` for the next page; absent on the last page.
+         */nextAfter: Int64?) {
+        self.items = items
+        self.nextAfter = nextAfter
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension ChatPage: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeChatPage: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ChatPage {
+        return
+            try ChatPage(
+                items: FfiConverterSequenceTypeChatMessage.read(from: &buf), 
+                nextAfter: FfiConverterOptionInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: ChatPage, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeChatMessage.write(value.items, into: &buf)
+        FfiConverterOptionInt64.write(value.nextAfter, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChatPage_lift(_ buf: RustBuffer) throws -> ChatPage {
+    return try FfiConverterTypeChatPage.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeChatPage_lower(_ value: ChatPage) -> RustBuffer {
+    return FfiConverterTypeChatPage.lower(value)
+}
+
+
+/**
+ * `POST /v1/dojos`.
+ */
+public struct CreateDojo: Equatable, Hashable {
+    /**
+     * 1–120 characters.
+     */
+    public var name: String
+    /**
+     * Up to 2,000 characters.
+     */
+    public var description: String
+    /**
+     * Language of the code, e.g. `rust` (stored lower-case, 1–32 characters).
+     */
+    public var language: String
+    /**
+     * 2–500 people at once (default 50).
+     */
+    public var maxParticipants: UInt32?
+    /**
+     * Invite-only: only people who joined with the join code see and enter it.
+     */
+    public var `private`: Bool
+    /**
+     * The code the document starts with (up to 50,000 characters).
+     */
+    public var initialCode: String
+    /**
+     * When the dojo starts (RFC 3339); absent or past = now.
+     */
+    public var scheduledStart: OffsetDateTime?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * 1–120 characters.
+         */name: String, 
+        /**
+         * Up to 2,000 characters.
+         */description: String, 
+        /**
+         * Language of the code, e.g. `rust` (stored lower-case, 1–32 characters).
+         */language: String, 
+        /**
+         * 2–500 people at once (default 50).
+         */maxParticipants: UInt32?, 
+        /**
+         * Invite-only: only people who joined with the join code see and enter it.
+         */`private`: Bool, 
+        /**
+         * The code the document starts with (up to 50,000 characters).
+         */initialCode: String, 
+        /**
+         * When the dojo starts (RFC 3339); absent or past = now.
+         */scheduledStart: OffsetDateTime?) {
+        self.name = name
+        self.description = description
+        self.language = language
+        self.maxParticipants = maxParticipants
+        self.`private` = `private`
+        self.initialCode = initialCode
+        self.scheduledStart = scheduledStart
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CreateDojo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCreateDojo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CreateDojo {
+        return
+            try CreateDojo(
+                name: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf), 
+                language: FfiConverterString.read(from: &buf), 
+                maxParticipants: FfiConverterOptionUInt32.read(from: &buf), 
+                private: FfiConverterBool.read(from: &buf), 
+                initialCode: FfiConverterString.read(from: &buf), 
+                scheduledStart: FfiConverterOptionTypeOffsetDateTime.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CreateDojo, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+        FfiConverterString.write(value.language, into: &buf)
+        FfiConverterOptionUInt32.write(value.maxParticipants, into: &buf)
+        FfiConverterBool.write(value.`private`, into: &buf)
+        FfiConverterString.write(value.initialCode, into: &buf)
+        FfiConverterOptionTypeOffsetDateTime.write(value.scheduledStart, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCreateDojo_lift(_ buf: RustBuffer) throws -> CreateDojo {
+    return try FfiConverterTypeCreateDojo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCreateDojo_lower(_ value: CreateDojo) -> RustBuffer {
+    return FfiConverterTypeCreateDojo.lower(value)
+}
+
+
+/**
  * `GET /v1/reports/dashboard`: figures over the PoCs the caller may see.
  */
 public struct Dashboard: Equatable, Hashable {
@@ -671,6 +924,192 @@ public func FfiConverterTypeDashboard_lift(_ buf: RustBuffer) throws -> Dashboar
 #endif
 public func FfiConverterTypeDashboard_lower(_ value: Dashboard) -> RustBuffer {
     return FfiConverterTypeDashboard.lower(value)
+}
+
+
+/**
+ * A dojo as clients see it.
+ */
+public struct Dojo: Equatable, Hashable {
+    public var id: DojoId
+    public var name: String
+    public var description: String
+    public var language: String
+    public var hostId: UserId
+    public var maxParticipants: UInt32
+    public var `private`: Bool
+    public var status: DojoStatus
+    /**
+     * Shown to participants and admins only; others join public dojos without it.
+     */
+    public var joinCode: String?
+    /**
+     * The caller's role, if they are a participant.
+     */
+    public var myRole: ParticipantRole?
+    /**
+     * People connected to the live document right now.
+     */
+    public var online: UInt32
+    public var scheduledStart: OffsetDateTime
+    public var createdAt: OffsetDateTime
+    public var endedAt: OffsetDateTime?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(id: DojoId, name: String, description: String, language: String, hostId: UserId, maxParticipants: UInt32, `private`: Bool, status: DojoStatus, 
+        /**
+         * Shown to participants and admins only; others join public dojos without it.
+         */joinCode: String?, 
+        /**
+         * The caller's role, if they are a participant.
+         */myRole: ParticipantRole?, 
+        /**
+         * People connected to the live document right now.
+         */online: UInt32, scheduledStart: OffsetDateTime, createdAt: OffsetDateTime, endedAt: OffsetDateTime?) {
+        self.id = id
+        self.name = name
+        self.description = description
+        self.language = language
+        self.hostId = hostId
+        self.maxParticipants = maxParticipants
+        self.`private` = `private`
+        self.status = status
+        self.joinCode = joinCode
+        self.myRole = myRole
+        self.online = online
+        self.scheduledStart = scheduledStart
+        self.createdAt = createdAt
+        self.endedAt = endedAt
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Dojo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDojo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Dojo {
+        return
+            try Dojo(
+                id: FfiConverterTypeDojoId.read(from: &buf), 
+                name: FfiConverterString.read(from: &buf), 
+                description: FfiConverterString.read(from: &buf), 
+                language: FfiConverterString.read(from: &buf), 
+                hostId: FfiConverterTypeUserId.read(from: &buf), 
+                maxParticipants: FfiConverterUInt32.read(from: &buf), 
+                private: FfiConverterBool.read(from: &buf), 
+                status: FfiConverterTypeDojoStatus.read(from: &buf), 
+                joinCode: FfiConverterOptionString.read(from: &buf), 
+                myRole: FfiConverterOptionTypeParticipantRole.read(from: &buf), 
+                online: FfiConverterUInt32.read(from: &buf), 
+                scheduledStart: FfiConverterTypeOffsetDateTime.read(from: &buf), 
+                createdAt: FfiConverterTypeOffsetDateTime.read(from: &buf), 
+                endedAt: FfiConverterOptionTypeOffsetDateTime.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Dojo, into buf: inout [UInt8]) {
+        FfiConverterTypeDojoId.write(value.id, into: &buf)
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.description, into: &buf)
+        FfiConverterString.write(value.language, into: &buf)
+        FfiConverterTypeUserId.write(value.hostId, into: &buf)
+        FfiConverterUInt32.write(value.maxParticipants, into: &buf)
+        FfiConverterBool.write(value.`private`, into: &buf)
+        FfiConverterTypeDojoStatus.write(value.status, into: &buf)
+        FfiConverterOptionString.write(value.joinCode, into: &buf)
+        FfiConverterOptionTypeParticipantRole.write(value.myRole, into: &buf)
+        FfiConverterUInt32.write(value.online, into: &buf)
+        FfiConverterTypeOffsetDateTime.write(value.scheduledStart, into: &buf)
+        FfiConverterTypeOffsetDateTime.write(value.createdAt, into: &buf)
+        FfiConverterOptionTypeOffsetDateTime.write(value.endedAt, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojo_lift(_ buf: RustBuffer) throws -> Dojo {
+    return try FfiConverterTypeDojo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojo_lower(_ value: Dojo) -> RustBuffer {
+    return FfiConverterTypeDojo.lower(value)
+}
+
+
+/**
+ * `GET /v1/dojos`: a page, soonest first.
+ */
+public struct DojoPage: Equatable, Hashable {
+    public var items: [Dojo]
+    /**
+     * Pass as `cursor` for the next page; absent on the last page.
+     */
+    public var nextCursor: String?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(items: [Dojo], 
+        /**
+         * Pass as `cursor` for the next page; absent on the last page.
+         */nextCursor: String?) {
+        self.items = items
+        self.nextCursor = nextCursor
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension DojoPage: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDojoPage: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DojoPage {
+        return
+            try DojoPage(
+                items: FfiConverterSequenceTypeDojo.read(from: &buf), 
+                nextCursor: FfiConverterOptionString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: DojoPage, into buf: inout [UInt8]) {
+        FfiConverterSequenceTypeDojo.write(value.items, into: &buf)
+        FfiConverterOptionString.write(value.nextCursor, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoPage_lift(_ buf: RustBuffer) throws -> DojoPage {
+    return try FfiConverterTypeDojoPage.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoPage_lower(_ value: DojoPage) -> RustBuffer {
+    return FfiConverterTypeDojoPage.lower(value)
 }
 
 
@@ -915,6 +1354,73 @@ public func FfiConverterTypeKeyCount_lift(_ buf: RustBuffer) throws -> KeyCount 
 #endif
 public func FfiConverterTypeKeyCount_lower(_ value: KeyCount) -> RustBuffer {
     return FfiConverterTypeKeyCount.lower(value)
+}
+
+
+/**
+ * A connected peer.
+ */
+public struct Peer: Equatable, Hashable {
+    /**
+     * Unique within the room while connected.
+     */
+    public var peer: UInt64
+    public var userId: UserId
+    public var role: ParticipantRole
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Unique within the room while connected.
+         */peer: UInt64, userId: UserId, role: ParticipantRole) {
+        self.peer = peer
+        self.userId = userId
+        self.role = role
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Peer: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypePeer: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Peer {
+        return
+            try Peer(
+                peer: FfiConverterUInt64.read(from: &buf), 
+                userId: FfiConverterTypeUserId.read(from: &buf), 
+                role: FfiConverterTypeParticipantRole.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Peer, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.peer, into: &buf)
+        FfiConverterTypeUserId.write(value.userId, into: &buf)
+        FfiConverterTypeParticipantRole.write(value.role, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeer_lift(_ buf: RustBuffer) throws -> Peer {
+    return try FfiConverterTypePeer.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypePeer_lower(_ value: Peer) -> RustBuffer {
+    return FfiConverterTypePeer.lower(value)
 }
 
 
@@ -1350,6 +1856,176 @@ public func FfiConverterTypeUser_lower(_ value: User) -> RustBuffer {
 
 
 /**
+ * Dojo lifecycle, derived from its schedule and end.
+ */
+
+public enum DojoStatus: Equatable, Hashable {
+    
+    /**
+     * Scheduled to start later.
+     */
+    case upcoming
+    /**
+     * Open for editing.
+     */
+    case active
+    /**
+     * Ended by its host or an admin; read-only history.
+     */
+    case ended
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension DojoStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDojoStatus: FfiConverterRustBuffer {
+    typealias SwiftType = DojoStatus
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DojoStatus {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .upcoming
+        
+        case 2: return .active
+        
+        case 3: return .ended
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: DojoStatus, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .upcoming:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .active:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .ended:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoStatus_lift(_ buf: RustBuffer) throws -> DojoStatus {
+    return try FfiConverterTypeDojoStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDojoStatus_lower(_ value: DojoStatus) -> RustBuffer {
+    return FfiConverterTypeDojoStatus.lower(value)
+}
+
+
+
+/**
+ * What a participant may do in the live document.
+ */
+
+public enum ParticipantRole: Equatable, Hashable {
+    
+    /**
+     * Created the dojo: edits, ends it, removes participants.
+     */
+    case host
+    /**
+     * Edits the code.
+     */
+    case editor
+    /**
+     * Receives everything; document updates are rejected.
+     */
+    case observer
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ParticipantRole: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeParticipantRole: FfiConverterRustBuffer {
+    typealias SwiftType = ParticipantRole
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ParticipantRole {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .host
+        
+        case 2: return .editor
+        
+        case 3: return .observer
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ParticipantRole, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .host:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .editor:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .observer:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeParticipantRole_lift(_ buf: RustBuffer) throws -> ParticipantRole {
+    return try FfiConverterTypeParticipantRole.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeParticipantRole_lower(_ value: ParticipantRole) -> RustBuffer {
+    return FfiConverterTypeParticipantRole.lower(value)
+}
+
+
+
+/**
  * A user's role in their cell.
  */
 
@@ -1495,6 +2171,54 @@ public func FfiConverterTypeVisibility_lower(_ value: Visibility) -> RustBuffer 
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionUInt32: FfiConverterRustBuffer {
+    typealias SwiftType = UInt32?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterUInt32.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterUInt32.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionInt64: FfiConverterRustBuffer {
+    typealias SwiftType = Int64?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterInt64.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterInt64.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -1511,6 +2235,30 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeParticipantRole: FfiConverterRustBuffer {
+    typealias SwiftType = ParticipantRole?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeParticipantRole.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeParticipantRole.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -1567,6 +2315,30 @@ fileprivate struct FfiConverterOptionSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionTypeOffsetDateTime: FfiConverterRustBuffer {
+    typealias SwiftType = OffsetDateTime?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeOffsetDateTime.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeOffsetDateTime.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
     typealias SwiftType = [String]
 
@@ -1584,6 +2356,56 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
         seq.reserveCapacity(Int(len))
         for _ in 0 ..< len {
             seq.append(try FfiConverterString.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer {
+    typealias SwiftType = [ChatMessage]
+
+    public static func write(_ value: [ChatMessage], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeChatMessage.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [ChatMessage] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [ChatMessage]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeChatMessage.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterSequenceTypeDojo: FfiConverterRustBuffer {
+    typealias SwiftType = [Dojo]
+
+    public static func write(_ value: [Dojo], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeDojo.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [Dojo] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [Dojo]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeDojo.read(from: &buf))
         }
         return seq
     }

@@ -30,9 +30,22 @@ import java.nio.CharBuffer
 import java.nio.charset.CodingErrorAction
 import java.util.concurrent.atomic.AtomicLong
 import java.util.concurrent.ConcurrentHashMap
+import dev.mrbill.wire.ChatMessage
+import dev.mrbill.wire.ChatPage
+import dev.mrbill.wire.CreateDojo
 import dev.mrbill.wire.Dashboard
+import dev.mrbill.wire.Dojo
+import dev.mrbill.wire.DojoId
+import dev.mrbill.wire.DojoPage
+import dev.mrbill.wire.FfiConverterTypeChatMessage
+import dev.mrbill.wire.FfiConverterTypeChatPage
+import dev.mrbill.wire.FfiConverterTypeCreateDojo
 import dev.mrbill.wire.FfiConverterTypeDashboard
+import dev.mrbill.wire.FfiConverterTypeDojo
+import dev.mrbill.wire.FfiConverterTypeDojoId
+import dev.mrbill.wire.FfiConverterTypeDojoPage
 import dev.mrbill.wire.FfiConverterTypeFieldError
+import dev.mrbill.wire.FfiConverterTypePeer
 import dev.mrbill.wire.FfiConverterTypePoc
 import dev.mrbill.wire.FfiConverterTypePocId
 import dev.mrbill.wire.FfiConverterTypePocInput
@@ -40,6 +53,7 @@ import dev.mrbill.wire.FfiConverterTypePocPage
 import dev.mrbill.wire.FfiConverterTypePocPatch
 import dev.mrbill.wire.FfiConverterTypeUser
 import dev.mrbill.wire.FieldError
+import dev.mrbill.wire.Peer
 import dev.mrbill.wire.Poc
 import dev.mrbill.wire.PocId
 import dev.mrbill.wire.PocInput
@@ -54,8 +68,15 @@ import kotlinx.coroutines.GlobalScope
 import kotlinx.coroutines.Job
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.suspendCancellableCoroutine
+import dev.mrbill.wire.RustBuffer as RustBufferChatMessage
+import dev.mrbill.wire.RustBuffer as RustBufferChatPage
+import dev.mrbill.wire.RustBuffer as RustBufferCreateDojo
 import dev.mrbill.wire.RustBuffer as RustBufferDashboard
+import dev.mrbill.wire.RustBuffer as RustBufferDojo
+import dev.mrbill.wire.RustBuffer as RustBufferDojoId
+import dev.mrbill.wire.RustBuffer as RustBufferDojoPage
 import dev.mrbill.wire.RustBuffer as RustBufferFieldError
+import dev.mrbill.wire.RustBuffer as RustBufferPeer
 import dev.mrbill.wire.RustBuffer as RustBufferPoc
 import dev.mrbill.wire.RustBuffer as RustBufferPocId
 import dev.mrbill.wire.RustBuffer as RustBufferPocInput
@@ -681,6 +702,24 @@ internal open class UniffiForeignFutureResultVoid(
 internal interface UniffiForeignFutureCompleteVoid : com.sun.jna.Callback {
     fun callback(`callbackData`: Long,`result`: UniffiForeignFutureResultVoid.UniffiByValue,)
 }
+internal interface UniffiCallbackInterfaceDojoListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`code`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceDojoListenerMethod1 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`message`: RustBufferChatMessage.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceDojoListenerMethod2 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`peers`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceDojoListenerMethod3 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`states`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceDojoListenerMethod4 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`from`: Long,`signalJson`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+internal interface UniffiCallbackInterfaceDojoListenerMethod5 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`state`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceTokenStoreMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -689,6 +728,40 @@ internal interface UniffiCallbackInterfaceTokenStoreMethod1 : com.sun.jna.Callba
 }
 internal interface UniffiCallbackInterfaceTokenStoreMethod2 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onCode", "onChat", "onPeers", "onPresence", "onSignal", "onState")
+internal open class UniffiVTableCallbackInterfaceDojoListener(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onCode`: UniffiCallbackInterfaceDojoListenerMethod0? = null,
+    @JvmField internal var `onChat`: UniffiCallbackInterfaceDojoListenerMethod1? = null,
+    @JvmField internal var `onPeers`: UniffiCallbackInterfaceDojoListenerMethod2? = null,
+    @JvmField internal var `onPresence`: UniffiCallbackInterfaceDojoListenerMethod3? = null,
+    @JvmField internal var `onSignal`: UniffiCallbackInterfaceDojoListenerMethod4? = null,
+    @JvmField internal var `onState`: UniffiCallbackInterfaceDojoListenerMethod5? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onCode`: UniffiCallbackInterfaceDojoListenerMethod0? = null,
+        `onChat`: UniffiCallbackInterfaceDojoListenerMethod1? = null,
+        `onPeers`: UniffiCallbackInterfaceDojoListenerMethod2? = null,
+        `onPresence`: UniffiCallbackInterfaceDojoListenerMethod3? = null,
+        `onSignal`: UniffiCallbackInterfaceDojoListenerMethod4? = null,
+        `onState`: UniffiCallbackInterfaceDojoListenerMethod5? = null,
+    ): UniffiVTableCallbackInterfaceDojoListener(`uniffiFree`,`uniffiClone`,`onCode`,`onChat`,`onPeers`,`onPresence`,`onSignal`,`onState`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceDojoListener) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onCode` = other.`onCode`
+        `onChat` = other.`onChat`
+        `onPeers` = other.`onPeers`
+        `onPresence` = other.`onPresence`
+        `onSignal` = other.`onSignal`
+        `onState` = other.`onState`
+    }
+
 }
 @Structure.FieldOrder("uniffiFree", "uniffiClone", "load", "save", "clear")
 internal open class UniffiVTableCallbackInterfaceTokenStore(
@@ -766,6 +839,42 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_mrbill_core_checksum_method_mrbill_update_poc(
     ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_chat_history(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_create_dojo(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_dojos(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_join_dojo(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_open_dojo(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_code(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_chat(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_peers(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_presence(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_signal(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_state(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_code(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_delete(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_insert(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_leave(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_send_chat(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_send_signal(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_set_presence(
+    ): Int
     external fun uniffi_mrbill_core_checksum_method_memorytokenstore_clear(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_memorytokenstore_load(
@@ -798,6 +907,7 @@ internal object UniffiLib {
 
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "mrbill_core"))
+        uniffiCallbackInterfaceDojoListener.register(this)
         uniffiCallbackInterfaceTokenStore.register(this)
         dev.mrbill.wire.uniffiEnsureInitialized()
         
@@ -836,6 +946,52 @@ internal object UniffiLib {
     ): Byte
     external fun uniffi_mrbill_core_fn_method_mrbill_update_poc(`ptr`: Long,`id`: RustBufferPocId.ByValue,`patch`: RustBufferPocPatch.ByValue,
     ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_chat_history(`ptr`: Long,`dojo`: RustBufferDojoId.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_create_dojo(`ptr`: Long,`dojo`: RustBufferCreateDojo.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_dojos(`ptr`: Long,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_join_dojo(`ptr`: Long,`joinCode`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_open_dojo(`ptr`: Long,`dojo`: RustBufferDojoId.ByValue,`listener`: Long,
+    ): Long
+    external fun uniffi_mrbill_core_fn_clone_dojolistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_mrbill_core_fn_free_dojolistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_init_callback_vtable_dojolistener(`vtable`: UniffiVTableCallbackInterfaceDojoListener,
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojolistener_on_code(`ptr`: Long,`code`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojolistener_on_chat(`ptr`: Long,`message`: RustBufferChatMessage.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojolistener_on_peers(`ptr`: Long,`peers`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojolistener_on_presence(`ptr`: Long,`states`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojolistener_on_signal(`ptr`: Long,`from`: Long,`signalJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojolistener_on_state(`ptr`: Long,`state`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_clone_dojosession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_mrbill_core_fn_free_dojosession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): RustBuffer.ByValue
+    external fun uniffi_mrbill_core_fn_method_dojosession_delete(`ptr`: Long,`index`: Int,`len`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_insert(`ptr`: Long,`index`: Int,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_leave(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_send_chat(`ptr`: Long,`text`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_send_signal(`ptr`: Long,`to`: Long,`signalJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_set_presence(`ptr`: Long,`stateJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
     external fun uniffi_mrbill_core_fn_clone_memorytokenstore(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_mrbill_core_fn_free_memorytokenstore(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -1016,6 +1172,60 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_mrbill_core_checksum_method_mrbill_update_poc() and 0xFFFF) != 38086) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_chat_history() and 0xFFFF) != 12825) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_create_dojo() and 0xFFFF) != 26063) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_dojos() and 0xFFFF) != 23687) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_join_dojo() and 0xFFFF) != 44787) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_open_dojo() and 0xFFFF) != 44627) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_code() and 0xFFFF) != 28691) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_chat() and 0xFFFF) != 38023) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_peers() and 0xFFFF) != 38026) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_presence() and 0xFFFF) != 47844) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_signal() and 0xFFFF) != 6347) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_state() and 0xFFFF) != 10313) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_code() and 0xFFFF) != 43504) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_delete() and 0xFFFF) != 34893) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_insert() and 0xFFFF) != 29987) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_leave() and 0xFFFF) != 14933) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_send_chat() and 0xFFFF) != 63032) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_send_signal() and 0xFFFF) != 4418) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_set_presence() and 0xFFFF) != 43675) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_mrbill_core_checksum_method_memorytokenstore_clear() and 0xFFFF) != 31354) {
@@ -1543,6 +1753,883 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
 
 
 /**
+ * What a session tells the app. Called on the core's threads: hop to the UI thread.
+ */
+public interface DojoListener {
+    
+    /**
+     * The shared code after a remote change (or the first sync).
+     */
+    fun `onCode`(`code`: kotlin.String)
+    
+    fun `onChat`(`message`: ChatMessage)
+    
+    /**
+     * Everyone else in the room now.
+     */
+    fun `onPeers`(`peers`: List<Peer>)
+    
+    /**
+     * The others' presence (cursor, name, …) as JSON, one per client.
+     */
+    fun `onPresence`(`states`: List<kotlin.String>)
+    
+    /**
+     * A call signal (`{"kind": "offer", "sdp": …}`, `answer`, `ice_candidate`, `hangup`)
+     * from peer `from`, for the platform's WebRTC stack.
+     */
+    fun `onSignal`(`from`: kotlin.ULong, `signalJson`: kotlin.String)
+    
+    fun `onState`(`state`: LiveState)
+    
+    companion object
+}
+
+/**
+ * What a session tells the app. Called on the core's threads: hop to the UI thread.
+ */
+open class DojoListenerImpl: Disposable, AutoCloseable, DojoListener
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_mrbill_core_fn_free_dojolistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_mrbill_core_fn_clone_dojolistener(handle, status)
+        }
+    }
+
+    
+    /**
+     * The shared code after a remote change (or the first sync).
+     */override fun `onCode`(`code`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_code(
+        it,
+        
+        FfiConverterString.lower(`code`),_status)
+}
+    }
+    
+    
+
+    override fun `onChat`(`message`: ChatMessage)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_chat(
+        it,
+        
+        FfiConverterTypeChatMessage.lower(`message`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Everyone else in the room now.
+     */override fun `onPeers`(`peers`: List<Peer>)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_peers(
+        it,
+        
+        FfiConverterSequenceTypePeer.lower(`peers`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * The others' presence (cursor, name, …) as JSON, one per client.
+     */override fun `onPresence`(`states`: List<kotlin.String>)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_presence(
+        it,
+        
+        FfiConverterSequenceString.lower(`states`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * A call signal (`{"kind": "offer", "sdp": …}`, `answer`, `ice_candidate`, `hangup`)
+     * from peer `from`, for the platform's WebRTC stack.
+     */override fun `onSignal`(`from`: kotlin.ULong, `signalJson`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_signal(
+        it,
+        
+        FfiConverterULong.lower(`from`),
+        FfiConverterString.lower(`signalJson`),_status)
+}
+    }
+    
+    
+
+    override fun `onState`(`state`: LiveState)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_state(
+        it,
+        
+        FfiConverterTypeLiveState.lower(`state`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceDojoListener {
+    internal object `onCode`: UniffiCallbackInterfaceDojoListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`code`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDojoListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onCode`(
+                    FfiConverterString.lift(`code`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `onChat`: UniffiCallbackInterfaceDojoListenerMethod1 {
+        override fun callback(`uniffiHandle`: Long,`message`: RustBufferChatMessage.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDojoListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onChat`(
+                    FfiConverterTypeChatMessage.lift(`message`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `onPeers`: UniffiCallbackInterfaceDojoListenerMethod2 {
+        override fun callback(`uniffiHandle`: Long,`peers`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDojoListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onPeers`(
+                    FfiConverterSequenceTypePeer.lift(`peers`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `onPresence`: UniffiCallbackInterfaceDojoListenerMethod3 {
+        override fun callback(`uniffiHandle`: Long,`states`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDojoListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onPresence`(
+                    FfiConverterSequenceString.lift(`states`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `onSignal`: UniffiCallbackInterfaceDojoListenerMethod4 {
+        override fun callback(`uniffiHandle`: Long,`from`: Long,`signalJson`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDojoListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onSignal`(
+                    FfiConverterULong.lift(`from`),
+                    FfiConverterString.lift(`signalJson`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+    internal object `onState`: UniffiCallbackInterfaceDojoListenerMethod5 {
+        override fun callback(`uniffiHandle`: Long,`state`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeDojoListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onState`(
+                    FfiConverterTypeLiveState.lift(`state`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeDojoListener.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeDojoListener.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceDojoListener.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onCode`,
+        `onChat`,
+        `onPeers`,
+        `onPresence`,
+        `onSignal`,
+        `onState`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_mrbill_core_fn_init_callback_vtable_dojolistener(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDojoListener: FfiConverter<DojoListener, Long> {
+    internal val handleMap = UniffiHandleMap<DojoListener>()
+
+    override fun lower(value: DojoListener): Long {
+        if (value is DojoListenerImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): DojoListener {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return DojoListenerImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): DojoListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: DojoListener) = 8UL
+
+    override fun write(value: DojoListener, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
+ * A live dojo room. Edits apply locally at once and reach the others through the task.
+ */
+public interface DojoSessionInterface {
+    
+    /**
+     * The shared code as this client has it.
+     */
+    fun `code`(): kotlin.String
+    
+    /**
+     * Deletes `len` characters from `index` (clamped to the text).
+     */
+    fun `delete`(`index`: kotlin.UInt, `len`: kotlin.UInt)
+    
+    /**
+     * Inserts `text` at character `index` (clamped to the end).
+     */
+    fun `insert`(`index`: kotlin.UInt, `text`: kotlin.String)
+    
+    /**
+     * Leaves the room (normal close); the listener hears `Closed`. (Not `close`: the
+     * bindings' objects are `AutoCloseable`, whose `close` frees the object.)
+     */
+    fun `leave`()
+    
+    fun `sendChat`(`text`: kotlin.String)
+    
+    /**
+     * Sends a call signal (`{"kind": "offer", "sdp": …}` and the like) to peer `to`.
+     */
+    fun `sendSignal`(`to`: kotlin.ULong, `signalJson`: kotlin.String)
+    
+    /**
+     * Publishes this client's presence (cursor, selection, name) as a JSON object.
+     */
+    fun `setPresence`(`stateJson`: kotlin.String)
+    
+    companion object
+}
+
+/**
+ * A live dojo room. Edits apply locally at once and reach the others through the task.
+ */
+open class DojoSession: Disposable, AutoCloseable, DojoSessionInterface
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_mrbill_core_fn_free_dojosession(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_mrbill_core_fn_clone_dojosession(handle, status)
+        }
+    }
+
+    
+    /**
+     * The shared code as this client has it.
+     */override fun `code`(): kotlin.String {
+            return FfiConverterString.lift(
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_code(
+        it,
+        _status)
+}
+    }
+    )
+    }
+    
+
+    
+    /**
+     * Deletes `len` characters from `index` (clamped to the text).
+     */override fun `delete`(`index`: kotlin.UInt, `len`: kotlin.UInt)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_delete(
+        it,
+        
+        FfiConverterUInt.lower(`index`),
+        FfiConverterUInt.lower(`len`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Inserts `text` at character `index` (clamped to the end).
+     */override fun `insert`(`index`: kotlin.UInt, `text`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_insert(
+        it,
+        
+        FfiConverterUInt.lower(`index`),
+        FfiConverterString.lower(`text`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Leaves the room (normal close); the listener hears `Closed`. (Not `close`: the
+     * bindings' objects are `AutoCloseable`, whose `close` frees the object.)
+     */override fun `leave`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_leave(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    override fun `sendChat`(`text`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_send_chat(
+        it,
+        
+        FfiConverterString.lower(`text`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Sends a call signal (`{"kind": "offer", "sdp": …}` and the like) to peer `to`.
+     */
+    @Throws(CoreException::class)override fun `sendSignal`(`to`: kotlin.ULong, `signalJson`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCallWithError(CoreException) { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_send_signal(
+        it,
+        
+        FfiConverterULong.lower(`to`),
+        FfiConverterString.lower(`signalJson`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Publishes this client's presence (cursor, selection, name) as a JSON object.
+     */override fun `setPresence`(`stateJson`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_set_presence(
+        it,
+        
+        FfiConverterString.lower(`stateJson`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDojoSession: FfiConverter<DojoSession, Long> {
+    override fun lower(value: DojoSession): Long {
+        return value.uniffiCloneHandle()
+    }
+
+    override fun lift(value: Long): DojoSession {
+        return DojoSession(UniffiWithHandle, value)
+    }
+
+    override fun read(buf: ByteBuffer): DojoSession {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: DojoSession) = 8UL
+
+    override fun write(value: DojoSession, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * A [`TokenStore`] in memory: gone with the process (tests, previews).
  */
 public interface MemoryTokenStoreInterface {
@@ -1906,6 +2993,29 @@ public interface MrBillInterface {
      * Changes the fields `patch` carries.
      */
     suspend fun `updatePoc`(`id`: PocId, `patch`: PocPatch): Poc
+    
+    /**
+     * The dojo's chat so far, oldest first.
+     */
+    suspend fun `chatHistory`(`dojo`: DojoId): ChatPage
+    
+    suspend fun `createDojo`(`dojo`: CreateDojo): Dojo
+    
+    /**
+     * The dojos the user may see, newest first.
+     */
+    suspend fun `dojos`(): DojoPage
+    
+    /**
+     * Joins a dojo by the code its host shared.
+     */
+    suspend fun `joinDojo`(`joinCode`: kotlin.String): Dojo
+    
+    /**
+     * Opens the dojo's room: the session connects in the background and reports to
+     * `listener`. Close it when the screen goes.
+     */
+    suspend fun `openDojo`(`dojo`: DojoId, `listener`: DojoListener): DojoSession
     
     companion object
 }
@@ -2328,6 +3438,129 @@ open class MrBill: Disposable, AutoCloseable, MrBillInterface
         { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
         // lift function
         { FfiConverterTypePoc.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The dojo's chat so far, oldest first.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `chatHistory`(`dojo`: DojoId) : ChatPage {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_chat_history(
+                uniffiHandle,
+                
+        FfiConverterTypeDojoId.lower(`dojo`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferChatPage.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeChatPage.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `createDojo`(`dojo`: CreateDojo) : Dojo {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_create_dojo(
+                uniffiHandle,
+                
+        FfiConverterTypeCreateDojo.lower(`dojo`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferDojo.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDojo.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The dojos the user may see, newest first.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `dojos`() : DojoPage {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_dojos(
+                uniffiHandle,
+                
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferDojoPage.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDojoPage.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Joins a dojo by the code its host shared.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `joinDojo`(`joinCode`: kotlin.String) : Dojo {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_join_dojo(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`joinCode`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferDojo.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeDojo.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Opens the dojo's room: the session connects in the background and reports to
+     * `listener`. Close it when the screen goes.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `openDojo`(`dojo`: DojoId, `listener`: DojoListener) : DojoSession {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_open_dojo(
+                uniffiHandle,
+                
+        FfiConverterTypeDojoId.lower(`dojo`),
+        FfiConverterTypeDojoListener.lower(`listener`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_u64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_u64(future, continuation) },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_u64(future) },
+        // lift function
+        { FfiConverterTypeDojoSession.lift(it) },
         // Error FFI converter
         CoreException.ErrorHandler,
     )
@@ -3218,6 +4451,134 @@ public object FfiConverterTypeCoreError : FfiConverterRustBuffer<CoreException> 
 
 
 
+/**
+ * Where a session is.
+ */
+sealed class LiveState {
+    
+    object Connecting : LiveState()
+    
+    
+    /**
+     * Connected and synced: edits reach the others now.
+     */
+    object Live : LiveState()
+    
+    
+    /**
+     * The connection dropped; trying again (edits are kept and sent once back).
+     */
+    data class Reconnecting(
+        val `attempt`: kotlin.UInt) : LiveState()
+        
+    {
+        
+
+        companion object
+    }
+    
+    /**
+     * Over: closed by the app, or by the server for good (`code` 4001 signed out, 4003
+     * removed, 4004 gone, 4005 full, 4006 ended).
+     */
+    data class Closed(
+        val `code`: kotlin.UShort, 
+        val `reason`: kotlin.String) : LiveState()
+        
+    {
+        
+
+        companion object
+    }
+    
+
+    
+
+    
+    
+
+
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeLiveState : FfiConverterRustBuffer<LiveState>{
+    override fun read(buf: ByteBuffer): LiveState {
+        return when(buf.getInt()) {
+            1 -> LiveState.Connecting
+            2 -> LiveState.Live
+            3 -> LiveState.Reconnecting(
+                FfiConverterUInt.read(buf),
+                )
+            4 -> LiveState.Closed(
+                FfiConverterUShort.read(buf),
+                FfiConverterString.read(buf),
+                )
+            else -> throw RuntimeException("invalid enum value, something is very wrong!!")
+        }
+    }
+
+    override fun allocationSize(value: LiveState): ULong = when(value) {
+        is LiveState.Connecting -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is LiveState.Live -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+            )
+        }
+        is LiveState.Reconnecting -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUInt.allocationSize(value.`attempt`)
+            )
+        }
+        is LiveState.Closed -> {
+            // Add the size for the Int that specifies the variant plus the size needed for all fields
+            (
+                4UL
+                + FfiConverterUShort.allocationSize(value.`code`)
+                + FfiConverterString.allocationSize(value.`reason`)
+            )
+        }
+    }
+
+    override fun write(value: LiveState, buf: ByteBuffer) {
+        when(value) {
+            is LiveState.Connecting -> {
+                buf.putInt(1)
+                Unit
+            }
+            is LiveState.Live -> {
+                buf.putInt(2)
+                Unit
+            }
+            is LiveState.Reconnecting -> {
+                buf.putInt(3)
+                FfiConverterUInt.write(value.`attempt`, buf)
+                Unit
+            }
+            is LiveState.Closed -> {
+                buf.putInt(4)
+                FfiConverterUShort.write(value.`code`, buf)
+                FfiConverterString.write(value.`reason`, buf)
+                Unit
+            }
+        }.let { /* this makes the `when` an expression, which ensures it is exhaustive */ }
+    }
+}
+
+
+
+
+
 
 /**
  * @suppress
@@ -3367,6 +4728,48 @@ public object FfiConverterSequenceTypeFieldError: FfiConverterRustBuffer<List<Fi
         }
     }
 }
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypePeer: FfiConverterRustBuffer<List<Peer>> {
+    override fun read(buf: ByteBuffer): List<Peer> {
+        val len = buf.getInt()
+        return List<Peer>(len) {
+            FfiConverterTypePeer.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Peer>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypePeer.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Peer>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypePeer.write(it, buf)
+        }
+    }
+}
+
+
+
+
+
+
+
+
+
+
+
+
+
+
 
 
 

@@ -1053,6 +1053,191 @@ public object FfiConverterString: FfiConverter<String, RustBuffer.ByValue> {
 
 
 /**
+ * A chat message, as stored and as sent to every peer (`MSG_CHAT`, server → client).
+ */
+data class ChatMessage (
+    /**
+     * Increasing within a dojo: the order everyone sees.
+     */
+    var `seq`: kotlin.Long
+    , 
+    var `userId`: UserId
+    , 
+    var `text`: kotlin.String
+    , 
+    var `sentAt`: OffsetDateTime
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeChatMessage: FfiConverterRustBuffer<ChatMessage> {
+    override fun read(buf: ByteBuffer): ChatMessage {
+        return ChatMessage(
+            FfiConverterLong.read(buf),
+            FfiConverterTypeUserId.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterTypeOffsetDateTime.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ChatMessage) = (
+            FfiConverterLong.allocationSize(value.`seq`) +
+            FfiConverterTypeUserId.allocationSize(value.`userId`) +
+            FfiConverterString.allocationSize(value.`text`) +
+            FfiConverterTypeOffsetDateTime.allocationSize(value.`sentAt`)
+    )
+
+    override fun write(value: ChatMessage, buf: ByteBuffer) {
+            FfiConverterLong.write(value.`seq`, buf)
+            FfiConverterTypeUserId.write(value.`userId`, buf)
+            FfiConverterString.write(value.`text`, buf)
+            FfiConverterTypeOffsetDateTime.write(value.`sentAt`, buf)
+    }
+}
+
+
+
+/**
+ * `GET /v1/dojos/{id}/chat`: oldest first.
+ */
+data class ChatPage (
+    var `items`: List<ChatMessage>
+    , 
+    /**
+     * Pass as `after` for the next page; absent on the last page.
+     */
+    var `nextAfter`: kotlin.Long?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeChatPage: FfiConverterRustBuffer<ChatPage> {
+    override fun read(buf: ByteBuffer): ChatPage {
+        return ChatPage(
+            FfiConverterSequenceTypeChatMessage.read(buf),
+            FfiConverterOptionalLong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: ChatPage) = (
+            FfiConverterSequenceTypeChatMessage.allocationSize(value.`items`) +
+            FfiConverterOptionalLong.allocationSize(value.`nextAfter`)
+    )
+
+    override fun write(value: ChatPage, buf: ByteBuffer) {
+            FfiConverterSequenceTypeChatMessage.write(value.`items`, buf)
+            FfiConverterOptionalLong.write(value.`nextAfter`, buf)
+    }
+}
+
+
+
+/**
+ * `POST /v1/dojos`.
+ */
+data class CreateDojo (
+    /**
+     * 1–120 characters.
+     */
+    var `name`: kotlin.String
+    , 
+    /**
+     * Up to 2,000 characters.
+     */
+    var `description`: kotlin.String
+    , 
+    /**
+     * Language of the code, e.g. `rust` (stored lower-case, 1–32 characters).
+     */
+    var `language`: kotlin.String
+    , 
+    /**
+     * 2–500 people at once (default 50).
+     */
+    var `maxParticipants`: kotlin.UInt?
+    , 
+    /**
+     * Invite-only: only people who joined with the join code see and enter it.
+     */
+    var `private`: kotlin.Boolean
+    , 
+    /**
+     * The code the document starts with (up to 50,000 characters).
+     */
+    var `initialCode`: kotlin.String
+    , 
+    /**
+     * When the dojo starts (RFC 3339); absent or past = now.
+     */
+    var `scheduledStart`: OffsetDateTime?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCreateDojo: FfiConverterRustBuffer<CreateDojo> {
+    override fun read(buf: ByteBuffer): CreateDojo {
+        return CreateDojo(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalUInt.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterOptionalTypeOffsetDateTime.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CreateDojo) = (
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`description`) +
+            FfiConverterString.allocationSize(value.`language`) +
+            FfiConverterOptionalUInt.allocationSize(value.`maxParticipants`) +
+            FfiConverterBoolean.allocationSize(value.`private`) +
+            FfiConverterString.allocationSize(value.`initialCode`) +
+            FfiConverterOptionalTypeOffsetDateTime.allocationSize(value.`scheduledStart`)
+    )
+
+    override fun write(value: CreateDojo, buf: ByteBuffer) {
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`description`, buf)
+            FfiConverterString.write(value.`language`, buf)
+            FfiConverterOptionalUInt.write(value.`maxParticipants`, buf)
+            FfiConverterBoolean.write(value.`private`, buf)
+            FfiConverterString.write(value.`initialCode`, buf)
+            FfiConverterOptionalTypeOffsetDateTime.write(value.`scheduledStart`, buf)
+    }
+}
+
+
+
+/**
  * `GET /v1/reports/dashboard`: figures over the PoCs the caller may see.
  */
 data class Dashboard (
@@ -1124,6 +1309,160 @@ public object FfiConverterTypeDashboard: FfiConverterRustBuffer<Dashboard> {
             FfiConverterSequenceTypeKeyCount.write(value.`byTag`, buf)
             FfiConverterSequenceTypeKeyCount.write(value.`byMonth`, buf)
             FfiConverterSequenceTypeKeyCount.write(value.`byUser`, buf)
+    }
+}
+
+
+
+/**
+ * A dojo as clients see it.
+ */
+data class Dojo (
+    var `id`: DojoId
+    , 
+    var `name`: kotlin.String
+    , 
+    var `description`: kotlin.String
+    , 
+    var `language`: kotlin.String
+    , 
+    var `hostId`: UserId
+    , 
+    var `maxParticipants`: kotlin.UInt
+    , 
+    var `private`: kotlin.Boolean
+    , 
+    var `status`: DojoStatus
+    , 
+    /**
+     * Shown to participants and admins only; others join public dojos without it.
+     */
+    var `joinCode`: kotlin.String?
+    , 
+    /**
+     * The caller's role, if they are a participant.
+     */
+    var `myRole`: ParticipantRole?
+    , 
+    /**
+     * People connected to the live document right now.
+     */
+    var `online`: kotlin.UInt
+    , 
+    var `scheduledStart`: OffsetDateTime
+    , 
+    var `createdAt`: OffsetDateTime
+    , 
+    var `endedAt`: OffsetDateTime?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDojo: FfiConverterRustBuffer<Dojo> {
+    override fun read(buf: ByteBuffer): Dojo {
+        return Dojo(
+            FfiConverterTypeDojoId.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterTypeUserId.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterBoolean.read(buf),
+            FfiConverterTypeDojoStatus.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalTypeParticipantRole.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterTypeOffsetDateTime.read(buf),
+            FfiConverterTypeOffsetDateTime.read(buf),
+            FfiConverterOptionalTypeOffsetDateTime.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Dojo) = (
+            FfiConverterTypeDojoId.allocationSize(value.`id`) +
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`description`) +
+            FfiConverterString.allocationSize(value.`language`) +
+            FfiConverterTypeUserId.allocationSize(value.`hostId`) +
+            FfiConverterUInt.allocationSize(value.`maxParticipants`) +
+            FfiConverterBoolean.allocationSize(value.`private`) +
+            FfiConverterTypeDojoStatus.allocationSize(value.`status`) +
+            FfiConverterOptionalString.allocationSize(value.`joinCode`) +
+            FfiConverterOptionalTypeParticipantRole.allocationSize(value.`myRole`) +
+            FfiConverterUInt.allocationSize(value.`online`) +
+            FfiConverterTypeOffsetDateTime.allocationSize(value.`scheduledStart`) +
+            FfiConverterTypeOffsetDateTime.allocationSize(value.`createdAt`) +
+            FfiConverterOptionalTypeOffsetDateTime.allocationSize(value.`endedAt`)
+    )
+
+    override fun write(value: Dojo, buf: ByteBuffer) {
+            FfiConverterTypeDojoId.write(value.`id`, buf)
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`description`, buf)
+            FfiConverterString.write(value.`language`, buf)
+            FfiConverterTypeUserId.write(value.`hostId`, buf)
+            FfiConverterUInt.write(value.`maxParticipants`, buf)
+            FfiConverterBoolean.write(value.`private`, buf)
+            FfiConverterTypeDojoStatus.write(value.`status`, buf)
+            FfiConverterOptionalString.write(value.`joinCode`, buf)
+            FfiConverterOptionalTypeParticipantRole.write(value.`myRole`, buf)
+            FfiConverterUInt.write(value.`online`, buf)
+            FfiConverterTypeOffsetDateTime.write(value.`scheduledStart`, buf)
+            FfiConverterTypeOffsetDateTime.write(value.`createdAt`, buf)
+            FfiConverterOptionalTypeOffsetDateTime.write(value.`endedAt`, buf)
+    }
+}
+
+
+
+/**
+ * `GET /v1/dojos`: a page, soonest first.
+ */
+data class DojoPage (
+    var `items`: List<Dojo>
+    , 
+    /**
+     * Pass as `cursor` for the next page; absent on the last page.
+     */
+    var `nextCursor`: kotlin.String?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDojoPage: FfiConverterRustBuffer<DojoPage> {
+    override fun read(buf: ByteBuffer): DojoPage {
+        return DojoPage(
+            FfiConverterSequenceTypeDojo.read(buf),
+            FfiConverterOptionalString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: DojoPage) = (
+            FfiConverterSequenceTypeDojo.allocationSize(value.`items`) +
+            FfiConverterOptionalString.allocationSize(value.`nextCursor`)
+    )
+
+    override fun write(value: DojoPage, buf: ByteBuffer) {
+            FfiConverterSequenceTypeDojo.write(value.`items`, buf)
+            FfiConverterOptionalString.write(value.`nextCursor`, buf)
     }
 }
 
@@ -1299,6 +1638,55 @@ public object FfiConverterTypeKeyCount: FfiConverterRustBuffer<KeyCount> {
     override fun write(value: KeyCount, buf: ByteBuffer) {
             FfiConverterString.write(value.`key`, buf)
             FfiConverterULong.write(value.`count`, buf)
+    }
+}
+
+
+
+/**
+ * A connected peer.
+ */
+data class Peer (
+    /**
+     * Unique within the room while connected.
+     */
+    var `peer`: kotlin.ULong
+    , 
+    var `userId`: UserId
+    , 
+    var `role`: ParticipantRole
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypePeer: FfiConverterRustBuffer<Peer> {
+    override fun read(buf: ByteBuffer): Peer {
+        return Peer(
+            FfiConverterULong.read(buf),
+            FfiConverterTypeUserId.read(buf),
+            FfiConverterTypeParticipantRole.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Peer) = (
+            FfiConverterULong.allocationSize(value.`peer`) +
+            FfiConverterTypeUserId.allocationSize(value.`userId`) +
+            FfiConverterTypeParticipantRole.allocationSize(value.`role`)
+    )
+
+    override fun write(value: Peer, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`peer`, buf)
+            FfiConverterTypeUserId.write(value.`userId`, buf)
+            FfiConverterTypeParticipantRole.write(value.`role`, buf)
     }
 }
 
@@ -1661,6 +2049,100 @@ public object FfiConverterTypeUser: FfiConverterRustBuffer<User> {
 
 
 /**
+ * Dojo lifecycle, derived from its schedule and end.
+ */
+
+enum class DojoStatus {
+    
+    /**
+     * Scheduled to start later.
+     */
+    UPCOMING,
+    /**
+     * Open for editing.
+     */
+    ACTIVE,
+    /**
+     * Ended by its host or an admin; read-only history.
+     */
+    ENDED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDojoStatus: FfiConverterRustBuffer<DojoStatus> {
+    override fun read(buf: ByteBuffer) = try {
+        DojoStatus.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: DojoStatus) = 4UL
+
+    override fun write(value: DojoStatus, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * What a participant may do in the live document.
+ */
+
+enum class ParticipantRole {
+    
+    /**
+     * Created the dojo: edits, ends it, removes participants.
+     */
+    HOST,
+    /**
+     * Edits the code.
+     */
+    EDITOR,
+    /**
+     * Receives everything; document updates are rejected.
+     */
+    OBSERVER;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeParticipantRole: FfiConverterRustBuffer<ParticipantRole> {
+    override fun read(buf: ByteBuffer) = try {
+        ParticipantRole.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: ParticipantRole) = 4UL
+
+    override fun write(value: ParticipantRole, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
  * A user's role in their cell.
  */
 
@@ -1744,6 +2226,70 @@ public object FfiConverterTypeVisibility: FfiConverterRustBuffer<Visibility> {
 /**
  * @suppress
  */
+public object FfiConverterOptionalUInt: FfiConverterRustBuffer<kotlin.UInt?> {
+    override fun read(buf: ByteBuffer): kotlin.UInt? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterUInt.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.UInt?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterUInt.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.UInt?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterUInt.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalLong: FfiConverterRustBuffer<kotlin.Long?> {
+    override fun read(buf: ByteBuffer): kotlin.Long? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterLong.read(buf)
+    }
+
+    override fun allocationSize(value: kotlin.Long?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterLong.allocationSize(value)
+        }
+    }
+
+    override fun write(value: kotlin.Long?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterLong.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?> {
     override fun read(buf: ByteBuffer): kotlin.String? {
         if (buf.get().toInt() == 0) {
@@ -1766,6 +2312,38 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeParticipantRole: FfiConverterRustBuffer<ParticipantRole?> {
+    override fun read(buf: ByteBuffer): ParticipantRole? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeParticipantRole.read(buf)
+    }
+
+    override fun allocationSize(value: ParticipantRole?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeParticipantRole.allocationSize(value)
+        }
+    }
+
+    override fun write(value: ParticipantRole?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeParticipantRole.write(value, buf)
         }
     }
 }
@@ -1840,6 +2418,38 @@ public object FfiConverterOptionalSequenceString: FfiConverterRustBuffer<List<ko
 /**
  * @suppress
  */
+public object FfiConverterOptionalTypeOffsetDateTime: FfiConverterRustBuffer<OffsetDateTime?> {
+    override fun read(buf: ByteBuffer): OffsetDateTime? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeOffsetDateTime.read(buf)
+    }
+
+    override fun allocationSize(value: OffsetDateTime?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeOffsetDateTime.allocationSize(value)
+        }
+    }
+
+    override fun write(value: OffsetDateTime?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeOffsetDateTime.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
 public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.String>> {
     override fun read(buf: ByteBuffer): List<kotlin.String> {
         val len = buf.getInt()
@@ -1858,6 +2468,62 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeChatMessage: FfiConverterRustBuffer<List<ChatMessage>> {
+    override fun read(buf: ByteBuffer): List<ChatMessage> {
+        val len = buf.getInt()
+        return List<ChatMessage>(len) {
+            FfiConverterTypeChatMessage.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<ChatMessage>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeChatMessage.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<ChatMessage>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeChatMessage.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeDojo: FfiConverterRustBuffer<List<Dojo>> {
+    override fun read(buf: ByteBuffer): List<Dojo> {
+        val len = buf.getInt()
+        return List<Dojo>(len) {
+            FfiConverterTypeDojo.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<Dojo>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeDojo.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<Dojo>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeDojo.write(it, buf)
         }
     }
 }

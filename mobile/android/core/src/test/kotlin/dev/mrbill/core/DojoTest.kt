@@ -1,0 +1,85 @@
+package dev.mrbill.core
+
+import dev.mrbill.wire.ChatMessage
+import dev.mrbill.wire.CreateDojo
+import dev.mrbill.wire.Peer
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.runBlocking
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Test
+import java.util.concurrent.CopyOnWriteArrayList
+
+/** What a session told the app, for the test to wait on. */
+class Recorder : DojoListener {
+    @Volatile var code: String = ""
+    val chat = CopyOnWriteArrayList<ChatMessage>()
+    @Volatile var peers: List<Peer> = listOf()
+    val states = CopyOnWriteArrayList<LiveState>()
+
+    override fun onCode(code: String) { this.code = code }
+    override fun onChat(message: ChatMessage) { chat.add(message) }
+    override fun onPeers(peers: List<Peer>) { this.peers = peers }
+    override fun onPresence(states: List<String>) {}
+    override fun onSignal(from: ULong, signalJson: String) {}
+    override fun onState(state: LiveState) { states.add(state) }
+}
+
+/** Waits (at most 10 s) until [done] holds. */
+suspend fun eventually(what: String, done: () -> Boolean) {
+    val deadline = System.currentTimeMillis() + 10_000
+    while (!done()) {
+        if (System.currentTimeMillis() > deadline) throw AssertionError("timed out waiting for $what")
+        delay(50)
+    }
+}
+
+/** Two apps in one dojo through the router: edits converge, chat arrives, leaving closes. */
+class DojoTest {
+    private val router = System.getProperty("mrbill.router")
+    private val tenant = System.getProperty("mrbill.tenant")
+    private val email = System.getProperty("mrbill.email")
+    private val password = System.getProperty("mrbill.password")
+
+    private suspend fun signedIn(): MrBill {
+        val core = MrBill(router, MemoryTokenStore())
+        core.resolve(tenant)
+        core.login(email, password)
+        return core
+    }
+
+    @Test
+    fun twoSessionsConvergeAndChat() = runBlocking {
+        val host = signedIn()
+        val guest = signedIn()
+        val dojo = host.createDojo(CreateDojo(
+            name = "Pairing from Kotlin", description = "", language = "rust",
+            maxParticipants = null, private = false, initialCode = "fn main() {}\n", scheduledStart = null,
+        ))
+        val a = Recorder()
+        val b = Recorder()
+        val sessionA = host.openDojo(dojo.id, a)
+        val sessionB = guest.openDojo(dojo.id, b)
+        eventually("both live") { a.states.contains(LiveState.Live) && b.states.contains(LiveState.Live) }
+        eventually("the initial code on both") { sessionA.code() == "fn main() {}\n" && sessionB.code() == "fn main() {}\n" }
+        eventually("each sees the other") { a.peers.size == 1 && b.peers.size == 1 }
+
+        sessionA.insert(0u, "// hello\n")
+        sessionB.insert(1000u, "// from B\n")
+        eventually("the edits to converge") {
+            sessionA.code() == sessionB.code() && sessionA.code().contains("hello") && sessionA.code().contains("from B")
+        }
+        assertTrue(sessionA.code().startsWith("// hello\n"))
+        assertEquals(sessionA.code(), b.code)
+
+        sessionB.sendChat("shall we add a test?")
+        eventually("the chat on A") { a.chat.any { it.text == "shall we add a test?" } }
+        assertTrue(host.chatHistory(dojo.id).items.any { it.text == "shall we add a test?" })
+
+        sessionB.leave()
+        eventually("B closed") { b.states.any { it is LiveState.Closed } }
+        eventually("A sees B leave") { a.peers.isEmpty() }
+        sessionA.leave()
+        eventually("A closed") { a.states.any { it is LiveState.Closed } }
+    }
+}
