@@ -35,6 +35,8 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
     let tenant = platform.create_tenant("mobile");
     platform.admin_token(&tenant).await;
     let email = tenant["admin_invite"]["email"].as_str().expect("email");
+    let cell = tenant["cell"]["cell_id"].as_str().expect("cell id");
+    let dojo_ready = platform.cell_dir(cell).join("tmp/dojo.ready");
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let android = root.join("mobile/android/core/src");
@@ -70,6 +72,7 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         ))
         .arg(format!("-Dmrbill.router={}", platform.router_url()))
         .arg("-Dmrbill.tenant=mobile")
+        .arg(format!("-Dmrbill.dojo.ready={}", dojo_ready.display()))
         .arg(format!("-Dmrbill.email={email}"))
         .arg(format!("-Dmrbill.password={PASSWORD}"))
         .args([
@@ -94,5 +97,5 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         "JUnit: {said}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(said.contains("OK (7 tests)"), "{said}");
+    assert!(said.contains("OK (8 tests)"), "{said}");
 }

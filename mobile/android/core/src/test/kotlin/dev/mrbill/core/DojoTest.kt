@@ -82,4 +82,35 @@ class DojoTest {
         sessionA.leave()
         eventually("A closed") { a.states.any { it is LiveState.Closed } }
     }
+
+    /** The dojo service dies mid-session (kill -9): both sessions reconnect by themselves, and
+     * an edit made while away reaches the other once back. */
+    @Test
+    fun aDroppedConnectionComesBackAndEditsMadeMeanwhileArrive() = runBlocking {
+        val host = signedIn()
+        val guest = signedIn()
+        val dojo = host.createDojo(CreateDojo(
+            name = "Resilience", description = "", language = "kotlin",
+            maxParticipants = null, private = false, initialCode = "val x = 1\n", scheduledStart = null,
+        ))
+        val a = Recorder()
+        val b = Recorder()
+        val sessionA = host.openDojo(dojo.id, a)
+        val sessionB = guest.openDojo(dojo.id, b)
+        eventually("both synced") { sessionA.code() == "val x = 1\n" && sessionB.code() == "val x = 1\n" }
+
+        val ready = java.io.File(System.getProperty("mrbill.dojo.ready")).readText()
+        val pid = Regex("\"pid\"\\s*:\\s*(\\d+)").find(ready)!!.groupValues[1].toLong()
+        ProcessHandle.of(pid).get().destroyForcibly()
+        eventually("A to notice") { a.states.any { it is LiveState.Reconnecting } }
+        sessionA.insert(0u, "// written while away\n")
+        eventually("both live again") {
+            a.states.last() == LiveState.Live && b.states.last() == LiveState.Live
+        }
+        eventually("the edit made while away to reach B") {
+            sessionB.code() == "// written while away\nval x = 1\n" && sessionA.code() == sessionB.code()
+        }
+        sessionA.leave()
+        sessionB.leave()
+    }
 }
