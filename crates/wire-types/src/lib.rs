@@ -20,6 +20,16 @@ pub use error::{ErrorBody, ErrorCode, FieldError};
 #[cfg(feature = "uniffi")]
 uniffi::setup_scaffolding!();
 
+// Plain uuids (media jobs) cross as their text.
+#[cfg(feature = "uniffi")]
+use uuid::Uuid;
+#[cfg(feature = "uniffi")]
+uniffi::custom_type!(Uuid, String, {
+    remote,
+    lower: |id| id.to_string(),
+    try_lift: |s| Ok(s.parse()?),
+});
+
 // Times cross to the apps as milliseconds since the Unix epoch.
 #[cfg(feature = "uniffi")]
 use time::OffsetDateTime;

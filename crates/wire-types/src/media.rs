@@ -14,6 +14,7 @@ use crate::pocs::KeyCount;
 /// Where a job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     Pending,
@@ -57,6 +58,7 @@ impl JobState {
 /// A report's file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum ReportFormat {
     Pdf,
@@ -85,6 +87,7 @@ impl ReportFormat {
 /// How a report's summary table groups PoCs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Enum))]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     #[default]
@@ -97,6 +100,7 @@ pub enum GroupBy {
 /// `POST /v1/reports`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 #[serde(deny_unknown_fields)]
 pub struct CreateReport {
     pub format: ReportFormat,
@@ -123,6 +127,7 @@ pub struct CreateReport {
 /// `POST /v1/videos`: the caller's PoCs of one year as a video.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 #[serde(deny_unknown_fields)]
 pub struct CreateVideo {
     #[serde(deserialize_with = "crate::de::integral_i32")]
@@ -150,6 +155,7 @@ pub struct CreateVideo {
 /// A downloadable file of a completed job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Download {
     /// Signed link, relative to the endpoint the client called; valid until `expires_at`.
     pub url: String,
@@ -163,6 +169,7 @@ pub struct Download {
 /// Why a job failed, or why its last attempt did (while it waits to retry).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct JobError {
     /// Stable: `poc_unavailable`, `render_failed`, `storage_failed`, `no_pocs`, `too_many_pocs`.
     pub code: String,
@@ -172,6 +179,7 @@ pub struct JobError {
 /// What every job shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct JobStatus {
     pub state: JobState,
     /// 0–100.
@@ -191,6 +199,7 @@ pub struct JobStatus {
 /// A report job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Report {
     pub id: uuid::Uuid,
     pub owner_id: UserId,
@@ -212,6 +221,7 @@ pub struct Report {
 /// A yearly video job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "uniffi", derive(uniffi::Record))]
 pub struct Video {
     pub id: uuid::Uuid,
     pub owner_id: UserId,

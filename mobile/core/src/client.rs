@@ -247,6 +247,15 @@ impl MrBill {
 }
 
 impl MrBill {
+    /// `scheme://host[:port]` of the router.
+    pub(crate) fn router_origin(&self) -> &str {
+        let after_scheme = self.router.find("://").map_or(0, |i| i + 3);
+        match self.router[after_scheme..].find('/') {
+            Some(slash) => &self.router[..after_scheme + slash],
+            None => &self.router,
+        }
+    }
+
     fn lock_company(&self) -> std::sync::MutexGuard<'_, Option<Company>> {
         self.company.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -425,7 +434,7 @@ impl Answer {
     }
 }
 
-fn to_json(value: &impl Serialize) -> Result<serde_json::Value, CoreError> {
+pub(crate) fn to_json(value: &impl Serialize) -> Result<serde_json::Value, CoreError> {
     serde_json::to_value(value).map_err(|e| CoreError::Server {
         status: 0,
         code: "unencodable_request".into(),

@@ -12,7 +12,8 @@
 //!   token is refreshed before it expires, one refresh at a time (concurrent calls wait for
 //!   it); a reused or revoked refresh token signs out. Tokens leave the core only through the
 //!   app's [`TokenStore`]; nothing here logs them.
-//! - PoCs, the dashboard, dojos: the services' own DTOs (`wire-types`) as records.
+//! - PoCs, the dashboard, dojos, reports and yearly videos (started, watched until done, with
+//!   absolute signed links): the services' own DTOs (`wire-types`) as records.
 //! - [`DojoSession`]: a live dojo room over y-websocket with the server's yrs: the shared code,
 //!   chat, peers, presence, call signals; reconnects and resyncs by itself.
 //! - Errors: one [`CoreError`], mapped from the API's stable codes.
@@ -23,11 +24,13 @@
 mod client;
 mod dojo;
 mod error;
+mod media;
 mod session;
 
 pub use client::{Company, MrBill, PocQuery};
 pub use dojo::{DojoListener, DojoSession, LiveState};
 pub use error::CoreError;
+pub use media::JobListener;
 pub use session::{MemoryTokenStore, StoredSession, TokenStore};
 
 uniffi::setup_scaffolding!();

@@ -87,6 +87,7 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
             "org.junit.runner.JUnitCore",
             "dev.mrbill.core.CoreTest",
             "dev.mrbill.core.DojoTest",
+            "dev.mrbill.core.MediaTest",
         ])
         .output()
         .expect("java");
@@ -97,5 +98,5 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         "JUnit: {said}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(said.contains("OK (8 tests)"), "{said}");
+    assert!(said.contains("OK (9 tests)"), "{said}");
 }

@@ -471,6 +471,22 @@ private let UNIFFI_CALLBACK_UNEXPECTED_ERROR: Int32 = 2
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt8: FfiConverterPrimitive {
+    typealias FfiType = UInt8
+    typealias SwiftType = UInt8
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt8 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: UInt8, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt16: FfiConverterPrimitive {
     typealias FfiType = UInt16
     typealias SwiftType = UInt16
@@ -1243,6 +1259,219 @@ public func FfiConverterTypeDojoSession_lower(_ value: DojoSession) -> UInt64 {
 
 
 /**
+ * Progress of a report or video the app watches.
+ */
+public protocol JobListener: AnyObject, Sendable {
+    
+    /**
+     * `progress` is 0–100.
+     */
+    func onProgress(state: JobState, progress: UInt8) 
+    
+}
+/**
+ * Progress of a report or video the app watches.
+ */
+open class JobListenerImpl: JobListener, @unchecked Sendable {
+    fileprivate let handle: UInt64
+
+    /// Used to instantiate a [FFIObject] without an actual handle, for fakes in tests, mostly.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public struct NoHandle {
+        public init() {}
+    }
+
+    // TODO: We'd like this to be `private` but for Swifty reasons,
+    // we can't implement `FfiConverter` without making this `required` and we can't
+    // make it `required` without making it `public`.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    required public init(unsafeFromHandle handle: UInt64) {
+        self.handle = handle
+    }
+
+    // This constructor can be used to instantiate a fake object.
+    // - Parameter noHandle: Placeholder value so we can have a constructor separate from the default empty one that may be implemented for classes extending [FFIObject].
+    //
+    // - Warning:
+    //     Any object instantiated with this constructor cannot be passed to an actual Rust-backed object. Since there isn't a backing handle the FFI lower functions will crash.
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public init(noHandle: NoHandle) {
+        self.handle = 0
+    }
+
+#if swift(>=5.8)
+    @_documentation(visibility: private)
+#endif
+    public func uniffiCloneHandle() -> UInt64 {
+        return try! rustCall { uniffi_mrbill_core_fn_clone_joblistener(self.handle, $0) }
+    }
+    // No primary constructor declared for this class.
+
+    deinit {
+        if handle == 0 {
+            // Mock objects have handle=0 don't try to free them
+            return
+        }
+
+        try! rustCall { uniffi_mrbill_core_fn_free_joblistener(handle, $0) }
+    }
+
+    
+
+    
+    /**
+     * `progress` is 0–100.
+     */
+open func onProgress(state: JobState, progress: UInt8)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_joblistener_on_progress(
+            self.uniffiCloneHandle(),
+        FfiConverterTypeJobState_lower(state),
+        FfiConverterUInt8.lower(progress),uniffiCallStatus
+    )
+}
+}
+    
+
+    
+}
+
+
+
+// Put the implementation in a struct so we don't pollute the top-level namespace
+fileprivate struct UniffiCallbackInterfaceJobListener {
+
+    // Create the VTable using a series of closures.
+    // Swift automatically converts these into C callback functions.
+    //
+    // Store the vtable directly.
+    static let vtable: UniffiVTableCallbackInterfaceJobListener = UniffiVTableCallbackInterfaceJobListener(
+        uniffiFree: { (uniffiHandle: UInt64) -> () in
+            do {
+                try FfiConverterTypeJobListener.handleMap.remove(handle: uniffiHandle)
+            } catch {
+                print("Uniffi callback interface JobListener: handle missing in uniffiFree")
+            }
+        },
+        uniffiClone: { (uniffiHandle: UInt64) -> UInt64 in
+            do {
+                return try FfiConverterTypeJobListener.handleMap.clone(handle: uniffiHandle)
+            } catch {
+                fatalError("Uniffi callback interface JobListener: handle missing in uniffiClone")
+            }
+        },
+        onProgress: { (
+            uniffiHandle: UInt64,
+            state: RustBuffer,
+            progress: UInt8,
+            uniffiOutReturn: UnsafeMutableRawPointer,
+            uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
+        ) in
+            let makeCall = {
+                () throws -> () in
+                guard let uniffiObj = try? FfiConverterTypeJobListener.handleMap.get(handle: uniffiHandle) else {
+                    throw UniffiInternalError.unexpectedStaleHandle
+                }
+                return uniffiObj.onProgress(
+                     state: try FfiConverterTypeJobState_lift(state),
+                     progress: try FfiConverterUInt8.lift(progress)
+                )
+            }
+
+            
+            let writeReturn = { () }
+            uniffiTraitInterfaceCall(
+                callStatus: uniffiCallStatus,
+                makeCall: makeCall,
+                writeReturn: writeReturn
+            )
+        }
+    )
+
+    // Rust stores this pointer for future callback invocations, so it must live
+    // for the process lifetime (not just for the init function call).
+    //
+    // `nonisolated(unsafe)` is needed under Swift 6 strict concurrency.
+    // This is safe because the pointee is initialized once during static init
+    // and never mutated by either side of the FFI.  Its fields are C function pointers.
+    nonisolated(unsafe) static let vtablePtr: UnsafePointer<UniffiVTableCallbackInterfaceJobListener> = {
+        let ptr = UnsafeMutablePointer<UniffiVTableCallbackInterfaceJobListener>.allocate(capacity: 1)
+        ptr.initialize(to: vtable)
+        return UnsafePointer(ptr)
+    }()
+}
+
+private func uniffiCallbackInitJobListener() {
+    uniffi_mrbill_core_fn_init_callback_vtable_joblistener(UniffiCallbackInterfaceJobListener.vtablePtr)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeJobListener: FfiConverter {
+    fileprivate static let handleMap = UniffiHandleMap<JobListener>()
+
+    typealias FfiType = UInt64
+    typealias SwiftType = JobListener
+
+    public static func lift(_ handle: UInt64) throws -> JobListener {
+        if ((handle & 1) == 0) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return JobListenerImpl(unsafeFromHandle: handle)
+        } else {
+            // Swift-generated handle, get the object from the handle map
+            return try handleMap.remove(handle: handle)
+        }
+    }
+
+    public static func lower(_ value: JobListener) -> UInt64 {
+         if let rustImpl = value as? JobListenerImpl {
+             // Rust-implemented object.  Clone the handle and return it
+            return rustImpl.uniffiCloneHandle()
+         } else {
+            // Swift object, generate a new vtable handle and return that.
+            return handleMap.insert(obj: value)
+         }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> JobListener {
+        let handle: UInt64 = try readInt(&buf)
+        return try lift(handle)
+    }
+
+    public static func write(_ value: JobListener, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobListener_lift(_ handle: UInt64) throws -> JobListener {
+    return try FfiConverterTypeJobListener.lift(handle)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobListener_lower(_ value: JobListener) -> UInt64 {
+    return FfiConverterTypeJobListener.lower(value)
+}
+
+
+
+
+
+
+/**
  * A [`TokenStore`] in memory: gone with the process (tests, previews).
  */
 public protocol MemoryTokenStoreProtocol: AnyObject, Sendable {
@@ -1483,6 +1712,41 @@ public protocol MrBillProtocol: AnyObject, Sendable {
      * `listener`. Close it when the screen goes.
      */
     func openDojo(dojo: DojoId, listener: DojoListener) async throws  -> DojoSession
+    
+    /**
+     * Stops a report that has not finished.
+     */
+    func cancelReport(id: String) async throws  -> Report
+    
+    /**
+     * Stops a video that has not finished.
+     */
+    func cancelVideo(id: String) async throws  -> Video
+    
+    func report(id: String) async throws  -> Report
+    
+    /**
+     * Queues a report (PDF, CSV or JSON) of the PoCs the user may see.
+     */
+    func startReport(request: CreateReport) async throws  -> Report
+    
+    /**
+     * Queues the yearly video (an MP4 of the year's PoCs, with a thumbnail).
+     */
+    func startVideo(request: CreateVideo) async throws  -> Video
+    
+    func video(id: String) async throws  -> Video
+    
+    /**
+     * Asks for the report every half second, telling `listener` each change, until it is
+     * completed, failed or cancelled; returns it then (with its download link when completed).
+     */
+    func watchReport(id: String, listener: JobListener) async throws  -> Report
+    
+    /**
+     * Like [`MrBill::watch_report`], for a video.
+     */
+    func watchVideo(id: String, listener: JobListener) async throws  -> Video
     
 }
 /**
@@ -1872,6 +2136,153 @@ open func openDojo(dojo: DojoId, listener: DojoListener)async throws  -> DojoSes
             completeFunc: ffi_mrbill_core_rust_future_complete_u64,
             freeFunc: ffi_mrbill_core_rust_future_free_u64,
             liftFunc: FfiConverterTypeDojoSession_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Stops a report that has not finished.
+     */
+open func cancelReport(id: String)async throws  -> Report  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_cancel_report(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeReport_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Stops a video that has not finished.
+     */
+open func cancelVideo(id: String)async throws  -> Video  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_cancel_video(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeVideo_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+open func report(id: String)async throws  -> Report  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_report(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeReport_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Queues a report (PDF, CSV or JSON) of the PoCs the user may see.
+     */
+open func startReport(request: CreateReport)async throws  -> Report  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_start_report(
+                        self.uniffiCloneHandle(),FfiConverterTypeCreateReport_lower(request)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeReport_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Queues the yearly video (an MP4 of the year's PoCs, with a thumbnail).
+     */
+open func startVideo(request: CreateVideo)async throws  -> Video  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_start_video(
+                        self.uniffiCloneHandle(),FfiConverterTypeCreateVideo_lower(request)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeVideo_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+open func video(id: String)async throws  -> Video  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_video(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeVideo_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Asks for the report every half second, telling `listener` each change, until it is
+     * completed, failed or cancelled; returns it then (with its download link when completed).
+     */
+open func watchReport(id: String, listener: JobListener)async throws  -> Report  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_watch_report(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterTypeJobListener_lower(listener)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeReport_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Like [`MrBill::watch_report`], for a video.
+     */
+open func watchVideo(id: String, listener: JobListener)async throws  -> Video  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_watch_video(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(id),FfiConverterTypeJobListener_lower(listener)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeVideo_lift,
             errorHandler: FfiConverterTypeCoreError_lift
         )
 }
@@ -2998,6 +3409,30 @@ private let initializationResult: InitializationResult = {
     if (uniffi_mrbill_core_checksum_method_mrbill_open_dojo() != 44627) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_mrbill_core_checksum_method_mrbill_cancel_report() != 6457) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_cancel_video() != 1393) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_report() != 22303) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_start_report() != 45524) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_start_video() != 42102) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_video() != 36843) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_watch_report() != 40720) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_watch_video() != 34683) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_mrbill_core_checksum_method_dojolistener_on_code() != 28691) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3037,6 +3472,9 @@ private let initializationResult: InitializationResult = {
     if (uniffi_mrbill_core_checksum_method_dojosession_set_presence() != 43675) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_mrbill_core_checksum_method_joblistener_on_progress() != 38263) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_mrbill_core_checksum_method_memorytokenstore_clear() != 31354) {
         return InitializationResult.apiChecksumMismatch
     }
@@ -3063,6 +3501,7 @@ private let initializationResult: InitializationResult = {
     }
 
     uniffiCallbackInitDojoListener()
+    uniffiCallbackInitJobListener()
     uniffiCallbackInitTokenStore()
     uniffiEnsureWireTypesInitialized()
     return InitializationResult.ok

@@ -285,6 +285,13 @@ typedef void (*UniffiCallbackInterfaceDojoListenerMethod5)(uint64_t, RustBuffer,
     );
 
 #endif
+#ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_JOB_LISTENER_METHOD0
+#define UNIFFI_FFIDEF_CALLBACK_INTERFACE_JOB_LISTENER_METHOD0
+typedef void (*UniffiCallbackInterfaceJobListenerMethod0)(uint64_t, RustBuffer, uint8_t, void* _Nonnull, 
+        RustCallStatus *_Nonnull uniffiCallStatus
+    );
+
+#endif
 #ifndef UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD0
 #define UNIFFI_FFIDEF_CALLBACK_INTERFACE_TOKEN_STORE_METHOD0
 typedef void (*UniffiCallbackInterfaceTokenStoreMethod0)(uint64_t, RustBuffer* _Nonnull, 
@@ -318,6 +325,15 @@ typedef struct UniffiVTableCallbackInterfaceDojoListener {
     UniffiCallbackInterfaceDojoListenerMethod4 _Nonnull onSignal;
     UniffiCallbackInterfaceDojoListenerMethod5 _Nonnull onState;
 } UniffiVTableCallbackInterfaceDojoListener;
+
+#endif
+#ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_JOB_LISTENER
+#define UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_JOB_LISTENER
+typedef struct UniffiVTableCallbackInterfaceJobListener {
+    UniffiCallbackInterfaceFree _Nonnull uniffiFree;
+    UniffiCallbackInterfaceClone _Nonnull uniffiClone;
+    UniffiCallbackInterfaceJobListenerMethod0 _Nonnull onProgress;
+} UniffiVTableCallbackInterfaceJobListener;
 
 #endif
 #ifndef UNIFFI_FFIDEF_V_TABLE_CALLBACK_INTERFACE_TOKEN_STORE
@@ -436,6 +452,46 @@ uint64_t uniffi_mrbill_core_fn_method_mrbill_join_dojo(uint64_t ptr, RustBuffer 
 uint64_t uniffi_mrbill_core_fn_method_mrbill_open_dojo(uint64_t ptr, RustBuffer dojo, uint64_t listener
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CANCEL_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CANCEL_REPORT
+uint64_t uniffi_mrbill_core_fn_method_mrbill_cancel_report(uint64_t ptr, RustBuffer id
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CANCEL_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CANCEL_VIDEO
+uint64_t uniffi_mrbill_core_fn_method_mrbill_cancel_video(uint64_t ptr, RustBuffer id
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_REPORT
+uint64_t uniffi_mrbill_core_fn_method_mrbill_report(uint64_t ptr, RustBuffer id
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_START_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_START_REPORT
+uint64_t uniffi_mrbill_core_fn_method_mrbill_start_report(uint64_t ptr, RustBuffer request
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_START_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_START_VIDEO
+uint64_t uniffi_mrbill_core_fn_method_mrbill_start_video(uint64_t ptr, RustBuffer request
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_VIDEO
+uint64_t uniffi_mrbill_core_fn_method_mrbill_video(uint64_t ptr, RustBuffer id
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_WATCH_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_WATCH_REPORT
+uint64_t uniffi_mrbill_core_fn_method_mrbill_watch_report(uint64_t ptr, RustBuffer id, uint64_t listener
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_WATCH_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_WATCH_VIDEO
+uint64_t uniffi_mrbill_core_fn_method_mrbill_watch_video(uint64_t ptr, RustBuffer id, uint64_t listener
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_DOJOLISTENER
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_DOJOLISTENER
 uint64_t uniffi_mrbill_core_fn_clone_dojolistener(uint64_t handle, RustCallStatus *_Nonnull out_status
@@ -524,6 +580,26 @@ void uniffi_mrbill_core_fn_method_dojosession_send_signal(uint64_t ptr, uint64_t
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_PRESENCE
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_PRESENCE
 void uniffi_mrbill_core_fn_method_dojosession_set_presence(uint64_t ptr, RustBuffer state_json, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_JOBLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_JOBLISTENER
+uint64_t uniffi_mrbill_core_fn_clone_joblistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_JOBLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_JOBLISTENER
+void uniffi_mrbill_core_fn_free_joblistener(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_INIT_CALLBACK_VTABLE_JOBLISTENER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_INIT_CALLBACK_VTABLE_JOBLISTENER
+void uniffi_mrbill_core_fn_init_callback_vtable_joblistener(const UniffiVTableCallbackInterfaceJobListener* _Nonnull vtable
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_JOBLISTENER_ON_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_JOBLISTENER_ON_PROGRESS
+void uniffi_mrbill_core_fn_method_joblistener_on_progress(uint64_t ptr, RustBuffer state, uint8_t progress, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_MEMORYTOKENSTORE
@@ -955,6 +1031,54 @@ uint16_t uniffi_mrbill_core_checksum_method_mrbill_open_dojo(void
     
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CANCEL_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CANCEL_REPORT
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_cancel_report(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CANCEL_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CANCEL_VIDEO
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_cancel_video(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_REPORT
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_report(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_START_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_START_REPORT
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_start_report(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_START_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_START_VIDEO
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_start_video(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_VIDEO
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_video(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_WATCH_REPORT
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_WATCH_REPORT
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_watch_report(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_WATCH_VIDEO
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_WATCH_VIDEO
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_watch_video(void
+    
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CODE
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CODE
 uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_code(void
@@ -1030,6 +1154,12 @@ uint16_t uniffi_mrbill_core_checksum_method_dojosession_send_signal(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_PRESENCE
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_PRESENCE
 uint16_t uniffi_mrbill_core_checksum_method_dojosession_set_presence(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_JOBLISTENER_ON_PROGRESS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_JOBLISTENER_ON_PROGRESS
+uint16_t uniffi_mrbill_core_checksum_method_joblistener_on_progress(void
     
 );
 #endif

@@ -465,6 +465,22 @@ fileprivate final class UniffiHandleMap<T>: @unchecked Sendable {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterUInt8: FfiConverterPrimitive {
+    typealias FfiType = UInt8
+    typealias SwiftType = UInt8
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> UInt8 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: UInt8, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     typealias FfiType = UInt32
     typealias SwiftType = UInt32
@@ -474,6 +490,22 @@ fileprivate struct FfiConverterUInt32: FfiConverterPrimitive {
     }
 
     public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterInt32: FfiConverterPrimitive {
+    typealias FfiType = Int32
+    typealias SwiftType = Int32
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int32 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int32, into buf: inout [UInt8]) {
         writeInt(&buf, lower(value))
     }
 }
@@ -835,6 +867,174 @@ public func FfiConverterTypeCreateDojo_lower(_ value: CreateDojo) -> RustBuffer 
 
 
 /**
+ * `POST /v1/reports`.
+ */
+public struct CreateReport: Equatable, Hashable {
+    public var format: ReportFormat
+    /**
+     * First day included (`YYYY-MM-DD`, UTC); default: no lower bound.
+     */
+    public var from: String?
+    /**
+     * Last day included (`YYYY-MM-DD`, UTC); default: today.
+     */
+    public var to: String?
+    /**
+     * Only PoCs carrying all of these tags.
+     */
+    public var tags: [String]
+    /**
+     * Leave out PoCs carrying any of these tags.
+     */
+    public var excludeTags: [String]
+    public var groupBy: GroupBy
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(format: ReportFormat, 
+        /**
+         * First day included (`YYYY-MM-DD`, UTC); default: no lower bound.
+         */from: String?, 
+        /**
+         * Last day included (`YYYY-MM-DD`, UTC); default: today.
+         */to: String?, 
+        /**
+         * Only PoCs carrying all of these tags.
+         */tags: [String], 
+        /**
+         * Leave out PoCs carrying any of these tags.
+         */excludeTags: [String], groupBy: GroupBy) {
+        self.format = format
+        self.from = from
+        self.to = to
+        self.tags = tags
+        self.excludeTags = excludeTags
+        self.groupBy = groupBy
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CreateReport: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCreateReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CreateReport {
+        return
+            try CreateReport(
+                format: FfiConverterTypeReportFormat.read(from: &buf), 
+                from: FfiConverterOptionString.read(from: &buf), 
+                to: FfiConverterOptionString.read(from: &buf), 
+                tags: FfiConverterSequenceString.read(from: &buf), 
+                excludeTags: FfiConverterSequenceString.read(from: &buf), 
+                groupBy: FfiConverterTypeGroupBy.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CreateReport, into buf: inout [UInt8]) {
+        FfiConverterTypeReportFormat.write(value.format, into: &buf)
+        FfiConverterOptionString.write(value.from, into: &buf)
+        FfiConverterOptionString.write(value.to, into: &buf)
+        FfiConverterSequenceString.write(value.tags, into: &buf)
+        FfiConverterSequenceString.write(value.excludeTags, into: &buf)
+        FfiConverterTypeGroupBy.write(value.groupBy, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCreateReport_lift(_ buf: RustBuffer) throws -> CreateReport {
+    return try FfiConverterTypeCreateReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCreateReport_lower(_ value: CreateReport) -> RustBuffer {
+    return FfiConverterTypeCreateReport.lower(value)
+}
+
+
+/**
+ * `POST /v1/videos`: the caller's PoCs of one year as a video.
+ */
+public struct CreateVideo: Equatable, Hashable {
+    public var year: Int32
+    /**
+     * Shown on the intro card; default "<year> in PoCs".
+     */
+    public var title: String?
+    public var tags: [String]
+    public var excludeTags: [String]
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(year: Int32, 
+        /**
+         * Shown on the intro card; default "<year> in PoCs".
+         */title: String?, tags: [String], excludeTags: [String]) {
+        self.year = year
+        self.title = title
+        self.tags = tags
+        self.excludeTags = excludeTags
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension CreateVideo: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeCreateVideo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> CreateVideo {
+        return
+            try CreateVideo(
+                year: FfiConverterInt32.read(from: &buf), 
+                title: FfiConverterOptionString.read(from: &buf), 
+                tags: FfiConverterSequenceString.read(from: &buf), 
+                excludeTags: FfiConverterSequenceString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: CreateVideo, into buf: inout [UInt8]) {
+        FfiConverterInt32.write(value.year, into: &buf)
+        FfiConverterOptionString.write(value.title, into: &buf)
+        FfiConverterSequenceString.write(value.tags, into: &buf)
+        FfiConverterSequenceString.write(value.excludeTags, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCreateVideo_lift(_ buf: RustBuffer) throws -> CreateVideo {
+    return try FfiConverterTypeCreateVideo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeCreateVideo_lower(_ value: CreateVideo) -> RustBuffer {
+    return FfiConverterTypeCreateVideo.lower(value)
+}
+
+
+/**
  * `GET /v1/reports/dashboard`: figures over the PoCs the caller may see.
  */
 public struct Dashboard: Equatable, Hashable {
@@ -1114,6 +1314,77 @@ public func FfiConverterTypeDojoPage_lower(_ value: DojoPage) -> RustBuffer {
 
 
 /**
+ * A downloadable file of a completed job.
+ */
+public struct Download: Equatable, Hashable {
+    /**
+     * Signed link, relative to the endpoint the client called; valid until `expires_at`.
+     */
+    public var url: String
+    public var expiresAt: OffsetDateTime
+    public var contentType: String
+    public var bytes: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Signed link, relative to the endpoint the client called; valid until `expires_at`.
+         */url: String, expiresAt: OffsetDateTime, contentType: String, bytes: UInt64) {
+        self.url = url
+        self.expiresAt = expiresAt
+        self.contentType = contentType
+        self.bytes = bytes
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Download: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeDownload: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Download {
+        return
+            try Download(
+                url: FfiConverterString.read(from: &buf), 
+                expiresAt: FfiConverterTypeOffsetDateTime.read(from: &buf), 
+                contentType: FfiConverterString.read(from: &buf), 
+                bytes: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Download, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.url, into: &buf)
+        FfiConverterTypeOffsetDateTime.write(value.expiresAt, into: &buf)
+        FfiConverterString.write(value.contentType, into: &buf)
+        FfiConverterUInt64.write(value.bytes, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDownload_lift(_ buf: RustBuffer) throws -> Download {
+    return try FfiConverterTypeDownload.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeDownload_lower(_ value: Download) -> RustBuffer {
+    return FfiConverterTypeDownload.lower(value)
+}
+
+
+/**
  * A facet value and how many matching PoCs (visible to the caller) carry it.
  */
 public struct FacetCount: Equatable, Hashable {
@@ -1297,6 +1568,154 @@ public func FfiConverterTypeFieldError_lift(_ buf: RustBuffer) throws -> FieldEr
 #endif
 public func FfiConverterTypeFieldError_lower(_ value: FieldError) -> RustBuffer {
     return FfiConverterTypeFieldError.lower(value)
+}
+
+
+/**
+ * Why a job failed, or why its last attempt did (while it waits to retry).
+ */
+public struct JobError: Equatable, Hashable {
+    /**
+     * Stable: `poc_unavailable`, `render_failed`, `storage_failed`, `no_pocs`, `too_many_pocs`.
+     */
+    public var code: String
+    public var message: String
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Stable: `poc_unavailable`, `render_failed`, `storage_failed`, `no_pocs`, `too_many_pocs`.
+         */code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension JobError: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeJobError: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> JobError {
+        return
+            try JobError(
+                code: FfiConverterString.read(from: &buf), 
+                message: FfiConverterString.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: JobError, into buf: inout [UInt8]) {
+        FfiConverterString.write(value.code, into: &buf)
+        FfiConverterString.write(value.message, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobError_lift(_ buf: RustBuffer) throws -> JobError {
+    return try FfiConverterTypeJobError.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobError_lower(_ value: JobError) -> RustBuffer {
+    return FfiConverterTypeJobError.lower(value)
+}
+
+
+/**
+ * What every job shows.
+ */
+public struct JobStatus: Equatable, Hashable {
+    public var state: JobState
+    /**
+     * 0–100.
+     */
+    public var progress: UInt8
+    /**
+     * Attempts started so far (a job is retried with backoff after transient failures).
+     */
+    public var attempts: UInt32
+    public var error: JobError?
+    public var createdAt: OffsetDateTime
+    public var finishedAt: OffsetDateTime?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(state: JobState, 
+        /**
+         * 0–100.
+         */progress: UInt8, 
+        /**
+         * Attempts started so far (a job is retried with backoff after transient failures).
+         */attempts: UInt32, error: JobError?, createdAt: OffsetDateTime, finishedAt: OffsetDateTime?) {
+        self.state = state
+        self.progress = progress
+        self.attempts = attempts
+        self.error = error
+        self.createdAt = createdAt
+        self.finishedAt = finishedAt
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension JobStatus: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeJobStatus: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> JobStatus {
+        return
+            try JobStatus(
+                state: FfiConverterTypeJobState.read(from: &buf), 
+                progress: FfiConverterUInt8.read(from: &buf), 
+                attempts: FfiConverterUInt32.read(from: &buf), 
+                error: FfiConverterOptionTypeJobError.read(from: &buf), 
+                createdAt: FfiConverterTypeOffsetDateTime.read(from: &buf), 
+                finishedAt: FfiConverterOptionTypeOffsetDateTime.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: JobStatus, into buf: inout [UInt8]) {
+        FfiConverterTypeJobState.write(value.state, into: &buf)
+        FfiConverterUInt8.write(value.progress, into: &buf)
+        FfiConverterUInt32.write(value.attempts, into: &buf)
+        FfiConverterOptionTypeJobError.write(value.error, into: &buf)
+        FfiConverterTypeOffsetDateTime.write(value.createdAt, into: &buf)
+        FfiConverterOptionTypeOffsetDateTime.write(value.finishedAt, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobStatus_lift(_ buf: RustBuffer) throws -> JobStatus {
+    return try FfiConverterTypeJobStatus.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobStatus_lower(_ value: JobStatus) -> RustBuffer {
+    return FfiConverterTypeJobStatus.lower(value)
 }
 
 
@@ -1783,6 +2202,101 @@ public func FfiConverterTypePocPatch_lower(_ value: PocPatch) -> RustBuffer {
 
 
 /**
+ * A report job.
+ */
+public struct Report: Equatable, Hashable {
+    public var id: Uuid
+    public var ownerId: UserId
+    public var format: ReportFormat
+    public var groupBy: GroupBy
+    public var from: String?
+    public var to: String?
+    public var tags: [String]
+    public var excludeTags: [String]
+    public var status: JobStatus
+    /**
+     * When completed.
+     */
+    public var download: Download?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(id: Uuid, ownerId: UserId, format: ReportFormat, groupBy: GroupBy, from: String?, to: String?, tags: [String], excludeTags: [String], status: JobStatus, 
+        /**
+         * When completed.
+         */download: Download?) {
+        self.id = id
+        self.ownerId = ownerId
+        self.format = format
+        self.groupBy = groupBy
+        self.from = from
+        self.to = to
+        self.tags = tags
+        self.excludeTags = excludeTags
+        self.status = status
+        self.download = download
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Report: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReport: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Report {
+        return
+            try Report(
+                id: FfiConverterTypeUuid.read(from: &buf), 
+                ownerId: FfiConverterTypeUserId.read(from: &buf), 
+                format: FfiConverterTypeReportFormat.read(from: &buf), 
+                groupBy: FfiConverterTypeGroupBy.read(from: &buf), 
+                from: FfiConverterOptionString.read(from: &buf), 
+                to: FfiConverterOptionString.read(from: &buf), 
+                tags: FfiConverterSequenceString.read(from: &buf), 
+                excludeTags: FfiConverterSequenceString.read(from: &buf), 
+                status: FfiConverterTypeJobStatus.read(from: &buf), 
+                download: FfiConverterOptionTypeDownload.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Report, into buf: inout [UInt8]) {
+        FfiConverterTypeUuid.write(value.id, into: &buf)
+        FfiConverterTypeUserId.write(value.ownerId, into: &buf)
+        FfiConverterTypeReportFormat.write(value.format, into: &buf)
+        FfiConverterTypeGroupBy.write(value.groupBy, into: &buf)
+        FfiConverterOptionString.write(value.from, into: &buf)
+        FfiConverterOptionString.write(value.to, into: &buf)
+        FfiConverterSequenceString.write(value.tags, into: &buf)
+        FfiConverterSequenceString.write(value.excludeTags, into: &buf)
+        FfiConverterTypeJobStatus.write(value.status, into: &buf)
+        FfiConverterOptionTypeDownload.write(value.download, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReport_lift(_ buf: RustBuffer) throws -> Report {
+    return try FfiConverterTypeReport.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReport_lower(_ value: Report) -> RustBuffer {
+    return FfiConverterTypeReport.lower(value)
+}
+
+
+/**
  * A user account as clients see it.
  */
 public struct User: Equatable, Hashable {
@@ -1852,6 +2366,123 @@ public func FfiConverterTypeUser_lift(_ buf: RustBuffer) throws -> User {
 #endif
 public func FfiConverterTypeUser_lower(_ value: User) -> RustBuffer {
     return FfiConverterTypeUser.lower(value)
+}
+
+
+/**
+ * A yearly video job.
+ */
+public struct Video: Equatable, Hashable {
+    public var id: Uuid
+    public var ownerId: UserId
+    public var year: Int32
+    public var title: String
+    public var tags: [String]
+    public var excludeTags: [String]
+    /**
+     * PoC cards in the video (known once rendering started).
+     */
+    public var cards: UInt32?
+    /**
+     * Seconds (3 s intro + 2 s per card + 3 s outro), once known.
+     */
+    public var durationSecs: UInt32?
+    public var status: JobStatus
+    /**
+     * The MP4, when completed.
+     */
+    public var download: Download?
+    /**
+     * A JPEG of the intro card, when completed.
+     */
+    public var thumbnail: Download?
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(id: Uuid, ownerId: UserId, year: Int32, title: String, tags: [String], excludeTags: [String], 
+        /**
+         * PoC cards in the video (known once rendering started).
+         */cards: UInt32?, 
+        /**
+         * Seconds (3 s intro + 2 s per card + 3 s outro), once known.
+         */durationSecs: UInt32?, status: JobStatus, 
+        /**
+         * The MP4, when completed.
+         */download: Download?, 
+        /**
+         * A JPEG of the intro card, when completed.
+         */thumbnail: Download?) {
+        self.id = id
+        self.ownerId = ownerId
+        self.year = year
+        self.title = title
+        self.tags = tags
+        self.excludeTags = excludeTags
+        self.cards = cards
+        self.durationSecs = durationSecs
+        self.status = status
+        self.download = download
+        self.thumbnail = thumbnail
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Video: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeVideo: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Video {
+        return
+            try Video(
+                id: FfiConverterTypeUuid.read(from: &buf), 
+                ownerId: FfiConverterTypeUserId.read(from: &buf), 
+                year: FfiConverterInt32.read(from: &buf), 
+                title: FfiConverterString.read(from: &buf), 
+                tags: FfiConverterSequenceString.read(from: &buf), 
+                excludeTags: FfiConverterSequenceString.read(from: &buf), 
+                cards: FfiConverterOptionUInt32.read(from: &buf), 
+                durationSecs: FfiConverterOptionUInt32.read(from: &buf), 
+                status: FfiConverterTypeJobStatus.read(from: &buf), 
+                download: FfiConverterOptionTypeDownload.read(from: &buf), 
+                thumbnail: FfiConverterOptionTypeDownload.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Video, into buf: inout [UInt8]) {
+        FfiConverterTypeUuid.write(value.id, into: &buf)
+        FfiConverterTypeUserId.write(value.ownerId, into: &buf)
+        FfiConverterInt32.write(value.year, into: &buf)
+        FfiConverterString.write(value.title, into: &buf)
+        FfiConverterSequenceString.write(value.tags, into: &buf)
+        FfiConverterSequenceString.write(value.excludeTags, into: &buf)
+        FfiConverterOptionUInt32.write(value.cards, into: &buf)
+        FfiConverterOptionUInt32.write(value.durationSecs, into: &buf)
+        FfiConverterTypeJobStatus.write(value.status, into: &buf)
+        FfiConverterOptionTypeDownload.write(value.download, into: &buf)
+        FfiConverterOptionTypeDownload.write(value.thumbnail, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVideo_lift(_ buf: RustBuffer) throws -> Video {
+    return try FfiConverterTypeVideo.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeVideo_lower(_ value: Video) -> RustBuffer {
+    return FfiConverterTypeVideo.lower(value)
 }
 
 
@@ -1941,6 +2572,179 @@ public func FfiConverterTypeDojoStatus_lower(_ value: DojoStatus) -> RustBuffer 
 
 
 /**
+ * How a report's summary table groups PoCs.
+ */
+
+public enum GroupBy: Equatable, Hashable {
+    
+    case language
+    case tag
+    case month
+    case user
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension GroupBy: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeGroupBy: FfiConverterRustBuffer {
+    typealias SwiftType = GroupBy
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> GroupBy {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .language
+        
+        case 2: return .tag
+        
+        case 3: return .month
+        
+        case 4: return .user
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: GroupBy, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .language:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .tag:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .month:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .user:
+            writeInt(&buf, Int32(4))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGroupBy_lift(_ buf: RustBuffer) throws -> GroupBy {
+    return try FfiConverterTypeGroupBy.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeGroupBy_lower(_ value: GroupBy) -> RustBuffer {
+    return FfiConverterTypeGroupBy.lower(value)
+}
+
+
+
+/**
+ * Where a job is.
+ */
+
+public enum JobState: Equatable, Hashable {
+    
+    case pending
+    case processing
+    case completed
+    case failed
+    case cancelled
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension JobState: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeJobState: FfiConverterRustBuffer {
+    typealias SwiftType = JobState
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> JobState {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .pending
+        
+        case 2: return .processing
+        
+        case 3: return .completed
+        
+        case 4: return .failed
+        
+        case 5: return .cancelled
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: JobState, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .pending:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .processing:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .completed:
+            writeInt(&buf, Int32(3))
+        
+        
+        case .failed:
+            writeInt(&buf, Int32(4))
+        
+        
+        case .cancelled:
+            writeInt(&buf, Int32(5))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobState_lift(_ buf: RustBuffer) throws -> JobState {
+    return try FfiConverterTypeJobState.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeJobState_lower(_ value: JobState) -> RustBuffer {
+    return FfiConverterTypeJobState.lower(value)
+}
+
+
+
+/**
  * What a participant may do in the live document.
  */
 
@@ -2021,6 +2825,82 @@ public func FfiConverterTypeParticipantRole_lift(_ buf: RustBuffer) throws -> Pa
 #endif
 public func FfiConverterTypeParticipantRole_lower(_ value: ParticipantRole) -> RustBuffer {
     return FfiConverterTypeParticipantRole.lower(value)
+}
+
+
+
+/**
+ * A report's file format.
+ */
+
+public enum ReportFormat: Equatable, Hashable {
+    
+    case pdf
+    case csv
+    case json
+
+
+
+
+
+}
+
+#if compiler(>=6)
+extension ReportFormat: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeReportFormat: FfiConverterRustBuffer {
+    typealias SwiftType = ReportFormat
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> ReportFormat {
+        let variant: Int32 = try readInt(&buf)
+        switch variant {
+        
+        case 1: return .pdf
+        
+        case 2: return .csv
+        
+        case 3: return .json
+        
+        default: throw UniffiInternalError.unexpectedEnumCase
+        }
+    }
+
+    public static func write(_ value: ReportFormat, into buf: inout [UInt8]) {
+        switch value {
+        
+        
+        case .pdf:
+            writeInt(&buf, Int32(1))
+        
+        
+        case .csv:
+            writeInt(&buf, Int32(2))
+        
+        
+        case .json:
+            writeInt(&buf, Int32(3))
+        
+        }
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReportFormat_lift(_ buf: RustBuffer) throws -> ReportFormat {
+    return try FfiConverterTypeReportFormat.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeReportFormat_lower(_ value: ReportFormat) -> RustBuffer {
+    return FfiConverterTypeReportFormat.lower(value)
 }
 
 
@@ -2235,6 +3115,54 @@ fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterString.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeDownload: FfiConverterRustBuffer {
+    typealias SwiftType = Download?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeDownload.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeDownload.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+fileprivate struct FfiConverterOptionTypeJobError: FfiConverterRustBuffer {
+    typealias SwiftType = JobError?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterTypeJobError.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterTypeJobError.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -2683,6 +3611,46 @@ public func FfiConverterTypeUserId_lift(_ value: RustBuffer) throws -> UserId {
 #endif
 public func FfiConverterTypeUserId_lower(_ value: UserId) -> RustBuffer {
     return FfiConverterTypeUserId.lower(value)
+}
+
+
+
+public typealias Uuid = String
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeUuid: FfiConverter {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Uuid {
+        return try FfiConverterString.read(from: &buf)
+    }
+
+    public static func write(_ value: Uuid, into buf: inout [UInt8]) {
+        return FfiConverterString.write(value, into: &buf)
+    }
+
+    public static func lift(_ value: RustBuffer) throws -> Uuid {
+        return try FfiConverterString.lift(value)
+    }
+
+    public static func lower(_ value: Uuid) -> RustBuffer {
+        return FfiConverterString.lower(value)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUuid_lift(_ value: RustBuffer) throws -> Uuid {
+    return try FfiConverterTypeUuid.lift(value)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeUuid_lower(_ value: Uuid) -> RustBuffer {
+    return FfiConverterTypeUuid.lower(value)
 }
 
 

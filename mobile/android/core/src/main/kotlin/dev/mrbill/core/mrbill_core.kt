@@ -33,6 +33,8 @@ import java.util.concurrent.ConcurrentHashMap
 import dev.mrbill.wire.ChatMessage
 import dev.mrbill.wire.ChatPage
 import dev.mrbill.wire.CreateDojo
+import dev.mrbill.wire.CreateReport
+import dev.mrbill.wire.CreateVideo
 import dev.mrbill.wire.Dashboard
 import dev.mrbill.wire.Dojo
 import dev.mrbill.wire.DojoId
@@ -40,26 +42,34 @@ import dev.mrbill.wire.DojoPage
 import dev.mrbill.wire.FfiConverterTypeChatMessage
 import dev.mrbill.wire.FfiConverterTypeChatPage
 import dev.mrbill.wire.FfiConverterTypeCreateDojo
+import dev.mrbill.wire.FfiConverterTypeCreateReport
+import dev.mrbill.wire.FfiConverterTypeCreateVideo
 import dev.mrbill.wire.FfiConverterTypeDashboard
 import dev.mrbill.wire.FfiConverterTypeDojo
 import dev.mrbill.wire.FfiConverterTypeDojoId
 import dev.mrbill.wire.FfiConverterTypeDojoPage
 import dev.mrbill.wire.FfiConverterTypeFieldError
+import dev.mrbill.wire.FfiConverterTypeJobState
 import dev.mrbill.wire.FfiConverterTypePeer
 import dev.mrbill.wire.FfiConverterTypePoc
 import dev.mrbill.wire.FfiConverterTypePocId
 import dev.mrbill.wire.FfiConverterTypePocInput
 import dev.mrbill.wire.FfiConverterTypePocPage
 import dev.mrbill.wire.FfiConverterTypePocPatch
+import dev.mrbill.wire.FfiConverterTypeReport
 import dev.mrbill.wire.FfiConverterTypeUser
+import dev.mrbill.wire.FfiConverterTypeVideo
 import dev.mrbill.wire.FieldError
+import dev.mrbill.wire.JobState
 import dev.mrbill.wire.Peer
 import dev.mrbill.wire.Poc
 import dev.mrbill.wire.PocId
 import dev.mrbill.wire.PocInput
 import dev.mrbill.wire.PocPage
 import dev.mrbill.wire.PocPatch
+import dev.mrbill.wire.Report
 import dev.mrbill.wire.User
+import dev.mrbill.wire.Video
 import java.util.concurrent.atomic.AtomicBoolean
 import kotlin.coroutines.resume
 import kotlinx.coroutines.CancellableContinuation
@@ -71,18 +81,23 @@ import kotlinx.coroutines.suspendCancellableCoroutine
 import dev.mrbill.wire.RustBuffer as RustBufferChatMessage
 import dev.mrbill.wire.RustBuffer as RustBufferChatPage
 import dev.mrbill.wire.RustBuffer as RustBufferCreateDojo
+import dev.mrbill.wire.RustBuffer as RustBufferCreateReport
+import dev.mrbill.wire.RustBuffer as RustBufferCreateVideo
 import dev.mrbill.wire.RustBuffer as RustBufferDashboard
 import dev.mrbill.wire.RustBuffer as RustBufferDojo
 import dev.mrbill.wire.RustBuffer as RustBufferDojoId
 import dev.mrbill.wire.RustBuffer as RustBufferDojoPage
 import dev.mrbill.wire.RustBuffer as RustBufferFieldError
+import dev.mrbill.wire.RustBuffer as RustBufferJobState
 import dev.mrbill.wire.RustBuffer as RustBufferPeer
 import dev.mrbill.wire.RustBuffer as RustBufferPoc
 import dev.mrbill.wire.RustBuffer as RustBufferPocId
 import dev.mrbill.wire.RustBuffer as RustBufferPocInput
 import dev.mrbill.wire.RustBuffer as RustBufferPocPage
 import dev.mrbill.wire.RustBuffer as RustBufferPocPatch
+import dev.mrbill.wire.RustBuffer as RustBufferReport
 import dev.mrbill.wire.RustBuffer as RustBufferUser
+import dev.mrbill.wire.RustBuffer as RustBufferVideo
 
 // This is a helper for safely working with byte buffers returned from the Rust code.
 // A rust-owned buffer is represented by its capacity, its current length, and a
@@ -720,6 +735,9 @@ internal interface UniffiCallbackInterfaceDojoListenerMethod4 : com.sun.jna.Call
 internal interface UniffiCallbackInterfaceDojoListenerMethod5 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`state`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
+internal interface UniffiCallbackInterfaceJobListenerMethod0 : com.sun.jna.Callback {
+    fun callback(`uniffiHandle`: Long,`state`: RustBufferJobState.ByValue,`progress`: Byte,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+}
 internal interface UniffiCallbackInterfaceTokenStoreMethod0 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: RustBuffer,uniffiCallStatus: UniffiRustCallStatus,)
 }
@@ -760,6 +778,25 @@ internal open class UniffiVTableCallbackInterfaceDojoListener(
         `onPresence` = other.`onPresence`
         `onSignal` = other.`onSignal`
         `onState` = other.`onState`
+    }
+
+}
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onProgress")
+internal open class UniffiVTableCallbackInterfaceJobListener(
+    @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+    @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+    @JvmField internal var `onProgress`: UniffiCallbackInterfaceJobListenerMethod0? = null,
+) : Structure() {
+    class UniffiByValue(
+        `uniffiFree`: UniffiCallbackInterfaceFree? = null,
+        `uniffiClone`: UniffiCallbackInterfaceClone? = null,
+        `onProgress`: UniffiCallbackInterfaceJobListenerMethod0? = null,
+    ): UniffiVTableCallbackInterfaceJobListener(`uniffiFree`,`uniffiClone`,`onProgress`,), Structure.ByValue
+
+   internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceJobListener) {
+        `uniffiFree` = other.`uniffiFree`
+        `uniffiClone` = other.`uniffiClone`
+        `onProgress` = other.`onProgress`
     }
 
 }
@@ -849,6 +886,22 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_mrbill_core_checksum_method_mrbill_open_dojo(
     ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_cancel_report(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_cancel_video(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_report(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_start_report(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_start_video(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_video(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_watch_report(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_watch_video(
+    ): Int
     external fun uniffi_mrbill_core_checksum_method_dojolistener_on_code(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_dojolistener_on_chat(
@@ -874,6 +927,8 @@ internal object IntegrityCheckingUniffiLib {
     external fun uniffi_mrbill_core_checksum_method_dojosession_send_signal(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_dojosession_set_presence(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_joblistener_on_progress(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_memorytokenstore_clear(
     ): Int
@@ -908,6 +963,7 @@ internal object UniffiLib {
     init {
         Native.register(UniffiLib::class.java, findLibraryName(componentName = "mrbill_core"))
         uniffiCallbackInterfaceDojoListener.register(this)
+        uniffiCallbackInterfaceJobListener.register(this)
         uniffiCallbackInterfaceTokenStore.register(this)
         dev.mrbill.wire.uniffiEnsureInitialized()
         
@@ -956,6 +1012,22 @@ internal object UniffiLib {
     ): Long
     external fun uniffi_mrbill_core_fn_method_mrbill_open_dojo(`ptr`: Long,`dojo`: RustBufferDojoId.ByValue,`listener`: Long,
     ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_cancel_report(`ptr`: Long,`id`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_cancel_video(`ptr`: Long,`id`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_report(`ptr`: Long,`id`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_start_report(`ptr`: Long,`request`: RustBufferCreateReport.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_start_video(`ptr`: Long,`request`: RustBufferCreateVideo.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_video(`ptr`: Long,`id`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_watch_report(`ptr`: Long,`id`: RustBuffer.ByValue,`listener`: Long,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_watch_video(`ptr`: Long,`id`: RustBuffer.ByValue,`listener`: Long,
+    ): Long
     external fun uniffi_mrbill_core_fn_clone_dojolistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_mrbill_core_fn_free_dojolistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
@@ -991,6 +1063,14 @@ internal object UniffiLib {
     external fun uniffi_mrbill_core_fn_method_dojosession_send_signal(`ptr`: Long,`to`: Long,`signalJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_mrbill_core_fn_method_dojosession_set_presence(`ptr`: Long,`stateJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_clone_joblistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_mrbill_core_fn_free_joblistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_init_callback_vtable_joblistener(`vtable`: UniffiVTableCallbackInterfaceJobListener,
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_joblistener_on_progress(`ptr`: Long,`state`: RustBufferJobState.ByValue,`progress`: Byte,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_mrbill_core_fn_clone_memorytokenstore(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1189,6 +1269,30 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_mrbill_core_checksum_method_mrbill_open_dojo() and 0xFFFF) != 44627) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_cancel_report() and 0xFFFF) != 6457) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_cancel_video() and 0xFFFF) != 1393) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_report() and 0xFFFF) != 22303) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_start_report() and 0xFFFF) != 45524) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_start_video() and 0xFFFF) != 42102) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_video() and 0xFFFF) != 36843) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_watch_report() and 0xFFFF) != 40720) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_watch_video() and 0xFFFF) != 34683) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_code() and 0xFFFF) != 28691) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -1226,6 +1330,9 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_mrbill_core_checksum_method_dojosession_set_presence() and 0xFFFF) != 43675) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_joblistener_on_progress() and 0xFFFF) != 38263) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_mrbill_core_checksum_method_memorytokenstore_clear() and 0xFFFF) != 31354) {
@@ -1478,6 +1585,33 @@ private class JavaLangRefCleanable(
     val cleanable: java.lang.ref.Cleaner.Cleanable
 ) : UniffiCleaner.Cleanable {
     override fun clean() = cleanable.clean()
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterUByte: FfiConverter<UByte, Byte> {
+    override fun lift(value: Byte): UByte {
+        return value.toUByte()
+    }
+
+    fun lift(value: Int): UByte {
+        return value.toUByte()
+    }
+
+    override fun read(buf: ByteBuffer): UByte {
+        return lift(buf.get())
+    }
+
+    override fun lower(value: UByte): Byte {
+        return value.toByte()
+    }
+
+    override fun allocationSize(value: UByte) = 1UL
+
+    override fun write(value: UByte, buf: ByteBuffer) {
+        buf.put(value.toByte())
+    }
 }
 
 /**
@@ -2630,6 +2764,331 @@ public object FfiConverterTypeDojoSession: FfiConverter<DojoSession, Long> {
 
 
 /**
+ * Progress of a report or video the app watches.
+ */
+public interface JobListener {
+    
+    /**
+     * `progress` is 0–100.
+     */
+    fun `onProgress`(`state`: JobState, `progress`: kotlin.UByte)
+    
+    companion object
+}
+
+/**
+ * Progress of a report or video the app watches.
+ */
+open class JobListenerImpl: Disposable, AutoCloseable, JobListener
+{
+
+    @Suppress("UNUSED_PARAMETER")
+    /**
+     * @suppress
+     */
+    constructor(withHandle: UniffiWithHandle, handle: Long) {
+        this.handle = handle
+        this.cleanable = UniffiLib.CLEANER.register(this, UniffiCleanAction(handle))
+    }
+
+    /**
+     * @suppress
+     *
+     * This constructor can be used to instantiate a fake object. Only used for tests. Any
+     * attempt to actually use an object constructed this way will fail as there is no
+     * connected Rust object.
+     */
+    @Suppress("UNUSED_PARAMETER")
+    constructor(noHandle: NoHandle) {
+        this.handle = 0
+        this.cleanable = null
+    }
+
+    protected val handle: Long
+    protected val cleanable: UniffiCleaner.Cleanable?
+
+    private val wasDestroyed = AtomicBoolean(false)
+    private val callCounter = AtomicLong(1)
+
+    /**
+     * Whether the current object has been destroyed and its reference is gone in the Rust side.
+     */
+    val uniffiIsDestroyed: Boolean get() = wasDestroyed.get()
+
+    override fun destroy() {
+        // Only allow a single call to this method.
+        // TODO: maybe we should log a warning if called more than once?
+        if (this.wasDestroyed.compareAndSet(false, true)) {
+            // This decrement always matches the initial count of 1 given at creation time.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    @Synchronized
+    override fun close() {
+        this.destroy()
+    }
+
+    internal inline fun <R> callWithHandle(block: (handle: Long) -> R): R {
+        // Check and increment the call counter, to keep the object alive.
+        // This needs a compare-and-set retry loop in case of concurrent updates.
+        do {
+            val c = this.callCounter.get()
+            if (c == 0L) {
+                throw IllegalStateException("${this.javaClass.simpleName} object has already been destroyed")
+            }
+            if (c == Long.MAX_VALUE) {
+                throw IllegalStateException("${this.javaClass.simpleName} call counter would overflow")
+            }
+        } while (! this.callCounter.compareAndSet(c, c + 1L))
+        // Now we can safely do the method call without the handle being freed concurrently.
+        try {
+            return block(this.uniffiCloneHandle())
+        } finally {
+            // This decrement always matches the increment we performed above.
+            if (this.callCounter.decrementAndGet() == 0L) {
+                cleanable?.clean()
+            }
+        }
+    }
+
+    // Use a static inner class instead of a closure so as not to accidentally
+    // capture `this` as part of the cleanable's action.
+    private class UniffiCleanAction(private val handle: Long) : Runnable {
+        override fun run() {
+            if (handle == 0.toLong()) {
+                // Fake object created with `NoHandle`, don't try to free.
+                return;
+            }
+            uniffiRustCall { status ->
+                UniffiLib.uniffi_mrbill_core_fn_free_joblistener(handle, status)
+            }
+        }
+    }
+
+    /**
+     * @suppress
+     */
+    fun uniffiCloneHandle(): Long {
+        if (handle == 0.toLong()) {
+            throw InternalException("uniffiCloneHandle() called on NoHandle object");
+        }
+        return uniffiRustCall() { status ->
+            UniffiLib.uniffi_mrbill_core_fn_clone_joblistener(handle, status)
+        }
+    }
+
+    
+    /**
+     * `progress` is 0–100.
+     */override fun `onProgress`(`state`: JobState, `progress`: kotlin.UByte)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_joblistener_on_progress(
+        it,
+        
+        FfiConverterTypeJobState.lower(`state`),
+        FfiConverterUByte.lower(`progress`),_status)
+}
+    }
+    
+    
+
+    
+
+    
+
+
+    
+    
+    /**
+     * @suppress
+     */
+    companion object
+    
+}
+
+
+
+// Put the implementation in an object so we don't pollute the top-level namespace
+internal object uniffiCallbackInterfaceJobListener {
+    internal object `onProgress`: UniffiCallbackInterfaceJobListenerMethod0 {
+        override fun callback(`uniffiHandle`: Long,`state`: RustBufferJobState.ByValue,`progress`: Byte,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+            val uniffiObj = FfiConverterTypeJobListener.handleMap.get(uniffiHandle)
+            val makeCall = { ->
+                uniffiObj.`onProgress`(
+                    FfiConverterTypeJobState.lift(`state`),
+                    FfiConverterUByte.lift(`progress`),
+                )
+            }
+            val writeReturn = { _: Unit -> Unit }
+            uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
+        }
+    }
+
+    internal object uniffiFree: UniffiCallbackInterfaceFree {
+        override fun callback(handle: Long) {
+            FfiConverterTypeJobListener.handleMap.remove(handle)
+        }
+    }
+
+    internal object uniffiClone: UniffiCallbackInterfaceClone {
+        override fun callback(handle: Long): Long {
+            return FfiConverterTypeJobListener.handleMap.clone(handle)
+        }
+    }
+
+    internal var vtable = UniffiVTableCallbackInterfaceJobListener.UniffiByValue(
+        uniffiFree,
+        uniffiClone,
+        `onProgress`,
+    )
+
+    // Registers the foreign callback with the Rust side.
+    // This method is generated for each callback interface.
+    internal fun register(lib: UniffiLib) {
+        lib.uniffi_mrbill_core_fn_init_callback_vtable_joblistener(vtable)
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeJobListener: FfiConverter<JobListener, Long> {
+    internal val handleMap = UniffiHandleMap<JobListener>()
+
+    override fun lower(value: JobListener): Long {
+        if (value is JobListenerImpl) {
+             // Rust-implemented object.  Clone the handle and return it
+            return value.uniffiCloneHandle()
+         } else {
+            // Kotlin object, generate a new vtable handle and return that.
+            return handleMap.insert(value)
+         }
+    }
+
+    override fun lift(value: Long): JobListener {
+        if ((value and 1.toLong()) == 0.toLong()) {
+            // Rust-generated handle, construct a new class that uses the handle to implement the
+            // interface
+            return JobListenerImpl(UniffiWithHandle, value)
+        } else {
+            // Kotlin-generated handle, get the object from the handle map
+            return handleMap.remove(value)
+        }
+    }
+
+    override fun read(buf: ByteBuffer): JobListener {
+        return lift(buf.getLong())
+    }
+
+    override fun allocationSize(value: JobListener) = 8UL
+
+    override fun write(value: JobListener, buf: ByteBuffer) {
+        buf.putLong(lower(value))
+    }
+}
+
+
+// This template implements a class for working with a Rust struct via a handle
+// to the live Rust struct on the other side of the FFI.
+//
+// There's some subtlety here, because we have to be careful not to operate on a Rust
+// struct after it has been dropped, and because we must expose a public API for freeing
+// theq Kotlin wrapper object in lieu of reliable finalizers. The core requirements are:
+//
+//   * Each instance holds an opaque handle to the underlying Rust struct.
+//     Method calls need to read this handle from the object's state and pass it in to
+//     the Rust FFI.
+//
+//   * When an instance is no longer needed, its handle should be passed to a
+//     special destructor function provided by the Rust FFI, which will drop the
+//     underlying Rust struct.
+//
+//   * Given an instance, calling code is expected to call the special
+//     `destroy` method in order to free it after use, either by calling it explicitly
+//     or by using a higher-level helper like the `use` method. Failing to do so risks
+//     leaking the underlying Rust struct.
+//
+//   * We can't assume that calling code will do the right thing, and must be prepared
+//     to handle Kotlin method calls executing concurrently with or even after a call to
+//     `destroy`, and to handle multiple (possibly concurrent!) calls to `destroy`.
+//
+//   * We must never allow Rust code to operate on the underlying Rust struct after
+//     the destructor has been called, and must never call the destructor more than once.
+//     Doing so may trigger memory unsafety.
+//
+//   * To mitigate many of the risks of leaking memory and use-after-free unsafety, a `Cleaner`
+//     is implemented to call the destructor when the Kotlin object becomes unreachable.
+//     This is done in a background thread. This is not a panacea, and client code should be aware that
+//      1. the thread may starve if some there are objects that have poorly performing
+//     `drop` methods or do significant work in their `drop` methods.
+//      2. the thread is shared across the whole library. This can be tuned by using `android_cleaner = true`,
+//         or `android = true` in the [`kotlin` section of the `uniffi.toml` file](https://mozilla.github.io/uniffi-rs/kotlin/configuration.html).
+//
+// If we try to implement this with mutual exclusion on access to the handle, there is the
+// possibility of a race between a method call and a concurrent call to `destroy`:
+//
+//    * Thread A starts a method call, reads the value of the handle, but is interrupted
+//      before it can pass the handle over the FFI to Rust.
+//    * Thread B calls `destroy` and frees the underlying Rust struct.
+//    * Thread A resumes, passing the already-read handle value to Rust and triggering
+//      a use-after-free.
+//
+// One possible solution would be to use a `ReadWriteLock`, with each method call taking
+// a read lock (and thus allowed to run concurrently) and the special `destroy` method
+// taking a write lock (and thus blocking on live method calls). However, we aim not to
+// generate methods with any hidden blocking semantics, and a `destroy` method that might
+// block if called incorrectly seems to meet that bar.
+//
+// So, we achieve our goals by giving each instance an associated `AtomicLong` counter to track
+// the number of in-flight method calls, and an `AtomicBoolean` flag to indicate whether `destroy`
+// has been called. These are updated according to the following rules:
+//
+//    * The initial value of the counter is 1, indicating a live object with no in-flight calls.
+//      The initial value for the flag is false.
+//
+//    * At the start of each method call, we atomically check the counter.
+//      If it is 0 then the underlying Rust struct has already been destroyed and the call is aborted.
+//      If it is nonzero them we atomically increment it by 1 and proceed with the method call.
+//
+//    * At the end of each method call, we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+//    * When `destroy` is called, we atomically flip the flag from false to true.
+//      If the flag was already true we silently fail.
+//      Otherwise we atomically decrement and check the counter.
+//      If it has reached zero then we destroy the underlying Rust struct.
+//
+// Astute readers may observe that this all sounds very similar to the way that Rust's `Arc<T>` works,
+// and indeed it is, with the addition of a flag to guard against multiple calls to `destroy`.
+//
+// The overall effect is that the underlying Rust struct is destroyed only when `destroy` has been
+// called *and* all in-flight method calls have completed, avoiding violating any of the expectations
+// of the underlying Rust code.
+//
+// This makes a cleaner a better alternative to _not_ calling `destroy()` as
+// and when the object is finished with, but the abstraction is not perfect: if the Rust object's `drop`
+// method is slow, and/or there are many objects to cleanup, and it's on a low end Android device, then the cleaner
+// thread may be starved, and the app will leak memory.
+//
+// In this case, `destroy`ing manually may be a better solution.
+//
+// The cleaner can live side by side with the manual calling of `destroy`. In the order of responsiveness, uniffi objects
+// with Rust peers are reclaimed:
+//
+// 1. By calling the `destroy` method of the object, which calls `rustObject.free()`. If that doesn't happen:
+// 2. When the object becomes unreachable, AND the Cleaner thread gets to call `rustObject.free()`. If the thread is starved then:
+// 3. The memory is reclaimed when the process terminates.
+//
+// [1] https://stackoverflow.com/questions/24376768/can-java-finalize-an-object-when-it-is-still-in-scope/24380219
+//
+
+
+/**
  * A [`TokenStore`] in memory: gone with the process (tests, previews).
  */
 public interface MemoryTokenStoreInterface {
@@ -3016,6 +3475,41 @@ public interface MrBillInterface {
      * `listener`. Close it when the screen goes.
      */
     suspend fun `openDojo`(`dojo`: DojoId, `listener`: DojoListener): DojoSession
+    
+    /**
+     * Stops a report that has not finished.
+     */
+    suspend fun `cancelReport`(`id`: kotlin.String): Report
+    
+    /**
+     * Stops a video that has not finished.
+     */
+    suspend fun `cancelVideo`(`id`: kotlin.String): Video
+    
+    suspend fun `report`(`id`: kotlin.String): Report
+    
+    /**
+     * Queues a report (PDF, CSV or JSON) of the PoCs the user may see.
+     */
+    suspend fun `startReport`(`request`: CreateReport): Report
+    
+    /**
+     * Queues the yearly video (an MP4 of the year's PoCs, with a thumbnail).
+     */
+    suspend fun `startVideo`(`request`: CreateVideo): Video
+    
+    suspend fun `video`(`id`: kotlin.String): Video
+    
+    /**
+     * Asks for the report every half second, telling `listener` each change, until it is
+     * completed, failed or cancelled; returns it then (with its download link when completed).
+     */
+    suspend fun `watchReport`(`id`: kotlin.String, `listener`: JobListener): Report
+    
+    /**
+     * Like [`MrBill::watch_report`], for a video.
+     */
+    suspend fun `watchVideo`(`id`: kotlin.String, `listener`: JobListener): Video
     
     companion object
 }
@@ -3561,6 +4055,203 @@ open class MrBill: Disposable, AutoCloseable, MrBillInterface
         { future -> UniffiLib.ffi_mrbill_core_rust_future_free_u64(future) },
         // lift function
         { FfiConverterTypeDojoSession.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Stops a report that has not finished.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `cancelReport`(`id`: kotlin.String) : Report {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_cancel_report(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferReport.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeReport.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Stops a video that has not finished.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `cancelVideo`(`id`: kotlin.String) : Video {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_cancel_video(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferVideo.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeVideo.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `report`(`id`: kotlin.String) : Report {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_report(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferReport.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeReport.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Queues a report (PDF, CSV or JSON) of the PoCs the user may see.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `startReport`(`request`: CreateReport) : Report {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_start_report(
+                uniffiHandle,
+                
+        FfiConverterTypeCreateReport.lower(`request`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferReport.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeReport.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Queues the yearly video (an MP4 of the year's PoCs, with a thumbnail).
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `startVideo`(`request`: CreateVideo) : Video {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_start_video(
+                uniffiHandle,
+                
+        FfiConverterTypeCreateVideo.lower(`request`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferVideo.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeVideo.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `video`(`id`: kotlin.String) : Video {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_video(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferVideo.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeVideo.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Asks for the report every half second, telling `listener` each change, until it is
+     * completed, failed or cancelled; returns it then (with its download link when completed).
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `watchReport`(`id`: kotlin.String, `listener`: JobListener) : Report {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_watch_report(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+        FfiConverterTypeJobListener.lower(`listener`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferReport.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeReport.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Like [`MrBill::watch_report`], for a video.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `watchVideo`(`id`: kotlin.String, `listener`: JobListener) : Video {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_watch_video(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`id`),
+        FfiConverterTypeJobListener.lower(`listener`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferVideo.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeVideo.lift(it) },
         // Error FFI converter
         CoreException.ErrorHandler,
     )
@@ -4756,6 +5447,16 @@ public object FfiConverterSequenceTypePeer: FfiConverterRustBuffer<List<Peer>> {
         }
     }
 }
+
+
+
+
+
+
+
+
+
+
 
 
 

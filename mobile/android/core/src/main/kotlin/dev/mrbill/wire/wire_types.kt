@@ -904,6 +904,33 @@ object NoHandle
 /**
  * @suppress
  */
+public object FfiConverterUByte: FfiConverter<UByte, Byte> {
+    override fun lift(value: Byte): UByte {
+        return value.toUByte()
+    }
+
+    fun lift(value: Int): UByte {
+        return value.toUByte()
+    }
+
+    override fun read(buf: ByteBuffer): UByte {
+        return lift(buf.get())
+    }
+
+    override fun lower(value: UByte): Byte {
+        return value.toByte()
+    }
+
+    override fun allocationSize(value: UByte) = 1UL
+
+    override fun write(value: UByte, buf: ByteBuffer) {
+        buf.put(value.toByte())
+    }
+}
+
+/**
+ * @suppress
+ */
 public object FfiConverterUInt: FfiConverter<UInt, Int> {
     override fun lift(value: Int): UInt {
         return value.toUInt()
@@ -921,6 +948,29 @@ public object FfiConverterUInt: FfiConverter<UInt, Int> {
 
     override fun write(value: UInt, buf: ByteBuffer) {
         buf.putInt(value.toInt())
+    }
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterInt: FfiConverter<Int, Int> {
+    override fun lift(value: Int): Int {
+        return value
+    }
+
+    override fun read(buf: ByteBuffer): Int {
+        return buf.getInt()
+    }
+
+    override fun lower(value: Int): Int {
+        return value
+    }
+
+    override fun allocationSize(value: Int) = 4UL
+
+    override fun write(value: Int, buf: ByteBuffer) {
+        buf.putInt(value)
     }
 }
 
@@ -1238,6 +1288,133 @@ public object FfiConverterTypeCreateDojo: FfiConverterRustBuffer<CreateDojo> {
 
 
 /**
+ * `POST /v1/reports`.
+ */
+data class CreateReport (
+    var `format`: ReportFormat
+    , 
+    /**
+     * First day included (`YYYY-MM-DD`, UTC); default: no lower bound.
+     */
+    var `from`: kotlin.String?
+    , 
+    /**
+     * Last day included (`YYYY-MM-DD`, UTC); default: today.
+     */
+    var `to`: kotlin.String?
+    , 
+    /**
+     * Only PoCs carrying all of these tags.
+     */
+    var `tags`: List<kotlin.String>
+    , 
+    /**
+     * Leave out PoCs carrying any of these tags.
+     */
+    var `excludeTags`: List<kotlin.String>
+    , 
+    var `groupBy`: GroupBy
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCreateReport: FfiConverterRustBuffer<CreateReport> {
+    override fun read(buf: ByteBuffer): CreateReport {
+        return CreateReport(
+            FfiConverterTypeReportFormat.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterTypeGroupBy.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CreateReport) = (
+            FfiConverterTypeReportFormat.allocationSize(value.`format`) +
+            FfiConverterOptionalString.allocationSize(value.`from`) +
+            FfiConverterOptionalString.allocationSize(value.`to`) +
+            FfiConverterSequenceString.allocationSize(value.`tags`) +
+            FfiConverterSequenceString.allocationSize(value.`excludeTags`) +
+            FfiConverterTypeGroupBy.allocationSize(value.`groupBy`)
+    )
+
+    override fun write(value: CreateReport, buf: ByteBuffer) {
+            FfiConverterTypeReportFormat.write(value.`format`, buf)
+            FfiConverterOptionalString.write(value.`from`, buf)
+            FfiConverterOptionalString.write(value.`to`, buf)
+            FfiConverterSequenceString.write(value.`tags`, buf)
+            FfiConverterSequenceString.write(value.`excludeTags`, buf)
+            FfiConverterTypeGroupBy.write(value.`groupBy`, buf)
+    }
+}
+
+
+
+/**
+ * `POST /v1/videos`: the caller's PoCs of one year as a video.
+ */
+data class CreateVideo (
+    var `year`: kotlin.Int
+    , 
+    /**
+     * Shown on the intro card; default "<year> in PoCs".
+     */
+    var `title`: kotlin.String?
+    , 
+    var `tags`: List<kotlin.String>
+    , 
+    var `excludeTags`: List<kotlin.String>
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeCreateVideo: FfiConverterRustBuffer<CreateVideo> {
+    override fun read(buf: ByteBuffer): CreateVideo {
+        return CreateVideo(
+            FfiConverterInt.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: CreateVideo) = (
+            FfiConverterInt.allocationSize(value.`year`) +
+            FfiConverterOptionalString.allocationSize(value.`title`) +
+            FfiConverterSequenceString.allocationSize(value.`tags`) +
+            FfiConverterSequenceString.allocationSize(value.`excludeTags`)
+    )
+
+    override fun write(value: CreateVideo, buf: ByteBuffer) {
+            FfiConverterInt.write(value.`year`, buf)
+            FfiConverterOptionalString.write(value.`title`, buf)
+            FfiConverterSequenceString.write(value.`tags`, buf)
+            FfiConverterSequenceString.write(value.`excludeTags`, buf)
+    }
+}
+
+
+
+/**
  * `GET /v1/reports/dashboard`: figures over the PoCs the caller may see.
  */
 data class Dashboard (
@@ -1469,6 +1646,60 @@ public object FfiConverterTypeDojoPage: FfiConverterRustBuffer<DojoPage> {
 
 
 /**
+ * A downloadable file of a completed job.
+ */
+data class Download (
+    /**
+     * Signed link, relative to the endpoint the client called; valid until `expires_at`.
+     */
+    var `url`: kotlin.String
+    , 
+    var `expiresAt`: OffsetDateTime
+    , 
+    var `contentType`: kotlin.String
+    , 
+    var `bytes`: kotlin.ULong
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeDownload: FfiConverterRustBuffer<Download> {
+    override fun read(buf: ByteBuffer): Download {
+        return Download(
+            FfiConverterString.read(buf),
+            FfiConverterTypeOffsetDateTime.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterULong.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Download) = (
+            FfiConverterString.allocationSize(value.`url`) +
+            FfiConverterTypeOffsetDateTime.allocationSize(value.`expiresAt`) +
+            FfiConverterString.allocationSize(value.`contentType`) +
+            FfiConverterULong.allocationSize(value.`bytes`)
+    )
+
+    override fun write(value: Download, buf: ByteBuffer) {
+            FfiConverterString.write(value.`url`, buf)
+            FfiConverterTypeOffsetDateTime.write(value.`expiresAt`, buf)
+            FfiConverterString.write(value.`contentType`, buf)
+            FfiConverterULong.write(value.`bytes`, buf)
+    }
+}
+
+
+
+/**
  * A facet value and how many matching PoCs (visible to the caller) carry it.
  */
 data class FacetCount (
@@ -1597,6 +1828,117 @@ public object FfiConverterTypeFieldError: FfiConverterRustBuffer<FieldError> {
             FfiConverterString.write(value.`field`, buf)
             FfiConverterString.write(value.`code`, buf)
             FfiConverterString.write(value.`message`, buf)
+    }
+}
+
+
+
+/**
+ * Why a job failed, or why its last attempt did (while it waits to retry).
+ */
+data class JobError (
+    /**
+     * Stable: `poc_unavailable`, `render_failed`, `storage_failed`, `no_pocs`, `too_many_pocs`.
+     */
+    var `code`: kotlin.String
+    , 
+    var `message`: kotlin.String
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeJobError: FfiConverterRustBuffer<JobError> {
+    override fun read(buf: ByteBuffer): JobError {
+        return JobError(
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: JobError) = (
+            FfiConverterString.allocationSize(value.`code`) +
+            FfiConverterString.allocationSize(value.`message`)
+    )
+
+    override fun write(value: JobError, buf: ByteBuffer) {
+            FfiConverterString.write(value.`code`, buf)
+            FfiConverterString.write(value.`message`, buf)
+    }
+}
+
+
+
+/**
+ * What every job shows.
+ */
+data class JobStatus (
+    var `state`: JobState
+    , 
+    /**
+     * 0–100.
+     */
+    var `progress`: kotlin.UByte
+    , 
+    /**
+     * Attempts started so far (a job is retried with backoff after transient failures).
+     */
+    var `attempts`: kotlin.UInt
+    , 
+    var `error`: JobError?
+    , 
+    var `createdAt`: OffsetDateTime
+    , 
+    var `finishedAt`: OffsetDateTime?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeJobStatus: FfiConverterRustBuffer<JobStatus> {
+    override fun read(buf: ByteBuffer): JobStatus {
+        return JobStatus(
+            FfiConverterTypeJobState.read(buf),
+            FfiConverterUByte.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterOptionalTypeJobError.read(buf),
+            FfiConverterTypeOffsetDateTime.read(buf),
+            FfiConverterOptionalTypeOffsetDateTime.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: JobStatus) = (
+            FfiConverterTypeJobState.allocationSize(value.`state`) +
+            FfiConverterUByte.allocationSize(value.`progress`) +
+            FfiConverterUInt.allocationSize(value.`attempts`) +
+            FfiConverterOptionalTypeJobError.allocationSize(value.`error`) +
+            FfiConverterTypeOffsetDateTime.allocationSize(value.`createdAt`) +
+            FfiConverterOptionalTypeOffsetDateTime.allocationSize(value.`finishedAt`)
+    )
+
+    override fun write(value: JobStatus, buf: ByteBuffer) {
+            FfiConverterTypeJobState.write(value.`state`, buf)
+            FfiConverterUByte.write(value.`progress`, buf)
+            FfiConverterUInt.write(value.`attempts`, buf)
+            FfiConverterOptionalTypeJobError.write(value.`error`, buf)
+            FfiConverterTypeOffsetDateTime.write(value.`createdAt`, buf)
+            FfiConverterOptionalTypeOffsetDateTime.write(value.`finishedAt`, buf)
     }
 }
 
@@ -1988,6 +2330,90 @@ public object FfiConverterTypePocPatch: FfiConverterRustBuffer<PocPatch> {
 
 
 /**
+ * A report job.
+ */
+data class Report (
+    var `id`: Uuid
+    , 
+    var `ownerId`: UserId
+    , 
+    var `format`: ReportFormat
+    , 
+    var `groupBy`: GroupBy
+    , 
+    var `from`: kotlin.String?
+    , 
+    var `to`: kotlin.String?
+    , 
+    var `tags`: List<kotlin.String>
+    , 
+    var `excludeTags`: List<kotlin.String>
+    , 
+    var `status`: JobStatus
+    , 
+    /**
+     * When completed.
+     */
+    var `download`: Download?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReport: FfiConverterRustBuffer<Report> {
+    override fun read(buf: ByteBuffer): Report {
+        return Report(
+            FfiConverterTypeUuid.read(buf),
+            FfiConverterTypeUserId.read(buf),
+            FfiConverterTypeReportFormat.read(buf),
+            FfiConverterTypeGroupBy.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterOptionalString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterTypeJobStatus.read(buf),
+            FfiConverterOptionalTypeDownload.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Report) = (
+            FfiConverterTypeUuid.allocationSize(value.`id`) +
+            FfiConverterTypeUserId.allocationSize(value.`ownerId`) +
+            FfiConverterTypeReportFormat.allocationSize(value.`format`) +
+            FfiConverterTypeGroupBy.allocationSize(value.`groupBy`) +
+            FfiConverterOptionalString.allocationSize(value.`from`) +
+            FfiConverterOptionalString.allocationSize(value.`to`) +
+            FfiConverterSequenceString.allocationSize(value.`tags`) +
+            FfiConverterSequenceString.allocationSize(value.`excludeTags`) +
+            FfiConverterTypeJobStatus.allocationSize(value.`status`) +
+            FfiConverterOptionalTypeDownload.allocationSize(value.`download`)
+    )
+
+    override fun write(value: Report, buf: ByteBuffer) {
+            FfiConverterTypeUuid.write(value.`id`, buf)
+            FfiConverterTypeUserId.write(value.`ownerId`, buf)
+            FfiConverterTypeReportFormat.write(value.`format`, buf)
+            FfiConverterTypeGroupBy.write(value.`groupBy`, buf)
+            FfiConverterOptionalString.write(value.`from`, buf)
+            FfiConverterOptionalString.write(value.`to`, buf)
+            FfiConverterSequenceString.write(value.`tags`, buf)
+            FfiConverterSequenceString.write(value.`excludeTags`, buf)
+            FfiConverterTypeJobStatus.write(value.`status`, buf)
+            FfiConverterOptionalTypeDownload.write(value.`download`, buf)
+    }
+}
+
+
+
+/**
  * A user account as clients see it.
  */
 data class User (
@@ -2049,6 +2475,104 @@ public object FfiConverterTypeUser: FfiConverterRustBuffer<User> {
 
 
 /**
+ * A yearly video job.
+ */
+data class Video (
+    var `id`: Uuid
+    , 
+    var `ownerId`: UserId
+    , 
+    var `year`: kotlin.Int
+    , 
+    var `title`: kotlin.String
+    , 
+    var `tags`: List<kotlin.String>
+    , 
+    var `excludeTags`: List<kotlin.String>
+    , 
+    /**
+     * PoC cards in the video (known once rendering started).
+     */
+    var `cards`: kotlin.UInt?
+    , 
+    /**
+     * Seconds (3 s intro + 2 s per card + 3 s outro), once known.
+     */
+    var `durationSecs`: kotlin.UInt?
+    , 
+    var `status`: JobStatus
+    , 
+    /**
+     * The MP4, when completed.
+     */
+    var `download`: Download?
+    , 
+    /**
+     * A JPEG of the intro card, when completed.
+     */
+    var `thumbnail`: Download?
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeVideo: FfiConverterRustBuffer<Video> {
+    override fun read(buf: ByteBuffer): Video {
+        return Video(
+            FfiConverterTypeUuid.read(buf),
+            FfiConverterTypeUserId.read(buf),
+            FfiConverterInt.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterSequenceString.read(buf),
+            FfiConverterOptionalUInt.read(buf),
+            FfiConverterOptionalUInt.read(buf),
+            FfiConverterTypeJobStatus.read(buf),
+            FfiConverterOptionalTypeDownload.read(buf),
+            FfiConverterOptionalTypeDownload.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: Video) = (
+            FfiConverterTypeUuid.allocationSize(value.`id`) +
+            FfiConverterTypeUserId.allocationSize(value.`ownerId`) +
+            FfiConverterInt.allocationSize(value.`year`) +
+            FfiConverterString.allocationSize(value.`title`) +
+            FfiConverterSequenceString.allocationSize(value.`tags`) +
+            FfiConverterSequenceString.allocationSize(value.`excludeTags`) +
+            FfiConverterOptionalUInt.allocationSize(value.`cards`) +
+            FfiConverterOptionalUInt.allocationSize(value.`durationSecs`) +
+            FfiConverterTypeJobStatus.allocationSize(value.`status`) +
+            FfiConverterOptionalTypeDownload.allocationSize(value.`download`) +
+            FfiConverterOptionalTypeDownload.allocationSize(value.`thumbnail`)
+    )
+
+    override fun write(value: Video, buf: ByteBuffer) {
+            FfiConverterTypeUuid.write(value.`id`, buf)
+            FfiConverterTypeUserId.write(value.`ownerId`, buf)
+            FfiConverterInt.write(value.`year`, buf)
+            FfiConverterString.write(value.`title`, buf)
+            FfiConverterSequenceString.write(value.`tags`, buf)
+            FfiConverterSequenceString.write(value.`excludeTags`, buf)
+            FfiConverterOptionalUInt.write(value.`cards`, buf)
+            FfiConverterOptionalUInt.write(value.`durationSecs`, buf)
+            FfiConverterTypeJobStatus.write(value.`status`, buf)
+            FfiConverterOptionalTypeDownload.write(value.`download`, buf)
+            FfiConverterOptionalTypeDownload.write(value.`thumbnail`, buf)
+    }
+}
+
+
+
+/**
  * Dojo lifecycle, derived from its schedule and end.
  */
 
@@ -2096,6 +2620,85 @@ public object FfiConverterTypeDojoStatus: FfiConverterRustBuffer<DojoStatus> {
 
 
 /**
+ * How a report's summary table groups PoCs.
+ */
+
+enum class GroupBy {
+    
+    LANGUAGE,
+    TAG,
+    MONTH,
+    USER;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeGroupBy: FfiConverterRustBuffer<GroupBy> {
+    override fun read(buf: ByteBuffer) = try {
+        GroupBy.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: GroupBy) = 4UL
+
+    override fun write(value: GroupBy, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * Where a job is.
+ */
+
+enum class JobState {
+    
+    PENDING,
+    PROCESSING,
+    COMPLETED,
+    FAILED,
+    CANCELLED;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeJobState: FfiConverterRustBuffer<JobState> {
+    override fun read(buf: ByteBuffer) = try {
+        JobState.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: JobState) = 4UL
+
+    override fun write(value: JobState, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
  * What a participant may do in the live document.
  */
 
@@ -2134,6 +2737,44 @@ public object FfiConverterTypeParticipantRole: FfiConverterRustBuffer<Participan
     override fun allocationSize(value: ParticipantRole) = 4UL
 
     override fun write(value: ParticipantRole, buf: ByteBuffer) {
+        buf.putInt(value.ordinal + 1)
+    }
+}
+
+
+
+
+
+/**
+ * A report's file format.
+ */
+
+enum class ReportFormat {
+    
+    PDF,
+    CSV,
+    JSON;
+
+    
+
+
+    companion object
+}
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeReportFormat: FfiConverterRustBuffer<ReportFormat> {
+    override fun read(buf: ByteBuffer) = try {
+        ReportFormat.values()[buf.getInt() - 1]
+    } catch (e: IndexOutOfBoundsException) {
+        throw RuntimeException("invalid enum value, something is very wrong!!", e)
+    }
+
+    override fun allocationSize(value: ReportFormat) = 4UL
+
+    override fun write(value: ReportFormat, buf: ByteBuffer) {
         buf.putInt(value.ordinal + 1)
     }
 }
@@ -2312,6 +2953,70 @@ public object FfiConverterOptionalString: FfiConverterRustBuffer<kotlin.String?>
         } else {
             buf.put(1)
             FfiConverterString.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeDownload: FfiConverterRustBuffer<Download?> {
+    override fun read(buf: ByteBuffer): Download? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeDownload.read(buf)
+    }
+
+    override fun allocationSize(value: Download?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeDownload.allocationSize(value)
+        }
+    }
+
+    override fun write(value: Download?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeDownload.write(value, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterOptionalTypeJobError: FfiConverterRustBuffer<JobError?> {
+    override fun read(buf: ByteBuffer): JobError? {
+        if (buf.get().toInt() == 0) {
+            return null
+        }
+        return FfiConverterTypeJobError.read(buf)
+    }
+
+    override fun allocationSize(value: JobError?): ULong {
+        if (value == null) {
+            return 1UL
+        } else {
+            return 1UL + FfiConverterTypeJobError.allocationSize(value)
+        }
+    }
+
+    override fun write(value: JobError?, buf: ByteBuffer) {
+        if (value == null) {
+            buf.put(0)
+        } else {
+            buf.put(1)
+            FfiConverterTypeJobError.write(value, buf)
         }
     }
 }
@@ -2636,4 +3341,9 @@ public typealias FfiConverterTypePocId = FfiConverterString
 
 public typealias UserId = kotlin.String
 public typealias FfiConverterTypeUserId = FfiConverterString
+
+
+
+public typealias Uuid = kotlin.String
+public typealias FfiConverterTypeUuid = FfiConverterString
 
