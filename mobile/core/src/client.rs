@@ -261,7 +261,7 @@ impl MrBill {
     }
 
     /// Keeps fresh tokens in the app's store; the user they are for.
-    fn keep(&self, tokens: TokenResponse) -> User {
+    pub(crate) fn keep(&self, tokens: TokenResponse) -> User {
         if let Some(company) = self.company() {
             let ttl = i64::try_from(tokens.expires_in).unwrap_or(0);
             self.store.save(StoredSession {
@@ -335,7 +335,7 @@ impl MrBill {
     /// One exchange with the company's endpoint. When the router no longer knows the tenant
     /// there, or a cell says the request was meant for another cell (the company moved), the
     /// company is resolved again once and the request sent again.
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -8,7 +8,8 @@
 //!
 //! - [`MrBill::resolve`] finds the company (slug or work email) through the router and keeps
 //!   its endpoint; a cell that moved is resolved again once and the request retried.
-//! - The session: [`MrBill::login`], [`MrBill::register`], [`MrBill::logout`]; the access
+//! - The session: [`MrBill::login`], [`MrBill::register`], [`MrBill::logout`] (and account
+//!   self-service: sign-up with a mailed code, forgot/reset/change password, profile); the access
 //!   token is refreshed before it expires, one refresh at a time (concurrent calls wait for
 //!   it); a reused or revoked refresh token signs out. Tokens leave the core only through the
 //!   app's [`TokenStore`]; nothing here logs them.
@@ -21,6 +22,7 @@
 //! Async functions run on one tokio runtime inside (UniFFI's `tokio` support); Kotlin sees
 //! `suspend fun`s, Swift `async` functions.
 
+mod account;
 mod client;
 mod dojo;
 mod error;

@@ -33,7 +33,17 @@ fn jar(dir: &Path, name: &str) -> String {
 async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
     let platform = Platform::up();
     let tenant = platform.create_tenant("mobile");
-    platform.admin_token(&tenant).await;
+    let token = platform.admin_token(&tenant).await;
+    // Open sign-up (for the account self-service test).
+    platform
+        .api("mobile")
+        .with_token(&token)
+        .patch(
+            "/v1/settings",
+            &serde_json::json!({ "registration": "open" }),
+        )
+        .await
+        .assert_status(200);
     let email = tenant["admin_invite"]["email"].as_str().expect("email");
     let cell = tenant["cell"]["cell_id"].as_str().expect("cell id");
     let dojo_ready = platform.cell_dir(cell).join("tmp/dojo.ready");
@@ -73,6 +83,10 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         .arg(format!("-Dmrbill.router={}", platform.router_url()))
         .arg("-Dmrbill.tenant=mobile")
         .arg(format!("-Dmrbill.dojo.ready={}", dojo_ready.display()))
+        .arg(format!(
+            "-Dmrbill.mailbox={}",
+            platform.cell_dir(cell).join("mailbox").display()
+        ))
         .arg(format!("-Dmrbill.email={email}"))
         .arg(format!("-Dmrbill.password={PASSWORD}"))
         .args([
@@ -88,6 +102,7 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
             "dev.mrbill.core.CoreTest",
             "dev.mrbill.core.DojoTest",
             "dev.mrbill.core.MediaTest",
+            "dev.mrbill.core.AccountTest",
         ])
         .output()
         .expect("java");
@@ -98,5 +113,5 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         "JUnit: {said}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(said.contains("OK (9 tests)"), "{said}");
+    assert!(said.contains("OK (10 tests)"), "{said}");
 }

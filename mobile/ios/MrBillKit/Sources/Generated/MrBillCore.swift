@@ -1631,6 +1631,40 @@ public func FfiConverterTypeMemoryTokenStore_lower(_ value: MemoryTokenStore) ->
 public protocol MrBillProtocol: AnyObject, Sendable {
     
     /**
+     * Changes the password (the current one is required); the user's other sessions end,
+     * this one continues with fresh tokens.
+     */
+    func changePassword(currentPassword: String, newPassword: String) async throws  -> User
+    
+    /**
+     * The mailed code: creates the account and signs in.
+     */
+    func confirmEmail(email: String, code: String) async throws  -> User
+    
+    /**
+     * Mails a reset code if the address has an account (the answer is the same either way).
+     */
+    func forgotPassword(email: String) async throws 
+    
+    /**
+     * Sets a new password with a mailed or admin-issued reset code; every session of the
+     * account ends (sign in again).
+     */
+    func resetPassword(token: String, newPassword: String) async throws 
+    
+    /**
+     * Signs up without an invite (companies with open registration, for addresses at their
+     * email domains): a six-digit code is mailed; [`MrBill::confirm_email`] with it creates the
+     * account. Returns when the code stops working (epoch ms).
+     */
+    func signUp(email: String, password: String) async throws  -> Int64
+    
+    /**
+     * Sets the user's display name.
+     */
+    func updateProfile(displayName: String) async throws  -> User
+    
+    /**
      * The company chosen last, if any.
      */
     func company()  -> Company?
@@ -1818,6 +1852,124 @@ public convenience init(routerUrl: String, store: TokenStore)throws  {
 
     
 
+    
+    /**
+     * Changes the password (the current one is required); the user's other sessions end,
+     * this one continues with fresh tokens.
+     */
+open func changePassword(currentPassword: String, newPassword: String)async throws  -> User  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_change_password(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(currentPassword),FfiConverterString.lower(newPassword)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeUser_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * The mailed code: creates the account and signs in.
+     */
+open func confirmEmail(email: String, code: String)async throws  -> User  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_confirm_email(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(email),FfiConverterString.lower(code)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeUser_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Mails a reset code if the address has an account (the answer is the same either way).
+     */
+open func forgotPassword(email: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_forgot_password(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(email)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_void,
+            completeFunc: ffi_mrbill_core_rust_future_complete_void,
+            freeFunc: ffi_mrbill_core_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Sets a new password with a mailed or admin-issued reset code; every session of the
+     * account ends (sign in again).
+     */
+open func resetPassword(token: String, newPassword: String)async throws   {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_reset_password(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(token),FfiConverterString.lower(newPassword)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_void,
+            completeFunc: ffi_mrbill_core_rust_future_complete_void,
+            freeFunc: ffi_mrbill_core_rust_future_free_void,
+            liftFunc: { $0 },
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Signs up without an invite (companies with open registration, for addresses at their
+     * email domains): a six-digit code is mailed; [`MrBill::confirm_email`] with it creates the
+     * account. Returns when the code stops working (epoch ms).
+     */
+open func signUp(email: String, password: String)async throws  -> Int64  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_sign_up(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(email),FfiConverterString.lower(password)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_i64,
+            completeFunc: ffi_mrbill_core_rust_future_complete_i64,
+            freeFunc: ffi_mrbill_core_rust_future_free_i64,
+            liftFunc: FfiConverterInt64.lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
+    
+    /**
+     * Sets the user's display name.
+     */
+open func updateProfile(displayName: String)async throws  -> User  {
+    return
+        try  await uniffiRustCallAsync(
+            rustFutureFunc: {
+                uniffi_mrbill_core_fn_method_mrbill_update_profile(
+                        self.uniffiCloneHandle(),FfiConverterString.lower(displayName)
+                )
+            },
+            pollFunc: ffi_mrbill_core_rust_future_poll_rust_buffer,
+            completeFunc: ffi_mrbill_core_rust_future_complete_rust_buffer,
+            freeFunc: ffi_mrbill_core_rust_future_free_rust_buffer,
+            liftFunc: FfiConverterTypeUser_lift,
+            errorHandler: FfiConverterTypeCoreError_lift
+        )
+}
     
     /**
      * The company chosen last, if any.
@@ -3354,6 +3506,24 @@ private let initializationResult: InitializationResult = {
     let scaffolding_contract_version = ffi_mrbill_core_uniffi_contract_version()
     if bindings_contract_version != scaffolding_contract_version {
         return InitializationResult.contractVersionMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_change_password() != 38733) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_confirm_email() != 4156) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_forgot_password() != 10776) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_reset_password() != 1552) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_sign_up() != 31488) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_mrbill_update_profile() != 43711) {
+        return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_mrbill_core_checksum_method_mrbill_company() != 37970) {
         return InitializationResult.apiChecksumMismatch

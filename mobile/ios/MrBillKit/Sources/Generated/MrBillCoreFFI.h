@@ -362,6 +362,36 @@ void uniffi_mrbill_core_fn_free_mrbill(uint64_t handle, RustCallStatus *_Nonnull
 uint64_t uniffi_mrbill_core_fn_constructor_mrbill_new(RustBuffer router_url, uint64_t store, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CHANGE_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CHANGE_PASSWORD
+uint64_t uniffi_mrbill_core_fn_method_mrbill_change_password(uint64_t ptr, RustBuffer current_password, RustBuffer new_password
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CONFIRM_EMAIL
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_CONFIRM_EMAIL
+uint64_t uniffi_mrbill_core_fn_method_mrbill_confirm_email(uint64_t ptr, RustBuffer email, RustBuffer code
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_FORGOT_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_FORGOT_PASSWORD
+uint64_t uniffi_mrbill_core_fn_method_mrbill_forgot_password(uint64_t ptr, RustBuffer email
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_RESET_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_RESET_PASSWORD
+uint64_t uniffi_mrbill_core_fn_method_mrbill_reset_password(uint64_t ptr, RustBuffer token, RustBuffer new_password
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_SIGN_UP
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_SIGN_UP
+uint64_t uniffi_mrbill_core_fn_method_mrbill_sign_up(uint64_t ptr, RustBuffer email, RustBuffer password
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_UPDATE_PROFILE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_UPDATE_PROFILE
+uint64_t uniffi_mrbill_core_fn_method_mrbill_update_profile(uint64_t ptr, RustBuffer display_name
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_COMPANY
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_MRBILL_COMPANY
 RustBuffer uniffi_mrbill_core_fn_method_mrbill_company(uint64_t ptr, RustCallStatus *_Nonnull out_status
@@ -921,6 +951,42 @@ void ffi_mrbill_core_rust_future_free_void(uint64_t handle
 #ifndef UNIFFI_FFIDEF_FFI_MRBILL_CORE_RUST_FUTURE_COMPLETE_VOID
 #define UNIFFI_FFIDEF_FFI_MRBILL_CORE_RUST_FUTURE_COMPLETE_VOID
 void ffi_mrbill_core_rust_future_complete_void(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CHANGE_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CHANGE_PASSWORD
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_change_password(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CONFIRM_EMAIL
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_CONFIRM_EMAIL
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_confirm_email(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_FORGOT_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_FORGOT_PASSWORD
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_forgot_password(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_RESET_PASSWORD
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_RESET_PASSWORD
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_reset_password(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_SIGN_UP
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_SIGN_UP
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_sign_up(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_UPDATE_PROFILE
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_UPDATE_PROFILE
+uint16_t uniffi_mrbill_core_checksum_method_mrbill_update_profile(void
+    
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_MRBILL_COMPANY

@@ -850,6 +850,18 @@ internal object IntegrityCheckingUniffiLib {
     }
 
     internal fun ensureInitialized() = Unit
+    external fun uniffi_mrbill_core_checksum_method_mrbill_change_password(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_confirm_email(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_forgot_password(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_reset_password(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_sign_up(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_mrbill_update_profile(
+    ): Int
     external fun uniffi_mrbill_core_checksum_method_mrbill_company(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_mrbill_create_poc(
@@ -975,6 +987,18 @@ internal object UniffiLib {
     external fun uniffi_mrbill_core_fn_free_mrbill(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_mrbill_core_fn_constructor_mrbill_new(`routerUrl`: RustBuffer.ByValue,`store`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_change_password(`ptr`: Long,`currentPassword`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_confirm_email(`ptr`: Long,`email`: RustBuffer.ByValue,`code`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_forgot_password(`ptr`: Long,`email`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_reset_password(`ptr`: Long,`token`: RustBuffer.ByValue,`newPassword`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_sign_up(`ptr`: Long,`email`: RustBuffer.ByValue,`password`: RustBuffer.ByValue,
+    ): Long
+    external fun uniffi_mrbill_core_fn_method_mrbill_update_profile(`ptr`: Long,`displayName`: RustBuffer.ByValue,
     ): Long
     external fun uniffi_mrbill_core_fn_method_mrbill_company(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1215,6 +1239,24 @@ private fun uniffiCheckContractApiVersion(lib: IntegrityCheckingUniffiLib) {
 }
 @Suppress("UNUSED_PARAMETER")
 private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_change_password() and 0xFFFF) != 38733) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_confirm_email() and 0xFFFF) != 4156) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_forgot_password() and 0xFFFF) != 10776) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_reset_password() and 0xFFFF) != 1552) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_sign_up() and 0xFFFF) != 31488) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_mrbill_update_profile() and 0xFFFF) != 43711) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_mrbill_core_checksum_method_mrbill_company() and 0xFFFF) != 37970) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
@@ -3394,6 +3436,40 @@ public object FfiConverterTypeMemoryTokenStore: FfiConverter<MemoryTokenStore, L
 public interface MrBillInterface {
     
     /**
+     * Changes the password (the current one is required); the user's other sessions end,
+     * this one continues with fresh tokens.
+     */
+    suspend fun `changePassword`(`currentPassword`: kotlin.String, `newPassword`: kotlin.String): User
+    
+    /**
+     * The mailed code: creates the account and signs in.
+     */
+    suspend fun `confirmEmail`(`email`: kotlin.String, `code`: kotlin.String): User
+    
+    /**
+     * Mails a reset code if the address has an account (the answer is the same either way).
+     */
+    suspend fun `forgotPassword`(`email`: kotlin.String)
+    
+    /**
+     * Sets a new password with a mailed or admin-issued reset code; every session of the
+     * account ends (sign in again).
+     */
+    suspend fun `resetPassword`(`token`: kotlin.String, `newPassword`: kotlin.String)
+    
+    /**
+     * Signs up without an invite (companies with open registration, for addresses at their
+     * email domains): a six-digit code is mailed; [`MrBill::confirm_email`] with it creates the
+     * account. Returns when the code stops working (epoch ms).
+     */
+    suspend fun `signUp`(`email`: kotlin.String, `password`: kotlin.String): kotlin.Long
+    
+    /**
+     * Sets the user's display name.
+     */
+    suspend fun `updateProfile`(`displayName`: kotlin.String): User
+    
+    /**
      * The company chosen last, if any.
      */
     fun `company`(): Company?
@@ -3630,6 +3706,166 @@ open class MrBill: Disposable, AutoCloseable, MrBillInterface
         return uniffiRustCall() { status ->
             UniffiLib.uniffi_mrbill_core_fn_clone_mrbill(handle, status)
         }
+    }
+
+    
+    /**
+     * Changes the password (the current one is required); the user's other sessions end,
+     * this one continues with fresh tokens.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `changePassword`(`currentPassword`: kotlin.String, `newPassword`: kotlin.String) : User {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_change_password(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`currentPassword`),
+        FfiConverterString.lower(`newPassword`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferUser.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeUser.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * The mailed code: creates the account and signs in.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `confirmEmail`(`email`: kotlin.String, `code`: kotlin.String) : User {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_confirm_email(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`email`),
+        FfiConverterString.lower(`code`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferUser.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeUser.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Mails a reset code if the address has an account (the answer is the same either way).
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `forgotPassword`(`email`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_forgot_password(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`email`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Sets a new password with a mailed or admin-issued reset code; every session of the
+     * account ends (sign in again).
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `resetPassword`(`token`: kotlin.String, `newPassword`: kotlin.String) {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_reset_password(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`token`),
+        FfiConverterString.lower(`newPassword`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_void(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_void(future, continuation) },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_void(future) },
+        // lift function
+        { },
+        
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Signs up without an invite (companies with open registration, for addresses at their
+     * email domains): a six-digit code is mailed; [`MrBill::confirm_email`] with it creates the
+     * account. Returns when the code stops working (epoch ms).
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `signUp`(`email`: kotlin.String, `password`: kotlin.String) : kotlin.Long {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_sign_up(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`email`),
+        FfiConverterString.lower(`password`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_i64(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_i64(future, continuation) },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_i64(future) },
+        // lift function
+        { FfiConverterLong.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
+    }
+
+    
+    /**
+     * Sets the user's display name.
+     */
+    @Throws(CoreException::class)
+    @Suppress("ASSIGNED_BUT_NEVER_ACCESSED_VARIABLE")
+    override suspend fun `updateProfile`(`displayName`: kotlin.String) : User {
+        return uniffiRustCallAsync(
+        callWithHandle { uniffiHandle ->
+            UniffiLib.uniffi_mrbill_core_fn_method_mrbill_update_profile(
+                uniffiHandle,
+                
+        FfiConverterString.lower(`displayName`),
+            )
+        },
+        { future, callback, continuation -> UniffiLib.ffi_mrbill_core_rust_future_poll_rust_buffer(future, callback, continuation) },
+        { future, continuation -> UniffiLib.ffi_mrbill_core_rust_future_complete_rust_buffer(future, continuation).let { RustBufferUser.create(it.capacity.toULong(), it.len.toULong(), it.data) } },
+        { future -> UniffiLib.ffi_mrbill_core_rust_future_free_rust_buffer(future) },
+        // lift function
+        { FfiConverterTypeUser.lift(it) },
+        // Error FFI converter
+        CoreException.ErrorHandler,
+    )
     }
 
     
