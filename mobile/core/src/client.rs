@@ -247,6 +247,11 @@ impl MrBill {
 }
 
 impl MrBill {
+    /// Drops the kept session (the server ended it).
+    pub(crate) fn forget_session(&self) {
+        self.store.clear();
+    }
+
     /// `scheme://host[:port]` of the router.
     pub(crate) fn router_origin(&self) -> &str {
         let after_scheme = self.router.find("://").map_or(0, |i| i + 3);

@@ -6,7 +6,7 @@
 //! [`DojoListener`], and reconnects with backoff after a dropped connection or a close that
 //! asks the client to come back (1001, 1006, 1011–1013, 4029), resyncing the document: edits
 //! made while away are sent then. Each connection takes a fresh one-time ticket (no token in
-//! the URL). A revoked session (4001 "token revoked") ends the session.
+//! the URL). A revoked session (4001 "token revoked") ends the room and signs the app out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -260,6 +260,10 @@ async fn run(
         };
         match ended {
             Ended::Closed(code, reason) => {
+                if code == close::UNAUTHENTICATED {
+                    // Revoked (password changed elsewhere, account disabled): signed out.
+                    core.forget_session();
+                }
                 listener.on_state(LiveState::Closed { code, reason });
                 return;
             }

@@ -72,4 +72,37 @@ class AccountTest {
         } catch (e: CoreException.InvalidCredentials) {
         }
     }
+
+    /** A password changed on another device revokes this one's sessions, a live dojo room
+     * included: the room closes with 4001 within the documented 30 s and the app is signed out. */
+    @Test
+    fun aRevokedSessionClosesItsDojoAndSignsOut() = runBlocking {
+        val person = "rev@$tenant.example"
+        val phone = MrBill(router, MemoryTokenStore())
+        phone.resolve(tenant)
+        val before = mails()
+        phone.signUp(person, "the first password")
+        phone.confirmEmail(person, mailedCode(person, before))
+        val dojo = phone.createDojo(dev.mrbill.wire.CreateDojo(
+            name = "Revoked", description = "", language = "rust",
+            maxParticipants = null, private = false, initialCode = "", scheduledStart = null,
+        ))
+        val room = Recorder()
+        phone.openDojo(dojo.id, room)
+        eventually("live") { room.states.contains(LiveState.Live) }
+
+        val laptop = MrBill(router, MemoryTokenStore())
+        laptop.resolve(tenant)
+        laptop.login(person, "the first password")
+        laptop.changePassword("the first password", "the second password")
+
+        val deadline = System.currentTimeMillis() + 35_000
+        while (room.states.none { it is LiveState.Closed } && System.currentTimeMillis() < deadline) {
+            delay(200)
+        }
+        val closed = room.states.last()
+        assertEquals(LiveState.Closed(4001u, "token revoked"), closed)
+        assertTrue("signed out", !phone.signedIn())
+        assertEquals(person, laptop.me().email)
+    }
 }
