@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use wire_types::media::{CreateReport, CreateVideo, Download, JobState, Report, Video};
+use wire_types::media::{CreateReport, CreateVideo, Download, JobState, JobStatus, Report, Video};
 
 use crate::client::MrBill;
 use crate::error::CoreError;
@@ -44,19 +44,7 @@ impl MrBill {
         id: String,
         listener: Arc<dyn JobListener>,
     ) -> Result<Report, CoreError> {
-        let mut last = None;
-        loop {
-            let report = self.report(id.clone()).await?;
-            let now = (report.status.state, report.status.progress);
-            if last != Some(now) {
-                listener.on_progress(now.0, now.1);
-                last = Some(now);
-            }
-            if report.status.state.is_final() {
-                return Ok(report);
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        watch(&*listener, || self.report(id.clone()), |r| &r.status).await
     }
 
     /// Queues the yearly video (an MP4 of the year's PoCs, with a thumbnail).
@@ -80,19 +68,7 @@ impl MrBill {
         id: String,
         listener: Arc<dyn JobListener>,
     ) -> Result<Video, CoreError> {
-        let mut last = None;
-        loop {
-            let video = self.video(id.clone()).await?;
-            let now = (video.status.state, video.status.progress);
-            if last != Some(now) {
-                listener.on_progress(now.0, now.1);
-                last = Some(now);
-            }
-            if video.status.state.is_final() {
-                return Ok(video);
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        watch(&*listener, || self.video(id.clone()), |v| &v.status).await
     }
 
     /// Stops a report that has not finished.
@@ -133,6 +109,31 @@ impl MrBill {
             download.url = format!("{}{}", self.router_origin(), download.url);
         }
         download
+    }
+}
+
+/// Asks for a job every [`POLL`], telling `listener` each change of state or progress, until
+/// it is completed, failed or cancelled; returns it then.
+async fn watch<T, F>(
+    listener: &dyn JobListener,
+    mut fetch: impl FnMut() -> F,
+    status: impl Fn(&T) -> &JobStatus,
+) -> Result<T, CoreError>
+where
+    F: std::future::Future<Output = Result<T, CoreError>>,
+{
+    let mut last = None;
+    loop {
+        let job = fetch().await?;
+        let now = (status(&job).state, status(&job).progress);
+        if last != Some(now) {
+            listener.on_progress(now.0, now.1);
+            last = Some(now);
+        }
+        if now.0.is_final() {
+            return Ok(job);
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
