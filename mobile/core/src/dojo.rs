@@ -2,14 +2,17 @@
 //! y-websocket protocol with the same yrs as the server.
 //!
 //! A session's task owns the socket: it syncs the shared `code` text (step 1/2, updates),
-//! delivers remote changes, chat, peers, presence and call signals to the app's
-//! [`DojoListener`], and reconnects with backoff after a dropped connection or a close that
+//! delivers remote changes, chat, peers, the others' cursors ([`crate::presence`]) and call
+//! signals to the app's [`DojoListener`], and reconnects with backoff after a dropped connection or a close that
 //! asks the client to come back (1001, 1006, 1011–1013, 4029), resyncing the document: edits
 //! made while away are sent then. Each connection takes a fresh one-time ticket (no token in
 //! the URL). A revoked session (4001 "token revoked") ends the room and signs the app out.
+//!
+//! Every index (insert, delete, cursors) counts UTF-16 code units, as Kotlin's `String`,
+//! Swift's `String.utf16` and the web's Yjs do.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -26,13 +29,15 @@ use yrs::encoding::read::Cursor;
 use yrs::sync::{Message, MessageReader, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
+use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, Text, Transact, Update};
+
+use crate::presence::{Mine, RemoteCursor, cursors};
 
 use crate::client::MrBill;
 use crate::error::CoreError;
 
 /// The shared text of a dojo (as the server names it).
-const CODE_TEXT: &str = "code";
+pub(crate) const CODE_TEXT: &str = "code";
 /// Reconnect backoff: from this, doubling, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -63,8 +68,9 @@ pub trait DojoListener: Send + Sync {
     fn on_chat(&self, message: ChatMessage);
     /// Everyone else in the room now.
     fn on_peers(&self, peers: Vec<Peer>);
-    /// The others' presence (cursor, name, …) as JSON, one per client.
-    fn on_presence(&self, states: Vec<String>);
+    /// The others' cursors, placed in this copy of the code (after their presence or the code
+    /// changed).
+    fn on_cursors(&self, cursors: Vec<RemoteCursor>);
     /// A call signal (`{"kind": "offer", "sdp": …}`, `answer`, `ice_candidate`, `hangup`)
     /// from peer `from`, for the platform's WebRTC stack.
     fn on_signal(&self, from: u64, signal_json: String);
@@ -111,14 +117,24 @@ impl MrBill {
         let _: Dojo = self
             .authed(Method::GET, &format!("/v1/dojos/{dojo}"), None)
             .await?;
-        let doc = Doc::new();
+        let doc = Doc::with_options(Options {
+            offset_kind: OffsetKind::Utf16,
+            ..Options::default()
+        });
         let _ = doc.get_or_insert_text(CODE_TEXT);
         let (outbox, queued) = mpsc::unbounded_channel();
+        let mine = Arc::new(Mutex::new(Mine::default()));
         let session = Arc::new(DojoSession {
             doc: doc.clone(),
             outbox,
+            mine: mine.clone(),
         });
-        tokio::spawn(run(self, dojo, doc, listener, queued));
+        let room = Room {
+            doc,
+            mine,
+            listener,
+        };
+        tokio::spawn(run(self, dojo, room, queued));
         Ok(session)
     }
 }
@@ -126,6 +142,8 @@ impl MrBill {
 /// What the app asks of its session's task.
 enum Command {
     Send(Vec<u8>),
+    /// A local edit to send: the others' cursors move with it.
+    Edit(Vec<u8>),
     Close,
 }
 
@@ -134,6 +152,7 @@ enum Command {
 pub struct DojoSession {
     doc: Doc,
     outbox: mpsc::UnboundedSender<Command>,
+    mine: Arc<Mutex<Mine>>,
 }
 
 impl std::fmt::Debug for DojoSession {
@@ -150,7 +169,7 @@ impl DojoSession {
         text.get_string(&self.doc.transact())
     }
 
-    /// Inserts `text` at character `index` (clamped to the end).
+    /// Inserts `text` at `index` (UTF-16 code units, clamped to the end).
     pub fn insert(&self, index: u32, text: String) {
         self.edit(|code, txn| {
             let at = index.min(code.len(txn));
@@ -158,7 +177,7 @@ impl DojoSession {
         });
     }
 
-    /// Deletes `len` characters from `index` (clamped to the text).
+    /// Deletes `len` UTF-16 code units from `index` (clamped to the text).
     pub fn delete(&self, index: u32, len: u32) {
         self.edit(|code, txn| {
             let end = code.len(txn);
@@ -172,20 +191,20 @@ impl DojoSession {
         self.queue(Message::Custom(MSG_CHAT, body));
     }
 
-    /// Publishes this client's presence (cursor, selection, name) as a JSON object.
-    pub fn set_presence(&self, state_json: String) {
-        let update = yrs::sync::AwarenessUpdate {
-            clients: [(
-                self.doc.client_id(),
-                yrs::sync::awareness::AwarenessUpdateEntry {
-                    clock: u32::try_from(crate::session::now_ms() / 1000).unwrap_or(u32::MAX),
-                    json: state_json.into(),
-                },
-            )]
-            .into_iter()
-            .collect(),
-        };
-        self.queue(Message::Awareness(update));
+    /// Who this user is to the others (their name by the cursor, in this colour, `#rrggbb`).
+    pub fn set_user(&self, name: String, color: String) {
+        self.presence(|mine, _| mine.set_user(name, color));
+    }
+
+    /// Where this user's selection is (`anchor` = `head` for a plain caret), in UTF-16 code
+    /// units; the others see it move with the text.
+    pub fn set_cursor(&self, anchor: u32, head: u32) {
+        self.presence(|mine, doc| mine.set_cursor(doc, anchor, head));
+    }
+
+    /// Hides this user's cursor (the editor lost focus).
+    pub fn clear_cursor(&self) {
+        self.presence(|mine, _| mine.clear_cursor());
     }
 
     /// Sends a call signal (`{"kind": "offer", "sdp": …}` and the like) to peer `to`.
@@ -221,7 +240,16 @@ impl DojoSession {
             change(&code, &mut txn);
         }
         let update = self.doc.transact().encode_state_as_update_v1(&before);
-        self.queue(Message::Sync(SyncMessage::Update(update)));
+        let message = Message::Sync(SyncMessage::Update(update));
+        let _ = self.outbox.send(Command::Edit(message.encode_v1()));
+    }
+
+    fn presence(&self, change: impl FnOnce(&mut Mine, &Doc)) {
+        let mut mine = self.mine.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut mine, &self.doc);
+        if let Some(message) = mine.publish(&self.doc) {
+            self.queue(message);
+        }
     }
 
     fn queue(&self, message: Message) {
@@ -237,14 +265,21 @@ enum Ended {
     Again,
 }
 
+/// What a session's task works on: the document, this client's presence, the app's listener.
+struct Room {
+    doc: Doc,
+    mine: Arc<Mutex<Mine>>,
+    listener: Arc<dyn DojoListener>,
+}
+
 /// The session's task: connect, serve, reconnect with backoff until closed for good.
 async fn run(
     core: Arc<MrBill>,
     dojo: DojoId,
-    doc: Doc,
-    listener: Arc<dyn DojoListener>,
+    room: Room,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    let listener = &room.listener;
     let mut attempt = 0u32;
     let mut peers = HashMap::new();
     listener.on_state(LiveState::Connecting);
@@ -252,7 +287,7 @@ async fn run(
         let ended = match connect(&core, &dojo).await {
             Ok(socket) => {
                 attempt = 0;
-                serve(socket, &doc, &*listener, &mut commands, &mut peers).await
+                serve(socket, &room, &mut commands, &mut peers).await
             }
             Err(CoreError::SignedOut) => Ended::Closed(close::UNAUTHENTICATED, "signed out".into()),
             Err(CoreError::NotFound) => Ended::Closed(close::NOT_FOUND, "no such dojo".into()),
@@ -282,7 +317,7 @@ async fn run(
                             return;
                         }
                         // Edits made while away are in the document; resync sends them.
-                        Some(Command::Send(_)) => {}
+                        Some(Command::Send(_) | Command::Edit(_)) => {}
                     },
                 }
             }
@@ -318,18 +353,26 @@ async fn connect(core: &MrBill, dojo: &DojoId) -> Result<Socket, CoreError> {
 /// One connection: sync, then relay both ways until it ends.
 async fn serve(
     mut socket: Socket,
-    doc: &Doc,
-    listener: &dyn DojoListener,
+    room: &Room,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     peers: &mut HashMap<u64, Peer>,
 ) -> Ended {
+    let (doc, listener) = (&room.doc, &*room.listener);
     let step1 = Message::Sync(SyncMessage::SyncStep1(doc.transact().state_vector()));
-    if socket
-        .send(Ws::Binary(step1.encode_v1().into()))
-        .await
-        .is_err()
-    {
-        return Ended::Again;
+    // The others dropped this client's presence with the old connection: announce it again.
+    let again = room
+        .mine
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .publish(doc);
+    for message in std::iter::once(step1).chain(again) {
+        if socket
+            .send(Ws::Binary(message.encode_v1().into()))
+            .await
+            .is_err()
+        {
+            return Ended::Again;
+        }
     }
     let mut presence: HashMap<yrs::ClientID, String> = HashMap::new();
     let mut live = false;
@@ -337,6 +380,12 @@ async fn serve(
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Send(bytes)) => {
+                    if socket.send(Ws::Binary(bytes.into())).await.is_err() {
+                        return Ended::Again;
+                    }
+                }
+                Some(Command::Edit(bytes)) => {
+                    listener.on_cursors(cursors(doc, &presence));
                     if socket.send(Ws::Binary(bytes.into())).await.is_err() {
                         return Ended::Again;
                     }
@@ -349,7 +398,7 @@ async fn serve(
             frame = socket.next() => match frame {
                 Some(Ok(Ws::Binary(bytes))) => {
                     let mut replies = Vec::new();
-                    let changed = handle(&bytes, doc, listener, peers, &mut presence, &mut replies);
+                    let (changed, moved) = handle(&bytes, doc, listener, peers, &mut presence, &mut replies);
                     for reply in replies {
                         if socket.send(Ws::Binary(reply.into())).await.is_err() {
                             return Ended::Again;
@@ -358,6 +407,9 @@ async fn serve(
                     if changed {
                         let code = doc.get_or_insert_text(CODE_TEXT);
                         listener.on_code(code.get_string(&doc.transact()));
+                    }
+                    if changed || moved {
+                        listener.on_cursors(cursors(doc, &presence));
                     }
                     if !live {
                         live = true;
@@ -388,7 +440,8 @@ fn ended_by(code: u16, reason: String) -> Ended {
     }
 }
 
-/// Applies one frame; replies to send back go to `replies`. Whether the code changed.
+/// Applies one frame; replies to send back go to `replies`. Whether the code changed, and
+/// whether someone's presence did.
 fn handle(
     bytes: &[u8],
     doc: &Doc,
@@ -396,13 +449,13 @@ fn handle(
     peers: &mut HashMap<u64, Peer>,
     presence: &mut HashMap<yrs::ClientID, String>,
     replies: &mut Vec<Vec<u8>>,
-) -> bool {
+) -> (bool, bool) {
     let mut decoder = DecoderV1::new(Cursor::new(bytes));
     let Ok(messages) = MessageReader::new(&mut decoder).collect::<Result<Vec<_>, _>>() else {
         tracing::warn!("a dojo frame did not decode");
-        return false;
+        return (false, false);
     };
-    let mut changed = false;
+    let (mut changed, mut moved) = (false, false);
     for message in messages {
         match message {
             Message::Sync(SyncMessage::SyncStep1(sv)) => {
@@ -454,11 +507,11 @@ fn handle(
                     } else {
                         presence.insert(client, entry.json.to_string());
                     }
+                    moved = true;
                 }
-                listener.on_presence(presence.values().cloned().collect());
             }
             _ => {}
         }
     }
-    changed
+    (changed, moved)
 }

@@ -16,7 +16,8 @@
 //! - PoCs, the dashboard, dojos, reports and yearly videos (started, watched until done, with
 //!   absolute signed links): the services' own DTOs (`wire-types`) as records.
 //! - [`DojoSession`]: a live dojo room over y-websocket with the server's yrs: the shared code,
-//!   chat, peers, presence, call signals; reconnects and resyncs by itself.
+//!   chat, peers, the others' cursors (web editors' awareness shape), call signals; reconnects
+//!   and resyncs by itself.
 //! - Errors: one [`CoreError`], mapped from the API's stable codes.
 //!
 //! Async functions run on one tokio runtime inside (UniFFI's `tokio` support); Kotlin sees
@@ -27,12 +28,14 @@ mod client;
 mod dojo;
 mod error;
 mod media;
+mod presence;
 mod session;
 
 pub use client::{Company, MrBill, PocQuery};
 pub use dojo::{DojoListener, DojoSession, LiveState};
 pub use error::CoreError;
 pub use media::JobListener;
+pub use presence::RemoteCursor;
 pub use session::{MemoryTokenStore, StoredSession, TokenStore};
 
 uniffi::setup_scaffolding!();

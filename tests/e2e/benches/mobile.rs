@@ -30,7 +30,7 @@ impl DojoListener for Changes {
     }
     fn on_chat(&self, _: ChatMessage) {}
     fn on_peers(&self, _: Vec<Peer>) {}
-    fn on_presence(&self, _: Vec<String>) {}
+    fn on_cursors(&self, _: Vec<mrbill_core::RemoteCursor>) {}
     fn on_signal(&self, _: u64, _: String) {}
     fn on_state(&self, _: LiveState) {}
 }

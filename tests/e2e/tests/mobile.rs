@@ -113,5 +113,5 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         "JUnit: {said}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(said.contains("OK (11 tests)"), "{said}");
+    assert!(said.contains("OK (12 tests)"), "{said}");
 }

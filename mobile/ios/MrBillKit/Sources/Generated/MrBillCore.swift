@@ -639,9 +639,10 @@ public protocol DojoListener: AnyObject, Sendable {
     func onPeers(peers: [Peer]) 
     
     /**
-     * The others' presence (cursor, name, …) as JSON, one per client.
+     * The others' cursors, placed in this copy of the code (after their presence or the code
+     * changed).
      */
-    func onPresence(states: [String]) 
+    func onCursors(cursors: [RemoteCursor]) 
     
     /**
      * A call signal (`{"kind": "offer", "sdp": …}`, `answer`, `ice_candidate`, `hangup`)
@@ -742,13 +743,14 @@ open func onPeers(peers: [Peer])  {try! rustCall() {
 }
     
     /**
-     * The others' presence (cursor, name, …) as JSON, one per client.
+     * The others' cursors, placed in this copy of the code (after their presence or the code
+     * changed).
      */
-open func onPresence(states: [String])  {try! rustCall() {
+open func onCursors(cursors: [RemoteCursor])  {try! rustCall() {
         uniffiCallStatus in
-    uniffi_mrbill_core_fn_method_dojolistener_on_presence(
+    uniffi_mrbill_core_fn_method_dojolistener_on_cursors(
             self.uniffiCloneHandle(),
-        FfiConverterSequenceString.lower(states),uniffiCallStatus
+        FfiConverterSequenceTypeRemoteCursor.lower(cursors),uniffiCallStatus
     )
 }
 }
@@ -876,9 +878,9 @@ fileprivate struct UniffiCallbackInterfaceDojoListener {
                 writeReturn: writeReturn
             )
         },
-        onPresence: { (
+        onCursors: { (
             uniffiHandle: UInt64,
-            states: RustBuffer,
+            cursors: RustBuffer,
             uniffiOutReturn: UnsafeMutableRawPointer,
             uniffiCallStatus: UnsafeMutablePointer<RustCallStatus>
         ) in
@@ -887,8 +889,8 @@ fileprivate struct UniffiCallbackInterfaceDojoListener {
                 guard let uniffiObj = try? FfiConverterTypeDojoListener.handleMap.get(handle: uniffiHandle) else {
                     throw UniffiInternalError.unexpectedStaleHandle
                 }
-                return uniffiObj.onPresence(
-                     states: try FfiConverterSequenceString.lift(states)
+                return uniffiObj.onCursors(
+                     cursors: try FfiConverterSequenceTypeRemoteCursor.lift(cursors)
                 )
             }
 
@@ -1035,17 +1037,22 @@ public func FfiConverterTypeDojoListener_lower(_ value: DojoListener) -> UInt64 
 public protocol DojoSessionProtocol: AnyObject, Sendable {
     
     /**
+     * Hides this user's cursor (the editor lost focus).
+     */
+    func clearCursor() 
+    
+    /**
      * The shared code as this client has it.
      */
     func code()  -> String
     
     /**
-     * Deletes `len` characters from `index` (clamped to the text).
+     * Deletes `len` UTF-16 code units from `index` (clamped to the text).
      */
     func delete(index: UInt32, len: UInt32) 
     
     /**
-     * Inserts `text` at character `index` (clamped to the end).
+     * Inserts `text` at `index` (UTF-16 code units, clamped to the end).
      */
     func insert(index: UInt32, text: String) 
     
@@ -1063,9 +1070,15 @@ public protocol DojoSessionProtocol: AnyObject, Sendable {
     func sendSignal(to: UInt64, signalJson: String) throws 
     
     /**
-     * Publishes this client's presence (cursor, selection, name) as a JSON object.
+     * Where this user's selection is (`anchor` = `head` for a plain caret), in UTF-16 code
+     * units; the others see it move with the text.
      */
-    func setPresence(stateJson: String) 
+    func setCursor(anchor: UInt32, head: UInt32) 
+    
+    /**
+     * Who this user is to the others (their name by the cursor, in this colour, `#rrggbb`).
+     */
+    func setUser(name: String, color: String) 
     
 }
 /**
@@ -1125,6 +1138,17 @@ open class DojoSession: DojoSessionProtocol, @unchecked Sendable {
 
     
     /**
+     * Hides this user's cursor (the editor lost focus).
+     */
+open func clearCursor()  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_clear_cursor(
+            self.uniffiCloneHandle(),uniffiCallStatus
+    )
+}
+}
+    
+    /**
      * The shared code as this client has it.
      */
 open func code() -> String  {
@@ -1137,7 +1161,7 @@ open func code() -> String  {
 }
     
     /**
-     * Deletes `len` characters from `index` (clamped to the text).
+     * Deletes `len` UTF-16 code units from `index` (clamped to the text).
      */
 open func delete(index: UInt32, len: UInt32)  {try! rustCall() {
         uniffiCallStatus in
@@ -1150,7 +1174,7 @@ open func delete(index: UInt32, len: UInt32)  {try! rustCall() {
 }
     
     /**
-     * Inserts `text` at character `index` (clamped to the end).
+     * Inserts `text` at `index` (UTF-16 code units, clamped to the end).
      */
 open func insert(index: UInt32, text: String)  {try! rustCall() {
         uniffiCallStatus in
@@ -1197,13 +1221,28 @@ open func sendSignal(to: UInt64, signalJson: String)throws   {try rustCallWithEr
 }
     
     /**
-     * Publishes this client's presence (cursor, selection, name) as a JSON object.
+     * Where this user's selection is (`anchor` = `head` for a plain caret), in UTF-16 code
+     * units; the others see it move with the text.
      */
-open func setPresence(stateJson: String)  {try! rustCall() {
+open func setCursor(anchor: UInt32, head: UInt32)  {try! rustCall() {
         uniffiCallStatus in
-    uniffi_mrbill_core_fn_method_dojosession_set_presence(
+    uniffi_mrbill_core_fn_method_dojosession_set_cursor(
             self.uniffiCloneHandle(),
-        FfiConverterString.lower(stateJson),uniffiCallStatus
+        FfiConverterUInt32.lower(anchor),
+        FfiConverterUInt32.lower(head),uniffiCallStatus
+    )
+}
+}
+    
+    /**
+     * Who this user is to the others (their name by the cursor, in this colour, `#rrggbb`).
+     */
+open func setUser(name: String, color: String)  {try! rustCall() {
+        uniffiCallStatus in
+    uniffi_mrbill_core_fn_method_dojosession_set_user(
+            self.uniffiCloneHandle(),
+        FfiConverterString.lower(name),
+        FfiConverterString.lower(color),uniffiCallStatus
     )
 }
 }
@@ -2923,6 +2962,100 @@ public func FfiConverterTypePocQuery_lower(_ value: PocQuery) -> RustBuffer {
 
 
 /**
+ * Another participant's cursor, as an index into this client's copy of the code (UTF-16 code
+ * units, like every index of a session).
+ */
+public struct RemoteCursor: Equatable, Hashable {
+    /**
+     * Their awareness client (stable while they stay connected).
+     */
+    public var client: UInt64
+    public var name: String
+    /**
+     * A CSS colour (`#rrggbb`) as their editor chose it, or empty.
+     */
+    public var color: String
+    /**
+     * Where the selection started; equal to `head` for a plain cursor.
+     */
+    public var anchor: UInt32
+    /**
+     * Where the caret is.
+     */
+    public var head: UInt32
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Their awareness client (stable while they stay connected).
+         */client: UInt64, name: String, 
+        /**
+         * A CSS colour (`#rrggbb`) as their editor chose it, or empty.
+         */color: String, 
+        /**
+         * Where the selection started; equal to `head` for a plain cursor.
+         */anchor: UInt32, 
+        /**
+         * Where the caret is.
+         */head: UInt32) {
+        self.client = client
+        self.name = name
+        self.color = color
+        self.anchor = anchor
+        self.head = head
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension RemoteCursor: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeRemoteCursor: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> RemoteCursor {
+        return
+            try RemoteCursor(
+                client: FfiConverterUInt64.read(from: &buf), 
+                name: FfiConverterString.read(from: &buf), 
+                color: FfiConverterString.read(from: &buf), 
+                anchor: FfiConverterUInt32.read(from: &buf), 
+                head: FfiConverterUInt32.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: RemoteCursor, into buf: inout [UInt8]) {
+        FfiConverterUInt64.write(value.client, into: &buf)
+        FfiConverterString.write(value.name, into: &buf)
+        FfiConverterString.write(value.color, into: &buf)
+        FfiConverterUInt32.write(value.anchor, into: &buf)
+        FfiConverterUInt32.write(value.head, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRemoteCursor_lift(_ buf: RustBuffer) throws -> RemoteCursor {
+    return try FfiConverterTypeRemoteCursor.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeRemoteCursor_lower(_ value: RemoteCursor) -> RustBuffer {
+    return FfiConverterTypeRemoteCursor.lower(value)
+}
+
+
+/**
  * What the app keeps for the user between launches (in the Keychain on iOS, in Keystore-backed
  * storage on Android). The core hands tokens to nothing else.
  */
@@ -3397,6 +3530,31 @@ fileprivate struct FfiConverterSequenceString: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterSequenceTypeRemoteCursor: FfiConverterRustBuffer {
+    typealias SwiftType = [RemoteCursor]
+
+    public static func write(_ value: [RemoteCursor], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for item in value {
+            FfiConverterTypeRemoteCursor.write(item, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [RemoteCursor] {
+        let len: Int32 = try readInt(&buf)
+        var seq = [RemoteCursor]()
+        seq.reserveCapacity(Int(len))
+        for _ in 0 ..< len {
+            seq.append(try FfiConverterTypeRemoteCursor.read(from: &buf))
+        }
+        return seq
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterSequenceTypeFieldError: FfiConverterRustBuffer {
     typealias SwiftType = [FieldError]
 
@@ -3612,7 +3770,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_mrbill_core_checksum_method_dojolistener_on_peers() != 38026) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_mrbill_core_checksum_method_dojolistener_on_presence() != 47844) {
+    if (uniffi_mrbill_core_checksum_method_dojolistener_on_cursors() != 58689) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_mrbill_core_checksum_method_dojolistener_on_signal() != 6347) {
@@ -3621,13 +3779,16 @@ private let initializationResult: InitializationResult = {
     if (uniffi_mrbill_core_checksum_method_dojolistener_on_state() != 10313) {
         return InitializationResult.apiChecksumMismatch
     }
+    if (uniffi_mrbill_core_checksum_method_dojosession_clear_cursor() != 39910) {
+        return InitializationResult.apiChecksumMismatch
+    }
     if (uniffi_mrbill_core_checksum_method_dojosession_code() != 43504) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_mrbill_core_checksum_method_dojosession_delete() != 34893) {
+    if (uniffi_mrbill_core_checksum_method_dojosession_delete() != 58859) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_mrbill_core_checksum_method_dojosession_insert() != 29987) {
+    if (uniffi_mrbill_core_checksum_method_dojosession_insert() != 30140) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_mrbill_core_checksum_method_dojosession_leave() != 14933) {
@@ -3639,7 +3800,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_mrbill_core_checksum_method_dojosession_send_signal() != 4418) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_mrbill_core_checksum_method_dojosession_set_presence() != 43675) {
+    if (uniffi_mrbill_core_checksum_method_dojosession_set_cursor() != 63629) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_mrbill_core_checksum_method_dojosession_set_user() != 49331) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_mrbill_core_checksum_method_joblistener_on_progress() != 38263) {

@@ -321,7 +321,7 @@ typedef struct UniffiVTableCallbackInterfaceDojoListener {
     UniffiCallbackInterfaceDojoListenerMethod0 _Nonnull onCode;
     UniffiCallbackInterfaceDojoListenerMethod1 _Nonnull onChat;
     UniffiCallbackInterfaceDojoListenerMethod2 _Nonnull onPeers;
-    UniffiCallbackInterfaceDojoListenerMethod3 _Nonnull onPresence;
+    UniffiCallbackInterfaceDojoListenerMethod3 _Nonnull onCursors;
     UniffiCallbackInterfaceDojoListenerMethod4 _Nonnull onSignal;
     UniffiCallbackInterfaceDojoListenerMethod5 _Nonnull onState;
 } UniffiVTableCallbackInterfaceDojoListener;
@@ -552,9 +552,9 @@ void uniffi_mrbill_core_fn_method_dojolistener_on_chat(uint64_t ptr, RustBuffer 
 void uniffi_mrbill_core_fn_method_dojolistener_on_peers(uint64_t ptr, RustBuffer peers, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_PRESENCE
-#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_PRESENCE
-void uniffi_mrbill_core_fn_method_dojolistener_on_presence(uint64_t ptr, RustBuffer states, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_CURSORS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_CURSORS
+void uniffi_mrbill_core_fn_method_dojolistener_on_cursors(uint64_t ptr, RustBuffer cursors, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOLISTENER_ON_SIGNAL
@@ -575,6 +575,11 @@ uint64_t uniffi_mrbill_core_fn_clone_dojosession(uint64_t handle, RustCallStatus
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_DOJOSESSION
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_FREE_DOJOSESSION
 void uniffi_mrbill_core_fn_free_dojosession(uint64_t handle, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_CLEAR_CURSOR
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_CLEAR_CURSOR
+void uniffi_mrbill_core_fn_method_dojosession_clear_cursor(uint64_t ptr, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_CODE
@@ -607,9 +612,14 @@ void uniffi_mrbill_core_fn_method_dojosession_send_chat(uint64_t ptr, RustBuffer
 void uniffi_mrbill_core_fn_method_dojosession_send_signal(uint64_t ptr, uint64_t to, RustBuffer signal_json, RustCallStatus *_Nonnull out_status
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_PRESENCE
-#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_PRESENCE
-void uniffi_mrbill_core_fn_method_dojosession_set_presence(uint64_t ptr, RustBuffer state_json, RustCallStatus *_Nonnull out_status
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_CURSOR
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_CURSOR
+void uniffi_mrbill_core_fn_method_dojosession_set_cursor(uint64_t ptr, uint32_t anchor, uint32_t head, RustCallStatus *_Nonnull out_status
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_USER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_METHOD_DOJOSESSION_SET_USER
+void uniffi_mrbill_core_fn_method_dojosession_set_user(uint64_t ptr, RustBuffer name, RustBuffer color, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_FN_CLONE_JOBLISTENER
@@ -1163,9 +1173,9 @@ uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_peers(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_PRESENCE
-#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_PRESENCE
-uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_presence(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CURSORS
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_CURSORS
+uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_cursors(void
     
 );
 #endif
@@ -1178,6 +1188,12 @@ uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_signal(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_STATE
 #define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOLISTENER_ON_STATE
 uint16_t uniffi_mrbill_core_checksum_method_dojolistener_on_state(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_CLEAR_CURSOR
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_CLEAR_CURSOR
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_clear_cursor(void
     
 );
 #endif
@@ -1217,9 +1233,15 @@ uint16_t uniffi_mrbill_core_checksum_method_dojosession_send_signal(void
     
 );
 #endif
-#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_PRESENCE
-#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_PRESENCE
-uint16_t uniffi_mrbill_core_checksum_method_dojosession_set_presence(void
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_CURSOR
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_CURSOR
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_set_cursor(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_USER
+#define UNIFFI_FFIDEF_UNIFFI_MRBILL_CORE_CHECKSUM_METHOD_DOJOSESSION_SET_USER
+uint16_t uniffi_mrbill_core_checksum_method_dojosession_set_user(void
     
 );
 #endif

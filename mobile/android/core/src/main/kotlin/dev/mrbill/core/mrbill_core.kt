@@ -727,7 +727,7 @@ internal interface UniffiCallbackInterfaceDojoListenerMethod2 : com.sun.jna.Call
     fun callback(`uniffiHandle`: Long,`peers`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
 internal interface UniffiCallbackInterfaceDojoListenerMethod3 : com.sun.jna.Callback {
-    fun callback(`uniffiHandle`: Long,`states`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
+    fun callback(`uniffiHandle`: Long,`cursors`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
 internal interface UniffiCallbackInterfaceDojoListenerMethod4 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`from`: Long,`signalJson`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
@@ -747,14 +747,14 @@ internal interface UniffiCallbackInterfaceTokenStoreMethod1 : com.sun.jna.Callba
 internal interface UniffiCallbackInterfaceTokenStoreMethod2 : com.sun.jna.Callback {
     fun callback(`uniffiHandle`: Long,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,)
 }
-@Structure.FieldOrder("uniffiFree", "uniffiClone", "onCode", "onChat", "onPeers", "onPresence", "onSignal", "onState")
+@Structure.FieldOrder("uniffiFree", "uniffiClone", "onCode", "onChat", "onPeers", "onCursors", "onSignal", "onState")
 internal open class UniffiVTableCallbackInterfaceDojoListener(
     @JvmField internal var `uniffiFree`: UniffiCallbackInterfaceFree? = null,
     @JvmField internal var `uniffiClone`: UniffiCallbackInterfaceClone? = null,
     @JvmField internal var `onCode`: UniffiCallbackInterfaceDojoListenerMethod0? = null,
     @JvmField internal var `onChat`: UniffiCallbackInterfaceDojoListenerMethod1? = null,
     @JvmField internal var `onPeers`: UniffiCallbackInterfaceDojoListenerMethod2? = null,
-    @JvmField internal var `onPresence`: UniffiCallbackInterfaceDojoListenerMethod3? = null,
+    @JvmField internal var `onCursors`: UniffiCallbackInterfaceDojoListenerMethod3? = null,
     @JvmField internal var `onSignal`: UniffiCallbackInterfaceDojoListenerMethod4? = null,
     @JvmField internal var `onState`: UniffiCallbackInterfaceDojoListenerMethod5? = null,
 ) : Structure() {
@@ -764,10 +764,10 @@ internal open class UniffiVTableCallbackInterfaceDojoListener(
         `onCode`: UniffiCallbackInterfaceDojoListenerMethod0? = null,
         `onChat`: UniffiCallbackInterfaceDojoListenerMethod1? = null,
         `onPeers`: UniffiCallbackInterfaceDojoListenerMethod2? = null,
-        `onPresence`: UniffiCallbackInterfaceDojoListenerMethod3? = null,
+        `onCursors`: UniffiCallbackInterfaceDojoListenerMethod3? = null,
         `onSignal`: UniffiCallbackInterfaceDojoListenerMethod4? = null,
         `onState`: UniffiCallbackInterfaceDojoListenerMethod5? = null,
-    ): UniffiVTableCallbackInterfaceDojoListener(`uniffiFree`,`uniffiClone`,`onCode`,`onChat`,`onPeers`,`onPresence`,`onSignal`,`onState`,), Structure.ByValue
+    ): UniffiVTableCallbackInterfaceDojoListener(`uniffiFree`,`uniffiClone`,`onCode`,`onChat`,`onPeers`,`onCursors`,`onSignal`,`onState`,), Structure.ByValue
 
    internal fun uniffiSetValue(other: UniffiVTableCallbackInterfaceDojoListener) {
         `uniffiFree` = other.`uniffiFree`
@@ -775,7 +775,7 @@ internal open class UniffiVTableCallbackInterfaceDojoListener(
         `onCode` = other.`onCode`
         `onChat` = other.`onChat`
         `onPeers` = other.`onPeers`
-        `onPresence` = other.`onPresence`
+        `onCursors` = other.`onCursors`
         `onSignal` = other.`onSignal`
         `onState` = other.`onState`
     }
@@ -920,11 +920,13 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_mrbill_core_checksum_method_dojolistener_on_peers(
     ): Int
-    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_presence(
+    external fun uniffi_mrbill_core_checksum_method_dojolistener_on_cursors(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_dojolistener_on_signal(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_dojolistener_on_state(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_clear_cursor(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_dojosession_code(
     ): Int
@@ -938,7 +940,9 @@ internal object IntegrityCheckingUniffiLib {
     ): Int
     external fun uniffi_mrbill_core_checksum_method_dojosession_send_signal(
     ): Int
-    external fun uniffi_mrbill_core_checksum_method_dojosession_set_presence(
+    external fun uniffi_mrbill_core_checksum_method_dojosession_set_cursor(
+    ): Int
+    external fun uniffi_mrbill_core_checksum_method_dojosession_set_user(
     ): Int
     external fun uniffi_mrbill_core_checksum_method_joblistener_on_progress(
     ): Int
@@ -1064,7 +1068,7 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_mrbill_core_fn_method_dojolistener_on_peers(`ptr`: Long,`peers`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_mrbill_core_fn_method_dojolistener_on_presence(`ptr`: Long,`states`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_mrbill_core_fn_method_dojolistener_on_cursors(`ptr`: Long,`cursors`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_mrbill_core_fn_method_dojolistener_on_signal(`ptr`: Long,`from`: Long,`signalJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
@@ -1073,6 +1077,8 @@ internal object UniffiLib {
     external fun uniffi_mrbill_core_fn_clone_dojosession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
     external fun uniffi_mrbill_core_fn_free_dojosession(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_clear_cursor(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_mrbill_core_fn_method_dojosession_code(`ptr`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): RustBuffer.ByValue
@@ -1086,7 +1092,9 @@ internal object UniffiLib {
     ): Unit
     external fun uniffi_mrbill_core_fn_method_dojosession_send_signal(`ptr`: Long,`to`: Long,`signalJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
-    external fun uniffi_mrbill_core_fn_method_dojosession_set_presence(`ptr`: Long,`stateJson`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
+    external fun uniffi_mrbill_core_fn_method_dojosession_set_cursor(`ptr`: Long,`anchor`: Int,`head`: Int,uniffi_out_err: UniffiRustCallStatus, 
+    ): Unit
+    external fun uniffi_mrbill_core_fn_method_dojosession_set_user(`ptr`: Long,`name`: RustBuffer.ByValue,`color`: RustBuffer.ByValue,uniffi_out_err: UniffiRustCallStatus, 
     ): Unit
     external fun uniffi_mrbill_core_fn_clone_joblistener(`handle`: Long,uniffi_out_err: UniffiRustCallStatus, 
     ): Long
@@ -1344,7 +1352,7 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_peers() and 0xFFFF) != 38026) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_presence() and 0xFFFF) != 47844) {
+    if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_cursors() and 0xFFFF) != 58689) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_signal() and 0xFFFF) != 6347) {
@@ -1353,13 +1361,16 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_mrbill_core_checksum_method_dojolistener_on_state() and 0xFFFF) != 10313) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_clear_cursor() and 0xFFFF) != 39910) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
     if ((lib.uniffi_mrbill_core_checksum_method_dojosession_code() and 0xFFFF) != 43504) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_delete() and 0xFFFF) != 34893) {
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_delete() and 0xFFFF) != 58859) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_insert() and 0xFFFF) != 29987) {
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_insert() and 0xFFFF) != 30140) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_mrbill_core_checksum_method_dojosession_leave() and 0xFFFF) != 14933) {
@@ -1371,7 +1382,10 @@ private fun uniffiCheckApiChecksums(lib: IntegrityCheckingUniffiLib) {
     if ((lib.uniffi_mrbill_core_checksum_method_dojosession_send_signal() and 0xFFFF) != 4418) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
-    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_set_presence() and 0xFFFF) != 43675) {
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_set_cursor() and 0xFFFF) != 63629) {
+        throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
+    }
+    if ((lib.uniffi_mrbill_core_checksum_method_dojosession_set_user() and 0xFFFF) != 49331) {
         throw RuntimeException("UniFFI API checksum mismatch: try cleaning and rebuilding your project")
     }
     if ((lib.uniffi_mrbill_core_checksum_method_joblistener_on_progress() and 0xFFFF) != 38263) {
@@ -1946,9 +1960,10 @@ public interface DojoListener {
     fun `onPeers`(`peers`: List<Peer>)
     
     /**
-     * The others' presence (cursor, name, …) as JSON, one per client.
+     * The others' cursors, placed in this copy of the code (after their presence or the code
+     * changed).
      */
-    fun `onPresence`(`states`: List<kotlin.String>)
+    fun `onCursors`(`cursors`: List<RemoteCursor>)
     
     /**
      * A call signal (`{"kind": "offer", "sdp": …}`, `answer`, `ice_candidate`, `hangup`)
@@ -2112,15 +2127,16 @@ open class DojoListenerImpl: Disposable, AutoCloseable, DojoListener
 
     
     /**
-     * The others' presence (cursor, name, …) as JSON, one per client.
-     */override fun `onPresence`(`states`: List<kotlin.String>)
+     * The others' cursors, placed in this copy of the code (after their presence or the code
+     * changed).
+     */override fun `onCursors`(`cursors`: List<RemoteCursor>)
         = 
     callWithHandle {
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_presence(
+    UniffiLib.uniffi_mrbill_core_fn_method_dojolistener_on_cursors(
         it,
         
-        FfiConverterSequenceString.lower(`states`),_status)
+        FfiConverterSequenceTypeRemoteCursor.lower(`cursors`),_status)
 }
     }
     
@@ -2211,12 +2227,12 @@ internal object uniffiCallbackInterfaceDojoListener {
             uniffiTraitInterfaceCall(uniffiCallStatus, makeCall, writeReturn)
         }
     }
-    internal object `onPresence`: UniffiCallbackInterfaceDojoListenerMethod3 {
-        override fun callback(`uniffiHandle`: Long,`states`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
+    internal object `onCursors`: UniffiCallbackInterfaceDojoListenerMethod3 {
+        override fun callback(`uniffiHandle`: Long,`cursors`: RustBuffer.ByValue,`uniffiOutReturn`: Pointer,uniffiCallStatus: UniffiRustCallStatus,) {
             val uniffiObj = FfiConverterTypeDojoListener.handleMap.get(uniffiHandle)
             val makeCall = { ->
-                uniffiObj.`onPresence`(
-                    FfiConverterSequenceString.lift(`states`),
+                uniffiObj.`onCursors`(
+                    FfiConverterSequenceTypeRemoteCursor.lift(`cursors`),
                 )
             }
             val writeReturn = { _: Unit -> Unit }
@@ -2267,7 +2283,7 @@ internal object uniffiCallbackInterfaceDojoListener {
         `onCode`,
         `onChat`,
         `onPeers`,
-        `onPresence`,
+        `onCursors`,
         `onSignal`,
         `onState`,
     )
@@ -2419,17 +2435,22 @@ public object FfiConverterTypeDojoListener: FfiConverter<DojoListener, Long> {
 public interface DojoSessionInterface {
     
     /**
+     * Hides this user's cursor (the editor lost focus).
+     */
+    fun `clearCursor`()
+    
+    /**
      * The shared code as this client has it.
      */
     fun `code`(): kotlin.String
     
     /**
-     * Deletes `len` characters from `index` (clamped to the text).
+     * Deletes `len` UTF-16 code units from `index` (clamped to the text).
      */
     fun `delete`(`index`: kotlin.UInt, `len`: kotlin.UInt)
     
     /**
-     * Inserts `text` at character `index` (clamped to the end).
+     * Inserts `text` at `index` (UTF-16 code units, clamped to the end).
      */
     fun `insert`(`index`: kotlin.UInt, `text`: kotlin.String)
     
@@ -2447,9 +2468,15 @@ public interface DojoSessionInterface {
     fun `sendSignal`(`to`: kotlin.ULong, `signalJson`: kotlin.String)
     
     /**
-     * Publishes this client's presence (cursor, selection, name) as a JSON object.
+     * Where this user's selection is (`anchor` = `head` for a plain caret), in UTF-16 code
+     * units; the others see it move with the text.
      */
-    fun `setPresence`(`stateJson`: kotlin.String)
+    fun `setCursor`(`anchor`: kotlin.UInt, `head`: kotlin.UInt)
+    
+    /**
+     * Who this user is to the others (their name by the cursor, in this colour, `#rrggbb`).
+     */
+    fun `setUser`(`name`: kotlin.String, `color`: kotlin.String)
     
     companion object
 }
@@ -2560,6 +2587,21 @@ open class DojoSession: Disposable, AutoCloseable, DojoSessionInterface
 
     
     /**
+     * Hides this user's cursor (the editor lost focus).
+     */override fun `clearCursor`()
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_clear_cursor(
+        it,
+        _status)
+}
+    }
+    
+    
+
+    
+    /**
      * The shared code as this client has it.
      */override fun `code`(): kotlin.String {
             return FfiConverterString.lift(
@@ -2576,7 +2618,7 @@ open class DojoSession: Disposable, AutoCloseable, DojoSessionInterface
 
     
     /**
-     * Deletes `len` characters from `index` (clamped to the text).
+     * Deletes `len` UTF-16 code units from `index` (clamped to the text).
      */override fun `delete`(`index`: kotlin.UInt, `len`: kotlin.UInt)
         = 
     callWithHandle {
@@ -2593,7 +2635,7 @@ open class DojoSession: Disposable, AutoCloseable, DojoSessionInterface
 
     
     /**
-     * Inserts `text` at character `index` (clamped to the end).
+     * Inserts `text` at `index` (UTF-16 code units, clamped to the end).
      */override fun `insert`(`index`: kotlin.UInt, `text`: kotlin.String)
         = 
     callWithHandle {
@@ -2657,15 +2699,34 @@ open class DojoSession: Disposable, AutoCloseable, DojoSessionInterface
 
     
     /**
-     * Publishes this client's presence (cursor, selection, name) as a JSON object.
-     */override fun `setPresence`(`stateJson`: kotlin.String)
+     * Where this user's selection is (`anchor` = `head` for a plain caret), in UTF-16 code
+     * units; the others see it move with the text.
+     */override fun `setCursor`(`anchor`: kotlin.UInt, `head`: kotlin.UInt)
         = 
     callWithHandle {
     uniffiRustCall() { _status ->
-    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_set_presence(
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_set_cursor(
         it,
         
-        FfiConverterString.lower(`stateJson`),_status)
+        FfiConverterUInt.lower(`anchor`),
+        FfiConverterUInt.lower(`head`),_status)
+}
+    }
+    
+    
+
+    
+    /**
+     * Who this user is to the others (their name by the cursor, in this colour, `#rrggbb`).
+     */override fun `setUser`(`name`: kotlin.String, `color`: kotlin.String)
+        = 
+    callWithHandle {
+    uniffiRustCall() { _status ->
+    UniffiLib.uniffi_mrbill_core_fn_method_dojosession_set_user(
+        it,
+        
+        FfiConverterString.lower(`name`),
+        FfiConverterString.lower(`color`),_status)
 }
     }
     
@@ -5028,6 +5089,75 @@ public object FfiConverterTypePocQuery: FfiConverterRustBuffer<PocQuery> {
 
 
 /**
+ * Another participant's cursor, as an index into this client's copy of the code (UTF-16 code
+ * units, like every index of a session).
+ */
+data class RemoteCursor (
+    /**
+     * Their awareness client (stable while they stay connected).
+     */
+    var `client`: kotlin.ULong
+    , 
+    var `name`: kotlin.String
+    , 
+    /**
+     * A CSS colour (`#rrggbb`) as their editor chose it, or empty.
+     */
+    var `color`: kotlin.String
+    , 
+    /**
+     * Where the selection started; equal to `head` for a plain cursor.
+     */
+    var `anchor`: kotlin.UInt
+    , 
+    /**
+     * Where the caret is.
+     */
+    var `head`: kotlin.UInt
+    
+){
+    
+
+    
+
+    
+    companion object
+}
+
+/**
+ * @suppress
+ */
+public object FfiConverterTypeRemoteCursor: FfiConverterRustBuffer<RemoteCursor> {
+    override fun read(buf: ByteBuffer): RemoteCursor {
+        return RemoteCursor(
+            FfiConverterULong.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterString.read(buf),
+            FfiConverterUInt.read(buf),
+            FfiConverterUInt.read(buf),
+        )
+    }
+
+    override fun allocationSize(value: RemoteCursor) = (
+            FfiConverterULong.allocationSize(value.`client`) +
+            FfiConverterString.allocationSize(value.`name`) +
+            FfiConverterString.allocationSize(value.`color`) +
+            FfiConverterUInt.allocationSize(value.`anchor`) +
+            FfiConverterUInt.allocationSize(value.`head`)
+    )
+
+    override fun write(value: RemoteCursor, buf: ByteBuffer) {
+            FfiConverterULong.write(value.`client`, buf)
+            FfiConverterString.write(value.`name`, buf)
+            FfiConverterString.write(value.`color`, buf)
+            FfiConverterUInt.write(value.`anchor`, buf)
+            FfiConverterUInt.write(value.`head`, buf)
+    }
+}
+
+
+
+/**
  * What the app keeps for the user between launches (in the Keychain on iOS, in Keystore-backed
  * storage on Android). The core hands tokens to nothing else.
  */
@@ -5624,6 +5754,34 @@ public object FfiConverterSequenceString: FfiConverterRustBuffer<List<kotlin.Str
         buf.putInt(value.size)
         value.iterator().forEach {
             FfiConverterString.write(it, buf)
+        }
+    }
+}
+
+
+
+
+/**
+ * @suppress
+ */
+public object FfiConverterSequenceTypeRemoteCursor: FfiConverterRustBuffer<List<RemoteCursor>> {
+    override fun read(buf: ByteBuffer): List<RemoteCursor> {
+        val len = buf.getInt()
+        return List<RemoteCursor>(len) {
+            FfiConverterTypeRemoteCursor.read(buf)
+        }
+    }
+
+    override fun allocationSize(value: List<RemoteCursor>): ULong {
+        val sizeForLength = 4UL
+        val sizeForItems = value.map { FfiConverterTypeRemoteCursor.allocationSize(it) }.sum()
+        return sizeForLength + sizeForItems
+    }
+
+    override fun write(value: List<RemoteCursor>, buf: ByteBuffer) {
+        buf.putInt(value.size)
+        value.iterator().forEach {
+            FfiConverterTypeRemoteCursor.write(it, buf)
         }
     }
 }

@@ -15,13 +15,15 @@ class Recorder : DojoListener {
     @Volatile var code: String = ""
     val chat = CopyOnWriteArrayList<ChatMessage>()
     @Volatile var peers: List<Peer> = listOf()
+    @Volatile var cursors: List<RemoteCursor> = listOf()
+    val signals = CopyOnWriteArrayList<Pair<ULong, String>>()
     val states = CopyOnWriteArrayList<LiveState>()
 
     override fun onCode(code: String) { this.code = code }
     override fun onChat(message: ChatMessage) { chat.add(message) }
     override fun onPeers(peers: List<Peer>) { this.peers = peers }
-    override fun onPresence(states: List<String>) {}
-    override fun onSignal(from: ULong, signalJson: String) {}
+    override fun onCursors(cursors: List<RemoteCursor>) { this.cursors = cursors }
+    override fun onSignal(from: ULong, signalJson: String) { signals.add(from to signalJson) }
     override fun onState(state: LiveState) { states.add(state) }
 }
 
@@ -109,6 +111,52 @@ class DojoTest {
         }
         eventually("the edit made while away to reach B") {
             sessionB.code() == "// written while away\nval x = 1\n" && sessionA.code() == sessionB.code()
+        }
+        sessionA.leave()
+        sessionB.leave()
+    }
+
+    /** A cursor shown by the other app, staying on its characters while text is typed before
+     * it (indexes in UTF-16 units, as Kotlin counts), and call signals relayed between peers. */
+    @Test
+    fun cursorsFollowTheTextAndCallSignalsReachThePeer() = runBlocking {
+        val host = signedIn()
+        val guest = signedIn()
+        val dojo = host.createDojo(CreateDojo(
+            name = "Cursors", description = "", language = "rust",
+            maxParticipants = null, private = false, initialCode = "fn main() {}", scheduledStart = null,
+        ))
+        val a = Recorder()
+        val b = Recorder()
+        val sessionA = host.openDojo(dojo.id, a)
+        val sessionB = guest.openDojo(dojo.id, b)
+        eventually("both synced and present") {
+            sessionA.code() == "fn main() {}" && sessionB.code() == "fn main() {}" && a.peers.size == 1 && b.peers.size == 1
+        }
+        sessionA.setUser("Ana", "#1e88e5")
+        sessionA.setCursor(3u, 7u)
+        eventually("Ana's selection on B") { b.cursors.any { it.name == "Ana" && it.anchor == 3u && it.head == 7u } }
+        assertEquals("#1e88e5", b.cursors.single().color)
+        assertTrue("one's own cursor is not shown as another's", a.cursors.isEmpty())
+
+        val crab = "// \uD83E\uDD80\n"
+        sessionB.insert(0u, crab)
+        assertEquals(6, crab.length)
+        eventually("the selection to stay on `main`") { b.cursors.single().let { it.anchor == 9u && it.head == 13u } }
+        eventually("A to have B's edit") { sessionA.code() == crab + "fn main() {}" }
+        assertEquals("main", sessionA.code().substring(9, 13))
+        sessionA.clearCursor()
+        eventually("the cursor gone") { b.cursors.isEmpty() }
+
+        val toA = b.peers.single().peer
+        sessionB.sendSignal(toA, """{"kind": "offer", "sdp": "v=0"}""")
+        eventually("the offer on A") { a.signals.any { it.second.contains("offer") && it.second.contains("v=0") } }
+        assertEquals(a.peers.single().peer, a.signals.first().first)
+        try {
+            sessionB.sendSignal(toA, "{\"kind\": \"telepathy\"}")
+            throw AssertionError("not a signal")
+        } catch (e: CoreException.Validation) {
+            assertEquals("signal", e.fields.single().field)
         }
         sessionA.leave()
         sessionB.leave()
