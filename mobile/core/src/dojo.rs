@@ -364,7 +364,7 @@ async fn serve(
         .mine
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .publish(doc);
+        .publish_again(doc);
     for message in std::iter::once(step1).chain(again) {
         if socket
             .send(Ws::Binary(message.encode_v1().into()))

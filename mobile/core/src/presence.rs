@@ -60,6 +60,13 @@ impl Mine {
         self.cursor = None;
     }
 
+    /// The announcement for a new connection: the room removed this client's state when the
+    /// old one closed, which moved its clock one past ours, so skip one.
+    pub(crate) fn publish_again(&mut self, doc: &Doc) -> Option<Message> {
+        self.clock = self.clock.wrapping_add(1);
+        self.publish(doc)
+    }
+
     /// The awareness message announcing this state (with a fresh clock), or `None` before the
     /// app said anything about itself.
     pub(crate) fn publish(&mut self, doc: &Doc) -> Option<Message> {
@@ -179,6 +186,23 @@ mod tests {
             mine.publish(&ana).map(|_| mine.clock),
             Some(2),
             "a fresh clock each time"
+        );
+
+        // The room forgets a client whose connection closed by moving its clock one on: the
+        // announcement on the next connection must be newer still, or it is ignored.
+        let mut room = yrs::sync::Awareness::new(doc(ClientID::new(9)));
+        let announce = |room: &mut yrs::sync::Awareness, message: Option<Message>| {
+            let Some(Message::Awareness(update)) = message else {
+                panic!("an announcement");
+            };
+            room.apply_update(update).expect("applies");
+        };
+        announce(&mut room, mine.publish(&ana));
+        room.remove_state(ClientID::new(1));
+        announce(&mut room, mine.publish_again(&ana));
+        assert!(
+            room.state::<Value>(ClientID::new(1)).is_some(),
+            "announced again"
         );
     }
 }

@@ -44,12 +44,55 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         )
         .await
         .assert_status(200);
+    // An invite for the register screen, and a revoked one (an expired invite is refused with
+    // the same `invalid_invite`).
+    let admin = platform.api("mobile").with_token(&token);
+    let mut invites = Vec::new();
+    for who in ["invited", "revoked"] {
+        let made = admin
+            .post(
+                "/v1/invites",
+                &serde_json::json!({ "email": format!("{who}@mobile.example"), "role": "member" }),
+            )
+            .await;
+        let made = made.assert_status(201);
+        invites.push((
+            made["token"].as_str().expect("token").to_owned(),
+            made["invite"]["id"].as_str().expect("id").to_owned(),
+        ));
+    }
+    admin
+        .delete(&format!("/v1/invites/{}", invites[1].1))
+        .await
+        .assert_status(204);
+    // A second company, suspended: the app shows it as such.
+    platform.create_tenant("mobile-off");
+    platform
+        .mrbill(&["tenant", "suspend", "mobile-off", "-o", "json"])
+        .json();
+    let resolve = format!("{}/v1/resolve?tenant=mobile-off", platform.router_url());
+    let mut suspended = false;
+    for _ in 0..100 {
+        let said: serde_json::Value = reqwest::get(&resolve)
+            .await
+            .expect("router")
+            .json()
+            .await
+            .unwrap_or_default();
+        if said["status"] == "suspended" {
+            suspended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(suspended, "the router learns the suspension");
     let email = tenant["admin_invite"]["email"].as_str().expect("email");
     let cell = tenant["cell"]["cell_id"].as_str().expect("cell id");
     let dojo_ready = platform.cell_dir(cell).join("tmp/dojo.ready");
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let android = root.join("mobile/android/core/src");
+    let models = root.join("mobile/android/viewmodels/src");
     let kotlin = kotlin_home();
     let (lib, java) = (kotlin.join("lib"), Path::new("/usr/share/java"));
     let classpath = [
@@ -66,6 +109,8 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         .args(["-cp", &classpath])
         .arg(android.join("main/kotlin"))
         .arg(android.join("test/kotlin"))
+        .arg(models.join("main/kotlin"))
+        .arg(models.join("test/kotlin"))
         .arg("-d")
         .arg(&classes)
         .output()
@@ -88,6 +133,9 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
             platform.cell_dir(cell).join("mailbox").display()
         ))
         .arg(format!("-Dmrbill.email={email}"))
+        .arg(format!("-Dmrbill.invite={}", invites[0].0))
+        .arg(format!("-Dmrbill.revokedInvite={}", invites[1].0))
+        .arg("-Dmrbill.suspended=mobile-off")
         .arg(format!("-Dmrbill.password={PASSWORD}"))
         .args([
             "-cp",
@@ -103,6 +151,10 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
             "dev.mrbill.core.DojoTest",
             "dev.mrbill.core.MediaTest",
             "dev.mrbill.core.AccountTest",
+            "dev.mrbill.viewmodel.SessionModelsTest",
+            "dev.mrbill.viewmodel.PocModelsTest",
+            "dev.mrbill.viewmodel.JobModelsTest",
+            "dev.mrbill.viewmodel.DojoModelsTest",
         ])
         .output()
         .expect("java");
@@ -113,5 +165,5 @@ async fn the_kotlin_tests_drive_the_real_core_against_a_real_platform() {
         "JUnit: {said}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(said.contains("OK (12 tests)"), "{said}");
+    assert!(said.contains("OK (22 tests)"), "{said}");
 }
