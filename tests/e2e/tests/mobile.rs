@@ -1,8 +1,9 @@
-//! The mobile core as the Android app uses it: the generated Kotlin bindings and the core's
-//! JVM tests (`mobile/android/core/src/test`), compiled with Kotlin 2 (npm `kotlin-compiler`)
-//! and run with JUnit 4 on JNA (Debian `libjna-java`, `junit4`) — `./x test` installs them and
-//! sets `MRBILL_KOTLIN_HOME` — against the real `libmrbill_core.so` and a real local platform
-//! with a tenant and its admin.
+//! The native apps' shared logic as the Android app runs it: the generated Kotlin bindings, the
+//! core's JVM tests (`mobile/android/core/src/test`) and the view models with theirs
+//! (`mobile/android/viewmodels`), compiled with Kotlin 2 (npm `kotlin-compiler`) and run with
+//! JUnit 4 on JNA (Debian `libjna-java`, `junit4`) — `./x test` installs them and sets
+//! `MRBILL_KOTLIN_HOME` — against the real `libmrbill_core.so` and a real local platform: a
+//! tenant with its admin, an invite and a revoked one, and a second tenant, suspended.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
