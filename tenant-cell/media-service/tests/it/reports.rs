@@ -303,7 +303,9 @@ async fn bad_report_requests_are_refused_with_details() {
 
 #[tokio::test]
 async fn nobody_else_reaches_a_report_and_links_cannot_be_forged_or_stretched() {
-    let cell = Cell::start_with(|c| c.link_ttl = std::time::Duration::ZERO).await;
+    // Links live 2 s here: long enough to be refused for their signature while still live,
+    // short enough to see them expire.
+    let cell = Cell::start_with(|c| c.link_ttl = std::time::Duration::from_secs(2)).await;
     let admin = cell.poc.admin().await;
     let ada = cell.poc.member(&admin, "ada@acme.test").await;
     cell.poc.create_poc(&ada, "Only Mine", json!({})).await;
@@ -316,6 +318,19 @@ async fn nobody_else_reaches_a_report_and_links_cannot_be_forged_or_stretched() 
     let path = format!("/v1/reports/{}", job["id"].as_str().expect("id"));
     let done = cell.finished(&ada, &path).await;
     let url = done["download"]["url"].as_str().expect("url").to_owned();
+
+    // A forged signature, another file with this signature, a path escape — on a link that is
+    // live (it serves the report), so only the signature check can refuse them.
+    assert_eq!(cell.fetch(&url).await.0, 200, "the link is live");
+    let forged = url.replace("sig=", "sig=AAAA");
+    let another_file = url.replace("report.csv", "report.pdf");
+    for refused in [&forged, &another_file] {
+        let (status, body, _) = cell.fetch(refused).await;
+        let error: serde_json::Value = serde_json::from_slice(&body).expect("error body");
+        assert_eq!((status, error["code"].as_str()), (403, Some("invalid_link")), "{refused}");
+    }
+    let escaped = url.replace("report.csv", "..%2F..%2Fetc%2Fpasswd");
+    assert_eq!(cell.fetch(&escaped).await.0, 404);
 
     // Another user, even an admin, does not see it.
     for other in [&admin] {
@@ -340,19 +355,17 @@ async fn nobody_else_reaches_a_report_and_links_cannot_be_forged_or_stretched() 
         .await
         .assert_error(401, "unauthenticated");
 
-    // A forged signature, another file with this signature, a path escape.
-    let forged = url.replace("sig=", "sig=AAAA");
-    assert_eq!(cell.fetch(&forged).await.0, 403);
-    let (status, body, _) = cell.fetch(&url.replace("report.csv", "report.pdf")).await;
-    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
-    let escaped = url.replace("report.csv", "..%2F..%2Fetc%2Fpasswd");
-    assert_eq!(cell.fetch(&escaped).await.0, 404);
-
-    // The link expires (this cell's links live 0 s + the rounding second).
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (status, body, _) = cell.fetch(&url).await;
-    assert_eq!(status, 403);
-    let error: serde_json::Value = serde_json::from_slice(&body).expect("error body");
+    // The link expires (2 s + the rounding second).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let expired = loop {
+        let (status, body, _) = cell.fetch(&url).await;
+        if status != 200 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(expired.0, 403);
+    let error: serde_json::Value = serde_json::from_slice(&expired.1).expect("error body");
     assert_eq!(error["code"], "link_expired");
     // Asking for the job again gives a fresh link.
     let again = cell
