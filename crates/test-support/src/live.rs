@@ -29,6 +29,8 @@ pub struct Received {
     pub acks: Vec<Value>,
     /// Awareness messages received.
     pub awareness: usize,
+    /// The sync step 2 replies received, as sent (the server's answers to our step 1).
+    pub step2: Vec<Vec<u8>>,
     pub closed: Option<(u16, String)>,
 }
 
@@ -217,6 +219,7 @@ impl Live {
             .collect::<Result<_, _>>()
             .expect("the server sends valid messages");
         for message in messages {
+            let is_step2 = matches!(message, Message::Sync(SyncMessage::SyncStep2(_)));
             match message {
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
                     let update = self.doc.transact().encode_state_as_update_v1(&sv);
@@ -224,6 +227,9 @@ impl Live {
                         .await;
                 }
                 Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
+                    if is_step2 {
+                        self.got.step2.push(update.clone());
+                    }
                     let update = Update::decode_v1(&update).expect("update decodes");
                     self.doc
                         .transact_mut()

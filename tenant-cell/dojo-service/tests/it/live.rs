@@ -433,8 +433,15 @@ async fn sync_step_one_from_an_up_to_date_client_gets_an_empty_diff() {
     let mut client = cell.connect(&dojo, &admin, "").await;
     client.until("the code", |l| l.code() == "abc").await;
     let sv = client.state_vector();
+    let replies = client.got.step2.len();
     client.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
-    client.pump(Duration::from_millis(200)).await;
+    client
+        .until("the server's step 2", |l| l.got.step2.len() > replies)
+        .await;
+    let reply = &client.got.step2[replies];
+    let update =
+        <yrs::Update as yrs::updates::decoder::Decode>::decode_v1(reply).expect("an update");
+    assert!(update.is_empty(), "nothing the client lacks: {reply:?}");
     assert_eq!(client.code(), "abc");
 }
 

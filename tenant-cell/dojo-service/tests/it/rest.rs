@@ -140,7 +140,10 @@ async fn listing_filters_and_pages() {
     }
     // Every active dojo exactly once across pages: no repeat at a page boundary, none missed.
     assert_eq!(seen.len(), active.len(), "{seen:?}");
-    assert_eq!(seen.into_iter().collect::<std::collections::BTreeSet<_>>(), active);
+    assert_eq!(
+        seen.into_iter().collect::<std::collections::BTreeSet<_>>(),
+        active
+    );
 }
 
 #[tokio::test]

@@ -327,7 +327,11 @@ async fn nobody_else_reaches_a_report_and_links_cannot_be_forged_or_stretched() 
     for refused in [&forged, &another_file] {
         let (status, body, _) = cell.fetch(refused).await;
         let error: serde_json::Value = serde_json::from_slice(&body).expect("error body");
-        assert_eq!((status, error["code"].as_str()), (403, Some("invalid_link")), "{refused}");
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (403, Some("invalid_link")),
+            "{refused}"
+        );
     }
     let escaped = url.replace("report.csv", "..%2F..%2Fetc%2Fpasswd");
     assert_eq!(cell.fetch(&escaped).await.0, 404);
