@@ -1,6 +1,7 @@
 //! Services reach a Postgres that requires TLS (RDS Postgres 16 forces SSL; the operator writes
 //! `sslmode=require` URLs): with the TLS-enabled sqlx such a URL connects and the session is
-//! encrypted. Real Postgres with a throw-away self-signed certificate (`openssl`).
+//! encrypted, while a plaintext connection is refused (`hostssl` rules only). Real Postgres with
+//! a throw-away self-signed certificate (`openssl`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -66,6 +67,22 @@ async fn an_sslmode_require_url_connects_over_tls() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 
     let admin = cluster.url("postgres");
+    assert!(
+        !ssl_in_use(&format!("{admin}?sslmode=disable")).await,
+        "before: a plaintext session, and the check can tell"
+    );
+    // Only TLS connections over the network from now on.
+    let hba = cluster.data_dir().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+    let rules: String = rules
+        .lines()
+        .map(|l| match l.strip_prefix("host ") {
+            Some(rest) => format!("hostssl {rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert!(rules.contains("hostssl"), "{rules}");
+    std::fs::write(&hba, rules).expect("pg_hba.conf");
     let mut conn = PgConnection::connect(&admin).await.expect("connect");
     for sql in [
         format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
@@ -79,15 +96,19 @@ async fn an_sslmode_require_url_connects_over_tls() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     drop(conn);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-
+    // The reload is asynchronous: wait until plaintext is refused.
+    let plain = format!("{admin}?sslmode=disable");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while PgConnection::connect(&plain).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plaintext still accepted after the reload"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(
         ssl_in_use(&format!("{admin}?sslmode=require")).await,
         "require ⇒ encrypted"
-    );
-    assert!(
-        !ssl_in_use(&format!("{admin}?sslmode=disable")).await,
-        "disable ⇒ plain (the check can tell)"
     );
     cluster.stop().expect("stop");
     let _ = std::fs::remove_dir_all(&root);
