@@ -231,13 +231,16 @@ async fn the_cells_concurrency_limit_holds_and_cancelling_stops_the_render() {
         s == "processing"
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let processing: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM media_jobs WHERE state = 'processing'")
-            .fetch_one(&cell.pool)
-            .await
-            .expect("count");
-    assert_eq!(processing, 1, "one job at a time in this cell");
+    // The second worker is idle and polling: for a while, it never takes the second job.
+    for _ in 0..16 {
+        let processing: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM media_jobs WHERE state = 'processing'")
+                .fetch_one(&cell.pool)
+                .await
+                .expect("count");
+        assert_eq!(processing, 1, "one job at a time in this cell");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(state_of(&cell, &ids[1]).await.0, "pending");
 
     // Cancelling stops the render (its ffmpeg is killed) and the next job starts.
@@ -259,24 +262,67 @@ async fn the_cells_concurrency_limit_holds_and_cancelling_stops_the_render() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let first = renders(&pattern);
+    assert_eq!(first.len(), 1, "the first job's render runs: {first:?}");
     cell.as_user(&admin)
         .post(&format!("{path}/cancel"), &json!({}))
         .await
         .assert_status(200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alive(first[0]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cancelled job's ffmpeg ({}) still runs",
+            first[0]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     wait_for(&cell, &ids[1], "the second job to start", |(s, _, _)| {
         s == "processing"
     })
     .await;
-    let running = std::process::Command::new("pgrep")
-        .args(["-f", &pattern])
-        .output()
-        .expect("pgrep");
-    let pids = String::from_utf8_lossy(&running.stdout).lines().count();
-    assert_eq!(pids, 1, "only the second job's render runs");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let now = renders(&pattern);
+        if !now.is_empty() || tokio::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        second.len(),
+        1,
+        "only the second job's render runs: {second:?}"
+    );
+    assert_ne!(second[0], first[0]);
     assert_eq!(state_of(&cell, &ids[0]).await.0, "cancelled");
     cell.as_user(&admin)
         .delete(&format!("/v1/videos/{}", ids[1]))
         .await
         .assert_status(204);
     assert!(cell.stored_files().is_empty());
+}
+
+/// The pids of the renders running `pattern` now.
+fn renders(pattern: &str) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|pid| alive(*pid))
+        .collect()
+}
+
+/// Whether `pid` runs (a zombie waiting to be reaped does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
