@@ -1,5 +1,6 @@
-//! Generative test: random JSON (and random bytes) sent to every endpoint, signed in or not,
-//! never gets a 5xx.
+//! Generative test: random JSON (and random bytes) sent to every operation of poc-service's
+//! public OpenAPI document, signed in or not, never gets a 5xx. (dojo and media are fuzzed by
+//! schemathesis from their documents.)
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -17,6 +18,17 @@ const FIELDS: &[&str] = &[
     "disabled",
     "registration",
     "expires_in_hours",
+    "name",
+    "description",
+    "repository_url",
+    "language",
+    "tags",
+    "frameworks",
+    "visibility",
+    "current_password",
+    "new_password",
+    "token",
+    "code",
 ];
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -49,22 +61,34 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Every public endpoint; `{id}` is replaced by a random or real id.
-const ENDPOINTS: &[(&str, &str)] = &[
-    ("POST", "/v1/auth/register"),
-    ("POST", "/v1/auth/login"),
-    ("POST", "/v1/auth/refresh"),
-    ("POST", "/v1/auth/logout"),
-    ("GET", "/v1/users/me"),
-    ("GET", "/v1/users"),
-    ("GET", "/v1/users/{id}"),
-    ("PATCH", "/v1/users/{id}"),
-    ("POST", "/v1/invites"),
-    ("GET", "/v1/invites"),
-    ("DELETE", "/v1/invites/{id}"),
-    ("GET", "/v1/settings"),
-    ("PATCH", "/v1/settings"),
-];
+/// Every operation of the public document (so a new one is fuzzed as soon as it is
+/// documented); its `{…}` parameters are replaced by a random or real id.
+fn endpoints() -> Vec<(String, String)> {
+    let doc: Value = serde_json::from_str(&poc_service::openapi::public_json()).expect("openapi");
+    let mut found = Vec::new();
+    for (path, operations) in doc["paths"].as_object().expect("paths") {
+        for method in operations.as_object().expect("operations").keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                found.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// `path` with each `{parameter}` replaced by `id`.
+fn with_id(path: &str, id: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') {
+                id
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 #[test]
 fn random_requests_never_get_a_server_error() {
@@ -78,6 +102,14 @@ fn random_requests_never_get_a_server_error() {
         let admin = app.admin().await;
         (app, admin)
     });
+    let endpoints = endpoints();
+    assert!(
+        endpoints
+            .iter()
+            .any(|(m, p)| m == "PATCH" && p == "/v1/pocs/{id}")
+            && endpoints.len() > 25,
+        "the whole document: {endpoints:?}"
+    );
     let ids = [
         admin.user_id.clone(),
         uuid::Uuid::new_v4().to_string(),
@@ -90,12 +122,12 @@ fn random_requests_never_get_a_server_error() {
         app.api.with_token("garbage"),
     ];
     let config = ProptestConfig {
-        cases: 300,
+        cases: 500,
         failure_persistence: None,
         ..ProptestConfig::default()
     };
     proptest!(config, |(
-        endpoint in proptest::sample::select(ENDPOINTS),
+        endpoint in proptest::sample::select(endpoints),
         id in proptest::sample::select(ids.to_vec()),
         client in 0usize..3,
         body in json_value(),
@@ -103,7 +135,7 @@ fn random_requests_never_get_a_server_error() {
         query in proptest::option::weighted(0.3, "[a-z_]{1,8}=[-a-z0-9%]{0,8}"),
     )| {
         let (method, path) = endpoint;
-        let mut path = path.replace("{id}", &id);
+        let mut path = with_id(&path, &id);
         if let Some(q) = &query {
             path = format!("{path}?{q}");
         }
