@@ -319,14 +319,16 @@ async fn the_router_keeps_serving_without_the_control_plane_and_from_its_snapsho
     let acme_token = platform.admin_token(&acme).await;
     let globex_token = platform.admin_token(&globex).await;
 
-    kill(platform.control_plane_pid().expect("control plane"), "KILL");
+    let control_plane = platform.control_plane_pid().expect("control plane");
+    kill(control_plane, "KILL");
+    wait_until(Duration::from_secs(10), "the control plane to die", || {
+        !pid_alive(control_plane)
+    });
+    // Longer than the router's feed backoff (2 s): anything that still needed the control
+    // plane would have noticed by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     for (slug, token) in [("acme", &acme_token), ("globex", &globex_token)] {
-        platform
-            .api(slug)
-            .with_token(token)
-            .get("/v1/pocs")
-            .await
-            .assert_status(200);
+        every_service_serves(&platform, slug, token).await;
     }
     // Cold start with the control plane still down: the snapshot on disk is enough.
     let router = platform.router_pid().expect("router");
@@ -348,6 +350,60 @@ async fn the_router_keeps_serving_without_the_control_plane_and_from_its_snapsho
         .get("/v1/pocs")
         .await
         .assert_error(404, "tenant_not_found");
+}
+
+/// Each of the tenant's services answers through the router: a PoC written and listed, a dojo
+/// created and edited live (the update acknowledged, so stored), a report rendered and
+/// downloaded.
+async fn every_service_serves(platform: &Platform, slug: &str, token: &str) {
+    let api = platform.api(slug).with_token(token);
+    create_poc(platform, slug, token, "Written without the control plane").await;
+    api.get("/v1/pocs").await.assert_status(200);
+
+    let dojo = api
+        .post(
+            "/v1/dojos",
+            &json!({ "name": "Alone", "language": "rust", "initial_code": "" }),
+        )
+        .await
+        .assert_status(201)["id"]
+        .as_str()
+        .expect("dojo id")
+        .to_owned();
+    let url = format!(
+        "{}/t/{slug}/v1/dojos/{dojo}/live?token={token}&acks=true",
+        platform.router_url().replacen("http", "ws", 1)
+    );
+    let mut live = test_support::live::Live::connect(&url, None).await;
+    live.until("the welcome", |l| !l.got.room.is_empty()).await;
+    live.insert(0, "fn main() {}\n").await;
+    live.until("the update acknowledged", |l| {
+        l.got.acks.iter().any(|ack| ack["updates"] == 1)
+    })
+    .await;
+
+    let job = api
+        .post("/v1/reports", &json!({ "format": "csv" }))
+        .await
+        .assert_status(202)["id"]
+        .as_str()
+        .expect("job id")
+        .to_owned();
+    let path = format!("/v1/reports/{job}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let res = api.get(&path).await;
+        if res.body["state"] == "completed" {
+            break res.body.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{slug}: {}", res.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let link = done["download"]["url"].as_str().expect("url");
+    let csv = reqwest::get(format!("{}{link}", platform.router_url()))
+        .await
+        .expect("download");
+    assert_eq!(csv.status(), 200, "{slug}: the report downloads");
 }
 
 #[tokio::test]
