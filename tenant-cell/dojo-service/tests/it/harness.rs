@@ -18,7 +18,8 @@ pub struct Cell {
     pub dojo_url: String,
     poc_cell: PocCell,
     dojo_config: dojo_service::Config,
-    _stops: Vec<oneshot::Sender<()>>,
+    /// The running instance: what stops it, and its task (done once it has stopped).
+    running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
 /// A signed-in user of the cell.
@@ -64,7 +65,7 @@ impl Cell {
             dojo_url,
             poc_cell,
             dojo_config,
-            _stops: Vec::new(),
+            running: None,
         };
         cell.start_dojo().await;
         cell
@@ -72,10 +73,13 @@ impl Cell {
 
     /// (Re)starts dojo-service on the same database; a previous instance is stopped first.
     pub async fn start_dojo(&mut self) {
-        if !self._stops.is_empty() {
-            self._stops.clear();
-            // Give the old instance a moment to close its sockets.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some((stop, running)) = self.running.take() {
+            drop(stop);
+            // The old instance has closed its sockets once its task is done.
+            tokio::time::timeout(Duration::from_secs(30), running)
+                .await
+                .expect("dojo-service stops")
+                .expect("dojo-service's task");
         }
         // Each instance has its own pool (a stopped instance closes its pool).
         let pool = PgPool::connect(&self.dojo_url).await.expect("dojo pool");
@@ -85,10 +89,14 @@ impl Cell {
         self.dojo_addr = app.public_addr();
         self.dojo = ApiClient::new(format!("http://{}", self.dojo_addr));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        self._stops.push(stop);
+        let running = tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("dojo-service runs");
+        });
+        self.running = Some((stop, running));
     }
 
     fn user(&self, u: cell_harness::User) -> User {

@@ -19,7 +19,8 @@ pub struct Cell {
     /// Where artifacts are stored.
     pub dir: PathBuf,
     config: media_service::Config,
-    stops: Vec<oneshot::Sender<()>>,
+    /// Each running instance: what stops it, and its task (done once it has stopped).
+    stops: Vec<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Cell {
@@ -71,16 +72,25 @@ impl Cell {
         self.media_url = format!("http://{}", app.public_addr());
         self.media = ApiClient::new(self.media_url.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        self.stops.push(stop);
+        let running = tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("media-service runs");
+        });
+        self.stops.push((stop, running));
     }
 
     /// Stops every media-service instance (their jobs go back to the queue).
     pub async fn stop_media(&mut self) {
-        self.stops.clear();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        for (stop, running) in self.stops.drain(..) {
+            drop(stop);
+            tokio::time::timeout(Duration::from_secs(30), running)
+                .await
+                .expect("media-service stops")
+                .expect("media-service's task");
+        }
     }
 
     pub fn as_user(&self, user: &User) -> ApiClient {
