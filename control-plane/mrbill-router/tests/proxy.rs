@@ -170,10 +170,15 @@ async fn a_tenant_over_its_limit_gets_429_and_others_are_unaffected() {
 
 #[tokio::test]
 async fn on_shutdown_requests_in_flight_finish_and_new_connections_are_refused() {
-    // An upstream that takes 500 ms to answer.
-    let slow = common::serve(Router::new().fallback(|| async {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        "slow"
+    // An upstream that says when a request reached it, then takes 500 ms to answer.
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let slow = common::serve(Router::new().fallback({
+        let arrived = arrived.clone();
+        move || async move {
+            arrived.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            "slow"
+        }
     }))
     .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -194,7 +199,8 @@ async fn on_shutdown_requests_in_flight_finish_and_new_connections_are_refused()
     }));
     let url = format!("http://{addr}/t/acme/v1/pocs");
     let in_flight = tokio::spawn(reqwest::get(url.clone()));
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Stop while the request is in flight: it has reached the upstream.
+    arrived.notified().await;
     stop.send(()).expect("stop");
     let answer = in_flight
         .await
