@@ -22,6 +22,15 @@ async fn poc_binary_bootstraps_an_admin_serves_and_stops_gracefully() {
         .await
         .assert_status(200);
 
+    // Query strings can carry secrets (a `?token=` link) or what users search: logs keep the
+    // path only.
+    let marker = "qmarker7f3a";
+    poc.api
+        .with_token(&token)
+        .get(&format!("/v1/pocs?q={marker}"))
+        .await
+        .assert_status(200);
+
     // Once an admin exists, bootstrap refuses with its documented exit code.
     assert_eq!(poc.bootstrap("other@acme.test").status.code(), Some(3));
 
@@ -35,4 +44,9 @@ async fn poc_binary_bootstraps_an_admin_serves_and_stops_gracefully() {
         !logs.contains(token.as_str()),
         "secrets never reach the logs"
     );
+    assert!(
+        logs.contains("/v1/pocs"),
+        "the request is logged by its path: {logs}"
+    );
+    assert!(!logs.contains(marker), "query strings never reach the logs");
 }
