@@ -878,3 +878,66 @@ async fn an_edit_past_the_document_size_limit_is_refused_with_4013() {
         .await;
     assert!(reader.code().len() <= 40 * 1024, "{}", reader.code().len());
 }
+
+/// Storage fails (a trigger refuses every stored update): the room persists before it sends,
+/// so the edit reaches nobody and is not acknowledged; every socket closes with 1011 and the
+/// document as stored is what a new client gets. Once storage is back, the author's client
+/// resyncs and its edit is kept.
+#[tokio::test]
+async fn a_storage_failure_closes_the_room_with_1011_and_sends_nothing_unstored() {
+    let cell = Cell::start().await;
+    let admin = cell.admin().await;
+    let dojo = id(&cell
+        .create_dojo(&admin, json!({ "initial_code": "kept" }))
+        .await);
+    let mut author = cell.connect(&dojo, &admin, "&acks=true").await;
+    let mut other = cell.connect(&dojo, &admin, "").await;
+    author.settled(1).await;
+    other.settled(1).await;
+
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(&cell.dojo_url)
+        .await
+        .expect("db");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+         CREATE TRIGGER refuse_update BEFORE INSERT ON dojo_updates
+           FOR EACH ROW EXECUTE FUNCTION refuse_update();",
+    )
+    .execute(&mut db)
+    .await
+    .expect("trigger");
+    author.insert(0, "lost? ").await;
+    assert_eq!(author.closed_with().await, 1011);
+    assert_eq!(other.closed_with().await, 1011);
+    assert_eq!(other.code(), "kept", "nothing unstored was sent");
+    assert!(
+        author.got.acks.is_empty(),
+        "nothing unstored was acknowledged"
+    );
+
+    sqlx::raw_sql("DROP TRIGGER refuse_update ON dojo_updates")
+        .execute(&mut db)
+        .await
+        .expect("drop trigger");
+    let mut fresh = cell.connect(&dojo, &admin, "").await;
+    fresh
+        .until("the stored document", |l| l.code() == "kept")
+        .await;
+    // The author comes back with its document: the resync stores the edit.
+    let mut back = cell.connect(&dojo, &admin, "&acks=true").await;
+    let update = {
+        use yrs::{ReadTxn, Transact};
+        author
+            .doc
+            .transact()
+            .encode_state_as_update_v1(&yrs::StateVector::default())
+    };
+    back.send(Message::Sync(SyncMessage::Update(update))).await;
+    fresh
+        .until("the author's edit after the resync", |l| {
+            l.code() == "lost? kept"
+        })
+        .await;
+}
