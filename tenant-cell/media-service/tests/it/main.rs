@@ -6,4 +6,5 @@ mod fuzz;
 mod harness;
 mod jobs;
 mod reports;
+mod trust;
 mod videos;
