@@ -323,3 +323,54 @@ async fn reindex_rebuilds_a_lost_index_from_postgres() {
         .search_until("?q=kubernetes", |p| p["total"] == 2)
         .await;
 }
+
+/// The index only says which PoCs match; what a result shows, and whether the user may see it,
+/// is read from Postgres. Rows changed behind the index's back (the outbox trigger off for this
+/// session, so the index keeps its old entry) show their current values, and a PoC the user may
+/// no longer see is dropped even though the index still matches it.
+#[tokio::test]
+async fn search_results_are_read_from_postgres_not_from_the_index() {
+    let (app, _admin, alice, bob) = seeded().await;
+    let page = alice
+        .search_until("?q=whiteboard", |p| p["total"] == 1)
+        .await;
+    let id = page["items"][0]["id"].as_str().expect("id").to_owned();
+    let mut behind = app.pool.acquire().await.expect("connection");
+    sqlx::raw_sql("SET session_replication_role = replica")
+        .execute(&mut *behind)
+        .await
+        .expect("triggers off for this session");
+    sqlx::query("UPDATE pocs SET name = 'Renamed behind the index' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *behind)
+        .await
+        .expect("rename");
+    let page = alice
+        .client
+        .get("/v1/pocs?q=whiteboard")
+        .await
+        .assert_status(200)
+        .clone();
+    assert_eq!(
+        page["items"][0]["name"], "Renamed behind the index",
+        "{page}"
+    );
+
+    sqlx::query("UPDATE pocs SET visibility = 'private', owner_id = $2::uuid WHERE id = $1::uuid")
+        .bind(&id)
+        .bind(&bob.user_id)
+        .execute(&mut *behind)
+        .await
+        .expect("make it bob's and private");
+    let page = alice
+        .client
+        .get("/v1/pocs?q=whiteboard")
+        .await
+        .assert_status(200)
+        .clone();
+    assert_eq!(page["items"], serde_json::json!([]), "{page}");
+    sqlx::raw_sql("SET session_replication_role = origin")
+        .execute(&mut *behind)
+        .await
+        .expect("triggers back on");
+}
