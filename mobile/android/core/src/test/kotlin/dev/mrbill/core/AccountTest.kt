@@ -24,10 +24,14 @@ class AccountTest {
     private suspend fun mailedCode(to: String, before: Set<String>): String {
         val deadline = System.currentTimeMillis() + 10_000
         while (System.currentTimeMillis() < deadline) {
+            // A mail is written to a `.tmp` file, then renamed: read only finished ones (and
+            // one renamed between the listing and the read is simply read on the next turn).
             val mail = mailbox.listFiles().orEmpty()
-                .firstOrNull { it.name !in before && it.readText().contains(to) }
+                .filter { it.name !in before && !it.name.endsWith(".tmp") }
+                .mapNotNull { f -> runCatching { f.readText() }.getOrNull() }
+                .firstOrNull { it.contains(to) }
             if (mail != null) {
-                val body = mail.readText().replace("=\r\n", "").replace("=\n", "").replace("\r\n", "\n")
+                val body = mail.replace("=\r\n", "").replace("=\n", "").replace("\r\n", "\n")
                 return body.lines().first { it.startsWith("    ") && it.isNotBlank() }.trim()
             }
             delay(100)
