@@ -326,3 +326,55 @@ fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Objects written for a job that will never complete (its row gone: deleted, or its claim lost
+/// mid-write) are tracked in `media_orphans` and removed by the sweeper; a completed job's
+/// objects are no longer tracked and stay.
+#[tokio::test]
+async fn the_sweeper_removes_orphaned_objects_and_keeps_completed_ones() {
+    let cell = Cell::start_with(|c| c.jobs.poll = Duration::from_millis(100)).await;
+    let admin = cell.poc.admin().await;
+    cell.poc.create_poc(&admin, "Kept", json!({})).await;
+    let job = cell
+        .as_user(&admin)
+        .post("/v1/reports", &json!({ "format": "csv" }))
+        .await
+        .assert_status(202)
+        .clone();
+    let path = format!("/v1/reports/{}", job["id"].as_str().expect("id"));
+    let done = cell.finished(&admin, &path).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let kept = cell.stored_files();
+    assert_eq!(kept.len(), 1, "the report's file: {kept:?}");
+
+    // A file written for a job that no longer exists, tracked as it was written.
+    let key = format!("tenants/media/reports/{}/report.csv", uuid::Uuid::now_v7());
+    let orphan = cell.dir.join(&key);
+    std::fs::create_dir_all(orphan.parent().expect("dir")).expect("dir");
+    std::fs::write(&orphan, "half written").expect("orphan");
+    sqlx::query("INSERT INTO media_orphans (key, job_id) VALUES ($1, $2)")
+        .bind(&key)
+        .bind(uuid::Uuid::now_v7())
+        .execute(&cell.pool)
+        .await
+        .expect("track");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while orphan.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweeper never removed {key}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tracked: i64 = sqlx::query_scalar("SELECT count(*) FROM media_orphans")
+        .fetch_one(&cell.pool)
+        .await
+        .expect("count");
+    assert_eq!(tracked, 0, "a removed orphan is forgotten");
+    assert_eq!(
+        cell.stored_files(),
+        kept,
+        "the completed report's file stays"
+    );
+}
