@@ -99,6 +99,21 @@ impl Live {
         .await;
     }
 
+    /// A round trip through the room: sends a chat with a fresh marker and waits for its echo.
+    /// The room handles one message at a time and each socket's messages in order, so whatever
+    /// it was going to send this socket because of earlier messages (anyone's) has arrived by
+    /// then — a test can assert that something did *not* arrive without guessing a delay.
+    pub async fn round_trip(&mut self) {
+        let marker = format!("round trip {}", uuid::Uuid::new_v4());
+        self.send_json(MSG_CHAT, &serde_json::json!({ "text": marker }))
+            .await;
+        self.until("the round trip's echo", |l| {
+            l.got.chat.iter().any(|c| c["text"] == marker.as_str())
+        })
+        .await;
+        self.got.chat.retain(|c| c["text"] != marker.as_str());
+    }
+
     /// Edits the code locally and sends the update.
     pub async fn insert(&mut self, at: u32, text: &str) {
         let update = {

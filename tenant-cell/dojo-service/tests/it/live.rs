@@ -95,7 +95,7 @@ async fn observers_receive_everything_but_cannot_edit() {
             l.got.room.iter().any(|e| e["type"] == "rejected")
         })
         .await;
-    editor.pump(Duration::from_millis(300)).await;
+    editor.round_trip().await;
     assert_eq!(
         editor.code(),
         "// hello\nstart\n",
@@ -223,8 +223,8 @@ async fn a_signaling_message_reaches_only_its_target() {
     b.until("the offer", |l| !l.got.signals.is_empty()).await;
     assert_eq!(b.got.signals[0]["signal"]["sdp"], "v=0 offer");
     assert_eq!(b.got.signals[0]["user_id"], admin.id.as_str());
-    c.pump(Duration::from_millis(300)).await;
-    a.pump(Duration::from_millis(50)).await;
+    c.round_trip().await;
+    a.round_trip().await;
     assert!(
         c.got.signals.is_empty() && a.got.signals.is_empty(),
         "nobody else hears it"
@@ -488,7 +488,7 @@ async fn a_revoked_user_s_socket_closes_within_the_revocation_window() {
         "closed after {:?}",
         started.elapsed()
     );
-    bystander.pump(Duration::from_millis(300)).await;
+    bystander.round_trip().await;
     assert!(bystander.got.closed.is_none(), "others stay connected");
 }
 
@@ -729,7 +729,7 @@ async fn awareness_may_only_change_the_senders_own_clients() {
     spoofer
         .set_presence(&json!({ "user": { "name": "ada" } }))
         .await;
-    spoofer.pump(Duration::from_millis(200)).await;
+    spoofer.round_trip().await;
     assert_eq!(
         spoofer
             .got
@@ -824,7 +824,7 @@ async fn a_member_streaming_large_edits_is_stopped_and_storage_stays_bounded() {
     for s in &mut sockets {
         assert_eq!(s.closed_with().await, close::RATE_LIMITED);
     }
-    honest.pump(Duration::from_millis(300)).await;
+    honest.round_trip().await;
     assert!(honest.got.closed.is_none(), "the honest editor stays");
     let text = honest.code();
     assert!(text.contains("keep me"), "acknowledged work kept");

@@ -95,6 +95,8 @@ async fn a_standard_yjs_client_edits_with_our_client() {
         result["peers"].as_u64() >= Some(1),
         "awareness works: {result}"
     );
-    rust.pump(Duration::from_millis(200)).await;
-    assert_eq!(rust.code(), "rust: hello from yjs");
+    rust.until("the yjs client's edit", |l| {
+        l.code() == "rust: hello from yjs"
+    })
+    .await;
 }
