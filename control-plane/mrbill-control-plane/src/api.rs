@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use cell_model::routes::{RouteEntry, RouteState, ServiceUrls};
 use cell_model::{AdminBootstrap, Phase};
 use http::{Method, StatusCode, header};
@@ -125,7 +125,7 @@ async fn create_tenant(
     writer.publish(Some(event));
     ctx.wake.notify_one();
     tracing::info!(tenant = %tenant.slug, cell = %cell_id, tier = tenant.tier.as_str(), "tenant admitted");
-    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+    Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
 }
 
 /// A fresh one-time invite for the first admin: what the control plane shows, and what the
@@ -172,7 +172,7 @@ fn admit_error(e: AdmitError) -> ApiError {
     }
 }
 
-async fn list_tenants(State(ctx): State<Arc<Ctx>>) -> Result<Json<TenantList>, ApiError> {
+async fn list_tenants(State(ctx): State<Arc<Ctx>>) -> Result<ApiJson<TenantList>, ApiError> {
     let mut conn = ctx.pool.acquire().await?;
     let mut tenants = Vec::new();
     for row in catalog::tenants(&ctx.pool).await? {
@@ -181,15 +181,15 @@ async fn list_tenants(State(ctx): State<Arc<Ctx>>) -> Result<Json<TenantList>, A
         tenant.admin_invite = None;
         tenants.push(tenant);
     }
-    Ok(Json(TenantList { tenants }))
+    Ok(ApiJson(TenantList { tenants }))
 }
 
 async fn show_tenant(
     State(ctx): State<Arc<Ctx>>,
     ApiPath(slug): ApiPath<String>,
-) -> Result<Json<Tenant>, ApiError> {
+) -> Result<ApiJson<Tenant>, ApiError> {
     let mut conn = ctx.pool.acquire().await?;
-    Ok(Json(tenant_view(&ctx, &mut conn, &slug).await?))
+    Ok(ApiJson(tenant_view(&ctx, &mut conn, &slug).await?))
 }
 
 async fn suspend_tenant(
@@ -257,7 +257,7 @@ async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Res
     tx.commit().await?;
     ctx.wake.notify_one();
     tracing::info!(tenant = %slug, from = from.as_str(), to = to.as_str(), "tenant state change");
-    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+    Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
 }
 
 fn backup_path(ctx: &Ctx, slug: &str, cell_id: &str) -> String {
@@ -270,19 +270,19 @@ fn backup_path(ctx: &Ctx, slug: &str, cell_id: &str) -> String {
         .to_string()
 }
 
-async fn list_cells(State(ctx): State<Arc<Ctx>>) -> Result<Json<CellList>, ApiError> {
+async fn list_cells(State(ctx): State<Arc<Ctx>>) -> Result<ApiJson<CellList>, ApiError> {
     let mut conn = ctx.pool.acquire().await?;
     let mut cells = Vec::new();
     for row in catalog::cells(&ctx.pool).await? {
         cells.push(cell_view(&ctx, &mut conn, row).await?);
     }
-    Ok(Json(CellList { cells }))
+    Ok(ApiJson(CellList { cells }))
 }
 
 async fn show_cell(
     State(ctx): State<Arc<Ctx>>,
     ApiPath(cell_id): ApiPath<String>,
-) -> Result<Json<Cell>, ApiError> {
+) -> Result<ApiJson<Cell>, ApiError> {
     let mut conn = ctx.pool.acquire().await?;
     let row = match catalog::cell(&mut conn, &cell_id).await? {
         Some(row) => row,
@@ -291,10 +291,10 @@ async fn show_cell(
             .await?
             .ok_or_else(|| ApiError::not_found("cell"))?,
     };
-    Ok(Json(cell_view(&ctx, &mut conn, row).await?))
+    Ok(ApiJson(cell_view(&ctx, &mut conn, row).await?))
 }
 
-async fn tiers(State(ctx): State<Arc<Ctx>>) -> Result<Json<TierList>, ApiError> {
+async fn tiers(State(ctx): State<Arc<Ctx>>) -> Result<ApiJson<TierList>, ApiError> {
     let tiers = cell_model::Tier::ALL
         .into_iter()
         .map(|t| {
@@ -303,7 +303,7 @@ async fn tiers(State(ctx): State<Arc<Ctx>>) -> Result<Json<TierList>, ApiError> 
             v
         })
         .collect();
-    Ok(Json(TierList {
+    Ok(ApiJson(TierList {
         tiers,
         placements: catalog::placements(&ctx.pool).await?,
     }))

@@ -21,11 +21,12 @@ use cell_model::routes::{RouteState, RouteTable};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiQuery};
 use tokio::sync::Notify;
 use wire_types::ErrorCode;
+use wire_types::routing::TenantStatus;
 
 pub mod feed;
 mod limit;
@@ -209,20 +210,10 @@ pub struct ResolveQuery {
     pub email: Option<String>,
 }
 
-/// Where an app finds its tenant.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Resolved {
-    pub tenant: String,
-    pub cell: String,
-    /// Always through the router, never a service address.
-    pub endpoint: String,
-    pub status: RouteState,
-}
-
 async fn resolve(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ResolveQuery>,
-) -> Result<ApiJson<Resolved>, ApiError> {
+) -> Result<ApiJson<wire_types::routing::Resolved>, ApiError> {
     let routes = state.routes();
     let table = &routes.table;
     let route = match (&q.tenant, &q.email) {
@@ -236,7 +227,7 @@ async fn resolve(
         }
     };
     let route = route.ok_or_else(tenant_not_found)?;
-    Ok(ApiJson(Resolved {
+    Ok(ApiJson(wire_types::routing::Resolved {
         tenant: route.tenant.clone(),
         cell: route.cell_id.clone(),
         endpoint: format!(
@@ -244,7 +235,11 @@ async fn resolve(
             state.config.public_url.trim_end_matches('/'),
             route.tenant
         ),
-        status: route.state,
+        status: match route.state {
+            RouteState::Active => TenantStatus::Active,
+            RouteState::Frozen => TenantStatus::Frozen,
+            RouteState::Suspended => TenantStatus::Suspended,
+        },
     }))
 }
 

@@ -9,7 +9,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{StatusCode, header};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use wire_types::ErrorCode;
@@ -89,7 +88,8 @@ fn is_json(headers: &http::HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-impl<T: Serialize> IntoResponse for ApiJson<T> {
+/// Answers only wire types (`wire_types::Wire`): nothing else is serialised to clients.
+impl<T: wire_types::Wire> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }

@@ -30,7 +30,7 @@ async fn start() -> SocketAddr {
     let api = Router::new()
         .route(
             "/v1/things",
-            post(|ApiJson(v): ApiJson<serde_json::Value>| async move { ApiJson(v) }),
+            post(|ApiJson(v): ApiJson<serde_json::Value>| async move { axum::Json(v) }),
         )
         .route("/v1/guarded", post(needs_a_token));
     let readiness = Readiness::new(None);

@@ -63,3 +63,5 @@ pub struct ForgotPasswordRequest {
     #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 254, format = Email))]
     pub email: String,
 }
+
+crate::wire!(PasswordReset);

@@ -140,3 +140,5 @@ pub struct Placement {
     pub capacity: u32,
     pub used: u32,
 }
+
+crate::wire!(Tenant, TenantList, Cell, CellList, TierList);

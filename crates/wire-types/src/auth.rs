@@ -251,3 +251,14 @@ pub struct TokenVersion {
     pub token_version: i64,
     pub disabled: bool,
 }
+
+crate::wire!(
+    User,
+    UserPage,
+    TokenResponse,
+    TokenVersion,
+    Settings,
+    Invite,
+    InviteCreated,
+    RegistrationPending,
+);

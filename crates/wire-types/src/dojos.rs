@@ -353,3 +353,22 @@ pub enum RoomEvent {
 pub struct Ack {
     pub updates: u64,
 }
+
+/// `GET /internal/v1/rooms` (operators): what one dojo-service instance holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomTotals {
+    /// Rooms loaded in memory.
+    pub rooms: u64,
+    /// Live sockets across them.
+    pub connections: u64,
+}
+
+crate::wire!(
+    Dojo,
+    DojoDetail,
+    DojoPage,
+    LiveTicket,
+    ChatPage,
+    SnapshotPage,
+    RoomTotals
+);

@@ -13,9 +13,24 @@ mod error;
 mod ids;
 pub mod media;
 pub mod pocs;
+pub mod routing;
 pub mod rules;
 
 pub use error::{ErrorBody, ErrorCode, FieldError};
+
+/// What may be serialised to a client: the answer types of this crate (marked with `wire!`
+/// next to their definitions) and lists and options of them. `service_kit`'s `ApiJson` answers
+/// only `Wire` values, so a service's own type (a database row, ad-hoc JSON) cannot reach a
+/// client by accident.
+pub trait Wire: serde::Serialize {}
+impl<T: Wire> Wire for Vec<T> {}
+impl<T: Wire> Wire for Option<T> {}
+
+/// Marks types as part of the wire contract.
+macro_rules! wire {
+    ($($ty:ty),* $(,)?) => { $(impl $crate::Wire for $ty {})* };
+}
+pub(crate) use wire;
 
 #[cfg(feature = "uniffi")]
 uniffi::setup_scaffolding!();

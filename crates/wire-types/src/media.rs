@@ -279,3 +279,10 @@ pub struct Dashboard {
     /// Owner user ids.
     pub by_user: Vec<KeyCount>,
 }
+
+/// `GET /internal/v1/jobs` (operators): jobs by state (`pending`, `processing`, …).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QueueDepth(pub std::collections::BTreeMap<String, u64>);
+
+crate::wire!(Report, Video, ReportPage, VideoPage, Dashboard, QueueDepth);

@@ -288,3 +288,5 @@ pub struct PocAggregates {
     /// Owner user ids.
     pub by_owner: Vec<KeyCount>,
 }
+
+crate::wire!(Poc, PocPage, SearchStatus, PocAggregates, InternalPocPage);

@@ -12,6 +12,7 @@ use wire_types::PocId;
 use wire_types::auth::{TokenResponse, User};
 use wire_types::media::Dashboard;
 use wire_types::pocs::{Poc, PocInput, PocPage, PocPatch};
+use wire_types::routing::{Resolved, TenantStatus};
 
 use crate::error::CoreError;
 use crate::session::{StoredSession, TokenStore, now_ms};
@@ -41,14 +42,6 @@ pub struct PocQuery {
     pub page: u32,
     /// 1–100.
     pub per_page: u32,
-}
-
-/// What the router answers `/v1/resolve` with.
-#[derive(serde::Deserialize)]
-struct Resolved {
-    tenant: String,
-    endpoint: String,
-    status: String,
 }
 
 /// The client of one router. Thread-safe; share one per app.
@@ -125,7 +118,7 @@ impl MrBill {
         let found = Company {
             tenant: resolved.tenant,
             endpoint: resolved.endpoint,
-            suspended: resolved.status == "suspended",
+            suspended: resolved.status == TenantStatus::Suspended,
         };
         let previous = self.lock_company().replace(found.clone());
         if previous.is_some_and(|p| p.tenant != found.tenant) {

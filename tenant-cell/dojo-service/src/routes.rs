@@ -51,9 +51,12 @@ pub fn internal(state: AppState) -> Router {
 }
 
 /// What is loaded in this instance: rooms and live connections (for operators).
-async fn rooms(State(state): State<AppState>) -> ApiJson<serde_json::Value> {
+async fn rooms(State(state): State<AppState>) -> ApiJson<wire_types::dojos::RoomTotals> {
     let (rooms, connections) = state.rooms.totals().await;
-    ApiJson(serde_json::json!({ "rooms": rooms, "connections": connections }))
+    ApiJson(wire_types::dojos::RoomTotals {
+        rooms: u64::try_from(rooms).unwrap_or(u64::MAX),
+        connections,
+    })
 }
 
 fn is_admin(caller: &Caller) -> bool {

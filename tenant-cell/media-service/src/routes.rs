@@ -11,15 +11,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::Value;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::revocation::Caller;
 use time::OffsetDateTime;
 use uuid::Uuid;
 use wire_types::media::{
-    CreateReport, CreateVideo, Dashboard, Download, JobError, JobState, JobStatus, Report,
-    ReportPage, Video, VideoPage,
+    CreateReport, CreateVideo, Dashboard, Download, JobError, JobState, JobStatus, QueueDepth,
+    Report, ReportPage, Video, VideoPage,
 };
 use wire_types::pocs::normalise_tag;
 use wire_types::{ErrorBody, ErrorCode, FieldError, UserId};
@@ -54,12 +53,12 @@ pub fn internal(state: AppState) -> Router {
 }
 
 /// Jobs waiting and running (for operators).
-async fn queue(State(state): State<AppState>) -> Result<ApiJson<Value>, ApiError> {
+async fn queue(State(state): State<AppState>) -> Result<ApiJson<QueueDepth>, ApiError> {
     let depth = store::depth(&state.pool).await?;
-    Ok(ApiJson(Value::Object(
+    Ok(ApiJson(QueueDepth(
         depth
             .into_iter()
-            .map(|(k, n)| (k, Value::from(n)))
+            .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))
             .collect(),
     )))
 }
@@ -380,7 +379,7 @@ async fn cancel(state: &AppState, kind: Kind, owner: Uuid, id: Uuid) -> Result<J
     }
 }
 
-fn accepted<T: serde::Serialize>(location: String, body: T) -> Response {
+fn accepted<T: wire_types::Wire>(location: String, body: T) -> Response {
     let mut res = (StatusCode::ACCEPTED, ApiJson(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         res.headers_mut().insert(header::LOCATION, v);
