@@ -231,6 +231,26 @@ impl PgCluster {
         self.root.join("postgres.log")
     }
 
+    /// Turns every network rule of `pg_hba.conf` into a `hostssl` one: only TLS connections
+    /// over the network (the server must have TLS on). Takes effect at the next start or reload.
+    pub fn require_tls(&self) -> anyhow::Result<()> {
+        let hba = self.data_dir().join("pg_hba.conf");
+        let rules: String = fs::read_to_string(&hba)?
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        anyhow::ensure!(
+            rules.contains("hostssl"),
+            "no network rule in {}",
+            hba.display()
+        );
+        fs::write(&hba, rules)?;
+        Ok(())
+    }
+
     /// `postgres://` URL for `user`/`password` on database `db`.
     pub fn url_for(&self, user: &str, password: &str, db: &str) -> String {
         format!(

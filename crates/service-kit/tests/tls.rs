@@ -72,17 +72,7 @@ async fn an_sslmode_require_url_connects_over_tls() {
         "before: a plaintext session, and the check can tell"
     );
     // Only TLS connections over the network from now on.
-    let hba = cluster.data_dir().join("pg_hba.conf");
-    let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
-    let rules: String = rules
-        .lines()
-        .map(|l| match l.strip_prefix("host ") {
-            Some(rest) => format!("hostssl {rest}\n"),
-            None => format!("{l}\n"),
-        })
-        .collect();
-    assert!(rules.contains("hostssl"), "{rules}");
-    std::fs::write(&hba, rules).expect("pg_hba.conf");
+    cluster.require_tls().expect("hostssl rules");
     let mut conn = PgConnection::connect(&admin).await.expect("connect");
     for sql in [
         format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),

@@ -62,17 +62,7 @@ impl RdsInstance {
             key.display()
         ));
         std::fs::write(&conf, settings).expect("ssl settings");
-        let hba = cluster.data_dir().join("pg_hba.conf");
-        let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
-        let rules: String = rules
-            .lines()
-            .map(|l| match l.strip_prefix("host ") {
-                Some(rest) => format!("hostssl {rest}\n"),
-                None => format!("{l}\n"),
-            })
-            .collect();
-        assert!(rules.contains("hostssl"), "{rules}");
-        std::fs::write(&hba, rules).expect("pg_hba.conf");
+        cluster.require_tls().expect("hostssl rules");
         cluster.start().expect("start");
         pg_cluster::spawn_reaper(std::process::id(), &cluster.data_dir(), Some(&root))
             .expect("reaper");

@@ -97,6 +97,21 @@ impl Cell {
         self.media.with_token(&user.token)
     }
 
+    /// Starts a report for `user` with `request` and waits for it to complete (asserted); the
+    /// finished job.
+    pub async fn completed_report(&self, user: &User, request: Value) -> Value {
+        let job = self
+            .as_user(user)
+            .post("/v1/reports", &request)
+            .await
+            .assert_status(202)
+            .clone();
+        let path = format!("/v1/reports/{}", job["id"].as_str().expect("id"));
+        let done = self.finished(user, &path).await;
+        assert_eq!(done["state"], "completed", "{done}");
+        done
+    }
+
     /// Polls a job (`/v1/reports/<id>` or `/v1/videos/<id>`) until it reaches a final state.
     pub async fn finished(&self, user: &User, path: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

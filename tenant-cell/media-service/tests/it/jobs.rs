@@ -335,15 +335,8 @@ async fn the_sweeper_removes_orphaned_objects_and_keeps_completed_ones() {
     let cell = Cell::start_with(|c| c.jobs.poll = Duration::from_millis(100)).await;
     let admin = cell.poc.admin().await;
     cell.poc.create_poc(&admin, "Kept", json!({})).await;
-    let job = cell
-        .as_user(&admin)
-        .post("/v1/reports", &json!({ "format": "csv" }))
-        .await
-        .assert_status(202)
-        .clone();
-    let path = format!("/v1/reports/{}", job["id"].as_str().expect("id"));
-    let done = cell.finished(&admin, &path).await;
-    assert_eq!(done["state"], "completed", "{done}");
+    cell.completed_report(&admin, json!({ "format": "csv" }))
+        .await;
     let kept = cell.stored_files();
     assert_eq!(kept.len(), 1, "the report's file: {kept:?}");
 

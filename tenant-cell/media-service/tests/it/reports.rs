@@ -450,15 +450,9 @@ async fn reports_are_stored_in_s3_when_configured() {
     cell.poc
         .create_poc(&admin, "Stored Remotely", json!({}))
         .await;
-    let job = cell
-        .as_user(&admin)
-        .post("/v1/reports", &json!({ "format": "pdf" }))
-        .await
-        .assert_status(202)
-        .clone();
-    let path = format!("/v1/reports/{}", job["id"].as_str().expect("id"));
-    let done = cell.finished(&admin, &path).await;
-    assert_eq!(done["state"], "completed", "{done}");
+    let done = cell
+        .completed_report(&admin, json!({ "format": "pdf" }))
+        .await;
     let (status, pdf, _) = cell
         .fetch(done["download"]["url"].as_str().expect("url"))
         .await;
@@ -472,10 +466,11 @@ async fn reports_are_stored_in_s3_when_configured() {
         .expect("xml");
     let key = format!(
         "tenants/acme/reports/{}/report.pdf",
-        job["id"].as_str().expect("id")
+        done["id"].as_str().expect("id")
     );
     assert!(listing.contains(&key), "{listing}");
     assert!(cell.stored_files().is_empty(), "nothing on local disk");
+    let path = format!("/v1/reports/{}", done["id"].as_str().expect("id"));
     cell.as_user(&admin).delete(&path).await.assert_status(204);
     let listing = reqwest::get(format!("{}/{bucket}?list-type=2", moto.url))
         .await

@@ -72,15 +72,9 @@ async fn media_asks_poc_with_the_user_and_renders_what_poc_answers() {
     let admin = cell.poc.admin().await;
     let ada = cell.poc.member(&admin, "ada@acme.test").await;
     cell.poc.create_poc(&ada, "Ada's own", json!({})).await;
-    let job = cell
-        .as_user(&ada)
-        .post("/v1/reports", &json!({ "format": "csv" }))
-        .await
-        .assert_status(202)
-        .clone();
-    let path = format!("/v1/reports/{}", job["id"].as_str().expect("id"));
-    let done = cell.finished(&ada, &path).await;
-    assert_eq!(done["state"], "completed", "{done}");
+    let done = cell
+        .completed_report(&ada, json!({ "format": "csv" }))
+        .await;
     let (status, csv, _) = cell
         .fetch(done["download"]["url"].as_str().expect("url"))
         .await;
