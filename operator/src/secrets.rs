@@ -5,8 +5,7 @@
 use cell_model::{Cell, DatabaseEngine, SearchEngine};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use service_kit::jwt::KeyPair;
-use service_kit::secrets::random_token;
+use service_kit::secrets::{CellSecrets, random_token};
 
 use crate::render::{
     CELL_LABEL, JWT_SECRET, MEDIA_URL_KEY_SECRET, MEILISEARCH_SECRET, POSTGRES_SECRET,
@@ -45,7 +44,7 @@ pub fn rds(cell: &Cell, host: &str, port: i32) -> Vec<Value> {
         .map(|service| {
             let url = format!(
                 "postgres://{service}:{}@{host}:{port}/{service}?sslmode=require",
-                random_token(24)
+                CellSecrets::database_password().expose_secret()
             );
             secret(cell, &database_secret(service), json!({ "url": url }))
         })
@@ -80,26 +79,30 @@ pub fn names(cell: &Cell) -> Vec<String> {
 /// Postgres (roles `poc`, `dojo`, `media` in the cell's own cluster); an RDS cell's come from
 /// its instance once it exists.
 pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
-    let keys = KeyPair::generate()?;
+    let CellSecrets {
+        jwt,
+        service_token,
+        media_url_key,
+    } = CellSecrets::generate()?;
     let mut out = vec![
         secret(
             cell,
             JWT_SECRET,
             json!({
-                "private.pem": keys.private_pem.expose_secret(),
-                "public.pem": keys.public_pem,
-                "kid": keys.kid,
+                "private.pem": jwt.private_pem.expose_secret(),
+                "public.pem": jwt.public_pem,
+                "kid": jwt.kid,
             }),
         ),
         secret(
             cell,
             SERVICE_TOKEN_SECRET,
-            json!({ "token": random_token(32) }),
+            json!({ "token": service_token.expose_secret() }),
         ),
         secret(
             cell,
             MEDIA_URL_KEY_SECRET,
-            json!({ "key": random_token(32) }),
+            json!({ "key": media_url_key.expose_secret() }),
         ),
     ];
     if cell.spec.search == SearchEngine::Meilisearch {
@@ -113,7 +116,7 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
         out.push(secret(
             cell,
             POSTGRES_SECRET,
-            json!({ "superuser-password": random_token(24) }),
+            json!({ "superuser-password": CellSecrets::database_password().expose_secret() }),
         ));
         let tls = crate::tls::postgres(&cell.spec.cell_id, &namespace(cell))?;
         out.push(secret(
@@ -128,7 +131,7 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
         for service in ["poc", "dojo", "media"] {
             let url = format!(
                 "postgres://{service}:{}@postgres.{}.svc:5432/{service}",
-                random_token(24),
+                CellSecrets::database_password().expose_secret(),
                 namespace(cell)
             );
             out.push(secret(

@@ -11,8 +11,6 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cell_model::routes::{RouteEntry, RouteState, ServiceUrls};
-use cell_model::{AdminBootstrap, Phase};
 use http::{Method, StatusCode, header};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -21,17 +19,15 @@ use service_kit::auth::bearer_token;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::secrets::constant_time_eq;
 use sqlx::PgConnection;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use wire_types::admin::{
-    AdminInvite, Cell, CellList, CreateTenant, Operation, Step, Tenant, TenantList, TenantState,
-    TierList,
+    Cell, CellList, CreateTenant, Operation, Step, Tenant, TenantList, TenantState, TierList,
 };
 use wire_types::{ErrorCode, FieldError};
 
 use crate::Ctx;
 use crate::catalog::{self, AdmitError, CellRow, Op, TenantRow};
 use crate::domain::NewTenant;
+use crate::tenants::{self, ChangeError};
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
     Router::new()
@@ -74,80 +70,10 @@ async fn create_tenant(
 ) -> Result<Response, ApiError> {
     let tenant =
         NewTenant::parse(req, &ctx.config.placements[0].0).map_err(ApiError::validation)?;
-    let cell_id = format!(
-        "c-{}-{}",
-        tenant.slug,
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
-    let mut spec = tenant.cell_spec(
-        &cell_id,
-        ctx.config.cell_engines(),
-        &ctx.config.cell_version,
-    );
-    // On Kubernetes the cell creates its first admin's invite itself from the token's hash
-    // (poc-service at start); the token stays here. The local driver runs bootstrap-admin.
-    let invite = ctx
-        .kube
-        .is_some()
-        .then(|| admin_invite(&tenant.admin_email));
-    if let Some((invite, bootstrap)) = &invite {
-        spec.bootstrap = Some(bootstrap.clone());
-        tracing::debug!(tenant = %tenant.slug, expires_at = %invite.expires_at, "admin invite prepared");
-    }
-    let writer = ctx.hub.writer().await;
-    let mut tx = ctx.pool.begin().await?;
-    catalog::admit(&mut tx, &tenant, &spec)
-        .await
-        .map_err(admit_error)?;
-    // Routed from the start: 503 + Retry-After until the cell is ready.
-    let event = writer
-        .put(
-            &mut tx,
-            RouteEntry {
-                tenant: tenant.slug.clone(),
-                cell_id: cell_id.clone(),
-                generation: 0,
-                state: RouteState::Active,
-                services: ServiceUrls {
-                    poc: None,
-                    dojo: None,
-                    media: None,
-                },
-                email_domains: tenant.email_domains.clone(),
-            },
-        )
-        .await?;
-    if let Some((invite, _)) = &invite {
-        catalog::set_admin_invite(&mut tx, &tenant.slug, invite).await?;
-    }
-    let view = tenant_view(&ctx, &mut tx, &tenant.slug).await?;
-    tx.commit().await?;
-    writer.publish(Some(event));
-    ctx.wake.notify_one();
-    tracing::info!(tenant = %tenant.slug, cell = %cell_id, tier = tenant.tier.as_str(), "tenant admitted");
+    tenants::admit(&ctx, &tenant).await.map_err(admit_error)?;
+    let mut conn = ctx.pool.acquire().await?;
+    let view = tenant_view(&ctx, &mut conn, &tenant.slug).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
-}
-
-/// A fresh one-time invite for the first admin: what the control plane shows, and what the
-/// cell gets (the token's SHA-256 only).
-fn admin_invite(email: &str) -> (AdminInvite, AdminBootstrap) {
-    let token = service_kit::secrets::random_token(32);
-    let expires_at = (OffsetDateTime::now_utc() + time::Duration::days(7))
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc())
-        .format(&Rfc3339)
-        .unwrap_or_default();
-    let bootstrap = AdminBootstrap {
-        admin_email: email.to_owned(),
-        invite_token_sha256: service_kit::secrets::token_hash(&token),
-        expires_at: expires_at.clone(),
-    };
-    let invite = AdminInvite {
-        email: email.to_owned(),
-        invite_token: token,
-        expires_at,
-    };
-    (invite, bootstrap)
 }
 
 fn admit_error(e: AdmitError) -> ApiError {
@@ -213,61 +139,18 @@ async fn delete_tenant(
     change_state(&ctx, &slug, TenantState::Deleting).await
 }
 
-/// Suspend, resume or delete: records the desired state and starts the matching operation
-/// (unless one in progress will get there, see `reconciler::finish_status`). Idempotent.
+/// Suspend, resume or delete (see `tenants::change_state`); answers the tenant as it is now.
 async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Response, ApiError> {
-    let mut tx = ctx.pool.begin().await?;
-    let tenant = catalog::tenant_for_update(&mut tx, slug)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("no tenant `{slug}`")))?;
-    let cell = catalog::cell_of_tenant(&mut tx, slug)
-        .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("tenant {slug} has no cell")))?;
-    let from = tenant.state();
-    if from == TenantState::Deleting && to != TenantState::Deleting {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("tenant `{slug}` is being deleted"),
-        ));
-    }
-    if from != to {
-        // Local cells are dumped to a file before deletion; Kubernetes cells are not (yet).
-        let backup = (to == TenantState::Deleting && ctx.kube.is_none())
-            .then(|| backup_path(ctx, slug, &cell.cell_id));
-        catalog::set_tenant_state(&mut tx, slug, to, backup.as_deref()).await?;
-        let op = match to {
-            TenantState::Deleting => Some(Op::Delete),
-            TenantState::Suspended => {
-                matches!(cell.op(), None | Some(Op::Resume)).then_some(Op::Suspend)
-            }
-            TenantState::Active => {
-                matches!(cell.op(), None | Some(Op::Suspend)).then_some(Op::Resume)
-            }
-        };
-        if let Some(op) = op {
-            catalog::start_op(&mut tx, &cell.cell_id, op).await?;
-        }
-        if to == TenantState::Deleting {
-            let mut status = cell.status.0.clone();
-            status.phase = Phase::Deleting;
-            catalog::set_status(&mut *tx, &cell.cell_id, &status).await?;
-        }
-    }
-    let view = tenant_view(ctx, &mut tx, slug).await?;
-    tx.commit().await?;
-    ctx.wake.notify_one();
-    tracing::info!(tenant = %slug, from = from.as_str(), to = to.as_str(), "tenant state change");
+    tenants::change_state(ctx, slug, to)
+        .await
+        .map_err(|e| match e {
+            ChangeError::NotFound(_) => ApiError::new(ErrorCode::TenantNotFound, e.to_string()),
+            ChangeError::BeingDeleted(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            ChangeError::Db(e) => e.into(),
+        })?;
+    let mut conn = ctx.pool.acquire().await?;
+    let view = tenant_view(ctx, &mut conn, slug).await?;
     Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
-}
-
-fn backup_path(ctx: &Ctx, slug: &str, cell_id: &str) -> String {
-    let stamp = OffsetDateTime::now_utc().unix_timestamp();
-    ctx.config
-        .home
-        .backups_dir()
-        .join(format!("{slug}-{cell_id}-{stamp}"))
-        .display()
-        .to_string()
 }
 
 async fn list_cells(State(ctx): State<Arc<Ctx>>) -> Result<ApiJson<CellList>, ApiError> {
@@ -338,11 +221,11 @@ async fn tenant_view(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<T
     let cell = cell_view(ctx, conn, cell).await?;
     Ok(Tenant {
         email_domains: catalog::email_domains(conn, slug).await?,
-        admin_invite: match ctx.kube {
-            Some(_) => row.admin_invite.clone().map(|invite| invite.0),
-            None => ctx.driver.admin_invite(&cell.cell_id),
-        }
-        .filter(|invite| !expired(&invite.expires_at)),
+        admin_invite: row
+            .admin_invite
+            .clone()
+            .map(|invite| invite.0)
+            .filter(|invite| !expired(&invite.expires_at)),
         state: row.state(),
         slug: row.slug,
         display_name: row.display_name,
@@ -368,13 +251,14 @@ async fn cell_view(ctx: &Ctx, conn: &mut PgConnection, row: CellRow) -> Result<C
             let done = catalog::steps(conn, &row.cell_id, op_id).await?;
             Some(Operation {
                 name: op.as_str().to_owned(),
-                steps: op
-                    .steps(ctx.kube.is_some())
+                steps: ctx
+                    .driver
+                    .steps(op)
                     .iter()
                     .map(|s| {
-                        let d = done.iter().find(|(name, _)| name == s);
+                        let d = done.iter().find(|(name, _)| name == s.as_str());
                         Step {
-                            name: (*s).to_owned(),
+                            name: s.as_str().to_owned(),
                             done: d.is_some(),
                             duration_ms: d.map(|(_, ms)| (*ms).max(0) as u64),
                         }
@@ -388,10 +272,7 @@ async fn cell_view(ctx: &Ctx, conn: &mut PgConnection, row: CellRow) -> Result<C
     };
     let mut status = row.status.0;
     status.endpoints.public = Some(ctx.config.endpoint(&row.tenant));
-    let local = ctx
-        .driver
-        .observe(&row.cell_id)
-        .and_then(|s| serde_json::to_value(s).ok());
+    let local = ctx.driver.details(&row.cell_id);
     Ok(Cell {
         cell_id: row.cell_id,
         tenant: row.tenant,

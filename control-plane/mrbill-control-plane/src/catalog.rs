@@ -40,6 +40,16 @@ impl Op {
             .into_iter()
             .find(|op| op.as_str() == s)
     }
+
+    /// The operation to run after this one, if the desired state (`suspended`) moved on
+    /// while it ran.
+    pub fn then(self, suspended: bool) -> Option<Op> {
+        match (self, suspended) {
+            (Op::Provision | Op::Resume, true) => Some(Op::Suspend),
+            (Op::Suspend, false) => Some(Op::Resume),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -300,6 +310,20 @@ pub async fn cell_of_tenant(conn: &mut PgConnection, slug: &str) -> sqlx::Result
     .await
 }
 
+/// Locks the tenant's cell for a change of its desired state (serialized with
+/// [`finish_op`], which decides the next operation from it).
+pub async fn cell_of_tenant_for_update(
+    conn: &mut PgConnection,
+    slug: &str,
+) -> sqlx::Result<Option<CellRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {CELL_COLUMNS} FROM cells WHERE tenant = $1 FOR UPDATE"
+    ))
+    .bind(slug)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Ids of cells with an operation to run.
 pub async fn cells_with_work(pool: &PgPool) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT cell_id FROM cells WHERE op IS NOT NULL ORDER BY created_at")
@@ -360,24 +384,31 @@ pub async fn start_op(conn: &mut PgConnection, cell_id: &str, op: Op) -> sqlx::R
     Ok(op_id)
 }
 
-/// Ends operation `op_id` (if it is still the current one) and sets the cell's status; then
-/// starts `next` if the desired state moved on meanwhile. Returns whether it was current.
+/// Ends operation `op` (if `op_id` is still the current one) and sets the cell's status; then
+/// starts the next operation if the desired state moved on meanwhile (read under the row's
+/// lock, so a concurrent state change either sees this operation finished or is seen here).
+/// Returns whether it was current.
 pub async fn finish_op(
     pool: &PgPool,
     cell_id: &str,
+    op: Op,
     op_id: Uuid,
     status: &CellStatus,
-    next: Option<Op>,
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
-    let current: Option<Option<Uuid>> =
-        sqlx::query_scalar("SELECT op_id FROM cells WHERE cell_id = $1 FOR UPDATE")
-            .bind(cell_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if current.flatten() != Some(op_id) {
+    let current: Option<(Option<Uuid>, Option<bool>)> = sqlx::query_as(
+        "SELECT op_id, (spec->>'suspended')::boolean FROM cells WHERE cell_id = $1 FOR UPDATE",
+    )
+    .bind(cell_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((Some(current), suspended)) = current else {
+        return Ok(false);
+    };
+    if current != op_id {
         return Ok(false);
     }
+    let next = op.then(suspended.unwrap_or(false));
     sqlx::query(
         "UPDATE cells SET last_op = op, last_op_id = op_id, op = NULL, op_id = NULL,
                 status = $2, updated_at = now() WHERE cell_id = $1",

@@ -1,9 +1,9 @@
-//! `mrbill-control-plane`: the admin API, the catalog, the cell reconciler with its two
-//! drivers, and the route feed the routers follow.
+//! `mrbill-control-plane`: the admin API, tenant lifecycle, the catalog, the cell reconciler
+//! with its two drivers, and the route feed the routers follow.
 //!
 //! ```text
-//! mrbill CLI ──HTTP (operator token)──► api ──► catalog (Postgres) ◄── reconciler ─┬─► local driver ──► cell supervisors
-//!                                                                                  └─► kubernetes driver ──► Cell resources ◄── cell-operator
+//! mrbill CLI ──HTTP (operator token)──► api ──► tenants ──► catalog (Postgres) ◄── reconciler ──► dyn CellDriver ─┬─► local ──► cell supervisors
+//!                                                                                                                 └─► kubernetes ──► Cell resources ◄── cell-operator
 //! mrbill-router ──GET /v1/routes?watch=1 (router token)──► feed (RouteHub)
 //! ```
 //!
@@ -14,10 +14,10 @@ pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod domain;
+pub mod driver;
 pub mod feed;
-pub mod kubernetes;
-pub mod local;
 pub mod reconciler;
+pub mod tenants;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cell_model::local::Home;
-use local::set_mode;
+use driver::CellDriver;
+use driver::local::set_mode;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::http::Readiness;
 use service_kit::secrets::{random_token, read_secret, write_secret};
@@ -41,10 +42,8 @@ pub struct Ctx {
     pub pool: PgPool,
     pub config: Config,
     pub hub: feed::RouteHub,
-    pub driver: local::LocalDriver,
-    /// Set when cells run on Kubernetes (`MRBILL_DRIVER=kubernetes`); the local driver then
-    /// starts nothing.
-    pub kube: Option<kubernetes::KubeDriver>,
+    /// Where cells run (`MRBILL_DRIVER`).
+    pub driver: Arc<dyn CellDriver>,
     /// Wakes the reconciler (a new operation was queued).
     pub wake: Notify,
     pub operator_token: SecretString,
@@ -59,7 +58,27 @@ pub struct App {
 }
 
 impl App {
+    /// Binds and migrates, with the driver `MRBILL_DRIVER` names.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let driver: Arc<dyn CellDriver> = match config.driver {
+            config::Driver::Local => Arc::new(driver::local::LocalDriver::new(
+                config.home.clone(),
+                config.bin_dir.clone(),
+            )),
+            config::Driver::Kubernetes => Arc::new(
+                driver::kubernetes::KubeDriver::from_environment()
+                    .await
+                    .context("connecting to the Kubernetes API (MRBILL_DRIVER=kubernetes)")?,
+            ),
+        };
+        Self::build_with_driver(config, driver).await
+    }
+
+    /// Binds and migrates, with cells run by `driver`.
+    pub async fn build_with_driver(
+        config: Config,
+        driver: Arc<dyn CellDriver>,
+    ) -> anyhow::Result<Self> {
         let home = config.home.clone();
         std::fs::create_dir_all(home.control_plane_dir())?;
         set_mode(&home.control_plane_dir(), 0o700)?;
@@ -71,14 +90,6 @@ impl App {
         let router_token = match &config.router_token_file {
             Some(file) => read_secret(file)?,
             None => ensure_token(&home.router_token())?,
-        };
-        let kube = match config.driver {
-            config::Driver::Local => None,
-            config::Driver::Kubernetes => Some(
-                kubernetes::KubeDriver::from_environment()
-                    .await
-                    .context("connecting to the Kubernetes API (MRBILL_DRIVER=kubernetes)")?,
-            ),
         };
         let url = match &config.catalog_url {
             Some(url) => url.clone(),
@@ -93,14 +104,12 @@ impl App {
         .await?;
         catalog::ensure_placements(&pool, &config.placements).await?;
         let listener = bind(&home, config.addr).await?;
-        let driver = local::LocalDriver::new(home, config.bin_dir.clone());
         Ok(Self {
             ctx: Arc::new(Ctx {
                 pool,
                 config,
                 hub: feed::RouteHub::default(),
                 driver,
-                kube,
                 wake: Notify::new(),
                 operator_token,
                 router_token,

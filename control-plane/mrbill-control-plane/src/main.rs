@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
-                .block_on(mrbill_control_plane::local::supervisor::run(
+                .block_on(mrbill_control_plane::driver::local::supervisor::run(
                     cell_model::local::CellDir::new(cell_dir),
                 ))
         }

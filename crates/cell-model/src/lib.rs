@@ -68,8 +68,8 @@ pub struct CellSpec {
     /// The tenant's email domains: open registration in the cell admits only addresses there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_domains: Vec<String>,
-    /// The tenant's first admin, for drivers where the cell creates its own bootstrap invite
-    /// (kubernetes). `None` where the driver runs `bootstrap-admin` itself (local).
+    /// The tenant's first admin: poc-service creates this one-time invite at start (both
+    /// drivers). `None` for cells made before the control plane made every invite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<AdminBootstrap>,
 }

@@ -29,7 +29,8 @@ enum Command {
         token_file: Option<std::path::PathBuf>,
     },
     /// Create the cell's secrets in DIR (0600) unless they exist: the JWT key pair and `kid`
-    /// (`jwt-private.pem`, `jwt-public.pem`, `jwt.kid`) and the internal `service-token`.
+    /// (`jwt-private.pem`, `jwt-public.pem`, `jwt.kid`), the internal `service-token` and the
+    /// `media-url-key` — the same generator both drivers use.
     InitSecrets {
         #[arg(long)]
         dir: std::path::PathBuf,
@@ -110,21 +111,5 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_secrets(dir: &std::path::Path) -> anyhow::Result<()> {
-    use secrecy::ExposeSecret;
-    use service_kit::secrets::write_secret;
-    std::fs::create_dir_all(dir)?;
-    if !dir.join("jwt-private.pem").exists() {
-        let kp = service_kit::jwt::KeyPair::generate()?;
-        write_secret(&dir.join("jwt-public.pem"), &kp.public_pem)?;
-        write_secret(&dir.join("jwt.kid"), &kp.kid)?;
-        // Written last: its presence means the set is complete.
-        write_secret(&dir.join("jwt-private.pem"), kp.private_pem.expose_secret())?;
-    }
-    if !dir.join("service-token").exists() {
-        write_secret(
-            &dir.join("service-token"),
-            &service_kit::secrets::random_token(32),
-        )?;
-    }
-    Ok(())
+    service_kit::secrets::CellSecrets::write_missing(dir)
 }

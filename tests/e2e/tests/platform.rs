@@ -230,7 +230,6 @@ async fn provisioning_converges_after_a_crash_after_every_step() {
         "cluster",
         "supervisor",
         "databases",
-        "admin",
         "services",
         "route",
     ];

@@ -364,6 +364,12 @@ fn spawn_service(
             .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name))
             .env("MRBILL_MAILBOX_DIR", dir.mailbox_dir())
             .env("MRBILL_EMAIL_DOMAINS", config.email_domains.join(","));
+            // The first admin's invite: poc-service creates it at start from the token's hash.
+            if let Some(b) = &config.bootstrap {
+                cmd.env("MRBILL_BOOTSTRAP_ADMIN_EMAIL", &b.admin_email)
+                    .env("MRBILL_BOOTSTRAP_INVITE_SHA256", &b.invite_token_sha256)
+                    .env("MRBILL_BOOTSTRAP_EXPIRES_AT", &b.expires_at);
+            }
         }
         "dojo" | "media" => {
             let poc = config

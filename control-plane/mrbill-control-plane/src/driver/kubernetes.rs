@@ -2,20 +2,17 @@
 //! id; the operator (`operator/`) turns it into the cell and reports back in its status, which
 //! this driver maps into the catalog and the route.
 //!
-//! ```text
-//! provision: cell (apply spec) → ready (status Ready for this generation) → route   ⇒ Ready
-//! suspend:   route (suspended) → cell (spec.suspended = true)                      ⇒ Suspended
-//! resume:    cell (spec.suspended = false) → ready → route (active)                ⇒ Ready
-//! delete:    route (removed) → cell (delete) → gone (finalizer done) → catalog     ⇒ gone
-//! ```
-//!
 //! Every step is idempotent: `cell` is a server-side apply under the control plane's field
 //! manager (the operator writes only `/status`), `ready` and `gone` only read.
 
+use cell_model::routes::ServiceUrls;
 use cell_model::{Cell, CellSpec, CellStatus, ConditionStatus, Phase};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::json;
+
+use super::{BoxFuture, CellDriver, Observation, Step, Work};
+use crate::catalog::Op;
 
 /// Field manager of the control plane's writes to `Cell` resources.
 pub const FIELD_MANAGER: &str = "mrbill-control-plane";
@@ -132,7 +129,112 @@ impl KubeDriver {
     }
 }
 
-/// Whether a reported phase means the cell serves.
-pub fn serving(status: &CellStatus) -> bool {
-    status.phase == Phase::Ready
+impl CellDriver for KubeDriver {
+    /// ```text
+    /// provision: cell (apply spec) → ready (status Ready for this generation) → route   ⇒ Ready
+    /// suspend:   route (suspended) → cell (spec.suspended = true)                      ⇒ Suspended
+    /// resume:    cell (spec.suspended = false) → ready → route (active)                ⇒ Ready
+    /// delete:    route (removed) → cell (delete) → gone (finalizer done) → catalog     ⇒ gone
+    /// ```
+    fn steps(&self, op: Op) -> &'static [Step] {
+        match op {
+            Op::Provision | Op::Resume => &[Step::Cell, Step::Ready, Step::Route],
+            Op::Suspend => &[Step::Route, Step::Cell],
+            Op::Delete => &[Step::Route, Step::Cell, Step::Gone, Step::Catalog],
+        }
+    }
+
+    fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let id = work.spec.cell_id.as_str();
+            match (op, step) {
+                (Op::Provision | Op::Resume, Step::Cell) => self.apply(work.spec, false).await,
+                (Op::Suspend, Step::Cell) => self.apply(work.spec, true).await,
+                (Op::Provision | Op::Resume, Step::Ready) => self.ready(id).await.map(drop),
+                (Op::Delete, Step::Cell) => self.delete(id).await,
+                (Op::Delete, Step::Gone) => self.gone(id).await,
+                _ => anyhow::bail!(
+                    "the kubernetes driver has no step {} in {}",
+                    step.as_str(),
+                    op.as_str()
+                ),
+            }
+        })
+    }
+
+    fn service_urls<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+    ) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+        Box::pin(async move { Ok(route_urls(&self.ready(&spec.cell_id).await?)) })
+    }
+
+    /// The operator's conditions and endpoints, as it reports them.
+    fn settle<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        _serving: bool,
+    ) -> BoxFuture<'a, anyhow::Result<Observation>> {
+        Box::pin(async move {
+            Ok(
+                match self.get(&spec.cell_id).await?.and_then(|c| c.status) {
+                    Some(reported) => Observation {
+                        conditions: reported.conditions,
+                        services: Some(reported.endpoints.services),
+                        phase: None,
+                        serving: None,
+                    },
+                    None => Observation::default(),
+                },
+            )
+        })
+    }
+
+    /// The catalog follows what the operator reports; a `Cell` deleted behind the control
+    /// plane's back is applied again (the catalog is the source of truth).
+    fn watch<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        _phase: Phase,
+    ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>> {
+        Box::pin(async move {
+            let Some(resource) = self.get(&spec.cell_id).await? else {
+                tracing::warn!(cell = %spec.cell_id, "the Cell resource is missing; applying it again");
+                self.apply(spec, spec.suspended).await?;
+                return Ok(None);
+            };
+            let Some(reported) = resource.status else {
+                return Ok(None);
+            };
+            let settled = matches!(
+                reported.phase,
+                Phase::Ready | Phase::Degraded | Phase::Suspended
+            );
+            Ok(Some(Observation {
+                serving: (reported.phase == Phase::Ready).then(|| route_urls(&reported)),
+                phase: settled.then_some(reported.phase),
+                services: Some(reported.endpoints.services),
+                conditions: reported.conditions,
+            }))
+        })
+    }
+
+    /// Kubernetes cells are not dumped before deletion (yet): their volume is kept.
+    fn backup_destination(&self, _tenant: &str, _cell_id: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    fn details(&self, _cell_id: &str) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// The route's service URLs from a Cell's status (cluster DNS names the operator reports).
+fn route_urls(status: &CellStatus) -> ServiceUrls {
+    let url = |service: &str| status.endpoints.services.get(service).cloned();
+    ServiceUrls {
+        poc: url("poc"),
+        dojo: url("dojo"),
+        media: url("media"),
+    }
 }

@@ -36,6 +36,9 @@ pub struct CellConfig {
     /// The tenant's email domains (open registration admits only addresses there).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_domains: Vec<String>,
+    /// The first admin's invite (its token's hash): poc-service creates it at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<cell_model::AdminBootstrap>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,9 @@
 pub mod files;
 pub mod identity;
 pub mod supervisor;
+mod teardown;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -18,15 +20,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use cell_model::local::{CellDir, Home};
 use cell_model::routes::ServiceUrls;
+use cell_model::{CellSpec, Phase};
 use rustix::process::Signal;
-use service_kit::secrets::{random_token, write_secret};
-use wire_types::admin::AdminInvite;
+use secrecy::{ExposeSecret, SecretString};
+use service_kit::secrets::{CellSecrets, write_secret};
 
 use self::files::{
-    CellConfig, Desired, SERVICES, ServiceConfig, ServicePhase, SupervisorState, is_cell_process,
-    pid_alive, read_json, signal, supervisor_alive, write_desired, write_json,
+    CellConfig, Desired, SERVICES, ServiceConfig, ServicePhase, SupervisorState, pid_alive,
+    read_json, signal, supervisor_alive, write_desired, write_json,
 };
 use self::supervisor::PG_SUPERUSER;
+use super::{BoxFuture, CellDriver, Observation, Step, Work, condition};
+use crate::catalog::Op;
 
 /// How long a step waits for the supervisor to report progress.
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -48,13 +53,8 @@ impl LocalDriver {
     }
 
     /// `secrets` step: the cell's directories, secrets (0600) and `cell.json`.
-    pub async fn prepare(
-        &self,
-        cell_id: &str,
-        tenant: &str,
-        email_domains: &[String],
-    ) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
+    pub async fn prepare(&self, spec: &CellSpec) -> anyhow::Result<()> {
+        let dir = self.cell_dir(&spec.cell_id);
         for d in [
             self.home.root().to_owned(),
             self.home.cells_dir(),
@@ -76,32 +76,21 @@ impl LocalDriver {
         let secrets = dir.secrets_dir();
         std::fs::create_dir_all(&secrets)?;
         set_mode(&secrets, 0o700)?;
-        ensure_secret(&secrets.join("pg-superuser"), || random_token(24))?;
-        ensure_secret(&secrets.join("bootstrap-token"), || random_token(32))?;
-        ensure_secret(&secrets.join("media-url-key"), || random_token(32))?;
+        CellSecrets::write_missing(&secrets)?;
+        ensure_secret(
+            &secrets.join("pg-superuser"),
+            CellSecrets::database_password,
+        )?;
         for svc in SERVICES {
-            ensure_secret(&secrets.join(format!("{svc}-db-password")), || {
-                random_token(24)
-            })?;
-        }
-        let out = tokio::process::Command::new(self.bin_dir.join("poc-service"))
-            .arg("init-secrets")
-            .arg("--dir")
-            .arg(&secrets)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("running poc-service init-secrets")?;
-        if !out.status.success() {
-            bail!(
-                "poc-service init-secrets failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            ensure_secret(
+                &secrets.join(format!("{svc}-db-password")),
+                CellSecrets::database_password,
+            )?;
         }
         if !dir.config().exists() {
             let config = CellConfig {
-                cell_id: cell_id.to_owned(),
-                tenant: tenant.to_owned(),
+                cell_id: spec.cell_id.clone(),
+                tenant: spec.tenant.clone(),
                 bin_dir: self.bin_dir.clone(),
                 pg_port: pg_cluster::free_port()?,
                 services: SERVICES
@@ -114,22 +103,25 @@ impl LocalDriver {
                         })
                     })
                     .collect::<anyhow::Result<_>>()?,
-                run_as: identity::allocate(&self.home, cell_id)?,
+                run_as: identity::allocate(&self.home, &spec.cell_id)?,
                 pg_run_as: match pg_cluster::nss_wrapper() {
-                    Some(_) => identity::allocate(&self.home, cell_id)?,
+                    Some(_) => identity::allocate(&self.home, &spec.cell_id)?,
                     None => None,
                 },
-                email_domains: email_domains.to_vec(),
+                email_domains: spec.email_domains.clone(),
+                bootstrap: spec.bootstrap.clone(),
             };
             write_json(&dir.config(), &config)?;
         } else {
-            // Cells made before cell.json had the tenant's domains or the cell's own user
-            // learn them here.
+            // Cells made before cell.json had the tenant's domains, the first admin's invite
+            // or the cell's own user learn them here.
             let mut config: CellConfig = read_json(&dir.config())?;
-            let mut changed = config.email_domains != email_domains;
-            config.email_domains = email_domains.to_vec();
+            let mut changed =
+                config.email_domains != spec.email_domains || config.bootstrap != spec.bootstrap;
+            config.email_domains = spec.email_domains.clone();
+            config.bootstrap = spec.bootstrap.clone();
             if config.run_as.is_none() {
-                config.run_as = identity::allocate(&self.home, cell_id)?;
+                config.run_as = identity::allocate(&self.home, &spec.cell_id)?;
                 changed |= config.run_as.is_some();
             }
             if changed {
@@ -284,7 +276,8 @@ impl LocalDriver {
     /// Gives a running cell the services it lacks (it was created before they existed): their
     /// secrets, roles and databases, ports in `cell.json`; the supervisor starts them on its
     /// next round. `false` when nothing was missing (the common, cheap case).
-    pub async fn add_missing_services(&self, cell_id: &str, tenant: &str) -> anyhow::Result<bool> {
+    pub async fn add_missing_services(&self, spec: &CellSpec) -> anyhow::Result<bool> {
+        let cell_id = spec.cell_id.as_str();
         let dir = self.cell_dir(cell_id);
         let mut config: CellConfig = read_json(&dir.config())?;
         let missing: Vec<&str> = SERVICES
@@ -296,7 +289,7 @@ impl LocalDriver {
             return Ok(false);
         }
         tracing::info!(cell = %cell_id, services = ?missing, "adding services the cell lacks");
-        self.prepare(cell_id, tenant, &config.email_domains).await?;
+        self.prepare(spec).await?;
         self.ensure_databases(cell_id).await?;
         for name in missing {
             config.services.push(ServiceConfig {
@@ -310,50 +303,6 @@ impl LocalDriver {
             signal(pid, Signal::HUP);
         }
         Ok(true)
-    }
-
-    /// `admin` step: the tenant's first admin as a one-time invite (kept 0600 in the cell's
-    /// secrets for the CLI to print).
-    pub async fn bootstrap_admin(&self, cell_id: &str, email: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
-        let secrets = dir.secrets_dir();
-        let out = tokio::process::Command::new(self.bin_dir.join("poc-service"))
-            .args(["bootstrap-admin", "--email", email, "--token-file"])
-            .arg(secrets.join("bootstrap-token"))
-            .env("MRBILL_DATABASE_URL_FILE", secrets.join("poc-database-url"))
-            .env("MRBILL_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("running poc-service bootstrap-admin")?;
-        match out.status.code() {
-            Some(0) => {
-                let invite: AdminInvite =
-                    serde_json::from_slice(&out.stdout).context("parsing the bootstrap invite")?;
-                write_secret(
-                    &secrets.join("admin-invite.json"),
-                    &serde_json::to_string(&invite)?,
-                )?;
-                Ok(())
-            }
-            // The admin exists already (a retried step after the admin registered).
-            Some(3) => Ok(()),
-            _ => bail!(
-                "poc-service bootstrap-admin failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        }
-    }
-
-    pub fn admin_invite(&self, cell_id: &str) -> Option<AdminInvite> {
-        read_json(
-            &self
-                .cell_dir(cell_id)
-                .secrets_dir()
-                .join("admin-invite.json"),
-        )
-        .ok()
     }
 
     /// `services` step: tells the supervisor to run (or stop) the services and waits until
@@ -457,134 +406,166 @@ impl LocalDriver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
 
-    /// `backup` step: the databases (`pg_dump -Fc`), the object store and the secrets, into
-    /// `dest`, finished by `manifest.json` (present = complete).
-    pub async fn backup(&self, cell_id: &str, tenant: &str, dest: &Path) -> anyhow::Result<()> {
-        if dest.join("manifest.json").exists() {
-            return Ok(());
+const PROVISION: &[Step] = &[
+    Step::Secrets,
+    Step::Cluster,
+    Step::Supervisor,
+    Step::Databases,
+    Step::Services,
+    Step::Route,
+];
+
+impl CellDriver for LocalDriver {
+    /// ```text
+    /// provision: secrets → cluster → supervisor → databases → services → route   ⇒ Ready
+    /// suspend:   route (suspended) → services (stopped)                          ⇒ Suspended
+    /// resume:    services (running) → route (active)                             ⇒ Ready
+    /// delete:    route (removed) → backup → stop → files → catalog               ⇒ gone
+    /// ```
+    fn steps(&self, op: Op) -> &'static [Step] {
+        match op {
+            Op::Provision => PROVISION,
+            Op::Suspend => &[Step::Route, Step::Services],
+            Op::Resume => &[Step::Services, Step::Route],
+            Op::Delete => &[
+                Step::Route,
+                Step::Backup,
+                Step::Stop,
+                Step::Files,
+                Step::Catalog,
+            ],
         }
-        let dir = self.cell_dir(cell_id);
-        if !dir.root().exists() {
-            bail!("the cell's directory {} is gone", dir.root().display());
-        }
-        std::fs::create_dir_all(dest)?;
-        set_mode(dest, 0o700)?;
-        let mut databases = Vec::new();
-        if dir.pg_dir().join("data/PG_VERSION").exists() {
-            self.ensure_supervisor(cell_id).await?;
-            let state = self
-                .state(&dir)
-                .context("the supervisor reports no state")?;
-            let su = read_trimmed(&dir.secrets_dir().join("pg-superuser"))?;
-            for svc in SERVICES {
-                let file = dest.join(format!("{svc}.dump"));
-                let out = tokio::process::Command::new(pg_cluster::bin_dir()?.join("pg_dump"))
-                    .args(["--format=custom", "--no-password", "--file"])
-                    .arg(&file)
-                    .arg("--dbname")
-                    // No password on the command line (every user can read those): in the
-                    // environment, which only we can read.
-                    .arg(format!(
-                        "postgres://{PG_SUPERUSER}@127.0.0.1:{}/{svc}",
-                        state.postgres_port
-                    ))
-                    .env("PGPASSWORD", &su)
-                    .stdin(Stdio::null())
-                    .output()
-                    .await
-                    .context("running pg_dump")?;
-                if !out.status.success() {
-                    let err = String::from_utf8_lossy(&out.stderr);
-                    if err.contains("does not exist") {
-                        continue; // never provisioned that far
-                    }
-                    bail!("pg_dump {svc}: {err}");
-                }
-                databases.push(*svc);
-            }
-        }
-        for (from, to) in [
-            (dir.secrets_dir(), dest.join("secrets")),
-            (dir.objects_dir(), dest.join("objects")),
-        ] {
-            if from.exists() {
-                let _ = std::fs::remove_dir_all(&to);
-                let status = tokio::process::Command::new("cp")
-                    .arg("-a")
-                    .arg(&from)
-                    .arg(&to)
-                    .status()
-                    .await?;
-                anyhow::ensure!(status.success(), "copying {}", from.display());
-            }
-        }
-        write_json(
-            &dest.join("manifest.json"),
-            &serde_json::json!({
-                "tenant": tenant,
-                "cell_id": cell_id,
-                "created_at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
-                "databases": databases,
-                "files": ["secrets", "objects"],
-            }),
-        )?;
-        Ok(())
     }
 
-    /// Stops the cell's supervisor (and with it the services and Postgres), and anything a
-    /// killed supervisor left behind.
-    pub async fn stop(&self, cell_id: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
-        if !dir.root().exists() {
-            return Ok(());
-        }
-        stop_supervisor(&dir).await?;
-        // Leftovers of a supervisor that died by SIGKILL.
-        if let Ok(state) = read_json::<SupervisorState>(&dir.state()) {
-            for pid in state.services.values().filter_map(|s| s.pid) {
-                if pid_alive(pid) && is_cell_process(pid, cell_id) {
-                    signal(pid, Signal::KILL);
+    fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let id = work.spec.cell_id.as_str();
+            match (op, step) {
+                (Op::Provision, Step::Secrets) => self.prepare(work.spec).await,
+                (Op::Provision, Step::Cluster) => self.init_cluster(id).await,
+                (Op::Provision, Step::Supervisor) => self.ensure_supervisor(id).await,
+                (Op::Provision, Step::Databases) => self.ensure_databases(id).await,
+                (Op::Provision | Op::Resume, Step::Services) => {
+                    self.set_services(id, true).await.map(drop)
                 }
+                (Op::Suspend, Step::Services) => self.set_services(id, false).await.map(drop),
+                (Op::Delete, Step::Backup) => {
+                    let dest = work.backup.context("the tenant has no backup path")?;
+                    self.backup(id, &work.spec.tenant, dest).await
+                }
+                (Op::Delete, Step::Stop) => self.stop(id).await,
+                (Op::Delete, Step::Files) => self.remove(id).await,
+                _ => bail!(
+                    "the local driver has no step {} in {}",
+                    step.as_str(),
+                    op.as_str()
+                ),
             }
-        }
-        if let Some(pid) = cell_model::local::postmaster_pid(&dir.pg_dir().join("data")) {
-            signal(pid, Signal::INT);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while pid_alive(pid) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        Ok(())
+        })
     }
 
-    /// Removes the cell's directory.
-    pub async fn remove(&self, cell_id: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
-        match tokio::fs::remove_dir_all(dir.root()).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing {}", dir.root().display())),
-        }
+    fn service_urls<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+    ) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+        Box::pin(async move {
+            let urls = self
+                .observe(&spec.cell_id)
+                .map(|s| service_urls(&s))
+                .context("the cell's supervisor is not running")?;
+            anyhow::ensure!(urls.poc.is_some(), "poc-service is not running");
+            Ok(urls)
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        serving: bool,
+    ) -> BoxFuture<'a, anyhow::Result<Observation>> {
+        Box::pin(async move {
+            let (services, ready) = if serving {
+                ("Running", "Serving")
+            } else {
+                ("Suspended", "Suspended")
+            };
+            Ok(Observation {
+                conditions: vec![
+                    condition("DatabaseReady", true, "PostgresRunning"),
+                    condition("ServicesReady", serving, services),
+                    condition("Ready", serving, ready),
+                ],
+                services: self.observe(&spec.cell_id).map(|s| endpoints(&s)),
+                phase: None,
+                serving: None,
+            })
+        })
+    }
+
+    /// A dead supervisor is replaced (it adopts the cell's data and processes as they are); a
+    /// serving cell gains the services it lacks, and moved ports reach the route.
+    fn watch<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        phase: Phase,
+    ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>> {
+        Box::pin(async move {
+            let Some(state) = self.observe(&spec.cell_id) else {
+                tracing::warn!(cell = %spec.cell_id, "cell supervisor is gone; starting a new one");
+                self.spawn_supervisor_if_gone(&self.cell_dir(&spec.cell_id))?;
+                return Ok(None);
+            };
+            if phase == Phase::Suspended {
+                return Ok(None);
+            }
+            self.add_missing_services(spec).await?;
+            let urls = service_urls(&state);
+            let serving = urls.poc.is_some();
+            let (services, ready) = if serving {
+                ("Running", "Serving")
+            } else {
+                ("Restarting", "Restarting")
+            };
+            Ok(Some(Observation {
+                conditions: vec![
+                    condition("ServicesReady", serving, services),
+                    condition("Ready", serving, ready),
+                ],
+                services: Some(endpoints(&state)),
+                phase: Some(if serving {
+                    Phase::Ready
+                } else {
+                    Phase::Degraded
+                }),
+                serving: serving.then_some(urls),
+            }))
+        })
+    }
+
+    fn backup_destination(&self, tenant: &str, cell_id: &str) -> Option<PathBuf> {
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        Some(
+            self.home
+                .backups_dir()
+                .join(format!("{tenant}-{cell_id}-{stamp}")),
+        )
+    }
+
+    fn details(&self, cell_id: &str) -> Option<serde_json::Value> {
+        self.observe(cell_id)
+            .and_then(|s| serde_json::to_value(s).ok())
     }
 }
 
-/// SIGTERM to the supervisor, then wait for its lock to be released.
-pub async fn stop_supervisor(dir: &CellDir) -> anyhow::Result<()> {
-    if !supervisor_alive(dir) {
-        return Ok(());
-    }
-    if let Some(pid) = cell_model::local::live_pid(&dir.pid_file()) {
-        signal(pid, Signal::TERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while supervisor_alive(dir) {
-        if Instant::now() > deadline {
-            bail!("the supervisor of {} did not stop", dir.root().display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+/// Where each running service answers, for `cell show`.
+fn endpoints(state: &SupervisorState) -> BTreeMap<String, String> {
+    state
+        .services
+        .iter()
+        .filter_map(|(name, s)| Some((name.clone(), format!("http://{}", s.public.as_ref()?))))
+        .collect()
 }
 
 /// The router's view of the services a supervisor reports running.
@@ -631,9 +612,9 @@ fn read_trimmed(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Creates a secret (0600) unless it exists: secrets are generated once, never rotated by a retry.
-fn ensure_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<()> {
+fn ensure_secret(path: &Path, make: impl FnOnce() -> SecretString) -> anyhow::Result<()> {
     if !path.exists() {
-        write_secret(path, &make())?;
+        write_secret(path, make().expose_secret())?;
     }
     Ok(())
 }

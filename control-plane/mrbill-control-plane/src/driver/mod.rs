@@ -1,0 +1,147 @@
+//! The seam between the reconciler and where cells run. A driver names the steps of each
+//! operation and runs them; the reconciler records them, runs the two steps every driver
+//! shares (the route and the catalog), and folds what the driver observes into the catalog.
+//!
+//! ```text
+//! reconciler ──steps(op) / run(step) / settle / watch──► dyn CellDriver ─┬─ local::LocalDriver  (processes + a supervisor per cell)
+//!                                                                        └─ kubernetes::KubeDriver (a `Cell` resource per cell)
+//! ```
+//!
+//! **Invariant:** every step a driver runs is idempotent (the reconciler re-runs the first
+//! unrecorded step after a crash), and nothing outside this module branches on the driver.
+
+pub mod kubernetes;
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cell_model::routes::ServiceUrls;
+use cell_model::{CellSpec, Condition, Phase};
+
+use crate::catalog::Op;
+
+/// A future the driver returns (boxed: the reconciler holds drivers as `dyn CellDriver`).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// One step of an operation, recorded in the catalog under [`Step::as_str`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Shared: the tenant's route is published, suspended or removed (the reconciler runs it).
+    Route,
+    /// Shared: the tenant and its cell leave the catalog (the reconciler runs it, last).
+    Catalog,
+    /// Local: the cell's directories, secrets and `cell.json`.
+    Secrets,
+    /// Local: the cell's Postgres cluster exists (`initdb`).
+    Cluster,
+    /// Local: a supervisor runs the cell, and its Postgres accepts connections.
+    Supervisor,
+    /// Local: a role and a database per service.
+    Databases,
+    /// Local: the services run (or are stopped) and answer `/readyz`.
+    Services,
+    /// Local: the databases, objects and secrets are dumped to the tenant's backup path.
+    Backup,
+    /// Local: the supervisor, its services and Postgres have stopped.
+    Stop,
+    /// Local: the cell's directory is removed.
+    Files,
+    /// Kubernetes: the `Cell` resource is applied (or deleted).
+    Cell,
+    /// Kubernetes: the operator reports the current generation ready.
+    Ready,
+    /// Kubernetes: the `Cell` resource is gone.
+    Gone,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Route => "route",
+            Step::Catalog => "catalog",
+            Step::Secrets => "secrets",
+            Step::Cluster => "cluster",
+            Step::Supervisor => "supervisor",
+            Step::Databases => "databases",
+            Step::Services => "services",
+            Step::Backup => "backup",
+            Step::Stop => "stop",
+            Step::Files => "files",
+            Step::Cell => "cell",
+            Step::Ready => "ready",
+            Step::Gone => "gone",
+        }
+    }
+}
+
+/// What a step works on: the cell's desired state, and where a deleted tenant's backup goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Work<'a> {
+    pub spec: &'a CellSpec,
+    pub backup: Option<&'a Path>,
+}
+
+/// What a driver sees of a cell, folded into the catalog's status by the reconciler.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observation {
+    /// Replaces the recorded conditions of the same types.
+    pub conditions: Vec<Condition>,
+    /// Where each service answers (for `cell show`); `None`: leave as recorded.
+    pub services: Option<BTreeMap<String, String>>,
+    /// The phase, when the driver knows it; `None`: leave as recorded.
+    pub phase: Option<Phase>,
+    /// The route's service URLs, when the cell serves (the reconciler publishes them).
+    pub serving: Option<ServiceUrls>,
+}
+
+/// A condition as drivers report it, stamped now.
+pub fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
+    use time::format_description::well_known::Rfc3339;
+    Condition {
+        type_: type_.to_owned(),
+        status: if ok {
+            cell_model::ConditionStatus::True
+        } else {
+            cell_model::ConditionStatus::False
+        },
+        reason: reason.to_owned(),
+        message: String::new(),
+        last_transition_time: time::OffsetDateTime::now_utc().format(&Rfc3339).ok(),
+    }
+}
+
+/// Where cells run. See the module doc for the contract.
+pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
+    /// The steps of `op`, in order (the shared [`Step::Route`] and [`Step::Catalog`] included).
+    fn steps(&self, op: Op) -> &'static [Step];
+
+    /// Runs one of this driver's steps of `op`. Safe to repeat.
+    fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Where the cell's services answer once it serves; an error says what it still waits for.
+    fn service_urls<'a>(&'a self, spec: &'a CellSpec)
+    -> BoxFuture<'a, anyhow::Result<ServiceUrls>>;
+
+    /// What the cell looks like once an operation has brought it to `serving` (or stopped it).
+    fn settle<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        serving: bool,
+    ) -> BoxFuture<'a, anyhow::Result<Observation>>;
+
+    /// A health check of an idle cell in `phase`: repairs what the driver repairs (a dead
+    /// supervisor, a resource deleted behind the control plane's back) and reports what runs.
+    /// `None`: nothing to report this time.
+    fn watch<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        phase: Phase,
+    ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>>;
+
+    /// Where a tenant's cell is dumped before it is deleted; `None`: this driver keeps none.
+    fn backup_destination(&self, tenant: &str, cell_id: &str) -> Option<std::path::PathBuf>;
+
+    /// Driver-specific detail for `cell show` (the local supervisor's state).
+    fn details(&self, cell_id: &str) -> Option<serde_json::Value>;
+}

@@ -1,0 +1,144 @@
+//! Tenant lifecycle: admitting a tenant and changing its desired state. Each is one catalog
+//! transaction that records what should be and queues the operation getting there; the
+//! reconciler does the slow work. The admin API maps these to HTTP, nothing more.
+
+use cell_model::routes::{RouteEntry, RouteState, ServiceUrls};
+use cell_model::{AdminBootstrap, Phase};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wire_types::admin::{AdminInvite, TenantState};
+
+use crate::Ctx;
+use crate::catalog::{self, AdmitError, Op};
+use crate::domain::NewTenant;
+
+/// How long the first admin's invite stays valid.
+const ADMIN_INVITE_DAYS: i64 = 7;
+
+/// Admits a validated tenant: its catalog rows, its cell's spec (carrying the first admin's
+/// invite as a hash; the token stays in the catalog for `tenant show`), and a route that
+/// answers 503 + Retry-After until the cell serves. Returns the new cell's id.
+pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> {
+    let cell_id = format!(
+        "c-{}-{}",
+        tenant.slug,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut spec = tenant.cell_spec(
+        &cell_id,
+        ctx.config.cell_engines(),
+        &ctx.config.cell_version,
+    );
+    let (invite, bootstrap) = admin_invite(&tenant.admin_email);
+    spec.bootstrap = Some(bootstrap);
+    let writer = ctx.hub.writer().await;
+    let mut tx = ctx.pool.begin().await?;
+    catalog::admit(&mut tx, tenant, &spec).await?;
+    let event = writer
+        .put(
+            &mut tx,
+            RouteEntry {
+                tenant: tenant.slug.clone(),
+                cell_id: cell_id.clone(),
+                generation: 0,
+                state: RouteState::Active,
+                services: ServiceUrls {
+                    poc: None,
+                    dojo: None,
+                    media: None,
+                },
+                email_domains: tenant.email_domains.clone(),
+            },
+        )
+        .await?;
+    catalog::set_admin_invite(&mut tx, &tenant.slug, &invite).await?;
+    tx.commit().await?;
+    writer.publish(Some(event));
+    ctx.wake.notify_one();
+    tracing::info!(tenant = %tenant.slug, cell = %cell_id, tier = tenant.tier.as_str(), expires_at = %invite.expires_at, "tenant admitted");
+    Ok(cell_id)
+}
+
+/// A fresh one-time invite for the first admin: what the control plane shows, and what the
+/// cell gets (the token's SHA-256 only; poc-service creates the invite from it at start).
+fn admin_invite(email: &str) -> (AdminInvite, AdminBootstrap) {
+    let token = service_kit::secrets::random_token(32);
+    let expires_at = (OffsetDateTime::now_utc() + time::Duration::days(ADMIN_INVITE_DAYS))
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc())
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let bootstrap = AdminBootstrap {
+        admin_email: email.to_owned(),
+        invite_token_sha256: service_kit::secrets::token_hash(&token),
+        expires_at: expires_at.clone(),
+    };
+    let invite = AdminInvite {
+        email: email.to_owned(),
+        invite_token: token,
+        expires_at,
+    };
+    (invite, bootstrap)
+}
+
+/// Why a state change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no tenant `{0}`")]
+    NotFound(String),
+    #[error("tenant `{0}` is being deleted")]
+    BeingDeleted(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Suspend, resume or delete: records the desired state and starts the matching operation,
+/// unless the one in progress gets there or `catalog::finish_op` queues it when that one
+/// ends. Idempotent. Returns the state the tenant was in.
+pub async fn change_state(
+    ctx: &Ctx,
+    slug: &str,
+    to: TenantState,
+) -> Result<TenantState, ChangeError> {
+    let mut tx = ctx.pool.begin().await?;
+    let not_found = || ChangeError::NotFound(slug.to_owned());
+    let tenant = catalog::tenant_for_update(&mut tx, slug)
+        .await?
+        .ok_or_else(not_found)?;
+    let cell = catalog::cell_of_tenant_for_update(&mut tx, slug)
+        .await?
+        .ok_or_else(not_found)?;
+    let from = tenant.state();
+    if from == TenantState::Deleting && to != TenantState::Deleting {
+        return Err(ChangeError::BeingDeleted(slug.to_owned()));
+    }
+    if from != to {
+        let backup = match to {
+            TenantState::Deleting => ctx.driver.backup_destination(slug, &cell.cell_id),
+            _ => None,
+        };
+        let backup = backup.map(|p| p.display().to_string());
+        catalog::set_tenant_state(&mut tx, slug, to, backup.as_deref()).await?;
+        let op = match to {
+            TenantState::Deleting => Some(Op::Delete),
+            TenantState::Suspended => {
+                matches!(cell.op(), None | Some(Op::Resume)).then_some(Op::Suspend)
+            }
+            TenantState::Active => {
+                matches!(cell.op(), None | Some(Op::Suspend)).then_some(Op::Resume)
+            }
+        };
+        if let Some(op) = op {
+            catalog::start_op(&mut tx, &cell.cell_id, op).await?;
+        }
+        if to == TenantState::Deleting {
+            let mut status = cell.status.0.clone();
+            status.phase = Phase::Deleting;
+            catalog::set_status(&mut *tx, &cell.cell_id, &status).await?;
+        }
+    }
+    tx.commit().await?;
+    ctx.wake.notify_one();
+    tracing::info!(tenant = %slug, from = from.as_str(), to = to.as_str(), "tenant state change");
+    Ok(from)
+}
