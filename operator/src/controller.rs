@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cell_model::contract::Service;
 use cell_model::{
     Cell, CellStatus, Condition, ConditionStatus, DatabaseEngine, Phase, SearchEngine,
 };
@@ -507,7 +508,7 @@ async fn rds_roles(
         return Ok(Ok(()));
     }
     let mut roles = Vec::new();
-    for service in ["poc", "dojo", "media"] {
+    for service in Service::ALL.map(Service::name) {
         let name = render::database_secret(service);
         let url = apply::secret_value(&ctx.client, cell, &name, "url").await?;
         let Some(password) = url.as_deref().and_then(crate::secrets::password_of) else {
@@ -641,7 +642,7 @@ async fn observe(
         }
     };
     let mut waiting = Vec::new();
-    for service in ["poc", "dojo", "media"] {
+    for service in Service::ALL.map(Service::name) {
         let name = format!("{service}-service");
         if ready_replicas(&apply::get(client, cell, "Deployment", &name).await?) == 0 {
             waiting.push(name);

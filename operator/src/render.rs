@@ -12,7 +12,8 @@
 //! (`in-cluster`) and Meilisearch StatefulSets with headless Services. The secrets themselves
 //! are created once by the controller (names and keys below), never rendered.
 
-use cell_model::{Cell, DatabaseEngine, ReplicaBounds, SearchEngine, Tier, TierTemplate};
+use cell_model::contract::{Secret, Service, env};
+use cell_model::{Cell, DatabaseEngine, SearchEngine, Tier};
 use serde_json::{Value, json};
 
 /// Labels every object of a cell carries.
@@ -97,7 +98,10 @@ pub fn namespace(cell: &Cell) -> String {
     format!("cell-{}", cell.spec.tenant)
 }
 
-const SERVICES: [&str; 3] = ["poc", "dojo", "media"];
+/// The cell's services by name (the cell contract's list).
+fn services() -> [&'static str; Service::ALL.len()] {
+    Service::ALL.map(Service::name)
+}
 
 /// CPU/memory per pod of a service in a tier: (request cpu, request memory, limit cpu, limit memory).
 fn resources(
@@ -114,24 +118,19 @@ fn resources(
     }
 }
 
-fn bounds(template: &TierTemplate, service: &str) -> ReplicaBounds {
-    match service {
-        "poc" => template.poc,
-        "dojo" => template.dojo,
-        _ => template.media,
-    }
-}
-
 /// `(min, max)` replicas: an override pins the minimum (within the tier's bounds), the tier
 /// gives the maximum.
 pub fn replicas(cell: &Cell, service: &str) -> (u32, u32) {
-    let b = bounds(&cell.spec.tier.template(), service);
-    let wanted = match service {
-        "poc" => cell.spec.replicas.poc,
-        "dojo" => cell.spec.replicas.dojo,
-        _ => cell.spec.replicas.media,
+    let Some(service) = Service::parse(service) else {
+        return (0, 0);
     };
-    let min = wanted.unwrap_or(b.default).clamp(b.min, b.max);
+    let b = cell.spec.tier.template().bounds(service);
+    let min = cell
+        .spec
+        .replicas
+        .get(service)
+        .unwrap_or(b.default)
+        .clamp(b.min, b.max);
     (min, b.max.max(min))
 }
 
@@ -202,7 +201,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         out.push(meilisearch(cell));
         out.push(headless(cell, "meilisearch", MEILISEARCH_PORT));
     }
-    for service in SERVICES {
+    for service in services() {
         out.push(deployment(cell, images, service));
         out.push(k8s_service(cell, service));
         out.push(pdb(cell, service));
@@ -316,7 +315,7 @@ fn network_policies(cell: &Cell, images: &Images) -> Vec<Value> {
             cell,
             "allow-from-router",
             json!({
-                "podSelector": services_in(&SERVICES),
+                "podSelector": services_in(&services()),
                 "policyTypes": ["Ingress"],
                 "ingress": [{
                     "from": [{ "namespaceSelector": { "matchLabels": { ROUTER_NAMESPACE_LABEL: "true" } } }],
@@ -337,7 +336,7 @@ fn network_policies(cell: &Cell, images: &Images) -> Vec<Value> {
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         out.extend(path(
             cell,
-            ("services-to-postgres", services_in(&SERVICES)),
+            ("services-to-postgres", services_in(&services())),
             ("postgres-from-services", service_pods("postgres")),
             POSTGRES_PORT,
         ));
@@ -367,7 +366,7 @@ fn network_policies(cell: &Cell, images: &Images) -> Vec<Value> {
             cell,
             "services-to-aws",
             json!({
-                "podSelector": services_in(&["poc", "dojo", "media"]),
+                "podSelector": services_in(&services()),
                 "policyTypes": ["Egress"],
                 "egress": [rule],
             }),
@@ -552,12 +551,28 @@ fn secret_item(secret: &str, key: &str, path: &str) -> Value {
     json!({ "secret": { "name": secret, "items": [{ "key": key, "path": path }] } })
 }
 
-/// The secret files a service gets (and nothing else: the signing key only to poc).
+/// Where each contract secret comes from: (Secret, key).
+fn secret_source(secret: Secret, service: &str) -> (String, &'static str) {
+    match secret {
+        Secret::DatabaseUrl => (database_secret(service), "url"),
+        Secret::ServiceToken => (SERVICE_TOKEN_SECRET.to_owned(), "token"),
+        Secret::JwtPrivateKey => (JWT_SECRET.to_owned(), "private.pem"),
+        Secret::JwtPublicKey => (JWT_SECRET.to_owned(), "public.pem"),
+        Secret::MediaUrlKey => (MEDIA_URL_KEY_SECRET.to_owned(), "key"),
+    }
+}
+
+/// The contract's secret files of a service (and nothing else: the signing key only to poc),
+/// plus what this cell's options add (Postgres CA, SMTP, Meilisearch).
 fn secret_files(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
-    let mut files = vec![
-        secret_item(&database_secret(service), "url", "database-url"),
-        secret_item(SERVICE_TOKEN_SECRET, "token", "service-token"),
-    ];
+    let contract = Service::parse(service).map_or(&[][..], Service::secrets);
+    let mut files: Vec<Value> = contract
+        .iter()
+        .map(|secret| {
+            let (name, key) = secret_source(*secret, service);
+            secret_item(&name, key, secret.file())
+        })
+        .collect();
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         files.push(secret_item(
             POSTGRES_TLS_SECRET,
@@ -565,25 +580,17 @@ fn secret_files(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
             "postgres-ca.crt",
         ));
     }
-    match service {
-        "poc" => {
-            files.push(secret_item(JWT_SECRET, "private.pem", "jwt-private.pem"));
-            if images.mail.is_some() {
-                files.push(secret_item(SMTP_SECRET, "url", "smtp-url"));
-            }
-            if cell.spec.search == SearchEngine::Meilisearch {
-                files.push(secret_item(
-                    MEILISEARCH_SECRET,
-                    "master-key",
-                    "meilisearch-key",
-                ));
-            }
+    if service == Service::Poc.name() {
+        if images.mail.is_some() {
+            files.push(secret_item(SMTP_SECRET, "url", "smtp-url"));
         }
-        "media" => {
-            files.push(secret_item(JWT_SECRET, "public.pem", "jwt-public.pem"));
-            files.push(secret_item(MEDIA_URL_KEY_SECRET, "key", "media-url-key"));
+        if cell.spec.search == SearchEngine::Meilisearch {
+            files.push(secret_item(
+                MEILISEARCH_SECRET,
+                "master-key",
+                "meilisearch-key",
+            ));
         }
-        _ => files.push(secret_item(JWT_SECRET, "public.pem", "jwt-public.pem")),
     }
     files
 }
@@ -592,18 +599,25 @@ fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
     let file =
         |name: &str, path: &str| json!({ "name": name, "value": format!("{SECRETS_DIR}/{path}") });
     let value = |name: &str, value: String| json!({ "name": name, "value": value });
-    let poc_internal = format!("http://poc-service:{INTERNAL_PORT}");
+    let contract = Service::parse(service);
     let mut env = vec![
-        value("MRBILL_CELL_ID", cell.spec.cell_id.clone()),
-        value("MRBILL_TENANT", cell.spec.tenant.clone()),
-        value("MRBILL_HTTP_ADDR", format!("0.0.0.0:{PUBLIC_PORT}")),
-        value("MRBILL_INTERNAL_ADDR", format!("0.0.0.0:{INTERNAL_PORT}")),
-        value("MRBILL_LOG_FORMAT", "json".into()),
-        value("MRBILL_TRUSTED_PROXIES", images.trusted_proxies.clone()),
-        file("MRBILL_DATABASE_URL_FILE", "database-url"),
-        file("MRBILL_SERVICE_TOKEN_FILE", "service-token"),
-        json!({ "name": "MRBILL_JWT_KID", "valueFrom": { "secretKeyRef": { "name": JWT_SECRET, "key": "kid" } } }),
+        value(env::CELL_ID, cell.spec.cell_id.clone()),
+        value(env::TENANT, cell.spec.tenant.clone()),
+        value(env::HTTP_ADDR, format!("0.0.0.0:{PUBLIC_PORT}")),
+        value(env::INTERNAL_ADDR, format!("0.0.0.0:{INTERNAL_PORT}")),
+        value(env::LOG_FORMAT, "json".into()),
+        value(env::TRUSTED_PROXIES, images.trusted_proxies.clone()),
+        json!({ "name": env::JWT_KID, "valueFrom": { "secretKeyRef": { "name": JWT_SECRET, "key": "kid" } } }),
     ];
+    for secret in contract.map_or(&[][..], Service::secrets) {
+        env.push(file(secret.env(), secret.file()));
+    }
+    if contract.is_some_and(Service::calls_poc) {
+        env.push(value(
+            env::POC_INTERNAL_URL,
+            format!("http://{}:{INTERNAL_PORT}", Service::Poc.binary()),
+        ));
+    }
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         // libpq's own variables (sqlx reads them too): TLS, the server's certificate checked
         // against the cell's Postgres CA and the Service's name, for every database URL —
@@ -611,63 +625,53 @@ fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
         env.push(value("PGSSLMODE", "verify-full".into()));
         env.push(file("PGSSLROOTCERT", "postgres-ca.crt"));
     }
-    match service {
-        "poc" => {
-            env.push(file("MRBILL_JWT_PRIVATE_KEY_FILE", "jwt-private.pem"));
+    match contract {
+        Some(Service::Poc) => {
             // The first admin's invite: poc-service creates it at start from the token's hash.
             if let Some(b) = &cell.spec.bootstrap {
-                env.push(value("MRBILL_BOOTSTRAP_ADMIN_EMAIL", b.admin_email.clone()));
+                env.push(value(env::BOOTSTRAP_ADMIN_EMAIL, b.admin_email.clone()));
                 env.push(value(
-                    "MRBILL_BOOTSTRAP_INVITE_SHA256",
+                    env::BOOTSTRAP_INVITE_SHA256,
                     b.invite_token_sha256.clone(),
                 ));
-                env.push(value("MRBILL_BOOTSTRAP_EXPIRES_AT", b.expires_at.clone()));
+                env.push(value(env::BOOTSTRAP_EXPIRES_AT, b.expires_at.clone()));
             }
             if let Some(mail) = &images.mail {
-                env.push(file("MRBILL_SMTP_URL_FILE", "smtp-url"));
+                env.push(file(env::SMTP_URL_FILE, "smtp-url"));
                 if let Some(from) = &mail.from {
                     env.push(value(
-                        "MRBILL_MAIL_FROM",
+                        env::MAIL_FROM,
                         from.replace("{tenant}", &cell.spec.tenant),
                     ));
                 }
             }
             if !cell.spec.email_domains.is_empty() {
-                env.push(value(
-                    "MRBILL_EMAIL_DOMAINS",
-                    cell.spec.email_domains.join(","),
-                ));
+                env.push(value(env::EMAIL_DOMAINS, cell.spec.email_domains.join(",")));
             }
             if cell.spec.search == SearchEngine::Meilisearch {
-                env.push(value("MRBILL_SEARCH_ENGINE", "meilisearch".into()));
+                env.push(value(env::SEARCH_ENGINE, "meilisearch".into()));
                 env.push(value(
-                    "MRBILL_MEILISEARCH_URL",
+                    env::MEILISEARCH_URL,
                     format!("http://meilisearch:{MEILISEARCH_PORT}"),
                 ));
-                env.push(file("MRBILL_MEILISEARCH_KEY_FILE", "meilisearch-key"));
+                env.push(file(env::MEILISEARCH_KEY_FILE, "meilisearch-key"));
             } else {
-                env.push(value("MRBILL_SEARCH_DIR", "/var/lib/mrbill/search".into()));
+                env.push(value(env::SEARCH_DIR, "/var/lib/mrbill/search".into()));
             }
         }
-        "dojo" => {
-            env.push(file("MRBILL_JWT_PUBLIC_KEY_FILE", "jwt-public.pem"));
-            env.push(value("MRBILL_POC_INTERNAL_URL", poc_internal));
-        }
-        _ => {
-            env.push(file("MRBILL_JWT_PUBLIC_KEY_FILE", "jwt-public.pem"));
-            env.push(value("MRBILL_POC_INTERNAL_URL", poc_internal));
-            env.push(file("MRBILL_MEDIA_URL_KEY_FILE", "media-url-key"));
+        Some(Service::Media) => {
             if cell.spec.database.engine == DatabaseEngine::Rds {
                 // The cell's bucket from its AWS foundation (IRSA credentials on the pod).
                 env.push(
-                    json!({ "name": "MRBILL_MEDIA_S3_BUCKET", "valueFrom": { "configMapKeyRef": {
+                    json!({ "name": env::MEDIA_S3_BUCKET, "valueFrom": { "configMapKeyRef": {
                     "name": AWS_FOUNDATION_CONFIG_MAP, "key": "bucket" } } }),
                 );
             } else {
                 // Without a bucket (no AWS foundation), artifacts live in the pod.
-                env.push(value("MRBILL_MEDIA_DIR", "/var/lib/mrbill/media".into()));
+                env.push(value(env::MEDIA_DIR, "/var/lib/mrbill/media".into()));
             }
         }
+        Some(Service::Dojo) | None => {}
     }
     env
 }
@@ -766,7 +770,7 @@ pub fn with_foundation(
     objects
 }
 
-/// The ConfigMap holding [`POSTGRES_ROLES_SCRIPT`], run once by the Postgres image when it
+/// The ConfigMap holding [`postgres_roles_script`], run once by the Postgres image when it
 /// initialises the data directory.
 pub const POSTGRES_INIT_CONFIG_MAP: &str = "postgres-init";
 /// Where the Postgres pod sees each service's `<service>-database-url`.
@@ -775,11 +779,15 @@ const ROLES_DIR: &str = "/var/run/secrets/roles";
 /// Creates each service's role (password from its database URL Secret) and its own database,
 /// closed to every other role. Run by the image's entrypoint on the first start of an empty
 /// data directory (and tested against a real Postgres in `tests/postgres_init.rs`).
-pub const POSTGRES_ROLES_SCRIPT: &str = r#"#!/bin/bash
+pub fn postgres_roles_script() -> String {
+    POSTGRES_ROLES_SCRIPT.replace("{services}", &services().join(" "))
+}
+
+const POSTGRES_ROLES_SCRIPT: &str = r#"#!/bin/bash
 # Generated by cell-operator: one role and one database per cell service.
 set -euo pipefail
 roles_dir="${MRBILL_ROLES_DIR:-/var/run/secrets/roles}"
-for service in poc dojo media; do
+for service in {services}; do
   url="$(cat "$roles_dir/$service-database-url")"
   password="${url#*://*:}"
   password="${password%%@*}"
@@ -822,7 +830,7 @@ fn postgres_init(cell: &Cell) -> Value {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": meta(cell, POSTGRES_INIT_CONFIG_MAP),
-        "data": { "10-roles.sh": POSTGRES_ROLES_SCRIPT },
+        "data": { "10-roles.sh": postgres_roles_script() },
     })
 }
 
@@ -833,7 +841,7 @@ pub const RDS_MASTER_SECRET: &str = "rds-master";
 
 /// Each service's database URL as `<service>-database-url`: what the roles script reads.
 fn role_url_files() -> Vec<Value> {
-    SERVICES
+    services()
         .iter()
         .map(|service| {
             secret_item(

@@ -2,6 +2,7 @@
 //! not exist (create, never apply), so a reconcile can never rotate a key by accident. Names and
 //! keys are the ones `render` mounts.
 
+use cell_model::contract::Service;
 use cell_model::{Cell, DatabaseEngine, SearchEngine};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -32,14 +33,15 @@ fn secret(cell: &Cell, name: &str, data: Value) -> Value {
 
 /// Names of the Secrets [`rds`] makes.
 pub fn rds_names() -> Vec<String> {
-    ["poc", "dojo", "media"].map(database_secret).to_vec()
+    Service::ALL.map(|s| database_secret(s.name())).to_vec()
 }
 
 /// An `rds` cell's database Secrets, once its instance is available at `host:port`: a role +
 /// database URL per service (TLS required, as RDS wants). The operator makes the roles
 /// ([`crate::roles`]); the master user stays with it.
 pub fn rds(cell: &Cell, host: &str, port: i32) -> Vec<Value> {
-    ["poc", "dojo", "media"]
+    Service::ALL
+        .map(Service::name)
         .into_iter()
         .map(|service| {
             let url = format!(
@@ -70,7 +72,7 @@ pub fn names(cell: &Cell) -> Vec<String> {
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         names.push(POSTGRES_SECRET.to_owned());
         names.push(POSTGRES_TLS_SECRET.to_owned());
-        names.extend(["poc", "dojo", "media"].map(database_secret));
+        names.extend(Service::ALL.map(|s| database_secret(s.name())));
     }
     names
 }
@@ -128,7 +130,7 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
                 "tls.key": tls.key.expose_secret(),
             }),
         ));
-        for service in ["poc", "dojo", "media"] {
+        for service in Service::ALL.map(Service::name) {
             let url = format!(
                 "postgres://{service}:{}@postgres.{}.svc:5432/{service}",
                 CellSecrets::database_password().expose_secret(),

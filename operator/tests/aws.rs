@@ -355,7 +355,7 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
     );
     // The operator made the roles: each service reaches its own database over TLS, and no
     // other service's.
-    for service in ["poc", "dojo", "media"] {
+    for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
         let secret = api
             .get(secrets, &format!("{service}-database"))
             .expect("secret");

@@ -13,7 +13,8 @@ mod rds;
 
 use std::time::Duration;
 
-use cell_model::routes::{RouteEntry, RouteEvent, RouteState, RouteTable, ServiceUrls};
+use cell_model::contract::Service;
+use cell_model::route_feed::{RouteEntry, RouteEvent, RouteState, RouteTable};
 use cell_model::{
     AdminBootstrap, Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas,
     Tier,
@@ -71,8 +72,9 @@ impl Router {
     fn start(kubelet: &Kubelet, cell: &Cell) -> Self {
         let dir = tempfile::tempdir().expect("router dir");
         let ns = &kubelet.namespace;
-        let url = |svc: &str| {
-            Some(kubelet.localize(&format!("http://{svc}-service.{ns}.svc:8080"), None))
+        let url = |svc: Service| {
+            let host = format!("http://{}.{ns}.svc:8080", svc.binary());
+            (svc, kubelet.localize(&host, None))
         };
         let mut table = RouteTable::default();
         table.apply(RouteEvent::Snapshot {
@@ -82,11 +84,7 @@ impl Router {
                 cell_id: cell.spec.cell_id.clone(),
                 generation: 1,
                 state: RouteState::Active,
-                services: ServiceUrls {
-                    poc: url("poc"),
-                    dojo: url("dojo"),
-                    media: url("media"),
-                },
+                services: Service::ALL.map(url).into_iter().collect(),
                 email_domains: vec!["acme.example".into()],
             }],
         });
@@ -232,7 +230,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
         if engine != DatabaseEngine::Rds {
             kubelet.start("StatefulSet", "postgres");
         }
-        for service in ["poc", "dojo", "media"] {
+        for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
             kubelet.start("Deployment", &format!("{service}-service"));
         }
         kubelet

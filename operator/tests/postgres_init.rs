@@ -2,12 +2,12 @@
 //! against a real cluster (the way the Postgres image's entrypoint runs it: superuser in
 //! `POSTGRES_USER`, password in `PGPASSWORD`).
 
-use cell_operator::render::POSTGRES_ROLES_SCRIPT;
+use cell_operator::render::postgres_roles_script;
 use sqlx::{Connection, PgConnection};
 
 fn run_script(cluster: &pg_cluster::PgCluster, roles_dir: &std::path::Path) {
     let script = roles_dir.join("10-roles.sh");
-    std::fs::write(&script, POSTGRES_ROLES_SCRIPT).expect("write script");
+    std::fs::write(&script, postgres_roles_script()).expect("write script");
     let bin = pg_cluster::bin_dir().expect("Postgres binaries");
     let path = format!(
         "{}:{}",
@@ -49,7 +49,7 @@ async fn each_service_gets_its_own_role_and_database_and_nothing_else() {
     std::fs::create_dir_all(&roles_dir).expect("dir");
     // The same form of URL `secrets::generate` writes (URL-safe passwords).
     let mut urls = Vec::new();
-    for service in ["poc", "dojo", "media"] {
+    for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
         let password = service_kit::secrets::random_token(24);
         std::fs::write(
             roles_dir.join(format!("{service}-database-url")),

@@ -165,7 +165,7 @@ fn a_cell_is_isolated_and_sized_by_its_tier() {
             .any(|o| o["metadata"]["name"] == "services-to-aws")
     );
 
-    for service in ["poc", "dojo", "media"] {
+    for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
         let name = format!("{service}-service");
         let d = find(&objects, "Deployment", &name);
         assert!(
@@ -283,7 +283,7 @@ fn a_suspended_cell_keeps_its_objects_but_runs_no_pods() {
     let running = desired(&c, &images());
     c.spec.suspended = true;
     let suspended = desired(&c, &images());
-    for service in ["poc", "dojo", "media"] {
+    for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
         let name = format!("{service}-service");
         assert!(find(&running, "Deployment", &name)["spec"]["replicas"].is_null());
         find(&running, "HorizontalPodAutoscaler", &name);
@@ -399,7 +399,7 @@ fn only_poc_service_gets_the_mail_relay_and_only_as_a_file() {
             !text.contains("mailer:secret"),
             "the URL is never in a rendered object"
         );
-        for service in ["poc", "dojo", "media"] {
+        for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
             let pod = &find(&objects, "Deployment", &format!("{service}-service"))["spec"]["template"]
                 ["spec"];
             let env: Vec<(String, Value)> = pod["containers"][0]["env"]

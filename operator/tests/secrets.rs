@@ -75,7 +75,8 @@ fn an_in_cluster_cell_gets_every_secret_its_pods_mount_with_fresh_values() {
         jwt["public.pem"].as_str().expect("public"),
         "the public key is the private key's"
     );
-    let urls: Vec<&str> = ["poc", "dojo", "media"]
+    let urls: Vec<&str> = cell_model::contract::Service::ALL
+        .map(cell_model::contract::Service::name)
         .iter()
         .map(|s| {
             data(&secrets, &format!("{s}-database"))["url"]

@@ -1,6 +1,7 @@
 //! Rendering: aligned tables for people, JSON for scripts. Results go to stdout; progress goes
 //! to stderr, so `-o json` output stays parseable.
 
+use cell_model::contract::Service;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -88,13 +89,10 @@ impl Output {
         if self.json {
             return self.json(t);
         }
-        let mut rows = vec![vec![
-            "TIER".into(),
-            "UNITS".into(),
-            "POC".into(),
-            "DB CLASS".into(),
-            "STORAGE GiB".into(),
-        ]];
+        let mut header: Vec<String> = vec!["TIER".into(), "UNITS".into()];
+        header.extend(Service::ALL.map(|s| s.name().to_ascii_uppercase()));
+        header.extend(["DB CLASS".into(), "STORAGE GiB".into()]);
+        let mut rows = vec![header];
         for tier in &t.tiers {
             let b = |s: &str| {
                 format!(
@@ -102,13 +100,16 @@ impl Output {
                     tier[s]["min"], tier[s]["max"], tier[s]["default"]
                 )
             };
-            rows.push(vec![
+            let mut row = vec![
                 tier["tier"].as_str().unwrap_or("?").into(),
                 tier["units"].to_string(),
-                b("poc"),
+            ];
+            row.extend(Service::ALL.map(|s| b(s.name())));
+            row.extend([
                 tier["db_class"].as_str().unwrap_or("?").into(),
                 format!("{}..{}", tier["db_storage_gib"], tier["db_storage_max_gib"]),
             ]);
+            rows.push(row);
         }
         table(&rows);
         println!();

@@ -4,7 +4,7 @@
 //! **Invariant:** admission (capacity, slug, email domains) happens in one transaction that holds
 //! the placement row's lock, so concurrent onboardings never over-commit a placement.
 
-use cell_model::routes::RouteEntry;
+use cell_model::route_feed::RouteEntry;
 use cell_model::{CellSpec, CellStatus};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};

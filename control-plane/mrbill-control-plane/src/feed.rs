@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use cell_model::routes::{RouteEntry, RouteEvent};
+use cell_model::route_feed::{RouteEntry, RouteEvent};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Mutex, MutexGuard, broadcast, mpsc};
 

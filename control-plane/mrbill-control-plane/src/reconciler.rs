@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cell_model::routes::RouteState;
+use cell_model::route_feed::RouteState;
 use cell_model::{CellStatus, Phase};
 use tokio::task::JoinSet;
 

@@ -2,7 +2,7 @@
 //! transaction that records what should be and queues the operation getting there; the
 //! reconciler does the slow work. The admin API maps these to HTTP, nothing more.
 
-use cell_model::routes::{RouteEntry, RouteState, ServiceUrls};
+use cell_model::route_feed::{RouteEntry, RouteState, ServiceUrls};
 use cell_model::{AdminBootstrap, Phase};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -42,11 +42,7 @@ pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> 
                 cell_id: cell_id.clone(),
                 generation: 0,
                 state: RouteState::Active,
-                services: ServiceUrls {
-                    poc: None,
-                    dojo: None,
-                    media: None,
-                },
+                services: ServiceUrls::default(),
                 email_domains: tenant.email_domains.clone(),
             },
         )

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use cell_model::routes::{RouteEntry, RouteEvent, RouteState, ServiceUrls};
+use cell_model::contract::Service;
+use cell_model::route_feed::{RouteEntry, RouteEvent, RouteState};
 use futures_util::StreamExt;
 use mrbill_control_plane::catalog;
 use mrbill_control_plane::feed::RouteHub;
@@ -19,11 +20,9 @@ fn entry(tenant: &str) -> RouteEntry {
         cell_id: format!("c-{tenant}"),
         generation: 0,
         state: RouteState::Active,
-        services: ServiceUrls {
-            poc: Some("http://127.0.0.1:1".into()),
-            dojo: None,
-            media: None,
-        },
+        services: [(Service::Poc, "http://127.0.0.1:1".to_owned())]
+            .into_iter()
+            .collect(),
         email_domains: Vec::new(),
     }
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cell_model::routes::{RouteEntry, RouteEvent, RouteState, ServiceUrls};
+use cell_model::contract::Service;
+use cell_model::route_feed::{RouteEntry, RouteEvent, RouteState, ServiceUrls};
 use cell_model::{CellSpec, Phase};
 use mrbill_control_plane::catalog::{MIGRATOR, Op};
 use mrbill_control_plane::driver::{BoxFuture, CellDriver, Observation, Step, Work, condition};
@@ -118,13 +119,7 @@ impl CellDriver for FakeDriver {
     ) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
         let poc = format!("http://{}.poc.invalid", spec.tenant);
         self.routed.lock().expect("lock").push(spec.tenant.clone());
-        Box::pin(async move {
-            Ok(ServiceUrls {
-                poc: Some(poc),
-                dojo: None,
-                media: None,
-            })
-        })
+        Box::pin(async move { Ok([(Service::Poc, poc)].into_iter().collect()) })
     }
 
     fn settle<'a>(
@@ -348,7 +343,7 @@ async fn provisioning_runs_each_step_once_records_it_and_publishes_the_route() {
     );
     let route = plane.route("acme").await.expect("routed");
     assert_eq!(
-        route.services.poc.as_deref(),
+        route.services.get(Service::Poc),
         Some("http://acme.poc.invalid")
     );
     assert_eq!(route.state, RouteState::Active);
@@ -436,7 +431,12 @@ async fn a_delete_takes_over_from_a_provisioning_in_flight() {
 
     // The provisioning finished the step it was in and stopped: its route step never ran.
     assert!(
-        !plane.driver.routed.lock().expect("lock").contains(&"doomed".to_owned()),
+        !plane
+            .driver
+            .routed
+            .lock()
+            .expect("lock")
+            .contains(&"doomed".to_owned()),
         "the replaced provisioning published no route"
     );
     assert_eq!(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use cell_model::routes::RouteEvent;
+use cell_model::route_feed::RouteEvent;
 use http::{Request, header};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use cell_model::routes::{RouteState, RouteTable};
+use cell_model::route_feed::{RouteState, RouteTable};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -31,6 +31,7 @@ use wire_types::routing::TenantStatus;
 pub mod feed;
 mod limit;
 mod proxy;
+pub mod request;
 mod server;
 mod upstream;
 
@@ -151,7 +152,7 @@ impl AppState {
     }
 
     /// Applies one feed event to the table (and the snapshot).
-    pub fn apply(&self, event: cell_model::routes::RouteEvent) -> anyhow::Result<()> {
+    pub fn apply(&self, event: cell_model::route_feed::RouteEvent) -> anyhow::Result<()> {
         let mut table = self.routes().table.clone();
         table.apply(event);
         self.set_table(table)
@@ -197,7 +198,7 @@ pub(crate) fn api(state: AppState) -> Router {
         .route("/v1/resolve", get(resolve))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn_with_state(
-            cell_model::routes::BODY_LIMIT,
+            cell_model::contract::BODY_LIMIT,
             service_kit::http::read_body_first,
         ))
         .with_state(state)

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::IntoResponse;
-use cell_model::routes::{RouteState, RouteTable, Service, service_for, tenant_of};
+use cell_model::contract::Service;
+use cell_model::route_feed::{RouteState, RouteTable};
+
+use crate::request::{service_for, tenant_of};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::Either;
@@ -77,20 +80,16 @@ impl Upstream {
 struct Target {
     state: RouteState,
     cell_id: HeaderValue,
-    poc: Option<Upstream>,
-    dojo: Option<Upstream>,
-    media: Option<Upstream>,
+    /// Per service, in [`Service::ALL`] order; `None` while not ready.
+    upstreams: [Option<Upstream>; Service::ALL.len()],
     /// Kept across table changes, so a route update does not refill the tenant's buckets.
     limiter: Arc<Mutex<TenantLimiter>>,
 }
 
 impl Target {
     fn upstream(&self, service: Service) -> Option<&Upstream> {
-        match service {
-            Service::Poc => self.poc.as_ref(),
-            Service::Dojo => self.dojo.as_ref(),
-            Service::Media => self.media.as_ref(),
-        }
+        let i = Service::ALL.iter().position(|s| *s == service)?;
+        self.upstreams[i].as_ref()
     }
 }
 
@@ -101,8 +100,8 @@ pub(crate) struct Targets(HashMap<String, Arc<Target>>);
 impl Targets {
     /// Compiles `table`, carrying over the rate limiters of `previous`.
     pub(crate) fn compile(table: &RouteTable, previous: &Targets, limit: Rate) -> Self {
-        let parse = |tenant: &str, url: &Option<String>| {
-            let url = url.as_deref()?;
+        let parse = |tenant: &str, url: Option<&str>| {
+            let url = url?;
             let parsed = Upstream::parse(url);
             if parsed.is_none() {
                 tracing::warn!(%tenant, %url, "unusable service URL in the route; treated as not ready");
@@ -124,9 +123,7 @@ impl Targets {
                 let target = Target {
                     state: route.state,
                     cell_id,
-                    poc: parse(tenant, &route.services.poc),
-                    dojo: parse(tenant, &route.services.dojo),
-                    media: parse(tenant, &route.services.media),
+                    upstreams: Service::ALL.map(|s| parse(tenant, route.services.get(s))),
                     limiter,
                 };
                 Some((tenant.clone(), Arc::new(target)))

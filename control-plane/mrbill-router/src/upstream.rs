@@ -41,7 +41,7 @@ const DISCARD_TIME: Duration = Duration::from_secs(10);
 
 /// A refused request's body is read up to the largest body any service takes, for at most this
 /// long; past either the connection closes after the answer.
-const REFUSED_MAX: u64 = cell_model::routes::DOJO_BODY_LIMIT as u64;
+const REFUSED_MAX: u64 = cell_model::contract::DOJO_BODY_LIMIT as u64;
 const REFUSED_TIME: Duration = Duration::from_secs(1);
 
 /// The body to send upstream, or the router's own 413 when it is over `limit`.

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use axum::Router;
 use axum::extract::Request;
-use cell_model::routes::RouteState;
+use cell_model::route_feed::RouteState;
 use common::{route, router_with};
 use mrbill_router::Rate;
 use serde_json::{Value, json};

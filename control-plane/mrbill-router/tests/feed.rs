@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::{RawQuery, Request};
 use axum::routing::get;
-use cell_model::routes::{RouteEvent, RouteState};
+use cell_model::route_feed::{RouteEvent, RouteState};
 use common::{route, router};
 
 async fn upstream() -> String {

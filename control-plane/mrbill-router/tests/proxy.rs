@@ -5,7 +5,7 @@ mod common;
 
 use axum::Router;
 use axum::extract::Request;
-use cell_model::routes::{RouteState, RouteTable};
+use cell_model::route_feed::{RouteState, RouteTable};
 use common::{route, router, router_with};
 use serde_json::json;
 
@@ -158,7 +158,7 @@ async fn a_tenant_over_its_limit_gets_429_and_others_are_unaffected() {
     api.get("/t/globex/v1/pocs").await.assert_status(200);
     // A route update does not hand the tenant a fresh bucket.
     state
-        .apply(cell_model::routes::RouteEvent::Upsert {
+        .apply(cell_model::route_feed::RouteEvent::Upsert {
             revision: 2,
             route: table[0].clone(),
         })
@@ -188,7 +188,7 @@ async fn on_shutdown_requests_in_flight_finish_and_new_connections_are_refused()
     let config = mrbill_router::Config::new(addr, "mrbill.test", &format!("http://{addr}"));
     let state = mrbill_router::AppState::new(config).expect("state");
     let mut table = RouteTable::default();
-    table.apply(cell_model::routes::RouteEvent::Snapshot {
+    table.apply(cell_model::route_feed::RouteEvent::Snapshot {
         revision: 1,
         routes: vec![route("acme", RouteState::Active, &slow)],
     });
@@ -239,7 +239,7 @@ async fn a_frozen_route_holds_requests_until_it_is_active_again() {
         "the request waits while the route is frozen"
     );
     let mut table = RouteTable::default();
-    table.apply(cell_model::routes::RouteEvent::Snapshot {
+    table.apply(cell_model::route_feed::RouteEvent::Snapshot {
         revision: 2,
         routes: vec![route("acme", RouteState::Active, &upstream)],
     });

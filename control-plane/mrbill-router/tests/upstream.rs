@@ -7,7 +7,8 @@ mod common;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
-use cell_model::routes::{BODY_LIMIT, RouteState};
+use cell_model::contract::BODY_LIMIT;
+use cell_model::route_feed::RouteState;
 use common::{route, router, router_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -6,7 +6,7 @@ mod common;
 use axum::Router;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::routing::any;
-use cell_model::routes::RouteState;
+use cell_model::route_feed::RouteState;
 use common::{route, router};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite;
@@ -42,7 +42,8 @@ async fn echo_ws() -> String {
 #[tokio::test]
 async fn websocket_sessions_pass_through_the_router() {
     let mut acme = route("acme", RouteState::Active, "http://127.0.0.1:1");
-    acme.services.dojo = Some(echo_ws().await);
+    acme.services
+        .insert(cell_model::contract::Service::Dojo, echo_ws().await);
     let (api, _) = router(vec![acme], None).await;
 
     let url = format!(

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod contract;
 pub mod local;
-pub mod routes;
+pub mod route_feed;
 mod tier;
 
 pub use tier::{ReplicaBounds, Tier, TierTemplate};
@@ -101,6 +102,17 @@ pub struct ServiceReplicas {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 20))]
     pub media: Option<u32>,
+}
+
+impl ServiceReplicas {
+    /// The override for `service`, if any (fields, not a map: the CRD schema names each).
+    pub fn get(&self, service: contract::Service) -> Option<u32> {
+        match service {
+            contract::Service::Poc => self.poc,
+            contract::Service::Dojo => self.dojo,
+            contract::Service::Media => self.media,
+        }
+    }
 }
 
 /// The cell's database.

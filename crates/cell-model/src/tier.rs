@@ -52,6 +52,17 @@ const SINGLE: ReplicaBounds = ReplicaBounds {
     max: 1,
 };
 
+impl TierTemplate {
+    /// The replica bounds of `service` in this tier.
+    pub fn bounds(&self, service: crate::contract::Service) -> ReplicaBounds {
+        match service {
+            crate::contract::Service::Poc => self.poc,
+            crate::contract::Service::Dojo => self.dojo,
+            crate::contract::Service::Media => self.media,
+        }
+    }
+}
+
 impl Tier {
     pub const ALL: [Tier; 3] = [Tier::Small, Tier::Standard, Tier::Large];
 
@@ -137,7 +148,7 @@ mod tests {
     fn every_tier_default_lies_within_its_bounds() {
         for tier in Tier::ALL {
             let t = tier.template();
-            for r in [t.poc, t.dojo, t.media] {
+            for r in crate::contract::Service::ALL.map(|s| t.bounds(s)) {
                 assert!(r.allows(r.default), "{tier:?}");
                 assert!(!r.allows(r.max + 1) && !r.allows(r.min - 1), "{tier:?}");
             }

@@ -3,6 +3,7 @@
 //! Secrets are never passed in env values: the env names a file (`*_FILE`), read once at start-up
 //! into a [`SecretString`]. Tests build configs in code instead of through env.
 
+use cell_model::contract::{Secret, env as var};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -91,21 +92,21 @@ impl CommonConfig {
     /// Reads the `MRBILL_*` variables shared by all services.
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            http_addr: optional("MRBILL_HTTP_ADDR")?
+            http_addr: optional(var::HTTP_ADDR)?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-            internal_addr: optional("MRBILL_INTERNAL_ADDR")?
+            internal_addr: optional(var::INTERNAL_ADDR)?
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-            cell_id: required("MRBILL_CELL_ID")?,
-            tenant: required("MRBILL_TENANT")?,
-            database_url: match secret_file("MRBILL_DATABASE_URL_FILE")? {
+            cell_id: required(var::CELL_ID)?,
+            tenant: required(var::TENANT)?,
+            database_url: match secret_file(Secret::DatabaseUrl.env())? {
                 Some(url) => url,
                 None => SecretString::from(required::<String>("MRBILL_DATABASE_URL")?),
             },
-            trusted_proxies: ip_nets("MRBILL_TRUSTED_PROXIES")?,
-            log_format: optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
+            trusted_proxies: ip_nets(var::TRUSTED_PROXIES)?,
+            log_format: optional(var::LOG_FORMAT)?.unwrap_or_default(),
             body_limit: optional("MRBILL_BODY_LIMIT_BYTES")?
-                .unwrap_or(cell_model::routes::BODY_LIMIT),
-            ready_file: optional("MRBILL_READY_FILE")?,
+                .unwrap_or(cell_model::contract::BODY_LIMIT),
+            ready_file: optional(var::READY_FILE)?,
         })
     }
 
@@ -119,7 +120,7 @@ impl CommonConfig {
             database_url: SecretString::from(database_url.to_owned()),
             trusted_proxies: vec![IpNet::from(std::net::IpAddr::from([127, 0, 0, 1]))],
             log_format: LogFormat::Compact,
-            body_limit: cell_model::routes::BODY_LIMIT,
+            body_limit: cell_model::contract::BODY_LIMIT,
             ready_file: None,
         }
     }

@@ -1,13 +1,14 @@
 //! dojo-service settings: the shared [`CommonConfig`], the cell's public key, poc-service's
 //! internal API, and the live-room limits.
 
+use cell_model::contract::{Secret, env as var};
 use std::time::Duration;
 
 use secrecy::SecretString;
 use service_kit::config::{CommonConfig, optional, required, secret_file};
 
 /// A dojo's initial code must fit in a request (the cell contract's limit for dojo).
-const MIN_BODY_LIMIT: usize = cell_model::routes::DOJO_BODY_LIMIT;
+const MIN_BODY_LIMIT: usize = cell_model::contract::DOJO_BODY_LIMIT;
 
 /// Limits of the live socket and rooms.
 #[derive(Clone, Copy, Debug)]
@@ -105,9 +106,9 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let mut common = CommonConfig::from_env()?;
         common.body_limit = common.body_limit.max(MIN_BODY_LIMIT);
-        let public_key = secret_file("MRBILL_JWT_PUBLIC_KEY_FILE")?
+        let public_key = secret_file(Secret::JwtPublicKey.env())?
             .ok_or_else(|| anyhow::anyhow!("MRBILL_JWT_PUBLIC_KEY_FILE must be set"))?;
-        let service_token = secret_file("MRBILL_SERVICE_TOKEN_FILE")?
+        let service_token = secret_file(Secret::ServiceToken.env())?
             .ok_or_else(|| anyhow::anyhow!("MRBILL_SERVICE_TOKEN_FILE must be set"))?;
         let d = LiveLimits::default();
         let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
@@ -115,10 +116,10 @@ impl Config {
         };
         Ok(Self {
             common,
-            jwt_kid: required("MRBILL_JWT_KID")?,
+            jwt_kid: required(var::JWT_KID)?,
             jwt_public_key: secrecy::ExposeSecret::expose_secret(&public_key).to_owned(),
             service_token,
-            poc_internal_url: required("MRBILL_POC_INTERNAL_URL")?,
+            poc_internal_url: required(var::POC_INTERNAL_URL)?,
             live: LiveLimits {
                 max_message_bytes: optional("MRBILL_DOJO_MAX_MESSAGE_BYTES")?
                     .unwrap_or(d.max_message_bytes),

@@ -1,6 +1,7 @@
 //! media-service settings: the shared [`CommonConfig`], the cell's public key, poc-service's
 //! internal API, the URL-signing key, where artifacts go, and the job limits.
 
+use cell_model::contract::{Secret, env as var};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -124,19 +125,19 @@ impl Config {
     /// `MRBILL_MEDIA_*` limits.
     pub fn from_env() -> anyhow::Result<Self> {
         let common = CommonConfig::from_env()?;
-        let public_key = secret_file("MRBILL_JWT_PUBLIC_KEY_FILE")?
+        let public_key = secret_file(Secret::JwtPublicKey.env())?
             .ok_or_else(|| anyhow::anyhow!("MRBILL_JWT_PUBLIC_KEY_FILE must be set"))?;
-        let service_token = secret_file("MRBILL_SERVICE_TOKEN_FILE")?
+        let service_token = secret_file(Secret::ServiceToken.env())?
             .ok_or_else(|| anyhow::anyhow!("MRBILL_SERVICE_TOKEN_FILE must be set"))?;
-        let url_key = secret_file("MRBILL_MEDIA_URL_KEY_FILE")?
+        let url_key = secret_file(Secret::MediaUrlKey.env())?
             .ok_or_else(|| anyhow::anyhow!("MRBILL_MEDIA_URL_KEY_FILE must be set"))?;
-        let storage = match optional::<String>("MRBILL_MEDIA_S3_BUCKET")? {
+        let storage = match optional::<String>(var::MEDIA_S3_BUCKET)? {
             Some(bucket) => Storage::S3 {
                 bucket,
                 endpoint: optional("MRBILL_MEDIA_S3_ENDPOINT")?,
                 static_credentials: None,
             },
-            None => Storage::Dir(optional::<PathBuf>("MRBILL_MEDIA_DIR")?.ok_or_else(|| {
+            None => Storage::Dir(optional::<PathBuf>(var::MEDIA_DIR)?.ok_or_else(|| {
                 anyhow::anyhow!("MRBILL_MEDIA_DIR or MRBILL_MEDIA_S3_BUCKET must be set")
             })?),
         };
@@ -147,10 +148,10 @@ impl Config {
         };
         Ok(Self {
             common,
-            jwt_kid: required("MRBILL_JWT_KID")?,
+            jwt_kid: required(var::JWT_KID)?,
             jwt_public_key: secrecy::ExposeSecret::expose_secret(&public_key).to_owned(),
             service_token,
-            poc_internal_url: required("MRBILL_POC_INTERNAL_URL")?,
+            poc_internal_url: required(var::POC_INTERNAL_URL)?,
             url_key,
             link_ttl: secs("MRBILL_MEDIA_LINK_TTL_SECS", Duration::from_secs(900))?
                 .clamp(Duration::from_secs(10), Duration::from_secs(7 * 86400)),
@@ -185,7 +186,7 @@ impl Config {
             max_video_pocs: optional("MRBILL_MEDIA_MAX_VIDEO_POCS")?.unwrap_or(500),
             revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", Duration::from_secs(30))?
                 .min(Duration::from_secs(30)),
-            instance: optional::<String>("MRBILL_MEDIA_INSTANCE")?
+            instance: optional::<String>(var::MEDIA_INSTANCE)?
                 .filter(|i| !i.contains(['/', '%', '_'])),
         })
     }

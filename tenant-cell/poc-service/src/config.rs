@@ -1,5 +1,6 @@
 //! poc-service settings: the shared [`CommonConfig`] plus accounts settings.
 
+use cell_model::contract::{Secret, env as var};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -88,9 +89,9 @@ pub struct BootstrapConfig {
 
 impl BootstrapConfig {
     fn from_env() -> anyhow::Result<Option<Self>> {
-        let email: Option<String> = optional("MRBILL_BOOTSTRAP_ADMIN_EMAIL")?;
-        let hash: Option<String> = optional("MRBILL_BOOTSTRAP_INVITE_SHA256")?;
-        let expires: Option<String> = optional("MRBILL_BOOTSTRAP_EXPIRES_AT")?;
+        let email: Option<String> = optional(var::BOOTSTRAP_ADMIN_EMAIL)?;
+        let hash: Option<String> = optional(var::BOOTSTRAP_INVITE_SHA256)?;
+        let expires: Option<String> = optional(var::BOOTSTRAP_EXPIRES_AT)?;
         match (email, hash, expires) {
             (None, None, None) => Ok(None),
             (Some(admin_email), Some(hash), Some(expires)) => {
@@ -123,10 +124,10 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         let common = CommonConfig::from_env()?;
         let dev_mode = optional::<bool>("MRBILL_DEV_MODE")?.unwrap_or(false);
-        let key = secret_file("MRBILL_JWT_PRIVATE_KEY_FILE")?;
-        let token = secret_file("MRBILL_SERVICE_TOKEN_FILE")?;
+        let key = secret_file(Secret::JwtPrivateKey.env())?;
+        let token = secret_file(Secret::ServiceToken.env())?;
         let (jwt_kid, jwt_private_key) = match key {
-            Some(key) => (required("MRBILL_JWT_KID")?, key),
+            Some(key) => (required(var::JWT_KID)?, key),
             None if dev_mode => {
                 let kp = KeyPair::generate()?;
                 (kp.kid, kp.private_pem)
@@ -167,13 +168,13 @@ impl Config {
             },
             password_policy: PasswordPolicy::default(),
             dev_mode,
-            search: match optional::<String>("MRBILL_SEARCH_ENGINE")?.as_deref() {
+            search: match optional::<String>(var::SEARCH_ENGINE)?.as_deref() {
                 None | Some("embedded") => SearchConfig::Embedded {
-                    dir: optional("MRBILL_SEARCH_DIR")?,
+                    dir: optional(var::SEARCH_DIR)?,
                 },
                 Some("meilisearch") => SearchConfig::Meilisearch {
-                    url: required("MRBILL_MEILISEARCH_URL")?,
-                    api_key: secret_file("MRBILL_MEILISEARCH_KEY_FILE")?,
+                    url: required(var::MEILISEARCH_URL)?,
+                    api_key: secret_file(var::MEILISEARCH_KEY_FILE)?,
                     index: optional("MRBILL_MEILISEARCH_INDEX")?.unwrap_or_else(|| "pocs".into()),
                 },
                 Some(other) => anyhow::bail!(
@@ -182,7 +183,7 @@ impl Config {
             },
             bootstrap: BootstrapConfig::from_env()?,
             mail,
-            email_domains: optional::<String>("MRBILL_EMAIL_DOMAINS")?
+            email_domains: optional::<String>(var::EMAIL_DOMAINS)?
                 .unwrap_or_default()
                 .split(',')
                 .map(|d| d.trim().to_ascii_lowercase())
@@ -214,12 +215,12 @@ impl Config {
 }
 
 fn mail_from_env(tenant: &str) -> anyhow::Result<crate::mail::MailConfig> {
-    let from = optional::<String>("MRBILL_MAIL_FROM")?
+    let from = optional::<String>(var::MAIL_FROM)?
         .unwrap_or_else(|| format!("no-reply@{tenant}.mrbill.invalid"));
     Ok(
         match (
-            secret_file("MRBILL_SMTP_URL_FILE")?,
-            optional("MRBILL_MAILBOX_DIR")?,
+            secret_file(var::SMTP_URL_FILE)?,
+            optional(var::MAILBOX_DIR)?,
         ) {
             (Some(url), _) => crate::mail::MailConfig::Smtp { url, from },
             (None, Some(dir)) => crate::mail::MailConfig::Mailbox { dir, from },

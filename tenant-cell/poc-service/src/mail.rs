@@ -5,6 +5,7 @@
 //! **Invariant:** mail is sent off the request path, so whether an address has an account
 //! never shows in how long the request took.
 
+use cell_model::contract::env as var;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,11 +70,11 @@ impl Mailer {
                 transport: AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     .context("MRBILL_SMTP_URL")?
                     .build(),
-                from: from.parse().context("MRBILL_MAIL_FROM")?,
+                from: from.parse().context(var::MAIL_FROM)?,
             },
             MailConfig::Mailbox { dir, from } => Kind::Mailbox {
                 dir: dir.clone(),
-                from: from.parse().context("MRBILL_MAIL_FROM")?,
+                from: from.parse().context(var::MAIL_FROM)?,
             },
         };
         Ok(Self {

@@ -1,5 +1,6 @@
 //! `poc-service`: serve (default), bootstrap the first admin, or print the OpenAPI documents.
 
+use cell_model::contract::{Secret, env as var};
 use clap::{Parser, Subcommand};
 use poc_service::{App, Config, MIGRATOR, bootstrap, openapi};
 use service_kit::{config, telemetry};
@@ -57,9 +58,9 @@ async fn main() -> anyhow::Result<()> {
         Command::BootstrapAdmin { email, token_file } => {
             telemetry::init(
                 "poc-service",
-                config::optional("MRBILL_LOG_FORMAT")?.unwrap_or_default(),
+                config::optional(var::LOG_FORMAT)?.unwrap_or_default(),
             );
-            let url = match config::secret_file("MRBILL_DATABASE_URL_FILE")? {
+            let url = match config::secret_file(Secret::DatabaseUrl.env())? {
                 Some(url) => url,
                 None => {
                     secrecy::SecretString::from(config::required::<String>("MRBILL_DATABASE_URL")?)

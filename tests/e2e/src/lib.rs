@@ -15,7 +15,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// The cell services' committed public OpenAPI documents: `(service, document)` for poc, dojo
 /// and media.
 pub fn openapi_documents() -> Vec<(&'static str, Value)> {
-    ["poc", "dojo", "media"]
+    cell_model::contract::Service::ALL
+        .map(cell_model::contract::Service::name)
         .into_iter()
         .map(|service| {
             let path = format!(

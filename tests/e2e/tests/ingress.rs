@@ -152,7 +152,7 @@ async fn one_client_guessing_passwords_through_the_ingress_does_not_lock_out_the
 /// sending, and the router reported 503 in about 4 of 10 tries.
 #[tokio::test]
 async fn oversized_uploads_through_the_router_are_413_every_time() {
-    use cell_model::routes::{BODY_LIMIT, DOJO_BODY_LIMIT};
+    use cell_model::contract::{BODY_LIMIT, DOJO_BODY_LIMIT};
     let platform = Platform::up();
     let acme = platform.create_tenant("acme");
     let token = platform.admin_token(&acme).await;

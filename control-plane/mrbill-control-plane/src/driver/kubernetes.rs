@@ -5,7 +5,8 @@
 //! Every step is idempotent: `cell` is a server-side apply under the control plane's field
 //! manager (the operator writes only `/status`), `ready` and `gone` only read.
 
-use cell_model::routes::ServiceUrls;
+use cell_model::contract::Service;
+use cell_model::route_feed::ServiceUrls;
 use cell_model::{Cell, CellSpec, CellStatus, ConditionStatus, Phase};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
@@ -231,10 +232,10 @@ impl CellDriver for KubeDriver {
 
 /// The route's service URLs from a Cell's status (cluster DNS names the operator reports).
 fn route_urls(status: &CellStatus) -> ServiceUrls {
-    let url = |service: &str| status.endpoints.services.get(service).cloned();
-    ServiceUrls {
-        poc: url("poc"),
-        dojo: url("dojo"),
-        media: url("media"),
-    }
+    status
+        .endpoints
+        .services
+        .iter()
+        .filter_map(|(name, url)| Some((Service::parse(name)?, url.clone())))
+        .collect()
 }

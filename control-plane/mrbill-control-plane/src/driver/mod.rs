@@ -16,7 +16,7 @@ pub mod local;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cell_model::routes::ServiceUrls;
+use cell_model::route_feed::ServiceUrls;
 use cell_model::{CellSpec, Condition, Phase};
 
 use crate::catalog::Op;

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use axum::Router;
-use cell_model::routes::{RouteEntry, RouteState, RouteTable, ServiceUrls};
+use cell_model::contract::Service;
+use cell_model::route_feed::{RouteEntry, RouteState, RouteTable};
 use mrbill_router::{AppState, Config};
 use test_support::ApiClient;
 
@@ -24,11 +25,7 @@ pub fn route(tenant: &str, state: RouteState, poc: &str) -> RouteEntry {
         cell_id: format!("c-{tenant}"),
         generation: 1,
         state,
-        services: ServiceUrls {
-            poc: Some(poc.into()),
-            dojo: None,
-            media: None,
-        },
+        services: [(Service::Poc, poc.to_owned())].into_iter().collect(),
         email_domains: vec![format!("{tenant}.com")],
     }
 }
@@ -56,7 +53,7 @@ pub async fn router_with(
     let state = AppState::new(config).expect("state");
     if !table.is_empty() {
         let mut t = RouteTable::default();
-        t.apply(cell_model::routes::RouteEvent::Snapshot {
+        t.apply(cell_model::route_feed::RouteEvent::Snapshot {
             revision: 1,
             routes: table,
         });

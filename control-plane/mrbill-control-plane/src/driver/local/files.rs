@@ -12,10 +12,6 @@ use rustix::fs::FlockOperation;
 use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 
-/// The cell services the local driver runs, in start order (dojo and media check tokens with
-/// poc, and media reads PoCs from it).
-pub const SERVICES: &[&str] = &["poc", "dojo", "media"];
-
 /// `cell.json`: what the supervisor runs. Written by the control plane; ports may be moved by
 /// the supervisor when one is taken.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,16 +18,17 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cell_model::contract::Service;
 use cell_model::local::{CellDir, Home};
-use cell_model::routes::ServiceUrls;
+use cell_model::route_feed::ServiceUrls;
 use cell_model::{CellSpec, Phase};
 use rustix::process::Signal;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::secrets::{CellSecrets, write_secret};
 
 use self::files::{
-    CellConfig, Desired, SERVICES, ServiceConfig, ServicePhase, SupervisorState, pid_alive,
-    read_json, signal, supervisor_alive, write_desired, write_json,
+    CellConfig, Desired, ServiceConfig, ServicePhase, SupervisorState, pid_alive, read_json,
+    signal, supervisor_alive, write_desired, write_json,
 };
 use self::supervisor::PG_SUPERUSER;
 use super::{BoxFuture, CellDriver, Observation, Step, Work, condition};
@@ -81,7 +82,7 @@ impl LocalDriver {
             &secrets.join("pg-superuser"),
             CellSecrets::database_password,
         )?;
-        for svc in SERVICES {
+        for svc in Service::ALL.map(Service::name) {
             ensure_secret(
                 &secrets.join(format!("{svc}-db-password")),
                 CellSecrets::database_password,
@@ -93,11 +94,11 @@ impl LocalDriver {
                 tenant: spec.tenant.clone(),
                 bin_dir: self.bin_dir.clone(),
                 pg_port: pg_cluster::free_port()?,
-                services: SERVICES
+                services: Service::ALL
                     .iter()
-                    .map(|name| {
+                    .map(|service| {
                         Ok(ServiceConfig {
-                            name: (*name).to_owned(),
+                            name: service.name().to_owned(),
                             public_port: pg_cluster::free_port()?,
                             internal_port: pg_cluster::free_port()?,
                         })
@@ -222,7 +223,7 @@ impl LocalDriver {
             .connect(&url)
             .await
             .context("connecting to the cell's Postgres")?;
-        for svc in SERVICES {
+        for svc in Service::ALL.map(Service::name) {
             let password = read_trimmed(&secrets.join(format!("{svc}-db-password")))?;
             anyhow::ensure!(
                 password
@@ -280,9 +281,9 @@ impl LocalDriver {
         let cell_id = spec.cell_id.as_str();
         let dir = self.cell_dir(cell_id);
         let mut config: CellConfig = read_json(&dir.config())?;
-        let missing: Vec<&str> = SERVICES
-            .iter()
-            .copied()
+        let missing: Vec<&str> = Service::ALL
+            .map(Service::name)
+            .into_iter()
             .filter(|svc| !config.services.iter().any(|s| s.name == *svc))
             .collect();
         if missing.is_empty() {
@@ -349,17 +350,13 @@ impl LocalDriver {
         };
         let urls = service_urls(&state);
         if run {
-            for (name, url) in [
-                ("poc", &urls.poc),
-                ("dojo", &urls.dojo),
-                ("media", &urls.media),
-            ] {
-                if !services.iter().any(|s| s == name) {
+            for service in Service::ALL {
+                if !services.iter().any(|s| s == service.name()) {
                     continue;
                 }
-                let url = url
-                    .as_deref()
-                    .with_context(|| format!("{name}-service reported no address"))?;
+                let url = urls
+                    .get(service)
+                    .with_context(|| format!("{} reported no address", service.binary()))?;
                 wait_ready(url).await?;
             }
         }
@@ -475,7 +472,10 @@ impl CellDriver for LocalDriver {
                 .observe(&spec.cell_id)
                 .map(|s| service_urls(&s))
                 .context("the cell's supervisor is not running")?;
-            anyhow::ensure!(urls.poc.is_some(), "poc-service is not running");
+            anyhow::ensure!(
+                urls.get(Service::Poc).is_some(),
+                "poc-service is not running"
+            );
             Ok(urls)
         })
     }
@@ -522,7 +522,7 @@ impl CellDriver for LocalDriver {
             }
             self.add_missing_services(spec).await?;
             let urls = service_urls(&state);
-            let serving = urls.poc.is_some();
+            let serving = urls.get(Service::Poc).is_some();
             let (services, ready) = if serving {
                 ("Running", "Serving")
             } else {
@@ -570,19 +570,17 @@ fn endpoints(state: &SupervisorState) -> BTreeMap<String, String> {
 
 /// The router's view of the services a supervisor reports running.
 pub fn service_urls(state: &SupervisorState) -> ServiceUrls {
-    let url = |svc: &str| {
-        state
-            .services
-            .get(svc)
-            .filter(|s| s.phase == ServicePhase::Running)
-            .and_then(|s| s.public.as_ref())
-            .map(|addr| format!("http://{addr}"))
-    };
-    ServiceUrls {
-        poc: url("poc"),
-        dojo: url("dojo"),
-        media: url("media"),
-    }
+    state
+        .services
+        .iter()
+        .filter(|(_, s)| s.phase == ServicePhase::Running)
+        .filter_map(|(name, s)| {
+            Some((
+                Service::parse(name)?,
+                format!("http://{}", s.public.as_ref()?),
+            ))
+        })
+        .collect()
 }
 
 /// Polls `<base>/readyz` until it answers 200.

@@ -17,6 +17,8 @@ use rustix::process::Signal;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal as unix_signal};
 
+use cell_model::contract::{Secret, Service, env};
+
 use super::files::{
     CellConfig, Desired, ServicePhase, ServiceState, SupervisorState, is_cell_process, pid_alive,
     read_desired, read_json, signal, try_lock, write_json,
@@ -306,6 +308,8 @@ fn spawn_service(
     config: &CellConfig,
     svc: &super::files::ServiceConfig,
 ) -> anyhow::Result<Child> {
+    let service =
+        Service::parse(&svc.name).with_context(|| format!("unknown cell service {}", svc.name))?;
     let ready = ready_file(dir, &svc.name);
     let _ = std::fs::remove_file(&ready);
     let secrets = dir.secrets_dir();
@@ -314,7 +318,7 @@ fn spawn_service(
         .create(true)
         .append(true)
         .open(dir.logs_dir().join(format!("{}.log", svc.name)))?;
-    let name = format!("{}-service", svc.name);
+    let name = service.binary();
     let binary = match (
         config.run_as,
         dir.root().parent().and_then(std::path::Path::parent),
@@ -322,31 +326,26 @@ fn spawn_service(
         // The cell's own user may not be able to enter the build's directory (root's home).
         (Some(_), Some(home)) => {
             let home = cell_model::local::Home::new(home);
-            super::identity::link_binaries(&home, &config.bin_dir, &[&name, "media-render"])?;
-            home.bin_dir().join(&name)
+            super::identity::link_binaries(&home, &config.bin_dir, &[name, "media-render"])?;
+            home.bin_dir().join(name)
         }
-        _ => config.bin_dir.join(&name),
+        _ => config.bin_dir.join(name),
     };
     let mut cmd = Command::new(&binary);
     cmd.arg("serve")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("MRBILL_CELL_ID", &config.cell_id)
-        .env("MRBILL_TENANT", &config.tenant)
-        .env("MRBILL_HTTP_ADDR", format!("127.0.0.1:{}", svc.public_port))
+        .env(env::CELL_ID, &config.cell_id)
+        .env(env::TENANT, &config.tenant)
+        .env(env::HTTP_ADDR, format!("127.0.0.1:{}", svc.public_port))
         .env(
-            "MRBILL_INTERNAL_ADDR",
+            env::INTERNAL_ADDR,
             format!("127.0.0.1:{}", svc.internal_port),
         )
-        .env(
-            "MRBILL_DATABASE_URL_FILE",
-            secrets.join(format!("{}-database-url", svc.name)),
-        )
-        .env("MRBILL_JWT_KID", kid.trim())
-        .env("MRBILL_SERVICE_TOKEN_FILE", secrets.join("service-token"))
-        .env("MRBILL_TRUSTED_PROXIES", "127.0.0.1")
-        .env("MRBILL_READY_FILE", &ready)
-        .env("MRBILL_LOG_FORMAT", "json")
+        .env(env::JWT_KID, kid.trim())
+        .env(env::TRUSTED_PROXIES, "127.0.0.1")
+        .env(env::READY_FILE, &ready)
+        .env(env::LOG_FORMAT, "json")
         // Scratch files (renders) stay in the cell, not in a /tmp every user shares.
         .env("TMPDIR", dir.tmp_dir())
         .env("HOME", dir.tmp_dir())
@@ -354,42 +353,44 @@ fn spawn_service(
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(false);
-    // Each service gets only what its job needs: the signing key stays with poc.
-    match svc.name.as_str() {
-        "poc" => {
-            cmd.env(
-                "MRBILL_JWT_PRIVATE_KEY_FILE",
-                secrets.join("jwt-private.pem"),
-            )
-            .env("MRBILL_SEARCH_DIR", dir.search_dir().join(&svc.name))
-            .env("MRBILL_MAILBOX_DIR", dir.mailbox_dir())
-            .env("MRBILL_EMAIL_DOMAINS", config.email_domains.join(","));
+    // Each service gets only the secrets the contract gives it: the signing key stays with poc.
+    for secret in service.secrets() {
+        let file = match secret {
+            // One directory holds every service's secrets: database URLs are per service.
+            Secret::DatabaseUrl => format!("{}-database-url", svc.name),
+            other => other.file().to_owned(),
+        };
+        cmd.env(secret.env(), secrets.join(file));
+    }
+    if service.calls_poc() {
+        let poc = config
+            .services
+            .iter()
+            .find(|s| s.name == Service::Poc.name())
+            .context("the cell has no poc-service")?;
+        cmd.env(
+            env::POC_INTERNAL_URL,
+            format!("http://127.0.0.1:{}", poc.internal_port),
+        );
+    }
+    match service {
+        Service::Poc => {
+            cmd.env(env::SEARCH_DIR, dir.search_dir().join(&svc.name))
+                .env(env::MAILBOX_DIR, dir.mailbox_dir())
+                .env(env::EMAIL_DOMAINS, config.email_domains.join(","));
             // The first admin's invite: poc-service creates it at start from the token's hash.
             if let Some(b) = &config.bootstrap {
-                cmd.env("MRBILL_BOOTSTRAP_ADMIN_EMAIL", &b.admin_email)
-                    .env("MRBILL_BOOTSTRAP_INVITE_SHA256", &b.invite_token_sha256)
-                    .env("MRBILL_BOOTSTRAP_EXPIRES_AT", &b.expires_at);
+                cmd.env(env::BOOTSTRAP_ADMIN_EMAIL, &b.admin_email)
+                    .env(env::BOOTSTRAP_INVITE_SHA256, &b.invite_token_sha256)
+                    .env(env::BOOTSTRAP_EXPIRES_AT, &b.expires_at);
             }
         }
-        "dojo" | "media" => {
-            let poc = config
-                .services
-                .iter()
-                .find(|s| s.name == "poc")
-                .context("the cell has no poc-service")?;
-            cmd.env("MRBILL_JWT_PUBLIC_KEY_FILE", secrets.join("jwt-public.pem"))
-                .env(
-                    "MRBILL_POC_INTERNAL_URL",
-                    format!("http://127.0.0.1:{}", poc.internal_port),
-                );
-            if svc.name == "media" {
-                cmd.env("MRBILL_MEDIA_URL_KEY_FILE", secrets.join("media-url-key"))
-                    .env("MRBILL_MEDIA_DIR", dir.objects_dir())
-                    // The cell's one media-service: a restart takes its jobs back at once.
-                    .env("MRBILL_MEDIA_INSTANCE", "local");
-            }
+        Service::Dojo => {}
+        Service::Media => {
+            cmd.env(env::MEDIA_DIR, dir.objects_dir())
+                // The cell's one media-service: a restart takes its jobs back at once.
+                .env(env::MEDIA_INSTANCE, "local");
         }
-        other => anyhow::bail!("unknown cell service {other}"),
     }
     if let Some(filter) = std::env::var_os("RUST_LOG") {
         cmd.env("RUST_LOG", filter);

@@ -6,13 +6,13 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cell_model::contract::Service;
 use cell_model::local::CellDir;
 use rustix::process::Signal;
 
 use super::LocalDriver;
 use super::files::{
-    SERVICES, SupervisorState, is_cell_process, pid_alive, read_json, signal, supervisor_alive,
-    write_json,
+    SupervisorState, is_cell_process, pid_alive, read_json, signal, supervisor_alive, write_json,
 };
 use super::supervisor::PG_SUPERUSER;
 use super::{read_trimmed, set_mode};
@@ -37,7 +37,7 @@ impl LocalDriver {
                 .state(&dir)
                 .context("the supervisor reports no state")?;
             let su = read_trimmed(&dir.secrets_dir().join("pg-superuser"))?;
-            for svc in SERVICES {
+            for svc in Service::ALL.map(Service::name) {
                 let file = dest.join(format!("{svc}.dump"));
                 let out = tokio::process::Command::new(pg_cluster::bin_dir()?.join("pg_dump"))
                     .args(["--format=custom", "--no-password", "--file"])
@@ -61,7 +61,7 @@ impl LocalDriver {
                     }
                     bail!("pg_dump {svc}: {err}");
                 }
-                databases.push(*svc);
+                databases.push(svc);
             }
         }
         for (from, to) in [

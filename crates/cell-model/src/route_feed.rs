@@ -4,10 +4,11 @@
 //! revision, then deltas, resumable with `since=<rev>`. Routers hold the table in memory and
 //! snapshot it to disk so they keep routing while the control plane is down.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::contract::Service;
 
 /// How a route behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,16 +22,48 @@ pub enum RouteState {
     Suspended,
 }
 
-/// Base URLs of a cell's services (reachable from the router only).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceUrls {
-    /// `None` while the cell is provisioning: the router answers 503 + `Retry-After`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub poc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dojo: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media: Option<String>,
+/// Base URLs of a cell's services (reachable from the router only), by service. A service
+/// without one (a cell still provisioning) gets 503 + `Retry-After` at the router. On the
+/// wire an object keyed by service name; names a reader does not know are skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
+pub struct ServiceUrls(BTreeMap<Service, String>);
+
+impl ServiceUrls {
+    pub fn get(&self, service: Service) -> Option<&str> {
+        self.0.get(&service).map(String::as_str)
+    }
+
+    pub fn insert(&mut self, service: Service, url: impl Into<String>) {
+        self.0.insert(service, url.into());
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Service, &str)> {
+        self.0.iter().map(|(s, u)| (*s, u.as_str()))
+    }
+}
+
+impl FromIterator<(Service, String)> for ServiceUrls {
+    fn from_iter<I: IntoIterator<Item = (Service, String)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl From<BTreeMap<String, String>> for ServiceUrls {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        map.into_iter()
+            .filter_map(|(name, url)| Some((Service::parse(&name)?, url)))
+            .collect()
+    }
+}
+
+impl From<ServiceUrls> for BTreeMap<String, String> {
+    fn from(urls: ServiceUrls) -> Self {
+        urls.0
+            .into_iter()
+            .map(|(s, url)| (s.name().to_owned(), url))
+            .collect()
+    }
 }
 
 /// One tenant's route.
@@ -121,103 +154,6 @@ impl RouteTable {
     }
 }
 
-/// A cell service, as the router's path-prefix table names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Service {
-    Poc,
-    Dojo,
-    Media,
-}
-
-/// The largest request body a cell service accepts (bytes), unless it needs more.
-pub const BODY_LIMIT: usize = 64 * 1024;
-/// dojo-service's: a dojo's initial code (≤ 50,000 characters, up to 4 bytes each) must fit.
-pub const DOJO_BODY_LIMIT: usize = 256 * 1024;
-
-impl Service {
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Poc => "poc",
-            Service::Dojo => "dojo",
-            Service::Media => "media",
-        }
-    }
-
-    /// The largest request body this service accepts: the service answers 413 past it, and the
-    /// router refuses such bodies itself the same way (so a client's oversized upload never
-    /// meets a connection the service has already closed).
-    pub fn body_limit(self) -> usize {
-        match self {
-            Service::Dojo => DOJO_BODY_LIMIT,
-            Service::Poc | Service::Media => BODY_LIMIT,
-        }
-    }
-}
-
-/// Path prefixes → services (the Contracts' table). `/internal/…` is never routed.
-const PREFIXES: &[(&str, Service)] = &[
-    ("/v1/auth", Service::Poc),
-    ("/v1/users", Service::Poc),
-    ("/v1/invites", Service::Poc),
-    ("/v1/pocs", Service::Poc),
-    ("/v1/settings", Service::Poc),
-    ("/v1/admin", Service::Poc),
-    ("/v1/dojos", Service::Dojo),
-    ("/v1/reports", Service::Media),
-    ("/v1/videos", Service::Media),
-    ("/v1/media", Service::Media),
-];
-
-/// Which service serves `path`, and the path to send it: API prefixes keep their path;
-/// `/<service>/openapi.json` becomes that service's `/openapi.json`. Borrows, never allocates:
-/// the router calls it on every request.
-pub fn service_for(path: &str) -> Option<(Service, &str)> {
-    for (prefix, service) in PREFIXES {
-        if let Some(rest) = path.strip_prefix(prefix)
-            && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
-        {
-            return Some((*service, path));
-        }
-    }
-    let name = path.strip_prefix('/')?.strip_suffix("/openapi.json")?;
-    [Service::Poc, Service::Dojo, Service::Media]
-        .into_iter()
-        .find(|service| service.name() == name)
-        .map(|service| (service, "/openapi.json"))
-}
-
-/// The tenant a request is for and the path within the tenant: `/t/<slug>/rest` (path form),
-/// or `Host: <slug>.<domain>` (host form). `None` when neither names a tenant. Borrows unless
-/// the host needs lowercasing.
-pub fn tenant_of<'a>(
-    host: Option<&'a str>,
-    path: &'a str,
-    domain: &str,
-) -> Option<(Cow<'a, str>, &'a str)> {
-    if let Some(rest) = path.strip_prefix("/t/") {
-        let (slug, tail) = match rest.find('/') {
-            Some(slash) => rest.split_at(slash),
-            None => (rest, "/"),
-        };
-        return crate::is_valid_slug(slug).then_some((Cow::Borrowed(slug), tail));
-    }
-    let host = host?.split(':').next()?;
-    let cut = host.len().checked_sub(domain.len() + 1)?;
-    let (slug, dot_domain) = (host.get(..cut)?, host.get(cut..)?);
-    if !dot_domain
-        .strip_prefix('.')
-        .is_some_and(|d| d.eq_ignore_ascii_case(domain))
-    {
-        return None;
-    }
-    let slug = if slug.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(slug.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(slug)
-    };
-    crate::is_valid_slug(&slug).then_some((slug, path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,11 +164,9 @@ mod tests {
             cell_id: format!("c-{tenant}"),
             generation,
             state,
-            services: ServiceUrls {
-                poc: Some("http://127.0.0.1:1".into()),
-                dojo: None,
-                media: None,
-            },
+            services: [(Service::Poc, "http://127.0.0.1:1".to_owned())]
+                .into_iter()
+                .collect(),
             email_domains: vec![format!("{tenant}.com")],
         }
     }
@@ -307,59 +241,17 @@ mod tests {
     }
 
     #[test]
-    fn paths_map_to_services_by_prefix() {
+    fn service_urls_are_an_object_by_name_and_unknown_names_are_skipped() {
+        let urls: ServiceUrls = [(Service::Dojo, "http://d".to_owned())]
+            .into_iter()
+            .collect();
         assert_eq!(
-            service_for("/v1/pocs?q=x"),
-            Some((Service::Poc, "/v1/pocs?q=x"))
+            serde_json::to_string(&urls).expect("json"),
+            r#"{"dojo":"http://d"}"#
         );
-        assert_eq!(
-            service_for("/v1/dojos/1/live"),
-            Some((Service::Dojo, "/v1/dojos/1/live"))
-        );
-        assert_eq!(
-            service_for("/v1/videos"),
-            Some((Service::Media, "/v1/videos"))
-        );
-        assert_eq!(
-            service_for("/media/openapi.json"),
-            Some((Service::Media, "/openapi.json"))
-        );
-        assert_eq!(
-            service_for("/v1/pocsx"),
-            None,
-            "a prefix matches whole segments only"
-        );
-        assert_eq!(
-            service_for("/internal/v1/users/1/token-version"),
-            None,
-            "internal APIs are never routed"
-        );
-    }
-
-    #[test]
-    fn tenants_come_from_the_path_or_the_host() {
-        assert_eq!(
-            tenant_of(None, "/t/acme/v1/pocs", "mrbill.dev"),
-            Some(("acme".into(), "/v1/pocs"))
-        );
-        assert_eq!(
-            tenant_of(Some("acme.mrbill.dev:443"), "/v1/pocs", "mrbill.dev"),
-            Some(("acme".into(), "/v1/pocs"))
-        );
-        assert_eq!(
-            tenant_of(Some("mrbill.dev"), "/v1/pocs", "mrbill.dev"),
-            None
-        );
-        assert_eq!(
-            tenant_of(Some("ACME.Mrbill.dev"), "/v1/pocs", "mrbill.dev"),
-            Some(("acme".into(), "/v1/pocs"))
-        );
-        assert_eq!(
-            tenant_of(None, "/t/acme", "mrbill.dev"),
-            Some(("acme".into(), "/"))
-        );
-        assert_eq!(tenant_of(Some("xmrbill.dev"), "/", "mrbill.dev"), None);
-        assert_eq!(tenant_of(None, "/t/Bad_Slug/v1/pocs", "mrbill.dev"), None);
-        assert_eq!(tenant_of(Some("evil.com"), "/v1/pocs", "mrbill.dev"), None);
+        let read: ServiceUrls =
+            serde_json::from_str(r#"{"poc":"http://p","search":"http://s"}"#).expect("parse");
+        assert_eq!(read.get(Service::Poc), Some("http://p"));
+        assert_eq!(read.iter().count(), 1);
     }
 }
