@@ -74,6 +74,17 @@ impl PocCell {
         )
     }
 
+    /// What another service of this cell needs to trust its tokens and reach it.
+    pub fn peer(&self) -> service_kit::peer::PeerConfig {
+        let (kid, public_key) = self.public_key();
+        service_kit::peer::PeerConfig::for_tests(
+            &kid,
+            &public_key,
+            self.config.service_token.clone(),
+            &self.internal_url,
+        )
+    }
+
     /// Shared config of another service of this cell on database `url`.
     pub fn common(&self, url: &str) -> service_kit::config::CommonConfig {
         service_kit::config::CommonConfig::for_tests(&self.cell, "acme", url)

@@ -9,6 +9,15 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// A service's pool on its own database (`common.database_url`), migrated: waits up to 30 s
+/// for the database, 10 connections.
+pub async fn connect(
+    common: &crate::config::CommonConfig,
+    migrator: &Migrator,
+) -> anyhow::Result<PgPool> {
+    connect_and_migrate(&common.database_url, migrator, 10, Duration::from_secs(30)).await
+}
+
 /// Connects, retrying for up to `wait` while the database starts (e.g. right after `pg_ctl
 /// start`), then runs `migrator`.
 pub async fn connect_and_migrate(

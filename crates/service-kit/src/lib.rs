@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cell;
+pub mod cli;
 pub mod config;
 pub mod cursor;
 pub mod db;
@@ -15,9 +16,11 @@ pub mod extract;
 pub mod http;
 pub mod jwt;
 pub mod openapi;
+pub mod peer;
 pub mod revocation;
 pub mod secrets;
 pub mod serve;
+pub mod state;
 pub mod telemetry;
 
 pub use error::ApiError;

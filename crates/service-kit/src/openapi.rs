@@ -33,3 +33,23 @@ impl Modify for Security {
         );
     }
 }
+
+/// A service's document as pretty JSON (what `openapi.json` and the committed copy hold).
+pub fn json<T: utoipa::OpenApi>() -> String {
+    T::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
+
+/// `GET /openapi.json` answering `document`.
+pub fn route<S: Clone + Send + Sync + 'static>(document: fn() -> String) -> axum::Router<S> {
+    axum::Router::new().route(
+        "/openapi.json",
+        axum::routing::get(move || async move {
+            (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                document(),
+            )
+        }),
+    )
+}

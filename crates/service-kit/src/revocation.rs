@@ -142,8 +142,13 @@ impl Revocation {
 
 /// What a service's state offers for [`Caller`].
 pub trait Authenticates {
-    fn verifier(&self) -> &TokenVerifier;
-    fn revocation(&self) -> &Revocation;
+    fn peer(&self) -> &crate::peer::Peer;
+}
+
+impl<T: Authenticates> Authenticates for crate::state::Shared<T> {
+    fn peer(&self) -> &crate::peer::Peer {
+        self.0.peer()
+    }
 }
 
 /// Verifies a bearer or query token: signature, cell, expiry, then revocation.
@@ -174,7 +179,8 @@ impl<S: Authenticates + Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
-        authenticate(token, state.verifier(), state.revocation())
+        let peer = state.peer();
+        authenticate(token, &peer.verifier, &peer.revocation)
             .await
             .map(Caller)
     }

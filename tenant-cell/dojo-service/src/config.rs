@@ -1,11 +1,10 @@
 //! dojo-service settings: the shared [`CommonConfig`], the cell's public key, poc-service's
 //! internal API, and the live-room limits.
 
-use cell_model::contract::{Secret, env as var};
 use std::time::Duration;
 
-use secrecy::SecretString;
-use service_kit::config::{CommonConfig, optional, required, secret_file};
+use service_kit::config::{CommonConfig, optional};
+use service_kit::peer::PeerConfig;
 
 /// A dojo's initial code must fit in a request (the cell contract's limit for dojo).
 const MIN_BODY_LIMIT: usize = cell_model::contract::DOJO_BODY_LIMIT;
@@ -41,8 +40,6 @@ pub struct LiveLimits {
     pub idle_unload: Duration,
     /// How often live sockets re-check their token (revocation); at most 30 s.
     pub recheck_every: Duration,
-    /// How long poc-service's answer about a user is trusted by requests; at most 30 s.
-    pub revocation_cache: Duration,
     /// A revoked or disabled user's socket closes within this (at most 30 s, the contract's
     /// `service_kit::revocation::WINDOW`): each re-check trusts only answers younger than
     /// `revocation_window - recheck_every`.
@@ -76,7 +73,6 @@ impl Default for LiveLimits {
             room_write_burst: 4.0 * 1024.0 * 1024.0,
             idle_unload: Duration::from_secs(30),
             recheck_every: Duration::from_secs(10),
-            revocation_cache: Duration::from_secs(30),
             revocation_window: service_kit::revocation::WINDOW,
             ping_every: Duration::from_secs(30),
             coalesce: Duration::from_millis(2),
@@ -90,36 +86,24 @@ impl Default for LiveLimits {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `kid` and SPKI PEM of the cell's token-signing key (poc-service holds the private key).
-    pub jwt_kid: String,
-    pub jwt_public_key: String,
-    /// Shared secret of the cell's internal API.
-    pub service_token: SecretString,
-    /// poc-service's internal listener, for revocation checks.
-    pub poc_internal_url: String,
+    /// The cell's public key and poc-service (revocation checks).
+    pub peer: PeerConfig,
     pub live: LiveLimits,
 }
 
 impl Config {
-    /// Reads `MRBILL_*` env vars: `MRBILL_JWT_KID`, `MRBILL_JWT_PUBLIC_KEY_FILE`,
-    /// `MRBILL_SERVICE_TOKEN_FILE`, `MRBILL_POC_INTERNAL_URL`, and the `MRBILL_DOJO_*` limits.
+    /// Reads the shared settings, the peer's ([`PeerConfig::from_env`]) and the
+    /// `MRBILL_DOJO_*` limits.
     pub fn from_env() -> anyhow::Result<Self> {
         let mut common = CommonConfig::from_env()?;
         common.body_limit = common.body_limit.max(MIN_BODY_LIMIT);
-        let public_key = secret_file(Secret::JwtPublicKey.env())?
-            .ok_or_else(|| anyhow::anyhow!("MRBILL_JWT_PUBLIC_KEY_FILE must be set"))?;
-        let service_token = secret_file(Secret::ServiceToken.env())?
-            .ok_or_else(|| anyhow::anyhow!("MRBILL_SERVICE_TOKEN_FILE must be set"))?;
         let d = LiveLimits::default();
         let secs = |name: &str, default: Duration| -> anyhow::Result<Duration> {
             Ok(optional::<u64>(name)?.map_or(default, Duration::from_secs))
         };
         Ok(Self {
             common,
-            jwt_kid: required(var::JWT_KID)?,
-            jwt_public_key: secrecy::ExposeSecret::expose_secret(&public_key).to_owned(),
-            service_token,
-            poc_internal_url: required(var::POC_INTERNAL_URL)?,
+            peer: PeerConfig::from_env()?,
             live: LiveLimits {
                 max_message_bytes: optional("MRBILL_DOJO_MAX_MESSAGE_BYTES")?
                     .unwrap_or(d.max_message_bytes),
@@ -142,8 +126,6 @@ impl Config {
                 // Re-checks must fit the window a few times over.
                 recheck_every: secs("MRBILL_DOJO_RECHECK_SECS", d.recheck_every)?
                     .min(d.revocation_window / 3),
-                revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", d.revocation_cache)?
-                    .min(Duration::from_secs(30)),
                 revocation_window: d.revocation_window,
                 ping_every: secs("MRBILL_DOJO_PING_SECS", d.ping_every)?
                     .max(Duration::from_secs(1)),
@@ -157,20 +139,11 @@ impl Config {
     }
 
     /// A config for tests against a given key and poc-service.
-    pub fn for_tests(
-        mut common: CommonConfig,
-        jwt_kid: &str,
-        jwt_public_key: &str,
-        service_token: SecretString,
-        poc_internal_url: &str,
-    ) -> Self {
+    pub fn for_tests(mut common: CommonConfig, peer: PeerConfig) -> Self {
         common.body_limit = common.body_limit.max(MIN_BODY_LIMIT);
         Self {
             common,
-            jwt_kid: jwt_kid.to_owned(),
-            jwt_public_key: jwt_public_key.to_owned(),
-            service_token,
-            poc_internal_url: poc_internal_url.to_owned(),
+            peer,
             live: LiveLimits::default(),
         }
     }

@@ -111,9 +111,11 @@ async fn identify(
         }
     };
     match credential.ok_or((close::UNAUTHENTICATED, "missing token"))? {
-        Credential::Token(token) => authenticate(&token, &state.verifier, &state.revocation)
-            .await
-            .map_err(refused),
+        Credential::Token(token) => {
+            authenticate(&token, &state.peer.verifier, &state.peer.revocation)
+                .await
+                .map_err(refused)
+        }
         Credential::Ticket(ticket) => {
             let claims = crate::tickets::take(&state.pool, dojo, &ticket)
                 .await
@@ -122,7 +124,7 @@ async fn identify(
             if claims.exp <= time::OffsetDateTime::now_utc().unix_timestamp() {
                 return Err((close::UNAUTHENTICATED, "the ticket's token has expired"));
             }
-            match state.revocation.check(&claims).await {
+            match state.peer.revocation.check(&claims).await {
                 Ok(()) => Ok(claims),
                 Err(Revoked::Unavailable) => Err((1013, "cannot check the token right now")),
                 Err(Revoked::Revoked) => Err((close::UNAUTHENTICATED, "revoked token")),
@@ -328,7 +330,7 @@ async fn session(
             }
             _ = recheck.tick() => {
                 let max_age = limits.revocation_window.saturating_sub(limits.recheck_every);
-                if let Err(Revoked::Revoked) = state.revocation.check_fresh(&claims, max_age).await {
+                if let Err(Revoked::Revoked) = state.peer.revocation.check_fresh(&claims, max_age).await {
                     stop(close::UNAUTHENTICATED, "token revoked");
                     break;
                 }

@@ -1,31 +1,15 @@
 //! `dojo-service`: serve (default) or print the OpenAPI document.
 
-use clap::{Parser, Subcommand};
 use dojo_service::{App, Config, openapi};
+use service_kit::cli::{self, Command};
 use service_kit::telemetry;
-
-#[derive(Parser)]
-#[command(
-    name = "dojo-service",
-    version,
-    about = "The cell's dojo service (live collaborative coding, chat, voice signaling)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the public and internal listeners (the default).
-    Serve,
-    /// Print the OpenAPI document.
-    Openapi,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command.unwrap_or(Command::Serve) {
+    match cli::command(
+        "dojo-service",
+        "The cell's dojo service (live collaborative coding, chat, voice signaling)",
+    ) {
         Command::Serve => {
             let config = Config::from_env()?;
             telemetry::init("dojo-service", config.common.log_format);

@@ -25,7 +25,5 @@ pub struct PublicApi;
 
 /// Pretty JSON of the document (what is committed as `openapi.json`).
 pub fn public_json() -> String {
-    PublicApi::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+    service_kit::openapi::json::<PublicApi>()
 }

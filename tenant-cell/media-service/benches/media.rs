@@ -90,15 +90,8 @@ fn main() {
             .await
             .expect("media database");
         let dir = std::env::temp_dir().join(format!("media-bench-{}", std::process::id()));
-        let (kid, public_key) = poc.public_key();
-        let mut config = media_service::Config::for_tests(
-            poc.common(&url),
-            &kid,
-            &public_key,
-            poc.config.service_token.clone(),
-            &poc.internal_url,
-            dir.clone(),
-        );
+        let mut config =
+            media_service::Config::for_tests(poc.common(&url), poc.peer(), dir.clone());
         config.jobs.user_per_minute = 1000;
         config.render_program = env!("CARGO_BIN_EXE_media-render").into();
         let app = media_service::App::build_with_pool(config, PgPool::connect(&url).await.expect("pool"))

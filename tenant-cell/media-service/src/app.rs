@@ -2,15 +2,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::response::IntoResponse;
-use axum::routing::get;
 use service_kit::auth::ServiceToken;
 use service_kit::http::Readiness;
-use service_kit::jwt::TokenVerifier;
-use service_kit::revocation::Revocation;
+use service_kit::peer::Peer;
 use service_kit::serve::Bound;
 use sqlx::PgPool;
 
@@ -18,7 +13,7 @@ use crate::artifacts::Artifacts;
 use crate::config::Config;
 use crate::poc::PocClient;
 use crate::state::{AppState, Inner};
-use crate::{MIGRATOR, jobs, openapi, routes};
+use crate::{MIGRATOR, jobs, routes};
 
 /// A built, bound, not yet serving media-service.
 #[derive(Debug)]
@@ -30,27 +25,13 @@ pub struct App {
 impl App {
     /// Connects to the database (waiting up to 30 s for it), migrates, and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = service_kit::db::connect_and_migrate(
-            &config.common.database_url,
-            &MIGRATOR,
-            10,
-            Duration::from_secs(30),
-        )
-        .await?;
+        let pool = service_kit::db::connect(&config.common, &MIGRATOR).await?;
         Self::build_with_pool(config, pool).await
     }
 
     /// Like [`App::build`] with an existing (migrated) pool.
     pub async fn build_with_pool(config: Config, pool: PgPool) -> anyhow::Result<Self> {
-        let verifier = TokenVerifier::new(
-            &config.common.cell_id,
-            &[(config.jwt_kid.clone(), config.jwt_public_key.clone())],
-        )?;
-        let revocation = Revocation::new(
-            &config.poc_internal_url,
-            config.service_token.clone(),
-            config.revocation_cache,
-        );
+        let peer = Peer::new(&config.common.cell_id, &config.peer)?;
         let artifacts = Artifacts::new(
             &config.storage,
             &config.common.tenant,
@@ -58,19 +39,22 @@ impl App {
             config.url_key.clone(),
             config.link_ttl,
         )?;
-        let poc = PocClient::new(&config.poc_internal_url, config.service_token.clone());
+        let poc = PocClient::new(
+            &config.peer.poc_internal_url,
+            config.peer.service_token.clone(),
+        );
         let readiness = Readiness::new(Some(pool.clone()));
         let common = config.common.clone();
-        let service_token = ServiceToken::new(config.service_token.clone());
-        let state = AppState(Arc::new(Inner {
+        let service_token = ServiceToken::new(config.peer.service_token.clone());
+        let state = AppState::new(Inner {
             pool,
-            verifier,
-            revocation,
+            peer,
             poc,
             artifacts,
             config,
-        }));
-        let api = routes::public(state.clone()).route("/openapi.json", get(serve_openapi));
+        });
+        let api = routes::public(state.clone())
+            .merge(service_kit::openapi::route(crate::openapi::public_json));
         let bound = Bound::bind(
             "media-service",
             &common,
@@ -112,11 +96,4 @@ impl App {
         self.state.pool.close().await;
         served
     }
-}
-
-async fn serve_openapi() -> impl IntoResponse {
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        openapi::public_json(),
-    )
 }

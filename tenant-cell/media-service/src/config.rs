@@ -1,12 +1,14 @@
 //! media-service settings: the shared [`CommonConfig`], the cell's public key, poc-service's
 //! internal API, the URL-signing key, where artifacts go, and the job limits.
 
-use cell_model::contract::{Secret, env as var};
 use std::path::PathBuf;
+
+use cell_model::contract::{Secret, env as var};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use service_kit::config::{CommonConfig, optional, required, secret_file};
+use service_kit::config::{CommonConfig, optional, secret_file};
+use service_kit::peer::PeerConfig;
 
 /// Where artifacts are stored.
 #[derive(Clone, Debug)]
@@ -92,13 +94,8 @@ impl Default for Ffmpeg {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `kid` and SPKI PEM of the cell's token-signing key (poc-service holds the private key).
-    pub jwt_kid: String,
-    pub jwt_public_key: String,
-    /// Shared secret of the cell's internal API.
-    pub service_token: SecretString,
-    /// poc-service's internal listener: PoC data and revocation checks.
-    pub poc_internal_url: String,
+    /// The cell's public key and poc-service (PoC data and revocation checks).
+    pub peer: PeerConfig,
     /// HMAC key of the download links.
     pub url_key: SecretString,
     /// How long a download link works.
@@ -111,7 +108,6 @@ pub struct Config {
     /// PoCs one report or video may hold (a video of more would exceed any sensible length).
     pub max_report_pocs: usize,
     pub max_video_pocs: usize,
-    pub revocation_cache: Duration,
     /// Names this instance when it is the only one of its name: on start it takes back at once
     /// the jobs its previous process (same name, other pid) held, instead of waiting for their
     /// leases to expire. Unset (the default), a dead process's jobs wait for their leases.
@@ -119,16 +115,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `MRBILL_*` env vars: `MRBILL_JWT_KID`, `MRBILL_JWT_PUBLIC_KEY_FILE`,
-    /// `MRBILL_SERVICE_TOKEN_FILE`, `MRBILL_POC_INTERNAL_URL`, `MRBILL_MEDIA_URL_KEY_FILE`,
-    /// `MRBILL_MEDIA_DIR` or `MRBILL_MEDIA_S3_BUCKET` (+ `MRBILL_MEDIA_S3_ENDPOINT`), and the
-    /// `MRBILL_MEDIA_*` limits.
+    /// Reads the shared settings, the peer's ([`PeerConfig::from_env`]),
+    /// `MRBILL_MEDIA_URL_KEY_FILE`, `MRBILL_MEDIA_DIR` or `MRBILL_MEDIA_S3_BUCKET`
+    /// (+ `MRBILL_MEDIA_S3_ENDPOINT`), and the `MRBILL_MEDIA_*` limits.
     pub fn from_env() -> anyhow::Result<Self> {
         let common = CommonConfig::from_env()?;
-        let public_key = secret_file(Secret::JwtPublicKey.env())?
-            .ok_or_else(|| anyhow::anyhow!("MRBILL_JWT_PUBLIC_KEY_FILE must be set"))?;
-        let service_token = secret_file(Secret::ServiceToken.env())?
-            .ok_or_else(|| anyhow::anyhow!("MRBILL_SERVICE_TOKEN_FILE must be set"))?;
         let url_key = secret_file(Secret::MediaUrlKey.env())?
             .ok_or_else(|| anyhow::anyhow!("MRBILL_MEDIA_URL_KEY_FILE must be set"))?;
         let storage = match optional::<String>(var::MEDIA_S3_BUCKET)? {
@@ -148,10 +139,7 @@ impl Config {
         };
         Ok(Self {
             common,
-            jwt_kid: required(var::JWT_KID)?,
-            jwt_public_key: secrecy::ExposeSecret::expose_secret(&public_key).to_owned(),
-            service_token,
-            poc_internal_url: required(var::POC_INTERNAL_URL)?,
+            peer: PeerConfig::from_env()?,
             url_key,
             link_ttl: secs("MRBILL_MEDIA_LINK_TTL_SECS", Duration::from_secs(900))?
                 .clamp(Duration::from_secs(10), Duration::from_secs(7 * 86400)),
@@ -184,28 +172,16 @@ impl Config {
             render_program: optional("MRBILL_MEDIA_RENDER")?.unwrap_or_else(default_renderer),
             max_report_pocs: optional("MRBILL_MEDIA_MAX_REPORT_POCS")?.unwrap_or(20_000),
             max_video_pocs: optional("MRBILL_MEDIA_MAX_VIDEO_POCS")?.unwrap_or(500),
-            revocation_cache: secs("MRBILL_REVOCATION_CACHE_SECS", Duration::from_secs(30))?
-                .min(Duration::from_secs(30)),
             instance: optional::<String>(var::MEDIA_INSTANCE)?
                 .filter(|i| !i.contains(['/', '%', '_'])),
         })
     }
 
     /// A config for tests against a given key, poc-service and artifact directory.
-    pub fn for_tests(
-        common: CommonConfig,
-        jwt_kid: &str,
-        jwt_public_key: &str,
-        service_token: SecretString,
-        poc_internal_url: &str,
-        dir: PathBuf,
-    ) -> Self {
+    pub fn for_tests(common: CommonConfig, peer: PeerConfig, dir: PathBuf) -> Self {
         Self {
             common,
-            jwt_kid: jwt_kid.to_owned(),
-            jwt_public_key: jwt_public_key.to_owned(),
-            service_token,
-            poc_internal_url: poc_internal_url.to_owned(),
+            peer,
             url_key: SecretString::from("test-url-signing-key-0123456789abcdef"),
             link_ttl: Duration::from_secs(900),
             storage: Storage::Dir(dir),
@@ -219,7 +195,6 @@ impl Config {
             render_program: default_renderer(),
             max_report_pocs: 20_000,
             max_video_pocs: 500,
-            revocation_cache: Duration::from_secs(30),
             instance: None,
         }
     }

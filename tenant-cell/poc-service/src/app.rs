@@ -3,10 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::response::IntoResponse;
-use axum::routing::get;
 use service_kit::auth::ServiceToken;
 use service_kit::http::Readiness;
 use service_kit::jwt::{TokenSigner, TokenVerifier, public_pem_from_private};
@@ -31,13 +28,7 @@ pub struct App {
 impl App {
     /// Connects to the database (waiting up to 30 s for it), migrates, and binds both listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pool = service_kit::db::connect_and_migrate(
-            &config.common.database_url,
-            &MIGRATOR,
-            10,
-            Duration::from_secs(30),
-        )
-        .await?;
+        let pool = service_kit::db::connect(&config.common, &MIGRATOR).await?;
         Self::build_with_pool(config, pool).await
     }
 
@@ -90,7 +81,7 @@ impl App {
         let (stop_indexer, indexer_stopped) = tokio::sync::watch::channel(false);
         let indexer = indexer::spawn(pool.clone(), index.clone(), indexer_stopped);
         let mailer = crate::mail::Mailer::new(&config.mail)?;
-        let state = AppState(Arc::new(Inner {
+        let state = AppState::new(Inner {
             pool: pool.clone(),
             signer,
             verifier,
@@ -98,9 +89,10 @@ impl App {
             index,
             indexer,
             mailer,
-        }));
+        });
 
-        let api = routes::public(state.clone()).route("/openapi.json", get(serve_openapi));
+        let api =
+            routes::public(state.clone()).merge(service_kit::openapi::route(openapi::public_json));
         let bound = Bound::bind(
             "poc-service",
             &common,
@@ -141,13 +133,6 @@ impl App {
         pool.close().await;
         Ok(())
     }
-}
-
-async fn serve_openapi() -> impl IntoResponse {
-    (
-        [(http::header::CONTENT_TYPE, "application/json")],
-        openapi::public_json(),
-    )
 }
 
 /// Opens the engine the config names.

@@ -44,14 +44,10 @@ pub struct InternalApi;
 
 /// Pretty JSON of the public document (what is committed as `openapi.json`).
 pub fn public_json() -> String {
-    PublicApi::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+    service_kit::openapi::json::<PublicApi>()
 }
 
 /// Pretty JSON of the internal document (committed as `openapi.internal.json`).
 pub fn internal_json() -> String {
-    InternalApi::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+    service_kit::openapi::json::<InternalApi>()
 }

@@ -11,8 +11,7 @@ use sqlx::PgPool;
 use crate::config::Config;
 
 /// Cheap to clone; handlers get it through `State`.
-#[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
+pub type AppState = service_kit::state::Shared<Inner>;
 
 pub struct Inner {
     pub pool: PgPool,
@@ -22,19 +21,4 @@ pub struct Inner {
     pub index: Arc<dyn SearchIndex>,
     pub indexer: Arc<IndexerHandle>,
     pub mailer: crate::mail::Mailer,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("engine", &self.index.engine())
-            .finish_non_exhaustive()
-    }
 }

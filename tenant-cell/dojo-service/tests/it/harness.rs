@@ -49,14 +49,8 @@ impl Cell {
         let dojo_url = test_support::test_database(&dojo_service::MIGRATOR)
             .await
             .expect("dojo database");
-        let (kid, public_key) = poc_cell.public_key();
-        let mut dojo_config = dojo_service::Config::for_tests(
-            poc_cell.common(&dojo_url),
-            &kid,
-            &public_key,
-            poc_cell.config.service_token.clone(),
-            &poc_cell.internal_url,
-        );
+        let mut dojo_config =
+            dojo_service::Config::for_tests(poc_cell.common(&dojo_url), poc_cell.peer());
         tweak(&mut dojo_config);
         let mut cell = Self {
             poc: poc_cell.poc.clone(),

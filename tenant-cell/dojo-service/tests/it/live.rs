@@ -455,7 +455,7 @@ async fn a_revoked_user_s_socket_closes_within_the_revocation_window() {
         |dojo| {
             dojo.live.revocation_window = Duration::from_secs(2);
             dojo.live.recheck_every = Duration::from_millis(500);
-            dojo.live.revocation_cache = Duration::from_secs(30);
+            dojo.peer.revocation_cache = Duration::from_secs(30);
         },
     )
     .await;
@@ -516,7 +516,7 @@ async fn an_expiring_token_closes_the_socket_as_expired_not_revoked() {
 async fn a_disabled_user_is_refused_by_the_rest_api_within_the_cache_ttl() {
     let cell = Cell::start_full(
         |poc| poc.access_ttl = Duration::from_secs(300),
-        |dojo| dojo.live.revocation_cache = Duration::from_secs(1),
+        |dojo| dojo.peer.revocation_cache = Duration::from_secs(1),
     )
     .await;
     let admin = cell.admin().await;

@@ -82,7 +82,7 @@ async fn a_ticket_expires_and_does_not_outlive_a_disabled_user() {
         |poc| poc.access_ttl = Duration::from_secs(300),
         |dojo| {
             dojo.live.ticket_ttl = Duration::from_secs(1);
-            dojo.live.revocation_cache = Duration::from_millis(100);
+            dojo.peer.revocation_cache = Duration::from_millis(100);
         },
     )
     .await;

@@ -34,15 +34,8 @@ impl Cell {
             .await
             .expect("media database");
         let dir = std::env::temp_dir().join(format!("media-it-{}", uuid::Uuid::new_v4()));
-        let (kid, public_key) = poc.public_key();
-        let mut config = media_service::Config::for_tests(
-            poc.common(&url),
-            &kid,
-            &public_key,
-            poc.config.service_token.clone(),
-            &poc.internal_url,
-            dir.clone(),
-        );
+        let mut config =
+            media_service::Config::for_tests(poc.common(&url), poc.peer(), dir.clone());
         config.render_program = env!("CARGO_BIN_EXE_media-render").into();
         tweak(&mut config);
         let pool = PgPool::connect(&url).await.expect("media pool");

@@ -98,7 +98,7 @@ async fn jobs_wait_for_poc_service_and_never_complete_with_missing_data() {
         l.local_addr().expect("addr").port()
     });
     cell.start_media(|c| {
-        c.poc_internal_url = dead.clone();
+        c.peer.poc_internal_url = dead.clone();
         c.jobs.workers = 1;
     })
     .await;

@@ -395,7 +395,7 @@ async fn nobody_else_reaches_a_report_and_links_cannot_be_forged_or_stretched() 
 
 #[tokio::test]
 async fn a_disabled_users_token_stops_working_here_too() {
-    let cell = Cell::start_with(|c| c.revocation_cache = std::time::Duration::ZERO).await;
+    let cell = Cell::start_with(|c| c.peer.revocation_cache = std::time::Duration::ZERO).await;
     let admin = cell.poc.admin().await;
     let ada = cell.poc.member(&admin, "ada@acme.test").await;
     cell.as_user(&ada)

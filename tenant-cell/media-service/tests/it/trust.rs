@@ -64,9 +64,9 @@ async fn media_asks_poc_with_the_user_and_renders_what_poc_answers() {
     let target = proxy.target.clone();
     let cell = Cell::start_with(move |c| {
         target
-            .set(c.poc_internal_url.trim_end_matches('/').to_owned())
+            .set(c.peer.poc_internal_url.trim_end_matches('/').to_owned())
             .expect("set once");
-        c.poc_internal_url = format!("http://{addr}");
+        c.peer.poc_internal_url = format!("http://{addr}");
     })
     .await;
     let admin = cell.poc.admin().await;

@@ -1,0 +1,32 @@
+//! The command line every cell service binary shares: `serve` (the default) or `openapi`.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What the binary was asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Serve the public and internal listeners (the default).
+    Serve,
+    /// Print the public OpenAPI document.
+    Openapi,
+}
+
+/// Parses the command line of the service binary `name` (`about` for `--help`).
+pub fn command(name: &'static str, about: &'static str) -> Command {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command()
+        .name(name)
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"))
+        .get_matches();
+    Cli::from_arg_matches(&matches)
+        .map_err(|e| e.exit())
+        .map(|cli| cli.command.unwrap_or(Command::Serve))
+        .unwrap_or(Command::Serve)
+}
