@@ -1,4 +1,5 @@
 //! The command line every cell service binary shares: `serve` (the default) or `openapi`.
+//! A service's `main` is one call to [`main`].
 
 use clap::{Parser, Subcommand};
 
@@ -29,4 +30,29 @@ pub fn command(name: &'static str, about: &'static str) -> Command {
         .map_err(|e| e.exit())
         .map(|cli| cli.command.unwrap_or(Command::Serve))
         .unwrap_or(Command::Serve)
+}
+
+/// Runs the service binary `name`: logging set up from `MRBILL_LOG_FORMAT`, then `serve`
+/// (read the config, build, run until a signal) or print `document`.
+pub async fn main<F, Fut>(
+    name: &'static str,
+    about: &'static str,
+    serve: F,
+    document: fn() -> String,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    match command(name, about) {
+        Command::Serve => {
+            let format = crate::config::optional(cell_model::contract::env::LOG_FORMAT)?;
+            crate::telemetry::init(name, format.unwrap_or_default());
+            serve().await
+        }
+        Command::Openapi => {
+            println!("{}", document());
+            Ok(())
+        }
+    }
 }
