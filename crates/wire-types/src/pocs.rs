@@ -50,6 +50,51 @@ pub fn normalise_tag(field: &str, raw: &str) -> Result<String, FieldError> {
     Ok(value)
 }
 
+/// Most tags a PoC or a tag filter holds.
+pub const MAX_TAGS: usize = 20;
+
+/// A list of tags (a JSON array): each normalised ([`normalise_tag`]; a bad one's error names
+/// `field[i]`), duplicates dropped. More than [`MAX_TAGS`] is one `too_many` error on `field`,
+/// and nothing is kept. The one tag-list parser of every service.
+pub fn tag_array(field: &str, items: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    if items.len() > MAX_TAGS {
+        errors.push(FieldError::new(
+            field,
+            "too_many",
+            format!("at most {MAX_TAGS} {field} are allowed"),
+        ));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match normalise_tag(&format!("{field}[{i}]"), item) {
+            Ok(tag) if !out.contains(&tag) => out.push(tag),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    out
+}
+
+/// A query parameter's comma-separated tags (`tags=rust,Machine Learning`), as
+/// [`tag_array`] reads a list, except that errors name the parameter itself.
+pub fn tag_query(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Vec<String> {
+    let items: Vec<String> = raw
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut found = Vec::new();
+    let tags = tag_array(field, &items, &mut found);
+    errors.extend(found.into_iter().map(|mut e| {
+        e.field = field.to_owned();
+        e
+    }));
+    tags
+}
+
 /// Who may see a PoC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -290,3 +335,49 @@ pub struct PocAggregates {
 }
 
 crate::wire!(Poc, PocPage, SearchStatus, PocAggregates, InternalPocPage);
+
+#[cfg(test)]
+mod tag_tests {
+    use super::*;
+
+    #[test]
+    fn tag_lists_are_normalised_deduplicated_and_bounded() {
+        let mut errors = Vec::new();
+        let items = ["Machine Learning", "machine-learning", "rust"].map(String::from);
+        assert_eq!(
+            tag_array("tags", &items, &mut errors),
+            ["machine-learning", "rust"]
+        );
+        assert!(errors.is_empty());
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert!(tag_array("tags", &many, &mut errors).is_empty());
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code.as_str()),
+            ("tags", "too_many")
+        );
+        let mut errors = Vec::new();
+        tag_array(
+            "tags",
+            &["ok".into(), "x".repeat(MAX_TAG_CHARS + 1)],
+            &mut errors,
+        );
+        assert_eq!(errors[0].field, "tags[1]");
+    }
+
+    #[test]
+    fn query_tags_split_on_commas_and_errors_name_the_parameter() {
+        let mut errors = Vec::new();
+        assert_eq!(
+            tag_query("exclude_tags", Some(" Rust , ,Go,rust"), &mut errors),
+            ["rust", "go"]
+        );
+        assert!(tag_query("tags", None, &mut errors).is_empty());
+        assert!(errors.is_empty());
+        tag_query(
+            "exclude_tags",
+            Some(&"x".repeat(MAX_TAG_CHARS + 1)),
+            &mut errors,
+        );
+        assert_eq!(errors[0].field, "exclude_tags");
+    }
+}

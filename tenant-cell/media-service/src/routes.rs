@@ -20,7 +20,7 @@ use wire_types::media::{
     CreateReport, CreateVideo, Dashboard, Download, JobError, JobState, JobStatus, QueueDepth,
     Report, ReportPage, Video, VideoPage,
 };
-use wire_types::pocs::normalise_tag;
+use wire_types::pocs::{tag_array, tag_query};
 use wire_types::{ErrorBody, ErrorCode, FieldError, UserId};
 
 use crate::artifacts::{FILE_NAMES, LinkError};
@@ -113,36 +113,6 @@ fn range(from: Option<&str>, to: Option<&str>, errors: &mut Vec<FieldError>) {
     }
 }
 
-/// Normalised, de-duplicated tags (the rules poc-service stores tags by).
-fn tags(field: &str, raw: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
-    if raw.len() > 20 {
-        errors.push(FieldError::new(
-            field,
-            "too_many",
-            format!("at most 20 {field}"),
-        ));
-        return Vec::new();
-    }
-    let mut out: Vec<String> = Vec::new();
-    for t in raw {
-        match normalise_tag(field, t) {
-            Ok(t) if !out.contains(&t) => out.push(t),
-            Ok(_) => {}
-            Err(e) => errors.push(e),
-        }
-    }
-    out
-}
-
-fn split_tags(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn poc_error(e: PocError) -> ApiError {
     match e {
         PocError::Refused { status: 422, body } => {
@@ -198,8 +168,8 @@ pub async fn dashboard(
 ) -> Result<ApiJson<Dashboard>, ApiError> {
     let mut errors = Vec::new();
     range(p.from.as_deref(), p.to.as_deref(), &mut errors);
-    let with_tags = tags_field("tags", p.tags.as_deref(), &mut errors);
-    let exclude_tags = tags_field("exclude_tags", p.exclude_tags.as_deref(), &mut errors);
+    let with_tags = tag_query("tags", p.tags.as_deref(), &mut errors);
+    let exclude_tags = tag_query("exclude_tags", p.exclude_tags.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -227,10 +197,6 @@ pub async fn dashboard(
         by_month,
         by_user: a.by_owner,
     }))
-}
-
-fn tags_field(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Vec<String> {
-    tags(field, &split_tags(raw), errors)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -431,8 +397,8 @@ pub async fn create_report(
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     range(input.from.as_deref(), input.to.as_deref(), &mut errors);
-    input.tags = tags("tags", &input.tags, &mut errors);
-    input.exclude_tags = tags("exclude_tags", &input.exclude_tags, &mut errors);
+    input.tags = tag_array("tags", &input.tags, &mut errors);
+    input.exclude_tags = tag_array("exclude_tags", &input.exclude_tags, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -587,8 +553,8 @@ pub async fn create_video(
         }
         input.title = Some(trimmed.to_owned());
     }
-    input.tags = tags("tags", &input.tags, &mut errors);
-    input.exclude_tags = tags("exclude_tags", &input.exclude_tags, &mut errors);
+    input.tags = tag_array("tags", &input.tags, &mut errors);
+    input.exclude_tags = tag_array("exclude_tags", &input.exclude_tags, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -835,7 +801,6 @@ pub async fn file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire_types::pocs::MAX_TAG_CHARS;
 
     #[test]
     fn only_well_formed_path_prefixes_are_used_in_links() {
@@ -853,28 +818,5 @@ mod tests {
             h.insert("x-forwarded-prefix", HeaderValue::from_static(bad));
             assert_eq!(prefix(&h), "", "{bad}");
         }
-    }
-
-    #[test]
-    fn tag_lists_are_normalised_deduplicated_and_bounded() {
-        let mut errors = Vec::new();
-        let t = tags(
-            "tags",
-            &[
-                "Machine Learning".into(),
-                "machine-learning".into(),
-                "rust".into(),
-            ],
-            &mut errors,
-        );
-        assert_eq!(t, ["machine-learning", "rust"]);
-        assert!(errors.is_empty());
-        let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
-        tags("tags", &many, &mut errors);
-        assert_eq!(errors.len(), 1);
-        let long = "x".repeat(MAX_TAG_CHARS + 1);
-        let mut errors = Vec::new();
-        tags("exclude_tags", &[long], &mut errors);
-        assert_eq!(errors[0].field, "exclude_tags");
     }
 }

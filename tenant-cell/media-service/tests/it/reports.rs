@@ -289,7 +289,11 @@ async fn bad_report_requests_are_refused_with_details() {
         .await;
     bad.assert_error(422, "validation_failed");
     let fields: Vec<String> = bad.field_errors().into_iter().map(|[f, _]| f).collect();
-    assert_eq!(fields, ["from", "tags"]);
+    assert_eq!(
+        fields,
+        ["from", "tags[1]"],
+        "an array's bad item is named by its index"
+    );
     user.get("/v1/reports?limit=0")
         .await
         .assert_error(422, "validation_failed");

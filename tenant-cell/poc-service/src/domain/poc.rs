@@ -6,8 +6,7 @@ use wire_types::pocs::{PocInput, Visibility};
 pub const MAX_NAME_CHARS: usize = 120;
 pub const MAX_DESCRIPTION_CHARS: usize = 5_000;
 pub const MAX_LANGUAGE_CHARS: usize = 32;
-pub const MAX_TAGS: usize = 20;
-pub use wire_types::pocs::{MAX_TAG_CHARS, normalise_tag};
+pub use wire_types::pocs::{MAX_TAG_CHARS, MAX_TAGS, normalise_tag, tag_array};
 pub const MAX_FRAMEWORKS: usize = 20;
 pub const MAX_FRAMEWORK_CHARS: usize = 40;
 
@@ -39,7 +38,7 @@ impl ValidPoc {
         ));
         let repository_url = ok(github_url("repository_url", &input.repository_url));
         let language = ok(normalise_language("language", &input.language));
-        let tags = list("tags", &input.tags, MAX_TAGS, &mut errors, normalise_tag);
+        let tags = tag_array("tags", &input.tags, &mut errors);
         let frameworks = list(
             "frameworks",
             &input.frameworks,

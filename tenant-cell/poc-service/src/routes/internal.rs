@@ -15,10 +15,10 @@ use wire_types::auth::{Role, TokenVersion};
 use wire_types::pocs::{InternalPocPage, KeyCount, PocAggregates};
 use wire_types::{ErrorBody, ErrorCode, FieldError, UserId};
 
-use crate::domain::poc::normalise_tag;
 use crate::state::AppState;
 use crate::store::pocs::{self, ReportFilter};
 use crate::store::users;
+use wire_types::pocs::tag_query;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -95,15 +95,6 @@ fn parse_time(field: &str, raw: &str, end_of_day: bool) -> Result<OffsetDateTime
     })
 }
 
-fn tag_list(field: &str, raw: Option<&str>, errors: &mut Vec<FieldError>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .filter_map(|t| normalise_tag(field, t).map_err(|e| errors.push(e)).ok())
-        .collect()
-}
-
 /// Validates parameters and resolves `visible_to` into a filter (404 for unknown users, 403 for
 /// disabled ones: a disabled account sees nothing).
 async fn filter(state: &AppState, p: &ReportParams) -> Result<ReportFilter, ApiError> {
@@ -125,8 +116,8 @@ async fn filter(state: &AppState, p: &ReportParams) -> Result<ReportFilter, ApiE
             "to must not be before from",
         ));
     }
-    let tags = tag_list("tags", p.tags.as_deref(), &mut errors);
-    let exclude_tags = tag_list("exclude_tags", p.exclude_tags.as_deref(), &mut errors);
+    let tags = tag_query("tags", p.tags.as_deref(), &mut errors);
+    let exclude_tags = tag_query("exclude_tags", p.exclude_tags.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }

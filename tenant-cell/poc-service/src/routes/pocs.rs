@@ -14,12 +14,13 @@ use wire_types::{ErrorBody, ErrorCode, FieldError};
 
 use super::CurrentUser;
 use crate::domain::ValidPoc;
-use crate::domain::poc::{MAX_TAGS, normalise_language, normalise_tag};
+use crate::domain::poc::normalise_language;
 use crate::search::embedded::MAX_WINDOW;
 use crate::search::{SearchQuery, Sort, Viewer};
 use crate::state::AppState;
 use crate::store::pocs::{self, PocRow};
 use crate::store::users::UserRow;
+use wire_types::pocs::tag_query;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -117,28 +118,7 @@ impl SearchParams {
                 .ok(),
             None => None,
         };
-        let mut tags = Vec::new();
-        for raw in self
-            .tags
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            match normalise_tag("tags", raw) {
-                Ok(t) if !tags.contains(&t) => tags.push(t),
-                Ok(_) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        if tags.len() > MAX_TAGS {
-            errors.push(FieldError::new(
-                "tags",
-                "too_many",
-                format!("at most {MAX_TAGS} tags"),
-            ));
-        }
+        let tags = tag_query("tags", self.tags.as_deref(), &mut errors);
         let owner = match self
             .owner
             .as_deref()
