@@ -8,6 +8,7 @@
 pub mod app;
 mod artifacts;
 pub mod config;
+mod domain;
 mod jobs;
 pub mod openapi;
 mod poc;

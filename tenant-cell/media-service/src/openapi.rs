@@ -12,12 +12,14 @@ use crate::routes;
 #[openapi(
     info(title = "media-service", description = "Reports and the yearly video of one tenant cell. `GET /v1/reports/dashboard` answers at once; reports and videos are jobs (`202` + `Location`) that move pending → processing → completed | failed | cancelled with `progress` 0–100, and carry signed, expiring download links once completed. Every error is `{code, message, details}`; request bodies reject unknown fields. Health (`GET /healthz`) and readiness (`GET /readyz`: 503 with `Retry-After` until the service can serve) are answered on the service's own port for probes; the router does not forward them, so they are not operations of this document."),
     paths(
-        routes::dashboard,
-        routes::create_report, routes::list_reports, routes::get_report, routes::delete_report,
-        routes::cancel_report,
-        routes::create_video, routes::list_videos, routes::get_video, routes::delete_video,
-        routes::cancel_video, routes::download_video, routes::video_thumbnail,
-        routes::file,
+        routes::dashboard::dashboard,
+        routes::reports::create_report, routes::reports::list_reports,
+        routes::reports::get_report, routes::reports::delete_report,
+        routes::reports::cancel_report,
+        routes::videos::create_video, routes::videos::list_videos, routes::videos::get_video,
+        routes::videos::delete_video, routes::videos::cancel_video,
+        routes::videos::download_video, routes::videos::video_thumbnail,
+        routes::files::file,
     ),
     modifiers(&Security),
     tags(
