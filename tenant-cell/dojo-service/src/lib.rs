@@ -7,6 +7,7 @@
 pub mod app;
 mod budget;
 pub mod config;
+mod domain;
 mod live;
 pub mod openapi;
 mod room;

@@ -12,8 +12,10 @@ use crate::{live, routes, tickets};
 #[openapi(
     info(title = "dojo-service", description = "Live dojos of one tenant cell: REST for dojos, participants, chat history and code snapshots; `/v1/dojos/{id}/live` is a y-websocket endpoint (Yjs documents, awareness, custom chat/signaling messages). Every error is `{code, message, details}`; request bodies reject unknown fields. Health (`GET /healthz`) and readiness (`GET /readyz`: 503 with `Retry-After` until the service can serve) are answered on the service's own port for probes; the router does not forward them, so they are not operations of this document."),
     paths(
-        routes::create_dojo, routes::list_dojos, routes::get_dojo, routes::join_dojo,
-        routes::end_dojo, routes::remove_participant, routes::chat_history, routes::snapshots,
+        routes::dojos::create_dojo, routes::dojos::list_dojos, routes::dojos::get_dojo,
+        routes::dojos::join_dojo, routes::dojos::end_dojo,
+        routes::participants::remove_participant,
+        routes::history::chat_history, routes::history::snapshots,
         live::live, tickets::create_ticket,
     ),
     modifiers(&Security),
