@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use cell_harness::{PocCell, User};
+use poc_service::test_util::{PocCell, User};
 use serde_json::json;
 use sqlx::PgPool;
 use test_support::ApiClient;

@@ -12,6 +12,8 @@ pub mod mail;
 pub mod openapi;
 mod routes;
 pub mod search;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod session;
 mod state;
 mod store;

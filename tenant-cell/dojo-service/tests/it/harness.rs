@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cell_harness::PocCell;
+use poc_service::test_util::PocCell;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::ApiClient;
@@ -93,7 +93,7 @@ impl Cell {
         self.running = Some((stop, running));
     }
 
-    fn user(&self, u: cell_harness::User) -> User {
+    fn user(&self, u: poc_service::test_util::User) -> User {
         User {
             dojo: self.dojo.with_token(&u.token),
             id: u.id,
@@ -108,7 +108,7 @@ impl Cell {
 
     /// A member invited by `admin`.
     pub async fn member(&self, admin: &User, email: &str) -> User {
-        let admin = cell_harness::User {
+        let admin = poc_service::test_util::User {
             id: admin.id.clone(),
             token: admin.token.clone(),
         };

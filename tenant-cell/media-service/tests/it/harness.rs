@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use cell_harness::{PocCell, User};
+pub use poc_service::test_util::{PocCell, User};
 use serde_json::Value;
 use sqlx::PgPool;
 use test_support::ApiClient;

@@ -1,4 +1,5 @@
-//! poc-service of a test cell, running in this process on port 0 with its own database: it
+//! For the tests and benches of the cell's other services (feature `test-util`): poc-service
+//! of a test cell, running in this process on port 0 with its own database: it
 //! issues the tokens the other services verify, answers their internal-API calls (PoC data,
 //! revocation), and registers users. dojo- and media-service tests start theirs next to it.
 
@@ -23,25 +24,25 @@ pub struct PocCell {
     /// poc-service's internal listener, for the other services' config.
     pub internal_url: String,
     pub pool: PgPool,
-    pub config: poc_service::Config,
+    pub config: crate::Config,
     /// poc-service stops when this is dropped.
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl PocCell {
     /// Starts poc-service for a new cell (`prefix` names it in logs: `c-<prefix>-<random>`).
-    pub async fn start(prefix: &str, tweak: impl FnOnce(&mut poc_service::Config)) -> Self {
+    pub async fn start(prefix: &str, tweak: impl FnOnce(&mut crate::Config)) -> Self {
         let cell = format!(
             "c-{prefix}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let url = test_support::test_database(&poc_service::MIGRATOR)
+        let url = test_support::test_database(&crate::MIGRATOR)
             .await
             .expect("poc database");
-        let mut config = poc_service::Config::for_tests(&cell, "acme", &url).expect("poc config");
+        let mut config = crate::Config::for_tests(&cell, "acme", &url).expect("poc config");
         tweak(&mut config);
         let pool = PgPool::connect(&url).await.expect("poc pool");
-        let app = poc_service::App::build_with_pool(config.clone(), pool.clone())
+        let app = crate::App::build_with_pool(config.clone(), pool.clone())
             .await
             .expect("poc builds");
         let poc = ApiClient::new(format!("http://{}", app.public_addr()));
@@ -93,7 +94,7 @@ impl PocCell {
     /// The tenant's first admin.
     pub async fn admin(&self) -> User {
         let email = "admin@acme.test";
-        let invite = poc_service::bootstrap::bootstrap_admin(&self.pool, email, None)
+        let invite = crate::bootstrap::bootstrap_admin(&self.pool, email, None)
             .await
             .expect("bootstrap")
             .invite_token;
