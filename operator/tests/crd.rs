@@ -6,20 +6,10 @@
 fn the_committed_crd_matches_the_types() {
     let generated = cell_operator::crd_yaml().expect("CRD as YAML");
     for path in [
-        concat!(env!("CARGO_MANIFEST_DIR"), "/crd/cells.mrbill.dev.yaml"),
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../charts/cell-operator/files/cells.mrbill.dev.yaml"
-        ),
+        "crd/cells.mrbill.dev.yaml",
+        "../charts/cell-operator/files/cells.mrbill.dev.yaml",
     ] {
-        if std::env::var_os("UPDATE_CRD").is_some() {
-            std::fs::write(path, &generated).expect("write the CRD");
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "{path} is stale: run `UPDATE_CRD=1 cargo test -p cell-operator --test crd`"
-        );
+        test_support::assert_committed(path, &generated, "UPDATE_CRD");
     }
 }
 

@@ -76,21 +76,9 @@ fn every_tier_renders_valid_objects_matching_its_snapshot() {
         (Tier::Large, DatabaseEngine::Rds, SearchEngine::Meilisearch),
     ] {
         let rendered = yaml(&desired(&cell(tier, engine, search), &images()));
-        let path = format!(
-            "{}/tests/snapshots/{}.yaml",
-            env!("CARGO_MANIFEST_DIR"),
-            tier.as_str()
-        );
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::create_dir_all(std::path::Path::new(&path).parent().expect("dir"))
-                .expect("dir");
-            std::fs::write(&path, &rendered).expect("write snapshot");
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == rendered,
-            "{path} is stale: run `UPDATE_SNAPSHOTS=1 cargo test -p cell-operator --test render`"
-        );
+        let relative = format!("tests/snapshots/{}.yaml", tier.as_str());
+        test_support::assert_committed(&relative, &rendered, "UPDATE_SNAPSHOTS");
+        let path = format!("{}/{relative}", env!("CARGO_MANIFEST_DIR"));
         let out = std::process::Command::new(&validate)
             .args(["--strict", &path])
             .output()

@@ -16,6 +16,29 @@ pub mod raw;
 pub use http::{ApiClient, ApiResponse};
 pub use pg::{empty_database, test_database};
 
+/// A file the repository commits because code generates it (an OpenAPI document, the CRD, a
+/// rendered snapshot) must be what the code generates now. `relative` is resolved against the
+/// running test's package (`CARGO_MANIFEST_DIR` at run time: a shared target directory may
+/// hold a binary built in another clone). With the variable `update` set, the file is
+/// rewritten instead; commit the result.
+pub fn assert_committed(relative: &str, generated: &str, update: &str) {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .expect("cargo sets CARGO_MANIFEST_DIR for tests");
+    let path = dir.join(relative);
+    if std::env::var_os(update).is_some() {
+        let body = format!("{}\n", generated.trim_end());
+        std::fs::write(&path, body).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed.trim_end() == generated.trim_end(),
+        "{} is stale: rerun this test with {update}=1 and commit the result",
+        path.display()
+    );
+}
+
 /// Directory of the workspace's binaries: `MRBILL_BIN_DIR` (set by `./x test`), else the
 /// `target/<profile>` directory the running test binary was built into.
 pub fn bin_dir() -> std::path::PathBuf {

@@ -12,11 +12,11 @@ pub mod mail;
 pub mod openapi;
 mod routes;
 pub mod search;
-#[cfg(feature = "test-util")]
-pub mod test_util;
 mod session;
 mod state;
 mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use app::App;
 pub use config::Config;

@@ -212,18 +212,10 @@ async fn bad_input_gets_4xx_with_codes() {
         .assert_error(400, "invalid_parameter");
 }
 
-#[tokio::test]
-async fn openapi_document_is_committed_and_current() {
+#[test]
+fn openapi_document_is_committed_and_current() {
     let generated = dojo_service::openapi::public_json();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
-    if std::env::var("UPDATE_OPENAPI").is_ok() {
-        std::fs::write(path, &generated).expect("write openapi.json");
-    }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p dojo-service --test it openapi`"
-    );
+    test_support::assert_committed("openapi.json", &generated, "UPDATE_OPENAPI");
 }
 
 #[tokio::test]

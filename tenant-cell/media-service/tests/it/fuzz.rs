@@ -7,18 +7,10 @@ use serde_json::json;
 
 use crate::harness::Cell;
 
-#[tokio::test]
-async fn openapi_document_is_committed_and_current() {
+#[test]
+fn openapi_document_is_committed_and_current() {
     let generated = media_service::openapi::public_json();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
-    if std::env::var("UPDATE_OPENAPI").is_ok() {
-        std::fs::write(path, &generated).expect("write openapi.json");
-    }
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p media-service --test it openapi`"
-    );
+    test_support::assert_committed("openapi.json", &generated, "UPDATE_OPENAPI");
 }
 
 #[tokio::test]

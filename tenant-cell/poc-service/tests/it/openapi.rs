@@ -1,25 +1,10 @@
 //! The committed OpenAPI documents match the code; the served one matches too.
 //! Regenerate with `UPDATE_OPENAPI=1 cargo test -p poc-service --test it openapi`.
 
-use std::path::PathBuf;
-
 use crate::helpers::TestApp;
 
 fn check(file: &str, generated: String) {
-    // Run-time manifest dir: a shared target dir may hold a binary built in another clone.
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    let path = dir.join(file);
-    if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(&path, format!("{generated}\n")).expect("write spec");
-        return;
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed.trim_end() == generated.trim_end(),
-        "{file} is out of date: run `UPDATE_OPENAPI=1 cargo test -p poc-service --test it openapi` and commit the result"
-    );
+    test_support::assert_committed(file, &generated, "UPDATE_OPENAPI");
 }
 
 #[test]
