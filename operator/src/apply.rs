@@ -14,7 +14,7 @@ use kube::api::{
 use kube::{Client, Resource, ResourceExt};
 use serde_json::Value;
 
-use crate::controller::Error;
+use crate::error::Error;
 use crate::render::{CELL_LABEL, SERVICE_LABEL, TENANT_LABEL, namespace};
 
 /// The field manager of every write the operator makes.

@@ -16,7 +16,7 @@ use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::types::{Capability, Parameter, ResourceStatus, StackStatus, Tag};
 use cell_model::Cell;
 
-use crate::controller::Error;
+use crate::error::Error;
 use crate::render::namespace;
 
 /// The foundation template, as committed in `cell-templates/`.

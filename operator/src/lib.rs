@@ -1,13 +1,17 @@
-//! The `Cell` operator. Today: the `Cell` CustomResourceDefinition, generated from
-//! `cell_model::CellSpec`/`CellStatus` (group `mrbill.dev`, version `v1alpha1`; printer columns
-//! tenant, tier, phase, age; the `/status` subresource; the slug pattern and replica bounds as
-//! schema validation). `crdgen` prints it; the committed copy is `crd/cells.mrbill.dev.yaml`,
-//! and a test fails when the two drift. `render`: the desired Kubernetes objects of a cell
-//! (snapshot-tested per tier). The controller comes next (see `README.md`).
+//! The `Cell` operator: the `Cell` CustomResourceDefinition, generated from
+//! `cell_model::CellSpec`/`CellStatus` (`crdgen` prints it; the committed copy is
+//! `crd/cells.mrbill.dev.yaml`, drift-tested), and the controller that makes each `Cell` real.
+//!
+//! ```text
+//! controller (reconcile, finalizer, status) ─► render (pure: Cell → objects) ─► apply (SSA, create-only Secrets, pruning)
+//!            └─► secrets / tls / roles (generated once)      └─► aws (RDS, S3, IAM for `rds` cells)
+//! ```
+//! Every module reports failures as [`error::Error`].
 
 pub mod apply;
 pub mod aws;
 pub mod controller;
+pub mod error;
 pub mod render;
 pub mod roles;
 pub mod secrets;

@@ -19,7 +19,7 @@ use cell_model::{
 use cell_operator::aws::{
     AwsSettings, Foundation, InstanceState, MasterCredentials, Rds, StackState,
 };
-use cell_operator::controller::Error;
+use cell_operator::error::Error;
 
 /// Replies per `Action`, in order; the last one repeats. Counts calls per action.
 #[derive(Default)]

@@ -80,7 +80,7 @@ impl Scenario {
             .map(|v| serde_json::from_value(v).expect("a Cell"))
     }
 
-    async fn reconcile(&self) -> Result<Action, cell_operator::controller::Error> {
+    async fn reconcile(&self) -> Result<Action, cell_operator::error::Error> {
         let cell = self.cell().expect("the Cell exists");
         reconcile(Arc::new(cell), self.ctx.clone()).await
     }
