@@ -1,0 +1,283 @@
+//! The cell's RDS instance through the RDS API.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use cell_model::Cell;
+
+use crate::error::Error;
+
+use super::{Foundation, aws_error};
+
+/// The master credentials an instance is created with (from the foundation's secret).
+#[derive(Clone)]
+pub struct MasterCredentials {
+    pub username: String,
+    pub password: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for MasterCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a cell's RDS instance is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstanceState {
+    Absent,
+    /// creating, modifying, backing-up, deleting, … (the RDS status).
+    InProgress(String),
+    Available {
+        address: String,
+        port: i32,
+        class: String,
+        storage_gib: i32,
+    },
+    /// failed, incompatible-parameters, storage-full, … (the RDS status).
+    Failed(String),
+}
+
+/// The cells' RDS instances: one per cell, `mrbill-<cell id>`, Postgres, Multi-AZ when the spec
+/// says so, encrypted with the cell's key, deletion-protected, in the cell's subnet group and
+/// security group, tagged like the stack. Scaled with ModifyDBInstance (never through the
+/// stack), deleted only after a final snapshot, restorable from a snapshot.
+#[derive(Clone, Debug)]
+pub struct Rds {
+    rds: aws_sdk_rds::Client,
+}
+
+/// Postgres major version of new instances.
+pub const POSTGRES_VERSION: &str = "16";
+
+impl Rds {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self::from_client(aws_sdk_rds::Client::new(sdk))
+    }
+
+    /// With a given client (tests: scripted replies).
+    pub fn from_client(rds: aws_sdk_rds::Client) -> Self {
+        Self { rds }
+    }
+
+    pub fn identifier(cell: &Cell) -> String {
+        format!("mrbill-{}", cell.spec.cell_id)
+    }
+
+    /// The instance class the spec asks for (its own, else the tier's).
+    pub fn class(cell: &Cell) -> String {
+        cell.spec
+            .database
+            .class
+            .clone()
+            .unwrap_or_else(|| cell.spec.tier.template().db_class.to_owned())
+    }
+
+    fn tags(cell: &Cell) -> Vec<aws_sdk_rds::types::Tag> {
+        Foundation::tags(cell)
+            .into_iter()
+            .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+            .collect()
+    }
+
+    async fn describe(&self, id: &str) -> Result<Option<aws_sdk_rds::types::DbInstance>, Error> {
+        match self
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_instances().first().cloned()),
+            Err(e) if e.code() == Some("DBInstanceNotFound") => Ok(None),
+            Err(e) => Err(aws_error(format!("describing RDS instance {id}"), e)),
+        }
+    }
+
+    /// The instance as it is now.
+    pub async fn observe(&self, cell: &Cell) -> Result<InstanceState, Error> {
+        Ok(match self.describe(&Self::identifier(cell)).await? {
+            None => InstanceState::Absent,
+            Some(db) => state_of(&db),
+        })
+    }
+
+    /// Creates the instance in the cell's foundation (`outputs` of its stack), or scales it when
+    /// class or storage differ from the spec; reports where it is.
+    pub async fn ensure(
+        &self,
+        cell: &Cell,
+        outputs: &BTreeMap<String, String>,
+        master: &MasterCredentials,
+    ) -> Result<InstanceState, Error> {
+        use secrecy::ExposeSecret;
+        let id = Self::identifier(cell);
+        let output = |key: &str| {
+            outputs
+                .get(key)
+                .cloned()
+                .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
+        };
+        let Some(db) = self.describe(&id).await? else {
+            let created = self
+                .rds
+                .create_db_instance()
+                .db_instance_identifier(&id)
+                .engine("postgres")
+                .engine_version(POSTGRES_VERSION)
+                .db_instance_class(Self::class(cell))
+                .allocated_storage(cell.spec.database.storage_gib as i32)
+                .storage_type("gp3")
+                .port(5432)
+                .multi_az(cell.spec.database.multi_az)
+                .storage_encrypted(true)
+                .kms_key_id(output("KeyArn")?)
+                .deletion_protection(true)
+                .db_subnet_group_name(output("DbSubnetGroupName")?)
+                .vpc_security_group_ids(output("DbSecurityGroupId")?)
+                .publicly_accessible(false)
+                .backup_retention_period(7)
+                .copy_tags_to_snapshot(true)
+                .master_username(&master.username)
+                .master_user_password(master.password.expose_secret())
+                .set_tags(Some(Self::tags(cell)))
+                .send()
+                .await;
+            return match created {
+                Ok(out) => Ok(out
+                    .db_instance()
+                    .map(state_of)
+                    .unwrap_or(InstanceState::InProgress("creating".into()))),
+                Err(e) if e.code() == Some("DBInstanceAlreadyExists") => self.observe(cell).await,
+                Err(e) => Err(aws_error(format!("creating RDS instance {id}"), e)),
+            };
+        };
+        let state = state_of(&db);
+        let InstanceState::Available {
+            class, storage_gib, ..
+        } = &state
+        else {
+            return Ok(state);
+        };
+        let want_class = Self::class(cell);
+        let want_storage = cell.spec.database.storage_gib as i32;
+        if *class == want_class && *storage_gib >= want_storage {
+            return Ok(state);
+        }
+        // Storage only grows (RDS cannot shrink it).
+        self.rds
+            .modify_db_instance()
+            .db_instance_identifier(&id)
+            .db_instance_class(want_class)
+            .allocated_storage(want_storage.max(*storage_gib))
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("scaling RDS instance {id}"), e))?;
+        self.observe(cell).await
+    }
+
+    /// Deletes the instance after a final snapshot (deletion protection is lifted first);
+    /// returns the snapshot's identifier once the instance is gone, `None` while it goes.
+    pub async fn delete(&self, cell: &Cell, snapshot: &str) -> Result<Option<String>, Error> {
+        let id = Self::identifier(cell);
+        let Some(db) = self.describe(&id).await? else {
+            return Ok(Some(snapshot.to_owned()));
+        };
+        if db.db_instance_status() == Some("deleting") {
+            return Ok(None);
+        }
+        if db.deletion_protection() == Some(true) {
+            self.rds
+                .modify_db_instance()
+                .db_instance_identifier(&id)
+                .deletion_protection(false)
+                .apply_immediately(true)
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("lifting deletion protection of {id}"), e))?;
+        }
+        match self
+            .rds
+            .delete_db_instance()
+            .db_instance_identifier(&id)
+            .skip_final_snapshot(false)
+            .final_db_snapshot_identifier(snapshot)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("DBInstanceNotFound") => {}
+            Err(e) => return Err(aws_error(format!("deleting RDS instance {id}"), e)),
+        }
+        Ok(self
+            .describe(&id)
+            .await?
+            .is_none()
+            .then(|| snapshot.to_owned()))
+    }
+
+    /// Creates the cell's instance from `snapshot` (a migration's restore), in the cell's
+    /// foundation, encrypted with its key.
+    pub async fn restore(
+        &self,
+        cell: &Cell,
+        outputs: &BTreeMap<String, String>,
+        snapshot: &str,
+    ) -> Result<InstanceState, Error> {
+        let id = Self::identifier(cell);
+        if self.describe(&id).await?.is_some() {
+            return self.observe(cell).await;
+        }
+        let output = |key: &str| {
+            outputs
+                .get(key)
+                .cloned()
+                .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
+        };
+        self.rds
+            .restore_db_instance_from_db_snapshot()
+            .db_instance_identifier(&id)
+            .db_snapshot_identifier(snapshot)
+            .db_instance_class(Self::class(cell))
+            .port(5432)
+            .multi_az(cell.spec.database.multi_az)
+            .deletion_protection(true)
+            .db_subnet_group_name(output("DbSubnetGroupName")?)
+            .vpc_security_group_ids(output("DbSecurityGroupId")?)
+            .publicly_accessible(false)
+            .copy_tags_to_snapshot(true)
+            .set_tags(Some(Self::tags(cell)))
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("restoring {id} from {snapshot}"), e))?;
+        self.observe(cell).await
+    }
+}
+
+fn state_of(db: &aws_sdk_rds::types::DbInstance) -> InstanceState {
+    let status = db.db_instance_status().unwrap_or("creating").to_owned();
+    match status.as_str() {
+        "available" => InstanceState::Available {
+            address: db
+                .endpoint()
+                .and_then(|e| e.address())
+                .unwrap_or_default()
+                .to_owned(),
+            port: db.endpoint().and_then(|e| e.port()).unwrap_or(5432),
+            class: db.db_instance_class().unwrap_or_default().to_owned(),
+            storage_gib: db.allocated_storage().unwrap_or_default(),
+        },
+        "failed"
+        | "incompatible-parameters"
+        | "incompatible-restore"
+        | "incompatible-network"
+        | "incompatible-option-group"
+        | "inaccessible-encryption-credentials"
+        | "storage-full"
+        | "restore-error" => InstanceState::Failed(status),
+        _ => InstanceState::InProgress(status),
+    }
+}
