@@ -1,0 +1,178 @@
+//! The local driver behind the reconciler's seam: its steps per operation, and what it
+//! observes of a cell (the supervisor's `state.json`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use cell_model::contract::Service;
+use cell_model::route_feed::ServiceUrls;
+use cell_model::{CellSpec, Phase};
+
+use super::files::SupervisorState;
+use super::{LocalDriver, service_urls};
+use crate::catalog::Op;
+use crate::driver::{BoxFuture, CellDriver, Observation, Step, Work, condition};
+
+const PROVISION: &[Step] = &[
+    Step::Secrets,
+    Step::Cluster,
+    Step::Supervisor,
+    Step::Databases,
+    Step::Services,
+    Step::Route,
+];
+
+impl CellDriver for LocalDriver {
+    /// ```text
+    /// provision: secrets → cluster → supervisor → databases → services → route   ⇒ Ready
+    /// suspend:   route (suspended) → services (stopped)                          ⇒ Suspended
+    /// resume:    services (running) → route (active)                             ⇒ Ready
+    /// delete:    route (removed) → backup → stop → files → catalog               ⇒ gone
+    /// ```
+    fn steps(&self, op: Op) -> &'static [Step] {
+        match op {
+            Op::Provision => PROVISION,
+            Op::Suspend => &[Step::Route, Step::Services],
+            Op::Resume => &[Step::Services, Step::Route],
+            Op::Delete => &[
+                Step::Route,
+                Step::Backup,
+                Step::Stop,
+                Step::Files,
+                Step::Catalog,
+            ],
+        }
+    }
+
+    fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let id = work.spec.cell_id.as_str();
+            match (op, step) {
+                (Op::Provision, Step::Secrets) => self.prepare(work.spec).await,
+                (Op::Provision, Step::Cluster) => self.init_cluster(id).await,
+                (Op::Provision, Step::Supervisor) => self.ensure_supervisor(id).await,
+                (Op::Provision, Step::Databases) => self.ensure_databases(id).await,
+                (Op::Provision | Op::Resume, Step::Services) => {
+                    self.set_services(id, true).await.map(drop)
+                }
+                (Op::Suspend, Step::Services) => self.set_services(id, false).await.map(drop),
+                (Op::Delete, Step::Backup) => {
+                    let dest = work.backup.context("the tenant has no backup path")?;
+                    self.backup(id, &work.spec.tenant, dest).await
+                }
+                (Op::Delete, Step::Stop) => self.stop(id).await,
+                (Op::Delete, Step::Files) => self.remove(id).await,
+                _ => bail!(
+                    "the local driver has no step {} in {}",
+                    step.as_str(),
+                    op.as_str()
+                ),
+            }
+        })
+    }
+
+    fn service_urls<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+    ) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+        Box::pin(async move {
+            let urls = self
+                .observe(&spec.cell_id)
+                .map(|s| service_urls(&s))
+                .context("the cell's supervisor is not running")?;
+            anyhow::ensure!(
+                urls.get(Service::Poc).is_some(),
+                "poc-service is not running"
+            );
+            Ok(urls)
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        serving: bool,
+    ) -> BoxFuture<'a, anyhow::Result<Observation>> {
+        Box::pin(async move {
+            let (services, ready) = if serving {
+                ("Running", "Serving")
+            } else {
+                ("Suspended", "Suspended")
+            };
+            Ok(Observation {
+                conditions: vec![
+                    condition("DatabaseReady", true, "PostgresRunning"),
+                    condition("ServicesReady", serving, services),
+                    condition("Ready", serving, ready),
+                ],
+                services: self.observe(&spec.cell_id).map(|s| endpoints(&s)),
+                phase: None,
+                serving: None,
+            })
+        })
+    }
+
+    /// A dead supervisor is replaced (it adopts the cell's data and processes as they are); a
+    /// serving cell gains the services it lacks, and moved ports reach the route.
+    fn watch<'a>(
+        &'a self,
+        spec: &'a CellSpec,
+        phase: Phase,
+    ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>> {
+        Box::pin(async move {
+            let Some(state) = self.observe(&spec.cell_id) else {
+                tracing::warn!(cell = %spec.cell_id, "cell supervisor is gone; starting a new one");
+                self.spawn_supervisor_if_gone(&self.cell_dir(&spec.cell_id))?;
+                return Ok(None);
+            };
+            if phase == Phase::Suspended {
+                return Ok(None);
+            }
+            self.add_missing_services(spec).await?;
+            let urls = service_urls(&state);
+            let serving = urls.get(Service::Poc).is_some();
+            let (services, ready) = if serving {
+                ("Running", "Serving")
+            } else {
+                ("Restarting", "Restarting")
+            };
+            Ok(Some(Observation {
+                conditions: vec![
+                    condition("ServicesReady", serving, services),
+                    condition("Ready", serving, ready),
+                ],
+                services: Some(endpoints(&state)),
+                phase: Some(if serving {
+                    Phase::Ready
+                } else {
+                    Phase::Degraded
+                }),
+                serving: serving.then_some(urls),
+            }))
+        })
+    }
+
+    fn backup_destination(&self, tenant: &str, cell_id: &str) -> Option<PathBuf> {
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        Some(
+            self.home
+                .backups_dir()
+                .join(format!("{tenant}-{cell_id}-{stamp}")),
+        )
+    }
+
+    fn details(&self, cell_id: &str) -> Option<serde_json::Value> {
+        self.observe(cell_id)
+            .and_then(|s| serde_json::to_value(s).ok())
+    }
+}
+
+/// Where each running service answers, for `cell show`.
+fn endpoints(state: &SupervisorState) -> BTreeMap<String, String> {
+    state
+        .services
+        .iter()
+        .filter_map(|(name, s)| Some((name.clone(), format!("http://{}", s.public.as_ref()?))))
+        .collect()
+}
