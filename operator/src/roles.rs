@@ -14,7 +14,20 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
-use crate::aws::MasterCredentials;
+/// The master credentials an instance is created with (from the foundation's secret).
+#[derive(Clone)]
+pub struct MasterCredentials {
+    pub username: String,
+    pub password: secrecy::SecretString,
+}
+
+impl std::fmt::Debug for MasterCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterCredentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Where the instance listens.
 #[derive(Clone, Debug, PartialEq, Eq)]

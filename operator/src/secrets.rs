@@ -6,7 +6,8 @@ use cell_model::contract::Service;
 use cell_model::{Cell, DatabaseEngine, SearchEngine};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use service_kit::secrets::{CellSecrets, random_token};
+use service_kit::cell_secrets::CellSecrets;
+use service_kit::secrets::random_token;
 
 use crate::render::{
     CELL_LABEL, JWT_SECRET, MEDIA_URL_KEY_SECRET, MEILISEARCH_SECRET, POSTGRES_SECRET,

@@ -63,8 +63,8 @@ impl Client {
     pub fn connect(home: &Home) -> CliResult<Self> {
         let base = match std::env::var("MRBILL_CONTROL_PLANE_URL") {
             Ok(url) => url,
-            Err(_) => crate::local::read_ready(&home.control_plane_ready())
-                .filter(|r| crate::local::pid_alive(r.pid))
+            Err(_) => read_ready(&home.control_plane_ready())
+                .filter(|r| cell_model::local::pid_alive(r.pid))
                 .map(|r| r.url)
                 .ok_or_else(|| {
                     Failure::new(
@@ -195,4 +195,15 @@ fn api_failure(status: u16, body: ErrorBody) -> Failure {
     } else {
         failure.hint(hint)
     }
+}
+
+/// `{"url", "pid"}` written by the control plane and the router once they listen.
+#[derive(Debug, serde::Deserialize)]
+pub struct Ready {
+    pub url: String,
+    pub pid: u32,
+}
+
+pub fn read_ready(path: &std::path::Path) -> Option<Ready> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }

@@ -11,20 +11,8 @@ use anyhow::Context;
 pub use cell_model::local::pid_alive;
 use cell_model::local::{CellDir, Home, live_pid, postmaster_pid};
 use rustix::process::{Pid, Signal};
-use serde::Deserialize;
 
-use crate::client::{CliResult, Failure, exit};
-
-/// `{"url", "pid"}` written by the control plane and the router once they listen.
-#[derive(Debug, Deserialize)]
-pub struct Ready {
-    pub url: String,
-    pub pid: u32,
-}
-
-pub fn read_ready(path: &Path) -> Option<Ready> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
+use crate::client::{CliResult, Failure, Ready, exit, read_ready};
 
 fn signal(pid: u32, sig: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {

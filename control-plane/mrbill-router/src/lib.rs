@@ -38,9 +38,9 @@ mod upstream;
 pub use ipnet::IpNet;
 use limit::ClientBuckets;
 pub use limit::Rate;
-pub use proxy::ProxyBody;
 use proxy::Targets;
 pub use server::serve;
+pub use upstream::ProxyBody;
 
 /// Router settings.
 #[derive(Clone, Debug)]

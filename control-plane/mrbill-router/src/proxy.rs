@@ -24,12 +24,8 @@ use service_kit::ApiError;
 use wire_types::{CELL_ID_HEADER, ErrorCode};
 
 use crate::limit::{Rate, TenantLimiter};
-use crate::server::Worker;
-use crate::upstream;
+use crate::upstream::{self, ProxyBody};
 use crate::{AppState, Config, tenant_not_found};
-
-/// What the proxy answers with: the cell's response as it streams in, or the router's own.
-pub type ProxyBody = Either<Incoming, Body>;
 
 /// One service of a cell, parsed once per table change.
 #[derive(Debug)]
@@ -73,6 +69,16 @@ impl Upstream {
             .build()
             .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "unroutable path"))
     }
+}
+
+/// What a worker's requests share; one reference count per request.
+pub(crate) struct Worker {
+    pub(crate) state: AppState,
+    pub(crate) client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        crate::upstream::UpstreamBody,
+    >,
+    pub(crate) api: axum::Router,
 }
 
 /// One tenant's route, ready for the proxy.

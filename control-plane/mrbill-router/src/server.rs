@@ -15,30 +15,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use service_kit::ApiError;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::Service as _;
 
-use crate::proxy::{self, ProxyBody};
+use crate::proxy::{self, Worker};
+use crate::upstream::ProxyBody;
 use crate::{AppState, api, http_client};
 
 /// How long open connections may take to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
-
-/// What a worker's requests share; one reference count per request.
-pub(crate) struct Worker {
-    pub(crate) state: AppState,
-    pub(crate) client: Client<HttpConnector, crate::upstream::UpstreamBody>,
-    api: Router,
-}
 
 /// Serves the router on `listener` until `shutdown` resolves, then lets open requests finish
 /// (at most 10 s). `/v1/resolve` and `/healthz` are the router's own API; everything else is

@@ -27,7 +27,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use service_kit::ApiError;
 use wire_types::ErrorCode;
 
-use crate::proxy::ProxyBody;
+/// What the proxy answers with: the cell's response as it streams in, or the router's own.
+pub type ProxyBody = Either<Incoming, axum::body::Body>;
 
 /// What the router sends a cell: the client's body as it streams in (its length is declared
 /// and within the limit), or one gathered in full (no body, or a chunked one).

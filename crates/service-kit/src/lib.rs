@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cell;
+pub mod cell_secrets;
 pub mod cli;
 pub mod config;
 pub mod cursor;

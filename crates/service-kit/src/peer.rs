@@ -7,9 +7,14 @@ use std::time::Duration;
 use cell_model::contract::{Secret, env};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::ApiError;
+use crate::auth::bearer_token;
 use crate::config::{optional, required, secret_file};
+use crate::jwt::Claims;
 use crate::jwt::TokenVerifier;
-use crate::revocation::Revocation;
+use crate::revocation::{Revocation, authenticate};
+use axum::extract::FromRequestParts;
+use http::request::Parts;
 
 /// Settings of a service that verifies tokens and calls poc-service.
 #[derive(Clone, Debug)]
@@ -81,5 +86,32 @@ impl Peer {
                 config.revocation_cache,
             ),
         })
+    }
+}
+
+/// What a service's state offers for [`Caller`].
+pub trait Authenticates {
+    fn peer(&self) -> &Peer;
+}
+
+impl<T: Authenticates> Authenticates for crate::state::Shared<T> {
+    fn peer(&self) -> &Peer {
+        self.0.peer()
+    }
+}
+
+/// The authenticated caller of a service that does not own accounts.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Claims);
+
+impl<S: Authenticates + Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers)?;
+        let peer = state.peer();
+        authenticate(token, &peer.verifier, &peer.revocation)
+            .await
+            .map(Caller)
     }
 }

@@ -10,14 +10,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
-use http::request::Parts;
 use secrecy::{ExposeSecret, SecretString};
 use wire_types::UserId;
 use wire_types::auth::TokenVersion;
 
 use crate::ApiError;
-use crate::auth::bearer_token;
 use crate::jwt::{Claims, TokenError, TokenVerifier};
 
 /// The longest a revoked or disabled user's token is still accepted anywhere.
@@ -140,17 +137,6 @@ impl Revocation {
     }
 }
 
-/// What a service's state offers for [`Caller`].
-pub trait Authenticates {
-    fn peer(&self) -> &crate::peer::Peer;
-}
-
-impl<T: Authenticates> Authenticates for crate::state::Shared<T> {
-    fn peer(&self) -> &crate::peer::Peer {
-        self.0.peer()
-    }
-}
-
 /// Verifies a bearer or query token: signature, cell, expiry, then revocation.
 pub async fn authenticate(
     token: &str,
@@ -168,20 +154,4 @@ pub async fn authenticate(
         }
     })?;
     Ok(claims)
-}
-
-/// The authenticated caller of a service that does not own accounts.
-#[derive(Clone, Debug)]
-pub struct Caller(pub Claims);
-
-impl<S: Authenticates + Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers)?;
-        let peer = state.peer();
-        authenticate(token, &peer.verifier, &peer.revocation)
-            .await
-            .map(Caller)
-    }
 }

@@ -31,13 +31,11 @@ use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, Text, Transact, Update};
 
-use crate::presence::{Mine, RemoteCursor, cursors};
+use crate::presence::{CODE_TEXT, Mine, RemoteCursor, cursors};
 
 use crate::client::MrBill;
 use crate::error::CoreError;
 
-/// The shared text of a dojo (as the server names it).
-pub(crate) const CODE_TEXT: &str = "code";
 /// Reconnect backoff: from this, doubling, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

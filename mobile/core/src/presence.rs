@@ -16,7 +16,8 @@ use yrs::sync::awareness::AwarenessUpdateEntry;
 use yrs::sync::{AwarenessUpdate, Message};
 use yrs::{Assoc, ClientID, Doc, IndexedSequence, StickyIndex, Transact};
 
-use crate::dojo::CODE_TEXT;
+/// The shared text of a dojo (as the server names it).
+pub(crate) const CODE_TEXT: &str = "code";
 
 /// Another participant's cursor, as an index into this client's copy of the code (UTF-16 code
 /// units, like every index of a session).

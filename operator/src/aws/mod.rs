@@ -12,8 +12,9 @@
 mod foundation;
 mod rds;
 
+pub use crate::roles::MasterCredentials;
 pub use foundation::{FOUNDATION_TEMPLATE, Foundation, StackState};
-pub use rds::{InstanceState, MasterCredentials, POSTGRES_VERSION, Rds};
+pub use rds::{InstanceState, POSTGRES_VERSION, Rds};
 
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use cell_model::Cell;

@@ -8,21 +8,7 @@ use cell_model::Cell;
 use crate::error::Error;
 
 use super::{Foundation, aws_error};
-
-/// The master credentials an instance is created with (from the foundation's secret).
-#[derive(Clone)]
-pub struct MasterCredentials {
-    pub username: String,
-    pub password: secrecy::SecretString,
-}
-
-impl std::fmt::Debug for MasterCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterCredentials")
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
-}
+use crate::roles::MasterCredentials;
 
 /// What a cell's RDS instance is.
 #[derive(Clone, Debug, PartialEq, Eq)]

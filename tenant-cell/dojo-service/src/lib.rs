@@ -4,6 +4,7 @@
 //! pump frames), `room` (one task per loaded dojo owning its yrs document: persist, then
 //! broadcast), `store` (SQL), `app` (wiring).
 
+mod access;
 pub mod app;
 mod budget;
 pub mod config;

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use service_kit::peer::Authenticates;
 use service_kit::peer::Peer;
-use service_kit::revocation::Authenticates;
 use sqlx::PgPool;
 
 use crate::config::Config;

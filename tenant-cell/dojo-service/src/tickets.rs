@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiPath};
 use service_kit::jwt::Claims;
-use service_kit::revocation::Caller;
+use service_kit::peer::Caller;
 use service_kit::secrets::{random_token, token_hash};
 use sqlx::PgPool;
 use sqlx::types::Json;
@@ -32,7 +32,7 @@ pub async fn create_ticket(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(StatusCode, ApiJson<LiveTicket>), ApiError> {
     // Only for a dojo the caller can see (an invite-only one: its participants and admins).
-    crate::routes::visible(&state, &caller, id).await?;
+    crate::access::visible(&state, &caller, id).await?;
     let ticket = random_token(32);
     let expires_at = OffsetDateTime::now_utc() + state.config.live.ticket_ttl;
     sqlx::query("DELETE FROM live_tickets WHERE expires_at < now()")

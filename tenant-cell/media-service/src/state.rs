@@ -1,7 +1,7 @@
 //! Shared request state.
 
+use service_kit::peer::Authenticates;
 use service_kit::peer::Peer;
-use service_kit::revocation::Authenticates;
 use sqlx::PgPool;
 
 use crate::artifacts::Artifacts;

@@ -112,5 +112,5 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_secrets(dir: &std::path::Path) -> anyhow::Result<()> {
-    service_kit::secrets::CellSecrets::write_missing(dir)
+    service_kit::cell_secrets::CellSecrets::write_missing(dir)
 }

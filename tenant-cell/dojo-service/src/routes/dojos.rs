@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
-use service_kit::revocation::Caller;
+use service_kit::peer::Caller;
 use time::OffsetDateTime;
 use uuid::Uuid;
 use wire_types::dojos::{
@@ -17,7 +17,7 @@ use crate::room::initial_state;
 use crate::state::AppState;
 use crate::store::{self, DojoRow, Listing};
 
-use super::{hosted, is_admin, visible};
+use crate::access::{hosted, is_admin, visible};
 use crate::domain::validate;
 
 pub(crate) fn join_code() -> Result<String, ApiError> {

@@ -4,7 +4,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
-use service_kit::revocation::Caller;
+use service_kit::peer::Caller;
 use uuid::Uuid;
 use wire_types::dojos::{ChatPage, SnapshotPage};
 use wire_types::{ErrorBody, ErrorCode};
@@ -12,7 +12,7 @@ use wire_types::{ErrorBody, ErrorCode};
 use crate::state::AppState;
 use crate::store::{self};
 
-use super::visible;
+use crate::access::visible;
 
 /// Chat history parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

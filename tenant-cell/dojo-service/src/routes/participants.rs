@@ -4,14 +4,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use service_kit::ApiError;
 use service_kit::extract::ApiPath;
-use service_kit::revocation::Caller;
+use service_kit::peer::Caller;
 use uuid::Uuid;
 use wire_types::ErrorBody;
 
 use crate::state::AppState;
 use crate::store::{self};
 
-use super::hosted;
+use crate::access::hosted;
 
 /// Remove a participant (host or admin): their sockets are closed (4003) and the code no
 /// longer lets them in.

@@ -4,7 +4,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiQuery};
-use service_kit::revocation::Caller;
+use service_kit::peer::Caller;
 use wire_types::ErrorBody;
 use wire_types::media::Dashboard;
 use wire_types::pocs::tag_query;

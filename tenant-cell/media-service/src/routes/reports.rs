@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
-use service_kit::revocation::Caller;
+use service_kit::peer::Caller;
 use uuid::Uuid;
 use wire_types::media::{CreateReport, Report, ReportPage};
 use wire_types::pocs::tag_array;

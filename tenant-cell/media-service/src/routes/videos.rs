@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use service_kit::ApiError;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
-use service_kit::revocation::Caller;
+use service_kit::peer::Caller;
 use time::OffsetDateTime;
 use uuid::Uuid;
 use wire_types::media::{CreateVideo, Video, VideoPage};

@@ -5,6 +5,7 @@
 
 mod password;
 pub mod poc;
+pub mod search;
 
 pub use password::{Password, PasswordPolicy};
 pub use poc::ValidPoc;

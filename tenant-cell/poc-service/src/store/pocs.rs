@@ -8,7 +8,7 @@ use wire_types::pocs::{Poc, Visibility};
 use wire_types::{PocId, UserId};
 
 use crate::domain::ValidPoc;
-use crate::search::{PocDoc, Viewer};
+use crate::domain::search::{PocDoc, Viewer};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct PocRow {

@@ -24,7 +24,8 @@ use cell_model::local::{CellDir, Home};
 use cell_model::route_feed::ServiceUrls;
 use rustix::process::Signal;
 use secrecy::{ExposeSecret, SecretString};
-use service_kit::secrets::{CellSecrets, write_secret};
+use service_kit::cell_secrets::CellSecrets;
+use service_kit::secrets::write_secret;
 
 use self::files::{
     CellConfig, Desired, ServiceConfig, ServicePhase, SupervisorState, pid_alive, read_json,
