@@ -25,7 +25,10 @@ pub fn normalise_tag(field: &str, raw: &str) -> Result<String, FieldError> {
             "tags may contain letters, digits and - + # .",
         ));
     }
-    let words: Vec<String> = raw.split_whitespace().map(str::to_lowercase).collect();
+    let words: Vec<String> = raw
+        .split_whitespace()
+        .map(crate::rules::lowercase)
+        .collect();
     let value = words.join("-");
     if value.is_empty() {
         return Err(FieldError::new(field, "required", "tags must not be empty"));
@@ -362,6 +365,16 @@ mod tag_tests {
             &mut errors,
         );
         assert_eq!(errors[0].field, "tags[1]");
+    }
+
+    #[test]
+    fn a_tag_the_pattern_accepts_is_accepted_after_lower_casing() {
+        // `İ` lower-cases to two characters in Unicode; the tag stays 32 characters of letters.
+        let raw = "İ".repeat(MAX_TAG_CHARS);
+        assert_eq!(
+            normalise_tag("tags[0]", &raw),
+            Ok("i".repeat(MAX_TAG_CHARS))
+        );
     }
 
     #[test]

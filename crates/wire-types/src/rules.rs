@@ -51,6 +51,14 @@ pub const CONFIRMATION_CODE: &str = r"^[0-9]{6}$";
 /// Longest tag, in characters, as sent and as stored.
 pub const MAX_TAG_CHARS: usize = 32;
 
+/// Lower case, one character for one, so a value the patterns above accept still passes them
+/// (and its length limit) once lower-cased: `İ` (U+0130, the one letter whose lower case is two
+/// characters, `i` + a combining dot) becomes `i`.
+pub fn lowercase(s: &str) -> String {
+    s.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
+}
 /// Longest framework name, in characters.
 pub const MAX_FRAMEWORK_CHARS: usize = 40;
 
@@ -158,5 +166,20 @@ mod tests {
             seen += 1;
         }
         seen
+    }
+}
+
+#[cfg(test)]
+mod lower_case_tests {
+    #[test]
+    fn lower_case_keeps_one_character_for_one() {
+        assert_eq!(super::lowercase("İSTANBUL Çay"), "istanbul çay");
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let one = super::lowercase(&c.to_string());
+            assert_eq!(one.chars().count(), 1, "{c:?}");
+            if c.is_alphanumeric() {
+                assert!(one.chars().all(char::is_alphanumeric), "{c:?} → {one:?}");
+            }
+        }
     }
 }

@@ -112,7 +112,7 @@ fn text(
 
 /// Lower-case language name: letters, digits and `+ # . -` (e.g. `c++`, `c#`, `objective-c`).
 pub fn normalise_language(field: &str, raw: &str) -> Result<String, FieldError> {
-    let value = text(field, raw, 1, MAX_LANGUAGE_CHARS, false)?.to_lowercase();
+    let value = wire_types::rules::lowercase(&text(field, raw, 1, MAX_LANGUAGE_CHARS, false)?);
     if !value
         .chars()
         .all(|c| c.is_alphanumeric() || "+#.- ".contains(c))
@@ -280,6 +280,16 @@ mod tests {
         let errors = ValidPoc::parse(&bad).expect_err("invalid");
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["name", "repository_url", "tags", "frameworks[0]"]);
+    }
+
+    /// Found by schemathesis: `İ` lower-cases to `i` + a combining dot, which the character
+    /// check refused although the document's pattern accepts `İ`.
+    #[test]
+    fn a_language_the_pattern_accepts_is_accepted_after_lower_casing() {
+        assert_eq!(
+            normalise_language("language", "   İzmir"),
+            Ok("izmir".to_owned())
+        );
     }
 
     #[test]
