@@ -172,7 +172,15 @@ fn api_failure(status: u16, body: ErrorBody) -> Failure {
         ),
         "capacity_exhausted" => (
             exit::CONFLICT,
-            "pick a smaller tier or another placement; `mrbill tiers` shows capacity",
+            "pick a smaller tier or another placement; `mrbill placement list` shows capacity",
+        ),
+        "placement_cordoned" => (
+            exit::CONFLICT,
+            "pick another placement, or `mrbill placement uncordon <name>`",
+        ),
+        "placement_in_use" => (
+            exit::CONFLICT,
+            "a placement with cells cannot be removed; cordon it instead",
         ),
         "conflict" => (
             exit::CONFLICT,

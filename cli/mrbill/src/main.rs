@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use cell_model::local::Home;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use wire_types::admin::{Cell, CellList, Tenant, TenantList, TenantState, TierList};
+use wire_types::admin::{
+    Cell, CellList, Placement, PlacementList, Tenant, TenantList, TenantState, TierList,
+};
 
 use crate::client::{CliResult, Client, Failure, exit};
 use crate::output::Output;
 
-const EXIT_CODES: &str = "Exit codes: 0 ok · 1 error · 2 usage · 3 not found · 4 conflict (slug, email domain, capacity, state) · 5 invalid input · 6 control plane not reachable · 7 timed out";
+const EXIT_CODES: &str = "Exit codes: 0 ok · 1 error · 2 usage · 3 not found · 4 conflict (slug, email domain, capacity, cordoned or busy placement, state) · 5 invalid input · 6 control plane not reachable · 7 timed out";
 
 #[derive(Parser)]
 #[command(name = "mrbill", version, about = "Mr. Bill's cell platform: tenants, cells, and the local platform", after_help = EXIT_CODES)]
@@ -62,6 +64,9 @@ enum Command {
     Cell(CellCmd),
     /// Tiers (templates with defaults and bounds) and placement capacity.
     Tiers,
+    /// Where cells run: list, add, remove, cordon (admit nothing new) and uncordon placements.
+    #[command(subcommand)]
+    Placement(PlacementCmd),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -85,8 +90,11 @@ enum TenantCmd {
         #[arg(long, default_value = "small")]
         tier: String,
         /// Where the cell runs (default: the control plane's first placement).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "region")]
         placement: Option<String>,
+        /// The region the tenant's data must stay in: the roomiest open placement there.
+        #[arg(long)]
+        region: Option<String>,
         /// Return once admitted, without waiting for the cell.
         #[arg(long)]
         no_wait: bool,
@@ -119,6 +127,29 @@ enum TenantCmd {
         #[arg(long)]
         no_wait: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PlacementCmd {
+    /// Every placement: region, cells, units used of its capacity, cordon.
+    List,
+    /// Add a placement.
+    Add {
+        /// DNS label (3–40 of a-z, 0-9, '-').
+        name: String,
+        /// Region label, e.g. sa-east-1 (data residency is per region).
+        #[arg(long)]
+        region: String,
+        /// Capacity in units (small = 1, standard = 2, large = 4).
+        #[arg(long)]
+        capacity: u32,
+    },
+    /// Remove a placement that holds no cell.
+    Remove { name: String },
+    /// Admit no new cells there (its cells keep running).
+    Cordon { name: String },
+    /// Admit new cells there again.
+    Uncordon { name: String },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +197,7 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
             clap_complete::generate(shell, &mut Cli::command(), "mrbill", &mut std::io::stdout());
         }
         Command::Tenant(cmd) => tenant(cmd, home, out)?,
+        Command::Placement(cmd) => placement(cmd, home, out)?,
         Command::Cell(CellCmd::List) => {
             out.cells(&Client::connect(home)?.get::<CellList>("/v1/cells")?.cells);
         }
@@ -179,6 +211,34 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
     Ok(())
 }
 
+fn placement(cmd: PlacementCmd, home: &Home, out: &Output) -> CliResult<()> {
+    let client = Client::connect(home)?;
+    let one = |p: &Placement| out.placement(p);
+    match cmd {
+        PlacementCmd::List => out.placements(&client.get::<PlacementList>("/v1/placements")?),
+        PlacementCmd::Add {
+            name,
+            region,
+            capacity,
+        } => one(&client.post(
+            "/v1/placements",
+            &serde_json::json!({ "name": name, "region": region, "capacity": capacity }),
+        )?),
+        PlacementCmd::Remove { name } => {
+            one(&client.delete(&format!("/v1/placements/{}", path_segment(&name)?))?)
+        }
+        PlacementCmd::Cordon { name } => one(&client.post(
+            &format!("/v1/placements/{}/cordon", path_segment(&name)?),
+            &serde_json::json!({}),
+        )?),
+        PlacementCmd::Uncordon { name } => one(&client.post(
+            &format!("/v1/placements/{}/uncordon", path_segment(&name)?),
+            &serde_json::json!({}),
+        )?),
+    }
+    Ok(())
+}
+
 fn tenant(cmd: TenantCmd, home: &Home, out: &Output) -> CliResult<()> {
     match cmd {
         TenantCmd::Create {
@@ -188,13 +248,14 @@ fn tenant(cmd: TenantCmd, home: &Home, out: &Output) -> CliResult<()> {
             email_domains,
             tier,
             placement,
+            region,
             no_wait,
         } => {
             let client = Client::connect(home)?;
             let started = Instant::now();
             let body = serde_json::json!({
                 "slug": slug, "display_name": name, "admin_email": admin_email,
-                "email_domains": email_domains, "tier": tier, "placement": placement,
+                "email_domains": email_domains, "tier": tier, "placement": placement, "region": region,
             });
             let tenant: Tenant = client.post("/v1/tenants", &body)?;
             let tenant = if no_wait {

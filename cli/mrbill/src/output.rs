@@ -5,7 +5,7 @@ use cell_model::contract::Service;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use wire_types::admin::{Cell, Tenant, TierList};
+use wire_types::admin::{Cell, Placement, PlacementList, Tenant, TierList};
 
 use crate::local::{Platform, Processes, Stopped};
 
@@ -113,15 +113,21 @@ impl Output {
         }
         table(&rows);
         println!();
-        let mut rows = vec![vec!["PLACEMENT".into(), "USED".into(), "CAPACITY".into()]];
-        for p in &t.placements {
-            rows.push(vec![
-                p.name.clone(),
-                p.used.to_string(),
-                p.capacity.to_string(),
-            ]);
+        placement_table(&t.placements);
+    }
+
+    pub fn placements(&self, list: &PlacementList) {
+        if self.json {
+            return self.json(list);
         }
-        table(&rows);
+        placement_table(&list.placements);
+    }
+
+    pub fn placement(&self, p: &Placement) {
+        if self.json {
+            return self.json(p);
+        }
+        placement_table(std::slice::from_ref(p));
     }
 
     pub fn tenants(&self, tenants: &[Tenant]) {
@@ -357,6 +363,25 @@ impl Output {
 }
 
 /// Prints rows with aligned columns.
+fn placement_table(placements: &[Placement]) {
+    let mut rows = vec![
+        ["PLACEMENT", "REGION", "CELLS", "USED", "CAPACITY", "STATE"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for p in placements {
+        rows.push(vec![
+            p.name.clone(),
+            p.region.clone(),
+            p.cells.to_string(),
+            p.used.to_string(),
+            p.capacity.to_string(),
+            if p.cordoned { "cordoned" } else { "open" }.into(),
+        ]);
+    }
+    table(&rows);
+}
+
 fn table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)

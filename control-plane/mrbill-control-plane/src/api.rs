@@ -20,12 +20,13 @@ use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::secrets::constant_time_eq;
 use sqlx::PgConnection;
 use wire_types::admin::{
-    Cell, CellList, CreateTenant, Operation, Step, Tenant, TenantList, TenantState, TierList,
+    Cell, CellList, CreatePlacement, CreateTenant, Operation, Placement, PlacementList, Step,
+    Tenant, TenantList, TenantState, TierList,
 };
 use wire_types::{ErrorCode, FieldError};
 
 use crate::Ctx;
-use crate::catalog::{self, AdmitError, CellRow, Op, TenantRow};
+use crate::catalog::{self, AdmitError, CellRow, Op, PlacementError, TenantRow};
 use crate::domain::NewTenant;
 use crate::tenants::{self, ChangeError};
 
@@ -38,6 +39,13 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/cells", get(list_cells))
         .route("/v1/cells/{cell_id}", get(show_cell))
         .route("/v1/tiers", get(tiers))
+        .route("/v1/placements", get(list_placements).post(add_placement))
+        .route(
+            "/v1/placements/{name}",
+            get(show_placement).delete(remove_placement),
+        )
+        .route("/v1/placements/{name}/cordon", post(cordon))
+        .route("/v1/placements/{name}/uncordon", post(uncordon))
         .route("/v1/routes", get(routes))
         .route_layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -94,6 +102,16 @@ fn admit_error(e: AdmitError) -> ApiError {
             "unknown_placement",
             "no such placement",
         )]),
+        AdmitError::UnknownRegion => ApiError::validation(vec![FieldError::new(
+            "region",
+            "unknown_region",
+            "no uncordoned placement in this region",
+        )]),
+        AdmitError::Cordoned(placement) => ApiError::new(
+            ErrorCode::PlacementCordoned,
+            format!("placement {placement} is cordoned: it admits no new cells"),
+        )
+        .with_details(serde_json::json!({ "placement": placement })),
         AdmitError::Db(e) => e.into(),
     }
 }
@@ -190,6 +208,93 @@ async fn tiers(State(ctx): State<Arc<Ctx>>) -> Result<ApiJson<TierList>, ApiErro
         tiers,
         placements: catalog::placements(&ctx.pool).await?,
     }))
+}
+
+async fn list_placements(State(ctx): State<Arc<Ctx>>) -> Result<ApiJson<PlacementList>, ApiError> {
+    Ok(ApiJson(PlacementList {
+        placements: catalog::placements(&ctx.pool).await?,
+    }))
+}
+
+async fn show_placement(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<ApiJson<Placement>, ApiError> {
+    placement_view(&ctx, &name).await.map(ApiJson)
+}
+
+async fn placement_view(ctx: &Ctx, name: &str) -> Result<Placement, ApiError> {
+    let mut conn = ctx.pool.acquire().await?;
+    catalog::placement(&mut conn, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("placement"))
+}
+
+async fn add_placement(
+    State(ctx): State<Arc<Ctx>>,
+    ApiJson(req): ApiJson<CreatePlacement>,
+) -> Result<Response, ApiError> {
+    let req = crate::domain::parse_placement(req).map_err(ApiError::validation)?;
+    catalog::add_placement(&ctx.pool, &req.name, &req.region, req.capacity)
+        .await
+        .map_err(placement_error)?;
+    tracing::info!(placement = %req.name, region = %req.region, capacity = req.capacity, "placement added");
+    let view = placement_view(&ctx, &req.name).await?;
+    Ok((StatusCode::CREATED, ApiJson(view)).into_response())
+}
+
+/// Answers the placement as it was before it went.
+async fn remove_placement(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<ApiJson<Placement>, ApiError> {
+    let view = placement_view(&ctx, &name).await?;
+    catalog::remove_placement(&ctx.pool, &name)
+        .await
+        .map_err(placement_error)?;
+    tracing::info!(placement = %name, "placement removed");
+    Ok(ApiJson(view))
+}
+
+async fn cordon(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<ApiJson<Placement>, ApiError> {
+    set_cordoned(&ctx, &name, true).await
+}
+
+async fn uncordon(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<ApiJson<Placement>, ApiError> {
+    set_cordoned(&ctx, &name, false).await
+}
+
+async fn set_cordoned(
+    ctx: &Ctx,
+    name: &str,
+    cordoned: bool,
+) -> Result<ApiJson<Placement>, ApiError> {
+    catalog::set_cordoned(&ctx.pool, name, cordoned)
+        .await
+        .map_err(placement_error)?;
+    tracing::info!(placement = %name, cordoned, "placement cordon changed");
+    placement_view(ctx, name).await.map(ApiJson)
+}
+
+fn placement_error(e: PlacementError) -> ApiError {
+    match e {
+        PlacementError::NotFound(_) => ApiError::not_found("placement"),
+        PlacementError::Exists(name) => {
+            ApiError::new(ErrorCode::Conflict, format!("a placement `{name}` exists"))
+        }
+        PlacementError::InUse { name, cells } => ApiError::new(
+            ErrorCode::PlacementInUse,
+            format!("placement `{name}` still has {cells} cells; migrate them first"),
+        )
+        .with_details(serde_json::json!({ "placement": name, "cells": cells })),
+        PlacementError::Db(e) => e.into(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

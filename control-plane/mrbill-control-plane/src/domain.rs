@@ -51,7 +51,10 @@ pub struct NewTenant {
     pub admin_email: String,
     pub email_domains: Vec<String>,
     pub tier: Tier,
+    /// Where the cell goes: the named placement, or (with `region`) one chosen at admission.
     pub placement: String,
+    /// The region asked for instead of a placement.
+    pub region: Option<String>,
 }
 
 impl NewTenant {
@@ -121,9 +124,27 @@ impl NewTenant {
                 "one of small, standard, large",
             ));
         }
-        let placement = req
-            .placement
-            .unwrap_or_else(|| default_placement.to_owned());
+        if req.placement.is_some() && req.region.is_some() {
+            errors.push(FieldError::new(
+                "region",
+                "conflicting",
+                "name a placement or a region, not both",
+            ));
+        }
+        if let Some(region) = &req.region
+            && !is_valid_region(region)
+        {
+            errors.push(FieldError::new(
+                "region",
+                "invalid_format",
+                "a region label: 1–32 of a-z, 0-9 and '-', like sa-east-1",
+            ));
+        }
+        let placement = match (&req.placement, &req.region) {
+            (Some(placement), _) => placement.clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => default_placement.to_owned(),
+        };
         match (errors.is_empty(), tier) {
             (true, Some(tier)) => Ok(Self {
                 slug: req.slug,
@@ -132,6 +153,7 @@ impl NewTenant {
                 email_domains,
                 tier,
                 placement,
+                region: req.region,
             }),
             _ => Err(errors),
         }
@@ -179,6 +201,44 @@ fn is_valid_email(s: &str) -> bool {
     }
 }
 
+/// A region label: 1–32 of a-z, 0-9 and '-', not starting or ending with '-'.
+pub fn is_valid_region(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A validated `POST /v1/placements`.
+pub fn parse_placement(
+    req: wire_types::admin::CreatePlacement,
+) -> Result<wire_types::admin::CreatePlacement, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if !is_valid_slug(&req.name) {
+        errors.push(FieldError::new(
+            "name",
+            "invalid_format",
+            "a DNS label: 3–40 of a-z, 0-9 and '-'",
+        ));
+    }
+    if !is_valid_region(&req.region) {
+        errors.push(FieldError::new(
+            "region",
+            "invalid_format",
+            "a region label: 1–32 of a-z, 0-9 and '-', like sa-east-1",
+        ));
+    }
+    if req.capacity > 10_000 {
+        errors.push(FieldError::new("capacity", "out_of_range", "0–10000 units"));
+    }
+    if errors.is_empty() {
+        Ok(req)
+    } else {
+        Err(errors)
+    }
+}
+
 /// A hostname with at least two labels, each a DNS label.
 fn is_valid_domain(s: &str) -> bool {
     let labels: Vec<&str> = s.split('.').collect();
@@ -209,7 +269,29 @@ mod tests {
             email_domains: domains.iter().map(|d| d.to_string()).collect(),
             tier: None,
             placement: None,
+            region: None,
         }
+    }
+
+    #[test]
+    fn a_region_or_a_placement_not_both() {
+        let mut r = req("acme", &[]);
+        r.region = Some("sa-east-1".into());
+        let t = NewTenant::parse(r.clone(), "local").expect("valid");
+        assert_eq!(
+            (t.region.as_deref(), t.placement.as_str()),
+            (Some("sa-east-1"), "")
+        );
+        r.placement = Some("local".into());
+        let errors = NewTenant::parse(r.clone(), "local").expect_err("both");
+        assert_eq!(errors[0].code, "conflicting");
+        r.placement = None;
+        r.region = Some("Sa East".into());
+        let errors = NewTenant::parse(r, "local").expect_err("bad region");
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].code.as_str()),
+            ("region", "invalid_format")
+        );
     }
 
     #[test]

@@ -15,10 +15,19 @@ use crate::domain::NewTenant;
 /// How long the first admin's invite stays valid.
 const ADMIN_INVITE_DAYS: i64 = 7;
 
-/// Admits a validated tenant: its catalog rows, its cell's spec (carrying the first admin's
+/// Admits a validated tenant (to its placement, or to the roomiest uncordoned placement of its
+/// region): its catalog rows, its cell's spec (carrying the first admin's
 /// invite as a hash; the token stays in the catalog for `tenant show`), and a route that
 /// answers 503 + Retry-After until the cell serves. Returns the new cell's id.
 pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> {
+    let mut tenant = tenant.clone();
+    let writer = ctx.hub.writer().await;
+    let mut tx = ctx.pool.begin().await?;
+    if let Some(region) = &tenant.region {
+        let units = tenant.tier.units() as i32;
+        tenant.placement = catalog::placement_in_region(&mut tx, region, units).await?;
+    }
+    let tenant = &tenant;
     let cell_id = format!(
         "c-{}-{}",
         tenant.slug,
@@ -31,8 +40,6 @@ pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> 
     );
     let (invite, bootstrap) = admin_invite(&tenant.admin_email);
     spec.bootstrap = Some(bootstrap);
-    let writer = ctx.hub.writer().await;
-    let mut tx = ctx.pool.begin().await?;
     catalog::admit(&mut tx, tenant, &spec).await?;
     let event = writer
         .put(

@@ -25,6 +25,10 @@ pub struct CreateTenant {
     /// Where the cell runs; the control plane's default placement when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
+    /// The region the tenant's data must stay in: the cell goes to an uncordoned placement of
+    /// that region with room for it (the one with the most free units). Not with `placement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// Lifecycle of a tenant as Mr. Bill sees it.
@@ -133,12 +137,46 @@ pub struct TierList {
     pub placements: Vec<Placement>,
 }
 
-/// A placement's capacity, in units (small = 1, standard = 2, large = 4).
+/// A placement: where cells run, in which region, and its capacity in units (small = 1,
+/// standard = 2, large = 4). A cordoned placement keeps its cells and admits no new ones.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     pub name: String,
+    #[serde(default)]
+    pub region: String,
     pub capacity: u32,
     pub used: u32,
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Cells placed there.
+    #[serde(default)]
+    pub cells: u32,
 }
 
-crate::wire!(Tenant, TenantList, Cell, CellList, TierList);
+/// `GET /v1/placements`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementList {
+    pub placements: Vec<Placement>,
+}
+
+/// `POST /v1/placements`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePlacement {
+    /// A DNS label (3–40 of a-z, 0-9, '-').
+    pub name: String,
+    /// A region label such as `sa-east-1` (1–32 of a-z, 0-9, '-').
+    pub region: String,
+    /// Capacity in units, 0–10000.
+    pub capacity: u32,
+}
+
+crate::wire!(
+    Tenant,
+    TenantList,
+    Cell,
+    CellList,
+    TierList,
+    Placement,
+    PlacementList
+);

@@ -61,6 +61,10 @@ pub enum ErrorCode {
     EmailDomainTaken,
     /// The placement has no room for a cell of this tier (409); `details` has used/capacity.
     CapacityExhausted,
+    /// The placement is cordoned: it admits no new cells (409).
+    PlacementCordoned,
+    /// The placement still has cells (409); `details.cells` says how many.
+    PlacementInUse,
     /// The request was meant for another cell (421).
     WrongCell,
     /// Too many requests; retry after the `Retry-After` header (429).
@@ -102,6 +106,8 @@ impl ErrorCode {
             ErrorCode::SlugTaken => "slug_taken",
             ErrorCode::EmailDomainTaken => "email_domain_taken",
             ErrorCode::CapacityExhausted => "capacity_exhausted",
+            ErrorCode::PlacementCordoned => "placement_cordoned",
+            ErrorCode::PlacementInUse => "placement_in_use",
             ErrorCode::WrongCell => "wrong_cell",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
@@ -133,7 +139,9 @@ impl ErrorCode {
             | ErrorCode::LastAdmin
             | ErrorCode::SlugTaken
             | ErrorCode::EmailDomainTaken
-            | ErrorCode::CapacityExhausted => 409,
+            | ErrorCode::CapacityExhausted
+            | ErrorCode::PlacementCordoned
+            | ErrorCode::PlacementInUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::WrongCell => 421,
@@ -196,6 +204,8 @@ mod tests {
             ErrorCode::WrongCell,
             ErrorCode::ValidationFailed,
             ErrorCode::RefreshTokenReused,
+            ErrorCode::PlacementCordoned,
+            ErrorCode::PlacementInUse,
         ] {
             let json = serde_json::to_value(code).expect("serializes");
             assert_eq!(json, code.as_str());

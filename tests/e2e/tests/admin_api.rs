@@ -21,6 +21,16 @@ fn operations() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("GET", "/v1/cells", None),
         ("GET", "/v1/cells/acme", None),
         ("GET", "/v1/tiers", None),
+        ("GET", "/v1/placements", None),
+        (
+            "POST",
+            "/v1/placements",
+            Some(json!({ "name": "rogue", "region": "x", "capacity": 1 })),
+        ),
+        ("GET", "/v1/placements/local", None),
+        ("DELETE", "/v1/placements/local", None),
+        ("POST", "/v1/placements/local/cordon", Some(json!({}))),
+        ("POST", "/v1/placements/local/uncordon", Some(json!({}))),
         ("GET", "/v1/routes", None),
     ]
 }
@@ -94,4 +104,9 @@ async fn the_admin_api_answers_only_the_operator() {
         .as_str()
         .expect("the tenant's own answer carries the invite");
     assert_eq!(platform.tenant("acme")["cell"]["status"]["phase"], "Ready");
+    // No placement was added, removed or cordoned by the refused calls.
+    let placements = admin.get("/v1/placements").await;
+    let placements = &placements.assert_status(200)["placements"];
+    assert_eq!(placements.as_array().map(Vec::len), Some(1), "{placements}");
+    assert_eq!(placements[0]["cordoned"], false);
 }

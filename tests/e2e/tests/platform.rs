@@ -525,6 +525,63 @@ async fn concurrent_onboardings_never_overcommit_a_placement() {
     assert_eq!(tiers["placements"][0]["used"], 3);
 }
 
+/// Placements from the CLI: added with a region, cordoned (admission refused, exit 4), chosen
+/// by region, and removed only when empty.
+#[tokio::test]
+async fn placements_are_managed_from_the_cli() {
+    let platform = Platform::up();
+    let edge = platform
+        .mrbill(&[
+            "placement",
+            "add",
+            "edge",
+            "--region",
+            "sa-east-1",
+            "--capacity",
+            "2",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(
+        (edge["region"].as_str(), edge["cordoned"].as_bool()),
+        (Some("sa-east-1"), Some(false))
+    );
+    let cordoned = platform.mrbill(&["placement", "cordon", "edge"]);
+    assert_eq!(cordoned.code, 0, "{}", cordoned.stdout);
+    assert!(cordoned.stdout.contains("cordoned"), "{}", cordoned.stdout);
+    let create = |slug: &str, extra: &[&str]| {
+        let mut args = vec![
+            "tenant",
+            "create",
+            slug,
+            "--name",
+            "Edge",
+            "--admin-email",
+            "admin@edge.example",
+            "--no-wait",
+        ];
+        args.extend_from_slice(extra);
+        platform.mrbill(&args)
+    };
+    create("cordoned", &["--placement", "edge"]).assert_failure(4, "placement_cordoned");
+    create("nowhere", &["--region", "eu-west-1"]).assert_failure(5, "validation_failed");
+    assert_eq!(platform.mrbill(&["placement", "uncordon", "edge"]).code, 0);
+    let admitted = create("by-region", &["--region", "sa-east-1", "-o", "json"]).json();
+    assert_eq!(admitted["cell"]["placement"], "edge");
+    let list = platform.mrbill(&["placement", "list", "-o", "json"]).json();
+    let names: Vec<&str> = list["placements"]
+        .as_array()
+        .expect("placements")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["edge", "local"]);
+    platform
+        .mrbill(&["placement", "remove", "edge"])
+        .assert_failure(4, "placement_in_use");
+}
+
 /// The same crash injection over every deletion step: the restarted control plane finishes the
 /// deletion — one complete backup, no processes, no directory, no catalog entry.
 #[tokio::test]

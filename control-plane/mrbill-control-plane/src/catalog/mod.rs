@@ -10,9 +10,12 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
-use wire_types::admin::{Placement, TenantState};
+use wire_types::admin::TenantState;
 
 use crate::domain::NewTenant;
+
+mod placements;
+pub use placements::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -113,6 +116,10 @@ pub enum AdmitError {
     },
     #[error("unknown placement")]
     UnknownPlacement,
+    #[error("placement {0} is cordoned")]
+    Cordoned(String),
+    #[error("no uncordoned placement in this region")]
+    UnknownRegion,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -132,24 +139,6 @@ pub async fn ensure_placements(pool: &PgPool, placements: &[(String, u32)]) -> s
     Ok(())
 }
 
-pub async fn placements(pool: &PgPool) -> sqlx::Result<Vec<Placement>> {
-    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
-        "SELECT p.name, p.capacity, COALESCE(SUM(c.units), 0)::bigint
-         FROM placements p LEFT JOIN cells c ON c.placement = p.name
-         GROUP BY p.name, p.capacity ORDER BY p.name",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, capacity, used)| Placement {
-            name,
-            capacity: capacity.max(0) as u32,
-            used: used.max(0) as u32,
-        })
-        .collect())
-}
-
 /// Admits a new tenant and its cell (to be provisioned) inside `tx`.
 pub async fn admit(
     tx: &mut PgConnection,
@@ -158,12 +147,15 @@ pub async fn admit(
 ) -> Result<(), AdmitError> {
     let units = tenant.tier.units() as i32;
     // The placement row lock serializes admissions to one placement.
-    let capacity: Option<i32> =
-        sqlx::query_scalar("SELECT capacity FROM placements WHERE name = $1 FOR UPDATE")
+    let row: Option<(i32, bool)> =
+        sqlx::query_as("SELECT capacity, cordoned FROM placements WHERE name = $1 FOR UPDATE")
             .bind(&tenant.placement)
             .fetch_optional(&mut *tx)
             .await?;
-    let capacity = capacity.ok_or(AdmitError::UnknownPlacement)?;
+    let (capacity, cordoned) = row.ok_or(AdmitError::UnknownPlacement)?;
+    if cordoned {
+        return Err(AdmitError::Cordoned(tenant.placement.clone()));
+    }
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE slug = $1)")
         .bind(&tenant.slug)
         .fetch_one(&mut *tx)
