@@ -21,6 +21,8 @@ const ADMIN_INVITE_DAYS: i64 = 7;
 /// answers 503 + Retry-After until the cell serves. Returns the new cell's id.
 pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> {
     let mut tenant = tenant.clone();
+    // Held from the region's choice of placement to the commit: admissions are serialized, so
+    // two at once never both pick the one placement that has room for one.
     let writer = ctx.hub.writer().await;
     let mut tx = ctx.pool.begin().await?;
     if let Some(region) = &tenant.region {

@@ -166,3 +166,48 @@ async fn a_region_admits_to_its_roomiest_open_placement() {
     }
     plane.halt().await;
 }
+
+/// Region admissions at once never pick the same full placement: admissions are serialized
+/// (the route writer's lock is held from the choice to the commit), so four tenants fill four
+/// one-unit placements of the region, one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_region_admissions_fill_the_region_one_placement_each() {
+    let mut plane = Plane::start().await;
+    for name in ["sa-a", "sa-b", "sa-c", "sa-d"] {
+        assert_eq!(add(&plane, name, "sa-east-1", 1).await.0, 201);
+    }
+    let slugs = ["ana", "bia", "cris", "duda"];
+    let answers = futures_util::future::join_all(slugs.iter().map(|slug| {
+        plane.call(
+            Method::POST,
+            "/v1/tenants",
+            Some(tenant(slug, json!({ "region": "sa-east-1" }))),
+        )
+    }))
+    .await;
+    for (slug, (status, body)) in slugs.iter().zip(&answers) {
+        assert_eq!(*status, 202, "{slug}: {body}");
+    }
+    let mut placed = Vec::new();
+    for slug in slugs {
+        placed.push(
+            plane.tenant(slug).await.1["cell"]["placement"]
+                .as_str()
+                .map(str::to_owned),
+        );
+    }
+    placed.sort();
+    assert_eq!(
+        placed,
+        ["sa-a", "sa-b", "sa-c", "sa-d"].map(|p| Some(p.to_owned()))
+    );
+    let (status, full) = plane
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(tenant("eva", json!({ "region": "sa-east-1" }))),
+        )
+        .await;
+    assert_eq!((status, code(&full)), (409, "capacity_exhausted"));
+    plane.halt().await;
+}
