@@ -26,10 +26,10 @@ pub fn command(name: &'static str, about: &'static str) -> Command {
         .about(about)
         .version(env!("CARGO_PKG_VERSION"))
         .get_matches();
-    Cli::from_arg_matches(&matches)
-        .map_err(|e| e.exit())
-        .map(|cli| cli.command.unwrap_or(Command::Serve))
-        .unwrap_or(Command::Serve)
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli.command.unwrap_or(Command::Serve),
+        Err(e) => e.exit(),
+    }
 }
 
 /// Runs the service binary `name`: logging set up from `MRBILL_LOG_FORMAT`, then `serve`

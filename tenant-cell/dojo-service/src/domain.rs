@@ -41,7 +41,7 @@ pub fn validate(input: &CreateDojo) -> Result<(String, u32), Vec<FieldError>> {
             "at most 2000 characters",
         ));
     }
-    let language = input.language.trim().to_lowercase();
+    let language = wire_types::rules::lowercase(input.language.trim());
     if language.is_empty() || input.language.chars().count() > 32 {
         errors.push(FieldError::new(
             "language",

@@ -154,7 +154,9 @@ pub async fn list_dojos(
             "language: at most 32 characters",
         ));
     }
-    let language = params.language.map(|l| l.trim().to_lowercase());
+    let language = params
+        .language
+        .map(|l| wire_types::rules::lowercase(l.trim()));
     let mut rows = store::list(
         &state.pool,
         caller.0.sub.0,
