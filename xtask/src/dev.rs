@@ -71,7 +71,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     println!("  resolve          {router}/v1/resolve?tenant={SLUG}");
     println!("  API document     {endpoint}/poc/openapi.json");
     println!(
-        "  logs             {}/logs, {}/cells/*/logs",
+        "  logs             {}/logs, {}/placements/*/cells/*/logs",
         home.display(),
         home.display()
     );

@@ -216,8 +216,8 @@ pub fn down(home: &Home, keep_cells: bool) -> CliResult<Stopped> {
     if keep_cells {
         return Ok(Stopped { stopped });
     }
-    if let Ok(entries) = std::fs::read_dir(home.cells_dir()) {
-        let cells: Vec<CellDir> = entries.flatten().map(|e| CellDir::new(e.path())).collect();
+    {
+        let cells: Vec<CellDir> = home.all_cells();
         let pids: Vec<(String, u32)> = cells
             .iter()
             .filter_map(|c| {
@@ -283,14 +283,11 @@ pub fn processes(home: &Home) -> Processes {
             .filter(|r| pid_alive(r.pid))
             .map(|r| format!("{} (pid {})", r.url, r.pid))
     };
-    let supervisors = std::fs::read_dir(home.cells_dir())
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| live_pid(&CellDir::new(e.path()).pid_file()).is_some())
-                .count()
-        })
-        .unwrap_or(0);
+    let supervisors = home
+        .all_cells()
+        .iter()
+        .filter(|c| live_pid(&c.pid_file()).is_some())
+        .count();
     Processes {
         home: home.root().display().to_string(),
         control_plane: live(home.control_plane_ready()),

@@ -279,7 +279,9 @@ fn tenant(cmd: TenantCmd, home: &Home, out: &Output) -> CliResult<()> {
         TenantCmd::Mail { slug } => {
             let tenant = Client::connect(home)?
                 .get::<Tenant>(&format!("/v1/tenants/{}", path_segment(&slug)?))?;
-            let dir = home.cell(&tenant.cell.cell_id).mailbox_dir();
+            let dir = home
+                .cell(&tenant.cell.placement, &tenant.cell.cell_id)
+                .mailbox_dir();
             out.mail(&local::mailbox(&dir)?);
         }
         TenantCmd::Suspend { slug, no_wait } => change(home, out, &slug, "suspend", no_wait)?,

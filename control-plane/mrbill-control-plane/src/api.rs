@@ -20,14 +20,15 @@ use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::secrets::constant_time_eq;
 use sqlx::PgConnection;
 use wire_types::admin::{
-    Cell, CellList, CreatePlacement, CreateTenant, Operation, Placement, PlacementList, Step,
-    Tenant, TenantList, TenantState, TierList,
+    Cell, CellList, CreatePlacement, CreateTenant, MigrateTenant, MigrationList, Operation,
+    Placement, PlacementList, Step, Tenant, TenantList, TenantState, TierList,
 };
 use wire_types::{ErrorCode, FieldError};
 
 use crate::Ctx;
-use crate::catalog::{self, AdmitError, CellRow, Op, PlacementError, TenantRow};
+use crate::catalog::{self, AdmitError, CellRow, MigrateError, Op, PlacementError, TenantRow};
 use crate::domain::NewTenant;
+use crate::migrate::{self, RequestError};
 use crate::tenants::{self, ChangeError};
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
@@ -36,6 +37,9 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/tenants/{slug}", get(show_tenant).delete(delete_tenant))
         .route("/v1/tenants/{slug}/suspend", post(suspend_tenant))
         .route("/v1/tenants/{slug}/resume", post(resume_tenant))
+        .route("/v1/tenants/{slug}/migrate", post(migrate_tenant))
+        .route("/v1/tenants/{slug}/migrations", get(tenant_migrations))
+        .route("/v1/tenants/{slug}/migration/abort", post(abort_migration))
         .route("/v1/cells", get(list_cells))
         .route("/v1/cells/{cell_id}", get(show_cell))
         .route("/v1/tiers", get(tiers))
@@ -164,6 +168,10 @@ async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Res
         .map_err(|e| match e {
             ChangeError::NotFound(_) => ApiError::new(ErrorCode::TenantNotFound, e.to_string()),
             ChangeError::BeingDeleted(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            ChangeError::Migrating(_, op) => {
+                ApiError::new(ErrorCode::OperationInProgress, e.to_string())
+                    .with_details(serde_json::json!({ "operation": op.as_str() }))
+            }
             ChangeError::Db(e) => e.into(),
         })?;
     let mut conn = ctx.pool.acquire().await?;
@@ -282,6 +290,88 @@ async fn set_cordoned(
     placement_view(ctx, name).await.map(ApiJson)
 }
 
+/// `202` with the plan of the migration it started; `200` with the plan for a dry run.
+async fn migrate_tenant(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(req): ApiJson<MigrateTenant>,
+) -> Result<Response, ApiError> {
+    if !cell_model::is_valid_slug(&req.to) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "to",
+            "invalid_format",
+            "a placement name: 3–40 of a-z, 0-9 and '-'",
+        )]));
+    }
+    let plan = migrate::request(&ctx, &slug, &req.to, req.dry_run)
+        .await
+        .map_err(migrate_error)?;
+    let status = if plan.dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, ApiJson(plan)).into_response())
+}
+
+async fn tenant_migrations(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<ApiJson<MigrationList>, ApiError> {
+    let mut conn = ctx.pool.acquire().await?;
+    if catalog::tenant(&mut conn, &slug).await?.is_none() {
+        return Err(ApiError::new(ErrorCode::TenantNotFound, "no such tenant"));
+    }
+    drop(conn);
+    let migrations = migrate::history(&ctx, &slug).await?;
+    Ok(ApiJson(MigrationList { migrations }))
+}
+
+/// `202` with the tenant's migrations once the abort is queued.
+async fn abort_migration(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    migrate::abort(&ctx, &slug).await.map_err(migrate_error)?;
+    let migrations = migrate::history(&ctx, &slug).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(MigrationList { migrations })).into_response())
+}
+
+fn migrate_error(e: RequestError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        RequestError::NotFound => ApiError::new(ErrorCode::TenantNotFound, message),
+        RequestError::Unsupported => ApiError::new(ErrorCode::Conflict, message),
+        RequestError::Db(e) => e.into(),
+        RequestError::Refused(e) => match e {
+            MigrateError::UnknownPlacement(_) => ApiError::validation(vec![FieldError::new(
+                "to",
+                "unknown_placement",
+                "no such placement",
+            )]),
+            MigrateError::SamePlacement(_) => ApiError::validation(vec![FieldError::new(
+                "to",
+                "same_placement",
+                "the cell already runs there",
+            )]),
+            MigrateError::Cordoned(placement) => ApiError::new(ErrorCode::PlacementCordoned, message)
+                .with_details(serde_json::json!({ "placement": placement })),
+            MigrateError::Capacity { placement, capacity, used, units, .. } => {
+                ApiError::new(ErrorCode::CapacityExhausted, message).with_details(
+                    serde_json::json!({ "placement": placement, "capacity": capacity, "used": used, "needed": units }),
+                )
+            }
+            MigrateError::NotActive(state) => ApiError::new(ErrorCode::TenantNotActive, message)
+                .with_details(serde_json::json!({ "state": state.as_str() })),
+            MigrateError::Busy(op) => ApiError::new(ErrorCode::OperationInProgress, message)
+                .with_details(serde_json::json!({ "operation": op.as_str() })),
+            MigrateError::NoMigration => ApiError::new(ErrorCode::NotFound, message),
+            MigrateError::Switched => ApiError::new(ErrorCode::Conflict, message),
+            MigrateError::Db(e) => e.into(),
+        },
+    }
+}
+
 fn placement_error(e: PlacementError) -> ApiError {
     match e {
         PlacementError::NotFound(_) => ApiError::not_found("placement"),
@@ -356,9 +446,7 @@ async fn cell_view(ctx: &Ctx, conn: &mut PgConnection, row: CellRow) -> Result<C
             let done = catalog::steps(conn, &row.cell_id, op_id).await?;
             Some(Operation {
                 name: op.as_str().to_owned(),
-                steps: ctx
-                    .driver
-                    .steps(op)
+                steps: migrate::op_steps(ctx.driver.as_ref(), op)
                     .iter()
                     .map(|s| {
                         let d = done.iter().find(|(name, _)| name == s.as_str());
@@ -377,7 +465,7 @@ async fn cell_view(ctx: &Ctx, conn: &mut PgConnection, row: CellRow) -> Result<C
     };
     let mut status = row.status.0;
     status.endpoints.public = Some(ctx.config.endpoint(&row.tenant));
-    let local = ctx.driver.details(&row.cell_id);
+    let local = ctx.driver.details(&row.placement, &row.cell_id);
     Ok(Cell {
         cell_id: row.cell_id,
         tenant: row.tenant,

@@ -67,6 +67,9 @@ pub struct Config {
     /// `MRBILL_HOME` (`MRBILL_OPERATOR_TOKEN_FILE`, `MRBILL_ROUTER_TOKEN_FILE`).
     pub operator_token_file: Option<PathBuf>,
     pub router_token_file: Option<PathBuf>,
+    /// How long a migration's source is kept, stopped, after the switch before it is backed
+    /// up and removed (`MRBILL_MIGRATE_GRACE_SECS`, default 600).
+    pub migrate_grace: Duration,
 }
 
 impl Config {
@@ -117,6 +120,10 @@ impl Config {
                 .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
             operator_token_file: optional("MRBILL_OPERATOR_TOKEN_FILE")?,
             router_token_file: optional("MRBILL_ROUTER_TOKEN_FILE")?,
+            migrate_grace: Duration::from_secs(
+                optional("MRBILL_MIGRATE_GRACE_SECS")?
+                    .unwrap_or(crate::migrate::DEFAULT_GRACE.as_secs()),
+            ),
         })
     }
 
@@ -148,7 +155,13 @@ pub fn parse_placements(s: &str) -> anyhow::Result<Vec<(String, u32)>> {
                 .trim()
                 .parse()
                 .with_context(|| format!("MRBILL_PLACEMENTS: `{units}` is not a number"))?;
-            Ok((name.trim().to_owned(), units))
+            let name = name.trim();
+            // A placement names a data root (local) or a cluster: a DNS label.
+            anyhow::ensure!(
+                cell_model::is_valid_slug(name),
+                "MRBILL_PLACEMENTS: `{name}` is not a DNS label (3–40 of a-z, 0-9, '-')"
+            );
+            Ok((name.to_owned(), units))
         })
         .collect::<anyhow::Result<_>>()?;
     anyhow::ensure!(
@@ -169,5 +182,9 @@ mod tests {
         assert!(parse_placements("local").is_err());
         assert!(parse_placements("local=x").is_err());
         assert!(parse_placements("").is_err());
+        assert!(
+            parse_placements("../x=1").is_err(),
+            "a name is a path component"
+        );
     }
 }

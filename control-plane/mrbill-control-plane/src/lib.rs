@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod driver;
 pub mod feed;
+pub mod migrate;
 pub mod reconciler;
 pub mod tenants;
 

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use crate::Ctx;
 use crate::catalog::{self, CellRow, Op};
 use crate::driver::{BoxFuture, Observation, Step, Work};
+use crate::migrate;
 
 /// Runs forever: wakes on `ctx.wake` or every `health_interval`. Each cell with work gets a
 /// task of its own, owned here: dropping this future (the control plane stopping) stops them.
@@ -63,6 +64,25 @@ async fn pass(
         if cell.op.is_none() {
             watch(ctx, &cell).await?;
         }
+    }
+    // Migration sources past their grace period: one task at a time, beside the cells'.
+    let retiring = "retired cells".to_owned();
+    if !catalog::due_retirements(&ctx.pool).await?.is_empty()
+        && in_flight
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .insert(retiring.clone())
+    {
+        let ctx = ctx.clone();
+        let in_flight = in_flight.clone();
+        tasks.spawn(async move {
+            if let Err(e) = migrate::retire_due(&ctx).await {
+                tracing::warn!(error = %format!("{e:#}"), "retiring a migration source failed; retrying");
+            }
+            if let Ok(mut set) = in_flight.lock() {
+                set.remove(&retiring);
+            }
+        });
     }
     Ok(())
 }
@@ -110,7 +130,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
         if done.is_empty() {
             tracing::info!(cell = %cell_id, op = op.as_str(), "operation started");
         }
-        for &step in ctx.driver.steps(op) {
+        for &step in migrate::op_steps(ctx.driver.as_ref(), op) {
             if done.contains(step.as_str()) {
                 continue;
             }
@@ -141,9 +161,24 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                 return Ok(true);
             }
         }
-        let serving = matches!(op, Op::Provision | Op::Resume);
+        let serving = matches!(op, Op::Provision | Op::Resume | Op::Migrate | Op::Abort);
         let mut status = cell.status.0.clone();
-        fold(&mut status, ctx.driver.settle(&cell.spec.0, serving).await?);
+        // A migration moved the cell: settle it where it runs now.
+        let placement = match op {
+            Op::Migrate => {
+                let mut conn = ctx.pool.acquire().await?;
+                catalog::cell(&mut conn, cell_id)
+                    .await?
+                    .map_or(cell.placement.clone(), |c| c.placement)
+            }
+            _ => cell.placement.clone(),
+        };
+        fold(
+            &mut status,
+            ctx.driver
+                .settle(Work::new(&cell.spec.0, &placement), serving)
+                .await?,
+        );
         status.phase = if serving {
             Phase::Ready
         } else {
@@ -169,7 +204,9 @@ fn run_step<'a>(
     Box::pin(async move {
         let tenant = cell.tenant.as_str();
         let spec = &cell.spec.0;
+        let placement = cell.placement.as_str();
         match (step, op) {
+            (_, Op::Migrate | Op::Abort) => migrate::run_step(ctx, cell, op, step).await,
             (Step::Route, Op::Suspend) => Ok(ctx
                 .hub
                 .update(&ctx.pool, tenant, |route| {
@@ -178,7 +215,7 @@ fn run_step<'a>(
                 .await?),
             (Step::Route, Op::Delete) => Ok(ctx.hub.remove(&ctx.pool, tenant).await?),
             (Step::Route, Op::Provision | Op::Resume) => {
-                let urls = ctx.driver.service_urls(spec).await?;
+                let urls = ctx.driver.service_urls(Work::new(spec, placement)).await?;
                 ctx.hub
                     .update(&ctx.pool, tenant, |route| {
                         route.services = urls;
@@ -194,7 +231,14 @@ fn run_step<'a>(
                 catalog::forget_tenant(&ctx.pool, tenant, &cell.cell_id, backup.as_deref()).await?;
                 Ok(())
             }
-            _ => ctx.driver.run(Work { spec, backup }, op, step).await,
+            _ => {
+                let work = Work {
+                    spec,
+                    placement,
+                    backup,
+                };
+                ctx.driver.run(work, op, step).await
+            }
         }
     })
 }
@@ -205,7 +249,8 @@ async fn watch(ctx: &Ctx, cell: &CellRow) -> anyhow::Result<()> {
     if !matches!(phase, Phase::Ready | Phase::Degraded | Phase::Suspended) {
         return Ok(());
     }
-    let Some(observed) = ctx.driver.watch(&cell.spec.0, phase).await? else {
+    let work = Work::new(&cell.spec.0, &cell.placement);
+    let Some(observed) = ctx.driver.watch(work, phase).await? else {
         return Ok(());
     };
     let serving = observed.serving.clone();

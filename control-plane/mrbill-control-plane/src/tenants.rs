@@ -93,6 +93,9 @@ pub enum ChangeError {
     NotFound(String),
     #[error("tenant `{0}` is being deleted")]
     BeingDeleted(String),
+    /// A delete must not take over a migration: it would leave one of the two cells behind.
+    #[error("tenant `{0}` is moving to another placement: wait for it, or abort it first")]
+    Migrating(String, Op),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -116,6 +119,11 @@ pub async fn change_state(
     let from = tenant.state();
     if from == TenantState::Deleting && to != TenantState::Deleting {
         return Err(ChangeError::BeingDeleted(slug.to_owned()));
+    }
+    if let Some(op @ (Op::Migrate | Op::Abort)) = cell.op()
+        && to == TenantState::Deleting
+    {
+        return Err(ChangeError::Migrating(slug.to_owned(), op));
     }
     if from != to {
         let backup = match to {

@@ -31,7 +31,7 @@ async fn provisioning_runs_each_step_once_records_it_and_publishes_the_route() {
     let route = plane.route("acme").await.expect("routed");
     assert_eq!(
         route.services.get(Service::Poc),
-        Some("http://acme.poc.invalid")
+        Some("http://acme.poc.local.invalid")
     );
     assert_eq!(route.state, RouteState::Active);
     // The first admin: one invite, its token with the control plane, its hash in the spec.

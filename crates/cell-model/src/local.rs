@@ -90,14 +90,35 @@ impl Home {
         self.root.join("logs")
     }
 
-    pub fn cells_dir(&self) -> PathBuf {
-        self.root.join("cells")
+    /// One data root per placement: two placements on one machine are what two hosts would
+    /// be (own Postgres clusters, own ports, own files), so a cell can move between them.
+    pub fn placements_dir(&self) -> PathBuf {
+        self.root.join("placements")
     }
 
-    pub fn cell(&self, cell_id: &str) -> CellDir {
+    /// The cells of `placement` (a DNS label, checked by the control plane).
+    pub fn cells_dir(&self, placement: &str) -> PathBuf {
+        self.placements_dir().join(placement).join("cells")
+    }
+
+    /// A cell's directory on `placement`. During a migration one cell id has a directory on
+    /// the source and one on the target placement.
+    pub fn cell(&self, placement: &str, cell_id: &str) -> CellDir {
         CellDir {
-            root: self.cells_dir().join(cell_id),
+            root: self.cells_dir(placement).join(cell_id),
         }
+    }
+
+    /// Every cell directory on every placement.
+    pub fn all_cells(&self) -> Vec<CellDir> {
+        let Ok(placements) = std::fs::read_dir(self.placements_dir()) else {
+            return Vec::new();
+        };
+        placements
+            .flatten()
+            .filter_map(|p| std::fs::read_dir(p.path().join("cells")).ok())
+            .flat_map(|cells| cells.flatten().map(|c| CellDir::new(c.path())))
+            .collect()
     }
 
     /// Backups taken before a tenant is deleted.
@@ -125,6 +146,14 @@ impl CellDir {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The cell's id: the directory's name.
+    pub fn cell_id(&self) -> &str {
+        self.root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
     }
 
     /// What the supervisor runs (written by the control plane).

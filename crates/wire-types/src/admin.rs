@@ -171,7 +171,67 @@ pub struct CreatePlacement {
     pub capacity: u32,
 }
 
+/// `POST /v1/tenants/{slug}/migrate`: move the tenant's cell to another placement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateTenant {
+    /// The placement to move to.
+    pub to: String,
+    /// Only check that the migration can start, and show its plan.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a migration request will do (`dry_run`) or has started (`id`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationPlan {
+    pub tenant: String,
+    pub cell_id: String,
+    pub from: String,
+    pub to: String,
+    /// Capacity units the cell holds on the target (and keeps on the source until the switch).
+    pub units: u32,
+    pub steps: Vec<String>,
+    pub dry_run: bool,
+    /// The migration's id, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// One migration of a tenant's cell, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migration {
+    pub id: String,
+    pub cell_id: String,
+    pub from: String,
+    pub to: String,
+    /// `running`, `switched` (the route points at the target), `done`, `aborting`, `aborted`.
+    pub state: String,
+    /// Every step in order; done ones carry their duration.
+    pub steps: Vec<Step>,
+    /// How long the tenant's requests were held (freeze to switch), once switched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_ms: Option<u64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// `GET /v1/tenants/{slug}/migrations`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationList {
+    pub migrations: Vec<Migration>,
+}
+
 crate::wire!(
+    MigrationPlan,
+    Migration,
+    MigrationList,
     Tenant,
     TenantList,
     Cell,

@@ -65,6 +65,10 @@ pub enum ErrorCode {
     PlacementCordoned,
     /// The placement still has cells (409); `details.cells` says how many.
     PlacementInUse,
+    /// Another operation runs on the cell (409); `details.operation` names it.
+    OperationInProgress,
+    /// The tenant is suspended or being deleted (409); `details.state` says which.
+    TenantNotActive,
     /// The request was meant for another cell (421).
     WrongCell,
     /// Too many requests; retry after the `Retry-After` header (429).
@@ -108,6 +112,8 @@ impl ErrorCode {
             ErrorCode::CapacityExhausted => "capacity_exhausted",
             ErrorCode::PlacementCordoned => "placement_cordoned",
             ErrorCode::PlacementInUse => "placement_in_use",
+            ErrorCode::OperationInProgress => "operation_in_progress",
+            ErrorCode::TenantNotActive => "tenant_not_active",
             ErrorCode::WrongCell => "wrong_cell",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
@@ -141,7 +147,9 @@ impl ErrorCode {
             | ErrorCode::EmailDomainTaken
             | ErrorCode::CapacityExhausted
             | ErrorCode::PlacementCordoned
-            | ErrorCode::PlacementInUse => 409,
+            | ErrorCode::PlacementInUse
+            | ErrorCode::OperationInProgress
+            | ErrorCode::TenantNotActive => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::WrongCell => 421,
@@ -206,6 +214,8 @@ mod tests {
             ErrorCode::RefreshTokenReused,
             ErrorCode::PlacementCordoned,
             ErrorCode::PlacementInUse,
+            ErrorCode::OperationInProgress,
+            ErrorCode::TenantNotActive,
         ] {
             let json = serde_json::to_value(code).expect("serializes");
             assert_eq!(json, code.as_str());

@@ -168,8 +168,17 @@ impl Platform {
             .to_owned()
     }
 
+    /// The directory of a cell on the default placement (`local`).
     pub fn cell_dir(&self, cell_id: &str) -> PathBuf {
-        self.home.join("cells").join(cell_id)
+        self.cell_dir_on("local", cell_id)
+    }
+
+    pub fn cell_dir_on(&self, placement: &str, cell_id: &str) -> PathBuf {
+        self.home
+            .join("placements")
+            .join(placement)
+            .join("cells")
+            .join(cell_id)
     }
 
     /// Pid of a running control plane, router (by ready file).

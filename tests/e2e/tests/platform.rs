@@ -300,7 +300,7 @@ async fn provisioning_converges_after_a_crash_after_every_step() {
             .await
             .assert_status(200);
     }
-    let cells = std::fs::read_dir(platform.home.join("cells"))
+    let cells = std::fs::read_dir(platform.home.join("placements/local/cells"))
         .expect("cells")
         .count();
     assert_eq!(
@@ -477,7 +477,7 @@ async fn bad_cli_input_fails_with_a_clear_error_and_creates_nothing() {
         .map(|t| t["slug"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(slugs, vec!["acme"], "nothing half-created");
-    let cells = std::fs::read_dir(platform.home.join("cells"))
+    let cells = std::fs::read_dir(platform.home.join("placements/local/cells"))
         .expect("cells")
         .count();
     assert_eq!(cells, 1);

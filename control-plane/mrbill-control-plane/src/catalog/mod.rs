@@ -14,7 +14,9 @@ use wire_types::admin::TenantState;
 
 use crate::domain::NewTenant;
 
+mod migrations;
 mod placements;
+pub use migrations::*;
 pub use placements::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -26,6 +28,10 @@ pub enum Op {
     Suspend,
     Resume,
     Delete,
+    /// Moves the cell to another placement (`migrate.rs`).
+    Migrate,
+    /// Stops a migration before its switch and leaves the cell where it was.
+    Abort,
 }
 
 impl Op {
@@ -35,20 +41,29 @@ impl Op {
             Op::Suspend => "suspend",
             Op::Resume => "resume",
             Op::Delete => "delete",
+            Op::Migrate => "migrate",
+            Op::Abort => "abort",
         }
     }
 
     pub fn parse(s: &str) -> Option<Op> {
-        [Op::Provision, Op::Suspend, Op::Resume, Op::Delete]
-            .into_iter()
-            .find(|op| op.as_str() == s)
+        [
+            Op::Provision,
+            Op::Suspend,
+            Op::Resume,
+            Op::Delete,
+            Op::Migrate,
+            Op::Abort,
+        ]
+        .into_iter()
+        .find(|op| op.as_str() == s)
     }
 
     /// The operation to run after this one, if the desired state (`suspended`) moved on
     /// while it ran.
     pub fn then(self, suspended: bool) -> Option<Op> {
         match (self, suspended) {
-            (Op::Provision | Op::Resume, true) => Some(Op::Suspend),
+            (Op::Provision | Op::Resume | Op::Migrate | Op::Abort, true) => Some(Op::Suspend),
             (Op::Suspend, false) => Some(Op::Resume),
             _ => None,
         }
@@ -83,6 +98,8 @@ pub struct CellRow {
     pub cell_id: String,
     pub tenant: String,
     pub placement: String,
+    /// Where the cell moves to while a migration runs.
+    pub target_placement: Option<String>,
     pub spec: Json<CellSpec>,
     pub generation: i64,
     pub status: Json<CellStatus>,
@@ -172,7 +189,8 @@ pub async fn admit(
         return Err(AdmitError::DomainsTaken(taken));
     }
     let used: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(units), 0)::bigint FROM cells WHERE placement = $1",
+        "SELECT COALESCE(SUM(units), 0)::bigint FROM cells
+         WHERE placement = $1 OR target_placement = $1",
     )
     .bind(&tenant.placement)
     .fetch_one(&mut *tx)
@@ -239,7 +257,7 @@ pub async fn admit(
 
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, tier, state, backup_path, created_at, admin_invite";
-const CELL_COLUMNS: &str = "cell_id, tenant, placement, spec, generation, status, op, op_id, last_op, last_op_id, last_error";
+const CELL_COLUMNS: &str = "cell_id, tenant, placement, target_placement, spec, generation, status, op, op_id, last_op, last_op_id, last_error";
 
 pub async fn tenants(pool: &PgPool) -> sqlx::Result<Vec<TenantRow>> {
     sqlx::query_as(&format!(

@@ -27,7 +27,8 @@ pub async fn placement(conn: &mut PgConnection, name: &str) -> sqlx::Result<Opti
 
 const PLACEMENT_SELECT: &str = "SELECT p.name, p.region, p.capacity, p.cordoned,
         COALESCE(SUM(c.units), 0)::bigint AS used, COUNT(c.cell_id)::bigint AS cells
-     FROM placements p LEFT JOIN cells c ON c.placement = p.name";
+     FROM placements p
+     LEFT JOIN cells c ON c.placement = p.name OR c.target_placement = p.name";
 
 #[derive(sqlx::FromRow)]
 struct PlacementRow {
@@ -97,10 +98,14 @@ pub async fn remove_placement(pool: &PgPool, name: &str) -> Result<(), Placement
     if found.is_none() {
         return Err(PlacementError::NotFound(name.to_owned()));
     }
-    let cells: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cells WHERE placement = $1")
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
+    // Cells on it, moving to it, or stopped there after a migration until their grace ends.
+    let cells: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM cells WHERE placement = $1 OR target_placement = $1)
+              + (SELECT COUNT(*) FROM retired_cells WHERE placement = $1)",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await?;
     if cells > 0 {
         return Err(PlacementError::InUse {
             name: name.to_owned(),
@@ -137,7 +142,8 @@ pub async fn placement_in_region(
 ) -> Result<String, AdmitError> {
     let rows: Vec<(String, i32, i64)> = sqlx::query_as(
         "SELECT p.name, p.capacity, COALESCE(SUM(c.units), 0)::bigint
-         FROM placements p LEFT JOIN cells c ON c.placement = p.name
+         FROM placements p
+         LEFT JOIN cells c ON c.placement = p.name OR c.target_placement = p.name
          WHERE p.region = $1 AND NOT p.cordoned
          GROUP BY p.name ORDER BY p.capacity - COALESCE(SUM(c.units), 0) DESC, p.name",
     )

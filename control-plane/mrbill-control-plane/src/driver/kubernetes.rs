@@ -142,6 +142,8 @@ impl CellDriver for KubeDriver {
             Op::Provision | Op::Resume => &[Step::Cell, Step::Ready, Step::Route],
             Op::Suspend => &[Step::Route, Step::Cell],
             Op::Delete => &[Step::Route, Step::Cell, Step::Gone, Step::Catalog],
+            // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`.
+            Op::Migrate | Op::Abort => &[],
         }
     }
 
@@ -163,22 +165,19 @@ impl CellDriver for KubeDriver {
         })
     }
 
-    fn service_urls<'a>(
-        &'a self,
-        spec: &'a CellSpec,
-    ) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
-        Box::pin(async move { Ok(route_urls(&self.ready(&spec.cell_id).await?)) })
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+        Box::pin(async move { Ok(route_urls(&self.ready(&work.spec.cell_id).await?)) })
     }
 
     /// The operator's conditions and endpoints, as it reports them.
     fn settle<'a>(
         &'a self,
-        spec: &'a CellSpec,
+        work: Work<'a>,
         _serving: bool,
     ) -> BoxFuture<'a, anyhow::Result<Observation>> {
         Box::pin(async move {
             Ok(
-                match self.get(&spec.cell_id).await?.and_then(|c| c.status) {
+                match self.get(&work.spec.cell_id).await?.and_then(|c| c.status) {
                     Some(reported) => Observation {
                         conditions: reported.conditions,
                         services: Some(reported.endpoints.services),
@@ -195,10 +194,11 @@ impl CellDriver for KubeDriver {
     /// plane's back is applied again (the catalog is the source of truth).
     fn watch<'a>(
         &'a self,
-        spec: &'a CellSpec,
+        work: Work<'a>,
         _phase: Phase,
     ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>> {
         Box::pin(async move {
+            let spec = work.spec;
             let Some(resource) = self.get(&spec.cell_id).await? else {
                 tracing::warn!(cell = %spec.cell_id, "the Cell resource is missing; applying it again");
                 self.apply(spec, spec.suspended).await?;
@@ -225,7 +225,7 @@ impl CellDriver for KubeDriver {
         None
     }
 
-    fn details(&self, _cell_id: &str) -> Option<serde_json::Value> {
+    fn details(&self, _placement: &str, _cell_id: &str) -> Option<serde_json::Value> {
         None
     }
 }

@@ -3,8 +3,8 @@
 //! shares (the route and the catalog), and folds what the driver observes into the catalog.
 //!
 //! ```text
-//! reconciler ──steps(op) / run(step) / settle / watch──► dyn CellDriver ─┬─ local::LocalDriver  (processes + a supervisor per cell)
-//!                                                                        └─ kubernetes::KubeDriver (a `Cell` resource per cell)
+//! reconciler ──steps(op) / run(step) / migrate(step) / settle / watch──► dyn CellDriver ─┬─ local::LocalDriver  (processes + a supervisor per cell)
+//!                                                                                        └─ kubernetes::KubeDriver (a `Cell` resource per cell)
 //! ```
 //!
 //! **Invariant:** every step a driver runs is idempotent (the reconciler re-runs the first
@@ -53,6 +53,35 @@ pub enum Step {
     Ready,
     /// Kubernetes: the `Cell` resource is gone.
     Gone,
+    /// Migration: the target cell exists with the source's identity; its services do not run.
+    Target,
+    /// Migration: the target's schema, replication from the source, the objects' first copy.
+    Copy,
+    /// Migration: the initial copy is done and the target is close behind the source.
+    CatchUp,
+    /// Migration, shared: the route is frozen (routers hold the tenant's requests).
+    Freeze,
+    /// Migration: the source's services stop (in-flight requests finish, sockets close).
+    Fence,
+    /// Migration: the target has everything the source wrote (data, sequences, objects,
+    /// search index).
+    Sync,
+    /// Migration: per-table row counts and checksums, and object manifests, match.
+    Verify,
+    /// Migration: replication ends and the target's services run.
+    Start,
+    /// Migration, shared: the route points at the target and is active; the catalog follows.
+    Switch,
+    /// Migration, shared: the source is kept stopped for a grace period, then removed.
+    Retire,
+    /// Abort: the source's services run again.
+    Unfence,
+    /// Abort, shared: the route is active again, pointing at the source.
+    Unfreeze,
+    /// Abort: the target cell and the replication are gone.
+    Discard,
+    /// Abort, shared: the target placement's units are free again.
+    Release,
 }
 
 impl Step {
@@ -71,15 +100,41 @@ impl Step {
             Step::Cell => "cell",
             Step::Ready => "ready",
             Step::Gone => "gone",
+            Step::Target => "target",
+            Step::Copy => "copy",
+            Step::CatchUp => "catch-up",
+            Step::Freeze => "freeze",
+            Step::Fence => "fence",
+            Step::Sync => "sync",
+            Step::Verify => "verify",
+            Step::Start => "start",
+            Step::Switch => "switch",
+            Step::Retire => "retire",
+            Step::Unfence => "unfence",
+            Step::Unfreeze => "unfreeze",
+            Step::Discard => "discard",
+            Step::Release => "release",
         }
     }
 }
 
-/// What a step works on: the cell's desired state, and where a deleted tenant's backup goes.
+/// What a step works on: the cell's desired state, the placement it runs on (during a
+/// migration, the source's or the target's), and where a deleted tenant's backup goes.
 #[derive(Clone, Copy, Debug)]
 pub struct Work<'a> {
     pub spec: &'a CellSpec,
+    pub placement: &'a str,
     pub backup: Option<&'a Path>,
+}
+
+impl<'a> Work<'a> {
+    pub fn new(spec: &'a CellSpec, placement: &'a str) -> Self {
+        Self {
+            spec,
+            placement,
+            backup: None,
+        }
+    }
 }
 
 /// What a driver sees of a cell, folded into the catalog's status by the reconciler.
@@ -93,6 +148,14 @@ pub struct Observation {
     pub phase: Option<Phase>,
     /// The route's service URLs, when the cell serves (the reconciler publishes them).
     pub serving: Option<ServiceUrls>,
+}
+
+/// A migration's cell and its two placements.
+#[derive(Clone, Copy, Debug)]
+pub struct Move<'a> {
+    pub spec: &'a CellSpec,
+    pub source: &'a str,
+    pub target: &'a str,
 }
 
 /// A condition as drivers report it, stamped now.
@@ -120,13 +183,12 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
     fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>>;
 
     /// Where the cell's services answer once it serves; an error says what it still waits for.
-    fn service_urls<'a>(&'a self, spec: &'a CellSpec)
-    -> BoxFuture<'a, anyhow::Result<ServiceUrls>>;
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>>;
 
     /// What the cell looks like once an operation has brought it to `serving` (or stopped it).
     fn settle<'a>(
         &'a self,
-        spec: &'a CellSpec,
+        work: Work<'a>,
         serving: bool,
     ) -> BoxFuture<'a, anyhow::Result<Observation>>;
 
@@ -135,13 +197,26 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
     /// `None`: nothing to report this time.
     fn watch<'a>(
         &'a self,
-        spec: &'a CellSpec,
+        work: Work<'a>,
         phase: Phase,
     ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>>;
 
     /// Where a tenant's cell is dumped before it is deleted; `None`: this driver keeps none.
     fn backup_destination(&self, tenant: &str, cell_id: &str) -> Option<std::path::PathBuf>;
 
+    /// Whether this driver moves cells between placements ([`CellDriver::migrate`]).
+    fn migrates(&self) -> bool {
+        false
+    }
+
+    /// Runs one of the driver's steps of a migration (`migrate.rs` orders them: target →
+    /// copy → catch-up → fence → sync → verify → start; an abort runs unfence → discard).
+    /// Safe to repeat; the source keeps serving until fence, and is untouched by an abort.
+    fn migrate<'a>(&'a self, mv: Move<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        let _ = (mv, step);
+        Box::pin(async { anyhow::bail!("this driver does not move cells between placements") })
+    }
+
     /// Driver-specific detail for `cell show` (the local supervisor's state).
-    fn details(&self, cell_id: &str) -> Option<serde_json::Value>;
+    fn details(&self, placement: &str, cell_id: &str) -> Option<serde_json::Value>;
 }

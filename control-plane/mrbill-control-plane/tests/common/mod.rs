@@ -10,11 +10,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cell_model::Phase;
 use cell_model::contract::Service;
 use cell_model::route_feed::{RouteEntry, RouteEvent, ServiceUrls};
-use cell_model::{CellSpec, Phase};
 use mrbill_control_plane::catalog::{MIGRATOR, Op};
-use mrbill_control_plane::driver::{BoxFuture, CellDriver, Observation, Step, Work, condition};
+use mrbill_control_plane::driver::{
+    BoxFuture, CellDriver, Move, Observation, Step, Work, condition,
+};
 use mrbill_control_plane::{App, Config};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
@@ -40,6 +42,8 @@ pub struct FakeDriver {
     pub routed: Mutex<Vec<String>>,
     /// Backup paths the delete's backup step was given.
     pub backups: Mutex<Vec<Option<PathBuf>>>,
+    /// Migration steps with the (source, target) they were given.
+    pub placed: Mutex<Vec<(Step, String, String)>>,
     script: Mutex<HashMap<Step, Script>>,
     /// Signalled when a step hangs or waits at its gate.
     pub stuck: Notify,
@@ -71,6 +75,43 @@ impl FakeDriver {
     }
 }
 
+impl FakeDriver {
+    /// A step's scripted work: attempts counted, failures, gates and hangs as scripted.
+    async fn act(
+        &self,
+        tenant: String,
+        op: Op,
+        step: Step,
+        backup: Option<PathBuf>,
+    ) -> anyhow::Result<()> {
+        let attempt = {
+            let mut attempts = self.attempts.lock().expect("lock");
+            let n = attempts.entry((tenant.clone(), step)).or_default();
+            *n += 1;
+            *n
+        };
+        let script = self.script.lock().expect("lock").get(&step).cloned();
+        if let Some(Script::Gate(gate)) = &script {
+            self.stuck.notify_one();
+            let _permit = gate.acquire().await?;
+        }
+        if let Some(Script::Fail(times)) = script
+            && attempt <= times
+        {
+            anyhow::bail!("scripted failure {attempt} of {times}");
+        }
+        if step == Step::Backup {
+            self.backups.lock().expect("lock").push(backup);
+        }
+        self.done.lock().expect("lock").push((tenant, op, step));
+        if let Some(Script::HangAfterEffect) = script {
+            self.stuck.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
 impl CellDriver for FakeDriver {
     fn steps(&self, op: Op) -> &'static [Step] {
         match op {
@@ -78,55 +119,47 @@ impl CellDriver for FakeDriver {
             Op::Suspend => &[Step::Route, Step::Services],
             Op::Resume => &[Step::Services, Step::Route],
             Op::Delete => &[Step::Route, Step::Backup, Step::Files, Step::Catalog],
+            Op::Migrate | Op::Abort => &[],
         }
     }
 
     fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            let tenant = work.spec.tenant.clone();
-            let attempt = {
-                let mut attempts = self.attempts.lock().expect("lock");
-                let n = attempts.entry((tenant.clone(), step)).or_default();
-                *n += 1;
-                *n
-            };
-            let script = self.script.lock().expect("lock").get(&step).cloned();
-            if let Some(Script::Gate(gate)) = &script {
-                self.stuck.notify_one();
-                let _permit = gate.acquire().await?;
-            }
-            if let Some(Script::Fail(times)) = script
-                && attempt <= times
-            {
-                anyhow::bail!("scripted failure {attempt} of {times}");
-            }
-            if step == Step::Backup {
-                self.backups
-                    .lock()
-                    .expect("lock")
-                    .push(work.backup.map(PathBuf::from));
-            }
-            self.done.lock().expect("lock").push((tenant, op, step));
-            if let Some(Script::HangAfterEffect) = script {
-                self.stuck.notify_one();
-                std::future::pending::<()>().await;
-            }
-            Ok(())
-        })
+        Box::pin(self.act(
+            work.spec.tenant.clone(),
+            op,
+            step,
+            work.backup.map(PathBuf::from),
+        ))
     }
 
-    fn service_urls<'a>(
-        &'a self,
-        spec: &'a CellSpec,
-    ) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
-        let poc = format!("http://{}.poc.invalid", spec.tenant);
-        self.routed.lock().expect("lock").push(spec.tenant.clone());
+    fn migrates(&self) -> bool {
+        true
+    }
+
+    fn migrate<'a>(&'a self, mv: Move<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        let op = match step {
+            Step::Unfence | Step::Discard => Op::Abort,
+            _ => Op::Migrate,
+        };
+        self.placed
+            .lock()
+            .expect("lock")
+            .push((step, mv.source.to_owned(), mv.target.to_owned()));
+        Box::pin(self.act(mv.spec.tenant.clone(), op, step, None))
+    }
+
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+        let poc = format!("http://{}.poc.{}.invalid", work.spec.tenant, work.placement);
+        self.routed
+            .lock()
+            .expect("lock")
+            .push(work.spec.tenant.clone());
         Box::pin(async move { Ok([(Service::Poc, poc)].into_iter().collect()) })
     }
 
     fn settle<'a>(
         &'a self,
-        _spec: &'a CellSpec,
+        _work: Work<'a>,
         serving: bool,
     ) -> BoxFuture<'a, anyhow::Result<Observation>> {
         Box::pin(async move {
@@ -139,7 +172,7 @@ impl CellDriver for FakeDriver {
 
     fn watch<'a>(
         &'a self,
-        _spec: &'a CellSpec,
+        _work: Work<'a>,
         _phase: Phase,
     ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>> {
         Box::pin(async { Ok(None) })
@@ -149,7 +182,7 @@ impl CellDriver for FakeDriver {
         Some(self.backup_root.join(format!("{tenant}-{cell_id}")))
     }
 
-    fn details(&self, _cell_id: &str) -> Option<Value> {
+    fn details(&self, _placement: &str, _cell_id: &str) -> Option<Value> {
         None
     }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use cell_model::Phase;
 use cell_model::contract::Service;
 use cell_model::route_feed::ServiceUrls;
-use cell_model::{CellSpec, Phase};
 
 use super::files::SupervisorState;
 use super::{LocalDriver, service_urls};
@@ -42,27 +42,29 @@ impl CellDriver for LocalDriver {
                 Step::Files,
                 Step::Catalog,
             ],
+            // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`.
+            Op::Migrate | Op::Abort => &[],
         }
     }
 
     fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
-            let id = work.spec.cell_id.as_str();
+            let dir = &self.cell_dir(work.placement, &work.spec.cell_id);
             match (op, step) {
-                (Op::Provision, Step::Secrets) => self.prepare(work.spec).await,
-                (Op::Provision, Step::Cluster) => self.init_cluster(id).await,
-                (Op::Provision, Step::Supervisor) => self.ensure_supervisor(id).await,
-                (Op::Provision, Step::Databases) => self.ensure_databases(id).await,
+                (Op::Provision, Step::Secrets) => self.prepare(work.spec, dir).await,
+                (Op::Provision, Step::Cluster) => self.init_cluster(dir).await,
+                (Op::Provision, Step::Supervisor) => self.ensure_supervisor(dir).await,
+                (Op::Provision, Step::Databases) => self.ensure_databases(dir).await,
                 (Op::Provision | Op::Resume, Step::Services) => {
-                    self.set_services(id, true).await.map(drop)
+                    self.set_services(dir, true).await.map(drop)
                 }
-                (Op::Suspend, Step::Services) => self.set_services(id, false).await.map(drop),
+                (Op::Suspend, Step::Services) => self.set_services(dir, false).await.map(drop),
                 (Op::Delete, Step::Backup) => {
                     let dest = work.backup.context("the tenant has no backup path")?;
-                    self.backup(id, &work.spec.tenant, dest).await
+                    self.backup(dir, &work.spec.tenant, dest).await
                 }
-                (Op::Delete, Step::Stop) => self.stop(id).await,
-                (Op::Delete, Step::Files) => self.remove(id).await,
+                (Op::Delete, Step::Stop) => self.stop(dir).await,
+                (Op::Delete, Step::Files) => self.remove(dir).await,
                 _ => bail!(
                     "the local driver has no step {} in {}",
                     step.as_str(),
@@ -72,13 +74,10 @@ impl CellDriver for LocalDriver {
         })
     }
 
-    fn service_urls<'a>(
-        &'a self,
-        spec: &'a CellSpec,
-    ) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
         Box::pin(async move {
             let urls = self
-                .observe(&spec.cell_id)
+                .observe(&self.cell_dir(work.placement, &work.spec.cell_id))
                 .map(|s| service_urls(&s))
                 .context("the cell's supervisor is not running")?;
             anyhow::ensure!(
@@ -91,7 +90,7 @@ impl CellDriver for LocalDriver {
 
     fn settle<'a>(
         &'a self,
-        spec: &'a CellSpec,
+        work: Work<'a>,
         serving: bool,
     ) -> BoxFuture<'a, anyhow::Result<Observation>> {
         Box::pin(async move {
@@ -106,7 +105,9 @@ impl CellDriver for LocalDriver {
                     condition("ServicesReady", serving, services),
                     condition("Ready", serving, ready),
                 ],
-                services: self.observe(&spec.cell_id).map(|s| endpoints(&s)),
+                services: self
+                    .observe(&self.cell_dir(work.placement, &work.spec.cell_id))
+                    .map(|s| endpoints(&s)),
                 phase: None,
                 serving: None,
             })
@@ -117,19 +118,20 @@ impl CellDriver for LocalDriver {
     /// serving cell gains the services it lacks, and moved ports reach the route.
     fn watch<'a>(
         &'a self,
-        spec: &'a CellSpec,
+        work: Work<'a>,
         phase: Phase,
     ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>> {
         Box::pin(async move {
-            let Some(state) = self.observe(&spec.cell_id) else {
-                tracing::warn!(cell = %spec.cell_id, "cell supervisor is gone; starting a new one");
-                self.spawn_supervisor_if_gone(&self.cell_dir(&spec.cell_id))?;
+            let dir = self.cell_dir(work.placement, &work.spec.cell_id);
+            let Some(state) = self.observe(&dir) else {
+                tracing::warn!(cell = %work.spec.cell_id, "cell supervisor is gone; starting a new one");
+                self.spawn_supervisor_if_gone(&dir)?;
                 return Ok(None);
             };
             if phase == Phase::Suspended {
                 return Ok(None);
             }
-            self.add_missing_services(spec).await?;
+            self.add_missing_services(work.spec, &dir).await?;
             let urls = service_urls(&state);
             let serving = urls.get(Service::Poc).is_some();
             let (services, ready) = if serving {
@@ -162,8 +164,8 @@ impl CellDriver for LocalDriver {
         )
     }
 
-    fn details(&self, cell_id: &str) -> Option<serde_json::Value> {
-        self.observe(cell_id)
+    fn details(&self, placement: &str, cell_id: &str) -> Option<serde_json::Value> {
+        self.observe(&self.cell_dir(placement, cell_id))
             .and_then(|s| serde_json::to_value(s).ok())
     }
 }

@@ -48,16 +48,23 @@ impl LocalDriver {
         Self { home, bin_dir }
     }
 
-    pub fn cell_dir(&self, cell_id: &str) -> CellDir {
-        self.home.cell(cell_id)
+    /// The cell's directory on `placement`.
+    pub fn cell_dir(&self, placement: &str, cell_id: &str) -> CellDir {
+        self.home.cell(placement, cell_id)
     }
 
     /// `secrets` step: the cell's directories, secrets (0600) and `cell.json`.
-    pub async fn prepare(&self, spec: &CellSpec) -> anyhow::Result<()> {
-        let dir = self.cell_dir(&spec.cell_id);
+    pub async fn prepare(&self, spec: &CellSpec, dir: &CellDir) -> anyhow::Result<()> {
+        let cells_dir = dir
+            .root()
+            .parent()
+            .context("a cell directory has a parent")?;
+        let placement_dir = cells_dir.parent().context("cells sit in a placement")?;
         for d in [
             self.home.root().to_owned(),
-            self.home.cells_dir(),
+            self.home.placements_dir(),
+            placement_dir.to_owned(),
+            cells_dir.to_owned(),
             dir.root().to_owned(),
             dir.logs_dir(),
             dir.search_dir(),
@@ -70,7 +77,13 @@ impl LocalDriver {
         // Mail carries reset codes: the cell's owner only.
         set_mode(&dir.mailbox_dir(), 0o700)?;
         // Postgres (an unprivileged user) must traverse down to its own directory.
-        for d in [self.home.root(), &self.home.cells_dir(), dir.root()] {
+        for d in [
+            self.home.root(),
+            &self.home.placements_dir(),
+            placement_dir,
+            cells_dir,
+            dir.root(),
+        ] {
             set_mode(d, 0o755)?;
         }
         let secrets = dir.secrets_dir();
@@ -128,16 +141,16 @@ impl LocalDriver {
                 write_json(&dir.config(), &config)?;
             }
         }
-        self.secure(&dir)?;
+        self.secure(dir)?;
         if !dir.desired().exists() {
-            write_desired(&dir, Desired::Stopped)?;
+            write_desired(dir, Desired::Stopped)?;
         }
         Ok(())
     }
 
     /// `cluster` step: `initdb` (a no-op when the cluster exists).
-    pub async fn init_cluster(&self, cell_id: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
+    pub async fn init_cluster(&self, dir: &CellDir) -> anyhow::Result<()> {
+        let dir = dir.clone();
         let config: CellConfig = read_json(&dir.config())?;
         tokio::task::spawn_blocking(move || supervisor::open_cluster(&dir, &config).map(drop))
             .await
@@ -146,10 +159,9 @@ impl LocalDriver {
 
     /// `supervisor` step: a supervisor runs (started if needed) and its Postgres accepts
     /// connections.
-    pub async fn ensure_supervisor(&self, cell_id: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
-        self.spawn_supervisor_if_gone(&dir)?;
-        self.wait_for(&dir, "Postgres to start", |s| s.postgres_running)
+    pub async fn ensure_supervisor(&self, dir: &CellDir) -> anyhow::Result<()> {
+        self.spawn_supervisor_if_gone(dir)?;
+        self.wait_for(dir, "Postgres to start", |s| s.postgres_running)
             .await
             .map(drop)
     }
@@ -209,11 +221,8 @@ impl LocalDriver {
     }
 
     /// `databases` step: one role and one database per service, reachable only by that role.
-    pub async fn ensure_databases(&self, cell_id: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
-        let state = self
-            .state(&dir)
-            .context("the supervisor reports no state")?;
+    pub async fn ensure_databases(&self, dir: &CellDir) -> anyhow::Result<()> {
+        let state = self.state(dir).context("the supervisor reports no state")?;
         let secrets = dir.secrets_dir();
         let su = read_trimmed(&secrets.join("pg-superuser"))?;
         let url = pg_url(PG_SUPERUSER, &su, state.postgres_port, "postgres");
@@ -261,7 +270,7 @@ impl LocalDriver {
             )?;
         }
         conn.close().await;
-        self.secure(&dir)
+        self.secure(dir)
     }
 
     /// The cell's files owned and guarded as `local::identity` describes (root-run only).
@@ -276,9 +285,12 @@ impl LocalDriver {
     /// Gives a running cell the services it lacks (it was created before they existed): their
     /// secrets, roles and databases, ports in `cell.json`; the supervisor starts them on its
     /// next round. `false` when nothing was missing (the common, cheap case).
-    pub async fn add_missing_services(&self, spec: &CellSpec) -> anyhow::Result<bool> {
+    pub async fn add_missing_services(
+        &self,
+        spec: &CellSpec,
+        dir: &CellDir,
+    ) -> anyhow::Result<bool> {
         let cell_id = spec.cell_id.as_str();
-        let dir = self.cell_dir(cell_id);
         let mut config: CellConfig = read_json(&dir.config())?;
         let missing: Vec<&str> = Service::ALL
             .map(Service::name)
@@ -289,8 +301,8 @@ impl LocalDriver {
             return Ok(false);
         }
         tracing::info!(cell = %cell_id, services = ?missing, "adding services the cell lacks");
-        self.prepare(spec).await?;
-        self.ensure_databases(cell_id).await?;
+        self.prepare(spec, dir).await?;
+        self.ensure_databases(dir).await?;
         for name in missing {
             config.services.push(ServiceConfig {
                 name: name.to_owned(),
@@ -307,11 +319,10 @@ impl LocalDriver {
 
     /// `services` step: tells the supervisor to run (or stop) the services and waits until
     /// they are ready (or stopped).
-    pub async fn set_services(&self, cell_id: &str, run: bool) -> anyhow::Result<ServiceUrls> {
-        let dir = self.cell_dir(cell_id);
-        self.spawn_supervisor_if_gone(&dir)?;
+    pub async fn set_services(&self, dir: &CellDir, run: bool) -> anyhow::Result<ServiceUrls> {
+        self.spawn_supervisor_if_gone(dir)?;
         write_desired(
-            &dir,
+            dir,
             if run {
                 Desired::Running
             } else {
@@ -329,7 +340,7 @@ impl LocalDriver {
             .map(|s| s.name)
             .collect();
         let state = if run {
-            self.wait_for(&dir, "the services to be ready", |s| {
+            self.wait_for(dir, "the services to be ready", |s| {
                 s.desired == Some(Desired::Running)
                     && services.iter().all(|svc| {
                         s.services
@@ -339,7 +350,7 @@ impl LocalDriver {
             })
             .await?
         } else {
-            self.wait_for(&dir, "the services to stop", |s| {
+            self.wait_for(dir, "the services to stop", |s| {
                 s.desired == Some(Desired::Stopped)
                     && s.services
                         .values()
@@ -363,9 +374,8 @@ impl LocalDriver {
     }
 
     /// What the supervisor reports, if it is alive.
-    pub fn observe(&self, cell_id: &str) -> Option<SupervisorState> {
-        let dir = self.cell_dir(cell_id);
-        supervisor_alive(&dir).then(|| self.state(&dir)).flatten()
+    pub fn observe(&self, dir: &CellDir) -> Option<SupervisorState> {
+        supervisor_alive(dir).then(|| self.state(dir)).flatten()
     }
 
     fn state(&self, dir: &CellDir) -> Option<SupervisorState> {

@@ -20,11 +20,11 @@ use super::{read_trimmed, set_mode};
 impl LocalDriver {
     /// `backup` step: the databases (`pg_dump -Fc`), the object store and the secrets, into
     /// `dest`, finished by `manifest.json` (present = complete).
-    pub async fn backup(&self, cell_id: &str, tenant: &str, dest: &Path) -> anyhow::Result<()> {
+    pub async fn backup(&self, dir: &CellDir, tenant: &str, dest: &Path) -> anyhow::Result<()> {
         if dest.join("manifest.json").exists() {
             return Ok(());
         }
-        let dir = self.cell_dir(cell_id);
+        let cell_id = dir.cell_id();
         if !dir.root().exists() {
             bail!("the cell's directory {} is gone", dir.root().display());
         }
@@ -32,10 +32,8 @@ impl LocalDriver {
         set_mode(dest, 0o700)?;
         let mut databases = Vec::new();
         if dir.pg_dir().join("data/PG_VERSION").exists() {
-            self.ensure_supervisor(cell_id).await?;
-            let state = self
-                .state(&dir)
-                .context("the supervisor reports no state")?;
+            self.ensure_supervisor(dir).await?;
+            let state = self.state(dir).context("the supervisor reports no state")?;
             let su = read_trimmed(&dir.secrets_dir().join("pg-superuser"))?;
             for svc in Service::ALL.map(Service::name) {
                 let file = dest.join(format!("{svc}.dump"));
@@ -94,12 +92,12 @@ impl LocalDriver {
 
     /// Stops the cell's supervisor (and with it the services and Postgres), and anything a
     /// killed supervisor left behind.
-    pub async fn stop(&self, cell_id: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
+    pub async fn stop(&self, dir: &CellDir) -> anyhow::Result<()> {
+        let cell_id = dir.cell_id();
         if !dir.root().exists() {
             return Ok(());
         }
-        stop_supervisor(&dir).await?;
+        stop_supervisor(dir).await?;
         // Leftovers of a supervisor that died by SIGKILL.
         if let Ok(state) = read_json::<SupervisorState>(&dir.state()) {
             for pid in state.services.values().filter_map(|s| s.pid) {
@@ -119,8 +117,7 @@ impl LocalDriver {
     }
 
     /// Removes the cell's directory.
-    pub async fn remove(&self, cell_id: &str) -> anyhow::Result<()> {
-        let dir = self.cell_dir(cell_id);
+    pub async fn remove(&self, dir: &CellDir) -> anyhow::Result<()> {
         match tokio::fs::remove_dir_all(dir.root()).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
