@@ -182,6 +182,14 @@ fn api_failure(status: u16, body: ErrorBody) -> Failure {
             exit::CONFLICT,
             "a placement with cells cannot be removed; cordon it instead",
         ),
+        "operation_in_progress" => (
+            exit::CONFLICT,
+            "wait for it (`mrbill cell show <slug>`), or abort a migration with `mrbill cell migrate <slug> --abort`",
+        ),
+        "tenant_not_active" => (
+            exit::CONFLICT,
+            "only an active tenant moves; `mrbill tenant resume <slug>` first",
+        ),
         "conflict" => (
             exit::CONFLICT,
             "see the tenant's state with `mrbill tenant show <slug>`",

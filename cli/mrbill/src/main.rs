@@ -3,6 +3,7 @@
 
 mod client;
 mod local;
+mod migrate;
 mod output;
 
 use std::io::Write;
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 use cell_model::local::Home;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use wire_types::admin::{
-    Cell, CellList, Placement, PlacementList, Tenant, TenantList, TenantState, TierList,
+    Cell, CellList, MigrationList, Placement, PlacementList, Tenant, TenantList, TenantState,
+    TierList,
 };
 
 use crate::client::{CliResult, Client, Failure, exit};
@@ -158,6 +160,26 @@ enum CellCmd {
     List,
     /// One cell (by cell id or tenant slug): spec, status, conditions, endpoints, processes.
     Show { id: String },
+    /// Move a tenant's cell to another placement: same identity (tokens and signed links keep
+    /// working), data replicated while it serves, requests held only for the cut-over.
+    Migrate {
+        /// The tenant.
+        slug: String,
+        /// The placement to move to.
+        #[arg(long, required_unless_present = "abort")]
+        to: Option<String>,
+        /// Only check that it can start and show the plan.
+        #[arg(long, conflicts_with = "abort")]
+        dry_run: bool,
+        /// Stop the running migration (before its switch): the tenant stays where it was.
+        #[arg(long)]
+        abort: bool,
+        /// Return once started, without following the steps.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A tenant's migrations, newest first, with their steps and freeze.
+    Migrations { slug: String },
 }
 
 fn main() {
@@ -206,6 +228,17 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
                 &Client::connect(home)?
                     .get::<Cell>(&format!("/v1/cells/{}", path_segment(&id)?))?,
             );
+        }
+        Command::Cell(CellCmd::Migrate {
+            slug,
+            to,
+            dry_run,
+            abort,
+            no_wait,
+        }) => migrate::run(home, out, &slug, to, dry_run, abort, no_wait)?,
+        Command::Cell(CellCmd::Migrations { slug }) => {
+            let path = format!("/v1/tenants/{}/migrations", path_segment(&slug)?);
+            out.migrations(&Client::connect(home)?.get::<MigrationList>(&path)?);
         }
     }
     Ok(())

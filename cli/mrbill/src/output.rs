@@ -5,7 +5,9 @@ use cell_model::contract::Service;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use wire_types::admin::{Cell, Placement, PlacementList, Tenant, TierList};
+use wire_types::admin::{
+    Cell, Migration, MigrationList, MigrationPlan, Placement, PlacementList, Tenant, TierList,
+};
 
 use crate::local::{Platform, Processes, Stopped};
 
@@ -301,6 +303,92 @@ impl Output {
             );
         }
         done.len().max(shown)
+    }
+
+    pub fn migration_plan(&self, plan: &MigrationPlan) {
+        if self.json {
+            return self.json(plan);
+        }
+        let verb = if plan.dry_run { "Would move" } else { "Moving" };
+        eprintln!(
+            "{verb} {} (cell {}, {} units) from {} to {}: {}",
+            plan.tenant,
+            plan.cell_id,
+            plan.units,
+            plan.from,
+            plan.to,
+            plan.steps.join(" → ")
+        );
+    }
+
+    /// Prints the steps done since the last call; returns how many are shown.
+    pub fn migration_progress(&self, m: &Migration, shown: usize, started: Instant) -> usize {
+        let done: Vec<_> = m.steps.iter().filter(|s| s.done).collect();
+        for step in done.iter().skip(shown) {
+            eprintln!(
+                "  ✓ {:<9} {:>7} ms   (t+{:.1} s)",
+                step.name,
+                step.duration_ms.unwrap_or(0),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        done.len().max(shown)
+    }
+
+    pub fn migration(&self, m: &Migration, took: Duration) {
+        if self.json {
+            return self.json(m);
+        }
+        match m.freeze_ms {
+            Some(freeze) => println!(
+                "Migration {} of cell {}: {} → {} is {} ({:.1} s); requests were held for {freeze} ms.",
+                m.id,
+                m.cell_id,
+                m.from,
+                m.to,
+                m.state,
+                took.as_secs_f64()
+            ),
+            None => println!(
+                "Migration {} of cell {}: {} → {} is {} ({:.1} s); the tenant stays on {}.",
+                m.id,
+                m.cell_id,
+                m.from,
+                m.to,
+                m.state,
+                took.as_secs_f64(),
+                m.from
+            ),
+        }
+    }
+
+    pub fn migrations(&self, list: &MigrationList) {
+        if self.json {
+            return self.json(list);
+        }
+        let mut rows = vec![vec![
+            "ID".into(),
+            "FROM".into(),
+            "TO".into(),
+            "STATE".into(),
+            "FREEZE".into(),
+            "STARTED".into(),
+        ]];
+        for m in &list.migrations {
+            rows.push(vec![
+                m.id.clone(),
+                m.from.clone(),
+                m.to.clone(),
+                m.state.clone(),
+                m.freeze_ms
+                    .map(|ms| format!("{ms} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                m.started_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            ]);
+        }
+        table(&rows);
     }
 
     pub fn created(&self, t: &Tenant, took: Duration) {

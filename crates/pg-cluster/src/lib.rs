@@ -308,7 +308,13 @@ impl PgCluster {
     fn write_conf(&self, ephemeral: bool) -> anyhow::Result<()> {
         let data = self.data_dir();
         let mut conf = format!(
-            "# Written by mrbill; changes are overwritten.\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = ''\nmax_connections = 200\nshared_buffers = 32MB\n",
+            "# Written by mrbill; changes are overwritten.\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = ''\nmax_connections = 200\nshared_buffers = 32MB\n\
+             # A cell moves to another placement by logical replication (`mrbill cell migrate`).\n\
+             # One walsender and slot per service database and table being copied, workers to \
+             apply and copy them at once, retried quickly.\n\
+             wal_level = logical\nmax_wal_senders = 32\nmax_replication_slots = 32\n\
+             max_worker_processes = 32\nmax_logical_replication_workers = 24\n\
+             max_sync_workers_per_subscription = 4\nwal_retrieve_retry_interval = 100ms\n",
             self.port
         );
         if ephemeral {

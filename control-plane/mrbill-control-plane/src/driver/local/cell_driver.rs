@@ -12,7 +12,7 @@ use cell_model::route_feed::ServiceUrls;
 use super::files::SupervisorState;
 use super::{LocalDriver, service_urls};
 use crate::catalog::Op;
-use crate::driver::{BoxFuture, CellDriver, Observation, Step, Work, condition};
+use crate::driver::{BoxFuture, CellDriver, Move, Observation, Step, Work, condition};
 
 const PROVISION: &[Step] = &[
     Step::Secrets,
@@ -153,6 +153,14 @@ impl CellDriver for LocalDriver {
                 serving: serving.then_some(urls),
             }))
         })
+    }
+
+    fn migrates(&self) -> bool {
+        true
+    }
+
+    fn migrate<'a>(&'a self, mv: Move<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.migrate_step(mv, step))
     }
 
     fn backup_destination(&self, tenant: &str, cell_id: &str) -> Option<PathBuf> {

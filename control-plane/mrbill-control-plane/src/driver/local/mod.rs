@@ -10,6 +10,7 @@
 mod cell_driver;
 pub mod files;
 pub mod identity;
+mod migrate;
 pub mod supervisor;
 mod teardown;
 

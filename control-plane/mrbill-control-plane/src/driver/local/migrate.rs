@@ -1,0 +1,577 @@
+//! The local driver's part of a migration (`migrate.rs` orders the steps): a target cell on
+//! another placement's data root with the source's identity, fed by Postgres logical
+//! replication (one publication per service database on the source, one subscription on the
+//! target), and the cell's files (objects, search index) copied beside it.
+//!
+//! ```text
+//! source cell (placement A)                      target cell (placement B, same cell id)
+//!  Postgres ─ publication mrbill_move ──slot mrbill_move_<svc>──► subscription ─ Postgres
+//!  objects/, search/ ───────────── copied (again after fence) ──► objects/, search/
+//!  secrets (keys, tokens, URL key) ─ copied before anything ────► secrets (same identity)
+//! ```
+//!
+//! **Invariant:** the source is only read until fence stops its services; every step checks
+//! what exists before it creates, so it is safe to repeat, and discard removes everything the
+//! target added (the subscription, the source's slots and publication, the target cell).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cell_model::contract::Service;
+use cell_model::local::CellDir;
+use service_kit::cell_secrets::CellSecrets;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::files::{CellConfig, read_json};
+use super::supervisor::PG_SUPERUSER;
+use super::{LocalDriver, identity, read_trimmed};
+use crate::driver::{Move, Step};
+
+/// The source's publication (one per service database).
+const PUBLICATION: &str = "mrbill_move";
+/// How long the initial copy and the final catch-up may take.
+const COPY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl LocalDriver {
+    pub(super) async fn migrate_step(&self, mv: Move<'_>, step: Step) -> anyhow::Result<()> {
+        let source = self.cell_dir(mv.source, &mv.spec.cell_id);
+        let target = self.cell_dir(mv.target, &mv.spec.cell_id);
+        match step {
+            Step::Target => {
+                copy_identity(&source, &target)?;
+                self.prepare(mv.spec, &target).await?;
+                self.init_cluster(&target).await?;
+                self.ensure_supervisor(&target).await?;
+                self.ensure_databases(&target).await
+            }
+            Step::Copy => {
+                self.ensure_supervisor(&source).await?;
+                self.ensure_supervisor(&target).await?;
+                for service in Service::ALL {
+                    self.replicate(&source, &target, service).await?;
+                }
+                self.copy_files(&source, &target, false).await
+            }
+            Step::CatchUp => {
+                for service in Service::ALL {
+                    self.wait_initial_copy(&target, service).await?;
+                }
+                self.copy_files(&source, &target, false).await
+            }
+            Step::Fence => self.set_services(&source, false).await.map(drop),
+            Step::Sync => {
+                self.copy_files(&source, &target, true).await?;
+                self.copy_search_index(&source, &target).await?;
+                let deadline = Instant::now() + SYNC_TIMEOUT;
+                for service in Service::ALL {
+                    self.wait_in_sync(&source, &target, service, deadline)
+                        .await?;
+                    self.copy_sequences(&source, &target, service).await?;
+                }
+                Ok(())
+            }
+            Step::Verify => self.verify(&source, &target).await,
+            Step::Start => {
+                for service in Service::ALL {
+                    self.end_replication(&source, &target, service).await?;
+                }
+                self.set_services(&target, true).await.map(drop)
+            }
+            Step::Unfence => self.set_services(&source, true).await.map(drop),
+            Step::Discard => {
+                if target.root().exists() {
+                    if target.pg_dir().join("data/PG_VERSION").exists() {
+                        self.ensure_supervisor(&source).await?;
+                        self.ensure_supervisor(&target).await?;
+                        for service in Service::ALL {
+                            self.end_replication(&source, &target, service).await?;
+                        }
+                    }
+                    self.stop(&target).await?;
+                    self.remove(&target).await?;
+                }
+                Ok(())
+            }
+            _ => bail!("the local driver has no migration step {}", step.as_str()),
+        }
+    }
+
+    /// A superuser connection to `db` of the cell's Postgres.
+    async fn superuser(&self, dir: &CellDir, db: &str) -> anyhow::Result<PgPool> {
+        let (port, password) = self.superuser_login(dir)?;
+        let options = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username(PG_SUPERUSER)
+            .password(&password)
+            .database(db);
+        PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("connecting to {db} of {}", dir.root().display()))
+    }
+
+    fn superuser_login(&self, dir: &CellDir) -> anyhow::Result<(u16, String)> {
+        let state = self
+            .observe(dir)
+            .with_context(|| format!("no supervisor runs {}", dir.root().display()))?;
+        let password = read_trimmed(&dir.secrets_dir().join("pg-superuser"))?;
+        Ok((state.postgres_port, password))
+    }
+
+    /// The target's schema (once), the source's publication, the target's subscription.
+    async fn replicate(
+        &self,
+        source: &CellDir,
+        target: &CellDir,
+        service: Service,
+    ) -> anyhow::Result<()> {
+        let db = service.name();
+        let src = self.superuser(source, db).await?;
+        let level: String = sqlx::query_scalar("SHOW wal_level").fetch_one(&src).await?;
+        anyhow::ensure!(
+            level == "logical",
+            "the source's Postgres runs with wal_level={level}: restart its cell (mrbill down \
+             --keep-cells is not enough; its supervisor must restart Postgres) to enable logical"
+        );
+        // Updates and deletes of a table without a primary key replicate by the whole row.
+        let keyless: Vec<String> = sqlx::query_scalar(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND c.relreplident = 'd'
+               AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)",
+        )
+        .fetch_all(&src)
+        .await?;
+        for table in keyless {
+            sqlx::raw_sql(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL"))
+                .execute(&src)
+                .await?;
+        }
+        let published: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+                .bind(PUBLICATION)
+                .fetch_one(&src)
+                .await?;
+        if !published {
+            sqlx::raw_sql(&format!("CREATE PUBLICATION {PUBLICATION} FOR ALL TABLES"))
+                .execute(&src)
+                .await?;
+        }
+        let dst = self.superuser(target, db).await?;
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        )
+        .fetch_one(&dst)
+        .await?;
+        if tables == 0 {
+            self.copy_schema(source, target, db).await?;
+        }
+        let name = subscription(service);
+        let subscribed: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)")
+                .bind(&name)
+                .fetch_one(&dst)
+                .await?;
+        if !subscribed {
+            let (port, password) = self.superuser_login(source)?;
+            anyhow::ensure!(
+                password
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "unexpected characters in a generated password"
+            );
+            sqlx::raw_sql(&format!(
+                "CREATE SUBSCRIPTION {name}
+                 CONNECTION 'host=127.0.0.1 port={port} dbname={db} user={PG_SUPERUSER} password={password}'
+                 PUBLICATION {PUBLICATION} WITH (copy_data = true, slot_name = '{name}')"
+            ))
+            .execute(&dst)
+            .await
+            .context("creating the subscription")?;
+        }
+        Ok(())
+    }
+
+    /// `pg_dump --schema-only` of the source restored into the target, owned by the service's
+    /// role (as if its own migrations had made it), in one transaction.
+    async fn copy_schema(
+        &self,
+        source: &CellDir,
+        target: &CellDir,
+        db: &str,
+    ) -> anyhow::Result<()> {
+        let (src_port, src_password) = self.superuser_login(source)?;
+        let (dst_port, dst_password) = self.superuser_login(target)?;
+        let bin = pg_cluster::bin_dir()?;
+        let dump = tokio::process::Command::new(bin.join("pg_dump"))
+            .args([
+                "--schema-only",
+                "--no-owner",
+                "--no-privileges",
+                "--no-publications",
+            ])
+            .args(["--no-subscriptions", "--no-password", "--dbname"])
+            .arg(format!(
+                "postgres://{PG_SUPERUSER}@127.0.0.1:{src_port}/{db}"
+            ))
+            .env("PGPASSWORD", &src_password)
+            .output()
+            .await
+            .context("running pg_dump")?;
+        if !dump.status.success() {
+            bail!(
+                "pg_dump --schema-only {db}: {}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
+        }
+        let mut restore = tokio::process::Command::new(bin.join("psql"))
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+            ])
+            .args(["--no-password", "--dbname"])
+            .arg(format!(
+                "postgres://{PG_SUPERUSER}@127.0.0.1:{dst_port}/{db}"
+            ))
+            .env("PGPASSWORD", &dst_password)
+            // Everything it creates belongs to the service's role.
+            .env("PGOPTIONS", format!("-c role={db}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("running psql")?;
+        let mut stdin = restore.stdin.take().context("psql's stdin")?;
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, &dump.stdout).await?;
+        drop(stdin);
+        let out = restore.wait_with_output().await?;
+        if !out.status.success() {
+            bail!(
+                "restoring the schema of {db}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until every table of the subscription has had its initial copy.
+    async fn wait_initial_copy(&self, target: &CellDir, service: Service) -> anyhow::Result<()> {
+        let dst = self.superuser(target, service.name()).await?;
+        let deadline = Instant::now() + COPY_TIMEOUT;
+        loop {
+            let pending: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_subscription_rel r
+                 JOIN pg_subscription s ON s.oid = r.srsubid
+                 WHERE s.subname = $1 AND r.srsubstate <> 'r'",
+            )
+            .bind(subscription(service))
+            .fetch_one(&dst)
+            .await?;
+            if pending == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{} tables of {} still copying", pending, service.name());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the target holds exactly what the (fenced) source holds.
+    async fn wait_in_sync(
+        &self,
+        source: &CellDir,
+        target: &CellDir,
+        service: Service,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
+        let db = service.name();
+        let src = self.superuser(source, db).await?;
+        let dst = self.superuser(target, db).await?;
+        let expected = checksums(&src).await?;
+        loop {
+            let got = checksums(&dst).await?;
+            if got == expected {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let behind: Vec<&str> = expected
+                    .iter()
+                    .filter(|(t, sum)| got.iter().all(|(u, s)| u != t || s != sum))
+                    .map(|(t, _)| t.as_str())
+                    .collect();
+                bail!("{db} on the target still differs from the source in {behind:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sequences are not replicated: the target continues where the source stopped.
+    async fn copy_sequences(
+        &self,
+        source: &CellDir,
+        target: &CellDir,
+        service: Service,
+    ) -> anyhow::Result<()> {
+        let db = service.name();
+        let src = self.superuser(source, db).await?;
+        let dst = self.superuser(target, db).await?;
+        let sequences: Vec<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences",
+        )
+        .fetch_all(&src)
+        .await?;
+        for (sequence, last) in sequences {
+            if let Some(last) = last {
+                sqlx::query("SELECT setval($1::regclass, $2, true)")
+                    .bind(&sequence)
+                    .bind(last)
+                    .execute(&dst)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Row counts and checksums of every table, and the object stores' manifests, match.
+    async fn verify(&self, source: &CellDir, target: &CellDir) -> anyhow::Result<()> {
+        for service in Service::ALL {
+            let db = service.name();
+            let src = self.superuser(source, db).await?;
+            let dst = self.superuser(target, db).await?;
+            let (expected, got) = (checksums(&src).await?, checksums(&dst).await?);
+            anyhow::ensure!(
+                expected == got,
+                "{db}: the target's tables differ from the source's: {expected:?} vs {got:?}"
+            );
+        }
+        let (src, dst) = (source.objects_dir(), target.objects_dir());
+        let (expected, got) =
+            tokio::task::spawn_blocking(move || anyhow::Ok((manifest(&src)?, manifest(&dst)?)))
+                .await??;
+        anyhow::ensure!(
+            expected == got,
+            "the target's objects differ from the source's ({} vs {} files)",
+            expected.len(),
+            got.len()
+        );
+        Ok(())
+    }
+
+    /// Drops the subscription (target), the slot and the publication (source).
+    async fn end_replication(
+        &self,
+        source: &CellDir,
+        target: &CellDir,
+        service: Service,
+    ) -> anyhow::Result<()> {
+        let db = service.name();
+        let name = subscription(service);
+        let dst = self.superuser(target, db).await?;
+        let subscribed: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)")
+                .bind(&name)
+                .fetch_one(&dst)
+                .await?;
+        if subscribed {
+            for sql in [
+                format!("ALTER SUBSCRIPTION {name} DISABLE"),
+                format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)"),
+                format!("DROP SUBSCRIPTION {name}"),
+            ] {
+                sqlx::raw_sql(&sql).execute(&dst).await?;
+            }
+        }
+        let src = self.superuser(source, db).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            // The walsender of a just-disabled subscription may hold the slot a moment longer.
+            let active: Option<bool> =
+                sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
+                    .bind(&name)
+                    .fetch_optional(&src)
+                    .await?;
+            match active {
+                None => break,
+                Some(false) => {
+                    sqlx::query("SELECT pg_drop_replication_slot($1)")
+                        .bind(&name)
+                        .execute(&src)
+                        .await?;
+                    break;
+                }
+                Some(true) if Instant::now() > deadline => bail!("slot {name} stays active"),
+                Some(true) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        sqlx::raw_sql(&format!("DROP PUBLICATION IF EXISTS {PUBLICATION}"))
+            .execute(&src)
+            .await?;
+        Ok(())
+    }
+
+    /// Copies the object store (new and changed files; with `exact`, also removes what the
+    /// source no longer has), owned by the target cell's user.
+    async fn copy_files(
+        &self,
+        source: &CellDir,
+        target: &CellDir,
+        exact: bool,
+    ) -> anyhow::Result<()> {
+        let (from, to) = (source.objects_dir(), target.objects_dir());
+        let uid = read_json::<CellConfig>(&target.config())?.run_as;
+        tokio::task::spawn_blocking(move || {
+            sync_tree(&from, &to, exact)?;
+            if let Some(uid) = uid {
+                identity::chown_tree(&to, uid)?;
+            }
+            anyhow::Ok(())
+        })
+        .await?
+    }
+
+    /// The search index as the stopped source left it (consistent with its outbox, which
+    /// replicated): the target's poc-service drains the rest instead of rebuilding it all.
+    async fn copy_search_index(&self, source: &CellDir, target: &CellDir) -> anyhow::Result<()> {
+        let (from, to) = (source.search_dir(), target.search_dir());
+        let uid = read_json::<CellConfig>(&target.config())?.run_as;
+        tokio::task::spawn_blocking(move || {
+            sync_tree(&from, &to, true)?;
+            if let Some(uid) = uid {
+                identity::chown_tree(&to, uid)?;
+            }
+            anyhow::Ok(())
+        })
+        .await?
+    }
+}
+
+fn subscription(service: Service) -> String {
+    format!("mrbill_move_{}", service.name())
+}
+
+/// The cell's identity: the same keys, key id, service token and URL-signing key, so tokens
+/// and signed links issued by the source stay valid on the target.
+fn copy_identity(source: &CellDir, target: &CellDir) -> anyhow::Result<()> {
+    let (from, to) = (source.secrets_dir(), target.secrets_dir());
+    std::fs::create_dir_all(&to)?;
+    super::set_mode(&to, 0o700)?;
+    for name in CellSecrets::FILES {
+        let dest = to.join(name);
+        if !dest.exists() {
+            let secret = std::fs::read(from.join(name))
+                .with_context(|| format!("reading the source's {name}"))?;
+            service_kit::secrets::write_secret(&dest, &String::from_utf8(secret)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Per table (schema-qualified): row count and an order-independent checksum of its rows.
+async fn checksums(conn: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut sums = Vec::with_capacity(tables.len());
+    for table in tables {
+        let sum: String = sqlx::query_scalar(&format!(
+            "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '')
+             FROM (SELECT md5(t::text) AS h FROM {table} t) rows"
+        ))
+        .fetch_one(conn)
+        .await?;
+        sums.push((table, sum));
+    }
+    Ok(sums)
+}
+
+/// Relative path and size of every file under `root`, sorted.
+fn manifest(root: &Path) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    walk(root, root, &mut |rel, meta| {
+        out.push((rel.to_owned(), meta.len()))
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    visit: &mut dyn FnMut(&str, &std::fs::Metadata),
+) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.is_dir() {
+            walk(root, &path, visit)?;
+        } else if meta.is_file() {
+            let rel = path.strip_prefix(root)?.to_string_lossy().into_owned();
+            visit(&rel, &meta);
+        }
+    }
+    Ok(())
+}
+
+/// Makes `to` hold `from`'s files: copies new ones and ones whose size or modification time
+/// differs; with `exact`, removes files `from` does not have.
+fn sync_tree(from: &Path, to: &Path, exact: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    let mut wanted = std::collections::BTreeSet::new();
+    let mut result = Ok(());
+    walk(from, from, &mut |rel, meta| {
+        wanted.insert(rel.to_owned());
+        if result.is_err() {
+            return;
+        }
+        let dest = to.join(rel);
+        let same = std::fs::metadata(&dest)
+            .is_ok_and(|d| d.len() == meta.len() && d.modified().ok() == meta.modified().ok());
+        if !same {
+            result = copy_file(&from.join(rel), &dest, meta);
+        }
+    })?;
+    result?;
+    if exact {
+        let mut extra = Vec::new();
+        walk(to, to, &mut |rel, _| {
+            if !wanted.contains(rel) {
+                extra.push(to.join(rel));
+            }
+        })?;
+        for path in extra {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies through a temporary name, keeping the modification time (the next pass compares it).
+fn copy_file(from: &Path, to: &Path, meta: &std::fs::Metadata) -> anyhow::Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let partial = to.with_extension("mrbill-partial");
+    std::fs::copy(from, &partial).with_context(|| format!("copying {}", from.display()))?;
+    let file = std::fs::File::options().write(true).open(&partial)?;
+    file.set_modified(meta.modified()?)?;
+    drop(file);
+    std::fs::rename(&partial, to)?;
+    Ok(())
+}
