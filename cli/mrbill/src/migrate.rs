@@ -42,7 +42,7 @@ pub fn run(
             &format!("/v1/tenants/{segment}/migrate"),
             &serde_json::json!({ "to": to, "dry_run": dry_run }),
         )?;
-        out.migration_plan(&plan);
+        out.migration_plan(&plan, dry_run || no_wait);
         if dry_run {
             return Ok(());
         }

@@ -305,9 +305,13 @@ impl Output {
         done.len().max(shown)
     }
 
-    pub fn migration_plan(&self, plan: &MigrationPlan) {
+    /// The plan; in JSON only when it is the answer (a dry run, or not followed).
+    pub fn migration_plan(&self, plan: &MigrationPlan, answer: bool) {
         if self.json {
-            return self.json(plan);
+            if answer {
+                self.json(plan);
+            }
+            return;
         }
         let verb = if plan.dry_run { "Would move" } else { "Moving" };
         eprintln!(

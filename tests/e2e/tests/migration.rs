@@ -1,0 +1,353 @@
+//! A tenant moves between placements while clients write through the router, with the real
+//! binaries: two placements are two data roots on this machine (own Postgres clusters, ports,
+//! files), which is exactly the mechanism two hosts would use. Every acknowledged write is
+//! logged by its writer; afterwards a checker finds each one exactly once on the target and
+//! nothing the writers were not told about, and what was issued before the move (the access
+//! token, a signed download link, a dojo's acknowledged edit) still works.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use e2e_tests::platform::{Platform, wait_until};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+/// What the writers were told was done.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// PoCs created (id, name).
+    pocs: Vec<(String, String)>,
+    /// The last acknowledged description of each edited PoC.
+    edits: std::collections::BTreeMap<String, String>,
+    dojos: Vec<String>,
+    reports: Vec<String>,
+    /// Requests that failed (not acknowledged), by status (0: no answer).
+    refused: std::collections::BTreeMap<u16, u32>,
+}
+
+struct Writer {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// One request; the body if it was acknowledged (2xx), else the refusal is counted.
+    async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Option<Value> {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await;
+        // Paced below the tenant's rate limit (a 429 would only count as a refusal).
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let status = res.as_ref().map_or(0, |r| r.status().as_u16());
+        if let Ok(res) = res
+            && res.status().is_success()
+        {
+            return Some(res.json().await.unwrap_or(Value::Null));
+        }
+        *self.ledger.lock().await.refused.entry(status).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        None
+    }
+
+    async fn create_pocs(self, who: usize) {
+        let mut n = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            n += 1;
+            let name = format!("w{who} poc {n}");
+            let body = json!({ "name": name, "description": "ledger", "language": "rust",
+                "tags": ["ledger"], "repository_url": format!("https://github.com/acme/w{who}-{n}") });
+            if let Some(created) = self.send(reqwest::Method::POST, "/v1/pocs", &body).await {
+                let id = created["id"].as_str().expect("id").to_owned();
+                self.ledger.lock().await.pocs.push((id, name));
+            }
+        }
+    }
+
+    async fn edit(self, poc: String) {
+        let mut n = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            n += 1;
+            let description = format!("edit {n}");
+            let path = format!("/v1/pocs/{poc}");
+            let body = json!({ "description": description });
+            if self
+                .send(reqwest::Method::PATCH, &path, &body)
+                .await
+                .is_some()
+            {
+                self.ledger
+                    .lock()
+                    .await
+                    .edits
+                    .insert(poc.clone(), description);
+            }
+        }
+    }
+
+    async fn create_dojos_and_reports(self) {
+        let mut n = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            n += 1;
+            let body =
+                json!({ "name": format!("dojo {n}"), "language": "rust", "initial_code": "" });
+            if let Some(dojo) = self.send(reqwest::Method::POST, "/v1/dojos", &body).await {
+                let id = dojo["id"].as_str().expect("id").to_owned();
+                self.ledger.lock().await.dojos.push(id);
+            }
+            if n % 5 == 0 {
+                let body = json!({ "format": "csv" });
+                if let Some(job) = self.send(reqwest::Method::POST, "/v1/reports", &body).await {
+                    let id = job["id"].as_str().expect("id").to_owned();
+                    self.ledger.lock().await.reports.push(id);
+                }
+            }
+        }
+    }
+}
+
+/// Polls a report job until it completed; returns its download link.
+async fn completed_report(api: &test_support::ApiClient, job: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let res = api.get(&format!("/v1/reports/{job}")).await;
+        if res.body["state"] == "completed" {
+            return res.body["download"]["url"]
+                .as_str()
+                .expect("url")
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "report {job}: {}", res.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The ids of the writers' PoCs in a cell's database.
+async fn ledger_pocs(
+    platform: &Platform,
+    placement: &str,
+    cell: &str,
+) -> std::collections::BTreeSet<String> {
+    let sql = "SELECT id FROM pocs WHERE 'ledger' = ANY(tags) AND deleted_at IS NULL";
+    ids_in(platform, placement, cell, "poc", sql).await
+}
+
+/// Ids a query finds in a service's database of a cell (read with the service's own login).
+async fn ids_in(
+    platform: &Platform,
+    placement: &str,
+    cell: &str,
+    service: &str,
+    sql: &str,
+) -> std::collections::BTreeSet<String> {
+    use sqlx::Connection;
+    let dir = platform.cell_dir_on(placement, cell);
+    let url = std::fs::read_to_string(dir.join(format!("secrets/{service}-database-url")))
+        .expect("db url");
+    let mut db = sqlx::PgConnection::connect(url.trim())
+        .await
+        .expect("connect");
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(sql)
+        .fetch_all(&mut db)
+        .await
+        .expect("ids");
+    let unique: std::collections::BTreeSet<String> = ids.iter().map(|i| i.to_string()).collect();
+    assert_eq!(unique.len(), ids.len(), "a PoC twice");
+    unique
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_moves_while_clients_write_and_nothing_is_lost() {
+    let platform = Platform::up_with(&[
+        ("MRBILL_PLACEMENTS", "local=20,edge=20"),
+        ("MRBILL_MIGRATE_GRACE_SECS", "1"),
+    ]);
+    let tenant = platform.create_tenant("acme");
+    let cell = tenant["cell"]["cell_id"].as_str().expect("cell").to_owned();
+    let token = platform.admin_token(&tenant).await;
+    let api = platform.api("acme").with_token(&token);
+
+    // Issued before the move: a signed link, a dojo with an acknowledged edit, a PoC to edit.
+    let report = api.post("/v1/reports", &json!({ "format": "csv" })).await;
+    let report = report.assert_status(202)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let link = completed_report(&api, &report).await;
+    let dojo = api
+        .post(
+            "/v1/dojos",
+            &json!({ "name": "Before", "language": "rust", "initial_code": "" }),
+        )
+        .await
+        .assert_status(201)["id"]
+        .as_str()
+        .expect("dojo")
+        .to_owned();
+    let ws = platform.router_url().replacen("http", "ws", 1);
+    let live_url = format!("{ws}/t/acme/v1/dojos/{dojo}/live?token={token}&acks=true");
+    let mut live = test_support::live::Live::connect(&live_url, None).await;
+    live.until("the welcome", |l| !l.got.room.is_empty()).await;
+    live.insert(0, "fn before() {}\n").await;
+    live.until("the edit acknowledged", |l| {
+        l.got.acks.iter().any(|a| a["updates"] == 1)
+    })
+    .await;
+    let edited = api
+        .post(
+            "/v1/pocs",
+            &json!({ "name": "edited", "description": "start", "language": "rust",
+            "tags": [], "repository_url": "https://github.com/acme/edited" }),
+        )
+        .await
+        .assert_status(201)["id"]
+        .as_str()
+        .expect("poc")
+        .to_owned();
+
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = || Writer {
+        base: format!("{}/t/acme", platform.router_url()),
+        token: token.clone(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client"),
+        ledger: ledger.clone(),
+        stop: stop.clone(),
+    };
+    let writers = vec![
+        tokio::spawn(writer().create_pocs(1)),
+        tokio::spawn(writer().create_pocs(2)),
+        tokio::spawn(writer().edit(edited.clone())),
+        tokio::spawn(writer().create_dojos_and_reports()),
+    ];
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let home = platform.home.clone();
+    let moved = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(e2e_tests::bin("mrbill"))
+            .args(["cell", "migrate", "acme", "--to", "edge", "-o", "json"])
+            .env("MRBILL_HOME", &home)
+            .output()
+            .expect("mrbill");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("migration json")
+    })
+    .await
+    .expect("join");
+    tokio::time::sleep(Duration::from_secs(2)).await; // the writers go on against the target
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let ledger = ledger.lock().await;
+    let freeze = moved["freeze_ms"].as_u64().expect("freeze measured");
+    eprintln!(
+        "moved: freeze {freeze} ms; acknowledged {} PoCs, {} edits, {} dojos, {} reports; refused {:?}",
+        ledger.pocs.len(),
+        ledger.edits.len(),
+        ledger.dojos.len(),
+        ledger.reports.len(),
+        ledger.refused
+    );
+    assert_eq!(moved["state"], "done", "{moved}");
+    assert!(
+        ledger.pocs.len() > 20,
+        "the writers wrote: {:?}",
+        ledger.pocs.len()
+    );
+    assert_eq!(platform.tenant("acme")["cell"]["placement"], "edge");
+
+    // Every acknowledged PoC exactly once, nothing unacknowledged: the writers' PoCs in the
+    // target's database are exactly the ledger's.
+    let on_target = ledger_pocs(&platform, "edge", &cell).await;
+    let acknowledged: std::collections::BTreeSet<String> =
+        ledger.pocs.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(acknowledged.len(), ledger.pocs.len(), "ids are unique");
+    let lost: Vec<_> = acknowledged.difference(&on_target).collect();
+    let unacknowledged: Vec<_> = on_target.difference(&acknowledged).collect();
+    assert!(lost.is_empty(), "acknowledged PoCs lost: {lost:?}");
+    assert!(
+        unacknowledged.is_empty(),
+        "PoCs nobody was told about: {unacknowledged:?}"
+    );
+    // The last acknowledged edit is what the target has.
+    let poc = api.get_ok(&format!("/v1/pocs/{edited}")).await;
+    assert_eq!(
+        Some(&poc["description"].as_str().unwrap_or_default().to_owned()),
+        ledger.edits.get(&edited)
+    );
+    let dojos = ids_in(&platform, "edge", &cell, "dojo", "SELECT id FROM dojos").await;
+    let missing: Vec<_> = ledger
+        .dojos
+        .iter()
+        .filter(|d| !dojos.contains(*d))
+        .collect();
+    assert!(missing.is_empty(), "acknowledged dojos lost: {missing:?}");
+    assert_eq!(
+        dojos.len(),
+        ledger.dojos.len() + 1,
+        "the ledger's dojos and the one from before"
+    );
+    // Reports queued before, during and after the cut-over complete, each once.
+    for job in &ledger.reports {
+        completed_report(&api, job).await;
+    }
+    // Search on the target knows the PoCs written before and during the move.
+    let (_, name) = ledger.pocs.last().expect("a PoC").clone();
+    let q = name.replace(' ', "+");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while api.get_ok(&format!("/v1/pocs?q=%22{q}%22")).await["items"] == json!([]) {
+        assert!(
+            Instant::now() < deadline,
+            "{name} is not searchable on the target"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // What was issued before the move works after it.
+    let download = reqwest::get(format!("{}{link}", platform.router_url()))
+        .await
+        .expect("get");
+    assert_eq!(
+        download.status(),
+        200,
+        "a signed link from before the move downloads"
+    );
+    let mut again = test_support::live::Live::connect(&live_url, None).await;
+    again
+        .until("the dojo's text from before", |l| {
+            l.code().contains("fn before()")
+        })
+        .await;
+
+    // The source is removed after its grace period, with a backup.
+    let source = platform.cell_dir_on("local", &cell);
+    wait_until(
+        Duration::from_secs(60),
+        "the source cell to be retired",
+        || !source.exists(),
+    );
+    let backups = std::fs::read_dir(platform.home.join("backups"))
+        .expect("backups")
+        .count();
+    assert_eq!(backups, 1);
+
+    // And back: the same tenant, everything still there.
+    let back = platform.mrbill(&["cell", "migrate", "acme", "--to", "local", "-o", "json"]);
+    assert_eq!(back.json()["state"], "done");
+    assert_eq!(ledger_pocs(&platform, "local", &cell).await, on_target);
+}
