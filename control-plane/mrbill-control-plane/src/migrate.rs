@@ -190,6 +190,16 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
                 .await?;
             catalog::mark_switched(&ctx.pool, migration.id).await?;
         }
+        (Op::Migrate, Step::Target) => {
+            // A copy this cell left on the target when it moved away from it before goes
+            // first (backed up): the target starts empty.
+            if let Some(stale) =
+                catalog::retired_cell(&ctx.pool, &cell.cell_id, &migration.target).await?
+            {
+                retire_one(ctx, &stale).await?;
+            }
+            ctx.driver.migrate(mv, step).await?;
+        }
         (Op::Migrate, Step::Retire) => retire(ctx, cell, &migration).await?,
         (Op::Abort, Step::Unfreeze) => {
             let urls = ctx
@@ -231,23 +241,27 @@ async fn retire(ctx: &Ctx, cell: &CellRow, migration: &MigrationRow) -> anyhow::
 /// keeps backups), stopped, deleted, with the driver's own delete steps.
 pub async fn retire_due(ctx: &Ctx) -> anyhow::Result<()> {
     for retired in catalog::due_retirements(&ctx.pool).await? {
-        let backup = retired.backup_path.as_deref().map(std::path::Path::new);
-        let work = Work {
-            spec: &retired.spec.0,
-            placement: &retired.placement,
-            backup,
-        };
-        for &step in ctx.driver.steps(Op::Delete) {
-            if matches!(step, Step::Route | Step::Catalog)
-                || (step == Step::Backup && backup.is_none())
-            {
-                continue;
-            }
-            ctx.driver.run(work, Op::Delete, step).await?;
-        }
-        catalog::forget_retired(&ctx.pool, &retired.cell_id, &retired.placement).await?;
-        tracing::info!(cell = %retired.cell_id, placement = %retired.placement, backup = ?retired.backup_path, "migration source retired");
+        retire_one(ctx, &retired).await?;
     }
+    Ok(())
+}
+
+async fn retire_one(ctx: &Ctx, retired: &catalog::RetiredCell) -> anyhow::Result<()> {
+    let backup = retired.backup_path.as_deref().map(std::path::Path::new);
+    let work = Work {
+        spec: &retired.spec.0,
+        placement: &retired.placement,
+        backup,
+    };
+    for &step in ctx.driver.steps(Op::Delete) {
+        if matches!(step, Step::Route | Step::Catalog) || (step == Step::Backup && backup.is_none())
+        {
+            continue;
+        }
+        ctx.driver.run(work, Op::Delete, step).await?;
+    }
+    catalog::forget_retired(&ctx.pool, &retired.cell_id, &retired.placement).await?;
+    tracing::info!(cell = %retired.cell_id, placement = %retired.placement, backup = ?retired.backup_path, "migration source retired");
     Ok(())
 }
 

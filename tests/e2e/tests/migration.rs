@@ -351,3 +351,80 @@ async fn a_tenant_moves_while_clients_write_and_nothing_is_lost() {
     assert_eq!(back.json()["state"], "done");
     assert_eq!(ledger_pocs(&platform, "local", &cell).await, on_target);
 }
+
+/// poc-services running for `cell` (on any placement).
+fn poc_services(cell: &str) -> usize {
+    e2e_tests::platform::cell_services(cell)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("poc-service"))
+        })
+        .count()
+}
+
+/// The control plane killed right after each migration step (before recording it) resumes
+/// and converges: the tenant ends on the target, serving, with its data, and at no point do
+/// two cells of the tenant run a poc-service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_crash_at_any_migration_step_resumes_and_converges() {
+    let platform = Platform::up_with(&[("MRBILL_PLACEMENTS", "local=20,edge=20")]);
+    let tenant = platform.create_tenant("acme");
+    let cell = tenant["cell"]["cell_id"].as_str().expect("cell").to_owned();
+    let token = platform.admin_token(&tenant).await;
+    let api = platform.api("acme").with_token(&token);
+    for n in 0..5 {
+        let body = json!({ "name": format!("kept {n}"), "description": "", "language": "rust",
+            "tags": ["ledger"], "repository_url": format!("https://github.com/acme/kept-{n}") });
+        api.post("/v1/pocs", &body).await.assert_status(201);
+    }
+    let steps = [
+        "target", "copy", "catch-up", "freeze", "fence", "sync", "verify", "start", "switch",
+        "retire",
+    ];
+    let mut from = "local";
+    for step in steps {
+        let to = if from == "local" { "edge" } else { "local" };
+        eprintln!("crash after {step} ({from} → {to})");
+        let mut crashing =
+            platform.restart_control_plane_crashing_after(&format!("migrate:{step}"));
+        let started = platform.mrbill(&["cell", "migrate", "acme", "--to", to, "--no-wait"]);
+        assert_eq!(started.code, 0, "{}", started.stderr);
+        let status = crashing.wait().expect("wait for the crash");
+        assert_eq!(status.code(), Some(86), "crashed after {step}");
+        assert!(
+            poc_services(&cell) <= 1,
+            "two cells serve after a crash at {step}"
+        );
+
+        platform.mrbill(&["up", "-o", "json"]).json();
+        wait_until(Duration::from_secs(120), "the migration to finish", || {
+            let list = platform
+                .mrbill(&["cell", "migrations", "acme", "-o", "json"])
+                .json();
+            let latest = &list["migrations"][0];
+            latest["state"] == "done"
+                && latest["steps"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().all(|s| s["done"] == true))
+        });
+        let tenant = platform.tenant("acme");
+        assert_eq!(tenant["cell"]["placement"], to, "after a crash at {step}");
+        assert_eq!(
+            tenant["cell"]["status"]["phase"], "Ready",
+            "after a crash at {step}"
+        );
+        assert_eq!(
+            poc_services(&cell),
+            1,
+            "one cell serves after a crash at {step}"
+        );
+        assert_eq!(
+            ledger_pocs(&platform, to, &cell).await.len(),
+            5,
+            "after {step}"
+        );
+        api.get("/v1/pocs").await.assert_status(200);
+        from = to;
+    }
+}

@@ -319,13 +319,34 @@ pub struct RetiredCell {
     pub retire_after: OffsetDateTime,
 }
 
-/// Retired cells whose grace period has ended.
+const RETIRED_COLUMNS: &str = "cell_id, placement, tenant, spec, backup_path, retire_after";
+
+/// Retired cells whose grace period has ended (except one a migration back to its placement
+/// removes itself).
 pub async fn due_retirements(pool: &PgPool) -> sqlx::Result<Vec<RetiredCell>> {
-    sqlx::query_as(
-        "SELECT cell_id, placement, tenant, spec, backup_path, retire_after FROM retired_cells
-         WHERE retire_after <= now() ORDER BY retire_after",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {RETIRED_COLUMNS} FROM retired_cells r
+         WHERE retire_after <= now()
+           AND NOT EXISTS (SELECT 1 FROM cells c
+                           WHERE c.cell_id = r.cell_id AND c.target_placement = r.placement)
+         ORDER BY retire_after"
+    ))
     .fetch_all(pool)
+    .await
+}
+
+/// The copy `cell_id` left on `placement` when it moved away, if it is still there.
+pub async fn retired_cell(
+    pool: &PgPool,
+    cell_id: &str,
+    placement: &str,
+) -> sqlx::Result<Option<RetiredCell>> {
+    sqlx::query_as(&format!(
+        "SELECT {RETIRED_COLUMNS} FROM retired_cells WHERE cell_id = $1 AND placement = $2"
+    ))
+    .bind(cell_id)
+    .bind(placement)
+    .fetch_optional(pool)
     .await
 }
 
