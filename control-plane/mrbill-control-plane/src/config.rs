@@ -52,6 +52,8 @@ pub struct Config {
     pub bin_dir: PathBuf,
     /// Test switch: exit right after this step's effects, before it is recorded.
     pub crash_after_step: Option<String>,
+    /// Test switch: after recording this step (`op:step`), wait for another operation.
+    pub pause_after_step: Option<String>,
     /// How often the reconciler checks every cell's health.
     pub health_interval: Duration,
     pub log_format: LogFormat,
@@ -97,6 +99,7 @@ impl Config {
                     .to_owned(),
             },
             crash_after_step: optional("MRBILL_CRASH_AFTER_STEP")?,
+            pause_after_step: None,
             health_interval: Duration::from_millis(
                 optional("MRBILL_HEALTH_INTERVAL_MS")?.unwrap_or(1000),
             ),

@@ -26,6 +26,10 @@ enum Command {
         /// (`step` or `op:step`, e.g. `provision:databases`).
         #[arg(long)]
         crash_after_step: Option<String>,
+        /// Test switch: after recording this step (`op:step`), wait until another operation
+        /// replaces this one (e.g. an abort) instead of going on.
+        #[arg(long)]
+        pause_after_step: Option<String>,
     },
     /// Supervise one local cell: its Postgres and services. Started detached by the local driver.
     Supervise {
@@ -38,12 +42,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve {
         crash_after_step: None,
+        pause_after_step: None,
     }) {
-        Command::Serve { crash_after_step } => {
+        Command::Serve {
+            crash_after_step,
+            pause_after_step,
+        } => {
             let mut config = Config::from_env()?;
             if crash_after_step.is_some() {
                 config.crash_after_step = crash_after_step;
             }
+            config.pause_after_step = pause_after_step;
             telemetry::init("mrbill-control-plane", config.log_format);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -153,12 +153,20 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
             catalog::record_step(&ctx.pool, cell_id, op_id, step.as_str(), ms).await?;
             tracing::info!(cell = %cell_id, op = op.as_str(), step = step.as_str(), duration_ms = ms, "step done");
             // A newer operation (e.g. a delete during provisioning) takes over between steps.
-            let mut conn = ctx.pool.acquire().await?;
-            let current = catalog::cell(&mut conn, cell_id)
-                .await?
-                .and_then(|c| c.op_id);
-            if current != Some(op_id) {
-                return Ok(true);
+            let paused = ctx.config.pause_after_step.as_deref()
+                == Some(&format!("{}:{}", op.as_str(), step.as_str()));
+            loop {
+                let mut conn = ctx.pool.acquire().await?;
+                let current = catalog::cell(&mut conn, cell_id)
+                    .await?
+                    .and_then(|c| c.op_id);
+                if current != Some(op_id) {
+                    return Ok(true);
+                }
+                if !paused {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         let serving = matches!(op, Op::Provision | Op::Resume | Op::Migrate | Op::Abort);

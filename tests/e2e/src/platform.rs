@@ -230,6 +230,17 @@ impl Platform {
         self.start_control_plane(&["serve", "--crash-after-step", op_step])
     }
 
+    /// Stops the running control plane and starts one that waits after `op_step` until another
+    /// operation replaces the current one.
+    pub fn restart_control_plane_pausing_after(&self, op_step: &str) -> std::process::Child {
+        let cp = self.control_plane_pid().expect("control plane runs");
+        kill(cp, "TERM");
+        wait_until(Duration::from_secs(30), "the control plane to stop", || {
+            !pid_alive(cp)
+        });
+        self.start_control_plane(&["serve", "--pause-after-step", op_step])
+    }
+
     /// Starts the router by hand, exactly as `mrbill up` does (detached; `mrbill down` stops it).
     #[allow(clippy::zombie_processes)]
     pub fn start_router(&self) {

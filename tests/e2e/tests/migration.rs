@@ -428,3 +428,75 @@ async fn a_control_plane_crash_at_any_migration_step_resumes_and_converges() {
         from = to;
     }
 }
+
+/// An abort after the source was fenced (its services stopped, requests held): the source
+/// serves again with everything it had, the target cell and the replication are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_after_the_fence_leaves_the_source_serving_and_removes_the_target() {
+    let platform = Platform::up_with(&[("MRBILL_PLACEMENTS", "local=20,edge=20")]);
+    let tenant = platform.create_tenant("acme");
+    let cell = tenant["cell"]["cell_id"].as_str().expect("cell").to_owned();
+    let token = platform.admin_token(&tenant).await;
+    let api = platform.api("acme").with_token(&token);
+    let body = json!({ "name": "kept", "description": "", "language": "rust",
+        "tags": ["ledger"], "repository_url": "https://github.com/acme/kept" });
+    api.post("/v1/pocs", &body).await.assert_status(201);
+
+    let mut paused = platform.restart_control_plane_pausing_after("migrate:fence");
+    let started = platform.mrbill(&["cell", "migrate", "acme", "--to", "edge", "--no-wait"]);
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    wait_until(Duration::from_secs(60), "the fence", || {
+        let list = platform
+            .mrbill(&["cell", "migrations", "acme", "-o", "json"])
+            .json();
+        list["migrations"][0]["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == "fence" && s["done"] == true))
+    });
+    assert_eq!(poc_services(&cell), 0, "fenced: no poc-service runs");
+    let target = platform.cell_dir_on("edge", &cell);
+    assert!(target.exists());
+
+    let aborted = platform.mrbill(&["cell", "migrate", "acme", "--abort", "-o", "json"]);
+    assert_eq!(aborted.code, 0, "{}", aborted.stderr);
+    assert_eq!(aborted.json()["state"], "aborted");
+    let tenant = platform.tenant("acme");
+    assert_eq!(tenant["cell"]["placement"], "local");
+    assert_eq!(tenant["cell"]["status"]["phase"], "Ready");
+    api.get("/v1/pocs").await.assert_status(200);
+    assert_eq!(ledger_pocs(&platform, "local", &cell).await.len(), 1);
+    assert!(!target.exists(), "the target cell is removed");
+    assert_eq!(poc_services(&cell), 1);
+    // Nothing of the replication stays on the source (slots would hold its WAL forever).
+    {
+        use sqlx::Connection;
+        let dir = platform.cell_dir_on("local", &cell);
+        let url = std::fs::read_to_string(dir.join("secrets/poc-database-url")).expect("url");
+        let mut db = sqlx::PgConnection::connect(url.trim())
+            .await
+            .expect("connect");
+        let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_replication_slots")
+            .fetch_one(&mut db)
+            .await
+            .expect("slots");
+        let publications: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_publication")
+            .fetch_one(&mut db)
+            .await
+            .expect("publications");
+        assert_eq!((slots, publications), (0, 0));
+    }
+    let (_, placements) = (
+        0,
+        platform.mrbill(&["placement", "list", "-o", "json"]).json(),
+    );
+    let edge = placements["placements"]
+        .as_array()
+        .expect("placements")
+        .iter()
+        .find(|p| p["name"] == "edge")
+        .cloned()
+        .expect("edge");
+    assert_eq!(edge["used"], 0, "the target's units are free again");
+    let _ = paused.kill();
+    let _ = paused.wait();
+}
