@@ -2,6 +2,7 @@
 //! manages tenants, and shows cells, through the control plane's admin API.
 
 mod client;
+mod drain;
 mod local;
 mod migrate;
 mod output;
@@ -152,6 +153,14 @@ enum PlacementCmd {
     Cordon { name: String },
     /// Admit new cells there again.
     Uncordon { name: String },
+    /// Cordon, then move every cell to the roomiest open placement of the same region, in
+    /// waves; stops at the first failure with a report, and resumes when run again.
+    Drain {
+        name: String,
+        /// Cells moved at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+        parallel: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +273,9 @@ fn placement(cmd: PlacementCmd, home: &Home, out: &Output) -> CliResult<()> {
             &format!("/v1/placements/{}/cordon", path_segment(&name)?),
             &serde_json::json!({}),
         )?),
+        PlacementCmd::Drain { name, parallel } => {
+            drain::run(home, out, &name, usize::from(parallel))?
+        }
         PlacementCmd::Uncordon { name } => one(&client.post(
             &format!("/v1/placements/{}/uncordon", path_segment(&name)?),
             &serde_json::json!({}),

@@ -9,6 +9,7 @@ use wire_types::admin::{
     Cell, Migration, MigrationList, MigrationPlan, Placement, PlacementList, Tenant, TierList,
 };
 
+use crate::drain::Moved;
 use crate::local::{Platform, Processes, Stopped};
 
 #[derive(Debug)]
@@ -390,6 +391,44 @@ impl Output {
                 m.started_at
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default(),
+            ]);
+        }
+        table(&rows);
+    }
+
+    pub fn drained(&self, placement: &str, moved: &[Moved], took: Duration) {
+        if self.json {
+            return self.json(&serde_json::json!({ "placement": placement, "moved": moved }));
+        }
+        self.drain_report(moved);
+        println!(
+            "Placement {placement} is drained ({} cells moved in {:.1} s); it stays cordoned.",
+            moved.len(),
+            took.as_secs_f64()
+        );
+    }
+
+    /// What a drain moved so far.
+    pub fn drain_report(&self, moved: &[Moved]) {
+        if self.json || moved.is_empty() {
+            return;
+        }
+        let mut rows = vec![vec![
+            "TENANT".into(),
+            "TO".into(),
+            "STATE".into(),
+            "FREEZE".into(),
+            "TOOK".into(),
+        ]];
+        for m in moved {
+            rows.push(vec![
+                m.tenant.clone(),
+                m.to.clone(),
+                m.state.clone(),
+                m.freeze_ms
+                    .map(|f| format!("{f} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                format!("{:.1} s", m.seconds),
             ]);
         }
         table(&rows);

@@ -500,3 +500,69 @@ async fn an_abort_after_the_fence_leaves_the_source_serving_and_removes_the_targ
     let _ = paused.kill();
     let _ = paused.wait();
 }
+
+/// `mrbill placement drain` moves every cell off a placement in waves, each to the roomiest
+/// open placement of its region; it stops at the first cell with nowhere to go, with a report,
+/// and a second run resumes once there is room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_moves_cells_in_waves_stops_when_full_and_resumes() {
+    let platform = Platform::up_with(&[("MRBILL_PLACEMENTS", "local=20,edge=2")]);
+    for slug in ["acme", "globex", "initech"] {
+        platform.create_tenant(slug);
+    }
+    let first = platform.mrbill(&["placement", "drain", "local", "--parallel", "2"]);
+    first.assert_failure(4, "drain_stopped");
+    assert!(
+        first.stderr.contains("no open placement in region local"),
+        "{}",
+        first.stderr
+    );
+    let on = |slug: &str| {
+        platform.tenant(slug)["cell"]["placement"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let placed: Vec<Option<String>> = ["acme", "globex", "initech"]
+        .iter()
+        .map(|s| on(s))
+        .collect();
+    assert_eq!(
+        placed
+            .iter()
+            .filter(|p| p.as_deref() == Some("edge"))
+            .count(),
+        2,
+        "{placed:?}"
+    );
+
+    let added = platform.mrbill(&[
+        "placement",
+        "add",
+        "far",
+        "--region",
+        "local",
+        "--capacity",
+        "5",
+    ]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let second = platform.mrbill(&["placement", "drain", "local", "-o", "json"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.json()["moved"].as_array().map(Vec::len), Some(1));
+    for slug in ["acme", "globex", "initech"] {
+        let tenant = platform.tenant(slug);
+        assert_ne!(tenant["cell"]["placement"], "local", "{slug}");
+        assert_eq!(tenant["cell"]["status"]["phase"], "Ready", "{slug}");
+    }
+    let list = platform.mrbill(&["placement", "list", "-o", "json"]).json();
+    let local = list["placements"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["name"] == "local")
+        .cloned()
+        .expect("local");
+    assert_eq!(
+        (local["cells"].as_u64(), local["cordoned"].as_bool()),
+        (Some(0), Some(true))
+    );
+}
