@@ -41,9 +41,16 @@ pub fn run(home: &Home, out: &Output, name: &str, parallel: usize) -> CliResult<
     // Tenant → (when its move started here, last progress seen).
     let mut running: BTreeMap<String, (Instant, usize, Instant)> = BTreeMap::new();
     let mut moved: Vec<Moved> = Vec::new();
+    // Why no more moves start; the drain stops once the moves under way have finished.
+    let mut halted: Option<(String, String)> = None;
     loop {
         let cells = client.get::<CellList>("/v1/cells")?.cells;
         let leaving: Vec<&Cell> = cells.iter().filter(|c| c.placement == name).collect();
+        if running.is_empty()
+            && let Some((tenant, why)) = &halted
+        {
+            return Err(stopped(tenant, why, &moved, out));
+        }
         if leaving.is_empty() && running.is_empty() {
             break;
         }
@@ -111,7 +118,7 @@ pub fn run(home: &Home, out: &Output, name: &str, parallel: usize) -> CliResult<
             .iter()
             .filter(|c| c.operation.as_ref().is_none_or(|o| o.finished))
         {
-            if running.len() >= parallel {
+            if running.len() >= parallel || halted.is_some() {
                 break;
             }
             if running.contains_key(&cell.tenant) {
@@ -124,7 +131,8 @@ pub fn run(home: &Home, out: &Output, name: &str, parallel: usize) -> CliResult<
                     source.region,
                     cell.spec.tier.units()
                 );
-                return Err(stopped(&cell.tenant, &why, &moved, out));
+                halted = Some((cell.tenant.clone(), why));
+                break;
             };
             let path = format!("/v1/tenants/{}/migrate", path_segment(&cell.tenant)?);
             match client.post::<MigrationPlan>(&path, &serde_json::json!({ "to": to })) {
@@ -132,7 +140,10 @@ pub fn run(home: &Home, out: &Output, name: &str, parallel: usize) -> CliResult<
                     eprintln!("  … {} → {to}", cell.tenant);
                     running.insert(cell.tenant.clone(), (Instant::now(), 0, Instant::now()));
                 }
-                Err(f) => return Err(stopped(&cell.tenant, &f.message, &moved, out)),
+                Err(f) => {
+                    halted = Some((cell.tenant.clone(), f.message));
+                    break;
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -20,6 +20,7 @@ use crate::{MIGRATOR, routes};
 pub struct App {
     bound: Bound,
     pool: PgPool,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -41,7 +42,9 @@ impl App {
             peer,
             config,
             rooms,
+            closing: tokio::sync::watch::Sender::new(false),
         });
+        let closing = state.closing.clone();
         let api = routes::public(state.clone())
             .merge(service_kit::openapi::route(crate::openapi::public_json));
         let bound = Bound::bind(
@@ -53,7 +56,11 @@ impl App {
             readiness,
         )
         .await?;
-        Ok(Self { bound, pool })
+        Ok(Self {
+            bound,
+            pool,
+            closing,
+        })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -64,13 +71,25 @@ impl App {
         &self.pool
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests and closes the pool.
+    /// Serves until `shutdown` resolves, then closes the live sockets (1012: reconnect),
+    /// drains in-flight requests, waits (bounded) for the sockets to close, and closes the pool.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let pool = self.pool.clone();
-        self.bound.serve(shutdown).await?;
+        let closing = self.closing.clone();
+        let signal = self.closing.clone();
+        self.bound
+            .serve(async move {
+                shutdown.await;
+                signal.send_replace(true);
+            })
+            .await?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while closing.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         pool.close().await;
         Ok(())
     }

@@ -278,6 +278,7 @@ async fn session(
     let mut ping = tokio::time::interval(limits.ping_every);
     ping.tick().await;
     let mut last_heard = Instant::now();
+    let mut closing = state.closing.subscribe();
     let stop = |code, reason| {
         let _ = local.try_send(Outbound::Close(code, reason));
     };
@@ -317,6 +318,10 @@ async fn session(
                     break;
                 }
             },
+            () = async { drop(closing.wait_for(|closing| *closing).await) } => {
+                stop(close::SERVICE_RESTART, "service restart; reconnect");
+                break;
+            }
             () = tokio::time::sleep_until(expires) => {
                 stop(close::UNAUTHENTICATED, "token expired");
                 break;

@@ -17,6 +17,9 @@ pub struct Inner {
     pub peer: Peer,
     pub config: Config,
     pub rooms: Arc<Rooms>,
+    /// Set when the service stops: every live socket closes with `SERVICE_RESTART`; each holds
+    /// a receiver, so the count of receivers is the count of sockets still open.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Authenticates for Inner {

@@ -327,6 +327,8 @@ async fn a_tenant_moves_while_clients_write_and_nothing_is_lost() {
         200,
         "a signed link from before the move downloads"
     );
+    // The socket open on the source was told to reconnect when the source stopped.
+    assert_eq!(live.closed_with().await, 1012);
     let mut again = test_support::live::Live::connect(&live_url, None).await;
     again
         .until("the dojo's text from before", |l| {

@@ -367,7 +367,7 @@ async fn message_size_and_rate_limits_close_the_offender() {
 }
 
 #[tokio::test]
-async fn acknowledged_updates_and_chat_survive_a_restart() {
+async fn acknowledged_updates_and_chat_survive_a_restart_and_clients_are_told_to_reconnect() {
     let mut cell = Cell::start_with(|c| c.live.compact_every = 7).await;
     let admin = cell.admin().await;
     let dojo = id(&cell
@@ -390,6 +390,8 @@ async fn acknowledged_updates_and_chat_survive_a_restart() {
         .await;
     let expected = editor.code();
     cell.start_dojo().await;
+    // The stopping service told the client to reconnect (a restart, or the cell moving).
+    assert_eq!(editor.closed_with().await, close::SERVICE_RESTART);
     let mut back = cell.connect(&dojo, &admin, "").await;
     back.until("the document after restart", |l| l.code() == expected)
         .await;
