@@ -63,15 +63,23 @@ impl LocalDriver {
             }
             Step::Fence => self.set_services(&source, false).await.map(drop),
             Step::Sync => {
-                self.copy_files(&source, &target, true).await?;
-                self.copy_search_index(&source, &target).await?;
+                // Inside the freeze: the three databases and the files at once.
                 let deadline = Instant::now() + SYNC_TIMEOUT;
-                for service in Service::ALL {
-                    self.wait_in_sync(&source, &target, service, deadline)
-                        .await?;
-                    self.copy_sequences(&source, &target, service).await?;
-                }
-                Ok(())
+                let (source, target) = (&source, &target);
+                let databases = Service::ALL.map(|service| async move {
+                    let db = service.name();
+                    let src = self.superuser(source, db).await?;
+                    let dst = self.superuser(target, db).await?;
+                    wait_in_sync(&src, &dst, db, deadline).await?;
+                    copy_sequences(&src, &dst).await
+                });
+                let files = async {
+                    self.copy_files(source, target, true).await?;
+                    self.copy_search_index(source, target).await
+                };
+                let (databases, files) =
+                    tokio::join!(futures_util::future::try_join_all(databases), files);
+                databases.map(drop).and(files)
             }
             Step::Verify => self.verify(&source, &target).await,
             Step::Start => {
@@ -285,74 +293,20 @@ impl LocalDriver {
         }
     }
 
-    /// Waits until the target holds exactly what the (fenced) source holds.
-    async fn wait_in_sync(
-        &self,
-        source: &CellDir,
-        target: &CellDir,
-        service: Service,
-        deadline: Instant,
-    ) -> anyhow::Result<()> {
-        let db = service.name();
-        let src = self.superuser(source, db).await?;
-        let dst = self.superuser(target, db).await?;
-        let expected = checksums(&src).await?;
-        loop {
-            let got = checksums(&dst).await?;
-            if got == expected {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let behind: Vec<&str> = expected
-                    .iter()
-                    .filter(|(t, sum)| got.iter().all(|(u, s)| u != t || s != sum))
-                    .map(|(t, _)| t.as_str())
-                    .collect();
-                bail!("{db} on the target still differs from the source in {behind:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Sequences are not replicated: the target continues where the source stopped.
-    async fn copy_sequences(
-        &self,
-        source: &CellDir,
-        target: &CellDir,
-        service: Service,
-    ) -> anyhow::Result<()> {
-        let db = service.name();
-        let src = self.superuser(source, db).await?;
-        let dst = self.superuser(target, db).await?;
-        let sequences: Vec<(String, Option<i64>)> = sqlx::query_as(
-            "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences",
-        )
-        .fetch_all(&src)
-        .await?;
-        for (sequence, last) in sequences {
-            if let Some(last) = last {
-                sqlx::query("SELECT setval($1::regclass, $2, true)")
-                    .bind(&sequence)
-                    .bind(last)
-                    .execute(&dst)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Row counts and checksums of every table, and the object stores' manifests, match.
     async fn verify(&self, source: &CellDir, target: &CellDir) -> anyhow::Result<()> {
-        for service in Service::ALL {
+        let databases = Service::ALL.map(|service| async move {
             let db = service.name();
             let src = self.superuser(source, db).await?;
             let dst = self.superuser(target, db).await?;
-            let (expected, got) = (checksums(&src).await?, checksums(&dst).await?);
+            let (expected, got) = tokio::try_join!(checksums(&src), checksums(&dst))?;
             anyhow::ensure!(
                 expected == got,
                 "{db}: the target's tables differ from the source's: {expected:?} vs {got:?}"
             );
-        }
+            anyhow::Ok(())
+        });
+        futures_util::future::try_join_all(databases).await?;
         let (src, dst) = (source.objects_dir(), target.objects_dir());
         let (expected, got) =
             tokio::task::spawn_blocking(move || anyhow::Ok((manifest(&src)?, manifest(&dst)?)))
@@ -470,6 +424,50 @@ fn copy_identity(source: &CellDir, target: &CellDir) -> anyhow::Result<()> {
             let secret = std::fs::read(from.join(name))
                 .with_context(|| format!("reading the source's {name}"))?;
             service_kit::secrets::write_secret(&dest, &String::from_utf8(secret)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the target holds exactly what the (fenced) source holds.
+async fn wait_in_sync(
+    src: &PgPool,
+    dst: &PgPool,
+    db: &str,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let expected = checksums(src).await?;
+    loop {
+        let got = checksums(dst).await?;
+        if got == expected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let behind: Vec<&str> = expected
+                .iter()
+                .filter(|(t, sum)| got.iter().all(|(u, s)| u != t || s != sum))
+                .map(|(t, _)| t.as_str())
+                .collect();
+            bail!("{db} on the target still differs from the source in {behind:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sequences are not replicated: the target continues where the source stopped.
+async fn copy_sequences(src: &PgPool, dst: &PgPool) -> anyhow::Result<()> {
+    let sequences: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences",
+    )
+    .fetch_all(src)
+    .await?;
+    for (sequence, last) in sequences {
+        if let Some(last) = last {
+            sqlx::query("SELECT setval($1::regclass, $2, true)")
+                .bind(&sequence)
+                .bind(last)
+                .execute(dst)
+                .await?;
         }
     }
     Ok(())
