@@ -18,6 +18,13 @@ fn operations() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("DELETE", "/v1/tenants/acme", None),
         ("POST", "/v1/tenants/acme/suspend", Some(json!({}))),
         ("POST", "/v1/tenants/acme/resume", Some(json!({}))),
+        (
+            "POST",
+            "/v1/tenants/acme/migrate",
+            Some(json!({ "to": "local", "dry_run": true })),
+        ),
+        ("GET", "/v1/tenants/acme/migrations", None),
+        ("POST", "/v1/tenants/acme/migration/abort", Some(json!({}))),
         ("GET", "/v1/cells", None),
         ("GET", "/v1/cells/acme", None),
         ("GET", "/v1/tiers", None),
@@ -109,4 +116,7 @@ async fn the_admin_api_answers_only_the_operator() {
     let placements = &placements.assert_status(200)["placements"];
     assert_eq!(placements.as_array().map(Vec::len), Some(1), "{placements}");
     assert_eq!(placements[0]["cordoned"], false);
+    // Nor did any migration start.
+    let migrations = admin.get("/v1/tenants/acme/migrations").await;
+    assert_eq!(migrations.assert_status(200)["migrations"], json!([]));
 }

@@ -13,6 +13,7 @@ pub mod identity;
 mod migrate;
 pub mod supervisor;
 mod teardown;
+mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
