@@ -72,7 +72,8 @@ class DojoTest {
             sessionA.code() == sessionB.code() && sessionA.code().contains("hello") && sessionA.code().contains("from B")
         }
         assertTrue(sessionA.code().startsWith("// hello\n"))
-        assertEquals(sessionA.code(), b.code)
+        // B's listener hears of the merged text on its own thread, a moment after B has it.
+        eventually("B's listener to have the merged text") { b.code == sessionA.code() }
 
         sessionB.sendChat("shall we add a test?")
         eventually("the chat on A") { a.chat.any { it.text == "shall we add a test?" } }
