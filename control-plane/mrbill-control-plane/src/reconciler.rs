@@ -171,20 +171,18 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
         }
         let serving = matches!(op, Op::Provision | Op::Resume | Op::Migrate | Op::Abort);
         let mut status = cell.status.0.clone();
-        // A migration moved the cell: settle it where it runs now.
-        let placement = match op {
+        // A migration moved the cell (placement, spec, generation): settle it as it is now.
+        let cell = match op {
             Op::Migrate => {
                 let mut conn = ctx.pool.acquire().await?;
-                catalog::cell(&mut conn, cell_id)
-                    .await?
-                    .map_or(cell.placement.clone(), |c| c.placement)
+                catalog::cell(&mut conn, cell_id).await?.unwrap_or(cell)
             }
-            _ => cell.placement.clone(),
+            _ => cell,
         };
         fold(
             &mut status,
             ctx.driver
-                .settle(Work::new(&cell.spec.0, &placement), serving)
+                .settle(Work::new(&cell.spec.0, &cell.placement), serving)
                 .await?,
         );
         status.phase = if serving {

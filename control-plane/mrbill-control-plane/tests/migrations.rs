@@ -132,6 +132,10 @@ async fn a_migration_freezes_switches_and_retires_the_source() {
     );
     let tenant = plane.settled("acme", "Ready").await;
     assert_eq!(tenant["cell"]["placement"], "edge");
+    assert_eq!(
+        tenant["cell"]["spec"]["placement"], "edge",
+        "the desired state says so too"
+    );
 
     // The driver's steps ran in order, each once, between source and target.
     let migrated: Vec<Step> = plane

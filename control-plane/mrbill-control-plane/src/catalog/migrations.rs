@@ -223,7 +223,9 @@ pub async fn mark_switched(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
         return Ok(());
     }
     sqlx::query(
-        "UPDATE cells SET placement = $2, target_placement = NULL, updated_at = now()
+        "UPDATE cells SET placement = $2, target_placement = NULL,
+                spec = jsonb_set(spec, '{placement}', to_jsonb($2::text)),
+                generation = generation + 1, updated_at = now()
          WHERE cell_id = $1",
     )
     .bind(&cell_id)
