@@ -19,9 +19,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn status(state: &AppState) -> Result<SearchStatus, ApiError> {
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM search_outbox")
-        .fetch_one(&state.pool)
-        .await?;
+    let pending = state.indexer.pending(&state.pool).await?;
     Ok(SearchStatus {
         engine: state.index.engine().to_owned(),
         pending: pending.max(0) as u64,

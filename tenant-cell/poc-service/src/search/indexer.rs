@@ -1,13 +1,21 @@
-//! The indexer: drains the transactional outbox into the search index.
+//! The indexer: drains the change log into the search index.
 //!
-//! Every insert or update of a PoC row adds its id to `search_outbox` in the same transaction
-//! (a trigger, so no write path can forget) and notifies `poc_search_outbox`. The indexer wakes
-//! on that notification (or on a local nudge, or every 500 ms), reads a batch, loads the rows'
-//! *current* state, applies it to the index, and only then deletes the batch from the outbox.
-//! A failing index leaves the outbox untouched and is retried with backoff, so nothing is lost.
+//! Every index is a *consumer* (`search_consumers`): each poc-service replica with an index of
+//! its own (the embedded engine; its id is kept in the index directory), or one consumer shared
+//! by every replica of a shared engine (Meilisearch). Every insert or update of a PoC row adds
+//! one `search_changes` row per consumer in the same transaction (a trigger, so no write path
+//! can forget) and notifies `poc_search_outbox`. The indexer wakes on that notification (or on
+//! a local nudge, or every 500 ms), reads a batch of its consumer's rows, loads the PoCs'
+//! *current* state, applies it to the index, and only then deletes the batch. A failing index
+//! leaves the rows in place and is retried with backoff, so nothing is lost.
 //!
-//! **Invariant:** at most one indexer drains at a time (a transaction-scoped advisory lock), so
-//! an older state can never overwrite a newer one in the index.
+//! A consumer new to the database (a fresh index directory, or one removed after an hour of
+//! silence) registers under an exclusive lock on `search_consumers` — which waits for every
+//! writing transaction that has not yet seen it — and then rebuilds its index from Postgres:
+//! every change is either in that snapshot or a row of its own.
+//!
+//! **Invariant:** at most one indexer drains a consumer at a time (a transaction-scoped
+//! advisory lock per consumer), so an older state can never overwrite a newer one in an index.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -22,6 +30,10 @@ use super::{PocDoc, SearchIndex};
 use crate::store::pocs;
 
 const CHANNEL: &str = "poc_search_outbox";
+/// How often a consumer says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A consumer silent this long is removed with its rows (it rebuilds if it comes back).
+const STALE: &str = "1 hour";
 const BATCH: i64 = 1_000;
 const POLL: Duration = Duration::from_millis(500);
 /// How often the index's document count is compared with Postgres (self-healing).
@@ -39,6 +51,8 @@ pub struct IndexerHandle {
     reindex: AtomicBool,
     reindexing: AtomicBool,
     indexed_seq: AtomicI64,
+    /// The consumer this process drains for.
+    consumer: String,
 }
 
 impl IndexerHandle {
@@ -58,19 +72,58 @@ impl IndexerHandle {
         self.reindexing.load(Ordering::SeqCst) || self.reindex.load(Ordering::SeqCst)
     }
 
-    /// Highest outbox position applied by this process.
+    /// Highest change-log position applied by this process.
     pub fn indexed_seq(&self) -> i64 {
         self.indexed_seq.load(Ordering::SeqCst)
     }
+
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Changes not yet applied to this process's index.
+    pub async fn pending(&self, pool: &PgPool) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM search_changes WHERE consumer = $1")
+            .bind(&self.consumer)
+            .fetch_one(pool)
+            .await
+    }
+}
+
+/// The consumer an index drains for: an embedded index on disk keeps its id in its directory
+/// (a restart goes on where it stopped); an in-memory one is new each start; a shared engine
+/// has one consumer for all replicas.
+pub fn consumer_for(config: &crate::config::SearchConfig) -> anyhow::Result<String> {
+    use crate::config::SearchConfig;
+    Ok(match config {
+        SearchConfig::Embedded { dir: Some(dir) } => {
+            let file = dir.join("consumer-id");
+            match std::fs::read_to_string(&file) {
+                Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
+                _ => {
+                    let id = format!("embedded-{}", Uuid::now_v7().simple());
+                    std::fs::create_dir_all(dir)?;
+                    std::fs::write(&file, &id)?;
+                    id
+                }
+            }
+        }
+        SearchConfig::Embedded { dir: None } => format!("memory-{}", Uuid::now_v7().simple()),
+        SearchConfig::Meilisearch { index, .. } => format!("meilisearch-{index}"),
+    })
 }
 
 /// Starts the indexer task. It runs until `shutdown` fires.
 pub fn spawn(
     pool: PgPool,
     index: Arc<dyn SearchIndex>,
+    consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Arc<IndexerHandle> {
-    let handle = Arc::new(IndexerHandle::default());
+    let handle = Arc::new(IndexerHandle {
+        consumer,
+        ..IndexerHandle::default()
+    });
     tokio::spawn(run(pool, index, handle.clone(), shutdown));
     handle
 }
@@ -84,6 +137,7 @@ async fn run(
     let mut listener = listen(&pool).await;
     let mut backoff = Duration::from_millis(100);
     let mut last_check = Instant::now() - CONSISTENCY_CHECK;
+    let mut last_beat: Option<Instant> = None;
     let mut last_write = Instant::now();
     let mut optimized = true;
     loop {
@@ -92,6 +146,13 @@ async fn run(
         }
         handle.dirty.store(false, Ordering::SeqCst);
         let result = async {
+            if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
+                if register(&pool, &handle.consumer).await? {
+                    // New to the database: nothing of what came before is in our rows.
+                    handle.reindex.store(true, Ordering::SeqCst);
+                }
+                last_beat = Some(Instant::now());
+            }
             if handle.reindex.swap(false, Ordering::SeqCst) {
                 rebuild(&pool, index.as_ref(), &handle).await?;
             }
@@ -104,7 +165,7 @@ async fn run(
             }
             if last_check.elapsed() >= CONSISTENCY_CHECK {
                 last_check = Instant::now();
-                if !consistent(&pool, index.as_ref()).await? {
+                if !consistent(&pool, index.as_ref(), &handle).await? {
                     rebuild(&pool, index.as_ref(), &handle).await?;
                     drain(&pool, index.as_ref(), &handle).await?;
                 }
@@ -158,7 +219,7 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
-/// Applies outbox batches until it is empty; returns how many entries were applied.
+/// Applies the consumer's changes until it has none; returns how many were applied.
 pub async fn drain(
     pool: &PgPool,
     index: &dyn SearchIndex,
@@ -167,16 +228,20 @@ pub async fn drain(
     let mut applied = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('mrbill.poc.indexer'))")
-                .fetch_one(&mut *tx)
-                .await?;
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtext('mrbill.poc.indexer:' || $1))",
+        )
+        .bind(&handle.consumer)
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             return Ok(applied);
         }
         let batch: Vec<(i64, Uuid, f64)> = sqlx::query_as(
-            "SELECT seq, poc_id, EXTRACT(EPOCH FROM now() - created_at)::float8 FROM search_outbox ORDER BY seq LIMIT $1",
+            "SELECT seq, poc_id, EXTRACT(EPOCH FROM now() - created_at)::float8
+             FROM search_changes WHERE consumer = $1 ORDER BY seq LIMIT $2",
         )
+        .bind(&handle.consumer)
         .bind(BATCH)
         .fetch_all(&mut *tx)
         .await?;
@@ -200,7 +265,7 @@ pub async fn drain(
             .collect();
         index.apply(upserts, deletes).await?;
         let seqs: Vec<i64> = batch.iter().map(|(seq, _, _)| *seq).collect();
-        sqlx::query("DELETE FROM search_outbox WHERE seq = ANY($1)")
+        sqlx::query("DELETE FROM search_changes WHERE seq = ANY($1)")
             .bind(&seqs)
             .execute(&mut *tx)
             .await?;
@@ -215,8 +280,8 @@ pub async fn drain(
     }
 }
 
-/// Rebuilds the index from Postgres. Writes made meanwhile are in the outbox and are applied by
-/// the next drain (applying a PoC twice is harmless).
+/// Rebuilds the index from Postgres. Writes made meanwhile are in the consumer's changes and are
+/// applied by the next drain (applying a PoC twice is harmless).
 pub async fn rebuild(
     pool: &PgPool,
     index: &dyn SearchIndex,
@@ -250,12 +315,44 @@ pub async fn rebuild(
     result
 }
 
-/// Whether the index holds as many documents as there are live PoCs (checked only when the
-/// outbox is empty, so in-flight writes do not count as drift).
-async fn consistent(pool: &PgPool, index: &dyn SearchIndex) -> anyhow::Result<bool> {
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM search_outbox")
-        .fetch_one(pool)
+/// Says the consumer is alive (registering it if it is new: then `true`) and removes consumers
+/// silent for longer than [`STALE`], with their rows.
+pub async fn register(pool: &PgPool, consumer: &str) -> anyhow::Result<bool> {
+    sqlx::query(&format!(
+        "DELETE FROM search_consumers WHERE seen_at < now() - interval '{STALE}'"
+    ))
+    .execute(pool)
+    .await?;
+    let seen = sqlx::query("UPDATE search_consumers SET seen_at = now() WHERE consumer = $1")
+        .bind(consumer)
+        .execute(pool)
         .await?;
+    if seen.rows_affected() == 1 {
+        return Ok(false);
+    }
+    // Waits for every writing transaction that read the consumers without us, and keeps new
+    // ones out until we are in: each later change gets a row of ours.
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE search_consumers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO search_consumers (consumer) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(consumer)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(consumer, "search consumer registered; rebuilding its index");
+    Ok(true)
+}
+
+/// Whether the index holds as many documents as there are live PoCs (checked only when the
+/// consumer has no pending change, so in-flight writes do not count as drift).
+async fn consistent(
+    pool: &PgPool,
+    index: &dyn SearchIndex,
+    handle: &IndexerHandle,
+) -> anyhow::Result<bool> {
+    let pending = handle.pending(pool).await?;
     if pending > 0 {
         return Ok(true);
     }

@@ -1,8 +1,8 @@
 //! The search index port and its engines.
 //!
 //! Postgres is the source of truth; an index is a derived, rebuildable view. Writes reach the
-//! index only through the transactional outbox ([`indexer`]), so an index that is down, slow or
-//! deleted loses nothing: the outbox keeps the work and a rebuild restores everything.
+//! index only through the transactional change log ([`indexer`]), so an index that is down, slow or
+//! deleted loses nothing: the log keeps the work and a rebuild restores everything.
 //!
 //! **Invariant:** every search is filtered to what the viewer may see *inside the engine*, so
 //! totals and facet counts never include PoCs the caller cannot read.

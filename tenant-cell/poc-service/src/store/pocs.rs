@@ -1,5 +1,5 @@
 //! The `pocs` table. Writes never touch the search index: the table's trigger queues them in
-//! `search_outbox` within the same transaction.
+//! `search_changes` (a row per search consumer) within the same transaction.
 
 use sqlx::{FromRow, PgExecutor};
 use time::OffsetDateTime;

@@ -27,6 +27,23 @@ pub struct TestApp {
     _stop: oneshot::Sender<()>,
 }
 
+/// A replica started by [`TestApp::replica`].
+pub struct Replica {
+    pub api: ApiClient,
+    stop: Option<oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Replica {
+    /// Stops it and waits until it has (its index is closed).
+    pub async fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
+}
+
 /// A signed-in user.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -78,6 +95,27 @@ impl TestApp {
             pool,
             index,
             _stop: stop,
+        }
+    }
+
+    /// Another replica of this poc-service on the same database, with an embedded index in
+    /// `dir` of its own (how a cell scales poc). Stops when dropped.
+    pub async fn replica(&self, dir: &Path) -> Replica {
+        let mut config = self.config.clone();
+        config.search = poc_service::config::SearchConfig::Embedded {
+            dir: Some(dir.to_owned()),
+        };
+        // A pool of its own: a stopping replica closes its pool.
+        let app = App::build(config).await.expect("replica builds");
+        let api = ApiClient::new(format!("http://{}", app.public_addr()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Replica {
+            api,
+            stop: Some(stop),
+            running: Some(running),
         }
     }
 

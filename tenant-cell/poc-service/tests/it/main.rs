@@ -14,6 +14,7 @@ mod openapi;
 mod ops;
 mod pocs;
 mod refresh;
+mod replicas;
 mod search;
 mod self_service;
 mod signup;
