@@ -85,6 +85,7 @@ impl Router {
                 generation: 1,
                 state: RouteState::Active,
                 services: Service::ALL.map(url).into_iter().collect(),
+                replicas: Default::default(),
                 email_domains: vec!["acme.example".into()],
             }],
         });

@@ -52,6 +52,7 @@ pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> 
                 generation: 0,
                 state: RouteState::Active,
                 services: ServiceUrls::default(),
+                replicas: Default::default(),
                 email_domains: tenant.email_domains.clone(),
             },
         )

@@ -23,6 +23,7 @@ fn entry(tenant: &str) -> RouteEntry {
         services: [(Service::Poc, "http://127.0.0.1:1".to_owned())]
             .into_iter()
             .collect(),
+        replicas: Default::default(),
         email_domains: Vec::new(),
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,17 +87,41 @@ pub(crate) struct Worker {
 struct Target {
     state: RouteState,
     cell_id: HeaderValue,
-    /// Per service, in [`Service::ALL`] order; `None` while not ready.
-    upstreams: [Option<Upstream>; Service::ALL.len()],
+    /// Per service, in [`Service::ALL`] order, every replica; empty while not ready.
+    upstreams: [Vec<Upstream>; Service::ALL.len()],
+    /// Per service, the round-robin position over its replicas.
+    next: [AtomicUsize; Service::ALL.len()],
     /// Kept across table changes, so a route update does not refill the tenant's buckets.
     limiter: Arc<Mutex<TenantLimiter>>,
 }
 
 impl Target {
-    fn upstream(&self, service: Service) -> Option<&Upstream> {
+    /// The replica for a request to `path` of `service`: round robin, except that every request
+    /// about one dojo reaches the same dojo replica (its room lives in one process).
+    fn upstream(&self, service: Service, path: &str) -> Option<&Upstream> {
         let i = Service::ALL.iter().position(|s| *s == service)?;
-        self.upstreams[i].as_ref()
+        let all = &self.upstreams[i];
+        let pick = match all.len() {
+            0 => return None,
+            1 => 0,
+            n if service == Service::Dojo => pin(path) % n,
+            n => self.next[i].fetch_add(1, Ordering::Relaxed) % n,
+        };
+        all.get(pick)
     }
+}
+
+/// A stable hash of the dojo a path is about (`/v1/dojos/{id}…`): every router picks the same
+/// replica for it.
+fn pin(path: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let dojo = path
+        .strip_prefix("/v1/dojos/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    let mut hasher = std::hash::DefaultHasher::new();
+    dojo.hash(&mut hasher);
+    hasher.finish() as usize
 }
 
 /// The routing table compiled for the proxy.
@@ -106,13 +131,22 @@ pub(crate) struct Targets(HashMap<String, Arc<Target>>);
 impl Targets {
     /// Compiles `table`, carrying over the rate limiters of `previous`.
     pub(crate) fn compile(table: &RouteTable, previous: &Targets, limit: Rate) -> Self {
-        let parse = |tenant: &str, url: Option<&str>| {
-            let url = url?;
-            let parsed = Upstream::parse(url);
-            if parsed.is_none() {
-                tracing::warn!(%tenant, %url, "unusable service URL in the route; treated as not ready");
-            }
-            parsed
+        let parse = |tenant: &str, route: &cell_model::route_feed::RouteEntry, service| {
+            let replicas = route.replicas.get(service);
+            let urls: Vec<&str> = if replicas.is_empty() {
+                route.services.get(service).into_iter().collect()
+            } else {
+                replicas.iter().map(String::as_str).collect()
+            };
+            urls.into_iter()
+                .filter_map(|url| {
+                    let parsed = Upstream::parse(url);
+                    if parsed.is_none() {
+                        tracing::warn!(%tenant, %url, "unusable service URL in the route; skipped");
+                    }
+                    parsed
+                })
+                .collect::<Vec<_>>()
         };
         let targets = table
             .routes
@@ -129,7 +163,8 @@ impl Targets {
                 let target = Target {
                     state: route.state,
                     cell_id,
-                    upstreams: Service::ALL.map(|s| parse(tenant, route.services.get(s))),
+                    upstreams: Service::ALL.map(|s| parse(tenant, route, s)),
+                    next: Service::ALL.map(|_| AtomicUsize::new(0)),
                     limiter,
                 };
                 Some((tenant.clone(), Arc::new(target)))
@@ -383,7 +418,7 @@ async fn destination(
             }
         }
     }
-    let upstream = target.upstream(service).ok_or_else(|| {
+    let upstream = target.upstream(service, upstream_path).ok_or_else(|| {
         ApiError::unavailable(
             "this service of the cell is not ready",
             Duration::from_secs(1),

@@ -247,3 +247,69 @@ async fn a_frozen_route_holds_requests_until_it_is_active_again() {
     let res = waiting.await.expect("request");
     assert_eq!(res.assert_status(200)["cell"], "c-acme");
 }
+
+/// An upstream that answers with its own name.
+async fn named(name: &'static str) -> String {
+    common::serve(
+        Router::new().fallback(move || async move { axum::Json(json!({ "replica": name })) }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn requests_are_spread_over_replicas_and_a_dojo_stays_on_one() {
+    let (a, b, c) = (named("a").await, named("b").await, named("c").await);
+    let (d1, d2) = (named("d1").await, named("d2").await);
+    let mut entry = route("acme", RouteState::Active, &a);
+    entry.replicas = [
+        (
+            cell_model::contract::Service::Poc,
+            vec![a.clone(), b.clone(), c.clone()],
+        ),
+        (
+            cell_model::contract::Service::Dojo,
+            vec![d1.clone(), d2.clone()],
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let (api, _) = router(vec![entry], None).await;
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..30 {
+        let res = api.get("/t/acme/v1/pocs").await;
+        *seen
+            .entry(
+                res.assert_status(200)["replica"]
+                    .as_str()
+                    .expect("name")
+                    .to_owned(),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(
+        seen.into_values().collect::<Vec<_>>(),
+        [10, 10, 10],
+        "round robin"
+    );
+    // Every request about one dojo (REST or its live socket) reaches the same replica; the
+    // dojos spread over both.
+    let mut homes = std::collections::BTreeSet::new();
+    for dojo in 0..16 {
+        let id = format!("0190e0c4-0000-7000-8000-{dojo:012}");
+        let first = api.get(&format!("/t/acme/v1/dojos/{id}")).await;
+        let home = first.assert_status(200)["replica"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        for path in ["", "/live", "/chat", "/participants"] {
+            let again = api.get(&format!("/t/acme/v1/dojos/{id}{path}")).await;
+            assert_eq!(
+                again.assert_status(200)["replica"],
+                home.as_str(),
+                "{id}{path}"
+            );
+        }
+        homes.insert(home);
+    }
+    assert_eq!(homes.len(), 2, "dojos are spread over the replicas");
+}

@@ -66,6 +66,57 @@ impl From<ServiceUrls> for BTreeMap<String, String> {
     }
 }
 
+/// Every replica's base URL per service, for services that run more than one (the router
+/// balances across them). On the wire an object of lists keyed by service name; names a reader
+/// does not know are skipped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    from = "BTreeMap<String, Vec<String>>",
+    into = "BTreeMap<String, Vec<String>>"
+)]
+pub struct ReplicaUrls(BTreeMap<Service, Vec<String>>);
+
+impl ReplicaUrls {
+    pub fn get(&self, service: Service) -> &[String] {
+        self.0.get(&service).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Service, &[String])> {
+        self.0.iter().map(|(s, u)| (*s, u.as_slice()))
+    }
+}
+
+impl FromIterator<(Service, Vec<String>)> for ReplicaUrls {
+    fn from_iter<I: IntoIterator<Item = (Service, Vec<String>)>>(iter: I) -> Self {
+        Self(
+            iter.into_iter()
+                .filter(|(_, urls)| urls.len() > 1)
+                .collect(),
+        )
+    }
+}
+
+impl From<BTreeMap<String, Vec<String>>> for ReplicaUrls {
+    fn from(map: BTreeMap<String, Vec<String>>) -> Self {
+        map.into_iter()
+            .filter_map(|(name, urls)| Some((Service::parse(&name)?, urls)))
+            .collect()
+    }
+}
+
+impl From<ReplicaUrls> for BTreeMap<String, Vec<String>> {
+    fn from(urls: ReplicaUrls) -> Self {
+        urls.0
+            .into_iter()
+            .map(|(s, u)| (s.name().to_owned(), u))
+            .collect()
+    }
+}
+
 /// One tenant's route.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteEntry {
@@ -75,6 +126,9 @@ pub struct RouteEntry {
     pub generation: u64,
     pub state: RouteState,
     pub services: ServiceUrls,
+    /// Every replica of the services that run more than one (`services` names one of them).
+    #[serde(default, skip_serializing_if = "ReplicaUrls::is_empty")]
+    pub replicas: ReplicaUrls,
     /// Email domains that resolve to this tenant (`/v1/resolve?email=`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub email_domains: Vec<String>,
@@ -167,6 +221,7 @@ mod tests {
             services: [(Service::Poc, "http://127.0.0.1:1".to_owned())]
                 .into_iter()
                 .collect(),
+            replicas: Default::default(),
             email_domains: vec![format!("{tenant}.com")],
         }
     }

@@ -26,6 +26,7 @@ pub fn route(tenant: &str, state: RouteState, poc: &str) -> RouteEntry {
         generation: 1,
         state,
         services: [(Service::Poc, poc.to_owned())].into_iter().collect(),
+        replicas: Default::default(),
         email_domains: vec![format!("{tenant}.com")],
     }
 }
