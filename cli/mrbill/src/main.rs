@@ -189,6 +189,30 @@ enum CellCmd {
     },
     /// A tenant's migrations, newest first, with their steps and freeze.
     Migrations { slug: String },
+    /// Run more or fewer replicas of a tenant's services, within its tier's bounds
+    /// (`mrbill tiers`); the router spreads requests over them.
+    Scale {
+        slug: String,
+        /// `service=replicas`, repeatable: `--service poc=2 --service media=2`.
+        #[arg(long = "service", required = true, value_parser = parse_replicas)]
+        services: Vec<(String, u32)>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// `poc=2` → (`poc`, 2).
+fn parse_replicas(s: &str) -> Result<(String, u32), String> {
+    let (service, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not service=replicas"))?;
+    if cell_model::contract::Service::parse(service).is_none() {
+        return Err(format!("`{service}` is not a service (poc, dojo, media)"));
+    }
+    let n = n
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number of replicas"))?;
+    Ok((service.to_owned(), n))
 }
 
 fn main() {
@@ -245,6 +269,26 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
             abort,
             no_wait,
         }) => migrate::run(home, out, &slug, to, dry_run, abort, no_wait)?,
+        Command::Cell(CellCmd::Scale {
+            slug,
+            services,
+            no_wait,
+        }) => {
+            let client = Client::connect(home)?;
+            let started = Instant::now();
+            let body: serde_json::Map<String, serde_json::Value> = services
+                .into_iter()
+                .map(|(s, n)| (s, serde_json::json!(n)))
+                .collect();
+            let path = format!("/v1/tenants/{}/scale", path_segment(&slug)?);
+            let tenant: Tenant = client.post(&path, &serde_json::Value::Object(body))?;
+            let tenant = if no_wait {
+                tenant
+            } else {
+                wait(&client, out, &slug, "scale", started)?
+            };
+            out.tenant(&tenant);
+        }
         Command::Cell(CellCmd::Migrations { slug }) => {
             let path = format!("/v1/tenants/{}/migrations", path_segment(&slug)?);
             out.migrations(&Client::connect(home)?.get::<MigrationList>(&path)?);

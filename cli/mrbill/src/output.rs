@@ -264,6 +264,7 @@ impl Output {
                 ),
             ],
             vec!["search".into(), format!("{:?}", c.spec.search)],
+            vec!["replicas".into(), replicas(c)],
             vec![
                 "endpoint".into(),
                 c.status.endpoints.public.clone().unwrap_or_default(),
@@ -538,4 +539,30 @@ fn table(rows: &[Vec<String>]) {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
+}
+
+/// Desired replicas per service, and how many answer where the cell reports its instances
+/// (`poc`, `poc-2`, …): `poc 2 (2 running) · dojo 1 (1 running) · media 1`.
+fn replicas(c: &Cell) -> String {
+    Service::ALL
+        .iter()
+        .map(|service| {
+            let bounds = c.spec.tier.template().bounds(*service);
+            let desired = c.spec.replicas.get(*service).unwrap_or(bounds.default);
+            let running = c
+                .status
+                .endpoints
+                .services
+                .keys()
+                .filter(|key| {
+                    key.split_once('-').map_or(key.as_str(), |(n, _)| n) == service.name()
+                })
+                .count();
+            match running {
+                0 => format!("{} {desired}", service.name()),
+                n => format!("{} {desired} ({n} running)", service.name()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }

@@ -21,7 +21,7 @@ use service_kit::secrets::constant_time_eq;
 use sqlx::PgConnection;
 use wire_types::admin::{
     Cell, CellList, CreatePlacement, CreateTenant, MigrateTenant, MigrationList, Operation,
-    Placement, PlacementList, Step, Tenant, TenantList, TenantState, TierList,
+    Placement, PlacementList, ScaleTenant, Step, Tenant, TenantList, TenantState, TierList,
 };
 use wire_types::{ErrorCode, FieldError};
 
@@ -29,7 +29,7 @@ use crate::Ctx;
 use crate::catalog::{self, AdmitError, CellRow, MigrateError, Op, PlacementError, TenantRow};
 use crate::domain::NewTenant;
 use crate::migrate::{self, RequestError};
-use crate::tenants::{self, ChangeError};
+use crate::tenants::{self, ChangeError, ScaleError};
 
 pub fn router(ctx: Arc<Ctx>) -> Router {
     Router::new()
@@ -37,6 +37,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/tenants/{slug}", get(show_tenant).delete(delete_tenant))
         .route("/v1/tenants/{slug}/suspend", post(suspend_tenant))
         .route("/v1/tenants/{slug}/resume", post(resume_tenant))
+        .route("/v1/tenants/{slug}/scale", post(scale_tenant))
         .route("/v1/tenants/{slug}/migrate", post(migrate_tenant))
         .route("/v1/tenants/{slug}/migrations", get(tenant_migrations))
         .route("/v1/tenants/{slug}/migration/abort", post(abort_migration))
@@ -288,6 +289,29 @@ async fn set_cordoned(
         .map_err(placement_error)?;
     tracing::info!(placement = %name, cordoned, "placement cordon changed");
     placement_view(ctx, name).await.map(ApiJson)
+}
+
+/// `202` with the tenant once the scale operation is queued.
+async fn scale_tenant(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(req): ApiJson<ScaleTenant>,
+) -> Result<Response, ApiError> {
+    tenants::scale(&ctx, &slug, &req).await.map_err(|e| {
+        let message = e.to_string();
+        match e {
+            ScaleError::NotFound(_) => ApiError::new(ErrorCode::TenantNotFound, message),
+            ScaleError::Bounds(fields) => ApiError::validation(fields),
+            ScaleError::NotActive(state) => ApiError::new(ErrorCode::TenantNotActive, message)
+                .with_details(serde_json::json!({ "state": state.as_str() })),
+            ScaleError::Busy(op) => ApiError::new(ErrorCode::OperationInProgress, message)
+                .with_details(serde_json::json!({ "operation": op.as_str() })),
+            ScaleError::Db(e) => e.into(),
+        }
+    })?;
+    let mut conn = ctx.pool.acquire().await?;
+    let view = tenant_view(&ctx, &mut conn, &slug).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
 }
 
 /// `202` with the plan of the migration it started; `200` with the plan for a dry run.

@@ -184,7 +184,7 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
                 .await?;
             ctx.hub
                 .update(&ctx.pool, tenant, |r| {
-                    r.services = urls;
+                    urls.apply_to(r);
                     r.state = RouteState::Active;
                 })
                 .await?;
@@ -208,7 +208,7 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
                 .await?;
             ctx.hub
                 .update(&ctx.pool, tenant, |r| {
-                    r.services = urls;
+                    urls.apply_to(r);
                     r.state = RouteState::Active;
                 })
                 .await?;

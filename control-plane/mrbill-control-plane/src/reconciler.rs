@@ -169,7 +169,10 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let serving = matches!(op, Op::Provision | Op::Resume | Op::Migrate | Op::Abort);
+        let serving = matches!(
+            op,
+            Op::Provision | Op::Resume | Op::Migrate | Op::Abort | Op::Scale
+        );
         let mut status = cell.status.0.clone();
         // A migration moved the cell (placement, spec, generation): settle it as it is now.
         let cell = match op {
@@ -220,11 +223,11 @@ fn run_step<'a>(
                 })
                 .await?),
             (Step::Route, Op::Delete) => Ok(ctx.hub.remove(&ctx.pool, tenant).await?),
-            (Step::Route, Op::Provision | Op::Resume) => {
+            (Step::Route, Op::Provision | Op::Resume | Op::Scale) => {
                 let urls = ctx.driver.service_urls(Work::new(spec, placement)).await?;
                 ctx.hub
                     .update(&ctx.pool, tenant, |route| {
-                        route.services = urls;
+                        urls.apply_to(route);
                         if op == Op::Resume {
                             route.state = RouteState::Active;
                         }
@@ -268,7 +271,7 @@ async fn watch(ctx: &Ctx, cell: &CellRow) -> anyhow::Result<()> {
     }
     if let Some(urls) = serving {
         ctx.hub
-            .update(&ctx.pool, &cell.tenant, |route| route.services = urls)
+            .update(&ctx.pool, &cell.tenant, |route| urls.apply_to(route))
             .await?;
     }
     Ok(())

@@ -87,6 +87,77 @@ fn admin_invite(email: &str) -> (AdminInvite, AdminBootstrap) {
     (invite, bootstrap)
 }
 
+/// Why a scale was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    #[error("no tenant `{0}`")]
+    NotFound(String),
+    #[error("the tenant is {}", .0.as_str())]
+    NotActive(TenantState),
+    #[error("operation `{}` is in progress", .0.as_str())]
+    Busy(Op),
+    #[error("replicas outside the tier's bounds")]
+    Bounds(Vec<wire_types::FieldError>),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Records the replicas a tenant's cell should run (within its tier's bounds) and starts the
+/// scale operation.
+pub async fn scale(
+    ctx: &Ctx,
+    slug: &str,
+    req: &wire_types::admin::ScaleTenant,
+) -> Result<(), ScaleError> {
+    use cell_model::contract::Service;
+    let mut tx = ctx.pool.begin().await?;
+    let not_found = || ScaleError::NotFound(slug.to_owned());
+    let tenant = catalog::tenant_for_update(&mut tx, slug)
+        .await?
+        .ok_or_else(not_found)?;
+    let cell = catalog::cell_of_tenant_for_update(&mut tx, slug)
+        .await?
+        .ok_or_else(not_found)?;
+    let mut spec = cell.spec.0.clone();
+    let template = spec.tier.template();
+    let mut errors = Vec::new();
+    for (service, wanted) in [
+        (Service::Poc, req.poc),
+        (Service::Dojo, req.dojo),
+        (Service::Media, req.media),
+    ] {
+        let Some(wanted) = wanted else { continue };
+        let b = template.bounds(service);
+        if !b.allows(wanted) {
+            errors.push(wire_types::FieldError::new(
+                service.name(),
+                "out_of_range",
+                format!("{}–{} in tier {}", b.min, b.max, spec.tier.as_str()),
+            ));
+        }
+        match service {
+            Service::Poc => spec.replicas.poc = Some(wanted),
+            Service::Dojo => spec.replicas.dojo = Some(wanted),
+            Service::Media => spec.replicas.media = Some(wanted),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ScaleError::Bounds(errors));
+    }
+    if tenant.state() != TenantState::Active {
+        return Err(ScaleError::NotActive(tenant.state()));
+    }
+    if let Some(op) = cell.op() {
+        return Err(ScaleError::Busy(op));
+    }
+    catalog::set_spec(&mut tx, &cell.cell_id, &spec).await?;
+    catalog::start_op(&mut tx, &cell.cell_id, Op::Scale).await?;
+    tx.commit().await?;
+    ctx.wake.notify_one();
+    tracing::info!(tenant = %slug, replicas = ?spec.replicas, "scale requested");
+    Ok(())
+}
+
 /// Why a state change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {

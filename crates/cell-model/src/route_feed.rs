@@ -117,6 +117,36 @@ impl From<ReplicaUrls> for BTreeMap<String, Vec<String>> {
     }
 }
 
+/// Where a cell's services answer, as a route carries it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// One per service (readers that know no replicas use it).
+    pub services: ServiceUrls,
+    /// Every replica of the services that run several.
+    pub replicas: ReplicaUrls,
+}
+
+impl Endpoints {
+    /// Points `route` at these endpoints.
+    pub fn apply_to(self, route: &mut RouteEntry) {
+        route.services = self.services;
+        route.replicas = self.replicas;
+    }
+
+    pub fn get(&self, service: Service) -> Option<&str> {
+        self.services.get(service)
+    }
+}
+
+impl From<ServiceUrls> for Endpoints {
+    fn from(services: ServiceUrls) -> Self {
+        Self {
+            services,
+            replicas: ReplicaUrls::default(),
+        }
+    }
+}
+
 /// One tenant's route.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteEntry {

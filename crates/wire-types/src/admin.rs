@@ -182,6 +182,19 @@ pub struct MigrateTenant {
     pub dry_run: bool,
 }
 
+/// `POST /v1/tenants/{slug}/scale`: replicas per service, each within the tier's bounds
+/// (`GET /v1/tiers`); a service left out keeps its current count.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleTenant {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poc: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dojo: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<u32>,
+}
+
 /// What a migration request will do (`dry_run`) or has started (`id`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationPlan {

@@ -32,6 +32,8 @@ pub enum Op {
     Migrate,
     /// Stops a migration before its switch and leaves the cell where it was.
     Abort,
+    /// Runs the number of replicas the spec asks for.
+    Scale,
 }
 
 impl Op {
@@ -43,6 +45,7 @@ impl Op {
             Op::Delete => "delete",
             Op::Migrate => "migrate",
             Op::Abort => "abort",
+            Op::Scale => "scale",
         }
     }
 
@@ -54,6 +57,7 @@ impl Op {
             Op::Delete,
             Op::Migrate,
             Op::Abort,
+            Op::Scale,
         ]
         .into_iter()
         .find(|op| op.as_str() == s)
@@ -63,7 +67,9 @@ impl Op {
     /// while it ran.
     pub fn then(self, suspended: bool) -> Option<Op> {
         match (self, suspended) {
-            (Op::Provision | Op::Resume | Op::Migrate | Op::Abort, true) => Some(Op::Suspend),
+            (Op::Provision | Op::Resume | Op::Migrate | Op::Abort | Op::Scale, true) => {
+                Some(Op::Suspend)
+            }
             (Op::Suspend, false) => Some(Op::Resume),
             _ => None,
         }
@@ -139,21 +145,6 @@ pub enum AdmitError {
     UnknownRegion,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-}
-
-/// Makes the configured placements exist with their capacity.
-pub async fn ensure_placements(pool: &PgPool, placements: &[(String, u32)]) -> sqlx::Result<()> {
-    for (name, capacity) in placements {
-        sqlx::query(
-            "INSERT INTO placements (name, capacity) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET capacity = EXCLUDED.capacity",
-        )
-        .bind(name)
-        .bind(i32::try_from(*capacity).unwrap_or(i32::MAX))
-        .execute(pool)
-        .await?;
-    }
-    Ok(())
 }
 
 /// Admits a new tenant and its cell (to be provisioned) inside `tx`.
@@ -483,6 +474,19 @@ pub async fn set_tenant_state(
         .execute(conn)
         .await?;
     }
+    Ok(())
+}
+
+/// Replaces a cell's desired spec (a new generation).
+pub async fn set_spec(conn: &mut PgConnection, cell_id: &str, spec: &CellSpec) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE cells SET spec = $2, generation = generation + 1, updated_at = now()
+         WHERE cell_id = $1",
+    )
+    .bind(cell_id)
+    .bind(Json(spec))
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

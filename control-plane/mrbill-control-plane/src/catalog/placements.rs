@@ -164,3 +164,18 @@ pub async fn placement_in_region(
     }
     Ok(name)
 }
+
+/// Makes the configured placements exist with their capacity.
+pub async fn ensure_placements(pool: &PgPool, placements: &[(String, u32)]) -> sqlx::Result<()> {
+    for (name, capacity) in placements {
+        sqlx::query(
+            "INSERT INTO placements (name, capacity) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET capacity = EXCLUDED.capacity",
+        )
+        .bind(name)
+        .bind(i32::try_from(*capacity).unwrap_or(i32::MAX))
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}

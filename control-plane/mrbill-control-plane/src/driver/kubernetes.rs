@@ -6,7 +6,7 @@
 //! manager (the operator writes only `/status`), `ready` and `gone` only read.
 
 use cell_model::contract::Service;
-use cell_model::route_feed::ServiceUrls;
+use cell_model::route_feed::{Endpoints, ServiceUrls};
 use cell_model::{Cell, CellSpec, CellStatus, ConditionStatus, Phase};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
@@ -143,6 +143,8 @@ impl CellDriver for KubeDriver {
             Op::Suspend => &[Step::Route, Step::Cell],
             Op::Delete => &[Step::Route, Step::Cell, Step::Gone, Step::Catalog],
             // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`.
+            // The operator sets each autoscaler's bounds from the spec's replicas.
+            Op::Scale => &[Step::Cell, Step::Ready, Step::Route],
             Op::Migrate | Op::Abort => &[],
         }
     }
@@ -151,9 +153,13 @@ impl CellDriver for KubeDriver {
         Box::pin(async move {
             let id = work.spec.cell_id.as_str();
             match (op, step) {
-                (Op::Provision | Op::Resume, Step::Cell) => self.apply(work.spec, false).await,
+                (Op::Provision | Op::Resume | Op::Scale, Step::Cell) => {
+                    self.apply(work.spec, false).await
+                }
                 (Op::Suspend, Step::Cell) => self.apply(work.spec, true).await,
-                (Op::Provision | Op::Resume, Step::Ready) => self.ready(id).await.map(drop),
+                (Op::Provision | Op::Resume | Op::Scale, Step::Ready) => {
+                    self.ready(id).await.map(drop)
+                }
                 (Op::Delete, Step::Cell) => self.delete(id).await,
                 (Op::Delete, Step::Gone) => self.gone(id).await,
                 _ => anyhow::bail!(
@@ -165,8 +171,9 @@ impl CellDriver for KubeDriver {
         })
     }
 
-    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
-        Box::pin(async move { Ok(route_urls(&self.ready(&work.spec.cell_id).await?)) })
+    /// A Kubernetes Service balances over a service's pods: one URL each.
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<Endpoints>> {
+        Box::pin(async move { Ok(route_urls(&self.ready(&work.spec.cell_id).await?).into()) })
     }
 
     /// The operator's conditions and endpoints, as it reports them.
@@ -212,7 +219,7 @@ impl CellDriver for KubeDriver {
                 Phase::Ready | Phase::Degraded | Phase::Suspended
             );
             Ok(Some(Observation {
-                serving: (reported.phase == Phase::Ready).then(|| route_urls(&reported)),
+                serving: (reported.phase == Phase::Ready).then(|| route_urls(&reported).into()),
                 phase: settled.then_some(reported.phase),
                 services: Some(reported.endpoints.services),
                 conditions: reported.conditions,

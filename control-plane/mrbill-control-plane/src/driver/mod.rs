@@ -16,7 +16,7 @@ pub mod local;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cell_model::route_feed::ServiceUrls;
+use cell_model::route_feed::Endpoints;
 use cell_model::{CellSpec, Condition, Phase};
 
 use crate::catalog::Op;
@@ -47,6 +47,8 @@ pub enum Step {
     Stop,
     /// Local: the cell's directory is removed.
     Files,
+    /// Local: instances beyond the wanted replicas stop (after the route dropped them).
+    Prune,
     /// Kubernetes: the `Cell` resource is applied (or deleted).
     Cell,
     /// Kubernetes: the operator reports the current generation ready.
@@ -97,6 +99,7 @@ impl Step {
             Step::Backup => "backup",
             Step::Stop => "stop",
             Step::Files => "files",
+            Step::Prune => "prune",
             Step::Cell => "cell",
             Step::Ready => "ready",
             Step::Gone => "gone",
@@ -147,7 +150,7 @@ pub struct Observation {
     /// The phase, when the driver knows it; `None`: leave as recorded.
     pub phase: Option<Phase>,
     /// The route's service URLs, when the cell serves (the reconciler publishes them).
-    pub serving: Option<ServiceUrls>,
+    pub serving: Option<Endpoints>,
 }
 
 /// A migration's cell and its two placements.
@@ -183,7 +186,7 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
     fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>>;
 
     /// Where the cell's services answer once it serves; an error says what it still waits for.
-    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>>;
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<Endpoints>>;
 
     /// What the cell looks like once an operation has brought it to `serving` (or stopped it).
     fn settle<'a>(

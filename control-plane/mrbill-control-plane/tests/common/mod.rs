@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cell_model::Phase;
 use cell_model::contract::Service;
-use cell_model::route_feed::{RouteEntry, RouteEvent, ServiceUrls};
+use cell_model::route_feed::{Endpoints, RouteEntry, RouteEvent, ServiceUrls};
 use mrbill_control_plane::catalog::{MIGRATOR, Op};
 use mrbill_control_plane::driver::{
     BoxFuture, CellDriver, Move, Observation, Step, Work, condition,
@@ -119,6 +119,7 @@ impl CellDriver for FakeDriver {
             Op::Suspend => &[Step::Route, Step::Services],
             Op::Resume => &[Step::Services, Step::Route],
             Op::Delete => &[Step::Route, Step::Backup, Step::Files, Step::Catalog],
+            Op::Scale => &[Step::Services, Step::Route],
             Op::Migrate | Op::Abort => &[],
         }
     }
@@ -148,13 +149,13 @@ impl CellDriver for FakeDriver {
         Box::pin(self.act(mv.spec.tenant.clone(), op, step, None))
     }
 
-    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<Endpoints>> {
         let poc = format!("http://{}.poc.{}.invalid", work.spec.tenant, work.placement);
         self.routed
             .lock()
             .expect("lock")
             .push(work.spec.tenant.clone());
-        Box::pin(async move { Ok([(Service::Poc, poc)].into_iter().collect()) })
+        Box::pin(async move { Ok(ServiceUrls::from_iter([(Service::Poc, poc)]).into()) })
     }
 
     fn settle<'a>(

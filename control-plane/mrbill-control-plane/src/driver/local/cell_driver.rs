@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use cell_model::Phase;
 use cell_model::contract::Service;
-use cell_model::route_feed::ServiceUrls;
+use cell_model::route_feed::Endpoints;
 
 use super::files::SupervisorState;
 use super::{LocalDriver, service_urls};
@@ -27,6 +27,7 @@ impl CellDriver for LocalDriver {
     /// ```text
     /// provision: secrets → cluster → supervisor → databases → services → route   ⇒ Ready
     /// suspend:   route (suspended) → services (stopped)                          ⇒ Suspended
+    /// scale:     services (new instances ready) → route (the wanted ones) → prune ⇒ Ready
     /// resume:    services (running) → route (active)                             ⇒ Ready
     /// delete:    route (removed) → backup → stop → files → catalog               ⇒ gone
     /// ```
@@ -43,6 +44,7 @@ impl CellDriver for LocalDriver {
                 Step::Catalog,
             ],
             // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`.
+            Op::Scale => &[Step::Services, Step::Route, Step::Prune],
             Op::Migrate | Op::Abort => &[],
         }
     }
@@ -59,6 +61,8 @@ impl CellDriver for LocalDriver {
                     self.set_services(dir, true).await.map(drop)
                 }
                 (Op::Suspend, Step::Services) => self.set_services(dir, false).await.map(drop),
+                (Op::Scale, Step::Services) => self.scale_up(work.spec, dir).await,
+                (Op::Scale, Step::Prune) => self.prune(work.spec, dir).await,
                 (Op::Delete, Step::Backup) => {
                     let dest = work.backup.context("the tenant has no backup path")?;
                     self.backup(dir, &work.spec.tenant, dest).await
@@ -74,11 +78,11 @@ impl CellDriver for LocalDriver {
         })
     }
 
-    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<ServiceUrls>> {
+    fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<Endpoints>> {
         Box::pin(async move {
             let urls = self
                 .observe(&self.cell_dir(work.placement, &work.spec.cell_id))
-                .map(|s| service_urls(&s))
+                .map(|s| service_urls(&wanted_only(s, work.spec)))
                 .context("the cell's supervisor is not running")?;
             anyhow::ensure!(
                 urls.get(Service::Poc).is_some(),
@@ -176,6 +180,19 @@ impl CellDriver for LocalDriver {
         self.observe(&self.cell_dir(placement, cell_id))
             .and_then(|s| serde_json::to_value(s).ok())
     }
+}
+
+/// The supervisor's state without the instances beyond the spec's replicas (a scale down
+/// takes them out of the route before it stops them).
+fn wanted_only(mut state: SupervisorState, spec: &cell_model::CellSpec) -> SupervisorState {
+    state.services.retain(|key, _| {
+        let (name, replica) = match key.split_once('-') {
+            Some((name, n)) => (name, n.parse().unwrap_or(u32::MAX)),
+            None => (key.as_str(), 1),
+        };
+        Service::parse(name).is_none_or(|service| replica <= super::wanted(spec, service))
+    });
+    state
 }
 
 /// Where each running service answers, for `cell show`.

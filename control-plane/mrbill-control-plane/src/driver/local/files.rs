@@ -37,11 +37,35 @@ pub struct CellConfig {
     pub bootstrap: Option<cell_model::AdminBootstrap>,
 }
 
+/// One running instance of a service (a service scaled to three runs three).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceConfig {
+    /// The service (`poc`, `dojo`, `media`).
     pub name: String,
     pub public_port: u16,
     pub internal_port: u16,
+    /// 1-based; the first replica keeps the service's plain name everywhere.
+    #[serde(default = "first_replica", skip_serializing_if = "is_first_replica")]
+    pub replica: u32,
+}
+
+fn first_replica() -> u32 {
+    1
+}
+
+fn is_first_replica(replica: &u32) -> bool {
+    *replica <= 1
+}
+
+impl ServiceConfig {
+    /// The instance's name: its ready file, log, state entry, search directory (`poc`, `poc-2`).
+    pub fn key(&self) -> String {
+        if self.replica <= 1 {
+            self.name.clone()
+        } else {
+            format!("{}-{}", self.name, self.replica)
+        }
+    }
 }
 
 /// Whether the supervisor should run the cell's services.

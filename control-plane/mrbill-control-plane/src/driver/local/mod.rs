@@ -15,6 +15,7 @@ pub mod supervisor;
 mod teardown;
 mod tree;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use anyhow::{Context, bail};
 use cell_model::CellSpec;
 use cell_model::contract::Service;
 use cell_model::local::{CellDir, Home};
-use cell_model::route_feed::ServiceUrls;
+use cell_model::route_feed::Endpoints;
 use rustix::process::Signal;
 use secrecy::{ExposeSecret, SecretString};
 use service_kit::cell_secrets::CellSecrets;
@@ -110,12 +111,8 @@ impl LocalDriver {
                 pg_port: pg_cluster::free_port()?,
                 services: Service::ALL
                     .iter()
-                    .map(|service| {
-                        Ok(ServiceConfig {
-                            name: service.name().to_owned(),
-                            public_port: pg_cluster::free_port()?,
-                            internal_port: pg_cluster::free_port()?,
-                        })
+                    .flat_map(|service| {
+                        (1..=wanted(spec, *service)).map(|replica| instance(*service, replica))
                     })
                     .collect::<anyhow::Result<_>>()?,
                 run_as: identity::allocate(&self.home, &spec.cell_id)?,
@@ -306,11 +303,8 @@ impl LocalDriver {
         self.prepare(spec, dir).await?;
         self.ensure_databases(dir).await?;
         for name in missing {
-            config.services.push(ServiceConfig {
-                name: name.to_owned(),
-                public_port: pg_cluster::free_port()?,
-                internal_port: pg_cluster::free_port()?,
-            });
+            let service = Service::parse(name).context("a contract service")?;
+            config.services.push(instance(service, 1)?);
         }
         write_json(&dir.config(), &config)?;
         if let Some(pid) = cell_model::local::live_pid(&dir.pid_file()) {
@@ -321,7 +315,7 @@ impl LocalDriver {
 
     /// `services` step: tells the supervisor to run (or stop) the services and waits until
     /// they are ready (or stopped).
-    pub async fn set_services(&self, dir: &CellDir, run: bool) -> anyhow::Result<ServiceUrls> {
+    pub async fn set_services(&self, dir: &CellDir, run: bool) -> anyhow::Result<Endpoints> {
         self.spawn_supervisor_if_gone(dir)?;
         write_desired(
             dir,
@@ -336,11 +330,8 @@ impl LocalDriver {
         }
         // The services this cell was created with (a cell made before a service existed
         // keeps running without it).
-        let services: Vec<String> = read_json::<CellConfig>(&dir.config())?
-            .services
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let instances: Vec<ServiceConfig> = read_json::<CellConfig>(&dir.config())?.services;
+        let services: Vec<String> = instances.iter().map(ServiceConfig::key).collect();
         let state = if run {
             self.wait_for(dir, "the services to be ready", |s| {
                 s.desired == Some(Desired::Running)
@@ -362,17 +353,68 @@ impl LocalDriver {
         };
         let urls = service_urls(&state);
         if run {
-            for service in Service::ALL {
-                if !services.iter().any(|s| s == service.name()) {
-                    continue;
-                }
-                let url = urls
-                    .get(service)
-                    .with_context(|| format!("{} reported no address", service.binary()))?;
-                wait_ready(url).await?;
+            for instance in &instances {
+                let public = state
+                    .services
+                    .get(&instance.key())
+                    .and_then(|s| s.public.as_ref())
+                    .with_context(|| format!("{} reported no address", instance.key()))?;
+                wait_ready(&format!("http://{public}")).await?;
             }
         }
         Ok(urls)
+    }
+
+    /// `services` step of a scale: the instances the spec wants beyond those the cell has, on
+    /// new ports; the supervisor starts them (SIGHUP) and this waits until every one is ready.
+    pub async fn scale_up(&self, spec: &CellSpec, dir: &CellDir) -> anyhow::Result<()> {
+        let mut config: CellConfig = read_json(&dir.config())?;
+        let mut added = Vec::new();
+        for service in Service::ALL {
+            let have: Vec<u32> = config
+                .services
+                .iter()
+                .filter(|s| s.name == service.name())
+                .map(|s| s.replica)
+                .collect();
+            for replica in 1..=wanted(spec, service) {
+                if !have.contains(&replica) {
+                    let new = instance(service, replica)?;
+                    added.push(new.key());
+                    config.services.push(new);
+                }
+            }
+        }
+        if !added.is_empty() {
+            tracing::info!(cell = %spec.cell_id, instances = ?added, "adding instances");
+            write_json(&dir.config(), &config)?;
+        }
+        self.set_services(dir, true).await.map(drop)
+    }
+
+    /// `prune` step of a scale: the instances beyond the spec's replicas leave `cell.json`; the
+    /// supervisor stops them (SIGTERM: in-flight requests finish) and this waits until it has.
+    pub async fn prune(&self, spec: &CellSpec, dir: &CellDir) -> anyhow::Result<()> {
+        let mut config: CellConfig = read_json(&dir.config())?;
+        let extra: Vec<String> = config
+            .services
+            .iter()
+            .filter(|s| Service::parse(&s.name).is_some_and(|svc| s.replica > wanted(spec, svc)))
+            .map(ServiceConfig::key)
+            .collect();
+        if !extra.is_empty() {
+            tracing::info!(cell = %spec.cell_id, instances = ?extra, "removing instances");
+            config.services.retain(|s| !extra.contains(&s.key()));
+            write_json(&dir.config(), &config)?;
+        }
+        if let Some(pid) = cell_model::local::live_pid(&dir.pid_file()) {
+            signal(pid, Signal::HUP);
+        }
+        self.wait_for(dir, "the removed instances to stop", |s| {
+            s.services.keys().all(|key| !extra.contains(key))
+        })
+        .await
+        .map(drop)
     }
 
     /// What the supervisor reports, if it is alive.
@@ -416,19 +458,50 @@ impl LocalDriver {
     }
 }
 
-/// The router's view of the services a supervisor reports running.
-pub fn service_urls(state: &SupervisorState) -> ServiceUrls {
-    state
-        .services
-        .iter()
-        .filter(|(_, s)| s.phase == ServicePhase::Running)
-        .filter_map(|(name, s)| {
-            Some((
-                Service::parse(name)?,
-                format!("http://{}", s.public.as_ref()?),
-            ))
-        })
-        .collect()
+/// How many instances of `service` the cell runs: its override or the tier's default, within
+/// the tier's bounds.
+pub fn wanted(spec: &CellSpec, service: Service) -> u32 {
+    let bounds = spec.tier.template().bounds(service);
+    spec.replicas
+        .get(service)
+        .unwrap_or(bounds.default)
+        .clamp(bounds.min, bounds.max)
+}
+
+/// A new instance of `service` on free ports.
+fn instance(service: Service, replica: u32) -> anyhow::Result<ServiceConfig> {
+    Ok(ServiceConfig {
+        name: service.name().to_owned(),
+        public_port: pg_cluster::free_port()?,
+        internal_port: pg_cluster::free_port()?,
+        replica,
+    })
+}
+
+/// The router's view of the instances a supervisor reports running: per service the first
+/// replica running (older routers use only it) and, when several run, all of them.
+pub fn service_urls(state: &SupervisorState) -> Endpoints {
+    let mut running: BTreeMap<Service, Vec<String>> = BTreeMap::new();
+    // Keys sort `poc` before `poc-2`…: the first replica first.
+    for (key, s) in &state.services {
+        if s.phase != ServicePhase::Running {
+            continue;
+        }
+        let name = key.split_once('-').map_or(key.as_str(), |(name, _)| name);
+        if let (Some(service), Some(public)) = (Service::parse(name), s.public.as_ref()) {
+            running
+                .entry(service)
+                .or_default()
+                .push(format!("http://{public}"));
+        }
+    }
+    Endpoints {
+        services: running
+            .iter()
+            .filter_map(|(s, urls)| Some((*s, urls.first()?.clone())))
+            .collect(),
+        replicas: running.into_iter().collect(),
+    }
 }
 
 /// Polls `<base>/readyz` until it answers 200.

@@ -82,7 +82,7 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
         .iter()
         .map(|s| {
             (
-                s.name.clone(),
+                s.key(),
                 Slot {
                     running: None,
                     next_start: Instant::now(),
@@ -105,29 +105,42 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
             }
             state.postgres_running = cluster.is_running();
         }
-        // On SIGHUP the control plane may have added services to the cell (see
-        // `LocalDriver::add_missing_services`); ports of known ones stay as this process set them.
+        // On SIGHUP the control plane may have added services or replicas to the cell (see
+        // `LocalDriver::add_missing_services`, `scale`) or removed replicas: new instances start,
+        // removed ones stop (SIGTERM: in-flight requests finish).
         if std::mem::take(&mut reload)
             && let Ok(fresh) = read_json::<CellConfig>(&dir.config())
         {
-            for svc in fresh.services {
-                if !slots.contains_key(&svc.name) {
-                    tracing::info!(service = %svc.name, "service added to the cell");
-                    slots.insert(
-                        svc.name.clone(),
-                        Slot {
-                            running: None,
-                            next_start: Instant::now(),
-                            failures: 0,
-                        },
-                    );
-                    config.services.push(svc);
+            for svc in &fresh.services {
+                if let std::collections::btree_map::Entry::Vacant(slot) = slots.entry(svc.key()) {
+                    tracing::info!(instance = %svc.key(), "instance added to the cell");
+                    slot.insert(Slot {
+                        running: None,
+                        next_start: Instant::now(),
+                        failures: 0,
+                    });
                 }
             }
+            let gone: Vec<String> = slots
+                .keys()
+                .filter(|key| !fresh.services.iter().any(|s| s.key() == **key))
+                .cloned()
+                .collect();
+            for key in gone {
+                if let Some(slot) = slots.remove(&key)
+                    && let Some(run) = slot.running
+                {
+                    stop_child(run.child, &key).await;
+                }
+                state.services.remove(&key);
+                tracing::info!(instance = %key, "instance removed from the cell");
+            }
+            config.services = fresh.services;
         }
         for svc in config.services.clone() {
-            let slot = slots.get_mut(&svc.name).expect("a slot per service");
-            let entry = state.services.entry(svc.name.clone()).or_default();
+            let key = svc.key();
+            let slot = slots.get_mut(&key).expect("a slot per instance");
+            let entry = state.services.entry(key.clone()).or_default();
             // Reap exits.
             if let Some(run) = &mut slot.running
                 && let Ok(Some(status)) = run.child.try_wait()
@@ -152,7 +165,7 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
                     tracing::warn!(service = %svc.name, %status, restart_in_ms = delay.as_millis() as u64, "service exited");
                     if !was_ready && slot.failures >= 2 {
                         // Never got ready twice in a row: its ports may be taken.
-                        move_ports(&dir, &mut config, &svc.name)?;
+                        move_ports(&dir, &mut config, &key)?;
                     }
                 } else {
                     entry.phase = ServicePhase::Stopped;
@@ -164,8 +177,8 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
                         let svc = config
                             .services
                             .iter()
-                            .find(|s| s.name == svc.name)
-                            .expect("service in config")
+                            .find(|s| s.key() == key)
+                            .expect("instance in config")
                             .clone();
                         match spawn_service(&dir, &config, &svc) {
                             Ok(child) => {
@@ -184,8 +197,7 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
                         }
                     }
                     if entry.phase == ServicePhase::Starting
-                        && let Ok(ready) =
-                            read_json::<serde_json::Value>(&ready_file(&dir, &svc.name))
+                        && let Ok(ready) = read_json::<serde_json::Value>(&ready_file(&dir, &key))
                     {
                         entry.phase = ServicePhase::Running;
                         entry.public = ready["public"].as_str().map(str::to_owned);
@@ -310,14 +322,15 @@ fn spawn_service(
 ) -> anyhow::Result<Child> {
     let service =
         Service::parse(&svc.name).with_context(|| format!("unknown cell service {}", svc.name))?;
-    let ready = ready_file(dir, &svc.name);
+    let key = svc.key();
+    let ready = ready_file(dir, &key);
     let _ = std::fs::remove_file(&ready);
     let secrets = dir.secrets_dir();
     let kid = std::fs::read_to_string(secrets.join("jwt.kid")).context("reading jwt.kid")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.logs_dir().join(format!("{}.log", svc.name)))?;
+        .open(dir.logs_dir().join(format!("{key}.log")))?;
     let name = service.binary();
     let binary = match (
         config.run_as,
@@ -366,7 +379,7 @@ fn spawn_service(
         let poc = config
             .services
             .iter()
-            .find(|s| s.name == Service::Poc.name())
+            .find(|s| s.name == Service::Poc.name() && s.replica <= 1)
             .context("the cell has no poc-service")?;
         cmd.env(
             env::POC_INTERNAL_URL,
@@ -375,7 +388,8 @@ fn spawn_service(
     }
     match service {
         Service::Poc => {
-            cmd.env(env::SEARCH_DIR, dir.search_dir().join(&svc.name))
+            // Each replica has an index of its own (a search consumer of its own).
+            cmd.env(env::SEARCH_DIR, dir.search_dir().join(&key))
                 .env(env::MAILBOX_DIR, dir.mailbox_dir())
                 .env(env::EMAIL_DOMAINS, config.email_domains.join(","));
             // The first admin's invite: poc-service creates it at start from the token's hash.
@@ -387,9 +401,14 @@ fn spawn_service(
         }
         Service::Dojo => {}
         Service::Media => {
+            // The objects directory is shared by the replicas; each replica is an instance of
+            // its own: a restart takes its own jobs back at once.
+            let instance = match svc.replica {
+                0 | 1 => "local".to_owned(),
+                n => format!("local-{n}"),
+            };
             cmd.env(env::MEDIA_DIR, dir.objects_dir())
-                // The cell's one media-service: a restart takes its jobs back at once.
-                .env(env::MEDIA_INSTANCE, "local");
+                .env(env::MEDIA_INSTANCE, instance);
         }
     }
     if let Some(filter) = std::env::var_os("RUST_LOG") {
@@ -444,12 +463,12 @@ async fn kill_leftovers(dir: &CellDir, cell_id: &str) {
 }
 
 /// Picks fresh ports for a service that could not bind its own.
-fn move_ports(dir: &CellDir, config: &mut CellConfig, service: &str) -> anyhow::Result<()> {
-    if let Some(svc) = config.services.iter_mut().find(|s| s.name == service) {
+fn move_ports(dir: &CellDir, config: &mut CellConfig, instance: &str) -> anyhow::Result<()> {
+    if let Some(svc) = config.services.iter_mut().find(|s| s.key() == instance) {
         svc.public_port = pg_cluster::free_port()?;
         svc.internal_port = pg_cluster::free_port()?;
         tracing::warn!(
-            service,
+            instance,
             public = svc.public_port,
             "moving the service to new ports"
         );
