@@ -24,6 +24,7 @@ fn operations() -> Vec<(&'static str, &'static str, Option<Value>)> {
             Some(json!({ "to": "local", "dry_run": true })),
         ),
         ("GET", "/v1/tenants/acme/migrations", None),
+        ("POST", "/v1/tenants/acme/scale", Some(json!({ "poc": 2 }))),
         ("POST", "/v1/tenants/acme/migration/abort", Some(json!({}))),
         ("GET", "/v1/cells", None),
         ("GET", "/v1/cells/acme", None),
