@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 14] = [
+pub const KINDS: [(&str, &str, &str, bool); 16] = [
     ("v1", "Namespace", "namespaces", false),
     (
         "rbac.authorization.k8s.io/v1",
@@ -45,6 +45,8 @@ pub const KINDS: [(&str, &str, &str, bool); 14] = [
         true,
     ),
     ("apps/v1", "StatefulSet", "statefulsets", true),
+    ("postgresql.cnpg.io/v1", "Cluster", "clusters", true),
+    ("postgresql.cnpg.io/v1", "Database", "databases", true),
     ("apps/v1", "Deployment", "deployments", true),
     ("batch/v1", "Job", "jobs", true),
     (
@@ -71,7 +73,8 @@ const PRUNED: [&str; 5] = [
     "HorizontalPodAutoscaler",
 ];
 
-fn resource(kind: &str) -> Result<(ApiResource, bool), Error> {
+/// The API resource of a kind the operator manages, and whether it is namespaced.
+pub fn resource(kind: &str) -> Result<(ApiResource, bool), Error> {
     let (api_version, kind, plural, namespaced) = KINDS
         .iter()
         .find(|k| k.1 == kind)

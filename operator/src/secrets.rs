@@ -10,18 +10,23 @@ use service_kit::cell_secrets::CellSecrets;
 use service_kit::secrets::random_token;
 
 use crate::render::{
-    CELL_LABEL, JWT_SECRET, MEDIA_URL_KEY_SECRET, MEILISEARCH_SECRET, POSTGRES_SECRET,
+    CELL_LABEL, JWT_SECRET, MEDIA_URL_KEY_SECRET, MEILISEARCH_SECRET, POSTGRES_RW_SERVICE,
     POSTGRES_TLS_SECRET, SERVICE_TOKEN_SECRET, TENANT_LABEL, database_secret, namespace,
+    role_secret,
 };
 
 /// Annotation marking a Secret the operator made and must never overwrite.
 pub const GENERATED_ONCE: &str = "mrbill.dev/generated-once";
 
 fn secret(cell: &Cell, name: &str, data: Value) -> Value {
+    typed_secret(cell, name, "Opaque", data)
+}
+
+fn typed_secret(cell: &Cell, name: &str, kind: &str, data: Value) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
-        "type": "Opaque",
+        "type": kind,
         "metadata": {
             "name": name,
             "namespace": namespace(cell),
@@ -71,16 +76,19 @@ pub fn names(cell: &Cell) -> Vec<String> {
         names.push(MEILISEARCH_SECRET.to_owned());
     }
     if cell.spec.database.engine == DatabaseEngine::InCluster {
-        names.push(POSTGRES_SECRET.to_owned());
         names.push(POSTGRES_TLS_SECRET.to_owned());
-        names.extend(Service::ALL.map(|s| database_secret(s.name())));
+        for service in Service::ALL.map(Service::name) {
+            names.push(database_secret(service));
+            names.push(role_secret(service));
+        }
     }
     names
 }
 
 /// Fresh values for every Secret the cell needs. Database URLs are generated for `in-cluster`
-/// Postgres (roles `poc`, `dojo`, `media` in the cell's own cluster); an RDS cell's come from
-/// its instance once it exists.
+/// Postgres (roles `poc`, `dojo`, `media` in the cell's own CNPG cluster, their passwords also
+/// in the `<service>-role` Secrets CNPG reads); an RDS cell's come from its instance once it
+/// exists.
 pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
     let CellSecrets {
         jwt,
@@ -116,15 +124,11 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
         ));
     }
     if cell.spec.database.engine == DatabaseEngine::InCluster {
-        out.push(secret(
-            cell,
-            POSTGRES_SECRET,
-            json!({ "superuser-password": CellSecrets::database_password().expose_secret() }),
-        ));
         let tls = crate::tls::postgres(&cell.spec.cell_id, &namespace(cell))?;
-        out.push(secret(
+        out.push(typed_secret(
             cell,
             POSTGRES_TLS_SECRET,
+            "kubernetes.io/tls",
             json!({
                 "ca.crt": tls.ca,
                 "tls.crt": tls.certificate,
@@ -132,9 +136,10 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
             }),
         ));
         for service in Service::ALL.map(Service::name) {
+            let password = CellSecrets::database_password();
             let url = format!(
-                "postgres://{service}:{}@postgres.{}.svc:5432/{service}",
-                CellSecrets::database_password().expose_secret(),
+                "postgres://{service}:{}@{POSTGRES_RW_SERVICE}.{}.svc:5432/{service}",
+                password.expose_secret(),
                 namespace(cell)
             );
             out.push(secret(
@@ -142,6 +147,16 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
                 &database_secret(service),
                 json!({ "url": url }),
             ));
+            // The same password for CNPG's managed role; the label makes CNPG apply a
+            // changed password.
+            let mut role = typed_secret(
+                cell,
+                &role_secret(service),
+                "kubernetes.io/basic-auth",
+                json!({ "username": service, "password": password.expose_secret() }),
+            );
+            role["metadata"]["labels"]["cnpg.io/reload"] = json!("true");
+            out.push(role);
         }
     }
     Ok(out)

@@ -1,6 +1,6 @@
 //! TLS for a cell's in-cluster Postgres: a certificate authority of the cell's own that signs
-//! exactly one certificate — its Postgres server's, for the names of the cell's `postgres`
-//! Service — and whose key is dropped right after. The services connect with
+//! exactly one certificate — its Postgres server's, for the names of the cell's CNPG Services
+//! (`postgres-rw`, `-ro`, `-r`) — and whose key is dropped right after. The services connect with
 //! `sslmode=verify-full` and trust only that CA: a certificate of another cell's Postgres (or
 //! any other certificate) does not verify, and nothing else can ever be signed by it.
 //!
@@ -21,7 +21,7 @@ const VALID_DAYS: i64 = 3650;
 pub struct PostgresTls {
     /// What the services trust.
     pub ca: String,
-    /// The server's certificate, for the names of the `postgres` Service in `namespace`.
+    /// The server's certificate, for the names of the CNPG Services in `namespace`.
     pub certificate: String,
     pub key: SecretString,
 }
@@ -43,16 +43,23 @@ pub fn postgres(cell_id: &str, namespace: &str) -> Result<PostgresTls, rcgen::Er
     (ca.not_before, ca.not_after) = (not_before, not_after);
     let ca_pem = ca.self_signed(&ca_key)?.pem();
 
-    let names = vec![
-        "postgres".to_owned(),
-        format!("postgres.{namespace}"),
-        format!("postgres.{namespace}.svc"),
-        format!("postgres.{namespace}.svc.cluster.local"),
-    ];
+    let names = ["rw", "ro", "r"]
+        .into_iter()
+        .flat_map(|kind| {
+            let svc = format!("{}-{kind}", crate::render::POSTGRES_CLUSTER);
+            [
+                format!("{svc}.{namespace}"),
+                format!("{svc}.{namespace}.svc"),
+                format!("{svc}.{namespace}.svc.cluster.local"),
+                svc,
+            ]
+        })
+        .collect::<Vec<_>>();
     let mut server = CertificateParams::new(names)?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, format!("postgres.{namespace}.svc"));
+    server.distinguished_name.push(
+        DnType::CommonName,
+        format!("{}.{namespace}.svc", crate::render::POSTGRES_RW_SERVICE),
+    );
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     (server.not_before, server.not_after) = (not_before, not_after);

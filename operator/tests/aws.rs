@@ -237,6 +237,7 @@ fn images() -> cell_operator::render::Images {
         aws_egress: Vec::new(),
         mail: None,
         secrets_access: None,
+        cnpg_namespace: "cnpg-system".into(),
     }
 }
 

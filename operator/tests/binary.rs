@@ -115,10 +115,21 @@ async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() 
             .is_some_and(|h| h["spec"]["minReplicas"] == 2)
     })
     .await;
-    // …and pods becoming ready reach it through its Deployment/StatefulSet watches (mapped to
-    // the owning Cell).
+    // …and pods becoming ready reach it through its Deployment and CNPG Cluster watches
+    // (mapped to the owning Cell); CNPG reports the Databases made.
+    for service in ["poc", "dojo", "media"] {
+        api.update(
+            "apis/postgresql.cnpg.io/v1/namespaces/cell-acme/databases",
+            &format!("postgres-{service}"),
+            |o| o["status"] = json!({ "applied": true }),
+        );
+    }
+    api.update(
+        "apis/postgresql.cnpg.io/v1/namespaces/cell-acme/clusters",
+        "postgres",
+        |o| o["status"] = json!({ "readyInstances": 1 }),
+    );
     for (collection, name) in [
-        ("apis/apps/v1/namespaces/cell-acme/statefulsets", "postgres"),
         (
             "apis/apps/v1/namespaces/cell-acme/deployments",
             "poc-service",

@@ -22,6 +22,11 @@ const CELLS: &str = "apis/mrbill.dev/v1alpha1/cells";
 const NAME: &str = "c-acme-1234";
 const NS: &str = "cell-acme";
 
+/// A collection of CloudNativePG's kinds in the cell's namespace.
+fn cnpg(plural: &str) -> String {
+    format!("apis/postgresql.cnpg.io/v1/namespaces/{NS}/{plural}")
+}
+
 fn spec(search: SearchEngine) -> CellSpec {
     CellSpec {
         cell_id: NAME.into(),
@@ -50,6 +55,7 @@ fn images() -> Images {
         aws_egress: Vec::new(),
         mail: None,
         secrets_access: None,
+        cnpg_namespace: "cnpg-system".into(),
     }
 }
 
@@ -109,8 +115,11 @@ impl Scenario {
             .unwrap_or_default()
     }
 
-    /// Marks the cell's Deployments and StatefulSets ready, as the kubelet would.
+    /// Marks the cell's Deployments and StatefulSets ready, as the kubelet would, and its
+    /// Postgres as CloudNativePG would report it.
     fn become_ready(&self) {
+        self.postgres_instance_ready();
+        self.databases_applied();
         for (collection, names) in [
             (
                 format!("apis/apps/v1/namespaces/{NS}/deployments"),
@@ -118,7 +127,7 @@ impl Scenario {
             ),
             (
                 format!("apis/apps/v1/namespaces/{NS}/statefulsets"),
-                vec!["postgres", "meilisearch"],
+                vec!["meilisearch"],
             ),
         ] {
             for name in names {
@@ -128,6 +137,24 @@ impl Scenario {
                     });
                 }
             }
+        }
+    }
+
+    /// CNPG's status of the cell's Cluster once its primary is up.
+    fn postgres_instance_ready(&self) {
+        self.api.update(&cnpg("clusters"), "postgres", |o| {
+            o["status"] = json!({ "instances": 2, "readyInstances": 1,
+                "phase": "Cluster in healthy state", "writeService": "postgres-rw" })
+        });
+    }
+
+    /// CNPG's status of each service's Database once it exists.
+    fn databases_applied(&self) {
+        for service in ["poc", "dojo", "media"] {
+            self.api
+                .update(&cnpg("databases"), &format!("postgres-{service}"), |o| {
+                    o["status"] = json!({ "applied": true, "observedGeneration": 1 })
+                });
         }
     }
 
@@ -283,6 +310,13 @@ async fn create_applies_every_child_owned_by_the_cell_then_reports_ready() {
     );
     assert!(s.events().contains(&"SecretsGenerated".to_owned()));
 
+    // CNPG's primary is up, its Databases not yet made: still not ready, and why.
+    s.postgres_instance_ready();
+    s.reconcile().await.expect("reconcile");
+    assert_eq!(
+        s.condition("DatabaseReady"),
+        (ConditionStatus::False, "DatabasesPending".into())
+    );
     s.become_ready();
     let action = s.reconcile().await.expect("second reconcile");
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
@@ -419,14 +453,7 @@ async fn suspending_scales_to_zero_and_resuming_brings_the_autoscalers_back() {
     );
     assert!(s.events().contains(&"CellSuspended".to_owned()));
     // Data stays.
-    assert!(
-        s.api
-            .get(
-                &format!("apis/apps/v1/namespaces/{NS}/statefulsets"),
-                "postgres"
-            )
-            .is_some()
-    );
+    assert!(s.api.get(&cnpg("clusters"), "postgres").is_some());
 
     s.edit(|cell| cell["spec"]["suspended"] = json!(false));
     s.reconcile().await.expect("resume");
@@ -436,6 +463,34 @@ async fn suspending_scales_to_zero_and_resuming_brings_the_autoscalers_back() {
         Phase::Ready,
         "pods still report ready in the fake"
     );
+}
+
+/// What CNPG makes for the cell's Cluster carries the Cluster's inherited labels; the
+/// operator's pruning must never take those for stale objects of its own.
+#[tokio::test]
+async fn cnpgs_own_objects_survive_pruning() {
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("create");
+    let cluster = s.api.get(&cnpg("clusters"), "postgres").expect("a Cluster");
+    let inherited = cluster["spec"]["inheritedMetadata"]["labels"].clone();
+    assert!(
+        inherited.get("app.kubernetes.io/managed-by").is_none(),
+        "{inherited}"
+    );
+    let services = format!("api/v1/namespaces/{NS}/services");
+    for name in ["postgres-rw", "postgres-ro", "postgres-r"] {
+        s.api.insert(
+            &services,
+            json!({ "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": name, "namespace": NS, "labels": inherited },
+                "spec": { "ports": [{ "port": 5432 }] } }),
+        );
+    }
+    s.become_ready();
+    s.reconcile().await.expect("again");
+    for name in ["postgres-rw", "postgres-ro", "postgres-r"] {
+        assert!(s.api.get(&services, name).is_some(), "{name} was pruned");
+    }
 }
 
 #[tokio::test]
@@ -474,12 +529,13 @@ async fn switching_to_the_embedded_engine_prunes_meilisearch_but_keeps_everythin
 async fn delete_waits_for_the_namespace_then_releases_the_finalizer() {
     let s = Scenario::new(SearchEngine::Embedded);
     s.reconcile().await.expect("create");
-    // The StatefulSet's claim, bound to a volume that would be deleted with it.
+    // The claim of CNPG's first instance (labelled from the Cluster's inheritedMetadata),
+    // bound to a volume that would be deleted with it.
     let pvcs = format!("api/v1/namespaces/{NS}/persistentvolumeclaims");
     s.api.insert(
         &pvcs,
         json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": { "name": "data-postgres-0", "namespace": NS,
+            "metadata": { "name": "postgres-1", "namespace": NS,
                 "labels": { "mrbill.dev/cell": NAME, "mrbill.dev/service": "postgres" } },
             "spec": { "volumeName": "pv-123" } }),
     );
@@ -530,7 +586,7 @@ async fn delete_waits_for_the_namespace_then_releases_the_finalizer() {
     assert_eq!(pv["metadata"]["labels"]["mrbill.dev/cell"], NAME);
     assert_eq!(
         pv["metadata"]["labels"]["mrbill.dev/retained-from"],
-        "data-postgres-0"
+        "postgres-1"
     );
     let log = s.api.log();
     let retained = log
@@ -695,6 +751,7 @@ async fn secrets_are_reached_through_a_binding_made_before_them() {
         SearchEngine::Embedded,
         Images {
             secrets_access: Some(access),
+            cnpg_namespace: "cnpg-system".into(),
             ..images()
         },
     );

@@ -84,6 +84,7 @@ fn rendered_images() -> BTreeSet<String> {
                 aws_egress: Vec::new(),
                 mail: None,
                 secrets_access: None,
+                cnpg_namespace: "cnpg-system".into(),
             },
         );
         collect_images(&objects, &mut images);

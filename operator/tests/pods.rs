@@ -3,9 +3,10 @@
 //! handed to a local kubelet (`kubelet/`), which starts each Deployment's and StatefulSet's
 //! containers from the rendered spec — the image's binary as its Dockerfile builds it, the
 //! rendered args and env, secret files with the rendered modes and owner, the pod's user and
-//! fsGroup — against a real Postgres (in-cluster: the rendered StatefulSet; rds: a TLS-only
-//! stand-in for the instance, whose roles the operator's own role maker creates as the master
-//! user). Each pod must pass its rendered readiness probe, and a real router in front must
+//! fsGroup — against a real Postgres (in-cluster: the rendered CloudNativePG `Cluster` and
+//! `Database`s, started by the kubelet's CNPG stand-in — CNPG itself cannot run here; rds: a
+//! TLS-only stand-in for the instance, whose roles the operator's own role maker creates as the
+//! master user). Each pod must pass its rendered readiness probe, and a real router in front must
 //! serve the tenant's first admin through every service.
 
 mod kubelet;
@@ -142,6 +143,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             aws_egress: Vec::new(),
             mail: Some(mail.clone()),
             secrets_access: None,
+            cnpg_namespace: "cnpg-system".into(),
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));
@@ -229,7 +231,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     let kubelet = tokio::task::spawn_blocking(move || {
         let mut kubelet = Kubelet::new(&ns, objects).with_irsa_env(irsa_env);
         if engine != DatabaseEngine::Rds {
-            kubelet.start("StatefulSet", "postgres");
+            kubelet.start_cnpg(cell_operator::render::POSTGRES_CLUSTER);
         }
         for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
             kubelet.start("Deployment", &format!("{service}-service"));
@@ -345,9 +347,9 @@ async fn sign_up_by_mail(
     .assert_status(201);
 }
 
-/// In-cluster Postgres (started from its rendered args) refuses connections without TLS, and
-/// a client trusting another cell's CA cannot talk to it: only the cell's own CA verifies it,
-/// for the Service's name. libpq's `psql` (its `hostaddr` keeps the name to check while
+/// In-cluster Postgres (started from its rendered Cluster) refuses connections without TLS, a
+/// role reaches no database but its own, and a client trusting another cell's CA cannot talk
+/// to it: only the cell's own CA verifies it, for the Service's name. libpq's `psql` (its `hostaddr` keeps the name to check while
 /// connecting to this machine).
 fn postgres_takes_tls_only(url: &str, local: &str, ca: &str) {
     let dir = tempfile::tempdir().expect("dir");
@@ -387,6 +389,25 @@ fn postgres_takes_tls_only(url: &str, local: &str, ca: &str) {
         "TLS verified with the cell's CA: {}",
         String::from_utf8_lossy(&verified.stderr)
     );
+    // Each role reaches its own database only (`hostssl sameuser`), even with its password.
+    let own_conninfo = |db: &str| {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={port} user={user} dbname={db} sslmode=verify-full sslrootcert={}",
+            own.display()
+        )
+    };
+    for db in ["dojo", "media", "postgres"] {
+        let out = std::process::Command::new(pg_cluster::bin_dir().expect("postgres").join("psql"))
+            .args([&own_conninfo(db), "-tAc", "SELECT 1"])
+            .env("PGPASSWORD", password)
+            .output()
+            .expect("psql");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("rejects connection"),
+            "{user} reached database {db}: {said}"
+        );
+    }
     let other = dir.path().join("other.crt");
     let foreign = cell_operator::tls::postgres("c-other-1", "cell-other").expect("another CA");
     std::fs::write(&other, foreign.ca).expect("ca");

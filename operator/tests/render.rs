@@ -40,6 +40,7 @@ fn images() -> Images {
         aws_egress: vec!["10.20.0.0/16".into()],
         mail: None,
         secrets_access: None,
+        cnpg_namespace: "cnpg-system".into(),
     }
 }
 
@@ -126,10 +127,16 @@ fn a_cell_is_isolated_and_sized_by_its_tier() {
     // Meilisearch and in-cluster Postgres get their paths; no AWS egress without RDS.
     find(&objects, "NetworkPolicy", "poc-to-meilisearch");
     find(&objects, "NetworkPolicy", "services-to-postgres");
-    let pg = find(&objects, "StatefulSet", "postgres");
+    let pg = find(&objects, "Cluster", "postgres");
     assert_eq!(
-        pg["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        pg["spec"]["storage"]["size"],
         format!("{}Gi", Tier::Standard.template().db_storage_gib)
+    );
+    // CNPG's instances: each other, the CNPG operator on the status port, the API server.
+    let instances = find(&objects, "NetworkPolicy", "postgres-instances");
+    assert_eq!(
+        instances["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "cnpg-system"
     );
     find(&objects, "StatefulSet", "meilisearch");
     // Only poc gets the signing key; each service gets its own database credentials.
@@ -226,6 +233,7 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
             aws_egress: Vec::new(),
             mail: None,
             secrets_access: None,
+            cnpg_namespace: "cnpg-system".into(),
             ..images()
         },
     );
@@ -284,7 +292,7 @@ fn a_suspended_cell_keeps_its_objects_but_runs_no_pods() {
         );
     }
     // Data stays: Postgres, Secrets' consumers and Services are all still there.
-    find(&suspended, "StatefulSet", "postgres");
+    find(&suspended, "Cluster", "postgres");
     find(&suspended, "Service", "poc-service");
 }
 
@@ -480,4 +488,34 @@ fn no_container_sets_a_variable_twice() {
             );
         }
     }
+}
+
+/// `mrbill cell scale --db-class/--db-storage` on an in-cluster cell: the CNPG Cluster takes
+/// the class's size (as the RDS class of that name), its memory settings follow, its volume
+/// grows, and the namespace's quota and limits make room for it.
+#[test]
+fn the_database_class_and_storage_size_the_cnpg_cluster_and_the_quota() {
+    let mut c = cell(
+        Tier::Standard,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    c.spec.database.class = Some("db.m7g.2xlarge".into());
+    c.spec.database.storage_gib = 250;
+    let objects = desired(&c, &images());
+    let spec = &find(&objects, "Cluster", "postgres")["spec"];
+    assert_eq!(
+        spec["resources"]["limits"],
+        json!({ "cpu": "8", "memory": "32Gi" })
+    );
+    assert_eq!(spec["storage"]["size"], "250Gi");
+    assert_eq!(spec["storage"]["resizeInUseVolumes"], true);
+    assert_eq!(spec["postgresql"]["parameters"]["shared_buffers"], "8192MB");
+    let hard = &find(&objects, "ResourceQuota", "cell")["spec"]["hard"];
+    // The services' share (16 CPUs, 32 GiB) plus two instances of the class.
+    assert_eq!(hard["limits.cpu"], "32");
+    assert_eq!(hard["limits.memory"], "96Gi");
+    assert_eq!(hard["requests.storage"], "520Gi");
+    let max = &find(&objects, "LimitRange", "cell")["spec"]["limits"][0]["max"];
+    assert_eq!(max, &json!({ "cpu": "8", "memory": "32Gi" }));
 }

@@ -52,11 +52,13 @@ fn an_in_cluster_cell_gets_every_secret_its_pods_mount_with_fresh_values() {
             "cell-service-token",
             "media-url-key",
             "meilisearch",
-            "postgres",
             "postgres-tls",
             "poc-database",
+            "poc-role",
             "dojo-database",
-            "media-database"
+            "dojo-role",
+            "media-database",
+            "media-role"
         ]
     );
     assert_eq!(
@@ -85,7 +87,7 @@ fn an_in_cluster_cell_gets_every_secret_its_pods_mount_with_fresh_values() {
         })
         .collect();
     assert!(urls[0].starts_with("postgres://poc:"));
-    assert!(urls[0].ends_with("@postgres.cell-acme.svc:5432/poc"));
+    assert!(urls[0].ends_with("@postgres-rw.cell-acme.svc:5432/poc"));
     assert_ne!(
         urls[0].split('@').next(),
         urls[1].split('@').next(),

@@ -120,13 +120,15 @@ impl ServiceReplicas {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DatabaseSpec {
     pub engine: DatabaseEngine,
-    /// Instance class (RDS) or resource class (in-cluster); tier default when absent.
+    /// Instance class, named as RDS names them (`db.m7g.large`); an in-cluster instance gets
+    /// the same vCPUs and memory. One of the tier's classes; tier default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     /// Allocated storage in GiB.
     #[schemars(range(min = 1, max = 16384))]
     pub storage_gib: u32,
-    /// Standby in a second availability zone (RDS only).
+    /// A standby in a second availability zone (RDS Multi-AZ; in-cluster: a second CNPG
+    /// instance spread by zone).
     #[serde(default)]
     pub multi_az: bool,
 }

@@ -57,6 +57,8 @@ fn main() -> anyhow::Result<()> {
             }),
             None => None,
         },
+        cnpg_namespace: optional("MRBILL_OPERATOR_CNPG_NAMESPACE")?
+            .unwrap_or_else(|| "cnpg-system".to_owned()),
     };
     let metrics_addr: SocketAddr =
         optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());

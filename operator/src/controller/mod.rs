@@ -1,5 +1,5 @@
 //! The controller: one reconcile per `Cell`, driven by kube-runtime's `Controller` (a change to
-//! the Cell, or to one of its Deployments or StatefulSets, queues it).
+//! the Cell, or to one of its Deployments, StatefulSets or CloudNativePG Clusters, queues it).
 //!
 //! ```text
 //! paused?            → nothing is written (annotation mrbill.dev/paused=true)
@@ -23,7 +23,7 @@ use cell_model::{Cell, CellStatus, ConditionStatus, DatabaseEngine, Phase};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -109,15 +109,25 @@ pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let children =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    // CNPG's Clusters: a cell's Postgres becoming ready (or not) is seen at once.
+    let (postgres, _) = apply::resource("Cluster").expect("Cluster is a managed kind");
     Controller::new(Api::<Cell>::all(client.clone()), watcher::Config::default())
         .watches(
             Api::<Deployment>::all(client.clone()),
             children.clone(),
             |d| owning_cells(&d),
         )
-        .watches(Api::<StatefulSet>::all(client), children, |s| {
-            owning_cells(&s)
-        })
+        .watches(
+            Api::<StatefulSet>::all(client.clone()),
+            children.clone(),
+            |s| owning_cells(&s),
+        )
+        .watches_with(
+            Api::<DynamicObject>::all_with(client, &postgres),
+            postgres.clone(),
+            children,
+            |c| owning_cells(&c),
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

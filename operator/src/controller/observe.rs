@@ -26,6 +26,52 @@ pub(super) fn ready_replicas(object: &Option<Value>) -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether the cell's CNPG Cluster has a ready instance and every service's `Database` is
+/// applied: `(ready, reason, message)`.
+async fn cnpg(client: &kube::Client, cell: &Cell) -> Result<(bool, &'static str, String), Error> {
+    let cluster = apply::get(client, cell, "Cluster", render::POSTGRES_CLUSTER).await?;
+    let ready = cluster
+        .as_ref()
+        .and_then(|c| c["status"]["readyInstances"].as_i64())
+        .unwrap_or(0);
+    if ready == 0 {
+        let phase = cluster
+            .as_ref()
+            .and_then(|c| c["status"]["phase"].as_str())
+            .unwrap_or("no status yet");
+        return Ok((false, "PostgresStarting", format!("CloudNativePG: {phase}")));
+    }
+    let mut pending = Vec::new();
+    for service in Service::ALL.map(Service::name) {
+        let database = apply::get(
+            client,
+            cell,
+            "Database",
+            &render::database_resource(service),
+        )
+        .await?;
+        let applied = database
+            .as_ref()
+            .is_some_and(|d| d["status"]["applied"] == true);
+        if !applied {
+            let why = database
+                .as_ref()
+                .and_then(|d| d["status"]["message"].as_str())
+                .filter(|m| !m.is_empty())
+                .map_or_else(|| service.to_owned(), |m| format!("{service}: {m}"));
+            pending.push(why);
+        }
+    }
+    Ok(match pending.is_empty() {
+        true => (true, "PostgresRunning", String::new()),
+        false => (
+            false,
+            "DatabasesPending",
+            format!("waiting for databases {}", pending.join(", ")),
+        ),
+    })
+}
+
 /// Makes the services' roles in an `rds` cell's available instance as the master user, from
 /// the operator itself (unless the status says they were made at this address and no
 /// database Secret is new: a recreated Secret's password is set on its role); removes what
@@ -100,14 +146,8 @@ pub(super) async fn observe(
 
     let database = match cell.spec.database.engine {
         DatabaseEngine::InCluster => {
-            let up =
-                ready_replicas(&apply::get(client, cell, "StatefulSet", "postgres").await?) > 0;
-            let reason = if up {
-                "PostgresRunning"
-            } else {
-                "PostgresStarting"
-            };
-            set(&mut status, "DatabaseReady", up, reason, "");
+            let (up, reason, message) = cnpg(client, cell).await?;
+            set(&mut status, "DatabaseReady", up, reason, &message);
             up
         }
         DatabaseEngine::Local => {

@@ -6,28 +6,60 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// What the cell's in-cluster Postgres instances take together (limits): `(pods, cpu,
+/// memory GiB, storage GiB)`; nothing for an RDS cell.
+fn postgres_share(cell: &Cell) -> (u32, u32, u32, u32) {
+    if cell.spec.database.engine != DatabaseEngine::InCluster {
+        return (0, 0, 0, 0);
+    }
+    let n = postgres_instances(cell);
+    let class = cell_db_class(cell);
+    (
+        n,
+        n * class.cpu,
+        n * class.memory_gib,
+        n * cell.spec.database.storage_gib,
+    )
+}
+
+/// The services' share by tier plus the database's by class and storage (search's volume
+/// and headroom: 20 GiB).
 pub(super) fn resource_quota(cell: &Cell) -> Value {
     let (pods, cpu, memory) = match cell.spec.tier {
-        Tier::Small => (20, "4", "8Gi"),
-        Tier::Standard => (50, "16", "32Gi"),
-        Tier::Large => (120, "48", "96Gi"),
+        Tier::Small => (20, 4, 8),
+        Tier::Standard => (50, 16, 32),
+        Tier::Large => (120, 48, 96),
+    };
+    let (pg_pods, pg_cpu, pg_memory, pg_storage) = postgres_share(cell);
+    let storage = match cell.spec.database.engine {
+        DatabaseEngine::InCluster => pg_storage,
+        _ => cell.spec.database.storage_gib,
     };
     json!({
         "apiVersion": "v1",
         "kind": "ResourceQuota",
         "metadata": meta(cell, "cell"),
         "spec": { "hard": {
-            "pods": pods.to_string(),
-            "limits.cpu": cpu,
-            "limits.memory": memory,
-            "requests.storage": format!("{}Gi", cell.spec.database.storage_gib + 20),
+            "pods": (pods + pg_pods).to_string(),
+            "limits.cpu": (cpu + pg_cpu).to_string(),
+            "limits.memory": format!("{}Gi", memory + pg_memory),
+            "requests.storage": format!("{}Gi", storage + 20),
             "services.loadbalancers": "0",
             "services.nodeports": "0",
         }},
     })
 }
 
+/// Defaults for containers that set nothing; the largest container is the database's class
+/// (at least 4 CPUs and 4 GiB).
 pub(super) fn limit_range(cell: &Cell) -> Value {
+    let (cpu, memory) = match cell.spec.database.engine {
+        DatabaseEngine::InCluster => {
+            let class = cell_db_class(cell);
+            (class.cpu.max(4), class.memory_gib.max(4))
+        }
+        _ => (4, 4),
+    };
     json!({
         "apiVersion": "v1",
         "kind": "LimitRange",
@@ -36,7 +68,7 @@ pub(super) fn limit_range(cell: &Cell) -> Value {
             "type": "Container",
             "default": { "cpu": "500m", "memory": "256Mi" },
             "defaultRequest": { "cpu": "50m", "memory": "64Mi" },
-            "max": { "cpu": "4", "memory": "4Gi" },
+            "max": { "cpu": cpu.to_string(), "memory": format!("{memory}Gi") },
         }]},
     })
 }
@@ -134,9 +166,10 @@ pub(super) fn network_policies(cell: &Cell, images: &Images) -> Vec<Value> {
         out.extend(path(
             cell,
             ("services-to-postgres", services_in(&services())),
-            ("postgres-from-services", service_pods("postgres")),
+            ("postgres-from-services", postgres_pods()),
             POSTGRES_PORT,
         ));
+        out.extend(postgres_policies(cell, images));
     }
     if cell.spec.search == SearchEngine::Meilisearch {
         out.extend(path(

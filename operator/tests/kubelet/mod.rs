@@ -12,11 +12,11 @@
 //! file (Debian's `libnss-wrapper`, preloaded) as cluster DNS would answer them — so a TLS
 //! client still checks the name it was given. Mount paths become directories under the pod's
 //! own folder.
-//! The `postgres` image is emulated the way its entrypoint works (initdb with `POSTGRES_USER`
-//! and the password file, the rendered `-c` settings, as the pod's user, then the init scripts
-//! with `PGPASSWORD`).
+//! A CloudNativePG `Cluster` is started by a stand-in for CNPG (`cnpg.rs`).
 // Each test binary uses a different subset.
 #![allow(dead_code)]
+
+mod cnpg;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -94,6 +94,14 @@ impl Kubelet {
                 }
             }
             services.insert(str_of(&s["metadata"]["name"]).to_owned(), map);
+        }
+        // A CNPG Cluster's Services (`cnpg.rs`), all in front of its one instance here.
+        for c in objects.iter().filter(|o| o["kind"] == "Cluster") {
+            let local = pg_cluster::free_port().expect("free port");
+            for suffix in cnpg::SERVICE_SUFFIXES {
+                let name = format!("{}-{suffix}", str_of(&c["metadata"]["name"]));
+                services.insert(name, HashMap::from([(5432, local)]));
+            }
         }
         Self {
             namespace: namespace.to_owned(),
@@ -282,26 +290,7 @@ impl Kubelet {
                         .collect()
                 })
             };
-            let argv = if reference.starts_with("postgres:") {
-                let Some(command) = strings(&c["command"]) else {
-                    let args = strings(&c["args"]).unwrap_or_default();
-                    let user = uid.map(|uid| (uid, dir.join("nss")));
-                    self.postgres(&env, &mounts, &args, user, own[&5432]);
-                    continue;
-                };
-                // The image's tools (bash, psql) are this machine's.
-                let bin = pg_cluster::bin_dir().expect("Postgres binaries");
-                env.retain(|(k, _)| k != "PATH");
-                env.push((
-                    "PATH".into(),
-                    format!(
-                        "{}:{}",
-                        bin.display(),
-                        std::env::var("PATH").unwrap_or_default()
-                    ),
-                ));
-                command
-            } else {
+            let argv = {
                 let image = Image::unpack(reference, &self.root.join("images"));
                 let mut argv = strings(&c["command"]).unwrap_or(image.entrypoint.clone());
                 argv.extend(strings(&c["args"]).unwrap_or(image.cmd.clone()));
@@ -468,112 +457,6 @@ impl Kubelet {
                 (str_of(&e["name"]).to_owned(), value)
             })
             .collect()
-    }
-
-    /// The `postgres` image's entrypoint: a cluster with the superuser and password the env
-    /// names, the settings of the rendered `args` (`postgres -c name=value …`, paths made
-    /// local), run as the pod's user when we are root, then the init scripts (as the image
-    /// runs `/docker-entrypoint-initdb.d`).
-    fn postgres(
-        &mut self,
-        env: &[(String, String)],
-        mounts: &[(String, PathBuf)],
-        args: &[String],
-        run_as: Option<(u32, PathBuf)>,
-        port: u16,
-    ) {
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let user = get("POSTGRES_USER").expect("POSTGRES_USER");
-        let password =
-            std::fs::read_to_string(get("POSTGRES_PASSWORD_FILE").expect("password file"))
-                .expect("password file readable");
-        let spec = pg_cluster::ClusterSpec {
-            root: self.root.join("postgres-data"),
-            port: Some(port),
-            superuser: user.clone(),
-            password: password.trim_end().to_owned(),
-            ephemeral: true,
-        };
-        let owner = match (is_root(), run_as) {
-            (true, Some((uid, nss))) => Some(
-                pg_cluster::Owner::unlisted("postgres", uid, &nss)
-                    .expect("nss files")
-                    .expect("libnss-wrapper (./x setup installs it)"),
-            ),
-            _ => None,
-        };
-        let mut cluster = match owner {
-            Some(owner) => pg_cluster::PgCluster::init_as(&spec, Some(owner)),
-            None => pg_cluster::PgCluster::init(&spec),
-        }
-        .expect("initdb");
-        let mut settings = String::new();
-        let mut rest = args.iter();
-        assert_eq!(
-            rest.next().map(String::as_str),
-            Some("postgres"),
-            "{args:?}"
-        );
-        while let Some(flag) = rest.next() {
-            assert_eq!(flag, "-c", "only `-c name=value` settings: {args:?}");
-            let setting = rest.next().expect("a setting after -c");
-            let (name, value) = setting.split_once('=').expect("name=value");
-            let value = local_path(value, mounts);
-            settings.push_str(&format!("{name} = '{value}'\n"));
-        }
-        let auto = cluster.data_dir().join("postgresql.auto.conf");
-        let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
-        conf.push_str(&settings);
-        std::fs::write(&auto, conf).expect("postgresql.auto.conf");
-        cluster.start().unwrap_or_else(|e| {
-            panic!(
-                "postgres starts: {e:#}\n{}",
-                std::fs::read_to_string(cluster.log_file()).unwrap_or_default()
-            )
-        });
-        pg_cluster::spawn_reaper(std::process::id(), &cluster.data_dir(), Some(&spec.root))
-            .expect("reaper");
-        let mount = |path: &str| {
-            mounts
-                .iter()
-                .find(|(m, _)| m == path)
-                .map(|(_, l)| l.clone())
-                .unwrap_or_else(|| panic!("postgres mounts {path}"))
-        };
-        let init = mount("/docker-entrypoint-initdb.d");
-        let mut scripts: Vec<PathBuf> = std::fs::read_dir(&init)
-            .expect("init dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        scripts.sort();
-        let bin = pg_cluster::bin_dir().expect("Postgres binaries");
-        for script in scripts {
-            let out = Command::new("bash")
-                .arg(&script)
-                .env(
-                    "PATH",
-                    format!(
-                        "{}:{}",
-                        bin.display(),
-                        std::env::var("PATH").unwrap_or_default()
-                    ),
-                )
-                .env("POSTGRES_USER", &user)
-                .env("PGPASSWORD", cluster.password())
-                .env("PGHOST", "127.0.0.1")
-                .env("PGPORT", port.to_string())
-                .env("MRBILL_ROLES_DIR", mount("/var/run/secrets/roles"))
-                .output()
-                .expect("bash");
-            assert!(
-                out.status.success(),
-                "{} failed: {}{}",
-                script.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        self.postgres = Some(cluster);
     }
 
     fn wait_ready(&mut self, name: &str, c: &Value, own: &HashMap<u16, u16>, log: &Path) {

@@ -1,0 +1,203 @@
+//! An in-cluster cell's Postgres is a CloudNativePG `Cluster` with a `Database` per service:
+//! every CNPG object the operator renders, for every tier, is validated against CNPG
+//! v1.30.0's own CRD schemas (`../shared/reference/cloudnative-pg-v1.30.0`, or
+//! `MRBILL_CNPG_CRDS`; no cluster or CRD registry is reachable here) by `crd_schema.py` —
+//! the types and formats the API server would check, and strictly: a field CNPG does not
+//! know is an error, since the API server would drop it silently. Where the CRDs are absent
+//! (a lone clone of the project) the schema test says it was skipped and why.
+//!
+//! The rest is the contract between the rendered Cluster and the generated Secrets, which the
+//! kubelet's CNPG stand-in then starts for real (`tests/pods.rs`).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use cell_model::{
+    Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
+};
+use cell_operator::render::{Images, desired};
+use serde_json::{Value, json};
+
+fn cell(tier: Tier) -> Cell {
+    Cell::new(
+        "c-acme-1234",
+        CellSpec {
+            cell_id: "c-acme-1234".into(),
+            tenant: "acme".into(),
+            tier,
+            version: "1.4.2".into(),
+            replicas: ServiceReplicas::default(),
+            database: DatabaseSpec {
+                engine: DatabaseEngine::InCluster,
+                class: None,
+                storage_gib: tier.template().db_storage_gib,
+                multi_az: tier.template().multi_az,
+            },
+            search: SearchEngine::Embedded,
+            placement: "eks-sa-east-1".into(),
+            suspended: false,
+            email_domains: Vec::new(),
+            bootstrap: None,
+        },
+    )
+}
+
+fn images() -> Images {
+    Images {
+        registry: "registry.example.com/mrbill".into(),
+        trusted_proxies: "10.0.0.0/8".into(),
+        aws_egress: Vec::new(),
+        mail: None,
+        secrets_access: None,
+        cnpg_namespace: "cnpg-system".into(),
+    }
+}
+
+fn cnpg_objects(cell: &Cell) -> Vec<Value> {
+    desired(cell, &images())
+        .into_iter()
+        .filter(|o| {
+            o["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("postgresql.cnpg.io/"))
+        })
+        .collect()
+}
+
+/// Where CNPG's CRDs are, if they are.
+fn crds() -> Option<PathBuf> {
+    let dir = std::env::var_os("MRBILL_CNPG_CRDS").map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/reference/cloudnative-pg-v1.30.0")
+        },
+        PathBuf::from,
+    );
+    dir.join("postgresql.cnpg.io_clusters.yaml")
+        .exists()
+        .then_some(dir)
+}
+
+/// `(valid, report)` of `objects` against the CRDs in `dir`.
+fn validate(dir: &std::path::Path, objects: &[Value]) -> (bool, String) {
+    let python = std::env::var("MRBILL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(&python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/crd_schema.py"))
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python}: {e} (./x test sets MRBILL_PYTHON)"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&serde_json::to_vec(objects).expect("json"))
+        .expect("objects written");
+    let out = child.wait_with_output().expect("validator");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), report)
+}
+
+#[test]
+fn every_cnpg_object_validates_against_cloudnative_pgs_crds() {
+    let Some(dir) = crds() else {
+        println!(
+            "SKIPPED every_cnpg_object_validates_against_cloudnative_pgs_crds: CNPG's CRDs are \
+             not at ../shared/reference/cloudnative-pg-v1.30.0 (set MRBILL_CNPG_CRDS)"
+        );
+        return;
+    };
+    for tier in [Tier::Small, Tier::Standard, Tier::Large] {
+        let objects = cnpg_objects(&cell(tier));
+        let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(kinds, ["Cluster", "Database", "Database", "Database"]);
+        let (valid, report) = validate(&dir, &objects);
+        assert!(valid, "{}: {report}", tier.as_str());
+    }
+    // The check itself catches what the API server would refuse or drop.
+    let mut objects = cnpg_objects(&cell(Tier::Small));
+    objects[0]["spec"]["instances"] = json!(0);
+    objects[1]["spec"]["owner"] = json!(7);
+    objects[2]["spec"]["reclaim"] = json!("retain");
+    let (valid, report) = validate(&dir, &objects);
+    assert!(!valid, "a broken Cluster passed: {report}");
+    for expected in ["instances", "owner", "reclaim: unknown field"] {
+        assert!(
+            report.contains(expected),
+            "{expected} not reported: {report}"
+        );
+    }
+}
+
+/// The Cluster's roles and TLS name the Secrets the operator generates, in the shapes CNPG
+/// reads: basic-auth role Secrets (username = role, the password of the service's database
+/// URL, which names the primary's Service), a `kubernetes.io/tls` server certificate.
+#[test]
+fn the_cluster_uses_the_generated_secrets_as_cnpg_reads_them() {
+    let cell = cell(Tier::Standard);
+    let objects = desired(&cell, &images());
+    let secrets = cell_operator::secrets::generate(&cell).expect("secrets");
+    let secret = |name: &str| {
+        secrets
+            .iter()
+            .find(|s| s["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("Secret {name} generated"))
+    };
+    let cluster = objects
+        .iter()
+        .find(|o| o["kind"] == "Cluster")
+        .expect("a Cluster");
+    let spec = &cluster["spec"];
+    assert_eq!(spec["enableSuperuserAccess"], false);
+    assert_eq!(spec["instances"], 2, "the standard tier is multi-AZ");
+    for key in ["serverTLSSecret", "serverCASecret"] {
+        let tls = secret(spec["certificates"][key].as_str().expect("a Secret"));
+        assert_eq!(tls["type"], "kubernetes.io/tls");
+        assert!(tls["stringData"]["ca.crt"].is_string());
+    }
+    let roles = spec["managed"]["roles"].as_array().expect("managed roles");
+    assert_eq!(roles.len(), 3);
+    for role in roles {
+        let name = role["name"].as_str().expect("role name");
+        let credentials = secret(role["passwordSecret"]["name"].as_str().expect("Secret"));
+        assert_eq!(credentials["type"], "kubernetes.io/basic-auth");
+        assert_eq!(credentials["stringData"]["username"], name);
+        let url = secret(&format!("{name}-database"))["stringData"]["url"]
+            .as_str()
+            .expect("url");
+        assert_eq!(
+            cell_operator::secrets::password_of(url),
+            credentials["stringData"]["password"].as_str(),
+            "{name}: one password for the URL and the role"
+        );
+        assert!(
+            url.contains(&format!("@postgres-rw.cell-acme.svc:5432/{name}")),
+            "{url}"
+        );
+        let database = objects
+            .iter()
+            .find(|o| o["kind"] == "Database" && o["spec"]["name"] == name)
+            .expect("a Database per service");
+        assert_eq!(database["spec"]["owner"], name);
+        assert_eq!(database["spec"]["databaseReclaimPolicy"], "retain");
+    }
+    // Each role only to its own database, over TLS; nothing else before CNPG's default rule.
+    assert_eq!(
+        spec["postgresql"]["pg_hba"],
+        json!([
+            "hostssl sameuser all all scram-sha-256",
+            "host all all all reject"
+        ])
+    );
+    assert!(
+        !secrets.iter().any(|s| s["metadata"]["name"] == "postgres"),
+        "no superuser password is generated"
+    );
+}
