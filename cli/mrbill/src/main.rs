@@ -6,6 +6,7 @@ mod drain;
 mod local;
 mod migrate;
 mod output;
+mod progress;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -194,8 +195,15 @@ enum CellCmd {
     Scale {
         slug: String,
         /// `service=replicas`, repeatable: `--service poc=2 --service media=2`.
-        #[arg(long = "service", required = true, value_parser = parse_replicas)]
+        #[arg(long = "service", value_parser = parse_replicas,
+              required_unless_present_any = ["db_class", "db_storage"])]
         services: Vec<(String, u32)>,
+        /// The database's class: one of the tier's (`mrbill tiers`).
+        #[arg(long)]
+        db_class: Option<String>,
+        /// The database's storage in GiB (it only grows).
+        #[arg(long)]
+        db_storage: Option<u32>,
         #[arg(long)]
         no_wait: bool,
     },
@@ -272,14 +280,22 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
         Command::Cell(CellCmd::Scale {
             slug,
             services,
+            db_class,
+            db_storage,
             no_wait,
         }) => {
             let client = Client::connect(home)?;
             let started = Instant::now();
-            let body: serde_json::Map<String, serde_json::Value> = services
+            let mut body: serde_json::Map<String, serde_json::Value> = services
                 .into_iter()
                 .map(|(s, n)| (s, serde_json::json!(n)))
                 .collect();
+            if let Some(class) = db_class {
+                body.insert("db_class".into(), serde_json::json!(class));
+            }
+            if let Some(gib) = db_storage {
+                body.insert("db_storage_gib".into(), serde_json::json!(gib));
+            }
             let path = format!("/v1/tenants/{}/scale", path_segment(&slug)?);
             let tenant: Tenant = client.post(&path, &serde_json::Value::Object(body))?;
             let tenant = if no_wait {

@@ -8,6 +8,7 @@ use wire_types::admin::{Migration, MigrationList, MigrationPlan};
 use crate::client::{CliResult, Client, Failure, exit};
 use crate::output::Output;
 use crate::path_segment;
+use crate::progress::MigrationProgress;
 
 /// How long `mrbill` follows a migration (the control plane keeps going after that).
 const PATIENCE: Duration = Duration::from_secs(30 * 60);
@@ -51,7 +52,7 @@ pub fn run(
     if no_wait {
         return Ok(());
     }
-    let mut shown = 0;
+    let mut progress = MigrationProgress::new(out.is_json(), started);
     loop {
         let list: MigrationList = client.get(&format!("/v1/tenants/{segment}/migrations"))?;
         let current = list
@@ -59,8 +60,9 @@ pub fn run(
             .into_iter()
             .find(|m| Some(&m.id) == id.as_ref())
             .ok_or_else(|| Failure::new("not_found", "the migration is gone", exit::NOT_FOUND))?;
-        shown = out.migration_progress(&current, shown, started);
+        progress.update(&current);
         if finished(&current) {
+            progress.finish();
             out.migration(&current, started.elapsed());
             return Ok(());
         }

@@ -22,6 +22,10 @@ impl Output {
         Self { json }
     }
 
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     fn json<T: Serialize>(&self, value: &T) {
         println!(
             "{}",
@@ -259,8 +263,14 @@ impl Output {
             vec![
                 "database".into(),
                 format!(
-                    "{:?}, {} GiB",
-                    c.spec.database.engine, c.spec.database.storage_gib
+                    "{:?}, class {}, {} GiB",
+                    c.spec.database.engine,
+                    c.spec
+                        .database
+                        .class
+                        .as_deref()
+                        .unwrap_or(c.spec.tier.template().db_class),
+                    c.spec.database.storage_gib
                 ),
             ],
             vec!["search".into(), format!("{:?}", c.spec.search)],
@@ -328,19 +338,6 @@ impl Output {
     }
 
     /// Prints the steps done since the last call; returns how many are shown.
-    pub fn migration_progress(&self, m: &Migration, shown: usize, started: Instant) -> usize {
-        let done: Vec<_> = m.steps.iter().filter(|s| s.done).collect();
-        for step in done.iter().skip(shown) {
-            eprintln!(
-                "  ✓ {:<9} {:>7} ms   (t+{:.1} s)",
-                step.name,
-                step.duration_ms.unwrap_or(0),
-                started.elapsed().as_secs_f64()
-            );
-        }
-        done.len().max(shown)
-    }
-
     pub fn migration(&self, m: &Migration, took: Duration) {
         if self.json {
             return self.json(m);

@@ -96,7 +96,7 @@ pub enum ScaleError {
     NotActive(TenantState),
     #[error("operation `{}` is in progress", .0.as_str())]
     Busy(Op),
-    #[error("replicas outside the tier's bounds")]
+    #[error("outside the tier's bounds")]
     Bounds(Vec<wire_types::FieldError>),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -141,6 +141,43 @@ pub async fn scale(
             Service::Media => spec.replicas.media = Some(wanted),
         }
     }
+    if let Some(class) = &req.db_class {
+        if template.db_classes.contains(&class.as_str()) {
+            spec.database.class = Some(class.clone());
+        } else {
+            errors.push(wire_types::FieldError::new(
+                "db_class",
+                "out_of_range",
+                format!(
+                    "one of {} in tier {}",
+                    template.db_classes.join(", "),
+                    spec.tier.as_str()
+                ),
+            ));
+        }
+    }
+    if let Some(gib) = req.db_storage_gib {
+        let current = spec.database.storage_gib;
+        if gib < current {
+            errors.push(wire_types::FieldError::new(
+                "db_storage_gib",
+                "cannot_shrink",
+                format!("storage only grows: the database has {current} GiB"),
+            ));
+        } else if gib > template.db_storage_max_gib {
+            errors.push(wire_types::FieldError::new(
+                "db_storage_gib",
+                "out_of_range",
+                format!(
+                    "{current}–{} GiB in tier {}",
+                    template.db_storage_max_gib,
+                    spec.tier.as_str()
+                ),
+            ));
+        } else {
+            spec.database.storage_gib = gib;
+        }
+    }
     if !errors.is_empty() {
         return Err(ScaleError::Bounds(errors));
     }
@@ -154,7 +191,7 @@ pub async fn scale(
     catalog::start_op(&mut tx, &cell.cell_id, Op::Scale).await?;
     tx.commit().await?;
     ctx.wake.notify_one();
-    tracing::info!(tenant = %slug, replicas = ?spec.replicas, "scale requested");
+    tracing::info!(tenant = %slug, replicas = ?spec.replicas, database = ?spec.database, "scale requested");
     Ok(())
 }
 

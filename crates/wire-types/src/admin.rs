@@ -182,8 +182,8 @@ pub struct MigrateTenant {
     pub dry_run: bool,
 }
 
-/// `POST /v1/tenants/{slug}/scale`: replicas per service, each within the tier's bounds
-/// (`GET /v1/tiers`); a service left out keeps its current count.
+/// `POST /v1/tenants/{slug}/scale`: replicas per service and the database's class and
+/// storage, each within the tier's bounds (`GET /v1/tiers`); whatever is left out stays.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleTenant {
@@ -193,6 +193,12 @@ pub struct ScaleTenant {
     pub dojo: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media: Option<u32>,
+    /// One of the tier's database classes (`db_classes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_class: Option<String>,
+    /// GiB, from the current size (storage only grows) up to the tier's `db_storage_max_gib`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_storage_gib: Option<u32>,
 }
 
 /// What a migration request will do (`dry_run`) or has started (`id`).

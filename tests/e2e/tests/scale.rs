@@ -38,6 +38,50 @@ async fn a_cell_scales_out_and_in_and_every_replica_serves() {
     );
     let dojo = platform.mrbill(&["cell", "scale", "acme", "--service", "dojo=2"]);
     dojo.assert_failure(5, "validation_failed");
+    // The database: a class of the tier's, storage that only grows up to the tier's maximum.
+    for (args, said) in [
+        (
+            &["--db-class", "db.r7g.4xlarge"][..],
+            "one of db.t4g.small, db.t4g.medium in tier small",
+        ),
+        (
+            &["--db-storage", "10"][..],
+            "storage only grows: the database has 20 GiB",
+        ),
+        (&["--db-storage", "101"][..], "20–100 GiB in tier small"),
+    ] {
+        let refused = platform.mrbill(&[&["cell", "scale", "acme"][..], args].concat());
+        refused.assert_failure(5, "validation_failed");
+        assert!(
+            refused.stderr.contains(said),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    let bigger = platform.mrbill(&[
+        "cell",
+        "scale",
+        "acme",
+        "--db-class",
+        "db.t4g.medium",
+        "--db-storage",
+        "40",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(bigger.code, 0, "{}", bigger.stderr);
+    let database = &bigger.json()["cell"]["spec"]["database"];
+    assert_eq!(
+        (database["class"].as_str(), database["storageGib"].as_u64()),
+        (Some("db.t4g.medium"), Some(40)),
+        "recorded in the spec: {database}"
+    );
+    let shown = platform.mrbill(&["cell", "show", "acme"]);
+    assert!(
+        shown.stdout.contains("class db.t4g.medium, 40 GiB"),
+        "{}",
+        shown.stdout
+    );
 
     let scaled = platform.mrbill(&[
         "cell",
