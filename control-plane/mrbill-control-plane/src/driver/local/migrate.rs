@@ -71,7 +71,7 @@ impl LocalDriver {
                     let src = self.superuser(source, db).await?;
                     let dst = self.superuser(target, db).await?;
                     wait_in_sync(&src, &dst, db, deadline).await?;
-                    copy_sequences(&src, &dst).await
+                    pg_move::copy_sequences(&src, &dst).await
                 });
                 let files = async {
                     self.copy_files(source, target, true).await?;
@@ -275,14 +275,7 @@ impl LocalDriver {
         let dst = self.superuser(target, service.name()).await?;
         let deadline = Instant::now() + COPY_TIMEOUT;
         loop {
-            let pending: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_subscription_rel r
-                 JOIN pg_subscription s ON s.oid = r.srsubid
-                 WHERE s.subname = $1 AND r.srsubstate <> 'r'",
-            )
-            .bind(subscription(service))
-            .fetch_one(&dst)
-            .await?;
+            let pending = pg_move::copying(&dst, &subscription(service)).await?;
             if pending == 0 {
                 return Ok(());
             }
@@ -299,7 +292,8 @@ impl LocalDriver {
             let db = service.name();
             let src = self.superuser(source, db).await?;
             let dst = self.superuser(target, db).await?;
-            let (expected, got) = tokio::try_join!(checksums(&src), checksums(&dst))?;
+            let (expected, got) =
+                tokio::try_join!(pg_move::checksums(&src), pg_move::checksums(&dst))?;
             anyhow::ensure!(
                 expected == got,
                 "{db}: the target's tables differ from the source's: {expected:?} vs {got:?}"
@@ -436,60 +430,16 @@ async fn wait_in_sync(
     db: &str,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    let expected = checksums(src).await?;
+    let expected = pg_move::checksums(src).await?;
     loop {
-        let got = checksums(dst).await?;
+        let got = pg_move::checksums(dst).await?;
         if got == expected {
             return Ok(());
         }
         if Instant::now() > deadline {
-            let behind: Vec<&str> = expected
-                .iter()
-                .filter(|(t, sum)| got.iter().all(|(u, s)| u != t || s != sum))
-                .map(|(t, _)| t.as_str())
-                .collect();
+            let behind = pg_move::differing(&expected, &got);
             bail!("{db} on the target still differs from the source in {behind:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Sequences are not replicated: the target continues where the source stopped.
-async fn copy_sequences(src: &PgPool, dst: &PgPool) -> anyhow::Result<()> {
-    let sequences: Vec<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT format('%I.%I', schemaname, sequencename), last_value FROM pg_sequences",
-    )
-    .fetch_all(src)
-    .await?;
-    for (sequence, last) in sequences {
-        if let Some(last) = last {
-            sqlx::query("SELECT setval($1::regclass, $2, true)")
-                .bind(&sequence)
-                .bind(last)
-                .execute(dst)
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Per table (schema-qualified): row count and an order-independent checksum of its rows.
-async fn checksums(conn: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
-         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
-    )
-    .fetch_all(conn)
-    .await?;
-    let mut sums = Vec::with_capacity(tables.len());
-    for table in tables {
-        let sum: String = sqlx::query_scalar(&format!(
-            "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '')
-             FROM (SELECT md5(t::text) AS h FROM {table} t) rows"
-        ))
-        .fetch_one(conn)
-        .await?;
-        sums.push((table, sum));
-    }
-    Ok(sums)
 }
