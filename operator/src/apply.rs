@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 16] = [
+pub const KINDS: [(&str, &str, &str, bool); 18] = [
     ("v1", "Namespace", "namespaces", false),
     (
         "rbac.authorization.k8s.io/v1",
@@ -47,6 +47,13 @@ pub const KINDS: [(&str, &str, &str, bool); 16] = [
     ("apps/v1", "StatefulSet", "statefulsets", true),
     ("postgresql.cnpg.io/v1", "Cluster", "clusters", true),
     ("postgresql.cnpg.io/v1", "Database", "databases", true),
+    ("postgresql.cnpg.io/v1", "Publication", "publications", true),
+    (
+        "postgresql.cnpg.io/v1",
+        "Subscription",
+        "subscriptions",
+        true,
+    ),
     ("apps/v1", "Deployment", "deployments", true),
     ("batch/v1", "Job", "jobs", true),
     (
@@ -65,12 +72,15 @@ pub const KINDS: [(&str, &str, &str, bool); 16] = [
 
 /// Kinds a cell has only under some specs; objects of these kinds that the cell no longer
 /// renders are deleted. (Namespace-wide kinds every cell has are never pruned.)
-const PRUNED: [&str; 5] = [
+const PRUNED: [&str; 8] = [
     "ConfigMap",
     "Service",
     "NetworkPolicy",
     "StatefulSet",
     "HorizontalPodAutoscaler",
+    "Job",
+    "Publication",
+    "Subscription",
 ];
 
 /// The API resource of a kind the operator manages, and whether it is namespaced.
@@ -132,12 +142,50 @@ pub async fn apply(client: &Client, cell: &Cell, object: Value) -> Result<(), Er
 /// reconcile. Returns the names created.
 pub async fn create_missing_secrets(client: &Client, cell: &Cell) -> Result<Vec<String>, Error> {
     let (secrets, existing) = existing_secrets(client, cell).await?;
+    // A migration's target never makes an identity of its own: it gets its source's.
+    let copied = match crate::render::migration::target_phase(cell) {
+        Some(_) => crate::secrets::identity_names(cell),
+        None => Vec::new(),
+    };
     let wanted = crate::secrets::names(cell);
-    if wanted.iter().all(|name| existing.contains(name)) {
+    if wanted
+        .iter()
+        .all(|name| existing.contains(name) || copied.contains(name))
+    {
         return Ok(Vec::new());
     }
-    let generated = crate::secrets::generate(cell).map_err(|e| Error::Render(format!("{e:#}")))?;
+    let generated = crate::secrets::generate(cell)
+        .map_err(|e| Error::Render(format!("{e:#}")))?
+        .into_iter()
+        .filter(|s| !copied.iter().any(|name| name == field(s, "name")))
+        .collect();
     create_absent(&secrets, cell, &existing, generated).await
+}
+
+/// A migration target's identity Secrets that its source's have not been copied into yet.
+pub async fn missing_identity(client: &Client, cell: &Cell) -> Result<Vec<String>, Error> {
+    let (_, existing) = existing_secrets(client, cell).await?;
+    Ok(crate::secrets::identity_names(cell)
+        .into_iter()
+        .filter(|name| !existing.contains(name))
+        .collect())
+}
+
+/// A migration source's [`crate::render::migration::MIGRATOR_SECRET`], made once from its
+/// Postgres CA.
+pub async fn create_missing_migrator_secret(
+    client: &Client,
+    cell: &Cell,
+) -> Result<Vec<String>, Error> {
+    let (secrets, existing) = existing_secrets(client, cell).await?;
+    if existing.contains(crate::render::migration::MIGRATOR_SECRET) {
+        return Ok(Vec::new());
+    }
+    let ca = secret_value(client, cell, crate::render::POSTGRES_TLS_SECRET, "ca.crt")
+        .await?
+        .ok_or_else(|| Error::Render("the cell's Postgres CA is not there yet".into()))?;
+    let migrator = crate::secrets::migrator(cell, &ca);
+    create_absent(&secrets, cell, &existing, vec![migrator]).await
 }
 
 /// The cell's Secrets API and the names of the Secrets it already has.
@@ -235,10 +283,15 @@ pub async fn prune(client: &Client, cell: &Cell, desired: &[Value]) -> Result<Ve
             .map(|o| field(o, "name"))
             .collect();
         let api = api(client, kind, &ns)?;
-        let present = api
+        let present = match api
             .list_metadata(&ListParams::default().labels(&selector))
             .await
-            .map_err(|source| Error::kube(format!("listing {kind}s in {ns}"), source))?;
+        {
+            Ok(list) => list,
+            // A kind this cluster does not serve (CNPG's, where only rds cells run): none.
+            Err(kube::Error::Api(status)) if status.is_not_found() => continue,
+            Err(source) => return Err(Error::kube(format!("listing {kind}s in {ns}"), source)),
+        };
         for object in present.items {
             let name = object.name_any();
             if wanted.contains(name.as_str()) {

@@ -5,6 +5,7 @@
 //! ```text
 //! controller (reconcile, finalizer, status) ─► render (pure: Cell → objects) ─► apply (SSA, create-only Secrets, pruning)
 //!            └─► secrets / tls / roles (generated once)      └─► aws (RDS, S3, IAM for `rds` cells)
+//!            └─► moves (a move's SQL checks, on the target)
 //! ```
 //! Every module reports failures as [`error::Error`].
 
@@ -12,6 +13,7 @@ pub mod apply;
 pub mod aws;
 pub mod controller;
 pub mod error;
+pub mod moves;
 pub mod render;
 pub mod roles;
 pub mod secrets;

@@ -65,6 +65,39 @@ pub fn password_of(url: &str) -> Option<&str> {
     credentials.split_once(':').map(|(_, password)| password)
 }
 
+/// The cell's identity: what a migration's target gets from its source (the control plane
+/// copies them) instead of generating its own — keys, key id, service token, URL-signing key,
+/// and (in-cluster) the services' database passwords.
+pub fn identity_names(cell: &Cell) -> Vec<String> {
+    let mut names = vec![
+        JWT_SECRET.to_owned(),
+        SERVICE_TOKEN_SECRET.to_owned(),
+        MEDIA_URL_KEY_SECRET.to_owned(),
+    ];
+    if cell.spec.database.engine == DatabaseEngine::InCluster {
+        for service in Service::ALL.map(Service::name) {
+            names.push(database_secret(service));
+            names.push(role_secret(service));
+        }
+    }
+    names
+}
+
+/// A migration source's replication credentials and its Postgres CA (`ca`), which the
+/// target needs to verify it: the [`crate::render::migration::MIGRATOR_SECRET`].
+pub fn migrator(cell: &Cell, ca: &str) -> Value {
+    typed_secret(
+        cell,
+        crate::render::migration::MIGRATOR_SECRET,
+        "kubernetes.io/basic-auth",
+        json!({
+            "username": crate::render::migration::MIGRATOR_ROLE,
+            "password": CellSecrets::database_password().expose_secret(),
+            "ca.crt": ca,
+        }),
+    )
+}
+
 /// Names of the Secrets a cell needs (what [`generate`] makes), without generating anything.
 pub fn names(cell: &Cell) -> Vec<String> {
     let mut names = vec![

@@ -98,6 +98,7 @@ fn cell(tenant: &str, tier: Tier) -> Cell {
             suspended: false,
             email_domains: Vec::new(),
             bootstrap: None,
+            migration: None,
         },
     )
 }

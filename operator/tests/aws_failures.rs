@@ -165,6 +165,7 @@ fn cell() -> Cell {
             suspended: false,
             email_domains: Vec::new(),
             bootstrap: None,
+            migration: None,
         },
     )
 }

@@ -45,6 +45,7 @@ fn spec(search: SearchEngine) -> CellSpec {
         suspended: false,
         email_domains: Vec::new(),
         bootstrap: None,
+        migration: None,
     }
 }
 

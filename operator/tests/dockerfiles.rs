@@ -74,6 +74,7 @@ fn rendered_images() -> BTreeSet<String> {
                 suspended: false,
                 email_domains: Vec::new(),
                 bootstrap: None,
+                migration: None,
             },
         );
         let objects = cell_operator::render::desired(

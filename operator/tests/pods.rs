@@ -57,6 +57,7 @@ fn cell(tier: Tier, engine: DatabaseEngine) -> Cell {
                     .format(&time::format_description::well_known::Rfc3339)
                     .expect("rfc 3339"),
             }),
+            migration: None,
         },
     )
 }

@@ -29,6 +29,7 @@ fn cell(tier: Tier, engine: DatabaseEngine, search: SearchEngine) -> Cell {
             suspended: false,
             email_domains: Vec::new(),
             bootstrap: None,
+            migration: None,
         },
     )
 }
@@ -518,4 +519,53 @@ fn the_database_class_and_storage_size_the_cnpg_cluster_and_the_quota() {
     assert_eq!(hard["requests.storage"], "520Gi");
     let max = &find(&objects, "LimitRange", "cell")["spec"]["limits"][0]["max"];
     assert_eq!(max, &json!({ "cpu": "8", "memory": "32Gi" }));
+}
+
+/// A move's source and target (schema Jobs, network paths to and from the other cluster)
+/// render valid Kubernetes objects (CNPG's own are validated in `tests/cnpg.rs`).
+#[test]
+fn a_moves_objects_are_valid_kubernetes_objects() {
+    use cell_model::{CellMigration, MigrationPhase, MigrationRole};
+    let validate = std::env::var("MRBILL_KUBERNETES_VALIDATE")
+        .unwrap_or_else(|_| "kubernetes-validate".into());
+    for (role, phase) in [
+        (MigrationRole::Source, None),
+        (MigrationRole::Target, Some(MigrationPhase::Copy)),
+    ] {
+        let mut c = cell(
+            Tier::Standard,
+            DatabaseEngine::InCluster,
+            SearchEngine::Embedded,
+        );
+        c.spec.migration = Some(CellMigration {
+            role,
+            id: "m-1".into(),
+            fenced: true,
+            source_host: Some("postgres-rw.cell-acme.svc.clusterset.local".into()),
+            phase,
+        });
+        let objects: Vec<Value> = desired(&c, &images())
+            .into_iter()
+            .filter(|o| !o["apiVersion"].as_str().unwrap_or("").contains("cnpg.io"))
+            .collect();
+        let path = std::env::temp_dir().join(format!("move-{}-{role:?}.yaml", std::process::id()));
+        std::fs::write(&path, yaml(&objects)).expect("write");
+        let out = std::process::Command::new(&validate)
+            .args(["--strict"])
+            .arg(&path)
+            .output()
+            .expect("kubernetes-validate");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success(),
+            "{role:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A fenced source and a copying target run no service pods.
+        for service in ["poc", "dojo", "media"] {
+            let d = find(&objects, "Deployment", &format!("{service}-service"));
+            assert_eq!(d["spec"]["replicas"], 0, "{role:?}");
+        }
+    }
 }

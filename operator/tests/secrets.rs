@@ -26,6 +26,7 @@ fn cell(engine: DatabaseEngine, search: SearchEngine) -> Cell {
             suspended: false,
             email_domains: Vec::new(),
             bootstrap: None,
+            migration: None,
         },
     )
 }

@@ -184,6 +184,7 @@ impl NewTenant {
             suspended: false,
             email_domains: self.email_domains.clone(),
             bootstrap: None,
+            migration: None,
         }
     }
 }

@@ -73,6 +73,56 @@ pub struct CellSpec {
     /// drivers). `None` for cells made before the control plane made every invite.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<AdminBootstrap>,
+    /// The move between placements this cell takes part in, as the control plane drives it
+    /// on Kubernetes (absent otherwise; never recorded in the catalog's spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<CellMigration>,
+}
+
+/// A cell's part in a move between placements (Kubernetes): the source publishes its
+/// databases (CloudNativePG `Publication`s) and, once fenced, runs no services; the target
+/// copies the schema, subscribes, and is brought through `phase` step by step, its services
+/// stopped until `start`. Both cells have the same identity (the control plane copies it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CellMigration {
+    pub role: MigrationRole,
+    /// The migration's id (the catalog's), for events and messages.
+    pub id: String,
+    /// Source: its services are stopped (nothing writes to it any more).
+    #[serde(default)]
+    pub fenced: bool,
+    /// Target: the source's Postgres as this cluster reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_host: Option<String>,
+    /// Target: how far the operator takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<MigrationPhase>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigrationRole {
+    Source,
+    Target,
+}
+
+/// A target's progress, each implying the ones before it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum MigrationPhase {
+    /// Identity in place, Postgres and databases up, no services (condition `DatabaseReady`).
+    Provision,
+    /// The source's schema copied, subscriptions streaming (`Replicating`, then `CaughtUp`).
+    Copy,
+    /// The fenced source's rows all here, sequences copied (`InSync`).
+    Sync,
+    /// Compared once more, table by table (`Verified`).
+    Verify,
+    /// Subscriptions gone, services running (`Ready`).
+    Start,
 }
 
 /// The one-time invite of a tenant's first admin, as the cell needs it: the email it is bound
@@ -139,7 +189,7 @@ pub struct DatabaseSpec {
 pub enum DatabaseEngine {
     /// A dedicated cluster started by the local driver (`initdb` + `pg_ctl`).
     Local,
-    /// A Postgres StatefulSet in the cell's namespace.
+    /// A CloudNativePG `Cluster` in the cell's namespace.
     InCluster,
     /// A Multi-AZ RDS instance created by the operator.
     Rds,

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use crate::apply::{self, FIELD_MANAGER, MANAGED_BY};
 use crate::error::Error;
 
+mod migration;
 mod observe;
 use crate::aws::{AwsClients, InstanceState, StackState};
 use crate::render::{self, Images, namespace};
@@ -55,6 +56,8 @@ pub struct Context {
     pub images: Images,
     /// AWS resources of `rds` cells; `None` when the operator has no AWS settings.
     pub aws: Option<AwsClients>,
+    /// The SQL checks of a move's target.
+    pub moves: Arc<dyn crate::moves::MoveChecks>,
     recorder: Recorder,
     /// Consecutive failures per Cell (for the retry backoff); cleared by a success.
     failures: Mutex<HashMap<String, u32>>,
@@ -76,6 +79,23 @@ impl Context {
         aws: Option<AwsClients>,
         instance: Option<String>,
     ) -> Arc<Self> {
+        Self::with_moves(
+            client,
+            images,
+            aws,
+            instance,
+            Arc::new(crate::moves::PgMoves),
+        )
+    }
+
+    /// [`Context::new`] with the move checks given (tests script them).
+    pub fn with_moves(
+        client: Client,
+        images: Images,
+        aws: Option<AwsClients>,
+        instance: Option<String>,
+        moves: Arc<dyn crate::moves::MoveChecks>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance,
@@ -85,6 +105,7 @@ impl Context {
             client,
             images,
             aws,
+            moves,
             failures: Mutex::default(),
         })
     }
@@ -254,7 +275,25 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     for object in first {
         apply::apply(&ctx.client, cell, object.clone()).await?;
     }
+    // A move's target waits for its source's identity (the control plane copies it).
+    if render::migration::target_phase(cell).is_some() {
+        let missing = apply::missing_identity(&ctx.client, cell).await?;
+        if !missing.is_empty() {
+            let mut status = cell.status.clone().unwrap_or_default();
+            status.observed_generation = cell.meta().generation;
+            status.phase = Phase::Migrating;
+            let message = format!("waiting for the source's {}", missing.join(", "));
+            set(&mut status, "Ready", false, "IdentityPending", &message);
+            if Some(&status) != cell.status.as_ref() {
+                write_status(cell, ctx, &status).await?;
+            }
+            return Ok(Action::requeue(WAIT));
+        }
+    }
     let mut created = apply::create_missing_secrets(&ctx.client, cell).await?;
+    if render::migration::role(cell) == Some(cell_model::MigrationRole::Source) {
+        created.extend(apply::create_missing_migrator_secret(&ctx.client, cell).await?);
+    }
     if let Some(mail) = &ctx.images.mail {
         created.extend(apply::create_missing_smtp_secret(&ctx.client, cell, mail).await?);
     }
@@ -293,8 +332,15 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     if status != previous {
         write_status(cell, ctx, &status).await?;
     }
+    // A move's target in sync or verify holds the tenant's requests: look again at once.
+    let urgent = matches!(
+        render::migration::target_phase(cell),
+        Some(cell_model::MigrationPhase::Sync | cell_model::MigrationPhase::Verify)
+    );
     Ok(Action::requeue(if ready || cell.spec.suspended {
         RESYNC
+    } else if urgent {
+        Duration::from_millis(200)
     } else {
         WAIT
     }))

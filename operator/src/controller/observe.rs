@@ -303,6 +303,7 @@ pub(super) async fn observe(
             &format!("not yet: {}", missing.join(", ")),
         );
     }
+    super::migration::conditions(cell, ctx, &mut status).await?;
     Ok(status)
 }
 

@@ -17,6 +17,7 @@ use cell_model::contract::Service;
 use cell_model::{Cell, DatabaseEngine, SearchEngine, Tier};
 use serde_json::{Value, json};
 
+pub mod migration;
 mod policies;
 mod postgres;
 mod stateful;
@@ -213,6 +214,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         out.push(postgres_cluster(cell));
         out.extend(postgres_databases(cell));
+        out.extend(migration::objects(cell));
     }
     if cell.spec.search == SearchEngine::Meilisearch {
         out.push(meilisearch(cell));
@@ -222,9 +224,10 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         out.push(deployment(cell, images, service));
         out.push(k8s_service(cell, service));
         out.push(pdb(cell, service));
-        // A suspended cell keeps its data and objects but runs no pods: no autoscaler (its
-        // floor cannot be 0), and the Deployment pins `replicas: 0` until it resumes.
-        if !cell.spec.suspended {
+        // A suspended cell (a fenced migration source, a target before `start`) keeps its
+        // data and objects but runs no pods: no autoscaler (its floor cannot be 0), and the
+        // Deployment pins `replicas: 0` until it runs again.
+        if migration::runs_services(cell) {
             out.push(hpa(cell, service));
         }
     }

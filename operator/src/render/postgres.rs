@@ -159,6 +159,7 @@ pub(super) fn postgres_cluster(cell: &Cell) -> Value {
             "podAntiAffinityType": "preferred",
         });
     }
+    migration::adjust_cluster(cell, &mut spec);
     json!({
         "apiVersion": "postgresql.cnpg.io/v1",
         "kind": "Cluster",

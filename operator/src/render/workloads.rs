@@ -9,7 +9,7 @@ use super::*;
 
 pub(super) fn deployment(cell: &Cell, images: &Images, service: &str) -> Value {
     let mut deployment = running_deployment(cell, images, service);
-    if cell.spec.suspended {
+    if !migration::runs_services(cell) {
         deployment["spec"]["replicas"] = json!(0);
     }
     deployment
