@@ -100,6 +100,25 @@ pub struct CellMigration {
     pub phase: Option<MigrationPhase>,
 }
 
+/// The conditions a move's cells report (the operator sets them, the control plane waits for
+/// them, each for the spec's current generation).
+pub mod move_conditions {
+    /// Source: every service database is published.
+    pub const PUBLISHED: &str = "Published";
+    /// Source: no service pod is left.
+    pub const FENCED: &str = "Fenced";
+    /// Target: the source's schema is in every service database.
+    pub const SCHEMA_COPIED: &str = "SchemaCopied";
+    /// Target: every subscription exists.
+    pub const REPLICATING: &str = "Replicating";
+    /// Target: every table has had its initial copy.
+    pub const CAUGHT_UP: &str = "CaughtUp";
+    /// Target: every row of the fenced source is here; sequences copied.
+    pub const IN_SYNC: &str = "InSync";
+    /// Target: compared table by table once more.
+    pub const VERIFIED: &str = "Verified";
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum MigrationRole {

@@ -15,6 +15,7 @@
 //! phase is `Migrating` and `Ready` is false with reason `Migrating`.
 
 use cell_model::contract::Service;
+use cell_model::move_conditions::{CAUGHT_UP, FENCED, IN_SYNC, PUBLISHED, REPLICATING, VERIFIED};
 use cell_model::{Cell, CellStatus, MigrationPhase, MigrationRole, Phase};
 
 use super::*;
@@ -95,14 +96,14 @@ fn applied(o: &serde_json::Value) -> bool {
 
 async fn source(cell: &Cell, ctx: &Context, status: &mut CellStatus) -> Result<(), Error> {
     let waiting = pending(cell, ctx, "Publication", moved, applied).await?;
-    report(status, "Published", &waiting, "Publishing");
+    report(status, PUBLISHED, &waiting, "Publishing");
     if cell.spec.migration.as_ref().is_some_and(|m| m.fenced) {
         let deployment = |s: &str| format!("{s}-service");
         let running = pending(cell, ctx, "Deployment", deployment, |d| {
             d["status"]["replicas"].as_i64().unwrap_or(0) == 0
         })
         .await?;
-        report(status, "Fenced", &running, "Stopping");
+        report(status, FENCED, &running, "Stopping");
     }
     Ok(())
 }
@@ -126,7 +127,7 @@ async fn target(
         return Ok(());
     }
     let subscriptions = pending(cell, ctx, "Subscription", moved, applied).await?;
-    report(status, "Replicating", &subscriptions, "Subscribing");
+    report(status, REPLICATING, &subscriptions, "Subscribing");
     if !subscriptions.is_empty() {
         return Ok(());
     }
@@ -151,9 +152,9 @@ async fn target(
         }
     }
     let (type_, doing) = match phase {
-        MigrationPhase::Copy => ("CaughtUp", "Copying"),
-        MigrationPhase::Sync => ("InSync", "Syncing"),
-        _ => ("Verified", "Verifying"),
+        MigrationPhase::Copy => (CAUGHT_UP, "Copying"),
+        MigrationPhase::Sync => (IN_SYNC, "Syncing"),
+        _ => (VERIFIED, "Verifying"),
     };
     copying.extend(failed);
     match copying.is_empty() {

@@ -33,7 +33,7 @@ pub const MIGRATION_SOURCE_SECRET: &str = "migration-source";
 /// The external cluster the target's subscriptions and schema Jobs connect to.
 pub const SOURCE_CLUSTER: &str = "source";
 /// A target's condition: every schema Job succeeded (the Subscriptions may be made).
-pub const SCHEMA_COPIED: &str = "SchemaCopied";
+pub const SCHEMA_COPIED: &str = cell_model::move_conditions::SCHEMA_COPIED;
 /// Where the schema Job sees the source's credentials and CA.
 const SOURCE_DIR: &str = "/var/run/secrets/migration-source";
 

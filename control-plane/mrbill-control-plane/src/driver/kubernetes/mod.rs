@@ -1,13 +1,17 @@
 //! The kubernetes driver: a tenant's cell is a cluster-scoped `Cell` resource named by its cell
 //! id; the operator (`operator/`) turns it into the cell and reports back in its status, which
-//! this driver maps into the catalog and the route.
+//! this driver maps into the catalog and the route. A placement is a cluster: the driver keeps
+//! a client per placement (`MRBILL_KUBE_CONTEXTS`: `placement=kubeconfig-context,…`; any other
+//! placement is the cluster of the default client), and moves cells between them (`migrate`).
 //!
 //! Every step is idempotent: `cell` is a server-side apply under the control plane's field
 //! manager (the operator writes only `/status`), `ready` and `gone` only read.
 
+use std::collections::BTreeMap;
+
 use cell_model::contract::Service;
 use cell_model::route_feed::{Endpoints, ServiceUrls};
-use cell_model::{Cell, CellSpec, CellStatus, ConditionStatus, Phase};
+use cell_model::{Cell, CellMigration, CellSpec, CellStatus, ConditionStatus, Phase};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::json;
@@ -15,40 +19,123 @@ use serde_json::json;
 use super::{BoxFuture, CellDriver, Observation, Step, Work};
 use crate::catalog::Op;
 
+mod migrate;
+
 /// Field manager of the control plane's writes to `Cell` resources.
 pub const FIELD_MANAGER: &str = "mrbill-control-plane";
 
-/// Talks to the Kubernetes API for the control plane.
+/// How a target cluster reaches a source cell's Postgres, by default: the source's primary
+/// Service exported across the placements' clusters (Kubernetes Multi-Cluster Services).
+pub const DEFAULT_SOURCE_HOST: &str = "postgres-rw.{namespace}.svc.clusterset.local";
+
+/// One cluster the control plane talks to.
+#[derive(Clone)]
+struct Cluster {
+    client: Client,
+    cells: Api<Cell>,
+}
+
+impl Cluster {
+    fn new(client: Client) -> Self {
+        Self {
+            cells: Api::all(client.clone()),
+            client,
+        }
+    }
+}
+
+/// Talks to the Kubernetes API of every placement for the control plane.
 #[derive(Clone)]
 pub struct KubeDriver {
-    cells: Api<Cell>,
+    default: Cluster,
+    placements: BTreeMap<String, Cluster>,
+    /// [`DEFAULT_SOURCE_HOST`] or `MRBILL_KUBE_SOURCE_HOST`: `{namespace}`, `{placement}`.
+    source_host: String,
 }
 
 impl std::fmt::Debug for KubeDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeDriver").finish_non_exhaustive()
+        f.debug_struct("KubeDriver")
+            .field("placements", &self.placements.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
 impl KubeDriver {
+    /// Every placement in the cluster of `client`.
     pub fn new(client: Client) -> Self {
+        Self::with_placements(client, BTreeMap::new())
+    }
+
+    /// Placements in clusters of their own; the rest in `default`'s.
+    pub fn with_placements(default: Client, placements: BTreeMap<String, Client>) -> Self {
         Self {
-            cells: Api::all(client),
+            default: Cluster::new(default),
+            placements: placements
+                .into_iter()
+                .map(|(p, c)| (p, Cluster::new(c)))
+                .collect(),
+            source_host: DEFAULT_SOURCE_HOST.to_owned(),
         }
     }
 
-    /// In a pod: its service account; elsewhere: the current kubeconfig context.
+    /// How a target reaches a source's Postgres (`{namespace}`, `{placement}` replaced).
+    pub fn source_host(mut self, template: &str) -> Self {
+        template.clone_into(&mut self.source_host);
+        self
+    }
+
+    /// In a pod: its service account; elsewhere: the current kubeconfig context. Placements
+    /// named in `MRBILL_KUBE_CONTEXTS` get a client of their context's.
     pub async fn from_environment() -> anyhow::Result<Self> {
         // kube's TLS uses ring, chosen explicitly: with another rustls provider compiled in
         // (feature unification) rustls cannot pick one by itself.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Ok(Self::new(Client::try_default().await?))
+        let mut placements = BTreeMap::new();
+        let contexts: Option<String> = service_kit::config::optional("MRBILL_KUBE_CONTEXTS")?;
+        for pair in contexts
+            .iter()
+            .flat_map(|c| c.split(','))
+            .filter(|p| !p.is_empty())
+        {
+            let (placement, context) = pair.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("MRBILL_KUBE_CONTEXTS: `{pair}` is not placement=context")
+            })?;
+            let options = kube::config::KubeConfigOptions {
+                context: Some(context.to_owned()),
+                ..Default::default()
+            };
+            let config = kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| anyhow::anyhow!("kubeconfig context {context}: {e}"))?;
+            placements.insert(placement.to_owned(), Client::try_from(config)?);
+        }
+        let driver = Self::with_placements(Client::try_default().await?, placements);
+        Ok(
+            match service_kit::config::optional::<String>("MRBILL_KUBE_SOURCE_HOST")? {
+                Some(template) => driver.source_host(&template),
+                None => driver,
+            },
+        )
     }
 
-    /// Creates or updates the cell's `Cell` to `spec` (with `suspended` as given).
-    pub async fn apply(&self, spec: &CellSpec, suspended: bool) -> anyhow::Result<()> {
+    fn cluster(&self, placement: &str) -> &Cluster {
+        self.placements.get(placement).unwrap_or(&self.default)
+    }
+
+    /// Creates or updates the cell's `Cell` in `placement` to `spec` (with `suspended` and
+    /// `migration` as given).
+    pub async fn apply(
+        &self,
+        placement: &str,
+        spec: &CellSpec,
+        suspended: bool,
+        migration: Option<CellMigration>,
+    ) -> anyhow::Result<()> {
         let mut spec = spec.clone();
         spec.suspended = suspended;
+        spec.migration = migration;
+        placement.clone_into(&mut spec.placement);
         let body = json!({
             "apiVersion": Cell::api_version(&()),
             "kind": Cell::kind(&()),
@@ -61,38 +148,45 @@ impl KubeDriver {
             },
             "spec": spec,
         });
-        self.cells
+        self.cluster(placement)
+            .cells
             .patch(
                 &spec.cell_id,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&body),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("applying Cell {}: {e}", spec.cell_id))?;
+            .map_err(|e| anyhow::anyhow!("applying Cell {} in {placement}: {e}", spec.cell_id))?;
         Ok(())
     }
 
-    /// The cell's `Cell`, if it exists.
-    pub async fn get(&self, cell_id: &str) -> anyhow::Result<Option<Cell>> {
-        self.cells
+    /// The cell's `Cell` in `placement`, if it exists.
+    pub async fn get(&self, placement: &str, cell_id: &str) -> anyhow::Result<Option<Cell>> {
+        self.cluster(placement)
+            .cells
             .get_opt(cell_id)
             .await
-            .map_err(|e| anyhow::anyhow!("reading Cell {cell_id}: {e}"))
+            .map_err(|e| anyhow::anyhow!("reading Cell {cell_id} in {placement}: {e}"))
     }
 
-    /// The status once the operator reports the current generation ready (else an error that
-    /// says what it waits for; the reconciler retries with backoff).
-    pub async fn ready(&self, cell_id: &str) -> anyhow::Result<CellStatus> {
+    /// The status once the operator reports `type_` true for the current generation (else an
+    /// error that says what it waits for; the reconciler retries with backoff).
+    pub async fn condition(
+        &self,
+        placement: &str,
+        cell_id: &str,
+        type_: &str,
+    ) -> anyhow::Result<CellStatus> {
         let cell = self
-            .get(cell_id)
+            .get(placement, cell_id)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("Cell {cell_id} does not exist"))?;
+            .ok_or_else(|| anyhow::anyhow!("Cell {cell_id} does not exist in {placement}"))?;
         let status = cell.status.clone().unwrap_or_default();
         let current = status.observed_generation >= cell.metadata.generation;
-        match status.condition("Ready") {
+        match status.condition(type_) {
             Some(c) if c.status == ConditionStatus::True && current => Ok(status),
             Some(c) => anyhow::bail!(
-                "waiting for Cell {cell_id}: {} ({}{})",
+                "waiting for {type_} of Cell {cell_id} in {placement}: {} ({}{})",
                 c.reason,
                 c.message,
                 if current {
@@ -101,30 +195,40 @@ impl KubeDriver {
                     "; spec not yet observed"
                 }
             ),
-            None => anyhow::bail!("waiting for the operator to pick up Cell {cell_id}"),
+            None => anyhow::bail!(
+                "waiting for the operator in {placement} to report {type_} of Cell {cell_id}"
+            ),
         }
     }
 
+    /// The status once the operator reports the current generation ready.
+    pub async fn ready(&self, placement: &str, cell_id: &str) -> anyhow::Result<CellStatus> {
+        self.condition(placement, cell_id, "Ready").await
+    }
+
     /// Asks for the `Cell` to be deleted (the operator's finalizer removes the namespace first).
-    pub async fn delete(&self, cell_id: &str) -> anyhow::Result<()> {
+    pub async fn delete(&self, placement: &str, cell_id: &str) -> anyhow::Result<()> {
         match self
+            .cluster(placement)
             .cells
             .delete(cell_id, &DeleteParams::background())
             .await
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-            Err(e) => anyhow::bail!("deleting Cell {cell_id}: {e}"),
+            Err(e) => anyhow::bail!("deleting Cell {cell_id} in {placement}: {e}"),
         }
     }
 
-    /// Succeeds once the `Cell` is gone.
-    pub async fn gone(&self, cell_id: &str) -> anyhow::Result<()> {
-        match self.get(cell_id).await? {
+    /// Succeeds once the `Cell` is gone from `placement`.
+    pub async fn gone(&self, placement: &str, cell_id: &str) -> anyhow::Result<()> {
+        match self.get(placement, cell_id).await? {
             None => Ok(()),
             Some(cell) => {
                 let phase = cell.status.map(|s| s.phase).unwrap_or_default();
-                anyhow::bail!("waiting for Cell {cell_id} to be deleted (phase {phase:?})")
+                anyhow::bail!(
+                    "waiting for Cell {cell_id} to be deleted from {placement} (phase {phase:?})"
+                )
             }
         }
     }
@@ -142,7 +246,8 @@ impl CellDriver for KubeDriver {
             Op::Provision | Op::Resume => &[Step::Cell, Step::Ready, Step::Route],
             Op::Suspend => &[Step::Route, Step::Cell],
             Op::Delete => &[Step::Route, Step::Cell, Step::Gone, Step::Catalog],
-            // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`.
+            // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`
+            // (`kubernetes/migrate.rs`).
             // The operator sets each autoscaler's bounds from the spec's replicas.
             Op::Scale => &[Step::Cell, Step::Ready, Step::Route],
             Op::Migrate | Op::Abort => &[],
@@ -152,16 +257,17 @@ impl CellDriver for KubeDriver {
     fn run<'a>(&'a self, work: Work<'a>, op: Op, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let id = work.spec.cell_id.as_str();
+            let at = work.placement;
             match (op, step) {
                 (Op::Provision | Op::Resume | Op::Scale, Step::Cell) => {
-                    self.apply(work.spec, false).await
+                    self.apply(at, work.spec, false, None).await
                 }
-                (Op::Suspend, Step::Cell) => self.apply(work.spec, true).await,
+                (Op::Suspend, Step::Cell) => self.apply(at, work.spec, true, None).await,
                 (Op::Provision | Op::Resume | Op::Scale, Step::Ready) => {
-                    self.ready(id).await.map(drop)
+                    self.ready(at, id).await.map(drop)
                 }
-                (Op::Delete, Step::Cell) => self.delete(id).await,
-                (Op::Delete, Step::Gone) => self.gone(id).await,
+                (Op::Delete, Step::Cell) => self.delete(at, id).await,
+                (Op::Delete, Step::Gone) => self.gone(at, id).await,
                 _ => anyhow::bail!(
                     "the kubernetes driver has no step {} in {}",
                     step.as_str(),
@@ -173,7 +279,10 @@ impl CellDriver for KubeDriver {
 
     /// A Kubernetes Service balances over a service's pods: one URL each.
     fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<Endpoints>> {
-        Box::pin(async move { Ok(route_urls(&self.ready(&work.spec.cell_id).await?).into()) })
+        Box::pin(async move {
+            let status = self.ready(work.placement, &work.spec.cell_id).await?;
+            Ok(route_urls(&status).into())
+        })
     }
 
     /// The operator's conditions and endpoints, as it reports them.
@@ -184,7 +293,11 @@ impl CellDriver for KubeDriver {
     ) -> BoxFuture<'a, anyhow::Result<Observation>> {
         Box::pin(async move {
             Ok(
-                match self.get(&work.spec.cell_id).await?.and_then(|c| c.status) {
+                match self
+                    .get(work.placement, &work.spec.cell_id)
+                    .await?
+                    .and_then(|c| c.status)
+                {
                     Some(reported) => Observation {
                         conditions: reported.conditions,
                         services: Some(reported.endpoints.services),
@@ -206,9 +319,10 @@ impl CellDriver for KubeDriver {
     ) -> BoxFuture<'a, anyhow::Result<Option<Observation>>> {
         Box::pin(async move {
             let spec = work.spec;
-            let Some(resource) = self.get(&spec.cell_id).await? else {
+            let Some(resource) = self.get(work.placement, &spec.cell_id).await? else {
                 tracing::warn!(cell = %spec.cell_id, "the Cell resource is missing; applying it again");
-                self.apply(spec, spec.suspended).await?;
+                self.apply(work.placement, spec, spec.suspended, None)
+                    .await?;
                 return Ok(None);
             };
             let Some(reported) = resource.status else {
@@ -225,6 +339,14 @@ impl CellDriver for KubeDriver {
                 conditions: reported.conditions,
             }))
         })
+    }
+
+    fn migrates(&self) -> bool {
+        true
+    }
+
+    fn migrate<'a>(&'a self, mv: super::Move<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.migrate_step(mv, step))
     }
 
     /// Kubernetes cells are not dumped before deletion (yet): their volume is kept.
