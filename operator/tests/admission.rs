@@ -294,3 +294,67 @@ fn the_operators_writes_are_confined_to_cell_namespaces() {
         assert_eq!(admitted(policy, &request), allowed, "{what}");
     }
 }
+
+/// With `controlPlane.serviceAccount` set, the operator may also bind the cell-identity role
+/// (a moving cell's identity Secrets by name) in cell namespaces — to that account only; without
+/// it, never.
+#[test]
+fn the_control_planes_identity_access_is_bound_only_to_it_and_only_when_asked() {
+    let operator = "system:serviceaccount:mrbill:rel-cell-operator";
+    let cell_ns = serde_json::json!({ "metadata": { "name": "cell-acme",
+        "labels": { "app.kubernetes.io/managed-by": "cell-operator" } } });
+    let binding = |role: &str, ns: &str, account: &str| {
+        serde_json::json!({ "metadata": { "name": "control-plane-identity" },
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role },
+            "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": ns }] })
+    };
+    let identity = "rel-cell-operator-cell-identity";
+    let policy_of = |set: &[&str]| {
+        let (_, objects) = template("cell-operator", set);
+        find(&objects, "ValidatingAdmissionPolicy")[0].clone()
+    };
+    let off = policy_of(&[]);
+    let on = policy_of(&["controlPlane.serviceAccount=platform/rel-mrbill-control-plane"]);
+    let create = |object: Value| {
+        admission(
+            operator,
+            "CREATE",
+            "rolebindings",
+            Some(cell_ns.clone()),
+            object,
+        )
+    };
+    let to_control_plane = binding(identity, "platform", "rel-mrbill-control-plane");
+    assert!(
+        !admitted(&off, &create(to_control_plane.clone())),
+        "not asked for"
+    );
+    assert!(admitted(&on, &create(to_control_plane)));
+    assert!(!admitted(
+        &on,
+        &create(binding(identity, "platform", "intruder"))
+    ));
+    assert!(!admitted(
+        &on,
+        &create(binding(identity, "other", "rel-mrbill-control-plane"))
+    ));
+    assert!(
+        !admitted(
+            &on,
+            &create(binding(
+                "rel-cell-operator-cell-secrets",
+                "platform",
+                "rel-mrbill-control-plane"
+            ))
+        ),
+        "the operator's own Secret access stays its own"
+    );
+    assert!(admitted(
+        &on,
+        &create(binding(
+            "rel-cell-operator-cell-secrets",
+            "mrbill",
+            "rel-cell-operator"
+        ))
+    ));
+}

@@ -239,6 +239,7 @@ fn images() -> cell_operator::render::Images {
         mail: None,
         secrets_access: None,
         cnpg_namespace: "cnpg-system".into(),
+        identity_access: None,
     }
 }
 

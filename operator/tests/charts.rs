@@ -134,8 +134,24 @@ fn the_operator_may_touch_exactly_what_it_manages() {
             .collect()
     };
     assert_eq!(cell_secrets, secrets(&["get", "list", "create", "delete"]));
+    // The control plane's way to a moving cell's identity: those Secrets by name (no list),
+    // and creating the copies.
+    let identity = role("rel-cell-operator-cell-identity");
+    assert_eq!(grants(identity), secrets(&["get", "create"]));
+    let named = identity["rules"][0]["resourceNames"]
+        .as_array()
+        .expect("by name");
+    assert!(
+        named.contains(&serde_json::json!("cell-jwt"))
+            && !named.contains(&serde_json::json!("postgres-tls"))
+    );
     for binding in find(&objects, "ClusterRoleBinding") {
-        assert_ne!(binding["roleRef"]["name"], "rel-cell-operator-cell-secrets");
+        for unbound in [
+            "rel-cell-operator-cell-secrets",
+            "rel-cell-operator-cell-identity",
+        ] {
+            assert_ne!(binding["roleRef"]["name"], unbound);
+        }
     }
     let bind = operator["rules"]
         .as_array()
@@ -146,7 +162,10 @@ fn the_operator_may_touch_exactly_what_it_manages() {
     assert_eq!(bind["verbs"], serde_json::json!(["bind"]));
     assert_eq!(
         bind["resourceNames"],
-        serde_json::json!(["rel-cell-operator-cell-secrets"])
+        serde_json::json!([
+            "rel-cell-operator-cell-secrets",
+            "rel-cell-operator-cell-identity"
+        ])
     );
     assert!(
         !granted

@@ -52,6 +52,7 @@ fn images() -> Images {
         mail: None,
         secrets_access: None,
         cnpg_namespace: "cnpg-system".into(),
+        identity_access: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn images() -> Images {
         mail: None,
         secrets_access: None,
         cnpg_namespace: "cnpg-system".into(),
+        identity_access: None,
     }
 }
 
@@ -753,6 +754,7 @@ async fn secrets_are_reached_through_a_binding_made_before_them() {
         Images {
             secrets_access: Some(access),
             cnpg_namespace: "cnpg-system".into(),
+            identity_access: None,
             ..images()
         },
     );

@@ -86,6 +86,7 @@ fn rendered_images() -> BTreeSet<String> {
                 mail: None,
                 secrets_access: None,
                 cnpg_namespace: "cnpg-system".into(),
+                identity_access: None,
             },
         );
         collect_images(&objects, &mut images);

@@ -145,6 +145,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             mail: Some(mail.clone()),
             secrets_access: None,
             cnpg_namespace: "cnpg-system".into(),
+            identity_access: None,
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));

@@ -42,6 +42,7 @@ fn images() -> Images {
         mail: None,
         secrets_access: None,
         cnpg_namespace: "cnpg-system".into(),
+        identity_access: None,
     }
 }
 
@@ -235,6 +236,7 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
             mail: None,
             secrets_access: None,
             cnpg_namespace: "cnpg-system".into(),
+            identity_access: None,
             ..images()
         },
     );

@@ -59,6 +59,19 @@ fn main() -> anyhow::Result<()> {
         },
         cnpg_namespace: optional("MRBILL_OPERATOR_CNPG_NAMESPACE")?
             .unwrap_or_else(|| "cnpg-system".to_owned()),
+        identity_access: match optional::<String>("MRBILL_OPERATOR_CONTROL_PLANE_ACCOUNT")? {
+            Some(account) => {
+                let (namespace, service_account) = account.split_once('/').ok_or_else(|| {
+                    anyhow::anyhow!("MRBILL_OPERATOR_CONTROL_PLANE_ACCOUNT: namespace/name")
+                })?;
+                Some(cell_operator::render::SecretsAccess {
+                    cluster_role: required("MRBILL_OPERATOR_IDENTITY_ROLE")?,
+                    service_account: service_account.to_owned(),
+                    namespace: namespace.to_owned(),
+                })
+            }
+            None => None,
+        },
     };
     let metrics_addr: SocketAddr =
         optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());

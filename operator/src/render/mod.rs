@@ -68,6 +68,10 @@ pub struct Images {
     /// The namespace of the CloudNativePG operator (its calls to the instances' status port
     /// are let in).
     pub cnpg_namespace: String,
+    /// The control plane's access to a cell's identity Secrets (to copy them when the cell
+    /// moves to another cluster): a RoleBinding of `cluster_role` (Secrets: get by name,
+    /// create) to the control plane's service account in each cell namespace. `None`: none.
+    pub identity_access: Option<SecretsAccess>,
 }
 
 /// The operator's Secret access in a cell namespace: a RoleBinding of `cluster_role` (Secrets:
@@ -81,6 +85,8 @@ pub struct SecretsAccess {
 
 /// The RoleBinding that lets the operator at Secrets in a cell's namespace.
 pub const SECRETS_ACCESS_BINDING: &str = "cell-operator-secrets";
+/// The RoleBinding that lets the control plane copy a cell's identity between clusters.
+pub const IDENTITY_ACCESS_BINDING: &str = "control-plane-identity";
 
 /// The platform's mail relay, as every cell's poc-service gets it: the SMTP URL as a file from
 /// the cell's [`SMTP_SECRET`], the sender as `MRBILL_MAIL_FROM`.
@@ -190,15 +196,21 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         "kind": "Namespace",
         "metadata": { "name": namespace(cell), "labels": labels(cell) },
     })];
-    // Right after the namespace: the operator's way to its Secrets (see [`before_secrets`]).
-    if let Some(access) = &images.secrets_access {
-        out.push(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta(cell, SECRETS_ACCESS_BINDING),
-            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": access.cluster_role },
-            "subjects": [{ "kind": "ServiceAccount", "name": access.service_account, "namespace": access.namespace }],
-        }));
+    // Right after the namespace: the operator's way to its Secrets and the control plane's to
+    // the identity (see [`before_secrets`]).
+    for (name, access) in [
+        (SECRETS_ACCESS_BINDING, &images.secrets_access),
+        (IDENTITY_ACCESS_BINDING, &images.identity_access),
+    ] {
+        if let Some(access) = access {
+            out.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": meta(cell, name),
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": access.cluster_role },
+                "subjects": [{ "kind": "ServiceAccount", "name": access.service_account, "namespace": access.namespace }],
+            }));
+        }
     }
     out.extend([
         json!({

@@ -1,8 +1,9 @@
 //! The kubernetes driver: a tenant's cell is a cluster-scoped `Cell` resource named by its cell
 //! id; the operator (`operator/`) turns it into the cell and reports back in its status, which
 //! this driver maps into the catalog and the route. A placement is a cluster: the driver keeps
-//! a client per placement (`MRBILL_KUBE_CONTEXTS`: `placement=kubeconfig-context,…`; any other
-//! placement is the cluster of the default client), and moves cells between them (`migrate`).
+//! a client per placement (`MRBILL_KUBE_CONTEXTS`: `placement=kubeconfig-context,…`, contexts of
+//! `MRBILL_KUBECONFIG` or the usual kubeconfig; any other placement is the cluster of the
+//! default client), and moves cells between them (`migrate`).
 //!
 //! Every step is idempotent: `cell` is a server-side apply under the control plane's field
 //! manager (the operator writes only `/status`), `ready` and `gone` only read.
@@ -93,6 +94,16 @@ impl KubeDriver {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut placements = BTreeMap::new();
         let contexts: Option<String> = service_kit::config::optional("MRBILL_KUBE_CONTEXTS")?;
+        // The other clusters' contexts: a kubeconfig of their own (the default client stays
+        // this pod's service account), or the usual kubeconfig.
+        let file: Option<std::path::PathBuf> = service_kit::config::optional("MRBILL_KUBECONFIG")?;
+        let kubeconfig = match &file {
+            Some(path) => Some(
+                kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
         for pair in contexts
             .iter()
             .flat_map(|c| c.split(','))
@@ -105,9 +116,11 @@ impl KubeDriver {
                 context: Some(context.to_owned()),
                 ..Default::default()
             };
-            let config = kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| anyhow::anyhow!("kubeconfig context {context}: {e}"))?;
+            let config = match &kubeconfig {
+                Some(k) => kube::Config::from_custom_kubeconfig(k.clone(), &options).await,
+                None => kube::Config::from_kubeconfig(&options).await,
+            }
+            .map_err(|e| anyhow::anyhow!("kubeconfig context {context}: {e}"))?;
             placements.insert(placement.to_owned(), Client::try_from(config)?);
         }
         let driver = Self::with_placements(Client::try_default().await?, placements);
