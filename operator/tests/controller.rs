@@ -467,6 +467,32 @@ async fn suspending_scales_to_zero_and_resuming_brings_the_autoscalers_back() {
     );
 }
 
+/// A cell still on the Postgres StatefulSet from before CloudNativePG is left alone (pruning
+/// it and starting an empty Cluster would lose the service of its data), and says why.
+#[tokio::test]
+async fn a_cell_on_the_old_postgres_statefulset_is_left_untouched() {
+    let s = Scenario::new(SearchEngine::Embedded);
+    let sts = format!("apis/apps/v1/namespaces/{NS}/statefulsets");
+    s.api.insert(
+        &sts,
+        json!({ "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": { "name": "postgres", "namespace": NS,
+                "labels": { "mrbill.dev/cell": NAME, "app.kubernetes.io/managed-by": "cell-operator" } },
+            "spec": { "replicas": 1 } }),
+    );
+    s.reconcile().await.expect("reconcile");
+    assert_eq!(
+        s.condition("Reconciled"),
+        (ConditionStatus::False, "LegacyPostgres".into())
+    );
+    assert!(s.api.get(&sts, "postgres").is_some(), "not pruned");
+    assert!(
+        s.api.get(&cnpg("clusters"), "postgres").is_none(),
+        "no empty Cluster"
+    );
+    assert!(s.events().contains(&"LegacyPostgres".to_owned()));
+}
+
 /// What CNPG makes for the cell's Cluster carries the Cluster's inherited labels; the
 /// operator's pruning must never take those for stale objects of its own.
 #[tokio::test]

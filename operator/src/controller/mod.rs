@@ -226,6 +226,22 @@ enum Aws {
 
 async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     ensure_finalizer(cell, ctx).await?;
+    // A cell whose Postgres is the StatefulSet from before CloudNativePG: converging would
+    // prune it and start an empty Cluster, so nothing is touched until its data is moved.
+    if cell.spec.database.engine == DatabaseEngine::InCluster
+        && apply::get(&ctx.client, cell, "StatefulSet", "postgres")
+            .await?
+            .is_some()
+    {
+        let mut status = cell.status.clone().unwrap_or_default();
+        let message = "its Postgres is the StatefulSet from before CloudNativePG: dump its                        databases and restore them into a new cell; nothing is changed meanwhile";
+        set(&mut status, "Reconciled", false, "LegacyPostgres", message);
+        if Some(&status) != cell.status.as_ref() {
+            write_status(cell, ctx, &status).await?;
+            publish(ctx, cell, EventType::Warning, "LegacyPostgres", message).await;
+        }
+        return Ok(Action::requeue(RESYNC));
+    }
     let mut rds_secrets = None;
     let aws = match (&cell.spec.database.engine, &ctx.aws) {
         (DatabaseEngine::Rds, None) => Some(Aws::NotConfigured),
@@ -427,13 +443,33 @@ async fn ensure_finalizer(cell: &Cell, ctx: &Context) -> Result<(), Error> {
     }
     let mut finalizers = cell.finalizers().to_vec();
     finalizers.push(FINALIZER.into());
-    patch_metadata(
+    let patched = patch_metadata(
         cell,
         ctx,
         json!({ "finalizers": finalizers }),
         "adding the finalizer",
     )
-    .await
+    .await;
+    match patched {
+        // This reconcile read the Cell before the previous one's write reached the cache
+        // (several watches queue it): the Cell as it is now decides.
+        Err(Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.is_conflict() => {
+            let now = Api::<Cell>::all(ctx.client.clone())
+                .get(&cell.name_any())
+                .await
+                .map_err(|source| {
+                    Error::kube(format!("reading Cell {}", cell.name_any()), source)
+                })?;
+            match now.finalizers().iter().any(|f| f == FINALIZER) {
+                true => Ok(()),
+                false => Box::pin(ensure_finalizer(&now, ctx)).await,
+            }
+        }
+        other => other,
+    }
 }
 
 /// A merge patch of the Cell's metadata, conditional on the version this reconcile read.
