@@ -13,47 +13,14 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use cell_model::{
-    Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
-};
-use cell_operator::render::{Images, desired};
+use cell_model::{Cell, DatabaseEngine, SearchEngine, Tier};
+use cell_operator::render::desired;
 use serde_json::{Value, json};
+mod fixtures;
+use fixtures::images;
 
 fn cell(tier: Tier) -> Cell {
-    Cell::new(
-        "c-acme-1234",
-        CellSpec {
-            cell_id: "c-acme-1234".into(),
-            tenant: "acme".into(),
-            tier,
-            version: "1.4.2".into(),
-            replicas: ServiceReplicas::default(),
-            database: DatabaseSpec {
-                engine: DatabaseEngine::InCluster,
-                class: None,
-                storage_gib: tier.template().db_storage_gib,
-                multi_az: tier.template().multi_az,
-            },
-            search: SearchEngine::Embedded,
-            placement: "eks-sa-east-1".into(),
-            suspended: false,
-            email_domains: Vec::new(),
-            bootstrap: None,
-            migration: None,
-        },
-    )
-}
-
-fn images() -> Images {
-    Images {
-        registry: "registry.example.com/mrbill".into(),
-        trusted_proxies: "10.0.0.0/8".into(),
-        aws_egress: Vec::new(),
-        mail: None,
-        secrets_access: None,
-        cnpg_namespace: "cnpg-system".into(),
-        identity_access: None,
-    }
+    fixtures::cell(tier, DatabaseEngine::InCluster, SearchEngine::Embedded)
 }
 
 fn cnpg_objects(cell: &Cell) -> Vec<Value> {

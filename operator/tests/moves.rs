@@ -8,39 +8,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use cell_model::{
-    Cell, CellMigration, CellSpec, ConditionStatus, DatabaseEngine, DatabaseSpec, MigrationRole,
-    Phase, SearchEngine, ServiceReplicas, Tier,
+    Cell, CellMigration, CellSpec, ConditionStatus, DatabaseEngine, MigrationRole, Phase,
+    SearchEngine, Tier,
 };
 use cell_operator::controller::{Context, reconcile};
 use cell_operator::moves::{Checked, MoveChecks, Side};
-use cell_operator::render::Images;
 use kube_fake::FakeApi;
 use serde_json::{Value, json};
 
 const CELLS: &str = "apis/mrbill.dev/v1alpha1/cells";
 const NAME: &str = "c-acme-1234";
 const NS: &str = "cell-acme";
+mod fixtures;
+use fixtures::images;
 
 fn spec(migration: CellMigration) -> CellSpec {
-    CellSpec {
-        cell_id: NAME.into(),
-        tenant: "acme".into(),
-        tier: Tier::Small,
-        version: "1.4.2".into(),
-        replicas: ServiceReplicas::default(),
-        database: DatabaseSpec {
-            engine: DatabaseEngine::InCluster,
-            class: None,
-            storage_gib: 20,
-            multi_az: false,
-        },
-        search: SearchEngine::Embedded,
-        placement: "eks-b".into(),
-        suspended: false,
-        email_domains: Vec::new(),
-        bootstrap: None,
-        migration: Some(migration),
-    }
+    let mut spec = fixtures::cell(
+        Tier::Small,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    )
+    .spec;
+    spec.placement = "eks-b".into();
+    spec.migration = Some(migration);
+    spec
 }
 
 /// Tables still copying (counts down), then in sync.
@@ -66,18 +57,6 @@ impl MoveChecks for Scripted {
     }
     fn verify<'a>(&'a self, _: &'a Side, _: &'a Side) -> Checked<'a, usize> {
         Box::pin(async { Err("poc.public.pocs differs".to_owned()) })
-    }
-}
-
-fn images() -> Images {
-    Images {
-        registry: "registry.example.com/mrbill".into(),
-        trusted_proxies: "10.0.0.0/8".into(),
-        aws_egress: Vec::new(),
-        mail: None,
-        secrets_access: None,
-        cnpg_namespace: "cnpg-system".into(),
-        identity_access: None,
     }
 }
 

@@ -3,46 +3,16 @@
 //! Kubernetes 1.31 API schemas with PyPI `kubernetes-validate --strict`, and the rules the
 //! operator promises.
 
-use cell_model::{
-    Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
-};
+use cell_model::{DatabaseEngine, SearchEngine, Tier};
 use cell_operator::render::{Images, desired, replicas};
 use serde_json::{Value, json};
-
-fn cell(tier: Tier, engine: DatabaseEngine, search: SearchEngine) -> Cell {
-    Cell::new(
-        "c-acme-1234",
-        CellSpec {
-            cell_id: "c-acme-1234".into(),
-            tenant: "acme".into(),
-            tier,
-            version: "1.4.2".into(),
-            replicas: ServiceReplicas::default(),
-            database: DatabaseSpec {
-                engine,
-                class: None,
-                storage_gib: tier.template().db_storage_gib,
-                multi_az: tier.template().multi_az,
-            },
-            search,
-            placement: "eks-sa-east-1".into(),
-            suspended: false,
-            email_domains: Vec::new(),
-            bootstrap: None,
-            migration: None,
-        },
-    )
-}
+mod fixtures;
+use fixtures::cell;
 
 fn images() -> Images {
     Images {
-        registry: "registry.example.com/mrbill".into(),
-        trusted_proxies: "10.0.0.0/8".into(),
         aws_egress: vec!["10.20.0.0/16".into()],
-        mail: None,
-        secrets_access: None,
-        cnpg_namespace: "cnpg-system".into(),
-        identity_access: None,
+        ..fixtures::images()
     }
 }
 
