@@ -34,6 +34,32 @@ pub struct Received {
     pub closed: Option<(u16, String)>,
 }
 
+/// Opens a socket that takes the dojo's custom messages (chat, signals, room events) unless
+/// `url` says otherwise.
+async fn open(
+    url: &str,
+    bearer: Option<&str>,
+) -> Option<WebSocketStream<MaybeTlsStream<TcpStream>>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = if url.contains("custom=") {
+        url.to_owned()
+    } else {
+        format!(
+            "{url}{}custom=true",
+            if url.contains('?') { '&' } else { '?' }
+        )
+    };
+    let mut request = url.into_client_request().expect("request");
+    if let Some(token) = bearer {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+    }
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.ok()?;
+    Some(socket)
+}
+
 /// A y-websocket client: a socket and its yrs document.
 pub struct Live {
     pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -52,24 +78,7 @@ impl Live {
 
     /// Like [`Live::connect`], `None` when the handshake fails (e.g. the service is down).
     pub async fn try_connect(url: &str, bearer: Option<&str>) -> Option<Self> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        // This client reads the dojo's custom messages (chat, signals, room events).
-        let url = if url.contains("custom=") {
-            url.to_owned()
-        } else {
-            format!(
-                "{url}{}custom=true",
-                if url.contains('?') { '&' } else { '?' }
-            )
-        };
-        let mut request = url.into_client_request().expect("request");
-        if let Some(token) = bearer {
-            request.headers_mut().insert(
-                "authorization",
-                format!("Bearer {token}").parse().expect("header"),
-            );
-        }
-        let (socket, _) = tokio_tungstenite::connect_async(request).await.ok()?;
+        let socket = open(url, bearer).await?;
         let doc = Doc::new();
         let _ = doc.get_or_insert_text(CODE_TEXT);
         let mut live = Self {
@@ -81,6 +90,17 @@ impl Live {
         let sv = live.doc.transact().state_vector();
         live.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
         Some(live)
+    }
+
+    /// Opens a new socket at `url` keeping the document, as y-websocket does after a close that
+    /// asks it to come back: its sync step 1, and the server's step 1 answered with every local
+    /// edit the server lacks. What was received before is forgotten.
+    pub async fn reconnect(&mut self, url: &str, bearer: Option<&str>) {
+        self.socket = open(url, bearer).await.expect("websocket handshake");
+        self.got = Received::default();
+        self.presence.clear();
+        let sv = self.doc.transact().state_vector();
+        self.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
     }
 
     pub async fn send(&mut self, message: Message) {

@@ -43,8 +43,9 @@ pub mod close {
     /// The connection sent more messages, or its user (or room) wrote more bytes, than the
     /// limits allow; the refused message was not stored.
     pub const RATE_LIMITED: u16 = 4029;
-    /// The service is stopping (a restart, or the cell moving to another placement): every
-    /// acknowledged update is stored; reconnect (through the router) and resync.
+    /// The service is stopping (a restart, or the cell moving to another placement), or the
+    /// room moved to another replica of the service: every acknowledged update is stored;
+    /// reconnect (through the router) and resync.
     pub const SERVICE_RESTART: u16 = 1012;
 }
 

@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use service_kit::auth::ServiceToken;
 use service_kit::http::Readiness;
@@ -36,7 +35,7 @@ impl App {
         let readiness = Readiness::new(Some(pool.clone()));
         let common = config.common.clone();
         let service_token = ServiceToken::new(config.peer.service_token.clone());
-        let rooms = Arc::new(Rooms::new(pool.clone(), config.live));
+        let rooms = Rooms::start(pool.clone(), config.live);
         let state = AppState::new(Inner {
             pool: pool.clone(),
             peer,

@@ -6,6 +6,8 @@ use uuid::Uuid;
 use wire_types::dojos::{ChatMessage, CodeSnapshot, Dojo, DojoStatus, ParticipantRole};
 use wire_types::{DojoId, UserId};
 
+use crate::room::owner::{self, StoreError};
+
 #[derive(Clone, Debug, FromRow)]
 pub struct DojoRow {
     pub id: Uuid,
@@ -309,14 +311,17 @@ pub struct NewChat {
     pub sent_at: OffsetDateTime,
 }
 
-/// Stores a batch of document updates and chat messages in one transaction.
+/// Stores a batch of document updates and chat messages in one transaction, if the room of
+/// `epoch` still owns the dojo.
 pub async fn append(
     pool: &PgPool,
     dojo: Uuid,
+    epoch: i64,
     updates: &[(i64, Vec<u8>)],
     chat: &[NewChat],
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    owner::fence(&mut tx, dojo, epoch).await?;
     if !updates.is_empty() {
         let seqs: Vec<i64> = updates.iter().map(|u| u.0).collect();
         let bodies: Vec<&[u8]> = updates.iter().map(|u| u.1.as_slice()).collect();
@@ -347,20 +352,21 @@ pub async fn append(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// Folds the log up to `seq` into a snapshot, removes those updates and all but the newest
-/// `keep` snapshots.
+/// `keep` snapshots (if the room of `epoch` still owns the dojo).
 pub async fn compact(
     pool: &PgPool,
-    dojo: Uuid,
+    (dojo, epoch): (Uuid, i64),
     seq: i64,
     state: &[u8],
     code: &str,
     keep: u32,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    owner::fence(&mut tx, dojo, epoch).await?;
     sqlx::query(
         "INSERT INTO dojo_snapshots (dojo_id, seq, state, code) VALUES ($1, $2, $3, $4)
          ON CONFLICT (dojo_id, seq) DO NOTHING",
@@ -384,7 +390,7 @@ pub async fn compact(
     .bind(i64::from(keep.max(1)) - 1)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    Ok(tx.commit().await?)
 }
 
 /// Chat messages after `after`, oldest first.

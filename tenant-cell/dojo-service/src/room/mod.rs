@@ -13,6 +13,10 @@
 //! batch it belongs to is stored. If storing fails, the batch's messages are never sent, every
 //! socket is closed (1011) and the room is unloaded; clients reconnect and resync, and the
 //! document is reloaded from what was stored.
+//!
+//! **One owner across replicas** (`owner`): loading a room takes it over (a new epoch); a room
+//! that was taken over stores nothing more, closes its sockets with 1012 and unloads, and its
+//! clients reconnect (through the router) to the replica that owns the room now.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,12 +32,13 @@ use yrs::{Doc, ReadTxn, StateVector, Text, Transact};
 
 use crate::config::LiveLimits;
 
+pub(crate) mod owner;
 mod state;
 
 use state::RoomState;
 
 /// What a socket hears from its room.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Outbound {
     /// Binary frames, in order.
     Frames(Vec<Bytes>),
@@ -88,6 +93,8 @@ enum Command {
     },
     /// The dojo ended: disconnect everyone and unload.
     End,
+    /// Another replica took the room over: disconnect everyone (1012, reconnect) and unload.
+    Moved,
 }
 
 /// A loaded room, as sockets and handlers reach it.
@@ -96,6 +103,8 @@ pub struct RoomHandle {
     commands: mpsc::Sender<Command>,
     online: Arc<Presence>,
     generation: u64,
+    /// The ownership epoch this room took (see `owner`).
+    epoch: i64,
 }
 
 /// Who is connected, kept by the room task for the REST API.
@@ -132,13 +141,16 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub fn new(pool: PgPool, limits: LiveLimits) -> Self {
-        Self {
-            pool,
+    /// The registry, listening for other replicas taking its rooms over until it is dropped.
+    pub fn start(pool: PgPool, limits: LiveLimits) -> Arc<Self> {
+        let rooms = Arc::new(Self {
+            pool: pool.clone(),
             limits,
             loaded: tokio::sync::Mutex::new(HashMap::new()),
             generations: std::sync::atomic::AtomicU64::new(1),
-        }
+        });
+        owner::listen(pool, Arc::downgrade(&rooms));
+        rooms
     }
 
     /// Enters `dojo`'s room (loading it if needed) as `user` with `role`.
@@ -202,6 +214,7 @@ impl Rooms {
         let (commands, rx) = mpsc::channel(4096);
         let room = RoomHandle {
             commands,
+            epoch: state.epoch(),
             online: Arc::new(Presence::default()),
             generation: self
                 .generations
@@ -234,6 +247,24 @@ impl Rooms {
         self.loaded.lock().await.get(&dojo).cloned()
     }
 
+    /// The epoch of every loaded room.
+    async fn epochs(&self) -> HashMap<Uuid, i64> {
+        let loaded = self.loaded.lock().await;
+        loaded.iter().map(|(dojo, r)| (*dojo, r.epoch)).collect()
+    }
+
+    /// Another replica took `dojo` over at `epoch`: a room of an older epoch lets go.
+    async fn taken(&self, dojo: Uuid, epoch: i64) {
+        let Some(room) = self.loaded(dojo).await else {
+            return;
+        };
+        if room.epoch < epoch {
+            tracing::info!(%dojo, epoch, "room taken over by another replica; letting go");
+            metrics::counter!("dojo_rooms_handed_over_total").increment(1);
+            let _ = room.commands.send(Command::Moved).await;
+        }
+    }
+
     /// Rooms loaded and connections open in this instance.
     pub async fn totals(&self) -> (usize, u64) {
         let loaded = self.loaded.lock().await;
@@ -261,15 +292,25 @@ impl Rooms {
         }
     }
 
-    /// Disconnects `user` from `dojo` (4003).
+    /// Disconnects `user` from `dojo` (4003), on whichever replica holds its room.
     pub async fn kick(&self, dojo: Uuid, user: Uuid) {
+        self.kick_here(dojo, user).await;
+        owner::announce(&self.pool, owner::Note::Kick { dojo, user }).await;
+    }
+
+    async fn kick_here(&self, dojo: Uuid, user: Uuid) {
         if let Some(room) = self.loaded(dojo).await {
             let _ = room.commands.send(Command::Kick { user }).await;
         }
     }
 
-    /// Disconnects everyone from `dojo` (4006) and unloads it.
+    /// Disconnects everyone from `dojo` (4006) and unloads it, on whichever replica holds it.
     pub async fn end(&self, dojo: Uuid) {
+        self.end_here(dojo).await;
+        owner::announce(&self.pool, owner::Note::End { dojo }).await;
+    }
+
+    async fn end_here(&self, dojo: Uuid) {
         if let Some(room) = self.loaded(dojo).await {
             let _ = room.commands.send(Command::End).await;
         }

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 use wire_types::UserId;
-use wire_types::dojos::{CODE_TEXT, MSG_CHAT, MSG_ROOM, ParticipantRole, Peer, RoomEvent};
+use wire_types::dojos::{CODE_TEXT, MSG_CHAT, MSG_ROOM, ParticipantRole, Peer, RoomEvent, close};
 use yrs::block::ClientID;
 use yrs::sync::{Awareness, Message, SyncMessage};
 use yrs::updates::decoder::Decode;
@@ -20,6 +20,7 @@ use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 use super::{Command, Outbound, Presence, Refused};
 use crate::budget::WriteBudget;
 use crate::config::LiveLimits;
+use crate::room::owner::{self, StoreError};
 use crate::store;
 
 mod messages;
@@ -69,6 +70,10 @@ enum To {
 
 pub(super) struct RoomState {
     dojo: Uuid,
+    /// The ownership epoch this room took when it loaded.
+    epoch: i64,
+    /// Taken over by another replica: nothing more is stored, not even a snapshot.
+    moved: bool,
     pool: PgPool,
     limits: LiveLimits,
     max_participants: u32,
@@ -100,6 +105,13 @@ struct Batch {
     unload: bool,
 }
 
+/// Why the sockets of a room that another replica took over are closed.
+const MOVED: &str = "room moved to another replica; reconnect";
+
+fn moved() -> Outbound {
+    Outbound::Close(close::SERVICE_RESTART, MOVED)
+}
+
 fn encode(message: Message) -> Bytes {
     Bytes::from(message.encode_v1())
 }
@@ -127,6 +139,9 @@ impl RoomState {
         max_participants: u32,
         limits: LiveLimits,
     ) -> anyhow::Result<Self> {
+        // Take the room over first, then read: every batch the previous owner stored is
+        // committed by then, and it can store none after.
+        let epoch = owner::take(pool, dojo).await?;
         let (snapshot_seq, state, updates) = store::load_document(pool, dojo).await?;
         let doc = Doc::new();
         let _ = doc.get_or_insert_text(CODE_TEXT);
@@ -144,6 +159,8 @@ impl RoomState {
         let chat_seq = store::last_chat_seq(pool, dojo).await?;
         Ok(Self {
             dojo,
+            epoch,
+            moved: false,
             pool: pool.clone(),
             limits,
             max_participants,
@@ -198,11 +215,9 @@ impl RoomState {
                     },
                 }
             }
-            if !self.store(&batch).await {
+            if let Err(close) = self.store(&batch).await {
                 for peer in self.peers.values() {
-                    let _ = peer
-                        .out
-                        .try_send(Outbound::Close(1011, "storage unavailable"));
+                    let _ = peer.out.try_send(close.clone());
                 }
                 self.peers.clear();
                 break;
@@ -228,7 +243,7 @@ impl RoomState {
             }
         }
         self.publish(&presence);
-        if self.since_snapshot > 0 {
+        if self.since_snapshot > 0 && !self.moved {
             self.compact().await;
         }
         // Dropping the receiver refuses later commands; their senders load the room again.
@@ -260,15 +275,28 @@ impl RoomState {
         }
     }
 
-    /// Stores the batch (retrying briefly); `false` if it could not be stored.
-    async fn store(&mut self, batch: &Batch) -> bool {
+    pub(super) fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    /// Stores the batch (retrying briefly); if it could not be stored, how to close the sockets:
+    /// 1012 when another replica took the room over, 1011 when the database failed.
+    async fn store(&mut self, batch: &Batch) -> Result<(), Outbound> {
         if batch.updates.is_empty() && batch.chat.is_empty() {
-            return true;
+            return Ok(());
         }
         let started = Instant::now();
         let mut wait = Duration::from_millis(50);
         for attempt in 1..=4 {
-            match store::append(&self.pool, self.dojo, &batch.updates, &batch.chat).await {
+            let stored = store::append(
+                &self.pool,
+                self.dojo,
+                self.epoch,
+                &batch.updates,
+                &batch.chat,
+            )
+            .await;
+            match stored {
                 Ok(_) => {
                     metrics::histogram!("dojo_persist_seconds")
                         .record(started.elapsed().as_secs_f64());
@@ -278,9 +306,14 @@ impl RoomState {
                     self.since_snapshot += batch.updates.len() as u64;
                     self.since_snapshot_bytes +=
                         batch.updates.iter().map(|u| u.1.len()).sum::<usize>();
-                    return true;
+                    return Ok(());
                 }
-                Err(e) => {
+                Err(StoreError::Moved) => {
+                    tracing::info!(dojo = %self.dojo, "room taken over by another replica; batch not stored");
+                    self.moved = true;
+                    return Err(moved());
+                }
+                Err(StoreError::Db(e)) => {
                     tracing::warn!(dojo = %self.dojo, attempt, error = %e, "storing room batch failed");
                     tokio::time::sleep(wait).await;
                     wait *= 4;
@@ -288,7 +321,7 @@ impl RoomState {
             }
         }
         tracing::error!(dojo = %self.dojo, "room batch not stored; closing the room");
-        false
+        Err(Outbound::Close(1011, "storage unavailable"))
     }
 
     async fn compact(&mut self) {
@@ -305,7 +338,7 @@ impl RoomState {
         let size = state.len();
         match store::compact(
             &self.pool,
-            self.dojo,
+            (self.dojo, self.epoch),
             self.update_seq,
             &state,
             &code,
@@ -318,7 +351,8 @@ impl RoomState {
                 self.since_snapshot_bytes = 0;
                 self.doc_bytes = size;
             }
-            Err(e) => {
+            Err(StoreError::Moved) => self.moved = true,
+            Err(StoreError::Db(e)) => {
                 tracing::warn!(dojo = %self.dojo, error = %e, "compaction failed; the log is kept")
             }
         }
@@ -493,6 +527,13 @@ impl RoomState {
                         "removed from the dojo",
                     ));
                 }
+            }
+            Command::Moved => {
+                for id in self.peers.keys() {
+                    batch.close.push((*id, close::SERVICE_RESTART, MOVED));
+                }
+                self.moved = true;
+                batch.unload = true;
             }
             Command::End => {
                 for id in self.peers.keys() {

@@ -20,6 +20,12 @@ pub struct Cell {
     dojo_config: dojo_service::Config,
     /// The running instance: what stops it, and its task (done once it has stopped).
     running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    /// Further replicas on the same database, by address (see [`Cell::add_replica`]).
+    replicas: Vec<(
+        std::net::SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 /// A signed-in user of the cell.
@@ -60,6 +66,7 @@ impl Cell {
             poc_cell,
             dojo_config,
             running: None,
+            replicas: Vec::new(),
         };
         cell.start_dojo().await;
         cell
@@ -75,13 +82,33 @@ impl Cell {
                 .expect("dojo-service stops")
                 .expect("dojo-service's task");
         }
+        let (addr, stop, running) = self.spawn_dojo().await;
+        self.dojo_addr = addr;
+        self.dojo = ApiClient::new(format!("http://{addr}"));
+        self.running = Some((stop, running));
+    }
+
+    /// Starts another replica of dojo-service on the same database, as a scaled cell runs
+    /// them; returns its address. It stops with the cell.
+    pub async fn add_replica(&mut self) -> std::net::SocketAddr {
+        let (addr, stop, running) = self.spawn_dojo().await;
+        self.replicas.push((addr, stop, running));
+        addr
+    }
+
+    async fn spawn_dojo(
+        &self,
+    ) -> (
+        std::net::SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         // Each instance has its own pool (a stopped instance closes its pool).
         let pool = PgPool::connect(&self.dojo_url).await.expect("dojo pool");
         let app = dojo_service::App::build_with_pool(self.dojo_config.clone(), pool)
             .await
             .expect("dojo builds");
-        self.dojo_addr = app.public_addr();
-        self.dojo = ApiClient::new(format!("http://{}", self.dojo_addr));
+        let addr = app.public_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(async move {
             app.run_until_stopped(async move {
@@ -90,7 +117,7 @@ impl Cell {
             .await
             .expect("dojo-service runs");
         });
-        self.running = Some((stop, running));
+        (addr, stop, running)
     }
 
     fn user(&self, u: poc_service::test_util::User) -> User {
@@ -136,10 +163,21 @@ impl Cell {
 
     /// A live connection to `dojo` as `user` (`query` is appended, e.g. `&observer=true`).
     pub async fn connect(&self, dojo: &str, user: &User, query: &str) -> Live {
+        self.connect_at(self.dojo_addr, dojo, user, query).await
+    }
+
+    /// Like [`Cell::connect`], to the replica at `addr`.
+    pub async fn connect_at(
+        &self,
+        addr: std::net::SocketAddr,
+        dojo: &str,
+        user: &User,
+        query: &str,
+    ) -> Live {
         Live::connect(
             &format!(
-                "ws://{}/v1/dojos/{dojo}/live?token={}{query}",
-                self.dojo_addr, user.token
+                "ws://{addr}/v1/dojos/{dojo}/live?token={}{query}",
+                user.token
             ),
             None,
         )

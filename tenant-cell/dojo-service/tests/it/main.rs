@@ -3,6 +3,7 @@
 //! (tokio-tungstenite) holding real yrs documents.
 
 mod fuzz;
+mod handover;
 mod harness;
 mod live;
 mod rest;
