@@ -104,24 +104,47 @@ impl Target {
         let pick = match all.len() {
             0 => return None,
             1 => 0,
-            n if service == Service::Dojo => pin(path) % n,
+            _ if service == Service::Dojo => {
+                rendezvous(dojo_of(path), all.iter().map(|u| u.authority.as_str()))?
+            }
             n => self.next[i].fetch_add(1, Ordering::Relaxed) % n,
         };
         all.get(pick)
     }
 }
 
-/// A stable hash of the dojo a path is about (`/v1/dojos/{id}…`): every router picks the same
-/// replica for it.
-fn pin(path: &str) -> usize {
-    use std::hash::{Hash, Hasher};
-    let dojo = path
-        .strip_prefix("/v1/dojos/")
+/// The dojo a path is about (`/v1/dojos/{id}…`), empty for others.
+fn dojo_of(path: &str) -> &str {
+    path.strip_prefix("/v1/dojos/")
         .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
-    let mut hasher = std::hash::DefaultHasher::new();
-    dojo.hash(&mut hasher);
-    hasher.finish() as usize
+        .unwrap_or_default()
+}
+
+/// Which of `replicas` owns `key`: the one with the highest hash of (key, replica) —
+/// rendezvous hashing. Every router picks the same one, and a change of the replica set moves
+/// only the keys of the replicas that left or the share a new one takes (`hash % n` would move
+/// almost every room, and a moved room is a handover for all its sockets).
+fn rendezvous<'a>(key: &str, replicas: impl Iterator<Item = &'a str>) -> Option<usize> {
+    replicas
+        .enumerate()
+        .max_by_key(|(_, replica)| fnv1a(&[key.as_bytes(), b"\0", replica.as_bytes()]))
+        .map(|(i, _)| i)
+}
+
+/// FNV-1a, 64 bit: stable across builds and processes (std's hasher promises neither).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|p| p.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's last bytes mix poorly into the high bits; a final avalanche (splitmix64's) spreads
+    // them so close keys do not favour one replica.
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
 
 /// The routing table compiled for the proxy.
@@ -455,5 +478,39 @@ mod tests {
         );
         assert!(Upstream::parse("not a url").is_none());
         assert!(Upstream::parse("/relative").is_none());
+    }
+
+    /// Growing from two replicas to three moves only the rooms the new one takes (about a
+    /// third), and shrinking back moves exactly those home; the rooms spread evenly.
+    #[test]
+    fn a_replica_set_change_moves_only_the_rooms_it_must() {
+        let two = ["dojo-0:8080", "dojo-1:8080"];
+        let three = ["dojo-0:8080", "dojo-1:8080", "dojo-2:8080"];
+        fn owner(set: &[&'static str], dojo: &str) -> &'static str {
+            set[rendezvous(dojo, set.iter().copied()).expect("a replica")]
+        }
+        let dojos: Vec<String> = (0..3000)
+            .map(|i| format!("0190e0c4-0000-7000-8000-{i:012}"))
+            .collect();
+        let mut moved = 0;
+        let mut shares = [0; 3];
+        for dojo in &dojos {
+            let (before, after) = (owner(&two, dojo), owner(&three, dojo));
+            if before != after {
+                assert_eq!(after, "dojo-2:8080", "{dojo} moved between old replicas");
+                moved += 1;
+            }
+            shares[three.iter().position(|r| *r == after).expect("known")] += 1;
+        }
+        assert!((850..1150).contains(&moved), "{moved} of 3000 rooms moved");
+        assert!(shares.iter().all(|s| (850..1150).contains(s)), "{shares:?}");
+        // The order replicas are listed in does not matter.
+        let shuffled = ["dojo-2:8080", "dojo-0:8080", "dojo-1:8080"];
+        assert!(
+            dojos
+                .iter()
+                .all(|d| owner(&three, d) == owner(&shuffled, d))
+        );
+        assert_eq!(rendezvous("x", std::iter::empty()), None);
     }
 }
