@@ -136,7 +136,7 @@ async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() 
             "poc-service",
         ),
         (
-            "apis/apps/v1/namespaces/cell-acme/deployments",
+            "apis/apps/v1/namespaces/cell-acme/statefulsets",
             "dojo-service",
         ),
         (

@@ -125,11 +125,11 @@ impl Scenario {
         for (collection, names) in [
             (
                 format!("apis/apps/v1/namespaces/{NS}/deployments"),
-                vec!["poc-service", "dojo-service", "media-service"],
+                vec!["poc-service", "media-service"],
             ),
             (
                 format!("apis/apps/v1/namespaces/{NS}/statefulsets"),
-                vec!["meilisearch"],
+                vec!["dojo-service", "meilisearch"],
             ),
         ] {
             for name in names {
@@ -332,7 +332,27 @@ async fn create_applies_every_child_owned_by_the_cell_then_reports_ready() {
         status.endpoints.services["poc"],
         "http://poc-service.cell-acme.svc:8080"
     );
+    assert!(
+        status.endpoints.replicas.is_empty(),
+        "one dojo pod: the Service is enough"
+    );
     assert!(s.events().contains(&"CellReady".to_owned()));
+
+    // Two dojo pods ready: the route names each (routers pin a dojo's sockets to one).
+    let pods = format!("apis/apps/v1/namespaces/{NS}/statefulsets");
+    s.api.update(&pods, "dojo-service", |o| {
+        o["status"] = json!({ "readyReplicas": 2, "replicas": 3 })
+    });
+    s.reconcile().await.expect("reconcile");
+    let status = s.cell().and_then(|c| c.status).expect("status");
+    assert_eq!(
+        status.endpoints.replicas["dojo"],
+        [
+            "http://dojo-service-0.dojo-service-pods.cell-acme.svc:8080",
+            "http://dojo-service-1.dojo-service-pods.cell-acme.svc:8080",
+        ],
+        "the ready ordinals"
+    );
 }
 
 #[tokio::test]
@@ -448,6 +468,14 @@ async fn suspending_scales_to_zero_and_resuming_brings_the_autoscalers_back() {
     {
         assert_eq!(d["spec"]["replicas"], 0);
     }
+    let dojo = s
+        .api
+        .get(
+            &format!("apis/apps/v1/namespaces/{NS}/statefulsets"),
+            "dojo-service",
+        )
+        .expect("dojo's StatefulSet");
+    assert_eq!(dojo["spec"]["replicas"], 0);
     assert_eq!(s.phase(), Phase::Suspended);
     assert_eq!(
         s.condition("Ready"),

@@ -296,7 +296,9 @@ async fn a_source_publishes_then_fences() {
 
     source.edit(|m| m["fenced"] = json!(true));
     let deployments = format!("apis/apps/v1/namespaces/{NS}/deployments");
+    let stateful = format!("apis/apps/v1/namespaces/{NS}/statefulsets");
     source.mark(&deployments, json!({ "replicas": 1, "readyReplicas": 1 }));
+    source.mark(&stateful, json!({ "replicas": 1, "readyReplicas": 1 }));
     source.reconcile().await;
     assert_eq!(
         source.condition("Fenced"),
@@ -310,6 +312,13 @@ async fn a_source_publishes_then_fences() {
         assert_eq!(d["spec"]["replicas"], 0);
     }
     source.mark(&deployments, json!({ "replicas": 0 }));
+    source.reconcile().await;
+    assert_eq!(
+        source.condition("Fenced"),
+        (ConditionStatus::False, "Stopping".into()),
+        "dojo's pods still run"
+    );
+    source.mark(&stateful, json!({ "replicas": 0 }));
     source.reconcile().await;
     assert_eq!(source.condition("Fenced").0, ConditionStatus::True);
     assert_eq!(source.status().phase, Phase::Migrating);

@@ -87,7 +87,13 @@ impl Router {
                 generation: 1,
                 state: RouteState::Active,
                 services: Service::ALL.map(url).into_iter().collect(),
-                replicas: Default::default(),
+                // dojo's pods by name, as the operator reports them for pinning.
+                replicas: [(
+                    Service::Dojo,
+                    vec![kubelet.localize(&cell_operator::render::pod_url(cell, "dojo", 0), None)],
+                )]
+                .into_iter()
+                .collect(),
                 email_domains: vec!["acme.example".into()],
             }],
         });
@@ -236,7 +242,10 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             kubelet.start_cnpg(cell_operator::render::POSTGRES_CLUSTER);
         }
         for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
-            kubelet.start("Deployment", &format!("{service}-service"));
+            kubelet.start(
+                cell_operator::render::workload_kind(service),
+                &format!("{service}-service"),
+            );
         }
         kubelet
     })

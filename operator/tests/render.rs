@@ -31,6 +31,15 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{kind}/{name} rendered"))
 }
 
+/// `service`'s workload (dojo's is a StatefulSet).
+fn workload<'a>(objects: &'a [Value], service: &str) -> &'a Value {
+    find(
+        objects,
+        cell_operator::render::workload_kind(service),
+        &format!("{service}-service"),
+    )
+}
+
 #[test]
 fn every_tier_renders_valid_objects_matching_its_snapshot() {
     let validate = std::env::var("MRBILL_KUBERNETES_VALIDATE")
@@ -113,7 +122,7 @@ fn a_cell_is_isolated_and_sized_by_its_tier() {
     find(&objects, "StatefulSet", "meilisearch");
     // Only poc gets the signing key; each service gets its own database credentials.
     for (service, has_private) in [("poc", true), ("dojo", false), ("media", false)] {
-        let d = find(&objects, "Deployment", &format!("{service}-service"));
+        let d = workload(&objects, service);
         let sources =
             d["spec"]["template"]["spec"]["volumes"][2]["projected"]["sources"].to_string();
         assert_eq!(
@@ -134,7 +143,7 @@ fn a_cell_is_isolated_and_sized_by_its_tier() {
 
     for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
         let name = format!("{service}-service");
-        let d = find(&objects, "Deployment", &name);
+        let d = workload(&objects, service);
         assert!(
             d["spec"].get("replicas").is_none(),
             "the HPA owns {name}'s replicas"
@@ -179,11 +188,7 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
     c.spec.replicas.dojo = Some(3);
     assert_eq!(replicas(&c, "media"), (3, 4));
     assert_eq!(replicas(&c, "poc"), (6, 6), "clamped to the tier's maximum");
-    assert_eq!(
-        replicas(&c, "dojo"),
-        (1, 1),
-        "one dojo replica until rooms are pinned"
-    );
+    assert_eq!(replicas(&c, "dojo"), (3, 4));
     let rds = cell(Tier::Large, DatabaseEngine::Rds, SearchEngine::Meilisearch);
     let objects = desired(&rds, &images());
     // AWS only where the operator is told it is (the VPC and its endpoints), on 443 and 5432.
@@ -223,20 +228,46 @@ fn replica_overrides_move_the_autoscalers_floor_within_the_tiers_bounds() {
     );
 }
 
-/// A room lives in one process: no tier may run two dojo pods, not even during a rollout.
+/// A room lives in one process: dojo runs as a StatefulSet whose pods routers can name (the
+/// headless Service), its autoscaler targets that StatefulSet, and the pods start in order
+/// (the route lists the ready ordinals).
 #[test]
-fn every_tier_runs_exactly_one_dojo_pod_and_replaces_it_without_a_surge() {
+fn dojo_runs_as_named_pods_the_router_can_pin_rooms_to() {
     for tier in Tier::ALL {
         let c = cell(tier, DatabaseEngine::InCluster, SearchEngine::Embedded);
         let objects = desired(&c, &images());
-        let hpa = find(&objects, "HorizontalPodAutoscaler", "dojo-service");
-        assert_eq!(
-            (&hpa["spec"]["minReplicas"], &hpa["spec"]["maxReplicas"]),
-            (&serde_json::json!(1), &serde_json::json!(1)),
+        let dojo = find(&objects, "StatefulSet", "dojo-service");
+        assert_eq!(dojo["spec"]["serviceName"], "dojo-service-pods", "{tier:?}");
+        assert_eq!(dojo["spec"]["podManagementPolicy"], "OrderedReady");
+        assert_eq!(dojo["spec"]["updateStrategy"]["type"], "RollingUpdate");
+        assert!(dojo["spec"].get("strategy").is_none(), "{tier:?}");
+        assert!(
+            !objects
+                .iter()
+                .any(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "dojo-service"),
             "{tier:?}"
         );
-        let dojo = find(&objects, "Deployment", "dojo-service");
-        assert_eq!(dojo["spec"]["strategy"]["type"], "Recreate", "{tier:?}");
+        let pods = find(&objects, "Service", "dojo-service-pods");
+        assert_eq!(pods["spec"]["clusterIP"], "None");
+        assert_eq!(pods["spec"]["publishNotReadyAddresses"], false);
+        assert_eq!(
+            pods["spec"]["selector"],
+            dojo["spec"]["selector"]["matchLabels"]
+        );
+        let hpa = find(&objects, "HorizontalPodAutoscaler", "dojo-service");
+        assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "StatefulSet");
+        assert_eq!(
+            hpa["spec"]["maxReplicas"],
+            tier.template().dojo.max,
+            "{tier:?}"
+        );
+        assert_eq!(
+            cell_operator::render::pod_url(&c, "dojo", 2),
+            format!(
+                "http://dojo-service-2.dojo-service-pods.{}.svc:8080",
+                dojo["metadata"]["namespace"].as_str().expect("ns")
+            )
+        );
         let poc = find(&objects, "Deployment", "poc-service");
         assert_eq!(poc["spec"]["strategy"]["type"], "RollingUpdate", "{tier:?}");
     }
@@ -254,9 +285,9 @@ fn a_suspended_cell_keeps_its_objects_but_runs_no_pods() {
     let suspended = desired(&c, &images());
     for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
         let name = format!("{service}-service");
-        assert!(find(&running, "Deployment", &name)["spec"]["replicas"].is_null());
+        assert!(workload(&running, service)["spec"]["replicas"].is_null());
         find(&running, "HorizontalPodAutoscaler", &name);
-        assert_eq!(find(&suspended, "Deployment", &name)["spec"]["replicas"], 0);
+        assert_eq!(workload(&suspended, service)["spec"]["replicas"], 0);
         assert!(
             !suspended
                 .iter()
@@ -284,8 +315,7 @@ fn only_poc_service_learns_the_first_admins_invite_and_only_its_hash() {
     c.spec.email_domains = vec!["acme.test".into(), "acme.io".into()];
     let objects = desired(&c, &images());
     let env = |service: &str| {
-        find(&objects, "Deployment", &format!("{service}-service"))["spec"]["template"]["spec"]
-            ["containers"][0]["env"]
+        workload(&objects, service)["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .expect("env")
             .iter()
@@ -369,8 +399,7 @@ fn only_poc_service_gets_the_mail_relay_and_only_as_a_file() {
             "the URL is never in a rendered object"
         );
         for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
-            let pod = &find(&objects, "Deployment", &format!("{service}-service"))["spec"]["template"]
-                ["spec"];
+            let pod = &workload(&objects, service)["spec"]["template"]["spec"];
             let env: Vec<(String, Value)> = pod["containers"][0]["env"]
                 .as_array()
                 .expect("env")
@@ -536,7 +565,7 @@ fn a_moves_objects_are_valid_kubernetes_objects() {
         );
         // A fenced source and a copying target run no service pods.
         for service in ["poc", "dojo", "media"] {
-            let d = find(&objects, "Deployment", &format!("{service}-service"));
+            let d = workload(&objects, service);
             assert_eq!(d["spec"]["replicas"], 0, "{role:?}");
         }
     }

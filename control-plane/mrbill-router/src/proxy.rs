@@ -319,15 +319,45 @@ pub(crate) async fn handle(
     }
 }
 
-/// Where a request goes: the tenant's route, the service, its URI there, and the path prefix.
-type Destination = (Arc<Target>, Service, Uri, Option<HeaderValue>);
+/// Where a request goes: the tenant's route, the service, its URI there, the path prefix, and
+/// for a dojo's requests the room it is pinned by.
+type Destination = (Arc<Target>, Service, Uri, Option<HeaderValue>, Option<Room>);
+
+/// A dojo's room as routed: the tenant, the dojo and the replica chosen for it.
+pub(crate) struct Room {
+    tenant: String,
+    dojo: String,
+    replica: Authority,
+}
+
+impl Room {
+    /// Resolves once the current route sends this room to another replica (the replica set
+    /// changed), or no longer routes the tenant.
+    async fn moved(&self, state: &AppState) {
+        let path = format!("/v1/dojos/{}", self.dojo);
+        loop {
+            // Registered before reading the table, so a change in between is seen.
+            let changed = state.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let here = state.target(&self.tenant).is_some_and(|t| {
+                t.upstream(Service::Dojo, &path)
+                    .is_some_and(|u| u.authority == self.replica)
+            });
+            if !here {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
 
 async fn forward(
     worker: &Worker,
     client: &Client,
     mut parts: http::request::Parts,
     body: Incoming,
-    (target, service, uri, prefix): Destination,
+    (target, service, uri, prefix, room): Destination,
 ) -> Result<Response<ProxyBody>, ApiError> {
     let limit = service.body_limit();
     let body = match upstream::body(body, &parts.headers, limit).await {
@@ -375,11 +405,25 @@ async fn forward(
                 ));
             };
             let cell_side = hyper::upgrade::on(&mut res);
+            let state = worker.state.clone();
             tokio::spawn(async move {
                 match tokio::try_join!(client_side, cell_side) {
                     Ok((client, cell)) => {
                         let (mut client, mut cell) = (TokioIo::new(client), TokioIo::new(cell));
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut cell).await;
+                        let splice = tokio::io::copy_bidirectional(&mut client, &mut cell);
+                        match room {
+                            // A dojo's socket follows its room: when the replica set changes
+                            // and the room now belongs to another replica, both connections
+                            // are dropped; the client reconnects (to the room's new replica,
+                            // which takes the room over) and resyncs.
+                            Some(room) => tokio::select! {
+                                _ = splice => {}
+                                () = room.moved(&state) => {
+                                    tracing::info!(tenant = %room.tenant, dojo = %room.dojo, "dojo socket dropped: its room moved to another replica");
+                                }
+                            },
+                            None => drop(splice.await),
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "websocket upgrade failed"),
                 }
@@ -448,13 +492,18 @@ async fn destination(
         )
     })?;
     let uri = upstream.uri(upstream_path, req.uri.query())?;
+    let room = (service == Service::Dojo && is_websocket_upgrade(&req.headers)).then(|| Room {
+        tenant: tenant.clone().into_owned(),
+        dojo: dojo_of(upstream_path).to_owned(),
+        replica: upstream.authority.clone(),
+    });
     // Path form (`/t/<slug>/…`): the cell learns the prefix its links need
     // (`X-Forwarded-Prefix: /t/<slug>`); the host form needs none.
     let path = req.uri.path();
     let prefix = (rest.len() < path.len())
         .then(|| HeaderValue::from_str(&path[..path.len() - rest.len()]).ok())
         .flatten();
-    Ok((target, service, uri, prefix))
+    Ok((target, service, uri, prefix, room))
 }
 
 #[cfg(test)]

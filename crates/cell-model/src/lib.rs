@@ -288,6 +288,10 @@ pub struct Endpoints {
     /// Service name → base URL inside the cell (for the router only).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, String>,
+    /// Service name → the URL of each ready pod, for services whose requests are pinned to one
+    /// pod (dojo: a room lives in one process).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replicas: BTreeMap<String, Vec<String>>,
 }
 
 impl CellStatus {

@@ -32,8 +32,8 @@ impl ReplicaBounds {
 pub struct TierTemplate {
     pub tier: Tier,
     pub poc: ReplicaBounds,
-    /// Exactly one replica in every tier until rooms are pinned to a replica: a room lives in
-    /// one process, so collaborators on two replicas would not see each other's edits.
+    /// A room lives in one process: routers pin each dojo's sockets to one replica, and a
+    /// replica that loads a room takes it over from any other (dojo-service's `room::owner`).
     pub dojo: ReplicaBounds,
     pub media: ReplicaBounds,
     /// Default database instance class.
@@ -44,13 +44,6 @@ pub struct TierTemplate {
     pub db_storage_max_gib: u32,
     pub multi_az: bool,
 }
-
-/// See [`TierTemplate::dojo`].
-const SINGLE: ReplicaBounds = ReplicaBounds {
-    min: 1,
-    default: 1,
-    max: 1,
-};
 
 impl TierTemplate {
     /// The replica bounds of `service` in this tier.
@@ -96,7 +89,7 @@ impl Tier {
             Tier::Small => TierTemplate {
                 tier: self,
                 poc: b(1, 1, 2),
-                dojo: SINGLE,
+                dojo: b(1, 1, 2),
                 media: b(1, 1, 2),
                 db_class: "db.t4g.small",
                 db_classes: &["db.t4g.small", "db.t4g.medium"],
@@ -107,7 +100,7 @@ impl Tier {
             Tier::Standard => TierTemplate {
                 tier: self,
                 poc: b(2, 2, 6),
-                dojo: SINGLE,
+                dojo: b(1, 2, 4),
                 media: b(1, 2, 4),
                 db_class: "db.m7g.large",
                 db_classes: &["db.m7g.large", "db.m7g.xlarge", "db.m7g.2xlarge"],
@@ -118,7 +111,7 @@ impl Tier {
             Tier::Large => TierTemplate {
                 tier: self,
                 poc: b(3, 3, 20),
-                dojo: SINGLE,
+                dojo: b(2, 3, 8),
                 media: b(2, 3, 10),
                 db_class: "db.r7g.xlarge",
                 db_classes: &["db.r7g.xlarge", "db.r7g.2xlarge", "db.r7g.4xlarge"],
@@ -152,10 +145,6 @@ mod tests {
                 assert!(r.allows(r.default), "{tier:?}");
                 assert!(!r.allows(r.max + 1) && !r.allows(r.min - 1), "{tier:?}");
             }
-            assert_eq!(
-                t.dojo.max, 1,
-                "{tier:?}: dojo rooms are not pinned to replicas yet"
-            );
             assert!(t.db_classes.contains(&t.db_class));
             assert!(t.db_storage_gib <= t.db_storage_max_gib);
             assert_eq!(tier.as_str().parse::<Tier>(), Ok(tier));

@@ -98,11 +98,15 @@ async fn source(cell: &Cell, ctx: &Context, status: &mut CellStatus) -> Result<(
     let waiting = pending(cell, ctx, "Publication", moved, applied).await?;
     report(status, PUBLISHED, &waiting, "Publishing");
     if cell.spec.migration.as_ref().is_some_and(|m| m.fenced) {
-        let deployment = |s: &str| format!("{s}-service");
-        let running = pending(cell, ctx, "Deployment", deployment, |d| {
-            d["status"]["replicas"].as_i64().unwrap_or(0) == 0
-        })
-        .await?;
+        let mut running = Vec::new();
+        for service in Service::ALL.map(Service::name) {
+            let name = format!("{service}-service");
+            let kind = crate::render::workload_kind(service);
+            let workload = apply::get(&ctx.client, cell, kind, &name).await?;
+            if workload.is_none_or(|w| w["status"]["replicas"].as_i64().unwrap_or(0) != 0) {
+                running.push(name);
+            }
+        }
         report(status, FENCED, &running, "Stopping");
     }
     Ok(())

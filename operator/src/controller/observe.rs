@@ -232,15 +232,26 @@ pub(super) async fn observe(
         }
     };
     let mut waiting = Vec::new();
+    status.endpoints.replicas.clear();
     for service in Service::ALL.map(Service::name) {
         let name = format!("{service}-service");
-        if ready_replicas(&apply::get(client, cell, "Deployment", &name).await?) == 0 {
+        let kind = render::workload_kind(service);
+        let ready = ready_replicas(&apply::get(client, cell, kind, &name).await?);
+        if ready == 0 {
             waiting.push(name);
         }
         status.endpoints.services.insert(
             service.to_owned(),
             format!("http://{service}-service.{ns}.svc:{PUBLIC_PORT}"),
         );
+        // Pods routers pin to (dojo's rooms) when there are several: the ready ones, which an
+        // ordered StatefulSet starts from ordinal 0 and stops from the highest.
+        if kind == "StatefulSet" && ready > 1 {
+            let pods = (0..u32::try_from(ready).unwrap_or(0))
+                .map(|ordinal| render::pod_url(cell, service, ordinal))
+                .collect();
+            status.endpoints.replicas.insert(service.to_owned(), pods);
+        }
     }
     set(&mut status, "Reconciled", true, "Applied", "");
     let services = waiting.is_empty() && !cell.spec.suspended;

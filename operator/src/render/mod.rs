@@ -6,9 +6,11 @@
 //! deny; ingress only from the router's namespace; DNS; services → their database; poc →
 //! Meilisearch; media → poc's internal port; egress to HTTPS endpoints when the cell uses
 //! AWS), a ResourceQuota and LimitRange from the tier, a ServiceAccount, and per service a
-//! Deployment (zone spread, probes, requests/limits, non-root read-only containers), a Service,
-//! a PodDisruptionBudget and a HorizontalPodAutoscaler (min/max from the tier and overrides; the
-//! Deployment leaves `replicas` to it) with exactly its own secret files; the Postgres
+//! Deployment (dojo: a StatefulSet with a headless Service naming each pod, so routers pin a
+//! dojo's sockets to one pod) with zone spread, probes, requests/limits, non-root read-only
+//! containers, a Service, a PodDisruptionBudget and a HorizontalPodAutoscaler (min/max from the
+//! tier and overrides; the workload leaves `replicas` to it) with exactly its own secret files;
+//! the Postgres
 //! (`in-cluster`: a CloudNativePG `Cluster` and a `Database` per service) and the Meilisearch
 //! StatefulSet with its headless Service. The secrets themselves are created once by the
 //! controller (names and keys below), never rendered.
@@ -32,6 +34,7 @@ pub use postgres::{
 use stateful::*;
 pub use stateful::{RDS_MASTER_SECRET, RDS_ROLES_JOB};
 use workloads::*;
+pub use workloads::{pod_url, pods_service, workload_kind};
 
 /// Labels every object of a cell carries.
 pub const TENANT_LABEL: &str = "mrbill.dev/tenant";
@@ -235,6 +238,9 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
     for service in services() {
         out.push(deployment(cell, images, service));
         out.push(k8s_service(cell, service));
+        if workload_kind(service) == "StatefulSet" {
+            out.push(pods_headless(cell, service));
+        }
         out.push(pdb(cell, service));
         // A suspended cell (a fenced migration source, a target before `start`) keeps its
         // data and objects but runs no pods: no autoscaler (its floor cannot be 0), and the

@@ -1,11 +1,40 @@
-//! Per service: the Deployment (with exactly its own secret files and settings from the cell
+//! Per service: the workload (with exactly its own secret files and settings from the cell
 //! contract), Service, PodDisruptionBudget and HorizontalPodAutoscaler.
+//!
+//! poc and media run as Deployments. dojo runs as a StatefulSet behind a headless Service: a
+//! dojo's room lives in one pod, so routers address each pod by its stable name
+//! (`dojo-service-0.dojo-service-pods.<ns>.svc`) and pin every socket of one dojo to one of
+//! them; the Cell's status lists those names for the route (see `controller::observe`).
 
 use cell_model::contract::{Secret, Service, env};
 use cell_model::{Cell, DatabaseEngine, SearchEngine};
 use serde_json::{Value, json};
 
 use super::*;
+
+/// The kind of `service`'s workload: a StatefulSet for dojo (pods routers can name), else a
+/// Deployment.
+pub fn workload_kind(service: &str) -> &'static str {
+    if service == "dojo" {
+        "StatefulSet"
+    } else {
+        "Deployment"
+    }
+}
+
+/// The headless Service naming each pod of `service` (dojo's).
+pub fn pods_service(service: &str) -> String {
+    format!("{service}-service-pods")
+}
+
+/// The URL of pod `ordinal` of `service`'s StatefulSet, as routers reach it.
+pub fn pod_url(cell: &Cell, service: &str, ordinal: u32) -> String {
+    format!(
+        "http://{service}-service-{ordinal}.{}.{}.svc:{PUBLIC_PORT}",
+        pods_service(service),
+        namespace(cell)
+    )
+}
 
 pub(super) fn deployment(cell: &Cell, images: &Images, service: &str) -> Value {
     let mut deployment = running_deployment(cell, images, service);
@@ -16,6 +45,24 @@ pub(super) fn deployment(cell: &Cell, images: &Images, service: &str) -> Value {
 }
 
 pub(super) fn running_deployment(cell: &Cell, images: &Images, service: &str) -> Value {
+    let mut workload = pod_workload(cell, images, service);
+    if workload_kind(service) == "StatefulSet" {
+        workload["kind"] = json!("StatefulSet");
+        let spec = &mut workload["spec"];
+        if let Some(spec) = spec.as_object_mut() {
+            spec.remove("strategy");
+        }
+        // Pods start one after another and stop from the highest ordinal, so the ready pods
+        // are (nearly always) ordinals 0..readyReplicas — what the route lists. A rolling
+        // update replaces one pod at a time: its rooms move to the others and come back.
+        spec["serviceName"] = json!(pods_service(service));
+        spec["podManagementPolicy"] = json!("OrderedReady");
+        spec["updateStrategy"] = json!({ "type": "RollingUpdate" });
+    }
+    workload
+}
+
+fn pod_workload(cell: &Cell, images: &Images, service: &str) -> Value {
     let (req_cpu, req_mem, lim_cpu, lim_mem) = resources(cell.spec.tier, service);
     let pod_labels = with_service(labels(cell), service);
     let probe = |path: &str, period: u32| {
@@ -37,7 +84,7 @@ pub(super) fn running_deployment(cell: &Cell, images: &Images, service: &str) ->
         // No `replicas` while running: the HorizontalPodAutoscaler owns it.
         "spec": {
             "selector": { "matchLabels": { SERVICE_LABEL: service, CELL_LABEL: cell.spec.cell_id } },
-            "strategy": strategy(service),
+            "strategy": strategy(),
             "template": {
                 "metadata": { "labels": pod_labels },
                 "spec": {
@@ -103,6 +150,25 @@ pub(super) fn running_deployment(cell: &Cell, images: &Images, service: &str) ->
     })
 }
 
+/// The headless Service that gives each dojo pod its DNS name (ready pods only).
+pub(super) fn pods_headless(cell: &Cell, service: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": pods_service(service),
+            "namespace": namespace(cell),
+            "labels": with_service(labels(cell), service),
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": false,
+            "selector": { SERVICE_LABEL: service, CELL_LABEL: cell.spec.cell_id },
+            "ports": [{ "name": "public", "port": PUBLIC_PORT, "targetPort": "public", "protocol": "TCP" }],
+        },
+    })
+}
+
 pub(super) fn k8s_service(cell: &Cell, service: &str) -> Value {
     json!({
         "apiVersion": "v1",
@@ -123,15 +189,9 @@ pub(super) fn k8s_service(cell: &Cell, service: &str) -> Value {
     })
 }
 
-/// Rolling updates that never dip below the wanted replicas; dojo instead stops its one pod
-/// before starting the next, because a surge pod would hold a second copy of the same rooms
-/// (clients reconnect and resync from the persisted state).
-pub(super) fn strategy(service: &str) -> Value {
-    if service == "dojo" {
-        json!({ "type": "Recreate" })
-    } else {
-        json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } })
-    }
+/// Rolling updates that never dip below the wanted replicas (dojo's StatefulSet has its own).
+pub(super) fn strategy() -> Value {
+    json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": 0, "maxSurge": 1 } })
 }
 
 pub(super) fn pdb(cell: &Cell, service: &str) -> Value {
@@ -168,7 +228,7 @@ pub(super) fn hpa(cell: &Cell, service: &str) -> Value {
             "labels": with_service(labels(cell), service),
         },
         "spec": {
-            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": format!("{service}-service") },
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": workload_kind(service), "name": format!("{service}-service") },
             "minReplicas": min,
             "maxReplicas": max,
             "metrics": [{

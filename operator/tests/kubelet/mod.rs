@@ -462,7 +462,12 @@ impl Kubelet {
     fn wait_ready(&mut self, name: &str, c: &Value, own: &HashMap<u16, u16>, log: &Path) {
         let probe = &c["readinessProbe"]["httpGet"];
         assert!(probe.is_object(), "{name}: no HTTP readiness probe");
-        let workload = self.workload("Deployment", name).clone();
+        let workload = self
+            .objects
+            .iter()
+            .find(|o| is_workload(o) && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} rendered"))
+            .clone();
         let port = container_port(&workload, &probe["port"]).expect("probe port");
         let url = format!("http://127.0.0.1:{}{}", own[&port], str_of(&probe["path"]));
         let deadline = Instant::now() + Duration::from_secs(60);

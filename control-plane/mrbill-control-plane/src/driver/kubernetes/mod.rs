@@ -294,7 +294,7 @@ impl CellDriver for KubeDriver {
     fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<Endpoints>> {
         Box::pin(async move {
             let status = self.ready(work.placement, &work.spec.cell_id).await?;
-            Ok(route_urls(&status).into())
+            Ok(route_urls(&status))
         })
     }
 
@@ -346,7 +346,7 @@ impl CellDriver for KubeDriver {
                 Phase::Ready | Phase::Degraded | Phase::Suspended
             );
             Ok(Some(Observation {
-                serving: (reported.phase == Phase::Ready).then(|| route_urls(&reported).into()),
+                serving: (reported.phase == Phase::Ready).then(|| route_urls(&reported)),
                 phase: settled.then_some(reported.phase),
                 services: Some(reported.endpoints.services),
                 conditions: reported.conditions,
@@ -372,12 +372,16 @@ impl CellDriver for KubeDriver {
     }
 }
 
-/// The route's service URLs from a Cell's status (cluster DNS names the operator reports).
-fn route_urls(status: &CellStatus) -> ServiceUrls {
-    status
-        .endpoints
-        .services
-        .iter()
-        .filter_map(|(name, url)| Some((Service::parse(name)?, url.clone())))
-        .collect()
+/// The route's endpoints from a Cell's status (cluster DNS names the operator reports): one
+/// URL per service, and each pod of the services pinned per pod (dojo).
+fn route_urls(status: &CellStatus) -> Endpoints {
+    Endpoints {
+        services: status
+            .endpoints
+            .services
+            .iter()
+            .filter_map(|(name, url)| Some((Service::parse(name)?, url.clone())))
+            .collect::<ServiceUrls>(),
+        replicas: status.endpoints.replicas.clone().into(),
+    }
 }
