@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use e2e_tests::platform::{Platform, wait_until};
 use serde_json::json;
+use test_support::live::Live;
 
 /// Running processes of `binary` for `cell`.
 fn processes(cell: &str, binary: &str) -> usize {
@@ -36,7 +37,7 @@ async fn a_cell_scales_out_and_in_and_every_replica_serves() {
         "{}",
         too_many.stderr
     );
-    let dojo = platform.mrbill(&["cell", "scale", "acme", "--service", "dojo=2"]);
+    let dojo = platform.mrbill(&["cell", "scale", "acme", "--service", "dojo=3"]);
     dojo.assert_failure(5, "validation_failed");
     // The database: a class of the tier's, storage that only grows up to the tier's maximum.
     for (args, said) in [
@@ -141,5 +142,128 @@ async fn a_cell_scales_out_and_in_and_every_replica_serves() {
     assert_eq!(processes(&cell, "media-service"), 2, "media keeps its two");
     for _ in 0..6 {
         assert_eq!(api.get_ok("/v1/pocs?tags=scaled").await["total"], 6);
+    }
+}
+
+/// One dojo's two collaborators through the router, with the dojo's live URL.
+struct Session {
+    url: String,
+    clients: [Live; 2],
+}
+
+impl Session {
+    /// Each client edits once more (reconnecting first, with its document, when its room moved
+    /// and the router dropped it); returns how many had to reconnect.
+    async fn edit(&mut self, round: usize) -> usize {
+        let mut reconnected = 0;
+        for (who, live) in self.clients.iter_mut().enumerate() {
+            live.pump(Duration::from_millis(20)).await;
+            if live.got.closed.is_some() {
+                reconnected += 1;
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                loop {
+                    live.reconnect(&self.url, None).await;
+                    live.pump(Duration::from_millis(300)).await;
+                    if live.got.closed.is_none() && !live.got.room.is_empty() {
+                        break;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "the room came back");
+                }
+            }
+            live.insert(0, &format!("[{who}.{round}]")).await;
+        }
+        reconnected
+    }
+
+    /// Both clients hold every edit of every round, and the same text.
+    async fn converged(&mut self, rounds: usize) {
+        let want = |l: &Live| {
+            (0..rounds).all(|r| (0..2).all(|w| l.code().contains(&format!("[{w}.{r}]"))))
+        };
+        for live in &mut self.clients {
+            live.until("every edit of both clients", want).await;
+        }
+        assert_eq!(self.clients[0].code(), self.clients[1].code());
+        // And the cell holds it: a newcomer gets the same text from the room.
+        let expected = self.clients[0].code();
+        let mut newcomer = Live::connect(&self.url, None).await;
+        newcomer
+            .until("a newcomer's sync", |l| l.code() == expected)
+            .await;
+    }
+}
+
+/// `--service dojo=2` and back with collaborators editing: the route lists both replicas,
+/// rooms spread over them, the router moves the sockets of rooms that changed replica, the new
+/// replica takes those rooms over, and every client ends with every edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dojo_rooms_survive_a_change_of_the_dojo_replicas() {
+    let platform = Platform::up();
+    let tenant = platform.create_tenant("acme");
+    let cell = tenant["cell"]["cell_id"].as_str().expect("cell").to_owned();
+    let token = platform.admin_token(&tenant).await;
+    let api = platform.api("acme").with_token(&token);
+    let ws = platform.router_url().replacen("http", "ws", 1);
+    let mut sessions = Vec::new();
+    // Enough dojos that some land on the new replica (each does with probability ½).
+    for n in 0..12 {
+        let dojo = api
+            .post(
+                "/v1/dojos",
+                &json!({ "name": format!("kata {n}"), "language": "rust", "initial_code": "" }),
+            )
+            .await
+            .assert_status(201)["id"]
+            .as_str()
+            .expect("dojo id")
+            .to_owned();
+        let url = format!("{ws}/t/acme/v1/dojos/{dojo}/live?token={token}&acks=true");
+        let clients = [
+            Live::connect(&url, None).await,
+            Live::connect(&url, None).await,
+        ];
+        sessions.push(Session { url, clients });
+    }
+    let mut rounds = 0;
+    for session in &mut sessions {
+        assert_eq!(session.edit(rounds).await, 0);
+    }
+    rounds += 1;
+
+    let out = platform.mrbill(&["cell", "scale", "acme", "--service", "dojo=2", "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(processes(&cell, "dojo-service"), 2);
+    let mut moved = 0;
+    for round in rounds..rounds + 2 {
+        for session in &mut sessions {
+            moved += session.edit(round).await;
+        }
+    }
+    rounds += 2;
+    for session in &mut sessions {
+        session.converged(rounds).await;
+    }
+    eprintln!("{moved} clients followed their room to the new replica");
+    assert!(moved > 0, "no room moved to the new replica");
+    let logs = platform.cell_dir(&cell).join("logs");
+    let second = std::fs::read_to_string(logs.join("dojo-2.log")).expect("log");
+    assert!(second.contains("/live"), "the new replica served no socket");
+
+    // And back to one: the second replica leaves the route and stops; its rooms come home.
+    let out = platform.mrbill(&["cell", "scale", "acme", "--service", "dojo=1", "-o", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_until(
+        Duration::from_secs(30),
+        "the second dojo replica to stop",
+        || processes(&cell, "dojo-service") == 1,
+    );
+    for round in rounds..rounds + 2 {
+        for session in &mut sessions {
+            session.edit(round).await;
+        }
+    }
+    rounds += 2;
+    for session in &mut sessions {
+        session.converged(rounds).await;
     }
 }
