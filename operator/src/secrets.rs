@@ -69,18 +69,7 @@ pub fn password_of(url: &str) -> Option<&str> {
 /// copies them) instead of generating its own — keys, key id, service token, URL-signing key,
 /// and (in-cluster) the services' database passwords.
 pub fn identity_names(cell: &Cell) -> Vec<String> {
-    let mut names = vec![
-        JWT_SECRET.to_owned(),
-        SERVICE_TOKEN_SECRET.to_owned(),
-        MEDIA_URL_KEY_SECRET.to_owned(),
-    ];
-    if cell.spec.database.engine == DatabaseEngine::InCluster {
-        for service in Service::ALL.map(Service::name) {
-            names.push(database_secret(service));
-            names.push(role_secret(service));
-        }
-    }
-    names
+    cell_model::identity::names(cell.spec.database.engine)
 }
 
 /// A migration source's replication credentials and its Postgres CA (`ca`), which the

@@ -141,9 +141,18 @@ fn the_operator_may_touch_exactly_what_it_manages() {
     let named = identity["rules"][0]["resourceNames"]
         .as_array()
         .expect("by name");
-    assert!(
-        named.contains(&serde_json::json!("cell-jwt"))
-            && !named.contains(&serde_json::json!("postgres-tls"))
+    let mut expected = cell_model::identity::names(cell_model::DatabaseEngine::InCluster);
+    expected.extend([
+        cell_model::identity::MIGRATOR.to_owned(),
+        cell_model::identity::MIGRATION_SOURCE.to_owned(),
+    ]);
+    assert_eq!(
+        named,
+        &expected
+            .into_iter()
+            .map(serde_json::Value::from)
+            .collect::<Vec<_>>(),
+        "exactly the identity Secrets (never postgres-tls or the superuser's)"
     );
     for binding in find(&objects, "ClusterRoleBinding") {
         for unbound in [

@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod contract;
+pub mod identity;
 pub mod local;
 pub mod route_feed;
 mod tier;

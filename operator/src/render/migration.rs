@@ -27,9 +27,9 @@ pub const MOVE_PUBLICATION: &str = "mrbill_move";
 pub const MIGRATOR_ROLE: &str = "migrator";
 /// On the source: the migrator's credentials (`username`, `password`) and the source's
 /// Postgres CA (`ca.crt`). Generated once by the operator.
-pub const MIGRATOR_SECRET: &str = "migrator-role";
+pub const MIGRATOR_SECRET: &str = cell_model::identity::MIGRATOR;
 /// On the target: a copy of the source's [`MIGRATOR_SECRET`] (the control plane copies it).
-pub const MIGRATION_SOURCE_SECRET: &str = "migration-source";
+pub const MIGRATION_SOURCE_SECRET: &str = cell_model::identity::MIGRATION_SOURCE;
 /// The external cluster the target's subscriptions and schema Jobs connect to.
 pub const SOURCE_CLUSTER: &str = "source";
 /// A target's condition: every schema Job succeeded (the Subscriptions may be made).

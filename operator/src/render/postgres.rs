@@ -35,7 +35,7 @@ pub const CNPG_STATUS_PORT: u16 = 8000;
 
 /// `<service>-role`: the managed role's credentials (`username`, `password`).
 pub fn role_secret(service: &str) -> String {
-    format!("{service}-role")
+    cell_model::identity::role(service)
 }
 
 /// The `Database` resource of a service.

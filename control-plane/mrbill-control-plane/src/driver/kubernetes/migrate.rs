@@ -21,28 +21,15 @@
 //! The control plane copies Secrets by name only, never generates or reads other ones.
 
 use cell_model::move_conditions::{CAUGHT_UP, FENCED, IN_SYNC, PUBLISHED, REPLICATING, VERIFIED};
-use cell_model::{CellMigration, MigrationPhase, MigrationRole};
+use cell_model::{CellMigration, MigrationPhase, MigrationRole, identity};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
 
 use super::KubeDriver;
 use crate::driver::{Move, Step};
 
-/// The cell's identity (what the operator would otherwise generate): keys, key id, service
-/// token, URL-signing key, and the services' database credentials (in-cluster).
-const IDENTITY: [&str; 9] = [
-    "cell-jwt",
-    "cell-service-token",
-    "media-url-key",
-    "poc-database",
-    "poc-role",
-    "dojo-database",
-    "dojo-role",
-    "media-database",
-    "media-role",
-];
 /// The source's replication credentials and CA, and their name on the target.
-const MIGRATOR: (&str, &str) = ("migrator-role", "migration-source");
+const MIGRATOR: (&str, &str) = (identity::MIGRATOR, identity::MIGRATION_SOURCE);
 
 impl KubeDriver {
     pub(super) async fn migrate_step(&self, mv: Move<'_>, step: Step) -> anyhow::Result<()> {
@@ -69,8 +56,9 @@ impl KubeDriver {
                 );
                 let m = target(MigrationPhase::Provision);
                 self.apply(b, mv.spec, false, Some(m)).await?;
-                for name in IDENTITY {
-                    self.copy_secret(&namespace, (a, name), (b, name)).await?;
+                // The cell's identity (what the operator would otherwise generate).
+                for name in identity::names(mv.spec.database.engine) {
+                    self.copy_secret(&namespace, (a, &name), (b, &name)).await?;
                 }
                 self.condition(b, id, "DatabaseReady").await.map(drop)
             }
