@@ -291,13 +291,14 @@ async fn set_cordoned(
     placement_view(ctx, name).await.map(ApiJson)
 }
 
-/// `202` with the tenant once the scale operation is queued.
+/// `202` with the tenant once the scale operation is queued; `200` when the tenant is suspended
+/// (recorded: its resume starts what was asked).
 async fn scale_tenant(
     State(ctx): State<Arc<Ctx>>,
     ApiPath(slug): ApiPath<String>,
     ApiJson(req): ApiJson<ScaleTenant>,
 ) -> Result<Response, ApiError> {
-    tenants::scale(&ctx, &slug, &req).await.map_err(|e| {
+    let scaled = tenants::scale(&ctx, &slug, &req).await.map_err(|e| {
         let message = e.to_string();
         match e {
             ScaleError::NotFound(_) => ApiError::new(ErrorCode::TenantNotFound, message),
@@ -311,7 +312,11 @@ async fn scale_tenant(
     })?;
     let mut conn = ctx.pool.acquire().await?;
     let view = tenant_view(&ctx, &mut conn, &slug).await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
+    let status = match scaled {
+        tenants::Scaled::Started => StatusCode::ACCEPTED,
+        tenants::Scaled::Recorded => StatusCode::OK,
+    };
+    Ok((status, ApiJson(view)).into_response())
 }
 
 /// `202` with the plan of the migration it started; `200` with the plan for a dry run.

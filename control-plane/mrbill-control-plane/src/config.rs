@@ -72,6 +72,10 @@ pub struct Config {
     /// How long a migration's source is kept, stopped, after the switch before it is backed
     /// up and removed (`MRBILL_MIGRATE_GRACE_SECS`, default 600).
     pub migrate_grace: Duration,
+    /// How long a scale that takes replicas out of the route waits before stopping them, so
+    /// every router has the new route and what it sent them finishes
+    /// (`MRBILL_ROUTE_DRAIN_MS`, default 1000; Kubernetes pods wait in a preStop sleep instead).
+    pub route_drain: Duration,
 }
 
 impl Config {
@@ -127,6 +131,7 @@ impl Config {
                 optional("MRBILL_MIGRATE_GRACE_SECS")?
                     .unwrap_or(crate::migrate::DEFAULT_GRACE.as_secs()),
             ),
+            route_drain: Duration::from_millis(optional("MRBILL_ROUTE_DRAIN_MS")?.unwrap_or(1000)),
         })
     }
 

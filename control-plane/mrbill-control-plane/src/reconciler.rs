@@ -225,14 +225,22 @@ fn run_step<'a>(
             (Step::Route, Op::Delete) => Ok(ctx.hub.remove(&ctx.pool, tenant).await?),
             (Step::Route, Op::Provision | Op::Resume | Op::Scale) => {
                 let urls = ctx.driver.service_urls(Work::new(spec, placement)).await?;
+                let mut dropped = false;
                 ctx.hub
                     .update(&ctx.pool, tenant, |route| {
+                        let before = route_urls(route);
                         urls.apply_to(route);
+                        dropped = !before.is_subset(&route_urls(route));
                         if op == Op::Resume {
                             route.state = RouteState::Active;
                         }
                     })
                     .await?;
+                // Instances that left the route stop in the next step: first let every router
+                // take the new route and finish what it already sent them.
+                if dropped && op == Op::Scale {
+                    tokio::time::sleep(ctx.config.route_drain).await;
+                }
                 Ok(())
             }
             (Step::Catalog, _) => {
@@ -275,6 +283,20 @@ async fn watch(ctx: &Ctx, cell: &CellRow) -> anyhow::Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// Every service URL a route sends requests to.
+fn route_urls(route: &cell_model::route_feed::RouteEntry) -> std::collections::BTreeSet<String> {
+    let replicas = route
+        .replicas
+        .iter()
+        .flat_map(|(_, urls)| urls.iter().cloned());
+    route
+        .services
+        .iter()
+        .map(|(_, url)| url.to_owned())
+        .chain(replicas)
+        .collect()
 }
 
 /// Folds what a driver observed into a recorded status.

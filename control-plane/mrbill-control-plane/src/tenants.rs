@@ -102,13 +102,22 @@ pub enum ScaleError {
     Db(#[from] sqlx::Error),
 }
 
+/// What a scale did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scaled {
+    /// The scale operation runs.
+    Started,
+    /// The tenant is suspended: the sizes are recorded and take effect when it resumes.
+    Recorded,
+}
+
 /// Records the replicas a tenant's cell should run (within its tier's bounds) and starts the
-/// scale operation.
+/// scale operation (a suspended tenant's resume applies them instead).
 pub async fn scale(
     ctx: &Ctx,
     slug: &str,
     req: &wire_types::admin::ScaleTenant,
-) -> Result<(), ScaleError> {
+) -> Result<Scaled, ScaleError> {
     use cell_model::contract::Service;
     let mut tx = ctx.pool.begin().await?;
     let not_found = || ScaleError::NotFound(slug.to_owned());
@@ -181,18 +190,24 @@ pub async fn scale(
     if !errors.is_empty() {
         return Err(ScaleError::Bounds(errors));
     }
-    if tenant.state() != TenantState::Active {
-        return Err(ScaleError::NotActive(tenant.state()));
+    let state = tenant.state();
+    if !matches!(state, TenantState::Active | TenantState::Suspended) {
+        return Err(ScaleError::NotActive(state));
     }
     if let Some(op) = cell.op() {
         return Err(ScaleError::Busy(op));
     }
     catalog::set_spec(&mut tx, &cell.cell_id, &spec).await?;
+    if state == TenantState::Suspended {
+        tx.commit().await?;
+        tracing::info!(tenant = %slug, replicas = ?spec.replicas, database = ?spec.database, "scale recorded for the resume");
+        return Ok(Scaled::Recorded);
+    }
     catalog::start_op(&mut tx, &cell.cell_id, Op::Scale).await?;
     tx.commit().await?;
     ctx.wake.notify_one();
     tracing::info!(tenant = %slug, replicas = ?spec.replicas, database = ?spec.database, "scale requested");
-    Ok(())
+    Ok(Scaled::Started)
 }
 
 /// Why a state change was refused.

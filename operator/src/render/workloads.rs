@@ -12,6 +12,11 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// How long a stopping pod keeps serving before SIGTERM: endpoint removal reaches kube-proxy
+/// and the ingress in a few seconds; a route without the pod reaches the routers through the
+/// operator's status and the control plane's watch.
+const PRE_STOP_SECS: u32 = 10;
+
 /// The kind of `service`'s workload: a StatefulSet for dojo (pods routers can name), else a
 /// Deployment.
 pub fn workload_kind(service: &str) -> &'static str {
@@ -88,6 +93,7 @@ fn pod_workload(cell: &Cell, images: &Images, service: &str) -> Value {
             "template": {
                 "metadata": { "labels": pod_labels },
                 "spec": {
+                    "terminationGracePeriodSeconds": PRE_STOP_SECS + 30,
                     "serviceAccountName": "cell",
                     "automountServiceAccountToken": false,
                     "enableServiceLinks": false,
@@ -123,6 +129,10 @@ fn pod_workload(cell: &Cell, images: &Images, service: &str) -> Value {
                         "env": env(cell, images, service),
                         "readinessProbe": probe("/readyz", 5),
                         "livenessProbe": probe("/healthz", 10),
+                        // A pod on its way out stays up while Services, the ingress and the
+                        // routers' routes drop it, and only then gets SIGTERM (in-flight
+                        // requests finish; dojo's sockets close with 1012).
+                        "lifecycle": { "preStop": { "sleep": { "seconds": PRE_STOP_SECS } } },
                         "startupProbe": { "httpGet": { "path": "/healthz", "port": "public" }, "periodSeconds": 2, "failureThreshold": 30 },
                         "resources": {
                             "requests": { "cpu": req_cpu, "memory": req_mem },

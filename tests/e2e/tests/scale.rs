@@ -131,18 +131,100 @@ async fn a_cell_scales_out_and_in_and_every_replica_serves() {
         );
     }
 
-    // And back in: the second replica leaves the route, then stops; requests keep working.
-    let back = platform.mrbill(&["cell", "scale", "acme", "--service", "poc=1", "-o", "json"]);
-    assert_eq!(back.code, 0, "{}", back.stderr);
-    wait_until(
-        Duration::from_secs(30),
-        "the second poc replica to stop",
-        || processes(&cell, "poc-service") == 1,
+    // And back in, under load: the second replica leaves the route, the routers drain it, then
+    // it stops; not one request fails on the way.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Eight clients at once, so requests are in flight whenever the replica leaves.
+    let loads: Vec<_> = (0..8)
+        .map(|client| tokio::spawn(load(api.clone(), stop.clone(), client)))
+        .collect();
+    tokio::task::block_in_place(|| {
+        let back = platform.mrbill(&["cell", "scale", "acme", "--service", "poc=1", "-o", "json"]);
+        assert_eq!(back.code, 0, "{}", back.stderr);
+        wait_until(
+            Duration::from_secs(30),
+            "the second poc replica to stop",
+            || processes(&cell, "poc-service") == 1,
+        );
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut served, mut failed) = (0, Vec::new());
+    for load in loads {
+        let (ok, bad) = load.await.expect("load");
+        served += ok;
+        failed.extend(bad);
+    }
+    eprintln!(
+        "{served} requests served while scaling in, {} failed",
+        failed.len()
     );
+    assert!(
+        failed.is_empty(),
+        "requests failed while scaling in: {failed:?}"
+    );
+    assert!(served > 10, "the load ran: {served}");
     assert_eq!(processes(&cell, "media-service"), 2, "media keeps its two");
     for _ in 0..6 {
         assert_eq!(api.get_ok("/v1/pocs?tags=scaled").await["total"], 6);
     }
+
+    // A suspended tenant's sizes are recorded and its resume applies them.
+    platform
+        .mrbill(&["tenant", "suspend", "acme", "-o", "json"])
+        .json();
+    let recorded = platform.mrbill(&[
+        "cell",
+        "scale",
+        "acme",
+        "--service",
+        "poc=2",
+        "--service",
+        "media=1",
+        "-o",
+        "json",
+    ]);
+    let spec = &recorded.json()["cell"]["spec"]["replicas"];
+    assert_eq!(
+        (spec["poc"].as_u64(), spec["media"].as_u64()),
+        (Some(2), Some(1)),
+        "{spec}"
+    );
+    assert_eq!(
+        processes(&cell, "poc-service"),
+        0,
+        "nothing runs while suspended"
+    );
+    platform
+        .mrbill(&["tenant", "resume", "acme", "-o", "json"])
+        .json();
+    assert_eq!(processes(&cell, "poc-service"), 2);
+    assert_eq!(processes(&cell, "media-service"), 1);
+    assert_eq!(api.get_ok("/v1/pocs?tags=scaled").await["total"], 6);
+}
+
+/// Creates and lists PoCs through the router until `stop`; what was served, what failed.
+async fn load(
+    api: test_support::ApiClient,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client: u32,
+) -> (u32, Vec<String>) {
+    let (mut served, mut failed) = (0, Vec::new());
+    let mut n = client * 1_000_000;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let res = if !n.is_multiple_of(4) {
+            api.get("/v1/users/me").await
+        } else {
+            let body = json!({ "name": format!("load {n}"), "description": "", "language": "rust",
+                "tags": ["load"], "repository_url": format!("https://github.com/acme/load-{n}") });
+            api.post("/v1/pocs", &body).await
+        };
+        match res.status.is_success() {
+            true => served += 1,
+            false => failed.push(format!("{} {}", res.status, res.text)),
+        }
+    }
+    (served, failed)
 }
 
 /// One dojo's two collaborators through the router, with the dojo's live URL.

@@ -35,7 +35,9 @@ impl CellDriver for LocalDriver {
         match op {
             Op::Provision => PROVISION,
             Op::Suspend => &[Step::Route, Step::Services],
-            Op::Resume => &[Step::Services, Step::Route],
+            // Sizes recorded while suspended apply: instances beyond them go first (nothing is
+            // routed to a suspended cell), the missing ones start with the rest.
+            Op::Resume => &[Step::Prune, Step::Services, Step::Route],
             Op::Delete => &[
                 Step::Route,
                 Step::Backup,
@@ -57,12 +59,10 @@ impl CellDriver for LocalDriver {
                 (Op::Provision, Step::Cluster) => self.init_cluster(dir).await,
                 (Op::Provision, Step::Supervisor) => self.ensure_supervisor(dir).await,
                 (Op::Provision, Step::Databases) => self.ensure_databases(dir).await,
-                (Op::Provision | Op::Resume, Step::Services) => {
-                    self.set_services(dir, true).await.map(drop)
-                }
+                (Op::Provision, Step::Services) => self.set_services(dir, true).await.map(drop),
                 (Op::Suspend, Step::Services) => self.set_services(dir, false).await.map(drop),
-                (Op::Scale, Step::Services) => self.scale_up(work.spec, dir).await,
-                (Op::Scale, Step::Prune) => self.prune(work.spec, dir).await,
+                (Op::Scale | Op::Resume, Step::Services) => self.scale_up(work.spec, dir).await,
+                (Op::Scale | Op::Resume, Step::Prune) => self.prune(work.spec, dir).await,
                 (Op::Delete, Step::Backup) => {
                     let dest = work.backup.context("the tenant has no backup path")?;
                     self.backup(dir, &work.spec.tenant, dest).await
