@@ -149,8 +149,32 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// A free loopback TCP port (racy by nature; `start` retries on a clash).
+/// A free loopback TCP port (racy by nature: it is free now; `start` retries on a clash).
+///
+/// Picked below the kernel's ephemeral range (32768–60999 here), which outgoing connections
+/// draw their local ports from: a port handed out from inside that range can be taken by any
+/// connection (an HTTP client's, a pool's) before the server meant for it binds. Each process
+/// draws from its own window of that space (by pid), in order from a per-process start, so
+/// processes running side by side (test binaries) rarely meet either.
 pub fn free_port() -> anyhow::Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const BASE: u32 = 20_000;
+    const WINDOWS: u32 = 48;
+    const WIDTH: u32 = 250;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let pid = std::process::id();
+    let window = BASE + (pid % WINDOWS) * WIDTH;
+    // A start inside the window that differs between processes sharing it.
+    let start = (pid / WINDOWS).wrapping_mul(97) % WIDTH;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..WIDTH {
+        let port = window + NEXT.fetch_add(1, Ordering::Relaxed) % WIDTH;
+        let port = u16::try_from(port).expect("below 32768");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    // Every port of the window is taken: let the kernel choose.
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
