@@ -1,6 +1,7 @@
 //! TLS for a cell's in-cluster Postgres: a certificate authority of the cell's own that signs
 //! exactly one certificate — its Postgres server's, for the names of the cell's CNPG Services
-//! (`postgres-rw`, `-ro`, `-r`) — and whose key is dropped right after. The services connect with
+//! (`postgres-rw`, `-ro`, `-r`) and the name another cluster reaches its primary by when the
+//! cell moves ([`CLUSTERSET_DOMAIN`]) — and whose key is dropped right after. The services connect with
 //! `sslmode=verify-full` and trust only that CA: a certificate of another cell's Postgres (or
 //! any other certificate) does not verify, and nothing else can ever be signed by it.
 //!
@@ -12,6 +13,11 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use secrecy::SecretString;
+
+/// The domain under which Kubernetes Multi-Cluster Services exports a Service to the other
+/// clusters: a moving cell's target reaches the source's primary as
+/// `postgres-rw.<namespace>.svc.clusterset.local` (the control plane's default source host).
+pub const CLUSTERSET_DOMAIN: &str = "svc.clusterset.local";
 
 /// How long the CA and the server certificate are valid.
 const VALID_DAYS: i64 = 3650;
@@ -54,6 +60,10 @@ pub fn postgres(cell_id: &str, namespace: &str) -> Result<PostgresTls, rcgen::Er
                 svc,
             ]
         })
+        .chain([format!(
+            "{}.{namespace}.{CLUSTERSET_DOMAIN}",
+            crate::render::POSTGRES_RW_SERVICE
+        )])
         .collect::<Vec<_>>();
     let mut server = CertificateParams::new(names)?;
     server.distinguished_name.push(

@@ -207,14 +207,14 @@ pub(super) fn objects(cell: &Cell) -> Vec<Value> {
 }
 
 /// The shell of a schema Job: skip when the schema is there, else the source's schema
-/// (no owners, no grants) restored as the service's role, all or nothing.
+/// (no owners, no grants) restored as the service's role, all or nothing; the source verified
+/// by its CA and its cross-cluster name (see `crate::tls`).
 const SCHEMA_SCRIPT: &str = r#"set -eu
 target="$(cat /var/run/secrets/mrbill/database-url)"
 if [ "$(psql -tAX "$target" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" != 0 ]; then
   echo "the schema is already here"; exit 0
 fi
-PGPASSWORD="$(cat $SOURCE_DIR/password)" pg_dump --schema-only --no-owner --no-privileges \
-  "host=$SOURCE_HOST port=5432 dbname=$DATABASE user=migrator sslmode=verify-full sslrootcert=$SOURCE_DIR/ca.crt" \
+PGPASSWORD="$(cat $SOURCE_DIR/password)" pg_dump --schema-only --no-owner --no-privileges "$SOURCE_URL" \
   | psql -v ON_ERROR_STOP=1 -X --single-transaction -q "$target"
 "#;
 
@@ -253,8 +253,10 @@ pub(super) fn schema_job(cell: &Cell, service: &str) -> Value {
                         "image": POSTGRES_IMAGE,
                         "command": ["/bin/sh", "-c", SCHEMA_SCRIPT.replace("$SOURCE_DIR", SOURCE_DIR)],
                         "env": [
-                            { "name": "SOURCE_HOST", "value": source_host(cell) },
-                            { "name": "DATABASE", "value": service },
+                            { "name": "SOURCE_URL", "value": format!(
+                                "postgresql://{MIGRATOR_ROLE}@{}:{POSTGRES_PORT}/{service}?sslmode=verify-full&sslrootcert={SOURCE_DIR}/ca.crt",
+                                source_host(cell)
+                            ) },
                             { "name": "PGSSLMODE", "value": "verify-full" },
                             { "name": "PGSSLROOTCERT", "value": format!("{SECRETS_DIR}/postgres-ca.crt") },
                         ],

@@ -120,13 +120,28 @@ impl Kubelet {
             ));
         };
         database(&mut sql, str_of(&initdb["database"]), &owner);
-        for r in spec["managed"]["roles"].as_array().into_iter().flatten() {
+        let managed: Vec<&Value> = spec["managed"]["roles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
+        for r in &managed {
             assert_ne!(r["login"], false, "{r}: a service's role logs in");
-            role(
-                &mut sql,
-                str_of(&r["name"]),
-                str_of(&r["passwordSecret"]["name"]),
-            );
+            let name = str_of(&r["name"]);
+            role(&mut sql, name, str_of(&r["passwordSecret"]["name"]));
+            if r["replication"] == true {
+                sql.push_str(&format!("ALTER ROLE \"{name}\" REPLICATION;\n"));
+            }
+        }
+        // Memberships once every role exists (a move's migrator is in each service's role).
+        for r in &managed {
+            for member_of in r["inRoles"].as_array().into_iter().flatten() {
+                sql.push_str(&format!(
+                    "GRANT \"{}\" TO \"{}\";\n",
+                    str_of(member_of),
+                    str_of(&r["name"])
+                ));
+            }
         }
         let databases: Vec<Value> = self
             .objects

@@ -116,6 +116,19 @@ impl Kubelet {
         }
     }
 
+    /// The local port behind `service`'s `port`.
+    pub fn port(&self, service: &str, port: u16) -> u16 {
+        self.services[service][&port]
+    }
+
+    /// Makes `host:port` (a server outside this namespace, e.g. another cluster's) reach
+    /// `127.0.0.1:local`, as the network would.
+    pub fn with_external(mut self, host: &str, port: u16, local: u16) -> Self {
+        self.services
+            .insert(host.to_owned(), HashMap::from([(port, local)]));
+        self
+    }
+
     /// Gives pods that mount a service account token this API server (a kubeconfig).
     pub fn with_api_server(mut self, kubeconfig: &str) -> Self {
         let path = self.root.join("kubeconfig");
@@ -290,8 +303,11 @@ impl Kubelet {
                         .collect()
                 })
             };
+            let image = Image::unpack(reference, &self.root.join("images"));
+            if let Some(path) = &image.path_env {
+                env.push(("PATH".into(), path.clone()));
+            }
             let argv = {
-                let image = Image::unpack(reference, &self.root.join("images"));
                 let mut argv = strings(&c["command"]).unwrap_or(image.entrypoint.clone());
                 argv.extend(strings(&c["args"]).unwrap_or(image.cmd.clone()));
                 argv[0] = image.path(&argv[0]);
@@ -511,10 +527,23 @@ struct Image {
     root: PathBuf,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
+    /// The image's own `PATH`, when it differs from this machine's.
+    path_env: Option<String>,
 }
 
 impl Image {
     fn unpack(reference: &str, images: &Path) -> Self {
+        // CloudNativePG's Postgres image (a move's schema Job runs its shell, pg_dump and
+        // psql): this machine's Postgres client and shell.
+        if reference.starts_with("ghcr.io/cloudnative-pg/postgresql:") {
+            let bin = pg_cluster::bin_dir().expect("postgres installed");
+            return Self {
+                root: PathBuf::from("/"),
+                entrypoint: Vec::new(),
+                cmd: Vec::new(),
+                path_env: Some(format!("{}:/usr/bin:/bin", bin.display())),
+            };
+        }
         let name = reference
             .rsplit('/')
             .next()
@@ -561,6 +590,7 @@ impl Image {
             root,
             entrypoint: json_line("ENTRYPOINT "),
             cmd: json_line("CMD "),
+            path_env: None,
         };
         let entry = image
             .entrypoint
@@ -595,13 +625,38 @@ fn mode(v: &Value) -> Option<u32> {
 }
 
 /// `value` with a container path under a mount made this machine's.
+/// Also inside longer strings (a shell script's file names, a URL's `sslrootcert=`): a path
+/// under a mount is wherever it appears.
 fn local_path(value: &str, mounts: &[(String, PathBuf)]) -> String {
     for (mount, local) in mounts {
-        if value == mount || value.starts_with(&format!("{mount}/")) {
-            return format!("{}{}", local.display(), &value[mount.len()..]);
+        if value == mount {
+            return local.display().to_string();
         }
     }
-    value.to_owned()
+    // Longest mounts first, so a mount inside another maps to its own directory; one pass, so
+    // a replacement is never replaced again.
+    let mut sorted: Vec<&(String, PathBuf)> = mounts.iter().collect();
+    sorted.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    let mut previous: Option<char> = None;
+    'scan: while let Some(c) = rest.chars().next() {
+        // A path starts at the beginning or after something that is not part of a name.
+        if previous.is_none_or(|p| !(p.is_alphanumeric() || "/._-".contains(p))) {
+            for (mount, local) in &sorted {
+                if rest.starts_with(&format!("{mount}/")) {
+                    out.push_str(&local.display().to_string());
+                    rest = &rest[mount.len()..];
+                    previous = Some('x');
+                    continue 'scan;
+                }
+            }
+        }
+        out.push(c);
+        previous = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 fn is_workload(o: &Value) -> bool {
