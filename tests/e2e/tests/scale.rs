@@ -275,20 +275,37 @@ impl Session {
     }
 }
 
-/// `--service dojo=2` and back with collaborators editing: the route lists both replicas,
-/// rooms spread over them, the router moves the sockets of rooms that changed replica, the new
-/// replica takes those rooms over, and every client ends with every edit.
+/// A standard tenant (2 poc, 2 dojo replicas) scaled to 3 poc and 3 dojo replicas, then to one
+/// dojo replica, while collaborators edit twenty dojos through the router: the route lists
+/// every replica, rooms spread over the dojo replicas, the router moves the sockets of rooms
+/// that changed replica and the new replica takes those rooms over; every client ends with
+/// every edit, and a PoC created through any poc replica is found by a search on every one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dojo_rooms_survive_a_change_of_the_dojo_replicas() {
     let platform = Platform::up();
-    let tenant = platform.create_tenant("acme");
+    let tenant = platform
+        .mrbill(&[
+            "tenant",
+            "create",
+            "acme",
+            "--name",
+            "Acme",
+            "--admin-email",
+            "admin@acme.example",
+            "--tier",
+            "standard",
+            "-o",
+            "json",
+        ])
+        .json();
     let cell = tenant["cell"]["cell_id"].as_str().expect("cell").to_owned();
     let token = platform.admin_token(&tenant).await;
     let api = platform.api("acme").with_token(&token);
     let ws = platform.router_url().replacen("http", "ws", 1);
     let mut sessions = Vec::new();
-    // Enough dojos that some land on the new replica (each does with probability ½).
-    for n in 0..12 {
+    // Enough dojos that some land on the new replica (each does with probability ⅓: none of
+    // twenty does once in 3,000 runs).
+    for n in 0..20 {
         let dojo = api
             .post(
                 "/v1/dojos",
@@ -312,13 +329,41 @@ async fn dojo_rooms_survive_a_change_of_the_dojo_replicas() {
     }
     rounds += 1;
 
-    let out = platform.mrbill(&["cell", "scale", "acme", "--service", "dojo=2", "-o", "json"]);
+    assert_eq!(processes(&cell, "dojo-service"), 2, "the tier's default");
+    let out = platform.mrbill(&[
+        "cell",
+        "scale",
+        "acme",
+        "--service",
+        "poc=3",
+        "--service",
+        "dojo=3",
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(processes(&cell, "dojo-service"), 2);
+    assert_eq!(processes(&cell, "dojo-service"), 3);
+    assert_eq!(processes(&cell, "poc-service"), 3);
     let mut moved = 0;
     for round in rounds..rounds + 2 {
         for session in &mut sessions {
             moved += session.edit(round).await;
+        }
+        // PoCs written meanwhile, each through whichever poc replica the router picks, are
+        // found by a search on every replica (the router goes round robin over the three).
+        let body = json!({ "name": format!("during round {round}"), "description": "",
+            "language": "rust", "tags": [format!("round-{round}")],
+            "repository_url": format!("https://github.com/acme/round-{round}") });
+        api.post("/v1/pocs", &body).await.assert_status(201);
+        for _ in 0..3 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while api.get_ok(&format!("/v1/pocs?tags=round-{round}")).await["total"] != 1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a replica's index is behind"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
     rounds += 2;
@@ -328,17 +373,15 @@ async fn dojo_rooms_survive_a_change_of_the_dojo_replicas() {
     eprintln!("{moved} clients followed their room to the new replica");
     assert!(moved > 0, "no room moved to the new replica");
     let logs = platform.cell_dir(&cell).join("logs");
-    let second = std::fs::read_to_string(logs.join("dojo-2.log")).expect("log");
-    assert!(second.contains("/live"), "the new replica served no socket");
+    let third = std::fs::read_to_string(logs.join("dojo-3.log")).expect("log");
+    assert!(third.contains("/live"), "the new replica served no socket");
 
-    // And back to one: the second replica leaves the route and stops; its rooms come home.
+    // And down to one: two replicas leave the route and stop; their rooms move to the first.
     let out = platform.mrbill(&["cell", "scale", "acme", "--service", "dojo=1", "-o", "json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    wait_until(
-        Duration::from_secs(30),
-        "the second dojo replica to stop",
-        || processes(&cell, "dojo-service") == 1,
-    );
+    wait_until(Duration::from_secs(30), "two dojo replicas to stop", || {
+        processes(&cell, "dojo-service") == 1
+    });
     for round in rounds..rounds + 2 {
         for session in &mut sessions {
             session.edit(round).await;
