@@ -6,6 +6,7 @@
 //! and applies no bucket public-access block or lifecycle rules — those are covered by cfn-lint
 //! (`cell_templates.rs`), not by this test.
 
+mod fixtures;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudformation::config::{Credentials, SharedCredentialsProvider};
 use cell_model::{
@@ -231,18 +232,6 @@ fn stored(api: &kube_fake::FakeApi, name: &str) -> Option<Cell> {
         .map(|v| serde_json::from_value(v).expect("a Cell"))
 }
 
-fn images() -> cell_operator::render::Images {
-    cell_operator::render::Images {
-        registry: "registry.example.com/mrbill".into(),
-        trusted_proxies: "10.0.0.0/8".into(),
-        aws_egress: Vec::new(),
-        mail: None,
-        secrets_access: None,
-        cnpg_namespace: "cnpg-system".into(),
-        identity_access: None,
-    }
-}
-
 /// The controller with AWS: the Kubernetes API is `kube_fake` (no cluster here), AWS is moto.
 /// moto's CloudFormation skips the template's Secrets Manager secret, so the test creates the
 /// master credentials the stack would have generated. moto's instance runs no Postgres: the
@@ -313,7 +302,7 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
     let unreachable = AwsClients::new(&sdk, settings).with_admin(rds::unreachable());
     run(Context::new(
         api.client(),
-        images(),
+        fixtures::images(),
         Some(unreachable),
         None,
     ))
@@ -328,7 +317,7 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
         "{message}"
     );
 
-    let ctx = Context::new(api.client(), images(), Some(aws.clone()), None);
+    let ctx = Context::new(api.client(), fixtures::images(), Some(aws.clone()), None);
     run(ctx.clone()).await;
     assert!(matches!(
         foundation.observe(&acme).await.expect("observe"),
@@ -488,7 +477,7 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
     assert_eq!(finals.len(), 1, "one final snapshot: {finals:?}");
 
     // Without AWS settings an rds cell says so instead of failing.
-    let bare = Context::new(api.client(), images(), None, None);
+    let bare = Context::new(api.client(), fixtures::images(), None, None);
     let foundation = aws.foundation.clone();
     let beta = cell("beta", Tier::Small);
     insert_cell(&api, &beta);

@@ -2,6 +2,7 @@
 //! Kubernetes cluster can run on the test machines): create, readiness, idempotency, scale,
 //! suspend, switching search engines, delete, API errors and pause.
 
+mod fixtures;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,18 +50,6 @@ fn spec(search: SearchEngine) -> CellSpec {
     }
 }
 
-fn images() -> Images {
-    Images {
-        registry: "registry.example.com/mrbill".into(),
-        trusted_proxies: "10.0.0.0/8".into(),
-        aws_egress: Vec::new(),
-        mail: None,
-        secrets_access: None,
-        cnpg_namespace: "cnpg-system".into(),
-        identity_access: None,
-    }
-}
-
 struct Scenario {
     api: FakeApi,
     ctx: Arc<Context>,
@@ -68,7 +57,7 @@ struct Scenario {
 
 impl Scenario {
     fn new(search: SearchEngine) -> Self {
-        Self::with_images(search, images())
+        Self::with_images(search, fixtures::images())
     }
 
     fn with_images(search: SearchEngine, images: Images) -> Self {
@@ -221,7 +210,7 @@ async fn create_applies_every_child_owned_by_the_cell_then_reports_ready() {
     // Every rendered object exists, controlled by the Cell, written by server-side apply under
     // the operator's field manager.
     let log = s.api.log();
-    for object in desired(&cell, &images()) {
+    for object in desired(&cell, &fixtures::images()) {
         let path = path_of(&object);
         let stored = s
             .api
@@ -759,7 +748,7 @@ async fn the_mail_relay_is_copied_into_the_cell_once() {
             smtp_url: secrecy::SecretString::from(url.to_owned()),
             from: None,
         }),
-        ..images()
+        ..fixtures::images()
     };
     let s = Scenario::with_images(
         SearchEngine::Embedded,
@@ -809,7 +798,7 @@ async fn secrets_are_reached_through_a_binding_made_before_them() {
             secrets_access: Some(access),
             cnpg_namespace: "cnpg-system".into(),
             identity_access: None,
-            ..images()
+            ..fixtures::images()
         },
     );
     s.api.clear_log();

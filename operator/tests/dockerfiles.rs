@@ -4,6 +4,7 @@
 //! ENTRYPOINT is one of them. (No container engine runs here; the pods started from these
 //! images in `tests/pods.rs` and `tests/chart_pods.rs` run the same binaries.)
 
+mod fixtures;
 use std::collections::BTreeSet;
 use std::process::Command;
 
@@ -77,18 +78,7 @@ fn rendered_images() -> BTreeSet<String> {
                 migration: None,
             },
         );
-        let objects = cell_operator::render::desired(
-            &cell,
-            &cell_operator::render::Images {
-                registry: "registry.example.com/mrbill".into(),
-                trusted_proxies: "10.0.0.0/8".into(),
-                aws_egress: Vec::new(),
-                mail: None,
-                secrets_access: None,
-                cnpg_namespace: "cnpg-system".into(),
-                identity_access: None,
-            },
-        );
+        let objects = cell_operator::render::desired(&cell, &fixtures::images());
         collect_images(&objects, &mut images);
     }
     let helm = std::env::var("MRBILL_HELM").unwrap_or_else(|_| "helm".into());

@@ -9,6 +9,7 @@
 //! master user). Each pod must pass its rendered readiness probe, and a real router in front must
 //! serve the tenant's first admin through every service.
 
+mod fixtures;
 mod kubelet;
 mod rds;
 
@@ -16,10 +17,7 @@ use std::time::Duration;
 
 use cell_model::contract::Service;
 use cell_model::route_feed::{RouteEntry, RouteEvent, RouteState, RouteTable};
-use cell_model::{
-    AdminBootstrap, Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas,
-    Tier,
-};
+use cell_model::{AdminBootstrap, Cell, DatabaseEngine, SearchEngine, Tier};
 use cell_operator::render::{Images, desired};
 use cell_operator::roles::{DatabaseAdmin as _, Postgres, Role, Server};
 use kubelet::Kubelet;
@@ -32,34 +30,15 @@ const BUCKET: &str = "mrbill-c-acme-1234-media";
 
 fn cell(tier: Tier, engine: DatabaseEngine) -> Cell {
     let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    Cell::new(
-        "c-acme-1234",
-        CellSpec {
-            cell_id: "c-acme-1234".into(),
-            tenant: "acme".into(),
-            tier,
-            version: "1.4.2".into(),
-            replicas: ServiceReplicas::default(),
-            database: DatabaseSpec {
-                engine,
-                class: None,
-                storage_gib: tier.template().db_storage_gib,
-                multi_az: tier.template().multi_az,
-            },
-            search: SearchEngine::Embedded,
-            placement: "eks-sa-east-1".into(),
-            suspended: false,
-            email_domains: Vec::new(),
-            bootstrap: Some(AdminBootstrap {
-                admin_email: ADMIN.into(),
-                invite_token_sha256: service_kit::secrets::token_hash(INVITE),
-                expires_at: expires
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .expect("rfc 3339"),
-            }),
-            migration: None,
-        },
-    )
+    let mut cell = fixtures::cell(tier, engine, SearchEngine::Embedded);
+    cell.spec.bootstrap = Some(AdminBootstrap {
+        admin_email: ADMIN.into(),
+        invite_token_sha256: service_kit::secrets::token_hash(INVITE),
+        expires_at: expires
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("rfc 3339"),
+    });
+    cell
 }
 
 /// A router following a snapshot with the route the control plane publishes once the cell is
