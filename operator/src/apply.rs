@@ -171,20 +171,26 @@ pub async fn missing_identity(client: &Client, cell: &Cell) -> Result<Vec<String
         .collect())
 }
 
-/// A migration source's [`crate::render::migration::MIGRATOR_SECRET`], made once from its
-/// Postgres CA.
+/// A migration source's [`crate::render::migration::MIGRATOR_SECRET`], made once: with its
+/// Postgres CA in-cluster, with its instance's address (`rds_instance`) on RDS.
 pub async fn create_missing_migrator_secret(
     client: &Client,
     cell: &Cell,
+    rds_instance: Option<&str>,
 ) -> Result<Vec<String>, Error> {
     let (secrets, existing) = existing_secrets(client, cell).await?;
     if existing.contains(crate::render::migration::MIGRATOR_SECRET) {
         return Ok(Vec::new());
     }
-    let ca = secret_value(client, cell, crate::render::POSTGRES_TLS_SECRET, "ca.crt")
-        .await?
-        .ok_or_else(|| Error::Render("the cell's Postgres CA is not there yet".into()))?;
-    let migrator = crate::secrets::migrator(cell, &ca);
+    let migrator = match rds_instance {
+        Some(host) => crate::secrets::rds_migrator(cell, host),
+        None => {
+            let ca = secret_value(client, cell, crate::render::POSTGRES_TLS_SECRET, "ca.crt")
+                .await?
+                .ok_or_else(|| Error::Render("the cell's Postgres CA is not there yet".into()))?;
+            crate::secrets::migrator(cell, &ca)
+        }
+    };
     create_absent(&secrets, cell, &existing, vec![migrator]).await
 }
 

@@ -11,11 +11,12 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 /// One service database of one side: its URL (`postgres://role:password@host:port/db`) and
-/// the CA its server certificate is checked against.
+/// the CA its server certificate is checked against (`verify-full`); without one (RDS, whose
+/// CA the services do not check either) TLS is only required.
 #[derive(Clone)]
 pub struct Side {
     pub url: String,
-    pub ca: String,
+    pub ca: Option<String>,
 }
 
 impl std::fmt::Debug for Side {
@@ -51,9 +52,12 @@ async fn connect(side: &Side) -> Result<PgPool, String> {
         .url
         .parse()
         .map_err(|e| format!("a database URL: {e}"))?;
-    let options = options
-        .ssl_mode(PgSslMode::VerifyFull)
-        .ssl_root_cert_from_pem(side.ca.clone().into_bytes());
+    let options = match &side.ca {
+        Some(ca) => options
+            .ssl_mode(PgSslMode::VerifyFull)
+            .ssl_root_cert_from_pem(ca.clone().into_bytes()),
+        None => options.ssl_mode(PgSslMode::Require),
+    };
     PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(std::time::Duration::from_secs(10))

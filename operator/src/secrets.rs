@@ -72,6 +72,21 @@ pub fn identity_names(cell: &Cell) -> Vec<String> {
     cell_model::identity::names(cell.spec.database.engine)
 }
 
+/// An `rds` migration source's replication credentials and its instance's address (`host`),
+/// where the target subscribes (the control plane names it in the target's spec).
+pub fn rds_migrator(cell: &Cell, host: &str) -> Value {
+    typed_secret(
+        cell,
+        crate::render::migration::MIGRATOR_SECRET,
+        "kubernetes.io/basic-auth",
+        json!({
+            "username": crate::render::migration::MIGRATOR_ROLE,
+            "password": CellSecrets::database_password().expose_secret(),
+            "host": host,
+        }),
+    )
+}
+
 /// A migration source's replication credentials and its Postgres CA (`ca`), which the
 /// target needs to verify it: the [`crate::render::migration::MIGRATOR_SECRET`].
 pub fn migrator(cell: &Cell, ca: &str) -> Value {

@@ -258,6 +258,16 @@ fn a_moves_source_publishes_and_its_target_subscribes_in_valid_cnpg_objects() {
         kinds(&target, "Subscription"),
         ["move-poc", "move-dojo", "move-media"]
     );
+    let slots: std::collections::BTreeSet<&str> = target
+        .iter()
+        .filter(|o| o["kind"] == "Subscription")
+        .filter_map(|o| o["spec"]["parameters"]["slot_name"].as_str())
+        .collect();
+    assert_eq!(
+        slots.len(),
+        3,
+        "one replication slot per database on the source cluster: {slots:?}"
+    );
     let external = &target
         .iter()
         .find(|o| o["kind"] == "Cluster")

@@ -51,7 +51,7 @@ impl MoveChecks for Scripted {
     }
     fn sync<'a>(&'a self, source: &'a Side, _: &'a Side) -> Checked<'a, usize> {
         assert!(source.url.contains("@pg.a.example:5432/"), "{source:?}");
-        assert_eq!(source.ca, "the source's CA");
+        assert_eq!(source.ca.as_deref(), Some("the source's CA"));
         self.synced.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(7) })
     }

@@ -79,7 +79,7 @@ impl Server {
                 "postgres://poc:{PASSWORD}@localhost:{}/poc",
                 self.cluster.port()
             ),
-            ca: self.ca.clone(),
+            ca: Some(self.ca.clone()),
         }
     }
 }
@@ -187,7 +187,7 @@ async fn the_operators_checks_follow_a_real_subscription_as_the_services_role() 
     assert!(differs.contains("public.pocs"), "{differs}");
     // And a server whose certificate another CA signed is refused.
     let stranger = Side {
-        ca: target.ca.clone(),
+        ca: Some(target.ca.clone()),
         ..source.side()
     };
     let refused = checks

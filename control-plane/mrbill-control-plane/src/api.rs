@@ -383,6 +383,11 @@ fn migrate_error(e: RequestError) -> ApiError {
                 "same_placement",
                 "the cell already runs there",
             )]),
+            MigrateError::SameRegion { .. } => ApiError::validation(vec![FieldError::new(
+                "to",
+                "same_region",
+                message,
+            )]),
             MigrateError::Cordoned(placement) => ApiError::new(ErrorCode::PlacementCordoned, message)
                 .with_details(serde_json::json!({ "placement": placement })),
             MigrateError::Capacity { placement, capacity, used, units, .. } => {

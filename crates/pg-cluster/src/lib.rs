@@ -445,6 +445,9 @@ impl PgCluster {
             .stdin(Stdio::null());
         if let Some(owner) = &self.owner {
             cmd.uid(owner.uid).gid(owner.gid);
+            // Not root's: libpq in the server (a subscription's connection) looks for client
+            // certificates under $HOME and fails where it may not look.
+            cmd.env("HOME", &self.root);
             cmd.envs(owner.env.iter().map(|(k, v)| (k, v)));
         }
         cmd

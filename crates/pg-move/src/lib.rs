@@ -7,6 +7,8 @@
 //! Every query reads only catalogs open to the database's owner and the owner's own tables,
 //! so it works as the service's role.
 
+use std::time::{Duration, Instant};
+
 use sqlx::PgPool;
 
 /// Tables of subscription `name` whose initial copy has not finished (0: streaming).
@@ -29,6 +31,152 @@ pub async fn subscribed(db: &PgPool, name: &str) -> anyhow::Result<bool> {
             .fetch_one(db)
             .await?,
     )
+}
+
+/// Makes `publication` publish every table of the database, once: each table by name (which
+/// needs only ownership of them — a superuser, or a member of their owner as RDS's master is —
+/// where `FOR ALL TABLES` needs a superuser). Tables without a primary key replicate updates
+/// and deletes by the whole row. Refuses unless the server writes logical WAL.
+pub async fn publish(db: &PgPool, publication: &str) -> anyhow::Result<()> {
+    let level: String = sqlx::query_scalar("SHOW wal_level").fetch_one(db).await?;
+    anyhow::ensure!(
+        level == "logical",
+        "the source's Postgres runs with wal_level={level}, not logical (it needs a restart \
+         with logical replication on: wal_level, or rds.logical_replication on RDS)"
+    );
+    let keyless: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND c.relreplident = 'd'
+           AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)",
+    )
+    .fetch_all(db)
+    .await?;
+    for table in keyless {
+        sqlx::raw_sql(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL"))
+            .execute(db)
+            .await?;
+    }
+    let published: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
+            .bind(publication)
+            .fetch_one(db)
+            .await?;
+    if !published {
+        let create: String = sqlx::query_scalar(
+            "SELECT format('CREATE PUBLICATION %I', $1::text)
+                 || coalesce(' FOR TABLE ' || string_agg(format('%I.%I', schemaname, tablename), ', '), '')
+             FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        )
+        .bind(publication)
+        .fetch_one(db)
+        .await?;
+        sqlx::raw_sql(&create).execute(db).await?;
+    }
+    Ok(())
+}
+
+/// Subscribes this database to `publication` at `conninfo` (libpq's `key=value` words) as
+/// subscription `name`, its slot on the source also `name` (slots are per server: one name
+/// per database), copying the rows there first. Once: an existing subscription is kept.
+pub async fn subscribe(
+    db: &PgPool,
+    name: &str,
+    conninfo: &str,
+    publication: &str,
+) -> anyhow::Result<()> {
+    if subscribed(db, name).await? {
+        return Ok(());
+    }
+    // Quoted by the server (`format`'s %I and %L): utility statements take no parameters.
+    let create: String = sqlx::query_scalar(
+        "SELECT format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION %I
+                        WITH (copy_data = true, slot_name = %L)', $1::text, $2::text, $3::text, $1::text)",
+    )
+    .bind(name)
+    .bind(conninfo)
+    .bind(publication)
+    .fetch_one(db)
+    .await?;
+    sqlx::raw_sql(&create).execute(db).await?;
+    Ok(())
+}
+
+/// A libpq connection string of `key=value` words, every value quoted (a password may hold
+/// spaces or quotes).
+pub fn conninfo(words: &[(&str, &str)]) -> String {
+    words
+        .iter()
+        .map(|(key, value)| {
+            let value = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{value}'")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Drops subscription `name` here without reaching its source: its slot there stays until
+/// [`drop_slot`] (a source that is gone must not keep the target from starting).
+pub async fn unsubscribe(db: &PgPool, name: &str) -> anyhow::Result<()> {
+    if !subscribed(db, name).await? {
+        return Ok(());
+    }
+    for verb in [
+        "ALTER SUBSCRIPTION %I DISABLE",
+        "ALTER SUBSCRIPTION %I SET (slot_name = NONE)",
+        "DROP SUBSCRIPTION %I",
+    ] {
+        let sql: String = sqlx::query_scalar("SELECT format($1, $2::text)")
+            .bind(verb)
+            .bind(name)
+            .fetch_one(db)
+            .await?;
+        sqlx::raw_sql(&sql).execute(db).await?;
+    }
+    Ok(())
+}
+
+/// Drops replication slot `name` on the source once no walsender holds it (one of a
+/// just-disabled subscription may hold it a moment longer); waits up to `wait`.
+pub async fn drop_slot(src: &PgPool, name: &str, wait: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let active: Option<bool> =
+            sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
+                .bind(name)
+                .fetch_optional(src)
+                .await?;
+        match active {
+            None => return Ok(()),
+            Some(false) => {
+                // Gone meanwhile is as good as dropped.
+                sqlx::query(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                     WHERE slot_name = $1 AND NOT active",
+                )
+                .bind(name)
+                .execute(src)
+                .await?;
+                return Ok(());
+            }
+            Some(true) if Instant::now() > deadline => {
+                anyhow::bail!("replication slot {name} is still in use")
+            }
+            Some(true) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Drops `publication` (if any).
+pub async fn unpublish(src: &PgPool, publication: &str) -> anyhow::Result<()> {
+    let sql: String =
+        sqlx::query_scalar("SELECT format('DROP PUBLICATION IF EXISTS %I', $1::text)")
+            .bind(publication)
+            .fetch_one(src)
+            .await?;
+    sqlx::raw_sql(&sql).execute(src).await?;
+    Ok(())
 }
 
 /// Per table (schema-qualified, in order): row count and an order-independent checksum of
@@ -97,5 +245,13 @@ mod tests {
         let got = [row("public.a", "1:x"), row("public.b", "2:z")];
         assert_eq!(differing(&expected, &got), ["public.b", "public.c"]);
         assert!(differing(&expected, &expected).is_empty());
+    }
+
+    #[test]
+    fn connection_words_are_quoted() {
+        assert_eq!(
+            conninfo(&[("host", "db.example"), ("password", r"it's a\pass")]),
+            r"host='db.example' password='it\'s a\\pass'"
+        );
     }
 }

@@ -13,6 +13,11 @@
 //!
 //! While a migration holds a cell's services (a fenced source, a target before `start`) its
 //! phase is `Migrating` and `Ready` is false with reason `Migrating`.
+//!
+//! An `rds` cell's publications and subscriptions are made by [`rds`] (this operator, as the
+//! instance's master) instead of CNPG; `Published` and `Replicating` report what it did. Once
+//! the cell is no longer the move's source (or a target before `start`), [`rds`] removes its
+//! part and the move's conditions go with it.
 
 use cell_model::contract::Service;
 use cell_model::move_conditions::{CAUGHT_UP, FENCED, IN_SYNC, PUBLISHED, REPLICATING, VERIFIED};
@@ -21,14 +26,131 @@ use cell_model::{Cell, CellStatus, MigrationPhase, MigrationRole, Phase};
 use super::*;
 use crate::moves::Side;
 use crate::render::migration::{
-    MIGRATION_SOURCE_SECRET, MOVE_PUBLICATION, SCHEMA_COPIED, role, runs_services, target_phase,
+    MIGRATION_SOURCE_SECRET, MIGRATOR_ROLE, MIGRATOR_SECRET, MOVE_PUBLICATION, SCHEMA_COPIED, role,
+    runs_services, slot, target_phase,
 };
+use crate::roles::{DatabaseAdmin, MasterCredentials, Replication, Role, Server};
+
+/// What [`rds`] did for an `rds` cell's move on this pass.
+#[derive(Debug)]
+pub(super) enum RdsMove {
+    /// The source's migrator and publications (or why not yet).
+    Published(Result<(), String>),
+    /// The target's subscriptions (or why not yet).
+    Subscribed(Result<(), String>),
+    /// The move's part of this instance removed: its conditions go.
+    Ended,
+}
+
+/// The conditions of a move, which [`RdsMove::Ended`] removes.
+const MOVE_CONDITIONS: [&str; 7] = [
+    PUBLISHED,
+    FENCED,
+    SCHEMA_COPIED,
+    REPLICATING,
+    CAUGHT_UP,
+    IN_SYNC,
+    VERIFIED,
+];
+
+/// An `rds` cell's part in a move, made in its available instance as the master: the
+/// source publishes, a target whose schema Jobs succeeded subscribes, and a cell that did
+/// either and is past it removes what it made. `None`: nothing to do (or not yet).
+pub(super) async fn rds(
+    cell: &Cell,
+    ctx: &Context,
+    admin: &dyn DatabaseAdmin,
+    server: &Server,
+    master: &MasterCredentials,
+) -> Result<Option<RdsMove>, Error> {
+    let databases = Service::ALL.map(Service::name);
+    let password = |secret: &'static str| async move {
+        let password = apply::secret_value(&ctx.client, cell, secret, "password").await?;
+        password
+            .map(|p| Role {
+                name: MIGRATOR_ROLE.to_owned(),
+                password: p.into(),
+            })
+            .ok_or_else(|| Error::Render(format!("no password in Secret {secret} yet")))
+    };
+    let had = |type_: &str| {
+        cell.status
+            .as_ref()
+            .is_some_and(|s| s.condition(type_).is_some())
+    };
+    let why = |e: anyhow::Error| format!("{e:#}");
+    match (role(cell), target_phase(cell)) {
+        (Some(MigrationRole::Source), _) => {
+            let migrator = password(MIGRATOR_SECRET).await?;
+            let step = Replication::Publish {
+                migrator: &migrator,
+            };
+            let done = admin.replicate(server, master, &databases, step).await;
+            Ok(Some(RdsMove::Published(done.map_err(why))))
+        }
+        (Some(MigrationRole::Target), Some(phase))
+            if (MigrationPhase::Copy..MigrationPhase::Start).contains(&phase) =>
+        {
+            if !condition_true(cell, SCHEMA_COPIED) {
+                return Ok(None);
+            }
+            let migrator = password(MIGRATION_SOURCE_SECRET).await?;
+            let source = Server {
+                host: source_host(cell)?,
+                port: render::POSTGRES_PORT,
+            };
+            let step = Replication::Subscribe {
+                source: &source,
+                migrator: &migrator,
+            };
+            let done = admin.replicate(server, master, &databases, step).await;
+            Ok(Some(RdsMove::Subscribed(done.map_err(why))))
+        }
+        (Some(MigrationRole::Target), _) if !had(REPLICATING) => Ok(None),
+        _ => {
+            let step = match (had(PUBLISHED), had(REPLICATING)) {
+                (true, _) => Replication::Unpublish,
+                (false, true) => Replication::Unsubscribe,
+                (false, false) => return Ok(None),
+            };
+            match admin.replicate(server, master, &databases, step).await {
+                Ok(()) => Ok(Some(RdsMove::Ended)),
+                Err(e) => {
+                    // Kept for the next pass (the conditions say there is something to end).
+                    tracing::warn!(cell = %cell.name_any(), error = %why(e), "ending the move's replication");
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
+fn condition_true(cell: &Cell, type_: &str) -> bool {
+    cell.status
+        .as_ref()
+        .and_then(|s| s.condition(type_))
+        .is_some_and(|c| c.status == cell_model::ConditionStatus::True)
+}
+
+fn source_host(cell: &Cell) -> Result<String, Error> {
+    cell.spec
+        .migration
+        .as_ref()
+        .and_then(|m| m.source_host.clone())
+        .ok_or_else(|| Error::Render("the move's target has no source host yet".into()))
+}
 
 pub(super) async fn conditions(
     cell: &Cell,
     ctx: &Context,
     status: &mut CellStatus,
+    rds: Option<RdsMove>,
 ) -> Result<(), Error> {
+    if let Some(RdsMove::Ended) = rds {
+        status
+            .conditions
+            .retain(|c| !MOVE_CONDITIONS.contains(&c.type_.as_str()));
+    }
     if !cell.spec.suspended && !runs_services(cell) {
         status.phase = Phase::Migrating;
         set(
@@ -45,11 +167,24 @@ pub(super) async fn conditions(
         set(status, "Ready", false, "Migrating", why);
     }
     match (role(cell), target_phase(cell)) {
-        (Some(MigrationRole::Source), _) => source(cell, ctx, status).await,
+        (Some(MigrationRole::Source), _) => source(cell, ctx, status, rds).await,
         (Some(MigrationRole::Target), Some(phase)) if phase < MigrationPhase::Start => {
-            target(cell, ctx, status, phase).await
+            target(cell, ctx, status, phase, rds).await
         }
         _ => Ok(()),
+    }
+}
+
+fn rds_engine(cell: &Cell) -> bool {
+    cell.spec.database.engine == cell_model::DatabaseEngine::Rds
+}
+
+/// What [`rds`] did as a condition (nothing done on this pass: the condition stays).
+fn report_rds(status: &mut CellStatus, type_: &str, done: Option<Result<(), String>>, doing: &str) {
+    match done {
+        Some(Ok(())) => set(status, type_, true, type_, ""),
+        Some(Err(why)) => set(status, type_, false, doing, &why),
+        None => {}
     }
 }
 
@@ -94,9 +229,22 @@ fn applied(o: &serde_json::Value) -> bool {
     o["status"]["applied"] == true
 }
 
-async fn source(cell: &Cell, ctx: &Context, status: &mut CellStatus) -> Result<(), Error> {
-    let waiting = pending(cell, ctx, "Publication", moved, applied).await?;
-    report(status, PUBLISHED, &waiting, "Publishing");
+async fn source(
+    cell: &Cell,
+    ctx: &Context,
+    status: &mut CellStatus,
+    rds: Option<RdsMove>,
+) -> Result<(), Error> {
+    if rds_engine(cell) {
+        let done = match rds {
+            Some(RdsMove::Published(done)) => Some(done),
+            _ => None,
+        };
+        report_rds(status, PUBLISHED, done, "Publishing");
+    } else {
+        let waiting = pending(cell, ctx, "Publication", moved, applied).await?;
+        report(status, PUBLISHED, &waiting, "Publishing");
+    }
     if cell.spec.migration.as_ref().is_some_and(|m| m.fenced) {
         let mut running = Vec::new();
         for service in Service::ALL.map(Service::name) {
@@ -117,6 +265,7 @@ async fn target(
     ctx: &Context,
     status: &mut CellStatus,
     phase: MigrationPhase,
+    rds: Option<RdsMove>,
 ) -> Result<(), Error> {
     if phase < MigrationPhase::Copy {
         return Ok(());
@@ -130,18 +279,36 @@ async fn target(
     if !jobs.is_empty() {
         return Ok(());
     }
-    let subscriptions = pending(cell, ctx, "Subscription", moved, applied).await?;
-    report(status, REPLICATING, &subscriptions, "Subscribing");
-    if !subscriptions.is_empty() {
-        return Ok(());
+    if rds_engine(cell) {
+        let done = match rds {
+            Some(RdsMove::Subscribed(done)) => Some(done),
+            _ => None,
+        };
+        report_rds(status, REPLICATING, done, "Subscribing");
+        if !status
+            .condition(REPLICATING)
+            .is_some_and(|c| c.status == cell_model::ConditionStatus::True)
+        {
+            return Ok(());
+        }
+    } else {
+        let subscriptions = pending(cell, ctx, "Subscription", moved, applied).await?;
+        report(status, REPLICATING, &subscriptions, "Subscribing");
+        if !subscriptions.is_empty() {
+            return Ok(());
+        }
     }
     let mut copying = Vec::new();
     let mut failed = Vec::new();
     let mut tables = 0;
     for service in Service::ALL.map(Service::name) {
         let (source, target) = sides(cell, ctx, service).await?;
+        let subscription = match rds_engine(cell) {
+            true => slot(service),
+            false => MOVE_PUBLICATION.to_owned(),
+        };
         let checked = match phase {
-            MigrationPhase::Copy => ctx.moves.copying(&target, MOVE_PUBLICATION).await.map(|n| {
+            MigrationPhase::Copy => ctx.moves.copying(&target, &subscription).await.map(|n| {
                 if n > 0 {
                     copying.push(format!("{service} ({n} tables)"));
                 }
@@ -168,36 +335,46 @@ async fn target(
     Ok(())
 }
 
-/// A service database on both sides: the target's own URL and CA, the source's the same
-/// credentials at the source's host with its CA.
+/// A service database on both sides: the target's own URL, and the source's at its host —
+/// in-cluster with the same credentials (the identity holds them) and each side's CA, on RDS
+/// as the migrator (each instance has its own passwords), TLS required as the services do.
 async fn sides(cell: &Cell, ctx: &Context, service: &str) -> Result<(Side, Side), Error> {
     let missing = |what: &str| Error::Render(format!("the move's target has no {what} yet"));
     let client = &ctx.client;
     let url = apply::secret_value(client, cell, &render::database_secret(service), "url")
         .await?
         .ok_or_else(|| missing("database URL"))?;
+    let host = source_host(cell)?;
+    let (before, after) = url
+        .split_once('@')
+        .ok_or_else(|| Error::Render("a database URL without credentials".into()))?;
+    if rds_engine(cell) {
+        let password = apply::secret_value(client, cell, MIGRATION_SOURCE_SECRET, "password")
+            .await?
+            .ok_or_else(|| missing("copy of the source's migrator password"))?;
+        let source_url = format!(
+            "postgres://{MIGRATOR_ROLE}:{password}@{host}:{}/{service}?sslmode=require",
+            render::POSTGRES_PORT
+        );
+        let source = Side {
+            url: source_url,
+            ca: None,
+        };
+        return Ok((source, Side { url, ca: None }));
+    }
     let ca = apply::secret_value(client, cell, render::POSTGRES_TLS_SECRET, "ca.crt")
         .await?
         .ok_or_else(|| missing("Postgres CA"))?;
     let source_ca = apply::secret_value(client, cell, MIGRATION_SOURCE_SECRET, "ca.crt")
         .await?
         .ok_or_else(|| missing("copy of the source's CA"))?;
-    let host = cell
-        .spec
-        .migration
-        .as_ref()
-        .and_then(|m| m.source_host.clone())
-        .ok_or_else(|| missing("source host"))?;
-    let (before, after) = url
-        .split_once('@')
-        .ok_or_else(|| Error::Render("a database URL without credentials".into()))?;
     let rest = after.split_once(':').map_or("", |(_, r)| r);
     let source_url = format!("{before}@{host}:{rest}");
     Ok((
         Side {
             url: source_url,
-            ca: source_ca,
+            ca: Some(source_ca),
         },
-        Side { url, ca },
+        Side { url, ca: Some(ca) },
     ))
 }

@@ -308,7 +308,11 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
     let mut created = apply::create_missing_secrets(&ctx.client, cell).await?;
     if render::migration::role(cell) == Some(cell_model::MigrationRole::Source) {
-        created.extend(apply::create_missing_migrator_secret(&ctx.client, cell).await?);
+        let instance = rds_secrets.as_ref().map(|(host, _, _)| host.as_str());
+        if cell.spec.database.engine == DatabaseEngine::InCluster || instance.is_some() {
+            let secret = apply::create_missing_migrator_secret(&ctx.client, cell, instance);
+            created.extend(secret.await?);
+        }
     }
     if let Some(mail) = &ctx.images.mail {
         created.extend(apply::create_missing_smtp_secret(&ctx.client, cell, mail).await?);
@@ -319,6 +323,15 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         let instance = (host.as_str(), *port);
         roles = Some(rds_roles(cell, ctx, aws, instance, master, !fresh.is_empty()).await?);
         created.extend(fresh);
+    }
+    let mut rds_move = None;
+    if let (Some((host, port, master)), Some(aws), Some(Ok(()))) = (&rds_secrets, &ctx.aws, &roles)
+    {
+        let server = crate::roles::Server {
+            host: host.clone(),
+            port: u16::try_from(*port).unwrap_or(render::POSTGRES_PORT),
+        };
+        rds_move = migration::rds(cell, ctx, aws.admin.as_ref(), &server, master).await?;
     }
     if !created.is_empty() {
         tracing::info!(cell = %cell.name_any(), secrets = ?created, "secrets generated");
@@ -340,7 +353,7 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
 
     let previous = cell.status.clone().unwrap_or_default();
-    let status = observe(cell, ctx, &previous, aws.as_ref(), roles).await?;
+    let status = observe(cell, ctx, &previous, aws.as_ref(), roles, rds_move).await?;
     let ready = status.phase == Phase::Ready;
     if let Some(event) = transition(&previous, &status) {
         publish(ctx, cell, event.0, event.1, event.2).await;

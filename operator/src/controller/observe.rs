@@ -138,6 +138,7 @@ pub(super) async fn observe(
     previous: &CellStatus,
     aws: Option<&Aws>,
     roles: Option<Result<(), String>>,
+    rds_move: Option<super::migration::RdsMove>,
 ) -> Result<CellStatus, Error> {
     let client = &ctx.client;
     let mut status = previous.clone();
@@ -314,7 +315,7 @@ pub(super) async fn observe(
             &format!("not yet: {}", missing.join(", ")),
         );
     }
-    super::migration::conditions(cell, ctx, &mut status).await?;
+    super::migration::conditions(cell, ctx, &mut status, rds_move).await?;
     Ok(status)
 }
 

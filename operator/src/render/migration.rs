@@ -15,6 +15,11 @@
 //!         (`SchemaCopied`) a Subscription per service database · start: subscriptions gone
 //!         (dropped with their resources), services run
 //! ```
+//!
+//! An `rds` cell has no CNPG: its operator makes the migrator, publications and subscriptions
+//! itself as the instance's master (`crate::roles::replication`); what is rendered for it is
+//! the schema Jobs (TLS required, not verified, as its services reach RDS) and their network
+//! path to the source.
 
 use cell_model::{Cell, DatabaseEngine, MigrationPhase, MigrationRole};
 use serde_json::{Value, json};
@@ -37,9 +42,13 @@ pub const SCHEMA_COPIED: &str = cell_model::move_conditions::SCHEMA_COPIED;
 /// Where the schema Job sees the source's credentials and CA.
 const SOURCE_DIR: &str = "/var/run/secrets/migration-source";
 
+/// The cell's side of a move, if it is in one.
 pub fn role(cell: &Cell) -> Option<MigrationRole> {
-    let migration = cell.spec.migration.as_ref()?;
-    (cell.spec.database.engine == DatabaseEngine::InCluster).then_some(migration.role)
+    cell.spec.migration.as_ref().map(|m| m.role)
+}
+
+fn in_cluster(cell: &Cell) -> bool {
+    cell.spec.database.engine == DatabaseEngine::InCluster
 }
 
 /// The target's phase, if the cell is a migration's target.
@@ -78,6 +87,9 @@ fn schema_copied(cell: &Cell) -> bool {
 
 /// What the migration adds to the Cluster's spec.
 pub(super) fn adjust_cluster(cell: &Cell, spec: &mut Value) {
+    if !in_cluster(cell) {
+        return;
+    }
     match role(cell) {
         Some(MigrationRole::Source) => {
             let mut roles = spec["managed"]["roles"]
@@ -120,6 +132,12 @@ pub(super) fn adjust_cluster(cell: &Cell, spec: &mut Value) {
     }
 }
 
+/// The replication slot on the source of one service database's subscription (the default,
+/// the subscription's name, would be the same for every database of the cluster).
+pub fn slot(service: &str) -> String {
+    format!("{MOVE_PUBLICATION}_{service}")
+}
+
 fn source_host(cell: &Cell) -> String {
     cell.spec
         .migration
@@ -132,7 +150,7 @@ fn source_host(cell: &Cell) -> String {
 pub(super) fn objects(cell: &Cell) -> Vec<Value> {
     let tcp = json!([{ "protocol": "TCP", "port": POSTGRES_PORT }]);
     match role(cell) {
-        Some(MigrationRole::Source) => {
+        Some(MigrationRole::Source) if in_cluster(cell) => {
             let mut out: Vec<Value> = services()
                 .iter()
                 .map(|service| {
@@ -172,18 +190,20 @@ pub(super) fn objects(cell: &Cell) -> Vec<Value> {
                     "egress": [{ "ports": tcp }],
                 }),
             )];
-            out.push(policy(
-                cell,
-                "postgres-to-source",
-                json!({
-                    "podSelector": postgres_pods(),
-                    "policyTypes": ["Egress"],
-                    "egress": [{ "ports": tcp }],
-                }),
-            ));
+            if in_cluster(cell) {
+                out.push(policy(
+                    cell,
+                    "postgres-to-source",
+                    json!({
+                        "podSelector": postgres_pods(),
+                        "policyTypes": ["Egress"],
+                        "egress": [{ "ports": tcp }],
+                    }),
+                ));
+            }
             for service in services() {
                 out.push(schema_job(cell, service));
-                if schema_copied(cell) {
+                if in_cluster(cell) && schema_copied(cell) {
                     out.push(json!({
                         "apiVersion": "postgresql.cnpg.io/v1",
                         "kind": "Subscription",
@@ -195,6 +215,8 @@ pub(super) fn objects(cell: &Cell) -> Vec<Value> {
                             "publicationName": MOVE_PUBLICATION,
                             "publicationDBName": service,
                             "externalClusterName": SOURCE_CLUSTER,
+                            // Slots are per source cluster, not per database: one name each.
+                            "parameters": { "slot_name": slot(service) },
                             "subscriptionReclaimPolicy": "delete",
                         },
                     }));
@@ -207,14 +229,14 @@ pub(super) fn objects(cell: &Cell) -> Vec<Value> {
 }
 
 /// The shell of a schema Job: skip when the schema is there, else the source's schema
-/// (no owners, no grants) restored as the service's role, all or nothing; the source verified
+/// (no owners, no grants, not the move's own publication) restored as the service's role, all or nothing; the source verified
 /// by its CA and its cross-cluster name (see `crate::tls`).
 const SCHEMA_SCRIPT: &str = r#"set -eu
 target="$(cat /var/run/secrets/mrbill/database-url)"
 if [ "$(psql -tAX "$target" -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" != 0 ]; then
   echo "the schema is already here"; exit 0
 fi
-PGPASSWORD="$(cat $SOURCE_DIR/password)" pg_dump --schema-only --no-owner --no-privileges "$SOURCE_URL" \
+PGPASSWORD="$(cat $SOURCE_DIR/password)" pg_dump --schema-only --no-owner --no-privileges --no-publications --no-subscriptions "$SOURCE_URL" \
   | psql -v ON_ERROR_STOP=1 -X --single-transaction -q "$target"
 "#;
 
@@ -222,15 +244,40 @@ pub(super) fn schema_job(cell: &Cell, service: &str) -> Value {
     let mut pod_labels = labels(cell);
     pod_labels["mrbill.dev/migration"] = json!("schema");
     pod_labels[SERVICE_LABEL] = json!(format!("{service}-schema"));
-    let files = json!([
-        secret_item(&database_secret(service), "url", "database-url"),
-        secret_item(POSTGRES_TLS_SECRET, "ca.crt", "postgres-ca.crt"),
-    ]);
-    let source = json!([
-        { "secret": { "name": MIGRATION_SOURCE_SECRET, "items": [
-            { "key": "password", "path": "password" }, { "key": "ca.crt", "path": "ca.crt" },
-        ]}},
-    ]);
+    let mut files = vec![secret_item(
+        &database_secret(service),
+        "url",
+        "database-url",
+    )];
+    let mut source_files = vec![json!({ "key": "password", "path": "password" })];
+    let host = format!(
+        "{MIGRATOR_ROLE}@{}:{POSTGRES_PORT}/{service}",
+        source_host(cell)
+    );
+    let mut env = vec![];
+    if in_cluster(cell) {
+        // Both sides verified: each by its own CA, the source also by its cross-cluster name.
+        files.push(secret_item(
+            POSTGRES_TLS_SECRET,
+            "ca.crt",
+            "postgres-ca.crt",
+        ));
+        source_files.push(json!({ "key": "ca.crt", "path": "ca.crt" }));
+        env.extend([
+            json!({ "name": "SOURCE_URL", "value": format!(
+                "postgresql://{host}?sslmode=verify-full&sslrootcert={SOURCE_DIR}/ca.crt"
+            ) }),
+            json!({ "name": "PGSSLMODE", "value": "verify-full" }),
+            json!({ "name": "PGSSLROOTCERT", "value": format!("{SECRETS_DIR}/postgres-ca.crt") }),
+        ]);
+    } else {
+        env.extend([
+            json!({ "name": "SOURCE_URL", "value": format!("postgresql://{host}?sslmode=require") }),
+            json!({ "name": "PGSSLMODE", "value": "require" }),
+        ]);
+    }
+    let files = json!(files);
+    let source = json!([{ "secret": { "name": MIGRATION_SOURCE_SECRET, "items": source_files } }]);
     json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -252,14 +299,7 @@ pub(super) fn schema_job(cell: &Cell, service: &str) -> Value {
                         "name": "schema",
                         "image": POSTGRES_IMAGE,
                         "command": ["/bin/sh", "-c", SCHEMA_SCRIPT.replace("$SOURCE_DIR", SOURCE_DIR)],
-                        "env": [
-                            { "name": "SOURCE_URL", "value": format!(
-                                "postgresql://{MIGRATOR_ROLE}@{}:{POSTGRES_PORT}/{service}?sslmode=verify-full&sslrootcert={SOURCE_DIR}/ca.crt",
-                                source_host(cell)
-                            ) },
-                            { "name": "PGSSLMODE", "value": "verify-full" },
-                            { "name": "PGSSLROOTCERT", "value": format!("{SECRETS_DIR}/postgres-ca.crt") },
-                        ],
+                        "env": env,
                         "resources": {
                             "requests": { "cpu": "50m", "memory": "64Mi" },
                             "limits": { "cpu": "500m", "memory": "256Mi" },

@@ -47,7 +47,7 @@ pub const ROUTER_NAMESPACE_LABEL: &str = "mrbill.dev/router";
 /// Container ports of every cell service.
 pub const PUBLIC_PORT: u16 = 8080;
 pub const INTERNAL_PORT: u16 = 8081;
-const POSTGRES_PORT: u16 = 5432;
+pub const POSTGRES_PORT: u16 = 5432;
 const MEILISEARCH_PORT: u16 = 7700;
 
 /// Operator-wide settings that shape every cell.
@@ -229,8 +229,8 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         out.push(postgres_cluster(cell));
         out.extend(postgres_databases(cell));
-        out.extend(migration::objects(cell));
     }
+    out.extend(migration::objects(cell));
     if cell.spec.search == SearchEngine::Meilisearch {
         out.push(meilisearch(cell));
         out.push(headless(cell, "meilisearch", MEILISEARCH_PORT));

@@ -21,6 +21,16 @@ pub struct RdsInstance {
 
 impl RdsInstance {
     pub async fn start() -> Self {
+        Self::start_with("CREATEROLE CREATEDB").await
+    }
+
+    /// One whose master may also subscribe and make replication roles, as RDS's
+    /// (`rds_superuser`) may: on plain Postgres 15 that takes a superuser.
+    pub async fn start_for_moves() -> Self {
+        Self::start_with("SUPERUSER").await
+    }
+
+    async fn start_with(attributes: &str) -> Self {
         let root = std::env::temp_dir().join(format!("mrbill-rds-{}", uuid::Uuid::new_v4()));
         let password = service_kit::secrets::random_token(24);
         let spec = pg_cluster::ClusterSpec {
@@ -70,7 +80,7 @@ impl RdsInstance {
         let admin = format!("{}?sslmode=require", cluster.url("postgres"));
         let mut conn = PgConnection::connect(&admin).await.expect("as rdsadmin");
         sqlx::raw_sql(&format!(
-            "CREATE ROLE {MASTER} LOGIN CREATEROLE CREATEDB PASSWORD '{master_password}'"
+            "CREATE ROLE {MASTER} LOGIN {attributes} PASSWORD '{master_password}'"
         ))
         .execute(&mut conn)
         .await
@@ -82,6 +92,21 @@ impl RdsInstance {
                 username: MASTER.into(),
                 password: master_password.into(),
             },
+        }
+    }
+
+    /// Stops and starts it (settings that need a restart).
+    pub fn restart(&mut self) {
+        let cluster = self.cluster.as_mut().expect("running");
+        cluster.stop().expect("stop");
+        cluster.start().expect("start");
+    }
+
+    /// Where it listens, as the operator names an instance.
+    pub fn server(&self) -> Server {
+        Server {
+            host: "127.0.0.1".into(),
+            port: self.port(),
         }
     }
 
@@ -133,6 +158,24 @@ impl DatabaseAdmin for Here {
             };
             cell_operator::roles::Postgres
                 .ensure_roles(&server, master, roles)
+                .await
+        })
+    }
+
+    fn replicate<'a>(
+        &'a self,
+        _: &'a Server,
+        master: &'a MasterCredentials,
+        databases: &'a [&'a str],
+        step: cell_operator::roles::Replication<'a>,
+    ) -> cell_operator::roles::Replicated<'a> {
+        Box::pin(async move {
+            let server = Server {
+                host: "127.0.0.1".into(),
+                port: self.0,
+            };
+            cell_operator::roles::Postgres
+                .replicate(&server, master, databases, step)
                 .await
         })
     }

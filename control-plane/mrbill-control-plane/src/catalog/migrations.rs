@@ -76,6 +76,11 @@ pub enum MigrateError {
     SamePlacement(String),
     #[error("placement {0} is cordoned")]
     Cordoned(String),
+    #[error(
+        "`{placement}` is in region {region} too: an rds cell's instance and stack are named by \
+         its cell id per region, so its target must be in another region"
+    )]
+    SameRegion { placement: String, region: String },
     #[error("placement {placement} has {free} free units, the cell needs {units}")]
     Capacity {
         placement: String,
@@ -109,14 +114,29 @@ pub async fn check_migration(
     if cell.placement == target {
         return Err(MigrateError::SamePlacement(target.to_owned()));
     }
-    let row: Option<(i32, bool)> =
-        sqlx::query_as("SELECT capacity, cordoned FROM placements WHERE name = $1 FOR UPDATE")
-            .bind(target)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (capacity, cordoned) = row.ok_or_else(|| MigrateError::UnknownPlacement(target.into()))?;
+    let row: Option<(i32, bool, String)> = sqlx::query_as(
+        "SELECT capacity, cordoned, region FROM placements WHERE name = $1 FOR UPDATE",
+    )
+    .bind(target)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (capacity, cordoned, region) =
+        row.ok_or_else(|| MigrateError::UnknownPlacement(target.into()))?;
     if cordoned {
         return Err(MigrateError::Cordoned(target.to_owned()));
+    }
+    if cell.spec.database.engine == cell_model::DatabaseEngine::Rds {
+        let source: Option<String> =
+            sqlx::query_scalar("SELECT region FROM placements WHERE name = $1")
+                .bind(&cell.placement)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if source.as_deref() == Some(region.as_str()) {
+            return Err(MigrateError::SameRegion {
+                placement: target.to_owned(),
+                region,
+            });
+        }
     }
     let units: i32 = sqlx::query_scalar("SELECT units FROM cells WHERE cell_id = $1")
         .bind(&cell.cell_id)

@@ -18,7 +18,9 @@
 //! discard   B: Cell deleted → gone
 //! ```
 //!
-//! The control plane copies Secrets by name only, never generates or reads other ones.
+//! The control plane copies Secrets by name only, never generates or reads other ones — save
+//! the `host` of an `rds` source's migrator Secret: its instance's address, where the target
+//! replicates from (in-cluster sources are reached by the placement's cross-cluster name).
 
 use cell_model::move_conditions::{CAUGHT_UP, FENCED, IN_SYNC, PUBLISHED, REPLICATING, VERIFIED};
 use cell_model::{CellMigration, MigrationPhase, MigrationRole, identity};
@@ -35,25 +37,32 @@ impl KubeDriver {
     pub(super) async fn migrate_step(&self, mv: Move<'_>, step: Step) -> anyhow::Result<()> {
         let (a, b, id) = (mv.source, mv.target, mv.spec.cell_id.as_str());
         let namespace = format!("cell-{}", mv.spec.tenant);
+        let rds = mv.spec.database.engine == cell_model::DatabaseEngine::Rds;
+        // Where the target reaches the source's Postgres (once the source's address is known).
+        let source_host = match rds {
+            true if matches!(step, Step::Sync | Step::Verify) => {
+                Some(self.source_instance(&namespace, b).await?)
+            }
+            // Named at `copy`, once the source's Secret is copied.
+            true => None,
+            false => Some(
+                self.source_host
+                    .replace("{namespace}", &namespace)
+                    .replace("{placement}", a),
+            ),
+        };
         let migration = |role, fenced, phase| CellMigration {
             role,
             id: format!("{id}:{a}->{b}"),
             fenced,
-            source_host: (role == MigrationRole::Target).then(|| {
-                self.source_host
-                    .replace("{namespace}", &namespace)
-                    .replace("{placement}", a)
-            }),
+            source_host: (role == MigrationRole::Target)
+                .then(|| source_host.clone())
+                .flatten(),
             phase,
         };
         let target = |phase| migration(MigrationRole::Target, false, Some(phase));
         match step {
             Step::Target => {
-                // An rds cell's databases are its own instance's: their move is not built yet.
-                anyhow::ensure!(
-                    mv.spec.database.engine == cell_model::DatabaseEngine::InCluster,
-                    "only in-cluster (CloudNativePG) cells move between clusters yet; abort this migration"
-                );
                 let m = target(MigrationPhase::Provision);
                 self.apply(b, mv.spec, false, Some(m)).await?;
                 // The cell's identity (what the operator would otherwise generate).
@@ -68,8 +77,11 @@ impl KubeDriver {
                 self.condition(a, id, PUBLISHED).await?;
                 let (from, to) = MIGRATOR;
                 self.copy_secret(&namespace, (a, from), (b, to)).await?;
-                self.apply(b, mv.spec, false, Some(target(MigrationPhase::Copy)))
-                    .await?;
+                let mut copy = target(MigrationPhase::Copy);
+                if rds {
+                    copy.source_host = Some(self.source_instance(&namespace, b).await?);
+                }
+                self.apply(b, mv.spec, false, Some(copy)).await?;
                 self.condition(b, id, REPLICATING).await.map(drop)
             }
             Step::CatchUp => self.condition(b, id, CAUGHT_UP).await.map(drop),
@@ -105,6 +117,36 @@ impl KubeDriver {
                 step.as_str()
             ),
         }
+    }
+
+    /// An `rds` source's instance address, from the target's copy of its migrator Secret.
+    async fn source_instance(&self, namespace: &str, b: &str) -> anyhow::Result<String> {
+        let gvk = GroupVersionKind::gvk("", "v1", "Secret");
+        let ar = ApiResource::from_gvk_with_plural(&gvk, "secrets");
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.cluster(b).client.clone(), namespace, &ar);
+        let (_, name) = MIGRATOR;
+        let Some(secret) = api
+            .get_opt(name)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading Secret {namespace}/{name} in {b}: {e}"))?
+        else {
+            anyhow::bail!("waiting for the copy of the source's {name} in {b}");
+        };
+        let written = secret.data["stringData"]["host"]
+            .as_str()
+            .map(str::to_owned);
+        let encoded = secret.data["data"]["host"].as_str().map(|host| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(host)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+        });
+        written
+            .or(encoded.flatten())
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("the source's {name} names no instance (`host`)"))
     }
 
     /// Copies Secret `from` of the cell's namespace in one placement to `to` in another's,

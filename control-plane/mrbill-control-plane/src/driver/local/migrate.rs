@@ -140,37 +140,7 @@ impl LocalDriver {
     ) -> anyhow::Result<()> {
         let db = service.name();
         let src = self.superuser(source, db).await?;
-        let level: String = sqlx::query_scalar("SHOW wal_level").fetch_one(&src).await?;
-        anyhow::ensure!(
-            level == "logical",
-            "the source's Postgres runs with wal_level={level}: restart its cell (mrbill down \
-             --keep-cells is not enough; its supervisor must restart Postgres) to enable logical"
-        );
-        // Updates and deletes of a table without a primary key replicate by the whole row.
-        let keyless: Vec<String> = sqlx::query_scalar(
-            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-               AND c.relreplident = 'd'
-               AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)",
-        )
-        .fetch_all(&src)
-        .await?;
-        for table in keyless {
-            sqlx::raw_sql(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL"))
-                .execute(&src)
-                .await?;
-        }
-        let published: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)")
-                .bind(PUBLICATION)
-                .fetch_one(&src)
-                .await?;
-        if !published {
-            sqlx::raw_sql(&format!("CREATE PUBLICATION {PUBLICATION} FOR ALL TABLES"))
-                .execute(&src)
-                .await?;
-        }
+        pg_move::publish(&src, PUBLICATION).await?;
         let dst = self.superuser(target, db).await?;
         let tables: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
@@ -180,29 +150,18 @@ impl LocalDriver {
         if tables == 0 {
             self.copy_schema(source, target, db).await?;
         }
-        let name = subscription(service);
-        let subscribed: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)")
-                .bind(&name)
-                .fetch_one(&dst)
-                .await?;
-        if !subscribed {
-            let (port, password) = self.superuser_login(source)?;
-            anyhow::ensure!(
-                password
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-                "unexpected characters in a generated password"
-            );
-            sqlx::raw_sql(&format!(
-                "CREATE SUBSCRIPTION {name}
-                 CONNECTION 'host=127.0.0.1 port={port} dbname={db} user={PG_SUPERUSER} password={password}'
-                 PUBLICATION {PUBLICATION} WITH (copy_data = true, slot_name = '{name}')"
-            ))
-            .execute(&dst)
+        let (port, password) = self.superuser_login(source)?;
+        let port = port.to_string();
+        let conninfo = pg_move::conninfo(&[
+            ("host", "127.0.0.1"),
+            ("port", &port),
+            ("dbname", db),
+            ("user", PG_SUPERUSER),
+            ("password", &password),
+        ]);
+        pg_move::subscribe(&dst, &subscription(service), &conninfo, PUBLICATION)
             .await
             .context("creating the subscription")?;
-        }
         Ok(())
     }
 
@@ -324,46 +283,10 @@ impl LocalDriver {
         let db = service.name();
         let name = subscription(service);
         let dst = self.superuser(target, db).await?;
-        let subscribed: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1)")
-                .bind(&name)
-                .fetch_one(&dst)
-                .await?;
-        if subscribed {
-            for sql in [
-                format!("ALTER SUBSCRIPTION {name} DISABLE"),
-                format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)"),
-                format!("DROP SUBSCRIPTION {name}"),
-            ] {
-                sqlx::raw_sql(&sql).execute(&dst).await?;
-            }
-        }
+        pg_move::unsubscribe(&dst, &name).await?;
         let src = self.superuser(source, db).await?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // The walsender of a just-disabled subscription may hold the slot a moment longer.
-            let active: Option<bool> =
-                sqlx::query_scalar("SELECT active FROM pg_replication_slots WHERE slot_name = $1")
-                    .bind(&name)
-                    .fetch_optional(&src)
-                    .await?;
-            match active {
-                None => break,
-                Some(false) => {
-                    sqlx::query("SELECT pg_drop_replication_slot($1)")
-                        .bind(&name)
-                        .execute(&src)
-                        .await?;
-                    break;
-                }
-                Some(true) if Instant::now() > deadline => bail!("slot {name} stays active"),
-                Some(true) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        sqlx::raw_sql(&format!("DROP PUBLICATION IF EXISTS {PUBLICATION}"))
-            .execute(&src)
-            .await?;
-        Ok(())
+        pg_move::drop_slot(&src, &name, Duration::from_secs(30)).await?;
+        pg_move::unpublish(&src, PUBLICATION).await
     }
 
     /// Copies the object store (new and changed files; with `exact`, also removes what the

@@ -6,6 +6,12 @@
 //! Idempotent, and it converges: a role that exists gets the password of its Secret again (so
 //! deleting a service's database Secret rolls its password), a database that exists is kept.
 //! Works as RDS's master (`CREATEROLE`, `CREATEDB`, not a superuser) on Postgres 15 and 16.
+//!
+//! A move's replication between two `rds` cells' instances is made the same way, as each
+//! instance's master ([`replication`]).
+
+pub mod replication;
+pub use replication::Replication;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,7 +52,10 @@ pub struct Role {
 /// What [`DatabaseAdmin::ensure_roles`] returns.
 pub type Done<'a> = Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
 
-/// Makes the services' roles and databases in an instance.
+/// What [`DatabaseAdmin::replicate`] returns.
+pub type Replicated<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// Makes the services' roles and databases in an instance, and a move's replication.
 pub trait DatabaseAdmin: Send + Sync {
     fn ensure_roles<'a>(
         &'a self,
@@ -54,6 +63,15 @@ pub trait DatabaseAdmin: Send + Sync {
         master: &'a MasterCredentials,
         roles: &'a [Role],
     ) -> Done<'a>;
+
+    /// One side's part of a move, in each of `databases`.
+    fn replicate<'a>(
+        &'a self,
+        server: &'a Server,
+        master: &'a MasterCredentials,
+        databases: &'a [&'a str],
+        step: Replication<'a>,
+    ) -> Replicated<'a>;
 }
 
 /// The real one: a direct connection to the instance, TLS required (as RDS requires it).
@@ -69,6 +87,37 @@ impl DatabaseAdmin for Postgres {
     ) -> Done<'a> {
         Box::pin(ensure(server, master, roles))
     }
+
+    fn replicate<'a>(
+        &'a self,
+        server: &'a Server,
+        master: &'a MasterCredentials,
+        databases: &'a [&'a str],
+        step: Replication<'a>,
+    ) -> Replicated<'a> {
+        Box::pin(replication::run(server, master, databases, step))
+    }
+}
+
+/// One connection to `database` as the master, TLS required (as RDS requires it); a pool
+/// only because its futures are `Send` where a borrowed connection's are not.
+async fn connect(
+    server: &Server,
+    master: &MasterCredentials,
+    database: &str,
+) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::new()
+        .host(&server.host)
+        .port(server.port)
+        .username(&master.username)
+        .password(master.password.expose_secret())
+        .database(database)
+        .ssl_mode(PgSslMode::Require)
+        .application_name("mrbill-operator");
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
 }
 
 async fn ensure(
@@ -76,20 +125,7 @@ async fn ensure(
     master: &MasterCredentials,
     roles: &[Role],
 ) -> Result<(), sqlx::Error> {
-    let options = PgConnectOptions::new()
-        .host(&server.host)
-        .port(server.port)
-        .username(&master.username)
-        .password(master.password.expose_secret())
-        .database("postgres")
-        .ssl_mode(PgSslMode::Require)
-        .application_name("mrbill-operator");
-    // One connection; a pool only because its futures are `Send` where a borrowed
-    // connection's are not.
-    let db = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await?;
+    let db = connect(server, master, "postgres").await?;
     for role in roles {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
@@ -121,7 +157,12 @@ async fn ensure(
 }
 
 /// Runs `format(template, a, b)` as built by the server.
-async fn run_formatted(db: &PgPool, template: &str, a: &str, b: &str) -> Result<(), sqlx::Error> {
+pub(crate) async fn run_formatted(
+    db: &PgPool,
+    template: &str,
+    a: &str,
+    b: &str,
+) -> Result<(), sqlx::Error> {
     let sql: String = sqlx::query_scalar("SELECT format($1, $2::text, $3::text)")
         .bind(template)
         .bind(a)
