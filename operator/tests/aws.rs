@@ -7,76 +7,21 @@
 //! (`cell_templates.rs`), not by this test.
 
 mod fixtures;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_cloudformation::config::{Credentials, SharedCredentialsProvider};
+use aws_config::SdkConfig;
 use cell_model::{
     Cell, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
 };
-use cell_operator::aws::{AwsSettings, Foundation, StackState};
+use cell_operator::aws::{Foundation, StackState};
 use sqlx::Connection as _;
 use test_support::moto::Moto;
 
 mod rds;
 
 fn sdk(moto: &Moto) -> SdkConfig {
-    SdkConfig::builder()
-        .endpoint_url(&moto.url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "test", "test", None, None, "moto",
-        )))
-        .behavior_version(BehaviorVersion::latest())
-        .build()
+    rds::sdk(moto, "us-east-1")
 }
 
-/// A VPC with two subnets in two zones and a cluster security group, as the cluster would have.
-async fn network(sdk: &SdkConfig) -> AwsSettings {
-    let cfn = aws_sdk_cloudformation::Client::new(sdk);
-    let template = r#"
-AWSTemplateFormatVersion: "2010-09-09"
-Resources:
-  Vpc: { Type: AWS::EC2::VPC, Properties: { CidrBlock: 10.20.0.0/16 } }
-  A: { Type: AWS::EC2::Subnet, Properties: { VpcId: { Ref: Vpc }, CidrBlock: 10.20.1.0/24, AvailabilityZone: us-east-1a } }
-  B: { Type: AWS::EC2::Subnet, Properties: { VpcId: { Ref: Vpc }, CidrBlock: 10.20.2.0/24, AvailabilityZone: us-east-1b } }
-  Cluster: { Type: AWS::EC2::SecurityGroup, Properties: { GroupDescription: cluster, VpcId: { Ref: Vpc } } }
-Outputs:
-  Vpc: { Value: { Ref: Vpc } }
-  A: { Value: { Ref: A } }
-  B: { Value: { Ref: B } }
-  Cluster: { Value: { "Fn::GetAtt": [Cluster, GroupId] } }
-"#;
-    cfn.create_stack()
-        .stack_name("cluster-network")
-        .template_body(template)
-        .send()
-        .await
-        .expect("network stack");
-    let out = cfn
-        .describe_stacks()
-        .stack_name("cluster-network")
-        .send()
-        .await
-        .expect("describe");
-    let outputs: std::collections::BTreeMap<String, String> = out.stacks()[0]
-        .outputs()
-        .iter()
-        .map(|o| {
-            (
-                o.output_key().unwrap_or_default().to_owned(),
-                o.output_value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    AwsSettings {
-        vpc_id: outputs["Vpc"].clone(),
-        subnet_ids: vec![outputs["A"].clone(), outputs["B"].clone()],
-        cluster_security_group_id: outputs["Cluster"].clone(),
-        oidc_provider_arn:
-            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"
-                .into(),
-        oidc_provider_host: "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE".into(),
-    }
-}
+use rds::network;
 
 fn cell(tenant: &str, tier: Tier) -> Cell {
     let id = format!("c-{tenant}-1234");

@@ -7,12 +7,80 @@
 
 use std::sync::Arc;
 
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_cloudformation::config::{Credentials, SharedCredentialsProvider};
+use cell_operator::aws::AwsSettings;
+use test_support::moto::Moto;
+
 use cell_operator::aws::MasterCredentials;
 use cell_operator::roles::{DatabaseAdmin, Role, Server};
 use secrecy::ExposeSecret;
 use sqlx::{Connection, PgConnection};
 
 pub const MASTER: &str = "rds_master";
+
+/// An SDK configuration for moto in `region`.
+pub fn sdk(moto: &Moto, region: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .endpoint_url(&moto.url)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "moto",
+        )))
+        .behavior_version(BehaviorVersion::latest())
+        .build()
+}
+
+/// A VPC with two subnets in two zones and a cluster security group, as the cluster would have.
+pub async fn network(sdk: &SdkConfig) -> AwsSettings {
+    let region = sdk.region().map(ToString::to_string).unwrap_or_default();
+    let cfn = aws_sdk_cloudformation::Client::new(sdk);
+    let template = r#"
+AWSTemplateFormatVersion: "2010-09-09"
+Resources:
+  Vpc: { Type: AWS::EC2::VPC, Properties: { CidrBlock: 10.20.0.0/16 } }
+  A: { Type: AWS::EC2::Subnet, Properties: { VpcId: { Ref: Vpc }, CidrBlock: 10.20.1.0/24, AvailabilityZone: REGIONa } }
+  B: { Type: AWS::EC2::Subnet, Properties: { VpcId: { Ref: Vpc }, CidrBlock: 10.20.2.0/24, AvailabilityZone: REGIONb } }
+  Cluster: { Type: AWS::EC2::SecurityGroup, Properties: { GroupDescription: cluster, VpcId: { Ref: Vpc } } }
+Outputs:
+  Vpc: { Value: { Ref: Vpc } }
+  A: { Value: { Ref: A } }
+  B: { Value: { Ref: B } }
+  Cluster: { Value: { "Fn::GetAtt": [Cluster, GroupId] } }
+"#
+    .replace("REGION", &region);
+    cfn.create_stack()
+        .stack_name("cluster-network")
+        .template_body(&template)
+        .send()
+        .await
+        .expect("network stack");
+    let out = cfn
+        .describe_stacks()
+        .stack_name("cluster-network")
+        .send()
+        .await
+        .expect("describe");
+    let outputs: std::collections::BTreeMap<String, String> = out.stacks()[0]
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                o.output_key().unwrap_or_default().to_owned(),
+                o.output_value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    AwsSettings {
+        vpc_id: outputs["Vpc"].clone(),
+        subnet_ids: vec![outputs["A"].clone(), outputs["B"].clone()],
+        cluster_security_group_id: outputs["Cluster"].clone(),
+        oidc_provider_arn: format!(
+            "arn:aws:iam::123456789012:oidc-provider/oidc.eks.{region}.amazonaws.com/id/EXAMPLE"
+        ),
+        oidc_provider_host: format!("oidc.eks.{region}.amazonaws.com/id/EXAMPLE"),
+    }
+}
 
 pub struct RdsInstance {
     cluster: Option<pg_cluster::PgCluster>,
@@ -124,7 +192,13 @@ impl RdsInstance {
     /// Makes roles here whatever address the operator names (an RDS endpoint is not reachable
     /// from this machine), with the operator's real role maker.
     pub fn admin(&self) -> Arc<dyn DatabaseAdmin> {
-        Arc::new(Here(self.port()))
+        Arc::new(Here(self.port(), None))
+    }
+
+    /// [`Self::admin`] of a move's target, whose subscriptions reach `source` whatever
+    /// address they name.
+    pub fn admin_replicating_from(&self, source: &RdsInstance) -> Arc<dyn DatabaseAdmin> {
+        Arc::new(Here(self.port(), Some(source.port())))
     }
 
     /// The master user's URL here (TLS).
@@ -139,10 +213,11 @@ impl RdsInstance {
 
 /// A role maker whose instance refuses connections (nothing listens at its port).
 pub fn unreachable() -> Arc<dyn DatabaseAdmin> {
-    Arc::new(Here(pg_cluster::free_port().expect("a free port")))
+    Arc::new(Here(pg_cluster::free_port().expect("a free port"), None))
 }
 
-struct Here(u16);
+/// The instance's port here, and a move's source's.
+struct Here(u16, Option<u16>);
 
 impl DatabaseAdmin for Here {
     fn ensure_roles<'a>(
@@ -169,13 +244,22 @@ impl DatabaseAdmin for Here {
         databases: &'a [&'a str],
         step: cell_operator::roles::Replication<'a>,
     ) -> cell_operator::roles::Replicated<'a> {
+        use cell_operator::roles::Replication;
         Box::pin(async move {
-            let server = Server {
+            let here = |port| Server {
                 host: "127.0.0.1".into(),
-                port: self.0,
+                port,
+            };
+            let source = here(self.1.unwrap_or_default());
+            let step = match step {
+                Replication::Subscribe { migrator, .. } => Replication::Subscribe {
+                    source: &source,
+                    migrator,
+                },
+                other => other,
             };
             cell_operator::roles::Postgres
-                .replicate(&server, master, databases, step)
+                .replicate(&here(self.0), master, databases, step)
                 .await
         })
     }
