@@ -19,8 +19,16 @@ use serde_json::{Value, json};
 const CELLS: &str = "apis/mrbill.dev/v1alpha1/cells";
 const ID: &str = "c-acme-1234";
 const SECRETS: &str = "api/v1/namespaces/cell-acme/secrets";
+/// An rds source's instance address, and as a Secret holds it.
+const INSTANCE: &str = "mrbill-c-acme-1234.abcdef.us-east-1.rds.amazonaws.com";
+const INSTANCE_B64: &str =
+    "bXJiaWxsLWMtYWNtZS0xMjM0LmFiY2RlZi51cy1lYXN0LTEucmRzLmFtYXpvbmF3cy5jb20=";
 
 fn spec() -> CellSpec {
+    spec_of(DatabaseEngine::InCluster)
+}
+
+fn spec_of(engine: DatabaseEngine) -> CellSpec {
     CellSpec {
         cell_id: ID.into(),
         tenant: "acme".into(),
@@ -28,7 +36,7 @@ fn spec() -> CellSpec {
         version: "1.4.2".into(),
         replicas: ServiceReplicas::default(),
         database: DatabaseSpec {
-            engine: DatabaseEngine::InCluster,
+            engine,
             class: None,
             storage_gib: 20,
             multi_az: false,
@@ -59,13 +67,19 @@ fn operate(api: &FakeApi) {
         return;
     };
     let m = &cell["spec"]["migration"];
+    let rds = cell["spec"]["database"]["engine"] == "rds";
     let has = |name: &str| api.get(SECRETS, name).is_some();
     let mut conditions = Vec::new();
     match m["role"].as_str() {
         None => conditions.extend([condition("DatabaseReady", true), condition("Ready", true)]),
         Some("source") => {
             if !has("migrator-role") {
-                api.insert(SECRETS, secret("migrator-role", "cmVwbGljYXRpb24="));
+                let mut migrator = secret("migrator-role", "cmVwbGljYXRpb24=");
+                if rds {
+                    // The source instance's address (base64, as the API server keeps it).
+                    migrator["data"]["host"] = json!(INSTANCE_B64);
+                }
+                api.insert(SECRETS, migrator);
             }
             let fenced = m["fenced"] == true;
             conditions.extend([
@@ -80,7 +94,8 @@ fn operate(api: &FakeApi) {
                 let order = ["provision", "copy", "sync", "verify", "start"];
                 order.iter().position(|x| *x == phase) >= order.iter().position(|x| *x == p)
             };
-            let identity = has("cell-jwt") && has("poc-role");
+            // An rds cell's database credentials are its own instance's, not the identity.
+            let identity = has("cell-jwt") && (rds || has("poc-role"));
             let source = has("migration-source");
             conditions.extend([
                 condition("DatabaseReady", identity),
@@ -105,6 +120,7 @@ fn operate(api: &FakeApi) {
 }
 
 struct Clusters {
+    spec: CellSpec,
     a: FakeApi,
     b: FakeApi,
     driver: KubeDriver,
@@ -114,6 +130,10 @@ struct Clusters {
 
 impl Clusters {
     async fn new() -> Self {
+        Self::with(spec()).await
+    }
+
+    async fn with(spec: CellSpec) -> Self {
         let (a, b) = (FakeApi::new(), FakeApi::new());
         let placements =
             BTreeMap::from([("a".to_owned(), a.client()), ("b".to_owned(), b.client())]);
@@ -131,7 +151,7 @@ impl Clusters {
             }
         });
         driver
-            .apply("a", &spec(), false, None)
+            .apply("a", &spec, false, None)
             .await
             .expect("the cell in a");
         for name in [
@@ -145,6 +165,7 @@ impl Clusters {
         }
         a.insert(SECRETS, secret("postgres-tls", "a's own TLS"));
         Self {
+            spec,
             a,
             b,
             driver,
@@ -155,9 +176,8 @@ impl Clusters {
 
     /// Runs `step` until the operators have done their part (as the reconciler retries).
     async fn step(&self, step: Step) {
-        let spec = spec();
         let mv = Move {
-            spec: &spec,
+            spec: &self.spec,
             source: "a",
             target: "b",
         };
@@ -287,4 +307,35 @@ async fn an_abort_leaves_the_source_serving_and_removes_the_target() {
     c.step(Step::Discard).await;
     assert!(c.b.get(CELLS, ID).is_none(), "the target is gone");
     assert!(c.a.get(CELLS, ID).is_some());
+}
+
+/// An rds cell's target replicates from its source's instance, named by the address its
+/// operator put in the migrator Secret (not the placement's cross-cluster Postgres name), and
+/// gets no database Secrets from it (its instance has its own).
+#[tokio::test]
+async fn an_rds_cell_moves_and_its_target_replicates_from_the_source_instance() {
+    let c = Clusters::with(spec_of(DatabaseEngine::Rds)).await;
+    c.step(Step::Target).await;
+    assert_eq!(Clusters::migration(&c.b)["sourceHost"], Value::Null);
+    assert!(
+        c.b.get(SECRETS, "cell-jwt").is_some(),
+        "the identity is copied"
+    );
+    assert!(
+        c.b.get(SECRETS, "poc-database").is_none(),
+        "the instance's credentials are not"
+    );
+    c.step(Step::Copy).await;
+    assert_eq!(Clusters::migration(&c.b)["sourceHost"], INSTANCE);
+    c.step(Step::CatchUp).await;
+    c.step(Step::Fence).await;
+    c.step(Step::Sync).await;
+    let target = Clusters::migration(&c.b);
+    assert_eq!(
+        (target["phase"].as_str(), target["sourceHost"].as_str()),
+        (Some("sync"), Some(INSTANCE))
+    );
+    c.step(Step::Verify).await;
+    c.step(Step::Start).await;
+    assert_eq!(Clusters::migration(&c.b), Value::Null);
 }

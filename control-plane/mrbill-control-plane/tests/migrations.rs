@@ -407,3 +407,29 @@ async fn bad_migrations_are_refused_before_anything_starts() {
     assert_eq!(body["details"]["state"], "suspended");
     plane.halt().await;
 }
+
+/// An rds cell's instance and stack are named by its cell id in its region: a target in the
+/// source's region would take the source's own (the operator adopts what bears its name).
+#[tokio::test]
+async fn an_rds_cell_moves_only_to_another_region() {
+    let mut plane = Plane::start().await;
+    plane.config.driver = mrbill_control_plane::config::Driver::Kubernetes;
+    plane.config.cell_database = cell_model::DatabaseEngine::Rds;
+    plane.restart().await;
+    for (name, region) in [("edge", "local"), ("far", "sa-east-1")] {
+        let body = json!({ "name": name, "region": region, "capacity": 4 });
+        let (status, answer) = plane.call(Method::POST, "/v1/placements", Some(body)).await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    plane.create("acme").await;
+    plane.settled("acme", "Ready").await;
+    let (status, body) = migrate(&plane, "acme", json!({ "to": "edge" })).await;
+    assert_eq!((status, code(&body)), (422, "validation_failed"), "{body}");
+    assert_eq!(
+        body["details"]["fields"][0]["code"], "same_region",
+        "{body}"
+    );
+    let (status, plan) = migrate(&plane, "acme", json!({ "to": "far", "dry_run": true })).await;
+    assert_eq!(status, 200, "{plan}");
+    plane.halt().await;
+}
