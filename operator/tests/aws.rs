@@ -74,6 +74,7 @@ async fn the_foundation_is_created_once_updated_on_change_and_deleted() {
         "KeyArn",
         "BucketName",
         "DbSubnetGroupName",
+        "DbParameterGroupName",
         "DbSecurityGroupId",
         "IrsaRoleArn",
     ] {
@@ -83,6 +84,31 @@ async fn the_foundation_is_created_once_updated_on_change_and_deleted() {
         );
     }
     assert_eq!(out["DbSubnetGroupName"], "mrbill-c-acme-1234");
+    // Logical replication on (a move replicates to the target's instance), for the major
+    // version instances are made with.
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let groups = rds
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(&out["DbParameterGroupName"])
+        .send()
+        .await
+        .expect("the parameter group");
+    assert_eq!(
+        groups.db_parameter_groups()[0].db_parameter_group_family(),
+        Some(format!("postgres{}", cell_operator::aws::POSTGRES_VERSION).as_str())
+    );
+    let parameters = rds
+        .describe_db_parameters()
+        .db_parameter_group_name(&out["DbParameterGroupName"])
+        .send()
+        .await
+        .expect("its parameters");
+    assert!(
+        parameters.parameters().iter().any(|p| {
+            p.parameter_name() == Some("rds.logical_replication") && p.parameter_value() == Some("1")
+        }),
+        "{parameters:?}"
+    );
     assert!(
         out["KeyArn"].starts_with("arn:aws:kms:us-east-1:"),
         "{out:?}"

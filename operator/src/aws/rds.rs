@@ -122,6 +122,7 @@ impl Rds {
                 .kms_key_id(output("KeyArn")?)
                 .deletion_protection(true)
                 .db_subnet_group_name(output("DbSubnetGroupName")?)
+                .db_parameter_group_name(output("DbParameterGroupName")?)
                 .vpc_security_group_ids(output("DbSecurityGroupId")?)
                 .publicly_accessible(false)
                 .backup_retention_period(7)
