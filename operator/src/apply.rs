@@ -402,6 +402,49 @@ pub async fn get(
         .transpose()
 }
 
+/// The ordinals of `service`'s ready pods (a StatefulSet's `<service>-service-<n>`), in order.
+pub async fn ready_ordinals(
+    client: &Client,
+    cell: &Cell,
+    service: &str,
+) -> Result<Vec<u32>, Error> {
+    let ns = namespace(cell);
+    let selector = format!(
+        "{}={service},{CELL_LABEL}={}",
+        SERVICE_LABEL, cell.spec.cell_id
+    );
+    // Read only (not a managed kind): the chart grants `list` on pods and nothing else.
+    let gvk = GroupVersionKind::gvk("", "v1", "Pod");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "pods");
+    let pods = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::kube(format!("listing the pods of {service} in {ns}"), source))?;
+    let prefix = format!("{service}-service-");
+    let mut ordinals: Vec<u32> = pods
+        .items
+        .iter()
+        .filter(|pod| {
+            let conditions = &pod.data["status"]["conditions"];
+            let ready = conditions.as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            ready && pod.metadata.deletion_timestamp.is_none()
+        })
+        .filter_map(|pod| {
+            pod.metadata
+                .name
+                .as_deref()?
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ordinals.sort_unstable();
+    Ok(ordinals)
+}
+
 /// Deletes `kind/name` from the cell's namespace if it is there; whether it was.
 pub async fn remove(client: &Client, cell: &Cell, kind: &str, name: &str) -> Result<bool, Error> {
     let ns = namespace(cell);

@@ -74,7 +74,6 @@ async fn the_foundation_is_created_once_updated_on_change_and_deleted() {
         "KeyArn",
         "BucketName",
         "DbSubnetGroupName",
-        "DbParameterGroupName",
         "DbSecurityGroupId",
         "IrsaRoleArn",
     ] {
@@ -84,31 +83,6 @@ async fn the_foundation_is_created_once_updated_on_change_and_deleted() {
         );
     }
     assert_eq!(out["DbSubnetGroupName"], "mrbill-c-acme-1234");
-    // Logical replication on (a move replicates to the target's instance), for the major
-    // version instances are made with.
-    let rds = aws_sdk_rds::Client::new(&sdk);
-    let groups = rds
-        .describe_db_parameter_groups()
-        .db_parameter_group_name(&out["DbParameterGroupName"])
-        .send()
-        .await
-        .expect("the parameter group");
-    assert_eq!(
-        groups.db_parameter_groups()[0].db_parameter_group_family(),
-        Some(format!("postgres{}", cell_operator::aws::POSTGRES_VERSION).as_str())
-    );
-    let parameters = rds
-        .describe_db_parameters()
-        .db_parameter_group_name(&out["DbParameterGroupName"])
-        .send()
-        .await
-        .expect("its parameters");
-    assert!(
-        parameters.parameters().iter().any(|p| {
-            p.parameter_name() == Some("rds.logical_replication") && p.parameter_value() == Some("1")
-        }),
-        "{parameters:?}"
-    );
     assert!(
         out["KeyArn"].starts_with("arn:aws:kms:us-east-1:"),
         "{out:?}"
@@ -516,6 +490,37 @@ async fn an_rds_instance_is_created_scaled_snapshotted_on_delete_and_restored() 
     assert_eq!(
         db.db_subnet_group().and_then(|g| g.db_subnet_group_name()),
         Some("mrbill-c-acme-1234")
+    );
+    // Logical replication on (a move replicates to the target's instance), for the major
+    // version instances are made with.
+    assert_eq!(
+        db.db_parameter_groups()
+            .first()
+            .and_then(|g| g.db_parameter_group_name()),
+        Some(cell_operator::aws::PARAMETER_GROUP)
+    );
+    let groups = client
+        .describe_db_parameter_groups()
+        .db_parameter_group_name(cell_operator::aws::PARAMETER_GROUP)
+        .send()
+        .await
+        .expect("the parameter group");
+    assert_eq!(
+        groups.db_parameter_groups()[0].db_parameter_group_family(),
+        Some(format!("postgres{}", cell_operator::aws::POSTGRES_VERSION).as_str())
+    );
+    let parameters = client
+        .describe_db_parameters()
+        .db_parameter_group_name(cell_operator::aws::PARAMETER_GROUP)
+        .send()
+        .await
+        .expect("its parameters");
+    assert!(
+        parameters.parameters().iter().any(|p| {
+            p.parameter_name() == Some("rds.logical_replication")
+                && p.parameter_value() == Some("1")
+        }),
+        "{parameters:?}"
     );
     let tags: std::collections::BTreeMap<&str, &str> = db
         .tag_list()

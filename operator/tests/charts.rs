@@ -225,13 +225,21 @@ fn the_operator_may_touch_exactly_what_it_manages() {
     assert!(
         !has("", "persistentvolumes", "delete") && !has("", "persistentvolumeclaims", "delete")
     );
-    // Nothing beyond the managed kinds, the Cell, Events and the volumes.
+    // Which of a StatefulSet's pods are ready: list, nothing more.
+    assert!(has("", "pods", "list"));
+    assert!(
+        ["get", "create", "patch", "delete", "watch"]
+            .iter()
+            .all(|v| !has("", "pods", v))
+    );
+    // Nothing beyond the managed kinds, the Cell, Events, the volumes and reading pods.
     for (g, r, _) in &granted {
         assert!(
             expected.contains(&(g.clone(), r.clone()))
                 || g == "mrbill.dev"
                 || (g == "events.k8s.io" && r == "events")
-                || (g.is_empty() && (r == "persistentvolumeclaims" || r == "persistentvolumes"))
+                || (g.is_empty()
+                    && (r == "persistentvolumeclaims" || r == "persistentvolumes" || r == "pods"))
                 || (g == "rbac.authorization.k8s.io" && r == "clusterroles"),
             "unexpected grant on {g}/{r}"
         );

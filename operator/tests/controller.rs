@@ -327,20 +327,38 @@ async fn create_applies_every_child_owned_by_the_cell_then_reports_ready() {
     );
     assert!(s.events().contains(&"CellReady".to_owned()));
 
-    // Two dojo pods ready: the route names each (routers pin a dojo's sockets to one).
-    let pods = format!("apis/apps/v1/namespaces/{NS}/statefulsets");
-    s.api.update(&pods, "dojo-service", |o| {
+    // Two of three dojo pods ready, the middle one crashed: the route names each ready one
+    // (routers pin a dojo's sockets to one), not the crashed one.
+    let sets = format!("apis/apps/v1/namespaces/{NS}/statefulsets");
+    s.api.update(&sets, "dojo-service", |o| {
         o["status"] = json!({ "readyReplicas": 2, "replicas": 3 })
     });
+    let pods = format!("api/v1/namespaces/{NS}/pods");
+    let pod = |name: &str, service: &str, cell: &str, ready: bool| {
+        json!({ "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "name": name, "namespace": NS,
+                "labels": { "mrbill.dev/service": service, "mrbill.dev/cell": cell } },
+            "status": { "conditions": [
+                { "type": "Ready", "status": if ready { "True" } else { "False" } } ] } })
+    };
+    for (name, service, cell, ready) in [
+        ("dojo-service-0", "dojo", "c-acme-1234", true),
+        ("dojo-service-1", "dojo", "c-acme-1234", false),
+        ("dojo-service-2", "dojo", "c-acme-1234", true),
+        ("poc-service-7", "poc", "c-acme-1234", true),
+        ("dojo-service-3", "dojo", "c-other-1", true),
+    ] {
+        s.api.insert(&pods, pod(name, service, cell, ready));
+    }
     s.reconcile().await.expect("reconcile");
     let status = s.cell().and_then(|c| c.status).expect("status");
     assert_eq!(
         status.endpoints.replicas["dojo"],
         [
             "http://dojo-service-0.dojo-service-pods.cell-acme.svc:8080",
-            "http://dojo-service-1.dojo-service-pods.cell-acme.svc:8080",
+            "http://dojo-service-2.dojo-service-pods.cell-acme.svc:8080",
         ],
-        "the ready ordinals"
+        "the ready pods"
     );
 }
 

@@ -14,7 +14,7 @@ mod rds;
 
 pub use crate::roles::MasterCredentials;
 pub use foundation::{FOUNDATION_TEMPLATE, Foundation, StackState};
-pub use rds::{InstanceState, POSTGRES_VERSION, Rds};
+pub use rds::{InstanceState, PARAMETER_GROUP, POSTGRES_VERSION, Rds};
 
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use cell_model::Cell;

@@ -38,6 +38,11 @@ pub struct Rds {
 /// Postgres major version of new instances.
 pub const POSTGRES_VERSION: &str = "16";
 
+/// The instances' parameter group, one per region for every cell: logical replication on
+/// (a move between placements replicates each database to the target's instance). Static:
+/// an instance switched to it replicates after its next reboot.
+pub const PARAMETER_GROUP: &str = "mrbill-postgres16";
+
 impl Rds {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
         Self::from_client(aws_sdk_rds::Client::new(sdk))
@@ -107,6 +112,7 @@ impl Rds {
                 .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
         };
         let Some(db) = self.describe(&id).await? else {
+            self.ensure_parameter_group().await?;
             let created = self
                 .rds
                 .create_db_instance()
@@ -122,7 +128,7 @@ impl Rds {
                 .kms_key_id(output("KeyArn")?)
                 .deletion_protection(true)
                 .db_subnet_group_name(output("DbSubnetGroupName")?)
-                .db_parameter_group_name(output("DbParameterGroupName")?)
+                .db_parameter_group_name(PARAMETER_GROUP)
                 .vpc_security_group_ids(output("DbSecurityGroupId")?)
                 .publicly_accessible(false)
                 .backup_retention_period(7)
@@ -150,8 +156,16 @@ impl Rds {
         };
         let want_class = Self::class(cell);
         let want_storage = cell.spec.database.storage_gib as i32;
-        if *class == want_class && *storage_gib >= want_storage {
+        // Instances made before the parameter group join it (effective at their next reboot).
+        let grouped = db
+            .db_parameter_groups()
+            .iter()
+            .any(|g| g.db_parameter_group_name() == Some(PARAMETER_GROUP));
+        if *class == want_class && *storage_gib >= want_storage && grouped {
             return Ok(state);
+        }
+        if !grouped {
+            self.ensure_parameter_group().await?;
         }
         // Storage only grows (RDS cannot shrink it).
         self.rds
@@ -159,11 +173,54 @@ impl Rds {
             .db_instance_identifier(&id)
             .db_instance_class(want_class)
             .allocated_storage(want_storage.max(*storage_gib))
+            .db_parameter_group_name(PARAMETER_GROUP)
             .apply_immediately(true)
             .send()
             .await
             .map_err(|e| aws_error(format!("scaling RDS instance {id}"), e))?;
         self.observe(cell).await
+    }
+
+    /// Makes [`PARAMETER_GROUP`] unless it is there.
+    async fn ensure_parameter_group(&self) -> Result<(), Error> {
+        let found = self
+            .rds
+            .describe_db_parameter_groups()
+            .db_parameter_group_name(PARAMETER_GROUP)
+            .send()
+            .await;
+        match found {
+            Ok(out) if !out.db_parameter_groups().is_empty() => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.code() == Some("DBParameterGroupNotFound") => {}
+            Err(e) => return Err(aws_error(format!("reading {PARAMETER_GROUP}"), e)),
+        }
+        let created = self
+            .rds
+            .create_db_parameter_group()
+            .db_parameter_group_name(PARAMETER_GROUP)
+            .db_parameter_group_family(format!("postgres{POSTGRES_VERSION}"))
+            .description("mrbill cells: logical replication for moves between placements")
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("DBParameterGroupAlreadyExists") => {}
+            Err(e) => return Err(aws_error(format!("creating {PARAMETER_GROUP}"), e)),
+        }
+        let logical = aws_sdk_rds::types::Parameter::builder()
+            .parameter_name("rds.logical_replication")
+            .parameter_value("1")
+            .apply_method(aws_sdk_rds::types::ApplyMethod::PendingReboot)
+            .build();
+        self.rds
+            .modify_db_parameter_group()
+            .db_parameter_group_name(PARAMETER_GROUP)
+            .parameters(logical)
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("setting {PARAMETER_GROUP}"), e))?;
+        Ok(())
     }
 
     /// Deletes the instance after a final snapshot (deletion protection is lifted first);

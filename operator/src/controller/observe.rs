@@ -245,13 +245,17 @@ pub(super) async fn observe(
             service.to_owned(),
             format!("http://{service}-service.{ns}.svc:{PUBLIC_PORT}"),
         );
-        // Pods routers pin to (dojo's rooms) when there are several: the ready ones, which an
-        // ordered StatefulSet starts from ordinal 0 and stops from the highest.
+        // Pods routers pin to (dojo's rooms) when there are several: the ready ones by name
+        // (a crashed pod may be any ordinal, not the highest).
         if kind == "StatefulSet" && ready > 1 {
-            let pods = (0..u32::try_from(ready).unwrap_or(0))
+            let pods: Vec<String> = apply::ready_ordinals(client, cell, service)
+                .await?
+                .into_iter()
                 .map(|ordinal| render::pod_url(cell, service, ordinal))
                 .collect();
-            status.endpoints.replicas.insert(service.to_owned(), pods);
+            if pods.len() > 1 {
+                status.endpoints.replicas.insert(service.to_owned(), pods);
+            }
         }
     }
     set(&mut status, "Reconciled", true, "Applied", "");
