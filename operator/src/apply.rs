@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 18] = [
+pub const KINDS: [(&str, &str, &str, bool); 19] = [
     ("v1", "Namespace", "namespaces", false),
     (
         "rbac.authorization.k8s.io/v1",
@@ -57,6 +57,12 @@ pub const KINDS: [(&str, &str, &str, bool); 18] = [
     ("apps/v1", "Deployment", "deployments", true),
     ("batch/v1", "Job", "jobs", true),
     (
+        "multicluster.x-k8s.io/v1alpha1",
+        "ServiceExport",
+        "serviceexports",
+        true,
+    ),
+    (
         "policy/v1",
         "PodDisruptionBudget",
         "poddisruptionbudgets",
@@ -72,7 +78,7 @@ pub const KINDS: [(&str, &str, &str, bool); 18] = [
 
 /// Kinds a cell has only under some specs; objects of these kinds that the cell no longer
 /// renders are deleted. (Namespace-wide kinds every cell has are never pruned.)
-const PRUNED: [&str; 8] = [
+const PRUNED: [&str; 9] = [
     "ConfigMap",
     "Service",
     "NetworkPolicy",
@@ -81,6 +87,7 @@ const PRUNED: [&str; 8] = [
     "Job",
     "Publication",
     "Subscription",
+    "ServiceExport",
 ];
 
 /// The API resource of a kind the operator manages, and whether it is namespaced.

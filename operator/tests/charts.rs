@@ -500,3 +500,20 @@ fn the_mail_relay_reaches_the_operator_as_a_file() {
             .all(|(n, _)| !n.starts_with("MRBILL_OPERATOR_SMTP"))
     );
 }
+
+#[test]
+fn the_clusterset_export_is_a_value() {
+    let (_, off) = template("cell-operator", &[]);
+    let container = &find(&off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_of(container, "MRBILL_OPERATOR_SERVICE_EXPORT"),
+        Some("false")
+    );
+    let (yaml, on) = template("cell-operator", &["multicluster.serviceExport=true"]);
+    validate(&yaml);
+    let container = &find(&on, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_of(container, "MRBILL_OPERATOR_SERVICE_EXPORT"),
+        Some("true")
+    );
+}

@@ -219,6 +219,22 @@ fn a_moves_source_publishes_and_its_target_subscribes_in_valid_cnpg_objects() {
         kinds(&source, "Publication"),
         ["move-poc", "move-dojo", "move-media"]
     );
+    // Exported to the clusterset (MCS) where the operator is told to, for targets elsewhere.
+    assert!(
+        kinds(&source, "ServiceExport").is_empty(),
+        "not unless told to"
+    );
+    let exporting = cell_operator::render::Images {
+        service_export: true,
+        ..images()
+    };
+    let exported = desired(&moving(MigrationRole::Source, None), &exporting);
+    assert_eq!(kinds(&exported, "ServiceExport"), ["postgres-rw"]);
+    let after = desired(&cell(Tier::Standard), &exporting);
+    assert!(
+        kinds(&after, "ServiceExport").is_empty(),
+        "only while it is a source"
+    );
     let cluster = source
         .iter()
         .find(|o| o["kind"] == "Cluster")

@@ -131,6 +131,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             secrets_access: None,
             cnpg_namespace: "cnpg-system".into(),
             identity_access: None,
+            service_export: false,
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));

@@ -14,6 +14,8 @@
 //!   (all or none; the chart sets them): the ClusterRole granting Secrets that the operator binds
 //!   to its own service account in each cell namespace — its only way to Secrets. Unset: its
 //!   own role must reach Secrets.
+//! - `MRBILL_OPERATOR_SERVICE_EXPORT` (`true`/`false`, default false): export a move source's
+//!   Postgres to the clusterset (Multi-Cluster Services `ServiceExport` of `postgres-rw`).
 //! - `MRBILL_OPERATOR_METRICS_ADDR` (default `0.0.0.0:8080`): health and metrics listener.
 //! - `POD_NAME` (optional): names this instance in Events.
 //! - For `rds` cells (all or none): `MRBILL_OPERATOR_AWS_VPC_ID`, `MRBILL_OPERATOR_AWS_SUBNET_IDS`
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             }
             None => None,
         },
+        service_export: optional::<bool>("MRBILL_OPERATOR_SERVICE_EXPORT")?.unwrap_or(false),
     };
     let metrics_addr: SocketAddr =
         optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());

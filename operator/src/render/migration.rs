@@ -147,7 +147,7 @@ fn source_host(cell: &Cell) -> String {
 }
 
 /// The migration's own objects (Publications, schema Jobs, Subscriptions, network paths).
-pub(super) fn objects(cell: &Cell) -> Vec<Value> {
+pub(super) fn objects(cell: &Cell, images: &Images) -> Vec<Value> {
     let tcp = json!([{ "protocol": "TCP", "port": POSTGRES_PORT }]);
     match role(cell) {
         Some(MigrationRole::Source) if in_cluster(cell) => {
@@ -178,6 +178,14 @@ pub(super) fn objects(cell: &Cell) -> Vec<Value> {
                     "ingress": [{ "ports": tcp }],
                 }),
             ));
+            // Reached by name from other clusters (MCS API), for as long as it is a source.
+            if images.service_export {
+                out.push(json!({
+                    "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+                    "kind": "ServiceExport",
+                    "metadata": meta(cell, "postgres-rw"),
+                }));
+            }
             out
         }
         Some(MigrationRole::Target) if replicates(cell) => {

@@ -75,6 +75,10 @@ pub struct Images {
     /// moves to another cluster): a RoleBinding of `cluster_role` (Secrets: get by name,
     /// create) to the control plane's service account in each cell namespace. `None`: none.
     pub identity_access: Option<SecretsAccess>,
+    /// Export a move source's Postgres (`postgres-rw`) to the clusterset with a Multi-Cluster
+    /// Services `ServiceExport`, so a target in another cluster reaches it at
+    /// `postgres-rw.<ns>.svc.clusterset.local` (the control plane's default source host).
+    pub service_export: bool,
 }
 
 /// The operator's Secret access in a cell namespace: a RoleBinding of `cluster_role` (Secrets:
@@ -230,7 +234,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         out.push(postgres_cluster(cell));
         out.extend(postgres_databases(cell));
     }
-    out.extend(migration::objects(cell));
+    out.extend(migration::objects(cell, images));
     if cell.spec.search == SearchEngine::Meilisearch {
         out.push(meilisearch(cell));
         out.push(headless(cell, "meilisearch", MEILISEARCH_PORT));
