@@ -33,6 +33,7 @@ mod limit;
 mod proxy;
 pub mod request;
 mod server;
+mod tunnel;
 mod upstream;
 
 pub use ipnet::IpNet;

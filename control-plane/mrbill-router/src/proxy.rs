@@ -410,19 +410,19 @@ async fn forward(
                 match tokio::try_join!(client_side, cell_side) {
                     Ok((client, cell)) => {
                         let (mut client, mut cell) = (TokioIo::new(client), TokioIo::new(cell));
-                        let splice = tokio::io::copy_bidirectional(&mut client, &mut cell);
                         match room {
                             // A dojo's socket follows its room: when the replica set changes
-                            // and the room now belongs to another replica, both connections
-                            // are dropped; the client reconnects (to the room's new replica,
-                            // which takes the room over) and resyncs.
-                            Some(room) => tokio::select! {
-                                _ = splice => {}
-                                () = room.moved(&state) => {
-                                    tracing::info!(tenant = %room.tenant, dojo = %room.dojo, "dojo socket dropped: its room moved to another replica");
+                            // and the room now belongs to another replica, the client gets
+                            // close 1012 and reconnects (to the room's new replica, which
+                            // takes the room over) and resyncs.
+                            Some(room) => {
+                                if crate::tunnel::dojo(client, cell, room.moved(&state)).await {
+                                    tracing::info!(tenant = %room.tenant, dojo = %room.dojo, "dojo socket closed (1012): its room moved to another replica");
                                 }
-                            },
-                            None => drop(splice.await),
+                            }
+                            None => {
+                                let _ = tokio::io::copy_bidirectional(&mut client, &mut cell).await;
+                            }
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "websocket upgrade failed"),

@@ -104,7 +104,7 @@ async fn ask(socket: &mut Socket, text: &str) -> Option<String> {
 }
 
 /// When the dojo replica set changes, a socket whose room now belongs to another replica is
-/// dropped (its client reconnects there and the room is handed over); the others stay.
+/// closed with 1012 (its client reconnects there and the room is handed over); the others stay.
 #[tokio::test]
 async fn a_dojo_socket_follows_its_room_when_the_replica_set_changes() {
     use cell_model::contract::Service;
@@ -146,6 +146,15 @@ async fn a_dojo_socket_follows_its_room_when_the_replica_set_changes() {
         match owner.as_str() {
             "d1" => assert_eq!(ask(socket, "still").await.as_deref(), Some("d1"), "{dojo}"),
             _ => {
+                let close = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
+                    .await
+                    .expect("closed in time");
+                match close {
+                    Some(Ok(tungstenite::Message::Close(Some(frame)))) => {
+                        assert_eq!(u16::from(frame.code), 1012, "{dojo}: {frame:?}");
+                    }
+                    other => panic!("{dojo} moved: {other:?}"),
+                }
                 assert_eq!(ask(socket, "still").await, None, "{dojo} moved but stayed");
                 moved += 1;
             }
