@@ -179,18 +179,18 @@ pub async fn missing_identity(client: &Client, cell: &Cell) -> Result<Vec<String
 }
 
 /// A migration source's [`crate::render::migration::MIGRATOR_SECRET`], made once: with its
-/// Postgres CA in-cluster, with its instance's address (`rds_instance`) on RDS.
+/// Postgres CA in-cluster, with its instance's address and its bucket (`rds_instance`) on RDS.
 pub async fn create_missing_migrator_secret(
     client: &Client,
     cell: &Cell,
-    rds_instance: Option<&str>,
+    rds_instance: Option<(&str, &crate::aws::Bucket)>,
 ) -> Result<Vec<String>, Error> {
     let (secrets, existing) = existing_secrets(client, cell).await?;
     if existing.contains(crate::render::migration::MIGRATOR_SECRET) {
         return Ok(Vec::new());
     }
     let migrator = match rds_instance {
-        Some(host) => crate::secrets::rds_migrator(cell, host),
+        Some((host, bucket)) => crate::secrets::rds_migrator(cell, host, bucket),
         None => {
             let ca = secret_value(client, cell, crate::render::POSTGRES_TLS_SECRET, "ca.crt")
                 .await?

@@ -72,9 +72,10 @@ pub fn identity_names(cell: &Cell) -> Vec<String> {
     cell_model::identity::names(cell.spec.database.engine)
 }
 
-/// An `rds` migration source's replication credentials and its instance's address (`host`),
-/// where the target subscribes (the control plane names it in the target's spec).
-pub fn rds_migrator(cell: &Cell, host: &str) -> Value {
+/// An `rds` migration source's replication credentials, its instance's address (`host`),
+/// where the target subscribes (the control plane names it in the target's spec), and its
+/// artifacts' `bucket` and `region`, which the target copies.
+pub fn rds_migrator(cell: &Cell, host: &str, bucket: &crate::aws::Bucket) -> Value {
     typed_secret(
         cell,
         crate::render::migration::MIGRATOR_SECRET,
@@ -83,6 +84,8 @@ pub fn rds_migrator(cell: &Cell, host: &str) -> Value {
             "username": crate::render::migration::MIGRATOR_ROLE,
             "password": CellSecrets::database_password().expose_secret(),
             "host": host,
+            "bucket": bucket.name,
+            "region": bucket.region,
         }),
     )
 }

@@ -208,6 +208,62 @@ async fn count(db: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.expect(sql)
 }
 
+/// The cell's artifacts bucket in `placement`'s region (its foundation's, as the pods see it).
+fn bucket(placement: &Placement) -> String {
+    let config = placement
+        .api
+        .get("api/v1/namespaces/cell-acme/configmaps", "aws-foundation")
+        .expect("aws-foundation");
+    config["data"]["bucket"]
+        .as_str()
+        .expect("bucket")
+        .to_owned()
+}
+
+fn s3(moto: &Moto, region: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&rds::sdk(moto, region))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.as_bytes().to_vec().into())
+        .send()
+        .await
+        .expect("put");
+}
+
+/// Key → content of every object in `bucket`.
+async fn contents(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list");
+    let mut out = std::collections::BTreeMap::new();
+    for object in listed.contents() {
+        let key = object.key().expect("key").to_owned();
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .expect("get");
+        let bytes = body.body.collect().await.expect("body").into_bytes();
+        out.insert(key, String::from_utf8_lossy(&bytes).into_owned());
+    }
+    out
+}
+
 /// Copies Secret `name` of one cluster to `to` in another, as the control plane does.
 fn copy(from: &Placement, name: &str, to: &Placement, as_name: &str) {
     let mut secret: Value = from
@@ -228,8 +284,18 @@ async fn an_rds_cell_moves_to_another_region_through_both_operators() {
     let a = Placement::new(&moto, "us-east-1", source_db, None).await;
     let b = Placement::new(&moto, "sa-east-1", target_db, Some(&a.instance)).await;
 
-    // The source serves: its services made their tables long before the move.
+    // The source serves: its services made their tables long before the move, and media
+    // stored artifacts in its bucket.
     a.until("DatabaseReady").await;
+    let (s3_a, s3_b) = (s3(&moto, "us-east-1"), s3(&moto, "sa-east-1"));
+    let bucket_a = bucket(&a);
+    for (key, body) in [
+        ("tenants/acme/reports/r1.csv", "id,name\n1,one\n"),
+        ("tenants/acme/videos/2026 v1.mp4", "not really an mp4"),
+        ("tenants/acme/reports/old.csv", "gone before the fence"),
+    ] {
+        put(&s3_a, &bucket_a, key, body).await;
+    }
     let mut sources = Vec::new();
     for service in SERVICES {
         let db = a.service(service).await;
@@ -305,6 +371,21 @@ async fn an_rds_cell_moves_to_another_region_through_both_operators() {
         b.condition("Replicating").map(|c| c.0),
         Some(ConditionStatus::True)
     );
+    let bucket_b = bucket(&b);
+    assert_ne!(bucket_a, bucket_b, "each cell has its region's bucket");
+    assert_eq!(
+        contents(&s3_b, &bucket_b).await,
+        contents(&s3_a, &bucket_a).await,
+        "the artifacts are copied before the fence"
+    );
+    // Written and removed by the source meanwhile.
+    put(&s3_a, &bucket_a, "tenants/acme/reports/late.csv", "late").await;
+    s3_a.delete_object()
+        .bucket(&bucket_a)
+        .key("tenants/acme/reports/old.csv")
+        .send()
+        .await
+        .expect("delete");
 
     // Writes during the copy arrive; then the source is fenced and the target syncs.
     for db in &sources {
@@ -318,6 +399,13 @@ async fn an_rds_cell_moves_to_another_region_through_both_operators() {
     a.until("Fenced").await;
     b.migrate(Some(target(MigrationPhase::Sync, Some(&address))));
     b.until("InSync").await;
+    let copied = contents(&s3_b, &bucket_b).await;
+    assert_eq!(
+        copied,
+        contents(&s3_a, &bucket_a).await,
+        "exactly the source's after the fence"
+    );
+    assert!(copied.contains_key("tenants/acme/reports/late.csv") && copied.len() == 3);
     b.migrate(Some(target(MigrationPhase::Verify, Some(&address))));
     b.until("Verified").await;
 

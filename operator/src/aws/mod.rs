@@ -10,10 +10,12 @@
 //! create it afresh — nothing is left half made.
 
 mod foundation;
+mod objects;
 mod rds;
 
 pub use crate::roles::MasterCredentials;
 pub use foundation::{FOUNDATION_TEMPLATE, Foundation, StackState};
+pub use objects::{Bucket, Objects};
 pub use rds::{InstanceState, PARAMETER_GROUP, POSTGRES_VERSION, Rds};
 
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
@@ -58,6 +60,10 @@ pub struct AwsClients {
     pub foundation: Foundation,
     pub rds: Rds,
     secrets: aws_sdk_secretsmanager::Client,
+    /// Cells' buckets in any region (a move copies its artifacts).
+    pub objects: Objects,
+    /// The region this operator's cells are in.
+    pub region: String,
     /// Makes the services' roles in an instance (directly, as its master user).
     pub admin: std::sync::Arc<dyn crate::roles::DatabaseAdmin>,
 }
@@ -77,6 +83,8 @@ impl AwsClients {
             foundation: Foundation::new(sdk, settings),
             rds: Rds::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            objects: Objects::new(sdk),
+            region: sdk.region().map(ToString::to_string).unwrap_or_default(),
             admin: std::sync::Arc::new(crate::roles::Postgres),
         }
     }

@@ -14,33 +14,23 @@
 //! While a migration holds a cell's services (a fenced source, a target before `start`) its
 //! phase is `Migrating` and `Ready` is false with reason `Migrating`.
 //!
-//! An `rds` cell's publications and subscriptions are made by [`rds`] (this operator, as the
-//! instance's master) instead of CNPG; `Published` and `Replicating` report what it did. Once
-//! the cell is no longer the move's source (or a target before `start`), [`rds`] removes its
-//! part and the move's conditions go with it.
+//! An `rds` cell's publications, subscriptions and objects are made by `rds_move` (this
+//! operator, as the instance's master and with S3) instead of CNPG; `Published`,
+//! `Replicating` and the checks report what it did. Once the cell is no longer the move's
+//! source (or a target before `start`), `rds_move` removes its part and the move's conditions
+//! go with it.
 
 use cell_model::contract::Service;
 use cell_model::move_conditions::{CAUGHT_UP, FENCED, IN_SYNC, PUBLISHED, REPLICATING, VERIFIED};
 use cell_model::{Cell, CellStatus, MigrationPhase, MigrationRole, Phase};
 
+use super::rds_move::RdsMove;
 use super::*;
 use crate::moves::Side;
 use crate::render::migration::{
-    MIGRATION_SOURCE_SECRET, MIGRATOR_ROLE, MIGRATOR_SECRET, MOVE_PUBLICATION, SCHEMA_COPIED, role,
-    runs_services, slot, target_phase,
+    MIGRATION_SOURCE_SECRET, MIGRATOR_ROLE, MOVE_PUBLICATION, SCHEMA_COPIED, role, runs_services,
+    slot, target_phase,
 };
-use crate::roles::{DatabaseAdmin, MasterCredentials, Replication, Role, Server};
-
-/// What [`rds`] did for an `rds` cell's move on this pass.
-#[derive(Debug)]
-pub(super) enum RdsMove {
-    /// The source's migrator and publications (or why not yet).
-    Published(Result<(), String>),
-    /// The target's subscriptions (or why not yet).
-    Subscribed(Result<(), String>),
-    /// The move's part of this instance removed: its conditions go.
-    Ended,
-}
 
 /// The conditions of a move, which [`RdsMove::Ended`] removes.
 const MOVE_CONDITIONS: [&str; 7] = [
@@ -53,86 +43,14 @@ const MOVE_CONDITIONS: [&str; 7] = [
     VERIFIED,
 ];
 
-/// An `rds` cell's part in a move, made in its available instance as the master: the
-/// source publishes, a target whose schema Jobs succeeded subscribes, and a cell that did
-/// either and is past it removes what it made. `None`: nothing to do (or not yet).
-pub(super) async fn rds(
-    cell: &Cell,
-    ctx: &Context,
-    admin: &dyn DatabaseAdmin,
-    server: &Server,
-    master: &MasterCredentials,
-) -> Result<Option<RdsMove>, Error> {
-    let databases = Service::ALL.map(Service::name);
-    let password = |secret: &'static str| async move {
-        let password = apply::secret_value(&ctx.client, cell, secret, "password").await?;
-        password
-            .map(|p| Role {
-                name: MIGRATOR_ROLE.to_owned(),
-                password: p.into(),
-            })
-            .ok_or_else(|| Error::Render(format!("no password in Secret {secret} yet")))
-    };
-    let had = |type_: &str| {
-        cell.status
-            .as_ref()
-            .is_some_and(|s| s.condition(type_).is_some())
-    };
-    let why = |e: anyhow::Error| format!("{e:#}");
-    match (role(cell), target_phase(cell)) {
-        (Some(MigrationRole::Source), _) => {
-            let migrator = password(MIGRATOR_SECRET).await?;
-            let step = Replication::Publish {
-                migrator: &migrator,
-            };
-            let done = admin.replicate(server, master, &databases, step).await;
-            Ok(Some(RdsMove::Published(done.map_err(why))))
-        }
-        (Some(MigrationRole::Target), Some(phase))
-            if (MigrationPhase::Copy..MigrationPhase::Start).contains(&phase) =>
-        {
-            if !condition_true(cell, SCHEMA_COPIED) {
-                return Ok(None);
-            }
-            let migrator = password(MIGRATION_SOURCE_SECRET).await?;
-            let source = Server {
-                host: source_host(cell)?,
-                port: render::POSTGRES_PORT,
-            };
-            let step = Replication::Subscribe {
-                source: &source,
-                migrator: &migrator,
-            };
-            let done = admin.replicate(server, master, &databases, step).await;
-            Ok(Some(RdsMove::Subscribed(done.map_err(why))))
-        }
-        (Some(MigrationRole::Target), _) if !had(REPLICATING) => Ok(None),
-        _ => {
-            let step = match (had(PUBLISHED), had(REPLICATING)) {
-                (true, _) => Replication::Unpublish,
-                (false, true) => Replication::Unsubscribe,
-                (false, false) => return Ok(None),
-            };
-            match admin.replicate(server, master, &databases, step).await {
-                Ok(()) => Ok(Some(RdsMove::Ended)),
-                Err(e) => {
-                    // Kept for the next pass (the conditions say there is something to end).
-                    tracing::warn!(cell = %cell.name_any(), error = %why(e), "ending the move's replication");
-                    Ok(None)
-                }
-            }
-        }
-    }
-}
-
-fn condition_true(cell: &Cell, type_: &str) -> bool {
+pub(super) fn condition_true(cell: &Cell, type_: &str) -> bool {
     cell.status
         .as_ref()
         .and_then(|s| s.condition(type_))
         .is_some_and(|c| c.status == cell_model::ConditionStatus::True)
 }
 
-fn source_host(cell: &Cell) -> Result<String, Error> {
+pub(super) fn source_host(cell: &Cell) -> Result<String, Error> {
     cell.spec
         .migration
         .as_ref()
@@ -279,9 +197,17 @@ async fn target(
     if !jobs.is_empty() {
         return Ok(());
     }
+    // An rds target's copy of the source's objects: part of every check that follows.
+    let mut objects = None;
     if rds_engine(cell) {
         let done = match rds {
-            Some(RdsMove::Subscribed(done)) => Some(done),
+            Some(RdsMove::Subscribed {
+                database,
+                objects: copied,
+            }) => {
+                objects = Some(copied);
+                Some(database)
+            }
             _ => None,
         };
         report_rds(status, REPLICATING, done, "Subscribing");
@@ -321,6 +247,11 @@ async fn target(
             Ok(n) => tables += n,
             Err(why) => failed.push(format!("{service}: {why}")),
         }
+    }
+    match objects {
+        Some(Err(why)) => failed.push(format!("objects: {why}")),
+        None if rds_engine(cell) => failed.push("objects: not copied on this pass".to_owned()),
+        _ => {}
     }
     let (type_, doing) = match phase {
         MigrationPhase::Copy => (CAUGHT_UP, "Copying"),

@@ -36,6 +36,7 @@ use crate::error::Error;
 
 mod migration;
 mod observe;
+mod rds_move;
 use crate::aws::{AwsClients, InstanceState, StackState};
 use crate::render::{self, Images, namespace};
 use observe::*;
@@ -243,12 +244,18 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(RESYNC));
     }
     let mut rds_secrets = None;
+    // An rds cell's artifacts bucket (its stack's), once the stack is ready.
+    let mut bucket = None;
     let aws = match (&cell.spec.database.engine, &ctx.aws) {
         (DatabaseEngine::Rds, None) => Some(Aws::NotConfigured),
         (DatabaseEngine::Rds, Some(aws)) => {
             let stack = aws.foundation.ensure(cell).await?;
             let instance = match &stack {
                 StackState::Ready(outputs) => {
+                    bucket = outputs.get("BucketName").map(|name| crate::aws::Bucket {
+                        name: name.clone(),
+                        region: aws.region.clone(),
+                    });
                     let master = aws.master_credentials(cell).await?;
                     let instance = aws.rds.ensure(cell, outputs, &master).await?;
                     if let InstanceState::Available { address, port, .. } = &instance {
@@ -308,7 +315,10 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
     let mut created = apply::create_missing_secrets(&ctx.client, cell).await?;
     if render::migration::role(cell) == Some(cell_model::MigrationRole::Source) {
-        let instance = rds_secrets.as_ref().map(|(host, _, _)| host.as_str());
+        let instance = rds_secrets
+            .as_ref()
+            .zip(bucket.as_ref())
+            .map(|((host, _, _), bucket)| (host.as_str(), bucket));
         if cell.spec.database.engine == DatabaseEngine::InCluster || instance.is_some() {
             let secret = apply::create_missing_migrator_secret(&ctx.client, cell, instance);
             created.extend(secret.await?);
@@ -324,14 +334,20 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         roles = Some(rds_roles(cell, ctx, aws, instance, master, !fresh.is_empty()).await?);
         created.extend(fresh);
     }
-    let mut rds_move = None;
+    let mut moving = None;
     if let (Some((host, port, master)), Some(aws), Some(Ok(()))) = (&rds_secrets, &ctx.aws, &roles)
     {
         let server = crate::roles::Server {
             host: host.clone(),
             port: u16::try_from(*port).unwrap_or(render::POSTGRES_PORT),
         };
-        rds_move = migration::rds(cell, ctx, aws.admin.as_ref(), &server, master).await?;
+        let instance = rds_move::Instance {
+            aws,
+            server: &server,
+            master,
+            bucket: bucket.as_ref(),
+        };
+        moving = rds_move::rds(cell, ctx, instance).await?;
     }
     if !created.is_empty() {
         tracing::info!(cell = %cell.name_any(), secrets = ?created, "secrets generated");
@@ -353,7 +369,7 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
 
     let previous = cell.status.clone().unwrap_or_default();
-    let status = observe(cell, ctx, &previous, aws.as_ref(), roles, rds_move).await?;
+    let status = observe(cell, ctx, &previous, aws.as_ref(), roles, moving).await?;
     let ready = status.phase == Phase::Ready;
     if let Some(event) = transition(&previous, &status) {
         publish(ctx, cell, event.0, event.1, event.2).await;

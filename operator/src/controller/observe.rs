@@ -138,7 +138,7 @@ pub(super) async fn observe(
     previous: &CellStatus,
     aws: Option<&Aws>,
     roles: Option<Result<(), String>>,
-    rds_move: Option<super::migration::RdsMove>,
+    rds_move: Option<super::rds_move::RdsMove>,
 ) -> Result<CellStatus, Error> {
     let client = &ctx.client;
     let mut status = previous.clone();
