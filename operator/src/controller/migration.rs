@@ -97,7 +97,7 @@ fn rds_engine(cell: &Cell) -> bool {
     cell.spec.database.engine == cell_model::DatabaseEngine::Rds
 }
 
-/// What [`rds`] did as a condition (nothing done on this pass: the condition stays).
+/// What `rds_move` did, as a condition (nothing done on this pass: the condition stays).
 fn report_rds(status: &mut CellStatus, type_: &str, done: Option<Result<(), String>>, doing: &str) {
     match done {
         Some(Ok(())) => set(status, type_, true, type_, ""),
