@@ -76,32 +76,27 @@ pub fn identity_names(cell: &Cell) -> Vec<String> {
 /// where the target subscribes (the control plane names it in the target's spec), and its
 /// artifacts' `bucket` and `region`, which the target copies.
 pub fn rds_migrator(cell: &Cell, host: &str, bucket: &crate::aws::Bucket) -> Value {
-    typed_secret(
+    migrator_with(
         cell,
-        crate::render::migration::MIGRATOR_SECRET,
-        "kubernetes.io/basic-auth",
-        json!({
-            "username": crate::render::migration::MIGRATOR_ROLE,
-            "password": CellSecrets::database_password().expose_secret(),
-            "host": host,
-            "bucket": bucket.name,
-            "region": bucket.region,
-        }),
+        json!({ "host": host, "bucket": bucket.name, "region": bucket.region }),
     )
 }
 
 /// A migration source's replication credentials and its Postgres CA (`ca`), which the
 /// target needs to verify it: the [`crate::render::migration::MIGRATOR_SECRET`].
 pub fn migrator(cell: &Cell, ca: &str) -> Value {
+    migrator_with(cell, json!({ "ca.crt": ca }))
+}
+
+/// The migrator's role and a fresh password, with what the target needs to reach the source.
+fn migrator_with(cell: &Cell, mut data: Value) -> Value {
+    data["username"] = json!(crate::render::migration::MIGRATOR_ROLE);
+    data["password"] = json!(CellSecrets::database_password().expose_secret());
     typed_secret(
         cell,
         crate::render::migration::MIGRATOR_SECRET,
         "kubernetes.io/basic-auth",
-        json!({
-            "username": crate::render::migration::MIGRATOR_ROLE,
-            "password": CellSecrets::database_password().expose_secret(),
-            "ca.crt": ca,
-        }),
+        data,
     )
 }
 

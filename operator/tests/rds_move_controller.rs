@@ -361,7 +361,7 @@ async fn an_rds_cell_moves_to_another_region_through_both_operators() {
         let to = b
             .instance
             .local(&b.secret(&format!("{service}-database"), "url"));
-        schema(&from, &to);
+        rds::copy_schema(&from, &to);
         b.api.update(JOBS, &format!("schema-{service}"), |job| {
             job["status"] = json!({ "succeeded": 1 });
         });
@@ -447,35 +447,4 @@ async fn an_rds_cell_moves_to_another_region_through_both_operators() {
         count(&sources[0], "SELECT count(*) FROM pg_publication").await,
         0
     );
-}
-
-/// The schema Job's command: the source's schema dumped as the migrator, restored as the
-/// service's role.
-fn schema(source: &str, target: &str) {
-    let bin = pg_cluster::bin_dir().expect("postgres binaries");
-    let dump = std::process::Command::new(bin.join("pg_dump"))
-        .args(["--schema-only", "--no-owner", "--no-privileges"])
-        .args(["--no-publications", "--no-subscriptions", source])
-        .output()
-        .expect("pg_dump");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let mut restore = std::process::Command::new(bin.join("psql"))
-        .args(["-v", "ON_ERROR_STOP=1", "-X", "--single-transaction", "-q"])
-        .arg(target)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("psql");
-    use std::io::Write;
-    restore
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&dump.stdout)
-        .expect("schema to psql");
-    assert!(restore.wait().expect("psql").success());
 }

@@ -50,43 +50,6 @@ async fn scalar(db: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.expect(sql)
 }
 
-/// What the schema Job does: the source's schema dumped as the migrator, restored as the
-/// service's role.
-fn copy_schema(source: &str, target: &str) {
-    let bin = pg_cluster::bin_dir().expect("postgres binaries");
-    let dump = std::process::Command::new(bin.join("pg_dump"))
-        .args(["--schema-only", "--no-owner", "--no-privileges"])
-        .args(["--no-publications", "--no-subscriptions", source])
-        .output()
-        .expect("pg_dump");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let mut restore = std::process::Command::new(bin.join("psql"))
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-X",
-            "--single-transaction",
-            "-q",
-            target,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("psql");
-    use std::io::Write;
-    restore
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&dump.stdout)
-        .expect("schema to psql");
-    assert!(restore.wait().expect("psql").success());
-}
-
 #[tokio::test]
 async fn an_rds_cell_replicates_to_its_target_and_both_sides_clean_up() {
     let (a, b) = tokio::join!(
@@ -139,7 +102,7 @@ async fn an_rds_cell_replicates_to_its_target_and_both_sides_clean_up() {
         migrator.password.expose_secret().to_owned()
     };
     for service in SERVICES {
-        copy_schema(
+        rds::copy_schema(
             &url(&a, "migrator", &migrator_password, service),
             &url(&b, service, &password(&roles_b, service), service),
         );

@@ -211,6 +211,37 @@ impl RdsInstance {
     }
 }
 
+/// What a move's schema Job does: the source's schema dumped (as the migrator, without the
+/// move's publication), restored in one transaction as the service's role.
+pub fn copy_schema(source: &str, target: &str) {
+    let bin = pg_cluster::bin_dir().expect("postgres binaries");
+    let dump = std::process::Command::new(bin.join("pg_dump"))
+        .args(["--schema-only", "--no-owner", "--no-privileges"])
+        .args(["--no-publications", "--no-subscriptions", source])
+        .output()
+        .expect("pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let mut restore = std::process::Command::new(bin.join("psql"))
+        .args(["-v", "ON_ERROR_STOP=1", "-X", "--single-transaction", "-q"])
+        .arg(target)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    use std::io::Write;
+    restore
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&dump.stdout)
+        .expect("schema to psql");
+    assert!(restore.wait().expect("psql").success());
+}
+
 /// A role maker whose instance refuses connections (nothing listens at its port).
 pub fn unreachable() -> Arc<dyn DatabaseAdmin> {
     Arc::new(Here(pg_cluster::free_port().expect("a free port"), None))
