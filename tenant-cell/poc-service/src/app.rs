@@ -80,7 +80,8 @@ impl App {
         let service_token = ServiceToken::new(config.service_token.clone());
         let (stop_indexer, indexer_stopped) = tokio::sync::watch::channel(false);
         let consumer = indexer::consumer_for(&config.search)?;
-        let indexer = indexer::spawn(pool.clone(), index.clone(), consumer, indexer_stopped);
+        let indexer =
+            indexer::spawn(pool.clone(), index.clone(), consumer, indexer_stopped).await?;
         let mailer = crate::mail::Mailer::new(&config.mail)?;
         let state = AppState::new(Inner {
             pool: pool.clone(),

@@ -113,19 +113,24 @@ pub fn consumer_for(config: &crate::config::SearchConfig) -> anyhow::Result<Stri
     })
 }
 
-/// Starts the indexer task. It runs until `shutdown` fires.
-pub fn spawn(
+/// Registers the consumer and starts the indexer task, which runs until `shutdown` fires.
+///
+/// The registration happens before the service takes a write, so every write it acknowledges
+/// leaves a change row of this consumer (`pending` is exact from the first request on); a new
+/// consumer starts with a rebuild, which the task retries until it succeeds.
+pub async fn spawn(
     pool: PgPool,
     index: Arc<dyn SearchIndex>,
     consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Arc<IndexerHandle> {
+) -> anyhow::Result<Arc<IndexerHandle>> {
     let handle = Arc::new(IndexerHandle {
+        reindex: AtomicBool::new(register(&pool, &consumer).await?),
         consumer,
         ..IndexerHandle::default()
     });
     tokio::spawn(run(pool, index, handle.clone(), shutdown));
-    handle
+    Ok(handle)
 }
 
 async fn run(
@@ -137,7 +142,7 @@ async fn run(
     let mut listener = listen(&pool).await;
     let mut backoff = Duration::from_millis(100);
     let mut last_check = Instant::now() - CONSISTENCY_CHECK;
-    let mut last_beat: Option<Instant> = None;
+    let mut last_beat = Instant::now();
     let mut last_write = Instant::now();
     let mut optimized = true;
     loop {
@@ -146,15 +151,19 @@ async fn run(
         }
         handle.dirty.store(false, Ordering::SeqCst);
         let result = async {
-            if last_beat.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
+            if last_beat.elapsed() >= HEARTBEAT {
                 if register(&pool, &handle.consumer).await? {
                     // New to the database: nothing of what came before is in our rows.
                     handle.reindex.store(true, Ordering::SeqCst);
                 }
-                last_beat = Some(Instant::now());
+                last_beat = Instant::now();
             }
-            if handle.reindex.swap(false, Ordering::SeqCst) {
-                rebuild(&pool, index.as_ref(), &handle).await?;
+            if handle.reindex.swap(false, Ordering::SeqCst)
+                && let Err(e) = rebuild(&pool, index.as_ref(), &handle).await
+            {
+                // Still owed: a consumer's writes from before its rows began are only here.
+                handle.reindex.store(true, Ordering::SeqCst);
+                return Err(e);
             }
             if drain(&pool, index.as_ref(), &handle).await? > 0 {
                 last_write = Instant::now();
