@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 19] = [
+pub const KINDS: [(&str, &str, &str, bool); 20] = [
     ("v1", "Namespace", "namespaces", false),
     (
         "rbac.authorization.k8s.io/v1",
@@ -52,6 +52,12 @@ pub const KINDS: [(&str, &str, &str, bool); 19] = [
         "postgresql.cnpg.io/v1",
         "Subscription",
         "subscriptions",
+        true,
+    ),
+    (
+        "objectbucket.io/v1alpha1",
+        "ObjectBucketClaim",
+        "objectbucketclaims",
         true,
     ),
     ("apps/v1", "Deployment", "deployments", true),
@@ -179,11 +185,13 @@ pub async fn missing_identity(client: &Client, cell: &Cell) -> Result<Vec<String
 }
 
 /// A migration source's [`crate::render::migration::MIGRATOR_SECRET`], made once: with its
-/// Postgres CA in-cluster, with its instance's address and its bucket (`rds_instance`) on RDS.
+/// Postgres CA and its claimed bucket in-cluster (`store`), with its instance's address and
+/// its bucket (`rds_instance`) on RDS.
 pub async fn create_missing_migrator_secret(
     client: &Client,
     cell: &Cell,
     rds_instance: Option<(&str, &crate::aws::Bucket)>,
+    store: &crate::render::ObjectStore,
 ) -> Result<Vec<String>, Error> {
     let (secrets, existing) = existing_secrets(client, cell).await?;
     if existing.contains(crate::render::migration::MIGRATOR_SECRET) {
@@ -195,7 +203,10 @@ pub async fn create_missing_migrator_secret(
             let ca = secret_value(client, cell, crate::render::POSTGRES_TLS_SECRET, "ca.crt")
                 .await?
                 .ok_or_else(|| Error::Render("the cell's Postgres CA is not there yet".into()))?;
-            crate::secrets::migrator(cell, &ca)
+            let bucket = crate::buckets::claimed(client, cell, store, true)
+                .await?
+                .ok_or_else(|| Error::Render("the cell's bucket is not bound yet".into()))?;
+            crate::secrets::migrator(cell, &ca, &bucket)
         }
     };
     create_absent(&secrets, cell, &existing, vec![migrator]).await

@@ -5,12 +5,13 @@
 //! ```text
 //! controller (reconcile, finalizer, status) ─► render (pure: Cell → objects) ─► apply (SSA, create-only Secrets, pruning)
 //!            └─► secrets / tls / roles (generated once)      └─► aws (RDS, S3, IAM for `rds` cells)
-//!            └─► moves (a move's SQL checks, on the target)
+//!            └─► moves (a move's SQL checks, on the target) · buckets (a cell's bucket, a move's copy of it)
 //! ```
 //! Every module reports failures as [`error::Error`].
 
 pub mod apply;
 pub mod aws;
+pub mod buckets;
 pub mod controller;
 pub mod error;
 pub mod moves;

@@ -76,16 +76,18 @@ pub fn identity_names(cell: &Cell) -> Vec<String> {
 /// where the target subscribes (the control plane names it in the target's spec), and its
 /// artifacts' `bucket` and `region`, which the target copies.
 pub fn rds_migrator(cell: &Cell, host: &str, bucket: &crate::aws::Bucket) -> Value {
-    migrator_with(
-        cell,
-        json!({ "host": host, "bucket": bucket.name, "region": bucket.region }),
-    )
+    let mut data = crate::buckets::secret_data(bucket);
+    data["host"] = json!(host);
+    migrator_with(cell, data)
 }
 
-/// A migration source's replication credentials and its Postgres CA (`ca`), which the
-/// target needs to verify it: the [`crate::render::migration::MIGRATOR_SECRET`].
-pub fn migrator(cell: &Cell, ca: &str) -> Value {
-    migrator_with(cell, json!({ "ca.crt": ca }))
+/// A migration source's replication credentials, its Postgres CA (`ca`), which the target
+/// needs to verify it, and its claimed bucket with that bucket's key, which the target copies:
+/// the [`crate::render::migration::MIGRATOR_SECRET`].
+pub fn migrator(cell: &Cell, ca: &str, bucket: &crate::aws::Bucket) -> Value {
+    let mut data = crate::buckets::secret_data(bucket);
+    data["ca.crt"] = json!(ca);
+    migrator_with(cell, data)
 }
 
 /// The migrator's role and a fresh password, with what the target needs to reach the source.

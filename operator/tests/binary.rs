@@ -130,6 +130,12 @@ async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() 
         "postgres",
         |o| o["status"] = json!({ "readyInstances": 1 }),
     );
+    // …and the provisioner says the cell's bucket is there.
+    api.update(
+        "apis/objectbucket.io/v1alpha1/namespaces/cell-acme/objectbucketclaims",
+        "media-bucket",
+        |o| o["status"] = json!({ "phase": "Bound" }),
+    );
     for (collection, name) in [
         (
             "apis/apps/v1/namespaces/cell-acme/deployments",

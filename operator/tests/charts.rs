@@ -517,3 +517,49 @@ fn the_clusterset_export_is_a_value() {
         Some("true")
     );
 }
+
+/// The object store of in-cluster cells' artifacts: Rook-Ceph's defaults, or the platform's.
+#[test]
+fn the_object_store_is_values() {
+    let (_, defaults) = template("cell-operator", &[]);
+    let container = &find(&defaults, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    for (name, value) in [
+        ("MRBILL_OPERATOR_BUCKET_CLASS", "rook-ceph-bucket"),
+        ("MRBILL_OPERATOR_OBJECT_STORE_TLS", "false"),
+        ("MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE", "rook-ceph"),
+        ("MRBILL_OPERATOR_OBJECT_STORE_PORTS", "8080"),
+        ("MRBILL_OPERATOR_OBJECT_STORE_EXTERNAL_ENDPOINT", ""),
+    ] {
+        assert_eq!(env_of(container, name), Some(value), "{name}");
+    }
+    let (yaml, set) = template(
+        "cell-operator",
+        &[
+            "objectStore.bucketClass=openshift-storage.noobaa.io",
+            "objectStore.tls=true",
+            "objectStore.namespace=openshift-storage",
+            "objectStore.ports={6443,7443}",
+            "objectStore.externalEndpoint=https://s3.a.example",
+        ],
+    );
+    validate(&yaml);
+    let container = &find(&set, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    for (name, value) in [
+        (
+            "MRBILL_OPERATOR_BUCKET_CLASS",
+            "openshift-storage.noobaa.io",
+        ),
+        ("MRBILL_OPERATOR_OBJECT_STORE_TLS", "true"),
+        (
+            "MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE",
+            "openshift-storage",
+        ),
+        ("MRBILL_OPERATOR_OBJECT_STORE_PORTS", "6443,7443"),
+        (
+            "MRBILL_OPERATOR_OBJECT_STORE_EXTERNAL_ENDPOINT",
+            "https://s3.a.example",
+        ),
+    ] {
+        assert_eq!(env_of(container, name), Some(value), "{name}");
+    }
+}

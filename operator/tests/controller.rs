@@ -111,6 +111,7 @@ impl Scenario {
     fn become_ready(&self) {
         self.postgres_instance_ready();
         self.databases_applied();
+        self.bucket_bound();
         for (collection, names) in [
             (
                 format!("apis/apps/v1/namespaces/{NS}/deployments"),
@@ -137,6 +138,16 @@ impl Scenario {
             o["status"] = json!({ "instances": 2, "readyInstances": 1,
                 "phase": "Cluster in healthy state", "writeService": "postgres-rw" })
         });
+    }
+
+    /// The provisioner's status of the cell's bucket claim once the bucket exists.
+    fn bucket_bound(&self) {
+        let claims = format!("apis/objectbucket.io/v1alpha1/namespaces/{NS}/objectbucketclaims");
+        if self.api.get(&claims, "media-bucket").is_some() {
+            self.api.update(&claims, "media-bucket", |o| {
+                o["status"] = json!({ "phase": "Bound" })
+            });
+        }
     }
 
     /// CNPG's status of each service's Database once it exists.

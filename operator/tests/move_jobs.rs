@@ -59,7 +59,16 @@ async fn the_schema_job_copies_the_source_schema_over_the_clusters() {
             .as_str()
             .expect("the source's CA")
             .to_owned();
-    let migrator = secrets::migrator(&source, &ca);
+    let bucket = cell_operator::aws::Bucket {
+        name: "mrbill-c-acme-1234-a1b2".into(),
+        region: "us-east-1".into(),
+        store: Some(cell_operator::aws::Store {
+            endpoint: "https://objects.a.example".into(),
+            access_key_id: "key".into(),
+            secret_access_key: "secret".into(),
+        }),
+    };
+    let migrator = secrets::migrator(&source, &ca, &bucket);
     source_objects.extend(source_secrets.iter().cloned());
     source_objects.push(migrator.clone());
 

@@ -2,7 +2,9 @@
 //! `kube_fake::FakeApi` (no cluster can run here), with CNPG's and the kubelet's parts
 //! played by the test (statuses of Publications, Jobs, Subscriptions) and the SQL checks
 //! scripted (the real ones, `cell_operator::moves::PgMoves`, run the queries the local
-//! driver's migrations prove against real Postgres).
+//! driver's migrations prove against real Postgres). Buckets are real S3 requests to moto
+//! (for the platform's object store), the claims' ConfigMap and Secret played by the test as
+//! the provisioner leaves them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -74,7 +76,10 @@ impl Operator {
         object["kind"] = json!("Cell");
         api.insert(CELLS, object);
         let checks = Arc::new(Scripted::default());
-        let ctx = Context::with_moves(api.client(), images(), None, None, checks.clone());
+        let mut images = images();
+        // Other clusters reach this one's object store here.
+        images.object_store.external_endpoint = Some("https://objects.a.example".into());
+        let ctx = Context::with_moves(api.client(), images, None, None, checks.clone());
         Self { api, ctx, checks }
     }
 
@@ -132,6 +137,61 @@ fn secret(name: &str, kind: &str, data: Value) -> Value {
         "stringData": data })
 }
 
+/// A bucket in moto, with `objects` (key → body).
+async fn bucket(s3: &test_support::moto::Moto, name: &str, objects: &[(&str, Vec<u8>)]) {
+    let http = reqwest::Client::new();
+    let put = |url: String, body: Vec<u8>| {
+        let http = http.clone();
+        async move {
+            let res = http.put(url).body(body).send().await.expect("S3 PUT");
+            assert!(res.status().is_success(), "{}", res.status());
+        }
+    };
+    put(format!("{}/{name}", s3.url), Vec::new()).await;
+    for (key, body) in objects {
+        put(format!("{}/{name}/{key}", s3.url), body.clone()).await;
+    }
+}
+
+/// The keys and sizes a bucket holds.
+async fn listing(s3: &test_support::moto::Moto, name: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let xml = reqwest::get(format!("{}/{name}?list-type=2", s3.url))
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("listing");
+    for item in xml.split("<Contents>").skip(1) {
+        let field = |tag: &str| {
+            let start = item.find(&format!("<{tag}>")).expect(tag) + tag.len() + 2;
+            let end = item.find(&format!("</{tag}>")).expect(tag);
+            item[start..end].to_owned()
+        };
+        out.push((field("Key"), field("Size").parse().expect("size")));
+    }
+    out
+}
+
+/// What an OBC provisioner leaves for the cell's bound claim: coordinates and a key.
+fn claimed_bucket(api: &FakeApi, s3: &test_support::moto::Moto, name: &str) {
+    let port = s3.url.rsplit(':').next().expect("port");
+    api.insert(
+        &format!("api/v1/namespaces/{NS}/configmaps"),
+        json!({ "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "media-bucket", "namespace": NS },
+            "data": { "BUCKET_HOST": "127.0.0.1", "BUCKET_PORT": port, "BUCKET_NAME": name,
+                "BUCKET_REGION": "us-east-1", "BUCKET_SUBREGION": "" } }),
+    );
+    api.insert(
+        &format!("api/v1/namespaces/{NS}/secrets"),
+        json!({ "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "media-bucket", "namespace": NS },
+            "stringData": { "AWS_ACCESS_KEY_ID": format!("key-of-{name}"),
+                "AWS_SECRET_ACCESS_KEY": "testing" } }),
+    );
+}
+
 fn cnpg(plural: &str) -> String {
     format!("apis/postgresql.cnpg.io/v1/namespaces/{NS}/{plural}")
 }
@@ -180,12 +240,36 @@ async fn a_target_waits_for_its_identity_then_copies_subscribes_and_syncs() {
             target.api.insert(&secrets, s.clone());
         }
     }
+    // The source's bucket (a report, and a video larger than one part), named by the
+    // migrator's Secret with its key; the target's own is claimed and bound.
+    let s3 = test_support::moto::Moto::start();
+    let video: Vec<u8> = (0..9 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let report = b"name,language\nPods,rust\n".to_vec();
+    bucket(
+        &s3,
+        "source-objects",
+        &[
+            ("tenants/acme/reports/r1/report.csv", report.clone()),
+            ("tenants/acme/videos/v1/video.mp4", video.clone()),
+        ],
+    )
+    .await;
+    bucket(
+        &s3,
+        "target-objects",
+        &[("tenants/acme/stale", b"x".to_vec())],
+    )
+    .await;
+    claimed_bucket(&target.api, &s3, "target-objects");
     target.api.insert(
         &secrets,
         secret(
             "migration-source",
             "kubernetes.io/basic-auth",
-            json!({ "username": "migrator", "password": "x", "ca.crt": "the source's CA" }),
+            json!({ "username": "migrator", "password": "x", "ca.crt": "the source's CA",
+                "bucket": "source-objects", "region": "us-east-1", "bucket-endpoint": s3.url,
+                "bucket-access-key-id": "key-of-source-objects",
+                "bucket-secret-access-key": "testing" }),
         ),
     );
     let jwt_before = target.api.get(&secrets, "cell-jwt").expect("copied");
@@ -233,6 +317,35 @@ async fn a_target_waits_for_its_identity_then_copies_subscribes_and_syncs() {
     target.checks.copying.store(0, Ordering::SeqCst);
     target.reconcile().await;
     assert_eq!(target.condition("CaughtUp").0, ConditionStatus::True);
+    // The artifacts came along (the video in parts); what the target held stays until sync.
+    let copied = listing(&s3, "target-objects").await;
+    for (key, size) in [
+        ("tenants/acme/reports/r1/report.csv", report.len()),
+        ("tenants/acme/videos/v1/video.mp4", video.len()),
+        ("tenants/acme/stale", 1),
+    ] {
+        assert!(
+            copied.contains(&(key.to_owned(), size)),
+            "{key}: {copied:?}"
+        );
+    }
+    let got = reqwest::get(format!(
+        "{}/target-objects/tenants/acme/videos/v1/video.mp4",
+        s3.url
+    ))
+    .await
+    .expect("get")
+    .bytes()
+    .await
+    .expect("video");
+    assert!(got[..] == video[..], "the video's bytes");
+    // Written on the source before the fence: copied by the exact sync.
+    bucket(
+        &s3,
+        "source-objects",
+        &[("tenants/acme/reports/r2/report.pdf", b"%PDF".to_vec())],
+    )
+    .await;
 
     // sync: rows equal, sequences copied; verify reports what differs.
     target.edit(|m| m["phase"] = json!("sync"));
@@ -244,6 +357,11 @@ async fn a_target_waits_for_its_identity_then_copies_subscribes_and_syncs() {
         (ConditionStatus::True, "21 tables")
     );
     assert_eq!(target.checks.synced.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        listing(&s3, "target-objects").await,
+        listing(&s3, "source-objects").await,
+        "exactly the source's objects"
+    );
     target.edit(|m| m["phase"] = json!("verify"));
     target.reconcile().await;
     let verified = target.status();
@@ -277,6 +395,8 @@ async fn a_source_publishes_then_fences() {
         source_host: None,
         phase: None,
     });
+    let s3 = test_support::moto::Moto::start();
+    claimed_bucket(&source.api, &s3, "source-objects");
     source.reconcile().await;
     let secrets = format!("api/v1/namespaces/{NS}/secrets");
     let migrator = source
@@ -289,6 +409,12 @@ async fn a_source_publishes_then_fences() {
         tls["stringData"]["ca.crt"]
     );
     assert_eq!(migrator["stringData"]["username"], "migrator");
+    // Its bucket, where other clusters reach the store, with the bucket's own key.
+    let bucket = &migrator["stringData"];
+    assert_eq!(bucket["bucket"], "source-objects");
+    assert_eq!(bucket["bucket-endpoint"], "https://objects.a.example");
+    assert_eq!(bucket["bucket-access-key-id"], "key-of-source-objects");
+    assert_eq!(bucket["bucket-secret-access-key"], "testing");
     assert_eq!(source.condition("Published").0, ConditionStatus::False);
     source.mark(&cnpg("publications"), json!({ "applied": true }));
     source.reconcile().await;

@@ -132,6 +132,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             cnpg_namespace: "cnpg-system".into(),
             identity_access: None,
             service_export: false,
+            object_store: cell_operator::render::ObjectStore::default(),
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));
@@ -172,10 +173,11 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             .expect("the services' roles");
         objects.extend(secrets);
     }
-    // …and its bucket and IAM role from its foundation stack; S3 is moto here.
-    let s3 = rds.as_ref().map(|_| test_support::moto::Moto::start());
+    // …and its bucket and IAM role from its foundation stack; an in-cluster cell's bucket is
+    // claimed from the platform's object store. S3 is moto here, for both.
+    let s3 = test_support::moto::Moto::start();
     let mut irsa_env = Vec::new();
-    if let Some(s3) = &s3 {
+    if rds.is_some() {
         let outputs = [
             ("BucketName", BUCKET),
             ("KeyArn", "arn:aws:kms:sa-east-1:123456789012:key/cell"),
@@ -216,9 +218,12 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     let poc_database = secret("poc-database", "url").expect("poc's database URL");
     let postgres_ca = secret("postgres-tls", "ca.crt");
     let ns = format!("cell-{}", cell.spec.tenant);
-    let kubelet = tokio::task::spawn_blocking(move || {
+    let s3_url = s3.url.clone();
+    let (kubelet, second_media) = tokio::task::spawn_blocking(move || {
         let mut kubelet = Kubelet::new(&ns, objects).with_irsa_env(irsa_env);
         if engine != DatabaseEngine::Rds {
+            let buckets = kubelet.provision_buckets(&s3_url);
+            assert_eq!(buckets.len(), 1, "one bucket per cell: {buckets:?}");
             kubelet.start_cnpg(cell_operator::render::POSTGRES_CLUSTER);
         }
         for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {
@@ -227,7 +232,9 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
                 &format!("{service}-service"),
             );
         }
-        kubelet
+        // A second media pod: whichever renders a job, either serves its files.
+        let second = kubelet.start_replica("Deployment", "media-service", 1);
+        (kubelet, second)
     })
     .await
     .expect("pods start");
@@ -271,7 +278,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
         .await
         .assert_status(201);
     admin.get("/v1/reports/dashboard").await.assert_status(200);
-    // A report goes through media's storage: the pod's directory, or the cell's bucket.
+    // A report goes through media's storage: the cell's bucket.
     let job = admin.post("/v1/reports", &json!({ "format": "csv" })).await;
     let location = job.assert_status(202)["id"]
         .as_str()
@@ -297,6 +304,31 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
         .expect("download");
     assert_eq!(csv.status(), 200, "{link}");
     assert!(csv.text().await.expect("csv").contains("Pods for real"));
+    // Straight to each media pod (as a router with both in the route would reach them): the
+    // file is in the cell's bucket, not in the pod that rendered it.
+    let path = link
+        .strip_prefix("/t/acme")
+        .expect("the link goes through the tenant's prefix");
+    for port in [kubelet.port("media-service", 8080), second_media[&8080]] {
+        let res = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .header("x-cell-id", &cell.spec.cell_id)
+            .send()
+            .await
+            .expect("download from a media pod");
+        assert_eq!(res.status(), 200, "media pod on {port}: {path}");
+        assert!(res.text().await.expect("csv").contains("Pods for real"));
+    }
+    let listing = reqwest::get(format!("{}/{}", s3.url, bucket_of(&kubelet, engine)))
+        .await
+        .expect("list the bucket")
+        .text()
+        .await
+        .expect("listing");
+    assert!(
+        listing.contains(&format!("{location}/report.csv")),
+        "the report is in the cell's bucket: {listing}"
+    );
     drop(router);
     tokio::task::spawn_blocking(move || {
         drop(kubelet);
@@ -305,6 +337,18 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     })
     .await
     .expect("stopped");
+}
+
+/// The bucket media writes to: the foundation's (rds) or the claimed one (in-cluster).
+fn bucket_of(kubelet: &Kubelet, engine: DatabaseEngine) -> String {
+    match engine {
+        DatabaseEngine::Rds => BUCKET.to_owned(),
+        _ => kubelet.workload("ConfigMap", cell_operator::render::MEDIA_BUCKET)["data"]
+            ["BUCKET_NAME"]
+            .as_str()
+            .expect("the claim's bucket")
+            .to_owned(),
+    }
 }
 
 /// Open registration through the rendered pods: a tenant address gets a code by mail (the

@@ -570,3 +570,74 @@ fn a_moves_objects_are_valid_kubernetes_objects() {
         }
     }
 }
+
+/// An in-cluster cell's artifacts: a bucket claimed for the cell, whose key only media's pods
+/// mount (as files), reached through the provisioner's coordinates and an egress to the
+/// store's gateway pods alone; no pod-local media directory. An rds cell claims nothing.
+#[test]
+fn an_in_cluster_cell_claims_a_bucket_only_media_holds_a_key_to() {
+    let c = cell(
+        Tier::Standard,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    let objects = desired(&c, &images());
+    let claim = find(&objects, "ObjectBucketClaim", "media-bucket");
+    assert_eq!(claim["apiVersion"], "objectbucket.io/v1alpha1");
+    assert_eq!(claim["spec"]["storageClassName"], "rook-ceph-bucket");
+    assert_eq!(claim["spec"]["generateBucketName"], "mrbill-c-acme-1234");
+    assert_eq!(claim["spec"]["additionalConfig"]["maxSize"], "100G");
+    for service in ["poc", "dojo", "media"] {
+        let pod = &workload(&objects, service)["spec"]["template"]["spec"];
+        let files = pod["volumes"][2]["projected"]["sources"].to_string();
+        assert_eq!(
+            files.contains("media-bucket"),
+            service == "media",
+            "{service}: {files}"
+        );
+        let env = pod["containers"][0]["env"].as_array().expect("env").clone();
+        let named = |name: &str| env.iter().find(|e| e["name"] == name).cloned();
+        assert!(
+            named("MRBILL_MEDIA_DIR").is_none(),
+            "{service}: artifacts never in a pod"
+        );
+        if service == "media" {
+            assert_eq!(
+                named("MRBILL_MEDIA_S3_BUCKET").expect("bucket")["valueFrom"]["configMapKeyRef"],
+                json!({ "name": "media-bucket", "key": "BUCKET_NAME" })
+            );
+            assert_eq!(
+                named("MRBILL_MEDIA_S3_ENDPOINT").expect("endpoint")["value"],
+                "http://$(BUCKET_HOST):$(BUCKET_PORT)"
+            );
+            // The variables the endpoint expands come before it (the kubelet's rule).
+            let at = |name: &str| env.iter().position(|e| e["name"] == name).expect(name);
+            assert!(at("BUCKET_HOST") < at("MRBILL_MEDIA_S3_ENDPOINT"));
+            assert!(at("BUCKET_PORT") < at("MRBILL_MEDIA_S3_ENDPOINT"));
+            assert!(
+                named("AWS_SECRET_ACCESS_KEY").is_none(),
+                "the key only as a file"
+            );
+        }
+    }
+    let egress = find(&objects, "NetworkPolicy", "media-to-object-store");
+    assert_eq!(
+        egress["spec"]["podSelector"]["matchLabels"]["mrbill.dev/service"],
+        "media"
+    );
+    assert_eq!(
+        egress["spec"]["egress"],
+        json!([{ "to": [{ "namespaceSelector": { "matchLabels": {
+            "kubernetes.io/metadata.name": "rook-ceph" } } }],
+            "ports": [{ "protocol": "TCP", "port": 8080 }] }])
+    );
+    let rds = desired(
+        &cell(Tier::Large, DatabaseEngine::Rds, SearchEngine::Embedded),
+        &images(),
+    );
+    assert!(
+        rds.iter().all(|o| o["kind"] != "ObjectBucketClaim"
+            && o["metadata"]["name"] != "media-to-object-store"),
+        "an rds cell's bucket is its foundation's"
+    );
+}

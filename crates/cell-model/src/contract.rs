@@ -172,6 +172,13 @@ pub mod env {
     // media-service.
     pub const MEDIA_DIR: &str = "MRBILL_MEDIA_DIR";
     pub const MEDIA_S3_BUCKET: &str = "MRBILL_MEDIA_S3_BUCKET";
+    /// An S3-compatible store's URL (unset: AWS S3).
+    pub const MEDIA_S3_ENDPOINT: &str = "MRBILL_MEDIA_S3_ENDPOINT";
+    /// The bucket's region (unset: the AWS environment's, else `us-east-1`).
+    pub const MEDIA_S3_REGION: &str = "MRBILL_MEDIA_S3_REGION";
+    /// Files with the bucket's own access key (both or neither; unset: the AWS provider chain).
+    pub const MEDIA_S3_ACCESS_KEY_ID_FILE: &str = "MRBILL_MEDIA_S3_ACCESS_KEY_ID_FILE";
+    pub const MEDIA_S3_SECRET_ACCESS_KEY_FILE: &str = "MRBILL_MEDIA_S3_SECRET_ACCESS_KEY_FILE";
     pub const MEDIA_INSTANCE: &str = "MRBILL_MEDIA_INSTANCE";
 }
 

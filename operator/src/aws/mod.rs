@@ -15,7 +15,7 @@ mod rds;
 
 pub use crate::roles::MasterCredentials;
 pub use foundation::{FOUNDATION_TEMPLATE, Foundation, StackState};
-pub use objects::{Bucket, Objects};
+pub use objects::{Bucket, Objects, Store};
 pub use rds::{InstanceState, PARAMETER_GROUP, POSTGRES_VERSION, Rds};
 
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};

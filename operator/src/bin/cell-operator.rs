@@ -16,6 +16,12 @@
 //!   own role must reach Secrets.
 //! - `MRBILL_OPERATOR_SERVICE_EXPORT` (`true`/`false`, default false): export a move source's
 //!   Postgres to the clusterset (Multi-Cluster Services `ServiceExport` of `postgres-rw`).
+//! - The object store of in-cluster cells' artifacts (a bucket claimed per cell):
+//!   `MRBILL_OPERATOR_BUCKET_CLASS` (the `ObjectBucketClaim` class, default `rook-ceph-bucket`),
+//!   `MRBILL_OPERATOR_OBJECT_STORE_TLS` (default false), `MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE`
+//!   (its gateway pods' namespace, default `rook-ceph`) and `MRBILL_OPERATOR_OBJECT_STORE_PORTS`
+//!   (their container ports, comma-separated, default `8080`); `MRBILL_OPERATOR_OBJECT_STORE_EXTERNAL_ENDPOINT`
+//!   (how other clusters reach the store: a move's target reads the source's bucket there).
 //! - `MRBILL_OPERATOR_METRICS_ADDR` (default `0.0.0.0:8080`): health and metrics listener.
 //! - `POD_NAME` (optional): names this instance in Events.
 //! - For `rds` cells (all or none): `MRBILL_OPERATOR_AWS_VPC_ID`, `MRBILL_OPERATOR_AWS_SUBNET_IDS`
@@ -29,10 +35,30 @@ use std::net::SocketAddr;
 use axum::routing::get;
 use cell_operator::aws::{AwsClients, AwsSettings};
 use cell_operator::controller::{self, Context};
-use cell_operator::render::Images;
+use cell_operator::render::{Images, ObjectStore};
 use service_kit::config::{optional, required};
 use service_kit::http::healthz;
 use service_kit::telemetry::{self, LogFormat};
+
+fn object_store() -> anyhow::Result<ObjectStore> {
+    let d = ObjectStore::default();
+    let ports = match optional::<String>("MRBILL_OPERATOR_OBJECT_STORE_PORTS")? {
+        Some(raw) => raw
+            .split(',')
+            .map(|p| p.trim().parse::<u16>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("MRBILL_OPERATOR_OBJECT_STORE_PORTS: {e}"))?,
+        None => d.ports,
+    };
+    Ok(ObjectStore {
+        bucket_class: optional("MRBILL_OPERATOR_BUCKET_CLASS")?.unwrap_or(d.bucket_class),
+        tls: optional("MRBILL_OPERATOR_OBJECT_STORE_TLS")?.unwrap_or(d.tls),
+        namespace: optional("MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE")?.unwrap_or(d.namespace),
+        ports,
+        external_endpoint: optional::<String>("MRBILL_OPERATOR_OBJECT_STORE_EXTERNAL_ENDPOINT")?
+            .filter(|e| !e.is_empty()),
+    })
+}
 
 fn main() -> anyhow::Result<()> {
     // kube's TLS: ring, chosen explicitly (another provider may be compiled in).
@@ -75,6 +101,7 @@ fn main() -> anyhow::Result<()> {
             None => None,
         },
         service_export: optional::<bool>("MRBILL_OPERATOR_SERVICE_EXPORT")?.unwrap_or(false),
+        object_store: object_store()?,
     };
     let metrics_addr: SocketAddr =
         optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());

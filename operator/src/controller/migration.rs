@@ -14,6 +14,9 @@
 //! While a migration holds a cell's services (a fenced source, a target before `start`) its
 //! phase is `Migrating` and `Ready` is false with reason `Migrating`.
 //!
+//! A target's artifacts: the source's bucket copied into its own (`crate::buckets`), part of
+//! `CaughtUp`, `InSync` and `Verified`.
+//!
 //! An `rds` cell's publications, subscriptions and objects are made by `rds_move` (this
 //! operator, as the instance's master and with S3) instead of CNPG; `Published`,
 //! `Replicating` and the checks report what it did. Once the cell is no longer the move's
@@ -197,7 +200,7 @@ async fn target(
     if !jobs.is_empty() {
         return Ok(());
     }
-    // An rds target's copy of the source's objects: part of every check that follows.
+    // The target's copy of the source's objects: part of every check that follows.
     let mut objects = None;
     if rds_engine(cell) {
         let done = match rds {
@@ -223,6 +226,9 @@ async fn target(
         if !subscriptions.is_empty() {
             return Ok(());
         }
+        let store = &ctx.images.object_store;
+        let copied = crate::buckets::copy_in_cluster(&ctx.client, cell, store, phase).await?;
+        objects = Some(copied);
     }
     let mut copying = Vec::new();
     let mut failed = Vec::new();
@@ -250,7 +256,7 @@ async fn target(
     }
     match objects {
         Some(Err(why)) => failed.push(format!("objects: {why}")),
-        None if rds_engine(cell) => failed.push("objects: not copied on this pass".to_owned()),
+        None => failed.push("objects: not copied on this pass".to_owned()),
         _ => {}
     }
     let (type_, doing) = match phase {

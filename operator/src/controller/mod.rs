@@ -255,6 +255,7 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
                     bucket = outputs.get("BucketName").map(|name| crate::aws::Bucket {
                         name: name.clone(),
                         region: aws.region.clone(),
+                        store: None,
                     });
                     let master = aws.master_credentials(cell).await?;
                     let instance = aws.rds.ensure(cell, outputs, &master).await?;
@@ -320,7 +321,8 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             .zip(bucket.as_ref())
             .map(|((host, _, _), bucket)| (host.as_str(), bucket));
         if cell.spec.database.engine == DatabaseEngine::InCluster || instance.is_some() {
-            let secret = apply::create_missing_migrator_secret(&ctx.client, cell, instance);
+            let store = &ctx.images.object_store;
+            let secret = apply::create_missing_migrator_secret(&ctx.client, cell, instance, store);
             created.extend(secret.await?);
         }
     }

@@ -232,6 +232,28 @@ pub(super) async fn observe(
             up
         }
     };
+    // An in-cluster cell's artifacts wait for its bucket (media's pods mount the claim's
+    // Secret); an rds cell's bucket comes with its foundation (`DatabaseReady`).
+    let objects = match cell.spec.database.engine {
+        DatabaseEngine::InCluster => {
+            let claim = apply::get(client, cell, "ObjectBucketClaim", render::MEDIA_BUCKET).await?;
+            let phase = claim
+                .as_ref()
+                .and_then(|c| c["status"]["phase"].as_str())
+                .unwrap_or("no status yet");
+            let bound = phase == "Bound";
+            let (reason, message) = match bound {
+                true => ("BucketBound", String::new()),
+                false => (
+                    "BucketPending",
+                    format!("ObjectBucketClaim {}: {phase}", render::MEDIA_BUCKET),
+                ),
+            };
+            set(&mut status, "ObjectStoreReady", bound, reason, &message);
+            bound
+        }
+        DatabaseEngine::Rds | DatabaseEngine::Local => true,
+    };
     let mut waiting = Vec::new();
     status.endpoints.replicas.clear();
     for service in Service::ALL.map(Service::name) {
@@ -275,7 +297,7 @@ pub(super) async fn observe(
         set(&mut status, "ServicesReady", false, "Starting", &message);
     }
 
-    let ready = database && search && services;
+    let ready = database && search && objects && services;
     let was_ready = matches!(previous.phase, Phase::Ready | Phase::Degraded);
     status.phase = if cell.spec.suspended {
         Phase::Suspended
@@ -300,6 +322,7 @@ pub(super) async fn observe(
         let missing: Vec<&str> = [
             ("DatabaseReady", database),
             ("SearchReady", search),
+            ("ObjectStoreReady", objects),
             ("ServicesReady", services),
         ]
         .into_iter()

@@ -108,15 +108,12 @@ pub(super) async fn rds(
                 migrator: &migrator,
             };
             let database = admin.replicate(server, master, &databases, step).await;
-            let from = match (
-                value(MIGRATION_SOURCE_SECRET, "bucket").await?,
-                value(MIGRATION_SOURCE_SECRET, "region").await?,
-            ) {
-                (Some(name), Some(region)) => Some(Bucket { name, region }),
-                _ => None,
-            };
+            let from =
+                crate::buckets::from_secret(&ctx.client, cell, MIGRATION_SOURCE_SECRET).await?;
             let objects = match (from, bucket) {
-                (Some(from), Some(to)) => objects(aws, &from, to, phase).await,
+                (Some(from), Some(to)) => {
+                    crate::buckets::copy(&aws.objects, &from, to, phase).await
+                }
                 (None, _) => Err("the source's migrator Secret names no bucket".to_owned()),
                 (_, None) => Err("this cell's bucket is not there yet".to_owned()),
             };
@@ -142,26 +139,4 @@ pub(super) async fn rds(
             }
         }
     }
-}
-
-/// The target's copy of the source's objects in `phase`: copied (exactly, once the source is
-/// fenced), or compared.
-async fn objects(
-    aws: &AwsClients,
-    from: &Bucket,
-    to: &Bucket,
-    phase: MigrationPhase,
-) -> Result<usize, String> {
-    let done = match phase {
-        MigrationPhase::Verify => match aws.objects.differing(from, to).await {
-            Ok(keys) if keys.is_empty() => return Ok(0),
-            Ok(keys) => return Err(format!("the buckets differ in {keys:?}")),
-            Err(e) => Err(e),
-        },
-        _ => {
-            let exact = phase >= MigrationPhase::Sync;
-            aws.objects.sync(from, to, exact).await
-        }
-    };
-    done.map_err(|e| e.to_string())
 }

@@ -12,19 +12,22 @@
 //! tier and overrides; the workload leaves `replicas` to it) with exactly its own secret files;
 //! the Postgres
 //! (`in-cluster`: a CloudNativePG `Cluster` and a `Database` per service) and the Meilisearch
-//! StatefulSet with its headless Service. The secrets themselves are created once by the
+//! StatefulSet with its headless Service; an in-cluster cell's bucket for media's artifacts
+//! (an `ObjectBucketClaim`, `bucket.rs`). The secrets themselves are created once by the
 //! controller (names and keys below), never rendered.
 
 use cell_model::contract::Service;
 use cell_model::{Cell, DatabaseEngine, SearchEngine, Tier};
 use serde_json::{Value, json};
 
+mod bucket;
 pub mod migration;
 mod policies;
 mod postgres;
 mod stateful;
 mod workloads;
 
+pub use bucket::{MEDIA_BUCKET, ObjectStore};
 use policies::*;
 use postgres::*;
 pub use postgres::{
@@ -79,6 +82,8 @@ pub struct Images {
     /// Services `ServiceExport`, so a target in another cluster reaches it at
     /// `postgres-rw.<ns>.svc.clusterset.local` (the control plane's default source host).
     pub service_export: bool,
+    /// Where in-cluster cells' artifacts go: a bucket claimed per cell (`bucket.rs`).
+    pub object_store: ObjectStore,
 }
 
 /// The operator's Secret access in a cell namespace: a RoleBinding of `cluster_role` (Secrets:
@@ -233,6 +238,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         out.push(postgres_cluster(cell));
         out.extend(postgres_databases(cell));
+        out.push(bucket::claim(cell, &images.object_store));
     }
     out.extend(migration::objects(cell, images));
     if cell.spec.search == SearchEngine::Meilisearch {

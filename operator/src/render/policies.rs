@@ -170,6 +170,7 @@ pub(super) fn network_policies(cell: &Cell, images: &Images) -> Vec<Value> {
             POSTGRES_PORT,
         ));
         out.extend(postgres_policies(cell, images));
+        out.push(super::bucket::egress(cell, &images.object_store));
     }
     if cell.spec.search == SearchEngine::Meilisearch {
         out.extend(path(

@@ -282,6 +282,9 @@ pub(super) fn secret_files(cell: &Cell, images: &Images, service: &str) -> Vec<V
             "postgres-ca.crt",
         ));
     }
+    if service == Service::Media.name() && cell.spec.database.engine == DatabaseEngine::InCluster {
+        files.extend(super::bucket::media_files());
+    }
     if service == Service::Poc.name() {
         if images.mail.is_some() {
             files.push(secret_item(SMTP_SECRET, "url", "smtp-url"));
@@ -369,8 +372,8 @@ pub(super) fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
                     "name": AWS_FOUNDATION_CONFIG_MAP, "key": "bucket" } } }),
                 );
             } else {
-                // Without a bucket (no AWS foundation), artifacts live in the pod.
-                env.push(value(env::MEDIA_DIR, "/var/lib/mrbill/media".into()));
+                // The bucket claimed from the platform's object store (`bucket.rs`).
+                env.extend(super::bucket::media_env(&images.object_store));
             }
         }
         Some(Service::Dojo) | None => {}

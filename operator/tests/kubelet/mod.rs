@@ -12,12 +12,15 @@
 //! file (Debian's `libnss-wrapper`, preloaded) as cluster DNS would answer them — so a TLS
 //! client still checks the name it was given. Mount paths become directories under the pod's
 //! own folder.
-//! A CloudNativePG `Cluster` is started by a stand-in for CNPG (`cnpg.rs`).
+//! A CloudNativePG `Cluster` is started by a stand-in for CNPG (`cnpg.rs`); an
+//! `ObjectBucketClaim` is fulfilled by a stand-in for its provisioner (`buckets.rs`).
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
+mod buckets;
 mod cnpg;
 mod image;
+mod values;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -28,6 +31,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use image::Image;
+use values::{expand, local_path, mode};
 
 /// The rendered objects (and the generated Secrets) of one namespace, and what runs of them.
 pub struct Kubelet {
@@ -232,6 +236,23 @@ impl Kubelet {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         }
         path
+    }
+
+    /// Starts another pod of workload `kind/name` (ports and a folder of its own, named
+    /// `<name>-<replica>`), as one more replica behind the same Services; returns its
+    /// container ports → local ports.
+    pub fn start_replica(&mut self, kind: &str, name: &str, replica: u32) -> HashMap<u16, u16> {
+        let mut w = self.workload(kind, name).clone();
+        let pod = format!("{name}-{replica}");
+        w["metadata"]["name"] = Value::String(pod.clone());
+        let ports: HashMap<u16, u16> = self.pods[name]
+            .keys()
+            .map(|port| (*port, pg_cluster::free_port().expect("free port")))
+            .collect();
+        self.pods.insert(pod.clone(), ports.clone());
+        self.objects.push(w);
+        self.start(kind, &pod);
+        ports
     }
 
     /// Starts every container of workload `kind/name` and waits for its readiness probe (a
@@ -458,23 +479,23 @@ impl Kubelet {
         own: &HashMap<u16, u16>,
         mounts: &[(String, PathBuf)],
     ) -> Vec<(String, String)> {
-        c["env"]
-            .as_array()
+        let mut defined: Vec<(String, String)> = Vec::new();
+        for e in c["env"].as_array().into_iter().flatten() {
+            let raw = if let Some(v) = e["value"].as_str() {
+                // `$(NAME)` of a variable before it, as the kubelet expands it.
+                expand(v, &defined)
+            } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
+                self.data("Secret", str_of(&r["name"]), str_of(&r["key"]))
+            } else if let Some(r) = e["valueFrom"].get("configMapKeyRef") {
+                self.data("ConfigMap", str_of(&r["name"]), str_of(&r["key"]))
+            } else {
+                panic!("unsupported env source {e}");
+            };
+            defined.push((str_of(&e["name"]).to_owned(), raw));
+        }
+        defined
             .into_iter()
-            .flatten()
-            .map(|e| {
-                let raw = if let Some(v) = e["value"].as_str() {
-                    v.to_owned()
-                } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
-                    self.data("Secret", str_of(&r["name"]), str_of(&r["key"]))
-                } else if let Some(r) = e["valueFrom"].get("configMapKeyRef") {
-                    self.data("ConfigMap", str_of(&r["name"]), str_of(&r["key"]))
-                } else {
-                    panic!("unsupported env source {e}");
-                };
-                let value = local_path(&self.inside(&raw, Some(own)), mounts);
-                (str_of(&e["name"]).to_owned(), value)
-            })
+            .map(|(name, raw)| (name, local_path(&self.inside(&raw, Some(own)), mounts)))
             .collect()
     }
 
@@ -523,51 +544,6 @@ impl Drop for Kubelet {
     }
 }
 
-/// A file mode as the API server gets it: a number, or YAML 1.1's octal `0440` (what helm and
-/// kubectl send for it), which a YAML 1.2 reader leaves as a string.
-fn mode(v: &Value) -> Option<u32> {
-    match v {
-        Value::Number(n) => n.as_u64().map(|m| m as u32),
-        Value::String(s) if s.starts_with('0') => u32::from_str_radix(s, 8).ok(),
-        _ => None,
-    }
-}
-
-/// `value` with a container path under a mount made this machine's.
-/// Also inside longer strings (a shell script's file names, a URL's `sslrootcert=`): a path
-/// under a mount is wherever it appears.
-fn local_path(value: &str, mounts: &[(String, PathBuf)]) -> String {
-    for (mount, local) in mounts {
-        if value == mount {
-            return local.display().to_string();
-        }
-    }
-    // Longest mounts first, so a mount inside another maps to its own directory; one pass, so
-    // a replacement is never replaced again.
-    let mut sorted: Vec<&(String, PathBuf)> = mounts.iter().collect();
-    sorted.sort_by_key(|(mount, _)| std::cmp::Reverse(mount.len()));
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    let mut previous: Option<char> = None;
-    'scan: while let Some(c) = rest.chars().next() {
-        // A path starts at the beginning or after something that is not part of a name.
-        if previous.is_none_or(|p| !(p.is_alphanumeric() || "/._-".contains(p))) {
-            for (mount, local) in &sorted {
-                if rest.starts_with(&format!("{mount}/")) {
-                    out.push_str(&local.display().to_string());
-                    rest = &rest[mount.len()..];
-                    previous = Some('x');
-                    continue 'scan;
-                }
-            }
-        }
-        out.push(c);
-        previous = Some(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    out
-}
-
 fn is_workload(o: &Value) -> bool {
     matches!(
         o["kind"].as_str(),
@@ -599,14 +575,23 @@ fn container_port(w: &Value, port: &Value) -> Option<u16> {
 mod probe {
     /// A GET's status from a blocking context (the kubelet runs outside async code).
     pub fn http_status(url: &str) -> std::io::Result<u16> {
+        request("GET", url)
+    }
+
+    /// An empty PUT's status (S3's CreateBucket, unsigned: the emulator takes it).
+    pub fn http_put(url: &str) -> std::io::Result<u16> {
+        request("PUT", url)
+    }
+
+    fn request(method: &str, url: &str) -> std::io::Result<u16> {
         use std::io::{Read, Write};
         let rest = url.trim_start_matches("http://");
         let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let mut stream = std::net::TcpStream::connect(authority)?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )?;
         let mut head = [0u8; 12];
         stream.read_exact(&mut head)?;

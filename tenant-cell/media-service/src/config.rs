@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use cell_model::contract::{Secret, env as var};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use service_kit::config::{CommonConfig, optional, secret_file};
 use service_kit::peer::PeerConfig;
 
@@ -20,12 +20,13 @@ pub enum Storage {
     S3 {
         bucket: String,
         endpoint: Option<String>,
-        /// Static credentials and region (tests against moto); `None` = the AWS provider chain.
+        /// The bucket's own key and region; `None` = the AWS provider chain.
         static_credentials: Option<S3Credentials>,
     },
 }
 
-/// Fixed S3 credentials (an emulator in tests); production uses the provider chain (IRSA).
+/// A bucket's own key: an S3-compatible store's per-bucket credentials (an in-cluster cell's
+/// claimed bucket), or an emulator's in tests. AWS cells use the provider chain (IRSA).
 #[derive(Clone, Debug)]
 pub struct S3Credentials {
     pub region: String,
@@ -114,10 +115,34 @@ pub struct Config {
     pub instance: Option<String>,
 }
 
+/// The bucket's own key from files (an S3-compatible store's per-bucket credentials, e.g. an
+/// `ObjectBucketClaim`'s Secret mounted into the pod); `None` when neither file is set.
+fn s3_credentials() -> anyhow::Result<Option<S3Credentials>> {
+    let id = secret_file(var::MEDIA_S3_ACCESS_KEY_ID_FILE)?;
+    let secret = secret_file(var::MEDIA_S3_SECRET_ACCESS_KEY_FILE)?;
+    match (id, secret) {
+        (None, None) => Ok(None),
+        (Some(id), Some(secret_access_key)) => Ok(Some(S3Credentials {
+            region: optional::<String>(var::MEDIA_S3_REGION)?
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+            access_key_id: id.expose_secret().trim().to_owned(),
+            secret_access_key: SecretString::from(secret_access_key.expose_secret().trim()),
+        })),
+        _ => anyhow::bail!(
+            "{} and {} go together",
+            var::MEDIA_S3_ACCESS_KEY_ID_FILE,
+            var::MEDIA_S3_SECRET_ACCESS_KEY_FILE
+        ),
+    }
+}
+
 impl Config {
     /// Reads the shared settings, the peer's ([`PeerConfig::from_env`]),
     /// `MRBILL_MEDIA_URL_KEY_FILE`, `MRBILL_MEDIA_DIR` or `MRBILL_MEDIA_S3_BUCKET`
-    /// (+ `MRBILL_MEDIA_S3_ENDPOINT`), and the `MRBILL_MEDIA_*` limits.
+    /// (+ `MRBILL_MEDIA_S3_ENDPOINT`, `MRBILL_MEDIA_S3_REGION` and the bucket's key in
+    /// `MRBILL_MEDIA_S3_ACCESS_KEY_ID_FILE` / `MRBILL_MEDIA_S3_SECRET_ACCESS_KEY_FILE`), and
+    /// the `MRBILL_MEDIA_*` limits.
     pub fn from_env() -> anyhow::Result<Self> {
         let common = CommonConfig::from_env()?;
         let url_key = secret_file(Secret::MediaUrlKey.env())?
@@ -125,8 +150,8 @@ impl Config {
         let storage = match optional::<String>(var::MEDIA_S3_BUCKET)? {
             Some(bucket) => Storage::S3 {
                 bucket,
-                endpoint: optional("MRBILL_MEDIA_S3_ENDPOINT")?,
-                static_credentials: None,
+                endpoint: optional::<String>(var::MEDIA_S3_ENDPOINT)?.filter(|e| !e.is_empty()),
+                static_credentials: s3_credentials()?,
             },
             None => Storage::Dir(optional::<PathBuf>(var::MEDIA_DIR)?.ok_or_else(|| {
                 anyhow::anyhow!("MRBILL_MEDIA_DIR or MRBILL_MEDIA_S3_BUCKET must be set")
