@@ -1,10 +1,11 @@
 //! `mrbill up | down | status`: the platform's processes on this machine, all under one
-//! `MRBILL_HOME`. The control plane and the router run detached (their own process group, logs
-//! in `MRBILL_HOME/logs`); cells run under their own supervisors, started by the control plane.
+//! `MRBILL_HOME`. The keeper, the control plane and the router run detached (their own process
+//! groups, logs in `MRBILL_HOME/logs`), the keeper restarting the other two when they crash;
+//! cells run under their own supervisors, started by the control plane.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use cell_model::local::{CellDir, Home, live_pid, postmaster_pid};
 use rustix::process::{Pid, Signal};
 
 use crate::client::{CliResult, Failure, Ready, exit, read_ready};
+use crate::keeper::{self, Part};
 
 fn signal(pid: u32, sig: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
@@ -40,53 +42,88 @@ pub struct Platform {
     pub started: Vec<&'static str>,
 }
 
-/// Starts whatever is not running: the control plane (which starts its catalog Postgres and
-/// adopts or restarts the cells) and the router. Idempotent.
+/// Starts whatever is not running: the keeper (`keeper.rs`), which starts the control plane
+/// (which starts its catalog Postgres and adopts or restarts the cells) and the router and
+/// keeps them running. Idempotent.
 pub fn up(home: &Home, router_addr: SocketAddr) -> CliResult<Platform> {
     for dir in [home.root().to_owned(), home.logs_dir(), home.router_dir()] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // Postgres runs as an unprivileged user and must traverse the home.
     set_mode(home.root(), 0o755)?;
-    let bins = bin_dir()?;
-    let mut started = Vec::new();
-
-    let router = read_ready(&home.router_ready()).filter(|r| pid_alive(r.pid));
-    let public_url = match &router {
-        Some(r) => r.url.clone(),
+    let alive = |part: Part| read_ready(&part.ready(home)).filter(|r| pid_alive(r.pid));
+    let was = [Part::ControlPlane, Part::Router].map(|part| alive(part).is_some());
+    let public_url = match alive(Part::Router) {
+        Some(r) => r.url,
         None => format!("http://{}", choose_router_addr(home, router_addr)?),
     };
-    let control_plane = match read_ready(&home.control_plane_ready()).filter(|r| pid_alive(r.pid)) {
-        Some(r) => r.url,
-        None => {
-            let _ = std::fs::remove_file(home.control_plane_ready());
-            spawn(
-                home,
-                &bins.join("mrbill-control-plane"),
-                "control-plane",
-                &[("MRBILL_PUBLIC_URL", public_url.clone())],
-            )?;
-            started.push("control-plane");
-            wait_ready(&home.control_plane_ready(), home, "control-plane")?.url
+    if was.contains(&false) || keeper::running(home).is_none() {
+        // A keeper that let a component go (it was stopped on purpose) makes way for one that
+        // adopts what runs and starts the rest.
+        if let Some(pid) = keeper::running(home) {
+            signal(pid, Signal::TERM);
+            wait_gone(pid, Duration::from_secs(5), || signal(pid, Signal::KILL));
         }
-    };
-    let router = match router {
-        Some(r) => r.url,
-        None => {
-            let _ = std::fs::remove_file(home.router_ready());
-            let addr = public_url.trim_start_matches("http://").to_owned();
+        let keeper = std::env::current_exe().context("this executable")?;
+        let mut child = spawn(
+            home,
+            &keeper,
+            "keeper",
+            &["keep", "--public-url", &public_url],
+            &[],
+        )?;
+        // Reaped here, should it stop before `up` returns; otherwise it outlives this process.
+        std::thread::spawn(move || child.wait());
+    }
+    let mut started = Vec::new();
+    let mut urls = Vec::new();
+    for (part, was_alive) in [Part::ControlPlane, Part::Router].into_iter().zip(was) {
+        urls.push(wait_ready(&part.ready(home), home, part.name())?.url);
+        if !was_alive {
+            started.push(part.name());
+        }
+    }
+    Ok(Platform {
+        home: home.root().display().to_string(),
+        control_plane: urls[0].clone(),
+        router: urls[1].clone(),
+        started,
+    })
+}
+
+/// Starts `part` for the keeper (its child): the router serves at `public_url` and follows the
+/// control plane wherever that listens.
+pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child> {
+    let bins = bin_dir()?;
+    let child = match part {
+        Part::ControlPlane => spawn(
+            home,
+            &bins.join("mrbill-control-plane"),
+            part.name(),
+            &[],
+            &[("MRBILL_PUBLIC_URL", public_url.to_owned())],
+        ),
+        Part::Router => {
+            let control_plane = read_ready(&home.control_plane_ready())
+                .filter(|r| pid_alive(r.pid))
+                .map(|r| r.url)
+                .context("the control plane is not listening yet")?;
             spawn(
                 home,
                 &bins.join("mrbill-router"),
-                "router",
+                part.name(),
+                &[],
                 &[
-                    ("MRBILL_ROUTER_ADDR", addr),
-                    ("MRBILL_PUBLIC_URL", public_url.clone()),
+                    (
+                        "MRBILL_ROUTER_ADDR",
+                        public_url.trim_start_matches("http://").to_owned(),
+                    ),
+                    ("MRBILL_PUBLIC_URL", public_url.to_owned()),
                     (
                         "MRBILL_ROUTER_SNAPSHOT",
                         home.router_snapshot().display().to_string(),
                     ),
-                    ("MRBILL_CONTROL_PLANE_URL", control_plane.clone()),
+                    ("MRBILL_CONTROL_PLANE_URL", control_plane),
                     (
                         "MRBILL_ROUTER_TOKEN_FILE",
                         home.router_token().display().to_string(),
@@ -96,17 +133,10 @@ pub fn up(home: &Home, router_addr: SocketAddr) -> CliResult<Platform> {
                         home.router_ready().display().to_string(),
                     ),
                 ],
-            )?;
-            started.push("router");
-            wait_ready(&home.router_ready(), home, "router")?.url
+            )
         }
     };
-    Ok(Platform {
-        home: home.root().display().to_string(),
-        control_plane,
-        router,
-        started,
-    })
+    child.map_err(|f| anyhow::anyhow!("{}", f.message))
 }
 
 /// The router's address: the one used before (so endpoints stay the same), else the requested
@@ -140,7 +170,15 @@ fn choose_router_addr(home: &Home, requested: SocketAddr) -> CliResult<SocketAdd
     Ok(addr)
 }
 
-fn spawn(home: &Home, binary: &Path, name: &str, env: &[(&str, String)]) -> CliResult<()> {
+/// Starts `binary args` detached from this terminal (its own process group), its output
+/// appended to `logs/<name>.log`.
+fn spawn(
+    home: &Home,
+    binary: &Path,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> CliResult<Child> {
     use std::os::unix::process::CommandExt;
     let log_path = home.logs_dir().join(format!("{name}.log"));
     let log = std::fs::OpenOptions::new()
@@ -149,7 +187,8 @@ fn spawn(home: &Home, binary: &Path, name: &str, env: &[(&str, String)]) -> CliR
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut cmd = Command::new(binary);
-    cmd.env("MRBILL_HOME", home.root())
+    cmd.args(args)
+        .env("MRBILL_HOME", home.root())
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("log file")?)
         .stderr(log)
@@ -165,8 +204,7 @@ fn spawn(home: &Home, binary: &Path, name: &str, env: &[(&str, String)]) -> CliR
             exit::ERROR,
         )
         .hint("build the binaries (`cargo build`) or set MRBILL_BIN_DIR")
-    })?;
-    Ok(())
+    })
 }
 
 fn wait_ready(path: &Path, home: &Home, name: &str) -> CliResult<Ready> {
@@ -200,6 +238,13 @@ pub struct Stopped {
 /// and the catalog's Postgres. Idempotent.
 pub fn down(home: &Home, keep_cells: bool) -> CliResult<Stopped> {
     let mut stopped = Vec::new();
+    // The keeper first, or it would start again what this stops.
+    if let Some(pid) = keeper::running(home) {
+        signal(pid, Signal::TERM);
+        wait_gone(pid, Duration::from_secs(5), || signal(pid, Signal::KILL));
+        stopped.push("keeper".to_owned());
+    }
+    let _ = std::fs::remove_file(keeper::pid_file(home));
     for (name, ready) in [
         ("router", home.router_ready()),
         ("control-plane", home.control_plane_ready()),
@@ -271,6 +316,8 @@ fn wait_gone(pid: u32, patience: Duration, force: impl Fn()) {
 #[derive(Debug, serde::Serialize)]
 pub struct Processes {
     pub home: String,
+    /// The keeper's pid.
+    pub keeper: Option<u32>,
     pub control_plane: Option<String>,
     pub router: Option<String>,
     pub catalog_postgres: bool,
@@ -290,6 +337,7 @@ pub fn processes(home: &Home) -> Processes {
         .count();
     Processes {
         home: home.root().display().to_string(),
+        keeper: keeper::running(home),
         control_plane: live(home.control_plane_ready()),
         router: live(home.router_ready()),
         catalog_postgres: postmaster_pid(&home.catalog_dir().join("data")).is_some(),

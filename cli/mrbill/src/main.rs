@@ -3,6 +3,7 @@
 
 mod client;
 mod drain;
+mod keeper;
 mod local;
 mod migrate;
 mod output;
@@ -45,6 +46,13 @@ enum Format {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Keep the control plane and the router running (started by `up`; not by hand).
+    #[command(hide = true)]
+    Keep {
+        /// The router's public URL.
+        #[arg(long)]
+        public_url: String,
+    },
     /// Start the control plane and the router on this machine (idempotent).
     Up {
         /// Where the router listens; tenant endpoints are http://<addr>/t/<slug>. Port 0 or a
@@ -244,6 +252,9 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
             let platform = local::up(home, router_addr)?;
             out.up(&platform);
         }
+        Command::Keep { public_url } => {
+            keeper::run(home, |part| local::start(home, part, &public_url))?;
+        }
         Command::Down { keep_cells } => {
             let stopped = local::down(home, keep_cells)?;
             out.down(&stopped);
@@ -257,7 +268,9 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
         }
         Command::Tiers => out.tiers(&Client::connect(home)?.get::<TierList>("/v1/tiers")?),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "mrbill", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mrbill", &mut script);
+            output::raw(&script);
         }
         Command::Tenant(cmd) => tenant(cmd, home, out)?,
         Command::Placement(cmd) => placement(cmd, home, out)?,

@@ -10,6 +10,41 @@ use wire_types::admin::{
 };
 
 use crate::drain::Moved;
+
+/// `println!` for results: a reader that went away (`mrbill status | head -1`) ends the
+/// command quietly, as in other command-line tools, instead of a panic on a broken pipe.
+macro_rules! say {
+    () => { line(format_args!("")) };
+    ($($arg:tt)*) => { line(format_args!($($arg)*)) };
+}
+
+fn line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    quiet_on_broken_pipe(written);
+}
+
+/// `bytes` to stdout, as [`say!`] writes a line.
+pub fn raw(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    quiet_on_broken_pipe(out.write_all(bytes).and_then(|()| out.flush()));
+}
+
+fn quiet_on_broken_pipe(written: std::io::Result<()>) {
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error[io]: writing to stdout: {e}");
+            std::process::exit(74);
+        }
+    }
+}
 use crate::local::{Platform, Processes, Stopped};
 
 #[derive(Debug)]
@@ -27,7 +62,7 @@ impl Output {
     }
 
     fn json<T: Serialize>(&self, value: &T) {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(value).expect("output serializes")
         );
@@ -38,9 +73,9 @@ impl Output {
             return self.json(p);
         }
         if p.started.is_empty() {
-            println!("The platform was already running.");
+            say!("The platform was already running.");
         } else {
-            println!("Started: {}.", p.started.join(", "));
+            say!("Started: {}.", p.started.join(", "));
         }
         table(&[
             vec!["home".into(), p.home.clone()],
@@ -50,7 +85,7 @@ impl Output {
             ],
             vec!["control plane".into(), p.control_plane.clone()],
         ]);
-        println!(
+        say!(
             "\nOnboard a tenant: mrbill tenant create acme --name \"Acme\" --admin-email admin@acme.com --email-domain acme.com"
         );
     }
@@ -60,9 +95,9 @@ impl Output {
             return self.json(s);
         }
         if s.stopped.is_empty() {
-            println!("Nothing was running.");
+            say!("Nothing was running.");
         } else {
-            println!("Stopped: {}.", s.stopped.join(", "));
+            say!("Stopped: {}.", s.stopped.join(", "));
         }
     }
 
@@ -74,6 +109,11 @@ impl Output {
         let or_down = |s: &Option<String>| s.clone().unwrap_or_else(|| "not running".into());
         table(&[
             vec!["home".into(), p.home.clone()],
+            vec![
+                "keeper".into(),
+                p.keeper
+                    .map_or_else(|| "not running".into(), |pid| format!("pid {pid}")),
+            ],
             vec!["control plane".into(), or_down(&p.control_plane)],
             vec!["router".into(), or_down(&p.router)],
             vec![
@@ -87,7 +127,7 @@ impl Output {
             vec!["cell supervisors".into(), p.cell_supervisors.to_string()],
         ]);
         if let Some(cells) = cells {
-            println!();
+            say!();
             self.cells(&cells.cells);
         }
     }
@@ -119,7 +159,7 @@ impl Output {
             rows.push(row);
         }
         table(&rows);
-        println!();
+        say!();
         placement_table(&t.placements);
     }
 
@@ -198,7 +238,7 @@ impl Output {
                     None => format!("{} …", s.name),
                 })
                 .collect();
-            println!(
+            say!(
                 "\n{} ({}): {}",
                 op.name,
                 if op.finished {
@@ -209,7 +249,7 @@ impl Output {
                 steps.join(" · ")
             );
             if let Some(e) = &op.last_error {
-                println!("last error (retrying): {e}");
+                say!("last error (retrying): {e}");
             }
         }
     }
@@ -343,7 +383,7 @@ impl Output {
             return self.json(m);
         }
         match m.freeze_ms {
-            Some(freeze) => println!(
+            Some(freeze) => say!(
                 "Migration {} of cell {}: {} → {} is {} ({:.1} s); requests were held for {freeze} ms.",
                 m.id,
                 m.cell_id,
@@ -352,7 +392,7 @@ impl Output {
                 m.state,
                 took.as_secs_f64()
             ),
-            None => println!(
+            None => say!(
                 "Migration {} of cell {}: {} → {} is {} ({:.1} s); the tenant stays on {}.",
                 m.id,
                 m.cell_id,
@@ -399,7 +439,7 @@ impl Output {
             return self.json(&serde_json::json!({ "placement": placement, "moved": moved }));
         }
         self.drain_report(moved);
-        println!(
+        say!(
             "Placement {placement} is drained ({} cells moved in {:.1} s); it stays cordoned.",
             moved.len(),
             took.as_secs_f64()
@@ -437,7 +477,7 @@ impl Output {
             return self.json(t);
         }
         let endpoint = t.cell.status.endpoints.public.clone().unwrap_or_default();
-        println!(
+        say!(
             "\nTenant {} is {:?} ({:.1} s).",
             t.slug,
             t.cell.status.phase,
@@ -452,13 +492,16 @@ impl Output {
             vec!["admin".into(), t.admin_email.clone()],
         ]);
         if let Some(invite) = &t.admin_invite {
-            println!(
+            say!(
                 "\nOne-time admin invite for {} (expires {}):\n  {}",
-                invite.email, invite.expires_at, invite.invite_token
+                invite.email,
+                invite.expires_at,
+                invite.invite_token
             );
-            println!(
+            say!(
                 "Register:\n  curl -s {endpoint}/v1/auth/register -H 'content-type: application/json' \\\n    -d '{{\"email\":\"{}\",\"password\":\"<choose a long passphrase>\",\"invite_token\":\"{}\"}}'",
-                invite.email, invite.invite_token
+                invite.email,
+                invite.invite_token
             );
         }
     }
@@ -468,12 +511,12 @@ impl Output {
             return self.json(&serde_json::json!({ "tenant": t.slug, "deleted": waited, "backup_path": t.backup_path }));
         }
         if waited {
-            println!("Tenant {} deleted ({:.1} s).", t.slug, took.as_secs_f64());
+            say!("Tenant {} deleted ({:.1} s).", t.slug, took.as_secs_f64());
         } else {
-            println!("Tenant {} is being deleted.", t.slug);
+            say!("Tenant {} is being deleted.", t.slug);
         }
         if let Some(b) = &t.backup_path {
-            println!("Backup: {b}");
+            say!("Backup: {b}");
         }
     }
 
@@ -482,11 +525,11 @@ impl Output {
             return self.json(&mail);
         }
         if mail.is_empty() {
-            println!("no mail");
+            say!("no mail");
         }
         for m in mail {
-            println!("─── {} · to {} · {}", m.subject, m.to, m.file);
-            println!("{}", m.message.trim_end());
+            say!("─── {} · to {} · {}", m.subject, m.to, m.file);
+            say!("{}", m.message.trim_end());
         }
     }
 }
@@ -534,7 +577,7 @@ fn table(rows: &[Vec<String>]) {
                 }
             })
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        say!("{}", line.join("  ").trim_end());
     }
 }
 

@@ -196,6 +196,16 @@ impl Platform {
         self.pid("router/ready.json")
     }
 
+    /// Pid of the keeper that restarts the control plane and the router.
+    pub fn keeper_pid(&self) -> Option<u32> {
+        let pid = std::fs::read_to_string(self.home.join("keeper.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        pid_alive(pid).then_some(pid)
+    }
+
     /// Starts the control plane by hand (e.g. with `--crash-after-step`), waits until it listens.
     pub fn start_control_plane(&self, args: &[&str]) -> std::process::Child {
         let _ = std::fs::remove_file(self.home.join("control-plane/ready.json"));

@@ -322,6 +322,8 @@ async fn the_router_keeps_serving_without_the_control_plane_and_from_its_snapsho
     let acme_token = platform.admin_token(&acme).await;
     let globex_token = platform.admin_token(&globex).await;
 
+    // Without its keeper, which would start it again.
+    kill(platform.keeper_pid().expect("the keeper"), "KILL");
     let control_plane = platform.control_plane_pid().expect("control plane");
     kill(control_plane, "KILL");
     wait_until(Duration::from_secs(10), "the control plane to die", || {
@@ -634,4 +636,88 @@ async fn deletion_converges_after_a_crash_after_every_step() {
             "supervisor and postgres gone after {step}"
         );
     }
+}
+
+/// The keeper: a router or control plane killed with SIGKILL serves again by itself, within
+/// the budgets (router ≤ 2 s, control plane ≤ 5 s, measured from the kill with a client
+/// retrying every 20 ms); one stopped with SIGTERM is left stopped until `mrbill up`.
+#[tokio::test]
+async fn a_killed_router_or_control_plane_comes_back_by_itself() {
+    let platform = Platform::up();
+    let acme = platform.create_tenant("acme");
+    let token = platform.admin_token(&acme).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let pocs = format!("{}/t/acme/v1/pocs", platform.router_url());
+    let served = || {
+        let (http, pocs, token) = (http.clone(), pocs.clone(), token.clone());
+        async move {
+            http.get(&pocs)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    };
+    let back_within = |what: &'static str, budget: Duration| async move {
+        let killed = std::time::Instant::now();
+        loop {
+            let outage = killed.elapsed();
+            if served().await {
+                eprintln!(
+                    "{what}: served again {} ms after SIGKILL",
+                    outage.as_millis()
+                );
+                assert!(outage <= budget, "{what}: {outage:?} > {budget:?}");
+                return;
+            }
+            assert!(outage <= budget * 3, "{what} never came back");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert!(served().await);
+
+    let router = platform.router_pid().expect("router");
+    kill(router, "KILL");
+    back_within("router", Duration::from_secs(2)).await;
+    assert_ne!(platform.router_pid(), Some(router));
+
+    let control_plane = platform.control_plane_pid().expect("control plane");
+    let killed = std::time::Instant::now();
+    kill(control_plane, "KILL");
+    wait_until(Duration::from_secs(15), "a new control plane", || {
+        platform
+            .control_plane_pid()
+            .is_some_and(|pid| pid != control_plane)
+    });
+    let restarted = killed.elapsed();
+    eprintln!(
+        "control plane: listening again {} ms after SIGKILL",
+        restarted.as_millis()
+    );
+    assert!(restarted <= Duration::from_secs(5), "{restarted:?}");
+    let list = platform.mrbill(&["tenant", "list", "-o", "json"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(served().await, "the tenant is served throughout");
+
+    // A stop on purpose stays a stop; `up` starts it again.
+    let router = platform.router_pid().expect("router");
+    kill(router, "TERM");
+    wait_until(Duration::from_secs(30), "the router to stop", || {
+        !pid_alive(router)
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(platform.router_pid(), None, "left stopped");
+    let up = platform.mrbill(&["up", "-o", "json"]);
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    assert_eq!(up.json()["started"], json!(["router"]));
+    assert!(served().await);
+    let status = platform.mrbill(&["status", "-o", "json"]);
+    assert!(
+        status.json()["processes"]["keeper"].is_u64(),
+        "{}",
+        status.stdout
+    );
 }
