@@ -176,6 +176,14 @@ async fn work(state: AppState, n: usize, wake: Arc<Notify>, mut stop: watch::Rec
         )
         .await
         {
+            // Stopping began while the claim was made (another worker may just have handed
+            // this very job back): it goes back untouched, for the next owner.
+            Ok(Some(claim)) if *stop.borrow() => {
+                if let Err(e) = store::unclaim(&state.pool, &claim).await {
+                    tracing::warn!(job = %claim.job.id, error = %e, "giving a claim back failed; its lease will expire");
+                }
+                return;
+            }
             Ok(Some(claim)) => {
                 run(&state, claim, &mut stop).await;
                 continue;

@@ -15,7 +15,8 @@ mod poc;
 pub mod render;
 mod routes;
 mod state;
-mod store;
+/// The job queue's SQL (public for the crate's integration tests of its claim rules).
+pub mod store;
 
 pub use app::App;
 pub use config::Config;

@@ -384,6 +384,21 @@ pub async fn fail(
     Ok(())
 }
 
+/// Gives back a claim that was never worked on (taken as the service began to stop): the job
+/// is pending again with the attempt not counted, so stopping never spends a job's attempts.
+pub async fn unclaim(ex: impl PgExecutor<'_>, claim: &Claim) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE media_jobs SET state = 'pending', attempts = attempts - 1, run_after = now(),
+                lease_token = NULL, lease_owner = NULL, updated_at = now()
+          WHERE id = $1 AND lease_token = $2 AND state = 'processing'",
+    )
+    .bind(claim.job.id)
+    .bind(claim.token)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
 /// Keys of objects whose jobs will never complete (deleted, cancelled, failed).
 pub async fn orphans(ex: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(

@@ -371,3 +371,37 @@ async fn the_sweeper_removes_orphaned_objects_and_keeps_completed_ones() {
         "the completed report's file stays"
     );
 }
+
+/// A job claimed just as the service began to stop (e.g. right after another worker handed it
+/// back at a fence) goes back untouched: pending, its attempt not counted — so stopping never
+/// spends a job's attempts — and only by the claim that holds it.
+#[tokio::test]
+async fn a_claim_given_back_unworked_does_not_count_as_an_attempt() {
+    use media_service::store;
+    let cell = Cell::start_with(|c| c.jobs.workers = 0).await;
+    let admin = cell.poc.admin().await;
+    let job = cell
+        .as_user(&admin)
+        .post("/v1/reports", &json!({ "format": "json" }))
+        .await
+        .assert_status(202)
+        .clone();
+    let id = job["id"].as_str().expect("id");
+    let lease = Duration::from_secs(60);
+    let claim = |pool| async move {
+        store::claim(pool, "stopping/1/0", lease, 4, 3)
+            .await
+            .expect("claim")
+            .expect("a due job")
+    };
+    let first = claim(&cell.pool).await;
+    assert_eq!(state_of(&cell, id).await, ("processing".into(), 1, None));
+    store::unclaim(&cell.pool, &first).await.expect("unclaim");
+    assert_eq!(state_of(&cell, id).await, ("pending".into(), 0, None));
+    // A stale claim gives nothing back: the job stays with its current holder.
+    let second = claim(&cell.pool).await;
+    store::unclaim(&cell.pool, &first).await.expect("unclaim");
+    assert_eq!(state_of(&cell, id).await, ("processing".into(), 1, None));
+    store::unclaim(&cell.pool, &second).await.expect("unclaim");
+    assert_eq!(state_of(&cell, id).await.0, "pending");
+}
