@@ -125,7 +125,13 @@ fn the_cluster_uses_the_generated_secrets_as_cnpg_reads_them() {
         .expect("a Cluster");
     let spec = &cluster["spec"];
     assert_eq!(spec["enableSuperuserAccess"], false);
-    assert_eq!(spec["instances"], 2, "the standard tier is multi-AZ");
+    assert_eq!(spec["instances"], 3, "the standard tier is multi-AZ");
+    // An acknowledged write is on two instances; failover keeps every one of them.
+    assert_eq!(
+        spec["postgresql"]["synchronous"],
+        serde_json::json!({ "method": "any", "number": 1, "dataDurability": "required",
+            "failoverQuorum": true })
+    );
     for key in ["serverTLSSecret", "serverCASecret"] {
         let tls = secret(spec["certificates"][key].as_str().expect("a Secret"));
         assert_eq!(tls["type"], "kubernetes.io/tls");

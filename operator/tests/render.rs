@@ -514,10 +514,10 @@ fn the_database_class_and_storage_size_the_cnpg_cluster_and_the_quota() {
     assert_eq!(spec["storage"]["resizeInUseVolumes"], true);
     assert_eq!(spec["postgresql"]["parameters"]["shared_buffers"], "8192MB");
     let hard = &find(&objects, "ResourceQuota", "cell")["spec"]["hard"];
-    // The services' share (16 CPUs, 32 GiB) plus two instances of the class.
-    assert_eq!(hard["limits.cpu"], "32");
-    assert_eq!(hard["limits.memory"], "96Gi");
-    assert_eq!(hard["requests.storage"], "520Gi");
+    // The services' share (16 CPUs, 32 GiB) plus three instances of the class.
+    assert_eq!(hard["limits.cpu"], "40");
+    assert_eq!(hard["limits.memory"], "128Gi");
+    assert_eq!(hard["requests.storage"], "770Gi");
     let max = &find(&objects, "LimitRange", "cell")["spec"]["limits"][0]["max"];
     assert_eq!(max, &json!({ "cpu": "8", "memory": "32Gi" }));
 }

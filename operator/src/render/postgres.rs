@@ -50,10 +50,11 @@ pub const POSTGRES_HBA: [&str; 2] = [
     "host all all all reject",
 ];
 
-/// How many instances: two (primary + standby in another zone) where the tier promises
-/// multi-AZ, else one.
+/// How many instances: three (a primary and two standbys, each preferably in a zone of its
+/// own) where the tier promises multi-AZ, else one. With the quorum commit below, one
+/// instance or zone may go without writes stopping or an acknowledged one being lost.
 pub fn postgres_instances(cell: &Cell) -> u32 {
-    if cell.spec.database.multi_az { 2 } else { 1 }
+    if cell.spec.database.multi_az { 3 } else { 1 }
 }
 
 /// What a database class (the tier's `db_classes`, named as RDS names them) means for an
@@ -153,6 +154,16 @@ pub(super) fn postgres_cluster(cell: &Cell) -> Value {
         "enablePDB": true,
     });
     if cell.spec.database.multi_az {
+        // A commit returns once one standby has it too (ANY 1 of the two): an acknowledged
+        // write is in two zones. `required` blocks writes rather than acknowledge one that a
+        // single zone holds; failover promotes only a standby the quorum says has every
+        // acknowledged commit.
+        spec["postgresql"]["synchronous"] = json!({
+            "method": "any",
+            "number": 1,
+            "dataDurability": "required",
+            "failoverQuorum": true,
+        });
         spec["affinity"] = json!({
             "enablePodAntiAffinity": true,
             "topologyKey": "topology.kubernetes.io/zone",
