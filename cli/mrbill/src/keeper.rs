@@ -35,12 +35,19 @@ pub fn pid_file(home: &Home) -> PathBuf {
     home.root().join("keeper.pid")
 }
 
-/// The running keeper's pid.
+/// The running keeper's pid (a live process that is a keeper: a pid file outlives its
+/// process, and pids are reused).
 pub fn running(home: &Home) -> Option<u32> {
     std::fs::read_to_string(pid_file(home))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .filter(|pid| pid_alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.contains(&&b"keep"[..]) && args.contains(&&b"--public-url"[..])
+            })
+        })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
