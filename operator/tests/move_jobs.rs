@@ -120,20 +120,7 @@ async fn the_schema_job_copies_the_source_schema_over_the_clusters() {
     .expect("both Postgres start");
     let (a, mut b) = kubelets;
 
-    // The source's schema, made by poc as it migrates: a table with a sequence, a constraint,
-    // an index and rows (which the schema copy leaves to the subscription).
-    let src = sqlx::PgPool::connect(&a.localize(&url, None))
-        .await
-        .expect("poc on the source");
-    sqlx::raw_sql(
-        "CREATE TABLE pocs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,
-                            tags text[] NOT NULL DEFAULT '{}');
-         CREATE INDEX pocs_tags ON pocs USING gin (tags);
-         INSERT INTO pocs (name) VALUES ('first'), ('second');",
-    )
-    .execute(&src)
-    .await
-    .expect("the source's schema");
+    source_schema(&a.localize(&url, None)).await;
 
     let mut b = tokio::task::spawn_blocking(move || {
         b.start("Job", "schema-poc");
@@ -151,6 +138,23 @@ async fn the_schema_job_copies_the_source_schema_over_the_clusters() {
     .await
     .expect("the schema Job succeeds again");
     drop((a, b));
+}
+
+/// The source's schema, made by poc as it migrates: a table with a sequence, a constraint, an
+/// index and rows (which the schema copy leaves to the subscription).
+async fn source_schema(poc_url: &str) {
+    let src = sqlx::PgPool::connect(poc_url)
+        .await
+        .expect("poc on the source");
+    sqlx::raw_sql(
+        "CREATE TABLE pocs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,
+                            tags text[] NOT NULL DEFAULT '{}');
+         CREATE INDEX pocs_tags ON pocs USING gin (tags);
+         INSERT INTO pocs (name) VALUES ('first'), ('second');",
+    )
+    .execute(&src)
+    .await
+    .expect("the source's schema");
 }
 
 /// What the target's copy holds: the source's table with its indexes, owned by the service's
@@ -241,18 +245,7 @@ async fn an_rds_targets_schema_job_copies_the_source_instances_schema() {
             .expect("poc's database URL")
             .to_owned()
     };
-    let src = sqlx::PgPool::connect(&a.local(&poc_url(&secrets_a)))
-        .await
-        .expect("poc on the source");
-    sqlx::raw_sql(
-        "CREATE TABLE pocs (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,
-                            tags text[] NOT NULL DEFAULT '{}');
-         CREATE INDEX pocs_tags ON pocs USING gin (tags);
-         INSERT INTO pocs (name) VALUES ('first'), ('second');",
-    )
-    .execute(&src)
-    .await
-    .expect("the source's schema");
+    source_schema(&a.local(&poc_url(&secrets_a))).await;
     // The source's operator: its migrator Secret, then the migrator and publications as the
     // instance's master.
     let bucket = cell_operator::aws::Bucket {

@@ -97,8 +97,7 @@ impl Objects {
         Ok(aws_sdk_s3::Client::from_conf(config))
     }
 
-    async fn manifest(&self, bucket: &Bucket) -> Result<Manifest, Error> {
-        let s3 = self.client(bucket)?;
+    async fn manifest(s3: &aws_sdk_s3::Client, bucket: &Bucket) -> Result<Manifest, Error> {
         let mut out = Manifest::new();
         let mut token = None;
         loop {
@@ -125,8 +124,9 @@ impl Objects {
     /// Copies what `to` lacks or holds older of `from`; with `exact`, deletes from `to` what
     /// `from` does not hold. Returns how many objects `from` holds.
     pub async fn sync(&self, from: &Bucket, to: &Bucket, exact: bool) -> Result<usize, Error> {
-        let (source, target) = (self.manifest(from).await?, self.manifest(to).await?);
         let (read, write) = (self.client(from)?, self.client(to)?);
+        let source = Self::manifest(&read, from).await?;
+        let target = Self::manifest(&write, to).await?;
         // Server side only where one identity reaches both buckets (the operator's, in AWS).
         let server_side = from.store.is_none() && to.store.is_none();
         for (key, (size, written)) in &source {
@@ -165,7 +165,8 @@ impl Objects {
 
     /// The keys whose presence or size differ between the buckets (none: the same objects).
     pub async fn differing(&self, from: &Bucket, to: &Bucket) -> Result<Vec<String>, Error> {
-        let (source, target) = (self.manifest(from).await?, self.manifest(to).await?);
+        let source = Self::manifest(&self.client(from)?, from).await?;
+        let target = Self::manifest(&self.client(to)?, to).await?;
         let mut keys: Vec<String> = source
             .iter()
             .filter(|(k, (size, _))| target.get(*k).is_none_or(|(s, _)| s != size))
