@@ -1,6 +1,7 @@
 //! `mrbill`: Mr. Bill's CLI. Runs the platform locally (`up`, `down`, `status`), onboards and
 //! manages tenants, and shows cells, through the control plane's admin API.
 
+mod backup;
 mod client;
 mod drain;
 mod keeper;
@@ -134,6 +135,33 @@ enum TenantCmd {
     Delete {
         slug: String,
         /// Required: deleting is not undoable (the backup stays).
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Back up the tenant's cell now: every service's database as one moment (with its
+    /// checksums), its objects and its identity. Scheduled backups run by the tier's plan.
+    Backup {
+        slug: String,
+        /// Return once queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// The tenant's backups, newest first.
+    Backups { slug: String },
+    /// Bring the tenant back to a backup, in a fresh cell with the same identity (tokens and
+    /// links stay valid); requests are held, then answered by the restored cell. Without
+    /// --from or --to-time: the newest completed backup.
+    Restore {
+        slug: String,
+        /// A backup's id (`mrbill tenant backups`).
+        #[arg(long, conflicts_with = "to_time")]
+        from: Option<String>,
+        /// RFC 3339: the newest completed backup taken at or before this moment.
+        #[arg(long)]
+        to_time: Option<String>,
+        /// Required: what the tenant wrote after the backup is replaced.
         #[arg(long)]
         yes: bool,
         #[arg(long)]
@@ -359,6 +387,15 @@ fn placement(cmd: PlacementCmd, home: &Home, out: &Output) -> CliResult<()> {
 
 fn tenant(cmd: TenantCmd, home: &Home, out: &Output) -> CliResult<()> {
     match cmd {
+        TenantCmd::Backup { slug, no_wait } => backup::take(home, out, &slug, no_wait)?,
+        TenantCmd::Backups { slug } => backup::list(home, out, &slug)?,
+        TenantCmd::Restore {
+            slug,
+            from,
+            to_time,
+            yes,
+            no_wait,
+        } => backup::restore(home, out, &slug, from, to_time, yes, no_wait)?,
         TenantCmd::Create {
             slug,
             name,

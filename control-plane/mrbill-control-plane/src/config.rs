@@ -76,6 +76,9 @@ pub struct Config {
     /// every router has the new route and what it sent them finishes
     /// (`MRBILL_ROUTE_DRAIN_MS`, default 1000; Kubernetes pods wait in a preStop sleep instead).
     pub route_drain: Duration,
+    /// How often every cell is backed up, instead of its tier's `backup_every_hours`
+    /// (`MRBILL_BACKUP_EVERY_SECS`; 0 turns scheduled backups off).
+    pub backup_every: Option<Duration>,
 }
 
 impl Config {
@@ -132,6 +135,7 @@ impl Config {
                     .unwrap_or(crate::migrate::DEFAULT_GRACE.as_secs()),
             ),
             route_drain: Duration::from_millis(optional("MRBILL_ROUTE_DRAIN_MS")?.unwrap_or(1000)),
+            backup_every: optional("MRBILL_BACKUP_EVERY_SECS")?.map(Duration::from_secs),
         })
     }
 

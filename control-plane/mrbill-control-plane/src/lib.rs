@@ -11,6 +11,7 @@
 //! With the control plane down, every cell keeps serving.
 
 pub mod api;
+pub mod backups;
 pub mod catalog;
 pub mod config;
 pub mod domain;
@@ -47,6 +48,8 @@ pub struct Ctx {
     pub driver: Arc<dyn CellDriver>,
     /// Wakes the reconciler (a new operation was queued).
     pub wake: Notify,
+    /// Wakes the backup worker (a backup was asked for).
+    pub backup_wake: Notify,
     pub operator_token: SecretString,
     pub router_token: SecretString,
 }
@@ -112,6 +115,7 @@ impl App {
                 hub: feed::RouteHub::default(),
                 driver,
                 wake: Notify::new(),
+                backup_wake: Notify::new(),
                 operator_token,
                 router_token,
             }),
@@ -135,6 +139,7 @@ impl App {
         write_ready(&ready, &format!("http://{addr}"))?;
         tracing::info!(%addr, "mrbill-control-plane listening");
         let reconciler = tokio::spawn(reconciler::run(self.ctx.clone()));
+        let backups = tokio::spawn(backups::run(self.ctx.clone()));
         let app = service_kit::http::admin_router(
             api::router(self.ctx.clone()),
             Readiness::new(Some(self.ctx.pool.clone())),
@@ -148,6 +153,7 @@ impl App {
             })
             .await;
         reconciler.abort();
+        backups.abort();
         let _ = std::fs::remove_file(&ready);
         result.map_err(Into::into)
     }

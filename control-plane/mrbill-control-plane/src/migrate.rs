@@ -39,11 +39,12 @@ pub const MIGRATE: &[Step] = &[
 /// The abort operation's steps, in order.
 pub const ABORT: &[Step] = &[Step::Unfence, Step::Unfreeze, Step::Discard, Step::Release];
 
-/// The steps of `op`: a migration's and an abort's are the same for every driver.
+/// The steps of `op`: a migration's, an abort's and a restore's are the same for every driver.
 pub fn op_steps(driver: &dyn CellDriver, op: Op) -> &'static [Step] {
     match op {
         Op::Migrate => MIGRATE,
         Op::Abort => ABORT,
+        Op::Restore => crate::backups::RESTORE,
         _ => driver.steps(op),
     }
 }

@@ -109,7 +109,8 @@ impl Home {
         }
     }
 
-    /// Every cell directory on every placement.
+    /// Every cell directory on every placement (not the stopped copies a restore set aside,
+    /// `<cell>.replaced-<restore>`).
     pub fn all_cells(&self) -> Vec<CellDir> {
         let Ok(placements) = std::fs::read_dir(self.placements_dir()) else {
             return Vec::new();
@@ -117,17 +118,19 @@ impl Home {
         placements
             .flatten()
             .filter_map(|p| std::fs::read_dir(p.path().join("cells")).ok())
-            .flat_map(|cells| cells.flatten().map(|c| CellDir::new(c.path())))
+            .flat_map(|cells| cells.flatten())
+            .filter(|c| !c.file_name().to_string_lossy().contains(".replaced-"))
+            .map(|c| CellDir::new(c.path()))
             .collect()
     }
 
-    /// Backups taken before a tenant is deleted.
     /// Service binaries linked (or copied) where a cell's own user can run them: the build's
     /// directory may sit in root's home, which no other user can enter.
     pub fn bin_dir(&self) -> PathBuf {
         self.root.join("bin")
     }
 
+    /// Backups of cells: scheduled, asked for, and the last one before a delete.
     pub fn backups_dir(&self) -> PathBuf {
         self.root.join("backups")
     }

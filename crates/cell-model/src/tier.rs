@@ -43,6 +43,10 @@ pub struct TierTemplate {
     pub db_storage_gib: u32,
     pub db_storage_max_gib: u32,
     pub multi_az: bool,
+    /// How often the cell is backed up on schedule.
+    pub backup_every_hours: u32,
+    /// How long a scheduled backup is kept (the newest few are kept whatever their age).
+    pub backup_retention_days: u32,
 }
 
 impl TierTemplate {
@@ -96,6 +100,8 @@ impl Tier {
                 db_storage_gib: 20,
                 db_storage_max_gib: 100,
                 multi_az: false,
+                backup_every_hours: 24,
+                backup_retention_days: 7,
             },
             Tier::Standard => TierTemplate {
                 tier: self,
@@ -107,6 +113,8 @@ impl Tier {
                 db_storage_gib: 100,
                 db_storage_max_gib: 1000,
                 multi_az: true,
+                backup_every_hours: 6,
+                backup_retention_days: 14,
             },
             Tier::Large => TierTemplate {
                 tier: self,
@@ -118,6 +126,8 @@ impl Tier {
                 db_storage_gib: 500,
                 db_storage_max_gib: 16384,
                 multi_az: true,
+                backup_every_hours: 1,
+                backup_retention_days: 35,
             },
         }
     }

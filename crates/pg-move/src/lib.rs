@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// Tables of subscription `name` whose initial copy has not finished (0: streaming).
 pub async fn copying(db: &PgPool, name: &str) -> anyhow::Result<i64> {
@@ -182,11 +182,17 @@ pub async fn unpublish(src: &PgPool, publication: &str) -> anyhow::Result<()> {
 /// Per table (schema-qualified, in order): row count and an order-independent checksum of
 /// its rows.
 pub async fn checksums(db: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
+    checksums_in(&mut *db.acquire().await?).await
+}
+
+/// [`checksums`] on one connection: inside a transaction, of its snapshot (a backup sums the
+/// snapshot it dumps).
+pub async fn checksums_in(conn: &mut PgConnection) -> anyhow::Result<Vec<(String, String)>> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
          WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
     )
-    .fetch_all(db)
+    .fetch_all(&mut *conn)
     .await?;
     let mut sums = Vec::with_capacity(tables.len());
     for table in tables {
@@ -194,7 +200,7 @@ pub async fn checksums(db: &PgPool) -> anyhow::Result<Vec<(String, String)>> {
             "SELECT count(*) || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '')
              FROM (SELECT md5(t::text) AS h FROM {table} t) rows"
         ))
-        .fetch_one(db)
+        .fetch_one(&mut *conn)
         .await?;
         sums.push((table, sum));
     }

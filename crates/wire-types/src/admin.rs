@@ -247,6 +247,67 @@ pub struct MigrationList {
     pub migrations: Vec<Migration>,
 }
 
+/// One backup of a tenant's cell: every service's database (each a snapshot exported at the
+/// same moment, with per-table checksums of it), the cell's objects and its identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    pub id: String,
+    pub tenant: String,
+    pub cell_id: String,
+    pub placement: String,
+    /// `scheduled` (by the tier's schedule), `manual` (`mrbill tenant backup`).
+    pub kind: String,
+    /// `pending` → `running` → `done` | `failed`.
+    pub state: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub requested_at: OffsetDateTime,
+    /// The moment the backup's databases show; what `--to-time` compares.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub taken_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Where it is kept (a directory of the local platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/tenants/{slug}/backups`: newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupList {
+    pub backups: Vec<Backup>,
+}
+
+/// `POST /v1/tenants/{slug}/restore`: bring the cell back to a backup, in a fresh cell with
+/// the same identity. Without either field: the newest completed backup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreTenant {
+    /// A backup's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// RFC 3339: the newest completed backup taken at or before this moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_time: Option<String>,
+}
+
+/// A restore that has started: the backup it brings back and the steps it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePlan {
+    pub tenant: String,
+    pub cell_id: String,
+    pub backup: Backup,
+    pub steps: Vec<String>,
+}
+
 crate::wire!(
     MigrationPlan,
     Migration,
@@ -257,5 +318,8 @@ crate::wire!(
     CellList,
     TierList,
     Placement,
-    PlacementList
+    PlacementList,
+    Backup,
+    BackupList,
+    RestorePlan
 );

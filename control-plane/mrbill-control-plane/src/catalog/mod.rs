@@ -14,8 +14,10 @@ use wire_types::admin::TenantState;
 
 use crate::domain::NewTenant;
 
+mod backups;
 mod migrations;
 mod placements;
+pub use backups::*;
 pub use migrations::*;
 pub use placements::*;
 
@@ -34,6 +36,8 @@ pub enum Op {
     Abort,
     /// Runs the number of replicas the spec asks for.
     Scale,
+    /// Brings the cell back to a backup, in a fresh cell with the same identity.
+    Restore,
 }
 
 impl Op {
@@ -46,6 +50,7 @@ impl Op {
             Op::Migrate => "migrate",
             Op::Abort => "abort",
             Op::Scale => "scale",
+            Op::Restore => "restore",
         }
     }
 
@@ -58,6 +63,7 @@ impl Op {
             Op::Migrate,
             Op::Abort,
             Op::Scale,
+            Op::Restore,
         ]
         .into_iter()
         .find(|op| op.as_str() == s)
@@ -67,9 +73,10 @@ impl Op {
     /// while it ran.
     pub fn then(self, suspended: bool) -> Option<Op> {
         match (self, suspended) {
-            (Op::Provision | Op::Resume | Op::Migrate | Op::Abort | Op::Scale, true) => {
-                Some(Op::Suspend)
-            }
+            (
+                Op::Provision | Op::Resume | Op::Migrate | Op::Abort | Op::Scale | Op::Restore,
+                true,
+            ) => Some(Op::Suspend),
             (Op::Suspend, false) => Some(Op::Resume),
             _ => None,
         }

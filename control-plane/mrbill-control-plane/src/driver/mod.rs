@@ -161,6 +161,22 @@ pub struct Move<'a> {
     pub target: &'a str,
 }
 
+/// A restore's cell, where it runs, the backup it brings back and the restore's id.
+#[derive(Clone, Copy, Debug)]
+pub struct Restoring<'a> {
+    pub spec: &'a CellSpec,
+    pub placement: &'a str,
+    pub backup: &'a Path,
+    pub id: uuid::Uuid,
+}
+
+/// A complete backup: the moment its databases show, and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    pub taken_at: time::OffsetDateTime,
+    pub bytes: u64,
+}
+
 /// A condition as drivers report it, stamped now.
 pub fn condition(type_: &str, ok: bool, reason: &str) -> Condition {
     use time::format_description::well_known::Rfc3339;
@@ -218,6 +234,30 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
     fn migrate<'a>(&'a self, mv: Move<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
         let _ = (mv, step);
         Box::pin(async { anyhow::bail!("this driver does not move cells between placements") })
+    }
+
+    /// Whether this driver takes backups of running cells and restores them
+    /// ([`CellDriver::back_up`], [`CellDriver::restore`]).
+    fn backs_up(&self) -> bool {
+        false
+    }
+
+    /// Backs up a running cell into `dest` (every service's database as one moment, with its
+    /// checksums; objects; identity). Safe to repeat; reads the cell, never starts or stops it.
+    fn back_up<'a>(
+        &'a self,
+        work: Work<'a>,
+        dest: &'a Path,
+    ) -> BoxFuture<'a, anyhow::Result<Taken>> {
+        let _ = (work, dest);
+        Box::pin(async { anyhow::bail!("this driver takes no backups") })
+    }
+
+    /// Runs one of the driver's steps of a restore (`restore.rs` orders them: fence → target
+    /// → copy → verify → start). Safe to repeat.
+    fn restore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        let _ = (r, step);
+        Box::pin(async { anyhow::bail!("this driver does not restore backups") })
     }
 
     /// Driver-specific detail for `cell show` (the local supervisor's state).

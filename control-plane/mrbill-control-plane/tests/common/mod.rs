@@ -15,7 +15,7 @@ use cell_model::contract::Service;
 use cell_model::route_feed::{Endpoints, RouteEntry, RouteEvent, ServiceUrls};
 use mrbill_control_plane::catalog::{MIGRATOR, Op};
 use mrbill_control_plane::driver::{
-    BoxFuture, CellDriver, Move, Observation, Step, Work, condition,
+    BoxFuture, CellDriver, Move, Observation, Restoring, Step, Taken, Work, condition,
 };
 use mrbill_control_plane::{App, Config};
 use serde_json::{Value, json};
@@ -42,6 +42,10 @@ pub struct FakeDriver {
     pub routed: Mutex<Vec<String>>,
     /// Backup paths the delete's backup step was given.
     pub backups: Mutex<Vec<Option<PathBuf>>>,
+    /// Backups taken (the directory each went to; the fake writes a marker file there).
+    pub taken: Mutex<Vec<PathBuf>>,
+    /// Restore steps with the backup directory they were given.
+    pub restored: Mutex<Vec<(Step, PathBuf)>>,
     /// Migration steps with the (source, target) they were given.
     pub placed: Mutex<Vec<(Step, String, String)>>,
     script: Mutex<HashMap<Step, Script>>,
@@ -120,7 +124,7 @@ impl CellDriver for FakeDriver {
             Op::Resume => &[Step::Services, Step::Route],
             Op::Delete => &[Step::Route, Step::Backup, Step::Files, Step::Catalog],
             Op::Scale => &[Step::Services, Step::Route],
-            Op::Migrate | Op::Abort => &[],
+            Op::Migrate | Op::Abort | Op::Restore => &[],
         }
     }
 
@@ -147,6 +151,37 @@ impl CellDriver for FakeDriver {
             .expect("lock")
             .push((step, mv.source.to_owned(), mv.target.to_owned()));
         Box::pin(self.act(mv.spec.tenant.clone(), op, step, None))
+    }
+
+    fn backs_up(&self) -> bool {
+        true
+    }
+
+    /// Writes `dest/manifest.json` (a scripted `Step::Backup` failure fails it first).
+    fn back_up<'a>(
+        &'a self,
+        work: Work<'a>,
+        dest: &'a std::path::Path,
+    ) -> BoxFuture<'a, anyhow::Result<Taken>> {
+        Box::pin(async move {
+            self.act(work.spec.tenant.clone(), Op::Provision, Step::Backup, None)
+                .await?;
+            std::fs::create_dir_all(dest)?;
+            std::fs::write(dest.join("manifest.json"), "{}")?;
+            self.taken.lock().expect("lock").push(dest.to_owned());
+            Ok(Taken {
+                taken_at: time::OffsetDateTime::now_utc(),
+                bytes: 2,
+            })
+        })
+    }
+
+    fn restore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        self.restored
+            .lock()
+            .expect("lock")
+            .push((step, r.backup.to_owned()));
+        Box::pin(self.act(r.spec.tenant.clone(), Op::Restore, step, None))
     }
 
     fn service_urls<'a>(&'a self, work: Work<'a>) -> BoxFuture<'a, anyhow::Result<Endpoints>> {

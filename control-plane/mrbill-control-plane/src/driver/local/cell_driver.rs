@@ -2,7 +2,7 @@
 //! observes of a cell (the supervisor's `state.json`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use cell_model::Phase;
@@ -12,7 +12,9 @@ use cell_model::route_feed::Endpoints;
 use super::files::SupervisorState;
 use super::{LocalDriver, service_urls};
 use crate::catalog::Op;
-use crate::driver::{BoxFuture, CellDriver, Move, Observation, Step, Work, condition};
+use crate::driver::{
+    BoxFuture, CellDriver, Move, Observation, Restoring, Step, Taken, Work, condition,
+};
 
 const PROVISION: &[Step] = &[
     Step::Secrets,
@@ -47,7 +49,7 @@ impl CellDriver for LocalDriver {
             ],
             // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`.
             Op::Scale => &[Step::Services, Step::Route, Step::Prune],
-            Op::Migrate | Op::Abort => &[],
+            Op::Migrate | Op::Abort | Op::Restore => &[],
         }
     }
 
@@ -65,7 +67,9 @@ impl CellDriver for LocalDriver {
                 (Op::Scale | Op::Resume, Step::Prune) => self.prune(work.spec, dir).await,
                 (Op::Delete, Step::Backup) => {
                     let dest = work.backup.context("the tenant has no backup path")?;
-                    self.backup(dir, &work.spec.tenant, dest).await
+                    self.backup(dir, &work.spec.tenant, dest, true)
+                        .await
+                        .map(drop)
                 }
                 (Op::Delete, Step::Stop) => self.stop(dir).await,
                 (Op::Delete, Step::Files) => self.remove(dir).await,
@@ -174,6 +178,25 @@ impl CellDriver for LocalDriver {
                 .backups_dir()
                 .join(format!("{tenant}-{cell_id}-{stamp}")),
         )
+    }
+
+    fn backs_up(&self) -> bool {
+        true
+    }
+
+    fn back_up<'a>(
+        &'a self,
+        work: Work<'a>,
+        dest: &'a Path,
+    ) -> BoxFuture<'a, anyhow::Result<Taken>> {
+        Box::pin(async move {
+            let dir = self.cell_dir(work.placement, &work.spec.cell_id);
+            self.backup(&dir, &work.spec.tenant, dest, false).await
+        })
+    }
+
+    fn restore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.restore_step(r, step))
     }
 
     fn details(&self, placement: &str, cell_id: &str) -> Option<serde_json::Value> {

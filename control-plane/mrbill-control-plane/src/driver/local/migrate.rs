@@ -41,7 +41,7 @@ impl LocalDriver {
         let target = self.cell_dir(mv.target, &mv.spec.cell_id);
         match step {
             Step::Target => {
-                copy_identity(&source, &target)?;
+                copy_identity(&source.secrets_dir(), &target)?;
                 self.prepare(mv.spec, &target).await?;
                 self.init_cluster(&target).await?;
                 self.ensure_supervisor(&target).await?;
@@ -108,7 +108,7 @@ impl LocalDriver {
     }
 
     /// A superuser connection to `db` of the cell's Postgres.
-    async fn superuser(&self, dir: &CellDir, db: &str) -> anyhow::Result<PgPool> {
+    pub(super) async fn superuser(&self, dir: &CellDir, db: &str) -> anyhow::Result<PgPool> {
         let (port, password) = self.superuser_login(dir)?;
         let options = PgConnectOptions::new()
             .host("127.0.0.1")
@@ -123,7 +123,7 @@ impl LocalDriver {
             .with_context(|| format!("connecting to {db} of {}", dir.root().display()))
     }
 
-    fn superuser_login(&self, dir: &CellDir) -> anyhow::Result<(u16, String)> {
+    pub(super) fn superuser_login(&self, dir: &CellDir) -> anyhow::Result<(u16, String)> {
         let state = self
             .observe(dir)
             .with_context(|| format!("no supervisor runs {}", dir.root().display()))?;
@@ -331,8 +331,8 @@ fn subscription(service: Service) -> String {
 
 /// The cell's identity: the same keys, key id, service token and URL-signing key, so tokens
 /// and signed links issued by the source stay valid on the target.
-fn copy_identity(source: &CellDir, target: &CellDir) -> anyhow::Result<()> {
-    let (from, to) = (source.secrets_dir(), target.secrets_dir());
+pub(super) fn copy_identity(from: &std::path::Path, target: &CellDir) -> anyhow::Result<()> {
+    let to = target.secrets_dir();
     std::fs::create_dir_all(&to)?;
     super::set_mode(&to, 0o700)?;
     for name in CellSecrets::FILES {

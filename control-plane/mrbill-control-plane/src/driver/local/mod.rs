@@ -7,10 +7,12 @@
 //! `desired`), signals the supervisor, and reads `state.json`. Killing the control plane never
 //! kills a cell; a restarted one adopts the running supervisors.
 
+mod backup;
 mod cell_driver;
 pub mod files;
 pub mod identity;
 mod migrate;
+mod restore;
 pub mod supervisor;
 mod teardown;
 mod tree;

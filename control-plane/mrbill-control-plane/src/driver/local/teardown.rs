@@ -1,95 +1,18 @@
-//! The local driver's delete steps: dump the cell (`backup`), stop everything it runs
-//! (`stop`), remove its directory (`files`).
+//! The local driver's delete steps after the backup (`backup.rs`): stop everything the cell
+//! runs (`stop`), remove its directory (`files`).
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cell_model::contract::Service;
 use cell_model::local::CellDir;
 use rustix::process::Signal;
 
 use super::LocalDriver;
 use super::files::{
-    SupervisorState, is_cell_process, pid_alive, read_json, signal, supervisor_alive, write_json,
+    SupervisorState, is_cell_process, pid_alive, read_json, signal, supervisor_alive,
 };
-use super::supervisor::PG_SUPERUSER;
-use super::{read_trimmed, set_mode};
 
 impl LocalDriver {
-    /// `backup` step: the databases (`pg_dump -Fc`), the object store and the secrets, into
-    /// `dest`, finished by `manifest.json` (present = complete).
-    pub async fn backup(&self, dir: &CellDir, tenant: &str, dest: &Path) -> anyhow::Result<()> {
-        if dest.join("manifest.json").exists() {
-            return Ok(());
-        }
-        let cell_id = dir.cell_id();
-        if !dir.root().exists() {
-            bail!("the cell's directory {} is gone", dir.root().display());
-        }
-        std::fs::create_dir_all(dest)?;
-        set_mode(dest, 0o700)?;
-        let mut databases = Vec::new();
-        if dir.pg_dir().join("data/PG_VERSION").exists() {
-            self.ensure_supervisor(dir).await?;
-            let state = self.state(dir).context("the supervisor reports no state")?;
-            let su = read_trimmed(&dir.secrets_dir().join("pg-superuser"))?;
-            for svc in Service::ALL.map(Service::name) {
-                let file = dest.join(format!("{svc}.dump"));
-                let out = tokio::process::Command::new(pg_cluster::bin_dir()?.join("pg_dump"))
-                    .args(["--format=custom", "--no-password", "--file"])
-                    .arg(&file)
-                    .arg("--dbname")
-                    // No password on the command line (every user can read those): in the
-                    // environment, which only we can read.
-                    .arg(format!(
-                        "postgres://{PG_SUPERUSER}@127.0.0.1:{}/{svc}",
-                        state.postgres_port
-                    ))
-                    .env("PGPASSWORD", &su)
-                    .stdin(Stdio::null())
-                    .output()
-                    .await
-                    .context("running pg_dump")?;
-                if !out.status.success() {
-                    let err = String::from_utf8_lossy(&out.stderr);
-                    if err.contains("does not exist") {
-                        continue; // never provisioned that far
-                    }
-                    bail!("pg_dump {svc}: {err}");
-                }
-                databases.push(svc);
-            }
-        }
-        for (from, to) in [
-            (dir.secrets_dir(), dest.join("secrets")),
-            (dir.objects_dir(), dest.join("objects")),
-        ] {
-            if from.exists() {
-                let _ = std::fs::remove_dir_all(&to);
-                let status = tokio::process::Command::new("cp")
-                    .arg("-a")
-                    .arg(&from)
-                    .arg(&to)
-                    .status()
-                    .await?;
-                anyhow::ensure!(status.success(), "copying {}", from.display());
-            }
-        }
-        write_json(
-            &dest.join("manifest.json"),
-            &serde_json::json!({
-                "tenant": tenant,
-                "cell_id": cell_id,
-                "created_at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
-                "databases": databases,
-                "files": ["secrets", "objects"],
-            }),
-        )?;
-        Ok(())
-    }
-
     /// Stops the cell's supervisor (and with it the services and Postgres), and anything a
     /// killed supervisor left behind.
     pub async fn stop(&self, dir: &CellDir) -> anyhow::Result<()> {
@@ -116,8 +39,11 @@ impl LocalDriver {
         Ok(())
     }
 
-    /// Removes the cell's directory.
+    /// Removes the cell's directory, and the copies restores set aside.
     pub async fn remove(&self, dir: &CellDir) -> anyhow::Result<()> {
+        for old in super::restore::replaced_copies(dir)? {
+            tokio::fs::remove_dir_all(&old).await?;
+        }
         match tokio::fs::remove_dir_all(dir.root()).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

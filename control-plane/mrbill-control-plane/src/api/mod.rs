@@ -31,6 +31,8 @@ use crate::domain::NewTenant;
 use crate::migrate::{self, RequestError};
 use crate::tenants::{self, ChangeError, ScaleError};
 
+mod backups;
+
 pub fn router(ctx: Arc<Ctx>) -> Router {
     Router::new()
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
@@ -41,6 +43,12 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/v1/tenants/{slug}/migrate", post(migrate_tenant))
         .route("/v1/tenants/{slug}/migrations", get(tenant_migrations))
         .route("/v1/tenants/{slug}/migration/abort", post(abort_migration))
+        .route(
+            "/v1/tenants/{slug}/backups",
+            post(backups::create).get(backups::list),
+        )
+        .route("/v1/tenants/{slug}/backups/{id}", get(backups::show))
+        .route("/v1/tenants/{slug}/restore", post(backups::restore))
         .route("/v1/cells", get(list_cells))
         .route("/v1/cells/{cell_id}", get(show_cell))
         .route("/v1/tiers", get(tiers))

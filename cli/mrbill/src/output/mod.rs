@@ -14,9 +14,11 @@ use crate::drain::Moved;
 /// `println!` for results: a reader that went away (`mrbill status | head -1`) ends the
 /// command quietly, as in other command-line tools, instead of a panic on a broken pipe.
 macro_rules! say {
-    () => { line(format_args!("")) };
-    ($($arg:tt)*) => { line(format_args!($($arg)*)) };
+    () => { $crate::output::line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::line(format_args!($($arg)*)) };
 }
+
+mod backups;
 
 fn line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;

@@ -1,0 +1,354 @@
+//! Backups of cells and restores from them.
+//!
+//! ```text
+//! schedule (every cell serving, by its tier's backup_every_hours) ─┐
+//! POST /v1/tenants/{slug}/backups ─────────────────────────────────┴► backups row (pending)
+//!    worker (one backup at a time, beside the reconciler) ─► driver.back_up(cell, dir) ─► done | failed
+//!    retention: done backups older than the tier's backup_retention_days go, except the newest KEEP
+//! POST /v1/tenants/{slug}/restore {from | to_time} ─► cells.op = restore (+ restores row) ─► reconciler:
+//!    freeze → fence → target → copy → verify → start → switch
+//!    (route held)  (old cell stops) (fresh cell, the backup's identity and data) (route → new cell, active)
+//! ```
+//!
+//! A restore is a migration whose source is a backup: the same freeze and switch, the driver's
+//! target/copy/verify/start, and the cell keeps its id and identity, so tokens and signed
+//! links issued before stay valid.
+//!
+//! **Invariant:** nothing writes to the tenant between the restore's freeze and its switch:
+//! the route holds requests from freeze, and the old cell stops (fence) before the new one's
+//! services start, which only happens once every table matches the backup's checksums.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cell_model::route_feed::RouteState;
+use time::OffsetDateTime;
+use uuid::Uuid;
+use wire_types::admin::{Backup, RestorePlan, RestoreTenant, TenantState};
+
+use crate::Ctx;
+use crate::catalog::{self, BackupKind, BackupRow, CellRow};
+use crate::driver::{Restoring, Step, Work};
+
+/// The restore operation's steps, in order.
+pub const RESTORE: &[Step] = &[
+    Step::Freeze,
+    Step::Fence,
+    Step::Target,
+    Step::Copy,
+    Step::Verify,
+    Step::Start,
+    Step::Switch,
+];
+
+/// Completed backups kept per tenant whatever their age.
+const KEEP: i64 = 3;
+
+/// Why a backup or restore request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no such tenant")]
+    NotFound,
+    #[error("this control plane's driver takes no backups")]
+    Unsupported,
+    #[error("the tenant is {0:?}; only an active tenant is restored")]
+    NotActive(TenantState),
+    #[error("the tenant's cell is busy with {0}")]
+    Busy(String),
+    #[error("{0}")]
+    NoBackup(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Queues a backup of `slug`'s cell.
+pub async fn request_backup(ctx: &Ctx, slug: &str) -> Result<Backup, RequestError> {
+    if !ctx.driver.backs_up() {
+        return Err(RequestError::Unsupported);
+    }
+    let mut conn = ctx.pool.acquire().await?;
+    let tenant = catalog::tenant(&mut conn, slug)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    if tenant.state() == TenantState::Deleting {
+        return Err(RequestError::NotActive(tenant.state()));
+    }
+    let cell = catalog::cell_of_tenant(&mut conn, slug)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    let row = catalog::request_backup(&mut conn, &cell, BackupKind::Manual).await?;
+    ctx.backup_wake.notify_one();
+    tracing::info!(tenant = %slug, backup = %row.id, "backup requested");
+    Ok(row.to_wire())
+}
+
+/// Starts restoring `slug`'s cell from the backup `req` names (by id, by time, or the newest).
+pub async fn request_restore(
+    ctx: &Ctx,
+    slug: &str,
+    from: Option<Uuid>,
+    to_time: Option<OffsetDateTime>,
+) -> Result<RestorePlan, RequestError> {
+    if !ctx.driver.backs_up() {
+        return Err(RequestError::Unsupported);
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let tenant = catalog::tenant_for_update(&mut tx, slug)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    let cell = catalog::cell_of_tenant_for_update(&mut tx, slug)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    if tenant.state() != TenantState::Active {
+        return Err(RequestError::NotActive(tenant.state()));
+    }
+    if let Some(op) = &cell.op {
+        return Err(RequestError::Busy(op.clone()));
+    }
+    let backup = match from {
+        Some(id) => catalog::backup(&mut tx, id)
+            .await?
+            .filter(|b| b.tenant == slug)
+            .ok_or_else(|| RequestError::NoBackup(format!("`{slug}` has no backup {id}")))?,
+        None => catalog::newest_done(&mut tx, slug, to_time)
+            .await?
+            .ok_or_else(|| {
+                RequestError::NoBackup(match to_time {
+                    Some(t) => format!("`{slug}` has no completed backup taken at or before {t}"),
+                    None => format!("`{slug}` has no completed backup"),
+                })
+            })?,
+    };
+    if backup.state != "done" || backup.path.is_none() {
+        return Err(RequestError::NoBackup(format!(
+            "backup {} is {}, not done",
+            backup.id, backup.state
+        )));
+    }
+    if backup.cell_id != cell.cell_id {
+        return Err(RequestError::NoBackup(format!(
+            "backup {} is of cell {}, which the tenant no longer has",
+            backup.id, backup.cell_id
+        )));
+    }
+    catalog::begin_restore(&mut tx, &cell, &backup).await?;
+    tx.commit().await?;
+    ctx.wake.notify_one();
+    tracing::info!(tenant = %slug, cell = %cell.cell_id, backup = %backup.id, "restore requested");
+    Ok(RestorePlan {
+        tenant: slug.to_owned(),
+        cell_id: cell.cell_id.clone(),
+        backup: backup.to_wire(),
+        steps: RESTORE.iter().map(|s| s.as_str().to_owned()).collect(),
+    })
+}
+
+/// Parses a restore request's fields (422 details: each field's problem).
+pub fn parse_restore(
+    req: &RestoreTenant,
+) -> Result<(Option<Uuid>, Option<OffsetDateTime>), Vec<wire_types::FieldError>> {
+    use time::format_description::well_known::Rfc3339;
+    let mut errors = Vec::new();
+    let from = req.from.as_deref().and_then(|s| match Uuid::parse_str(s) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            errors.push(wire_types::FieldError::new(
+                "from",
+                "invalid_format",
+                "a backup's id (a UUID, from `mrbill tenant backups`)",
+            ));
+            None
+        }
+    });
+    let to_time = req
+        .to_time
+        .as_deref()
+        .and_then(|s| match OffsetDateTime::parse(s, &Rfc3339) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                errors.push(wire_types::FieldError::new(
+                    "to_time",
+                    "invalid_format",
+                    "an RFC 3339 time such as 2026-12-06T09:30:00Z",
+                ));
+                None
+            }
+        });
+    if from.is_some() && to_time.is_some() {
+        errors.push(wire_types::FieldError::new(
+            "to_time",
+            "conflict",
+            "name a backup (`from`) or a time (`to_time`), not both",
+        ));
+    }
+    if errors.is_empty() {
+        Ok((from, to_time))
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs one step of a restore: the route's freeze and switch here, the rest in the driver.
+pub async fn run_step(ctx: &Ctx, cell: &CellRow, step: Step) -> anyhow::Result<()> {
+    let id = cell
+        .op_id
+        .ok_or_else(|| anyhow::anyhow!("the restore has no operation id"))?;
+    let backup = {
+        let mut conn = ctx.pool.acquire().await?;
+        catalog::backup_of_restore(&mut conn, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("restore {id} names no backup"))?
+    };
+    let path = backup
+        .path
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("backup {} has no files", backup.id))?;
+    let spec = &cell.spec.0;
+    match step {
+        Step::Freeze => {
+            ctx.hub
+                .update(&ctx.pool, &cell.tenant, |r| r.state = RouteState::Frozen)
+                .await?;
+        }
+        Step::Switch => {
+            let urls = ctx
+                .driver
+                .service_urls(Work::new(spec, &cell.placement))
+                .await?;
+            ctx.hub
+                .update(&ctx.pool, &cell.tenant, |r| {
+                    urls.apply_to(r);
+                    r.state = RouteState::Active;
+                })
+                .await?;
+            catalog::finish_restore(&ctx.pool, id).await?;
+        }
+        _ => {
+            let restoring = Restoring {
+                spec,
+                placement: &cell.placement,
+                backup: std::path::Path::new(path),
+                id,
+            };
+            ctx.driver.restore(restoring, step).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes backups: the scheduled ones when due, asked-for ones at once, one at a time; prunes
+/// what the retention no longer keeps. Runs until the control plane stops.
+pub async fn run(ctx: Arc<Ctx>) {
+    if !ctx.driver.backs_up() {
+        return;
+    }
+    match catalog::requeue_running(&ctx.pool).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            backups = n,
+            "backups a stopped control plane left running start again"
+        ),
+        Err(e) => tracing::warn!(error = %e, "requeueing running backups failed"),
+    }
+    loop {
+        if let Err(e) = pass(&ctx).await {
+            tracing::warn!(error = %format!("{e:#}"), "backup pass failed");
+        }
+        tokio::select! {
+            () = ctx.backup_wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
+    schedule(ctx).await?;
+    while let Some(backup) = catalog::claim_backup(&ctx.pool).await? {
+        take(ctx, &backup).await?;
+    }
+    for old in catalog::expired(&ctx.pool, KEEP).await? {
+        if let Some(path) = &old.path {
+            match tokio::fs::remove_dir_all(path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        catalog::forget_backup(&ctx.pool, old.id).await?;
+        tracing::info!(tenant = %old.tenant, backup = %old.id, "backup past its retention removed");
+    }
+    Ok(())
+}
+
+/// Queues a scheduled backup of every serving cell whose last one (or, before its first, its
+/// creation) is older than its interval.
+async fn schedule(ctx: &Ctx) -> anyhow::Result<()> {
+    if ctx.config.backup_every == Some(Duration::ZERO) {
+        return Ok(());
+    }
+    let last: std::collections::HashMap<String, OffsetDateTime> =
+        catalog::schedule_baselines(&ctx.pool)
+            .await?
+            .into_iter()
+            .collect();
+    let now = OffsetDateTime::now_utc();
+    for cell in catalog::cells(&ctx.pool).await? {
+        let serving = matches!(
+            cell.status.0.phase,
+            cell_model::Phase::Ready | cell_model::Phase::Degraded
+        );
+        if !serving || cell.op.is_some() {
+            continue;
+        }
+        let every = ctx.config.backup_every.unwrap_or_else(|| {
+            let hours = cell.spec.0.tier.template().backup_every_hours;
+            Duration::from_secs(u64::from(hours) * 3600)
+        });
+        let due = last.get(&cell.tenant).is_none_or(|at| now - *at >= every);
+        if due {
+            let mut conn = ctx.pool.acquire().await?;
+            catalog::request_backup(&mut conn, &cell, BackupKind::Scheduled).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes one claimed backup where its cell runs now; records the outcome.
+async fn take(ctx: &Ctx, backup: &BackupRow) -> anyhow::Result<()> {
+    let cell = {
+        let mut conn = ctx.pool.acquire().await?;
+        catalog::cell(&mut conn, &backup.cell_id).await?
+    };
+    let Some(cell) = cell else {
+        catalog::fail_backup(&ctx.pool, backup.id, "the cell is gone").await?;
+        return Ok(());
+    };
+    let Some(base) = ctx.driver.backup_destination(&cell.tenant, &cell.cell_id) else {
+        catalog::fail_backup(&ctx.pool, backup.id, "this driver keeps no backups").await?;
+        return Ok(());
+    };
+    let id = backup.id.simple().to_string();
+    let dest = base.with_file_name(format!(
+        "{}-{}",
+        base.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        &id[id.len() - 12..]
+    ));
+    let work = Work::new(&cell.spec.0, &cell.placement);
+    match ctx.driver.back_up(work, &dest).await {
+        Ok(taken) => {
+            let path = dest.display().to_string();
+            catalog::finish_backup(&ctx.pool, backup.id, &path, taken.taken_at, taken.bytes)
+                .await?;
+            tracing::info!(tenant = %cell.tenant, backup = %backup.id, bytes = taken.bytes, "backup taken");
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_dir_all(&dest).await;
+            let message = format!("{e:#}");
+            tracing::warn!(tenant = %cell.tenant, backup = %backup.id, error = %message, "backup failed");
+            catalog::fail_backup(&ctx.pool, backup.id, &message).await?;
+        }
+    }
+    Ok(())
+}
