@@ -86,11 +86,19 @@ impl ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
-    /// Database failures the handler did not map itself: pool exhaustion and lost connections are
-    /// overload (503, retry), everything else is a bug (500).
+    /// Database failures the handler did not map itself: pool exhaustion, lost connections and
+    /// a server shutting down, restarting or recovering (SQLSTATE classes 08 and 57P) are
+    /// unavailability (503, retry), everything else is a bug (500).
     fn from(err: sqlx::Error) -> Self {
+        let unavailable = match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        };
         match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            _ if unavailable => {
                 let mut e = ApiError::unavailable("database unavailable", Duration::from_secs(1));
                 e.source = Some(err.into());
                 e

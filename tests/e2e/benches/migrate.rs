@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use e2e_tests::platform::Platform;
+use e2e_tests::seed;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -40,8 +41,8 @@ fn main() {
         let cell = tenant["cell"]["cell_id"].as_str().expect("cell").to_owned();
         let token = rt.block_on(platform.admin_token(&tenant));
         let loaded = Instant::now();
-        rt.block_on(load(&platform, &cell, size));
-        rt.block_on(indexed(&platform, &slug, &token));
+        rt.block_on(seed::load(&platform, &cell, size));
+        rt.block_on(seed::indexed(&platform, &slug, &token));
         eprintln!(
             "{slug}: {size} PoCs loaded and indexed in {:.1} s",
             loaded.elapsed().as_secs_f64()
@@ -97,48 +98,6 @@ fn main() {
             "migrate {size:>7} PoCs: freeze {freeze} ms, total {:.1} s{budget}",
             total.as_secs_f64()
         );
-    }
-}
-
-/// `size` PoCs written straight into the cell's database (the indexer picks them up).
-async fn load(platform: &Platform, cell: &str, size: u64) {
-    let mut db = poc_db(platform, cell).await;
-    let owner: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users LIMIT 1")
-        .fetch_one(&mut db)
-        .await
-        .expect("the admin");
-    sqlx::query(
-        "INSERT INTO pocs (id, owner_id, name, description, repository_url, language, tags, visibility)
-         SELECT gen_random_uuid(), $1, 'poc ' || i, 'loaded for the migration benchmark',
-                'https://github.com/bench/poc-' || i, 'rust', ARRAY['bench'], 'tenant'
-         FROM generate_series(1, $2::bigint) i",
-    )
-    .bind(owner)
-    .bind(size as i64)
-    .execute(&mut db)
-    .await
-    .expect("load");
-}
-
-async fn poc_db(platform: &Platform, cell: &str) -> sqlx::PgConnection {
-    let dir = platform.cell_dir_on("local", cell);
-    let url = std::fs::read_to_string(dir.join("secrets/poc-database-url")).expect("url");
-    sqlx::PgConnection::connect(url.trim())
-        .await
-        .expect("connect")
-}
-
-/// Waits until the search index has every loaded PoC.
-async fn indexed(platform: &Platform, slug: &str, token: &str) {
-    let api = platform.api(slug).with_token(token);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let status = api.get("/v1/admin/search").await;
-        if status.status == 200 && status.body["pending"] == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "indexing: {}", status.text);
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -1,7 +1,9 @@
 //! Helpers for end-to-end tests: start the real `poc-service` binary the way the local driver
 //! will (secrets files, bootstrap, ready file) and stop it.
 
+pub mod ledger;
 pub mod platform;
+pub mod seed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

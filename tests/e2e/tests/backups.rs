@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use e2e_tests::ledger::completed_report;
 use e2e_tests::platform::{Platform, cell_services, kill, processes_with, wait_until};
 use serde_json::{Value, json};
 
@@ -28,22 +29,6 @@ async fn listed_pocs(api: &test_support::ApiClient) -> BTreeSet<String> {
         .iter()
         .map(|p| p["id"].as_str().expect("id").to_owned())
         .collect()
-}
-
-/// Polls a report job until it completed; returns its download link.
-async fn completed_report(api: &test_support::ApiClient, job: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let res = api.get(&format!("/v1/reports/{job}")).await;
-        if res.body["state"] == "completed" {
-            return res.body["download"]["url"]
-                .as_str()
-                .expect("url")
-                .to_owned();
-        }
-        assert!(Instant::now() < deadline, "report {job}: {}", res.text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn backup(platform: &Platform) -> Value {

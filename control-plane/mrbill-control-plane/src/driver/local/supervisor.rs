@@ -96,7 +96,16 @@ pub async fn run(dir: CellDir) -> anyhow::Result<()> {
     loop {
         let desired = read_desired(&dir);
         state.desired = Some(desired);
-        if last_pg_check.elapsed() > Duration::from_secs(5) {
+        // A postmaster that is gone (a crash, a fast or immediate shutdown) is seen from its
+        // pid file (no process spawned) and restarted within half a second; `pg_ctl status`
+        // every 5 s besides.
+        let postmaster_gone = cell_model::local::postmaster_pid(&cluster.data_dir()).is_none();
+        let due = if postmaster_gone {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
+        if last_pg_check.elapsed() > due {
             last_pg_check = Instant::now();
             let running = cluster.is_running();
             if !running {
