@@ -126,10 +126,20 @@ async fn the_restore_drill_brings_back_every_row_object_and_document_of_the_back
     for pid in &pids {
         kill(*pid, "KILL");
     }
-    std::fs::remove_dir_all(&cell_dir).expect("destroy the cell");
-    wait_until(Duration::from_secs(10), "the cell to be down", || {
-        processes_with(&["postgres", &cell_dir.display().to_string()]).is_empty()
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the cell's processes to die",
+        || pids.iter().all(|pid| !e2e_tests::platform::pid_alive(*pid)),
+    );
+    // The control plane may be starting a supervisor for it meanwhile: removed until gone.
+    wait_until(
+        Duration::from_secs(10),
+        "the cell's directory to be gone",
+        || {
+            let _ = std::fs::remove_dir_all(&cell_dir);
+            !cell_dir.join("pg").exists()
+        },
+    );
     assert!(
         !api.get("/v1/pocs").await.status.is_success(),
         "a destroyed cell does not answer"
