@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 20] = [
+pub const KINDS: [(&str, &str, &str, bool); 21] = [
     ("v1", "Namespace", "namespaces", false),
     (
         "rbac.authorization.k8s.io/v1",
@@ -52,6 +52,12 @@ pub const KINDS: [(&str, &str, &str, bool); 20] = [
         "postgresql.cnpg.io/v1",
         "Subscription",
         "subscriptions",
+        true,
+    ),
+    (
+        "postgresql.cnpg.io/v1",
+        "ScheduledBackup",
+        "scheduledbackups",
         true,
     ),
     (

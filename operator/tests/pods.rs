@@ -223,7 +223,12 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
         let mut kubelet = Kubelet::new(&ns, objects).with_irsa_env(irsa_env);
         if engine != DatabaseEngine::Rds {
             let buckets = kubelet.provision_buckets(&s3_url);
-            assert_eq!(buckets.len(), 1, "one bucket per cell: {buckets:?}");
+            let claims: Vec<&str> = buckets.iter().map(|(claim, _)| claim.as_str()).collect();
+            assert_eq!(
+                claims,
+                ["media-bucket", "postgres-backups"],
+                "a bucket for artifacts and one for backups: {buckets:?}"
+            );
             kubelet.start_cnpg(cell_operator::render::POSTGRES_CLUSTER);
         }
         for service in cell_model::contract::Service::ALL.map(cell_model::contract::Service::name) {

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use crate::apply::{self, FIELD_MANAGER, MANAGED_BY};
 use crate::error::Error;
 
+mod backups;
 mod migration;
 mod observe;
 mod rds_move;
@@ -292,6 +293,7 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     if let Some(Aws::Foundation(StackState::Ready(outputs), _)) = &aws {
         desired = render::with_foundation(cell, desired, outputs);
     }
+    let desired = backups::with_backups(ctx, cell, desired).await?;
     let (first, rest) = desired.split_at(render::before_secrets(&desired));
     if first.is_empty() {
         return Err(Error::Render("no namespace rendered".into()));

@@ -342,6 +342,7 @@ pub(super) async fn observe(
             &format!("not yet: {}", missing.join(", ")),
         );
     }
+    super::backups::observe(client, cell, &mut status).await?;
     super::migration::conditions(cell, ctx, &mut status, rds_move).await?;
     Ok(status)
 }

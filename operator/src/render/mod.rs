@@ -20,6 +20,7 @@ use cell_model::contract::Service;
 use cell_model::{Cell, DatabaseEngine, SearchEngine, Tier};
 use serde_json::{Value, json};
 
+pub mod backups;
 mod bucket;
 pub mod migration;
 mod policies;
@@ -27,6 +28,7 @@ mod postgres;
 mod stateful;
 mod workloads;
 
+pub use backups::{BACKUP_BUCKET, SCHEDULED_BACKUP, with_backups};
 pub use bucket::{MEDIA_BUCKET, ObjectStore};
 use policies::*;
 use postgres::*;
@@ -239,6 +241,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         out.push(postgres_cluster(cell));
         out.extend(postgres_databases(cell));
         out.push(bucket::claim(cell, &images.object_store));
+        out.push(backups::claim(cell, &images.object_store));
     }
     out.extend(migration::objects(cell, images));
     if cell.spec.search == SearchEngine::Meilisearch {

@@ -228,6 +228,7 @@ pub(super) fn postgres_policies(cell: &Cell, images: &Images) -> Vec<Value> {
                 { "to": [{ "podSelector": postgres_pods() }],
                   "ports": [tcp(POSTGRES_PORT), tcp(CNPG_STATUS_PORT)] },
                 { "ports": [tcp(443), tcp(6443)] },
+                super::backups::egress(&images.object_store),
             ],
         }),
     )]

@@ -77,6 +77,13 @@ impl Kubelet {
         {
             settings.push_str(&format!("{k} = '{}'\n", str_of(v)));
         }
+        // What CNPG's instance manager does for a Cluster that backs up: archive every WAL
+        // segment into the object store (`barman.rs`).
+        let store = self.backup_store(name);
+        if let Some(store) = &store {
+            let uid = is_root().then_some(uid);
+            settings.push_str(&Self::archive(store, &dir.join("spool"), uid));
+        }
         let auto = cluster_pg.data_dir().join("postgresql.auto.conf");
         let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
         conf.push_str(&settings);
@@ -89,6 +96,11 @@ impl Kubelet {
         });
         pg_cluster::spawn_reaper(std::process::id(), &cluster_pg.data_dir(), Some(&pg.root))
             .expect("reaper");
+
+        if let Some(store) = &store {
+            let password = cluster_pg.password().to_owned();
+            self.immediate_base_backup(name, store, port, &password);
+        }
 
         // What CNPG makes: the bootstrap owner and database, the managed roles, the Databases.
         let mut sql = String::new();

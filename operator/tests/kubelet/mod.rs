@@ -17,6 +17,7 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
+pub mod barman;
 mod buckets;
 mod cnpg;
 mod image;

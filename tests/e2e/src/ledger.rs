@@ -53,13 +53,13 @@ impl Writer {
         // Paced below the tenant's rate limit (a 429 would only count as a refusal).
         tokio::time::sleep(Duration::from_millis(30)).await;
         let status = res.as_ref().map_or(0, |r| r.status().as_u16());
+        // An acknowledged write whose answer was cut is in doubt too: it happened, its id is
+        // unknown.
         if let Ok(res) = res
             && res.status().is_success()
+            && let Ok(body) = res.json().await
         {
-            if let Ok(body) = res.json().await {
-                return Some(body);
-            }
-            // Acknowledged, but the answer was cut: the write happened, the id is unknown.
+            return Some(body);
         }
         let mut ledger = self.ledger.lock().await;
         *ledger.refused.entry(status).or_default() += 1;
