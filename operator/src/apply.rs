@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 21] = [
+pub const KINDS: [(&str, &str, &str, bool); 22] = [
     ("v1", "Namespace", "namespaces", false),
     (
         "rbac.authorization.k8s.io/v1",
@@ -60,6 +60,7 @@ pub const KINDS: [(&str, &str, &str, bool); 21] = [
         "scheduledbackups",
         true,
     ),
+    ("postgresql.cnpg.io/v1", "Backup", "backups", true),
     (
         "objectbucket.io/v1alpha1",
         "ObjectBucketClaim",

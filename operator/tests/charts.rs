@@ -525,6 +525,7 @@ fn the_object_store_is_values() {
     let container = &find(&defaults, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
     for (name, value) in [
         ("MRBILL_OPERATOR_BUCKET_CLASS", "rook-ceph-bucket"),
+        ("MRBILL_OPERATOR_BACKUP_BUCKET_CLASS", ""),
         ("MRBILL_OPERATOR_OBJECT_STORE_TLS", "false"),
         ("MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE", "rook-ceph"),
         ("MRBILL_OPERATOR_OBJECT_STORE_PORTS", "8080"),
@@ -536,6 +537,7 @@ fn the_object_store_is_values() {
         "cell-operator",
         &[
             "objectStore.bucketClass=openshift-storage.noobaa.io",
+            "objectStore.backupBucketClass=noobaa-retain",
             "objectStore.tls=true",
             "objectStore.namespace=openshift-storage",
             "objectStore.ports={6443,7443}",
@@ -549,6 +551,7 @@ fn the_object_store_is_values() {
             "MRBILL_OPERATOR_BUCKET_CLASS",
             "openshift-storage.noobaa.io",
         ),
+        ("MRBILL_OPERATOR_BACKUP_BUCKET_CLASS", "noobaa-retain"),
         ("MRBILL_OPERATOR_OBJECT_STORE_TLS", "true"),
         (
             "MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE",

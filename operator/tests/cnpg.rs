@@ -174,6 +174,10 @@ fn a_cells_backups_go_to_its_own_bucket_on_the_tiers_schedule_and_validate() {
         };
         let cnpg: Vec<Value> = objects
             .into_iter()
+            .chain([cell_operator::render::final_backup(
+                &cell,
+                "final-1764990000",
+            )])
             .filter(|o| {
                 o["apiVersion"]
                     .as_str()

@@ -868,3 +868,95 @@ async fn secrets_are_reached_through_a_binding_made_before_them() {
         "no settings, no binding"
     );
 }
+
+/// Once the backups' claim is bound the Cluster archives into that bucket and a ScheduledBackup
+/// takes base backups; `BackupsReady` follows CNPG's archiving. A deleted cell gets a last base
+/// backup before its namespace goes.
+#[tokio::test]
+async fn a_bound_backups_claim_turns_archiving_on_and_a_deletion_waits_for_a_last_backup() {
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("create");
+    assert!(
+        s.api.get(&cnpg("clusters"), "postgres").expect("cluster")["spec"]["backup"].is_null(),
+        "no archiving before the claim is bound"
+    );
+    assert_eq!(
+        s.condition("BackupsReady"),
+        (ConditionStatus::False, "BucketPending".into())
+    );
+    let claims = format!("apis/objectbucket.io/v1alpha1/namespaces/{NS}/objectbucketclaims");
+    s.api.update(&claims, "postgres-backups", |o| {
+        o["status"] = json!({ "phase": "Bound" })
+    });
+    s.api.insert(
+        &format!("api/v1/namespaces/{NS}/configmaps"),
+        json!({ "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "postgres-backups", "namespace": NS },
+            "data": { "BUCKET_NAME": "mrbill-c-acme-1234-pg-77", "BUCKET_HOST": "rgw.rook-ceph.svc",
+                      "BUCKET_PORT": "8080" } }),
+    );
+    s.become_ready();
+    s.reconcile().await.expect("bound");
+    let cluster = s.api.get(&cnpg("clusters"), "postgres").expect("cluster");
+    assert_eq!(
+        cluster["spec"]["backup"]["barmanObjectStore"]["destinationPath"],
+        "s3://mrbill-c-acme-1234-pg-77/"
+    );
+    assert!(
+        s.api
+            .get(&cnpg("scheduledbackups"), "postgres-base")
+            .is_some()
+    );
+    assert_eq!(
+        s.condition("BackupsReady"),
+        (ConditionStatus::False, "ArchivingPending".into())
+    );
+    s.api.update(&cnpg("clusters"), "postgres", |o| {
+        o["status"]["conditions"] = json!([{ "type": "ContinuousArchiving", "status": "True",
+            "reason": "ContinuousArchivingSuccess", "message": "" }]);
+    });
+    s.reconcile().await.expect("archiving");
+    assert_eq!(
+        s.condition("BackupsReady"),
+        (ConditionStatus::True, "Archiving".into())
+    );
+
+    s.api.delete(CELLS, NAME);
+    let action = s.reconcile().await.expect("cleanup");
+    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    let prefix = format!("{}/", cnpg("backups"));
+    let backups: Vec<Value> = s
+        .api
+        .snapshot()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let name = backups[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    assert!(name.starts_with("final-"), "{name}");
+    assert_eq!(backups[0]["spec"]["method"], "barmanObjectStore");
+    let namespace_deleted = |s: &Scenario| {
+        s.api
+            .log()
+            .iter()
+            .any(|l| l.method == Method::DELETE && l.path == format!("/api/v1/namespaces/{NS}"))
+    };
+    assert!(
+        !namespace_deleted(&s),
+        "the namespace waits for the last backup"
+    );
+    s.reconcile().await.expect("still backing up");
+    assert!(!namespace_deleted(&s));
+    s.api.update(&cnpg("backups"), &name, |o| {
+        o["status"] = json!({ "phase": "completed" })
+    });
+    s.reconcile().await.expect("cleanup");
+    assert!(
+        namespace_deleted(&s),
+        "the namespace goes after the last backup"
+    );
+}

@@ -277,7 +277,9 @@ impl State {
                     .as_array()
                     .is_some_and(|f| !f.is_empty());
                 if held || collection == "api/v1/namespaces" {
-                    object["metadata"]["deletionTimestamp"] = json!("2026-11-22T11:00:00Z");
+                    // Now, as the API server stamps it (controllers measure waits from it).
+                    let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+                    object["metadata"]["deletionTimestamp"] = json!(now.to_string());
                     if collection == "api/v1/namespaces" {
                         object["status"] = json!({ "phase": "Terminating" });
                     }

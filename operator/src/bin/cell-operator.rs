@@ -18,6 +18,7 @@
 //!   Postgres to the clusterset (Multi-Cluster Services `ServiceExport` of `postgres-rw`).
 //! - The object store of in-cluster cells' artifacts (a bucket claimed per cell):
 //!   `MRBILL_OPERATOR_BUCKET_CLASS` (the `ObjectBucketClaim` class, default `rook-ceph-bucket`),
+//!   `MRBILL_OPERATOR_BACKUP_BUCKET_CLASS` (the Postgres backups' class, default the same),
 //!   `MRBILL_OPERATOR_OBJECT_STORE_TLS` (default false), `MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE`
 //!   (its gateway pods' namespace, default `rook-ceph`) and `MRBILL_OPERATOR_OBJECT_STORE_PORTS`
 //!   (their container ports, comma-separated, default `8080`); `MRBILL_OPERATOR_OBJECT_STORE_EXTERNAL_ENDPOINT`
@@ -52,6 +53,8 @@ fn object_store() -> anyhow::Result<ObjectStore> {
     };
     Ok(ObjectStore {
         bucket_class: optional("MRBILL_OPERATOR_BUCKET_CLASS")?.unwrap_or(d.bucket_class),
+        backup_bucket_class: optional::<String>("MRBILL_OPERATOR_BACKUP_BUCKET_CLASS")?
+            .filter(|c| !c.is_empty()),
         tls: optional("MRBILL_OPERATOR_OBJECT_STORE_TLS")?.unwrap_or(d.tls),
         namespace: optional("MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE")?.unwrap_or(d.namespace),
         ports,

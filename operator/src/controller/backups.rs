@@ -1,8 +1,13 @@
 //! An in-cluster cell's Postgres backups (`render/backups.rs`): archiving is rendered once the
-//! backups' bucket claim is bound, and `BackupsReady` reports CNPG's continuous archiving.
-//! It is not part of `Ready`: a cell whose archive lags still serves, and says so.
+//! backups' bucket claim is bound, `BackupsReady` reports CNPG's continuous archiving (not part
+//! of `Ready`: a cell whose archive lags still serves, and says so), and a deleted cell gets a
+//! last base backup before its namespace goes.
+
+use std::time::Duration;
 
 use cell_model::{Cell, CellStatus, DatabaseEngine};
+use kube::Resource;
+use kube::runtime::events::EventType;
 use serde_json::Value;
 
 use crate::apply;
@@ -75,4 +80,65 @@ pub(super) async fn observe(
         ),
     }
     Ok(())
+}
+
+/// How long a deletion waits for its last base backup before it goes on without.
+const FINAL_BACKUP_PATIENCE: Duration = Duration::from_secs(30 * 60);
+
+/// Before a deleted in-cluster cell's namespace goes: a last base backup (a CNPG `Backup`), so
+/// its backups' bucket holds the cell up to its deletion. `true` once that backup completed,
+/// failed (a warning: the WAL archive still holds what was archived), cannot be taken (no
+/// archiving, no ready instance), or the deletion has waited [`FINAL_BACKUP_PATIENCE`].
+pub(super) async fn final_backup(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
+    if cell.spec.database.engine != DatabaseEngine::InCluster {
+        return Ok(true);
+    }
+    let Some(cluster) = apply::get(&ctx.client, cell, "Cluster", render::POSTGRES_CLUSTER).await?
+    else {
+        return Ok(true);
+    };
+    let archiving = !cluster["spec"]["backup"]["barmanObjectStore"].is_null();
+    let up = cluster["status"]["readyInstances"].as_i64().unwrap_or(0) > 0;
+    if !archiving || !up {
+        return Ok(true);
+    }
+    let deleted = cell
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or_default();
+    let name = format!("final-{deleted}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let waited = Duration::from_secs(now.saturating_sub(deleted).max(0) as u64);
+    let Some(backup) = apply::get(&ctx.client, cell, "Backup", &name).await? else {
+        apply::apply(&ctx.client, cell, render::final_backup(cell, &name)).await?;
+        tracing::info!(cell = %cell.spec.cell_id, backup = %name, "last base backup before the deletion");
+        return Ok(false);
+    };
+    match backup["status"]["phase"].as_str() {
+        Some("completed") => {
+            tracing::info!(cell = %cell.spec.cell_id, backup = %name, "last base backup taken");
+            Ok(true)
+        }
+        Some("failed") => {
+            let why = backup["status"]["error"]
+                .as_str()
+                .unwrap_or("no reason given");
+            let note = format!("the last base backup {name} failed ({why}); deleting without it");
+            super::publish(ctx, cell, EventType::Warning, "FinalBackupFailed", &note).await;
+            Ok(true)
+        }
+        _ if waited > FINAL_BACKUP_PATIENCE => {
+            let note = format!(
+                "the last base backup {name} did not finish in 30 min; deleting without it"
+            );
+            super::publish(ctx, cell, EventType::Warning, "FinalBackupFailed", &note).await;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }

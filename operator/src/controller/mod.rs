@@ -426,6 +426,9 @@ async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         );
         write_status(cell, ctx, &status).await?;
     }
+    if !backups::final_backup(ctx, cell).await? {
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
     if !apply::delete_namespace(&ctx.client, cell).await? {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }

@@ -34,7 +34,7 @@ pub(super) fn claim(cell: &Cell, store: &ObjectStore) -> Value {
         "metadata": meta(cell, BACKUP_BUCKET),
         "spec": {
             "generateBucketName": format!("mrbill-{}-pg", cell.spec.cell_id),
-            "storageClassName": store.bucket_class,
+            "storageClassName": store.backup_bucket_class.as_ref().unwrap_or(&store.bucket_class),
             "additionalConfig": { "maxSize": format!("{}G", cell.spec.database.storage_gib * 3) },
         },
     })
@@ -102,6 +102,19 @@ pub fn with_backups(
         },
     }));
     desired
+}
+
+/// A last base backup before the cell is deleted (a CNPG `Backup`, named by the deletion).
+pub fn final_backup(cell: &Cell, name: &str) -> Value {
+    json!({
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Backup",
+        "metadata": meta(cell, name),
+        "spec": {
+            "cluster": { "name": POSTGRES_CLUSTER },
+            "method": "barmanObjectStore",
+        },
+    })
 }
 
 /// The Cluster's instances reach the store's gateway pods (WAL and base backups go there).

@@ -27,6 +27,9 @@ pub const MEDIA_BUCKET: &str = "media-bucket";
 pub struct ObjectStore {
     /// The claims' `storageClassName` (Rook-Ceph's examples: `rook-ceph-bucket`).
     pub bucket_class: String,
+    /// The class of the Postgres backups' claims, if not `bucket_class`: one whose
+    /// `reclaimPolicy` is `Retain` keeps a deleted cell's backups (its bucket outlives the claim).
+    pub backup_bucket_class: Option<String>,
     /// Whether the store's endpoint speaks HTTPS.
     pub tls: bool,
     /// The namespace of the store's gateway pods and their container ports: where media pods
@@ -44,6 +47,7 @@ impl Default for ObjectStore {
     fn default() -> Self {
         Self {
             bucket_class: "rook-ceph-bucket".into(),
+            backup_bucket_class: None,
             tls: false,
             namespace: "rook-ceph".into(),
             ports: vec![8080],

@@ -28,7 +28,7 @@ mod postgres;
 mod stateful;
 mod workloads;
 
-pub use backups::{BACKUP_BUCKET, SCHEDULED_BACKUP, with_backups};
+pub use backups::{BACKUP_BUCKET, SCHEDULED_BACKUP, final_backup, with_backups};
 pub use bucket::{MEDIA_BUCKET, ObjectStore};
 use policies::*;
 use postgres::*;
