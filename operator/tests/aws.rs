@@ -480,6 +480,11 @@ async fn an_rds_instance_is_created_scaled_snapshotted_on_delete_and_restored() 
         .expect("describe");
     let db = &described.db_instances()[0];
     assert_eq!(db.multi_az(), Some(true));
+    assert_eq!(
+        db.backup_retention_period(),
+        Some(Tier::Standard.template().backup_retention_days as i32),
+        "automated backups kept for the tier's retention"
+    );
     assert_eq!(db.storage_encrypted(), Some(true));
     assert_eq!(
         db.kms_key_id(),

@@ -144,6 +144,10 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                     step = step.as_str(),
                     "crash injection: exiting after the step, before recording it"
                 );
+                // The answer to the request that queued the operation goes out first (a quick
+                // step, e.g. delete's route, can finish before it is written): the injected
+                // crash is between the step and its record, not inside a response.
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 std::process::exit(86);
             }
             if step == Step::Catalog {

@@ -131,7 +131,8 @@ impl Rds {
                 .db_parameter_group_name(PARAMETER_GROUP)
                 .vpc_security_group_ids(output("DbSecurityGroupId")?)
                 .publicly_accessible(false)
-                .backup_retention_period(7)
+                // Automated backups (point-in-time restore) for the tier's retention.
+                .backup_retention_period(cell.spec.tier.template().backup_retention_days as i32)
                 .copy_tags_to_snapshot(true)
                 .master_username(&master.username)
                 .master_user_password(master.password.expose_secret())

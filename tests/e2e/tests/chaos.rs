@@ -7,7 +7,8 @@
 //! the signal to the first request that succeeds (or the process listening again), against
 //! the budgets: a service ≤ 5 s, Postgres ≤ 10 s, the router ≤ 2 s. Afterwards every
 //! acknowledged write is present exactly once, and whatever else is there is a write whose
-//! answer never came (in doubt: the client cannot know).
+//! answer never came (in doubt: the client cannot know). `./x soak` repeats the faults for
+//! many rounds (`MRBILL_CHAOS_ROUNDS`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -153,8 +154,13 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
         Fault::Postgres("INT"),
         Fault::Postgres("QUIT"),
     ];
+    // `./x soak` runs the faults round after round (MRBILL_CHAOS_ROUNDS); the test command once.
+    let rounds: usize = std::env::var("MRBILL_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
     let mut report = Vec::new();
-    for fault in faults {
+    for fault in (0..rounds).flat_map(|_| faults) {
         // Injected once the writers were acknowledged again since the last fault.
         let before = acknowledged().await;
         let deadline = Instant::now() + Duration::from_secs(60);
