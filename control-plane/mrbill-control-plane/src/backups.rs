@@ -110,7 +110,7 @@ pub async fn request_restore(
             .await?
             .filter(|b| b.tenant == slug)
             .ok_or_else(|| RequestError::NoBackup(format!("`{slug}` has no backup {id}")))?,
-        None => catalog::newest_done(&mut tx, slug, to_time)
+        None => catalog::newest_done(&mut tx, slug, &cell.cell_id, to_time)
             .await?
             .ok_or_else(|| {
                 RequestError::NoBackup(match to_time {

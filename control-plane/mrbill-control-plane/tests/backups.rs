@@ -389,3 +389,38 @@ async fn backups_follow_the_schedule_and_the_retention_keeps_the_newest() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slug_used_again_never_restores_the_old_tenants_backups() {
+    let plane = Plane::start().await;
+    plane.create("acme").await;
+    plane.settled("acme", "Ready").await;
+    let old = backup_done(&plane, "acme").await;
+    let (status, _) = plane.call(Method::DELETE, "/v1/tenants/acme", None).await;
+    assert_eq!(status, 202);
+    plane
+        .until("acme", "the deletion", |status, _| status == 404)
+        .await;
+    plane.create("acme").await;
+    plane.settled("acme", "Ready").await;
+    let (status, body) = plane
+        .call(Method::POST, "/v1/tenants/acme/restore", Some(json!({})))
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &json!("not_found")),
+        "{body}"
+    );
+    let (status, body) = plane
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/restore",
+            Some(json!({ "from": old["id"] })),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &json!("not_found")),
+        "{body}"
+    );
+}

@@ -109,18 +109,22 @@ pub async fn backup(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Ba
         .await
 }
 
-/// The newest completed backup of the tenant taken at or before `at` (any time: `None`).
+/// The newest completed backup of the tenant's cell `cell_id` taken at or before `at` (any
+/// time: `None`). A slug used again by a new tenant does not reach the old one's backups.
 pub async fn newest_done(
     conn: &mut PgConnection,
     slug: &str,
+    cell_id: &str,
     at: Option<OffsetDateTime>,
 ) -> sqlx::Result<Option<BackupRow>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM backups
-         WHERE tenant = $1 AND state = 'done' AND ($2::timestamptz IS NULL OR taken_at <= $2)
+         WHERE tenant = $1 AND cell_id = $2 AND state = 'done'
+           AND ($3::timestamptz IS NULL OR taken_at <= $3)
          ORDER BY taken_at DESC LIMIT 1"
     ))
     .bind(slug)
+    .bind(cell_id)
     .bind(at)
     .fetch_optional(conn)
     .await
