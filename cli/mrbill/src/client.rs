@@ -196,7 +196,7 @@ fn api_failure(status: u16, body: ErrorBody) -> Failure {
         ),
         "validation_failed" | "invalid_json" | "invalid_parameter" => (
             exit::INVALID,
-            "see `mrbill tenant create --help` for the rules",
+            "the command's `--help` says what each field takes",
         ),
         "unauthenticated" | "forbidden" => (
             exit::ERROR,
