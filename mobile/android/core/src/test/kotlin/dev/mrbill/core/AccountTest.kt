@@ -92,7 +92,8 @@ class AccountTest {
             maxParticipants = null, private = false, initialCode = "", scheduledStart = null,
         ))
         val room = Recorder()
-        phone.openDojo(dojo.id, room)
+        // Held for the room's life: a handle the GC collects closes the room (1000) by itself.
+        val session = phone.openDojo(dojo.id, room)
         eventually("live") { room.states.contains(LiveState.Live) }
 
         val laptop = MrBill(router, MemoryTokenStore())
@@ -108,5 +109,6 @@ class AccountTest {
         assertEquals(LiveState.Closed(4001u, "token revoked"), closed)
         assertTrue("signed out", !phone.signedIn())
         assertEquals(person, laptop.me().email)
+        session.destroy()
     }
 }
