@@ -54,6 +54,8 @@ pub const KINDS: [(&str, &str, &str, bool); 22] = [
         "subscriptions",
         true,
     ),
+    // No longer rendered (the control plane asks for base backups): listed so that one an
+    // older operator made is pruned.
     (
         "postgresql.cnpg.io/v1",
         "ScheduledBackup",

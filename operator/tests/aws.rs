@@ -45,6 +45,7 @@ fn cell(tenant: &str, tier: Tier) -> Cell {
             email_domains: Vec::new(),
             bootstrap: None,
             migration: None,
+            restore: None,
         },
     )
 }

@@ -166,6 +166,7 @@ fn cell() -> Cell {
             email_domains: Vec::new(),
             bootstrap: None,
             migration: None,
+            restore: None,
         },
     )
 }

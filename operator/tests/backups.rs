@@ -2,9 +2,10 @@
 //! two bucket claims fulfilled by the stand-in provisioner (moto as the store), the Cluster
 //! bound to its backups' bucket as the controller binds it, and the CloudNativePG stand-in
 //! doing what CNPG's instance manager does with barman-cloud (`kubelet/barman.rs`): the WAL
-//! archive and the immediate base backup go to the bucket with the claim's key. Then a point
-//! in time between two commits is recovered from the bucket alone: the first commit is there,
-//! the second is not.
+//! archive and the base backup a `Backup` asks for (as the control plane asks) go to the
+//! bucket with the claim's key. Then the cell is rendered restored to a point in time between
+//! two commits, and the rendered Cluster's `bootstrap.recovery` is started: the first commit
+//! is there, the second is not.
 
 mod fixtures;
 mod kubelet;
@@ -14,6 +15,9 @@ use std::time::{Duration, Instant};
 use cell_model::{DatabaseEngine, SearchEngine, Tier};
 use cell_operator::render::{POSTGRES_CLUSTER, database_secret, desired};
 use kubelet::Kubelet;
+
+/// The `Backup` the control plane asks for once the cell serves.
+const BACKUP: &str = "backup-4d5e6f708192";
 
 /// Waits until the archive holds more WAL segments than `before`.
 async fn archived_beyond(store: &kubelet::barman::Store, before: usize) -> usize {
@@ -51,14 +55,15 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         .expect("poc's database URL")
         .to_owned();
     objects.extend(secrets);
+    objects.push(cell_model::base_backup("acme", &cell.spec.cell_id, BACKUP));
     let s3 = test_support::moto::Moto::start();
     let s3_url = s3.url.clone();
-    let store = images.object_store.clone();
+    let (store, bound) = (images.object_store.clone(), cell.clone());
     let kubelet = tokio::task::spawn_blocking(move || {
         let mut kubelet = Kubelet::new("cell-acme", objects);
         let buckets = kubelet.provision_buckets(&s3_url);
         assert_eq!(buckets.len(), 2, "{buckets:?}");
-        kubelet.bind_backups(&cell, &store);
+        kubelet.bind_backups(&bound, &store);
         kubelet.start_cnpg(POSTGRES_CLUSTER);
         kubelet
     })
@@ -94,8 +99,31 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
     archived_beyond(&archive, after_first).await;
     poc.close().await;
 
+    // The cell as the control plane asks for its restore: the Cluster rendered anew.
+    let mut restored = cell.clone();
+    restored.spec.suspended = true;
+    restored.spec.restore = Some(cell_model::CellRestore {
+        id: "0193a5f0-7c1e-7d2a-9b3c-4d5e6f708192".into(),
+        backup: BACKUP.into(),
+        target_time: Some(target),
+    });
+    let rendered = cell_operator::render::with_backups(
+        &restored,
+        desired(&restored, &images),
+        kubelet.workload("ConfigMap", cell_operator::render::BACKUP_BUCKET),
+        &images.object_store,
+    );
+    let cluster = rendered
+        .into_iter()
+        .find(|o| o["kind"] == "Cluster")
+        .expect("the recovered Cluster");
+    assert_ne!(
+        cluster["spec"]["backup"]["barmanObjectStore"]["serverName"],
+        archive.server.as_str(),
+        "the recovered cluster archives apart from the one it replaces"
+    );
     let (kubelet, recovered) = tokio::task::spawn_blocking(move || {
-        let recovered = kubelet.recover(POSTGRES_CLUSTER, &target);
+        let recovered = kubelet.recover(&cluster);
         (kubelet, recovered)
     })
     .await

@@ -49,6 +49,7 @@ async fn the_operator_binary_reconciles_the_cells_it_lists_and_serves_metrics() 
             email_domains: Vec::new(),
             bootstrap: None,
             migration: None,
+            restore: None,
         },
     );
     let mut object = serde_json::to_value(&cell).expect("json");

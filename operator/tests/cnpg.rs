@@ -151,17 +151,11 @@ fn a_cells_backups_go_to_its_own_bucket_on_the_tiers_schedule_and_validate() {
             cluster["spec"]["backup"]["retentionPolicy"],
             format!("{days}d")
         );
-        let scheduled = objects
-            .iter()
-            .find(|o| o["kind"] == "ScheduledBackup")
-            .expect("a ScheduledBackup");
-        assert_eq!(scheduled["spec"]["cluster"]["name"], "postgres");
-        let expected = match tier {
-            Tier::Small => "0 0 2 * * *",
-            Tier::Standard => "0 0 */6 * * *",
-            Tier::Large => "0 0 * * * *",
-        };
-        assert_eq!(scheduled["spec"]["schedule"], expected);
+        assert_eq!(store["serverName"], "postgres");
+        assert!(
+            !objects.iter().any(|o| o["kind"] == "ScheduledBackup"),
+            "base backups are the control plane's Backups"
+        );
         // media's pods never get the backups' key.
         let media = objects
             .iter()
@@ -197,6 +191,59 @@ fn a_cells_backups_go_to_its_own_bucket_on_the_tiers_schedule_and_validate() {
         &images().object_store,
     );
     assert_eq!(plain, unbound);
+}
+
+/// A restored cell's Cluster (recovered from a `Backup`, to a time or to the backup's end,
+/// archiving into its own folder) and the `Backup` the control plane asks for validate.
+#[test]
+fn a_restored_cluster_and_a_requested_backup_validate() {
+    let mut restored = cell(Tier::Standard);
+    for target_time in [Some("2026-12-06T09:30:00Z".to_owned()), None] {
+        restored.spec.restore = Some(cell_model::CellRestore {
+            id: "0193a5f0-7c1e-7d2a-9b3c-4d5e6f708192".into(),
+            backup: "backup-1a2b3c4d5e6f".into(),
+            target_time,
+        });
+        let objects = cell_operator::render::with_backups(
+            &restored,
+            desired(&restored, &images()),
+            &backups_config_map(),
+            &images().object_store,
+        );
+        let mut cnpg: Vec<Value> = objects
+            .into_iter()
+            .filter(|o| {
+                o["apiVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("cnpg.io")
+            })
+            .collect();
+        let cluster = cnpg
+            .iter()
+            .find(|o| o["kind"] == "Cluster")
+            .expect("Cluster");
+        assert!(cluster["spec"]["bootstrap"]["initdb"].is_null());
+        assert_eq!(
+            cluster["spec"]["bootstrap"]["recovery"]["backup"]["name"],
+            "backup-1a2b3c4d5e6f"
+        );
+        assert_eq!(
+            cluster["spec"]["backup"]["barmanObjectStore"]["serverName"],
+            "postgres-4d5e6f708192"
+        );
+        cnpg.push(cell_model::base_backup(
+            "acme",
+            "c-acme-1234",
+            "backup-1a2b3c4d5e6f",
+        ));
+        let Some(dir) = crds() else {
+            println!("SKIPPED the schema part: CNPG's CRDs are not at hand");
+            return;
+        };
+        let (valid, report) = validate(&dir, &cnpg);
+        assert!(valid, "{report}");
+    }
 }
 
 /// The Cluster's roles and TLS name the Secrets the operator generates, in the shapes CNPG

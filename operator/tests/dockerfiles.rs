@@ -76,6 +76,7 @@ fn rendered_images() -> BTreeSet<String> {
                 email_domains: Vec::new(),
                 bootstrap: None,
                 migration: None,
+                restore: None,
             },
         );
         let objects = cell_operator::render::desired(&cell, &fixtures::images());

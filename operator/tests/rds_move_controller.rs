@@ -53,6 +53,7 @@ fn spec(placement: &str) -> CellSpec {
         email_domains: Vec::new(),
         bootstrap: None,
         migration: None,
+        restore: None,
     }
 }
 

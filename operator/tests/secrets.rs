@@ -27,6 +27,7 @@ fn cell(engine: DatabaseEngine, search: SearchEngine) -> Cell {
             email_domains: Vec::new(),
             bootstrap: None,
             migration: None,
+            restore: None,
         },
     )
 }

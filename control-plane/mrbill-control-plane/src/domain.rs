@@ -185,6 +185,7 @@ impl NewTenant {
             email_domains: self.email_domains.clone(),
             bootstrap: None,
             migration: None,
+            restore: None,
         }
     }
 }

@@ -47,6 +47,7 @@ fn spec_of(engine: DatabaseEngine) -> CellSpec {
         email_domains: Vec::new(),
         bootstrap: None,
         migration: None,
+        restore: None,
     }
 }
 

@@ -162,6 +162,8 @@ pub mod env {
     pub const SEARCH_ENGINE: &str = "MRBILL_SEARCH_ENGINE";
     pub const MEILISEARCH_URL: &str = "MRBILL_MEILISEARCH_URL";
     pub const MEILISEARCH_KEY_FILE: &str = "MRBILL_MEILISEARCH_KEY_FILE";
+    /// The Meilisearch index (default `pocs`; a restored cell's is new, so it is rebuilt).
+    pub const MEILISEARCH_INDEX: &str = "MRBILL_MEILISEARCH_INDEX";
     pub const MAILBOX_DIR: &str = "MRBILL_MAILBOX_DIR";
     pub const SMTP_URL_FILE: &str = "MRBILL_SMTP_URL_FILE";
     pub const MAIL_FROM: &str = "MRBILL_MAIL_FROM";

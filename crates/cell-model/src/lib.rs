@@ -78,7 +78,54 @@ pub struct CellSpec {
     /// on Kubernetes (absent otherwise; never recorded in the catalog's spec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<CellMigration>,
+    /// The backup the cell's database was last brought back from (recorded in the catalog's
+    /// spec, and kept once done: on Kubernetes it names where the cell archives now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<CellRestore>,
 }
+
+/// A restore of the cell's database (`mrbill tenant restore`). On Kubernetes (in-cluster
+/// Postgres) the operator replaces the CloudNativePG `Cluster` with one recovered from the
+/// `Backup` named here once no service pod is left, archives the recovered cluster apart from
+/// the one before it, and reports [`RESTORED`]; the services run again when the control plane
+/// lifts `suspended`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CellRestore {
+    /// The restore's id (the catalog's operation id).
+    pub id: String,
+    /// Where the backup is: a CloudNativePG `Backup` in the cell's namespace (Kubernetes), a
+    /// directory (local).
+    pub backup: String,
+    /// Replay the archived WAL up to this time (RFC 3339); absent: stop at the end of the
+    /// backup (as soon as the database is consistent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_time: Option<String>,
+}
+
+/// The CloudNativePG `Backup` that takes a base backup of cell `cell_id`'s in-cluster Postgres
+/// (Cluster `postgres` in namespace `cell-<tenant>`) into its archive: the control plane asks
+/// for one per backup it takes, the operator for a deleted cell's last one. Its status names
+/// the archive folder and backup id a later recovery starts from.
+pub fn base_backup(tenant: &str, cell_id: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Backup",
+        "metadata": {
+            "name": name,
+            "namespace": format!("cell-{tenant}"),
+            "labels": { "mrbill.dev/tenant": tenant, "mrbill.dev/cell": cell_id },
+        },
+        "spec": {
+            "cluster": { "name": "postgres" },
+            "method": "barmanObjectStore",
+        },
+    })
+}
+
+/// The condition a restored cell reports (for the spec's current generation): its database
+/// is the one recovered for `spec.restore.id`, and it accepts connections.
+pub const RESTORED: &str = "Restored";
 
 /// A cell's part in a move between placements (Kubernetes): the source publishes its
 /// databases (CloudNativePG `Publication`s) and, once fenced, runs no services; the target

@@ -17,7 +17,7 @@ use crate::render;
 use super::Context;
 use super::observe::set;
 
-/// `desired` with archiving and the ScheduledBackup once the backups' claim is bound.
+/// `desired` with archiving once the backups' claim is bound.
 pub(super) async fn with_backups(
     ctx: &Context,
     cell: &Cell,

@@ -38,6 +38,7 @@ mod backups;
 mod migration;
 mod observe;
 mod rds_move;
+mod restore;
 use crate::aws::{AwsClients, InstanceState, StackState};
 use crate::render::{self, Images, namespace};
 use observe::*;
@@ -243,6 +244,15 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             publish(ctx, cell, EventType::Warning, "LegacyPostgres", message).await;
         }
         return Ok(Action::requeue(RESYNC));
+    }
+    if let Some((reason, message)) = restore::replacing(ctx, cell).await? {
+        let mut status = cell.status.clone().unwrap_or_default();
+        status.observed_generation = cell.meta().generation;
+        set(&mut status, cell_model::RESTORED, false, reason, &message);
+        if Some(&status) != cell.status.as_ref() {
+            write_status(cell, ctx, &status).await?;
+        }
+        return Ok(Action::requeue(WAIT));
     }
     let mut rds_secrets = None;
     // An rds cell's artifacts bucket (its stack's), once the stack is ready.

@@ -343,6 +343,7 @@ pub(super) async fn observe(
         );
     }
     super::backups::observe(client, cell, &mut status).await?;
+    super::restore::observe(client, cell, &mut status).await?;
     super::migration::conditions(cell, ctx, &mut status, rds_move).await?;
     Ok(status)
 }

@@ -5,25 +5,47 @@
 //!
 //! ```text
 //! claim postgres-backups (bound) ─► its ConfigMap (BUCKET_NAME, BUCKET_HOST, BUCKET_PORT)
-//!    └► Cluster.spec.backup.barmanObjectStore: s3://<bucket>/ at the store, the claim's Secret
-//!       as s3Credentials; WAL archived continuously (gzip), base backups by a ScheduledBackup
-//!       on the tier's schedule (small daily, standard every 6 h, large hourly), kept for the
-//!       tier's retention (7 / 14 / 35 days): point-in-time recovery within that window
+//!    └► Cluster.spec.backup.barmanObjectStore: s3://<bucket>/<server>/ at the store, the
+//!       claim's Secret as s3Credentials; WAL archived continuously (gzip), kept for the tier's
+//!       retention (7 / 14 / 35 days): point-in-time recovery within that window
+//! base backups: CNPG `Backup`s the control plane asks for (the tier's schedule, `mrbill
+//!    tenant backup`) and the deletion's last one
 //! ```
+//!
+//! `<server>` is `postgres` until the cell's first restore, then `postgres-<restore>`: a
+//! recovered cluster archives apart from the one it replaced (CNPG refuses to archive into a
+//! folder that holds another cluster's WAL), whose backups stay where a later restore finds
+//! them (each `Backup`'s status names its folder).
 //!
 //! Until the claim is bound the Cluster runs without archiving and `BackupsReady` says why;
 //! the backup section is added by the controller once the provisioner's ConfigMap exists
 //! ([`with_backups`]), so the Cluster never names a bucket that does not exist yet.
 
-use cell_model::{Cell, Tier};
+use cell_model::Cell;
 use serde_json::{Value, json};
 
 use super::*;
 
 /// The claim, and the ConfigMap and Secret its provisioner makes.
 pub const BACKUP_BUCKET: &str = "postgres-backups";
-/// The ScheduledBackup of the Cluster's base backups.
-pub const SCHEDULED_BACKUP: &str = "postgres-base";
+
+/// The folder of the bucket the cell's Cluster archives into (barman's server name).
+pub fn server_name(cell: &Cell) -> String {
+    match &cell.spec.restore {
+        None => POSTGRES_CLUSTER.to_owned(),
+        Some(r) => format!("{POSTGRES_CLUSTER}-{}", short_id(&r.id)),
+    }
+}
+
+/// A restore id's last 12 characters (UUIDs: the random part), lower-case alphanumerics.
+pub fn short_id(id: &str) -> String {
+    let clean: Vec<char> = id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    clean[clean.len().saturating_sub(12)..].iter().collect()
+}
 
 /// The backups' bucket: room for the retention window's base backups and WAL (three times
 /// the database's storage).
@@ -40,18 +62,9 @@ pub(super) fn claim(cell: &Cell, store: &ObjectStore) -> Value {
     })
 }
 
-/// CNPG's cron (seconds first) for the tier's `backup_every_hours`.
-pub fn schedule(tier: Tier) -> String {
-    match tier.template().backup_every_hours {
-        24 => "0 0 2 * * *".to_owned(),
-        1 => "0 0 * * * *".to_owned(),
-        hours => format!("0 0 */{hours} * * *"),
-    }
-}
-
 /// The rendered objects with the Cluster archiving to the bound claim `config_map` describes
-/// (the provisioner's ConfigMap of [`BACKUP_BUCKET`]) and its ScheduledBackup; unchanged if
-/// the ConfigMap lacks the bucket's coordinates.
+/// (the provisioner's ConfigMap of [`BACKUP_BUCKET`]); unchanged if the ConfigMap lacks the
+/// bucket's coordinates.
 pub fn with_backups(
     cell: &Cell,
     mut desired: Vec<Value>,
@@ -71,6 +84,7 @@ pub fn with_backups(
     let backup = json!({
         "barmanObjectStore": {
             "destinationPath": format!("s3://{bucket}/"),
+            "serverName": server_name(cell),
             "endpointURL": format!("{scheme}://{host}:{port}"),
             "s3Credentials": {
                 "accessKeyId": key("AWS_ACCESS_KEY_ID"),
@@ -88,33 +102,14 @@ pub fn with_backups(
         return desired;
     };
     cluster["spec"]["backup"] = backup;
-    desired.push(json!({
-        "apiVersion": "postgresql.cnpg.io/v1",
-        "kind": "ScheduledBackup",
-        "metadata": meta(cell, SCHEDULED_BACKUP),
-        "spec": {
-            "schedule": schedule(cell.spec.tier),
-            "cluster": { "name": POSTGRES_CLUSTER },
-            "method": "barmanObjectStore",
-            // The first base backup at once: point-in-time recovery needs one to start from.
-            "immediate": true,
-            "backupOwnerReference": "self",
-        },
-    }));
     desired
 }
 
 /// A last base backup before the cell is deleted (a CNPG `Backup`, named by the deletion).
 pub fn final_backup(cell: &Cell, name: &str) -> Value {
-    json!({
-        "apiVersion": "postgresql.cnpg.io/v1",
-        "kind": "Backup",
-        "metadata": meta(cell, name),
-        "spec": {
-            "cluster": { "name": POSTGRES_CLUSTER },
-            "method": "barmanObjectStore",
-        },
-    })
+    let mut backup = cell_model::base_backup(&cell.spec.tenant, &cell.spec.cell_id, name);
+    backup["metadata"] = meta(cell, name);
+    backup
 }
 
 /// The Cluster's instances reach the store's gateway pods (WAL and base backups go there).

@@ -28,13 +28,13 @@ mod postgres;
 mod stateful;
 mod workloads;
 
-pub use backups::{BACKUP_BUCKET, SCHEDULED_BACKUP, final_backup, with_backups};
+pub use backups::{BACKUP_BUCKET, final_backup, server_name, short_id, with_backups};
 pub use bucket::{MEDIA_BUCKET, ObjectStore};
 use policies::*;
 use postgres::*;
 pub use postgres::{
     CNPG_CLUSTER_LABEL, POSTGRES_CLUSTER, POSTGRES_HBA, POSTGRES_IMAGE, POSTGRES_RW_SERVICE,
-    database_resource, postgres_instances, role_secret,
+    RESTORE_ANNOTATION, database_resource, postgres_instances, role_secret,
 };
 use stateful::*;
 pub use stateful::{RDS_MASTER_SECRET, RDS_ROLES_JOB};

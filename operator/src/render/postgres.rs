@@ -32,6 +32,8 @@ pub const POSTGRES_IMAGE: &str = "ghcr.io/cloudnative-pg/postgresql:16.4";
 pub const CNPG_CLUSTER_LABEL: &str = "cnpg.io/cluster";
 /// The port of CNPG's instance manager (status, probes), which the CNPG operator calls.
 pub const CNPG_STATUS_PORT: u16 = 8000;
+/// On the Cluster: the restore (`spec.restore.id`) it was recovered for.
+pub const RESTORE_ANNOTATION: &str = "mrbill.dev/restore";
 
 /// `<service>-role`: the managed role's credentials (`username`, `password`).
 pub fn role_secret(service: &str) -> String {
@@ -171,12 +173,31 @@ pub(super) fn postgres_cluster(cell: &Cell) -> Value {
         });
     }
     migration::adjust_cluster(cell, &mut spec);
+    let mut metadata = meta(cell, POSTGRES_CLUSTER);
+    if let Some(restore) = &cell.spec.restore {
+        spec["bootstrap"] = recovery(restore);
+        metadata["annotations"] = json!({ RESTORE_ANNOTATION: restore.id });
+    }
     json!({
         "apiVersion": "postgresql.cnpg.io/v1",
         "kind": "Cluster",
-        "metadata": meta(cell, POSTGRES_CLUSTER),
+        "metadata": metadata,
         "spec": spec,
     })
+}
+
+/// A Cluster recovered from the `Backup` the restore names: to its time, or only as far as
+/// the backup's end (the first consistent moment). The roles and their passwords come back
+/// with the data; the managed roles set them to the cell's Secrets again.
+fn recovery(restore: &cell_model::CellRestore) -> Value {
+    let target = match &restore.target_time {
+        Some(time) => json!({ "targetTime": time }),
+        None => json!({ "targetImmediate": true }),
+    };
+    json!({ "recovery": {
+        "backup": { "name": restore.backup },
+        "recoveryTarget": target,
+    }})
 }
 
 /// One `Database` per service, owned by its role; the data stays if the resource goes.

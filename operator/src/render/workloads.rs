@@ -360,6 +360,11 @@ pub(super) fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
                     format!("http://meilisearch:{MEILISEARCH_PORT}"),
                 ));
                 env.push(file(env::MEILISEARCH_KEY_FILE, "meilisearch-key"));
+                if let Some(restore) = &cell.spec.restore {
+                    // A fresh index: the restored database's consumer rebuilds it in full.
+                    let index = format!("pocs-{}", super::short_id(&restore.id));
+                    env.push(value(env::MEILISEARCH_INDEX, index));
+                }
             } else {
                 env.push(value(env::SEARCH_DIR, "/var/lib/mrbill/search".into()));
             }

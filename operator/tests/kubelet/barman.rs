@@ -1,7 +1,8 @@
 //! CloudNativePG's backups as its instance manager runs them, for a Cluster whose spec has
 //! `backup.barmanObjectStore`: WAL archived with `barman-cloud-wal-archive`, the base backup
-//! a `ScheduledBackup` with `immediate: true` asks for taken with `barman-cloud-backup`, and
-//! recovery to a point in time with `barman-cloud-restore` and `barman-cloud-wal-restore`
+//! each `Backup` of the Cluster asks for taken with `barman-cloud-backup` (its status written
+//! as CNPG writes it), and a Cluster's `bootstrap.recovery` from such a `Backup` — to its
+//! `recoveryTarget` — with `barman-cloud-restore` and `barman-cloud-wal-restore`
 //! (PyPI `barman[cloud]`, the tools CNPG's operand images carry; `./x test` installs them and
 //! names their directory in `MRBILL_BARMAN_CLOUD`). The store is whatever S3 the claim's
 //! ConfigMap names (moto in tests), with the key from the Secret `s3Credentials` names.
@@ -98,7 +99,7 @@ impl Store {
 
 impl Kubelet {
     /// What the controller does once the backups' claim is bound: the Cluster archives into
-    /// the bucket the provisioner's ConfigMap names, and its ScheduledBackup is rendered.
+    /// the bucket the provisioner's ConfigMap names.
     pub fn bind_backups(
         &mut self,
         cell: &cell_model::Cell,
@@ -186,61 +187,97 @@ impl Kubelet {
         )
     }
 
-    /// The base backup a `ScheduledBackup` of Cluster `name` with `immediate: true` asks for,
-    /// taken as the superuser while it still has a password; its id.
-    pub(super) fn immediate_base_backup(
-        &self,
-        name: &str,
-        store: &Store,
-        port: u16,
-        password: &str,
-    ) -> Option<String> {
-        let scheduled = self.objects.iter().find(|o| {
-            o["kind"] == "ScheduledBackup"
-                && o["spec"]["cluster"]["name"] == name
-                && o["spec"]["immediate"] == true
-        })?;
-        assert_eq!(scheduled["spec"]["method"], "barmanObjectStore");
-        let port = port.to_string();
-        let args = [
-            "--immediate-checkpoint",
-            "--gzip",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            &store.destination,
-            &store.server,
-        ];
-        store.run("barman-cloud-backup", &args, &[("PGPASSWORD", password)]);
-        let list = store.run(
-            "barman-cloud-backup-list",
-            &["--format", "json", &store.destination, &store.server],
-            &[],
-        );
-        let listed: Value = serde_json::from_slice(&list.stdout).expect("backup list json");
-        listed["backups_list"]
-            .as_array()
-            .and_then(|b| b.last())
-            .map(|b| str_of(&b["backup_id"]).to_owned())
+    /// The base backups the Cluster's `Backup`s without a status ask for, taken as the
+    /// superuser while it still has a password; each `Backup`'s status then says where it is
+    /// (as CNPG's: phase, backupId, serverName, destinationPath, times).
+    pub(super) fn base_backups(&mut self, name: &str, store: &Store, port: u16, password: &str) {
+        let asked: Vec<String> = self
+            .objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "Backup"
+                    && o["spec"]["cluster"]["name"] == name
+                    && o["status"].is_null()
+            })
+            .map(|o| str_of(&o["metadata"]["name"]).to_owned())
+            .collect();
+        for backup in asked {
+            let started = now_rfc3339();
+            let port = port.to_string();
+            let args = [
+                "--immediate-checkpoint",
+                "--gzip",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                &store.destination,
+                &store.server,
+            ];
+            store.run("barman-cloud-backup", &args, &[("PGPASSWORD", password)]);
+            let list = store.run(
+                "barman-cloud-backup-list",
+                &["--format", "json", &store.destination, &store.server],
+                &[],
+            );
+            let listed: Value = serde_json::from_slice(&list.stdout).expect("backup list json");
+            let id = listed["backups_list"]
+                .as_array()
+                .and_then(|b| b.last())
+                .map(|b| str_of(&b["backup_id"]).to_owned())
+                .expect("the backup is listed");
+            let status = serde_json::json!({
+                "phase": "completed",
+                "backupId": id,
+                "serverName": store.server,
+                "destinationPath": store.destination,
+                "startedAt": started,
+                "stoppedAt": now_rfc3339(),
+            });
+            let object = self
+                .objects
+                .iter_mut()
+                .find(|o| o["kind"] == "Backup" && o["metadata"]["name"] == backup.as_str())
+                .expect("the Backup");
+            object["status"] = status;
+        }
     }
 
-    /// Recovers Cluster `name` from its object store to `target_time` (as CNPG's
-    /// `bootstrap.recovery` with `recoveryTarget.targetTime` does) into a new data directory,
-    /// started on a free port and promoted; its superuser has no password (as the source's).
-    pub fn recover(&self, name: &str, target_time: &str) -> pg_cluster::PgCluster {
-        let store = self.backup_store(name).expect("the Cluster backs up");
+    /// Starts the rendered Cluster `cluster` as CNPG bootstraps one with `bootstrap.recovery`
+    /// from a `Backup` of the namespace: that backup (by the id and folder its status names)
+    /// restored into a new data directory, the archived WAL replayed to `recoveryTarget`
+    /// (`targetTime`, or `targetImmediate`: the backup's end), promoted, started on a free
+    /// port; its superuser has no password (as the source's).
+    pub fn recover(&self, cluster: &Value) -> pg_cluster::PgCluster {
+        let name = str_of(&cluster["metadata"]["name"]);
+        let recovery = &cluster["spec"]["bootstrap"]["recovery"];
+        let backup_name = str_of(&recovery["backup"]["name"]);
+        let backup = self.workload("Backup", backup_name);
+        assert_eq!(backup["status"]["phase"], "completed", "{backup_name}");
+        let mut store = self.backup_store(name).expect("the Cluster backs up");
+        let archived = &backup["status"];
+        store.destination = str_of(&archived["destinationPath"]).to_owned();
+        store.server = str_of(&archived["serverName"]).to_owned();
+        let target = &recovery["recoveryTarget"];
+        let target = match target["targetTime"].as_str() {
+            Some(time) => format!("recovery_target_time = '{time}'"),
+            None => {
+                assert_eq!(target["targetImmediate"], true, "{target}");
+                "recovery_target = 'immediate'".to_owned()
+            }
+        };
         let dir = self.root.join(format!("{name}-recovered"));
         let data = dir.join("pgdata/data");
         std::fs::create_dir_all(&data).expect("data dir");
         let data_path = data.display().to_string();
+        let id = str_of(&archived["backupId"]);
         store.run(
             "barman-cloud-restore",
-            &[&store.destination, &store.server, "latest", &data_path],
+            &[&store.destination, &store.server, id, &data_path],
             &[],
         );
         // Every archived segment where the recovering Postgres can read it.
@@ -258,15 +295,13 @@ impl Kubelet {
         let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
         conf.push_str(&format!(
             "archive_mode = off\nrestore_command = 'cp {}/%f %p'\n\
-             recovery_target_time = '{target_time}'\nrecovery_target_action = 'promote'\n",
+             {target}\nrecovery_target_action = 'promote'\n",
             wals.display()
         ));
         std::fs::write(&auto, conf).expect("recovery settings");
         std::fs::write(data.join("recovery.signal"), "").expect("recovery.signal");
         let _ = std::fs::remove_file(data.join("postmaster.pid"));
-        let uid = self.workload("Cluster", name)["spec"]["postgresUID"]
-            .as_u64()
-            .unwrap_or(26) as u32;
+        let uid = cluster["spec"]["postgresUID"].as_u64().unwrap_or(26) as u32;
         let owner = is_root().then(|| {
             for path in [&dir, &dir.join("pgdata"), &wals] {
                 std::os::unix::fs::chown(path, Some(uid), Some(uid)).expect("chown");
@@ -305,6 +340,18 @@ impl Kubelet {
         }
         cluster
     }
+}
+
+fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{now}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn chown_tree(path: &Path, uid: u32) {

@@ -99,7 +99,7 @@ impl Kubelet {
 
         if let Some(store) = &store {
             let password = cluster_pg.password().to_owned();
-            self.immediate_base_backup(name, store, port, &password);
+            self.base_backups(name, store, port, &password);
         }
 
         // What CNPG makes: the bootstrap owner and database, the managed roles, the Databases.

@@ -175,7 +175,7 @@ impl Config {
                 Some("meilisearch") => SearchConfig::Meilisearch {
                     url: required(var::MEILISEARCH_URL)?,
                     api_key: secret_file(var::MEILISEARCH_KEY_FILE)?,
-                    index: optional("MRBILL_MEILISEARCH_INDEX")?.unwrap_or_else(|| "pocs".into()),
+                    index: optional(var::MEILISEARCH_INDEX)?.unwrap_or_else(|| "pocs".into()),
                 },
                 Some(other) => anyhow::bail!(
                     "MRBILL_SEARCH_ENGINE={other:?}: expected embedded or meilisearch"

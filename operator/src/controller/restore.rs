@@ -1,0 +1,146 @@
+//! A restore of an in-cluster cell's database (`spec.restore`; the recovered Cluster is
+//! rendered in `render/postgres.rs`): the Cluster recovered from a CNPG `Backup` replaces the
+//! one before it, in place of the cell's database, under the same name.
+//!
+//! ```text
+//! spec.restore.id ≠ the live Cluster's mrbill.dev/restore annotation:
+//!    the cell is not suspended, or a service still runs   Restored False  Fencing
+//!    the Cluster is deleted; its volumes go with it       Restored False  Replacing
+//!    (converge renders the Cluster with bootstrap.recovery; CloudNativePG recovers it)
+//! the Cluster's annotation = spec.restore.id, ready, databases applied   Restored True
+//! ```
+//!
+//! **Invariant:** the Cluster is deleted only while the control plane holds the cell suspended
+//! (the restore's fence) and no service pod runs, so nothing writes into the database being
+//! replaced, nor into the recovered one before the control plane starts the services again.
+
+use cell_model::contract::Service;
+use cell_model::{Cell, CellStatus, DatabaseEngine, RESTORED};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+
+use crate::apply;
+use crate::error::Error;
+use crate::render::{self, CNPG_CLUSTER_LABEL, POSTGRES_CLUSTER, RESTORE_ANNOTATION};
+
+use super::Context;
+use super::observe::set;
+
+/// Why the cell's database is not yet the restore's (`reason`, `message`), after doing what
+/// can be done now; `None` once the live Cluster is the restore's or gone (converge renders
+/// the recovered one).
+pub(super) async fn replacing(
+    ctx: &Context,
+    cell: &Cell,
+) -> Result<Option<(&'static str, String)>, Error> {
+    let Some(restore) = restoring(cell) else {
+        return Ok(None);
+    };
+    let client = &ctx.client;
+    let Some(cluster) = apply::get(client, cell, "Cluster", POSTGRES_CLUSTER).await? else {
+        // Its volumes first: a new Cluster's first instance takes the old one's volume name.
+        let left = volumes(client, cell).await?;
+        return Ok((!left.is_empty()).then(|| {
+            let message = format!(
+                "waiting for the replaced database's volumes {}",
+                left.join(", ")
+            );
+            ("Replacing", message)
+        }));
+    };
+    if cluster["metadata"]["annotations"][RESTORE_ANNOTATION] == restore.id.as_str() {
+        return Ok(None);
+    }
+    if !cell.spec.suspended {
+        let message = "the restore replaces the database only while the cell is suspended";
+        return Ok(Some(("Fencing", message.to_owned())));
+    }
+    let running = running_services(client, cell).await?;
+    if !running.is_empty() {
+        let message = format!("waiting for {} to stop", running.join(", "));
+        return Ok(Some(("Fencing", message)));
+    }
+    if cluster["metadata"]["deletionTimestamp"].is_null() {
+        apply::remove(client, cell, "Cluster", POSTGRES_CLUSTER).await?;
+        tracing::info!(cell = %cell.spec.cell_id, restore = %restore.id, backup = %restore.backup,
+            "the database is replaced by one recovered from the backup");
+    }
+    Ok(Some((
+        "Replacing",
+        format!(
+            "deleting the Cluster the backup {} replaces",
+            restore.backup
+        ),
+    )))
+}
+
+/// Sets `Restored` when the cell has a restore: its Cluster is the recovered one and serves.
+pub(super) async fn observe(
+    client: &kube::Client,
+    cell: &Cell,
+    status: &mut CellStatus,
+) -> Result<(), Error> {
+    let Some(restore) = restoring(cell) else {
+        return Ok(());
+    };
+    let cluster = apply::get(client, cell, "Cluster", POSTGRES_CLUSTER).await?;
+    let recovered = cluster
+        .as_ref()
+        .is_some_and(|c| c["metadata"]["annotations"][RESTORE_ANNOTATION] == restore.id.as_str());
+    let database = status
+        .condition("DatabaseReady")
+        .is_some_and(|c| c.status == cell_model::ConditionStatus::True);
+    let to = restore
+        .target_time
+        .as_deref()
+        .map_or_else(|| "its end".to_owned(), str::to_owned);
+    if recovered && database {
+        let message = format!("recovered from Backup {} to {to}", restore.backup);
+        set(status, RESTORED, true, "Recovered", &message);
+    } else if recovered {
+        let phase = cluster
+            .as_ref()
+            .and_then(|c| c["status"]["phase"].as_str())
+            .unwrap_or("no status yet");
+        let message = format!("recovering from Backup {} to {to}: {phase}", restore.backup);
+        set(status, RESTORED, false, "Recovering", &message);
+    }
+    Ok(())
+}
+
+/// The cell's restore, when its database is CloudNativePG's (an `rds` cell restores through
+/// RDS, not here).
+fn restoring(cell: &Cell) -> Option<&cell_model::CellRestore> {
+    (cell.spec.database.engine == DatabaseEngine::InCluster)
+        .then_some(cell.spec.restore.as_ref())
+        .flatten()
+}
+
+/// The services whose workload still has pods.
+async fn running_services(client: &kube::Client, cell: &Cell) -> Result<Vec<String>, Error> {
+    let mut running = Vec::new();
+    for service in Service::ALL.map(Service::name) {
+        let name = format!("{service}-service");
+        let workload = apply::get(client, cell, render::workload_kind(service), &name).await?;
+        if workload.is_some_and(|w| w["status"]["replicas"].as_i64().unwrap_or(0) != 0) {
+            running.push(name);
+        }
+    }
+    Ok(running)
+}
+
+/// The Cluster's volume claims still in the namespace.
+async fn volumes(client: &kube::Client, cell: &Cell) -> Result<Vec<String>, Error> {
+    let ns = render::namespace(cell);
+    let gvk = GroupVersionKind::gvk("", "v1", "PersistentVolumeClaim");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "persistentvolumeclaims");
+    let selector = format!("{CNPG_CLUSTER_LABEL}={POSTGRES_CLUSTER}");
+    let claims = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::kube(format!("listing the database's volumes in {ns}"), source))?;
+    Ok(claims
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect())
+}
