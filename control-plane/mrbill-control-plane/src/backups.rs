@@ -3,7 +3,8 @@
 //! ```text
 //! schedule (every cell serving, by its tier's backup_every_hours) ─┐
 //! POST /v1/tenants/{slug}/backups ─────────────────────────────────┴► backups row (pending)
-//!    worker (one backup at a time, beside the reconciler) ─► driver.back_up(cell, dir) ─► done | failed
+//!    worker (one backup at a time, beside the reconciler) ─► driver.back_up(cell, id) ─► done | failed
+//!    (local: a directory of dumps; Kubernetes: a CloudNativePG Backup of the cell's archive)
 //!    retention: done backups older than the tier's backup_retention_days go, except the newest KEEP
 //! POST /v1/tenants/{slug}/restore {from | to_time} ─► cells.op = restore (+ restores row) ─► reconciler:
 //!    freeze → fence → target → copy → verify → start → switch
@@ -12,7 +13,9 @@
 //!
 //! A restore is a migration whose source is a backup: the same freeze and switch, the driver's
 //! target/copy/verify/start, and the cell keeps its id and identity, so tokens and signed
-//! links issued before stay valid.
+//! links issued before stay valid. The restore is recorded in the cell's spec (`restore`):
+//! where the driver replays an archive ([`crate::driver::CellDriver::point_in_time`]) it
+//! carries `to_time` exactly; elsewhere `to_time` picks the newest backup at or before it.
 //!
 //! **Invariant:** nothing writes to the tenant between the restore's freeze and its switch:
 //! the route holds requests from freeze, and the old cell stops (fence) before the new one's
@@ -131,7 +134,8 @@ pub async fn request_restore(
             backup.id, backup.cell_id
         )));
     }
-    catalog::begin_restore(&mut tx, &cell, &backup).await?;
+    let replay_to = to_time.filter(|_| ctx.driver.point_in_time());
+    catalog::begin_restore(&mut tx, &cell, &backup, replay_to).await?;
     tx.commit().await?;
     ctx.wake.notify_one();
     tracing::info!(tenant = %slug, cell = %cell.cell_id, backup = %backup.id, "restore requested");
@@ -199,10 +203,10 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, step: Step) -> anyhow::Result<(
             .await?
             .ok_or_else(|| anyhow::anyhow!("restore {id} names no backup"))?
     };
-    let path = backup
+    let location = backup
         .path
         .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("backup {} has no files", backup.id))?;
+        .ok_or_else(|| anyhow::anyhow!("backup {} has no location", backup.id))?;
     let spec = &cell.spec.0;
     match step {
         Step::Freeze => {
@@ -224,10 +228,15 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, step: Step) -> anyhow::Result<(
             catalog::finish_restore(&ctx.pool, id).await?;
         }
         _ => {
+            let to_time = spec.restore.as_ref().and_then(|r| {
+                use time::format_description::well_known::Rfc3339;
+                OffsetDateTime::parse(r.target_time.as_deref()?, &Rfc3339).ok()
+            });
             let restoring = Restoring {
                 spec,
                 placement: &cell.placement,
-                backup: std::path::Path::new(path),
+                backup: location,
+                to_time,
                 id,
             };
             ctx.driver.restore(restoring, step).await?;
@@ -267,12 +276,10 @@ async fn pass(ctx: &Ctx) -> anyhow::Result<()> {
         take(ctx, &backup).await?;
     }
     for old in catalog::expired(&ctx.pool, KEEP).await? {
-        if let Some(path) = &old.path {
-            match tokio::fs::remove_dir_all(path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+        if let Some(location) = &old.path {
+            ctx.driver
+                .forget_backup(&old.tenant, &old.placement, location)
+                .await?;
         }
         catalog::forget_backup(&ctx.pool, old.id).await?;
         tracing::info!(tenant = %old.tenant, backup = %old.id, "backup past its retention removed");
@@ -323,28 +330,13 @@ async fn take(ctx: &Ctx, backup: &BackupRow) -> anyhow::Result<()> {
         catalog::fail_backup(&ctx.pool, backup.id, "the cell is gone").await?;
         return Ok(());
     };
-    let Some(base) = ctx.driver.backup_destination(&cell.tenant, &cell.cell_id) else {
-        catalog::fail_backup(&ctx.pool, backup.id, "this driver keeps no backups").await?;
-        return Ok(());
-    };
-    let id = backup.id.simple().to_string();
-    let dest = base.with_file_name(format!(
-        "{}-{}",
-        base.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        &id[id.len() - 12..]
-    ));
     let work = Work::new(&cell.spec.0, &cell.placement);
-    match ctx.driver.back_up(work, &dest).await {
+    match ctx.driver.back_up(work, backup.id).await {
         Ok(taken) => {
-            let path = dest.display().to_string();
-            catalog::finish_backup(&ctx.pool, backup.id, &path, taken.taken_at, taken.bytes)
-                .await?;
-            tracing::info!(tenant = %cell.tenant, backup = %backup.id, bytes = taken.bytes, "backup taken");
+            catalog::finish_backup(&ctx.pool, backup.id, &taken).await?;
+            tracing::info!(tenant = %cell.tenant, backup = %backup.id, bytes = ?taken.bytes, at = %taken.location, "backup taken");
         }
         Err(e) => {
-            let _ = tokio::fs::remove_dir_all(&dest).await;
             let message = format!("{e:#}");
             tracing::warn!(tenant = %cell.tenant, backup = %backup.id, error = %message, "backup failed");
             catalog::fail_backup(&ctx.pool, backup.id, &message).await?;

@@ -111,7 +111,7 @@ async fn a_restore_holds_the_route_from_freeze_to_switch_and_runs_the_drivers_st
         .lock()
         .expect("lock")
         .iter()
-        .map(|(s, p)| (*s, p.display().to_string()))
+        .map(|(s, p)| (*s, p.clone()))
         .collect();
     let expected: Vec<(Step, String)> = [
         Step::Fence,

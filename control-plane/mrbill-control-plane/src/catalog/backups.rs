@@ -168,9 +168,7 @@ pub async fn requeue_running(pool: &PgPool) -> sqlx::Result<u64> {
 pub async fn finish_backup(
     pool: &PgPool,
     id: Uuid,
-    path: &str,
-    taken_at: OffsetDateTime,
-    bytes: u64,
+    taken: &crate::driver::Taken,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE backups SET state = 'done', finished_at = now(), path = $2, taken_at = $3,
@@ -178,9 +176,9 @@ pub async fn finish_backup(
          WHERE id = $1",
     )
     .bind(id)
-    .bind(path)
-    .bind(taken_at)
-    .bind(bytes as i64)
+    .bind(&taken.location)
+    .bind(taken.taken_at)
+    .bind(taken.bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
     .execute(pool)
     .await?;
     Ok(())
@@ -235,22 +233,39 @@ pub async fn forget_backup(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
 }
 
 /// Starts restoring `cell` from `backup` (an operation of the cell; its id names the restore).
+/// Starts restore operation of `cell` from `backup` (replayed to `to_time` where the driver
+/// replays archives), recording it in the cell's spec (`restore`: the driver and, on
+/// Kubernetes, the operator act on it; kept once done). Returns the operation's id.
 pub async fn begin_restore(
     conn: &mut PgConnection,
     cell: &CellRow,
     backup: &BackupRow,
+    to_time: Option<OffsetDateTime>,
 ) -> sqlx::Result<Uuid> {
+    use time::format_description::well_known::Rfc3339;
     let id = start_op(&mut *conn, &cell.cell_id, Op::Restore).await?;
     sqlx::query(
-        "INSERT INTO restores (id, cell_id, tenant, backup_id, placement) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO restores (id, cell_id, tenant, backup_id, placement, to_time) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(&cell.cell_id)
     .bind(&cell.tenant)
     .bind(backup.id)
     .bind(&cell.placement)
-    .execute(conn)
+    .bind(to_time)
+    .execute(&mut *conn)
     .await?;
+    let restore = cell_model::CellRestore {
+        id: id.to_string(),
+        backup: backup.path.clone().unwrap_or_default(),
+        target_time: to_time.and_then(|t| t.format(&Rfc3339).ok()),
+    };
+    sqlx::query("UPDATE cells SET spec = jsonb_set(spec, '{restore}', $2) WHERE cell_id = $1")
+        .bind(&cell.cell_id)
+        .bind(sqlx::types::Json(restore))
+        .execute(conn)
+        .await?;
     Ok(id)
 }
 

@@ -243,8 +243,10 @@ pub async fn mark_switched(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
         return Ok(());
     }
     sqlx::query(
+        // The target's database was made fresh and copied, not restored: its spec carries no
+        // restore (on Kubernetes, one would make the operator replace its database).
         "UPDATE cells SET placement = $2, target_placement = NULL,
-                spec = jsonb_set(spec, '{placement}', to_jsonb($2::text)),
+                spec = jsonb_set(spec, '{placement}', to_jsonb($2::text)) - 'restore',
                 generation = generation + 1, updated_at = now()
          WHERE cell_id = $1",
     )

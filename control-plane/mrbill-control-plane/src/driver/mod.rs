@@ -161,20 +161,24 @@ pub struct Move<'a> {
     pub target: &'a str,
 }
 
-/// A restore's cell, where it runs, the backup it brings back and the restore's id.
+/// A restore's cell, where it runs, the backup it brings back (its [`Taken::location`]),
+/// the time to replay it to (drivers with [`CellDriver::point_in_time`]) and the restore's id.
 #[derive(Clone, Copy, Debug)]
 pub struct Restoring<'a> {
     pub spec: &'a CellSpec,
     pub placement: &'a str,
-    pub backup: &'a Path,
+    pub backup: &'a str,
+    pub to_time: Option<time::OffsetDateTime>,
     pub id: uuid::Uuid,
 }
 
-/// A complete backup: the moment its databases show, and its size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A complete backup: the moment its databases show, its size (where the driver knows it),
+/// and where it is (a directory, a CloudNativePG `Backup`'s name).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Taken {
     pub taken_at: time::OffsetDateTime,
-    pub bytes: u64,
+    pub bytes: Option<u64>,
+    pub location: String,
 }
 
 /// A condition as drivers report it, stamped now.
@@ -242,15 +246,39 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
-    /// Backs up a running cell into `dest` (every service's database as one moment, with its
-    /// checksums; objects; identity). Safe to repeat; reads the cell, never starts or stops it.
+    /// Backs up a running cell as backup `id` (every service's database as one moment; on the
+    /// local driver with its checksums, objects and identity too). Safe to repeat; reads the
+    /// cell, never starts or stops it.
     fn back_up<'a>(
         &'a self,
         work: Work<'a>,
-        dest: &'a Path,
+        id: uuid::Uuid,
     ) -> BoxFuture<'a, anyhow::Result<Taken>> {
-        let _ = (work, dest);
+        let _ = (work, id);
         Box::pin(async { anyhow::bail!("this driver takes no backups") })
+    }
+
+    /// Removes the backup at `location` (of `tenant`'s cell in `placement`); gone already is
+    /// fine.
+    fn forget_backup<'a>(
+        &'a self,
+        tenant: &'a str,
+        placement: &'a str,
+        location: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        let _ = (tenant, placement);
+        Box::pin(async move {
+            match tokio::fs::remove_dir_all(location).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// Whether a restore replays the cell's archive to any time (`to_time`), rather than
+    /// bringing back the newest backup at or before it.
+    fn point_in_time(&self) -> bool {
+        false
     }
 
     /// Runs one of the driver's steps of a restore (`restore.rs` orders them: fence → target

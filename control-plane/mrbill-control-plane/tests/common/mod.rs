@@ -45,7 +45,7 @@ pub struct FakeDriver {
     /// Backups taken (the directory each went to; the fake writes a marker file there).
     pub taken: Mutex<Vec<PathBuf>>,
     /// Restore steps with the backup directory they were given.
-    pub restored: Mutex<Vec<(Step, PathBuf)>>,
+    pub restored: Mutex<Vec<(Step, String)>>,
     /// Migration steps with the (source, target) they were given.
     pub placed: Mutex<Vec<(Step, String, String)>>,
     script: Mutex<HashMap<Step, Script>>,
@@ -157,21 +157,27 @@ impl CellDriver for FakeDriver {
         true
     }
 
-    /// Writes `dest/manifest.json` (a scripted `Step::Backup` failure fails it first).
+    /// Writes `<backup root>/<tenant>-<cell>-<id>/manifest.json` (a scripted `Step::Backup`
+    /// failure fails it first).
     fn back_up<'a>(
         &'a self,
         work: Work<'a>,
-        dest: &'a std::path::Path,
+        id: uuid::Uuid,
     ) -> BoxFuture<'a, anyhow::Result<Taken>> {
         Box::pin(async move {
             self.act(work.spec.tenant.clone(), Op::Provision, Step::Backup, None)
                 .await?;
-            std::fs::create_dir_all(dest)?;
+            let (tenant, cell) = (&work.spec.tenant, &work.spec.cell_id);
+            let dest = self
+                .backup_root
+                .join(format!("{tenant}-{cell}-{}", id.simple()));
+            std::fs::create_dir_all(&dest)?;
             std::fs::write(dest.join("manifest.json"), "{}")?;
-            self.taken.lock().expect("lock").push(dest.to_owned());
+            self.taken.lock().expect("lock").push(dest.clone());
             Ok(Taken {
                 taken_at: time::OffsetDateTime::now_utc(),
-                bytes: 2,
+                bytes: Some(2),
+                location: dest.display().to_string(),
             })
         })
     }

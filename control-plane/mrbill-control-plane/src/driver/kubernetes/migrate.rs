@@ -23,7 +23,7 @@
 //! replicates from (in-cluster sources are reached by the placement's cross-cluster name).
 
 use cell_model::move_conditions::{CAUGHT_UP, FENCED, IN_SYNC, PUBLISHED, REPLICATING, VERIFIED};
-use cell_model::{CellMigration, MigrationPhase, MigrationRole, identity};
+use cell_model::{CellMigration, CellSpec, MigrationPhase, MigrationRole, identity};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
 
@@ -61,10 +61,15 @@ impl KubeDriver {
             phase,
         };
         let target = |phase| migration(MigrationRole::Target, false, Some(phase));
+        // The target's database is made fresh and copied: a restore of the source's is not its.
+        let fresh = CellSpec {
+            restore: None,
+            ..mv.spec.clone()
+        };
         match step {
             Step::Target => {
                 let m = target(MigrationPhase::Provision);
-                self.apply(b, mv.spec, false, Some(m)).await?;
+                self.apply(b, &fresh, false, Some(m)).await?;
                 // The cell's identity (what the operator would otherwise generate).
                 for name in identity::names(mv.spec.database.engine) {
                     self.copy_secret(&namespace, (a, &name), (b, &name)).await?;
@@ -81,7 +86,7 @@ impl KubeDriver {
                 if rds {
                     copy.source_host = Some(self.source_instance(&namespace, b).await?);
                 }
-                self.apply(b, mv.spec, false, Some(copy)).await?;
+                self.apply(b, &fresh, false, Some(copy)).await?;
                 self.condition(b, id, REPLICATING).await.map(drop)
             }
             Step::CatchUp => self.condition(b, id, CAUGHT_UP).await.map(drop),
@@ -91,17 +96,17 @@ impl KubeDriver {
                 self.condition(a, id, FENCED).await.map(drop)
             }
             Step::Sync => {
-                self.apply(b, mv.spec, false, Some(target(MigrationPhase::Sync)))
+                self.apply(b, &fresh, false, Some(target(MigrationPhase::Sync)))
                     .await?;
                 self.condition(b, id, IN_SYNC).await.map(drop)
             }
             Step::Verify => {
-                self.apply(b, mv.spec, false, Some(target(MigrationPhase::Verify)))
+                self.apply(b, &fresh, false, Some(target(MigrationPhase::Verify)))
                     .await?;
                 self.condition(b, id, VERIFIED).await.map(drop)
             }
             Step::Start => {
-                self.apply(b, mv.spec, false, None).await?;
+                self.apply(b, &fresh, false, None).await?;
                 self.ready(b, id).await.map(drop)
             }
             Step::Unfence => {

@@ -21,6 +21,9 @@ use super::{BoxFuture, CellDriver, Observation, Step, Work};
 use crate::catalog::Op;
 
 mod migrate;
+mod restore;
+
+pub use restore::backup_name;
 
 /// Field manager of the control plane's writes to `Cell` resources.
 pub const FIELD_MANAGER: &str = "mrbill-control-plane";
@@ -362,7 +365,42 @@ impl CellDriver for KubeDriver {
         Box::pin(self.migrate_step(mv, step))
     }
 
-    /// Kubernetes cells are not dumped before deletion (yet): their volume is kept.
+    fn backs_up(&self) -> bool {
+        true
+    }
+
+    fn back_up<'a>(
+        &'a self,
+        work: Work<'a>,
+        id: uuid::Uuid,
+    ) -> BoxFuture<'a, anyhow::Result<crate::driver::Taken>> {
+        Box::pin(self.take_backup(work, id))
+    }
+
+    fn forget_backup<'a>(
+        &'a self,
+        tenant: &'a str,
+        placement: &'a str,
+        location: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.delete_backup(tenant, placement, location))
+    }
+
+    /// CloudNativePG replays the cell's WAL archive to any time within its retention.
+    fn point_in_time(&self) -> bool {
+        true
+    }
+
+    fn restore<'a>(
+        &'a self,
+        r: crate::driver::Restoring<'a>,
+        step: Step,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.restore_step(r, step))
+    }
+
+    /// Kubernetes cells are not dumped before deletion: the operator takes a last base backup
+    /// into the cell's archive, and keeps its volumes.
     fn backup_destination(&self, _tenant: &str, _cell_id: &str) -> Option<std::path::PathBuf> {
         None
     }

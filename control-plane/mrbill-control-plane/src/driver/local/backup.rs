@@ -60,7 +60,8 @@ impl LocalDriver {
         if let Ok(done) = read_json::<Manifest>(&dest.join("manifest.json")) {
             return Ok(Taken {
                 taken_at: done.taken_at,
-                bytes: done.bytes,
+                bytes: Some(done.bytes),
+                location: dest.display().to_string(),
             });
         }
         if !dir.root().exists() {
@@ -137,7 +138,11 @@ impl LocalDriver {
             bytes,
         };
         write_json(&dest.join("manifest.json"), &manifest)?;
-        Ok(Taken { taken_at, bytes })
+        Ok(Taken {
+            taken_at,
+            bytes: Some(bytes),
+            location: dest.display().to_string(),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! observes of a cell (the supervisor's `state.json`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use cell_model::Phase;
@@ -184,14 +184,26 @@ impl CellDriver for LocalDriver {
         true
     }
 
+    /// Into `<backups>/<tenant>-<cell>-<time>-<id's last 12>`; a failed one leaves nothing.
     fn back_up<'a>(
         &'a self,
         work: Work<'a>,
-        dest: &'a Path,
+        id: uuid::Uuid,
     ) -> BoxFuture<'a, anyhow::Result<Taken>> {
         Box::pin(async move {
-            let dir = self.cell_dir(work.placement, &work.spec.cell_id);
-            self.backup(&dir, &work.spec.tenant, dest, false).await
+            let (tenant, cell_id) = (&work.spec.tenant, &work.spec.cell_id);
+            let id = id.simple().to_string();
+            let dest = self.home.backups_dir().join(format!(
+                "{tenant}-{cell_id}-{}-{}",
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+                &id[id.len() - 12..]
+            ));
+            let dir = self.cell_dir(work.placement, cell_id);
+            let taken = self.backup(&dir, tenant, &dest, false).await;
+            if taken.is_err() {
+                let _ = tokio::fs::remove_dir_all(&dest).await;
+            }
+            taken
         })
     }
 

@@ -32,8 +32,9 @@ use crate::driver::{Restoring, Step};
 impl LocalDriver {
     pub(super) async fn restore_step(&self, r: Restoring<'_>, step: Step) -> anyhow::Result<()> {
         let dir = self.cell_dir(r.placement, &r.spec.cell_id);
-        let backup: Manifest = read_json(&r.backup.join("manifest.json"))
-            .with_context(|| format!("the backup {} is incomplete", r.backup.display()))?;
+        let backup_dir = Path::new(r.backup);
+        let backup: Manifest = read_json(&backup_dir.join("manifest.json"))
+            .with_context(|| format!("the backup {} is incomplete", backup_dir.display()))?;
         anyhow::ensure!(
             backup.cell_id == r.spec.cell_id,
             "the backup is of cell {}, not {}",
@@ -43,7 +44,7 @@ impl LocalDriver {
         match step {
             Step::Fence => self.set_aside(&dir, &replaced(&dir, r.id)).await,
             Step::Target => {
-                copy_identity(&r.backup.join("secrets"), &dir)?;
+                copy_identity(&backup_dir.join("secrets"), &dir)?;
                 self.prepare(r.spec, &dir).await?;
                 self.init_cluster(&dir).await?;
                 self.ensure_supervisor(&dir).await?;
@@ -52,10 +53,10 @@ impl LocalDriver {
             Step::Copy => {
                 self.ensure_supervisor(&dir).await?;
                 for db in &backup.databases {
-                    self.load(&dir, db, &r.backup.join(format!("{db}.dump")))
+                    self.load(&dir, db, &backup_dir.join(format!("{db}.dump")))
                         .await?;
                 }
-                let (from, to) = (r.backup.join("objects"), dir.objects_dir());
+                let (from, to) = (backup_dir.join("objects"), dir.objects_dir());
                 let uid = read_json::<CellConfig>(&dir.config())?.run_as;
                 tokio::task::spawn_blocking(move || {
                     std::fs::create_dir_all(&from)?;
@@ -71,7 +72,7 @@ impl LocalDriver {
                 self.ensure_supervisor(&dir).await?;
                 for db in &backup.databases {
                     let Some(expected) = backup.checksums.get(db) else {
-                        tracing::warn!(db, backup = %r.backup.display(), "the backup has no checksums of this database (taken before they were recorded)");
+                        tracing::warn!(db, backup = %backup_dir.display(), "the backup has no checksums of this database (taken before they were recorded)");
                         continue;
                     };
                     let got = pg_move::checksums(&self.superuser(&dir, db).await?).await?;
@@ -81,7 +82,7 @@ impl LocalDriver {
                         pg_move::differing(expected, &got)
                     );
                 }
-                let (from, to) = (r.backup.join("objects"), dir.objects_dir());
+                let (from, to) = (backup_dir.join("objects"), dir.objects_dir());
                 let (expected, got) = tokio::task::spawn_blocking(move || {
                     let expected = if from.exists() {
                         manifest(&from)?

@@ -1,0 +1,168 @@
+//! The kubernetes driver's backups and restores of in-cluster cells (CloudNativePG; what the
+//! operator does is in `operator/src/controller/restore.rs`).
+//!
+//! ```text
+//! back_up   Backup backup-<id's last 12> in cell-<tenant> (the cell's Cluster, its object
+//!           store) → CNPG: phase completed · taken_at = stoppedAt (the backup's consistent end)
+//! forget    the Backup deleted (the archive's retention is CNPG's: the tier's days)
+//! restore   fence   Cell {suspended, restore} → the operator has fenced (Restored: Replacing+)
+//!           target  the old Cluster gone, the recovered one created  (Restored: Recovering+)
+//!           copy    CNPG replayed the backup (to_time or its end)     (Restored: True)
+//!           verify  the recovered cluster's databases are applied     (DatabaseReady: True)
+//!           start   Cell {restore} without suspended                  (Ready)
+//! ```
+//!
+//! The cell's spec carries `restore` from the catalog (recorded when the restore began), so
+//! every apply of the Cell keeps it, during the restore and after.
+
+use std::time::Duration;
+
+use cell_model::{CellStatus, RESTORED};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::KubeDriver;
+use crate::driver::{Restoring, Step, Taken, Work};
+
+/// How often a backup's progress is read, and for how long at most.
+const POLL: Duration = Duration::from_secs(2);
+const PATIENCE: Duration = Duration::from_secs(6 * 3600);
+
+/// The `Backup` of backup `id` (the catalog's).
+pub fn backup_name(id: uuid::Uuid) -> String {
+    let id = id.simple().to_string();
+    format!("backup-{}", &id[id.len() - 12..])
+}
+
+impl KubeDriver {
+    fn backups(&self, placement: &str, tenant: &str) -> Api<DynamicObject> {
+        let gvk = GroupVersionKind::gvk("postgresql.cnpg.io", "v1", "Backup");
+        let ar = ApiResource::from_gvk_with_plural(&gvk, "backups");
+        let namespace = format!("cell-{tenant}");
+        Api::namespaced_with(self.cluster(placement).client.clone(), &namespace, &ar)
+    }
+
+    /// Asks CloudNativePG for a base backup of the cell and waits until it completed.
+    pub(super) async fn take_backup(
+        &self,
+        work: Work<'_>,
+        id: uuid::Uuid,
+    ) -> anyhow::Result<Taken> {
+        let (tenant, placement) = (&work.spec.tenant, work.placement);
+        anyhow::ensure!(
+            work.spec.database.engine == cell_model::DatabaseEngine::InCluster,
+            "only in-cluster cells back up through the control plane (an rds cell's backups are RDS's)"
+        );
+        let name = backup_name(id);
+        let api = self.backups(placement, tenant);
+        let object: DynamicObject =
+            serde_json::from_value(cell_model::base_backup(tenant, &work.spec.cell_id, &name))?;
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+            Err(e) => anyhow::bail!("asking for Backup {name} in {placement}: {e}"),
+        }
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let backup = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading Backup {name} in {placement}: {e}"))?
+                .ok_or_else(|| anyhow::anyhow!("Backup {name} vanished from {placement}"))?;
+            let status = &backup.data["status"];
+            match status["phase"].as_str() {
+                Some("completed") => {
+                    let stopped = status["stoppedAt"].as_str().unwrap_or_default();
+                    let taken_at = OffsetDateTime::parse(stopped, &Rfc3339).map_err(|e| {
+                        anyhow::anyhow!("Backup {name}: stoppedAt `{stopped}`: {e}")
+                    })?;
+                    return Ok(Taken {
+                        taken_at,
+                        bytes: None,
+                        location: name,
+                    });
+                }
+                Some("failed") => anyhow::bail!(
+                    "CloudNativePG could not take Backup {name}: {}",
+                    status["error"].as_str().unwrap_or("no reason given")
+                ),
+                _ if tokio::time::Instant::now() > deadline => {
+                    anyhow::bail!("Backup {name} did not complete within 6 h")
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    pub(super) async fn delete_backup(
+        &self,
+        tenant: &str,
+        placement: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        match self
+            .backups(placement, tenant)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(e) => anyhow::bail!("deleting Backup {name} in {placement}: {e}"),
+        }
+    }
+
+    pub(super) async fn restore_step(&self, r: Restoring<'_>, step: Step) -> anyhow::Result<()> {
+        let (at, id) = (r.placement, r.spec.cell_id.as_str());
+        let ours = r
+            .spec
+            .restore
+            .as_ref()
+            .is_some_and(|restore| restore.id == r.id.to_string());
+        anyhow::ensure!(ours, "the cell's spec does not carry restore {}", r.id);
+        let restored = |reasons: &'static [&'static str]| async move {
+            let status = self.status(at, id).await?;
+            match status.condition(RESTORED) {
+                Some(c) if reasons.contains(&c.reason.as_str()) => Ok(()),
+                Some(c) => {
+                    anyhow::bail!("restoring Cell {id} in {at}: {} ({})", c.reason, c.message)
+                }
+                None => anyhow::bail!("waiting for the operator in {at} to restore Cell {id}"),
+            }
+        };
+        match step {
+            Step::Fence => {
+                self.apply(at, r.spec, true, None).await?;
+                restored(&["Replacing", "Recovering", "Recovered"]).await
+            }
+            Step::Target => restored(&["Recovering", "Recovered"]).await,
+            Step::Copy => restored(&["Recovered"]).await,
+            Step::Verify => {
+                restored(&["Recovered"]).await?;
+                self.condition(at, id, "DatabaseReady").await.map(drop)
+            }
+            Step::Start => {
+                self.apply(at, r.spec, false, None).await?;
+                self.ready(at, id).await.map(drop)
+            }
+            _ => anyhow::bail!(
+                "the kubernetes driver has no restore step {}",
+                step.as_str()
+            ),
+        }
+    }
+
+    /// The Cell's status once the operator has observed its current generation.
+    async fn status(&self, placement: &str, cell_id: &str) -> anyhow::Result<CellStatus> {
+        let cell = self
+            .get(placement, cell_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("Cell {cell_id} does not exist in {placement}"))?;
+        let status = cell.status.clone().unwrap_or_default();
+        anyhow::ensure!(
+            status.observed_generation >= cell.metadata.generation,
+            "waiting for the operator in {placement} to observe Cell {cell_id}"
+        );
+        Ok(status)
+    }
+}

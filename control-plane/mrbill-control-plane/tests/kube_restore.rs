@@ -1,0 +1,256 @@
+//! The kubernetes driver's backups and restores of an in-cluster cell against
+//! `kube_fake::FakeApi` (no cluster can run here), with CloudNativePG and the cell-operator
+//! played by the test the way they report (the operator's own side, and a recovery started
+//! for real from the rendered Cluster, are tested in `operator/tests/backups*.rs`): which
+//! `Backup` it asks for and what it reads back, what each restore step applies and waits for.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cell_model::{
+    CellRestore, CellSpec, DatabaseEngine, DatabaseSpec, SearchEngine, ServiceReplicas, Tier,
+};
+use kube_fake::FakeApi;
+use mrbill_control_plane::driver::kubernetes::{KubeDriver, backup_name};
+use mrbill_control_plane::driver::{CellDriver, Restoring, Step, Work};
+use serde_json::{Value, json};
+
+const CELLS: &str = "apis/mrbill.dev/v1alpha1/cells";
+const BACKUPS: &str = "apis/postgresql.cnpg.io/v1/namespaces/cell-acme/backups";
+const ID: &str = "c-acme-1234";
+
+fn spec() -> CellSpec {
+    CellSpec {
+        cell_id: ID.into(),
+        tenant: "acme".into(),
+        tier: Tier::Small,
+        version: "1.4.2".into(),
+        replicas: ServiceReplicas::default(),
+        database: DatabaseSpec {
+            engine: DatabaseEngine::InCluster,
+            class: None,
+            storage_gib: 20,
+            multi_az: false,
+        },
+        search: SearchEngine::Embedded,
+        placement: "eks-1".into(),
+        suspended: false,
+        email_domains: Vec::new(),
+        bootstrap: None,
+        migration: None,
+        restore: None,
+    }
+}
+
+fn at_0930() -> time::OffsetDateTime {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse("2026-12-06T09:30:00Z", &Rfc3339).expect("time")
+}
+
+fn condition(type_: &str, ok: bool, reason: &str) -> Value {
+    json!({ "type": type_, "status": if ok { "True" } else { "False" }, "reason": reason, "message": "" })
+}
+
+/// CloudNativePG completing every Backup asked for, and the operator reporting a restore: the
+/// old database replaced while suspended, then recovered; Ready once the services run.
+fn operate(api: &FakeApi) {
+    for backup in api.objects(BACKUPS) {
+        if backup["status"].is_null() {
+            let name = backup["metadata"]["name"].as_str().unwrap_or_default();
+            api.update(BACKUPS, name, |b| {
+                b["status"] = json!({ "phase": "completed", "backupId": "20261206T093000",
+                    "startedAt": "2026-12-06T09:29:58Z", "stoppedAt": "2026-12-06T09:30:00Z" })
+            });
+        }
+    }
+    let Some(cell) = api.get(CELLS, ID) else {
+        return;
+    };
+    let restoring = !cell["spec"]["restore"].is_null();
+    let suspended = cell["spec"]["suspended"] == true;
+    let mut conditions = vec![condition("DatabaseReady", true, "PostgresRunning")];
+    if restoring {
+        conditions.push(condition("Restored", true, "Recovered"));
+    }
+    conditions.push(condition("Ready", !suspended, "AllReady"));
+    let status = json!({ "phase": if suspended { "Suspended" } else { "Ready" },
+        "conditions": conditions, "observedGeneration": cell["metadata"]["generation"] });
+    if cell["status"] != status {
+        api.update(CELLS, ID, |c| c["status"] = status);
+    }
+}
+
+struct Cluster {
+    api: FakeApi,
+    driver: KubeDriver,
+    paused: Arc<AtomicBool>,
+    _operator: tokio::task::JoinHandle<()>,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        let api = FakeApi::new();
+        let driver = KubeDriver::new(api.client());
+        let paused = Arc::new(AtomicBool::new(false));
+        let (o, p) = (api.clone(), paused.clone());
+        let operator = tokio::spawn(async move {
+            loop {
+                if !p.load(Ordering::SeqCst) {
+                    operate(&o);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        driver
+            .apply("eks-1", &spec(), false, None)
+            .await
+            .expect("the cell");
+        Self {
+            api,
+            driver,
+            paused,
+            _operator: operator,
+        }
+    }
+
+    /// Runs restore `step` until the operator has done its part (as the reconciler retries).
+    async fn step(&self, r: Restoring<'_>, step: Step) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.driver.restore(r, step).await {
+                Ok(()) => return,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{}: {e:#}", step.as_str()),
+            }
+        }
+    }
+
+    fn cell(&self) -> Value {
+        self.api.get(CELLS, ID).expect("the Cell")
+    }
+}
+
+/// A backup is a CNPG `Backup` of the cell's Cluster, complete when CNPG says so, taken as of
+/// its end; retention deletes it. An rds cell's backups are RDS's, not asked for here.
+#[tokio::test]
+async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
+    let c = Cluster::new().await;
+    let spec = spec();
+    let id = uuid::Uuid::now_v7();
+    let taken = c
+        .driver
+        .back_up(Work::new(&spec, "eks-1"), id)
+        .await
+        .expect("taken");
+    assert_eq!(taken.location, backup_name(id));
+    assert_eq!(taken.bytes, None, "CNPG reports no size");
+    assert_eq!(taken.taken_at, at_0930());
+    let backup = c.api.get(BACKUPS, &taken.location).expect("the Backup");
+    assert_eq!(backup["spec"]["cluster"]["name"], "postgres");
+    assert_eq!(backup["spec"]["method"], "barmanObjectStore");
+
+    c.driver
+        .forget_backup("acme", "eks-1", &taken.location)
+        .await
+        .expect("forgotten");
+    assert!(c.api.get(BACKUPS, &taken.location).is_none());
+    c.driver
+        .forget_backup("acme", "eks-1", &taken.location)
+        .await
+        .expect("gone already is fine");
+
+    // A failed one says why.
+    c.paused.store(true, Ordering::SeqCst);
+    let failing = uuid::Uuid::now_v7();
+    let driver = c.driver.clone();
+    let spec2 = spec.clone();
+    let taking =
+        tokio::spawn(async move { driver.back_up(Work::new(&spec2, "eks-1"), failing).await });
+    let name = backup_name(failing);
+    while c.api.get(BACKUPS, &name).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.api.update(BACKUPS, &name, |b| {
+        b["status"] = json!({ "phase": "failed", "error": "can't upload: AccessDenied" })
+    });
+    let error = taking.await.expect("joined").expect_err("failed");
+    assert!(format!("{error:#}").contains("AccessDenied"), "{error:#}");
+    c.paused.store(false, Ordering::SeqCst);
+
+    let mut rds = spec.clone();
+    rds.database.engine = DatabaseEngine::Rds;
+    let refused = c
+        .driver
+        .back_up(Work::new(&rds, "eks-1"), uuid::Uuid::now_v7())
+        .await
+        .expect_err("rds");
+    assert!(format!("{refused:#}").contains("rds"), "{refused:#}");
+}
+
+/// A restore suspends the cell with `spec.restore` (the operator replaces its database only
+/// then), waits for the operator to report the recovered database, and starts the services
+/// again with the restore kept in the spec; a step never runs ahead of what is reported.
+#[tokio::test]
+async fn a_restore_suspends_the_cell_waits_for_the_recovery_and_starts_it() {
+    let c = Cluster::new().await;
+    let id = uuid::Uuid::now_v7();
+    let mut spec = spec();
+    spec.restore = Some(CellRestore {
+        id: id.to_string(),
+        backup: "backup-4d5e6f708192".into(),
+        target_time: Some("2026-12-06T09:30:00Z".into()),
+    });
+    let r = Restoring {
+        spec: &spec,
+        placement: "eks-1",
+        backup: "backup-4d5e6f708192",
+        to_time: Some(at_0930()),
+        id,
+    };
+    // Nothing reported yet: the fence waits.
+    c.paused.store(true, Ordering::SeqCst);
+    let waiting = c
+        .driver
+        .restore(r, Step::Fence)
+        .await
+        .expect_err("not observed");
+    assert!(format!("{waiting:#}").contains("observe"), "{waiting:#}");
+    let cell = c.cell();
+    assert_eq!(cell["spec"]["suspended"], true);
+    assert_eq!(cell["spec"]["restore"]["backup"], "backup-4d5e6f708192");
+    assert_eq!(
+        cell["spec"]["restore"]["targetTime"],
+        "2026-12-06T09:30:00Z"
+    );
+    c.paused.store(false, Ordering::SeqCst);
+    for step in [Step::Fence, Step::Target, Step::Copy, Step::Verify] {
+        c.step(r, step).await;
+        assert_eq!(c.cell()["spec"]["suspended"], true, "{}", step.as_str());
+    }
+    c.step(r, Step::Start).await;
+    let cell = c.cell();
+    assert_eq!(cell["spec"]["suspended"], false);
+    assert_eq!(
+        cell["spec"]["restore"]["id"],
+        id.to_string(),
+        "kept once done"
+    );
+
+    // Another restore's steps refuse a spec that does not carry it.
+    let other = Restoring {
+        id: uuid::Uuid::now_v7(),
+        ..r
+    };
+    let refused = c
+        .driver
+        .restore(other, Step::Fence)
+        .await
+        .expect_err("not ours");
+    assert!(
+        format!("{refused:#}").contains("does not carry"),
+        "{refused:#}"
+    );
+}
