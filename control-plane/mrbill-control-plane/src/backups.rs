@@ -44,6 +44,9 @@ pub const RESTORE: &[Step] = &[
     Step::Switch,
 ];
 
+const NO_BACKUPS: &str = "this control plane's driver takes no backups";
+const KEPT_ELSEWHERE: &str = "this cell's database is an RDS instance: its backups are RDS's automated backups and snapshots, restored with RDS";
+
 /// Completed backups kept per tenant whatever their age.
 const KEEP: i64 = 3;
 
@@ -52,8 +55,8 @@ const KEEP: i64 = 3;
 pub enum RequestError {
     #[error("no such tenant")]
     NotFound,
-    #[error("this control plane's driver takes no backups")]
-    Unsupported,
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("the tenant is {0:?}; only an active tenant is restored")]
     NotActive(TenantState),
     #[error("the tenant's cell is busy with {0}")]
@@ -67,7 +70,7 @@ pub enum RequestError {
 /// Queues a backup of `slug`'s cell.
 pub async fn request_backup(ctx: &Ctx, slug: &str) -> Result<Backup, RequestError> {
     if !ctx.driver.backs_up() {
-        return Err(RequestError::Unsupported);
+        return Err(RequestError::Unsupported(NO_BACKUPS));
     }
     let mut conn = ctx.pool.acquire().await?;
     let tenant = catalog::tenant(&mut conn, slug)
@@ -79,6 +82,9 @@ pub async fn request_backup(ctx: &Ctx, slug: &str) -> Result<Backup, RequestErro
     let cell = catalog::cell_of_tenant(&mut conn, slug)
         .await?
         .ok_or(RequestError::NotFound)?;
+    if !ctx.driver.backs_up_cell(&cell.spec.0) {
+        return Err(RequestError::Unsupported(KEPT_ELSEWHERE));
+    }
     let row = catalog::request_backup(&mut conn, &cell, BackupKind::Manual).await?;
     ctx.backup_wake.notify_one();
     tracing::info!(tenant = %slug, backup = %row.id, "backup requested");
@@ -93,7 +99,7 @@ pub async fn request_restore(
     to_time: Option<OffsetDateTime>,
 ) -> Result<RestorePlan, RequestError> {
     if !ctx.driver.backs_up() {
-        return Err(RequestError::Unsupported);
+        return Err(RequestError::Unsupported(NO_BACKUPS));
     }
     let mut tx = ctx.pool.begin().await?;
     let tenant = catalog::tenant_for_update(&mut tx, slug)
@@ -107,6 +113,9 @@ pub async fn request_restore(
     }
     if let Some(op) = &cell.op {
         return Err(RequestError::Busy(op.clone()));
+    }
+    if !ctx.driver.backs_up_cell(&cell.spec.0) {
+        return Err(RequestError::Unsupported(KEPT_ELSEWHERE));
     }
     let backup = match from {
         Some(id) => catalog::backup(&mut tx, id)
@@ -178,6 +187,13 @@ pub fn parse_restore(
                 None
             }
         });
+    if to_time.is_some_and(|t| t > OffsetDateTime::now_utc()) {
+        errors.push(wire_types::FieldError::new(
+            "to_time",
+            "out_of_range",
+            "a time in the past: nothing after now has been written yet",
+        ));
+    }
     if from.is_some() && to_time.is_some() {
         errors.push(wire_types::FieldError::new(
             "to_time",
@@ -304,7 +320,7 @@ async fn schedule(ctx: &Ctx) -> anyhow::Result<()> {
             cell.status.0.phase,
             cell_model::Phase::Ready | cell_model::Phase::Degraded
         );
-        if !serving || cell.op.is_some() {
+        if !serving || cell.op.is_some() || !ctx.driver.backs_up_cell(&cell.spec.0) {
             continue;
         }
         let every = ctx.config.backup_every.unwrap_or_else(|| {

@@ -216,6 +216,17 @@ async fn backup_and_restore_requests_are_checked() {
     let (status, body) = call(
         Method::POST,
         "/v1/tenants/acme/restore",
+        Some(json!({ "to_time": "2999-01-01T00:00:00Z" })),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["details"]["fields"][0]["code"], "out_of_range",
+        "{body}"
+    );
+    let (status, body) = call(
+        Method::POST,
+        "/v1/tenants/acme/restore",
         Some(json!({ "from": 7 })),
     )
     .await;

@@ -70,7 +70,7 @@ fn error(e: RequestError) -> ApiError {
     let message = e.to_string();
     match e {
         RequestError::NotFound => ApiError::new(ErrorCode::TenantNotFound, message),
-        RequestError::Unsupported => ApiError::new(ErrorCode::Conflict, message),
+        RequestError::Unsupported(_) => ApiError::new(ErrorCode::Conflict, message),
         RequestError::NotActive(state) => ApiError::new(ErrorCode::TenantNotActive, message)
             .with_details(serde_json::json!({ "state": state.as_str() })),
         RequestError::Busy(op) => ApiError::new(ErrorCode::OperationInProgress, message)

@@ -369,6 +369,11 @@ impl CellDriver for KubeDriver {
         true
     }
 
+    /// In-cluster cells (CloudNativePG); an rds cell's are RDS's automated backups.
+    fn backs_up_cell(&self, spec: &CellSpec) -> bool {
+        spec.database.engine == cell_model::DatabaseEngine::InCluster
+    }
+
     fn back_up<'a>(
         &'a self,
         work: Work<'a>,
