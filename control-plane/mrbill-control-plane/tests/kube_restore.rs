@@ -183,7 +183,10 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     let mut rds = spec.clone();
     rds.database.engine = DatabaseEngine::Rds;
     assert!(c.driver.backs_up_cell(&spec));
-    assert!(!c.driver.backs_up_cell(&rds), "never scheduled, refused when asked for");
+    assert!(
+        !c.driver.backs_up_cell(&rds),
+        "never scheduled, refused when asked for"
+    );
     let refused = c
         .driver
         .back_up(Work::new(&rds, "eks-1"), uuid::Uuid::now_v7())
