@@ -86,15 +86,14 @@ impl ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
-    /// Database failures the handler did not map itself: pool exhaustion, lost connections and
-    /// a server shutting down, restarting or recovering (SQLSTATE classes 08 and 57P) are
-    /// unavailability (503, retry), everything else is a bug (500).
+    /// Database failures the handler did not map itself: pool exhaustion, lost connections, a
+    /// server shutting down, restarting or recovering (SQLSTATE classes 08 and 57P) and one
+    /// out of resources — a full disk, memory, connections (class 53) — are unavailability
+    /// (503, retry), everything else is a bug (500).
     fn from(err: sqlx::Error) -> Self {
         let unavailable = match &err {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_sqlstate(&code)),
             _ => false,
         };
         match err {
@@ -106,6 +105,16 @@ impl From<sqlx::Error> for ApiError {
             other => ApiError::internal(other),
         }
     }
+}
+
+/// Whether a SQLSTATE says the database cannot serve now, rather than that the request or
+/// the code is wrong: connection exceptions (08), operator intervention — shutdown, crash
+/// recovery (57P) — and insufficient resources — disk full, out of memory, too many
+/// connections (53).
+pub fn unavailable_sqlstate(code: &str) -> bool {
+    ["08", "57P", "53"]
+        .iter()
+        .any(|class| code.starts_with(class))
 }
 
 impl IntoResponse for ApiError {
@@ -144,6 +153,16 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_out_of_service_or_resources_is_unavailable_and_a_bad_query_is_not() {
+        for code in ["08006", "57P01", "57P03", "53100", "53200", "53300"] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02", "40001", "57014"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: start the real `poc-service` binary the way the local driver
 //! will (secrets files, bootstrap, ready file) and stop it.
 
+pub mod disk;
 pub mod ledger;
 pub mod platform;
 pub mod seed;

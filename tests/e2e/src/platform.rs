@@ -17,6 +17,8 @@ pub struct Platform {
     pub home: PathBuf,
     /// The router's base URL.
     pub router: String,
+    /// A size-limited filesystem under the home (unmounted once the platform is down).
+    disk: Option<crate::disk::Bounded>,
 }
 
 /// What a `mrbill` run printed and how it ended.
@@ -77,6 +79,7 @@ impl Platform {
         let mut platform = Self {
             home,
             router: String::new(),
+            disk: None,
         };
         let up = platform.mrbill_env(&["up", "--router-addr", "127.0.0.1:0", "-o", "json"], env);
         platform.router = up.json()["router"].as_str().expect("router url").to_owned();
@@ -166,6 +169,18 @@ impl Platform {
             .as_str()
             .expect("token")
             .to_owned()
+    }
+
+    /// Puts the cells of `placement` made from now on a filesystem of `bytes` (the full-disk
+    /// fault fills it); kept until the platform is down.
+    pub fn bound_cells(&mut self, placement: &str, bytes: u64) -> &crate::disk::Bounded {
+        let cells = self.home.join("placements").join(placement).join("cells");
+        self.disk.insert(crate::disk::Bounded::mount(&cells, bytes))
+    }
+
+    /// The filesystem [`Platform::bound_cells`] mounted.
+    pub fn disk(&self) -> Option<&crate::disk::Bounded> {
+        self.disk.as_ref()
     }
 
     /// The directory of a cell on the default placement (`local`).
@@ -290,6 +305,7 @@ impl Drop for Platform {
         if down.code != 0 {
             eprintln!("mrbill down failed: {}", down.stderr);
         }
+        drop(self.disk.take());
         if std::env::var_os("MRBILL_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.home);
         } else {

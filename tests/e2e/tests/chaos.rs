@@ -2,10 +2,12 @@
 //! reports through the router, logging every acknowledged write, while faults hit the
 //! platform one at a time — SIGKILL to poc-, dojo- and media-service, the router, the control
 //! plane and the cell's supervisor; the cell's Postgres shut down fast (SIGINT) and
-//! immediately (SIGQUIT). Each fault is injected once the writers have been acknowledged again
+//! immediately (SIGQUIT); the cell's disk full (its directory is on a 1 GiB tmpfs, filled to
+//! the last byte until a write is refused, then freed). Each fault is injected once the writers have been acknowledged again
 //! since the last one came back (no sleeps decide when), and its recovery is measured from
-//! the signal to the first request that succeeds (or the process listening again), against
-//! the budgets: a service ≤ 5 s, Postgres ≤ 10 s, the router ≤ 2 s. Afterwards every
+//! the signal to the first request that succeeds (or the process listening again) — for the
+//! full disk from the moment space is free to the next acknowledged write — against the
+//! budgets: a service ≤ 5 s, Postgres (and a full disk) ≤ 10 s, the router ≤ 2 s. Afterwards every
 //! acknowledged write is present exactly once, and whatever else is there is a write whose
 //! answer never came (in doubt: the client cannot know). `./x soak` repeats the faults for
 //! many rounds (`MRBILL_CHAOS_ROUNDS`).
@@ -30,6 +32,7 @@ enum Fault {
     ControlPlane,
     Supervisor,
     Postgres(&'static str),
+    DiskFull,
 }
 
 impl Fault {
@@ -40,13 +43,14 @@ impl Fault {
             Fault::ControlPlane => "kill -9 control plane".into(),
             Fault::Supervisor => "kill -9 supervisor".into(),
             Fault::Postgres(sig) => format!("postgres {sig}"),
+            Fault::DiskFull => "disk full".into(),
         }
     }
 
     fn budget(self) -> Duration {
         match self {
             Fault::Router => Duration::from_secs(2),
-            Fault::Postgres(_) => Duration::from_secs(10),
+            Fault::Postgres(_) | Fault::DiskFull => Duration::from_secs(10),
             _ => Duration::from_secs(5),
         }
     }
@@ -75,6 +79,7 @@ fn target(platform: &Platform, cell_dir: &Path, fault: Fault) -> (u32, &'static 
             (pid.trim().parse().expect("pid"), "KILL")
         }
         Fault::Postgres(sig) => (postmaster(cell_dir), sig),
+        Fault::DiskFull => unreachable!("a full disk is no signal"),
     }
 }
 
@@ -104,9 +109,50 @@ async fn recovered(platform: &Platform, cell_dir: &Path, token: &str, fault: Fau
         .is_ok_and(|r| r.status().is_success())
 }
 
+/// Fills the cell's filesystem until the cell refuses a write (or leaves one in doubt), then
+/// frees it; how long after the space was free the next write was acknowledged.
+async fn disk_full(platform: &Platform, ledger: &Mutex<Ledger>) -> Duration {
+    let disk = platform.disk().expect("the cells' filesystem");
+    // Refusals of unavailability (5xx) and writes left in doubt; not 429s, which the writers'
+    // pace draws anyway.
+    let troubles = || async {
+        let l = ledger.lock().await;
+        let unavailable: u32 = l.refused.range(500..).map(|(_, n)| n).sum();
+        unavailable as usize + l.in_doubt.len()
+    };
+    let before = troubles().await;
+    let hit = Instant::now();
+    disk.fill();
+    assert_eq!(disk.available(), 0, "the disk is full");
+    while troubles().await == before {
+        assert!(
+            hit.elapsed() < Duration::from_secs(60),
+            "writes went on with a full disk for a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "disk full: a write refused after {} ms ({:?})",
+        hit.elapsed().as_millis(),
+        ledger.lock().await.refused
+    );
+    let acknowledged = ledger.lock().await.pocs.len();
+    let freed = Instant::now();
+    disk.free();
+    while ledger.lock().await.pocs.len() == acknowledged {
+        assert!(
+            freed.elapsed() < Duration::from_secs(60),
+            "no write acknowledged a minute after the disk had room again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    freed.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_budget() {
-    let platform = Platform::up();
+    let mut platform = Platform::up();
+    platform.bound_cells("local", 1 << 30);
     let tenant = platform.create_tenant("acme");
     let cell = tenant["cell"]["cell_id"].as_str().expect("cell").to_owned();
     let cell_dir = platform.cell_dir(&cell);
@@ -153,6 +199,7 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
         Fault::Supervisor,
         Fault::Postgres("INT"),
         Fault::Postgres("QUIT"),
+        Fault::DiskFull,
     ];
     // `./x soak` runs the faults round after round (MRBILL_CHAOS_ROUNDS); the test command once.
     let rounds: usize = std::env::var("MRBILL_CHAOS_ROUNDS")
@@ -171,6 +218,12 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
                 fault.name()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Fault::DiskFull = fault {
+            let took = disk_full(&platform, &ledger).await;
+            eprintln!("{:<24} back after {:>5} ms", fault.name(), took.as_millis());
+            report.push((fault, took));
+            continue;
         }
         let (pid, signal) = target(&platform, &cell_dir, fault);
         let hit = Instant::now();
