@@ -87,7 +87,14 @@ async fn a_restore_replaces_the_cluster_with_one_recovered_from_the_backup_once_
         s.condition("Restored"),
         (ConditionStatus::False, "Fencing".into())
     );
-    assert!(s.api.get(&cnpg("clusters"), "postgres").is_some());
+    let held = s.api.get(&cnpg("clusters"), "postgres").expect("held");
+    assert_eq!(
+        held["spec"], old["spec"],
+        "the old Cluster is neither replaced nor changed"
+    );
+    let deployments = format!("apis/apps/v1/namespaces/{NS}/deployments");
+    let poc = s.api.get(&deployments, "poc-service").expect("poc");
+    assert_eq!(poc["spec"]["replicas"], 0, "the services are told to stop");
 
     service_pods(&s, 0);
     s.reconcile().await.expect("fenced");

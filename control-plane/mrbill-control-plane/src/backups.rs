@@ -102,10 +102,7 @@ pub async fn request_restore(
         return Err(RequestError::Unsupported(NO_BACKUPS));
     }
     let mut tx = ctx.pool.begin().await?;
-    let tenant = catalog::tenant_for_update(&mut tx, slug)
-        .await?
-        .ok_or(RequestError::NotFound)?;
-    let cell = catalog::cell_of_tenant_for_update(&mut tx, slug)
+    let (tenant, cell) = catalog::lock_tenant_and_cell(&mut tx, slug)
         .await?
         .ok_or(RequestError::NotFound)?;
     if tenant.state() != TenantState::Active {

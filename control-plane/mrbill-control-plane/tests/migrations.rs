@@ -155,6 +155,18 @@ async fn a_migration_freezes_switches_and_retires_the_source() {
             .iter()
             .all(|(_, from, to)| from == "local" && to == "edge")
     );
+    // The migration is `done` inside its retire step; the step is recorded right after.
+    let mut done = done;
+    for _ in 0..400 {
+        if done["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|s| s["done"] == true))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        done = latest(&plane, "acme").await;
+    }
     let recorded: Vec<String> = done["steps"]
         .as_array()
         .expect("steps")

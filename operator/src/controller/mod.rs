@@ -29,18 +29,20 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::apply::{self, FIELD_MANAGER, MANAGED_BY};
 use crate::error::Error;
 
 mod backups;
+mod deletion;
 mod migration;
 mod observe;
 mod rds_move;
 mod restore;
 use crate::aws::{AwsClients, InstanceState, StackState};
-use crate::render::{self, Images, namespace};
+use crate::render::{self, Images};
+use deletion::{cleanup, ensure_finalizer};
 use observe::*;
 
 /// Set to `"true"` on a Cell to stop the operator from writing anything for it.
@@ -245,15 +247,9 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         }
         return Ok(Action::requeue(RESYNC));
     }
-    if let Some((reason, message)) = restore::replacing(ctx, cell).await? {
-        let mut status = cell.status.clone().unwrap_or_default();
-        status.observed_generation = cell.meta().generation;
-        set(&mut status, cell_model::RESTORED, false, reason, &message);
-        if Some(&status) != cell.status.as_ref() {
-            write_status(cell, ctx, &status).await?;
-        }
-        return Ok(Action::requeue(WAIT));
-    }
+    // A restore replacing the database holds the Cluster (neither applied nor pruned) while
+    // everything else converges: a suspended cell's services stop first.
+    let replacing = restore::replacing(ctx, cell).await?;
     let mut rds_secrets = None;
     // An rds cell's artifacts bucket (its stack's), once the stack is ready.
     let mut bucket = None;
@@ -375,6 +371,9 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         .await;
     }
     for object in rest {
+        if replacing.is_some() && object["kind"] == "Cluster" {
+            continue;
+        }
         apply::apply(&ctx.client, cell, object.clone()).await?;
     }
     let pruned = apply::prune(&ctx.client, cell, &desired).await?;
@@ -383,7 +382,10 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
 
     let previous = cell.status.clone().unwrap_or_default();
-    let status = observe(cell, ctx, &previous, aws.as_ref(), roles, moving).await?;
+    let mut status = observe(cell, ctx, &previous, aws.as_ref(), roles, moving).await?;
+    if let Some((reason, message)) = &replacing {
+        set(&mut status, cell_model::RESTORED, false, reason, message);
+    }
     let ready = status.phase == Phase::Ready;
     if let Some(event) = transition(&previous, &status) {
         publish(ctx, cell, event.0, event.1, event.2).await;
@@ -396,145 +398,16 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         render::migration::target_phase(cell),
         Some(cell_model::MigrationPhase::Sync | cell_model::MigrationPhase::Verify)
     );
-    Ok(Action::requeue(if ready || cell.spec.suspended {
+    Ok(Action::requeue(if replacing.is_some() {
+        // Nothing watched says when the old volumes are gone.
+        Duration::from_secs(2)
+    } else if ready || cell.spec.suspended {
         RESYNC
     } else if urgent {
         Duration::from_millis(200)
     } else {
         WAIT
     }))
-}
-
-/// Deletion: the namespace goes first (with everything in it, data included), then the
-/// finalizer, so a Cell that is gone means a cell that is gone.
-async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
-    if !cell.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
-    let previous = cell.status.clone().unwrap_or_default();
-    // Data first, on every pass until the namespace is gone: the database volumes outlive it.
-    let kept = apply::retain_database_volumes(&ctx.client, cell).await?;
-    if previous.phase != Phase::Deleting {
-        let note = if kept.is_empty() {
-            format!("deleting namespace {}", namespace(cell))
-        } else {
-            format!(
-                "deleting namespace {}; database volumes retained: {}",
-                namespace(cell),
-                kept.join(", ")
-            )
-        };
-        publish(ctx, cell, EventType::Normal, "Deleting", &note).await;
-        let mut status = previous.clone();
-        status.phase = Phase::Deleting;
-        set(
-            &mut status,
-            "Ready",
-            false,
-            "Deleting",
-            "the cell is being deleted",
-        );
-        write_status(cell, ctx, &status).await?;
-    }
-    if !backups::final_backup(ctx, cell).await? {
-        return Ok(Action::requeue(Duration::from_secs(10)));
-    }
-    if !apply::delete_namespace(&ctx.client, cell).await? {
-        return Ok(Action::requeue(Duration::from_secs(5)));
-    }
-    // Outside the namespace: the AWS foundation (its key and bucket are retained by the
-    // template, so no data goes with it).
-    if cell.spec.database.engine == DatabaseEngine::Rds
-        && let Some(aws) = &ctx.aws
-    {
-        // The instance goes only after a final snapshot (named after the deletion time, so a
-        // retried deletion takes the same one); then the stack.
-        let stamp = cell
-            .meta()
-            .deletion_timestamp
-            .as_ref()
-            .map(|t| t.0.as_second())
-            .unwrap_or_default();
-        let snapshot = format!("mrbill-{}-final-{stamp}", cell.spec.cell_id);
-        match aws.rds.delete(cell, &snapshot).await? {
-            None => return Ok(Action::requeue(Duration::from_secs(10))),
-            Some(snapshot) => {
-                tracing::info!(cell = %cell.name_any(), %snapshot, "database deleted after its final snapshot");
-                publish(ctx, cell, EventType::Normal, "FinalSnapshot", &snapshot).await;
-            }
-        }
-        if !aws.foundation.delete(cell).await? {
-            return Ok(Action::requeue(Duration::from_secs(10)));
-        }
-    }
-    let kept: Vec<&String> = cell
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    patch_metadata(
-        cell,
-        ctx,
-        json!({ "finalizers": kept }),
-        "removing the finalizer",
-    )
-    .await?;
-    tracing::info!(cell = %cell.name_any(), "cell deleted");
-    Ok(Action::await_change())
-}
-
-async fn ensure_finalizer(cell: &Cell, ctx: &Context) -> Result<(), Error> {
-    if cell.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
-    let mut finalizers = cell.finalizers().to_vec();
-    finalizers.push(FINALIZER.into());
-    let patched = patch_metadata(
-        cell,
-        ctx,
-        json!({ "finalizers": finalizers }),
-        "adding the finalizer",
-    )
-    .await;
-    match patched {
-        // This reconcile read the Cell before the previous one's write reached the cache
-        // (several watches queue it): the Cell as it is now decides.
-        Err(Error::Kube {
-            source: kube::Error::Api(status),
-            ..
-        }) if status.is_conflict() => {
-            let now = Api::<Cell>::all(ctx.client.clone())
-                .get(&cell.name_any())
-                .await
-                .map_err(|source| {
-                    Error::kube(format!("reading Cell {}", cell.name_any()), source)
-                })?;
-            match now.finalizers().iter().any(|f| f == FINALIZER) {
-                true => Ok(()),
-                false => Box::pin(ensure_finalizer(&now, ctx)).await,
-            }
-        }
-        other => other,
-    }
-}
-
-/// A merge patch of the Cell's metadata, conditional on the version this reconcile read.
-async fn patch_metadata(
-    cell: &Cell,
-    ctx: &Context,
-    mut metadata: Value,
-    action: &str,
-) -> Result<(), Error> {
-    metadata["resourceVersion"] = json!(cell.resource_version());
-    Api::<Cell>::all(ctx.client.clone())
-        .patch(
-            &cell.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "metadata": metadata })),
-        )
-        .await
-        .map_err(|source| Error::kube(format!("{action} of Cell {}", cell.name_any()), source))?;
-    Ok(())
 }
 
 async fn write_status(cell: &Cell, ctx: &Context, status: &CellStatus) -> Result<(), Error> {

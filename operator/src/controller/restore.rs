@@ -26,8 +26,9 @@ use super::Context;
 use super::observe::set;
 
 /// Why the cell's database is not yet the restore's (`reason`, `message`), after doing what
-/// can be done now; `None` once the live Cluster is the restore's or gone (converge renders
-/// the recovered one).
+/// can be done now — while `Some`, converge neither applies nor prunes the Cluster; `None`
+/// once the live Cluster is the restore's, or gone with its volumes (converge then creates the
+/// recovered one).
 pub(super) async fn replacing(
     ctx: &Context,
     cell: &Cell,

@@ -18,16 +18,8 @@ use e2e_tests::platform::Platform;
 use e2e_tests::seed;
 
 fn main() {
-    let sizes: Vec<u64> = std::env::var("BACKUP_SIZES")
-        .unwrap_or_else(|_| "10000,100000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let sizes = seed::sizes("BACKUP_SIZES", "10000,100000");
+    let rt = seed::runtime();
     let platform = Platform::up();
     println!("binaries: {}", test_support::bin_dir().display());
     for size in sizes {

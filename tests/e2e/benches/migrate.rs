@@ -19,16 +19,8 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 fn main() {
-    let sizes: Vec<u64> = std::env::var("MIGRATE_SIZES")
-        .unwrap_or_else(|_| "1000,10000,100000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let sizes = seed::sizes("MIGRATE_SIZES", "1000,10000,100000");
+    let rt = seed::runtime();
     let platform = Platform::up_with(&[
         ("MRBILL_PLACEMENTS", "local=20,edge=20"),
         ("MRBILL_MIGRATE_GRACE_SECS", "5"),

@@ -25,6 +25,68 @@ pub struct Ledger {
     pub in_doubt: std::collections::BTreeSet<String>,
 }
 
+/// The load the tests run: four writers through the router (two creating PoCs, one editing a
+/// PoC, one creating dojos and queueing reports), each logging what it was told, until
+/// [`Load::finish`].
+pub struct Load {
+    pub ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the writers against the tenant at `base` (`<router>/t/<slug>`) as `token`,
+    /// editing PoC `edited`.
+    pub fn start(base: &str, token: &str, edited: &str) -> Self {
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = || Writer {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .expect("client"),
+            ledger: ledger.clone(),
+            stop: stop.clone(),
+        };
+        let writers = vec![
+            tokio::spawn(writer().create_pocs(1)),
+            tokio::spawn(writer().create_pocs(2)),
+            tokio::spawn(writer().edit(edited.to_owned())),
+            tokio::spawn(writer().create_dojos_and_reports()),
+        ];
+        Self {
+            ledger,
+            stop,
+            writers,
+        }
+    }
+
+    /// How many PoCs were acknowledged so far.
+    pub async fn acknowledged(&self) -> usize {
+        self.ledger.lock().await.pocs.len()
+    }
+
+    /// Waits until `more` PoCs beyond `since` are acknowledged (at most `within`).
+    pub async fn until_acknowledged(&self, since: usize, more: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.acknowledged().await < since + more {
+            assert!(Instant::now() < deadline, "the writers stalled at {since}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the writers and waits for them; the ledger.
+    pub async fn finish(self) -> Ledger {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.writers {
+            w.await.expect("writer");
+        }
+        std::mem::take(&mut *self.ledger.lock().await)
+    }
+}
+
 pub struct Writer {
     pub base: String,
     pub token: String,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::ledger::completed_report;
 use e2e_tests::platform::{Platform, cell_services, kill, processes_with, wait_until};
+use e2e_tests::seed;
 use serde_json::{Value, json};
 
 async fn create_poc(api: &test_support::ApiClient, name: &str) -> String {
@@ -62,25 +63,8 @@ async fn the_restore_drill_brings_back_every_row_object_and_document_of_the_back
         .expect("download");
     assert_eq!(report.status(), 200);
     let report = report.bytes().await.expect("report bytes");
-    let dojo = api
-        .post(
-            "/v1/dojos",
-            &json!({ "name": "Drill", "language": "rust", "initial_code": "" }),
-        )
-        .await
-        .assert_status(201)["id"]
-        .as_str()
-        .expect("dojo")
-        .to_owned();
-    let ws = platform.router_url().replacen("http", "ws", 1);
-    let live_url = format!("{ws}/t/acme/v1/dojos/{dojo}/live?token={token}&acks=true");
-    let mut live = test_support::live::Live::connect(&live_url, None).await;
-    live.until("the welcome", |l| !l.got.room.is_empty()).await;
-    live.insert(0, "fn kept() {}\n").await;
-    live.until("the edit acknowledged", |l| {
-        l.got.acks.iter().any(|a| a["updates"] == 1)
-    })
-    .await;
+    let (live_url, live) =
+        seed::dojo_with_edit(&platform, "acme", &token, "Drill", "fn kept() {}\n").await;
     drop(live);
 
     let chosen = backup(&platform);

@@ -3,22 +3,20 @@
 //! platform one at a time — SIGKILL to poc-, dojo- and media-service, the router, the control
 //! plane and the cell's supervisor; the cell's Postgres shut down fast (SIGINT) and
 //! immediately (SIGQUIT); the cell's disk full (its directory is on a 1 GiB tmpfs, filled to
-//! the last byte until a write is refused, then freed). Each fault is injected once the writers have been acknowledged again
-//! since the last one came back (no sleeps decide when), and its recovery is measured from
-//! the signal to the first request that succeeds (or the process listening again) — for the
-//! full disk from the moment space is free to the next acknowledged write — against the
-//! budgets: a service ≤ 5 s, Postgres (and a full disk) ≤ 10 s, the router ≤ 2 s. Afterwards every
-//! acknowledged write is present exactly once, and whatever else is there is a write whose
-//! answer never came (in doubt: the client cannot know). `./x soak` repeats the faults for
-//! many rounds (`MRBILL_CHAOS_ROUNDS`).
+//! the last byte until a write is refused, then freed). Each fault is injected once the
+//! writers have been acknowledged again since the last one came back (no sleeps decide when),
+//! and its recovery is measured from the signal to the first request that succeeds (or the
+//! process listening again) — for the full disk from the moment space is free to the next
+//! acknowledged write — against the budgets: a service ≤ 5 s, Postgres (and a full disk)
+//! ≤ 10 s, the router ≤ 2 s. Afterwards every acknowledged write is present exactly once, and
+//! whatever else is there is a write whose answer never came (in doubt: the client cannot
+//! know). `./x soak` repeats the faults for many rounds (`MRBILL_CHAOS_ROUNDS`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_tests::ledger::{Ledger, Writer, completed_report};
+use e2e_tests::ledger::{Ledger, Load, completed_report};
 use e2e_tests::platform::{Platform, kill, pid_alive};
 use serde_json::json;
 use sqlx::Connection;
@@ -170,25 +168,11 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
         .expect("poc")
         .to_owned();
 
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = || Writer {
-        base: format!("{}/t/acme", platform.router_url()),
-        token: token.clone(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client"),
-        ledger: ledger.clone(),
-        stop: stop.clone(),
-    };
-    let writers = vec![
-        tokio::spawn(writer().create_pocs(1)),
-        tokio::spawn(writer().create_pocs(2)),
-        tokio::spawn(writer().edit(edited.clone())),
-        tokio::spawn(writer().create_dojos_and_reports()),
-    ];
-    let acknowledged = || async { ledger.lock().await.pocs.len() };
+    let load = Load::start(
+        &format!("{}/t/acme", platform.router_url()),
+        &token,
+        &edited,
+    );
 
     let faults = [
         Fault::Service("poc"),
@@ -209,18 +193,11 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
     let mut report = Vec::new();
     for fault in (0..rounds).flat_map(|_| faults) {
         // Injected once the writers were acknowledged again since the last fault.
-        let before = acknowledged().await;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acknowledged().await < before + 5 {
-            assert!(
-                Instant::now() < deadline,
-                "the writers stalled before {}",
-                fault.name()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let since = load.acknowledged().await;
+        load.until_acknowledged(since, 5, Duration::from_secs(60))
+            .await;
         if let Fault::DiskFull = fault {
-            let took = disk_full(&platform, &ledger).await;
+            let took = disk_full(&platform, &load.ledger).await;
             eprintln!("{:<24} back after {:>5} ms", fault.name(), took.as_millis());
             report.push((fault, took));
             continue;
@@ -249,15 +226,10 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
         report.push((fault, took));
     }
     // The writers go on a little against the recovered platform, then stop.
-    let before = acknowledged().await;
-    while acknowledged().await < before + 5 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.await.expect("writer");
-    }
-    let ledger = ledger.lock().await;
+    let since = load.acknowledged().await;
+    load.until_acknowledged(since, 5, Duration::from_secs(60))
+        .await;
+    let ledger = load.finish().await;
     eprintln!(
         "acknowledged {} PoCs, {} edits, {} dojos, {} reports; refused {:?}; in doubt {}",
         ledger.pocs.len(),

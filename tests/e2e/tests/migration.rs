@@ -5,14 +5,12 @@
 //! nothing the writers were not told about, and what was issued before the move (the access
 //! token, a signed download link, a dojo's acknowledged edit) still works.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use e2e_tests::ledger::{Ledger, Writer, completed_report};
+use e2e_tests::ledger::{Load, completed_report};
 use e2e_tests::platform::{Platform, wait_until};
+use e2e_tests::seed;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 /// The ids of the writers' PoCs in a cell's database.
 async fn ledger_pocs(
@@ -66,25 +64,8 @@ async fn a_tenant_moves_while_clients_write_and_nothing_is_lost() {
         .expect("id")
         .to_owned();
     let link = completed_report(&api, &report).await;
-    let dojo = api
-        .post(
-            "/v1/dojos",
-            &json!({ "name": "Before", "language": "rust", "initial_code": "" }),
-        )
-        .await
-        .assert_status(201)["id"]
-        .as_str()
-        .expect("dojo")
-        .to_owned();
-    let ws = platform.router_url().replacen("http", "ws", 1);
-    let live_url = format!("{ws}/t/acme/v1/dojos/{dojo}/live?token={token}&acks=true");
-    let mut live = test_support::live::Live::connect(&live_url, None).await;
-    live.until("the welcome", |l| !l.got.room.is_empty()).await;
-    live.insert(0, "fn before() {}\n").await;
-    live.until("the edit acknowledged", |l| {
-        l.got.acks.iter().any(|a| a["updates"] == 1)
-    })
-    .await;
+    let (live_url, mut live) =
+        seed::dojo_with_edit(&platform, "acme", &token, "Before", "fn before() {}\n").await;
     let edited = api
         .post(
             "/v1/pocs",
@@ -97,24 +78,11 @@ async fn a_tenant_moves_while_clients_write_and_nothing_is_lost() {
         .expect("poc")
         .to_owned();
 
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = || Writer {
-        base: format!("{}/t/acme", platform.router_url()),
-        token: token.clone(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("client"),
-        ledger: ledger.clone(),
-        stop: stop.clone(),
-    };
-    let writers = vec![
-        tokio::spawn(writer().create_pocs(1)),
-        tokio::spawn(writer().create_pocs(2)),
-        tokio::spawn(writer().edit(edited.clone())),
-        tokio::spawn(writer().create_dojos_and_reports()),
-    ];
+    let load = Load::start(
+        &format!("{}/t/acme", platform.router_url()),
+        &token,
+        &edited,
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let home = platform.home.clone();
@@ -134,11 +102,7 @@ async fn a_tenant_moves_while_clients_write_and_nothing_is_lost() {
     .await
     .expect("join");
     tokio::time::sleep(Duration::from_secs(2)).await; // the writers go on against the target
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        w.await.expect("writer");
-    }
-    let ledger = ledger.lock().await;
+    let ledger = load.finish().await;
     let freeze = moved["freeze_ms"].as_u64().expect("freeze measured");
     eprintln!(
         "moved: freeze {freeze} ms; acknowledged {} PoCs, {} edits, {} dojos, {} reports; refused {:?}",

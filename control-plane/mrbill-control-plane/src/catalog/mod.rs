@@ -12,11 +12,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use wire_types::admin::TenantState;
 
-use crate::domain::NewTenant;
-
+mod admission;
 mod backups;
 mod migrations;
 mod placements;
+pub use admission::*;
 pub use backups::*;
 pub use migrations::*;
 pub use placements::*;
@@ -129,130 +129,6 @@ impl CellRow {
     }
 }
 
-/// Why an onboarding was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum AdmitError {
-    #[error("a tenant with this slug exists")]
-    SlugTaken,
-    #[error("email domains belong to another tenant: {0:?}")]
-    DomainsTaken(Vec<String>),
-    #[error("placement {placement} has {free} free units, the tier needs {units}")]
-    Capacity {
-        placement: String,
-        capacity: i32,
-        used: i64,
-        free: i64,
-        units: i32,
-    },
-    #[error("unknown placement")]
-    UnknownPlacement,
-    #[error("placement {0} is cordoned")]
-    Cordoned(String),
-    #[error("no uncordoned placement in this region")]
-    UnknownRegion,
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-/// Admits a new tenant and its cell (to be provisioned) inside `tx`.
-pub async fn admit(
-    tx: &mut PgConnection,
-    tenant: &NewTenant,
-    spec: &CellSpec,
-) -> Result<(), AdmitError> {
-    let units = tenant.tier.units() as i32;
-    // The placement row lock serializes admissions to one placement.
-    let row: Option<(i32, bool)> =
-        sqlx::query_as("SELECT capacity, cordoned FROM placements WHERE name = $1 FOR UPDATE")
-            .bind(&tenant.placement)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (capacity, cordoned) = row.ok_or(AdmitError::UnknownPlacement)?;
-    if cordoned {
-        return Err(AdmitError::Cordoned(tenant.placement.clone()));
-    }
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE slug = $1)")
-        .bind(&tenant.slug)
-        .fetch_one(&mut *tx)
-        .await?;
-    if exists {
-        return Err(AdmitError::SlugTaken);
-    }
-    let taken: Vec<String> =
-        sqlx::query_scalar("SELECT domain FROM email_domains WHERE domain = ANY($1) ORDER BY 1")
-            .bind(&tenant.email_domains)
-            .fetch_all(&mut *tx)
-            .await?;
-    if !taken.is_empty() {
-        return Err(AdmitError::DomainsTaken(taken));
-    }
-    let used: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(units), 0)::bigint FROM cells
-         WHERE placement = $1 OR target_placement = $1",
-    )
-    .bind(&tenant.placement)
-    .fetch_one(&mut *tx)
-    .await?;
-    if used + i64::from(units) > i64::from(capacity) {
-        return Err(AdmitError::Capacity {
-            placement: tenant.placement.clone(),
-            capacity,
-            used,
-            free: (i64::from(capacity) - used).max(0),
-            units,
-        });
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO tenants (slug, display_name, admin_email, tier, state)
-         VALUES ($1, $2, $3, $4, 'active')",
-    )
-    .bind(&tenant.slug)
-    .bind(&tenant.display_name)
-    .bind(&tenant.admin_email)
-    .bind(tenant.tier.as_str())
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(AdmitError::SlugTaken);
-        }
-        other => other?,
-    };
-    for (i, domain) in tenant.email_domains.iter().enumerate() {
-        let inserted =
-            sqlx::query("INSERT INTO email_domains (domain, tenant, position) VALUES ($1, $2, $3)")
-                .bind(domain)
-                .bind(&tenant.slug)
-                .bind(i as i32)
-                .execute(&mut *tx)
-                .await;
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(AdmitError::DomainsTaken(vec![domain.clone()]));
-            }
-            other => other?,
-        };
-    }
-    let status = CellStatus {
-        phase: cell_model::Phase::Provisioning,
-        ..CellStatus::default()
-    };
-    sqlx::query(
-        "INSERT INTO cells (cell_id, tenant, placement, units, spec, status, op, op_id)
-         VALUES ($1, $2, $3, $4, $5, $6, 'provision', $7)",
-    )
-    .bind(&spec.cell_id)
-    .bind(&tenant.slug)
-    .bind(&tenant.placement)
-    .bind(units)
-    .bind(Json(spec))
-    .bind(Json(&status))
-    .bind(Uuid::now_v7())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, tier, state, backup_path, created_at, admin_invite";
 const CELL_COLUMNS: &str = "cell_id, tenant, placement, target_placement, spec, generation, status, op, op_id, last_op, last_op_id, last_error";
@@ -330,6 +206,20 @@ pub async fn cell_of_tenant_for_update(
     .bind(slug)
     .fetch_optional(conn)
     .await
+}
+
+/// Locks `slug`'s tenant and its cell, in that order, for an operation on them (a migration,
+/// a restore): `None` when there is no such tenant. The caller checks the state it needs.
+pub async fn lock_tenant_and_cell(
+    conn: &mut PgConnection,
+    slug: &str,
+) -> sqlx::Result<Option<(TenantRow, CellRow)>> {
+    let Some(tenant) = tenant_for_update(&mut *conn, slug).await? else {
+        return Ok(None);
+    };
+    Ok(cell_of_tenant_for_update(conn, slug)
+        .await?
+        .map(|cell| (tenant, cell)))
 }
 
 /// Ids of cells with an operation to run.
