@@ -23,7 +23,6 @@ pub struct App {
     bound: Bound,
     pool: PgPool,
     stop_indexer: tokio::sync::watch::Sender<bool>,
-    indexer_task: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -81,7 +80,7 @@ impl App {
         let service_token = ServiceToken::new(config.service_token.clone());
         let (stop_indexer, indexer_stopped) = tokio::sync::watch::channel(false);
         let consumer = indexer::consumer_for(&config.search)?;
-        let (indexer, indexer_task) =
+        let indexer =
             indexer::spawn(pool.clone(), index.clone(), consumer, indexer_stopped).await?;
         let mailer = crate::mail::Mailer::new(&config.mail)?;
         let state = AppState::new(Inner {
@@ -109,7 +108,6 @@ impl App {
             bound,
             pool,
             stop_indexer,
-            indexer_task,
         })
     }
 
@@ -125,9 +123,7 @@ impl App {
         &self.pool
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests, stops the indexer
-    /// (waiting, bounded, until it has let its index go: a replica started on the same index
-    /// directory next finds it unlocked) and closes the pool.
+    /// Serves until `shutdown` resolves, then drains in-flight requests and closes the pool.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -135,12 +131,6 @@ impl App {
         let pool = self.pool.clone();
         let served = self.bound.serve(shutdown).await;
         let _ = self.stop_indexer.send(true);
-        if tokio::time::timeout(std::time::Duration::from_secs(10), self.indexer_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the search indexer did not stop within 10 s");
-        }
         served?;
         pool.close().await;
         Ok(())

@@ -113,8 +113,7 @@ pub fn consumer_for(config: &crate::config::SearchConfig) -> anyhow::Result<Stri
     })
 }
 
-/// Registers the consumer and starts the indexer task, which runs until `shutdown` fires (the
-/// task's handle says when it has, and its index is let go).
+/// Registers the consumer and starts the indexer task, which runs until `shutdown` fires.
 ///
 /// The registration happens before the service takes a write, so every write it acknowledges
 /// leaves a change row of this consumer (`pending` is exact from the first request on); a new
@@ -124,14 +123,14 @@ pub async fn spawn(
     index: Arc<dyn SearchIndex>,
     consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<(Arc<IndexerHandle>, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<Arc<IndexerHandle>> {
     let handle = Arc::new(IndexerHandle {
         reindex: AtomicBool::new(register(&pool, &consumer).await?),
         consumer,
         ..IndexerHandle::default()
     });
-    let task = tokio::spawn(run(pool, index, handle.clone(), shutdown));
-    Ok((handle, task))
+    tokio::spawn(run(pool, index, handle.clone(), shutdown));
+    Ok(handle)
 }
 
 async fn run(
