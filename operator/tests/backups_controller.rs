@@ -178,17 +178,7 @@ async fn a_bound_backups_claim_turns_archiving_on_and_a_deletion_waits_for_a_las
         s.condition("BackupsReady"),
         (ConditionStatus::False, "BucketPending".into())
     );
-    let claims = format!("apis/objectbucket.io/v1alpha1/namespaces/{NS}/objectbucketclaims");
-    s.api.update(&claims, "postgres-backups", |o| {
-        o["status"] = json!({ "phase": "Bound" })
-    });
-    s.api.insert(
-        &format!("api/v1/namespaces/{NS}/configmaps"),
-        json!({ "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": { "name": "postgres-backups", "namespace": NS },
-            "data": { "BUCKET_NAME": "mrbill-c-acme-1234-pg-77", "BUCKET_HOST": "rgw.rook-ceph.svc",
-                      "BUCKET_PORT": "8080" } }),
-    );
+    bind_backups(&s);
     s.become_ready();
     s.reconcile().await.expect("bound");
     let cluster = s.api.get(&cnpg("clusters"), "postgres").expect("cluster");
