@@ -184,3 +184,61 @@ async fn a_suspend_during_provisioning_follows_it() {
     );
     plane.halt().await;
 }
+
+/// A delete removes a tenant and its cell in one transaction; a reader must see both or neither.
+/// While tenants are deleted one after another, readers poll the one being deleted and the
+/// listing: a tenant is answered 200 or 404 — never a 500 from a view that found the tenant but
+/// not its cell — and the listing is always 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_during_deletes_see_a_tenant_whole_or_not_at_all() {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let mut plane = Plane::start().await;
+    let slugs: Vec<String> = (0..30).map(|i| format!("gone{i}")).collect();
+    for slug in &slugs {
+        plane.create(slug).await;
+    }
+    for slug in &slugs {
+        plane.settled(slug, "Ready").await;
+    }
+    let (current, finished) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let deleter = async {
+        for (i, slug) in slugs.iter().enumerate() {
+            current.store(i, Ordering::SeqCst);
+            let path = format!("/v1/tenants/{slug}");
+            let (status, _) = plane.call(reqwest::Method::DELETE, &path, None).await;
+            assert_eq!(status, 202);
+            plane
+                .until(slug, "the tenant to be gone", |s, _| s == 404)
+                .await;
+        }
+        finished.store(true, Ordering::SeqCst);
+    };
+    let read = |listing: bool| {
+        let (plane, slugs, current, finished) = (&plane, &slugs, &current, &finished);
+        async move {
+            let mut answers: BTreeMap<u16, usize> = BTreeMap::new();
+            while !finished.load(Ordering::SeqCst) {
+                let path = if listing {
+                    "/v1/tenants".to_owned()
+                } else {
+                    format!("/v1/tenants/{}", slugs[current.load(Ordering::SeqCst)])
+                };
+                let (status, body) = plane.call(reqwest::Method::GET, &path, None).await;
+                assert!(
+                    status == 200 || (status == 404 && !listing),
+                    "GET {path}: {status} {body}"
+                );
+                *answers.entry(status).or_default() += 1;
+            }
+            answers
+        }
+    };
+    // Two readers of the tenant being deleted, one of the listing.
+    let ((), one, two, all) = tokio::join!(deleter, read(false), read(false), read(true));
+    assert!(one.get(&200).is_some_and(|n| *n > 0), "{one:?}");
+    assert!(two.get(&404).is_some_and(|n| *n > 0), "{two:?}");
+    assert!(all.get(&200).is_some_and(|n| *n > 0), "{all:?}");
+    plane.halt().await;
+}

@@ -104,11 +104,29 @@ impl Platform {
             cmd.env(k, v);
         }
         let out: Output = cmd.output().expect("run mrbill");
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if stderr.contains("error[internal]") {
+            // What the hint points at, so a failure in CI explains itself.
+            stderr.push_str(&self.log_tail("control-plane", 40));
+        }
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr,
         }
+    }
+
+    /// The last `lines` lines of `MRBILL_HOME/logs/<name>.log`, headed by the file's name.
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let path = self.home.join("logs").join(format!("{name}.log"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        let body: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "\n--- {} (last {lines} lines)\n{}\n",
+            path.display(),
+            body.join("\n")
+        )
     }
 
     /// Onboards `slug` (email domain `<slug>.example`) and waits until its cell is ready.

@@ -18,7 +18,7 @@ use service_kit::ApiError;
 use service_kit::auth::bearer_token;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery};
 use service_kit::secrets::constant_time_eq;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use wire_types::admin::{
     Cell, CellList, CreatePlacement, CreateTenant, MigrateTenant, MigrationList, Operation,
     Placement, PlacementList, ScaleTenant, Step, Tenant, TenantList, TenantState, TierList,
@@ -131,13 +131,17 @@ fn admit_error(e: AdmitError) -> ApiError {
 
 async fn list_tenants(State(ctx): State<Arc<Ctx>>) -> Result<ApiJson<TenantList>, ApiError> {
     let mut conn = ctx.pool.acquire().await?;
+    // The list and every tenant's view from one snapshot: a tenant deleted meanwhile is
+    // either wholly there or wholly absent.
+    let mut tx = conn.begin_with(SNAPSHOT).await?;
     let mut tenants = Vec::new();
-    for row in catalog::tenants(&ctx.pool).await? {
+    for row in catalog::tenants(&mut tx).await? {
         // Invite tokens only ever in answers about one tenant, never in listings.
-        let mut tenant = tenant_view(&ctx, &mut conn, &row.slug).await?;
+        let mut tenant = view_in(&ctx, &mut tx, &row.slug).await?;
         tenant.admin_invite = None;
         tenants.push(tenant);
     }
+    tx.commit().await?;
     Ok(ApiJson(TenantList { tenants }))
 }
 
@@ -447,8 +451,20 @@ async fn routes(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
+/// Reads that must agree with each other (a tenant and its cell, which a delete removes
+/// together) see one snapshot.
+const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 async fn tenant_view(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
     catalog::drop_expired_admin_invite(conn, slug).await?;
+    let mut tx = conn.begin_with(SNAPSHOT).await?;
+    let view = view_in(ctx, &mut tx, slug).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+/// A tenant as one snapshot shows it (`conn` is in a repeatable-read transaction).
+async fn view_in(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
     let row: TenantRow = catalog::tenant(conn, slug)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::TenantNotFound, format!("no tenant `{slug}`")))?;

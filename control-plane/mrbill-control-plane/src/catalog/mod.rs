@@ -133,11 +133,11 @@ const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, tier, state, backup_path, created_at, admin_invite";
 const CELL_COLUMNS: &str = "cell_id, tenant, placement, target_placement, spec, generation, status, op, op_id, last_op, last_op_id, last_error";
 
-pub async fn tenants(pool: &PgPool) -> sqlx::Result<Vec<TenantRow>> {
+pub async fn tenants(conn: &mut PgConnection) -> sqlx::Result<Vec<TenantRow>> {
     sqlx::query_as(&format!(
         "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY slug"
     ))
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
