@@ -96,11 +96,23 @@ impl Live {
     /// asks it to come back: its sync step 1, and the server's step 1 answered with every local
     /// edit the server lacks. What was received before is forgotten.
     pub async fn reconnect(&mut self, url: &str, bearer: Option<&str>) {
-        self.socket = open(url, bearer).await.expect("websocket handshake");
+        assert!(
+            self.try_reconnect(url, bearer).await,
+            "websocket handshake"
+        );
+    }
+
+    /// Like [`Live::reconnect`]; `false` (nothing changed) when the handshake fails.
+    pub async fn try_reconnect(&mut self, url: &str, bearer: Option<&str>) -> bool {
+        let Some(socket) = open(url, bearer).await else {
+            return false;
+        };
+        self.socket = socket;
         self.got = Received::default();
         self.presence.clear();
         let sv = self.doc.transact().state_vector();
         self.send(Message::Sync(SyncMessage::SyncStep1(sv))).await;
+        true
     }
 
     pub async fn send(&mut self, message: Message) {

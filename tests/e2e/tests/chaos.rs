@@ -1,5 +1,6 @@
-//! Chaos under load, with a ledger: four writers create PoCs, edit one, create dojos and queue
-//! reports through the router, logging every acknowledged write, while faults hit the
+//! Chaos under load, with a ledger: five writers create PoCs, edit one, create dojos and queue
+//! reports through the router, and edit a dojo's code and chat in it over its live socket,
+//! logging every acknowledged write, while faults hit the
 //! platform one at a time — SIGKILL to poc-, dojo- and media-service, the router, the control
 //! plane and the cell's supervisor; the cell's Postgres shut down fast (SIGINT) and
 //! immediately (SIGQUIT); the cell's disk full (its directory is on a 1 GiB tmpfs, filled to
@@ -231,13 +232,17 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
         .await;
     let ledger = load.finish().await;
     eprintln!(
-        "acknowledged {} PoCs, {} edits, {} dojos, {} reports; refused {:?}; in doubt {}",
+        "acknowledged {} PoCs, {} edits, {} dojos, {} reports, {} live edits and chats \
+         ({} sockets reopened); refused {:?}; in doubt {} (+{} chats)",
         ledger.pocs.len(),
         ledger.edits.len(),
         ledger.dojos.len(),
         ledger.reports.len(),
+        ledger.live.chats.len(),
+        ledger.live.reconnects,
         ledger.refused,
-        ledger.in_doubt.len()
+        ledger.in_doubt.len(),
+        ledger.live.chats_in_doubt.len(),
     );
 
     // A fault is unavailability (503 + Retry-After), never an internal error.
@@ -308,6 +313,13 @@ async fn every_acknowledged_write_survives_each_fault_and_each_recovers_within_b
             "dojo {name} appeared unacknowledged"
         );
     }
+    // The live dojo: every acknowledged edit and chat exactly once, and the sockets the faults
+    // closed were opened again.
+    ledger.live.verify(&platform, "acme", &token).await;
+    assert!(
+        ledger.live.reconnects > 0,
+        "no fault closed the live socket"
+    );
     // Reports queued before, during and after the faults complete.
     for job in &ledger.reports {
         completed_report(&api, job).await;

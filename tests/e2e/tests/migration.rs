@@ -151,6 +151,12 @@ async fn a_tenant_moves_while_clients_write_and_nothing_is_lost() {
         ledger.dojos.len() + 1,
         "the ledger's dojos and the one from before"
     );
+    // The live dojo's edits and chat: its socket followed the cell to the target.
+    ledger.live.verify(&platform, "acme", &token).await;
+    assert!(
+        ledger.live.reconnects > 0,
+        "the fence closed the live socket"
+    );
     // Reports queued before, during and after the cut-over complete, each once.
     for job in &ledger.reports {
         completed_report(&api, job).await;

@@ -2,6 +2,10 @@
 //! under load (a migration, faults) and then check that nothing acknowledged was lost and
 //! nothing unacknowledged appeared.
 
+mod live;
+
+pub use live::LiveLedger;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,11 +27,13 @@ pub struct Ledger {
     /// Writes whose outcome the writer never learned (no answer, or a 5xx): each may or may
     /// not have happened. PoC names, edit descriptions, dojo names.
     pub in_doubt: std::collections::BTreeSet<String>,
+    /// The live writer's dojo edits and chat.
+    pub live: LiveLedger,
 }
 
-/// The load the tests run: four writers through the router (two creating PoCs, one editing a
-/// PoC, one creating dojos and queueing reports), each logging what it was told, until
-/// [`Load::finish`].
+/// The load the tests run: five writers through the router (two creating PoCs, one editing a
+/// PoC, one creating dojos and queueing reports, one editing a dojo's code and chatting in it
+/// over its live socket), each logging what it was told, until [`Load::finish`].
 pub struct Load {
     pub ledger: Arc<Mutex<Ledger>>,
     stop: Arc<AtomicBool>,
@@ -55,6 +61,7 @@ impl Load {
             tokio::spawn(writer().create_pocs(2)),
             tokio::spawn(writer().edit(edited.to_owned())),
             tokio::spawn(writer().create_dojos_and_reports()),
+            tokio::spawn(writer().live_dojo()),
         ];
         Self {
             ledger,
