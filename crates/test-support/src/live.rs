@@ -96,10 +96,7 @@ impl Live {
     /// asks it to come back: its sync step 1, and the server's step 1 answered with every local
     /// edit the server lacks. What was received before is forgotten.
     pub async fn reconnect(&mut self, url: &str, bearer: Option<&str>) {
-        assert!(
-            self.try_reconnect(url, bearer).await,
-            "websocket handshake"
-        );
+        assert!(self.try_reconnect(url, bearer).await, "websocket handshake");
     }
 
     /// Like [`Live::reconnect`]; `false` (nothing changed) when the handshake fails.
