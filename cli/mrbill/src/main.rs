@@ -131,10 +131,12 @@ enum TenantCmd {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Back up the tenant's database, objects and secrets, then remove its cell.
+    /// Back up the tenant's database, objects and secrets, then remove its cell. The backup
+    /// stays (`final` in `mrbill tenant backups`); `mrbill tenant restore` brings the tenant
+    /// back from it (local cells).
     Delete {
         slug: String,
-        /// Required: deleting is not undoable (the backup stays).
+        /// Required: the cell is removed (its backup stays).
         #[arg(long)]
         yes: bool,
         #[arg(long)]
@@ -152,7 +154,8 @@ enum TenantCmd {
     Backups { slug: String },
     /// Bring the tenant back to a backup, in a fresh cell with the same identity (tokens and
     /// links stay valid); requests are held, then answered by the restored cell. Without
-    /// --from or --to-time: the newest completed backup.
+    /// --from or --to-time: the newest completed backup. A deleted tenant comes back as it was
+    /// (same slug, domains, placement and cell), from the backup its delete took.
     Restore {
         slug: String,
         /// A backup's id (`mrbill tenant backups`).

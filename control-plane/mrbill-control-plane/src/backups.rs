@@ -45,6 +45,7 @@ pub const RESTORE: &[Step] = &[
 ];
 
 const NO_BACKUPS: &str = "this control plane's driver takes no backups";
+const DELETED_ELSEWHERE: &str = "a deleted Kubernetes tenant's data stays on its retained volumes and in its backups' bucket; bringing the tenant back is not automated";
 const KEPT_ELSEWHERE: &str = "this cell's database is an RDS instance: its backups are RDS's automated backups and snapshots, restored with RDS";
 
 /// Completed backups kept per tenant whatever their age.
@@ -63,6 +64,9 @@ pub enum RequestError {
     Busy(String),
     #[error("{0}")]
     NoBackup(String),
+    /// A deleted tenant cannot be admitted again as it was (its slug, domains or placement).
+    #[error(transparent)]
+    Readmit(#[from] catalog::AdmitError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -101,16 +105,31 @@ pub async fn request_restore(
     if !ctx.driver.backs_up() {
         return Err(RequestError::Unsupported(NO_BACKUPS));
     }
+    // Held from before the transaction to the publish, as an admission holds it: a deleted
+    // tenant's route comes back in this transaction.
+    let writer = ctx.hub.writer().await;
     let mut tx = ctx.pool.begin().await?;
-    let (tenant, cell) = catalog::lock_tenant_and_cell(&mut tx, slug)
-        .await?
-        .ok_or(RequestError::NotFound)?;
-    if tenant.state() != TenantState::Active {
-        return Err(RequestError::NotActive(tenant.state()));
-    }
-    if let Some(op) = &cell.op {
-        return Err(RequestError::Busy(op.clone()));
-    }
+    let (cell, readmitted) = match catalog::lock_tenant_and_cell(&mut tx, slug).await? {
+        Some((tenant, cell)) => {
+            if tenant.state() != TenantState::Active {
+                return Err(RequestError::NotActive(tenant.state()));
+            }
+            if let Some(op) = &cell.op {
+                return Err(RequestError::Busy(op.clone()));
+            }
+            (cell, None)
+        }
+        None => {
+            let deleted = catalog::deleted_tenant(&mut tx, slug)
+                .await?
+                .ok_or(RequestError::NotFound)?;
+            if !ctx.driver.restores_deleted() {
+                return Err(RequestError::Unsupported(DELETED_ELSEWHERE));
+            }
+            let (cell, event) = crate::tenants::readmit(&mut tx, &writer, &deleted).await?;
+            (cell, Some(event))
+        }
+    };
     if !ctx.driver.backs_up_cell(&cell.spec.0) {
         return Err(RequestError::Unsupported(KEPT_ELSEWHERE));
     }
@@ -143,8 +162,10 @@ pub async fn request_restore(
     let replay_to = to_time.filter(|_| ctx.driver.point_in_time());
     catalog::begin_restore(&mut tx, &cell, &backup, replay_to).await?;
     tx.commit().await?;
+    let deleted = readmitted.is_some();
+    writer.publish(readmitted);
     ctx.wake.notify_one();
-    tracing::info!(tenant = %slug, cell = %cell.cell_id, backup = %backup.id, "restore requested");
+    tracing::info!(tenant = %slug, cell = %cell.cell_id, backup = %backup.id, deleted, "restore requested");
     Ok(RestorePlan {
         tenant: slug.to_owned(),
         cell_id: cell.cell_id.clone(),

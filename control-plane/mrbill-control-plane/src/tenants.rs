@@ -65,6 +65,52 @@ pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> 
     Ok(cell_id)
 }
 
+/// Admits a deleted tenant again as it was (slug, name, admin, domains, tier, placement, and
+/// its cell's id and spec), inside the restore's transaction `tx` that then starts the restore
+/// from one of that cell's backups. The route answers 503 + Retry-After until the restore's
+/// switch. Returns the cell's row and the route event to publish once `tx` commits.
+pub async fn readmit(
+    tx: &mut sqlx::PgConnection,
+    writer: &crate::feed::RouteWriter<'_>,
+    deleted: &catalog::DeletedTenant,
+) -> Result<(catalog::CellRow, cell_model::route_feed::RouteEvent), AdmitError> {
+    let kept = &deleted.tenant.0;
+    let mut spec = kept.spec.clone();
+    spec.suspended = false;
+    spec.migration = None;
+    spec.restore = None;
+    let tenant = NewTenant {
+        slug: deleted.slug.clone(),
+        display_name: kept.display_name.clone(),
+        admin_email: kept.admin_email.clone(),
+        email_domains: kept.email_domains.clone(),
+        tier: spec.tier,
+        placement: spec.placement.clone(),
+        region: None,
+    };
+    catalog::admit(&mut *tx, &tenant, &spec).await?;
+    let event = writer
+        .put(
+            &mut *tx,
+            RouteEntry {
+                tenant: tenant.slug.clone(),
+                cell_id: spec.cell_id.clone(),
+                generation: 0,
+                state: RouteState::Active,
+                services: ServiceUrls::default(),
+                replicas: Default::default(),
+                email_domains: tenant.email_domains.clone(),
+            },
+        )
+        .await?;
+    let cell = catalog::cell_of_tenant(&mut *tx, &tenant.slug)
+        .await?
+        .ok_or_else(|| AdmitError::Db(sqlx::Error::RowNotFound))?;
+    catalog::mark_restored(&mut *tx, deleted).await?;
+    tracing::info!(tenant = %tenant.slug, cell = %spec.cell_id, deleted_at = %deleted.deleted_at, "deleted tenant admitted again");
+    Ok((cell, event))
+}
+
 /// A fresh one-time invite for the first admin: what the control plane shows, and what the
 /// cell gets (the token's SHA-256 only; poc-service creates the invite from it at start).
 fn admin_invite(email: &str) -> (AdminInvite, AdminBootstrap) {

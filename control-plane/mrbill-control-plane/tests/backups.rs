@@ -435,3 +435,118 @@ async fn a_slug_used_again_never_restores_the_old_tenants_backups() {
         "{body}"
     );
 }
+
+/// A deleted tenant comes back as it was: a restore admits it again (slug, name, admin, email
+/// domains, tier, placement, cell id) and runs the restore's steps from the backup its delete
+/// took (kind `final`, listed among its backups). A slug never known, and a deleted tenant whose
+/// email domain another tenant took meanwhile, are refused, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_took() {
+    let plane = Plane::start().await;
+    let create = |slug: &'static str, domain: &'static str| {
+        let plane = &plane;
+        async move {
+            let body = json!({ "slug": slug, "display_name": "Gone Ltd",
+                "admin_email": format!("admin@{domain}"), "email_domains": [domain] });
+            let (status, body) = plane.call(Method::POST, "/v1/tenants", Some(body)).await;
+            assert_eq!(status, 202, "{body}");
+            plane.settled(slug, "Ready").await
+        }
+    };
+    let delete = |slug: &'static str| {
+        let plane = &plane;
+        async move {
+            let path = format!("/v1/tenants/{slug}");
+            let (status, _) = plane.call(Method::DELETE, &path, None).await;
+            assert_eq!(status, 202);
+            plane.until(slug, "the deletion", |s, _| s == 404).await;
+        }
+    };
+    let before = create("gone", "gone.example").await;
+    let cell_id = before["cell"]["cell_id"].clone();
+    delete("gone").await;
+
+    let (status, list) = plane
+        .call(Method::GET, "/v1/tenants/gone/backups", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let finals: Vec<&Value> = list["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter(|b| b["kind"] == "final")
+        .collect();
+    assert_eq!(finals.len(), 1, "{list}");
+    let last = finals[0].clone();
+    assert_eq!(
+        (&last["state"], &last["cell_id"]),
+        (&json!("done"), &cell_id)
+    );
+
+    // Its domain belongs to another tenant now: refused, and it stays deleted.
+    create("thief", "gone.example").await;
+    let restore = |body: Value| plane.call(Method::POST, "/v1/tenants/gone/restore", Some(body));
+    let (status, body) = restore(json!({})).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (409, &json!("email_domain_taken")),
+        "{body}"
+    );
+    assert_eq!(plane.tenant("gone").await.0, 404);
+    delete("thief").await;
+
+    let (status, plan) = restore(json!({})).await;
+    assert_eq!(status, 202, "{plan}");
+    assert_eq!(
+        (&plan["cell_id"], &plan["backup"]["id"]),
+        (&cell_id, &last["id"])
+    );
+    let after = plane.settled("gone", "Ready").await;
+    for field in ["display_name", "admin_email", "email_domains", "tier"] {
+        assert_eq!(after[field], before[field], "{field}");
+    }
+    assert_eq!(after["cell"]["cell_id"], cell_id);
+    assert_eq!(after["cell"]["placement"], before["cell"]["placement"]);
+    let restored = plane.driver.restored.lock().expect("lock").clone();
+    let steps: Vec<Step> = restored.iter().map(|(step, _)| *step).collect();
+    assert_eq!(
+        steps,
+        [
+            Step::Fence,
+            Step::Target,
+            Step::Copy,
+            Step::Verify,
+            Step::Start
+        ]
+    );
+    assert!(
+        restored.iter().all(|(_, dir)| json!(dir) == last["path"]),
+        "{restored:?} from {last}"
+    );
+    let route = plane.route("gone").await.expect("a route");
+    assert_eq!(route.state, RouteState::Active);
+    assert!(
+        route
+            .services
+            .get(cell_model::contract::Service::Poc)
+            .is_some(),
+        "the route serves the cell"
+    );
+
+    // Restored once: the deletion is spent, and the tenant is a tenant again.
+    let (status, body) = restore(json!({ "from": last["id"] })).await;
+    assert_eq!(
+        status, 202,
+        "a live tenant's restore from its old backup: {body}"
+    );
+    plane.settled("gone", "Ready").await;
+
+    let (status, body) = plane
+        .call(Method::POST, "/v1/tenants/never/restore", Some(json!({})))
+        .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &json!("tenant_not_found")),
+        "{body}"
+    );
+}

@@ -255,7 +255,8 @@ pub struct Backup {
     pub tenant: String,
     pub cell_id: String,
     pub placement: String,
-    /// `scheduled` (by the tier's schedule), `manual` (`mrbill tenant backup`).
+    /// `scheduled` (by the tier's schedule), `manual` (`mrbill tenant backup`), `final` (taken
+    /// by the tenant's delete).
     pub kind: String,
     /// `pending` → `running` → `done` | `failed`.
     pub state: String,

@@ -2,7 +2,8 @@
 //! more writes, the cell destroyed as a lost disk would (its processes killed with SIGKILL,
 //! its directory removed), then `mrbill tenant restore --to-time`: every row, object and dojo
 //! document of the chosen backup is back, nothing written after it is, and what was issued
-//! before (the access token, a signed download link) still works.
+//! before (the access token, a signed download link) still works. And a tenant deleted by
+//! mistake: `mrbill tenant restore` brings it back from the backup its delete took.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -40,6 +41,65 @@ fn backup(platform: &Platform) -> Value {
     taken
 }
 
+/// What the drills write before a backup: PoCs, a report (its signed link downloaded), and a
+/// dojo with an acknowledged edit.
+struct Seeded {
+    pocs: BTreeSet<String>,
+    job: String,
+    link: String,
+    report: Vec<u8>,
+    live_url: String,
+}
+
+impl Seeded {
+    async fn write(platform: &Platform, api: &test_support::ApiClient, token: &str) -> Self {
+        let mut pocs = BTreeSet::new();
+        for n in 0..12 {
+            pocs.insert(create_poc(api, &format!("kept {n}")).await);
+        }
+        let job = api.post("/v1/reports", &json!({ "format": "csv" })).await;
+        let job = job.assert_status(202)["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let link = completed_report(api, &job).await;
+        let report = reqwest::get(format!("{}{link}", platform.router_url()))
+            .await
+            .expect("download");
+        assert_eq!(report.status(), 200);
+        let report = report.bytes().await.expect("report bytes").to_vec();
+        let (live_url, live) =
+            seed::dojo_with_edit(platform, "acme", token, "Drill", "fn kept() {}\n").await;
+        drop(live);
+        Self {
+            pocs,
+            job,
+            link,
+            report,
+            live_url,
+        }
+    }
+
+    /// What was issued before still works after a restore (the old token is `api`'s): the
+    /// signed link downloads the same file, the report's job is there, the dojo has its edit.
+    async fn check(&self, platform: &Platform, api: &test_support::ApiClient) {
+        let again = reqwest::get(format!("{}{}", platform.router_url(), self.link))
+            .await
+            .expect("download");
+        assert_eq!(again.status(), 200, "a signed link from before the restore");
+        assert_eq!(again.bytes().await.expect("bytes"), self.report);
+        assert_eq!(
+            api.get_ok(&format!("/v1/reports/{}", self.job)).await["state"],
+            "completed"
+        );
+        let mut live = test_support::live::Live::connect(&self.live_url, None).await;
+        live.until("the dojo's text from the backup", |l| {
+            l.code().contains("fn kept()")
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_restore_drill_brings_back_every_row_object_and_document_of_the_backup() {
     let platform = Platform::up();
@@ -48,24 +108,8 @@ async fn the_restore_drill_brings_back_every_row_object_and_document_of_the_back
     let token = platform.admin_token(&tenant).await;
     let api = platform.api("acme").with_token(&token);
 
-    let mut kept = BTreeSet::new();
-    for n in 0..12 {
-        kept.insert(create_poc(&api, &format!("kept {n}")).await);
-    }
-    let job = api.post("/v1/reports", &json!({ "format": "csv" })).await;
-    let job = job.assert_status(202)["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let link = completed_report(&api, &job).await;
-    let report = reqwest::get(format!("{}{link}", platform.router_url()))
-        .await
-        .expect("download");
-    assert_eq!(report.status(), 200);
-    let report = report.bytes().await.expect("report bytes");
-    let (live_url, live) =
-        seed::dojo_with_edit(&platform, "acme", &token, "Drill", "fn kept() {}\n").await;
-    drop(live);
+    let seeded = Seeded::write(&platform, &api, &token).await;
+    let kept = seeded.pocs.clone();
 
     let chosen = backup(&platform);
     assert!(chosen["bytes"].as_u64().expect("bytes") > 0, "{chosen}");
@@ -163,22 +207,7 @@ async fn the_restore_drill_brings_back_every_row_object_and_document_of_the_back
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The signed link from before downloads the same file; the report's job is there.
-    let again = reqwest::get(format!("{}{link}", platform.router_url()))
-        .await
-        .expect("download");
-    assert_eq!(again.status(), 200, "a signed link from before the restore");
-    assert_eq!(again.bytes().await.expect("bytes"), report);
-    assert_eq!(
-        api.get_ok(&format!("/v1/reports/{job}")).await["state"],
-        "completed"
-    );
-    // The dojo's acknowledged edit.
-    let mut live = test_support::live::Live::connect(&live_url, None).await;
-    live.until("the dojo's text from the backup", |l| {
-        l.code().contains("fn kept()")
-    })
-    .await;
+    seeded.check(&platform, &api).await;
 
     // One cell runs: the destroyed one is gone and nothing of it was set aside twice.
     let set_aside: Vec<_> = std::fs::read_dir(cell_dir.parent().expect("cells"))
@@ -194,4 +223,54 @@ async fn the_restore_drill_brings_back_every_row_object_and_document_of_the_back
             <= 1,
         "{set_aside:?}"
     );
+}
+
+/// A tenant deleted by mistake comes back: its delete's backup is listed among its backups
+/// (`final`), and `mrbill tenant restore` admits it again as it was and restores that backup —
+/// every PoC, the report and its signed link, the dojo's edit, and the token issued before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_took() {
+    let platform = Platform::up();
+    let tenant = platform.create_tenant("acme");
+    let token = platform.admin_token(&tenant).await;
+    let api = platform.api("acme").with_token(&token);
+    let seeded = Seeded::write(&platform, &api, &token).await;
+
+    let deleted = platform
+        .mrbill(&["tenant", "delete", "acme", "--yes", "-o", "json"])
+        .json();
+    api.get("/v1/pocs")
+        .await
+        .assert_error(404, "tenant_not_found");
+    let listed = platform
+        .mrbill(&["tenant", "backups", "acme", "-o", "json"])
+        .json();
+    let last = listed["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .find(|b| b["kind"] == "final")
+        .unwrap_or_else(|| panic!("no final backup: {listed}"))
+        .clone();
+    assert_eq!(last["path"], deleted["backup_path"]);
+
+    let started = Instant::now();
+    let restored = platform.mrbill(&["tenant", "restore", "acme", "--yes"]);
+    assert_eq!(restored.code, 0, "{}\n{}", restored.stderr, restored.stdout);
+    eprintln!(
+        "a deleted tenant restored in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let back = platform.tenant("acme");
+    assert_eq!(back["cell"]["status"]["phase"], "Ready");
+    for field in ["display_name", "admin_email", "email_domains", "tier"] {
+        assert_eq!(back[field], tenant[field], "{field}");
+    }
+    assert_eq!(back["cell"]["cell_id"], tenant["cell"]["cell_id"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listed_pocs(&api).await.is_superset(&seeded.pocs) {
+        assert!(Instant::now() < deadline, "the PoCs are not all back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seeded.check(&platform, &api).await;
 }

@@ -401,6 +401,10 @@ impl Output {
         }
         if let Some(b) = &t.backup_path {
             say!("Backup: {b}");
+            say!(
+                "`mrbill tenant restore {} --yes` brings the tenant back from it.",
+                t.slug
+            );
         }
     }
 

@@ -76,6 +76,7 @@ fn error(e: RequestError) -> ApiError {
         RequestError::Busy(op) => ApiError::new(ErrorCode::OperationInProgress, message)
             .with_details(serde_json::json!({ "operation": op })),
         RequestError::NoBackup(_) => ApiError::new(ErrorCode::NotFound, message),
+        RequestError::Readmit(e) => super::admit_error(e),
         RequestError::Db(e) => e.into(),
     }
 }

@@ -97,7 +97,7 @@ async fn create_tenant(
     Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
 }
 
-fn admit_error(e: AdmitError) -> ApiError {
+pub(crate) fn admit_error(e: AdmitError) -> ApiError {
     match e {
         AdmitError::SlugTaken => ApiError::new(ErrorCode::SlugTaken, "a tenant with this slug exists"),
         AdmitError::DomainsTaken(domains) => ApiError::new(

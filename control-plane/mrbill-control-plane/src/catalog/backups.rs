@@ -16,6 +16,8 @@ pub enum BackupKind {
     Scheduled,
     /// `mrbill tenant backup`.
     Manual,
+    /// Taken by the tenant's delete (recorded by `forget_tenant`).
+    Final,
 }
 
 impl BackupKind {
@@ -23,6 +25,7 @@ impl BackupKind {
         match self {
             BackupKind::Scheduled => "scheduled",
             BackupKind::Manual => "manual",
+            BackupKind::Final => "final",
         }
     }
 }

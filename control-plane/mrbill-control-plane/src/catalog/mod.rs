@@ -14,10 +14,12 @@ use wire_types::admin::TenantState;
 
 mod admission;
 mod backups;
+mod deleted;
 mod migrations;
 mod placements;
 pub use admission::*;
 pub use backups::*;
+pub use deleted::*;
 pub use migrations::*;
 pub use placements::*;
 
@@ -412,27 +414,6 @@ pub async fn drop_expired_admin_invite(conn: &mut PgConnection, slug: &str) -> s
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Removes a deleted tenant (cascading to its cell and steps) and remembers its backup.
-pub async fn forget_tenant(
-    pool: &PgPool,
-    slug: &str,
-    cell_id: &str,
-    backup_path: Option<&str>,
-) -> sqlx::Result<()> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO deleted_tenants (slug, cell_id, backup_path) VALUES ($1, $2, $3)")
-        .bind(slug)
-        .bind(cell_id)
-        .bind(backup_path)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM tenants WHERE slug = $1")
-        .bind(slug)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
 }
 
 /// Bumps the feed revision (serializing route writers on the `meta` row).

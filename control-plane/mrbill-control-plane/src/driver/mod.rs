@@ -246,6 +246,12 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
+    /// Whether a deleted tenant comes back from its cell's backups through
+    /// [`CellDriver::restore`] (they outlive the cell).
+    fn restores_deleted(&self) -> bool {
+        false
+    }
+
     /// Whether this driver backs up `spec`'s cell (false where another system keeps its
     /// backups: an `rds` cell's are RDS's automated ones).
     fn backs_up_cell(&self, spec: &CellSpec) -> bool {

@@ -157,6 +157,10 @@ impl CellDriver for FakeDriver {
         true
     }
 
+    fn restores_deleted(&self) -> bool {
+        true
+    }
+
     /// Writes `<backup root>/<tenant>-<cell>-<id>/manifest.json` (a scripted `Step::Backup`
     /// failure fails it first).
     fn back_up<'a>(

@@ -184,6 +184,11 @@ impl CellDriver for LocalDriver {
         true
     }
 
+    /// Its backups are directories under `MRBILL_HOME/backups`, the delete's own among them.
+    fn restores_deleted(&self) -> bool {
+        true
+    }
+
     /// Into `<backups>/<tenant>-<cell>-<time>-<id's last 12>`; a failed one leaves nothing.
     fn back_up<'a>(
         &'a self,
