@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use cell_model::local::Home;
-use wire_types::admin::{Backup, BackupList, RestorePlan};
+use wire_types::admin::{Backup, BackupList, RestorePlan, Tenant};
 
 use crate::client::{CliResult, Client, Failure, exit};
 use crate::output::Output;
@@ -86,5 +86,19 @@ pub fn restore(
     }
     let tenant = wait(&client, out, slug, "restore", started)?;
     out.restored(&tenant, &plan, started.elapsed());
+    Ok(())
+}
+
+/// Undoes the running restore (before its switch) and follows it until the cell as it was
+/// serves again.
+pub fn abort(home: &Home, out: &Output, slug: &str) -> CliResult<()> {
+    let client = Client::connect(home)?;
+    let started = Instant::now();
+    let _: Tenant = client.post(
+        &format!("/v1/tenants/{}/restore/abort", path_segment(slug)?),
+        &serde_json::json!({}),
+    )?;
+    let tenant = wait(&client, out, slug, "unrestore", started)?;
+    out.unrestored(&tenant, started.elapsed());
     Ok(())
 }

@@ -167,6 +167,10 @@ enum TenantCmd {
         /// Required: what the tenant wrote after the backup is replaced.
         #[arg(long)]
         yes: bool,
+        /// Undo the running restore (before its switch; local cells): the cell as it was
+        /// serves again.
+        #[arg(long, conflicts_with_all = ["from", "to_time"])]
+        abort: bool,
         #[arg(long)]
         no_wait: bool,
     },
@@ -393,11 +397,15 @@ fn tenant(cmd: TenantCmd, home: &Home, out: &Output) -> CliResult<()> {
         TenantCmd::Backup { slug, no_wait } => backup::take(home, out, &slug, no_wait)?,
         TenantCmd::Backups { slug } => backup::list(home, out, &slug)?,
         TenantCmd::Restore {
+            slug, abort: true, ..
+        } => backup::abort(home, out, &slug)?,
+        TenantCmd::Restore {
             slug,
             from,
             to_time,
             yes,
             no_wait,
+            ..
         } => backup::restore(home, out, &slug, from, to_time, yes, no_wait)?,
         TenantCmd::Create {
             slug,

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use wire_types::admin::{Backup, RestorePlan, RestoreTenant, TenantState};
 
 use crate::Ctx;
-use crate::catalog::{self, BackupKind, BackupRow, CellRow};
+use crate::catalog::{self, BackupKind, BackupRow, CellRow, Op, UnrestoreError};
 use crate::driver::{Restoring, Step, Work};
 
 /// The restore operation's steps, in order.
@@ -44,8 +44,14 @@ pub const RESTORE: &[Step] = &[
     Step::Switch,
 ];
 
+/// Undoing a restore before its switch, in order: the cell as it was runs again (the restored
+/// one stops), the route points at it and is active, the restored one's files go, the catalog
+/// forgets the restore.
+pub const UNRESTORE: &[Step] = &[Step::Unfence, Step::Unfreeze, Step::Discard, Step::Release];
+
 const NO_BACKUPS: &str = "this control plane's driver takes no backups";
 const DELETED_ELSEWHERE: &str = "a deleted Kubernetes tenant's data stays on its retained volumes and in its backups' bucket; bringing the tenant back is not automated";
+const NOT_UNDONE: &str = "this control plane's driver cannot undo a restore: the cell's database is replaced in place (Kubernetes deletes the Cluster before recovering a new one)";
 const KEPT_ELSEWHERE: &str = "this cell's database is an RDS instance: its backups are RDS's automated backups and snapshots, restored with RDS";
 
 /// Completed backups kept per tenant whatever their age.
@@ -68,7 +74,18 @@ pub enum RequestError {
     #[error(transparent)]
     Readmit(#[from] catalog::AdmitError),
     #[error(transparent)]
+    Unrestore(UnrestoreError),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+impl From<UnrestoreError> for RequestError {
+    fn from(e: UnrestoreError) -> Self {
+        match e {
+            UnrestoreError::Db(e) => RequestError::Db(e),
+            other => RequestError::Unrestore(other),
+        }
+    }
 }
 
 /// Queues a backup of `slug`'s cell.
@@ -160,7 +177,7 @@ pub async fn request_restore(
         )));
     }
     let replay_to = to_time.filter(|_| ctx.driver.point_in_time());
-    catalog::begin_restore(&mut tx, &cell, &backup, replay_to).await?;
+    catalog::begin_restore(&mut tx, &cell, &backup, replay_to, readmitted.is_some()).await?;
     tx.commit().await?;
     let deleted = readmitted.is_some();
     writer.publish(readmitted);
@@ -226,29 +243,45 @@ pub fn parse_restore(
     }
 }
 
-/// Runs one step of a restore: the route's freeze and switch here, the rest in the driver.
-pub async fn run_step(ctx: &Ctx, cell: &CellRow, step: Step) -> anyhow::Result<()> {
-    let id = cell
-        .op_id
-        .ok_or_else(|| anyhow::anyhow!("the restore has no operation id"))?;
-    let backup = {
+/// Runs one step of a restore or of its undoing: the route's freeze, switch and unfreeze here,
+/// the rest in the driver.
+pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::Result<()> {
+    let open = {
         let mut conn = ctx.pool.acquire().await?;
-        catalog::backup_of_restore(&mut conn, id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("restore {id} names no backup"))?
+        catalog::open_restore(&mut conn, &cell.cell_id).await?
+    };
+    let Some(catalog::OpenRestore { id, backup, .. }) = open else {
+        // Undone or finished already (a repeated last step): nothing left to do.
+        anyhow::ensure!(op == Op::Unrestore, "the cell has no restore in progress");
+        return Ok(());
     };
     let location = backup
         .path
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("backup {} has no location", backup.id))?;
     let spec = &cell.spec.0;
-    match step {
-        Step::Freeze => {
+    match (op, step) {
+        (Op::Unrestore, Step::Unfreeze) => {
+            let urls = ctx
+                .driver
+                .service_urls(Work::new(spec, &cell.placement))
+                .await?;
+            ctx.hub
+                .update(&ctx.pool, &cell.tenant, |r| {
+                    urls.apply_to(r);
+                    r.state = RouteState::Active;
+                })
+                .await?;
+        }
+        (Op::Unrestore, Step::Release) => {
+            catalog::mark_unrestored(&ctx.pool, &cell.cell_id, id).await?;
+        }
+        (_, Step::Freeze) => {
             ctx.hub
                 .update(&ctx.pool, &cell.tenant, |r| r.state = RouteState::Frozen)
                 .await?;
         }
-        Step::Switch => {
+        (_, Step::Switch) => {
             let urls = ctx
                 .driver
                 .service_urls(Work::new(spec, &cell.placement))
@@ -273,7 +306,10 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, step: Step) -> anyhow::Result<(
                 to_time,
                 id,
             };
-            ctx.driver.restore(restoring, step).await?;
+            match op {
+                Op::Unrestore => ctx.driver.unrestore(restoring, step).await?,
+                _ => ctx.driver.restore(restoring, step).await?,
+            }
         }
     }
     Ok(())
@@ -376,5 +412,21 @@ async fn take(ctx: &Ctx, backup: &BackupRow) -> anyhow::Result<()> {
             catalog::fail_backup(&ctx.pool, backup.id, &message).await?;
         }
     }
+    Ok(())
+}
+
+/// Starts undoing `slug`'s restore (before its switch): the cell as it was serves again.
+pub async fn request_unrestore(ctx: &Ctx, slug: &str) -> Result<(), RequestError> {
+    if !ctx.driver.unrestores() {
+        return Err(RequestError::Unsupported(NOT_UNDONE));
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let (_, cell) = catalog::lock_tenant_and_cell(&mut tx, slug)
+        .await?
+        .ok_or(RequestError::NotFound)?;
+    let open = catalog::begin_unrestore(&mut tx, &cell).await?;
+    tx.commit().await?;
+    ctx.wake.notify_one();
+    tracing::info!(tenant = %slug, cell = %cell.cell_id, restore = %open.id, "restore abort requested");
     Ok(())
 }

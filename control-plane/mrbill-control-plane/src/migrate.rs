@@ -45,6 +45,7 @@ pub fn op_steps(driver: &dyn CellDriver, op: Op) -> &'static [Step] {
         Op::Migrate => MIGRATE,
         Op::Abort => ABORT,
         Op::Restore => crate::backups::RESTORE,
+        Op::Unrestore => crate::backups::UNRESTORE,
         _ => driver.steps(op),
     }
 }

@@ -175,7 +175,13 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
         }
         let serving = matches!(
             op,
-            Op::Provision | Op::Resume | Op::Migrate | Op::Abort | Op::Scale | Op::Restore
+            Op::Provision
+                | Op::Resume
+                | Op::Migrate
+                | Op::Abort
+                | Op::Scale
+                | Op::Restore
+                | Op::Unrestore
         );
         let mut status = cell.status.0.clone();
         // A migration moved the cell (placement, spec, generation): settle it as it is now.
@@ -220,7 +226,7 @@ fn run_step<'a>(
         let placement = cell.placement.as_str();
         match (step, op) {
             (_, Op::Migrate | Op::Abort) => migrate::run_step(ctx, cell, op, step).await,
-            (_, Op::Restore) => crate::backups::run_step(ctx, cell, step).await,
+            (_, Op::Restore | Op::Unrestore) => crate::backups::run_step(ctx, cell, op, step).await,
             (Step::Route, Op::Suspend) => Ok(ctx
                 .hub
                 .update(&ctx.pool, tenant, |route| {

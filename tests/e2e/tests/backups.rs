@@ -3,7 +3,8 @@
 //! its directory removed), then `mrbill tenant restore --to-time`: every row, object and dojo
 //! document of the chosen backup is back, nothing written after it is, and what was issued
 //! before (the access token, a signed download link) still works. And a tenant deleted by
-//! mistake: `mrbill tenant restore` brings it back from the backup its delete took.
+//! mistake: `mrbill tenant restore` brings it back from the backup its delete took. And a
+//! restore that cannot finish (a corrupt backup) undone with `--abort`, nothing lost.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -273,4 +274,59 @@ async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_took() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     seeded.check(&platform, &api).await;
+}
+
+/// A restore that cannot finish — its backup is corrupt, so verify keeps failing while the
+/// tenant's requests are held — is undone with `mrbill tenant restore --abort`: the cell as it
+/// was serves again with everything it had, written after the backup too, to the old token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_from_a_corrupt_backup_is_undone_and_nothing_is_lost() {
+    let platform = Platform::up();
+    let tenant = platform.create_tenant("acme");
+    let token = platform.admin_token(&tenant).await;
+    let api = platform.api("acme").with_token(&token);
+    let before = create_poc(&api, "before the backup").await;
+    let taken = backup(&platform);
+    let after = create_poc(&api, "after the backup").await;
+    // Corrupt: the manifest's checksum of one table no longer matches what was dumped.
+    let manifest =
+        std::path::Path::new(taken["path"].as_str().expect("path")).join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&manifest).expect("manifest"))
+        .expect("manifest json");
+    m["checksums"]["poc"][0][1] = json!("corrupt");
+    std::fs::write(&manifest, serde_json::to_vec(&m).expect("json")).expect("write");
+
+    let restoring = platform.mrbill(&["tenant", "restore", "acme", "--yes", "--no-wait"]);
+    assert_eq!(restoring.code, 0, "{}", restoring.stderr);
+    wait_until(Duration::from_secs(60), "the verify to fail", || {
+        platform.tenant("acme")["cell"]["operation"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("differ from the backup"))
+    });
+
+    let started = Instant::now();
+    let undone = platform.mrbill(&["tenant", "restore", "acme", "--abort"]);
+    assert_eq!(undone.code, 0, "{}\n{}", undone.stderr, undone.stdout);
+    eprintln!(
+        "undone in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        undone.stdout.trim()
+    );
+    let listed = listed_pocs(&api).await;
+    assert!(
+        listed.contains(&before) && listed.contains(&after),
+        "the cell as it was, written after the backup too: {listed:?}"
+    );
+    create_poc(&api, "after the abort").await;
+    let cells = platform.cell_dir(tenant["cell"]["cell_id"].as_str().expect("cell"));
+    let aside: Vec<_> = std::fs::read_dir(cells.parent().expect("cells"))
+        .expect("cells dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".discarded-") || n.contains(".replaced-"))
+        .collect();
+    assert!(aside.is_empty(), "copies left: {aside:?}");
+    platform
+        .mrbill(&["tenant", "restore", "acme", "--abort"])
+        .assert_failure(4, "conflict");
 }

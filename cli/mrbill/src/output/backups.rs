@@ -96,6 +96,20 @@ impl Output {
     }
 }
 
+impl Output {
+    pub fn unrestored(&self, t: &Tenant, took: Duration) {
+        if self.json {
+            return self.json(t);
+        }
+        say!(
+            "The restore of {} is undone ({:.1} s): the cell as it was serves at {}.",
+            t.slug,
+            took.as_secs_f64(),
+            t.cell.status.endpoints.public.as_deref().unwrap_or("-")
+        );
+    }
+}
+
 fn when(t: Option<time::OffsetDateTime>) -> String {
     t.and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| "-".into())

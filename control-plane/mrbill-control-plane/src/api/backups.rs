@@ -66,6 +66,19 @@ pub async fn restore(
     Ok((StatusCode::ACCEPTED, ApiJson(plan)).into_response())
 }
 
+/// `202` with the tenant once the restore's undoing is queued (before its switch only).
+pub async fn abort_restore(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    backups::request_unrestore(&ctx, &slug)
+        .await
+        .map_err(error)?;
+    let mut conn = ctx.pool.acquire().await?;
+    let view = super::tenant_view(&ctx, &mut conn, &slug).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
+}
+
 fn error(e: RequestError) -> ApiError {
     let message = e.to_string();
     match e {
@@ -77,6 +90,7 @@ fn error(e: RequestError) -> ApiError {
             .with_details(serde_json::json!({ "operation": op })),
         RequestError::NoBackup(_) => ApiError::new(ErrorCode::NotFound, message),
         RequestError::Readmit(e) => super::admit_error(e),
+        RequestError::Unrestore(_) => ApiError::new(ErrorCode::Conflict, message),
         RequestError::Db(e) => e.into(),
     }
 }

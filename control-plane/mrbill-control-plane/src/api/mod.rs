@@ -49,6 +49,10 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         )
         .route("/v1/tenants/{slug}/backups/{id}", get(backups::show))
         .route("/v1/tenants/{slug}/restore", post(backups::restore))
+        .route(
+            "/v1/tenants/{slug}/restore/abort",
+            post(backups::abort_restore),
+        )
         .route("/v1/cells", get(list_cells))
         .route("/v1/cells/{cell_id}", get(show_cell))
         .route("/v1/tiers", get(tiers))
@@ -455,7 +459,11 @@ async fn routes(
 /// together) see one snapshot.
 const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 
-async fn tenant_view(ctx: &Ctx, conn: &mut PgConnection, slug: &str) -> Result<Tenant, ApiError> {
+pub(crate) async fn tenant_view(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    slug: &str,
+) -> Result<Tenant, ApiError> {
     catalog::drop_expired_admin_invite(conn, slug).await?;
     let mut tx = conn.begin_with(SNAPSHOT).await?;
     let view = view_in(ctx, &mut tx, slug).await?;

@@ -235,21 +235,22 @@ pub async fn forget_backup(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Starts restoring `cell` from `backup` (an operation of the cell; its id names the restore).
-/// Starts restore operation of `cell` from `backup` (replayed to `to_time` where the driver
-/// replays archives), recording it in the cell's spec (`restore`: the driver and, on
-/// Kubernetes, the operator act on it; kept once done). Returns the operation's id.
+/// Starts the restore operation of `cell` from `backup` (replayed to `to_time` where the driver
+/// replays archives; `readmitted`: the cell is a deleted tenant's, admitted again), recording
+/// it in the cell's spec (`restore`: the driver and, on Kubernetes, the operator act on it;
+/// kept once done). Returns the operation's id, which names the restore.
 pub async fn begin_restore(
     conn: &mut PgConnection,
     cell: &CellRow,
     backup: &BackupRow,
     to_time: Option<OffsetDateTime>,
+    readmitted: bool,
 ) -> sqlx::Result<Uuid> {
     use time::format_description::well_known::Rfc3339;
     let id = start_op(&mut *conn, &cell.cell_id, Op::Restore).await?;
     sqlx::query(
-        "INSERT INTO restores (id, cell_id, tenant, backup_id, placement, to_time) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO restores (id, cell_id, tenant, backup_id, placement, to_time, readmitted) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(id)
     .bind(&cell.cell_id)
@@ -257,6 +258,7 @@ pub async fn begin_restore(
     .bind(backup.id)
     .bind(&cell.placement)
     .bind(to_time)
+    .bind(readmitted)
     .execute(&mut *conn)
     .await?;
     let restore = cell_model::CellRestore {

@@ -17,11 +17,13 @@ mod backups;
 mod deleted;
 mod migrations;
 mod placements;
+mod restores;
 pub use admission::*;
 pub use backups::*;
 pub use deleted::*;
 pub use migrations::*;
 pub use placements::*;
+pub use restores::*;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -40,6 +42,8 @@ pub enum Op {
     Scale,
     /// Brings the cell back to a backup, in a fresh cell with the same identity.
     Restore,
+    /// Undoes a restore before its switch: the cell as it was serves again.
+    Unrestore,
 }
 
 impl Op {
@@ -53,6 +57,7 @@ impl Op {
             Op::Abort => "abort",
             Op::Scale => "scale",
             Op::Restore => "restore",
+            Op::Unrestore => "unrestore",
         }
     }
 
@@ -66,6 +71,7 @@ impl Op {
             Op::Abort,
             Op::Scale,
             Op::Restore,
+            Op::Unrestore,
         ]
         .into_iter()
         .find(|op| op.as_str() == s)
@@ -76,7 +82,13 @@ impl Op {
     pub fn then(self, suspended: bool) -> Option<Op> {
         match (self, suspended) {
             (
-                Op::Provision | Op::Resume | Op::Migrate | Op::Abort | Op::Scale | Op::Restore,
+                Op::Provision
+                | Op::Resume
+                | Op::Migrate
+                | Op::Abort
+                | Op::Scale
+                | Op::Restore
+                | Op::Unrestore,
                 true,
             ) => Some(Op::Suspend),
             (Op::Suspend, false) => Some(Op::Resume),

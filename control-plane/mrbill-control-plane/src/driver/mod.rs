@@ -301,6 +301,19 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { anyhow::bail!("this driver does not restore backups") })
     }
 
+    /// Whether a restore can be undone before its switch ([`CellDriver::unrestore`]): the
+    /// cell as it was is kept until then.
+    fn unrestores(&self) -> bool {
+        false
+    }
+
+    /// Runs one of the driver's steps undoing a restore (`backups.rs` orders them: unfence →
+    /// discard). Safe to repeat.
+    fn unrestore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        let _ = (r, step);
+        Box::pin(async { anyhow::bail!("this driver does not undo restores") })
+    }
+
     /// Driver-specific detail for `cell show` (the local supervisor's state).
     fn details(&self, placement: &str, cell_id: &str) -> Option<serde_json::Value>;
 }

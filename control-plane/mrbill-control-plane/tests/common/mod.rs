@@ -124,7 +124,7 @@ impl CellDriver for FakeDriver {
             Op::Resume => &[Step::Services, Step::Route],
             Op::Delete => &[Step::Route, Step::Backup, Step::Files, Step::Catalog],
             Op::Scale => &[Step::Services, Step::Route],
-            Op::Migrate | Op::Abort | Op::Restore => &[],
+            Op::Migrate | Op::Abort | Op::Restore | Op::Unrestore => &[],
         }
     }
 
@@ -159,6 +159,14 @@ impl CellDriver for FakeDriver {
 
     fn restores_deleted(&self) -> bool {
         true
+    }
+
+    fn unrestores(&self) -> bool {
+        true
+    }
+
+    fn unrestore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.act(r.spec.tenant.clone(), Op::Unrestore, step, None))
     }
 
     /// Writes `<backup root>/<tenant>-<cell>-<id>/manifest.json` (a scripted `Step::Backup`
@@ -377,6 +385,36 @@ impl Plane {
             t["cell"]["status"]["phase"] == phase && t["cell"]["operation"]["finished"] == true
         })
         .await
+    }
+
+    /// Asks for a backup of `slug` and waits until it is done.
+    pub async fn backup_done(&self, slug: &str) -> Value {
+        let (status, queued) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/tenants/{slug}/backups"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 202, "{queued}");
+        assert_eq!(queued["kind"], "manual");
+        let id = queued["id"].as_str().expect("id").to_owned();
+        for _ in 0..400 {
+            let (status, backup) = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/tenants/{slug}/backups/{id}"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{backup}");
+            if backup["state"] == "done" {
+                return backup;
+            }
+            assert_ne!(backup["state"], "failed", "{backup}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("backup {id} never finished");
     }
 
     /// The route the feed's snapshot holds for `slug`, if any.

@@ -266,7 +266,7 @@ impl CellDriver for KubeDriver {
             // (`kubernetes/migrate.rs`).
             // The operator sets each autoscaler's bounds from the spec's replicas.
             Op::Scale => &[Step::Cell, Step::Ready, Step::Route],
-            Op::Migrate | Op::Abort | Op::Restore => &[],
+            Op::Migrate | Op::Abort | Op::Restore | Op::Unrestore => &[],
         }
     }
 

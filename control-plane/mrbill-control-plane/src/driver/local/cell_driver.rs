@@ -49,7 +49,7 @@ impl CellDriver for LocalDriver {
             ],
             // Ordered by `migrate.rs` for every driver; the driver's part is `migrate`.
             Op::Scale => &[Step::Services, Step::Route, Step::Prune],
-            Op::Migrate | Op::Abort | Op::Restore => &[],
+            Op::Migrate | Op::Abort | Op::Restore | Op::Unrestore => &[],
         }
     }
 
@@ -214,6 +214,15 @@ impl CellDriver for LocalDriver {
 
     fn restore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.restore_step(r, step))
+    }
+
+    /// The copy fence set aside is kept until the next restore or the delete.
+    fn unrestores(&self) -> bool {
+        true
+    }
+
+    fn unrestore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.unrestore_step(r, step))
     }
 
     fn details(&self, placement: &str, cell_id: &str) -> Option<serde_json::Value> {

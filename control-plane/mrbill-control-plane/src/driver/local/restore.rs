@@ -105,6 +105,47 @@ impl LocalDriver {
         }
     }
 
+    /// Undoing a restore before its switch:
+    ///
+    /// ```text
+    /// unfence  the restored cell (what exists of it) stops and goes aside as
+    ///          <cell>.discarded-<restore>; the copy fence set aside comes back; its supervisor
+    ///          and services run
+    /// discard  the discarded copy is removed
+    /// ```
+    pub(super) async fn unrestore_step(&self, r: Restoring<'_>, step: Step) -> anyhow::Result<()> {
+        let dir = self.cell_dir(r.placement, &r.spec.cell_id);
+        let (aside, discarded) = (replaced(&dir, r.id), aside_as(&dir, "discarded", r.id));
+        match step {
+            Step::Unfence => {
+                if aside.exists() {
+                    if dir.root().exists() {
+                        self.stop(&dir).await?;
+                        if discarded.exists() {
+                            tokio::fs::remove_dir_all(&discarded).await?;
+                        }
+                        tokio::fs::rename(dir.root(), &discarded).await?;
+                    }
+                    tokio::fs::rename(&aside, dir.root())
+                        .await
+                        .with_context(|| format!("putting {} back", aside.display()))?;
+                    tracing::info!(cell = %dir.cell_id(), "the cell as it was before the restore is back");
+                }
+                // Fence stopped it (or never ran): it runs again either way.
+                self.ensure_supervisor(&dir).await?;
+                self.set_services(&dir, true).await.map(drop)
+            }
+            Step::Discard => match tokio::fs::remove_dir_all(&discarded).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+            _ => bail!(
+                "the local driver has no step {} undoing a restore",
+                step.as_str()
+            ),
+        }
+    }
+
     /// Stops the cell and moves its directory to `aside` (earlier replaced copies go).
     async fn set_aside(&self, dir: &CellDir, aside: &Path) -> anyhow::Result<()> {
         if !dir.root().exists() {
@@ -165,17 +206,19 @@ impl LocalDriver {
 
 /// Where fence sets the cell's directory aside for restore `id`.
 fn replaced(dir: &CellDir, id: uuid::Uuid) -> PathBuf {
-    let id = id.simple().to_string();
-    dir.root().with_file_name(format!(
-        "{}.replaced-{}",
-        dir.cell_id(),
-        &id[id.len() - 12..]
-    ))
+    aside_as(dir, "replaced", id)
 }
 
-/// The cell's directories set aside by restores.
+/// `<cell>.<why>-<the last 12 of restore id>` beside the cell's directory.
+fn aside_as(dir: &CellDir, why: &str, id: uuid::Uuid) -> PathBuf {
+    let id = id.simple().to_string();
+    dir.root()
+        .with_file_name(format!("{}.{why}-{}", dir.cell_id(), &id[id.len() - 12..]))
+}
+
+/// The cell's directories set aside by restores (replaced, or discarded by an undone one).
 pub(super) fn replaced_copies(dir: &CellDir) -> anyhow::Result<Vec<PathBuf>> {
-    let prefix = format!("{}.replaced-", dir.cell_id());
+    let prefixes = ["replaced", "discarded"].map(|why| format!("{}.{why}-", dir.cell_id()));
     let Some(parent) = dir.root().parent() else {
         return Ok(Vec::new());
     };
@@ -187,7 +230,8 @@ pub(super) fn replaced_copies(dir: &CellDir) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry?;
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|p| name.starts_with(p)) {
             out.push(entry.path());
         }
     }
