@@ -158,9 +158,21 @@ fn worker_name(state: &AppState, n: usize) -> String {
     format!("{instance}/{}/{n}", std::process::id())
 }
 
+/// How long a starting worker waits for poc-service before it takes jobs anyway.
+const PEER_PATIENCE: Duration = Duration::from_secs(5);
+
 async fn work(state: AppState, n: usize, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let name = worker_name(&state, n);
     let limits = state.config.jobs;
+    // The cell's services start together (provisioning, a migration's or a restore's start):
+    // a job taken before poc-service listens would spend an attempt on its start-up.
+    let patience = tokio::time::Instant::now() + PEER_PATIENCE;
+    while !state.poc.listening().await && tokio::time::Instant::now() < patience {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
     loop {
         if *stop.borrow() {
             return;

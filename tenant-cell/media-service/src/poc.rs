@@ -75,6 +75,16 @@ impl PocClient {
         }
     }
 
+    /// Whether poc-service's internal API answers at all (any HTTP status: it is listening).
+    pub async fn listening(&self) -> bool {
+        self.http
+            .get(format!("{}/health/live", self.base))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok()
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
