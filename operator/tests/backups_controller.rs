@@ -46,7 +46,8 @@ fn service_pods(s: &Scenario, replicas: i64) {
 }
 
 /// A restore to a point in time: nothing happens to the database until the control plane
-/// has suspended the cell and no service pod is left; then the Cluster goes, its volumes go,
+/// has suspended the cell and no service pod is left; then a last base backup puts everything
+/// written until then into the archive, the Cluster goes, its volumes go,
 /// and the Cluster recovered from the `Backup` to the time comes up under the same name,
 /// archiving into a folder of its own; `Restored` once it serves. Nothing is replaced again
 /// once done.
@@ -98,9 +99,27 @@ async fn a_restore_replaces_the_cluster_with_one_recovered_from_the_backup_once_
 
     service_pods(&s, 0);
     s.reconcile().await.expect("fenced");
+    assert_eq!(
+        s.condition("Restored"),
+        (ConditionStatus::False, "Archiving".into())
+    );
+    let last = s
+        .api
+        .get(&cnpg("backups"), "fence-4d5e6f708192")
+        .expect("a last base backup once no service runs");
+    assert_eq!(last["spec"]["cluster"]["name"], "postgres");
+    s.reconcile().await.expect("still archiving");
+    assert!(
+        s.api.get(&cnpg("clusters"), "postgres").is_some(),
+        "the Cluster waits for the archive"
+    );
+    s.api.update(&cnpg("backups"), "fence-4d5e6f708192", |o| {
+        o["status"] = json!({ "phase": "completed" })
+    });
+    s.reconcile().await.expect("archived");
     assert!(
         s.api.get(&cnpg("clusters"), "postgres").is_none(),
-        "the Cluster is deleted once no service runs"
+        "the Cluster is deleted once everything until the fence is archived"
     );
     s.reconcile().await.expect("volumes still there");
     assert_eq!(

@@ -98,11 +98,33 @@ async fn run_ops(ctx: &Ctx, cell_id: &str) {
                 let message = format!("{e:#}");
                 tracing::warn!(cell = %cell_id, error = %message, retry_in_ms = backoff.as_millis() as u64, "step failed; retrying");
                 let _ = catalog::set_error(&ctx.pool, cell_id, &message).await;
-                tokio::time::sleep(backoff).await;
+                back_off(ctx, cell_id, backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }
+}
+
+/// Waits `backoff` before a failed step is retried, or less once the cell's operation is
+/// replaced (an abort or a delete need not wait for the retry of what they replace).
+async fn back_off(ctx: &Ctx, cell_id: &str, backoff: Duration) {
+    let op_id = current_op_id(ctx, cell_id).await;
+    let until = Instant::now() + backoff;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        if current_op_id(ctx, cell_id).await != op_id {
+            return;
+        }
+    }
+}
+
+async fn current_op_id(ctx: &Ctx, cell_id: &str) -> Option<uuid::Uuid> {
+    let mut conn = ctx.pool.acquire().await.ok()?;
+    catalog::cell(&mut conn, cell_id).await.ok()??.op_id
 }
 
 /// Runs the current operation's remaining steps. `Ok(true)`: look again (finished or replaced);

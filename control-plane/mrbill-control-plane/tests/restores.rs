@@ -127,7 +127,8 @@ async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_took() {
 
 /// A restore that cannot finish (its verify fails: a corrupt backup) is undone: the cell as it
 /// was runs again, the route points at it and is active, the restored copy goes, and the restore
-/// is gone from the cell's spec. Refused when there is nothing to undo, and after the switch.
+/// is gone from the cell's spec — at once, not after the failing step's retry backoff (8 s by
+/// the fourth failure). Refused when there is nothing to undo, and after the switch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_stuck_before_its_switch_is_undone() {
     let plane = Plane::start().await;
@@ -144,8 +145,8 @@ async fn a_restore_stuck_before_its_switch_is_undone() {
         .await;
     assert_eq!(status, 202, "{plan}");
     plane
-        .until("acme", "the verify to fail", |_, t| {
-            t["cell"]["operation"]["last_error"].is_string()
+        .until("acme", "the verify's fourth failure", |_, t| {
+            t["cell"]["operation"]["last_error"] == "scripted failure 4 of 4294967295"
         })
         .await;
     assert_eq!(
@@ -153,11 +154,17 @@ async fn a_restore_stuck_before_its_switch_is_undone() {
         RouteState::Frozen
     );
 
+    let asked = std::time::Instant::now();
     let (status, body) = abort().await;
     assert_eq!(status, 202, "{body}");
     let (status, again) = abort().await;
     assert_eq!(status, 202, "asked twice: {again}");
     let tenant = plane.settled("acme", "Ready").await;
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(4),
+        "the undo waited for the retry: {:?}",
+        asked.elapsed()
+    );
     assert_eq!(tenant["cell"]["operation"]["name"], "unrestore");
     let undone: Vec<Step> = plane
         .driver

@@ -82,14 +82,33 @@ pub(super) async fn observe(
     Ok(())
 }
 
-/// How long a deletion waits for its last base backup before it goes on without.
-const FINAL_BACKUP_PATIENCE: Duration = Duration::from_secs(30 * 60);
+/// How long a deletion or a restore waits for a last base backup before it goes on without.
+const LAST_BACKUP_PATIENCE: Duration = Duration::from_secs(30 * 60);
 
 /// Before a deleted in-cluster cell's namespace goes: a last base backup (a CNPG `Backup`), so
-/// its backups' bucket holds the cell up to its deletion. `true` once that backup completed,
-/// failed (a warning: the WAL archive still holds what was archived), cannot be taken (no
-/// archiving, no ready instance), or the deletion has waited [`FINAL_BACKUP_PATIENCE`].
+/// its backups' bucket holds the cell up to its deletion. `true` once it is done with (see
+/// [`last_backup`]).
 pub(super) async fn final_backup(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
+    let deleted = cell
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or_default();
+    last_backup(ctx, cell, &format!("final-{deleted}"), "the deletion").await
+}
+
+/// A last base backup `name` of the cell's Cluster before `what` goes on: it ends with the WAL
+/// switched and archived, so the archive holds everything written until then. `true` once that
+/// backup completed, failed (a warning: the archive still holds what was archived), cannot be
+/// taken (no archiving, no ready instance, no Cluster), or has run for
+/// [`LAST_BACKUP_PATIENCE`]; `false` while it runs (asked for on the first call).
+pub(super) async fn last_backup(
+    ctx: &Context,
+    cell: &Cell,
+    name: &str,
+    what: &str,
+) -> Result<bool, Error> {
     if cell.spec.database.engine != DatabaseEngine::InCluster {
         return Ok(true);
     }
@@ -102,23 +121,18 @@ pub(super) async fn final_backup(ctx: &Context, cell: &Cell) -> Result<bool, Err
     if !archiving || !up {
         return Ok(true);
     }
-    let deleted = cell
-        .meta()
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .unwrap_or_default();
-    let name = format!("final-{deleted}");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
-    let waited = Duration::from_secs(now.saturating_sub(deleted).max(0) as u64);
-    let Some(backup) = apply::get(&ctx.client, cell, "Backup", &name).await? else {
-        apply::apply(&ctx.client, cell, render::final_backup(cell, &name)).await?;
-        tracing::info!(cell = %cell.spec.cell_id, backup = %name, "last base backup before the deletion");
+    let Some(backup) = apply::get(&ctx.client, cell, "Backup", name).await? else {
+        apply::apply(&ctx.client, cell, render::final_backup(cell, name)).await?;
+        tracing::info!(cell = %cell.spec.cell_id, backup = %name, "last base backup before {what}");
         return Ok(false);
     };
+    let asked = backup["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    let waited = (time::OffsetDateTime::now_utc() - asked).unsigned_abs();
     match backup["status"]["phase"].as_str() {
         Some("completed") => {
             tracing::info!(cell = %cell.spec.cell_id, backup = %name, "last base backup taken");
@@ -128,15 +142,15 @@ pub(super) async fn final_backup(ctx: &Context, cell: &Cell) -> Result<bool, Err
             let why = backup["status"]["error"]
                 .as_str()
                 .unwrap_or("no reason given");
-            let note = format!("the last base backup {name} failed ({why}); deleting without it");
-            super::publish(ctx, cell, EventType::Warning, "FinalBackupFailed", &note).await;
+            let note = format!("the last base backup {name} failed ({why}); {what} goes on without it");
+            super::publish(ctx, cell, EventType::Warning, "LastBackupFailed", &note).await;
             Ok(true)
         }
-        _ if waited > FINAL_BACKUP_PATIENCE => {
+        _ if waited > LAST_BACKUP_PATIENCE => {
             let note = format!(
-                "the last base backup {name} did not finish in 30 min; deleting without it"
+                "the last base backup {name} did not finish in 30 min; {what} goes on without it"
             );
-            super::publish(ctx, cell, EventType::Warning, "FinalBackupFailed", &note).await;
+            super::publish(ctx, cell, EventType::Warning, "LastBackupFailed", &note).await;
             Ok(true)
         }
         _ => Ok(false),

@@ -5,6 +5,8 @@
 //! ```text
 //! spec.restore.id ≠ the live Cluster's mrbill.dev/restore annotation:
 //!    the cell is not suspended, or a service still runs   Restored False  Fencing
+//!    a last base backup fence-<restore> (the WAL until the
+//!    fence switched and archived)                         Restored False  Archiving
 //!    the Cluster is deleted; its volumes go with it       Restored False  Replacing
 //!    (converge renders the Cluster with bootstrap.recovery; CloudNativePG recovers it)
 //! the Cluster's annotation = spec.restore.id, ready, databases applied   Restored True
@@ -59,6 +61,15 @@ pub(super) async fn replacing(
     if !running.is_empty() {
         let message = format!("waiting for {} to stop", running.join(", "));
         return Ok(Some(("Fencing", message)));
+    }
+    // Everything written until the fence reaches the archive first, so a restore to any moment
+    // before it can be replayed (a time past the archived WAL would stop CloudNativePG's
+    // recovery short of its target).
+    let last = format!("fence-{}", render::short_id(&restore.id));
+    if !super::backups::last_backup(ctx, cell, &last, "the restore").await? {
+        let message =
+            format!("waiting for the last base backup {last}: the archive gets everything written until the fence");
+        return Ok(Some(("Archiving", message)));
     }
     if cluster["metadata"]["deletionTimestamp"].is_null() {
         apply::remove(client, cell, "Cluster", POSTGRES_CLUSTER).await?;

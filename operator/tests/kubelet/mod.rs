@@ -21,6 +21,8 @@ pub mod barman;
 mod buckets;
 mod cnpg;
 mod image;
+mod pods;
+mod probe;
 mod values;
 
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use image::Image;
+use pods::{container_port, containers, is_workload};
 use values::{expand, local_path, mode};
 
 /// The rendered objects (and the generated Secrets) of one namespace, and what runs of them.
@@ -542,63 +545,5 @@ impl Drop for Kubelet {
             let _ = pg.destroy();
         }
         let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn is_workload(o: &Value) -> bool {
-    matches!(
-        o["kind"].as_str(),
-        Some("Deployment" | "StatefulSet" | "Job")
-    )
-}
-
-fn containers(w: &Value) -> Vec<&Value> {
-    w["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .map(|c| c.iter().collect())
-        .unwrap_or_default()
-}
-
-/// A port by number or by container port name.
-fn container_port(w: &Value, port: &Value) -> Option<u16> {
-    if let Some(n) = port.as_u64() {
-        return Some(n as u16);
-    }
-    let name = port.as_str()?;
-    containers(w)
-        .into_iter()
-        .flat_map(|c| c["ports"].as_array().into_iter().flatten())
-        .find(|p| p["name"] == name)
-        .and_then(|p| p["containerPort"].as_u64())
-        .map(|p| p as u16)
-}
-
-mod probe {
-    /// A GET's status from a blocking context (the kubelet runs outside async code).
-    pub fn http_status(url: &str) -> std::io::Result<u16> {
-        request("GET", url)
-    }
-
-    /// An empty PUT's status (S3's CreateBucket, unsigned: the emulator takes it).
-    pub fn http_put(url: &str) -> std::io::Result<u16> {
-        request("PUT", url)
-    }
-
-    fn request(method: &str, url: &str) -> std::io::Result<u16> {
-        use std::io::{Read, Write};
-        let rest = url.trim_start_matches("http://");
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let mut stream = std::net::TcpStream::connect(authority)?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head)?;
-        std::str::from_utf8(&head[9..12])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("not HTTP"))
     }
 }

@@ -5,7 +5,8 @@
 //! back_up   Backup backup-<id's last 12> in cell-<tenant> (the cell's Cluster, its object
 //!           store) → CNPG: phase completed · taken_at = stoppedAt (the backup's consistent end)
 //! forget    the Backup deleted (the archive's retention is CNPG's: the tier's days)
-//! restore   fence   Cell {suspended, restore} → the operator has fenced (Restored: Replacing+)
+//! restore   fence   Cell {suspended, restore} → the operator has fenced and archived
+//!                   (Restored: Fencing → Archiving → Replacing+)
 //!           target  the old Cluster gone, the recovered one created  (Restored: Recovering+)
 //!           copy    CNPG replayed the backup (to_time or its end)     (Restored: True)
 //!           verify  the recovered cluster's databases are applied     (DatabaseReady: True)
