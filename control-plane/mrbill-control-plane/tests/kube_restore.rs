@@ -197,7 +197,10 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     // recovering, so a restore is not undone; a deleted tenant's namespace (and its `Backup`s)
     // is gone, so it is not brought back from them.
     assert!(!c.driver.unrestores(), "a restore is not undone");
-    assert!(!c.driver.restores_deleted(), "a deleted tenant is not restored");
+    assert!(
+        !c.driver.restores_deleted(),
+        "a deleted tenant is not restored"
+    );
 }
 
 /// A restore suspends the cell with `spec.restore` (the operator replaces its database only

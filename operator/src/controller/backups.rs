@@ -9,6 +9,7 @@ use cell_model::{Cell, CellStatus, DatabaseEngine};
 use kube::Resource;
 use kube::runtime::events::EventType;
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
 
 use crate::apply;
 use crate::error::Error;
@@ -82,6 +83,9 @@ pub(super) async fn observe(
     Ok(())
 }
 
+/// The annotation on a last base backup saying when it was asked for.
+const ASKED_AT: &str = "mrbill.dev/asked-at";
+
 /// How long a deletion or a restore waits for a last base backup before it goes on without.
 const LAST_BACKUP_PATIENCE: Duration = Duration::from_secs(30 * 60);
 
@@ -121,18 +125,21 @@ pub(super) async fn last_backup(
     if !archiving || !up {
         return Ok(true);
     }
+    let now = time::OffsetDateTime::now_utc();
     let Some(backup) = apply::get(&ctx.client, cell, "Backup", name).await? else {
-        apply::apply(&ctx.client, cell, render::final_backup(cell, name)).await?;
+        let mut backup = render::final_backup(cell, name);
+        // When it was asked for, by us: the patience counts from there.
+        backup["metadata"]["annotations"][ASKED_AT] =
+            now.format(&Rfc3339).unwrap_or_default().into();
+        apply::apply(&ctx.client, cell, backup).await?;
         tracing::info!(cell = %cell.spec.cell_id, backup = %name, "last base backup before {what}");
         return Ok(false);
     };
-    let asked = backup["metadata"]["creationTimestamp"]
+    let asked = backup["metadata"]["annotations"][ASKED_AT]
         .as_str()
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .unwrap_or_else(time::OffsetDateTime::now_utc);
-    let waited = (time::OffsetDateTime::now_utc() - asked).unsigned_abs();
+        .and_then(|t| time::OffsetDateTime::parse(t, &Rfc3339).ok())
+        .unwrap_or(now);
+    let waited = (now - asked).unsigned_abs();
     match backup["status"]["phase"].as_str() {
         Some("completed") => {
             tracing::info!(cell = %cell.spec.cell_id, backup = %name, "last base backup taken");
@@ -142,7 +149,8 @@ pub(super) async fn last_backup(
             let why = backup["status"]["error"]
                 .as_str()
                 .unwrap_or("no reason given");
-            let note = format!("the last base backup {name} failed ({why}); {what} goes on without it");
+            let note =
+                format!("the last base backup {name} failed ({why}); {what} goes on without it");
             super::publish(ctx, cell, EventType::Warning, "LastBackupFailed", &note).await;
             Ok(true)
         }

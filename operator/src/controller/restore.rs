@@ -67,8 +67,9 @@ pub(super) async fn replacing(
     // recovery short of its target).
     let last = format!("fence-{}", render::short_id(&restore.id));
     if !super::backups::last_backup(ctx, cell, &last, "the restore").await? {
-        let message =
-            format!("waiting for the last base backup {last}: the archive gets everything written until the fence");
+        let message = format!(
+            "waiting for the last base backup {last}: the archive gets everything written until the fence"
+        );
         return Ok(Some(("Archiving", message)));
     }
     if cluster["metadata"]["deletionTimestamp"].is_null() {

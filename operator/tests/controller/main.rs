@@ -3,9 +3,9 @@
 //! suspend, switching search engines (`create`); delete, API errors, pause, the mail relay and
 //! secrets' bindings (`lifecycle`).
 
+mod create;
 #[path = "../fixtures/mod.rs"]
 mod fixtures;
-mod create;
 mod lifecycle;
 
 use std::sync::Arc;
@@ -41,4 +41,3 @@ fn path_of(object: &Value) -> String {
         format!("{prefix}/{plural}/{name}")
     }
 }
-
