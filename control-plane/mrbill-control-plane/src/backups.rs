@@ -261,18 +261,6 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
         .ok_or_else(|| anyhow::anyhow!("backup {} has no location", backup.id))?;
     let spec = &cell.spec.0;
     match (op, step) {
-        (Op::Unrestore, Step::Unfreeze) => {
-            let urls = ctx
-                .driver
-                .service_urls(Work::new(spec, &cell.placement))
-                .await?;
-            ctx.hub
-                .update(&ctx.pool, &cell.tenant, |r| {
-                    urls.apply_to(r);
-                    r.state = RouteState::Active;
-                })
-                .await?;
-        }
         (Op::Unrestore, Step::Release) => {
             catalog::mark_unrestored(&ctx.pool, &cell.cell_id, id).await?;
         }
@@ -281,7 +269,8 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
                 .update(&ctx.pool, &cell.tenant, |r| r.state = RouteState::Frozen)
                 .await?;
         }
-        (_, Step::Switch) => {
+        // The route to the cell's services, active: the restored cell's, or the one as it was.
+        (Op::Unrestore, Step::Unfreeze) | (_, Step::Switch) => {
             let urls = ctx
                 .driver
                 .service_urls(Work::new(spec, &cell.placement))
@@ -292,7 +281,9 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
                     r.state = RouteState::Active;
                 })
                 .await?;
-            catalog::finish_restore(&ctx.pool, id).await?;
+            if step == Step::Switch {
+                catalog::finish_restore(&ctx.pool, id).await?;
+            }
         }
         _ => {
             let to_time = spec.restore.as_ref().and_then(|r| {

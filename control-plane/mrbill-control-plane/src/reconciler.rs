@@ -195,16 +195,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        let serving = matches!(
-            op,
-            Op::Provision
-                | Op::Resume
-                | Op::Migrate
-                | Op::Abort
-                | Op::Scale
-                | Op::Restore
-                | Op::Unrestore
-        );
+        let serving = op.serves();
         let mut status = cell.status.0.clone();
         // A migration moved the cell (placement, spec, generation): settle it as it is now.
         let cell = match op {

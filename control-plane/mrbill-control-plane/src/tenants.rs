@@ -43,20 +43,7 @@ pub async fn admit(ctx: &Ctx, tenant: &NewTenant) -> Result<String, AdmitError> 
     let (invite, bootstrap) = admin_invite(&tenant.admin_email);
     spec.bootstrap = Some(bootstrap);
     catalog::admit(&mut tx, tenant, &spec).await?;
-    let event = writer
-        .put(
-            &mut tx,
-            RouteEntry {
-                tenant: tenant.slug.clone(),
-                cell_id: cell_id.clone(),
-                generation: 0,
-                state: RouteState::Active,
-                services: ServiceUrls::default(),
-                replicas: Default::default(),
-                email_domains: tenant.email_domains.clone(),
-            },
-        )
-        .await?;
+    let event = writer.put(&mut tx, first_route(tenant, &cell_id)).await?;
     catalog::set_admin_invite(&mut tx, &tenant.slug, &invite).await?;
     tx.commit().await?;
     writer.publish(Some(event));
@@ -90,18 +77,7 @@ pub async fn readmit(
     };
     catalog::admit(&mut *tx, &tenant, &spec).await?;
     let event = writer
-        .put(
-            &mut *tx,
-            RouteEntry {
-                tenant: tenant.slug.clone(),
-                cell_id: spec.cell_id.clone(),
-                generation: 0,
-                state: RouteState::Active,
-                services: ServiceUrls::default(),
-                replicas: Default::default(),
-                email_domains: tenant.email_domains.clone(),
-            },
-        )
+        .put(&mut *tx, first_route(&tenant, &spec.cell_id))
         .await?;
     let cell = catalog::cell_of_tenant(&mut *tx, &tenant.slug)
         .await?
@@ -109,6 +85,19 @@ pub async fn readmit(
     catalog::mark_restored(&mut *tx, deleted).await?;
     tracing::info!(tenant = %tenant.slug, cell = %spec.cell_id, deleted_at = %deleted.deleted_at, "deleted tenant admitted again");
     Ok((cell, event))
+}
+
+/// A newly admitted cell's route: active, no services yet (503 + Retry-After until it serves).
+fn first_route(tenant: &NewTenant, cell_id: &str) -> RouteEntry {
+    RouteEntry {
+        tenant: tenant.slug.clone(),
+        cell_id: cell_id.to_owned(),
+        generation: 0,
+        state: RouteState::Active,
+        services: ServiceUrls::default(),
+        replicas: Default::default(),
+        email_domains: tenant.email_domains.clone(),
+    }
 }
 
 /// A fresh one-time invite for the first admin: what the control plane shows, and what the

@@ -77,20 +77,16 @@ impl Op {
         .find(|op| op.as_str() == s)
     }
 
+    /// Whether the cell serves once this operation is done (all but suspend and delete).
+    pub fn serves(self) -> bool {
+        !matches!(self, Op::Suspend | Op::Delete)
+    }
+
     /// The operation to run after this one, if the desired state (`suspended`) moved on
     /// while it ran.
     pub fn then(self, suspended: bool) -> Option<Op> {
         match (self, suspended) {
-            (
-                Op::Provision
-                | Op::Resume
-                | Op::Migrate
-                | Op::Abort
-                | Op::Scale
-                | Op::Restore
-                | Op::Unrestore,
-                true,
-            ) => Some(Op::Suspend),
+            (op, true) if op.serves() => Some(Op::Suspend),
             (Op::Suspend, false) => Some(Op::Resume),
             _ => None,
         }
