@@ -1,5 +1,5 @@
-//! The SQL side of a move on Kubernetes, run by the **target** cell's operator against both
-//! cells' Postgres as each service's role (a target has its source's role passwords: the
+//! The SQL side of a move on Kubernetes (and a restore's fence mark), run by the **target**
+//! cell's operator against both cells' Postgres as each service's role (a target has its source's role passwords: the
 //! identity is copied), over TLS verified with each side's CA. The queries are `pg_move`'s,
 //! the same the local driver runs; the real one is tested against real Postgres clusters with
 //! logical replication between them, the controller's use of it with a scripted one.
@@ -41,6 +41,12 @@ pub trait MoveChecks: Send + Sync {
 
     /// Compares both sides table by table once more; returns how many tables matched.
     fn verify<'a>(&'a self, source: &'a Side, target: &'a Side) -> Checked<'a, usize>;
+
+    /// A restore's fence mark: one committed transaction (an xid assigned), so the WAL holds a
+    /// commit stamped after any moment a restore may ask for. Postgres replays to a target time
+    /// only up to the first commit after it: without one it ends recovery short of its target
+    /// and refuses to start (`recovery ended before configured recovery target was reached`).
+    fn mark<'a>(&'a self, side: &'a Side) -> Checked<'a, ()>;
 }
 
 /// The real one: short-lived pools, `verify-full` TLS.
@@ -105,5 +111,14 @@ impl MoveChecks for PgMoves {
 
     fn verify<'a>(&'a self, source: &'a Side, target: &'a Side) -> Checked<'a, usize> {
         Box::pin(async move { compare(source, target).await.map(|(_, _, n)| n) })
+    }
+
+    fn mark<'a>(&'a self, side: &'a Side) -> Checked<'a, ()> {
+        Box::pin(async move {
+            let db = connect(side).await?;
+            let marked = sqlx::query("SELECT txid_current()").execute(&db).await;
+            db.close().await;
+            marked.map(drop).map_err(|e| format!("the fence mark: {e}"))
+        })
     }
 }

@@ -5,7 +5,8 @@
 //! archive and the base backup a `Backup` asks for (as the control plane asks) go to the
 //! bucket with the claim's key. Then the cell is rendered restored to a point in time between
 //! two commits, and the rendered Cluster's `bootstrap.recovery` is started: the first commit
-//! is there, the second is not.
+//! is there, the second is not; and restored to a moment after the last commit, which the
+//! fence's mark lets the replay reach.
 
 mod fixtures;
 mod kubelet;
@@ -129,19 +130,81 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
     .await
     .expect("recovered from the bucket");
     let password = cell_operator::secrets::password_of(&url).expect("password");
-    let recovered_url = format!(
+    assert_eq!(
+        ledger(password, &recovered).await,
+        [1],
+        "recovered to the point between the two commits"
+    );
+    let _ = recovered.destroy();
+
+    // A moment after the last commit (nothing was written since): the replay stops at the
+    // commit the fence marks (as the controller makes it, `MoveChecks::mark`) with everything
+    // before. Without a commit after its target Postgres ends recovery short of it and refuses
+    // to start ("recovery ended before configured recovery target was reached"); this
+    // stand-in's own catalog commits happen to follow here too, so that failure is not shown.
+    let poc = kubelet.localize(&url, None);
+    let side = cell_operator::moves::Side {
+        url: poc.clone(),
+        ca: None,
+    };
+    let db = sqlx::PgPool::connect(&poc).await.expect("poc");
+    let latest: String = sqlx::query_scalar(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("now");
+    db.close().await;
+    let before = archive.segments().len();
+    use cell_operator::moves::MoveChecks as _;
+    cell_operator::moves::PgMoves
+        .mark(&side)
+        .await
+        .expect("the fence mark");
+    archived_beyond(&archive, before).await;
+    restored.spec.restore = Some(cell_model::CellRestore {
+        id: "0193a5f0-7c1e-7d2a-9b3c-000000000002".into(),
+        backup: BACKUP.into(),
+        target_time: Some(latest),
+    });
+    let rendered = cell_operator::render::with_backups(
+        &restored,
+        desired(&restored, &images),
+        kubelet.workload("ConfigMap", cell_operator::render::BACKUP_BUCKET),
+        &images.object_store,
+    );
+    let cluster = rendered
+        .into_iter()
+        .find(|o| o["kind"] == "Cluster")
+        .expect("the recovered Cluster");
+    let (kubelet, recovered) = tokio::task::spawn_blocking(move || {
+        let recovered = kubelet.recover(&cluster);
+        (kubelet, recovered)
+    })
+    .await
+    .expect("recovered to a moment after the last commit");
+    assert_eq!(
+        ledger(password, &recovered).await,
+        [1, 2],
+        "everything until the moment"
+    );
+    let _ = recovered.destroy();
+    drop(kubelet);
+}
+
+/// The ledger's rows in a recovered Postgres, read as poc.
+async fn ledger(password: &str, recovered: &pg_cluster::PgCluster) -> Vec<i32> {
+    let url = format!(
         "postgres://poc:{password}@127.0.0.1:{}/poc?sslmode=require",
         recovered.port()
     );
-    let db = sqlx::PgPool::connect(&recovered_url)
+    let db = sqlx::PgPool::connect(&url)
         .await
         .expect("poc on the recovered Postgres");
-    let rows: Vec<i32> = sqlx::query_scalar("SELECT n FROM ledger ORDER BY n")
+    let rows = sqlx::query_scalar("SELECT n FROM ledger ORDER BY n")
         .fetch_all(&db)
         .await
         .expect("ledger");
-    assert_eq!(rows, [1], "recovered to the point between the two commits");
     db.close().await;
-    let _ = recovered.destroy();
-    drop(kubelet);
+    rows
 }

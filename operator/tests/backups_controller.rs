@@ -97,11 +97,17 @@ async fn a_restore_replaces_the_cluster_with_one_recovered_from_the_backup_once_
     let poc = s.api.get(&deployments, "poc-service").expect("poc");
     assert_eq!(poc["spec"]["replicas"], 0, "the services are told to stop");
 
+    assert!(s.marks.taken().is_empty(), "no fence mark while pods run");
     service_pods(&s, 0);
     s.reconcile().await.expect("fenced");
     assert_eq!(
         s.condition("Restored"),
         (ConditionStatus::False, "Archiving".into())
+    );
+    assert_eq!(
+        s.marks.taken(),
+        ["postgres-rw.cell-acme.svc:5432/poc"],
+        "a commit after any moment restored to, before the last base backup is asked for"
     );
     let last = s
         .api
@@ -109,6 +115,7 @@ async fn a_restore_replaces_the_cluster_with_one_recovered_from_the_backup_once_
         .expect("a last base backup once no service runs");
     assert_eq!(last["spec"]["cluster"]["name"], "postgres");
     s.reconcile().await.expect("still archiving");
+    assert_eq!(s.marks.taken().len(), 1, "marked once");
     assert!(
         s.api.get(&cnpg("clusters"), "postgres").is_some(),
         "the Cluster waits for the archive"

@@ -60,6 +60,9 @@ impl MoveChecks for Scripted {
     fn verify<'a>(&'a self, _: &'a Side, _: &'a Side) -> Checked<'a, usize> {
         Box::pin(async { Err("poc.public.pocs differs".to_owned()) })
     }
+    fn mark<'a>(&'a self, _: &'a Side) -> Checked<'a, ()> {
+        unreachable!("a move never marks a restore's fence")
+    }
 }
 
 struct Operator {

@@ -96,6 +96,9 @@ impl MoveChecks for Local {
         let (source, target) = self.map(source, target);
         Box::pin(async move { PgMoves.verify(&source, &target).await })
     }
+    fn mark<'a>(&'a self, _: &'a Side) -> Checked<'a, ()> {
+        unreachable!("a move never marks a restore's fence")
+    }
 }
 
 /// One placement: its cluster's API, its operator, its region's AWS, its instance.

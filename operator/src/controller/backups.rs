@@ -102,6 +102,29 @@ pub(super) async fn final_backup(ctx: &Context, cell: &Cell) -> Result<bool, Err
     last_backup(ctx, cell, &format!("final-{deleted}"), "the deletion").await
 }
 
+/// Whether the cell's in-cluster Postgres archives and runs (a last base backup can be taken).
+async fn archiving(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
+    if cell.spec.database.engine != DatabaseEngine::InCluster {
+        return Ok(false);
+    }
+    let Some(cluster) = apply::get(&ctx.client, cell, "Cluster", render::POSTGRES_CLUSTER).await?
+    else {
+        return Ok(false);
+    };
+    let archives = !cluster["spec"]["backup"]["barmanObjectStore"].is_null();
+    let up = cluster["status"]["readyInstances"].as_i64().unwrap_or(0) > 0;
+    Ok(archives && up)
+}
+
+/// Whether [`last_backup`] of `name` would ask for it now (not asked for yet, and it can be
+/// taken).
+pub(super) async fn would_ask(ctx: &Context, cell: &Cell, name: &str) -> Result<bool, Error> {
+    Ok(archiving(ctx, cell).await?
+        && apply::get(&ctx.client, cell, "Backup", name)
+            .await?
+            .is_none())
+}
+
 /// A last base backup `name` of the cell's Cluster before `what` goes on: it ends with the WAL
 /// switched and archived, so the archive holds everything written until then. `true` once that
 /// backup completed, failed (a warning: the archive still holds what was archived), cannot be
@@ -113,16 +136,7 @@ pub(super) async fn last_backup(
     name: &str,
     what: &str,
 ) -> Result<bool, Error> {
-    if cell.spec.database.engine != DatabaseEngine::InCluster {
-        return Ok(true);
-    }
-    let Some(cluster) = apply::get(&ctx.client, cell, "Cluster", render::POSTGRES_CLUSTER).await?
-    else {
-        return Ok(true);
-    };
-    let archiving = !cluster["spec"]["backup"]["barmanObjectStore"].is_null();
-    let up = cluster["status"]["readyInstances"].as_i64().unwrap_or(0) > 0;
-    if !archiving || !up {
+    if !archiving(ctx, cell).await? {
         return Ok(true);
     }
     let now = time::OffsetDateTime::now_utc();

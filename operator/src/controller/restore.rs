@@ -5,7 +5,8 @@
 //! ```text
 //! spec.restore.id ≠ the live Cluster's mrbill.dev/restore annotation:
 //!    the cell is not suspended, or a service still runs   Restored False  Fencing
-//!    a last base backup fence-<restore> (the WAL until the
+//!    a fence mark (one commit in poc's database), then a
+//!    last base backup fence-<restore> (the WAL until the
 //!    fence switched and archived)                         Restored False  Archiving
 //!    the Cluster is deleted; its volumes go with it       Restored False  Replacing
 //!    (converge renders the Cluster with bootstrap.recovery; CloudNativePG recovers it)
@@ -14,7 +15,7 @@
 //!
 //! **Invariant:** the Cluster is deleted only while the control plane holds the cell suspended
 //! (the restore's fence) and no service pod runs, so nothing writes into the database being
-//! replaced, nor into the recovered one before the control plane starts the services again.
+//! replaced (but the fence mark, a commit that changes no row), nor into the recovered one before the control plane starts the services again.
 
 use cell_model::contract::Service;
 use cell_model::{Cell, CellStatus, DatabaseEngine, RESTORED};
@@ -63,9 +64,15 @@ pub(super) async fn replacing(
         return Ok(Some(("Fencing", message)));
     }
     // Everything written until the fence reaches the archive first, so a restore to any moment
-    // before it can be replayed (a time past the archived WAL would stop CloudNativePG's
-    // recovery short of its target).
+    // before it can be replayed; and the archive ends with a commit after that moment (the
+    // fence mark, before the last backup is asked for), so the replay finds where to stop.
     let last = format!("fence-{}", render::short_id(&restore.id));
+    if super::backups::would_ask(ctx, cell, &last).await?
+        && let Err(why) = fence_mark(ctx, cell).await?
+    {
+        let message = format!("marking the fence in the WAL: {why}");
+        return Ok(Some(("Archiving", message)));
+    }
     if !super::backups::last_backup(ctx, cell, &last, "the restore").await? {
         let message = format!(
             "waiting for the last base backup {last}: the archive gets everything written until the fence"
@@ -128,8 +135,27 @@ fn restoring(cell: &Cell) -> Option<&cell_model::CellRestore> {
         .flatten()
 }
 
+/// Commits one transaction in poc's database as poc's role (`MoveChecks::mark`): `Err` says
+/// why not (yet).
+async fn fence_mark(ctx: &Context, cell: &Cell) -> Result<Result<(), String>, Error> {
+    let service = Service::Poc.name();
+    let client = &ctx.client;
+    let url = apply::secret_value(client, cell, &render::database_secret(service), "url").await?;
+    let ca = apply::secret_value(client, cell, render::POSTGRES_TLS_SECRET, "ca.crt").await?;
+    let (Some(url), Some(ca)) = (url, ca) else {
+        return Ok(Err(format!(
+            "{service}'s database URL or the Postgres CA is missing"
+        )));
+    };
+    let side = crate::moves::Side { url, ca: Some(ca) };
+    Ok(ctx.moves.mark(&side).await)
+}
+
 /// The services whose workload still has pods.
-async fn running_services(client: &kube::Client, cell: &Cell) -> Result<Vec<String>, Error> {
+pub(super) async fn running_services(
+    client: &kube::Client,
+    cell: &Cell,
+) -> Result<Vec<String>, Error> {
     let mut running = Vec::new();
     for service in Service::ALL.map(Service::name) {
         let name = format!("{service}-service");

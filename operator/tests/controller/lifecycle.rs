@@ -207,6 +207,7 @@ async fn the_mail_relay_is_copied_into_the_cell_once() {
     let later = Scenario {
         api: s.api.clone(),
         ctx,
+        marks: s.marks.clone(),
     };
     later.reconcile().await.expect("repair");
     let url = &later.api.get(&secrets, "smtp").expect("recreated")["stringData"]["url"];

@@ -271,6 +271,8 @@ impl Kubelet {
             }
         };
         let dir = self.root.join(format!("{name}-recovered"));
+        // An earlier recovery's copy goes first (its segments, its data).
+        let _ = std::fs::remove_dir_all(&dir);
         let data = dir.join("pgdata/data");
         std::fs::create_dir_all(&data).expect("data dir");
         let data_path = data.display().to_string();
