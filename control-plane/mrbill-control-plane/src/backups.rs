@@ -4,7 +4,8 @@
 //! schedule (every cell serving, by its tier's backup_every_hours) ─┐
 //! POST /v1/tenants/{slug}/backups ─────────────────────────────────┴► backups row (pending)
 //!    worker (one backup at a time, beside the reconciler) ─► driver.back_up(cell, id) ─► done | failed
-//!    (local: a directory of dumps; Kubernetes: a CloudNativePG Backup of the cell's archive)
+//!    (local: a directory of dumps; Kubernetes: a CloudNativePG Backup of the cell's archive,
+//!     or a restore point in an rds instance's automated backups)
 //!    retention: done backups older than the tier's backup_retention_days go, except the newest KEEP
 //! POST /v1/tenants/{slug}/restore {from | to_time} ─► cells.op = restore (+ restores row) ─► reconciler:
 //!    freeze → fence → target → copy → verify → start → switch
@@ -52,7 +53,6 @@ pub const UNRESTORE: &[Step] = &[Step::Unfence, Step::Unfreeze, Step::Discard, S
 const NO_BACKUPS: &str = "this control plane's driver takes no backups";
 const DELETED_ELSEWHERE: &str = "a deleted Kubernetes tenant's data stays on its retained volumes and in its backups' bucket; bringing the tenant back is not automated";
 const NOT_UNDONE: &str = "this control plane's driver cannot undo a restore: the cell's database is replaced in place (Kubernetes deletes the Cluster before recovering a new one)";
-const KEPT_ELSEWHERE: &str = "this cell's database is an RDS instance: its backups are RDS's automated backups and snapshots, restored with RDS";
 
 /// Completed backups kept per tenant whatever their age.
 const KEEP: i64 = 3;
@@ -103,9 +103,6 @@ pub async fn request_backup(ctx: &Ctx, slug: &str) -> Result<Backup, RequestErro
     let cell = catalog::cell_of_tenant(&mut conn, slug)
         .await?
         .ok_or(RequestError::NotFound)?;
-    if !ctx.driver.backs_up_cell(&cell.spec.0) {
-        return Err(RequestError::Unsupported(KEPT_ELSEWHERE));
-    }
     let row = catalog::request_backup(&mut conn, &cell, BackupKind::Manual).await?;
     ctx.backup_wake.notify_one();
     tracing::info!(tenant = %slug, backup = %row.id, "backup requested");
@@ -147,9 +144,6 @@ pub async fn request_restore(
             (cell, Some(event))
         }
     };
-    if !ctx.driver.backs_up_cell(&cell.spec.0) {
-        return Err(RequestError::Unsupported(KEPT_ELSEWHERE));
-    }
     let backup = match from {
         Some(id) => catalog::backup(&mut tx, id)
             .await?
@@ -365,7 +359,7 @@ async fn schedule(ctx: &Ctx) -> anyhow::Result<()> {
             cell.status.0.phase,
             cell_model::Phase::Ready | cell_model::Phase::Degraded
         );
-        if !serving || cell.op.is_some() || !ctx.driver.backs_up_cell(&cell.spec.0) {
+        if !serving || cell.op.is_some() {
             continue;
         }
         let every = ctx.config.backup_every.unwrap_or_else(|| {

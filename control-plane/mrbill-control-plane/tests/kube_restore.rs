@@ -74,8 +74,13 @@ fn operate(api: &FakeApi) {
         conditions.push(condition("Restored", true, "Recovered"));
     }
     conditions.push(condition("Ready", !suspended, "AllReady"));
-    let status = json!({ "phase": if suspended { "Suspended" } else { "Ready" },
+    let mut status = json!({ "phase": if suspended { "Suspended" } else { "Ready" },
         "conditions": conditions, "observedGeneration": cell["metadata"]["generation"] });
+    // An rds cell's restore point, confirmed as soon as it is asked for.
+    let point = &cell["metadata"]["annotations"]["mrbill.dev/restore-point"];
+    if !point.is_null() {
+        status["restorePoint"] = point.clone();
+    }
     if cell["status"] != status {
         api.update(CELLS, ID, |c| c["status"] = status);
     }
@@ -134,7 +139,7 @@ impl Cluster {
 }
 
 /// A backup is a CNPG `Backup` of the cell's Cluster, complete when CNPG says so, taken as of
-/// its end; retention deletes it. An rds cell's backups are RDS's, not asked for here.
+/// its end; retention deletes it.
 #[tokio::test]
 async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     let c = Cluster::new().await;
@@ -180,19 +185,6 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     assert!(format!("{error:#}").contains("AccessDenied"), "{error:#}");
     c.paused.store(false, Ordering::SeqCst);
 
-    let mut rds = spec.clone();
-    rds.database.engine = DatabaseEngine::Rds;
-    assert!(c.driver.backs_up_cell(&spec));
-    assert!(
-        !c.driver.backs_up_cell(&rds),
-        "never scheduled, refused when asked for"
-    );
-    let refused = c
-        .driver
-        .back_up(Work::new(&rds, "eks-1"), uuid::Uuid::now_v7())
-        .await
-        .expect_err("rds");
-    assert!(format!("{refused:#}").contains("rds"), "{refused:#}");
     // The API refuses (409) what this driver cannot do: the operator deletes the Cluster before
     // recovering, so a restore is not undone; a deleted tenant's namespace (and its `Backup`s)
     // is gone, so it is not brought back from them.
@@ -201,6 +193,60 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
         !c.driver.restores_deleted(),
         "a deleted tenant is not restored"
     );
+}
+
+/// An rds cell's backup is a restore point: the moment asked for on the Cell, taken once the
+/// operator confirms RDS can restore the instance to it; RDS's retention expires it.
+#[tokio::test]
+async fn an_rds_backup_is_a_restore_point_the_operator_confirms() {
+    let c = Cluster::new().await;
+    let mut spec = spec();
+    spec.database.engine = DatabaseEngine::Rds;
+    c.driver
+        .apply("eks-1", &spec, false, None)
+        .await
+        .expect("an rds cell");
+    // Unconfirmed, the backup waits.
+    c.paused.store(true, Ordering::SeqCst);
+    let driver = c.driver.clone();
+    let s = spec.clone();
+    let before = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("whole seconds");
+    let taking = tokio::spawn(async move {
+        driver
+            .back_up(Work::new(&s, "eks-1"), uuid::Uuid::now_v7())
+            .await
+    });
+    let asked = loop {
+        let point = c.cell()["metadata"]["annotations"]["mrbill.dev/restore-point"].clone();
+        if let Some(point) = point.as_str() {
+            break point.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !taking.is_finished(),
+        "taken before the operator confirmed it"
+    );
+    c.paused.store(false, Ordering::SeqCst);
+    let taken = taking.await.expect("joined").expect("taken");
+    assert_eq!(taken.location, format!("rds-point-in-time:{asked}"));
+    assert_eq!(
+        cell_model::restore_point_of(&taken.location),
+        Some(asked.as_str())
+    );
+    assert!(taken.taken_at >= before && taken.taken_at <= time::OffsetDateTime::now_utc());
+    assert_eq!(taken.bytes, None);
+    assert!(
+        c.api.objects(BACKUPS).is_empty(),
+        "no CNPG Backup for an rds cell"
+    );
+    c.driver
+        .forget_backup("acme", "eks-1", &taken.location)
+        .await
+        .expect("RDS's retention expires it");
 }
 
 /// A restore suspends the cell with `spec.restore` (the operator replaces its database only

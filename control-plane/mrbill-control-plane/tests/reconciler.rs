@@ -207,8 +207,8 @@ async fn readers_during_deletes_see_a_tenant_whole_or_not_at_all() {
         for (i, slug) in slugs.iter().enumerate() {
             current.store(i, Ordering::SeqCst);
             let path = format!("/v1/tenants/{slug}");
-            let (status, _) = plane.call(reqwest::Method::DELETE, &path, None).await;
-            assert_eq!(status, 202);
+            let (status, body) = plane.call(reqwest::Method::DELETE, &path, None).await;
+            assert_eq!(status, 202, "{body}");
             plane
                 .until(slug, "the tenant to be gone", |s, _| s == 404)
                 .await;

@@ -84,18 +84,19 @@ pub struct CellSpec {
     pub restore: Option<CellRestore>,
 }
 
-/// A restore of the cell's database (`mrbill tenant restore`). On Kubernetes (in-cluster
-/// Postgres) the operator replaces the CloudNativePG `Cluster` with one recovered from the
-/// `Backup` named here once no service pod is left, archives the recovered cluster apart from
-/// the one before it, and reports [`RESTORED`]; the services run again when the control plane
-/// lifts `suspended`.
+/// A restore of the cell's database (`mrbill tenant restore`). On Kubernetes the operator,
+/// once no service pod is left, replaces the database: an in-cluster cell's CloudNativePG
+/// `Cluster` with one recovered from the `Backup` named here (archiving apart from the one
+/// before it), an `rds` cell's instance with one RDS restored to the restore point named here
+/// (or `target_time`); it reports [`RESTORED`], and the services run again when the control
+/// plane lifts `suspended`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CellRestore {
     /// The restore's id (the catalog's operation id).
     pub id: String,
-    /// Where the backup is: a CloudNativePG `Backup` in the cell's namespace (Kubernetes), a
-    /// directory (local).
+    /// Where the backup is: a CloudNativePG `Backup` in the cell's namespace (in-cluster), a
+    /// restore point `rds-point-in-time:<RFC 3339 time>` (rds), a directory (local).
     pub backup: String,
     /// Replay the archived WAL up to this time (RFC 3339); absent: stop at the end of the
     /// backup (as soon as the database is consistent).
@@ -285,7 +286,29 @@ pub struct CellStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// An `rds` cell's last restore point the control plane asked for (annotation
+    /// `mrbill.dev/restore-point`), once RDS can restore the instance to it (its latest
+    /// restorable time reached it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<String>,
 }
+
+/// Set by the control plane on an `rds` cell's `Cell` to take a backup: the moment (RFC 3339,
+/// whole seconds) the operator confirms in `status.restorePoint` once RDS's automated backups
+/// (snapshots + transaction logs, kept the tier's days) can restore the instance to it.
+pub const RESTORE_POINT_ANNOTATION: &str = "mrbill.dev/restore-point";
+
+/// Where an `rds` cell's backup is: a moment in its instance's automated backups.
+pub fn restore_point_location(moment: &str) -> String {
+    format!("{RESTORE_POINT_PREFIX}{moment}")
+}
+
+/// The moment a backup's location names, when it is an `rds` cell's restore point.
+pub fn restore_point_of(location: &str) -> Option<&str> {
+    location.strip_prefix(RESTORE_POINT_PREFIX)
+}
+
+const RESTORE_POINT_PREFIX: &str = "rds-point-in-time:";
 
 /// Lifecycle phase of a cell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

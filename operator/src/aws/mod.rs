@@ -16,7 +16,7 @@ mod rds;
 pub use crate::roles::MasterCredentials;
 pub use foundation::{FOUNDATION_TEMPLATE, Foundation, StackState};
 pub use objects::{Bucket, Objects, Store};
-pub use rds::{InstanceState, PARAMETER_GROUP, POSTGRES_VERSION, Rds};
+pub use rds::{Instance, InstanceState, PARAMETER_GROUP, POSTGRES_VERSION, RESTORE_TAG, Rds};
 
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use cell_model::Cell;

@@ -35,6 +35,19 @@ pub struct Rds {
     rds: aws_sdk_rds::Client,
 }
 
+/// What [`Rds::instance`] tells of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub state: InstanceState,
+    /// The restore it was made by ([`RESTORE_TAG`]), if any.
+    pub restore: Option<String>,
+    /// The latest moment RDS can restore it to (its automated backups).
+    pub restorable_until: Option<time::OffsetDateTime>,
+}
+
+/// The tag naming the restore an instance was made by (`spec.restore.id`).
+pub const RESTORE_TAG: &str = "mrbill:restore";
+
 /// Postgres major version of new instances.
 pub const POSTGRES_VERSION: &str = "16";
 
@@ -55,6 +68,15 @@ impl Rds {
 
     pub fn identifier(cell: &Cell) -> String {
         format!("mrbill-{}", cell.spec.cell_id)
+    }
+
+    /// The name instance [`Rds::identifier`] goes by once restore `restore` replaced it.
+    pub fn replaced(cell: &Cell, restore: &str) -> String {
+        format!(
+            "{}-replaced-{}",
+            Self::identifier(cell),
+            crate::render::short_id(restore)
+        )
     }
 
     /// The instance class the spec asks for (its own, else the tier's).
@@ -227,8 +249,13 @@ impl Rds {
     /// Deletes the instance after a final snapshot (deletion protection is lifted first);
     /// returns the snapshot's identifier once the instance is gone, `None` while it goes.
     pub async fn delete(&self, cell: &Cell, snapshot: &str) -> Result<Option<String>, Error> {
-        let id = Self::identifier(cell);
-        let Some(db) = self.describe(&id).await? else {
+        self.delete_instance(&Self::identifier(cell), snapshot)
+            .await
+    }
+
+    /// [`Rds::delete`] of instance `id` (a cell's, or one a restore replaced).
+    pub async fn delete_instance(&self, id: &str, snapshot: &str) -> Result<Option<String>, Error> {
+        let Some(db) = self.describe(id).await? else {
             return Ok(Some(snapshot.to_owned()));
         };
         if db.db_instance_status() == Some("deleting") {
@@ -237,7 +264,7 @@ impl Rds {
         if db.deletion_protection() == Some(true) {
             self.rds
                 .modify_db_instance()
-                .db_instance_identifier(&id)
+                .db_instance_identifier(id)
                 .deletion_protection(false)
                 .apply_immediately(true)
                 .send()
@@ -247,7 +274,7 @@ impl Rds {
         match self
             .rds
             .delete_db_instance()
-            .db_instance_identifier(&id)
+            .db_instance_identifier(id)
             .skip_final_snapshot(false)
             .final_db_snapshot_identifier(snapshot)
             .send()
@@ -258,10 +285,94 @@ impl Rds {
             Err(e) => return Err(aws_error(format!("deleting RDS instance {id}"), e)),
         }
         Ok(self
-            .describe(&id)
+            .describe(id)
             .await?
             .is_none()
             .then(|| snapshot.to_owned()))
+    }
+
+    /// Instance `id` as RDS describes it (its status, tags, latest restorable time).
+    pub async fn instance(&self, id: &str) -> Result<Option<Instance>, Error> {
+        Ok(self.describe(id).await?.map(|db| Instance {
+            state: state_of(&db),
+            restore: db
+                .tag_list()
+                .iter()
+                .find(|t| t.key() == Some(RESTORE_TAG))
+                .and_then(|t| t.value())
+                .map(str::to_owned),
+            restorable_until: db
+                .latest_restorable_time()
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+        }))
+    }
+
+    /// Renames instance `from` to `to`, at once (RDS reports it `renaming` meanwhile).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        self.rds
+            .modify_db_instance()
+            .db_instance_identifier(from)
+            .new_db_instance_identifier(to)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("renaming RDS instance {from} to {to}"), e))?;
+        Ok(())
+    }
+
+    /// Creates the cell's instance as instance `source` was at `time` (from RDS's automated
+    /// backups: a snapshot and the transaction logs after it), in the cell's foundation, tagged
+    /// with the restore's id ([`RESTORE_TAG`]).
+    pub async fn restore_to_time(
+        &self,
+        cell: &Cell,
+        outputs: &BTreeMap<String, String>,
+        source: &str,
+        time: time::OffsetDateTime,
+        restore: &str,
+    ) -> Result<(), Error> {
+        let id = Self::identifier(cell);
+        let output = |key: &str| {
+            outputs
+                .get(key)
+                .cloned()
+                .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
+        };
+        let mut tags = Self::tags(cell);
+        tags.push(
+            aws_sdk_rds::types::Tag::builder()
+                .key(RESTORE_TAG)
+                .value(restore)
+                .build(),
+        );
+        let restored = self
+            .rds
+            .restore_db_instance_to_point_in_time()
+            .source_db_instance_identifier(source)
+            .target_db_instance_identifier(&id)
+            .restore_time(aws_sdk_rds::primitives::DateTime::from_secs(
+                time.unix_timestamp(),
+            ))
+            .db_instance_class(Self::class(cell))
+            .port(5432)
+            .multi_az(cell.spec.database.multi_az)
+            .deletion_protection(true)
+            .db_subnet_group_name(output("DbSubnetGroupName")?)
+            .db_parameter_group_name(PARAMETER_GROUP)
+            .vpc_security_group_ids(output("DbSecurityGroupId")?)
+            .publicly_accessible(false)
+            .copy_tags_to_snapshot(true)
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match restored {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("DBInstanceAlreadyExists") => Ok(()),
+            Err(e) => Err(aws_error(
+                format!("restoring {id} from {source} to {time}"),
+                e,
+            )),
+        }
     }
 
     /// Creates the cell's instance from `snapshot` (a migration's restore), in the cell's

@@ -76,6 +76,19 @@ pub(super) async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error>
                 publish(ctx, cell, EventType::Normal, "FinalSnapshot", &snapshot).await;
             }
         }
+        // An instance a restore renamed away (a restore interrupted by the delete, or its
+        // replaced instance not yet gone) goes the same way.
+        if let Some(restore) = &cell.spec.restore {
+            let replaced = crate::aws::Rds::replaced(cell, &restore.id);
+            if aws
+                .rds
+                .delete_instance(&replaced, &format!("{replaced}-final"))
+                .await?
+                .is_none()
+            {
+                return Ok(Action::requeue(Duration::from_secs(10)));
+            }
+        }
         if !aws.foundation.delete(cell).await? {
             return Ok(Action::requeue(Duration::from_secs(10)));
         }

@@ -39,6 +39,7 @@ mod deletion;
 mod migration;
 mod observe;
 mod rds_move;
+mod rds_restore;
 mod restore;
 use crate::aws::{AwsClients, InstanceState, StackState};
 use crate::render::{self, Images};
@@ -249,8 +250,9 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     }
     // A restore replacing the database holds the Cluster (neither applied nor pruned) while
     // everything else converges: a suspended cell's services stop first.
-    let replacing = restore::replacing(ctx, cell).await?;
+    let mut replacing = restore::replacing(ctx, cell).await?;
     let mut rds_secrets = None;
+    let mut point = rds_restore::Point::Settled;
     // An rds cell's artifacts bucket (its stack's), once the stack is ready.
     let mut bucket = None;
     let aws = match (&cell.spec.database.engine, &ctx.aws) {
@@ -264,12 +266,20 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
                         region: aws.region.clone(),
                         store: None,
                     });
-                    let master = aws.master_credentials(cell).await?;
-                    let instance = aws.rds.ensure(cell, outputs, &master).await?;
-                    if let InstanceState::Available { address, port, .. } = &instance {
-                        rds_secrets = Some((address.clone(), *port, master));
+                    // An rds cell's restore replaces its instance; until it exists, nothing
+                    // makes one or writes to it.
+                    replacing = rds_restore::replacing(ctx, cell, aws, outputs).await?;
+                    if replacing.is_some() {
+                        None
+                    } else {
+                        let master = aws.master_credentials(cell).await?;
+                        let instance = aws.rds.ensure(cell, outputs, &master).await?;
+                        if let InstanceState::Available { address, port, .. } = &instance {
+                            rds_secrets = Some((address.clone(), *port, master));
+                            point = rds_restore::restore_point(aws, cell).await?;
+                        }
+                        Some(instance)
                     }
-                    Some(instance)
                 }
                 _ => None,
             };
@@ -385,6 +395,11 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let mut status = observe(cell, ctx, &previous, aws.as_ref(), roles, moving).await?;
     if let Some((reason, message)) = &replacing {
         set(&mut status, cell_model::RESTORED, false, reason, message);
+    } else {
+        rds_restore::observe(cell, &mut status);
+    }
+    if let rds_restore::Point::Restorable(moment) = &point {
+        status.restore_point = Some(moment.clone());
     }
     let ready = status.phase == Phase::Ready;
     if let Some(event) = transition(&previous, &status) {
@@ -399,8 +414,11 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
         Some(cell_model::MigrationPhase::Sync | cell_model::MigrationPhase::Verify)
     );
     Ok(Action::requeue(if replacing.is_some() {
-        // Nothing watched says when the old volumes are gone.
+        // Nothing watched says when the old volumes (or instance) are gone.
         Duration::from_secs(2)
+    } else if point == rds_restore::Point::Pending {
+        // RDS ships an instance's transaction logs every 5 minutes.
+        Duration::from_secs(30)
     } else if ready || cell.spec.suspended {
         RESYNC
     } else if urgent {

@@ -252,13 +252,6 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
-    /// Whether this driver backs up `spec`'s cell (false where another system keeps its
-    /// backups: an `rds` cell's are RDS's automated ones).
-    fn backs_up_cell(&self, spec: &CellSpec) -> bool {
-        let _ = spec;
-        self.backs_up()
-    }
-
     /// Backs up a running cell as backup `id` (every service's database as one moment; on the
     /// local driver with its checksums, objects and identity too). Safe to repeat; reads the
     /// cell, never starts or stops it.

@@ -369,11 +369,6 @@ impl CellDriver for KubeDriver {
         true
     }
 
-    /// In-cluster cells (CloudNativePG); an rds cell's are RDS's automated backups.
-    fn backs_up_cell(&self, spec: &CellSpec) -> bool {
-        spec.database.engine == cell_model::DatabaseEngine::InCluster
-    }
-
     fn back_up<'a>(
         &'a self,
         work: Work<'a>,
@@ -391,7 +386,8 @@ impl CellDriver for KubeDriver {
         Box::pin(self.delete_backup(tenant, placement, location))
     }
 
-    /// CloudNativePG replays the cell's WAL archive to any time within its retention.
+    /// CloudNativePG replays the cell's WAL archive, RDS its instance's transaction logs, to
+    /// any time within the retention.
     fn point_in_time(&self) -> bool {
         true
     }

@@ -2,11 +2,17 @@
 //! operator does is in `operator/src/controller/restore.rs`).
 //!
 //! ```text
-//! back_up   Backup backup-<id's last 12> in cell-<tenant> (the cell's Cluster, its object
-//!           store) → CNPG: phase completed · taken_at = stoppedAt (the backup's consistent end)
-//! forget    the Backup deleted (the archive's retention is CNPG's: the tier's days)
+//! back_up   in-cluster: Backup backup-<id's last 12> in cell-<tenant> (the cell's Cluster, its
+//!           object store) → CNPG: phase completed · taken_at = stoppedAt (the backup's
+//!           consistent end)
+//!           rds: annotation mrbill.dev/restore-point = now → the operator confirms it in
+//!           status.restorePoint once RDS can restore the instance to it · taken_at = now,
+//!           location rds-point-in-time:<now> (RDS's automated backups hold it)
+//! forget    the Backup deleted (the archive's retention is CNPG's: the tier's days); a restore
+//!           point is RDS's to expire (the instance's retention: the same days)
 //! restore   fence   Cell {suspended, restore} → the operator has fenced and archived
-//!                   (Restored: Fencing → Archiving → Replacing+)
+//!                   (Restored: Fencing → Archiving → Replacing+; an rds cell's instance is
+//!                   renamed away, then restored by RDS under its name: rds_restore.rs)
 //!           target  the old Cluster gone, the recovered one created  (Restored: Recovering+)
 //!           copy    CNPG replayed the backup (to_time or its end)     (Restored: True)
 //!           verify  the recovered cluster's databases are applied     (DatabaseReady: True)
@@ -19,7 +25,9 @@
 use std::time::Duration;
 
 use cell_model::{CellStatus, RESTORED};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -51,10 +59,9 @@ impl KubeDriver {
         id: uuid::Uuid,
     ) -> anyhow::Result<Taken> {
         let (tenant, placement) = (&work.spec.tenant, work.placement);
-        anyhow::ensure!(
-            work.spec.database.engine == cell_model::DatabaseEngine::InCluster,
-            "only in-cluster cells back up through the control plane (an rds cell's backups are RDS's)"
-        );
+        if work.spec.database.engine == cell_model::DatabaseEngine::Rds {
+            return self.take_restore_point(work).await;
+        }
         let name = backup_name(id);
         let api = self.backups(placement, tenant);
         let object: DynamicObject =
@@ -96,12 +103,51 @@ impl KubeDriver {
         }
     }
 
+    /// An `rds` cell's backup: the moment now, once the operator says RDS can restore the
+    /// cell's instance to it.
+    async fn take_restore_point(&self, work: Work<'_>) -> anyhow::Result<Taken> {
+        let (placement, id) = (work.placement, work.spec.cell_id.as_str());
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0)?;
+        let moment = now.format(&Rfc3339)?;
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { cell_model::RESTORE_POINT_ANNOTATION: moment } }
+        });
+        self.cluster(placement)
+            .cells
+            .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| anyhow::anyhow!("asking Cell {id} in {placement} for {moment}: {e}"))?;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let cell = self
+                .get(placement, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("Cell {id} vanished from {placement}"))?;
+            let confirmed = cell.status.and_then(|s| s.restore_point);
+            if confirmed.as_deref() == Some(moment.as_str()) {
+                return Ok(Taken {
+                    taken_at: now,
+                    bytes: None,
+                    location: cell_model::restore_point_location(&moment),
+                });
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "RDS could not restore Cell {id}'s instance to {moment} within 6 h"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     pub(super) async fn delete_backup(
         &self,
         tenant: &str,
         placement: &str,
         name: &str,
     ) -> anyhow::Result<()> {
+        if cell_model::restore_point_of(name).is_some() {
+            return Ok(());
+        }
         match self
             .backups(placement, tenant)
             .delete(name, &DeleteParams::background())

@@ -1,0 +1,209 @@
+//! An `rds` cell's backups and restores, made with RDS's automated backups (a daily snapshot
+//! and the transaction logs after it, kept the tier's days) rather than CloudNativePG.
+//!
+//! ```text
+//! backup    annotation mrbill.dev/restore-point = t (the control plane)
+//!           → once the instance's latest restorable time ≥ t: status.restorePoint = t
+//! restore   spec.restore.id ≠ the instance's mrbill:restore tag:
+//!    the cell is not suspended, or a service still runs           Restored False  Fencing
+//!    mrbill-<cell> renamed mrbill-<cell>-replaced-<restore>        Restored False  Replacing
+//!    its latest restorable time has not reached the target yet     Restored False  Archiving
+//!    RestoreDBInstanceToPointInTime → mrbill-<cell>, tagged         Restored False  Replacing
+//! the instance is the restore's: available, roles there            Restored True   Recovered
+//!    → the replaced instance is deleted after a final snapshot (…-final)
+//! ```
+//!
+//! The target is `spec.restore.targetTime`, else the restore point its backup names. The
+//! restored instance keeps the identifier, so its address, master user and the services'
+//! Secrets stay as they were.
+//!
+//! **Invariant:** the instance is renamed away only while the control plane holds the cell
+//! suspended and no service pod runs, so nothing writes into it after the moment restored.
+
+use std::collections::BTreeMap;
+
+use cell_model::{Cell, CellStatus, ConditionStatus, DatabaseEngine, RESTORED};
+use kube::ResourceExt;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::observe::set;
+use super::restore::running_services;
+use super::{Context, publish};
+use crate::aws::{AwsClients, InstanceState, Rds};
+use crate::error::Error;
+
+/// What the restore point annotation asks for now.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Point {
+    /// Nothing asked, or confirmed already.
+    Settled,
+    /// Asked for, not yet restorable.
+    Pending,
+    /// Restorable now: goes into `status.restorePoint`.
+    Restorable(String),
+}
+
+/// Whether RDS can restore the instance to the moment the control plane asked for.
+pub(super) async fn restore_point(aws: &AwsClients, cell: &Cell) -> Result<Point, Error> {
+    let Some(asked) = cell.annotations().get(cell_model::RESTORE_POINT_ANNOTATION) else {
+        return Ok(Point::Settled);
+    };
+    let confirmed = cell.status.as_ref().and_then(|s| s.restore_point.as_ref());
+    if confirmed == Some(asked) {
+        return Ok(Point::Settled);
+    }
+    let moment = parse(asked, cell_model::RESTORE_POINT_ANNOTATION)?;
+    let instance = aws.rds.instance(&Rds::identifier(cell)).await?;
+    let until = instance.and_then(|i| i.restorable_until);
+    Ok(match until {
+        Some(until) if until >= moment => Point::Restorable(asked.clone()),
+        _ => Point::Pending,
+    })
+}
+
+/// Why the cell's instance is not yet the restore's (`reason`, `message`), after doing what
+/// can be done now; `None` when the cell restores nothing or its instance is the restore's
+/// (then the instance it replaced goes, after a final snapshot).
+pub(super) async fn replacing(
+    ctx: &Context,
+    cell: &Cell,
+    aws: &AwsClients,
+    outputs: &BTreeMap<String, String>,
+) -> Result<Option<(&'static str, String)>, Error> {
+    let Some(restore) = restoring(cell) else {
+        return Ok(None);
+    };
+    let id = Rds::identifier(cell);
+    let replaced = Rds::replaced(cell, &restore.id);
+    match aws.rds.instance(&id).await? {
+        Some(instance) if instance.restore.as_deref() == Some(restore.id.as_str()) => {
+            if matches!(instance.state, InstanceState::Available { .. })
+                && aws.rds.instance(&replaced).await?.is_some()
+            {
+                let snapshot = format!("{replaced}-final");
+                if aws
+                    .rds
+                    .delete_instance(&replaced, &snapshot)
+                    .await?
+                    .is_some()
+                {
+                    tracing::info!(cell = %cell.spec.cell_id, instance = %replaced, %snapshot,
+                        "the instance the restore replaced is deleted");
+                }
+            }
+            Ok(None)
+        }
+        Some(instance) => {
+            if !cell.spec.suspended {
+                let message = "the restore replaces the database only while the cell is suspended";
+                return Ok(Some(("Fencing", message.to_owned())));
+            }
+            let running = running_services(&ctx.client, cell).await?;
+            if !running.is_empty() {
+                let message = format!("waiting for {} to stop", running.join(", "));
+                return Ok(Some(("Fencing", message)));
+            }
+            if !matches!(instance.state, InstanceState::Available { .. }) {
+                let message = format!("waiting for {id} to be available: {:?}", instance.state);
+                return Ok(Some(("Fencing", message)));
+            }
+            aws.rds.rename(&id, &replaced).await?;
+            let note = format!("{id} renamed {replaced}: the restore's instance takes its name");
+            tracing::info!(cell = %cell.spec.cell_id, restore = %restore.id, "{note}");
+            publish(
+                ctx,
+                cell,
+                kube::runtime::events::EventType::Normal,
+                "Replacing",
+                &note,
+            )
+            .await;
+            Ok(Some(("Replacing", note)))
+        }
+        None => {
+            let Some(source) = aws.rds.instance(&replaced).await? else {
+                return Err(Error::Render(format!(
+                    "neither {id} nor {replaced} exists: nothing to restore {} from",
+                    restore.id
+                )));
+            };
+            if !matches!(source.state, InstanceState::Available { .. }) {
+                let message = format!("waiting for {replaced}: {:?}", source.state);
+                return Ok(Some(("Replacing", message)));
+            }
+            let target = target(restore)?;
+            let until = source.restorable_until;
+            if until.is_none_or(|until| until < target) {
+                let until = until.map_or_else(|| "nothing yet".to_owned(), show);
+                let message = format!(
+                    "waiting for RDS to archive {replaced} up to {} (restorable until {until})",
+                    show(target)
+                );
+                return Ok(Some(("Archiving", message)));
+            }
+            aws.rds
+                .restore_to_time(cell, outputs, &replaced, target, &restore.id)
+                .await?;
+            let note = format!(
+                "{id} restored from {replaced} as it was at {}",
+                show(target)
+            );
+            tracing::info!(cell = %cell.spec.cell_id, restore = %restore.id, "{note}");
+            Ok(Some(("Replacing", note)))
+        }
+    }
+}
+
+/// Sets `Restored` for an `rds` cell whose instance is the restore's (`replacing` said
+/// nothing is left to do): recovered once its database is ready.
+pub(super) fn observe(cell: &Cell, status: &mut CellStatus) {
+    let Some(restore) = restoring(cell) else {
+        return;
+    };
+    let to = target(restore).map_or_else(|e| e.to_string(), show);
+    let database = status.condition("DatabaseReady").cloned();
+    match database {
+        Some(c) if c.status == ConditionStatus::True => {
+            let message = format!("restored by RDS to {to}");
+            set(status, RESTORED, true, "Recovered", &message);
+        }
+        c => {
+            let now = c.map_or_else(|| "no status yet".to_owned(), |c| c.message);
+            let message = format!("RDS restoring the instance to {to}: {now}");
+            set(status, RESTORED, false, "Recovering", &message);
+        }
+    }
+}
+
+/// The cell's restore, when its database is an RDS instance.
+fn restoring(cell: &Cell) -> Option<&cell_model::CellRestore> {
+    (cell.spec.database.engine == DatabaseEngine::Rds)
+        .then_some(cell.spec.restore.as_ref())
+        .flatten()
+}
+
+/// The moment the restore brings back: its target time, else its backup's restore point.
+fn target(restore: &cell_model::CellRestore) -> Result<OffsetDateTime, Error> {
+    match &restore.target_time {
+        Some(t) => parse(t, "spec.restore.targetTime"),
+        None => {
+            let point = cell_model::restore_point_of(&restore.backup).ok_or_else(|| {
+                Error::Render(format!(
+                    "spec.restore.backup `{}` is not an rds restore point",
+                    restore.backup
+                ))
+            })?;
+            parse(point, "spec.restore.backup")
+        }
+    }
+}
+
+fn show(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn parse(value: &str, what: &str) -> Result<OffsetDateTime, Error> {
+    OffsetDateTime::parse(value, &Rfc3339)
+        .map_err(|e| Error::Render(format!("{what}: `{value}` is not an RFC 3339 time: {e}")))
+}
