@@ -37,6 +37,10 @@ use crate::driver::{Restoring, Step, Taken, Work};
 /// How often a backup's progress is read, and for how long at most.
 const POLL: Duration = Duration::from_secs(2);
 const PATIENCE: Duration = Duration::from_secs(6 * 3600);
+/// How long RDS may take to make a restore point restorable (its logs ship every 5 minutes):
+/// the backup worker takes one backup at a time, so a cell whose operator never confirms
+/// (no AWS settings, an instance that is not available) must not hold the others for hours.
+const POINT_PATIENCE: Duration = Duration::from_secs(30 * 60);
 
 /// The `Backup` of backup `id` (the catalog's).
 pub fn backup_name(id: uuid::Uuid) -> String {
@@ -117,7 +121,7 @@ impl KubeDriver {
             .patch(id, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| anyhow::anyhow!("asking Cell {id} in {placement} for {moment}: {e}"))?;
-        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let deadline = tokio::time::Instant::now() + POINT_PATIENCE;
         loop {
             let cell = self
                 .get(placement, id)
@@ -133,7 +137,7 @@ impl KubeDriver {
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "RDS could not restore Cell {id}'s instance to {moment} within 6 h"
+                "the operator in {placement} did not confirm RDS can restore Cell {id}'s instance to {moment} within 30 min"
             );
             tokio::time::sleep(POLL).await;
         }
