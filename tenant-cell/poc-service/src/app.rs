@@ -23,7 +23,11 @@ pub struct App {
     bound: Bound,
     pool: PgPool,
     stop_indexer: tokio::sync::watch::Sender<bool>,
+    indexer_task: tokio::task::JoinHandle<()>,
 }
+
+/// How long a stopping service waits for its indexer to finish the batch it is writing.
+const INDEXER_STOP: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl App {
     /// Connects to the database (waiting up to 30 s for it), migrates, and binds both listeners.
@@ -80,7 +84,7 @@ impl App {
         let service_token = ServiceToken::new(config.service_token.clone());
         let (stop_indexer, indexer_stopped) = tokio::sync::watch::channel(false);
         let consumer = indexer::consumer_for(&config.search)?;
-        let indexer =
+        let (indexer, indexer_task) =
             indexer::spawn(pool.clone(), index.clone(), consumer, indexer_stopped).await?;
         let mailer = crate::mail::Mailer::new(&config.mail)?;
         let state = AppState::new(Inner {
@@ -108,6 +112,7 @@ impl App {
             bound,
             pool,
             stop_indexer,
+            indexer_task,
         })
     }
 
@@ -123,7 +128,8 @@ impl App {
         &self.pool
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests and closes the pool.
+    /// Serves until `shutdown` resolves, then drains in-flight requests, waits for the indexer
+    /// to finish its batch and let the index go (at most [`INDEXER_STOP`]), and closes the pool.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -131,6 +137,12 @@ impl App {
         let pool = self.pool.clone();
         let served = self.bound.serve(shutdown).await;
         let _ = self.stop_indexer.send(true);
+        if tokio::time::timeout(INDEXER_STOP, self.indexer_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the search indexer did not stop within 10 s; stopping without it");
+        }
         served?;
         pool.close().await;
         Ok(())

@@ -113,7 +113,9 @@ pub fn consumer_for(config: &crate::config::SearchConfig) -> anyhow::Result<Stri
     })
 }
 
-/// Registers the consumer and starts the indexer task, which runs until `shutdown` fires.
+/// Registers the consumer and starts the indexer task, which runs until `shutdown` fires;
+/// the task's handle ends once it has let the index go (a stopping service waits for it, so a
+/// replica started next on the same index directory finds it unlocked).
 ///
 /// The registration happens before the service takes a write, so every write it acknowledges
 /// leaves a change row of this consumer (`pending` is exact from the first request on); a new
@@ -123,14 +125,14 @@ pub async fn spawn(
     index: Arc<dyn SearchIndex>,
     consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<Arc<IndexerHandle>> {
+) -> anyhow::Result<(Arc<IndexerHandle>, tokio::task::JoinHandle<()>)> {
     let handle = Arc::new(IndexerHandle {
         reindex: AtomicBool::new(register(&pool, &consumer).await?),
         consumer,
         ..IndexerHandle::default()
     });
-    tokio::spawn(run(pool, index, handle.clone(), shutdown));
-    Ok(handle)
+    let task = tokio::spawn(run(pool, index, handle.clone(), shutdown));
+    Ok((handle, task))
 }
 
 async fn run(

@@ -105,22 +105,11 @@ impl TestApp {
         config.search = poc_service::config::SearchConfig::Embedded {
             dir: Some(dir.to_owned()),
         };
-        // A pool of its own: a stopping replica closes its pool. The index directory of a
-        // replica that just stopped may still be locked for a moment by its indexer task,
-        // which lets the index go after the service has returned.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let app = loop {
-            match App::build(config.clone()).await {
-                Ok(app) => break app,
-                Err(e)
-                    if format!("{e:#}").contains("LockBusy")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("replica builds: {e:#}"),
-            }
-        };
+        // A pool of its own: a stopping replica closes its pool, and lets its index directory
+        // go before it has stopped (a replica started next on it finds it unlocked).
+        let app = App::build(config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("replica builds: {e:#}"));
         let api = ApiClient::new(format!("http://{}", app.public_addr()));
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(app.run_until_stopped(async move {
