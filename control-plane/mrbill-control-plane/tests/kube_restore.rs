@@ -284,6 +284,19 @@ async fn a_restore_suspends_the_cell_waits_for_the_recovery_and_starts_it() {
         cell["spec"]["restore"]["targetTime"],
         "2026-12-06T09:30:00Z"
     );
+    // Fenced once the operator archives (no service runs then); the target waits on.
+    let generation = cell["metadata"]["generation"].clone();
+    c.api.update(CELLS, ID, |c| {
+        c["status"] = json!({ "phase": "Suspended", "observedGeneration": generation,
+            "conditions": [condition("Restored", false, "Archiving")] })
+    });
+    c.driver.restore(r, Step::Fence).await.expect("fenced");
+    let waiting = c
+        .driver
+        .restore(r, Step::Target)
+        .await
+        .expect_err("still archiving");
+    assert!(format!("{waiting:#}").contains("Archiving"), "{waiting:#}");
     c.paused.store(false, Ordering::SeqCst);
     for step in [Step::Fence, Step::Target, Step::Copy, Step::Verify] {
         c.step(r, step).await;

@@ -1,5 +1,5 @@
-//! The kubernetes driver's backups and restores of in-cluster cells (CloudNativePG; what the
-//! operator does is in `operator/src/controller/restore.rs`).
+//! The kubernetes driver's backups and restores of its cells (what the operator does is in
+//! `operator/src/controller/restore.rs` for CloudNativePG, `rds_restore.rs` for RDS).
 //!
 //! ```text
 //! back_up   in-cluster: Backup backup-<id's last 12> in cell-<tenant> (the cell's Cluster, its
@@ -10,8 +10,8 @@
 //!           location rds-point-in-time:<now> (RDS's automated backups hold it)
 //! forget    the Backup deleted (the archive's retention is CNPG's: the tier's days); a restore
 //!           point is RDS's to expire (the instance's retention: the same days)
-//! restore   fence   Cell {suspended, restore} → the operator has fenced and archived
-//!                   (Restored: Fencing → Archiving → Replacing+; an rds cell's instance is
+//! restore   fence   Cell {suspended, restore} → the operator has fenced
+//!                   (Restored: Fencing → Archiving+ → Replacing; an rds cell's instance is
 //!                   renamed away, then restored by RDS under its name: rds_restore.rs)
 //!           target  the old Cluster gone, the recovered one created  (Restored: Recovering+)
 //!           copy    CNPG replayed the backup (to_time or its end)     (Restored: True)
@@ -182,9 +182,11 @@ impl KubeDriver {
             }
         };
         match step {
+            // Fenced once no service runs: the operator archives (in-cluster: the last base
+            // backup; rds: RDS's logs, after the rename) or replaces the database already.
             Step::Fence => {
                 self.apply(at, r.spec, true, None).await?;
-                restored(&["Replacing", "Recovering", "Recovered"]).await
+                restored(&["Archiving", "Replacing", "Recovering", "Recovered"]).await
             }
             Step::Target => restored(&["Recovering", "Recovered"]).await,
             Step::Copy => restored(&["Recovered"]).await,
