@@ -197,6 +197,15 @@ async fn a_restore_point_is_confirmed_once_rds_can_restore_to_it() {
     let status = s.cell().status.unwrap_or_default();
     assert_eq!(status.restore_point.as_deref(), Some(past.as_str()));
 
+    // Not a time: ignored, and the cell still reconciles.
+    s.api.update(CELLS, NAME, |cell| {
+        cell["metadata"]["annotations"] =
+            json!({ cell_model::RESTORE_POINT_ANNOTATION: "yesterday" });
+    });
+    s.reconcile().await;
+    let status = s.cell().status.unwrap_or_default();
+    assert_eq!(status.restore_point.as_deref(), Some(past.as_str()));
+
     let future = moment(OffsetDateTime::now_utc() + Duration::from_secs(3600));
     s.api.update(CELLS, NAME, |cell| {
         cell["metadata"]["annotations"] = json!({ cell_model::RESTORE_POINT_ANNOTATION: future });

@@ -53,7 +53,12 @@ pub(super) async fn restore_point(aws: &AwsClients, cell: &Cell) -> Result<Point
     if confirmed == Some(asked) {
         return Ok(Point::Settled);
     }
-    let moment = parse(asked, cell_model::RESTORE_POINT_ANNOTATION)?;
+    // Written by the control plane; anything else asks for nothing (and never stops the
+    // cell's reconcile).
+    let Ok(moment) = parse(asked, cell_model::RESTORE_POINT_ANNOTATION) else {
+        tracing::warn!(cell = %cell.spec.cell_id, %asked, "a restore point that is not an RFC 3339 time; ignored");
+        return Ok(Point::Settled);
+    };
     let instance = aws.rds.instance(&Rds::identifier(cell)).await?;
     let until = instance.and_then(|i| i.restorable_until);
     Ok(match until {
