@@ -187,7 +187,6 @@ fn stored(api: &kube_fake::FakeApi, name: &str) -> Option<Cell> {
 async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot() {
     use cell_operator::aws::AwsClients;
     use cell_operator::controller::{Context, reconcile};
-    use secrecy::ExposeSecret as _;
     use std::sync::Arc;
 
     let moto = Moto::start();
@@ -196,17 +195,7 @@ async fn the_controller_builds_an_rds_cell_and_removes_it_with_a_final_snapshot(
     let settings = network(&sdk).await;
     let aws = AwsClients::new(&sdk, settings.clone()).with_admin(instance.admin());
     let foundation = aws.foundation.clone();
-    aws_sdk_secretsmanager::Client::new(&sdk)
-        .create_secret()
-        .name("mrbill/c-acme-1234/database")
-        .secret_string(format!(
-            r#"{{"username":"{}","password":"{}"}}"#,
-            rds::MASTER,
-            instance.master.password.expose_secret()
-        ))
-        .send()
-        .await
-        .expect("master credentials");
+    instance.store_master(&sdk, "c-acme-1234").await;
     let api = kube_fake::FakeApi::new();
     let acme = cell("acme", Tier::Standard);
     insert_cell(&api, &acme);

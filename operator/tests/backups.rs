@@ -85,12 +85,7 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         .execute(&poc)
         .await
         .expect("the first commit");
-    let target: String = sqlx::query_scalar(
-        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
-    )
-    .fetch_one(&poc)
-    .await
-    .expect("now");
+    let target = now(&poc).await;
     let before = archive.segments().len();
     let after_first = archived_beyond(&archive, before).await;
     sqlx::query("INSERT INTO ledger VALUES (2)")
@@ -108,27 +103,13 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         backup: BACKUP.into(),
         target_time: Some(target),
     });
-    let rendered = cell_operator::render::with_backups(
-        &restored,
-        desired(&restored, &images),
-        kubelet.workload("ConfigMap", cell_operator::render::BACKUP_BUCKET),
-        &images.object_store,
-    );
-    let cluster = rendered
-        .into_iter()
-        .find(|o| o["kind"] == "Cluster")
-        .expect("the recovered Cluster");
+    let cluster = recovered_cluster(&restored, &images, &kubelet);
     assert_ne!(
         cluster["spec"]["backup"]["barmanObjectStore"]["serverName"],
         archive.server.as_str(),
         "the recovered cluster archives apart from the one it replaces"
     );
-    let (kubelet, recovered) = tokio::task::spawn_blocking(move || {
-        let recovered = kubelet.recover(&cluster);
-        (kubelet, recovered)
-    })
-    .await
-    .expect("recovered from the bucket");
+    let (kubelet, recovered) = recover(kubelet, cluster).await;
     let password = cell_operator::secrets::password_of(&url).expect("password");
     assert_eq!(
         ledger(password, &recovered).await,
@@ -148,12 +129,7 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         ca: None,
     };
     let db = sqlx::PgPool::connect(&poc).await.expect("poc");
-    let latest: String = sqlx::query_scalar(
-        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
-    )
-    .fetch_one(&db)
-    .await
-    .expect("now");
+    let latest = now(&db).await;
     db.close().await;
     let before = archive.segments().len();
     use cell_operator::moves::MoveChecks as _;
@@ -167,22 +143,8 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         backup: BACKUP.into(),
         target_time: Some(latest),
     });
-    let rendered = cell_operator::render::with_backups(
-        &restored,
-        desired(&restored, &images),
-        kubelet.workload("ConfigMap", cell_operator::render::BACKUP_BUCKET),
-        &images.object_store,
-    );
-    let cluster = rendered
-        .into_iter()
-        .find(|o| o["kind"] == "Cluster")
-        .expect("the recovered Cluster");
-    let (kubelet, recovered) = tokio::task::spawn_blocking(move || {
-        let recovered = kubelet.recover(&cluster);
-        (kubelet, recovered)
-    })
-    .await
-    .expect("recovered to a moment after the last commit");
+    let cluster = recovered_cluster(&restored, &images, &kubelet);
+    let (kubelet, recovered) = recover(kubelet, cluster).await;
     assert_eq!(
         ledger(password, &recovered).await,
         [1, 2],
@@ -190,6 +152,43 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
     );
     let _ = recovered.destroy();
     drop(kubelet);
+}
+
+/// The database's clock now, as a recovery target (`recovery_target_time`).
+async fn now(db: &sqlx::PgPool) -> String {
+    sqlx::query_scalar(
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+    )
+    .fetch_one(db)
+    .await
+    .expect("now")
+}
+
+/// The Cluster the operator renders for `restored` (its restore), bound to the backups' bucket.
+fn recovered_cluster(
+    restored: &cell_model::Cell,
+    images: &cell_operator::render::Images,
+    kubelet: &Kubelet,
+) -> serde_json::Value {
+    cell_operator::render::with_backups(
+        restored,
+        desired(restored, images),
+        kubelet.workload("ConfigMap", cell_operator::render::BACKUP_BUCKET),
+        &images.object_store,
+    )
+    .into_iter()
+    .find(|o| o["kind"] == "Cluster")
+    .expect("the recovered Cluster")
+}
+
+/// Starts `cluster`'s recovery from the bucket (blocking work off the runtime).
+async fn recover(kubelet: Kubelet, cluster: serde_json::Value) -> (Kubelet, pg_cluster::PgCluster) {
+    tokio::task::spawn_blocking(move || {
+        let recovered = kubelet.recover(&cluster);
+        (kubelet, recovered)
+    })
+    .await
+    .expect("recovered from the bucket")
 }
 
 /// The ledger's rows in a recovered Postgres, read as poc.

@@ -19,7 +19,6 @@ use cell_operator::aws::AwsClients;
 use cell_operator::controller::{Context, reconcile};
 use cell_operator::moves::{Checked, MoveChecks, PgMoves, Side};
 use kube_fake::FakeApi;
-use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::moto::Moto;
@@ -116,17 +115,7 @@ impl Placement {
         source: Option<&RdsInstance>,
     ) -> Self {
         let sdk = rds::sdk(moto, region);
-        aws_sdk_secretsmanager::Client::new(&sdk)
-            .create_secret()
-            .name(format!("mrbill/{NAME}/database"))
-            .secret_string(format!(
-                r#"{{"username":"{}","password":"{}"}}"#,
-                rds::MASTER,
-                instance.master.password.expose_secret()
-            ))
-            .send()
-            .await
-            .expect("master credentials");
+        instance.store_master(&sdk, NAME).await;
         let admin = match source {
             Some(source) => instance.admin_replicating_from(source),
             None => instance.admin(),

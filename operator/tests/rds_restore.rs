@@ -19,7 +19,6 @@ use cell_model::{
 use cell_operator::aws::{AwsClients, RESTORE_TAG};
 use cell_operator::controller::{Context, reconcile};
 use kube_fake::FakeApi;
-use secrecy::ExposeSecret as _;
 use serde_json::json;
 use test_support::moto::Moto;
 use time::OffsetDateTime;
@@ -69,17 +68,7 @@ impl Setup {
         let moto = Moto::start();
         let instance = RdsInstance::start().await;
         let sdk = rds::sdk(&moto, "us-east-1");
-        aws_sdk_secretsmanager::Client::new(&sdk)
-            .create_secret()
-            .name(format!("mrbill/{NAME}/database"))
-            .secret_string(format!(
-                r#"{{"username":"{}","password":"{}"}}"#,
-                rds::MASTER,
-                instance.master.password.expose_secret()
-            ))
-            .send()
-            .await
-            .expect("master credentials");
+        instance.store_master(&sdk, NAME).await;
         let aws = AwsClients::new(&sdk, rds::network(&sdk).await).with_admin(instance.admin());
         let api = FakeApi::new();
         let ctx = Context::new(api.client(), fixtures::images(), Some(aws), None);

@@ -127,12 +127,7 @@ impl Rds {
     ) -> Result<InstanceState, Error> {
         use secrecy::ExposeSecret;
         let id = Self::identifier(cell);
-        let output = |key: &str| {
-            outputs
-                .get(key)
-                .cloned()
-                .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
-        };
+        let output = |key: &str| output(outputs, key);
         let Some(db) = self.describe(&id).await? else {
             self.ensure_parameter_group().await?;
             let created = self
@@ -332,12 +327,7 @@ impl Rds {
         restore: &str,
     ) -> Result<(), Error> {
         let id = Self::identifier(cell);
-        let output = |key: &str| {
-            outputs
-                .get(key)
-                .cloned()
-                .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
-        };
+        let output = |key: &str| output(outputs, key);
         let mut tags = Self::tags(cell);
         tags.push(
             aws_sdk_rds::types::Tag::builder()
@@ -387,12 +377,7 @@ impl Rds {
         if self.describe(&id).await?.is_some() {
             return self.observe(cell).await;
         }
-        let output = |key: &str| {
-            outputs
-                .get(key)
-                .cloned()
-                .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
-        };
+        let output = |key: &str| output(outputs, key);
         self.rds
             .restore_db_instance_from_db_snapshot()
             .db_instance_identifier(&id)
@@ -411,6 +396,14 @@ impl Rds {
             .map_err(|e| aws_error(format!("restoring {id} from {snapshot}"), e))?;
         self.observe(cell).await
     }
+}
+
+/// Output `key` of the cell's foundation stack (subnet group, security group, key).
+fn output(outputs: &BTreeMap<String, String>, key: &str) -> Result<String, Error> {
+    outputs
+        .get(key)
+        .cloned()
+        .ok_or_else(|| Error::Render(format!("the foundation stack has no output {key}")))
 }
 
 fn state_of(db: &aws_sdk_rds::types::DbInstance) -> InstanceState {

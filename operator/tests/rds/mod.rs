@@ -201,6 +201,21 @@ impl RdsInstance {
         Arc::new(Here(self.port(), Some(source.port())))
     }
 
+    /// Puts this instance's master credentials where the operator reads cell `cell_id`'s
+    /// (Secrets Manager `mrbill/<cell>/database`), as the foundation stack makes them.
+    pub async fn store_master(&self, sdk: &SdkConfig, cell_id: &str) {
+        aws_sdk_secretsmanager::Client::new(sdk)
+            .create_secret()
+            .name(format!("mrbill/{cell_id}/database"))
+            .secret_string(format!(
+                r#"{{"username":"{MASTER}","password":"{}"}}"#,
+                self.master.password.expose_secret()
+            ))
+            .send()
+            .await
+            .expect("master credentials");
+    }
+
     /// The master user's URL here (TLS).
     pub fn master_url(&self) -> String {
         format!(
