@@ -268,6 +268,62 @@ async fn create_absent(
     Ok(created)
 }
 
+/// Secret `name` of the cell as `{type, labels, data}`, its values decoded (absent: `None`):
+/// what a deleted cell's record keeps of it.
+pub async fn secret_record(
+    client: &Client,
+    cell: &Cell,
+    name: &str,
+) -> Result<Option<Value>, Error> {
+    use base64::Engine as _;
+    let Some(secret) = get(client, cell, "Secret", name).await? else {
+        return Ok(None);
+    };
+    let mut data = serde_json::Map::new();
+    for (key, encoded) in secret["data"].as_object().into_iter().flatten() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().unwrap_or_default())
+            .map_err(|e| Error::Render(format!("Secret {name}/{key} is not base64: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::Render(format!("Secret {name}/{key} is not UTF-8: {e}")))?;
+        data.insert(key.clone(), Value::String(text));
+    }
+    // As written, before the API server folds it into `data` (as `secret_value` reads it).
+    for (key, text) in secret["stringData"].as_object().into_iter().flatten() {
+        data.insert(key.clone(), text.clone());
+    }
+    Ok(Some(serde_json::json!({
+        "type": secret["type"],
+        "labels": secret["metadata"]["labels"],
+        "data": data,
+    })))
+}
+
+/// Creates Secret `name` in the cell's namespace from a [`secret_record`] (create-only: one
+/// that exists stays as it is).
+pub async fn create_kept_secret(
+    client: &Client,
+    cell: &Cell,
+    name: &str,
+    record: &Value,
+) -> Result<(), Error> {
+    let (secrets, existing) = existing_secrets(client, cell).await?;
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": record["type"].as_str().unwrap_or("Opaque"),
+        "metadata": {
+            "name": name,
+            "namespace": namespace(cell),
+            "labels": record["labels"],
+            "annotations": { crate::secrets::GENERATED_ONCE: "true" },
+        },
+        "stringData": record["data"],
+    });
+    create_absent(&secrets, cell, &existing, vec![secret]).await?;
+    Ok(())
+}
+
 /// Creates an `rds` cell's database Secrets that do not exist yet (see `secrets::rds`).
 pub async fn create_missing_rds_secrets(
     client: &Client,

@@ -36,7 +36,19 @@ pub async fn claimed(
     store: &ObjectStore,
     external: bool,
 ) -> Result<Option<Bucket>, Error> {
-    let Some(coordinates) = apply::get(client, cell, "ConfigMap", MEDIA_BUCKET).await? else {
+    claimed_as(client, cell, store, MEDIA_BUCKET, external).await
+}
+
+/// The bucket of the cell's claim `claim` (the artifacts' or the Postgres backups'), once
+/// bound (see [`claimed`]).
+pub async fn claimed_as(
+    client: &kube::Client,
+    cell: &Cell,
+    store: &ObjectStore,
+    claim: &str,
+    external: bool,
+) -> Result<Option<Bucket>, Error> {
+    let Some(coordinates) = apply::get(client, cell, "ConfigMap", claim).await? else {
         return Ok(None);
     };
     let data = &coordinates["data"];
@@ -46,7 +58,7 @@ pub async fn claimed(
         field("BUCKET_HOST"),
         field("BUCKET_PORT"),
     );
-    let key = |k: &'static str| apply::secret_value(client, cell, MEDIA_BUCKET, k);
+    let key = |k: &'static str| apply::secret_value(client, cell, claim, k);
     let (Some(access_key_id), Some(secret_access_key)) = (
         key("AWS_ACCESS_KEY_ID").await?,
         key("AWS_SECRET_ACCESS_KEY").await?,
@@ -84,6 +96,28 @@ pub fn secret_data(bucket: &Bucket) -> Value {
         data[SECRET_ACCESS_KEY] = json!(store.secret_access_key);
     }
     data
+}
+
+/// The bucket [`secret_data`] describes (`None`: it names none).
+pub fn from_data(data: &Value) -> Option<Bucket> {
+    let field = |key: &str| data[key].as_str().map(str::to_owned);
+    let store = match (
+        field(ENDPOINT),
+        field(ACCESS_KEY_ID),
+        field(SECRET_ACCESS_KEY),
+    ) {
+        (Some(endpoint), Some(access_key_id), Some(secret_access_key)) => Some(Store {
+            endpoint,
+            access_key_id,
+            secret_access_key,
+        }),
+        _ => None,
+    };
+    Some(Bucket {
+        name: field(BUCKET)?,
+        region: field(REGION)?,
+        store,
+    })
 }
 
 /// The source's bucket as the target's copy of the migrator Secret (`secret`) names it.

@@ -18,6 +18,10 @@ fn admission(
     namespace: Option<Value>,
     object: Value,
 ) -> Vec<(&'static str, Value)> {
+    let name = object["metadata"]["name"].clone();
+    let ns = namespace
+        .as_ref()
+        .map_or(Value::from(""), |n| n["metadata"]["name"].clone());
     let (object, old) = match op {
         "CREATE" => (object, Value::Null),
         "DELETE" => (Value::Null, object),
@@ -27,7 +31,8 @@ fn admission(
         (
             "request",
             serde_json::json!({ "operation": op, "userInfo": { "username": user },
-                                "resource": { "resource": resource } }),
+                                "resource": { "resource": resource },
+                                "namespace": ns, "name": name }),
         ),
         ("object", object),
         ("oldObject", old),
@@ -160,6 +165,42 @@ fn the_operators_writes_are_confined_to_cell_namespaces() {
             "deployments",
             Some(foreign("kube-system")),
             deployment.clone(),
+            false,
+        ),
+        (
+            "a deleted cell's record in the operator's namespace",
+            operator,
+            "CREATE",
+            "secrets",
+            Some(foreign("mrbill")),
+            serde_json::json!({ "metadata": { "name": "kept-c-acme-1234" } }),
+            true,
+        ),
+        (
+            "another Secret in the operator's namespace",
+            operator,
+            "CREATE",
+            "secrets",
+            Some(foreign("mrbill")),
+            serde_json::json!({ "metadata": { "name": "rel-cell-operator-token" } }),
+            false,
+        ),
+        (
+            "a deleted cell's record deleted",
+            operator,
+            "DELETE",
+            "secrets",
+            Some(foreign("mrbill")),
+            serde_json::json!({ "metadata": { "name": "kept-c-acme-1234" } }),
+            false,
+        ),
+        (
+            "a record in another namespace",
+            operator,
+            "CREATE",
+            "secrets",
+            Some(foreign("kube-system")),
+            serde_json::json!({ "metadata": { "name": "kept-c-acme-1234" } }),
             false,
         ),
         (

@@ -102,6 +102,7 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         id: "0193a5f0-7c1e-7d2a-9b3c-4d5e6f708192".into(),
         backup: BACKUP.into(),
         target_time: Some(target),
+        deleted: false,
     });
     let cluster = recovered_cluster(&restored, &images, &kubelet);
     assert_ne!(
@@ -141,7 +142,8 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
     restored.spec.restore = Some(cell_model::CellRestore {
         id: "0193a5f0-7c1e-7d2a-9b3c-000000000002".into(),
         backup: BACKUP.into(),
-        target_time: Some(latest),
+        target_time: Some(latest.clone()),
+        deleted: false,
     });
     let cluster = recovered_cluster(&restored, &images, &kubelet);
     let (kubelet, recovered) = recover(kubelet, cluster).await;
@@ -149,6 +151,57 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         ledger(password, &recovered).await,
         [1, 2],
         "everything until the moment"
+    );
+    let _ = recovered.destroy();
+
+    // The tenant deleted and restored: its namespace (and the Backups in it) went, its kept
+    // archive is copied into the new cell's backups bucket (as `controller/kept.rs` does), and
+    // the Cluster recovers from that copy by the backup's barman folder and id.
+    let mut kubelet = kubelet;
+    let backup = kubelet.workload("Backup", BACKUP)["status"].clone();
+    let old = archive
+        .destination
+        .trim_start_matches("s3://")
+        .trim_end_matches('/');
+    let new = format!("{old}-returned");
+    let status = kubelet::probe::http_put(&format!("{}/{new}", s3.url)).expect("PUT bucket");
+    assert_eq!(status, 200, "the new cell's backups bucket");
+    let bucket = |name: &str| cell_operator::aws::Bucket {
+        name: name.to_owned(),
+        region: "us-east-1".into(),
+        store: Some(cell_operator::aws::Store {
+            endpoint: s3.url.clone(),
+            access_key_id: "kept".into(),
+            secret_access_key: "kept".into(),
+        }),
+    };
+    let copied = cell_operator::aws::Objects::default()
+        .sync(&bucket(old), &bucket(&new), false)
+        .await
+        .expect("the kept archive copied");
+    assert!(copied > 0, "base backups and WAL copied");
+    kubelet.rebind_backups_bucket(&new);
+    restored.spec.restore = Some(cell_model::CellRestore {
+        id: "0193a5f0-7c1e-7d2a-9b3c-000000000003".into(),
+        backup: BACKUP.into(),
+        target_time: Some(latest),
+        deleted: true,
+    });
+    let cluster = cell_operator::render::from_archive(
+        vec![recovered_cluster(&restored, &images, &kubelet)],
+        kubelet.workload("ConfigMap", cell_operator::render::BACKUP_BUCKET),
+        &images.object_store,
+        backup["serverName"].as_str().expect("serverName"),
+        backup["backupId"].as_str().expect("backupId"),
+    )
+    .remove(0);
+    let source = &cluster["spec"]["externalClusters"][0]["barmanObjectStore"];
+    assert_eq!(source["destinationPath"], format!("s3://{new}/"));
+    let (kubelet, recovered) = recover(kubelet, cluster).await;
+    assert_eq!(
+        ledger(password, &recovered).await,
+        [1, 2],
+        "the returning cell's database, from the copied archive"
     );
     let _ = recovered.destroy();
     drop(kubelet);

@@ -69,6 +69,7 @@ async fn a_restore_replaces_the_cluster_with_one_recovered_from_the_backup_once_
         id: RESTORE.into(),
         backup: "backup-4d5e6f708192".into(),
         target_time: Some("2026-12-06T09:30:00Z".into()),
+        deleted: false,
     };
     s.edit(|cell| cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json"));
     s.reconcile().await.expect("not suspended");

@@ -203,6 +203,7 @@ fn a_restored_cluster_and_a_requested_backup_validate() {
             id: "0193a5f0-7c1e-7d2a-9b3c-4d5e6f708192".into(),
             backup: "backup-1a2b3c4d5e6f".into(),
             target_time,
+            deleted: false,
         });
         let objects = cell_operator::render::with_backups(
             &restored,

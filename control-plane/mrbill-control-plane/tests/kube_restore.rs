@@ -261,6 +261,7 @@ async fn a_restore_suspends_the_cell_waits_for_the_recovery_and_starts_it() {
         id: id.to_string(),
         backup: "backup-4d5e6f708192".into(),
         target_time: Some("2026-12-06T09:30:00Z".into()),
+        deleted: false,
     });
     let r = Restoring {
         spec: &spec,

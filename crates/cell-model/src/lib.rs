@@ -102,6 +102,10 @@ pub struct CellRestore {
     /// backup (as soon as the database is consistent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_time: Option<String>,
+    /// The tenant was deleted and comes back: the cell's identity, artifacts and archive are
+    /// what its deletion kept (the operator's record of the deleted cell), not a namespace's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// The CloudNativePG `Backup` that takes a base backup of cell `cell_id`'s in-cluster Postgres
@@ -297,6 +301,11 @@ pub struct CellStatus {
 /// whole seconds) the operator confirms in `status.restorePoint` once RDS's automated backups
 /// (snapshots + transaction logs, kept the tier's days) can restore the instance to it.
 pub const RESTORE_POINT_ANNOTATION: &str = "mrbill.dev/restore-point";
+
+/// Set by the control plane on a `Cell` before deleting it: the name of the last base backup
+/// the operator's finalizer takes (absent: `final-<deletion time>`), so the catalog records
+/// the backup a restore of the deleted tenant starts from.
+pub const FINAL_BACKUP_ANNOTATION: &str = "mrbill.dev/final-backup";
 
 /// Where an `rds` cell's backup is: a moment in its instance's automated backups.
 pub fn restore_point_location(moment: &str) -> String {

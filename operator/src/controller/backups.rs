@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use cell_model::{Cell, CellStatus, DatabaseEngine};
-use kube::Resource;
 use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 
@@ -28,10 +28,27 @@ pub(super) async fn with_backups(
         return Ok(desired);
     }
     let config = apply::get(&ctx.client, cell, "ConfigMap", render::BACKUP_BUCKET).await?;
-    Ok(match config {
-        Some(config) => render::with_backups(cell, desired, &config, &ctx.images.object_store),
-        None => desired,
-    })
+    let Some(config) = config else {
+        return Ok(desired);
+    };
+    let store = &ctx.images.object_store;
+    let desired = render::with_backups(cell, desired, &config, store);
+    // A deleted cell's return recovers from its kept archive (copied into this bucket).
+    match &cell.spec.restore {
+        Some(restore) if restore.deleted => {
+            match super::kept::archived(ctx, cell, &restore.backup).await? {
+                Some(at) => Ok(render::from_archive(
+                    desired,
+                    &config,
+                    store,
+                    &at.server_name,
+                    &at.backup_id,
+                )),
+                None => Ok(desired),
+            }
+        }
+        _ => Ok(desired),
+    }
 }
 
 /// Sets `BackupsReady` from the claim and the Cluster's `ContinuousArchiving` condition.
@@ -93,13 +110,35 @@ const LAST_BACKUP_PATIENCE: Duration = Duration::from_secs(30 * 60);
 /// its backups' bucket holds the cell up to its deletion. `true` once it is done with (see
 /// [`last_backup`]).
 pub(super) async fn final_backup(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
-    let deleted = cell
-        .meta()
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .unwrap_or_default();
-    last_backup(ctx, cell, &format!("final-{deleted}"), "the deletion").await
+    last_backup(ctx, cell, &final_backup_name(cell), "the deletion").await
+}
+
+/// The deletion's last base backup: the name the control plane gave it (so its catalog
+/// records it), else `final-<deletion time>`.
+fn final_backup_name(cell: &Cell) -> String {
+    let named = cell.annotations().get(cell_model::FINAL_BACKUP_ANNOTATION);
+    match named.filter(|n| is_name(n)) {
+        Some(name) => name.clone(),
+        None => {
+            let deleted = cell
+                .meta()
+                .deletion_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+                .unwrap_or_default();
+            format!("final-{deleted}")
+        }
+    }
+}
+
+/// Whether `name` can name a `Backup` (a DNS subdomain: lower-case alphanumerics and `-`).
+fn is_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// Whether the cell's in-cluster Postgres archives and runs (a last base backup can be taken).

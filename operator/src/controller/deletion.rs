@@ -1,5 +1,6 @@
 //! A Cell's finalizer, and its deletion: the database volumes retained, a last base backup
-//! (in-cluster) or a final snapshot (rds), the namespace, the AWS foundation, then the
+//! and the record of what the cell leaves (in-cluster: `kept.rs`) or a final snapshot (rds),
+//! the namespace, the AWS foundation, then the
 //! finalizer, so a Cell that is gone means a cell that is gone.
 
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub(super) async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error>
     if !backups::final_backup(ctx, cell).await? {
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
+    // What the tenant's return needs beside the buckets, before the namespace takes it along.
+    super::kept::keep(ctx, cell).await?;
     if !apply::delete_namespace(&ctx.client, cell).await? {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }

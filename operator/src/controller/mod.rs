@@ -36,6 +36,7 @@ use crate::error::Error;
 
 mod backups;
 mod deletion;
+mod kept;
 mod migration;
 mod observe;
 mod rds_move;
@@ -332,7 +333,23 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::requeue(WAIT));
         }
     }
-    let mut created = apply::create_missing_secrets(&ctx.client, cell).await?;
+    // A deleted cell's return gets its identity back from its record, never a new one.
+    let mut created = Vec::new();
+    if restore::returning(cell) {
+        match kept::identity(ctx, cell).await? {
+            Ok(kept) => created.extend(kept),
+            Err(why) => {
+                let mut status = cell.status.clone().unwrap_or_default();
+                status.observed_generation = cell.meta().generation;
+                set(&mut status, cell_model::RESTORED, false, "Retrieving", &why);
+                if Some(&status) != cell.status.as_ref() {
+                    write_status(cell, ctx, &status).await?;
+                }
+                return Ok(Action::requeue(WAIT));
+            }
+        }
+    }
+    created.extend(apply::create_missing_secrets(&ctx.client, cell).await?);
     if render::migration::role(cell) == Some(cell_model::MigrationRole::Source) {
         let instance = rds_secrets
             .as_ref()

@@ -9,7 +9,10 @@
 //!    last base backup fence-<restore> (the WAL until the
 //!    fence switched and archived)                         Restored False  Archiving
 //!    the Cluster is deleted; its volumes go with it       Restored False  Replacing
-//!    (converge renders the Cluster with bootstrap.recovery; CloudNativePG recovers it)
+//!    a deleted cell's return (no Cluster, spec.restore.deleted): its identity Secrets from
+//!    its record, its kept buckets copied into the new ones    Restored False  Retrieving
+//!    (converge renders the Cluster with bootstrap.recovery — from the Backup, or a returning
+//!    cell's copied archive — and CloudNativePG recovers it)
 //! the Cluster's annotation = spec.restore.id, ready, databases applied   Restored True
 //! ```
 //!
@@ -43,13 +46,18 @@ pub(super) async fn replacing(
     let Some(cluster) = apply::get(client, cell, "Cluster", POSTGRES_CLUSTER).await? else {
         // Its volumes first: a new Cluster's first instance takes the old one's volume name.
         let left = volumes(client, cell).await?;
-        return Ok((!left.is_empty()).then(|| {
+        if !left.is_empty() {
             let message = format!(
                 "waiting for the replaced database's volumes {}",
                 left.join(", ")
             );
-            ("Replacing", message)
-        }));
+            return Ok(Some(("Replacing", message)));
+        }
+        return if restore.deleted {
+            retrieving(ctx, cell, &restore.backup).await
+        } else {
+            Ok(None)
+        };
     };
     if cluster["metadata"]["annotations"][RESTORE_ANNOTATION] == restore.id.as_str() {
         return Ok(None);
@@ -125,6 +133,37 @@ pub(super) async fn observe(
         set(status, RESTORED, false, "Recovering", &message);
     }
     Ok(())
+}
+
+/// A deleted cell's return, before its Cluster is recovered: its kept buckets copied into the
+/// new ones (the archive the Cluster recovers from, the artifacts), and its backup named by
+/// the record. `None` once both hold.
+async fn retrieving(
+    ctx: &Context,
+    cell: &Cell,
+    backup: &str,
+) -> Result<Option<(&'static str, String)>, Error> {
+    if super::kept::archived(ctx, cell, backup).await?.is_none() {
+        let message = format!("the deleted cell's record names no backup {backup}");
+        return Ok(Some(("Retrieving", message)));
+    }
+    Ok(match super::kept::retrieve(ctx, cell).await? {
+        Ok(copied) => {
+            tracing::info!(cell = %cell.spec.cell_id, copied, "the deleted cell's buckets are copied back");
+            // The recovered Cluster's backup section must name the copied archive.
+            match apply::get(&ctx.client, cell, "ConfigMap", render::BACKUP_BUCKET).await? {
+                Some(_) => None,
+                None => Some(("Retrieving", "waiting for the backups' bucket".to_owned())),
+            }
+        }
+        Err(why) => Some(("Retrieving", why)),
+    })
+}
+
+/// Whether the cell is a deleted one returning (its restore's identity and archive come from
+/// the record of its deletion).
+pub(super) fn returning(cell: &Cell) -> bool {
+    restoring(cell).is_some_and(|r| r.deleted)
 }
 
 /// The cell's restore, when its database is CloudNativePG's (an `rds` cell restores through

@@ -105,6 +105,60 @@ pub fn with_backups(
     desired
 }
 
+/// The external cluster a returning deleted cell recovers from: its kept archive, copied into
+/// the cell's new backups bucket.
+pub const ARCHIVE_SOURCE: &str = "archive";
+
+/// The rendered objects with the Cluster recovering from the archive copied into the bucket
+/// `config_map` describes (a deleted cell's return: its `Backup`s went with its namespace), the
+/// restore's backup found by its barman folder (`server_name`) and id; unchanged if the
+/// ConfigMap lacks the bucket's coordinates or the Cluster does not recover.
+pub fn from_archive(
+    mut desired: Vec<Value>,
+    config_map: &Value,
+    store: &ObjectStore,
+    server_name: &str,
+    backup_id: &str,
+) -> Vec<Value> {
+    let data = &config_map["data"];
+    let (Some(bucket), Some(host), Some(port)) = (
+        data["BUCKET_NAME"].as_str(),
+        data["BUCKET_HOST"].as_str(),
+        data["BUCKET_PORT"].as_str(),
+    ) else {
+        return desired;
+    };
+    let Some(cluster) = desired
+        .iter_mut()
+        .find(|o| o["kind"] == "Cluster" && o["metadata"]["name"] == POSTGRES_CLUSTER)
+    else {
+        return desired;
+    };
+    let recovery = &mut cluster["spec"]["bootstrap"]["recovery"];
+    if recovery.is_null() {
+        return desired;
+    }
+    let scheme = if store.tls { "https" } else { "http" };
+    let key = |name: &str| json!({ "name": BACKUP_BUCKET, "key": name });
+    let mut target = recovery["recoveryTarget"].clone();
+    target["backupID"] = json!(backup_id);
+    *recovery = json!({ "source": ARCHIVE_SOURCE, "recoveryTarget": target });
+    cluster["spec"]["externalClusters"] = json!([{
+        "name": ARCHIVE_SOURCE,
+        "barmanObjectStore": {
+            "destinationPath": format!("s3://{bucket}/"),
+            "serverName": server_name,
+            "endpointURL": format!("{scheme}://{host}:{port}"),
+            "s3Credentials": {
+                "accessKeyId": key("AWS_ACCESS_KEY_ID"),
+                "secretAccessKey": key("AWS_SECRET_ACCESS_KEY"),
+            },
+            "wal": { "compression": "gzip", "maxParallel": 2 },
+        },
+    }]);
+    desired
+}
+
 /// A last base backup before the cell is deleted (a CNPG `Backup`, named by the deletion).
 pub fn final_backup(cell: &Cell, name: &str) -> Value {
     let mut backup = cell_model::base_backup(&cell.spec.tenant, &cell.spec.cell_id, name);

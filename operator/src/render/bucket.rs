@@ -27,8 +27,9 @@ pub const MEDIA_BUCKET: &str = "media-bucket";
 pub struct ObjectStore {
     /// The claims' `storageClassName` (Rook-Ceph's examples: `rook-ceph-bucket`).
     pub bucket_class: String,
-    /// The class of the Postgres backups' claims, if not `bucket_class`: one whose
-    /// `reclaimPolicy` is `Retain` keeps a deleted cell's backups (its bucket outlives the claim).
+    /// The class of what a deleted cell leaves, its Postgres backups' and artifacts' claims, if
+    /// not `bucket_class`: one whose `reclaimPolicy` is `Retain` keeps both buckets after the
+    /// claims go, so the tenant can be restored.
     pub backup_bucket_class: Option<String>,
     /// Whether the store's endpoint speaks HTTPS.
     pub tls: bool,
@@ -40,6 +41,9 @@ pub struct ObjectStore {
     /// source's bucket there. `None`: at the claim's own `BUCKET_HOST:BUCKET_PORT` (clusters
     /// that share one store, or a store exported to the clusterset).
     pub external_endpoint: Option<String>,
+    /// Where the record of a deleted cell goes (what its tenant's return needs beside its
+    /// buckets: `controller/kept.rs`): the operator's own namespace, which no cell reaches.
+    pub kept_namespace: String,
 }
 
 impl Default for ObjectStore {
@@ -52,6 +56,7 @@ impl Default for ObjectStore {
             namespace: "rook-ceph".into(),
             ports: vec![8080],
             external_endpoint: None,
+            kept_namespace: "mrbill-system".into(),
         }
     }
 }
@@ -73,7 +78,8 @@ pub(super) fn claim(cell: &Cell, store: &ObjectStore) -> Value {
         "spec": {
             // Bucket names are global to a store: the provisioner adds a random suffix.
             "generateBucketName": format!("mrbill-{}", cell.spec.cell_id),
-            "storageClassName": store.bucket_class,
+            // Artifacts outlive a deleted cell like its archive does (a restore copies both).
+            "storageClassName": store.backup_bucket_class.as_ref().unwrap_or(&store.bucket_class),
             "additionalConfig": { "maxSize": quota(cell.spec.tier) },
         },
     })

@@ -28,7 +28,9 @@ mod postgres;
 mod stateful;
 mod workloads;
 
-pub use backups::{BACKUP_BUCKET, final_backup, server_name, short_id, with_backups};
+pub use backups::{
+    ARCHIVE_SOURCE, BACKUP_BUCKET, final_backup, from_archive, server_name, short_id, with_backups,
+};
 pub use bucket::{MEDIA_BUCKET, ObjectStore};
 use policies::*;
 use postgres::*;

@@ -115,6 +115,12 @@ impl Kubelet {
     /// The object store of Cluster `name`, if its spec backs up.
     pub fn backup_store(&self, name: &str) -> Option<Store> {
         let store = &self.workload("Cluster", name)["spec"]["backup"]["barmanObjectStore"];
+        self.store_of(store, name)
+    }
+
+    /// The store a `barmanObjectStore` section names (`None`: no section), its folder
+    /// `default_server` unless it names one.
+    fn store_of(&self, store: &Value, default_server: &str) -> Option<Store> {
         if store.is_null() {
             return None;
         }
@@ -130,7 +136,7 @@ impl Kubelet {
             endpoint: self.localize(str_of(&store["endpointURL"]), None),
             destination: str_of(&store["destinationPath"]).to_owned(),
             server: match str_of(&store["serverName"]) {
-                "" => name.to_owned(),
+                "" => default_server.to_owned(),
                 server => server.to_owned(),
             },
             env: vec![
@@ -142,6 +148,20 @@ impl Kubelet {
                 ("AWS_DEFAULT_REGION".into(), "us-east-1".into()),
             ],
         })
+    }
+
+    /// What a new backups' claim's provisioner says: the bucket is now `bucket` (of the same
+    /// store, with the same key here: moto takes any).
+    pub fn rebind_backups_bucket(&mut self, bucket: &str) {
+        let config = self
+            .objects
+            .iter_mut()
+            .find(|o| {
+                o["kind"] == "ConfigMap"
+                    && o["metadata"]["name"] == cell_operator::render::BACKUP_BUCKET
+            })
+            .expect("the backups' ConfigMap");
+        config["data"]["BUCKET_NAME"] = Value::String(bucket.to_owned());
     }
 
     /// Settings that archive every WAL segment into `store` (gzip, as rendered), through
@@ -248,21 +268,43 @@ impl Kubelet {
     }
 
     /// Starts the rendered Cluster `cluster` as CNPG bootstraps one with `bootstrap.recovery`
-    /// from a `Backup` of the namespace: that backup (by the id and folder its status names)
-    /// restored into a new data directory, the archived WAL replayed to `recoveryTarget`
-    /// (`targetTime`, or `targetImmediate`: the backup's end), promoted, started on a free
-    /// port; its superuser has no password (as the source's).
+    /// from a `Backup` of the namespace (by the id and folder its status names), or from the
+    /// external cluster `recovery.source` names (its object store, the backup
+    /// `recoveryTarget.backupID`): that backup restored into a new data directory, the
+    /// archived WAL replayed to `recoveryTarget` (`targetTime`, or `targetImmediate`: the
+    /// backup's end), promoted, started on a free port; its superuser has no password (as the
+    /// source's).
     pub fn recover(&self, cluster: &Value) -> pg_cluster::PgCluster {
         let name = str_of(&cluster["metadata"]["name"]);
         let recovery = &cluster["spec"]["bootstrap"]["recovery"];
-        let backup_name = str_of(&recovery["backup"]["name"]);
-        let backup = self.workload("Backup", backup_name);
-        assert_eq!(backup["status"]["phase"], "completed", "{backup_name}");
-        let mut store = self.backup_store(name).expect("the Cluster backs up");
-        let archived = &backup["status"];
-        store.destination = str_of(&archived["destinationPath"]).to_owned();
-        store.server = str_of(&archived["serverName"]).to_owned();
         let target = &recovery["recoveryTarget"];
+        let (store, id) = match recovery["source"].as_str() {
+            Some(source) => {
+                let external = cluster["spec"]["externalClusters"]
+                    .as_array()
+                    .and_then(|e| e.iter().find(|c| c["name"] == source))
+                    .unwrap_or_else(|| panic!("external cluster {source}"));
+                let store = self
+                    .store_of(&external["barmanObjectStore"], source)
+                    .expect("the external cluster's object store");
+                let id = str_of(&target["backupID"]);
+                assert!(
+                    !id.is_empty(),
+                    "a recovery from an object store names its backup"
+                );
+                (store, id.to_owned())
+            }
+            None => {
+                let backup_name = str_of(&recovery["backup"]["name"]);
+                let backup = self.workload("Backup", backup_name);
+                assert_eq!(backup["status"]["phase"], "completed", "{backup_name}");
+                let mut store = self.backup_store(name).expect("the Cluster backs up");
+                let archived = &backup["status"];
+                store.destination = str_of(&archived["destinationPath"]).to_owned();
+                store.server = str_of(&archived["serverName"]).to_owned();
+                (store, str_of(&archived["backupId"]).to_owned())
+            }
+        };
         let target = match target["targetTime"].as_str() {
             Some(time) => format!("recovery_target_time = '{time}'"),
             None => {
@@ -276,10 +318,9 @@ impl Kubelet {
         let data = dir.join("pgdata/data");
         std::fs::create_dir_all(&data).expect("data dir");
         let data_path = data.display().to_string();
-        let id = str_of(&archived["backupId"]);
         store.run(
             "barman-cloud-restore",
-            &[&store.destination, &store.server, id, &data_path],
+            &[&store.destination, &store.server, &id, &data_path],
             &[],
         );
         // Every archived segment where the recovering Postgres can read it.

@@ -22,7 +22,7 @@ mod buckets;
 mod cnpg;
 mod image;
 mod pods;
-mod probe;
+pub mod probe;
 mod values;
 
 use std::collections::HashMap;

@@ -265,6 +265,7 @@ pub async fn begin_restore(
         id: id.to_string(),
         backup: backup.path.clone().unwrap_or_default(),
         target_time: to_time.and_then(|t| t.format(&Rfc3339).ok()),
+        deleted: readmitted,
     };
     sqlx::query("UPDATE cells SET spec = jsonb_set(spec, '{restore}', $2) WHERE cell_id = $1")
         .bind(&cell.cell_id)

@@ -1,0 +1,309 @@
+//! A deleted in-cluster cell's record and its tenant's return, with the controller against
+//! `kube_fake::FakeApi` (no Kubernetes cluster can run here; CloudNativePG's and the bucket
+//! provisioner's reports are played by the test) and the buckets in a real S3-compatible server
+//! (moto: no Rook or NooBaa runs here). The returning Cluster's recovery from the copied
+//! archive is started for real in `backups.rs`.
+
+mod fixtures;
+
+use base64::Engine as _;
+use cell_model::{CellRestore, ConditionStatus, SearchEngine};
+use fixtures::scenario::*;
+use serde_json::{Value, json};
+use test_support::moto::Moto;
+
+const RESTORE: &str = "0193a5f0-7c1e-7d2a-9b3c-4d5e6f708192";
+const FINAL: &str = "final-7d2a9b3c";
+const RECORDS: &str = "api/v1/namespaces/mrbill-system/secrets";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// What a provisioner does for claim `claim` once its bucket exists: the bucket in moto, a
+/// ConfigMap with its coordinates and a Secret with its key.
+fn bind(s: &Scenario, moto: &Moto, claim: &str, bucket: &str) {
+    let status = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        .arg(format!("{}/{bucket}", moto.url))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "200",
+        "bucket {bucket}"
+    );
+    let port = moto.url.rsplit(':').next().expect("port");
+    let claims = format!("apis/objectbucket.io/v1alpha1/namespaces/{NS}/objectbucketclaims");
+    s.api.update(&claims, claim, |o| {
+        o["status"] = json!({ "phase": "Bound" })
+    });
+    s.api.insert(
+        &format!("api/v1/namespaces/{NS}/configmaps"),
+        json!({ "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": claim, "namespace": NS },
+            "data": { "BUCKET_NAME": bucket, "BUCKET_HOST": "127.0.0.1", "BUCKET_PORT": port,
+                      "BUCKET_REGION": "us-east-1" } }),
+    );
+    s.api.insert(
+        &format!("api/v1/namespaces/{NS}/secrets"),
+        json!({ "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": claim, "namespace": NS },
+            "data": { "AWS_ACCESS_KEY_ID": b64(&format!("{bucket}-key")),
+                      "AWS_SECRET_ACCESS_KEY": b64("secret") } }),
+    );
+}
+
+fn s3(moto: &Moto) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(&moto.url)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(key.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
+}
+
+async fn keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list");
+    let mut keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// A Secret's value as the FakeApi holds it (`data`, base64, or `stringData`).
+fn value(secret: &Value, key: &str) -> String {
+    if let Some(v) = secret["stringData"][key].as_str() {
+        return v.to_owned();
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"][key].as_str().unwrap_or_default())
+        .expect("base64");
+    String::from_utf8(bytes).expect("utf-8")
+}
+
+/// Every object of the cell's namespace goes with it.
+fn namespace_gone(s: &Scenario) {
+    for (key, _) in s.api.snapshot() {
+        if key.contains(&format!("/namespaces/{NS}/")) {
+            let (collection, name) = key.rsplit_once('/').expect("collection/name");
+            s.api.delete(collection, name);
+        }
+    }
+}
+
+/// The deletion records the cell's identity, where each of its base backups is and its
+/// buckets once the last base backup is done; a restore of the deleted tenant then makes a
+/// namespace whose identity Secrets are the old ones (never generated), copies the kept
+/// buckets into its new ones, and recovers the Cluster from the copied archive by the
+/// backup's barman id — and without a record nothing is generated in the identity's place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and_buckets() {
+    let moto = Moto::start();
+    let s3 = s3(&moto);
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("create");
+    bind(&s, &moto, "postgres-backups", "mrbill-c-acme-1234-pg-old");
+    bind(&s, &moto, "media-bucket", "mrbill-c-acme-1234-old");
+    put(
+        &s3,
+        "mrbill-c-acme-1234-pg-old",
+        "postgres/base/20261206T090000/data.tar.gz",
+    )
+    .await;
+    put(
+        &s3,
+        "mrbill-c-acme-1234-pg-old",
+        "postgres/wals/0000000100000000/000000010000000000000003.gz",
+    )
+    .await;
+    put(&s3, "mrbill-c-acme-1234-old", "reports/r1.pdf").await;
+    s.become_ready();
+    s.reconcile().await.expect("ready");
+    let secrets = format!("api/v1/namespaces/{NS}/secrets");
+    let jwt = s
+        .api
+        .get(&secrets, "cell-jwt")
+        .expect("the cell's signing key");
+    let private = value(&jwt, "private.pem");
+    let role = s.api.get(&secrets, "poc-role").expect("poc's role");
+    s.api.insert(
+        &cnpg("backups"),
+        json!({ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
+            "metadata": { "name": "backup-4d5e6f708192", "namespace": NS },
+            "spec": { "cluster": { "name": "postgres" } },
+            "status": { "phase": "completed", "serverName": "postgres",
+                        "backupId": "20261206T090000" } }),
+    );
+
+    // The control plane names the last base backup, then deletes the Cell.
+    s.edit(|cell| cell["metadata"]["annotations"] = json!({ "mrbill.dev/final-backup": FINAL }));
+    s.api.delete(CELLS, NAME);
+    s.reconcile().await.expect("the last backup is asked for");
+    assert!(
+        s.api.get(RECORDS, &format!("kept-{NAME}")).is_none(),
+        "not before the last backup"
+    );
+    s.api.update(&cnpg("backups"), FINAL, |o| {
+        o["status"] = json!({ "phase": "completed", "serverName": "postgres",
+                              "backupId": "20261206T100000" })
+    });
+    s.reconcile()
+        .await
+        .expect("recorded, the namespace deleted");
+    let record = s
+        .api
+        .get(RECORDS, &format!("kept-{NAME}"))
+        .expect("the record");
+    let identity: Value = serde_json::from_str(&value(&record, "identity.json")).expect("json");
+    assert_eq!(
+        identity["cell-jwt"]["data"]["private.pem"],
+        private.as_str()
+    );
+    assert_eq!(identity["poc-role"]["type"], role["type"]);
+    assert!(
+        identity.get("postgres-tls").is_none(),
+        "only the identity: {identity}"
+    );
+    let backups: Value = serde_json::from_str(&value(&record, "backups.json")).expect("json");
+    assert_eq!(
+        backups,
+        json!({
+            "backup-4d5e6f708192": { "serverName": "postgres", "backupId": "20261206T090000" },
+            FINAL: { "serverName": "postgres", "backupId": "20261206T100000" },
+        })
+    );
+    let archive: Value = serde_json::from_str(&value(&record, "archive.json")).expect("json");
+    assert_eq!(archive["bucket"], "mrbill-c-acme-1234-pg-old");
+    namespace_gone(&s);
+    s.reconcile().await.expect("the finalizer goes");
+
+    // The tenant restored: a Cell again, suspended, restoring the deleted cell's last backup.
+    let mut cell = serde_json::to_value(cell_model::Cell::new(NAME, spec(SearchEngine::Embedded)))
+        .expect("json");
+    cell["apiVersion"] = json!("mrbill.dev/v1alpha1");
+    cell["kind"] = json!("Cell");
+    cell["spec"]["suspended"] = json!(true);
+    let restore = CellRestore {
+        id: RESTORE.into(),
+        backup: FINAL.into(),
+        target_time: None,
+        deleted: true,
+    };
+    cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json");
+    s.api.delete(CELLS, NAME);
+    s.api.insert(CELLS, cell);
+    s.reconcile().await.expect("the namespace again");
+    let again = s
+        .api
+        .get(&secrets, "cell-jwt")
+        .expect("the signing key back");
+    assert_eq!(
+        value(&again, "private.pem"),
+        private,
+        "the old key: old tokens verify"
+    );
+    assert_eq!(
+        value(&s.api.get(&secrets, "poc-role").expect("role"), "password"),
+        value(&role, "password")
+    );
+    assert_eq!(
+        s.condition("Restored"),
+        (ConditionStatus::False, "Retrieving".into())
+    );
+    assert!(
+        s.api.get(&cnpg("clusters"), "postgres").is_none(),
+        "no Cluster before the copy"
+    );
+
+    bind(&s, &moto, "postgres-backups", "mrbill-c-acme-1234-pg-new");
+    bind(&s, &moto, "media-bucket", "mrbill-c-acme-1234-new");
+    s.reconcile().await.expect("copied back");
+    assert_eq!(
+        keys(&s3, "mrbill-c-acme-1234-pg-new").await,
+        keys(&s3, "mrbill-c-acme-1234-pg-old").await,
+        "the archive copied"
+    );
+    assert_eq!(
+        keys(&s3, "mrbill-c-acme-1234-new").await,
+        ["reports/r1.pdf"]
+    );
+    s.reconcile().await.expect("recovering");
+    let cluster = s
+        .api
+        .get(&cnpg("clusters"), "postgres")
+        .expect("the recovered Cluster");
+    assert_eq!(
+        cluster["spec"]["bootstrap"],
+        json!({ "recovery": { "source": "archive",
+            "recoveryTarget": { "targetImmediate": true, "backupID": "20261206T100000" } } })
+    );
+    let source = &cluster["spec"]["externalClusters"][0];
+    assert_eq!(source["name"], "archive");
+    assert_eq!(
+        source["barmanObjectStore"]["destinationPath"],
+        "s3://mrbill-c-acme-1234-pg-new/"
+    );
+    assert_eq!(source["barmanObjectStore"]["serverName"], "postgres");
+    assert_eq!(
+        cluster["spec"]["backup"]["barmanObjectStore"]["serverName"], "postgres-4d5e6f708192",
+        "the returned cell archives apart from what it came from"
+    );
+    s.postgres_instance_ready();
+    s.databases_applied();
+    s.reconcile().await.expect("recovered");
+    assert_eq!(
+        s.condition("Restored"),
+        (ConditionStatus::True, "Recovered".into())
+    );
+}
+
+/// A restore of a deleted cell the operator has no record of makes no identity of its own
+/// (tokens issued before would never verify) and says why.
+#[tokio::test]
+async fn without_a_record_a_returning_cell_gets_no_new_identity() {
+    let s = Scenario::new(SearchEngine::Embedded);
+    let restore = CellRestore {
+        id: RESTORE.into(),
+        backup: FINAL.into(),
+        target_time: None,
+        deleted: true,
+    };
+    s.edit(|cell| {
+        cell["spec"]["suspended"] = json!(true);
+        cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json");
+    });
+    s.reconcile().await.expect("waits");
+    let secrets = format!("api/v1/namespaces/{NS}/secrets");
+    assert!(
+        s.api.get(&secrets, "cell-jwt").is_none(),
+        "no generated identity"
+    );
+    assert_eq!(
+        s.condition("Restored"),
+        (ConditionStatus::False, "Retrieving".into())
+    );
+    assert!(s.api.get(&cnpg("clusters"), "postgres").is_none());
+}
