@@ -51,7 +51,7 @@ pub const RESTORE: &[Step] = &[
 pub const UNRESTORE: &[Step] = &[Step::Unfence, Step::Unfreeze, Step::Discard, Step::Release];
 
 const NO_BACKUPS: &str = "this control plane's driver takes no backups";
-const DELETED_ELSEWHERE: &str = "a deleted Kubernetes tenant's data stays on its retained volumes and in its backups' bucket; bringing the tenant back is not automated";
+const DELETED_ELSEWHERE: &str = "this driver does not bring this deleted tenant back (an rds cell's database stays in its final snapshot; restoring that is not automated)";
 const NOT_UNDONE: &str = "this control plane's driver cannot undo a restore: the cell's database is replaced in place (Kubernetes deletes the Cluster before recovering a new one)";
 
 /// Completed backups kept per tenant whatever their age.
@@ -137,7 +137,7 @@ pub async fn request_restore(
             let deleted = catalog::deleted_tenant(&mut tx, slug)
                 .await?
                 .ok_or(RequestError::NotFound)?;
-            if !ctx.driver.restores_deleted() {
+            if !ctx.driver.restores_deleted(&deleted.tenant.spec) {
                 return Err(RequestError::Unsupported(DELETED_ELSEWHERE));
             }
             let (cell, event) = crate::tenants::readmit(&mut tx, &writer, &deleted).await?;

@@ -186,13 +186,97 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     c.paused.store(false, Ordering::SeqCst);
 
     // The API refuses (409) what this driver cannot do: the operator deletes the Cluster before
-    // recovering, so a restore is not undone; a deleted tenant's namespace (and its `Backup`s)
-    // is gone, so it is not brought back from them.
+    // recovering, so a restore is not undone; a deleted rds tenant's final snapshot is not
+    // restored (an in-cluster one comes back: `a_deleted_tenant_comes_back_…`).
     assert!(!c.driver.unrestores(), "a restore is not undone");
-    assert!(
-        !c.driver.restores_deleted(),
-        "a deleted tenant is not restored"
+    let mut rds = spec.clone();
+    rds.database.engine = DatabaseEngine::Rds;
+    assert!(!c.driver.restores_deleted(&rds), "a deleted rds tenant");
+    assert!(c.driver.restores_deleted(&spec), "a deleted in-cluster one");
+}
+
+/// A delete names the last base backup the operator takes (the catalog records it as the
+/// tenant's final backup); the deleted tenant's restore then applies the Cell again,
+/// suspended, restoring that backup as a deleted one — fenced while the operator retrieves
+/// what the deletion kept (a new namespace runs nothing), recovered, started.
+#[tokio::test]
+async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_named() {
+    let c = Cluster::new().await;
+    c.paused.store(true, Ordering::SeqCst);
+    let spec = spec();
+    let destination = c
+        .driver
+        .backup_destination("acme", ID)
+        .expect("a kubernetes delete keeps a backup");
+    let name = destination.to_str().expect("a name").to_owned();
+    assert!(name.starts_with("final-"), "{name}");
+    // The operator's finalizer holds the Cell while it works.
+    c.api.update(CELLS, ID, |cell| {
+        cell["metadata"]["finalizers"] = json!(["mrbill.dev/cell"])
+    });
+    let work = Work {
+        spec: &spec,
+        placement: "eks-1",
+        backup: Some(&destination),
+    };
+    c.driver
+        .run(work, mrbill_control_plane::catalog::Op::Delete, Step::Cell)
+        .await
+        .expect("deleted");
+    let deleting = c.cell();
+    assert_eq!(
+        deleting["metadata"]["annotations"]["mrbill.dev/final-backup"], name,
+        "the operator's last backup is the one the catalog records"
     );
+    assert!(!deleting["metadata"]["deletionTimestamp"].is_null());
+    c.api
+        .update(CELLS, ID, |cell| cell["metadata"]["finalizers"] = json!([]));
+    c.api.delete(CELLS, ID);
+    assert!(c.api.get(CELLS, ID).is_none(), "gone");
+
+    let id = uuid::Uuid::now_v7();
+    let mut returning = spec.clone();
+    returning.restore = Some(CellRestore {
+        id: id.to_string(),
+        backup: name.clone(),
+        target_time: None,
+        deleted: true,
+    });
+    let r = Restoring {
+        spec: &returning,
+        placement: "eks-1",
+        backup: &name,
+        to_time: None,
+        id,
+    };
+    c.driver
+        .restore(r, Step::Fence)
+        .await
+        .expect_err("not observed yet");
+    let cell = c.cell();
+    assert_eq!(cell["spec"]["suspended"], true, "applied again, suspended");
+    assert_eq!(cell["spec"]["restore"]["deleted"], true);
+    assert_eq!(cell["spec"]["restore"]["backup"], name.as_str());
+    let generation = cell["metadata"]["generation"].clone();
+    c.api.update(CELLS, ID, |c| {
+        c["status"] = json!({ "phase": "Suspended", "observedGeneration": generation,
+            "conditions": [condition("Restored", false, "Retrieving")] })
+    });
+    c.driver
+        .restore(r, Step::Fence)
+        .await
+        .expect("fenced: nothing runs in the new namespace");
+    let waiting = c
+        .driver
+        .restore(r, Step::Target)
+        .await
+        .expect_err("still retrieving");
+    assert!(format!("{waiting:#}").contains("Retrieving"), "{waiting:#}");
+    c.paused.store(false, Ordering::SeqCst);
+    for step in [Step::Target, Step::Copy, Step::Verify, Step::Start] {
+        c.step(r, step).await;
+    }
+    assert_eq!(c.cell()["spec"]["suspended"], false, "serving again");
 }
 
 /// An rds cell's backup is a restore point: the moment asked for on the Cell, taken once the

@@ -33,9 +33,15 @@ pub(super) async fn with_backups(
     };
     let store = &ctx.images.object_store;
     let desired = render::with_backups(cell, desired, &config, store);
-    // A deleted cell's return recovers from its kept archive (copied into this bucket).
+    // A deleted cell's return recovers from its kept archive (copied into this bucket), and so
+    // does a later restore from a backup its namespace no longer has.
     match &cell.spec.restore {
-        Some(restore) if restore.deleted => {
+        Some(restore)
+            if restore.deleted
+                || apply::get(&ctx.client, cell, "Backup", &restore.backup)
+                    .await?
+                    .is_none() =>
+        {
             match super::kept::archived(ctx, cell, &restore.backup).await? {
                 Some(at) => Ok(render::from_archive(
                     desired,

@@ -246,9 +246,10 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
-    /// Whether a deleted tenant comes back from its cell's backups through
-    /// [`CellDriver::restore`] (they outlive the cell).
-    fn restores_deleted(&self) -> bool {
+    /// Whether a deleted tenant whose cell was `spec` comes back from the cell's backups
+    /// through [`CellDriver::restore`] (they outlive the cell).
+    fn restores_deleted(&self, spec: &cell_model::CellSpec) -> bool {
+        let _ = spec;
         false
     }
 

@@ -157,7 +157,7 @@ impl CellDriver for FakeDriver {
         true
     }
 
-    fn restores_deleted(&self) -> bool {
+    fn restores_deleted(&self, _spec: &cell_model::CellSpec) -> bool {
         true
     }
 

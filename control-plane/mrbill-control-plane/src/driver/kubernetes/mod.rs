@@ -236,6 +236,29 @@ impl KubeDriver {
         }
     }
 
+    /// Names the last base backup the operator takes before deleting Cell `cell_id` (a Cell
+    /// already gone needs none).
+    async fn name_final_backup(
+        &self,
+        placement: &str,
+        cell_id: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let patch = serde_json::json!({
+            "metadata": { "annotations": { cell_model::FINAL_BACKUP_ANNOTATION: name } }
+        });
+        match self
+            .cluster(placement)
+            .cells
+            .patch(cell_id, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(e) => anyhow::bail!("naming Cell {cell_id}'s last backup in {placement}: {e}"),
+        }
+    }
+
     /// Succeeds once the `Cell` is gone from `placement`.
     pub async fn gone(&self, placement: &str, cell_id: &str) -> anyhow::Result<()> {
         match self.get(placement, cell_id).await? {
@@ -282,7 +305,12 @@ impl CellDriver for KubeDriver {
                 (Op::Provision | Op::Resume | Op::Scale, Step::Ready) => {
                     self.ready(at, id).await.map(drop)
                 }
-                (Op::Delete, Step::Cell) => self.delete(at, id).await,
+                (Op::Delete, Step::Cell) => {
+                    if let Some(name) = work.backup.and_then(|b| b.to_str()) {
+                        self.name_final_backup(at, id, name).await?;
+                    }
+                    self.delete(at, id).await
+                }
                 (Op::Delete, Step::Gone) => self.gone(at, id).await,
                 _ => anyhow::bail!(
                     "the kubernetes driver has no step {} in {}",
@@ -402,8 +430,18 @@ impl CellDriver for KubeDriver {
 
     /// Kubernetes cells are not dumped before deletion: the operator takes a last base backup
     /// into the cell's archive, and keeps its volumes.
+    /// The deletion's last base backup, named here so the catalog records it: the operator's
+    /// finalizer takes it under this name (annotated on the Cell before it is deleted) and
+    /// keeps where it is in the deleted cell's record.
     fn backup_destination(&self, _tenant: &str, _cell_id: &str) -> Option<std::path::PathBuf> {
-        None
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        Some(std::path::PathBuf::from(format!("final-{now}")))
+    }
+
+    /// In-cluster cells: the operator's record of the deleted cell and its retained buckets
+    /// bring it back (an rds cell's final snapshot does not, yet).
+    fn restores_deleted(&self, spec: &cell_model::CellSpec) -> bool {
+        spec.database.engine == cell_model::DatabaseEngine::InCluster
     }
 
     fn details(&self, _placement: &str, _cell_id: &str) -> Option<serde_json::Value> {

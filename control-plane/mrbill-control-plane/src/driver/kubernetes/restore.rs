@@ -183,10 +183,19 @@ impl KubeDriver {
         };
         match step {
             // Fenced once no service runs: the operator archives (in-cluster: the last base
-            // backup; rds: RDS's logs, after the rename) or replaces the database already.
+            // backup; rds: RDS's logs, after the rename) or replaces the database already, or
+            // (a deleted tenant's return: a new namespace, nothing ran) retrieves what its
+            // deletion kept.
             Step::Fence => {
                 self.apply(at, r.spec, true, None).await?;
-                restored(&["Archiving", "Replacing", "Recovering", "Recovered"]).await
+                restored(&[
+                    "Retrieving",
+                    "Archiving",
+                    "Replacing",
+                    "Recovering",
+                    "Recovered",
+                ])
+                .await
             }
             Step::Target => restored(&["Recovering", "Recovered"]).await,
             Step::Copy => restored(&["Recovered"]).await,
