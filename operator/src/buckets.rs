@@ -51,13 +51,6 @@ pub async fn claimed_as(
     let Some(coordinates) = apply::get(client, cell, "ConfigMap", claim).await? else {
         return Ok(None);
     };
-    let data = &coordinates["data"];
-    let field = |key: &str| data[key].as_str().unwrap_or_default().to_owned();
-    let (name, host, port) = (
-        field("BUCKET_NAME"),
-        field("BUCKET_HOST"),
-        field("BUCKET_PORT"),
-    );
     let key = |k: &'static str| apply::secret_value(client, cell, claim, k);
     let (Some(access_key_id), Some(secret_access_key)) = (
         key("AWS_ACCESS_KEY_ID").await?,
@@ -65,8 +58,25 @@ pub async fn claimed_as(
     ) else {
         return Ok(None);
     };
+    let key = (access_key_id, secret_access_key);
+    Ok(of_claim(&coordinates["data"], key, store, external))
+}
+
+/// The bucket a bound claim's ConfigMap `data` and Secret key describe (`None`: incomplete).
+pub fn of_claim(
+    data: &Value,
+    (access_key_id, secret_access_key): (String, String),
+    store: &ObjectStore,
+    external: bool,
+) -> Option<Bucket> {
+    let field = |key: &str| data[key].as_str().unwrap_or_default().to_owned();
+    let (name, host, port) = (
+        field("BUCKET_NAME"),
+        field("BUCKET_HOST"),
+        field("BUCKET_PORT"),
+    );
     if name.is_empty() || host.is_empty() {
-        return Ok(None);
+        return None;
     }
     let scheme = if store.tls { "https" } else { "http" };
     let endpoint = match (&store.external_endpoint, external) {
@@ -74,7 +84,7 @@ pub async fn claimed_as(
         _ if port.is_empty() => format!("{scheme}://{host}"),
         _ => format!("{scheme}://{host}:{port}"),
     };
-    Ok(Some(Bucket {
+    Some(Bucket {
         name,
         region: Some(field("BUCKET_REGION"))
             .filter(|r| !r.is_empty())
@@ -84,7 +94,7 @@ pub async fn claimed_as(
             access_key_id,
             secret_access_key,
         }),
-    }))
+    })
 }
 
 /// The migrator Secret's keys naming `bucket` (and its key, for a store's).
@@ -96,28 +106,6 @@ pub fn secret_data(bucket: &Bucket) -> Value {
         data[SECRET_ACCESS_KEY] = json!(store.secret_access_key);
     }
     data
-}
-
-/// The bucket [`secret_data`] describes (`None`: it names none).
-pub fn from_data(data: &Value) -> Option<Bucket> {
-    let field = |key: &str| data[key].as_str().map(str::to_owned);
-    let store = match (
-        field(ENDPOINT),
-        field(ACCESS_KEY_ID),
-        field(SECRET_ACCESS_KEY),
-    ) {
-        (Some(endpoint), Some(access_key_id), Some(secret_access_key)) => Some(Store {
-            endpoint,
-            access_key_id,
-            secret_access_key,
-        }),
-        _ => None,
-    };
-    Some(Bucket {
-        name: field(BUCKET)?,
-        region: field(REGION)?,
-        store,
-    })
 }
 
 /// The source's bucket as the target's copy of the migrator Secret (`secret`) names it.

@@ -566,3 +566,47 @@ fn the_object_store_is_values() {
         assert_eq!(env_of(container, name), Some(value), "{name}");
     }
 }
+
+/// What deleted cells leave goes to one bucket of the chart's own (`kept-cells`, in the
+/// release namespace (`mrbill` here), of the kept class, else the backups' class, else the buckets'), whose
+/// Secret only the operator reaches: a Role in that namespace, never a cluster-wide grant.
+#[test]
+fn the_kept_bucket_is_the_charts_claim_and_only_the_operator_reads_it() {
+    let class = |sets: &[&str]| {
+        let (yaml, objects) = template("cell-operator", sets);
+        validate(&yaml);
+        let claims = find(&objects, "ObjectBucketClaim");
+        assert_eq!(claims.len(), 1, "{claims:?}");
+        assert_eq!(claims[0]["metadata"]["name"], "kept-cells");
+        assert_eq!(claims[0]["metadata"]["namespace"], "mrbill");
+        claims[0]["spec"]["storageClassName"]
+            .as_str()
+            .expect("class")
+            .to_owned()
+    };
+    assert_eq!(class(&[]), "rook-ceph-bucket");
+    assert_eq!(class(&["objectStore.backupBucketClass=retain"]), "retain");
+    assert_eq!(
+        class(&[
+            "objectStore.backupBucketClass=retain",
+            "objectStore.keptBucket.class=kept"
+        ]),
+        "kept"
+    );
+    let (_, objects) = template("cell-operator", &[]);
+    let role = find(&objects, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "rel-cell-operator-kept-cells")
+        .expect("the kept-cells Role");
+    assert_eq!(role["metadata"]["namespace"], "mrbill");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{ "apiGroups": [""], "resources": ["secrets"],
+            "verbs": ["get", "create", "patch"] }])
+    );
+    let binding = find(&objects, "RoleBinding")
+        .into_iter()
+        .find(|b| b["roleRef"]["name"] == "rel-cell-operator-kept-cells")
+        .expect("bound");
+    assert_eq!(binding["subjects"][0]["name"], "rel-cell-operator");
+}

@@ -1,4 +1,4 @@
-//! A deleted in-cluster cell's record and its tenant's return, with the controller against
+//! What a deleted in-cluster cell leaves and its tenant's return, with the controller against
 //! `kube_fake::FakeApi` (no Kubernetes cluster can run here; CloudNativePG's and the bucket
 //! provisioner's reports are played by the test) and the buckets in a real S3-compatible server
 //! (moto: no Rook or NooBaa runs here). The returning Cluster's recovery from the copied
@@ -20,9 +20,13 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// What a provisioner does for claim `claim` once its bucket exists: the bucket in moto, a
-/// ConfigMap with its coordinates and a Secret with its key.
+/// What a provisioner does for the cell's claim `claim` once its bucket exists: the bucket in
+/// moto, a ConfigMap with its coordinates and a Secret with its key.
 fn bind(s: &Scenario, moto: &Moto, claim: &str, bucket: &str) {
+    bind_in(s, moto, NS, claim, bucket);
+}
+
+fn bind_in(s: &Scenario, moto: &Moto, ns: &str, claim: &str, bucket: &str) {
     let status = std::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
         .arg(format!("{}/{bucket}", moto.url))
@@ -34,21 +38,23 @@ fn bind(s: &Scenario, moto: &Moto, claim: &str, bucket: &str) {
         "bucket {bucket}"
     );
     let port = moto.url.rsplit(':').next().expect("port");
-    let claims = format!("apis/objectbucket.io/v1alpha1/namespaces/{NS}/objectbucketclaims");
-    s.api.update(&claims, claim, |o| {
-        o["status"] = json!({ "phase": "Bound" })
-    });
+    let claims = format!("apis/objectbucket.io/v1alpha1/namespaces/{ns}/objectbucketclaims");
+    if s.api.get(&claims, claim).is_some() {
+        s.api.update(&claims, claim, |o| {
+            o["status"] = json!({ "phase": "Bound" })
+        });
+    }
     s.api.insert(
-        &format!("api/v1/namespaces/{NS}/configmaps"),
+        &format!("api/v1/namespaces/{ns}/configmaps"),
         json!({ "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": { "name": claim, "namespace": NS },
+            "metadata": { "name": claim, "namespace": ns },
             "data": { "BUCKET_NAME": bucket, "BUCKET_HOST": "127.0.0.1", "BUCKET_PORT": port,
                       "BUCKET_REGION": "us-east-1" } }),
     );
     s.api.insert(
-        &format!("api/v1/namespaces/{NS}/secrets"),
+        &format!("api/v1/namespaces/{ns}/secrets"),
         json!({ "apiVersion": "v1", "kind": "Secret",
-            "metadata": { "name": claim, "namespace": NS },
+            "metadata": { "name": claim, "namespace": ns },
             "data": { "AWS_ACCESS_KEY_ID": b64(&format!("{bucket}-key")),
                       "AWS_SECRET_ACCESS_KEY": b64("secret") } }),
     );
@@ -75,6 +81,32 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
+}
+
+/// The keys of `bucket` under `prefix`, without it.
+async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    keys(s3, bucket)
+        .await
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(prefix).map(str::to_owned))
+        .collect()
+}
+
+/// What a provisioner does with a released claim's bucket (Rook, class `Delete`).
+async fn delete_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    for key in keys(s3, bucket).await {
+        s3.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("delete");
+    }
+    s3.delete_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("delete bucket");
 }
 
 async fn keys(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
@@ -114,16 +146,24 @@ fn namespace_gone(s: &Scenario) {
     }
 }
 
-/// The deletion records the cell's identity, where each of its base backups is and its
-/// buckets once the last base backup is done; a restore of the deleted tenant then makes a
-/// namespace whose identity Secrets are the old ones (never generated), copies the kept
-/// buckets into its new ones, and recovers the Cluster from the copied archive by the
-/// backup's barman id — and without a record nothing is generated in the identity's place.
+/// Once the last base backup is done, the deletion copies the cell's archive and artifacts
+/// into the platform's kept bucket and records the cell's identity and where each base backup
+/// is; its own buckets may then go. A restore of the deleted tenant makes a namespace whose
+/// identity Secrets are the old ones (never generated), copies the kept archive and artifacts
+/// into its new buckets, and recovers the Cluster from the copied archive by the backup's
+/// barman id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and_buckets() {
     let moto = Moto::start();
     let s3 = s3(&moto);
     let s = Scenario::new(SearchEngine::Embedded);
+    bind_in(
+        &s,
+        &moto,
+        "mrbill-system",
+        "kept-cells",
+        "mrbill-kept-cells-1",
+    );
     s.reconcile().await.expect("create");
     bind(&s, &moto, "postgres-backups", "mrbill-c-acme-1234-pg-old");
     bind(&s, &moto, "media-bucket", "mrbill-c-acme-1234-old");
@@ -195,9 +235,20 @@ async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and
             FINAL: { "serverName": "postgres", "backupId": "20261206T100000" },
         })
     );
-    let archive: Value = serde_json::from_str(&value(&record, "archive.json")).expect("json");
-    assert_eq!(archive["bucket"], "mrbill-c-acme-1234-pg-old");
+    assert_eq!(
+        keys_under(&s3, "mrbill-kept-cells-1", "c-acme-1234/archive/").await,
+        keys(&s3, "mrbill-c-acme-1234-pg-old").await,
+        "the archive kept"
+    );
+    assert_eq!(
+        keys_under(&s3, "mrbill-kept-cells-1", "c-acme-1234/media/").await,
+        ["reports/r1.pdf"],
+        "the artifacts kept"
+    );
+    let archived = keys(&s3, "mrbill-c-acme-1234-pg-old").await;
     namespace_gone(&s);
+    delete_bucket(&s3, "mrbill-c-acme-1234-pg-old").await;
+    delete_bucket(&s3, "mrbill-c-acme-1234-old").await;
     s.reconcile().await.expect("the finalizer goes");
 
     // The tenant restored: a Cell again, suspended, restoring the deleted cell's last backup.
@@ -243,8 +294,8 @@ async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and
     s.reconcile().await.expect("copied back");
     assert_eq!(
         keys(&s3, "mrbill-c-acme-1234-pg-new").await,
-        keys(&s3, "mrbill-c-acme-1234-pg-old").await,
-        "the archive copied"
+        archived,
+        "the archive copied back"
     );
     assert_eq!(
         keys(&s3, "mrbill-c-acme-1234-new").await,
@@ -281,10 +332,31 @@ async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and
 }
 
 /// A restore of a deleted cell the operator has no record of makes no identity of its own
-/// (tokens issued before would never verify) and says why.
+/// (tokens issued before would never verify) and says why; a deletion without the kept bucket
+/// goes on (the record only) and warns that nothing else is kept.
 #[tokio::test]
 async fn without_a_record_a_returning_cell_gets_no_new_identity() {
     let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("create");
+    s.become_ready();
+    s.reconcile().await.expect("ready");
+    s.api.delete(CELLS, NAME);
+    s.reconcile().await.expect("deleted: no archive to back up");
+    assert!(
+        s.events().iter().any(|e| e.contains("NothingKept")),
+        "{:?}",
+        s.events()
+    );
+    assert!(s.api.get(RECORDS, &format!("kept-{NAME}")).is_some());
+    namespace_gone(&s);
+    s.reconcile().await.expect("gone");
+    s.api.delete(CELLS, NAME);
+    s.api.delete(RECORDS, &format!("kept-{NAME}"));
+    let mut cell = serde_json::to_value(cell_model::Cell::new(NAME, spec(SearchEngine::Embedded)))
+        .expect("json");
+    cell["apiVersion"] = json!("mrbill.dev/v1alpha1");
+    cell["kind"] = json!("Cell");
+    s.api.insert(CELLS, cell);
     let restore = CellRestore {
         id: RESTORE.into(),
         backup: FINAL.into(),

@@ -98,18 +98,28 @@ impl Objects {
     }
 
     async fn manifest(s3: &aws_sdk_s3::Client, bucket: &Bucket) -> Result<Manifest, Error> {
+        Self::manifest_under(s3, bucket, "").await
+    }
+
+    /// The objects under `prefix`, keyed without it.
+    async fn manifest_under(
+        s3: &aws_sdk_s3::Client,
+        bucket: &Bucket,
+        prefix: &str,
+    ) -> Result<Manifest, Error> {
         let mut out = Manifest::new();
         let mut token = None;
         loop {
             let page = s3
                 .list_objects_v2()
                 .bucket(&bucket.name)
+                .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
                 .set_continuation_token(token)
                 .send()
                 .await
                 .map_err(|e| aws_error(format!("listing bucket {}", bucket.name), e))?;
             for object in page.contents() {
-                if let Some(key) = object.key() {
+                if let Some(key) = object.key().and_then(|k| k.strip_prefix(prefix)) {
                     let written = object.last_modified().map_or(0, |t| t.secs());
                     out.insert(key.to_owned(), (object.size().unwrap_or(0), written));
                 }
@@ -124,9 +134,20 @@ impl Objects {
     /// Copies what `to` lacks or holds older of `from`; with `exact`, deletes from `to` what
     /// `from` does not hold. Returns how many objects `from` holds.
     pub async fn sync(&self, from: &Bucket, to: &Bucket, exact: bool) -> Result<usize, Error> {
+        self.sync_under((from, ""), (to, ""), exact).await
+    }
+
+    /// [`Objects::sync`] of what is under a prefix of `from` into a prefix of `to` (keys keep
+    /// what follows the prefix; `""`: the whole bucket).
+    pub async fn sync_under(
+        &self,
+        (from, from_prefix): (&Bucket, &str),
+        (to, to_prefix): (&Bucket, &str),
+        exact: bool,
+    ) -> Result<usize, Error> {
         let (read, write) = (self.client(from)?, self.client(to)?);
-        let source = Self::manifest(&read, from).await?;
-        let target = Self::manifest(&write, to).await?;
+        let source = Self::manifest_under(&read, from, from_prefix).await?;
+        let target = Self::manifest_under(&write, to, to_prefix).await?;
         // Server side only where one identity reaches both buckets (the operator's, in AWS).
         let server_side = from.store.is_none() && to.store.is_none();
         for (key, (size, written)) in &source {
@@ -136,17 +157,19 @@ impl Objects {
             if current {
                 continue;
             }
+            let (source_key, target_key) =
+                (format!("{from_prefix}{key}"), format!("{to_prefix}{key}"));
             if server_side {
                 write
                     .copy_object()
                     .bucket(&to.name)
-                    .key(key)
-                    .copy_source(format!("{}/{}", from.name, encode(key)))
+                    .key(&target_key)
+                    .copy_source(format!("{}/{}", from.name, encode(&source_key)))
                     .send()
                     .await
                     .map_err(|e| aws_error(format!("copying {key} to {}", to.name), e))?;
             } else {
-                copy_through(&read, &write, from, to, key).await?;
+                copy_through(&read, &write, (from, &source_key), (to, &target_key)).await?;
             }
         }
         if exact {
@@ -154,7 +177,7 @@ impl Objects {
                 write
                     .delete_object()
                     .bucket(&to.name)
-                    .key(key)
+                    .key(format!("{to_prefix}{key}"))
                     .send()
                     .await
                     .map_err(|e| aws_error(format!("deleting {key} from {}", to.name), e))?;
@@ -177,22 +200,21 @@ impl Objects {
     }
 }
 
-/// Reads `key` from `from` and writes it to `to`: in one request up to [`PART`], else as a
+/// Reads `from_key` from `from` and writes it to `to` as `key`: in one request up to [`PART`], else as a
 /// multipart upload of parts of about that size (one part in memory at a time; an upload
 /// that fails is aborted, so the store keeps no orphaned parts).
 async fn copy_through(
     read: &aws_sdk_s3::Client,
     write: &aws_sdk_s3::Client,
-    from: &Bucket,
-    to: &Bucket,
-    key: &str,
+    (from, from_key): (&Bucket, &str),
+    (to, key): (&Bucket, &str),
 ) -> Result<(), Error> {
-    let reading = format!("reading {key} from {}", from.name);
+    let reading = format!("reading {from_key} from {}", from.name);
     let writing = || format!("writing {key} to {}", to.name);
     let object = read
         .get_object()
         .bucket(&from.name)
-        .key(key)
+        .key(from_key)
         .send()
         .await
         .map_err(|e| aws_error(reading.clone(), e))?;

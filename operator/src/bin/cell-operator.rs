@@ -11,17 +11,15 @@
 //!   each cell's poc-service sends its mail (reset and confirmation codes) through it.
 //!   `MRBILL_OPERATOR_MAIL_FROM`: the sender, `{tenant}` replaced by the cell's tenant.
 //! - `MRBILL_OPERATOR_SECRETS_ROLE`, `MRBILL_OPERATOR_SERVICE_ACCOUNT`, `MRBILL_OPERATOR_NAMESPACE`
-//!   (all or none; the chart sets them; the namespace also keeps deleted cells' records,
-//!   default `mrbill-system`): the ClusterRole granting Secrets that the operator binds
+//!   (all or none; the chart sets them; the namespace also keeps what deleted cells leave —
+//!   records and the `kept-cells` bucket's claim — default `mrbill-system`): the ClusterRole granting Secrets that the operator binds
 //!   to its own service account in each cell namespace — its only way to Secrets. Unset: its
 //!   own role must reach Secrets.
 //! - `MRBILL_OPERATOR_SERVICE_EXPORT` (`true`/`false`, default false): export a move source's
 //!   Postgres to the clusterset (Multi-Cluster Services `ServiceExport` of `postgres-rw`).
 //! - The object store of in-cluster cells' artifacts (a bucket claimed per cell):
 //!   `MRBILL_OPERATOR_BUCKET_CLASS` (the `ObjectBucketClaim` class, default `rook-ceph-bucket`),
-//!   `MRBILL_OPERATOR_BACKUP_BUCKET_CLASS` (the class of what a deleted cell leaves, its
-//!   Postgres backups' and artifacts' buckets, default the same; one that retains them lets a
-//!   deleted tenant be restored),
+//!   `MRBILL_OPERATOR_BACKUP_BUCKET_CLASS` (the Postgres backups' class, default the same),
 //!   `MRBILL_OPERATOR_OBJECT_STORE_TLS` (default false), `MRBILL_OPERATOR_OBJECT_STORE_NAMESPACE`
 //!   (its gateway pods' namespace, default `rook-ceph`) and `MRBILL_OPERATOR_OBJECT_STORE_PORTS`
 //!   (their container ports, comma-separated, default `8080`); `MRBILL_OPERATOR_OBJECT_STORE_EXTERNAL_ENDPOINT`

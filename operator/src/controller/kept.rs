@@ -2,48 +2,55 @@
 //!
 //! The cell's namespace goes with its deletion, and with it the identity Secrets (signing keys,
 //! service token, URL key) without which tokens and signed links issued before would not verify
-//! again, the Backups naming where each base backup is, and the claims' keys. Its buckets stay
-//! (the class of what a deleted cell leaves retains them: `ObjectStore::backup_bucket_class`).
-//! So, once the last base backup is done and before the namespace goes, the finalizer writes a
-//! record of the cell — the Secret `kept-<cell id>` in the operator's own namespace, which no
-//! cell's pods reach:
+//! again, the Backups naming where each base backup is, and the claims of its two buckets (a
+//! provisioner deletes a released claim's bucket, or keeps it but revokes its key: Rook deletes
+//! the claim's user). So, once the last base backup is done and before the namespace goes, the
+//! finalizer keeps the cell where no cell's pods reach, in the operator's own namespace:
 //!
 //! ```text
-//! identity.json  the identity Secrets (name → key → value)
-//! backups.json   every completed Backup: name → {serverName, backupId} (merged over deletions)
-//! archive.json   the Postgres backups' bucket: name, region, endpoint, key
-//! media.json     the artifacts' bucket: the same
-//! deletion       the deletion this record is of (written once per deletion)
+//! bucket kept-cells (the chart's claim)   <cell>/archive/…  the Postgres backups' bucket (base
+//!                                                           backups and WAL, every folder)
+//!                                         <cell>/media/…    the artifacts' bucket
+//! Secret kept-<cell>   identity.json  the identity Secrets (name → type, labels, data)
+//!                      backups.json   every completed Backup: name → {serverName, backupId}
+//!                                     (merged over the cell's deletions)
+//!                      deletion       the deletion it is of (the record is written once each)
 //! ```
 //!
 //! A restore of the deleted tenant (`spec.restore.deleted`) comes back from it: the identity
-//! Secrets are created from the record (never generated), the kept buckets are copied into the
-//! cell's new ones (what is missing: the archive's folders, the artifacts), and the Cluster is
-//! recovered from the copied archive (`render::from_archive`: an external cluster at the new
-//! bucket, the restore's backup by its barman id). Not kept: an `rds` cell (its final snapshot
-//! and identity are not restored by this path yet).
+//! Secrets are created from the record (never generated), the kept copies go into the cell's
+//! new buckets (what is missing), and the Cluster is recovered from the copied archive
+//! (`render::from_archive`: an external cluster at the new bucket, the restore's backup by its
+//! barman id). Not kept: an `rds` cell (its final snapshot and identity are not restored by
+//! this path yet).
 
 use std::collections::BTreeMap;
 
 use cell_model::{Cell, DatabaseEngine};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
 use crate::apply;
-use crate::aws::Objects;
+use crate::aws::{Bucket, Objects};
 use crate::buckets;
 use crate::error::Error;
 use crate::render::{self, BACKUP_BUCKET, MEDIA_BUCKET};
 
 use super::Context;
 
+/// The platform's bucket for what deleted cells leave: a claim of the operator's chart in the
+/// operator's namespace (its provisioner's ConfigMap and Secret bear the same name).
+pub const KEPT_BUCKET: &str = "kept-cells";
+
 const IDENTITY: &str = "identity.json";
 const BACKUPS: &str = "backups.json";
-const ARCHIVE: &str = "archive.json";
-const MEDIA: &str = "media.json";
 const DELETION: &str = "deletion";
+
+/// The cell's buckets and their folders in the kept bucket.
+const COPIES: [(&str, &str); 2] = [(BACKUP_BUCKET, "archive"), (MEDIA_BUCKET, "media")];
 
 /// The record of deleted cell `cell_id`.
 pub fn record_name(cell_id: &str) -> String {
@@ -57,8 +64,44 @@ pub struct Archived {
     pub backup_id: String,
 }
 
+fn namespace(ctx: &Context) -> &str {
+    &ctx.images.object_store.kept_namespace
+}
+
+/// The platform's kept bucket once its claim is bound (`None`: not configured, or not yet).
+async fn kept_bucket(ctx: &Context) -> Result<Option<Bucket>, Error> {
+    let ns = namespace(ctx);
+    let coordinates = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+        .get_opt(KEPT_BUCKET)
+        .await
+        .map_err(|source| Error::kube(format!("reading ConfigMap {ns}/{KEPT_BUCKET}"), source))?;
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get_opt(KEPT_BUCKET)
+        .await
+        .map_err(|source| Error::kube(format!("reading Secret {ns}/{KEPT_BUCKET}"), source))?;
+    let (Some(coordinates), Some(secret)) = (coordinates, secret) else {
+        return Ok(None);
+    };
+    let data = json!(coordinates.data.unwrap_or_default());
+    let key = |k: &str| secret_text(&secret, k);
+    let (Some(id), Some(key)) = (key("AWS_ACCESS_KEY_ID"), key("AWS_SECRET_ACCESS_KEY")) else {
+        return Ok(None);
+    };
+    let store = &ctx.images.object_store;
+    Ok(buckets::of_claim(&data, (id, key), store, false))
+}
+
+/// A Secret's value, from `data` or (as written, before the API server folds it) `stringData`.
+fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    let data = secret.data.as_ref().and_then(|d| d.get(key));
+    match data {
+        Some(bytes) => Some(String::from_utf8_lossy(&bytes.0).into_owned()),
+        None => secret.string_data.as_ref()?.get(key).cloned(),
+    }
+}
+
 fn records(ctx: &Context) -> Api<Secret> {
-    Api::namespaced(ctx.client.clone(), &ctx.images.object_store.kept_namespace)
+    Api::namespaced(ctx.client.clone(), namespace(ctx))
 }
 
 /// The record's entries, as JSON (absent: `None`).
@@ -71,20 +114,19 @@ async fn read(ctx: &Context, cell: &Cell) -> Result<Option<BTreeMap<String, Valu
     else {
         return Ok(None);
     };
-    let parse =
-        |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
     let mut out = BTreeMap::new();
-    for (key, bytes) in secret.data.unwrap_or_default() {
-        out.insert(key, parse(&String::from_utf8_lossy(&bytes.0)));
-    }
-    // As written, before the API server folds it into `data`.
-    for (key, text) in secret.string_data.unwrap_or_default() {
-        out.insert(key, parse(&text));
+    for key in [IDENTITY, BACKUPS, DELETION] {
+        if let Some(text) = secret_text(&secret, key) {
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            out.insert(key.to_owned(), value);
+        }
     }
     Ok(Some(out))
 }
 
-/// Writes the record of the cell's deletion, once per deletion (an `rds` cell keeps none).
+/// Keeps what the cell leaves, once per deletion: its buckets copied into the kept bucket,
+/// then its record. An `rds` cell keeps none; without a kept bucket only the record is
+/// written (and a Warning says so).
 pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
     if cell.spec.database.engine != DatabaseEngine::InCluster {
         return Ok(());
@@ -100,34 +142,39 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
         return Ok(());
     }
     let client = &ctx.client;
+    let store = &ctx.images.object_store;
+    match kept_bucket(ctx).await? {
+        Some(kept) => {
+            for (claim, folder) in COPIES {
+                let Some(bucket) = buckets::claimed_as(client, cell, store, claim, false).await?
+                else {
+                    continue;
+                };
+                let folder = format!("{}/{folder}/", cell.spec.cell_id);
+                let copied = Objects::default()
+                    .sync_under((&bucket, ""), (&kept, &folder), false)
+                    .await?;
+                tracing::info!(cell = %cell.spec.cell_id, copied, bucket = %bucket.name, %folder, "kept");
+            }
+        }
+        None => {
+            let note = format!(
+                "no bucket {KEPT_BUCKET} in {}: the deleted cell's archive and artifacts are not kept",
+                namespace(ctx)
+            );
+            super::publish(ctx, cell, EventType::Warning, "NothingKept", &note).await;
+        }
+    }
     let mut identity = serde_json::Map::new();
     for name in crate::secrets::identity_names(cell) {
         if let Some(secret) = apply::secret_record(client, cell, &name).await? {
             identity.insert(name, secret);
         }
     }
-    // Earlier deletions' backups stay listed: a restored cell's archive holds them (copied).
+    // Earlier deletions' backups stay listed: the kept archive holds them.
     let mut backups = before.get(BACKUPS).cloned().unwrap_or_else(|| json!({}));
-    for (name, archived) in completed_backups(client, cell).await? {
-        backups[name] =
-            json!({ "serverName": archived.server_name, "backupId": archived.backup_id });
-    }
-    let store = &ctx.images.object_store;
-    let archive = buckets::claimed_as(client, cell, store, BACKUP_BUCKET, false).await?;
-    let media = buckets::claimed_as(client, cell, store, MEDIA_BUCKET, false).await?;
-    let mut data = BTreeMap::from([
-        (IDENTITY.to_owned(), Value::Object(identity).to_string()),
-        (BACKUPS.to_owned(), backups.to_string()),
-        (DELETION.to_owned(), deletion),
-    ]);
-    for (key, bucket) in [(ARCHIVE, archive), (MEDIA, media)] {
-        match (bucket, before.get(key)) {
-            (Some(bucket), _) => {
-                data.insert(key.to_owned(), buckets::secret_data(&bucket).to_string())
-            }
-            (None, Some(earlier)) => data.insert(key.to_owned(), earlier.to_string()),
-            (None, None) => None,
-        };
+    for (name, at) in completed_backups(client, cell).await? {
+        backups[name] = json!({ "serverName": at.server_name, "backupId": at.backup_id });
     }
     let name = record_name(&cell.spec.cell_id);
     let secret = json!({
@@ -138,7 +185,11 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
             "labels": { render::TENANT_LABEL: cell.spec.tenant, render::CELL_LABEL: cell.spec.cell_id },
         },
         "type": "Opaque",
-        "stringData": data,
+        "stringData": {
+            IDENTITY: Value::Object(identity).to_string(),
+            BACKUPS: backups.to_string(),
+            DELETION: deletion,
+        },
     });
     let secret: Secret =
         serde_json::from_value(secret).map_err(|e| Error::Render(e.to_string()))?;
@@ -150,7 +201,7 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
         )
         .await
         .map_err(|source| Error::kube(format!("writing Secret {name}"), source))?;
-    tracing::info!(cell = %cell.spec.cell_id, record = %name, "what the deleted cell leaves is recorded");
+    tracing::info!(cell = %cell.spec.cell_id, record = %name, "what the deleted cell leaves is kept");
     Ok(())
 }
 
@@ -190,7 +241,7 @@ async fn record(
             "no record of deleted cell {} (Secret {} in {})",
             cell.spec.cell_id,
             record_name(&cell.spec.cell_id),
-            ctx.images.object_store.kept_namespace
+            namespace(ctx)
         )
     }))
 }
@@ -223,30 +274,36 @@ pub(super) async fn identity(
     Ok(Ok(created))
 }
 
-/// Copies the deleted cell's kept buckets into the cell's new ones (what is missing): `Err`
-/// says why not yet.
+/// Copies what the kept bucket holds of the deleted cell into the cell's new buckets (what is
+/// missing): `Err` says why not yet.
 pub(super) async fn retrieve(ctx: &Context, cell: &Cell) -> Result<Result<usize, String>, Error> {
-    let record = match record(ctx, cell).await? {
-        Ok(record) => record,
-        Err(why) => return Ok(Err(why)),
+    if let Err(why) = record(ctx, cell).await? {
+        return Ok(Err(why));
+    }
+    let Some(kept) = kept_bucket(ctx).await? else {
+        return Ok(Err(format!(
+            "no bucket {KEPT_BUCKET} in {}",
+            namespace(ctx)
+        )));
     };
     let store = &ctx.images.object_store;
     let mut copied = 0;
-    for (key, claim) in [(ARCHIVE, BACKUP_BUCKET), (MEDIA, MEDIA_BUCKET)] {
-        let Some(from) = record.get(key).and_then(buckets::from_data) else {
-            continue;
-        };
+    for (claim, folder) in COPIES {
         let Some(to) = buckets::claimed_as(&ctx.client, cell, store, claim, false).await? else {
             return Ok(Err(format!(
                 "waiting for ObjectBucketClaim {claim} to be bound"
             )));
         };
-        match Objects::default().sync(&from, &to, false).await {
+        let folder = format!("{}/{folder}/", cell.spec.cell_id);
+        match Objects::default()
+            .sync_under((&kept, &folder), (&to, ""), false)
+            .await
+        {
             Ok(n) => copied += n,
             Err(e) => {
                 return Ok(Err(format!(
-                    "copying bucket {} into {}: {e}",
-                    from.name, to.name
+                    "copying {KEPT_BUCKET}/{folder} into {}: {e}",
+                    to.name
                 )));
             }
         }

@@ -27,9 +27,8 @@ pub const MEDIA_BUCKET: &str = "media-bucket";
 pub struct ObjectStore {
     /// The claims' `storageClassName` (Rook-Ceph's examples: `rook-ceph-bucket`).
     pub bucket_class: String,
-    /// The class of what a deleted cell leaves, its Postgres backups' and artifacts' claims, if
-    /// not `bucket_class`: one whose `reclaimPolicy` is `Retain` keeps both buckets after the
-    /// claims go, so the tenant can be restored.
+    /// The class of the Postgres backups' claims, if not `bucket_class`: one whose
+    /// `reclaimPolicy` is `Retain` keeps a deleted cell's backups (its bucket outlives the claim).
     pub backup_bucket_class: Option<String>,
     /// Whether the store's endpoint speaks HTTPS.
     pub tls: bool,
@@ -41,8 +40,8 @@ pub struct ObjectStore {
     /// source's bucket there. `None`: at the claim's own `BUCKET_HOST:BUCKET_PORT` (clusters
     /// that share one store, or a store exported to the clusterset).
     pub external_endpoint: Option<String>,
-    /// Where the record of a deleted cell goes (what its tenant's return needs beside its
-    /// buckets: `controller/kept.rs`): the operator's own namespace, which no cell reaches.
+    /// Where what deleted cells leave is kept (the operator's own namespace, which no cell
+    /// reaches): their records, and the kept bucket's claim (`controller/kept.rs`).
     pub kept_namespace: String,
 }
 
@@ -78,8 +77,7 @@ pub(super) fn claim(cell: &Cell, store: &ObjectStore) -> Value {
         "spec": {
             // Bucket names are global to a store: the provisioner adds a random suffix.
             "generateBucketName": format!("mrbill-{}", cell.spec.cell_id),
-            // Artifacts outlive a deleted cell like its archive does (a restore copies both).
-            "storageClassName": store.backup_bucket_class.as_ref().unwrap_or(&store.bucket_class),
+            "storageClassName": store.bucket_class,
             "additionalConfig": { "maxSize": quota(cell.spec.tier) },
         },
     })
