@@ -412,6 +412,12 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
     let mut status = observe(cell, ctx, &previous, aws.as_ref(), roles, moving).await?;
     if let Some((reason, message)) = &replacing {
         set(&mut status, cell_model::RESTORED, false, reason, message);
+        let before = previous
+            .condition(cell_model::RESTORED)
+            .map(|c| c.reason.as_str());
+        if *reason == "Failed" && before != Some("Failed") {
+            publish(ctx, cell, EventType::Warning, "RestoreFailed", message).await;
+        }
     } else {
         rds_restore::observe(cell, &mut status);
     }

@@ -11,6 +11,8 @@
 //!    RestoreDBInstanceToPointInTime → mrbill-<cell>, tagged         Restored False  Replacing
 //! the instance is the restore's: available, roles there            Restored True   Recovered
 //!    → the replaced instance is deleted after a final snapshot (…-final)
+//!  … or RDS could not make it (incompatible-restore, failed, …)      Restored False  Failed
+//!    → the replaced instance is kept as it was; nothing is retried
 //! ```
 //!
 //! The target is `spec.restore.targetTime`, else the restore point its backup names. The
@@ -83,6 +85,9 @@ pub(super) async fn replacing(
     let replaced = Rds::replaced(cell, &restore.id);
     match aws.rds.instance(&id).await? {
         Some(instance) if instance.restore.as_deref() == Some(restore.id.as_str()) => {
+            if let Some(failed) = failed_restore(&instance.state, &id, &replaced) {
+                return Ok(Some(failed));
+            }
             if matches!(instance.state, InstanceState::Available { .. })
                 && aws.rds.instance(&replaced).await?.is_some()
             {
@@ -160,6 +165,25 @@ pub(super) async fn replacing(
     }
 }
 
+/// A restored instance RDS could not make (`incompatible-restore`, `failed`, …): `Failed`, with
+/// the instance it replaced kept as it was (renamed) for someone to look at — retrying the
+/// same restore would fail the same way, and waiting in `Recovering` would hide it.
+fn failed_restore(
+    state: &InstanceState,
+    id: &str,
+    replaced: &str,
+) -> Option<(&'static str, String)> {
+    let InstanceState::Failed(status) = state else {
+        return None;
+    };
+    Some((
+        "Failed",
+        format!(
+            "RDS could not restore {id} ({status}); {replaced}, the instance it replaces, is kept as it was"
+        ),
+    ))
+}
+
 /// Sets `Restored` for an `rds` cell whose instance is the restore's (`replacing` said
 /// nothing is left to do): recovered once its database is ready.
 pub(super) fn observe(cell: &Cell, status: &mut CellStatus) {
@@ -211,4 +235,30 @@ fn show(t: OffsetDateTime) -> String {
 fn parse(value: &str, what: &str) -> Result<OffsetDateTime, Error> {
     OffsetDateTime::parse(value, &Rfc3339)
         .map_err(|e| Error::Render(format!("{what}: `{value}` is not an RFC 3339 time: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_rds_could_not_make_is_a_failure_that_keeps_the_replaced_instance() {
+        let (id, replaced) = ("mrbill-c-1", "mrbill-c-1-replaced-abc");
+        let failed = InstanceState::Failed("incompatible-restore".into());
+        let (reason, message) = failed_restore(&failed, id, replaced).expect("a failure");
+        assert_eq!(reason, "Failed");
+        assert!(message.contains("incompatible-restore"), "{message}");
+        assert!(message.contains(replaced), "{message}");
+        for going in [
+            InstanceState::InProgress("creating".into()),
+            InstanceState::Available {
+                address: "db".into(),
+                port: 5432,
+                class: "db.t4g.micro".into(),
+                storage_gib: 20,
+            },
+        ] {
+            assert_eq!(failed_restore(&going, id, replaced), None, "{going:?}");
+        }
+    }
 }
