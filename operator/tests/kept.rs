@@ -379,3 +379,87 @@ async fn without_a_record_a_returning_cell_gets_no_new_identity() {
     );
     assert!(s.api.get(&cnpg("clusters"), "postgres").is_none());
 }
+
+/// A completed base backup keeps the cell's artifacts with it (the media bucket copied into
+/// the backups' bucket, never deleting; `status.objectsBackedUp` names it), and a restore
+/// copies them back before the database is replaced: a report deleted after the backup is
+/// there again for the restored rows that name it, one written after stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_keeps_the_artifacts_and_a_restore_brings_back_one_deleted_since() {
+    let moto = Moto::start();
+    let s3 = s3(&moto);
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("create");
+    bind(&s, &moto, "postgres-backups", "mrbill-c-acme-1234-pg");
+    bind(&s, &moto, "media-bucket", "mrbill-c-acme-1234");
+    put(&s3, "mrbill-c-acme-1234", "reports/r1.pdf").await;
+    s.become_ready();
+    s.reconcile().await.expect("ready");
+    let kept = |s: &Scenario| {
+        s.cell()
+            .and_then(|c| c.status)
+            .and_then(|s| s.objects_backed_up)
+    };
+    assert_eq!(kept(&s), None, "no backup yet");
+    s.api.insert(
+        &cnpg("backups"),
+        json!({ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
+            "metadata": { "name": "backup-4d5e6f708192", "namespace": NS },
+            "spec": { "cluster": { "name": "postgres" } },
+            "status": { "phase": "completed", "serverName": "postgres",
+                        "backupId": "20261206T090000", "stoppedAt": "2026-12-06T09:00:00Z" } }),
+    );
+    s.reconcile().await.expect("kept with the backup");
+    assert_eq!(kept(&s).as_deref(), Some("backup-4d5e6f708192"));
+    assert_eq!(
+        keys_under(&s3, "mrbill-c-acme-1234-pg", "media/").await,
+        ["reports/r1.pdf"]
+    );
+
+    // media deletes the report; another is written.
+    s3.delete_object()
+        .bucket("mrbill-c-acme-1234")
+        .key("reports/r1.pdf")
+        .send()
+        .await
+        .expect("delete");
+    put(&s3, "mrbill-c-acme-1234", "reports/r2.pdf").await;
+
+    let restore = CellRestore {
+        id: RESTORE.into(),
+        backup: "backup-4d5e6f708192".into(),
+        target_time: None,
+        deleted: false,
+    };
+    s.edit(|cell| {
+        cell["spec"]["suspended"] = json!(true);
+        cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json");
+    });
+    for (plural, name) in [
+        ("deployments", "poc-service"),
+        ("deployments", "media-service"),
+        ("statefulsets", "dojo-service"),
+    ] {
+        let collection = format!("apis/apps/v1/namespaces/{NS}/{plural}");
+        s.api.update(&collection, name, |o| {
+            o["status"] = json!({ "readyReplicas": 0, "replicas": 0 })
+        });
+    }
+    s.api.update(&cnpg("clusters"), "postgres", |o| {
+        o["status"]["readyInstances"] = json!(1)
+    });
+    s.reconcile()
+        .await
+        .expect("fenced: the last base backup asked for");
+    s.api.update(&cnpg("backups"), "fence-4d5e6f708192", |o| {
+        o["status"] = json!({ "phase": "completed", "serverName": "postgres",
+                              "backupId": "20261206T100000", "stoppedAt": "2026-12-06T10:00:00Z" })
+    });
+    s.reconcile().await.expect("archived: the Cluster goes");
+    assert!(s.api.get(&cnpg("clusters"), "postgres").is_none());
+    assert_eq!(
+        keys(&s3, "mrbill-c-acme-1234").await,
+        ["reports/r1.pdf", "reports/r2.pdf"],
+        "the deleted report is back before the database is replaced; the later one stays"
+    );
+}

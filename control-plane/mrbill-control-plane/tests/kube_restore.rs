@@ -52,9 +52,10 @@ fn condition(type_: &str, ok: bool, reason: &str) -> Value {
     json!({ "type": type_, "status": if ok { "True" } else { "False" }, "reason": reason, "message": "" })
 }
 
-/// CloudNativePG completing every Backup asked for, and the operator reporting a restore: the
-/// old database replaced while suspended, then recovered; Ready once the services run.
-fn operate(api: &FakeApi) {
+/// CloudNativePG completing every Backup asked for, and the operator keeping the artifacts
+/// with the newest (unless `keeping` is off) and reporting a restore: the old database
+/// replaced while suspended, then recovered; Ready once the services run.
+fn operate(api: &FakeApi, keeping: bool) {
     for backup in api.objects(BACKUPS) {
         if backup["status"].is_null() {
             let name = backup["metadata"]["name"].as_str().unwrap_or_default();
@@ -76,6 +77,17 @@ fn operate(api: &FakeApi) {
     conditions.push(condition("Ready", !suspended, "AllReady"));
     let mut status = json!({ "phase": if suspended { "Suspended" } else { "Ready" },
         "conditions": conditions, "observedGeneration": cell["metadata"]["generation"] });
+    let newest = api
+        .objects(BACKUPS)
+        .into_iter()
+        .filter(|b| b["status"]["phase"] == "completed")
+        .filter_map(|b| b["metadata"]["name"].as_str().map(str::to_owned))
+        .max();
+    if let Some(newest) = newest.filter(|_| keeping) {
+        status["objectsBackedUp"] = json!(newest);
+    } else if !cell["status"]["objectsBackedUp"].is_null() {
+        status["objectsBackedUp"] = cell["status"]["objectsBackedUp"].clone();
+    }
     // An rds cell's restore point, confirmed as soon as it is asked for.
     let point = &cell["metadata"]["annotations"]["mrbill.dev/restore-point"];
     if !point.is_null() {
@@ -90,6 +102,8 @@ struct Cluster {
     api: FakeApi,
     driver: KubeDriver,
     paused: Arc<AtomicBool>,
+    /// Whether the operator keeps the artifacts with a completed backup.
+    keeping: Arc<AtomicBool>,
     _operator: tokio::task::JoinHandle<()>,
 }
 
@@ -98,11 +112,12 @@ impl Cluster {
         let api = FakeApi::new();
         let driver = KubeDriver::new(api.client());
         let paused = Arc::new(AtomicBool::new(false));
-        let (o, p) = (api.clone(), paused.clone());
+        let keeping = Arc::new(AtomicBool::new(true));
+        let (o, p, k) = (api.clone(), paused.clone(), keeping.clone());
         let operator = tokio::spawn(async move {
             loop {
                 if !p.load(Ordering::SeqCst) {
-                    operate(&o);
+                    operate(&o, k.load(Ordering::SeqCst));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -115,6 +130,7 @@ impl Cluster {
             api,
             driver,
             paused,
+            keeping,
             _operator: operator,
         }
     }
@@ -138,18 +154,33 @@ impl Cluster {
     }
 }
 
-/// A backup is a CNPG `Backup` of the cell's Cluster, complete when CNPG says so, taken as of
-/// its end; retention deletes it.
+/// A backup is a CNPG `Backup` of the cell's Cluster, complete when CNPG says so and the
+/// operator kept the artifacts with it, taken as of its end; retention deletes it.
 #[tokio::test]
 async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     let c = Cluster::new().await;
     let spec = spec();
     let id = uuid::Uuid::now_v7();
-    let taken = c
-        .driver
-        .back_up(Work::new(&spec, "eks-1"), id)
-        .await
-        .expect("taken");
+    c.keeping.store(false, Ordering::SeqCst);
+    let driver = c.driver.clone();
+    let s = spec.clone();
+    let taking = tokio::spawn(async move { driver.back_up(Work::new(&s, "eks-1"), id).await });
+    let completed = |c: &Cluster| {
+        c.api
+            .get(BACKUPS, &backup_name(id))
+            .is_some_and(|b| b["status"]["phase"] == "completed")
+    };
+    while !completed(&c) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Longer than the driver's poll (2 s): it has read the completed Backup by then.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !taking.is_finished(),
+        "not done before the artifacts are kept with it"
+    );
+    c.keeping.store(true, Ordering::SeqCst);
+    let taken = taking.await.expect("joined").expect("taken");
     assert_eq!(taken.location, backup_name(id));
     assert_eq!(taken.bytes, None, "CNPG reports no size");
     assert_eq!(taken.taken_at, at_0930());
@@ -309,7 +340,8 @@ async fn an_rds_backup_is_a_restore_point_the_operator_confirms() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Longer than the driver's poll (2 s): it has read the completed Backup by then.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
         !taking.is_finished(),
         "taken before the operator confirmed it"

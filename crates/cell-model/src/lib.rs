@@ -295,6 +295,11 @@ pub struct CellStatus {
     /// restorable time reached it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_point: Option<String>,
+    /// An in-cluster cell's newest completed base backup (a CloudNativePG `Backup`) whose
+    /// artifacts are kept with it: the media bucket copied (never deleting) into the backups'
+    /// bucket, so a restore brings back an artifact deleted after the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_backed_up: Option<String>,
 }
 
 /// Set by the control plane on an `rds` cell's `Cell` to take a backup: the moment (RFC 3339,

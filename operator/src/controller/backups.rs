@@ -2,6 +2,13 @@
 //! backups' bucket claim is bound, `BackupsReady` reports CNPG's continuous archiving (not part
 //! of `Ready`: a cell whose archive lags still serves, and says so), and a deleted cell gets a
 //! last base backup before its namespace goes.
+//!
+//! A backup holds the cell's artifacts too: once a base backup completes, the media bucket is
+//! copied into the backups' bucket under `media/` — never deleting, so what a backup's rows
+//! name stays there after media deletes it — and `status.objectsBackedUp` names that backup
+//! (the control plane's backup is done then). A restore copies them back before the database
+//! is replaced (what the restored rows name exists again; artifacts written after the moment
+//! stay, unreferenced).
 
 use std::time::Duration;
 
@@ -55,6 +62,93 @@ pub(super) async fn with_backups(
         }
         _ => Ok(desired),
     }
+}
+
+/// The backups' bucket's folder of the artifacts kept with the base backups.
+const OBJECTS_FOLDER: &str = "media/";
+
+/// Keeps the artifacts with the newest completed base backup, once per backup (see the module
+/// docs); a copy that fails is tried again on the next reconcile (and the status waits).
+pub(super) async fn keep_objects(
+    ctx: &Context,
+    cell: &Cell,
+    status: &mut CellStatus,
+) -> Result<(), Error> {
+    if cell.spec.database.engine != DatabaseEngine::InCluster {
+        return Ok(());
+    }
+    let Some(newest) = newest_backup(ctx, cell).await? else {
+        return Ok(());
+    };
+    if status.objects_backed_up.as_deref() == Some(newest.as_str()) {
+        return Ok(());
+    }
+    let (client, store) = (&ctx.client, &ctx.images.object_store);
+    let media =
+        crate::buckets::claimed_as(client, cell, store, render::MEDIA_BUCKET, false).await?;
+    let archive =
+        crate::buckets::claimed_as(client, cell, store, render::BACKUP_BUCKET, false).await?;
+    if let (Some(media), Some(archive)) = (media, archive) {
+        let copied = crate::aws::Objects::default()
+            .sync_under((&media, ""), (&archive, OBJECTS_FOLDER), false)
+            .await;
+        match copied {
+            Ok(n) => {
+                tracing::info!(cell = %cell.spec.cell_id, backup = %newest, objects = n, "artifacts kept with the backup");
+            }
+            Err(e) => {
+                tracing::warn!(cell = %cell.spec.cell_id, backup = %newest, error = %e, "keeping the artifacts with the backup");
+                return Ok(());
+            }
+        }
+    }
+    // (A cell without both buckets bound has no artifacts to keep.)
+    status.objects_backed_up = Some(newest);
+    Ok(())
+}
+
+/// Copies the artifacts kept with the base backups back into the media bucket (what it lacks):
+/// `Err` says why not (yet).
+pub(super) async fn objects_back(
+    ctx: &Context,
+    cell: &Cell,
+) -> Result<Result<usize, String>, Error> {
+    let (client, store) = (&ctx.client, &ctx.images.object_store);
+    let media =
+        crate::buckets::claimed_as(client, cell, store, render::MEDIA_BUCKET, false).await?;
+    let archive =
+        crate::buckets::claimed_as(client, cell, store, render::BACKUP_BUCKET, false).await?;
+    let (Some(media), Some(archive)) = (media, archive) else {
+        return Ok(Ok(0));
+    };
+    Ok(crate::aws::Objects::default()
+        .sync_under((&archive, OBJECTS_FOLDER), (&media, ""), false)
+        .await
+        .map_err(|e| format!("copying the artifacts kept with the backups back: {e}")))
+}
+
+/// The cell's newest completed `Backup` (by its end).
+async fn newest_backup(ctx: &Context, cell: &Cell) -> Result<Option<String>, Error> {
+    let ns = render::namespace(cell);
+    let (ar, _) = apply::resource("Backup")?;
+    let listed =
+        kube::Api::<kube::api::DynamicObject>::namespaced_with(ctx.client.clone(), &ns, &ar)
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|source| Error::kube(format!("listing Backups in {ns}"), source))?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter(|b| b.data["status"]["phase"] == "completed")
+        .filter_map(|b| {
+            let stopped = b.data["status"]["stoppedAt"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            Some((stopped, b.metadata.name?))
+        })
+        .max()
+        .map(|(_, name)| name))
 }
 
 /// Sets `BackupsReady` from the claim and the Cluster's `ContinuousArchiving` condition.

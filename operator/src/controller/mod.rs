@@ -410,6 +410,9 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
 
     let previous = cell.status.clone().unwrap_or_default();
     let mut status = observe(cell, ctx, &previous, aws.as_ref(), roles, moving).await?;
+    if replacing.is_none() {
+        backups::keep_objects(ctx, cell, &mut status).await?;
+    }
     if let Some((reason, message)) = &replacing {
         set(&mut status, cell_model::RESTORED, false, reason, message);
         let before = previous

@@ -7,7 +7,8 @@
 //!    the cell is not suspended, or a service still runs   Restored False  Fencing
 //!    a fence mark (one commit in poc's database), then a
 //!    last base backup fence-<restore> (the WAL until the
-//!    fence switched and archived)                         Restored False  Archiving
+//!    fence switched and archived), the artifacts kept
+//!    with the backups copied back                         Restored False  Archiving
 //!    the Cluster is deleted; its volumes go with it       Restored False  Replacing
 //!    a deleted cell's return (no Cluster, spec.restore.deleted): its identity Secrets from
 //!    its record, its kept buckets copied into the new ones    Restored False  Retrieving
@@ -87,6 +88,10 @@ pub(super) async fn replacing(
         );
         return Ok(Some(("Archiving", message)));
     }
+    // What the restored rows name exists again (artifacts deleted after the backup).
+    if let Err(why) = super::backups::objects_back(ctx, cell).await? {
+        return Ok(Some(("Archiving", why)));
+    }
     if cluster["metadata"]["deletionTimestamp"].is_null() {
         apply::remove(client, cell, "Cluster", POSTGRES_CLUSTER).await?;
         tracing::info!(cell = %cell.spec.cell_id, restore = %restore.id, backup = %restore.backup,
@@ -147,7 +152,14 @@ async fn retrieving(
         let message = format!("the deleted cell's record names no backup {backup}");
         return Ok(Some(("Retrieving", message)));
     }
-    Ok(match super::kept::retrieve(ctx, cell).await? {
+    let retrieved = match super::kept::retrieve(ctx, cell).await? {
+        // The artifacts kept with the backups, once the archive holding them is back.
+        Ok(copied) => super::backups::objects_back(ctx, cell)
+            .await?
+            .map(|kept| copied + kept),
+        Err(why) => Err(why),
+    };
+    Ok(match retrieved {
         Ok(copied) => {
             tracing::info!(cell = %cell.spec.cell_id, copied, "the deleted cell's buckets are copied back");
             // The recovered Cluster's backup section must name the copied archive.

@@ -84,6 +84,15 @@ impl KubeDriver {
                 .ok_or_else(|| anyhow::anyhow!("Backup {name} vanished from {placement}"))?;
             let status = &backup.data["status"];
             match status["phase"].as_str() {
+                // Done once the operator kept the artifacts with it too.
+                Some("completed") if !self.objects_kept(work, &name).await? => {
+                    if tokio::time::Instant::now() > deadline {
+                        anyhow::bail!(
+                            "the operator in {placement} did not keep the artifacts with Backup {name} within 6 h"
+                        )
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
                 Some("completed") => {
                     let stopped = status["stoppedAt"].as_str().unwrap_or_default();
                     let taken_at = OffsetDateTime::parse(stopped, &Rfc3339).map_err(|e| {
@@ -105,6 +114,32 @@ impl KubeDriver {
                 _ => tokio::time::sleep(POLL).await,
             }
         }
+    }
+
+    /// Whether the operator kept the cell's artifacts with Backup `name` (or a later one: the
+    /// copy never deletes, so a later keeping covers it).
+    async fn objects_kept(&self, work: Work<'_>, name: &str) -> anyhow::Result<bool> {
+        let (placement, id) = (work.placement, work.spec.cell_id.as_str());
+        let cell = self
+            .get(placement, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("Cell {id} vanished from {placement}"))?;
+        let Some(kept) = cell.status.and_then(|s| s.objects_backed_up) else {
+            return Ok(false);
+        };
+        if kept == name {
+            return Ok(true);
+        }
+        let api = self.backups(placement, &work.spec.tenant);
+        let mut ends = Vec::new();
+        for backup in [name, kept.as_str()] {
+            let read = api
+                .get_opt(backup)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading Backup {backup} in {placement}: {e}"))?;
+            ends.push(read.and_then(|b| b.data["status"]["stoppedAt"].as_str().map(str::to_owned)));
+        }
+        Ok(matches!((&ends[0], &ends[1]), (Some(ours), Some(later)) if later >= ours))
     }
 
     /// An `rds` cell's backup: the moment now, once the operator says RDS can restore the
