@@ -103,6 +103,7 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         backup: BACKUP.into(),
         target_time: Some(target),
         deleted: false,
+        abort: false,
     });
     let cluster = recovered_cluster(&restored, &images, &kubelet);
     assert_ne!(
@@ -144,6 +145,7 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         backup: BACKUP.into(),
         target_time: Some(latest.clone()),
         deleted: false,
+        abort: false,
     });
     let cluster = recovered_cluster(&restored, &images, &kubelet);
     let (kubelet, recovered) = recover(kubelet, cluster).await;
@@ -186,6 +188,7 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         backup: BACKUP.into(),
         target_time: Some(latest),
         deleted: true,
+        abort: false,
     });
     let cluster = cell_operator::render::from_archive(
         vec![recovered_cluster(&restored, &images, &kubelet)],

@@ -70,6 +70,7 @@ async fn a_restore_replaces_the_cluster_with_one_recovered_from_the_backup_once_
         backup: "backup-4d5e6f708192".into(),
         target_time: Some("2026-12-06T09:30:00Z".into()),
         deleted: false,
+        abort: false,
     };
     s.edit(|cell| cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json"));
     s.reconcile().await.expect("not suspended");
@@ -272,5 +273,84 @@ async fn a_bound_backups_claim_turns_archiving_on_and_a_deletion_waits_for_a_las
     assert!(
         namespace_deleted(&s),
         "the namespace goes after the last backup"
+    );
+}
+
+/// A restore being undone (`abort`) replaces nothing more: before the Cluster went the cell's
+/// database is untouched (`Aborted`); once it went, the recovered one is not created and the
+/// undo is the fence's last backup (`Replaced`), or impossible without it (`CannotUndo`).
+#[tokio::test]
+async fn an_undone_restore_replaces_nothing_more_and_says_what_undoing_takes() {
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("create");
+    bind_backups(&s);
+    s.become_ready();
+    s.reconcile().await.expect("ready");
+    let mut restore = CellRestore {
+        id: RESTORE.into(),
+        backup: "backup-4d5e6f708192".into(),
+        target_time: None,
+        deleted: false,
+        abort: false,
+    };
+    let set = |s: &Scenario, restore: &CellRestore| {
+        let value = serde_json::to_value(restore).expect("json");
+        s.edit(|cell| {
+            cell["spec"]["suspended"] = json!(true);
+            cell["spec"]["restore"] = value;
+        });
+    };
+    set(&s, &restore);
+    s.reconcile().await.expect("fencing: pods still run");
+    assert_eq!(s.condition("Restored").1, "Fencing");
+    let before = s
+        .api
+        .get(&cnpg("clusters"), "postgres")
+        .expect("the Cluster");
+
+    restore.abort = true;
+    set(&s, &restore);
+    service_pods(&s, 0);
+    s.reconcile().await.expect("undone");
+    assert_eq!(
+        s.condition("Restored"),
+        (ConditionStatus::False, "Aborted".into())
+    );
+    assert!(s.marks.taken().is_empty(), "no fence mark");
+    assert!(
+        s.api.get(&cnpg("backups"), "fence-4d5e6f708192").is_none(),
+        "no last backup: nothing is replaced"
+    );
+    let after = s.api.get(&cnpg("clusters"), "postgres").expect("kept");
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
+    assert_eq!(after["spec"], before["spec"], "untouched");
+
+    // Undone once the Cluster went: nothing is recovered in its place.
+    restore.abort = false;
+    set(&s, &restore);
+    s.reconcile().await.expect("the last backup asked for");
+    s.api.update(&cnpg("backups"), "fence-4d5e6f708192", |o| {
+        o["status"] = json!({ "phase": "completed" })
+    });
+    s.reconcile().await.expect("the Cluster goes");
+    assert!(s.api.get(&cnpg("clusters"), "postgres").is_none());
+    restore.abort = true;
+    set(&s, &restore);
+    s.reconcile().await.expect("undone after the replacement");
+    assert_eq!(
+        s.condition("Restored"),
+        (ConditionStatus::False, "Replaced".into())
+    );
+    assert!(
+        s.api.get(&cnpg("clusters"), "postgres").is_none(),
+        "no recovered Cluster for an undone restore"
+    );
+    s.api.update(&cnpg("backups"), "fence-4d5e6f708192", |o| {
+        o["status"] = json!({ "phase": "failed", "error": "no space" })
+    });
+    s.reconcile().await.expect("without the backup");
+    assert_eq!(
+        s.condition("Restored"),
+        (ConditionStatus::False, "CannotUndo".into())
     );
 }

@@ -204,6 +204,7 @@ fn a_restored_cluster_and_a_requested_backup_validate() {
             backup: "backup-1a2b3c4d5e6f".into(),
             target_time,
             deleted: false,
+            abort: false,
         });
         let objects = cell_operator::render::with_backups(
             &restored,

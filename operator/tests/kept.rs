@@ -262,6 +262,7 @@ async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and
         backup: FINAL.into(),
         target_time: None,
         deleted: true,
+        abort: false,
     };
     cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json");
     s.api.delete(CELLS, NAME);
@@ -362,6 +363,7 @@ async fn without_a_record_a_returning_cell_gets_no_new_identity() {
         backup: FINAL.into(),
         target_time: None,
         deleted: true,
+        abort: false,
     };
     s.edit(|cell| {
         cell["spec"]["suspended"] = json!(true);
@@ -430,6 +432,7 @@ async fn a_backup_keeps_the_artifacts_and_a_restore_brings_back_one_deleted_sinc
         backup: "backup-4d5e6f708192".into(),
         target_time: None,
         deleted: false,
+        abort: false,
     };
     s.edit(|cell| {
         cell["spec"]["suspended"] = json!(true);

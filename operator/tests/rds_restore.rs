@@ -223,6 +223,7 @@ async fn a_restore_replaces_the_instance_with_one_rds_restored_to_the_moment() {
         backup: cell_model::restore_point_location(&point),
         target_time: None,
         deleted: false,
+        abort: false,
     };
     s.edit(|cell| cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json"));
     s.reconcile().await;

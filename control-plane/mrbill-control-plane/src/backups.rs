@@ -52,7 +52,7 @@ pub const UNRESTORE: &[Step] = &[Step::Unfence, Step::Unfreeze, Step::Discard, S
 
 const NO_BACKUPS: &str = "this control plane's driver takes no backups";
 const DELETED_ELSEWHERE: &str = "this driver does not bring this deleted tenant back (an rds cell's database stays in its final snapshot; restoring that is not automated)";
-const NOT_UNDONE: &str = "this control plane's driver cannot undo a restore: the cell's database is replaced in place (Kubernetes deletes the Cluster before recovering a new one)";
+const NOT_UNDONE: &str = "this control plane's driver cannot undo a restore";
 
 /// Completed backups kept per tenant whatever their age.
 const KEEP: i64 = 3;
@@ -244,7 +244,13 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
         let mut conn = ctx.pool.acquire().await?;
         catalog::open_restore(&mut conn, &cell.cell_id).await?
     };
-    let Some(catalog::OpenRestore { id, backup, .. }) = open else {
+    let Some(catalog::OpenRestore {
+        id,
+        backup,
+        previous,
+        ..
+    }) = open
+    else {
         // Undone or finished already (a repeated last step): nothing left to do.
         anyhow::ensure!(op == Op::Unrestore, "the cell has no restore in progress");
         return Ok(());
@@ -254,9 +260,18 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("backup {} has no location", backup.id))?;
     let spec = &cell.spec.0;
+    let restoring = |to_time| Restoring {
+        spec,
+        placement: &cell.placement,
+        backup: location,
+        to_time,
+        id,
+        previous: previous.as_ref(),
+    };
     match (op, step) {
         (Op::Unrestore, Step::Release) => {
-            catalog::mark_unrestored(&ctx.pool, &cell.cell_id, id).await?;
+            let after = ctx.driver.undone_restore(restoring(None)).await?;
+            catalog::mark_unrestored(&ctx.pool, &cell.cell_id, id, after.as_ref()).await?;
         }
         (_, Step::Freeze) => {
             ctx.hub
@@ -284,13 +299,7 @@ pub async fn run_step(ctx: &Ctx, cell: &CellRow, op: Op, step: Step) -> anyhow::
                 use time::format_description::well_known::Rfc3339;
                 OffsetDateTime::parse(r.target_time.as_deref()?, &Rfc3339).ok()
             });
-            let restoring = Restoring {
-                spec,
-                placement: &cell.placement,
-                backup: location,
-                to_time,
-                id,
-            };
+            let restoring = restoring(to_time);
             match op {
                 Op::Unrestore => ctx.driver.unrestore(restoring, step).await?,
                 _ => ctx.driver.restore(restoring, step).await?,

@@ -68,6 +68,10 @@ fn operate(api: &FakeApi, keeping: bool) {
     let Some(cell) = api.get(CELLS, ID) else {
         return;
     };
+    // A restore being undone: the test reports the operator's answer itself.
+    if cell["spec"]["restore"]["abort"] == true {
+        return;
+    }
     let restoring = !cell["spec"]["restore"].is_null();
     let suspended = cell["spec"]["suspended"] == true;
     let mut conditions = vec![condition("DatabaseReady", true, "PostgresRunning")];
@@ -216,10 +220,8 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     assert!(format!("{error:#}").contains("AccessDenied"), "{error:#}");
     c.paused.store(false, Ordering::SeqCst);
 
-    // The API refuses (409) what this driver cannot do: the operator deletes the Cluster before
-    // recovering, so a restore is not undone; a deleted rds tenant's final snapshot is not
-    // restored (an in-cluster one comes back: `a_deleted_tenant_comes_back_…`).
-    assert!(!c.driver.unrestores(), "a restore is not undone");
+    // The API refuses (409) what this driver cannot do: a deleted rds tenant's final snapshot
+    // is not restored (an in-cluster one comes back: `a_deleted_tenant_comes_back_…`).
     let mut rds = spec.clone();
     rds.database.engine = DatabaseEngine::Rds;
     assert!(!c.driver.restores_deleted(&rds), "a deleted rds tenant");
@@ -272,6 +274,7 @@ async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_named() {
         backup: name.clone(),
         target_time: None,
         deleted: true,
+        abort: false,
     });
     let r = Restoring {
         spec: &returning,
@@ -279,6 +282,7 @@ async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_named() {
         backup: &name,
         to_time: None,
         id,
+        previous: None,
     };
     c.driver
         .restore(r, Step::Fence)
@@ -378,6 +382,7 @@ async fn a_restore_suspends_the_cell_waits_for_the_recovery_and_starts_it() {
         backup: "backup-4d5e6f708192".into(),
         target_time: Some("2026-12-06T09:30:00Z".into()),
         deleted: false,
+        abort: false,
     });
     let r = Restoring {
         spec: &spec,
@@ -385,6 +390,7 @@ async fn a_restore_suspends_the_cell_waits_for_the_recovery_and_starts_it() {
         backup: "backup-4d5e6f708192",
         to_time: Some(at_0930()),
         id,
+        previous: None,
     };
     // Nothing reported yet: the fence waits.
     c.paused.store(true, Ordering::SeqCst);
@@ -442,4 +448,166 @@ async fn a_restore_suspends_the_cell_waits_for_the_recovery_and_starts_it() {
         format!("{refused:#}").contains("does not carry"),
         "{refused:#}"
     );
+}
+
+/// Undoing a restore goes by the operator's word on whether it replaced the database: not yet
+/// (`Aborted`) → the restore before it is put back and the cell serves as it was; replaced
+/// (`Replaced`) → the fence's last backup is restored under a restore of its own, then the
+/// cell serves; impossible (`CannotUndo`) → the step fails with the operator's reason. Each
+/// ends with the catalog told what the cell's spec names now.
+#[tokio::test]
+async fn an_undo_follows_the_operators_word_on_whether_the_database_was_replaced() {
+    let c = Cluster::new().await;
+    assert!(c.driver.unrestores());
+    let undo_until_done = |c: &Cluster, r: Restoring<'_>| {
+        let driver = c.driver.clone();
+        let (spec, previous) = (r.spec.clone(), r.previous.cloned());
+        let (id, placement) = (r.id, r.placement.to_owned());
+        async move {
+            let r = Restoring {
+                spec: &spec,
+                placement: &placement,
+                backup: "backup-4d5e6f708192",
+                to_time: None,
+                id,
+                previous: previous.as_ref(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match driver.unrestore(r, Step::Unfence).await {
+                    Ok(()) => return,
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => panic!("unfence: {e:#}"),
+                }
+            }
+        }
+    };
+    let report = |c: &Cluster, reason: &str| {
+        let generation = c.cell()["metadata"]["generation"].clone();
+        c.api.update(CELLS, ID, |cell| {
+            cell["status"] = json!({ "phase": "Suspended", "observedGeneration": generation,
+                "conditions": [condition("Restored", false, reason)] })
+        });
+    };
+    let restore = |id: uuid::Uuid| CellRestore {
+        id: id.to_string(),
+        backup: "backup-4d5e6f708192".into(),
+        target_time: None,
+        deleted: false,
+        abort: false,
+    };
+
+    // Not replaced yet: the restore before it comes back.
+    let before = restore(uuid::Uuid::now_v7());
+    let id = uuid::Uuid::now_v7();
+    let mut spec = spec();
+    spec.restore = Some(restore(id));
+    c.paused.store(true, Ordering::SeqCst);
+    c.driver
+        .apply("eks-1", &spec, true, None)
+        .await
+        .expect("restoring");
+    let r = Restoring {
+        spec: &spec,
+        placement: "eks-1",
+        backup: "backup-4d5e6f708192",
+        to_time: None,
+        id,
+        previous: Some(&before),
+    };
+    c.driver
+        .unrestore(r, Step::Unfence)
+        .await
+        .expect_err("the operator has not answered");
+    let cell = c.cell();
+    assert_eq!(cell["spec"]["restore"]["abort"], true, "stop, in the cell");
+    assert_eq!(cell["spec"]["suspended"], true);
+    report(&c, "Aborted");
+    c.paused.store(false, Ordering::SeqCst);
+    undo_until_done(&c, r).await;
+    let cell = c.cell();
+    assert_eq!(
+        cell["spec"]["restore"]["id"],
+        before.id.as_str(),
+        "the one before"
+    );
+    assert_eq!(cell["spec"]["suspended"], false, "serving as it was");
+    let after = c.driver.undone_restore(r).await.expect("read");
+    assert_eq!(after.as_ref(), Some(&before), "what the catalog records");
+
+    // Replaced: the database as it was comes back from the fence's last backup.
+    let id = uuid::Uuid::now_v7();
+    spec.restore = Some(restore(id));
+    c.paused.store(true, Ordering::SeqCst);
+    c.driver
+        .apply("eks-1", &spec, true, None)
+        .await
+        .expect("restoring");
+    let r = Restoring {
+        spec: &spec,
+        placement: "eks-1",
+        backup: "backup-4d5e6f708192",
+        to_time: None,
+        id,
+        previous: None,
+    };
+    c.driver
+        .unrestore(r, Step::Unfence)
+        .await
+        .expect_err("asked to stop");
+    report(&c, "Replaced");
+    c.driver
+        .unrestore(r, Step::Unfence)
+        .await
+        .expect_err("the undo's restore asked for");
+    let cell = c.cell();
+    let undo = &cell["spec"]["restore"];
+    assert_eq!(undo["id"], format!("{id}-undo"));
+    assert_eq!(undo["backup"], cell_model::fence_backup(&id.to_string()));
+    assert!(
+        undo["abort"].is_null() && undo["targetTime"].is_null(),
+        "{undo}"
+    );
+    assert_eq!(cell["spec"]["suspended"], true, "until it is recovered");
+    c.paused.store(false, Ordering::SeqCst);
+    undo_until_done(&c, r).await;
+    assert_eq!(c.cell()["spec"]["suspended"], false);
+    let after = c
+        .driver
+        .undone_restore(r)
+        .await
+        .expect("read")
+        .expect("a restore");
+    assert_eq!(after.id, format!("{id}-undo"));
+
+    // Replaced without the fence's backup: nothing holds the database as it was.
+    let id = uuid::Uuid::now_v7();
+    spec.restore = Some(restore(id));
+    c.paused.store(true, Ordering::SeqCst);
+    c.driver
+        .apply("eks-1", &spec, true, None)
+        .await
+        .expect("restoring");
+    let r = Restoring {
+        spec: &spec,
+        placement: "eks-1",
+        backup: "backup-4d5e6f708192",
+        to_time: None,
+        id,
+        previous: None,
+    };
+    c.driver
+        .unrestore(r, Step::Unfence)
+        .await
+        .expect_err("asked to stop");
+    report(&c, "CannotUndo");
+    let refused = c
+        .driver
+        .unrestore(r, Step::Unfence)
+        .await
+        .expect_err("cannot");
+    assert!(format!("{refused:#}").contains("CannotUndo"), "{refused:#}");
+    c.paused.store(false, Ordering::SeqCst);
 }

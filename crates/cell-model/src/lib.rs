@@ -106,6 +106,12 @@ pub struct CellRestore {
     /// what its deletion kept (the operator's record of the deleted cell), not a namespace's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// The restore is being undone: the operator replaces nothing more for it and reports
+    /// [`RESTORED`] `Aborted` (the database is still the one before it: nothing to undo) or
+    /// `Replaced` (it was replaced: undoing means restoring the last backup the restore's fence
+    /// took, `fence-<restore>`), or `CannotUndo`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort: bool,
 }
 
 /// The CloudNativePG `Backup` that takes a base backup of cell `cell_id`'s in-cluster Postgres
@@ -306,6 +312,23 @@ pub struct CellStatus {
 /// whole seconds) the operator confirms in `status.restorePoint` once RDS's automated backups
 /// (snapshots + transaction logs, kept the tier's days) can restore the instance to it.
 pub const RESTORE_POINT_ANNOTATION: &str = "mrbill.dev/restore-point";
+
+/// A restore id's last 12 characters (UUIDs: the random part), lower-case alphanumerics: what
+/// names its archive folder (`postgres-<short>`) and its fence's last backup.
+pub fn short_id(id: &str) -> String {
+    let clean: Vec<char> = id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    clean[clean.len().saturating_sub(12)..].iter().collect()
+}
+
+/// The last base backup restore `id`'s fence takes (in-cluster): the database as it was
+/// before the restore, which undoing it restores.
+pub fn fence_backup(id: &str) -> String {
+    format!("fence-{}", short_id(id))
+}
 
 /// Set by the control plane on a `Cell` before deleting it: the name of the last base backup
 /// the operator's finalizer takes (absent: `final-<deletion time>`), so the catalog records

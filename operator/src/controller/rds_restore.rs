@@ -13,6 +13,8 @@
 //!    → the replaced instance is deleted after a final snapshot (…-final)
 //!  … or RDS could not make it (incompatible-restore, failed, …)      Restored False  Failed
 //!    → the replaced instance is kept as it was; nothing is retried
+//! spec.restore.abort: before the rename                              Restored False  Aborted
+//!                     after it (not undone here)                     Restored False  CannotUndo
 //! ```
 //!
 //! The target is `spec.restore.targetTime`, else the restore point its backup names. The
@@ -83,6 +85,22 @@ pub(super) async fn replacing(
     };
     let id = Rds::identifier(cell);
     let replaced = Rds::replaced(cell, &restore.id);
+    if restore.abort {
+        // Undone: nothing more is renamed or restored for it.
+        let ours = aws
+            .rds
+            .instance(&id)
+            .await?
+            .is_some_and(|i| i.restore.as_deref() == Some(restore.id.as_str()));
+        if !ours && aws.rds.instance(&replaced).await?.is_none() {
+            let message = "undone before it replaced the instance: nothing was changed";
+            return Ok(Some(("Aborted", message.to_owned())));
+        }
+        let message = format!(
+            "{id} was renamed {replaced} for the restore; undoing an rds restore once it replaced the instance is not built (rename it back by hand)"
+        );
+        return Ok(Some(("CannotUndo", message)));
+    }
     match aws.rds.instance(&id).await? {
         Some(instance) if instance.restore.as_deref() == Some(restore.id.as_str()) => {
             if let Some(failed) = failed_restore(&instance.state, &id, &replaced) {

@@ -15,6 +15,10 @@
 //!    (converge renders the Cluster with bootstrap.recovery — from the Backup, or a returning
 //!    cell's copied archive — and CloudNativePG recovers it)
 //! the Cluster's annotation = spec.restore.id, ready, databases applied   Restored True
+//! spec.restore.abort (the control plane undoes it): nothing more is replaced
+//!    the Cluster is still the one before the restore       Restored False  Aborted
+//!    it was replaced, fence-<restore> completed            Restored False  Replaced
+//!    it was replaced without that backup                   Restored False  CannotUndo
 //! ```
 //!
 //! **Invariant:** the Cluster is deleted only while the control plane holds the cell suspended
@@ -44,6 +48,9 @@ pub(super) async fn replacing(
         return Ok(None);
     };
     let client = &ctx.client;
+    if restore.abort {
+        return undoing(ctx, cell, restore).await.map(Some);
+    }
     let Some(cluster) = apply::get(client, cell, "Cluster", POSTGRES_CLUSTER).await? else {
         // Its volumes first: a new Cluster's first instance takes the old one's volume name.
         let left = volumes(client, cell).await?;
@@ -75,7 +82,7 @@ pub(super) async fn replacing(
     // Everything written until the fence reaches the archive first, so a restore to any moment
     // before it can be replayed; and the archive ends with a commit after that moment (the
     // fence mark, before the last backup is asked for), so the replay finds where to stop.
-    let last = format!("fence-{}", render::short_id(&restore.id));
+    let last = fence_backup(restore);
     if super::backups::would_ask(ctx, cell, &last).await?
         && let Err(why) = fence_mark(ctx, cell).await?
     {
@@ -104,6 +111,47 @@ pub(super) async fn replacing(
             restore.backup
         ),
     )))
+}
+
+/// The last base backup a restore's fence takes: the database as it was before the restore.
+pub fn fence_backup(restore: &cell_model::CellRestore) -> String {
+    cell_model::fence_backup(&restore.id)
+}
+
+/// A restore being undone (`spec.restore.abort`): nothing more is replaced for it. `Aborted`
+/// while the database is still the one before it (the control plane then puts the restore
+/// before back); once replaced, `Replaced` when the fence's last backup completed (undoing is
+/// restoring that backup), else `CannotUndo`.
+async fn undoing(
+    ctx: &Context,
+    cell: &Cell,
+    restore: &cell_model::CellRestore,
+) -> Result<(&'static str, String), Error> {
+    let client = &ctx.client;
+    let cluster = apply::get(client, cell, "Cluster", POSTGRES_CLUSTER).await?;
+    let replaced = cluster.as_ref().is_none_or(|c| {
+        c["metadata"]["annotations"][RESTORE_ANNOTATION] == restore.id.as_str()
+            || !c["metadata"]["deletionTimestamp"].is_null()
+    });
+    if !replaced {
+        let message = "undone before it replaced the database: nothing was changed";
+        return Ok(("Aborted", message.to_owned()));
+    }
+    let fence = fence_backup(restore);
+    let completed = apply::get(client, cell, "Backup", &fence)
+        .await?
+        .is_some_and(|b| b["status"]["phase"] == "completed");
+    Ok(if completed {
+        let message = format!(
+            "the database was replaced; undoing restores {fence}, the database as it was before"
+        );
+        ("Replaced", message)
+    } else {
+        let message = format!(
+            "the database was replaced without a completed last backup {fence}: nothing holds it as it was"
+        );
+        ("CannotUndo", message)
+    })
 }
 
 /// Sets `Restored` when the cell has a restore: its Cluster is the recovered one and serves.

@@ -39,12 +39,7 @@ pub fn server_name(cell: &Cell) -> String {
 
 /// A restore id's last 12 characters (UUIDs: the random part), lower-case alphanumerics.
 pub fn short_id(id: &str) -> String {
-    let clean: Vec<char> = id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    clean[clean.len().saturating_sub(12)..].iter().collect()
+    cell_model::short_id(id)
 }
 
 /// The backups' bucket: room for the retention window's base backups and WAL (three times

@@ -249,8 +249,9 @@ pub async fn begin_restore(
     use time::format_description::well_known::Rfc3339;
     let id = start_op(&mut *conn, &cell.cell_id, Op::Restore).await?;
     sqlx::query(
-        "INSERT INTO restores (id, cell_id, tenant, backup_id, placement, to_time, readmitted) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO restores (id, cell_id, tenant, backup_id, placement, to_time, readmitted, \
+                               previous) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(&cell.cell_id)
@@ -259,6 +260,7 @@ pub async fn begin_restore(
     .bind(&cell.placement)
     .bind(to_time)
     .bind(readmitted)
+    .bind(cell.spec.0.restore.as_ref().map(sqlx::types::Json))
     .execute(&mut *conn)
     .await?;
     let restore = cell_model::CellRestore {
@@ -266,6 +268,7 @@ pub async fn begin_restore(
         backup: backup.path.clone().unwrap_or_default(),
         target_time: to_time.and_then(|t| t.format(&Rfc3339).ok()),
         deleted: readmitted,
+        abort: false,
     };
     sqlx::query("UPDATE cells SET spec = jsonb_set(spec, '{restore}', $2) WHERE cell_id = $1")
         .bind(&cell.cell_id)

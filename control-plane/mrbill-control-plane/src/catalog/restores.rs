@@ -5,13 +5,14 @@ use uuid::Uuid;
 
 use super::{BackupRow, CellRow, Op, start_op, steps};
 
-/// The restore a cell runs or is undoing: its id (the restore operation's), its backup, and
-/// whether it brought a deleted tenant back.
+/// The restore a cell runs or is undoing: its id (the restore operation's), its backup,
+/// whether it brought a deleted tenant back, and the restore the cell's spec named before.
 #[derive(Debug)]
 pub struct OpenRestore {
     pub id: Uuid,
     pub backup: BackupRow,
     pub readmitted: bool,
+    pub previous: Option<cell_model::CellRestore>,
 }
 
 /// The cell's restore that has not finished (nor been undone), if any.
@@ -19,14 +20,15 @@ pub async fn open_restore(
     conn: &mut PgConnection,
     cell_id: &str,
 ) -> sqlx::Result<Option<OpenRestore>> {
-    let row: Option<(Uuid, bool)> = sqlx::query_as(
-        "SELECT id, readmitted FROM restores WHERE cell_id = $1 AND finished_at IS NULL
+    type Previous = Option<sqlx::types::Json<cell_model::CellRestore>>;
+    let row: Option<(Uuid, bool, Previous)> = sqlx::query_as(
+        "SELECT id, readmitted, previous FROM restores WHERE cell_id = $1 AND finished_at IS NULL
          ORDER BY started_at DESC LIMIT 1",
     )
     .bind(cell_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((id, readmitted)) = row else {
+    let Some((id, readmitted, previous)) = row else {
         return Ok(None);
     };
     let Some(backup) = super::backup_of_restore(&mut *conn, id).await? else {
@@ -36,6 +38,7 @@ pub async fn open_restore(
         id,
         backup,
         readmitted,
+        previous: previous.map(|p| p.0),
     }))
 }
 
@@ -82,8 +85,14 @@ pub async fn begin_unrestore(
     Ok(open)
 }
 
-/// The restore is undone: recorded as aborted, and gone from the cell's spec.
-pub async fn mark_unrestored(pool: &PgPool, cell_id: &str, id: Uuid) -> sqlx::Result<()> {
+/// The restore is undone: recorded as aborted, and the cell's spec names `after` (what the
+/// driver's cell names now: the restore before it, or the one that undid it) or none.
+pub async fn mark_unrestored(
+    pool: &PgPool,
+    cell_id: &str,
+    id: Uuid,
+    after: Option<&cell_model::CellRestore>,
+) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE restores SET aborted_at = COALESCE(aborted_at, now()),
@@ -93,9 +102,22 @@ pub async fn mark_unrestored(pool: &PgPool, cell_id: &str, id: Uuid) -> sqlx::Re
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE cells SET spec = spec - 'restore' WHERE cell_id = $1")
-        .bind(cell_id)
-        .execute(&mut *tx)
-        .await?;
+    match after {
+        None => {
+            sqlx::query("UPDATE cells SET spec = spec - 'restore' WHERE cell_id = $1")
+                .bind(cell_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Some(after) => {
+            sqlx::query(
+                "UPDATE cells SET spec = jsonb_set(spec, '{restore}', $2) WHERE cell_id = $1",
+            )
+            .bind(cell_id)
+            .bind(sqlx::types::Json(after))
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     tx.commit().await
 }

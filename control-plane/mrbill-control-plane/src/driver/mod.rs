@@ -170,6 +170,8 @@ pub struct Restoring<'a> {
     pub backup: &'a str,
     pub to_time: Option<time::OffsetDateTime>,
     pub id: uuid::Uuid,
+    /// The restore the cell's spec named before this one (an undo puts it back).
+    pub previous: Option<&'a cell_model::CellRestore>,
 }
 
 /// A complete backup: the moment its databases show, its size (where the driver knows it),
@@ -306,6 +308,17 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
     fn unrestore<'a>(&'a self, r: Restoring<'a>, step: Step) -> BoxFuture<'a, anyhow::Result<()>> {
         let _ = (r, step);
         Box::pin(async { anyhow::bail!("this driver does not undo restores") })
+    }
+
+    /// Once a restore is undone: the restore the cell's spec names now (the catalog records
+    /// it), `None` for none. The local driver's cell names none; a Kubernetes cell names the
+    /// restore before, or the one that undid it.
+    fn undone_restore<'a>(
+        &'a self,
+        r: Restoring<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Option<cell_model::CellRestore>>> {
+        let _ = r;
+        Box::pin(async { Ok(None) })
     }
 
     /// Driver-specific detail for `cell show` (the local supervisor's state).

@@ -428,6 +428,34 @@ impl CellDriver for KubeDriver {
         Box::pin(self.restore_step(r, step))
     }
 
+    /// Undone by the operator, which decides atomically whether the database was replaced
+    /// yet (`restore.rs`).
+    fn unrestores(&self) -> bool {
+        true
+    }
+
+    fn unrestore<'a>(
+        &'a self,
+        r: crate::driver::Restoring<'a>,
+        step: Step,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.unrestore_step(r, step))
+    }
+
+    fn undone_restore<'a>(
+        &'a self,
+        r: crate::driver::Restoring<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Option<cell_model::CellRestore>>> {
+        Box::pin(async move {
+            let (at, id) = (r.placement, r.spec.cell_id.as_str());
+            let cell = self
+                .get(at, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("Cell {id} does not exist in {at}"))?;
+            Ok(cell.spec.restore)
+        })
+    }
+
     /// Kubernetes cells are not dumped before deletion: the operator takes a last base backup
     /// into the cell's archive, and keeps its volumes.
     /// The deletion's last base backup, named here so the catalog records it: the operator's

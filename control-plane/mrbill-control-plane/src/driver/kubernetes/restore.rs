@@ -24,7 +24,7 @@
 
 use std::time::Duration;
 
-use cell_model::{CellStatus, RESTORED};
+use cell_model::{CellSpec, CellStatus, RESTORED};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -250,6 +250,85 @@ impl KubeDriver {
     }
 
     /// The Cell's status once the operator has observed its current generation.
+    /// Undoing restore `r` before its switch (`unfence`; `discard` has nothing left to do):
+    ///
+    /// ```text
+    /// Cell {suspended, restore + abort} → the operator replaces nothing more and says:
+    ///   Aborted     the database is the one before it → Cell {restore: the one before} → Ready
+    ///   Replaced    it went → Cell {suspended, restore: <id>-undo from fence-<restore>, the
+    ///               last backup of the database before it} → Recovered → Cell unsuspended → Ready
+    ///   CannotUndo  it went without that backup: the step fails with the operator's reason
+    /// ```
+    ///
+    /// The live Cell's spec says how far it got, so a repeated step goes on from there.
+    pub(super) async fn unrestore_step(&self, r: Restoring<'_>, step: Step) -> anyhow::Result<()> {
+        if step != Step::Unfence {
+            return Ok(());
+        }
+        let (at, id) = (r.placement, r.spec.cell_id.as_str());
+        let ours = r.spec.restore.as_ref().filter(|x| x.id == r.id.to_string());
+        let ours =
+            ours.ok_or_else(|| anyhow::anyhow!("the cell's spec does not carry restore {}", r.id))?;
+        let undo = cell_model::CellRestore {
+            id: format!("{}-undo", ours.id),
+            backup: cell_model::fence_backup(&ours.id),
+            target_time: None,
+            deleted: false,
+            abort: false,
+        };
+        let with = |restore: Option<&cell_model::CellRestore>| CellSpec {
+            restore: restore.cloned(),
+            ..r.spec.clone()
+        };
+        let live = self
+            .get(at, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("Cell {id} does not exist in {at}"))?;
+        let now = live.spec.restore.as_ref();
+        // The restore before it is back (or the undo's restore recovered): serving again.
+        if !live.spec.suspended && (now == r.previous || now == Some(&undo)) {
+            return self.ready(at, id).await.map(drop);
+        }
+        if now == Some(&undo) {
+            let status = self.status(at, id).await?;
+            return match status.condition(RESTORED) {
+                Some(c) if c.reason == "Recovered" => {
+                    self.apply(at, &with(Some(&undo)), false, None).await?;
+                    self.ready(at, id).await.map(drop)
+                }
+                Some(c) => anyhow::bail!("undoing restore {}: {} ({})", r.id, c.reason, c.message),
+                None => anyhow::bail!(
+                    "waiting for the operator in {at} to restore {}",
+                    undo.backup
+                ),
+            };
+        }
+        let aborting = cell_model::CellRestore {
+            abort: true,
+            ..ours.clone()
+        };
+        if now != Some(&aborting) {
+            self.apply(at, &with(Some(&aborting)), true, None).await?;
+            anyhow::bail!("waiting for the operator in {at} to stop restore {}", r.id);
+        }
+        let status = self.status(at, id).await?;
+        match status.condition(RESTORED) {
+            Some(c) if c.reason == "Aborted" => {
+                self.apply(at, &with(r.previous), false, None).await?;
+                self.ready(at, id).await.map(drop)
+            }
+            Some(c) if c.reason == "Replaced" => {
+                self.apply(at, &with(Some(&undo)), true, None).await?;
+                anyhow::bail!(
+                    "waiting for the operator in {at} to restore {}",
+                    undo.backup
+                )
+            }
+            Some(c) => anyhow::bail!("undoing restore {}: {} ({})", r.id, c.reason, c.message),
+            None => anyhow::bail!("waiting for the operator in {at} to stop restore {}", r.id),
+        }
+    }
+
     async fn status(&self, placement: &str, cell_id: &str) -> anyhow::Result<CellStatus> {
         let cell = self
             .get(placement, cell_id)
