@@ -258,7 +258,15 @@ async fn a_restore_replaces_the_instance_with_one_rds_restored_to_the_moment() {
         "restored to the backup's moment: {why}"
     );
     assert_eq!(s.condition("DatabaseReady").expect("ready").1, address);
-    // The replaced instance goes once the restore's is there, after its final snapshot.
+    // The replaced instance stays while the cell is suspended (the restore can be undone),
+    // and goes once the services run again, after its final snapshot.
+    s.reconcile().await;
+    assert_eq!(
+        s.instance(&replaced).await,
+        Some(None),
+        "kept while suspended"
+    );
+    s.edit(|cell| cell["spec"]["suspended"] = json!(false));
     s.reconcile().await;
     assert_eq!(
         s.instance(&replaced).await,
@@ -281,4 +289,77 @@ async fn a_restore_replaces_the_instance_with_one_rds_restored_to_the_moment() {
         s.condition("Restored").expect("Restored").0,
         ConditionStatus::True
     );
+}
+
+/// Undoing an rds restore once it replaced the instance: the restore's instance goes after a
+/// final snapshot (`…-undone`), the replaced one is renamed back, and the operator says
+/// `Aborted`: the cell's instance is the one before, at the same address.
+#[tokio::test]
+async fn an_rds_restore_is_undone_by_renaming_the_instance_back() {
+    let s = Setup::new().await;
+    s.until("DatabaseReady").await;
+    let address = s.condition("DatabaseReady").expect("ready").1;
+    let id = uuid::Uuid::now_v7().to_string();
+    let point = moment(OffsetDateTime::now_utc() - Duration::from_secs(2));
+    let mut restore = CellRestore {
+        id: id.clone(),
+        backup: cell_model::restore_point_location(&point),
+        target_time: None,
+        deleted: false,
+        abort: false,
+    };
+    s.edit(|cell| {
+        cell["spec"]["suspended"] = json!(true);
+        cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json");
+    });
+    s.reconcile().await;
+    s.forget_automated_snapshots().await;
+    s.until("Restored").await;
+    let short = &id.replace('-', "")[20..];
+    let replaced = format!("{INSTANCE}-replaced-{short}");
+    assert_eq!(s.instance(INSTANCE).await, Some(Some(id.clone())));
+    assert_eq!(s.instance(&replaced).await, Some(None));
+
+    restore.abort = true;
+    s.edit(|cell| cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json"));
+    let mut reasons = Vec::new();
+    for _ in 0..20 {
+        s.reconcile().await;
+        let (_, why) = s.condition("Restored").expect("Restored");
+        let reason = why.split([' ', ':']).next().unwrap_or_default().to_owned();
+        if reasons.last() != Some(&reason) {
+            reasons.push(reason.clone());
+        }
+        if reason == "Aborted" {
+            break;
+        }
+    }
+    assert_eq!(
+        reasons.last().map(String::as_str),
+        Some("Aborted"),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"Undoing".to_owned()), "{reasons:?}");
+    assert_eq!(
+        s.instance(INSTANCE).await,
+        Some(None),
+        "the instance before the restore, under the cell's name"
+    );
+    assert_eq!(s.instance(&replaced).await, None, "renamed back");
+    let snapshots = s
+        .rds
+        .describe_db_snapshots()
+        .db_snapshot_identifier(format!("{replaced}-undone"))
+        .send()
+        .await
+        .expect("the restore's instance's final snapshot");
+    assert_eq!(snapshots.db_snapshots().len(), 1);
+    // The control plane puts the restore before back (none here): the cell serves from the
+    // instance before, at the same address.
+    s.edit(|cell| {
+        cell["spec"]["restore"] = serde_json::Value::Null;
+        cell["spec"]["suspended"] = json!(false);
+    });
+    s.until("DatabaseReady").await;
+    assert_eq!(s.condition("DatabaseReady").expect("ready").1, address);
 }

@@ -10,11 +10,14 @@
 //!    its latest restorable time has not reached the target yet     Restored False  Archiving
 //!    RestoreDBInstanceToPointInTime → mrbill-<cell>, tagged         Restored False  Replacing
 //! the instance is the restore's: available, roles there            Restored True   Recovered
-//!    → the replaced instance is deleted after a final snapshot (…-final)
+//!    → once the services run again (not suspended) the replaced instance is deleted after
+//!      a final snapshot (…-final)
 //!  … or RDS could not make it (incompatible-restore, failed, …)      Restored False  Failed
 //!    → the replaced instance is kept as it was; nothing is retried
-//! spec.restore.abort: before the rename                              Restored False  Aborted
-//!                     after it (not undone here)                     Restored False  CannotUndo
+//! spec.restore.abort: the restore's instance (if any) deleted after a final snapshot
+//!    (…-undone), the replaced one renamed back                     Restored False  Undoing
+//!    the cell's instance is the one before the restore              Restored False  Aborted
+//!    the replaced instance is gone (after the restore finished)     Restored False  CannotUndo
 //! ```
 //!
 //! The target is `spec.restore.targetTime`, else the restore point its backup names. The
@@ -86,27 +89,17 @@ pub(super) async fn replacing(
     let id = Rds::identifier(cell);
     let replaced = Rds::replaced(cell, &restore.id);
     if restore.abort {
-        // Undone: nothing more is renamed or restored for it.
-        let ours = aws
-            .rds
-            .instance(&id)
-            .await?
-            .is_some_and(|i| i.restore.as_deref() == Some(restore.id.as_str()));
-        if !ours && aws.rds.instance(&replaced).await?.is_none() {
-            let message = "undone before it replaced the instance: nothing was changed";
-            return Ok(Some(("Aborted", message.to_owned())));
-        }
-        let message = format!(
-            "{id} was renamed {replaced} for the restore; undoing an rds restore once it replaced the instance is not built (rename it back by hand)"
-        );
-        return Ok(Some(("CannotUndo", message)));
+        return undo(aws, restore, &id, &replaced).await.map(Some);
     }
     match aws.rds.instance(&id).await? {
         Some(instance) if instance.restore.as_deref() == Some(restore.id.as_str()) => {
             if let Some(failed) = failed_restore(&instance.state, &id, &replaced) {
                 return Ok(Some(failed));
             }
+            // The replaced instance stays while the cell is suspended: until the control plane
+            // starts the services again the restore can still be undone with it.
             if matches!(instance.state, InstanceState::Available { .. })
+                && !cell.spec.suspended
                 && aws.rds.instance(&replaced).await?.is_some()
             {
                 let snapshot = format!("{replaced}-final");
@@ -181,6 +174,54 @@ pub(super) async fn replacing(
             Ok(Some(("Replacing", note)))
         }
     }
+}
+
+/// Undoing an rds restore (`spec.restore.abort`): nothing more is restored for it, and the
+/// instance it renamed away comes back under the cell's name — the restore's instance, if it
+/// made one, goes first (after a final snapshot `…-undone`: it is a copy, kept like any).
+/// `Aborted` once the cell's instance is the one before the restore.
+async fn undo(
+    aws: &AwsClients,
+    restore: &cell_model::CellRestore,
+    id: &str,
+    replaced: &str,
+) -> Result<(&'static str, String), Error> {
+    let current = aws.rds.instance(id).await?;
+    let ours = current
+        .as_ref()
+        .is_some_and(|i| i.restore.as_deref() == Some(restore.id.as_str()));
+    let away = aws.rds.instance(replaced).await?;
+    Ok(match (current, away) {
+        (Some(_), Some(_)) if ours => {
+            let snapshot = format!("{replaced}-undone");
+            aws.rds.delete_instance(id, &snapshot).await?;
+            let message =
+                format!("deleting {id}, the restore's instance, to rename {replaced} back");
+            ("Undoing", message)
+        }
+        (None, Some(away)) => {
+            if matches!(away.state, InstanceState::Available { .. }) {
+                aws.rds.rename(replaced, id).await?;
+                tracing::info!(instance = %replaced, to = %id, "renamed back: the restore is undone");
+            }
+            ("Undoing", format!("renaming {replaced} back to {id}"))
+        }
+        (Some(_), None) if !ours => {
+            let message = "the cell's instance is the one before the restore: nothing was changed";
+            ("Aborted", message.to_owned())
+        }
+        (Some(_), None) => {
+            let message = format!(
+                "{id} is the restore's and {replaced}, the instance it replaced, is gone: nothing holds the database as it was"
+            );
+            ("CannotUndo", message)
+        }
+        // Renamed, neither name answers yet, or the name is held by another instance.
+        _ => (
+            "Undoing",
+            format!("waiting for {id} and {replaced} to settle"),
+        ),
+    })
 }
 
 /// A restored instance RDS could not make (`incompatible-restore`, `failed`, …): `Failed`, with
