@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! back_up   in-cluster: Backup backup-<id's last 12> in cell-<tenant> (the cell's Cluster, its
-//!           object store) → CNPG: phase completed · taken_at = stoppedAt (the backup's
-//!           consistent end)
+//!           object store) → CNPG: phase completed, and the operator kept the artifacts with
+//!           it (status.objectsBackedUp) · taken_at = stoppedAt (the backup's consistent end)
 //!           rds: annotation mrbill.dev/restore-point = now → the operator confirms it in
 //!           status.restorePoint once RDS can restore the instance to it · taken_at = now,
 //!           location rds-point-in-time:<now> (RDS's automated backups hold it)
@@ -17,6 +17,9 @@
 //!           copy    CNPG replayed the backup (to_time or its end)     (Restored: True)
 //!           verify  the recovered cluster's databases are applied     (DatabaseReady: True)
 //!           start   Cell {restore} without suspended                  (Ready)
+//! unrestore unfence Cell {suspended, restore + abort} → the operator's answer: Aborted → the
+//!                   restore before put back; Replaced → fence-<restore> restored under
+//!                   <restore>-undo; CannotUndo → the step fails (`unrestore_step`)
 //! ```
 //!
 //! The cell's spec carries `restore` from the catalog (recorded when the restore began), so
@@ -249,7 +252,6 @@ impl KubeDriver {
         }
     }
 
-    /// The Cell's status once the operator has observed its current generation.
     /// Undoing restore `r` before its switch (`unfence`; `discard` has nothing left to do):
     ///
     /// ```text
@@ -329,6 +331,7 @@ impl KubeDriver {
         }
     }
 
+    /// The Cell's status once the operator has observed its current generation.
     async fn status(&self, placement: &str, cell_id: &str) -> anyhow::Result<CellStatus> {
         let cell = self
             .get(placement, cell_id)
