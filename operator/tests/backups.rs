@@ -194,8 +194,11 @@ async fn a_cells_postgres_archives_to_its_own_bucket_and_recovers_to_a_point_in_
         vec![recovered_cluster(&restored, &images, &kubelet)],
         kubelet.workload("ConfigMap", cell_operator::render::BACKUP_BUCKET),
         &images.object_store,
-        backup["serverName"].as_str().expect("serverName"),
-        backup["backupId"].as_str().expect("backupId"),
+        (
+            backup["serverName"].as_str().expect("serverName"),
+            backup["backupId"].as_str().expect("backupId"),
+        ),
+        false,
     )
     .remove(0);
     let source = &cluster["spec"]["externalClusters"][0]["barmanObjectStore"];

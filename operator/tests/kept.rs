@@ -466,3 +466,69 @@ async fn a_backup_keeps_the_artifacts_and_a_restore_brings_back_one_deleted_sinc
         "the deleted report is back before the database is replaced; the later one stays"
     );
 }
+
+/// A deletion waits while the kept bucket's claim is not bound (the cell's data would go with
+/// its namespace otherwise), and a last backup it could not take is recorded as the newest one
+/// the cell has, replayed to the archive's end (the catalog names the last backup either way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_waits_for_the_kept_bucket_and_records_a_stand_in_for_a_failed_last_backup() {
+    let moto = Moto::start();
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.api.insert(
+        "apis/objectbucket.io/v1alpha1/namespaces/mrbill-system/objectbucketclaims",
+        json!({ "apiVersion": "objectbucket.io/v1alpha1", "kind": "ObjectBucketClaim",
+            "metadata": { "name": "kept-cells", "namespace": "mrbill-system" } }),
+    );
+    s.reconcile().await.expect("create");
+    bind(&s, &moto, "postgres-backups", "mrbill-c-acme-1234-pg");
+    bind(&s, &moto, "media-bucket", "mrbill-c-acme-1234");
+    s.become_ready();
+    s.reconcile().await.expect("ready");
+    s.api.insert(
+        &cnpg("backups"),
+        json!({ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
+            "metadata": { "name": "backup-4d5e6f708192", "namespace": NS },
+            "spec": { "cluster": { "name": "postgres" } },
+            "status": { "phase": "completed", "serverName": "postgres",
+                        "backupId": "20261206T090000", "stoppedAt": "2026-12-06T09:00:00Z" } }),
+    );
+    s.edit(|cell| cell["metadata"]["annotations"] = json!({ "mrbill.dev/final-backup": FINAL }));
+    s.api.delete(CELLS, NAME);
+    s.reconcile().await.expect("the last backup asked for");
+    s.api.update(&cnpg("backups"), FINAL, |o| {
+        o["status"] = json!({ "phase": "failed", "error": "no space left" })
+    });
+    let namespace_deleted = |s: &Scenario| {
+        s.api.log().iter().any(|l| {
+            l.method == http::Method::DELETE && l.path == format!("/api/v1/namespaces/{NS}")
+        })
+    };
+    s.reconcile().await.expect("waits for the kept bucket");
+    assert!(!namespace_deleted(&s), "nothing goes before it is kept");
+    assert!(
+        s.events().iter().any(|e| e == "KeepFailed"),
+        "{:?}",
+        s.events()
+    );
+    assert!(s.api.get(RECORDS, &format!("kept-{NAME}")).is_none());
+
+    bind_in(
+        &s,
+        &moto,
+        "mrbill-system",
+        "kept-cells",
+        "mrbill-kept-cells-2",
+    );
+    s.reconcile().await.expect("kept");
+    assert!(namespace_deleted(&s));
+    let record = s
+        .api
+        .get(RECORDS, &format!("kept-{NAME}"))
+        .expect("the record");
+    let backups: Value = serde_json::from_str(&value(&record, "backups.json")).expect("json");
+    assert_eq!(
+        backups[FINAL],
+        json!({ "serverName": "postgres", "backupId": "20261206T090000", "replay": true }),
+        "the newest base backup stands in, replayed to the archive's end"
+    );
+}

@@ -641,3 +641,45 @@ fn an_in_cluster_cell_claims_a_bucket_only_media_holds_a_key_to() {
         "an rds cell's bucket is its foundation's"
     );
 }
+
+/// A recovery from a kept archive names the backup by its barman id; one that stands in for a
+/// last backup that could not be taken replays the archive to its end instead of stopping at
+/// the backup's consistent point.
+#[test]
+fn a_recovery_from_a_kept_archive_names_its_backup_and_may_replay_to_the_end() {
+    let mut restored = cell(
+        Tier::Small,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    restored.spec.restore = Some(cell_model::CellRestore {
+        id: "0193a5f0-7c1e-7d2a-9b3c-4d5e6f708192".into(),
+        backup: "final-1765000000".into(),
+        target_time: None,
+        deleted: true,
+        abort: false,
+    });
+    let config = serde_json::json!({ "data": { "BUCKET_NAME": "mrbill-c-new-pg",
+        "BUCKET_HOST": "rgw.rook-ceph.svc", "BUCKET_PORT": "8080" } });
+    let store = cell_operator::render::ObjectStore::default();
+    let bootstrap = |replay: bool| {
+        let objects = cell_operator::render::from_archive(
+            desired(&restored, &images()),
+            &config,
+            &store,
+            ("postgres", "20261206T090000"),
+            replay,
+        );
+        find(&objects, "Cluster", "postgres")["spec"]["bootstrap"].clone()
+    };
+    assert_eq!(
+        bootstrap(false),
+        serde_json::json!({ "recovery": { "source": "archive", "recoveryTarget":
+            { "targetImmediate": true, "backupID": "20261206T090000" } } })
+    );
+    assert_eq!(
+        bootstrap(true),
+        serde_json::json!({ "recovery": { "source": "archive", "recoveryTarget":
+            { "backupID": "20261206T090000" } } })
+    );
+}

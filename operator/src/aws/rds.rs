@@ -248,13 +248,19 @@ impl Rds {
             .await
     }
 
-    /// [`Rds::delete`] of instance `id` (a cell's, or one a restore replaced).
+    /// [`Rds::delete`] of instance `id` (a cell's, or one a restore replaced or made). One in a
+    /// failed state (`failed`, `incompatible-restore`, …) goes without a final snapshot: RDS
+    /// takes none of it, and refuses the deletion that asks for one.
     pub async fn delete_instance(&self, id: &str, snapshot: &str) -> Result<Option<String>, Error> {
         let Some(db) = self.describe(id).await? else {
             return Ok(Some(snapshot.to_owned()));
         };
         if db.db_instance_status() == Some("deleting") {
             return Ok(None);
+        }
+        let failed = matches!(state_of(&db), InstanceState::Failed(_));
+        if failed {
+            tracing::warn!(instance = %id, status = ?db.db_instance_status(), "deleting a failed RDS instance without a final snapshot");
         }
         if db.deletion_protection() == Some(true) {
             self.rds
@@ -270,8 +276,8 @@ impl Rds {
             .rds
             .delete_db_instance()
             .db_instance_identifier(id)
-            .skip_final_snapshot(false)
-            .final_db_snapshot_identifier(snapshot)
+            .skip_final_snapshot(failed)
+            .set_final_db_snapshot_identifier((!failed).then(|| snapshot.to_owned()))
             .send()
             .await
         {

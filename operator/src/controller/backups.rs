@@ -54,8 +54,8 @@ pub(super) async fn with_backups(
                     desired,
                     &config,
                     store,
-                    &at.server_name,
-                    &at.backup_id,
+                    (&at.server_name, &at.backup_id),
+                    at.replay,
                 )),
                 None => Ok(desired),
             }
@@ -215,7 +215,7 @@ pub(super) async fn final_backup(ctx: &Context, cell: &Cell) -> Result<bool, Err
 
 /// The deletion's last base backup: the name the control plane gave it (so its catalog
 /// records it), else `final-<deletion time>`.
-fn final_backup_name(cell: &Cell) -> String {
+pub(super) fn final_backup_name(cell: &Cell) -> String {
     let named = cell.annotations().get(cell_model::FINAL_BACKUP_ANNOTATION);
     match named.filter(|n| is_name(n)) {
         Some(name) => name.clone(),

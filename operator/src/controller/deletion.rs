@@ -53,8 +53,10 @@ pub(super) async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error>
     if !backups::final_backup(ctx, cell).await? {
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
-    // What the tenant's return needs beside the buckets, before the namespace takes it along.
-    super::kept::keep(ctx, cell).await?;
+    // What the tenant's return needs, before the namespace takes it along.
+    if !super::kept::keep(ctx, cell).await? {
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
     if !apply::delete_namespace(&ctx.client, cell).await? {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }

@@ -13,7 +13,9 @@
 //!                                         <cell>/media/…    the artifacts' bucket
 //! Secret kept-<cell>   identity.json  the identity Secrets (name → type, labels, data)
 //!                      backups.json   every completed Backup: name → {serverName, backupId}
-//!                                     (merged over the cell's deletions)
+//!                                     (merged over the cell's deletions); the deletion's
+//!                                     last backup, if it could not be taken, as the newest
+//!                                     one with replay (the archive to its end)
 //!                      deletion       the deletion it is of (the record is written once each)
 //! ```
 //!
@@ -57,19 +59,30 @@ pub fn record_name(cell_id: &str) -> String {
     format!("kept-{cell_id}")
 }
 
-/// Where a kept base backup is in the archive (its barman server folder and id).
+/// Where a kept base backup is in the archive (its barman server folder and id), and whether a
+/// recovery replays the archive to its end from it (it stands in for a last backup that could
+/// not be taken).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Archived {
     pub server_name: String,
     pub backup_id: String,
+    pub replay: bool,
+    /// When it ended (`status.stoppedAt`; empty when unknown).
+    pub stopped_at: String,
 }
 
 fn namespace(ctx: &Context) -> &str {
     &ctx.images.object_store.kept_namespace
 }
 
-/// The platform's kept bucket once its claim is bound (`None`: not configured, or not yet).
-async fn kept_bucket(ctx: &Context) -> Result<Option<Bucket>, Error> {
+/// The platform's kept bucket: bound, claimed but not bound yet, or not configured (no claim).
+enum Kept {
+    Bound(Bucket),
+    Pending,
+    Absent,
+}
+
+async fn kept_bucket(ctx: &Context) -> Result<Kept, Error> {
     let ns = namespace(ctx);
     let coordinates = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
         .get_opt(KEPT_BUCKET)
@@ -79,16 +92,37 @@ async fn kept_bucket(ctx: &Context) -> Result<Option<Bucket>, Error> {
         .get_opt(KEPT_BUCKET)
         .await
         .map_err(|source| Error::kube(format!("reading Secret {ns}/{KEPT_BUCKET}"), source))?;
-    let (Some(coordinates), Some(secret)) = (coordinates, secret) else {
-        return Ok(None);
+    let bound = match (coordinates, secret) {
+        (Some(coordinates), Some(secret)) => {
+            let data = json!(coordinates.data.unwrap_or_default());
+            let key = |k: &str| secret_text(&secret, k);
+            match (key("AWS_ACCESS_KEY_ID"), key("AWS_SECRET_ACCESS_KEY")) {
+                (Some(id), Some(key)) => {
+                    buckets::of_claim(&data, (id, key), &ctx.images.object_store, false)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     };
-    let data = json!(coordinates.data.unwrap_or_default());
-    let key = |k: &str| secret_text(&secret, k);
-    let (Some(id), Some(key)) = (key("AWS_ACCESS_KEY_ID"), key("AWS_SECRET_ACCESS_KEY")) else {
-        return Ok(None);
-    };
-    let store = &ctx.images.object_store;
-    Ok(buckets::of_claim(&data, (id, key), store, false))
+    if let Some(bucket) = bound {
+        return Ok(Kept::Bound(bucket));
+    }
+    let (ar, _) = apply::resource("ObjectBucketClaim")?;
+    let claim = Api::<kube::api::DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ar)
+        .get_opt(KEPT_BUCKET)
+        .await
+        .map_err(|source| {
+            Error::kube(
+                format!("reading ObjectBucketClaim {ns}/{KEPT_BUCKET}"),
+                source,
+            )
+        })?;
+    Ok(if claim.is_some() {
+        Kept::Pending
+    } else {
+        Kept::Absent
+    })
 }
 
 /// A Secret's value, from `data` or (as written, before the API server folds it) `stringData`.
@@ -125,11 +159,12 @@ async fn read(ctx: &Context, cell: &Cell) -> Result<Option<BTreeMap<String, Valu
 }
 
 /// Keeps what the cell leaves, once per deletion: its buckets copied into the kept bucket,
-/// then its record. An `rds` cell keeps none; without a kept bucket only the record is
-/// written (and a Warning says so).
-pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
+/// then its record; `false` while it cannot yet (the kept bucket's claim is not bound, or a
+/// copy failed: a Warning says why, and the deletion waits). An `rds` cell keeps none; without
+/// a kept bucket configured only the record is written (and a Warning says so).
+pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
     if cell.spec.database.engine != DatabaseEngine::InCluster {
-        return Ok(());
+        return Ok(true);
     }
     let deletion = cell
         .meta()
@@ -139,12 +174,13 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
         .unwrap_or_default();
     let before = read(ctx, cell).await?.unwrap_or_default();
     if before.get(DELETION).and_then(Value::as_str) == Some(deletion.as_str()) {
-        return Ok(());
+        return Ok(true);
     }
     let client = &ctx.client;
     let store = &ctx.images.object_store;
+    let ns = namespace(ctx);
     match kept_bucket(ctx).await? {
-        Some(kept) => {
+        Kept::Bound(kept) => {
             for (claim, folder) in COPIES {
                 let Some(bucket) = buckets::claimed_as(client, cell, store, claim, false).await?
                 else {
@@ -153,19 +189,41 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
                 let folder = format!("{}/{folder}/", cell.spec.cell_id);
                 let copied = Objects::default()
                     .sync_under((&bucket, ""), (&kept, &folder), false)
-                    .await?;
-                tracing::info!(cell = %cell.spec.cell_id, copied, bucket = %bucket.name, %folder, "kept");
+                    .await;
+                match copied {
+                    Ok(n) => {
+                        tracing::info!(cell = %cell.spec.cell_id, copied = n, bucket = %bucket.name, %folder, "kept");
+                    }
+                    Err(e) => {
+                        let note = format!(
+                            "copying {} into {KEPT_BUCKET}/{folder}: {e}; the deletion waits",
+                            bucket.name
+                        );
+                        super::publish(ctx, cell, EventType::Warning, "KeepFailed", &note).await;
+                        return Ok(false);
+                    }
+                }
             }
         }
-        None => {
+        Kept::Pending => {
             let note = format!(
-                "no bucket {KEPT_BUCKET} in {}: the deleted cell's archive and artifacts are not kept",
-                namespace(ctx)
+                "ObjectBucketClaim {ns}/{KEPT_BUCKET} is not bound yet; the deletion waits"
+            );
+            super::publish(ctx, cell, EventType::Warning, "KeepFailed", &note).await;
+            return Ok(false);
+        }
+        Kept::Absent => {
+            let note = format!(
+                "no ObjectBucketClaim {KEPT_BUCKET} in {ns}: the deleted cell's archive and artifacts are not kept"
             );
             super::publish(ctx, cell, EventType::Warning, "NothingKept", &note).await;
         }
     }
-    let mut identity = serde_json::Map::new();
+    // An identity Secret missing now (a returning cell deleted again early) keeps its earlier copy.
+    let mut identity = match before.get(IDENTITY) {
+        Some(Value::Object(earlier)) => earlier.clone(),
+        _ => serde_json::Map::new(),
+    };
     for name in crate::secrets::identity_names(cell) {
         if let Some(secret) = apply::secret_record(client, cell, &name).await? {
             identity.insert(name, secret);
@@ -173,8 +231,18 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
     }
     // Earlier deletions' backups stay listed: the kept archive holds them.
     let mut backups = before.get(BACKUPS).cloned().unwrap_or_else(|| json!({}));
-    for (name, at) in completed_backups(client, cell).await? {
+    let completed = completed_backups(client, cell).await?;
+    for (name, at) in &completed {
         backups[name] = json!({ "serverName": at.server_name, "backupId": at.backup_id });
+    }
+    // The catalog records the deletion's last backup by name; one that could not be taken
+    // (failed, too slow) is the newest base backup replayed to the archive's end instead.
+    let last = super::backups::final_backup_name(cell);
+    if backups.get(&last).is_none()
+        && let Some((_, newest)) = completed.iter().max_by_key(|(_, at)| at.stopped_at.clone())
+    {
+        backups[&last] = json!({ "serverName": newest.server_name,
+            "backupId": newest.backup_id, "replay": true });
     }
     let name = record_name(&cell.spec.cell_id);
     let secret = json!({
@@ -202,7 +270,7 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<(), Error> {
         .await
         .map_err(|source| Error::kube(format!("writing Secret {name}"), source))?;
     tracing::info!(cell = %cell.spec.cell_id, record = %name, "what the deleted cell leaves is kept");
-    Ok(())
+    Ok(true)
 }
 
 /// The cell's completed Backups and where each is.
@@ -224,6 +292,8 @@ async fn completed_backups(
             let archived = Archived {
                 server_name: status["serverName"].as_str()?.to_owned(),
                 backup_id: status["backupId"].as_str()?.to_owned(),
+                replay: false,
+                stopped_at: status["stoppedAt"].as_str().unwrap_or_default().to_owned(),
             };
             let name = b.metadata.name?;
             (status["phase"] == "completed").then_some((name, archived))
@@ -280,9 +350,9 @@ pub(super) async fn retrieve(ctx: &Context, cell: &Cell) -> Result<Result<usize,
     if let Err(why) = record(ctx, cell).await? {
         return Ok(Err(why));
     }
-    let Some(kept) = kept_bucket(ctx).await? else {
+    let Kept::Bound(kept) = kept_bucket(ctx).await? else {
         return Ok(Err(format!(
-            "no bucket {KEPT_BUCKET} in {}",
+            "no bound ObjectBucketClaim {KEPT_BUCKET} in {}",
             namespace(ctx)
         )));
     };
@@ -326,6 +396,8 @@ pub(super) async fn archived(
             (Some(server), Some(id)) => Some(Archived {
                 server_name: server.to_owned(),
                 backup_id: id.to_owned(),
+                replay: entry["replay"] == true,
+                stopped_at: String::new(),
             }),
             _ => None,
         },

@@ -192,9 +192,17 @@ async fn undo(
         .is_some_and(|i| i.restore.as_deref() == Some(restore.id.as_str()));
     let away = aws.rds.instance(replaced).await?;
     Ok(match (current, away) {
-        (Some(_), Some(_)) if ours => {
-            let snapshot = format!("{replaced}-undone");
-            aws.rds.delete_instance(id, &snapshot).await?;
+        (_, Some(away)) if going(&away.state) => {
+            let message = format!(
+                "{replaced}, the instance the restore replaced, is being deleted or failed: nothing holds the database as it was"
+            );
+            ("CannotUndo", message)
+        }
+        (Some(_), Some(away)) if ours => {
+            if matches!(away.state, InstanceState::Available { .. }) {
+                let snapshot = format!("{replaced}-undone");
+                aws.rds.delete_instance(id, &snapshot).await?;
+            }
             let message =
                 format!("deleting {id}, the restore's instance, to rename {replaced} back");
             ("Undoing", message)
@@ -222,6 +230,14 @@ async fn undo(
             format!("waiting for {id} and {replaced} to settle"),
         ),
     })
+}
+
+/// Whether an instance is going or unusable (deleting, failed): an undo never deletes the
+/// restore's instance for one such (once the services started, the replaced instance is
+/// deleted after its final snapshot).
+fn going(state: &InstanceState) -> bool {
+    matches!(state, InstanceState::Failed(_))
+        || matches!(state, InstanceState::InProgress(s) if s == "deleting")
 }
 
 /// A restored instance RDS could not make (`incompatible-restore`, `failed`, …): `Failed`, with
@@ -299,6 +315,19 @@ fn parse(value: &str, what: &str) -> Result<OffsetDateTime, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_undo_renames_back_only_an_instance_that_stays() {
+        assert!(going(&InstanceState::InProgress("deleting".into())));
+        assert!(going(&InstanceState::Failed("incompatible-restore".into())));
+        assert!(!going(&InstanceState::InProgress("renaming".into())));
+        assert!(!going(&InstanceState::Available {
+            address: "db".into(),
+            port: 5432,
+            class: "db.t4g.micro".into(),
+            storage_gib: 20,
+        }));
+    }
 
     #[test]
     fn a_restore_rds_could_not_make_is_a_failure_that_keeps_the_replaced_instance() {

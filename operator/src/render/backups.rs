@@ -106,14 +106,16 @@ pub const ARCHIVE_SOURCE: &str = "archive";
 
 /// The rendered objects with the Cluster recovering from the archive copied into the bucket
 /// `config_map` describes (a deleted cell's return: its `Backup`s went with its namespace), the
-/// restore's backup found by its barman folder (`server_name`) and id; unchanged if the
-/// ConfigMap lacks the bucket's coordinates or the Cluster does not recover.
+/// restore's backup found by its barman folder and id (`server_name`, `backup_id`) — and with
+/// `replay`, the archive replayed to its end from it rather than stopping where it is
+/// consistent; unchanged if the ConfigMap lacks the bucket's coordinates or the Cluster does
+/// not recover.
 pub fn from_archive(
     mut desired: Vec<Value>,
     config_map: &Value,
     store: &ObjectStore,
-    server_name: &str,
-    backup_id: &str,
+    (server_name, backup_id): (&str, &str),
+    replay: bool,
 ) -> Vec<Value> {
     let data = &config_map["data"];
     let (Some(bucket), Some(host), Some(port)) = (
@@ -137,6 +139,9 @@ pub fn from_archive(
     let key = |name: &str| json!({ "name": BACKUP_BUCKET, "key": name });
     let mut target = recovery["recoveryTarget"].clone();
     target["backupID"] = json!(backup_id);
+    if replay && let Some(target) = target.as_object_mut() {
+        target.remove("targetImmediate");
+    }
     *recovery = json!({ "source": ARCHIVE_SOURCE, "recoveryTarget": target });
     cluster["spec"]["externalClusters"] = json!([{
         "name": ARCHIVE_SOURCE,
