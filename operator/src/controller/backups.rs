@@ -98,6 +98,9 @@ pub(super) async fn keep_objects(
             }
             Err(e) => {
                 tracing::warn!(cell = %cell.spec.cell_id, backup = %newest, error = %e, "keeping the artifacts with the backup");
+                // Said where an operator looks (the control plane's backup waits meanwhile).
+                let message = format!("keeping the artifacts with Backup {newest}: {e}");
+                set(status, "BackupsReady", false, "ArtifactsNotKept", &message);
                 return Ok(());
             }
         }
