@@ -31,20 +31,6 @@ fn bind_backups(s: &Scenario) {
     );
 }
 
-/// The services' workloads with `replicas` pods, as the kubelet reports them.
-fn service_pods(s: &Scenario, replicas: i64) {
-    for (plural, name) in [
-        ("deployments", "poc-service"),
-        ("deployments", "media-service"),
-        ("statefulsets", "dojo-service"),
-    ] {
-        let collection = format!("apis/apps/v1/namespaces/{NS}/{plural}");
-        s.api.update(&collection, name, |o| {
-            o["status"] = json!({ "readyReplicas": replicas, "replicas": replicas })
-        });
-    }
-}
-
 /// A restore to a point in time: nothing happens to the database until the control plane
 /// has suspended the cell and no service pod is left; then a last base backup puts everything
 /// written until then into the archive, the Cluster goes, its volumes go,
@@ -100,7 +86,7 @@ async fn a_restore_replaces_the_cluster_with_one_recovered_from_the_backup_once_
     assert_eq!(poc["spec"]["replicas"], 0, "the services are told to stop");
 
     assert!(s.marks.taken().is_empty(), "no fence mark while pods run");
-    service_pods(&s, 0);
+    s.service_pods(0);
     s.reconcile().await.expect("fenced");
     assert_eq!(
         s.condition("Restored"),
@@ -293,14 +279,7 @@ async fn an_undone_restore_replaces_nothing_more_and_says_what_undoing_takes() {
         deleted: false,
         abort: false,
     };
-    let set = |s: &Scenario, restore: &CellRestore| {
-        let value = serde_json::to_value(restore).expect("json");
-        s.edit(|cell| {
-            cell["spec"]["suspended"] = json!(true);
-            cell["spec"]["restore"] = value;
-        });
-    };
-    set(&s, &restore);
+    s.restoring(&restore);
     s.reconcile().await.expect("fencing: pods still run");
     assert_eq!(s.condition("Restored").1, "Fencing");
     let before = s
@@ -309,8 +288,8 @@ async fn an_undone_restore_replaces_nothing_more_and_says_what_undoing_takes() {
         .expect("the Cluster");
 
     restore.abort = true;
-    set(&s, &restore);
-    service_pods(&s, 0);
+    s.restoring(&restore);
+    s.service_pods(0);
     s.reconcile().await.expect("undone");
     assert_eq!(
         s.condition("Restored"),
@@ -327,7 +306,7 @@ async fn an_undone_restore_replaces_nothing_more_and_says_what_undoing_takes() {
 
     // Undone once the Cluster went: nothing is recovered in its place.
     restore.abort = false;
-    set(&s, &restore);
+    s.restoring(&restore);
     s.reconcile().await.expect("the last backup asked for");
     s.api.update(&cnpg("backups"), "fence-4d5e6f708192", |o| {
         o["status"] = json!({ "phase": "completed" })
@@ -335,7 +314,7 @@ async fn an_undone_restore_replaces_nothing_more_and_says_what_undoing_takes() {
     s.reconcile().await.expect("the Cluster goes");
     assert!(s.api.get(&cnpg("clusters"), "postgres").is_none());
     restore.abort = true;
-    set(&s, &restore);
+    s.restoring(&restore);
     s.reconcile().await.expect("undone after the replacement");
     assert_eq!(
         s.condition("Restored"),

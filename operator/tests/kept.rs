@@ -5,6 +5,7 @@
 //! archive is started for real in `backups.rs`.
 
 mod fixtures;
+mod rds;
 
 use base64::Engine as _;
 use cell_model::{CellRestore, ConditionStatus, SearchEngine};
@@ -58,19 +59,6 @@ fn bind_in(s: &Scenario, moto: &Moto, ns: &str, claim: &str, bucket: &str) {
             "data": { "AWS_ACCESS_KEY_ID": b64(&format!("{bucket}-key")),
                       "AWS_SECRET_ACCESS_KEY": b64("secret") } }),
     );
-}
-
-fn s3(moto: &Moto) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::new()
-        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(&moto.url)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
@@ -155,7 +143,7 @@ fn namespace_gone(s: &Scenario) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and_buckets() {
     let moto = Moto::start();
-    let s3 = s3(&moto);
+    let s3 = rds::s3(&moto, "us-east-1");
     let s = Scenario::new(SearchEngine::Embedded);
     bind_in(
         &s,
@@ -189,13 +177,10 @@ async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and
         .expect("the cell's signing key");
     let private = value(&jwt, "private.pem");
     let role = s.api.get(&secrets, "poc-role").expect("poc's role");
-    s.api.insert(
-        &cnpg("backups"),
-        json!({ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
-            "metadata": { "name": "backup-4d5e6f708192", "namespace": NS },
-            "spec": { "cluster": { "name": "postgres" } },
-            "status": { "phase": "completed", "serverName": "postgres",
-                        "backupId": "20261206T090000" } }),
+    s.completed_backup(
+        "backup-4d5e6f708192",
+        "20261206T090000",
+        "2026-12-06T09:00:00Z",
     );
 
     // The control plane names the last base backup, then deletes the Cell.
@@ -365,10 +350,7 @@ async fn without_a_record_a_returning_cell_gets_no_new_identity() {
         deleted: true,
         abort: false,
     };
-    s.edit(|cell| {
-        cell["spec"]["suspended"] = json!(true);
-        cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json");
-    });
+    s.restoring(&restore);
     s.reconcile().await.expect("waits");
     let secrets = format!("api/v1/namespaces/{NS}/secrets");
     assert!(
@@ -389,7 +371,7 @@ async fn without_a_record_a_returning_cell_gets_no_new_identity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_keeps_the_artifacts_and_a_restore_brings_back_one_deleted_since() {
     let moto = Moto::start();
-    let s3 = s3(&moto);
+    let s3 = rds::s3(&moto, "us-east-1");
     let s = Scenario::new(SearchEngine::Embedded);
     s.reconcile().await.expect("create");
     bind(&s, &moto, "postgres-backups", "mrbill-c-acme-1234-pg");
@@ -403,13 +385,10 @@ async fn a_backup_keeps_the_artifacts_and_a_restore_brings_back_one_deleted_sinc
             .and_then(|s| s.objects_backed_up)
     };
     assert_eq!(kept(&s), None, "no backup yet");
-    s.api.insert(
-        &cnpg("backups"),
-        json!({ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
-            "metadata": { "name": "backup-4d5e6f708192", "namespace": NS },
-            "spec": { "cluster": { "name": "postgres" } },
-            "status": { "phase": "completed", "serverName": "postgres",
-                        "backupId": "20261206T090000", "stoppedAt": "2026-12-06T09:00:00Z" } }),
+    s.completed_backup(
+        "backup-4d5e6f708192",
+        "20261206T090000",
+        "2026-12-06T09:00:00Z",
     );
     s.reconcile().await.expect("kept with the backup");
     assert_eq!(kept(&s).as_deref(), Some("backup-4d5e6f708192"));
@@ -434,20 +413,8 @@ async fn a_backup_keeps_the_artifacts_and_a_restore_brings_back_one_deleted_sinc
         deleted: false,
         abort: false,
     };
-    s.edit(|cell| {
-        cell["spec"]["suspended"] = json!(true);
-        cell["spec"]["restore"] = serde_json::to_value(&restore).expect("json");
-    });
-    for (plural, name) in [
-        ("deployments", "poc-service"),
-        ("deployments", "media-service"),
-        ("statefulsets", "dojo-service"),
-    ] {
-        let collection = format!("apis/apps/v1/namespaces/{NS}/{plural}");
-        s.api.update(&collection, name, |o| {
-            o["status"] = json!({ "readyReplicas": 0, "replicas": 0 })
-        });
-    }
+    s.restoring(&restore);
+    s.service_pods(0);
     s.api.update(&cnpg("clusters"), "postgres", |o| {
         o["status"]["readyInstances"] = json!(1)
     });
@@ -484,13 +451,10 @@ async fn a_deletion_waits_for_the_kept_bucket_and_records_a_stand_in_for_a_faile
     bind(&s, &moto, "media-bucket", "mrbill-c-acme-1234");
     s.become_ready();
     s.reconcile().await.expect("ready");
-    s.api.insert(
-        &cnpg("backups"),
-        json!({ "apiVersion": "postgresql.cnpg.io/v1", "kind": "Backup",
-            "metadata": { "name": "backup-4d5e6f708192", "namespace": NS },
-            "spec": { "cluster": { "name": "postgres" } },
-            "status": { "phase": "completed", "serverName": "postgres",
-                        "backupId": "20261206T090000", "stoppedAt": "2026-12-06T09:00:00Z" } }),
+    s.completed_backup(
+        "backup-4d5e6f708192",
+        "20261206T090000",
+        "2026-12-06T09:00:00Z",
     );
     s.edit(|cell| cell["metadata"]["annotations"] = json!({ "mrbill.dev/final-backup": FINAL }));
     s.api.delete(CELLS, NAME);

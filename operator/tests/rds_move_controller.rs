@@ -213,13 +213,6 @@ fn bucket(placement: &Placement) -> String {
         .to_owned()
 }
 
-fn s3(moto: &Moto, region: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(&rds::sdk(moto, region))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
     s3.put_object()
         .bucket(bucket)
@@ -280,7 +273,7 @@ async fn an_rds_cell_moves_to_another_region_through_both_operators() {
     // The source serves: its services made their tables long before the move, and media
     // stored artifacts in its bucket.
     a.until("DatabaseReady").await;
-    let (s3_a, s3_b) = (s3(&moto, "us-east-1"), s3(&moto, "sa-east-1"));
+    let (s3_a, s3_b) = (rds::s3(&moto, "us-east-1"), rds::s3(&moto, "sa-east-1"));
     let bucket_a = bucket(&a);
     for (key, body) in [
         ("tenants/acme/reports/r1.csv", "id,name\n1,one\n"),

@@ -450,6 +450,29 @@ async fn a_restore_suspends_the_cell_waits_for_the_recovery_and_starts_it() {
     );
 }
 
+/// Restore `id` of the backup the tests name.
+fn restore(id: uuid::Uuid) -> CellRestore {
+    CellRestore {
+        id: id.to_string(),
+        backup: "backup-4d5e6f708192".into(),
+        target_time: None,
+        deleted: false,
+        abort: false,
+    }
+}
+
+/// A restore of `spec`'s cell under way (applied, suspended), the operator paused: its id.
+async fn restoring(c: &Cluster, spec: &mut CellSpec) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    spec.restore = Some(restore(id));
+    c.paused.store(true, Ordering::SeqCst);
+    c.driver
+        .apply("eks-1", spec, true, None)
+        .await
+        .expect("restoring");
+    id
+}
+
 /// Undoing a restore goes by the operator's word on whether it replaced the database: not yet
 /// (`Aborted`) → the restore before it is put back and the cell serves as it was; replaced
 /// (`Replaced`) → the fence's last backup is restored under a restore of its own, then the
@@ -491,24 +514,10 @@ async fn an_undo_follows_the_operators_word_on_whether_the_database_was_replaced
                 "conditions": [condition("Restored", false, reason)] })
         });
     };
-    let restore = |id: uuid::Uuid| CellRestore {
-        id: id.to_string(),
-        backup: "backup-4d5e6f708192".into(),
-        target_time: None,
-        deleted: false,
-        abort: false,
-    };
-
     // Not replaced yet: the restore before it comes back.
     let before = restore(uuid::Uuid::now_v7());
-    let id = uuid::Uuid::now_v7();
     let mut spec = spec();
-    spec.restore = Some(restore(id));
-    c.paused.store(true, Ordering::SeqCst);
-    c.driver
-        .apply("eks-1", &spec, true, None)
-        .await
-        .expect("restoring");
+    let id = restoring(&c, &mut spec).await;
     let r = Restoring {
         spec: &spec,
         placement: "eks-1",
@@ -538,13 +547,7 @@ async fn an_undo_follows_the_operators_word_on_whether_the_database_was_replaced
     assert_eq!(after.as_ref(), Some(&before), "what the catalog records");
 
     // Replaced: the database as it was comes back from the fence's last backup.
-    let id = uuid::Uuid::now_v7();
-    spec.restore = Some(restore(id));
-    c.paused.store(true, Ordering::SeqCst);
-    c.driver
-        .apply("eks-1", &spec, true, None)
-        .await
-        .expect("restoring");
+    let id = restoring(&c, &mut spec).await;
     let r = Restoring {
         spec: &spec,
         placement: "eks-1",
@@ -583,13 +586,7 @@ async fn an_undo_follows_the_operators_word_on_whether_the_database_was_replaced
     assert_eq!(after.id, format!("{id}-undo"));
 
     // Replaced without the fence's backup: nothing holds the database as it was.
-    let id = uuid::Uuid::now_v7();
-    spec.restore = Some(restore(id));
-    c.paused.store(true, Ordering::SeqCst);
-    c.driver
-        .apply("eks-1", &spec, true, None)
-        .await
-        .expect("restoring");
+    let id = restoring(&c, &mut spec).await;
     let r = Restoring {
         spec: &spec,
         placement: "eks-1",

@@ -132,15 +132,8 @@ pub(super) async fn objects_back(
 
 /// The cell's newest completed `Backup` (by its end).
 async fn newest_backup(ctx: &Context, cell: &Cell) -> Result<Option<String>, Error> {
-    let ns = render::namespace(cell);
-    let (ar, _) = apply::resource("Backup")?;
-    let listed =
-        kube::Api::<kube::api::DynamicObject>::namespaced_with(ctx.client.clone(), &ns, &ar)
-            .list(&kube::api::ListParams::default())
-            .await
-            .map_err(|source| Error::kube(format!("listing Backups in {ns}"), source))?;
-    Ok(listed
-        .items
+    Ok(backups_of(&ctx.client, cell)
+        .await?
         .into_iter()
         .filter(|b| b.data["status"]["phase"] == "completed")
         .filter_map(|b| {
@@ -152,6 +145,20 @@ async fn newest_backup(ctx: &Context, cell: &Cell) -> Result<Option<String>, Err
         })
         .max()
         .map(|(_, name)| name))
+}
+
+/// The cell's CloudNativePG `Backup`s.
+pub(super) async fn backups_of(
+    client: &kube::Client,
+    cell: &Cell,
+) -> Result<Vec<kube::api::DynamicObject>, Error> {
+    let ns = render::namespace(cell);
+    let (ar, _) = apply::resource("Backup")?;
+    let listed = kube::Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|source| Error::kube(format!("listing Backups in {ns}"), source))?;
+    Ok(listed.items)
 }
 
 /// Sets `BackupsReady` from the claim and the Cluster's `ContinuousArchiving` condition.

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use cell_model::{Cell, DatabaseEngine};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Resource;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
@@ -278,14 +278,8 @@ async fn completed_backups(
     client: &kube::Client,
     cell: &Cell,
 ) -> Result<Vec<(String, Archived)>, Error> {
-    let ns = render::namespace(cell);
-    let (ar, _) = apply::resource("Backup")?;
-    let listed = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), &ns, &ar)
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::kube(format!("listing Backups in {ns}"), source))?;
-    Ok(listed
-        .items
+    Ok(super::backups::backups_of(client, cell)
+        .await?
         .into_iter()
         .filter_map(|b| {
             let status = &b.data["status"];

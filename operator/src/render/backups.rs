@@ -66,28 +66,12 @@ pub fn with_backups(
     config_map: &Value,
     store: &ObjectStore,
 ) -> Vec<Value> {
-    let data = &config_map["data"];
-    let (Some(bucket), Some(host), Some(port)) = (
-        data["BUCKET_NAME"].as_str(),
-        data["BUCKET_HOST"].as_str(),
-        data["BUCKET_PORT"].as_str(),
-    ) else {
+    let Some(mut archive) = archive(config_map, store, &server_name(cell)) else {
         return desired;
     };
-    let scheme = if store.tls { "https" } else { "http" };
-    let key = |name: &str| json!({ "name": BACKUP_BUCKET, "key": name });
+    archive["data"] = json!({ "compression": "gzip", "jobs": 2 });
     let backup = json!({
-        "barmanObjectStore": {
-            "destinationPath": format!("s3://{bucket}/"),
-            "serverName": server_name(cell),
-            "endpointURL": format!("{scheme}://{host}:{port}"),
-            "s3Credentials": {
-                "accessKeyId": key("AWS_ACCESS_KEY_ID"),
-                "secretAccessKey": key("AWS_SECRET_ACCESS_KEY"),
-            },
-            "wal": { "compression": "gzip", "maxParallel": 2 },
-            "data": { "compression": "gzip", "jobs": 2 },
-        },
+        "barmanObjectStore": archive,
         "retentionPolicy": format!("{}d", cell.spec.tier.template().backup_retention_days),
     });
     let Some(cluster) = desired
@@ -117,12 +101,7 @@ pub fn from_archive(
     (server_name, backup_id): (&str, &str),
     replay: bool,
 ) -> Vec<Value> {
-    let data = &config_map["data"];
-    let (Some(bucket), Some(host), Some(port)) = (
-        data["BUCKET_NAME"].as_str(),
-        data["BUCKET_HOST"].as_str(),
-        data["BUCKET_PORT"].as_str(),
-    ) else {
+    let Some(archive) = archive(config_map, store, server_name) else {
         return desired;
     };
     let Some(cluster) = desired
@@ -135,28 +114,36 @@ pub fn from_archive(
     if recovery.is_null() {
         return desired;
     }
-    let scheme = if store.tls { "https" } else { "http" };
-    let key = |name: &str| json!({ "name": BACKUP_BUCKET, "key": name });
     let mut target = recovery["recoveryTarget"].clone();
     target["backupID"] = json!(backup_id);
     if replay && let Some(target) = target.as_object_mut() {
         target.remove("targetImmediate");
     }
     *recovery = json!({ "source": ARCHIVE_SOURCE, "recoveryTarget": target });
-    cluster["spec"]["externalClusters"] = json!([{
-        "name": ARCHIVE_SOURCE,
-        "barmanObjectStore": {
-            "destinationPath": format!("s3://{bucket}/"),
-            "serverName": server_name,
-            "endpointURL": format!("{scheme}://{host}:{port}"),
-            "s3Credentials": {
-                "accessKeyId": key("AWS_ACCESS_KEY_ID"),
-                "secretAccessKey": key("AWS_SECRET_ACCESS_KEY"),
-            },
-            "wal": { "compression": "gzip", "maxParallel": 2 },
-        },
-    }]);
+    cluster["spec"]["externalClusters"] =
+        json!([{ "name": ARCHIVE_SOURCE, "barmanObjectStore": archive }]);
     desired
+}
+
+/// The `barmanObjectStore` of folder `server_name` in the bucket the backups' claim's
+/// ConfigMap describes (its key from the claim's Secret, WAL gzipped); `None` if the
+/// ConfigMap lacks the bucket's coordinates.
+fn archive(config_map: &Value, store: &ObjectStore, server_name: &str) -> Option<Value> {
+    let data = &config_map["data"];
+    let bucket = data["BUCKET_NAME"].as_str()?;
+    let (host, port) = (data["BUCKET_HOST"].as_str()?, data["BUCKET_PORT"].as_str()?);
+    let scheme = if store.tls { "https" } else { "http" };
+    let key = |name: &str| json!({ "name": BACKUP_BUCKET, "key": name });
+    Some(json!({
+        "destinationPath": format!("s3://{bucket}/"),
+        "serverName": server_name,
+        "endpointURL": format!("{scheme}://{host}:{port}"),
+        "s3Credentials": {
+            "accessKeyId": key("AWS_ACCESS_KEY_ID"),
+            "secretAccessKey": key("AWS_SECRET_ACCESS_KEY"),
+        },
+        "wal": { "compression": "gzip", "maxParallel": 2 },
+    }))
 }
 
 /// A last base backup before the cell is deleted (a CNPG `Backup`, named by the deletion).

@@ -31,6 +31,14 @@ pub fn sdk(moto: &Moto, region: &str) -> SdkConfig {
         .build()
 }
 
+/// An S3 client of moto's store in `region` (buckets in the path, as moto takes them).
+pub fn s3(moto: &Moto, region: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&sdk(moto, region))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 /// A VPC with two subnets in two zones and a cluster security group, as the cluster would have.
 pub async fn network(sdk: &SdkConfig) -> AwsSettings {
     let region = sdk.region().map(ToString::to_string).unwrap_or_default();
