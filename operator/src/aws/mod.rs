@@ -16,7 +16,9 @@ mod rds;
 pub use crate::roles::MasterCredentials;
 pub use foundation::{FOUNDATION_TEMPLATE, Foundation, StackState};
 pub use objects::{Bucket, Objects, Store};
-pub use rds::{Instance, InstanceState, PARAMETER_GROUP, POSTGRES_VERSION, RESTORE_TAG, Rds};
+pub use rds::{
+    Instance, InstanceState, MASTER_RESET_TAG, PARAMETER_GROUP, POSTGRES_VERSION, RESTORE_TAG, Rds,
+};
 
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use cell_model::Cell;
@@ -97,7 +99,7 @@ impl AwsClients {
 
     /// The foundation's generated master credentials (secret `mrbill/<cell>/database`).
     pub async fn master_credentials(&self, cell: &Cell) -> Result<MasterCredentials, Error> {
-        let name = format!("mrbill/{}/database", cell.spec.cell_id);
+        let name = master_secret(cell);
         let value = self
             .secrets
             .get_secret_value()
@@ -118,4 +120,28 @@ impl AwsClients {
             ))),
         }
     }
+
+    /// Deletes the master credentials of a deleted cell's instance at once, without Secrets
+    /// Manager's recovery window (which would hold the name, so a returning cell's foundation
+    /// could not make it again): its final snapshot comes back with the new foundation's.
+    pub async fn forget_master(&self, cell: &Cell) -> Result<(), Error> {
+        let name = master_secret(cell);
+        match self
+            .secrets
+            .delete_secret()
+            .secret_id(&name)
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(()),
+            Err(e) => Err(aws_error(format!("deleting secret {name}"), e)),
+        }
+    }
+}
+
+/// The foundation's secret of the cell's master credentials.
+fn master_secret(cell: &Cell) -> String {
+    format!("mrbill/{}/database", cell.spec.cell_id)
 }

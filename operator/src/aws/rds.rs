@@ -41,12 +41,18 @@ pub struct Instance {
     pub state: InstanceState,
     /// The restore it was made by ([`RESTORE_TAG`]), if any.
     pub restore: Option<String>,
+    /// Its master password is not yet the foundation's ([`MASTER_RESET_TAG`]).
+    pub master_reset: bool,
     /// The latest moment RDS can restore it to (its automated backups).
     pub restorable_until: Option<time::OffsetDateTime>,
 }
 
 /// The tag naming the restore an instance was made by (`spec.restore.id`).
 pub const RESTORE_TAG: &str = "mrbill:restore";
+
+/// The tag of an instance restored from a deleted cell's snapshot until its master password is
+/// the new foundation's ([`Rds::reset_master`]).
+pub const MASTER_RESET_TAG: &str = "mrbill:master-reset";
 
 /// Postgres major version of new instances.
 pub const POSTGRES_VERSION: &str = "16";
@@ -302,6 +308,10 @@ impl Rds {
                 .find(|t| t.key() == Some(RESTORE_TAG))
                 .and_then(|t| t.value())
                 .map(str::to_owned),
+            master_reset: db
+                .tag_list()
+                .iter()
+                .any(|t| t.key() == Some(MASTER_RESET_TAG)),
             restorable_until: db
                 .latest_restorable_time()
                 .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
@@ -371,20 +381,26 @@ impl Rds {
         }
     }
 
-    /// Creates the cell's instance from `snapshot` (a migration's restore), in the cell's
-    /// foundation, encrypted with its key.
-    pub async fn restore(
+    /// Creates the cell's instance from `snapshot` (a deleted cell's return: its final
+    /// snapshot, copied under the new foundation's key), in the cell's foundation, tagged with
+    /// the restore's id ([`RESTORE_TAG`]) and [`MASTER_RESET_TAG`]: it keeps the master
+    /// password of the instance it was taken of, which [`Rds::reset_master`] replaces.
+    pub async fn restore_snapshot(
         &self,
         cell: &Cell,
         outputs: &BTreeMap<String, String>,
         snapshot: &str,
-    ) -> Result<InstanceState, Error> {
+        restore: &str,
+    ) -> Result<(), Error> {
         let id = Self::identifier(cell);
-        if self.describe(&id).await?.is_some() {
-            return self.observe(cell).await;
-        }
         let output = |key: &str| output(outputs, key);
-        self.rds
+        let mut tags = Self::tags(cell);
+        for (key, value) in [(RESTORE_TAG, restore), (MASTER_RESET_TAG, "pending")] {
+            tags.push(aws_sdk_rds::types::Tag::builder().key(key).value(value).build());
+        }
+        self.ensure_parameter_group().await?;
+        let restored = self
+            .rds
             .restore_db_instance_from_db_snapshot()
             .db_instance_identifier(&id)
             .db_snapshot_identifier(snapshot)
@@ -393,14 +409,97 @@ impl Rds {
             .multi_az(cell.spec.database.multi_az)
             .deletion_protection(true)
             .db_subnet_group_name(output("DbSubnetGroupName")?)
+            .db_parameter_group_name(PARAMETER_GROUP)
             .vpc_security_group_ids(output("DbSecurityGroupId")?)
             .publicly_accessible(false)
             .copy_tags_to_snapshot(true)
-            .set_tags(Some(Self::tags(cell)))
+            .set_tags(Some(tags))
+            .send()
+            .await;
+        match restored {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("DBInstanceAlreadyExists") => Ok(()),
+            Err(e) => Err(aws_error(format!("restoring {id} from {snapshot}"), e)),
+        }
+    }
+
+    /// Sets instance `id`'s master password to `master`'s (the foundation's secret), then
+    /// drops [`MASTER_RESET_TAG`]: RDS applies it at once (`resetting-master-credentials`).
+    pub async fn reset_master(&self, id: &str, master: &MasterCredentials) -> Result<(), Error> {
+        use secrecy::ExposeSecret;
+        let Some(db) = self.describe(id).await? else {
+            return Ok(());
+        };
+        self.rds
+            .modify_db_instance()
+            .db_instance_identifier(id)
+            .master_user_password(master.password.expose_secret())
+            .apply_immediately(true)
             .send()
             .await
-            .map_err(|e| aws_error(format!("restoring {id} from {snapshot}"), e))?;
-        self.observe(cell).await
+            .map_err(|e| aws_error(format!("resetting the master password of {id}"), e))?;
+        if let Some(arn) = db.db_instance_arn() {
+            self.rds
+                .remove_tags_from_resource()
+                .resource_name(arn)
+                .tag_keys(MASTER_RESET_TAG)
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("untagging {id}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot `id`'s RDS status (`creating`, `available`, …), `None` when there is none.
+    pub async fn snapshot(&self, id: &str) -> Result<Option<String>, Error> {
+        match self
+            .rds
+            .describe_db_snapshots()
+            .db_snapshot_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .db_snapshots()
+                .first()
+                .map(|s| s.status().unwrap_or("creating").to_owned())),
+            Err(e) if e.code() == Some("DBSnapshotNotFound") => Ok(None),
+            Err(e) => Err(aws_error(format!("describing snapshot {id}"), e)),
+        }
+    }
+
+    /// Copies snapshot `from` to `to`, encrypted with `key` (a snapshot restores under the key
+    /// it is encrypted with: a returning cell's instance takes its new foundation's).
+    pub async fn copy_snapshot(&self, from: &str, to: &str, key: &str) -> Result<(), Error> {
+        match self
+            .rds
+            .copy_db_snapshot()
+            .source_db_snapshot_identifier(from)
+            .target_db_snapshot_identifier(to)
+            .kms_key_id(key)
+            .copy_tags(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("DBSnapshotAlreadyExists") => Ok(()),
+            Err(e) => Err(aws_error(format!("copying snapshot {from} to {to}"), e)),
+        }
+    }
+
+    /// Deletes snapshot `id` (gone already: nothing to do).
+    pub async fn delete_snapshot(&self, id: &str) -> Result<(), Error> {
+        match self
+            .rds
+            .delete_db_snapshot()
+            .db_snapshot_identifier(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("DBSnapshotNotFound") => Ok(()),
+            Err(e) => Err(aws_error(format!("deleting snapshot {id}"), e)),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! A Cell's finalizer, and its deletion: the database volumes retained, a last base backup
-//! and the record of what the cell leaves (in-cluster: `kept.rs`) or a final snapshot (rds),
-//! the namespace, the AWS foundation, then the
+//! (in-cluster) and the record of what the cell leaves (`kept.rs`), the namespace, an rds
+//! cell's instance after a final snapshot and its AWS foundation, then the
 //! finalizer, so a Cell that is gone means a cell that is gone.
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use cell_model::{Cell, DatabaseEngine, Phase};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use crate::apply;
@@ -65,15 +65,10 @@ pub(super) async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error>
     if cell.spec.database.engine == DatabaseEngine::Rds
         && let Some(aws) = &ctx.aws
     {
-        // The instance goes only after a final snapshot (named after the deletion time, so a
-        // retried deletion takes the same one); then the stack.
-        let stamp = cell
-            .meta()
-            .deletion_timestamp
-            .as_ref()
-            .map(|t| t.0.as_second())
-            .unwrap_or_default();
-        let snapshot = format!("mrbill-{}-final-{stamp}", cell.spec.cell_id);
+        // The instance goes only after a final snapshot (named after the deletion's last
+        // backup, so a retried deletion takes the same one and its record names it); then the
+        // stack.
+        let snapshot = final_snapshot(cell);
         match aws.rds.delete(cell, &snapshot).await? {
             None => return Ok(Action::requeue(Duration::from_secs(10))),
             Some(snapshot) => {
@@ -94,6 +89,8 @@ pub(super) async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error>
                 return Ok(Action::requeue(Duration::from_secs(10)));
             }
         }
+        // Its master password goes with it (the final snapshot comes back with a new one).
+        aws.forget_master(cell).await?;
         if !aws.foundation.delete(cell).await? {
             return Ok(Action::requeue(Duration::from_secs(10)));
         }
@@ -112,6 +109,15 @@ pub(super) async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error>
     .await?;
     tracing::info!(cell = %cell.name_any(), "cell deleted");
     Ok(Action::await_change())
+}
+
+/// An `rds` cell's final snapshot: `mrbill-<cell>-<the deletion's last backup>`.
+pub(super) fn final_snapshot(cell: &Cell) -> String {
+    format!(
+        "mrbill-{}-{}",
+        cell.spec.cell_id,
+        backups::final_backup_name(cell)
+    )
 }
 
 pub(super) async fn ensure_finalizer(cell: &Cell, ctx: &Context) -> Result<(), Error> {

@@ -1,4 +1,4 @@
-//! What a deleted in-cluster cell leaves for its tenant's return, and that return.
+//! What a deleted cell leaves for its tenant's return, and (in-cluster) that return.
 //!
 //! The cell's namespace goes with its deletion, and with it the identity Secrets (signing keys,
 //! service token, URL key) without which tokens and signed links issued before would not verify
@@ -15,7 +15,10 @@
 //!                      backups.json   every completed Backup: name → {serverName, backupId}
 //!                                     (merged over the cell's deletions); the deletion's
 //!                                     last backup, if it could not be taken, as the newest
-//!                                     one with replay (the archive to its end)
+//!                                     one with replay (the archive to its end); an rds cell's
+//!                                     last backup: name → {snapshot} (its final snapshot)
+//!                      bucket.json    an rds cell's artifacts bucket {name, region}, which
+//!                                     its foundation's template retains (nothing is copied)
 //!                      deletion       the deletion it is of (the record is written once each)
 //! ```
 //!
@@ -23,8 +26,7 @@
 //! Secrets are created from the record (never generated), the kept copies go into the cell's
 //! new buckets (what is missing), and the Cluster is recovered from the copied archive
 //! (`render::from_archive`: an external cluster at the new bucket, the restore's backup by its
-//! barman id). Not kept: an `rds` cell (its final snapshot and identity are not restored by
-//! this path yet).
+//! barman id). An rds cell's return is `rds_return.rs`.
 
 use std::collections::BTreeMap;
 
@@ -36,7 +38,7 @@ use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
 use crate::apply;
-use crate::aws::{Bucket, Objects};
+use crate::aws::{Bucket, Objects, StackState};
 use crate::buckets;
 use crate::error::Error;
 use crate::render::{self, BACKUP_BUCKET, MEDIA_BUCKET};
@@ -50,6 +52,8 @@ pub const KEPT_BUCKET: &str = "kept-cells";
 const IDENTITY: &str = "identity.json";
 const BACKUPS: &str = "backups.json";
 const DELETION: &str = "deletion";
+/// An `rds` cell's artifacts bucket, retained by its foundation's template.
+const BUCKET: &str = "bucket.json";
 
 /// The cell's buckets and their folders in the kept bucket.
 const COPIES: [(&str, &str); 2] = [(BACKUP_BUCKET, "archive"), (MEDIA_BUCKET, "media")];
@@ -149,7 +153,7 @@ async fn read(ctx: &Context, cell: &Cell) -> Result<Option<BTreeMap<String, Valu
         return Ok(None);
     };
     let mut out = BTreeMap::new();
-    for key in [IDENTITY, BACKUPS, DELETION] {
+    for key in [IDENTITY, BACKUPS, DELETION, BUCKET] {
         if let Some(text) = secret_text(&secret, key) {
             let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             out.insert(key.to_owned(), value);
@@ -158,14 +162,12 @@ async fn read(ctx: &Context, cell: &Cell) -> Result<Option<BTreeMap<String, Valu
     Ok(Some(out))
 }
 
-/// Keeps what the cell leaves, once per deletion: its buckets copied into the kept bucket,
-/// then its record; `false` while it cannot yet (the kept bucket's claim is not bound, or a
-/// copy failed: a Warning says why, and the deletion waits). An `rds` cell keeps none; without
-/// a kept bucket configured only the record is written (and a Warning says so).
+/// Keeps what the cell leaves, once per deletion: an in-cluster cell's buckets copied into
+/// the kept bucket, then its record (an `rds` cell's names its final snapshot and retained
+/// bucket); `false` while it cannot yet (the kept bucket's claim is not bound, or a copy
+/// failed: a Warning says why, and the deletion waits). Without a kept bucket configured only
+/// the record is written (and a Warning says so).
 pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
-    if cell.spec.database.engine != DatabaseEngine::InCluster {
-        return Ok(true);
-    }
     let deletion = cell
         .meta()
         .deletion_timestamp
@@ -176,6 +178,83 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
     if before.get(DELETION).and_then(Value::as_str) == Some(deletion.as_str()) {
         return Ok(true);
     }
+    let client = &ctx.client;
+    let rds = cell.spec.database.engine == DatabaseEngine::Rds;
+    if !rds && !copy_buckets(ctx, cell).await? {
+        return Ok(false);
+    }
+    // An identity Secret missing now (a returning cell deleted again early) keeps its earlier copy.
+    let mut identity = match before.get(IDENTITY) {
+        Some(Value::Object(earlier)) => earlier.clone(),
+        _ => serde_json::Map::new(),
+    };
+    for name in crate::secrets::identity_names(cell) {
+        if let Some(secret) = apply::secret_record(client, cell, &name).await? {
+            identity.insert(name, secret);
+        }
+    }
+    // Earlier deletions' backups stay listed: the kept archive (or their snapshots) hold them.
+    let mut backups = before.get(BACKUPS).cloned().unwrap_or_else(|| json!({}));
+    let last = super::backups::final_backup_name(cell);
+    let mut bucket = before.get(BUCKET).cloned();
+    if rds {
+        // The instance goes after this, with a final snapshot of this name; the foundation's
+        // bucket is retained by its template.
+        backups[&last] = json!({ "snapshot": super::deletion::final_snapshot(cell) });
+        if let Some(aws) = &ctx.aws
+            && let StackState::Ready(outputs) = aws.foundation.observe(cell).await?
+            && let Some(name) = outputs.get("BucketName")
+        {
+            bucket = Some(json!({ "name": name, "region": aws.region }));
+        }
+    }
+    let completed = completed_backups(client, cell).await?;
+    for (name, at) in &completed {
+        backups[name] = json!({ "serverName": at.server_name, "backupId": at.backup_id });
+    }
+    // The catalog records the deletion's last backup by name; one that could not be taken
+    // (failed, too slow) is the newest base backup replayed to the archive's end instead.
+    if backups.get(&last).is_none()
+        && let Some((_, newest)) = completed.iter().max_by_key(|(_, at)| at.stopped_at.clone())
+    {
+        backups[&last] = json!({ "serverName": newest.server_name,
+            "backupId": newest.backup_id, "replay": true });
+    }
+    let name = record_name(&cell.spec.cell_id);
+    let mut data = json!({
+        IDENTITY: Value::Object(identity).to_string(),
+        BACKUPS: backups.to_string(),
+        DELETION: deletion,
+    });
+    if let Some(bucket) = bucket {
+        data[BUCKET] = json!(bucket.to_string());
+    }
+    let secret = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "labels": { render::TENANT_LABEL: cell.spec.tenant, render::CELL_LABEL: cell.spec.cell_id },
+        },
+        "type": "Opaque",
+        "stringData": data,
+    });
+    let secret: Secret =
+        serde_json::from_value(secret).map_err(|e| Error::Render(e.to_string()))?;
+    records(ctx)
+        .patch(
+            &name,
+            &PatchParams::apply(apply::FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(|source| Error::kube(format!("writing Secret {name}"), source))?;
+    tracing::info!(cell = %cell.spec.cell_id, record = %name, "what the deleted cell leaves is kept");
+    Ok(true)
+}
+
+/// Copies an in-cluster cell's buckets into the kept bucket: `false` while it cannot yet.
+async fn copy_buckets(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
     let client = &ctx.client;
     let store = &ctx.images.object_store;
     let ns = namespace(ctx);
@@ -219,57 +298,6 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
             super::publish(ctx, cell, EventType::Warning, "NothingKept", &note).await;
         }
     }
-    // An identity Secret missing now (a returning cell deleted again early) keeps its earlier copy.
-    let mut identity = match before.get(IDENTITY) {
-        Some(Value::Object(earlier)) => earlier.clone(),
-        _ => serde_json::Map::new(),
-    };
-    for name in crate::secrets::identity_names(cell) {
-        if let Some(secret) = apply::secret_record(client, cell, &name).await? {
-            identity.insert(name, secret);
-        }
-    }
-    // Earlier deletions' backups stay listed: the kept archive holds them.
-    let mut backups = before.get(BACKUPS).cloned().unwrap_or_else(|| json!({}));
-    let completed = completed_backups(client, cell).await?;
-    for (name, at) in &completed {
-        backups[name] = json!({ "serverName": at.server_name, "backupId": at.backup_id });
-    }
-    // The catalog records the deletion's last backup by name; one that could not be taken
-    // (failed, too slow) is the newest base backup replayed to the archive's end instead.
-    let last = super::backups::final_backup_name(cell);
-    if backups.get(&last).is_none()
-        && let Some((_, newest)) = completed.iter().max_by_key(|(_, at)| at.stopped_at.clone())
-    {
-        backups[&last] = json!({ "serverName": newest.server_name,
-            "backupId": newest.backup_id, "replay": true });
-    }
-    let name = record_name(&cell.spec.cell_id);
-    let secret = json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": name,
-            "labels": { render::TENANT_LABEL: cell.spec.tenant, render::CELL_LABEL: cell.spec.cell_id },
-        },
-        "type": "Opaque",
-        "stringData": {
-            IDENTITY: Value::Object(identity).to_string(),
-            BACKUPS: backups.to_string(),
-            DELETION: deletion,
-        },
-    });
-    let secret: Secret =
-        serde_json::from_value(secret).map_err(|e| Error::Render(e.to_string()))?;
-    records(ctx)
-        .patch(
-            &name,
-            &PatchParams::apply(apply::FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .map_err(|source| Error::kube(format!("writing Secret {name}"), source))?;
-    tracing::info!(cell = %cell.spec.cell_id, record = %name, "what the deleted cell leaves is kept");
     Ok(true)
 }
 
@@ -396,4 +424,34 @@ pub(super) async fn archived(
             _ => None,
         },
     )
+}
+
+/// The final snapshot of a deleted `rds` cell that the restore's backup names (`None`: not a
+/// backup the record names).
+pub(super) async fn snapshot(
+    ctx: &Context,
+    cell: &Cell,
+    backup: &str,
+) -> Result<Option<String>, Error> {
+    let Some(record) = read(ctx, cell).await? else {
+        return Ok(None);
+    };
+    let entry = &record.get(BACKUPS).cloned().unwrap_or_default()[backup];
+    Ok(entry["snapshot"].as_str().map(str::to_owned))
+}
+
+/// The artifacts bucket a deleted `rds` cell left (retained by its foundation's template).
+pub(super) async fn rds_bucket(ctx: &Context, cell: &Cell) -> Result<Option<Bucket>, Error> {
+    let Some(record) = read(ctx, cell).await? else {
+        return Ok(None);
+    };
+    let entry = record.get(BUCKET).cloned().unwrap_or_default();
+    Ok(match (entry["name"].as_str(), entry["region"].as_str()) {
+        (Some(name), Some(region)) => Some(Bucket {
+            name: name.to_owned(),
+            region: region.to_owned(),
+            store: None,
+        }),
+        _ => None,
+    })
 }

@@ -41,6 +41,7 @@ mod migration;
 mod observe;
 mod rds_move;
 mod rds_restore;
+mod rds_return;
 mod restore;
 use crate::aws::{AwsClients, InstanceState, StackState};
 use crate::render::{self, Images};

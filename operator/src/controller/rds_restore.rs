@@ -14,6 +14,7 @@
 //!      a final snapshot (…-final)
 //!  … or RDS could not make it (incompatible-restore, failed, …)      Restored False  Failed
 //!    → the replaced instance is kept as it was; nothing is retried
+//! spec.restore.deleted (a deleted cell's return): from its final snapshot (`rds_return.rs`)
 //! spec.restore.abort: the restore's instance (if any) deleted after a final snapshot
 //!    (…-undone), the replaced one renamed back                     Restored False  Undoing
 //!    the cell's instance is the one before the restore              Restored False  Aborted
@@ -96,6 +97,15 @@ pub(super) async fn replacing(
             if let Some(failed) = failed_restore(&instance.state, &id, &replaced) {
                 return Ok(Some(failed));
             }
+            let available = matches!(instance.state, InstanceState::Available { .. });
+            if restore.deleted
+                && available
+                && cell.spec.suspended
+                && let Some(waiting) =
+                    super::rds_return::settle(cell, aws, restore, instance.master_reset).await?
+            {
+                return Ok(Some(waiting));
+            }
             // The replaced instance stays while the cell is suspended: until the control plane
             // starts the services again the restore can still be undone with it.
             if matches!(instance.state, InstanceState::Available { .. })
@@ -141,6 +151,11 @@ pub(super) async fn replacing(
             )
             .await;
             Ok(Some(("Replacing", note)))
+        }
+        None if restore.deleted => {
+            super::rds_return::returning(ctx, cell, aws, outputs, restore)
+                .await
+                .map(Some)
         }
         None => {
             let Some(source) = aws.rds.instance(&replaced).await? else {
@@ -265,7 +280,10 @@ pub(super) fn observe(cell: &Cell, status: &mut CellStatus) {
     let Some(restore) = restoring(cell) else {
         return;
     };
-    let to = target(restore).map_or_else(|e| e.to_string(), show);
+    let to = match restore.deleted {
+        true => "the deleted cell's final snapshot".to_owned(),
+        false => target(restore).map_or_else(|e| e.to_string(), show),
+    };
     let database = status.condition("DatabaseReady").cloned();
     match database {
         Some(c) if c.status == ConditionStatus::True => {

@@ -220,10 +220,10 @@ async fn retrieving(
     })
 }
 
-/// Whether the cell is a deleted one returning (its restore's identity and archive come from
-/// the record of its deletion).
+/// Whether the cell is a deleted one returning, of either engine (its restore's identity, and
+/// its archive or final snapshot, come from the record of its deletion).
 pub(super) fn returning(cell: &Cell) -> bool {
-    restoring(cell).is_some_and(|r| r.deleted)
+    cell.spec.restore.as_ref().is_some_and(|r| r.deleted)
 }
 
 /// The cell's restore, when its database is CloudNativePG's (an `rds` cell restores through
