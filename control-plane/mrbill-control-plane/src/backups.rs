@@ -51,7 +51,7 @@ pub const RESTORE: &[Step] = &[
 pub const UNRESTORE: &[Step] = &[Step::Unfence, Step::Unfreeze, Step::Discard, Step::Release];
 
 const NO_BACKUPS: &str = "this control plane's driver takes no backups";
-const DELETED_ELSEWHERE: &str = "this driver does not bring this deleted tenant back (an rds cell's database stays in its final snapshot; restoring that is not automated)";
+const DELETED_ELSEWHERE: &str = "this deleted tenant does not come back from that backup: only what outlived its cell is restored (a deleted rds cell comes back from its final snapshot, the newest backup; RDS's logs behind earlier ones went with its instance)";
 const NOT_UNDONE: &str = "this control plane's driver cannot undo a restore";
 
 /// Completed backups kept per tenant whatever their age.
@@ -137,11 +137,9 @@ pub async fn request_restore(
             let deleted = catalog::deleted_tenant(&mut tx, slug)
                 .await?
                 .ok_or(RequestError::NotFound)?;
-            if !ctx.driver.restores_deleted(&deleted.tenant.spec) {
-                return Err(RequestError::Unsupported(DELETED_ELSEWHERE));
-            }
+            let spec = deleted.tenant.spec.clone();
             let (cell, event) = crate::tenants::readmit(&mut tx, &writer, &deleted).await?;
-            (cell, Some(event))
+            (cell, Some((event, spec)))
         }
     };
     let backup = match from {
@@ -164,6 +162,12 @@ pub async fn request_restore(
             backup.id, backup.state
         )));
     }
+    // Checked before anything is committed: the readmission rolls back with the refusal.
+    if let Some((_, spec)) = &readmitted
+        && !ctx.driver.restores_deleted(spec, backup.path.as_deref().unwrap_or_default())
+    {
+        return Err(RequestError::Unsupported(DELETED_ELSEWHERE));
+    }
     if backup.cell_id != cell.cell_id {
         return Err(RequestError::NoBackup(format!(
             "backup {} is of cell {}, which the tenant no longer has",
@@ -174,7 +178,7 @@ pub async fn request_restore(
     catalog::begin_restore(&mut tx, &cell, &backup, replay_to, readmitted.is_some()).await?;
     tx.commit().await?;
     let deleted = readmitted.is_some();
-    writer.publish(readmitted);
+    writer.publish(readmitted.map(|(event, _)| event));
     ctx.wake.notify_one();
     tracing::info!(tenant = %slug, cell = %cell.cell_id, backup = %backup.id, deleted, "restore requested");
     Ok(RestorePlan {

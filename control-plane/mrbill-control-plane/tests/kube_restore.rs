@@ -220,12 +220,15 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     assert!(format!("{error:#}").contains("AccessDenied"), "{error:#}");
     c.paused.store(false, Ordering::SeqCst);
 
-    // The API refuses (409) what this driver cannot do: a deleted rds tenant's final snapshot
-    // is not restored (an in-cluster one comes back: `a_deleted_tenant_comes_back_…`).
+    // The API refuses (409) what this driver cannot do: a deleted rds tenant comes back from
+    // its final snapshot, not from a restore point (RDS's logs went with its instance); a
+    // deleted in-cluster one from any backup its kept archive holds.
     let mut rds = spec.clone();
     rds.database.engine = DatabaseEngine::Rds;
-    assert!(!c.driver.restores_deleted(&rds), "a deleted rds tenant");
-    assert!(c.driver.restores_deleted(&spec), "a deleted in-cluster one");
+    let point = cell_model::restore_point_location("2026-12-01T10:00:00Z");
+    assert!(!c.driver.restores_deleted(&rds, &point), "a restore point");
+    assert!(c.driver.restores_deleted(&rds, "final-1796000000"), "its final snapshot");
+    assert!(c.driver.restores_deleted(&spec, &backup_name(failing)), "in-cluster");
 }
 
 /// A delete names the last base backup the operator takes (the catalog records it as the

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 /// A deleted tenant comes back as it was: a restore admits it again (slug, name, admin, email
 /// domains, tier, placement, cell id) and runs the restore's steps from the backup its delete
 /// took (kind `final`, listed among its backups); that restore is not undone. A slug never
-/// known, and a deleted tenant whose email domain another tenant took meanwhile, are refused,
-/// and nothing changes.
+/// known, a deleted tenant whose email domain another tenant took meanwhile, and a backup the
+/// driver lost with the cell, are refused, and nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_took() {
     let plane = Plane::start().await;
@@ -69,6 +69,15 @@ async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_took() {
     );
     assert_eq!(plane.tenant("gone").await.0, 404);
     delete("thief").await;
+
+    // A backup that went with the cell (a deleted rds cell's restore point): refused, and the
+    // tenant's readmission rolls back with the refusal.
+    let location = last["path"].as_str().expect("a location").to_owned();
+    plane.driver.lost_with_cell.lock().expect("lock").push(location);
+    let (status, body) = restore(json!({})).await;
+    assert_eq!((status, &body["code"]), (409, &json!("conflict")), "{body}");
+    assert_eq!(plane.tenant("gone").await.0, 404, "still deleted");
+    plane.driver.lost_with_cell.lock().expect("lock").clear();
 
     // A deleted tenant's restore is not undone (there is no cell as it was to go back to):
     // refused while it is stuck, and it goes on once the failure clears.

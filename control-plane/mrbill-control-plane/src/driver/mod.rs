@@ -248,10 +248,10 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
-    /// Whether a deleted tenant whose cell was `spec` comes back from the cell's backups
-    /// through [`CellDriver::restore`] (they outlive the cell).
-    fn restores_deleted(&self, spec: &cell_model::CellSpec) -> bool {
-        let _ = spec;
+    /// Whether a deleted tenant whose cell was `spec` comes back from the cell's backup at
+    /// `location` through [`CellDriver::restore`] (it outlived the cell).
+    fn restores_deleted(&self, spec: &cell_model::CellSpec, location: &str) -> bool {
+        let _ = (spec, location);
         false
     }
 

@@ -49,6 +49,8 @@ pub struct FakeDriver {
     /// Migration steps with the (source, target) they were given.
     pub placed: Mutex<Vec<(Step, String, String)>>,
     script: Mutex<HashMap<Step, Script>>,
+    /// Backup locations a deleted tenant does not come back from (they went with its cell).
+    pub lost_with_cell: Mutex<Vec<String>>,
     /// Signalled when a step hangs or waits at its gate.
     pub stuck: Notify,
     backup_root: PathBuf,
@@ -157,8 +159,13 @@ impl CellDriver for FakeDriver {
         true
     }
 
-    fn restores_deleted(&self, _spec: &cell_model::CellSpec) -> bool {
-        true
+    fn restores_deleted(&self, _spec: &cell_model::CellSpec, location: &str) -> bool {
+        !self
+            .lost_with_cell
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|l| l == location)
     }
 
     fn unrestores(&self) -> bool {

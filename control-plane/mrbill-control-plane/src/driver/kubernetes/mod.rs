@@ -466,10 +466,14 @@ impl CellDriver for KubeDriver {
         Some(std::path::PathBuf::from(format!("final-{now}")))
     }
 
-    /// In-cluster cells: the operator's record of the deleted cell and its retained buckets
-    /// bring it back (an rds cell's final snapshot does not, yet).
-    fn restores_deleted(&self, spec: &cell_model::CellSpec) -> bool {
-        spec.database.engine == cell_model::DatabaseEngine::InCluster
+    /// The operator's record of the deleted cell brings it back: an in-cluster cell from any
+    /// base backup in its kept archive; an rds cell from its final snapshot only (a restore
+    /// point is in RDS's logs of the instance, which went with it).
+    fn restores_deleted(&self, spec: &cell_model::CellSpec, location: &str) -> bool {
+        match spec.database.engine {
+            cell_model::DatabaseEngine::Rds => cell_model::restore_point_of(location).is_none(),
+            _ => true,
+        }
     }
 
     fn details(&self, _placement: &str, _cell_id: &str) -> Option<serde_json::Value> {

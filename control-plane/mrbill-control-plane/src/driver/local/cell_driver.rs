@@ -185,7 +185,7 @@ impl CellDriver for LocalDriver {
     }
 
     /// Its backups are directories under `MRBILL_HOME/backups`, the delete's own among them.
-    fn restores_deleted(&self, _spec: &cell_model::CellSpec) -> bool {
+    fn restores_deleted(&self, _spec: &cell_model::CellSpec, _location: &str) -> bool {
         true
     }
 
