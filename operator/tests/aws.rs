@@ -572,15 +572,27 @@ async fn an_rds_instance_is_created_scaled_snapshotted_on_delete_and_restored() 
             .is_some()
     );
 
-    // Restore (what a migration does): the cell's instance comes back from the snapshot.
-    let restored = rds
-        .restore(&acme, &out, "mrbill-c-acme-1234-final")
+    // Restore (a deleted cell's return): the cell's instance comes back from the snapshot,
+    // tagged with the restore and as waiting for its master password.
+    rds.restore_snapshot(&acme, &out, "mrbill-c-acme-1234-final", "r-1")
         .await
         .expect("restore");
+    let restored = rds
+        .instance("mrbill-c-acme-1234")
+        .await
+        .expect("describe")
+        .expect("restored");
     assert!(
-        matches!(restored, InstanceState::Available { .. }),
+        matches!(restored.state, InstanceState::Available { .. }),
         "{restored:?}"
     );
+    assert_eq!(restored.restore.as_deref(), Some("r-1"));
+    assert!(restored.master_reset, "{restored:?}");
+    rds.reset_master("mrbill-c-acme-1234", &master)
+        .await
+        .expect("reset");
+    let reset = rds.instance("mrbill-c-acme-1234").await.expect("describe");
+    assert!(!reset.expect("there").master_reset, "the tag dropped");
     let described = client
         .describe_db_instances()
         .db_instance_identifier("mrbill-c-acme-1234")

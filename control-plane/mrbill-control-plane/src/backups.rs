@@ -164,7 +164,9 @@ pub async fn request_restore(
     }
     // Checked before anything is committed: the readmission rolls back with the refusal.
     if let Some((_, spec)) = &readmitted
-        && !ctx.driver.restores_deleted(spec, backup.path.as_deref().unwrap_or_default())
+        && !ctx
+            .driver
+            .restores_deleted(spec, backup.path.as_deref().unwrap_or_default())
     {
         return Err(RequestError::Unsupported(DELETED_ELSEWHERE));
     }

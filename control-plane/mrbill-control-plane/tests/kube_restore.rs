@@ -227,8 +227,14 @@ async fn a_backup_is_a_cnpg_backup_read_back_once_complete() {
     rds.database.engine = DatabaseEngine::Rds;
     let point = cell_model::restore_point_location("2026-12-01T10:00:00Z");
     assert!(!c.driver.restores_deleted(&rds, &point), "a restore point");
-    assert!(c.driver.restores_deleted(&rds, "final-1796000000"), "its final snapshot");
-    assert!(c.driver.restores_deleted(&spec, &backup_name(failing)), "in-cluster");
+    assert!(
+        c.driver.restores_deleted(&rds, "final-1796000000"),
+        "its final snapshot"
+    );
+    assert!(
+        c.driver.restores_deleted(&spec, &backup_name(failing)),
+        "in-cluster"
+    );
 }
 
 /// A delete names the last base backup the operator takes (the catalog records it as the

@@ -73,7 +73,12 @@ async fn a_deleted_tenant_comes_back_from_the_backup_its_delete_took() {
     // A backup that went with the cell (a deleted rds cell's restore point): refused, and the
     // tenant's readmission rolls back with the refusal.
     let location = last["path"].as_str().expect("a location").to_owned();
-    plane.driver.lost_with_cell.lock().expect("lock").push(location);
+    plane
+        .driver
+        .lost_with_cell
+        .lock()
+        .expect("lock")
+        .push(location);
     let (status, body) = restore(json!({})).await;
     assert_eq!((status, &body["code"]), (409, &json!("conflict")), "{body}");
     assert_eq!(plane.tenant("gone").await.0, 404, "still deleted");

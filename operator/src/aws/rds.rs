@@ -396,7 +396,12 @@ impl Rds {
         let output = |key: &str| output(outputs, key);
         let mut tags = Self::tags(cell);
         for (key, value) in [(RESTORE_TAG, restore), (MASTER_RESET_TAG, "pending")] {
-            tags.push(aws_sdk_rds::types::Tag::builder().key(key).value(value).build());
+            tags.push(
+                aws_sdk_rds::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            );
         }
         self.ensure_parameter_group().await?;
         let restored = self

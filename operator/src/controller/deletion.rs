@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use cell_model::{Cell, DatabaseEngine, Phase};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::ResourceExt;
 use serde_json::{Value, json};
 
 use crate::apply;

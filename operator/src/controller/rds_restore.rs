@@ -152,11 +152,9 @@ pub(super) async fn replacing(
             .await;
             Ok(Some(("Replacing", note)))
         }
-        None if restore.deleted => {
-            super::rds_return::returning(ctx, cell, aws, outputs, restore)
-                .await
-                .map(Some)
-        }
+        None if restore.deleted => super::rds_return::returning(ctx, cell, aws, outputs, restore)
+            .await
+            .map(Some),
         None => {
             let Some(source) = aws.rds.instance(&replaced).await? else {
                 return Err(Error::Render(format!(

@@ -55,9 +55,9 @@ pub(super) async fn returning(
                 );
                 return Ok(("Retrieving", message));
             }
-            let key = outputs.get("KeyArn").ok_or_else(|| {
-                Error::Render("the foundation stack has no output KeyArn".into())
-            })?;
+            let key = outputs
+                .get("KeyArn")
+                .ok_or_else(|| Error::Render("the foundation stack has no output KeyArn".into()))?;
             aws.rds.copy_snapshot(&snapshot, &copy, key).await?;
             let message = format!("copying {snapshot} under the new foundation's key as {copy}");
             Ok(("Retrieving", message))

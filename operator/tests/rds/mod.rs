@@ -209,6 +209,22 @@ impl RdsInstance {
         Arc::new(Here(self.port(), Some(source.port())))
     }
 
+    /// What RDS does for ModifyDBInstance's `MasterUserPassword`: the master's password here
+    /// becomes `password`.
+    pub async fn set_master_password(&self, password: &str) {
+        let cluster = self.cluster.as_ref().expect("running");
+        let admin = format!("{}?sslmode=require", cluster.url("postgres"));
+        let mut conn = PgConnection::connect(&admin).await.expect("as rdsadmin");
+        sqlx::raw_sql(&format!(
+            "ALTER ROLE {MASTER} PASSWORD '{}'",
+            password.replace('\'', "''")
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("the master's password");
+        conn.close().await.expect("close");
+    }
+
     /// Puts this instance's master credentials where the operator reads cell `cell_id`'s
     /// (Secrets Manager `mrbill/<cell>/database`), as the foundation stack makes them.
     pub async fn store_master(&self, sdk: &SdkConfig, cell_id: &str) {
