@@ -155,20 +155,22 @@ enum TenantCmd {
     /// Bring the tenant back to a backup, in a fresh cell with the same identity (tokens and
     /// links stay valid); requests are held, then answered by the restored cell. Without
     /// --from or --to-time: the newest completed backup. A deleted tenant comes back as it was
-    /// (same slug, domains, placement and cell), from the backup its delete took.
+    /// (same slug, domains, placement and cell), from the backup its delete took (a deleted
+    /// rds cell: from its final snapshot only).
     Restore {
         slug: String,
         /// A backup's id (`mrbill tenant backups`).
         #[arg(long, conflicts_with = "to_time")]
         from: Option<String>,
-        /// RFC 3339: the newest completed backup taken at or before this moment.
+        /// RFC 3339: the moment to bring back (Kubernetes: the archive or RDS's logs replayed to
+        /// exactly it; local: the newest completed backup taken at or before it).
         #[arg(long)]
         to_time: Option<String>,
         /// Required: what the tenant wrote after the backup is replaced.
         #[arg(long)]
         yes: bool,
-        /// Undo the running restore (before its switch; local cells): the cell as it was
-        /// serves again.
+        /// Undo the running restore (before its switch; not a deleted tenant's return, which
+        /// is undone by deleting the tenant again): the cell as it was serves again.
         #[arg(long, conflicts_with_all = ["from", "to_time"])]
         abort: bool,
         #[arg(long)]

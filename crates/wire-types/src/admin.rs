@@ -295,7 +295,8 @@ pub struct RestoreTenant {
     /// A backup's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// RFC 3339: the newest completed backup taken at or before this moment.
+    /// RFC 3339: the moment to bring back (replayed to exactly it where the driver replays an
+    /// archive; otherwise the newest completed backup taken at or before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_time: Option<String>,
 }
