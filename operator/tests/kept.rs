@@ -434,6 +434,69 @@ async fn a_backup_keeps_the_artifacts_and_a_restore_brings_back_one_deleted_sinc
     );
 }
 
+/// What the backups' `media/` folder keeps of an artifact media deleted stays while a kept
+/// backup may name it, and goes once every completed backup ended after it was seen missing;
+/// an artifact still in the media bucket is never pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_no_kept_backup_names_is_pruned_from_the_backups() {
+    let moto = Moto::start();
+    let s3 = rds::s3(&moto, "us-east-1");
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("create");
+    bind(&s, &moto, "postgres-backups", "mrbill-c-acme-1234-pg");
+    bind(&s, &moto, "media-bucket", "mrbill-c-acme-1234");
+    put(&s3, "mrbill-c-acme-1234", "reports/r1.pdf").await;
+    put(&s3, "mrbill-c-acme-1234", "reports/r2.pdf").await;
+    s.become_ready();
+    s.reconcile().await.expect("ready");
+    s.completed_backup(
+        "backup-000000000001",
+        "20261206T090000",
+        "2026-12-06T09:00:00Z",
+    );
+    s.reconcile().await.expect("kept with the first backup");
+    let both = ["reports/r1.pdf", "reports/r2.pdf"];
+    assert_eq!(
+        keys_under(&s3, "mrbill-c-acme-1234-pg", "media/").await,
+        both
+    );
+
+    // media deletes r1; the next backup notes it missing, but the first may still name it.
+    s3.delete_object()
+        .bucket("mrbill-c-acme-1234")
+        .key("reports/r1.pdf")
+        .send()
+        .await
+        .expect("delete");
+    s.completed_backup(
+        "backup-000000000002",
+        "20261206T100000",
+        "2026-12-06T10:00:00Z",
+    );
+    s.reconcile().await.expect("kept with the second backup");
+    assert_eq!(
+        keys_under(&s3, "mrbill-c-acme-1234-pg", "media/").await,
+        both,
+        "kept while a backup from before it went may be restored"
+    );
+
+    // The backups from before expire; the only one left ended after r1 was seen missing.
+    for name in ["backup-000000000001", "backup-000000000002"] {
+        s.api.delete(&cnpg("backups"), name);
+    }
+    s.completed_backup(
+        "backup-000000000003",
+        "20991206T090000",
+        "2099-12-06T09:00:00Z",
+    );
+    s.reconcile().await.expect("kept with the third backup");
+    assert_eq!(
+        keys_under(&s3, "mrbill-c-acme-1234-pg", "media/").await,
+        ["reports/r2.pdf"],
+        "r1 pruned, r2 (still in media) kept"
+    );
+}
+
 /// A deletion waits while the kept bucket's claim is not bound (the cell's data would go with
 /// its namespace otherwise), and a last backup it could not take is recorded as the newest one
 /// the cell has, replayed to the archive's end (the catalog names the last backup either way).

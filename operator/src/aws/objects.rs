@@ -186,6 +186,61 @@ impl Objects {
         Ok(source.len())
     }
 
+    /// The keys under `prefix` of `bucket`, without it.
+    pub async fn keys_under(&self, bucket: &Bucket, prefix: &str) -> Result<Vec<String>, Error> {
+        let s3 = self.client(bucket)?;
+        Ok(Self::manifest_under(&s3, bucket, prefix)
+            .await?
+            .into_keys()
+            .collect())
+    }
+
+    /// Object `key` of `bucket` as text (`None`: there is none).
+    pub async fn read_text(&self, bucket: &Bucket, key: &str) -> Result<Option<String>, Error> {
+        let s3 = self.client(bucket)?;
+        let object = match s3.get_object().bucket(&bucket.name).key(key).send().await {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(aws_error(format!("reading {key} from {}", bucket.name), e)),
+        };
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Render(format!("reading {key} from {}: {e}", bucket.name)))?;
+        Ok(Some(
+            String::from_utf8_lossy(&bytes.into_bytes()).into_owned(),
+        ))
+    }
+
+    /// Writes `text` as object `key` of `bucket`.
+    pub async fn write_text(&self, bucket: &Bucket, key: &str, text: String) -> Result<(), Error> {
+        self.client(bucket)?
+            .put_object()
+            .bucket(&bucket.name)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(text.into_bytes()))
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("writing {key} to {}", bucket.name), e))?;
+        Ok(())
+    }
+
+    /// Deletes objects `keys` of `bucket`.
+    pub async fn delete_keys(&self, bucket: &Bucket, keys: &[String]) -> Result<(), Error> {
+        let s3 = self.client(bucket)?;
+        for key in keys {
+            s3.delete_object()
+                .bucket(&bucket.name)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("deleting {key} from {}", bucket.name), e))?;
+        }
+        Ok(())
+    }
+
     /// The keys whose presence or size differ between the buckets (none: the same objects).
     pub async fn differing(&self, from: &Bucket, to: &Bucket) -> Result<Vec<String>, Error> {
         let source = Self::manifest(&self.client(from)?, from).await?;

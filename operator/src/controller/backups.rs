@@ -8,7 +8,8 @@
 //! name stays there after media deletes it — and `status.objectsBackedUp` names that backup
 //! (the control plane's backup is done then). A restore copies them back before the database
 //! is replaced (what the restored rows name exists again; artifacts written after the moment
-//! stay, unreferenced).
+//! stay, unreferenced). What no kept backup can name any more is pruned from `media/` as the
+//! backups expire ([`retire_objects`]).
 
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ pub(super) async fn with_backups(
 /// The backups' bucket's folder of the artifacts kept with the base backups.
 const OBJECTS_FOLDER: &str = "media/";
 
+/// The backups' bucket's note of kept artifacts the media bucket no longer holds, and since
+/// when (outside [`OBJECTS_FOLDER`], so a restore does not copy it back).
+const GONE: &str = "media-gone.json";
+
 /// Keeps the artifacts with the newest completed base backup, once per backup (see the module
 /// docs); a copy that fails is tried again on the next reconcile (and the status waits).
 pub(super) async fn keep_objects(
@@ -95,6 +100,10 @@ pub(super) async fn keep_objects(
         match copied {
             Ok(n) => {
                 tracing::info!(cell = %cell.spec.cell_id, backup = %newest, objects = n, "artifacts kept with the backup");
+                // Pruning is housekeeping: one that fails is tried with the next backup.
+                if let Err(e) = retire_objects(ctx, cell, (&media, &archive)).await {
+                    tracing::warn!(cell = %cell.spec.cell_id, error = %e, "retiring artifacts no backup names");
+                }
             }
             Err(e) => {
                 tracing::warn!(cell = %cell.spec.cell_id, backup = %newest, error = %e, "keeping the artifacts with the backup");
@@ -108,6 +117,61 @@ pub(super) async fn keep_objects(
     // (A cell without both buckets bound has no artifacts to keep.)
     status.objects_backed_up = Some(newest);
     Ok(())
+}
+
+/// Deletes from the backups' `media/` folder what no kept backup can name: an artifact the
+/// media bucket no longer holds is noted in [`GONE`] (key → since when, unix seconds) the
+/// first time a keeping sees it missing, and deleted once it was missing before the oldest
+/// completed backup ended (every moment a restore can bring back is after that end, when its
+/// rows no longer named it; "since" is when it was seen missing, never earlier than it went).
+/// An artifact back in the media bucket is struck from the note. Returns how many went.
+async fn retire_objects(
+    ctx: &Context,
+    cell: &Cell,
+    (media, archive): (&crate::aws::Bucket, &crate::aws::Bucket),
+) -> Result<usize, Error> {
+    let objects = crate::aws::Objects::default();
+    let live: std::collections::BTreeSet<String> =
+        objects.keys_under(media, "").await?.into_iter().collect();
+    let kept = objects.keys_under(archive, OBJECTS_FOLDER).await?;
+    let noted = objects.read_text(archive, GONE).await?;
+    let mut gone: std::collections::BTreeMap<String, i64> = noted
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let oldest = backups_of(&ctx.client, cell)
+        .await?
+        .into_iter()
+        .filter(|b| b.data["status"]["phase"] == "completed")
+        .filter_map(|b| {
+            let stopped = b.data["status"]["stoppedAt"].as_str()?;
+            time::OffsetDateTime::parse(stopped, &Rfc3339).ok()
+        })
+        .map(|t| t.unix_timestamp())
+        .min();
+    let before = gone.clone();
+    gone.retain(|key, _| !live.contains(key) && kept.contains(key));
+    let mut retired = Vec::new();
+    for key in kept.iter().filter(|k| !live.contains(*k)) {
+        let since = *gone.entry(key.clone()).or_insert(now);
+        if oldest.is_some_and(|oldest| since < oldest) {
+            retired.push(format!("{OBJECTS_FOLDER}{key}"));
+        }
+    }
+    // The note first: if a deletion then fails, the object is noted afresh next time (retired
+    // later, never early).
+    for key in &retired {
+        gone.remove(&key[OBJECTS_FOLDER.len()..]);
+    }
+    if gone != before {
+        let text = serde_json::to_string(&gone).map_err(|e| Error::Render(e.to_string()))?;
+        objects.write_text(archive, GONE, text).await?;
+    }
+    objects.delete_keys(archive, &retired).await?;
+    if !retired.is_empty() {
+        tracing::info!(cell = %cell.spec.cell_id, retired = retired.len(), "artifacts no kept backup names are deleted");
+    }
+    Ok(retired.len())
 }
 
 /// Copies the artifacts kept with the base backups back into the media bucket (what it lacks):
