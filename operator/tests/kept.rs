@@ -216,7 +216,8 @@ async fn a_deleted_cell_is_recorded_and_its_tenant_returns_with_its_identity_and
     assert_eq!(
         backups,
         json!({
-            "backup-4d5e6f708192": { "serverName": "postgres", "backupId": "20261206T090000" },
+            "backup-4d5e6f708192": { "serverName": "postgres", "backupId": "20261206T090000",
+                "stoppedAt": "2026-12-06T09:00:00Z" },
             FINAL: { "serverName": "postgres", "backupId": "20261206T100000" },
         })
     );
@@ -359,7 +360,8 @@ async fn without_a_record_a_returning_cell_gets_no_new_identity() {
     );
     assert_eq!(
         s.condition("Restored"),
-        (ConditionStatus::False, "Retrieving".into())
+        (ConditionStatus::False, "Failed".into()),
+        "terminal: the record is written before a deleted cell's namespace goes"
     );
     assert!(s.api.get(&cnpg("clusters"), "postgres").is_none());
 }
@@ -451,8 +453,8 @@ async fn an_artifact_no_kept_backup_names_is_pruned_from_the_backups() {
     s.reconcile().await.expect("ready");
     s.completed_backup(
         "backup-000000000001",
-        "20261206T090000",
-        "2026-12-06T09:00:00Z",
+        "20200106T090000",
+        "2020-01-06T09:00:00Z",
     );
     s.reconcile().await.expect("kept with the first backup");
     let both = ["reports/r1.pdf", "reports/r2.pdf"];
@@ -470,8 +472,8 @@ async fn an_artifact_no_kept_backup_names_is_pruned_from_the_backups() {
         .expect("delete");
     s.completed_backup(
         "backup-000000000002",
-        "20261206T100000",
-        "2026-12-06T10:00:00Z",
+        "20200106T100000",
+        "2020-01-06T10:00:00Z",
     );
     s.reconcile().await.expect("kept with the second backup");
     assert_eq!(
@@ -555,7 +557,8 @@ async fn a_deletion_waits_for_the_kept_bucket_and_records_a_stand_in_for_a_faile
     let backups: Value = serde_json::from_str(&value(&record, "backups.json")).expect("json");
     assert_eq!(
         backups[FINAL],
-        json!({ "serverName": "postgres", "backupId": "20261206T090000", "replay": true }),
+        json!({ "serverName": "postgres", "backupId": "20261206T090000", "replay": true,
+            "stoppedAt": "2026-12-06T09:00:00Z" }),
         "the newest base backup stands in, replayed to the archive's end"
     );
 }

@@ -147,6 +147,26 @@ impl Foundation {
         })
     }
 
+    /// The stack's outputs in whatever state it is (an update rolled back or in progress keeps
+    /// those of its last good state); empty when there is no stack.
+    pub async fn outputs(&self, cell: &Cell) -> Result<BTreeMap<String, String>, Error> {
+        let name = Self::stack_name(cell);
+        let stacks = match self.cfn.describe_stacks().stack_name(&name).send().await {
+            Ok(out) => out,
+            Err(e) if e.message().is_some_and(|m| m.contains("does not exist")) => {
+                return Ok(BTreeMap::new());
+            }
+            Err(e) => return Err(aws_error(format!("describing stack {name}"), e)),
+        };
+        Ok(stacks
+            .stacks()
+            .iter()
+            .filter(|s| s.stack_status() != Some(&StackStatus::DeleteComplete))
+            .flat_map(|s| s.outputs())
+            .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+            .collect())
+    }
+
     /// The oldest failure in the stack's events (the cause; later ones are consequences).
     async fn failure_reason(&self, name: &str) -> Option<String> {
         let events = self

@@ -149,6 +149,12 @@ async fn retire_objects(
         })
         .map(|t| t.unix_timestamp())
         .min();
+    // A returned cell may still be restored from the backups its deletions kept.
+    let oldest = match super::kept::earliest_end(ctx, cell).await? {
+        None => oldest,
+        Some(None) => None,
+        Some(Some(kept)) => Some(oldest.map_or(kept, |o| o.min(kept))),
+    };
     let before = gone.clone();
     gone.retain(|key, _| !live.contains(key) && kept.contains(key));
     let mut retired = Vec::new();

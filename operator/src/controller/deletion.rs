@@ -89,6 +89,13 @@ pub(super) async fn cleanup(cell: &Cell, ctx: &Context) -> Result<Action, Error>
                 return Ok(Action::requeue(Duration::from_secs(10)));
             }
         }
+        // A return deleted before it finished leaves its snapshot's copy: housekeeping only.
+        if let Some(restore) = cell.spec.restore.as_ref().filter(|r| r.deleted) {
+            let copy = super::rds_return::copy_name(cell, restore);
+            if let Err(e) = aws.rds.delete_snapshot(&copy).await {
+                tracing::warn!(cell = %cell.name_any(), snapshot = %copy, error = %e, "deleting a return's snapshot copy");
+            }
+        }
         // Its master password goes with it (the final snapshot comes back with a new one).
         aws.forget_master(cell).await?;
         if !aws.foundation.delete(cell).await? {

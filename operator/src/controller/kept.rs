@@ -16,10 +16,13 @@
 //!                                     (merged over the cell's deletions); the deletion's
 //!                                     last backup, if it could not be taken, as the newest
 //!                                     one with replay (the archive to its end); an rds cell's
-//!                                     last backup: name → {snapshot} (its final snapshot)
-//!                      bucket.json    an rds cell's artifacts bucket {name, region}, which
-//!                                     its foundation's template retains (nothing is copied)
-//!                      deletion       the deletion it is of (the record is written once each)
+//!                                     last backup: name → {snapshot} (its final snapshot, or
+//!                                     the one that stands for it: see `rds_snapshot`)
+//!                      buckets.json   an rds cell's artifacts buckets [{name, region}], one
+//!                                     per life, which its foundation's template retains
+//!                                     (nothing is copied)
+//!                      deletion       the deletion it is of: the Cell's uid and deletion time
+//!                                     (the record is written once each)
 //! ```
 //!
 //! A restore of the deleted tenant (`spec.restore.deleted`) comes back from it: the identity
@@ -38,7 +41,7 @@ use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 
 use crate::apply;
-use crate::aws::{Bucket, Objects, StackState};
+use crate::aws::{Bucket, Objects};
 use crate::buckets;
 use crate::error::Error;
 use crate::render::{self, BACKUP_BUCKET, MEDIA_BUCKET};
@@ -52,8 +55,8 @@ pub const KEPT_BUCKET: &str = "kept-cells";
 const IDENTITY: &str = "identity.json";
 const BACKUPS: &str = "backups.json";
 const DELETION: &str = "deletion";
-/// An `rds` cell's artifacts bucket, retained by its foundation's template.
-const BUCKET: &str = "bucket.json";
+/// An `rds` cell's artifacts buckets, retained by its foundations' template (one per life).
+const BUCKETS: &str = "buckets.json";
 
 /// The cell's buckets and their folders in the kept bucket.
 const COPIES: [(&str, &str); 2] = [(BACKUP_BUCKET, "archive"), (MEDIA_BUCKET, "media")];
@@ -153,7 +156,7 @@ async fn read(ctx: &Context, cell: &Cell) -> Result<Option<BTreeMap<String, Valu
         return Ok(None);
     };
     let mut out = BTreeMap::new();
-    for key in [IDENTITY, BACKUPS, DELETION, BUCKET] {
+    for key in [IDENTITY, BACKUPS, DELETION, BUCKETS] {
         if let Some(text) = secret_text(&secret, key) {
             let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             out.insert(key.to_owned(), value);
@@ -168,12 +171,16 @@ async fn read(ctx: &Context, cell: &Cell) -> Result<Option<BTreeMap<String, Valu
 /// failed: a Warning says why, and the deletion waits). Without a kept bucket configured only
 /// the record is written (and a Warning says so).
 pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
-    let deletion = cell
-        .meta()
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string())
-        .unwrap_or_default();
+    // This Cell's deletion (a returned cell is another object: another uid).
+    let deletion = format!(
+        "{} {}",
+        cell.meta().uid.as_deref().unwrap_or_default(),
+        cell.meta()
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default()
+    );
     let before = read(ctx, cell).await?.unwrap_or_default();
     if before.get(DELETION).and_then(Value::as_str) == Some(deletion.as_str()) {
         return Ok(true);
@@ -196,29 +203,34 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
     // Earlier deletions' backups stay listed: the kept archive (or their snapshots) hold them.
     let mut backups = before.get(BACKUPS).cloned().unwrap_or_else(|| json!({}));
     let last = super::backups::final_backup_name(cell);
-    let mut bucket = before.get(BUCKET).cloned();
-    if rds {
-        // The instance goes after this, with a final snapshot of this name; the foundation's
-        // bucket is retained by its template.
-        backups[&last] = json!({ "snapshot": super::deletion::final_snapshot(cell) });
-        if let Some(aws) = &ctx.aws
-            && let StackState::Ready(outputs) = aws.foundation.observe(cell).await?
-            && let Some(name) = outputs.get("BucketName")
-        {
-            bucket = Some(json!({ "name": name, "region": aws.region }));
+    // Every bucket the cell's lives had (a return deleted before its copy finished leaves the
+    // earlier one holding what the later lacks): a return copies them all.
+    let mut buckets = match before.get(BUCKETS) {
+        Some(Value::Array(earlier)) => earlier.clone(),
+        _ => Vec::new(),
+    };
+    if rds && let Some(aws) = &ctx.aws {
+        if let Some(snapshot) = rds_snapshot(aws, cell, &backups).await? {
+            backups[&last] = json!({ "snapshot": snapshot });
+        }
+        // Retained by the foundation's template; its name whatever state the stack is in.
+        if let Some(name) = aws.foundation.outputs(cell).await?.get("BucketName") {
+            let bucket = json!({ "name": name, "region": aws.region });
+            if !buckets.contains(&bucket) {
+                buckets.push(bucket);
+            }
         }
     }
     let completed = completed_backups(client, cell).await?;
     for (name, at) in &completed {
-        backups[name] = json!({ "serverName": at.server_name, "backupId": at.backup_id });
+        backups[name] = archived_entry(at, false);
     }
     // The catalog records the deletion's last backup by name; one that could not be taken
     // (failed, too slow) is the newest base backup replayed to the archive's end instead.
     if backups.get(&last).is_none()
         && let Some((_, newest)) = completed.iter().max_by_key(|(_, at)| at.stopped_at.clone())
     {
-        backups[&last] = json!({ "serverName": newest.server_name,
-            "backupId": newest.backup_id, "replay": true });
+        backups[&last] = archived_entry(newest, true);
     }
     let name = record_name(&cell.spec.cell_id);
     let mut data = json!({
@@ -226,8 +238,8 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
         BACKUPS: backups.to_string(),
         DELETION: deletion,
     });
-    if let Some(bucket) = bucket {
-        data[BUCKET] = json!(bucket.to_string());
+    if !buckets.is_empty() {
+        data[BUCKETS] = json!(Value::Array(buckets).to_string());
     }
     let secret = json!({
         "apiVersion": "v1",
@@ -251,6 +263,19 @@ pub(super) async fn keep(ctx: &Context, cell: &Cell) -> Result<bool, Error> {
         .map_err(|source| Error::kube(format!("writing Secret {name}"), source))?;
     tracing::info!(cell = %cell.spec.cell_id, record = %name, "what the deleted cell leaves is kept");
     Ok(true)
+}
+
+/// A base backup's entry in the record: where it is, whether a recovery replays the archive
+/// to its end from it, and when it ended (when known: the artifacts' pruning waits for it).
+fn archived_entry(at: &Archived, replay: bool) -> Value {
+    let mut entry = json!({ "serverName": at.server_name, "backupId": at.backup_id });
+    if replay {
+        entry["replay"] = json!(true);
+    }
+    if !at.stopped_at.is_empty() {
+        entry["stoppedAt"] = json!(at.stopped_at);
+    }
+    entry
 }
 
 /// Copies an in-cluster cell's buckets into the kept bucket: `false` while it cannot yet.
@@ -440,18 +465,82 @@ pub(super) async fn snapshot(
     Ok(entry["snapshot"].as_str().map(str::to_owned))
 }
 
-/// The artifacts bucket a deleted `rds` cell left (retained by its foundation's template).
-pub(super) async fn rds_bucket(ctx: &Context, cell: &Cell) -> Result<Option<Bucket>, Error> {
+/// The artifacts buckets a deleted `rds` cell left (retained by its foundations' template),
+/// oldest first.
+pub(super) async fn rds_buckets(ctx: &Context, cell: &Cell) -> Result<Vec<Bucket>, Error> {
+    let Some(record) = read(ctx, cell).await? else {
+        return Ok(Vec::new());
+    };
+    let entries = record.get(BUCKETS).cloned().unwrap_or_default();
+    Ok(entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            Some(Bucket {
+                name: entry["name"].as_str()?.to_owned(),
+                region: entry["region"].as_str()?.to_owned(),
+                store: None,
+            })
+        })
+        .collect())
+}
+
+/// The earliest end (unix seconds) of a base backup the cell's record keeps: `None` without a
+/// record; `Some(None)` when one's end is not known (nothing may be pruned for it).
+pub(super) async fn earliest_end(ctx: &Context, cell: &Cell) -> Result<Option<Option<i64>>, Error> {
     let Some(record) = read(ctx, cell).await? else {
         return Ok(None);
     };
-    let entry = record.get(BUCKET).cloned().unwrap_or_default();
-    Ok(match (entry["name"].as_str(), entry["region"].as_str()) {
-        (Some(name), Some(region)) => Some(Bucket {
-            name: name.to_owned(),
-            region: region.to_owned(),
-            store: None,
-        }),
-        _ => None,
-    })
+    let backups = record.get(BACKUPS).cloned().unwrap_or_default();
+    let mut earliest: Option<i64> = None;
+    for entry in backups.as_object().into_iter().flat_map(|m| m.values()) {
+        if entry.get("backupId").is_none() {
+            continue; // an rds snapshot: no artifacts in this cell's backups' bucket
+        }
+        let end = entry["stoppedAt"].as_str().and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        });
+        match end {
+            Some(end) => {
+                earliest =
+                    Some(earliest.map_or(end.unix_timestamp(), |e| e.min(end.unix_timestamp())))
+            }
+            None => return Ok(Some(None)),
+        }
+    }
+    Ok(Some(earliest))
+}
+
+/// The snapshot a deleted `rds` cell leaves under the deletion's last backup: the instance's
+/// final snapshot when there is an instance RDS can snapshot; else that of the instance a
+/// restore renamed away (deleted with `…-final`); else the newest an earlier deletion recorded
+/// (a return deleted before its instance was made). `None`: nothing holds its database.
+async fn rds_snapshot(
+    aws: &crate::aws::AwsClients,
+    cell: &Cell,
+    backups: &Value,
+) -> Result<Option<String>, Error> {
+    use crate::aws::{InstanceState, Rds};
+    let usable = |i: Option<crate::aws::Instance>| {
+        i.is_some_and(|i| !matches!(i.state, InstanceState::Failed(_)))
+    };
+    if usable(aws.rds.instance(&Rds::identifier(cell)).await?) {
+        return Ok(Some(super::deletion::final_snapshot(cell)));
+    }
+    if let Some(restore) = &cell.spec.restore {
+        let replaced = Rds::replaced(cell, &restore.id);
+        if usable(aws.rds.instance(&replaced).await?) {
+            return Ok(Some(format!("{replaced}-final")));
+        }
+    }
+    let earlier = backups
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, entry)| {
+            let at: i64 = name.strip_prefix("final-")?.parse().ok()?;
+            Some((at, entry["snapshot"].as_str()?.to_owned()))
+        });
+    Ok(earlier.max().map(|(_, snapshot)| snapshot))
 }

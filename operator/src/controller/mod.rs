@@ -342,7 +342,8 @@ async fn converge(cell: &Cell, ctx: &Context) -> Result<Action, Error> {
             Err(why) => {
                 let mut status = cell.status.clone().unwrap_or_default();
                 status.observed_generation = cell.meta().generation;
-                set(&mut status, cell_model::RESTORED, false, "Retrieving", &why);
+                // Terminal: the record is written before a deleted cell's namespace goes.
+                set(&mut status, cell_model::RESTORED, false, "Failed", &why);
                 if Some(&status) != cell.status.as_ref() {
                     write_status(cell, ctx, &status).await?;
                 }

@@ -12,6 +12,7 @@
 //!    the Cluster is deleted; its volumes go with it       Restored False  Replacing
 //!    a deleted cell's return (no Cluster, spec.restore.deleted): its identity Secrets from
 //!    its record, its kept buckets copied into the new ones    Restored False  Retrieving
+//!    … no record, or it names no such backup                  Restored False  Failed
 //!    (converge renders the Cluster with bootstrap.recovery — from the Backup, or a returning
 //!    cell's copied archive — and CloudNativePG recovers it)
 //! the Cluster's annotation = spec.restore.id, ready, databases applied   Restored True
@@ -198,7 +199,7 @@ async fn retrieving(
 ) -> Result<Option<(&'static str, String)>, Error> {
     if super::kept::archived(ctx, cell, backup).await?.is_none() {
         let message = format!("the deleted cell's record names no backup {backup}");
-        return Ok(Some(("Retrieving", message)));
+        return Ok(Some(("Failed", message)));
     }
     let retrieved = match super::kept::retrieve(ctx, cell).await? {
         // The artifacts kept with the backups, once the archive holding them is back.
