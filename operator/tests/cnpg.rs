@@ -9,14 +9,14 @@
 //! The rest is the contract between the rendered Cluster and the generated Secrets, which the
 //! kubelet's CNPG stand-in then starts for real (`tests/pods.rs`).
 
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use cell_model::{Cell, DatabaseEngine, SearchEngine, Tier};
 use cell_operator::render::desired;
 use serde_json::{Value, json};
+mod crds;
 mod fixtures;
+use crds::validate;
 use fixtures::images;
 
 fn cell(tier: Tier) -> Cell {
@@ -46,32 +46,6 @@ fn crds() -> Option<PathBuf> {
     dir.join("postgresql.cnpg.io_clusters.yaml")
         .exists()
         .then_some(dir)
-}
-
-/// `(valid, report)` of `objects` against the CRDs in `dir`.
-fn validate(dir: &std::path::Path, objects: &[Value]) -> (bool, String) {
-    let python = std::env::var("MRBILL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut child = Command::new(&python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/crd_schema.py"))
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{python}: {e} (./x test sets MRBILL_PYTHON)"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&serde_json::to_vec(objects).expect("json"))
-        .expect("objects written");
-    let out = child.wait_with_output().expect("validator");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), report)
 }
 
 #[test]

@@ -1,0 +1,136 @@
+//! The platform's Prometheus rules (`charts/mrbill/files/prometheus-rules.yml`): checked and
+//! unit-tested with the real `promtool` (Debian `prometheus`, which `./x` installs) — every
+//! alert fires on a series that breaks its budget and not on one that keeps it
+//! (`charts/mrbill/tests/prometheus-rules.test.yml`) — and shipped by the platform chart as a
+//! PrometheusRule holding that same file, with a ServiceMonitor for the control plane, both
+//! validated against the Prometheus Operator v0.93.0's CRD schemas (kept under
+//! `tests/fixtures/prometheus-operator/`, Apache-2.0; no cluster runs here).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+mod crds;
+mod helm;
+use helm::{find, template};
+
+fn chart_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/mrbill")
+        .join(path)
+}
+
+fn promtool(args: &[&str]) -> (bool, String) {
+    let promtool = std::env::var("MRBILL_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let out = Command::new(&promtool)
+        .args(args)
+        .current_dir(chart_file("tests"))
+        .output()
+        .unwrap_or_else(|e| panic!("{promtool}: {e} (./x test installs Debian prometheus)"));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), report)
+}
+
+#[test]
+fn the_rules_are_valid_and_every_alert_passes_its_unit_tests() {
+    let rules = chart_file("files/prometheus-rules.yml");
+    let (ok, report) = promtool(&["check", "rules", rules.to_str().expect("utf-8")]);
+    assert!(ok, "{report}");
+    let (ok, report) = promtool(&["test", "rules", "prometheus-rules.test.yml"]);
+    assert!(ok, "{report}");
+
+    // Every alert has a test that fires it.
+    let text = std::fs::read_to_string(&rules).expect("rules");
+    let tests =
+        std::fs::read_to_string(chart_file("tests/prometheus-rules.test.yml")).expect("tests");
+    for line in text.lines() {
+        if let Some(alert) = line.trim().strip_prefix("- alert: ") {
+            let fired = format!("alertname: {alert}\n        exp_alerts:\n          - ");
+            assert!(tests.contains(&fired), "no test fires {alert}");
+        }
+    }
+}
+
+/// promtool's tests fail when an alert does not behave: a copy with one threshold broken.
+#[test]
+fn a_broken_rule_fails_its_unit_test() {
+    let dir = std::env::temp_dir().join(format!("mrbill-rules-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("files")).expect("dir");
+    std::fs::create_dir_all(dir.join("tests")).expect("dir");
+    let rules = std::fs::read_to_string(chart_file("files/prometheus-rules.yml")).expect("rules");
+    let broken = rules.replace(
+        "mrbill:poc_search_indexer_lag_seconds:p99_5m > 1",
+        "mrbill:poc_search_indexer_lag_seconds:p99_5m > 10",
+    );
+    assert_ne!(broken, rules, "the threshold is where the test expects it");
+    std::fs::write(dir.join("files/prometheus-rules.yml"), broken).expect("write");
+    std::fs::copy(
+        chart_file("tests/prometheus-rules.test.yml"),
+        dir.join("tests/prometheus-rules.test.yml"),
+    )
+    .expect("copy");
+    let promtool = std::env::var("MRBILL_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let out = Command::new(&promtool)
+        .args(["test", "rules", "prometheus-rules.test.yml"])
+        .current_dir(dir.join("tests"))
+        .output()
+        .expect("promtool");
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("IndexerLagOverBudget"), "{report}");
+}
+
+#[test]
+fn the_chart_ships_the_same_rules_and_a_control_plane_scrape_valid_for_the_operator() {
+    let (_, off) = template("mrbill", &[]);
+    assert!(find(&off, "PrometheusRule").is_empty(), "off by default");
+    assert!(find(&off, "ServiceMonitor").is_empty(), "off by default");
+
+    let (_, objects) = template(
+        "mrbill",
+        &[
+            "monitoring.prometheusRule.enabled=true",
+            "monitoring.serviceMonitor.enabled=true",
+            "monitoring.labels.release=kube-prometheus-stack",
+        ],
+    );
+    let rule = find(&objects, "PrometheusRule")[0].clone();
+    let monitor = find(&objects, "ServiceMonitor")[0].clone();
+    let file: Value = serde_norway::from_str(
+        &std::fs::read_to_string(chart_file("files/prometheus-rules.yml")).expect("rules"),
+    )
+    .expect("yaml");
+    assert_eq!(
+        rule["spec"]["groups"], file["groups"],
+        "the same rules as locally"
+    );
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "mrbill-control-plane"
+    );
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prometheus-operator");
+    let (valid, report) = crds::validate(&dir, &[rule.clone(), monitor]);
+    assert!(valid, "{report}");
+
+    // The check catches what the API server would refuse.
+    let mut broken = rule;
+    broken["spec"]["groups"][0]["rules"][0]["expr"] = json!(7);
+    broken["spec"]["groups"][0]["interval"] = json!("soon");
+    let (valid, report) = crds::validate(&dir, &[broken]);
+    assert!(!valid, "a broken PrometheusRule passed: {report}");
+}
