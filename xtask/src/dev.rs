@@ -1,6 +1,7 @@
 //! `x dev`: the platform on this machine with embedded defaults, through the real CLI.
 //!
-//! `mrbill up` (control plane + router; the control plane adopts or restarts existing cells),
+//! `mrbill up --with-prometheus` (control plane + router + a Prometheus scraping every cell;
+//! the control plane adopts or restarts existing cells),
 //! then the demo tenant: onboarded with `mrbill tenant create` on first run, its admin
 //! registered with the one-time invite and a generated password, a few sample PoCs and a dojo.
 //! Everything keeps running in the background; `./x down` (or `mrbill down`) stops it.
@@ -19,8 +20,9 @@ const ADMIN_EMAIL: &str = "admin@demo.example.com";
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
     build()?;
     let home = cell_model::local::mrbill_home();
-    let up = mrbill(&home, &["up", "-o", "json"])?;
+    let up = mrbill(&home, &["up", "--with-prometheus", "-o", "json"])?;
     let router = up["router"].as_str().context("router url")?.to_owned();
+    let prometheus = up["prometheus"].as_str().unwrap_or_default().to_owned();
 
     let tenant = match mrbill_status(&home, &["tenant", "show", SLUG, "-o", "json"])? {
         (0, tenant) => tenant,
@@ -70,6 +72,9 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     }
     println!("  resolve          {router}/v1/resolve?tenant={SLUG}");
     println!("  API document     {endpoint}/poc/openapi.json");
+    println!(
+        "  prometheus       {prometheus}   (e.g. up{{tenant=\"{SLUG}\"}}, ALERTS; rules: charts/mrbill/files/prometheus-rules.yml)"
+    );
     println!(
         "  logs             {}/logs, {}/placements/*/cells/*/logs",
         home.display(),

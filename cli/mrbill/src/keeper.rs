@@ -1,6 +1,6 @@
 //! The platform's keeper (`mrbill keep`, started by `mrbill up`, stopped first by `mrbill
-//! down`): keeps the control plane and the router running, as cells' supervisors keep their
-//! services.
+//! down`): keeps the control plane, the router and (asked for) Prometheus running, as cells'
+//! supervisors keep their services.
 //!
 //! A component that dies of a crash — killed, a panic, a non-zero exit — is started again at
 //! once, then after 0.2, 0.4 … ≤ 5 s while it keeps failing within 30 s of its start. One that
@@ -54,13 +54,25 @@ pub fn running(home: &Home) -> Option<u32> {
 pub enum Part {
     ControlPlane,
     Router,
+    /// The local Prometheus (`mrbill up --with-prometheus`); its ready file is written for it.
+    Prometheus,
 }
 
 impl Part {
+    /// What the keeper keeps, in start order.
+    pub fn kept(with_prometheus: bool) -> Vec<Part> {
+        let mut parts = vec![Part::ControlPlane, Part::Router];
+        if with_prometheus {
+            parts.push(Part::Prometheus);
+        }
+        parts
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Part::ControlPlane => "control-plane",
             Part::Router => "router",
+            Part::Prometheus => "prometheus",
         }
     }
 
@@ -68,6 +80,7 @@ impl Part {
         match self {
             Part::ControlPlane => home.control_plane_ready(),
             Part::Router => home.router_ready(),
+            Part::Prometheus => crate::prometheus::ready(home),
         }
     }
 }
@@ -94,9 +107,13 @@ fn log(message: &str) {
 }
 
 /// Runs until nothing is left to keep. `start(part)` starts a component (its own child).
-pub fn run(home: &Home, start: impl Fn(Part) -> anyhow::Result<Child>) -> anyhow::Result<()> {
+pub fn run(
+    home: &Home,
+    parts: Vec<Part>,
+    start: impl Fn(Part) -> anyhow::Result<Child>,
+) -> anyhow::Result<()> {
     std::fs::write(pid_file(home), std::process::id().to_string())?;
-    let mut parts: Vec<Component> = [Part::ControlPlane, Part::Router]
+    let mut parts: Vec<Component> = parts
         .into_iter()
         .map(|part| Component {
             part,

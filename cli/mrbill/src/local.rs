@@ -1,6 +1,7 @@
 //! `mrbill up | down | status`: the platform's processes on this machine, all under one
-//! `MRBILL_HOME`. The keeper, the control plane and the router run detached (their own process
-//! groups, logs in `MRBILL_HOME/logs`), the keeper restarting the other two when they crash;
+//! `MRBILL_HOME`. The keeper, the control plane, the router and (asked for) Prometheus run
+//! detached (their own process groups, logs in `MRBILL_HOME/logs`), the keeper restarting the
+//! others when they crash;
 //! cells run under their own supervisors, started by the control plane.
 
 use std::net::{SocketAddr, TcpListener};
@@ -39,20 +40,23 @@ pub struct Platform {
     pub home: String,
     pub control_plane: String,
     pub router: String,
+    /// The local Prometheus, when asked for (`--with-prometheus`).
+    pub prometheus: Option<String>,
     pub started: Vec<&'static str>,
 }
 
 /// Starts whatever is not running: the keeper (`keeper.rs`), which starts the control plane
 /// (which starts its catalog Postgres and adopts or restarts the cells) and the router and
 /// keeps them running. Idempotent.
-pub fn up(home: &Home, router_addr: SocketAddr) -> CliResult<Platform> {
+pub fn up(home: &Home, router_addr: SocketAddr, with_prometheus: bool) -> CliResult<Platform> {
     for dir in [home.root().to_owned(), home.logs_dir(), home.router_dir()] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     // Postgres runs as an unprivileged user and must traverse the home.
     set_mode(home.root(), 0o755)?;
     let alive = |part: Part| read_ready(&part.ready(home)).filter(|r| pid_alive(r.pid));
-    let was = [Part::ControlPlane, Part::Router].map(|part| alive(part).is_some());
+    let parts = Part::kept(with_prometheus);
+    let was: Vec<bool> = parts.iter().map(|part| alive(*part).is_some()).collect();
     let public_url = match alive(Part::Router) {
         Some(r) => r.url,
         None => format!("http://{}", choose_router_addr(home, router_addr)?),
@@ -65,28 +69,41 @@ pub fn up(home: &Home, router_addr: SocketAddr) -> CliResult<Platform> {
             wait_gone(pid, Duration::from_secs(5), || signal(pid, Signal::KILL));
         }
         let keeper = std::env::current_exe().context("this executable")?;
-        let mut child = spawn(
-            home,
-            &keeper,
-            "keeper",
-            &["keep", "--public-url", &public_url],
-            &[],
-        )?;
+        let mut args = vec!["keep", "--public-url", &public_url];
+        if with_prometheus {
+            args.push("--with-prometheus");
+        }
+        let mut child = spawn(home, &keeper, "keeper", &args, &[])?;
         // Reaped here, should it stop before `up` returns; otherwise it outlives this process.
         std::thread::spawn(move || child.wait());
     }
     let mut started = Vec::new();
     let mut urls = Vec::new();
-    for (part, was_alive) in [Part::ControlPlane, Part::Router].into_iter().zip(was) {
+    for (part, was_alive) in parts.into_iter().zip(was) {
         urls.push(wait_ready(&part.ready(home), home, part.name())?.url);
         if !was_alive {
             started.push(part.name());
         }
     }
+    let prometheus = urls.get(2).cloned();
+    if let Some(url) = &prometheus
+        && !crate::prometheus::wait_serving(url, Duration::from_secs(60))
+    {
+        return Err(Failure::new(
+            "start_timeout",
+            format!("Prometheus at {url} did not get ready within 60 s"),
+            exit::TIMEOUT,
+        )
+        .hint(format!(
+            "see {}",
+            home.logs_dir().join("prometheus.log").display()
+        )));
+    }
     Ok(Platform {
         home: home.root().display().to_string(),
         control_plane: urls[0].clone(),
         router: urls[1].clone(),
+        prometheus,
         started,
     })
 }
@@ -101,8 +118,16 @@ pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child>
             &bins.join("mrbill-control-plane"),
             part.name(),
             &[],
-            &[("MRBILL_PUBLIC_URL", public_url.to_owned())],
+            &[
+                ("MRBILL_PUBLIC_URL", public_url.to_owned()),
+                // Cheap, and ready for a Prometheus started later.
+                (
+                    "MRBILL_PROMETHEUS_TARGETS",
+                    crate::prometheus::targets(home).display().to_string(),
+                ),
+            ],
         ),
+        Part::Prometheus => return crate::prometheus::start(home),
         Part::Router => {
             let control_plane = read_ready(&home.control_plane_ready())
                 .filter(|r| pid_alive(r.pid))
@@ -172,7 +197,7 @@ fn choose_router_addr(home: &Home, requested: SocketAddr) -> CliResult<SocketAdd
 
 /// Starts `binary args` detached from this terminal (its own process group), its output
 /// appended to `logs/<name>.log`.
-fn spawn(
+pub(crate) fn spawn(
     home: &Home,
     binary: &Path,
     name: &str,
@@ -246,6 +271,7 @@ pub fn down(home: &Home, keep_cells: bool) -> CliResult<Stopped> {
     }
     let _ = std::fs::remove_file(keeper::pid_file(home));
     for (name, ready) in [
+        ("prometheus", crate::prometheus::ready(home)),
         ("router", home.router_ready()),
         ("control-plane", home.control_plane_ready()),
     ] {
@@ -320,6 +346,7 @@ pub struct Processes {
     pub keeper: Option<u32>,
     pub control_plane: Option<String>,
     pub router: Option<String>,
+    pub prometheus: Option<String>,
     pub catalog_postgres: bool,
     pub cell_supervisors: usize,
 }
@@ -340,6 +367,7 @@ pub fn processes(home: &Home) -> Processes {
         keeper: keeper::running(home),
         control_plane: live(home.control_plane_ready()),
         router: live(home.router_ready()),
+        prometheus: live(crate::prometheus::ready(home)),
         catalog_postgres: postmaster_pid(&home.catalog_dir().join("data")).is_some(),
         cell_supervisors: supervisors,
     }

@@ -9,6 +9,7 @@ mod local;
 mod migrate;
 mod output;
 mod progress;
+mod prometheus;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -53,6 +54,9 @@ enum Command {
         /// The router's public URL.
         #[arg(long)]
         public_url: String,
+        /// Keep the local Prometheus too.
+        #[arg(long)]
+        with_prometheus: bool,
     },
     /// Start the control plane and the router on this machine (idempotent).
     Up {
@@ -60,6 +64,10 @@ enum Command {
         /// taken default port picks a free one.
         #[arg(long, default_value = "127.0.0.1:8080")]
         router_addr: SocketAddr,
+        /// Run a Prometheus too (Debian `prometheus`), scraping every cell as it becomes ready
+        /// and evaluating the platform's alert rules.
+        #[arg(long)]
+        with_prometheus: bool,
     },
     /// Stop the router, the control plane, every cell and the catalog database (idempotent).
     Down {
@@ -285,12 +293,19 @@ fn main() {
 
 fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
     match command {
-        Command::Up { router_addr } => {
-            let platform = local::up(home, router_addr)?;
+        Command::Up {
+            router_addr,
+            with_prometheus,
+        } => {
+            let platform = local::up(home, router_addr, with_prometheus)?;
             out.up(&platform);
         }
-        Command::Keep { public_url } => {
-            keeper::run(home, |part| local::start(home, part, &public_url))?;
+        Command::Keep {
+            public_url,
+            with_prometheus,
+        } => {
+            let parts = keeper::Part::kept(with_prometheus);
+            keeper::run(home, parts, |part| local::start(home, part, &public_url))?;
         }
         Command::Down { keep_cells } => {
             let stopped = local::down(home, keep_cells)?;

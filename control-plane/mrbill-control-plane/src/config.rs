@@ -79,6 +79,9 @@ pub struct Config {
     /// How often every cell is backed up, instead of its tier's `backup_every_hours`
     /// (`MRBILL_BACKUP_EVERY_SECS`; 0 turns scheduled backups off).
     pub backup_every: Option<Duration>,
+    /// Where the cells' services are listed for Prometheus's file-based discovery
+    /// (`MRBILL_PROMETHEUS_TARGETS`; `targets.rs`); unset: nowhere.
+    pub prometheus_targets: Option<PathBuf>,
 }
 
 impl Config {
@@ -136,6 +139,7 @@ impl Config {
             ),
             route_drain: Duration::from_millis(optional("MRBILL_ROUTE_DRAIN_MS")?.unwrap_or(1000)),
             backup_every: optional("MRBILL_BACKUP_EVERY_SECS")?.map(Duration::from_secs),
+            prometheus_targets: optional("MRBILL_PROMETHEUS_TARGETS")?,
         })
     }
 

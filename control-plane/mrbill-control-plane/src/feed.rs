@@ -85,6 +85,11 @@ impl Default for RouteHub {
 }
 
 impl RouteHub {
+    /// Every route change from now on (a receiver that falls behind is told it lagged).
+    pub fn subscribe(&self) -> broadcast::Receiver<RouteEvent> {
+        self.events.subscribe()
+    }
+
     /// Ends every open feed (readers reconnect to the next control plane).
     pub fn close(&self) {
         self.closing.send_replace(true);

@@ -4,7 +4,7 @@
 //! ```text
 //! mrbill CLI ──HTTP (operator token)──► api ──► tenants ──► catalog (Postgres) ◄── reconciler ──► dyn CellDriver ─┬─► local ──► cell supervisors
 //!                                                                                                                 └─► kubernetes ──► Cell resources ◄── cell-operator
-//! mrbill-router ──GET /v1/routes?watch=1 (router token)──► feed (RouteHub)
+//! mrbill-router ──GET /v1/routes?watch=1 (router token)──► feed (RouteHub) ──► targets (Prometheus's file discovery)
 //! ```
 //!
 //! **Invariant:** cell services never call the control plane; the router only reads its feed.
@@ -19,6 +19,7 @@ pub mod driver;
 pub mod feed;
 pub mod migrate;
 pub mod reconciler;
+pub mod targets;
 pub mod tenants;
 
 use std::net::SocketAddr;
@@ -140,6 +141,12 @@ impl App {
         tracing::info!(%addr, "mrbill-control-plane listening");
         let reconciler = tokio::spawn(reconciler::run(self.ctx.clone()));
         let backups = tokio::spawn(backups::run(self.ctx.clone()));
+        let targets = self
+            .ctx
+            .config
+            .prometheus_targets
+            .clone()
+            .map(|path| tokio::spawn(targets::run(self.ctx.clone(), path)));
         let app = service_kit::http::admin_router(
             api::router(self.ctx.clone()),
             Readiness::new(Some(self.ctx.pool.clone())),
@@ -154,6 +161,9 @@ impl App {
             .await;
         reconciler.abort();
         backups.abort();
+        if let Some(targets) = targets {
+            targets.abort();
+        }
         let _ = std::fs::remove_file(&ready);
         result.map_err(Into::into)
     }

@@ -91,7 +91,8 @@ impl Platform {
         self.mrbill_env(args, &[])
     }
 
-    fn mrbill_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    /// [`Platform::mrbill`] with extra environment.
+    pub fn mrbill_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(bin("mrbill"));
         cmd.args(args)
             .env("MRBILL_HOME", &self.home)

@@ -83,6 +83,12 @@ impl Output {
                 format!("{}   (tenant endpoints: {}/t/<slug>)", p.router, p.router),
             ],
             vec!["control plane".into(), p.control_plane.clone()],
+            vec![
+                "prometheus".into(),
+                p.prometheus
+                    .clone()
+                    .unwrap_or_else(|| "not asked for (mrbill up --with-prometheus)".into()),
+            ],
         ]);
         say!(
             "\nOnboard a tenant: mrbill tenant create acme --name \"Acme\" --admin-email admin@acme.com --email-domain acme.com"
@@ -115,6 +121,7 @@ impl Output {
             ],
             vec!["control plane".into(), or_down(&p.control_plane)],
             vec!["router".into(), or_down(&p.router)],
+            vec!["prometheus".into(), or_down(&p.prometheus)],
             vec![
                 "catalog postgres".into(),
                 if p.catalog_postgres {

@@ -1,0 +1,150 @@
+//! The local Prometheus (`mrbill up --with-prometheus`, which `./x dev` uses): Debian's
+//! `prometheus` (or `MRBILL_PROMETHEUS`), kept running by the keeper like the control plane
+//! and the router. It scrapes every cell's services from the file the control plane keeps
+//! current (file-based discovery: a cell is scraped once its route is active, dropped when it
+//! goes) and the control plane itself, and evaluates the platform's rules — the chart's file,
+//! built into this binary, so local and Kubernetes alert alike.
+//!
+//! ```text
+//! MRBILL_HOME/prometheus/  prometheus.yml  written at each start (scrape jobs `cells`, `control-plane`)
+//!                          rules.yml       charts/mrbill/files/prometheus-rules.yml
+//!                          cells.json      the control plane's (MRBILL_PROMETHEUS_TARGETS)
+//!                          data/  addr  ready
+//! ```
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+
+use anyhow::Context;
+use cell_model::local::{Home, pid_alive};
+
+use crate::client::read_ready;
+
+/// The platform's rules, as the chart ships them.
+pub const RULES: &str = include_str!("../../../charts/mrbill/files/prometheus-rules.yml");
+
+/// Where Prometheus listens unless that is taken (then any free port, remembered).
+const DEFAULT_ADDR: &str = "127.0.0.1:9090";
+
+pub fn dir(home: &Home) -> PathBuf {
+    home.root().join("prometheus")
+}
+
+/// The file the control plane lists the cells' services in.
+pub fn targets(home: &Home) -> PathBuf {
+    dir(home).join("cells.json")
+}
+
+pub fn ready(home: &Home) -> PathBuf {
+    dir(home).join("ready")
+}
+
+/// Starts Prometheus for the keeper (its child) and says where it listens in its ready file.
+pub fn start(home: &Home) -> anyhow::Result<Child> {
+    let control_plane = read_ready(&home.control_plane_ready())
+        .filter(|r| pid_alive(r.pid))
+        .map(|r| r.url)
+        .context("the control plane is not listening yet")?;
+    let dir = dir(home);
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::write(dir.join("rules.yml"), RULES)?;
+    if !targets(home).exists() {
+        std::fs::write(targets(home), "[]")?;
+    }
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, configuration(&dir, host_port(&control_plane)))?;
+    let addr = choose_addr(&dir)?;
+    let binary = std::env::var_os("MRBILL_PROMETHEUS")
+        .map_or_else(|| PathBuf::from("prometheus"), PathBuf::from);
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        "--storage.tsdb.retention.time=7d".to_owned(),
+        format!("--web.listen-address={addr}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = crate::local::spawn(home, &binary, "prometheus", &args, &[])
+        .map_err(|f| anyhow::anyhow!("{} (Debian: apt-get install prometheus)", f.message))?;
+    let ready = serde_json::json!({ "url": format!("http://{addr}"), "pid": child.id() });
+    let aside = self::ready(home).with_extension("tmp");
+    std::fs::write(&aside, ready.to_string())?;
+    std::fs::rename(&aside, self::ready(home))?;
+    Ok(child)
+}
+
+/// The scrape configuration: the cells from the control plane's file, the control plane.
+fn configuration(dir: &Path, control_plane: &str) -> String {
+    format!(
+        "# Written by `mrbill up --with-prometheus` at each start; edits are lost.\n\
+         global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
+         rule_files:\n  - {rules}\n\
+         scrape_configs:\n\
+         \x20 - job_name: cells\n    file_sd_configs:\n      - files: [{targets}]\n\
+         \x20 - job_name: control-plane\n    static_configs:\n      - targets: [\"{control_plane}\"]\n",
+        rules = dir.join("rules.yml").display(),
+        targets = dir.join("cells.json").display(),
+    )
+}
+
+/// `host:port` of a base URL.
+fn host_port(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// The address used before, else the asked-for one (`MRBILL_PROMETHEUS_ADDR`, default
+/// 127.0.0.1:9090; port 0: any), else a free loopback port; remembered.
+fn choose_addr(dir: &Path) -> anyhow::Result<SocketAddr> {
+    let remembered = dir.join("addr");
+    let previous: Option<SocketAddr> = std::fs::read_to_string(&remembered)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let asked = std::env::var("MRBILL_PROMETHEUS_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into());
+    let asked: SocketAddr = asked
+        .parse()
+        .with_context(|| format!("MRBILL_PROMETHEUS_ADDR: `{asked}` is not an address"))?;
+    let free = previous
+        .into_iter()
+        .chain([asked])
+        .filter(|addr| addr.port() != 0)
+        .find(|addr| TcpListener::bind(addr).is_ok());
+    let addr = match free {
+        Some(addr) => addr,
+        None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+    };
+    std::fs::write(&remembered, addr.to_string())?;
+    Ok(addr)
+}
+
+/// Waits until Prometheus at `url` says it is ready (it loads its data first); whether it did.
+pub fn wait_serving(url: &str, patience: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + patience;
+    let client = reqwest::blocking::Client::new();
+    while std::time::Instant::now() < deadline {
+        let ready = client.get(format!("{url}/-/ready")).send();
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_scrapes_the_control_planes_file_and_loads_the_rules() {
+        let text = configuration(Path::new("/home/p"), "127.0.0.1:7000");
+        for expected in [
+            "rule_files:\n  - /home/p/rules.yml\n",
+            "job_name: cells\n    file_sd_configs:\n      - files: [/home/p/cells.json]\n",
+            "job_name: control-plane\n    static_configs:\n      - targets: [\"127.0.0.1:7000\"]\n",
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+        assert!(RULES.contains("alert: CellServiceDown"));
+    }
+}
