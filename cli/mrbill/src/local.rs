@@ -157,6 +157,10 @@ pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child>
                         "MRBILL_READY_FILE",
                         home.router_ready().display().to_string(),
                     ),
+                    (
+                        "MRBILL_ROUTER_METRICS_ADDR",
+                        crate::prometheus::router_metrics_addr(home)?.to_string(),
+                    ),
                 ],
             )
         }

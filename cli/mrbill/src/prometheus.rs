@@ -2,11 +2,11 @@
 //! `prometheus` (or `MRBILL_PROMETHEUS`), kept running by the keeper like the control plane
 //! and the router. It scrapes every cell's services from the file the control plane keeps
 //! current (file-based discovery: a cell is scraped once its route is active, dropped when it
-//! goes) and the control plane itself, and evaluates the platform's rules — the chart's file,
+//! goes), the control plane and the router (on its loopback metrics listener), and evaluates the platform's rules — the chart's file,
 //! built into this binary, so local and Kubernetes alert alike.
 //!
 //! ```text
-//! MRBILL_HOME/prometheus/  prometheus.yml  written at each start (scrape jobs `cells`, `control-plane`)
+//! MRBILL_HOME/prometheus/  prometheus.yml  written at each start (jobs `cells`, `control-plane`, `router`)
 //!                          rules.yml       charts/mrbill/files/prometheus-rules.yml
 //!                          cells.json      the control plane's (MRBILL_PROMETHEUS_TARGETS)
 //!                          data/  addr  ready
@@ -40,6 +40,21 @@ pub fn ready(home: &Home) -> PathBuf {
     dir(home).join("ready")
 }
 
+/// Where the router serves its metrics (loopback only; never its public listener): the port
+/// used before, else a free one, remembered so a restarted router keeps its scrape target.
+pub fn router_metrics_addr(home: &Home) -> anyhow::Result<SocketAddr> {
+    let remembered = home.router_dir().join("metrics-addr");
+    let previous: Option<SocketAddr> = std::fs::read_to_string(&remembered)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    let addr = match previous.filter(|addr| TcpListener::bind(addr).is_ok()) {
+        Some(addr) => addr,
+        None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+    };
+    std::fs::write(&remembered, addr.to_string())?;
+    Ok(addr)
+}
+
 /// Starts Prometheus for the keeper (its child) and says where it listens in its ready file.
 pub fn start(home: &Home) -> anyhow::Result<Child> {
     let control_plane = read_ready(&home.control_plane_ready())
@@ -52,8 +67,11 @@ pub fn start(home: &Home) -> anyhow::Result<Child> {
     if !targets(home).exists() {
         std::fs::write(targets(home), "[]")?;
     }
+    let router = std::fs::read_to_string(home.router_dir().join("metrics-addr"))
+        .context("the router has not chosen its metrics address yet")?;
     let config = dir.join("prometheus.yml");
-    std::fs::write(&config, configuration(&dir, host_port(&control_plane)))?;
+    let scraped = [host_port(&control_plane), router.trim()];
+    std::fs::write(&config, configuration(&dir, scraped))?;
     let addr = choose_addr(&dir)?;
     let binary = std::env::var_os("MRBILL_PROMETHEUS")
         .map_or_else(|| PathBuf::from("prometheus"), PathBuf::from);
@@ -73,15 +91,17 @@ pub fn start(home: &Home) -> anyhow::Result<Child> {
     Ok(child)
 }
 
-/// The scrape configuration: the cells from the control plane's file, the control plane.
-fn configuration(dir: &Path, control_plane: &str) -> String {
+/// The scrape configuration: the cells from the control plane's file, the control plane and
+/// the router (its metrics listener).
+fn configuration(dir: &Path, [control_plane, router]: [&str; 2]) -> String {
     format!(
         "# Written by `mrbill up --with-prometheus` at each start; edits are lost.\n\
          global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
          rule_files:\n  - {rules}\n\
          scrape_configs:\n\
          \x20 - job_name: cells\n    file_sd_configs:\n      - files: [{targets}]\n\
-         \x20 - job_name: control-plane\n    static_configs:\n      - targets: [\"{control_plane}\"]\n",
+         \x20 - job_name: control-plane\n    static_configs:\n      - targets: [\"{control_plane}\"]\n\
+         \x20 - job_name: router\n    static_configs:\n      - targets: [\"{router}\"]\n",
         rules = dir.join("rules.yml").display(),
         targets = dir.join("cells.json").display(),
     )
@@ -137,11 +157,12 @@ mod tests {
 
     #[test]
     fn the_configuration_scrapes_the_control_planes_file_and_loads_the_rules() {
-        let text = configuration(Path::new("/home/p"), "127.0.0.1:7000");
+        let text = configuration(Path::new("/home/p"), ["127.0.0.1:7000", "127.0.0.1:7009"]);
         for expected in [
             "rule_files:\n  - /home/p/rules.yml\n",
             "job_name: cells\n    file_sd_configs:\n      - files: [/home/p/cells.json]\n",
             "job_name: control-plane\n    static_configs:\n      - targets: [\"127.0.0.1:7000\"]\n",
+            "job_name: router\n    static_configs:\n      - targets: [\"127.0.0.1:7009\"]\n",
         ] {
             assert!(text.contains(expected), "{expected} in {text}");
         }

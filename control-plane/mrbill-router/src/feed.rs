@@ -57,6 +57,7 @@ async fn watch_once(
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
             let line = &line[..line.len() - 1];
+            state.feed_seen();
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }

@@ -30,6 +30,7 @@ use wire_types::routing::TenantStatus;
 
 pub mod feed;
 mod limit;
+pub mod metrics;
 mod proxy;
 pub mod request;
 mod server;
@@ -108,6 +109,8 @@ pub struct Shared {
     /// Per-client `/v1/resolve` buckets (shared by the workers; resolve is rare).
     resolve_clients: Mutex<ClientBuckets>,
     config: Config,
+    /// The router's own counters (`metrics`).
+    stats: metrics::RouterStats,
 }
 
 impl std::ops::Deref for AppState {
@@ -131,6 +134,7 @@ impl AppState {
             changed: Notify::new(),
             resolve_clients: Mutex::default(),
             config,
+            stats: metrics::RouterStats::default(),
         })))
     }
 
@@ -158,6 +162,19 @@ impl AppState {
         let mut table = self.routes().table.clone();
         table.apply(event);
         self.set_table(table)
+    }
+
+    /// Every routed tenant's counters, the number of routes and the feed revision.
+    fn stats_snapshot(&self) -> (Vec<(String, Arc<metrics::TenantStats>)>, usize, u64) {
+        let routes = self.routes();
+        let mut tenants = routes.targets.stats();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        (tenants, routes.table.routes.len(), routes.table.revision)
+    }
+
+    /// The route feed sent a line (an event or a keep-alive) just now.
+    pub fn feed_seen(&self) {
+        self.stats.feed_seen_now();
     }
 
     /// The feed revision the table is at.

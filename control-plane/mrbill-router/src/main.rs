@@ -63,6 +63,17 @@ async fn serve() -> anyhow::Result<()> {
         std::fs::rename(&tmp, path)?;
     }
     let state = AppState::new(config)?;
+    // Metrics on a listener of their own: the public one never lists the tenants.
+    if let Some(addr) = optional::<std::net::SocketAddr>("MRBILL_ROUTER_METRICS_ADDR")? {
+        let metrics = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %metrics.local_addr()?, "metrics listening");
+        let app = mrbill_router::metrics::router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, app).await {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     match (
         optional::<String>("MRBILL_CONTROL_PLANE_URL")?,
         service_kit::config::secret_file("MRBILL_ROUTER_TOKEN_FILE")?,

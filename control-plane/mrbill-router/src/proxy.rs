@@ -25,6 +25,7 @@ use service_kit::ApiError;
 use wire_types::{CELL_ID_HEADER, ErrorCode};
 
 use crate::limit::{Rate, TenantLimiter};
+use crate::metrics::TenantStats;
 use crate::upstream::{self, ProxyBody};
 use crate::{AppState, Config, tenant_not_found};
 
@@ -93,6 +94,8 @@ struct Target {
     next: [AtomicUsize; Service::ALL.len()],
     /// Kept across table changes, so a route update does not refill the tenant's buckets.
     limiter: Arc<Mutex<TenantLimiter>>,
+    /// Kept across table changes like the limiter (`metrics`).
+    stats: Arc<TenantStats>,
 }
 
 impl Target {
@@ -179,21 +182,32 @@ impl Targets {
                     tracing::warn!(%tenant, "unusable cell id in the route; tenant not routed");
                     return None;
                 };
-                let limiter = previous.0.get(tenant).map_or_else(
+                let before = previous.0.get(tenant);
+                let limiter = before.map_or_else(
                     || Arc::new(Mutex::new(TenantLimiter::new(limit))),
                     |t| t.limiter.clone(),
                 );
+                let stats = before.map_or_else(Arc::default, |t| t.stats.clone());
                 let target = Target {
                     state: route.state,
                     cell_id,
                     upstreams: Service::ALL.map(|s| parse(tenant, route, s)),
                     next: Service::ALL.map(|_| AtomicUsize::new(0)),
                     limiter,
+                    stats,
                 };
                 Some((tenant.clone(), Arc::new(target)))
             })
             .collect();
         Self(targets)
+    }
+
+    /// Every routed tenant's counters.
+    pub(crate) fn stats(&self) -> Vec<(String, Arc<TenantStats>)> {
+        self.0
+            .iter()
+            .map(|(tenant, target)| (tenant.clone(), target.stats.clone()))
+            .collect()
     }
 }
 
@@ -313,10 +327,13 @@ pub(crate) async fn handle(
         Ok(destination) => destination,
         Err(e) => return upstream::refuse(body, e).await,
     };
-    match forward(worker, client, parts, body, destination).await {
+    let stats = destination.0.stats.clone();
+    let res = match forward(worker, client, parts, body, destination).await {
         Ok(res) => res,
         Err(e) => e.into_response().map(Either::Right),
-    }
+    };
+    stats.answered(res.status());
+    res
 }
 
 /// Where a request goes: the tenant's route, the service, its URI there, the path prefix, and
@@ -453,10 +470,30 @@ async fn destination(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no tenant in this request"))?;
     let (service, upstream_path) =
         service_for(rest).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
-    let mut target = state.target(&tenant).ok_or_else(tenant_not_found)?;
-    state
-        .admit(&target, client)
-        .map_err(ApiError::rate_limited)?;
+    let Some(target) = state.target(&tenant) else {
+        state.stats.unknown_tenant.fetch_add(1, Ordering::Relaxed);
+        return Err(tenant_not_found());
+    };
+    if let Err(wait) = state.admit(&target, client) {
+        target.stats.limited();
+        target.stats.answered(StatusCode::TOO_MANY_REQUESTS);
+        return Err(ApiError::rate_limited(wait));
+    }
+    let stats = target.stats.clone();
+    routed(state, req, target, &tenant, service, (rest, upstream_path))
+        .await
+        .inspect_err(|e| stats.answered(e.status()))
+}
+
+/// [`destination`] once the tenant's route is found and the request admitted.
+async fn routed(
+    state: &AppState,
+    req: &http::request::Parts,
+    mut target: Arc<Target>,
+    tenant: &str,
+    service: Service,
+    (rest, upstream_path): (&str, &str),
+) -> Result<Destination, ApiError> {
     // A frozen route (migration cut-over) holds the request, bounded, until it is active again.
     let deadline = tokio::time::Instant::now() + state.config.freeze_wait;
     loop {
@@ -471,7 +508,7 @@ async fn destination(
             RouteState::Frozen => {
                 // Registered before reading the table again, so a change in between is seen.
                 let changed = state.changed.notified();
-                target = state.target(&tenant).ok_or_else(tenant_not_found)?;
+                target = state.target(tenant).ok_or_else(tenant_not_found)?;
                 if target.state != RouteState::Frozen {
                     continue;
                 }
@@ -481,7 +518,7 @@ async fn destination(
                         Duration::from_secs(1),
                     ));
                 }
-                target = state.target(&tenant).ok_or_else(tenant_not_found)?;
+                target = state.target(tenant).ok_or_else(tenant_not_found)?;
             }
         }
     }
@@ -493,7 +530,7 @@ async fn destination(
     })?;
     let uri = upstream.uri(upstream_path, req.uri.query())?;
     let room = (service == Service::Dojo && is_websocket_upgrade(&req.headers)).then(|| Room {
-        tenant: tenant.clone().into_owned(),
+        tenant: tenant.to_owned(),
         dojo: dojo_of(upstream_path).to_owned(),
         replica: upstream.authority.clone(),
     });

@@ -1,6 +1,6 @@
 //! Who a client is, and what one client can do to others: `X-Forwarded-For` believed only from
 //! trusted proxies (and appended to), a fair share per client inside each tenant's budget, and
-//! `/v1/resolve` limited per client. Clients are told apart by their loopback source address
+//! `/v1/resolve` limited per client; the metrics that count it. Clients are told apart by their loopback source address
 //! (all of 127/8 is this machine), as distinct hosts would be.
 
 mod common;
@@ -136,4 +136,66 @@ async fn resolve_is_rate_limited_per_client() {
     let (status, body) = get(&from("127.0.0.6"), &url, None).await;
     assert_eq!(status, 200, "another client resolves: {body}");
     assert_eq!(body["tenant"], "acme");
+}
+
+/// The router's metrics: per known tenant, answers by class and 429s; requests for names the
+/// table does not know are one unlabelled counter (no client grows the label set); the feed's
+/// revision and last line. Served on the metrics listener only — the public one lists nobody.
+#[tokio::test]
+async fn metrics_count_each_tenants_answers_and_429s_on_their_own_listener_only() {
+    let upstream = echo().await;
+    let table = vec![
+        route("acme", RouteState::Active, &upstream),
+        route("globex", RouteState::Suspended, &upstream),
+    ];
+    let (api, state) = router_with(table, None, |c| {
+        c.tenant_limit = Rate::new(1.0, 2.0);
+        c.client_limit = Rate::new(1.0, 2.0);
+    })
+    .await;
+    for _ in 0..2 {
+        api.get("/t/acme/v1/pocs").await.assert_status(200);
+    }
+    api.get("/t/acme/v1/pocs").await.assert_status(429);
+    api.get("/t/globex/v1/pocs").await.assert_status(403);
+    for name in ["nobody", "n0body"] {
+        api.get(&format!("/t/{name}/v1/pocs"))
+            .await
+            .assert_status(404);
+    }
+    let public = api.get("/metrics").await;
+    assert!(!public.text.contains("acme"), "{}", public.text);
+
+    let metrics = common::serve(mrbill_router::metrics::router(state.clone())).await;
+    let text = reqwest::get(format!("{metrics}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "mrbill_router_requests_total{tenant=\"acme\",code=\"2xx\"} 2",
+        "mrbill_router_requests_total{tenant=\"acme\",code=\"4xx\"} 1",
+        "mrbill_router_rate_limited_total{tenant=\"acme\"} 1",
+        "mrbill_router_requests_total{tenant=\"globex\",code=\"4xx\"} 1",
+        "mrbill_router_rate_limited_total{tenant=\"globex\"} 0",
+        "mrbill_router_unknown_tenant_requests_total 2",
+        "mrbill_router_routes 2",
+        "mrbill_router_route_feed_revision 1",
+        "mrbill_router_route_feed_last_seen_timestamp_seconds 0",
+    ] {
+        assert!(text.contains(&format!("{line}\n")), "{line} in\n{text}");
+    }
+    assert!(!text.contains("nobody"), "{text}");
+    state.feed_seen();
+    let text = reqwest::get(format!("{metrics}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !text.contains("mrbill_router_route_feed_last_seen_timestamp_seconds 0\n"),
+        "{text}"
+    );
 }

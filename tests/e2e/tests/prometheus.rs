@@ -1,8 +1,9 @@
 //! The local Prometheus a newcomer gets from `mrbill up --with-prometheus` (what `./x dev`
 //! runs): the real Debian `prometheus`, scraping every cell's services from the file-based
 //! discovery the control plane writes — a tenant's cell is scraped once it is ready, with its
-//! tenant, cell and service as labels, and dropped when it is deleted — and evaluating the
-//! platform's rules (the chart's file).
+//! tenant, cell and service as labels, and dropped when it is deleted — the control plane and
+//! the router (its loopback metrics listener), and evaluating the platform's rules (the
+//! chart's file).
 
 use std::time::Duration;
 
@@ -94,11 +95,11 @@ async fn prometheus_scrapes_each_cell_once_ready_with_its_tenant_and_drops_it_wh
         services == ["dojo", "media", "poc"]
     })
     .await;
-    eventually("the control plane to be scraped", || async {
-        query(&prometheus, r#"up{job="control-plane"} == 1"#)
+    eventually("the control plane and the router to be scraped", || async {
+        query(&prometheus, r#"up{job=~"control-plane|router"} == 1"#)
             .await
             .len()
-            == 1
+            == 2
     })
     .await;
 
@@ -113,7 +114,12 @@ async fn prometheus_scrapes_each_cell_once_ready_with_its_tenant_and_drops_it_wh
             r#"mrbill_http_requests_total{tenant="acme", service="poc", route="/v1/pocs", status="401"}"#,
         )
         .await;
-        series.len() == 1
+        let routed = query(
+            &prometheus,
+            r#"mrbill_router_requests_total{job="router", tenant="acme", code="4xx"}"#,
+        )
+        .await;
+        series.len() == 1 && routed.len() == 1
     })
     .await;
 
