@@ -2,8 +2,8 @@
 //! unit-tested with the real `promtool` (Debian `prometheus`, which `./x` installs) — every
 //! alert fires on a series that breaks its budget and not on one that keeps it
 //! (`charts/mrbill/tests/prometheus-rules.test.yml`) — and shipped by the platform chart as a
-//! PrometheusRule holding that same file, with a ServiceMonitor for the control plane, both
-//! validated against the Prometheus Operator v0.93.0's CRD schemas (kept under
+//! PrometheusRule holding that same file, with a ServiceMonitor for the control plane and a
+//! PodMonitor for the routers' metrics port, all validated against the Prometheus Operator v0.93.0's CRD schemas (kept under
 //! `tests/fixtures/prometheus-operator/`, Apache-2.0; no cluster runs here).
 
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ fn a_broken_rule_fails_its_unit_test() {
 }
 
 #[test]
-fn the_chart_ships_the_same_rules_and_a_control_plane_scrape_valid_for_the_operator() {
+fn the_chart_ships_the_same_rules_and_scrapes_valid_for_the_prometheus_operator() {
     let (_, off) = template("mrbill", &[]);
     assert!(find(&off, "PrometheusRule").is_empty(), "off by default");
     assert!(find(&off, "ServiceMonitor").is_empty(), "off by default");
@@ -106,6 +106,30 @@ fn the_chart_ships_the_same_rules_and_a_control_plane_scrape_valid_for_the_opera
     );
     let rule = find(&objects, "PrometheusRule")[0].clone();
     let monitor = find(&objects, "ServiceMonitor")[0].clone();
+    let routers = find(&objects, "PodMonitor")[0].clone();
+    assert_eq!(routers["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    let router = find(&objects, "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "rel-mrbill-router")
+        .expect("the router");
+    let ports = &router["spec"]["template"]["spec"]["containers"][0]["ports"];
+    assert!(
+        ports
+            .as_array()
+            .expect("ports")
+            .iter()
+            .any(|p| p["name"] == "metrics" && p["containerPort"] == 9100),
+        "{ports}"
+    );
+    let service = find(&objects, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "rel-mrbill-router")
+        .expect("the router's Service");
+    assert_eq!(
+        service["spec"]["ports"].as_array().map(Vec::len),
+        Some(1),
+        "the public Service never exposes the metrics port"
+    );
     let file: Value = serde_norway::from_str(
         &std::fs::read_to_string(chart_file("files/prometheus-rules.yml")).expect("rules"),
     )
@@ -124,7 +148,13 @@ fn the_chart_ships_the_same_rules_and_a_control_plane_scrape_valid_for_the_opera
     );
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prometheus-operator");
-    let (valid, report) = crds::validate(&dir, &[rule.clone(), monitor]);
+    let dir_files = ["prometheusrules", "servicemonitors", "podmonitors"];
+    assert!(
+        dir_files
+            .iter()
+            .all(|f| dir.join(format!("monitoring.coreos.com_{f}.yaml")).exists())
+    );
+    let (valid, report) = crds::validate(&dir, &[rule.clone(), monitor, routers]);
     assert!(valid, "{report}");
 
     // The check catches what the API server would refuse.
