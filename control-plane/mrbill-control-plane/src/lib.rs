@@ -17,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod driver;
 pub mod feed;
+pub mod gauges;
 pub mod migrate;
 pub mod reconciler;
 pub mod targets;
@@ -141,6 +142,7 @@ impl App {
         tracing::info!(%addr, "mrbill-control-plane listening");
         let reconciler = tokio::spawn(reconciler::run(self.ctx.clone()));
         let backups = tokio::spawn(backups::run(self.ctx.clone()));
+        let gauges = tokio::spawn(gauges::run(self.ctx.clone()));
         let targets = self
             .ctx
             .config
@@ -161,6 +163,7 @@ impl App {
             .await;
         reconciler.abort();
         backups.abort();
+        gauges.abort();
         if let Some(targets) = targets {
             targets.abort();
         }

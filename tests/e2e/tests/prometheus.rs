@@ -103,6 +103,19 @@ async fn prometheus_scrapes_each_cell_once_ready_with_its_tenant_and_drops_it_wh
     })
     .await;
 
+    // The control plane's gauges and the provisioning's steps.
+    eventually("the control plane's catalog gauges and reconcile steps", || async {
+        let capacity = query(&prometheus, r#"mrbill_placement_capacity_units{placement="local"}"#).await;
+        let ready = query(&prometheus, r#"mrbill_cells{phase="Ready"} == 1"#).await;
+        let steps = query(
+            &prometheus,
+            r#"mrbill_reconcile_step_duration_seconds_count{op="provision", step="route", outcome="done"}"#,
+        )
+        .await;
+        capacity.len() == 1 && ready.len() == 1 && steps.len() == 1
+    })
+    .await;
+
     // A request through the router shows up as acme's series, by route template.
     let answer = reqwest::get(format!("{}/t/acme/v1/pocs", platform.router_url()))
         .await

@@ -47,6 +47,19 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation.
+    pub const ALL: [Op; 9] = [
+        Op::Provision,
+        Op::Suspend,
+        Op::Resume,
+        Op::Delete,
+        Op::Migrate,
+        Op::Abort,
+        Op::Scale,
+        Op::Restore,
+        Op::Unrestore,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Provision => "provision",
