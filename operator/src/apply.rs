@@ -24,7 +24,7 @@ pub const MANAGED_BY: &str = "cell-operator";
 
 /// The kinds the operator writes: `(apiVersion, kind, plural, namespaced)`. The Helm chart's
 /// RBAC grants exactly these (kept in step by a test).
-pub const KINDS: [(&str, &str, &str, bool); 22] = [
+pub const KINDS: [(&str, &str, &str, bool); 23] = [
     ("v1", "Namespace", "namespaces", false),
     (
         "rbac.authorization.k8s.io/v1",
@@ -89,11 +89,18 @@ pub const KINDS: [(&str, &str, &str, bool); 22] = [
         "horizontalpodautoscalers",
         true,
     ),
+    (
+        "monitoring.coreos.com/v1",
+        "PodMonitor",
+        "podmonitors",
+        true,
+    ),
 ];
 
 /// Kinds a cell has only under some specs; objects of these kinds that the cell no longer
 /// renders are deleted. (Namespace-wide kinds every cell has are never pruned.)
-const PRUNED: [&str; 9] = [
+const PRUNED: [&str; 10] = [
+    "PodMonitor",
     "ConfigMap",
     "Service",
     "NetworkPolicy",

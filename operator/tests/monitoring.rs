@@ -12,6 +12,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 mod crds;
+mod fixtures;
 mod helm;
 use helm::{find, template};
 
@@ -163,4 +164,66 @@ fn the_chart_ships_the_same_rules_and_scrapes_valid_for_the_prometheus_operator(
     broken["spec"]["groups"][0]["interval"] = json!("soon");
     let (valid, report) = crds::validate(&dir, &[broken]);
     assert!(!valid, "a broken PrometheusRule passed: {report}");
+}
+
+/// With the Prometheus's namespace set, every cell has a PodMonitor of its three services
+/// (public port, `/metrics`, the labels the rules group by) valid for the Prometheus Operator,
+/// and a NetworkPolicy letting that namespace in to that port; without it, neither.
+#[test]
+fn a_cell_is_scraped_through_a_pod_monitor_only_when_asked() {
+    use cell_model::{DatabaseEngine, SearchEngine, Tier};
+    let cell = fixtures::cell(
+        Tier::Small,
+        DatabaseEngine::InCluster,
+        SearchEngine::Embedded,
+    );
+    let off = cell_operator::render::desired(&cell, &fixtures::images());
+    assert!(find(&off, "PodMonitor").is_empty());
+    let images = cell_operator::render::Images {
+        monitoring: Some("monitoring".into()),
+        ..fixtures::images()
+    };
+    let objects = cell_operator::render::desired(&cell, &images);
+    let monitor = find(&objects, "PodMonitor")[0].clone();
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(
+        (&endpoint["port"], &endpoint["path"]),
+        (&json!("public"), &json!("/metrics"))
+    );
+    let targets: Vec<&str> = endpoint["relabelings"]
+        .as_array()
+        .expect("relabelings")
+        .iter()
+        .filter_map(|r| r["targetLabel"].as_str())
+        .collect();
+    assert_eq!(targets, ["job", "tenant", "cell", "service", "placement"]);
+    let selected = &monitor["spec"]["selector"]["matchExpressions"][0]["values"];
+    assert_eq!(selected, &json!(["poc", "dojo", "media"]));
+    let allow = find(&objects, "NetworkPolicy")
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == "allow-metrics-from-prometheus")
+        .expect("the metrics policy");
+    assert_eq!(
+        allow["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prometheus-operator");
+    let (valid, report) = crds::validate(&dir, &[monitor]);
+    assert!(valid, "{report}");
+
+    // The operator's chart passes the namespace on and may manage PodMonitors.
+    let (_, chart) = template(
+        "cell-operator",
+        &["metrics.cells.prometheusNamespace=monitoring"],
+    );
+    let operator = find(&chart, "Deployment")[0];
+    let env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "MRBILL_OPERATOR_MONITORING_NAMESPACE"
+                && e["value"] == "monitoring"),
+        "{env:?}"
+    );
 }

@@ -133,6 +133,7 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             identity_access: None,
             service_export: false,
             object_store: cell_operator::render::ObjectStore::default(),
+            monitoring: None,
         },
     );
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));

@@ -106,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             None => None,
         },
         service_export: optional::<bool>("MRBILL_OPERATOR_SERVICE_EXPORT")?.unwrap_or(false),
+        monitoring: optional("MRBILL_OPERATOR_MONITORING_NAMESPACE")?,
         object_store: object_store()?,
     };
     let metrics_addr: SocketAddr =

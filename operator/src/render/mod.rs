@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 pub mod backups;
 mod bucket;
 pub mod migration;
+mod monitoring;
 mod policies;
 mod postgres;
 mod stateful;
@@ -88,6 +89,10 @@ pub struct Images {
     pub service_export: bool,
     /// Where in-cluster cells' artifacts go: a bucket claimed per cell (`bucket.rs`).
     pub object_store: ObjectStore,
+    /// The namespace of the Prometheus that scrapes the cells: each cell gets a `PodMonitor`
+    /// of its services and lets that namespace in to their `/metrics` (`monitoring.rs`).
+    /// `None`: no PodMonitor (the Prometheus Operator's CRDs need not exist).
+    pub monitoring: Option<String>,
 }
 
 /// The operator's Secret access in a cell namespace: a RoleBinding of `cluster_role` (Secrets:
@@ -239,6 +244,7 @@ pub fn desired(cell: &Cell, images: &Images) -> Vec<Value> {
         limit_range(cell),
     ]);
     out.extend(network_policies(cell, images));
+    out.extend(monitoring::objects(cell, images));
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         out.push(postgres_cluster(cell));
         out.extend(postgres_databases(cell));
