@@ -227,3 +227,101 @@ fn a_cell_is_scraped_through_a_pod_monitor_only_when_asked() {
         "{env:?}"
     );
 }
+
+/// The dashboards' files: each panel's queries, with the dashboards' variables filled in.
+fn dashboards() -> Vec<(String, Value)> {
+    let dir = chart_file("files/dashboards");
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .expect("dashboards")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("read");
+            let name = p.file_name().expect("name").to_string_lossy().into_owned();
+            (
+                name,
+                serde_json::from_str(&text).expect("a dashboard is JSON"),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A panel query as Prometheus would get it from Grafana.
+fn filled(expr: &str) -> String {
+    expr.replace("$__rate_interval", "5m")
+        .replace("$tenant", "acme")
+}
+
+/// Every dashboard is well formed for Grafana (a unique uid, the data source as a variable,
+/// every panel placed and querying through it) and every panel's query parses as PromQL
+/// (checked by promtool as a recording rule); the chart ships each as a sidecar ConfigMap.
+#[test]
+fn the_dashboards_are_well_formed_and_every_query_parses() {
+    let dashboards = dashboards();
+    let names: Vec<&str> = dashboards.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "control-plane.json",
+            "fleet.json",
+            "router.json",
+            "tenant.json"
+        ]
+    );
+    let mut uids = std::collections::BTreeSet::new();
+    let mut rules = String::from("groups:\n  - name: dashboards\n    rules:\n");
+    for (name, d) in &dashboards {
+        assert!(
+            uids.insert(d["uid"].as_str().expect("uid").to_owned()),
+            "{name}: uid"
+        );
+        assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}");
+        let variables = d["templating"]["list"].as_array().expect("templating");
+        assert_eq!(variables[0]["type"], "datasource", "{name}");
+        let panels = d["panels"].as_array().expect("panels");
+        assert!(!panels.is_empty(), "{name}");
+        for panel in panels {
+            let title = panel["title"].as_str().expect("title");
+            assert!(
+                panel["gridPos"]["w"].as_u64().is_some_and(|w| w <= 24),
+                "{name}/{title}"
+            );
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{name}/{title}"
+            );
+            let targets = panel["targets"].as_array().expect("targets");
+            assert!(!targets.is_empty(), "{name}/{title}");
+            for (i, target) in targets.iter().enumerate() {
+                let expr = target["expr"].as_str().expect("expr");
+                rules.push_str(&format!(
+                    "      - record: dashboard:{}:{i}\n        expr: {}\n",
+                    panel["id"],
+                    serde_json::to_string(&filled(expr)).expect("json string")
+                ));
+            }
+        }
+    }
+    let file = std::env::temp_dir().join(format!("mrbill-dashboards-{}.yml", std::process::id()));
+    std::fs::write(&file, &rules).expect("write");
+    let (ok, report) = promtool(&["check", "rules", file.to_str().expect("utf-8")]);
+    let _ = std::fs::remove_file(&file);
+    assert!(ok, "{report}\n{rules}");
+
+    let (_, objects) = template("mrbill", &["monitoring.dashboards.enabled=true"]);
+    let maps: Vec<&Value> = find(&objects, "ConfigMap")
+        .into_iter()
+        .filter(|m| m["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .collect();
+    assert_eq!(maps.len(), dashboards.len());
+    for (name, d) in &dashboards {
+        let shipped = maps
+            .iter()
+            .find_map(|m| m["data"][name.as_str()].as_str())
+            .unwrap_or_else(|| panic!("{name} shipped"));
+        let shipped: Value = serde_json::from_str(shipped).expect("json");
+        assert_eq!(&shipped, d, "{name}");
+    }
+}

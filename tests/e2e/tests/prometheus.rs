@@ -136,6 +136,30 @@ async fn prometheus_scrapes_each_cell_once_ready_with_its_tenant_and_drops_it_wh
     })
     .await;
 
+    // Every dashboard panel's query runs on this Prometheus (the tenant's with acme picked).
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../charts/mrbill/files/dashboards"
+    );
+    for entry in std::fs::read_dir(dir).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        for panel in dashboard["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let expr = target["expr"].as_str().expect("expr");
+                let expr = expr
+                    .replace("$__rate_interval", "1m")
+                    .replace("$tenant", "acme");
+                // `query` asserts Prometheus answered with success.
+                let result = query(&prometheus, &expr).await;
+                if panel["title"] == "Targets up" {
+                    assert_eq!(result.len(), 3, "{}: {result:?}", path.display());
+                }
+            }
+        }
+    }
+
     // Deleted: its targets go.
     let deleted = platform.mrbill(&["tenant", "delete", "acme", "--yes", "-o", "json"]);
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
