@@ -282,6 +282,18 @@ fn the_dashboards_are_well_formed_and_every_query_parses() {
         assert_eq!(variables[0]["type"], "datasource", "{name}");
         let panels = d["panels"].as_array().expect("panels");
         assert!(!panels.is_empty(), "{name}");
+        let place = |p: &Value| {
+            let g = &p["gridPos"];
+            let n = |k: &str| g[k].as_u64().expect("gridPos");
+            (n("x"), n("y"), n("w"), n("h"))
+        };
+        for (i, a) in panels.iter().enumerate() {
+            for b in &panels[i + 1..] {
+                let ((ax, ay, aw, ah), (bx, by, bw, bh)) = (place(a), place(b));
+                let apart = ax + aw <= bx || bx + bw <= ax || ay + ah <= by || by + bh <= ay;
+                assert!(apart, "{name}: {} overlaps {}", a["title"], b["title"]);
+            }
+        }
         for panel in panels {
             let title = panel["title"].as_str().expect("title");
             assert!(

@@ -61,6 +61,9 @@ impl From<PocError> for Failure {
     }
 }
 
+/// How often the sweeper reads the tenant's usage.
+const USAGE_EVERY: Duration = Duration::from_secs(60);
+
 /// Starts the workers, the NOTIFY listener and the sweeper; they stop when `stop` flips.
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let wake = Arc::new(Notify::new());
@@ -457,13 +460,26 @@ async fn run_video(
 }
 
 /// Removes objects of jobs that will never complete (deleted, cancelled or failed while
-/// their files were being written), and keeps the queue-depth gauges current.
+/// their files were being written), and keeps the queue-depth gauges current, and every
+/// [`USAGE_EVERY`] the tenant's usage (`mrbill_tenant_storage_bytes`: its artifacts;
+/// `mrbill_tenant_video_seconds`: its videos' length).
 async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut usage_due = std::time::Instant::now();
     loop {
         if let Ok(depth) = store::depth(&state.pool).await {
             for s in ["pending", "processing"] {
                 let n = depth.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
                 metrics::gauge!("media_jobs", "state" => s).set(n as f64);
+            }
+        }
+        if std::time::Instant::now() >= usage_due {
+            match store::usage(&state.pool).await {
+                Ok((bytes, video)) => {
+                    metrics::gauge!("mrbill_tenant_storage_bytes").set(bytes as f64);
+                    metrics::gauge!("mrbill_tenant_video_seconds").set(video);
+                    usage_due = std::time::Instant::now() + USAGE_EVERY;
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the tenant's usage"),
             }
         }
         if let Ok(keys) = store::orphans(&state.pool, 100).await {

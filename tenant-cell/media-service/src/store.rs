@@ -421,6 +421,18 @@ pub async fn forget_orphan(ex: impl PgExecutor<'_>, key: &str) -> sqlx::Result<(
 }
 
 /// Queue depth by state (for `/metrics`).
+/// What the tenant's completed jobs hold: artifact bytes, and seconds of video.
+pub async fn usage(ex: impl PgExecutor<'_>) -> sqlx::Result<(i64, f64)> {
+    sqlx::query_as(
+        "SELECT (SELECT coalesce(sum((a.value->>'bytes')::bigint), 0)::bigint
+                   FROM media_jobs j, jsonb_each(j.artifacts) a WHERE j.state = 'completed'),
+                (SELECT coalesce(sum((facts->>'duration_secs')::float8), 0)::float8
+                   FROM media_jobs WHERE kind = 'video' AND state = 'completed')",
+    )
+    .fetch_one(ex)
+    .await
+}
+
 pub async fn depth(ex: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
         "SELECT state, count(*) FROM media_jobs WHERE state IN ('pending', 'processing') GROUP BY 1",

@@ -135,7 +135,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let pool = self.pool.clone();
+        let usage = tokio::spawn(crate::usage::run(pool.clone()));
         let served = self.bound.serve(shutdown).await;
+        usage.abort();
         let _ = self.stop_indexer.send(true);
         if tokio::time::timeout(INDEXER_STOP, self.indexer_task)
             .await

@@ -17,6 +17,7 @@ mod state;
 mod store;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+pub mod usage;
 
 pub use app::App;
 pub use config::Config;

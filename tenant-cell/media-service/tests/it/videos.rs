@@ -194,8 +194,22 @@ async fn a_yearly_video_follows_the_spec() {
         .await
         .assert_error(404, "not_found");
     assert_eq!(cell.stored_files().len(), 2);
+    // The tenant's usage counts both files' bytes and the video's seconds.
+    let stored: u64 = cell
+        .stored_files()
+        .iter()
+        .map(|f| std::fs::metadata(f).expect("file").len())
+        .sum();
+    let (bytes, seconds) = media_service::store::usage(&cell.pool)
+        .await
+        .expect("usage");
+    assert_eq!((bytes as u64, seconds), (stored, 12.0));
     cell.as_user(&ada).delete(&path).await.assert_status(204);
     assert!(cell.stored_files().is_empty());
+    let (bytes, _) = media_service::store::usage(&cell.pool)
+        .await
+        .expect("usage");
+    assert_eq!(bytes, 0, "a deleted video's bytes no longer count");
 }
 
 #[tokio::test]

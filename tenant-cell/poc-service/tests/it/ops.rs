@@ -1,6 +1,6 @@
 //! Health, readiness, metrics and request ids.
 
-use crate::helpers::TestApp;
+use crate::helpers::{self, TestApp};
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
@@ -53,4 +53,24 @@ async fn request_ids_are_echoed_or_generated() {
     assert_eq!(res.headers["x-request-id"], "req-123");
     let res = app.api.get("/healthz").await;
     assert!(!res.headers["x-request-id"].is_empty());
+}
+
+/// The tenant's usage gauges count accounts that may sign in and PoCs not deleted.
+#[tokio::test]
+async fn usage_gauges_count_the_tenants_users_and_live_pocs() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    admin.create_poc(&helpers::poc("Kept", "rust", &[])).await;
+    let gone = admin.create_poc(&helpers::poc("Gone", "go", &[])).await;
+    let id = gone["id"].as_str().expect("id");
+    admin
+        .client
+        .delete(&format!("/v1/pocs/{id}"))
+        .await
+        .assert_status(204);
+    poc_service::usage::refresh(&app.pool).await.expect("usage");
+    let metrics = app.api.get("/metrics").await.text;
+    for line in ["mrbill_tenant_users 1", "mrbill_tenant_pocs 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 }
