@@ -96,6 +96,35 @@ fn the_chart_ships_the_same_rules_and_scrapes_valid_for_the_prometheus_operator(
     let (_, off) = template("mrbill", &[]);
     assert!(find(&off, "PrometheusRule").is_empty(), "off by default");
     assert!(find(&off, "ServiceMonitor").is_empty(), "off by default");
+    // The routers' metrics port (it lists every tenant) is reached by nobody unless a
+    // Prometheus is named, and then by its pods only; the public port stays open.
+    let ports_of = |objects: &[Value]| -> Vec<(u64, Value)> {
+        let policy = find(objects, "NetworkPolicy")
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == "rel-mrbill-router")
+            .expect("the routers' policy")
+            .clone();
+        policy["spec"]["ingress"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|r| {
+                (
+                    r["ports"][0]["port"].as_u64().expect("port"),
+                    r["from"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ports_of(&off), [(8080, Value::Null)]);
+    let (_, named) = template("mrbill", &["monitoring.prometheusNamespace=monitoring"]);
+    let rules = ports_of(&named);
+    assert_eq!(rules[1].0, 9100);
+    assert_eq!(
+        rules[1].1,
+        json!([{ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "monitoring" } },
+                 "podSelector": { "matchLabels": { "app.kubernetes.io/name": "prometheus" } } }])
+    );
 
     let (_, objects) = template(
         "mrbill",
@@ -180,7 +209,12 @@ fn a_cell_is_scraped_through_a_pod_monitor_only_when_asked() {
     let off = cell_operator::render::desired(&cell, &fixtures::images());
     assert!(find(&off, "PodMonitor").is_empty());
     let images = cell_operator::render::Images {
-        monitoring: Some("monitoring".into()),
+        monitoring: Some(cell_operator::render::Monitoring {
+            namespace: "monitoring".into(),
+            pod_labels: [("app.kubernetes.io/name".into(), "prometheus".into())].into(),
+            labels: [("release".into(), "kube-prometheus-stack".into())].into(),
+            interval: "15s".into(),
+        }),
         ..fixtures::images()
     };
     let objects = cell_operator::render::desired(&cell, &images);
@@ -190,13 +224,22 @@ fn a_cell_is_scraped_through_a_pod_monitor_only_when_asked() {
         (&endpoint["port"], &endpoint["path"]),
         (&json!("public"), &json!("/metrics"))
     );
-    let targets: Vec<&str> = endpoint["relabelings"]
-        .as_array()
-        .expect("relabelings")
+    let relabelings = endpoint["relabelings"].as_array().expect("relabelings");
+    let targets: Vec<&str> = relabelings
         .iter()
         .filter_map(|r| r["targetLabel"].as_str())
         .collect();
     assert_eq!(targets, ["job", "tenant", "cell", "service", "placement"]);
+    // The pods' own labels, as the Prometheus Operator names them (`.`, `/`, `-` → `_`).
+    assert_eq!(
+        relabelings[1]["sourceLabels"],
+        json!(["__meta_kubernetes_pod_label_mrbill_dev_tenant"])
+    );
+    assert_eq!(endpoint["interval"], "15s");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
     let selected = &monitor["spec"]["selector"]["matchExpressions"][0]["values"];
     assert_eq!(selected, &json!(["poc", "dojo", "media"]));
     let allow = find(&objects, "NetworkPolicy")
@@ -207,6 +250,11 @@ fn a_cell_is_scraped_through_a_pod_monitor_only_when_asked() {
         allow["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
         "monitoring"
     );
+    assert_eq!(
+        allow["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
+        json!({ "app.kubernetes.io/name": "prometheus" }),
+        "only Prometheus's pods, not its whole namespace"
+    );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prometheus-operator");
     let (valid, report) = crds::validate(&dir, &[monitor]);
     assert!(valid, "{report}");
@@ -214,18 +262,33 @@ fn a_cell_is_scraped_through_a_pod_monitor_only_when_asked() {
     // The operator's chart passes the namespace on and may manage PodMonitors.
     let (_, chart) = template(
         "cell-operator",
-        &["metrics.cells.prometheusNamespace=monitoring"],
+        &[
+            "metrics.cells.prometheusNamespace=monitoring",
+            "metrics.cells.podMonitorLabels.release=kps",
+        ],
     );
     let operator = find(&chart, "Deployment")[0];
     let env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
         .expect("env");
-    assert!(
+    let var = |name: &str| {
         env.iter()
-            .any(|e| e["name"] == "MRBILL_OPERATOR_MONITORING_NAMESPACE"
-                && e["value"] == "monitoring"),
-        "{env:?}"
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+    };
+    assert_eq!(
+        var("MRBILL_OPERATOR_MONITORING_NAMESPACE"),
+        Some("monitoring")
     );
+    assert_eq!(
+        var("MRBILL_OPERATOR_MONITORING_POD_LABELS"),
+        Some("app.kubernetes.io/name=prometheus")
+    );
+    assert_eq!(
+        var("MRBILL_OPERATOR_MONITORING_LABELS"),
+        Some("release=kps")
+    );
+    assert_eq!(var("MRBILL_OPERATOR_MONITORING_INTERVAL"), Some("30s"));
 }
 
 /// The dashboards' files: each panel's queries, with the dashboards' variables filled in.
@@ -336,4 +399,31 @@ fn the_dashboards_are_well_formed_and_every_query_parses() {
         let shipped: Value = serde_json::from_str(shipped).expect("json");
         assert_eq!(&shipped, d, "{name}");
     }
+}
+
+/// A cell's PodMonitor goes when monitoring is turned off (the operator prunes it), and a
+/// cluster without the Prometheus Operator never sees one.
+#[tokio::test]
+async fn a_cells_pod_monitor_goes_when_monitoring_is_turned_off() {
+    use fixtures::scenario::{NS, Scenario};
+    let images = cell_operator::render::Images {
+        monitoring: Some(cell_operator::render::Monitoring {
+            namespace: "monitoring".into(),
+            pod_labels: [("app.kubernetes.io/name".into(), "prometheus".into())].into(),
+            labels: Default::default(),
+            interval: "30s".into(),
+        }),
+        ..fixtures::images()
+    };
+    let s = Scenario::with_images(cell_model::SearchEngine::Embedded, images);
+    s.reconcile().await.expect("create");
+    let monitors = format!("apis/monitoring.coreos.com/v1/namespaces/{NS}/podmonitors");
+    assert!(s.api.get(&monitors, "cell-services").is_some(), "rendered");
+    let off =
+        cell_operator::controller::Context::new(s.api.client(), fixtures::images(), None, None);
+    let cell = s.cell().expect("the Cell");
+    cell_operator::controller::reconcile(std::sync::Arc::new(cell), off)
+        .await
+        .expect("reconcile");
+    assert!(s.api.get(&monitors, "cell-services").is_none(), "pruned");
 }

@@ -17,3 +17,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "cell-operator.fullname" -}}
 {{- if eq .Release.Name "cell-operator" -}}cell-operator{{- else -}}{{ printf "%s-cell-operator" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
 {{- end -}}
+
+{{/* A map as key=value pairs joined by commas, keys sorted. */}}
+{{- define "cell-operator.pairs" -}}
+{{- $pairs := list -}}
+{{- range $k, $v := . -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

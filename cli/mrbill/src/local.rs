@@ -55,6 +55,8 @@ pub fn up(home: &Home, router_addr: SocketAddr, with_prometheus: bool) -> CliRes
     // Postgres runs as an unprivileged user and must traverse the home.
     set_mode(home.root(), 0o755)?;
     let alive = |part: Part| read_ready(&part.ready(home)).filter(|r| pid_alive(r.pid));
+    // A Prometheus that runs is kept on, asked for or not.
+    let with_prometheus = with_prometheus || alive(Part::Prometheus).is_some();
     let parts = Part::kept(with_prometheus);
     let was: Vec<bool> = parts.iter().map(|part| alive(*part).is_some()).collect();
     let public_url = match alive(Part::Router) {
@@ -133,6 +135,9 @@ pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child>
                 .filter(|r| pid_alive(r.pid))
                 .map(|r| r.url)
                 .context("the control plane is not listening yet")?;
+            let metrics = crate::prometheus::router_metrics_addr(home)?;
+            // Where a running Prometheus finds both now.
+            crate::prometheus::write_platform_targets(home, &control_plane)?;
             spawn(
                 home,
                 &bins.join("mrbill-router"),
@@ -157,10 +162,7 @@ pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child>
                         "MRBILL_READY_FILE",
                         home.router_ready().display().to_string(),
                     ),
-                    (
-                        "MRBILL_ROUTER_METRICS_ADDR",
-                        crate::prometheus::router_metrics_addr(home)?.to_string(),
-                    ),
+                    ("MRBILL_ROUTER_METRICS_ADDR", metrics.to_string()),
                 ],
             )
         }

@@ -9,6 +9,7 @@
 //! MRBILL_HOME/prometheus/  prometheus.yml  written at each start (jobs `cells`, `control-plane`, `router`)
 //!                          rules.yml       charts/mrbill/files/prometheus-rules.yml
 //!                          cells.json      the control plane's (MRBILL_PROMETHEUS_TARGETS)
+//!                          control-plane.json, router.json   rewritten when the router starts
 //!                          data/  addr  ready
 //! ```
 
@@ -64,14 +65,19 @@ pub fn start(home: &Home) -> anyhow::Result<Child> {
     let dir = dir(home);
     std::fs::create_dir_all(dir.join("data"))?;
     std::fs::write(dir.join("rules.yml"), RULES)?;
-    if !targets(home).exists() {
-        std::fs::write(targets(home), "[]")?;
+    // The control plane's file, until it writes one (never over one it wrote).
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(targets(home))
+    {
+        Ok(mut file) => std::io::Write::write_all(&mut file, b"[]")?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
     }
-    let router = std::fs::read_to_string(home.router_dir().join("metrics-addr"))
-        .context("the router has not chosen its metrics address yet")?;
+    write_platform_targets(home, &control_plane)?;
     let config = dir.join("prometheus.yml");
-    let scraped = [host_port(&control_plane), router.trim()];
-    std::fs::write(&config, configuration(&dir, scraped))?;
+    std::fs::write(&config, configuration(&dir))?;
     let addr = choose_addr(&dir)?;
     let binary = std::env::var_os("MRBILL_PROMETHEUS")
         .map_or_else(|| PathBuf::from("prometheus"), PathBuf::from);
@@ -92,19 +98,50 @@ pub fn start(home: &Home) -> anyhow::Result<Child> {
 }
 
 /// The scrape configuration: the cells from the control plane's file, the control plane and
-/// the router (its metrics listener).
-fn configuration(dir: &Path, [control_plane, router]: [&str; 2]) -> String {
+/// the router (its metrics listener) from files this CLI rewrites whenever it starts them (a
+/// restarted one may listen elsewhere).
+fn configuration(dir: &Path) -> String {
+    let job = |name: &str| {
+        format!(
+            "  - job_name: {name}\n    file_sd_configs:\n      - files: [{}]\n",
+            dir.join(format!("{name}.json")).display()
+        )
+    };
     format!(
         "# Written by `mrbill up --with-prometheus` at each start; edits are lost.\n\
          global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
          rule_files:\n  - {rules}\n\
-         scrape_configs:\n\
-         \x20 - job_name: cells\n    file_sd_configs:\n      - files: [{targets}]\n\
-         \x20 - job_name: control-plane\n    static_configs:\n      - targets: [\"{control_plane}\"]\n\
-         \x20 - job_name: router\n    static_configs:\n      - targets: [\"{router}\"]\n",
+         scrape_configs:\n{cells}{control_plane}{router}",
         rules = dir.join("rules.yml").display(),
-        targets = dir.join("cells.json").display(),
+        cells = job("cells"),
+        control_plane = job("control-plane"),
+        router = job("router"),
     )
+}
+
+/// Where Prometheus finds the control plane (`control_plane`, its URL) and the router's metrics
+/// listener: one file each (written aside, then renamed).
+pub fn write_platform_targets(home: &Home, control_plane: &str) -> anyhow::Result<()> {
+    let dir = dir(home);
+    std::fs::create_dir_all(&dir)?;
+    let router = std::fs::read_to_string(home.router_dir().join("metrics-addr")).ok();
+    let files = [
+        (
+            "control-plane.json",
+            Some(host_port(control_plane).to_owned()),
+        ),
+        ("router.json", router.map(|r| r.trim().to_owned())),
+    ];
+    for (file, target) in files {
+        let groups = match target {
+            Some(target) => serde_json::json!([{ "targets": [target] }]),
+            None => serde_json::json!([]),
+        };
+        let aside = dir.join(format!("{file}.tmp"));
+        std::fs::write(&aside, groups.to_string())?;
+        std::fs::rename(&aside, dir.join(file))?;
+    }
+    Ok(())
 }
 
 /// `host:port` of a base URL.
@@ -157,12 +194,12 @@ mod tests {
 
     #[test]
     fn the_configuration_scrapes_the_control_planes_file_and_loads_the_rules() {
-        let text = configuration(Path::new("/home/p"), ["127.0.0.1:7000", "127.0.0.1:7009"]);
+        let text = configuration(Path::new("/home/p"));
         for expected in [
             "rule_files:\n  - /home/p/rules.yml\n",
             "job_name: cells\n    file_sd_configs:\n      - files: [/home/p/cells.json]\n",
-            "job_name: control-plane\n    static_configs:\n      - targets: [\"127.0.0.1:7000\"]\n",
-            "job_name: router\n    static_configs:\n      - targets: [\"127.0.0.1:7009\"]\n",
+            "job_name: control-plane\n    file_sd_configs:\n      - files: [/home/p/control-plane.json]\n",
+            "job_name: router\n    file_sd_configs:\n      - files: [/home/p/router.json]\n",
         ] {
             assert!(text.contains(expected), "{expected} in {text}");
         }

@@ -158,13 +158,19 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
             }
             let started = Instant::now();
             let ran = run_step(ctx, &cell, op, step, backup.as_deref()).await;
-            let labels = [("op", op.as_str()), ("step", step.as_str())];
-            let outcome = if ran.is_ok() { "done" } else { "failed" };
-            metrics::histogram!("mrbill_reconcile_step_duration_seconds", "op" => labels[0].1,
-                "step" => labels[1].1, "outcome" => outcome)
+            let outcome = match &ran {
+                Ok(()) => "done",
+                Err(e) if crate::driver::is_waiting(e) => "waiting",
+                Err(_) => "failed",
+            };
+            let (op_name, step_name) = (op.as_str(), step.as_str());
+            metrics::histogram!("mrbill_reconcile_step_duration_seconds", "op" => op_name,
+                "step" => step_name, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
-            if ran.is_err() {
-                metrics::counter!("mrbill_reconcile_step_failures_total", &labels).increment(1);
+            if outcome == "failed" {
+                metrics::counter!("mrbill_reconcile_step_failures_total", "op" => op_name,
+                    "step" => step_name)
+                .increment(1);
             }
             ran?;
             if let Some(crash) = &ctx.config.crash_after_step

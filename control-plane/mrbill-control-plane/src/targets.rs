@@ -26,6 +26,9 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::{Ctx, catalog};
 
+/// How often the file is written even without a route change.
+const REWRITE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Keeps the file current until the control plane stops.
 pub async fn run(ctx: Arc<Ctx>, path: PathBuf) {
     // Subscribed before the first read: no change between the two is missed.
@@ -34,9 +37,10 @@ pub async fn run(ctx: Arc<Ctx>, path: PathBuf) {
         if let Err(e) = write(&ctx.pool, &path).await {
             tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "writing Prometheus's scrape targets");
         }
-        match changes.recv().await {
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => return,
+        // A change, or every [`REWRITE`] anyway (a write that failed is tried again).
+        match tokio::time::timeout(REWRITE, changes.recv()).await {
+            Ok(Ok(_) | Err(RecvError::Lagged(_))) | Err(_) => {}
+            Ok(Err(RecvError::Closed)) => return,
         }
         // Changes that came together make one rewrite.
         while matches!(changes.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}

@@ -57,12 +57,14 @@ async fn watch_once(
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
             let line = &line[..line.len() - 1];
-            state.feed_seen();
             if line.iter().all(u8::is_ascii_whitespace) {
+                state.feed_seen();
                 continue;
             }
             let event: RouteEvent = serde_json::from_slice(line)?;
             state.apply(event)?;
+            // Seen only once applied: a feed of lines this router cannot use is a stale feed.
+            state.feed_seen();
         }
     }
     Ok(())

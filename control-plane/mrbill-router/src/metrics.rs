@@ -1,9 +1,9 @@
 //! The router's metrics, served on their own listener (`MRBILL_ROUTER_METRICS_ADDR`), never on
 //! the public one: the per-tenant series name every tenant, which no app may list.
 //!
-//! The proxy path pays one relaxed atomic add per request (no registry lookup, no label built):
-//! each tenant's counters live in its compiled route, carried across table changes like its
-//! rate limiter, and `/metrics` renders them in Prometheus's text format. Only tenants the route
+//! The proxy path pays one relaxed atomic add per request (no registry lookup, no label built,
+//! no reference count taken): each tenant's counters live in its compiled route, carried across
+//! table changes like its rate limiter, and `/metrics` renders them in Prometheus's text format. Only tenants the route
 //! table knows get a series; requests for any other name are one unlabelled counter, so no
 //! client can grow the label set.
 //!

@@ -327,12 +327,20 @@ pub(crate) async fn handle(
         Ok(destination) => destination,
         Err(e) => return upstream::refuse(body, e).await,
     };
-    let stats = destination.0.stats.clone();
-    let res = match forward(worker, client, parts, body, destination).await {
+    let (target, service, uri, prefix, room) = destination;
+    let res = match forward(
+        worker,
+        client,
+        parts,
+        body,
+        (&target, service, uri, prefix, room),
+    )
+    .await
+    {
         Ok(res) => res,
         Err(e) => e.into_response().map(Either::Right),
     };
-    stats.answered(res.status());
+    target.stats.answered(res.status());
     res
 }
 
@@ -374,7 +382,13 @@ async fn forward(
     client: &Client,
     mut parts: http::request::Parts,
     body: Incoming,
-    (target, service, uri, prefix, room): Destination,
+    (target, service, uri, prefix, room): (
+        &Target,
+        Service,
+        Uri,
+        Option<HeaderValue>,
+        Option<Room>,
+    ),
 ) -> Result<Response<ProxyBody>, ApiError> {
     let limit = service.body_limit();
     let body = match upstream::body(body, &parts.headers, limit).await {
@@ -479,13 +493,16 @@ async fn destination(
         target.stats.answered(StatusCode::TOO_MANY_REQUESTS);
         return Err(ApiError::rate_limited(wait));
     }
-    let stats = target.stats.clone();
     routed(state, req, target, &tenant, service, (rest, upstream_path))
         .await
-        .inspect_err(|e| stats.answered(e.status()))
+        .map_err(|(e, target)| {
+            target.stats.answered(e.status());
+            e
+        })
 }
 
-/// [`destination`] once the tenant's route is found and the request admitted.
+/// [`destination`] once the tenant's route is found and the request admitted; a refusal comes
+/// with the route it was of (its counters count it).
 async fn routed(
     state: &AppState,
     req: &http::request::Parts,
@@ -493,42 +510,51 @@ async fn routed(
     tenant: &str,
     service: Service,
     (rest, upstream_path): (&str, &str),
-) -> Result<Destination, ApiError> {
+) -> Result<Destination, (ApiError, Arc<Target>)> {
     // A frozen route (migration cut-over) holds the request, bounded, until it is active again.
     let deadline = tokio::time::Instant::now() + state.config.freeze_wait;
     loop {
         match target.state {
             RouteState::Active => break,
             RouteState::Suspended => {
-                return Err(ApiError::new(
-                    ErrorCode::TenantSuspended,
-                    "this tenant is suspended",
-                ));
+                let e = ApiError::new(ErrorCode::TenantSuspended, "this tenant is suspended");
+                return Err((e, target));
             }
             RouteState::Frozen => {
                 // Registered before reading the table again, so a change in between is seen.
                 let changed = state.changed.notified();
-                target = state.target(tenant).ok_or_else(tenant_not_found)?;
+                match state.target(tenant) {
+                    Some(now) => target = now,
+                    None => return Err((tenant_not_found(), target)),
+                }
                 if target.state != RouteState::Frozen {
                     continue;
                 }
                 if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                    return Err(ApiError::unavailable(
+                    let e = ApiError::unavailable(
                         "this tenant is moving; retry shortly",
                         Duration::from_secs(1),
-                    ));
+                    );
+                    return Err((e, target));
                 }
-                target = state.target(tenant).ok_or_else(tenant_not_found)?;
+                match state.target(tenant) {
+                    Some(now) => target = now,
+                    None => return Err((tenant_not_found(), target)),
+                }
             }
         }
     }
-    let upstream = target.upstream(service, upstream_path).ok_or_else(|| {
-        ApiError::unavailable(
+    let Some(upstream) = target.upstream(service, upstream_path) else {
+        let e = ApiError::unavailable(
             "this service of the cell is not ready",
             Duration::from_secs(1),
-        )
-    })?;
-    let uri = upstream.uri(upstream_path, req.uri.query())?;
+        );
+        return Err((e, target));
+    };
+    let uri = match upstream.uri(upstream_path, req.uri.query()) {
+        Ok(uri) => uri,
+        Err(e) => return Err((e, target)),
+    };
     let room = (service == Service::Dojo && is_websocket_upgrade(&req.headers)).then(|| Room {
         tenant: tenant.to_owned(),
         dojo: dojo_of(upstream_path).to_owned(),

@@ -164,6 +164,7 @@ async fn metrics_count_each_tenants_answers_and_429s_on_their_own_listener_only(
             .assert_status(404);
     }
     let public = api.get("/metrics").await;
+    public.assert_status(404);
     assert!(!public.text.contains("acme"), "{}", public.text);
 
     let metrics = common::serve(mrbill_router::metrics::router(state.clone())).await;

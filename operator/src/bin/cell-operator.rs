@@ -106,7 +106,21 @@ fn main() -> anyhow::Result<()> {
             None => None,
         },
         service_export: optional::<bool>("MRBILL_OPERATOR_SERVICE_EXPORT")?.unwrap_or(false),
-        monitoring: optional("MRBILL_OPERATOR_MONITORING_NAMESPACE")?,
+        monitoring: match optional::<String>("MRBILL_OPERATOR_MONITORING_NAMESPACE")? {
+            Some(namespace) => Some(cell_operator::render::Monitoring {
+                namespace,
+                pod_labels: labels(
+                    &optional::<String>("MRBILL_OPERATOR_MONITORING_POD_LABELS")?
+                        .unwrap_or_else(|| "app.kubernetes.io/name=prometheus".into()),
+                )?,
+                labels: labels(
+                    &optional::<String>("MRBILL_OPERATOR_MONITORING_LABELS")?.unwrap_or_default(),
+                )?,
+                interval: optional("MRBILL_OPERATOR_MONITORING_INTERVAL")?
+                    .unwrap_or_else(|| "30s".into()),
+            }),
+            None => None,
+        },
         object_store: object_store()?,
     };
     let metrics_addr: SocketAddr =
@@ -167,4 +181,18 @@ fn aws_settings() -> anyhow::Result<Option<AwsSettings>> {
         oidc_provider_arn: required("MRBILL_OPERATOR_AWS_OIDC_PROVIDER_ARN")?,
         oidc_provider_host: required("MRBILL_OPERATOR_AWS_OIDC_PROVIDER_HOST")?,
     }))
+}
+
+/// `key=value,key=value` as labels.
+fn labels(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("`{pair}` is not key=value"))?;
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
 }

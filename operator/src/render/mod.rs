@@ -89,10 +89,23 @@ pub struct Images {
     pub service_export: bool,
     /// Where in-cluster cells' artifacts go: a bucket claimed per cell (`bucket.rs`).
     pub object_store: ObjectStore,
-    /// The namespace of the Prometheus that scrapes the cells: each cell gets a `PodMonitor`
-    /// of its services and lets that namespace in to their `/metrics` (`monitoring.rs`).
-    /// `None`: no PodMonitor (the Prometheus Operator's CRDs need not exist).
-    pub monitoring: Option<String>,
+    /// The Prometheus that scrapes the cells: each cell gets a `PodMonitor` of its services
+    /// and lets that Prometheus's pods in to their `/metrics` (`monitoring.rs`). `None`: no
+    /// PodMonitor (the Prometheus Operator's CRDs need not exist).
+    pub monitoring: Option<Monitoring>,
+}
+
+/// Who scrapes the cells, and how the PodMonitors are found.
+#[derive(Clone, Debug, Default)]
+pub struct Monitoring {
+    /// The Prometheus's namespace.
+    pub namespace: String,
+    /// Labels of its pods: only they are let in to the services' port.
+    pub pod_labels: std::collections::BTreeMap<String, String>,
+    /// Labels on each PodMonitor (what the Prometheus's `podMonitorSelector` matches).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The scrape interval.
+    pub interval: String,
 }
 
 /// The operator's Secret access in a cell namespace: a RoleBinding of `cluster_role` (Secrets:

@@ -2,8 +2,9 @@
 //! Prometheus Operator `PodMonitor` of the cell's service pods — each pod's `/metrics` on its
 //! public port, with the labels the platform's rules group by (`job="cells"`, `tenant`,
 //! `cell`, `service`, `placement`: what the control plane's file discovery gives locally) —
-//! and the NetworkPolicy that lets that namespace in to that port (the cell's policies deny
-//! everything else). Off: neither, and a cluster without the Prometheus Operator's CRDs needs
+//! and the NetworkPolicy that lets that Prometheus's pods (its namespace and pod labels) in
+//! to that port (the cell's policies deny everything else; nothing else in that namespace gets
+//! past the router's limits). Off: neither, and a cluster without the Prometheus Operator's CRDs needs
 //! none.
 
 use cell_model::Cell;
@@ -16,7 +17,7 @@ use super::{CELL_LABEL, Images, PUBLIC_PORT, SERVICE_LABEL, TENANT_LABEL, meta, 
 pub const POD_MONITOR: &str = "cell-services";
 
 pub(super) fn objects(cell: &Cell, images: &Images) -> Vec<Value> {
-    let Some(namespace) = &images.monitoring else {
+    let Some(monitoring) = &images.monitoring else {
         return Vec::new();
     };
     let label = |from: &str, to: &str| {
@@ -26,16 +27,20 @@ pub(super) fn objects(cell: &Cell, images: &Images) -> Vec<Value> {
         );
         json!({ "sourceLabels": [source], "targetLabel": to })
     };
+    let mut metadata = meta(cell, POD_MONITOR);
+    for (key, value) in &monitoring.labels {
+        metadata["labels"][key] = json!(value);
+    }
     let monitor = json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
-        "metadata": meta(cell, POD_MONITOR),
+        "metadata": metadata,
         "spec": {
             "selector": services_in(&services()),
             "podMetricsEndpoints": [{
                 "port": "public",
                 "path": "/metrics",
-                "interval": "30s",
+                "interval": monitoring.interval,
                 "relabelings": [
                     { "targetLabel": "job", "replacement": "cells" },
                     label(TENANT_LABEL, "tenant"),
@@ -53,9 +58,12 @@ pub(super) fn objects(cell: &Cell, images: &Images) -> Vec<Value> {
             "podSelector": services_in(&services()),
             "policyTypes": ["Ingress"],
             "ingress": [{
-                "from": [{ "namespaceSelector": { "matchLabels": {
-                    "kubernetes.io/metadata.name": namespace,
-                } } }],
+                "from": [{
+                    "namespaceSelector": { "matchLabels": {
+                        "kubernetes.io/metadata.name": monitoring.namespace,
+                    } },
+                    "podSelector": { "matchLabels": monitoring.pod_labels },
+                }],
                 "ports": [{ "protocol": "TCP", "port": PUBLIC_PORT }],
             }],
         }),

@@ -464,6 +464,11 @@ async fn run_video(
 /// [`USAGE_EVERY`] the tenant's usage (`mrbill_tenant_storage_bytes`: its artifacts;
 /// `mrbill_tenant_video_seconds`: its videos' length).
 async fn sweep(state: AppState, mut stop: watch::Receiver<bool>) {
+    // Counters exist from the start at 0, so the first completion after a restart is an
+    // increase (MediaQueueStuck reads `increase()`).
+    for kind in ["report", "video"] {
+        metrics::counter!("media_jobs_completed_total", "kind" => kind).increment(0);
+    }
     let mut usage_due = std::time::Instant::now();
     loop {
         if let Ok(depth) = store::depth(&state.pool).await {

@@ -420,7 +420,6 @@ pub async fn forget_orphan(ex: impl PgExecutor<'_>, key: &str) -> sqlx::Result<(
     Ok(())
 }
 
-/// Queue depth by state (for `/metrics`).
 /// What the tenant's completed jobs hold: artifact bytes, and seconds of video.
 pub async fn usage(ex: impl PgExecutor<'_>) -> sqlx::Result<(i64, f64)> {
     sqlx::query_as(
@@ -433,6 +432,7 @@ pub async fn usage(ex: impl PgExecutor<'_>) -> sqlx::Result<(i64, f64)> {
     .await
 }
 
+/// Queue depth by state (for `/metrics`).
 pub async fn depth(ex: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
         "SELECT state, count(*) FROM media_jobs WHERE state IN ('pending', 'processing') GROUP BY 1",

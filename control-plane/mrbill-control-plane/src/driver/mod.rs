@@ -21,6 +21,31 @@ use cell_model::{CellSpec, Condition, Phase};
 
 use crate::catalog::Op;
 
+/// A step not done yet because what it waits for is under way (the operator, a copy): the
+/// reconciler retries it like a failure but counts it as waiting, not failed
+/// (`mrbill_reconcile_step_duration_seconds{outcome="waiting"}`; only failures count towards
+/// `mrbill_reconcile_step_failures_total`).
+#[derive(Debug)]
+pub struct Waiting(pub String);
+
+impl std::fmt::Display for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Waiting {}
+
+/// A [`Waiting`] error saying what the step waits for.
+pub fn waiting(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Waiting(message.into()))
+}
+
+/// Whether `error` (or what it wraps) is a [`Waiting`].
+pub fn is_waiting(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| e.is::<Waiting>())
+}
+
 /// A future the driver returns (boxed: the reconciler holds drivers as `dyn CellDriver`).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -323,4 +348,20 @@ pub trait CellDriver: Send + Sync + std::fmt::Debug + 'static {
 
     /// Driver-specific detail for `cell show` (the local supervisor's state).
     fn details(&self, placement: &str, cell_id: &str) -> Option<serde_json::Value>;
+}
+
+#[cfg(test)]
+mod waiting_tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_is_told_apart_from_a_failure_through_context() {
+        use anyhow::Context as _;
+        let wait: anyhow::Result<()> = Err(waiting("waiting for the operator"));
+        let wrapped = wait.context("restore step fence").expect_err("an error");
+        assert!(is_waiting(&wrapped));
+        assert!(!is_waiting(&anyhow::anyhow!(
+            "restoring Cell c: Failed (gone)"
+        )));
+    }
 }

@@ -126,6 +126,8 @@ pub async fn spawn(
     consumer: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<IndexerHandle>, tokio::task::JoinHandle<()>)> {
+    // From the start at 0: the first failure after a restart is an increase (IndexerFailing).
+    metrics::counter!("mrbill_poc_search_indexer_failures_total").increment(0);
     let handle = Arc::new(IndexerHandle {
         reindex: AtomicBool::new(register(&pool, &consumer).await?),
         consumer,

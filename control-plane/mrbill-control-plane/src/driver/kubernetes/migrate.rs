@@ -28,7 +28,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::Value;
 
 use super::KubeDriver;
-use crate::driver::{Move, Step};
+use crate::driver::{Move, Step, waiting};
 
 /// The source's replication credentials and CA, and their name on the target.
 const MIGRATOR: (&str, &str) = (identity::MIGRATOR, identity::MIGRATION_SOURCE);
@@ -136,7 +136,9 @@ impl KubeDriver {
             .await
             .map_err(|e| anyhow::anyhow!("reading Secret {namespace}/{name} in {b}: {e}"))?
         else {
-            anyhow::bail!("waiting for the copy of the source's {name} in {b}");
+            return Err(waiting(format!(
+                "waiting for the copy of the source's {name} in {b}"
+            )));
         };
         let written = secret.data["stringData"]["host"]
             .as_str()
@@ -183,7 +185,7 @@ impl KubeDriver {
             .map_err(|e| anyhow::anyhow!("reading Secret {namespace}/{from} in {a}: {e}"))?
         else {
             if from == MIGRATOR.0 {
-                anyhow::bail!("waiting for the source's {from} in {a}");
+                return Err(waiting(format!("waiting for the source's {from} in {a}")));
             }
             return Ok(());
         };

@@ -17,7 +17,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::json;
 
-use super::{BoxFuture, CellDriver, Observation, Step, Work};
+use super::{BoxFuture, CellDriver, Observation, Step, Work, waiting};
 use crate::catalog::Op;
 
 mod migrate;
@@ -201,7 +201,7 @@ impl KubeDriver {
         let current = status.observed_generation >= cell.metadata.generation;
         match status.condition(type_) {
             Some(c) if c.status == ConditionStatus::True && current => Ok(status),
-            Some(c) => anyhow::bail!(
+            Some(c) => Err(waiting(format!(
                 "waiting for {type_} of Cell {cell_id} in {placement}: {} ({}{})",
                 c.reason,
                 c.message,
@@ -210,10 +210,10 @@ impl KubeDriver {
                 } else {
                     "; spec not yet observed"
                 }
-            ),
-            None => anyhow::bail!(
+            ))),
+            None => Err(waiting(format!(
                 "waiting for the operator in {placement} to report {type_} of Cell {cell_id}"
-            ),
+            ))),
         }
     }
 
@@ -265,9 +265,9 @@ impl KubeDriver {
             None => Ok(()),
             Some(cell) => {
                 let phase = cell.status.map(|s| s.phase).unwrap_or_default();
-                anyhow::bail!(
+                Err(waiting(format!(
                     "waiting for Cell {cell_id} to be deleted from {placement} (phase {phase:?})"
-                )
+                )))
             }
         }
     }

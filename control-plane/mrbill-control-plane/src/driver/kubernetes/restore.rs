@@ -35,7 +35,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::KubeDriver;
-use crate::driver::{Restoring, Step, Taken, Work};
+use crate::driver::{Restoring, Step, Taken, Work, waiting};
 
 /// How often a backup's progress is read, and for how long at most.
 const POLL: Duration = Duration::from_secs(2);
@@ -213,10 +213,17 @@ impl KubeDriver {
             let status = self.status(at, id).await?;
             match status.condition(RESTORED) {
                 Some(c) if reasons.contains(&c.reason.as_str()) => Ok(()),
-                Some(c) => {
+                // What the operator cannot get past fails; anything else is under way.
+                Some(c) if matches!(c.reason.as_str(), "Failed" | "CannotUndo") => {
                     anyhow::bail!("restoring Cell {id} in {at}: {} ({})", c.reason, c.message)
                 }
-                None => anyhow::bail!("waiting for the operator in {at} to restore Cell {id}"),
+                Some(c) => Err(waiting(format!(
+                    "restoring Cell {id} in {at}: {} ({})",
+                    c.reason, c.message
+                ))),
+                None => Err(waiting(format!(
+                    "waiting for the operator in {at} to restore Cell {id}"
+                ))),
             }
         };
         match step {
@@ -311,7 +318,10 @@ impl KubeDriver {
         };
         if now != Some(&aborting) {
             self.apply(at, &with(Some(&aborting)), true, None).await?;
-            anyhow::bail!("waiting for the operator in {at} to stop restore {}", r.id);
+            return Err(waiting(format!(
+                "waiting for the operator in {at} to stop restore {}",
+                r.id
+            )));
         }
         let status = self.status(at, id).await?;
         match status.condition(RESTORED) {
@@ -321,13 +331,16 @@ impl KubeDriver {
             }
             Some(c) if c.reason == "Replaced" => {
                 self.apply(at, &with(Some(&undo)), true, None).await?;
-                anyhow::bail!(
+                Err(waiting(format!(
                     "waiting for the operator in {at} to restore {}",
                     undo.backup
-                )
+                )))
             }
             Some(c) => anyhow::bail!("undoing restore {}: {} ({})", r.id, c.reason, c.message),
-            None => anyhow::bail!("waiting for the operator in {at} to stop restore {}", r.id),
+            None => Err(waiting(format!(
+                "waiting for the operator in {at} to stop restore {}",
+                r.id
+            ))),
         }
     }
 
@@ -338,10 +351,11 @@ impl KubeDriver {
             .await?
             .ok_or_else(|| anyhow::anyhow!("Cell {cell_id} does not exist in {placement}"))?;
         let status = cell.status.clone().unwrap_or_default();
-        anyhow::ensure!(
-            status.observed_generation >= cell.metadata.generation,
-            "waiting for the operator in {placement} to observe Cell {cell_id}"
-        );
+        if status.observed_generation < cell.metadata.generation {
+            return Err(waiting(format!(
+                "waiting for the operator in {placement} to observe Cell {cell_id}"
+            )));
+        }
         Ok(status)
     }
 }
