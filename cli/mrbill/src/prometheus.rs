@@ -44,16 +44,7 @@ pub fn ready(home: &Home) -> PathBuf {
 /// Where the router serves its metrics (loopback only; never its public listener): the port
 /// used before, else a free one, remembered so a restarted router keeps its scrape target.
 pub fn router_metrics_addr(home: &Home) -> anyhow::Result<SocketAddr> {
-    let remembered = home.router_dir().join("metrics-addr");
-    let previous: Option<SocketAddr> = std::fs::read_to_string(&remembered)
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    let addr = match previous.filter(|addr| TcpListener::bind(addr).is_ok()) {
-        Some(addr) => addr,
-        None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
-    };
-    std::fs::write(&remembered, addr.to_string())?;
-    Ok(addr)
+    remembered_addr(&home.router_dir().join("metrics-addr"), None)
 }
 
 /// Starts Prometheus for the keeper (its child) and says where it listens in its ready file.
@@ -150,27 +141,32 @@ fn host_port(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-/// The address used before, else the asked-for one (`MRBILL_PROMETHEUS_ADDR`, default
-/// 127.0.0.1:9090; port 0: any), else a free loopback port; remembered.
+/// Prometheus's address: the one used before, else the asked-for one
+/// (`MRBILL_PROMETHEUS_ADDR`, default 127.0.0.1:9090; port 0: any).
 fn choose_addr(dir: &Path) -> anyhow::Result<SocketAddr> {
-    let remembered = dir.join("addr");
-    let previous: Option<SocketAddr> = std::fs::read_to_string(&remembered)
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
     let asked = std::env::var("MRBILL_PROMETHEUS_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into());
     let asked: SocketAddr = asked
         .parse()
         .with_context(|| format!("MRBILL_PROMETHEUS_ADDR: `{asked}` is not an address"))?;
+    remembered_addr(&dir.join("addr"), Some(asked))
+}
+
+/// The address remembered in `file` if it is free, else `asked` if free, else a free loopback
+/// port; whichever, remembered in `file`.
+fn remembered_addr(file: &Path, asked: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    let previous: Option<SocketAddr> = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     let free = previous
         .into_iter()
-        .chain([asked])
+        .chain(asked)
         .filter(|addr| addr.port() != 0)
         .find(|addr| TcpListener::bind(addr).is_ok());
     let addr = match free {
         Some(addr) => addr,
         None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
     };
-    std::fs::write(&remembered, addr.to_string())?;
+    std::fs::write(file, addr.to_string())?;
     Ok(addr)
 }
 

@@ -168,12 +168,15 @@ async fn metrics_count_each_tenants_answers_and_429s_on_their_own_listener_only(
     assert!(!public.text.contains("acme"), "{}", public.text);
 
     let metrics = common::serve(mrbill_router::metrics::router(state.clone())).await;
-    let text = reqwest::get(format!("{metrics}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let scrape = || async {
+        reqwest::get(format!("{metrics}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let text = scrape().await;
     for line in [
         "mrbill_router_requests_total{tenant=\"acme\",code=\"2xx\"} 2",
         "mrbill_router_requests_total{tenant=\"acme\",code=\"4xx\"} 1",
@@ -189,12 +192,7 @@ async fn metrics_count_each_tenants_answers_and_429s_on_their_own_listener_only(
     }
     assert!(!text.contains("nobody"), "{text}");
     state.feed_seen();
-    let text = reqwest::get(format!("{metrics}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = scrape().await;
     assert!(
         !text.contains("mrbill_router_route_feed_last_seen_timestamp_seconds 0\n"),
         "{text}"

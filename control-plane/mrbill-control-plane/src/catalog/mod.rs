@@ -75,19 +75,7 @@ impl Op {
     }
 
     pub fn parse(s: &str) -> Option<Op> {
-        [
-            Op::Provision,
-            Op::Suspend,
-            Op::Resume,
-            Op::Delete,
-            Op::Migrate,
-            Op::Abort,
-            Op::Scale,
-            Op::Restore,
-            Op::Unrestore,
-        ]
-        .into_iter()
-        .find(|op| op.as_str() == s)
+        Op::ALL.into_iter().find(|op| op.as_str() == s)
     }
 
     /// Whether the cell serves once this operation is done (all but suspend and delete).
