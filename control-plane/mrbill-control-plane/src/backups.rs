@@ -381,7 +381,9 @@ async fn schedule(ctx: &Ctx) -> anyhow::Result<()> {
             let hours = cell.spec.0.tier.template().backup_every_hours;
             Duration::from_secs(u64::from(hours) * 3600)
         });
-        let due = last.get(&cell.tenant).is_none_or(|at| now - *at >= every);
+        // A cell without a baseline was created after the baselines were read: not due (its
+        // creation is its baseline).
+        let due = last.get(&cell.tenant).is_some_and(|at| now - *at >= every);
         if due {
             let mut conn = ctx.pool.acquire().await?;
             catalog::request_backup(&mut conn, &cell, BackupKind::Scheduled).await?;
