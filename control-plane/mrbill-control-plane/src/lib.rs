@@ -19,6 +19,7 @@ pub mod driver;
 pub mod feed;
 pub mod gauges;
 pub mod migrate;
+pub mod op_trace;
 pub mod reconciler;
 pub mod targets;
 pub mod tenants;

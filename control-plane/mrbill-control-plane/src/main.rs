@@ -54,14 +54,16 @@ fn main() -> anyhow::Result<()> {
             }
             config.pause_after_step = pause_after_step;
             telemetry::init("mrbill-control-plane", config.log_format);
-            tokio::runtime::Builder::new_multi_thread()
+            let served = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
                 .block_on(async {
                     let app = App::build(config).await?;
                     app.run_until_stopped(service_kit::serve::shutdown_signal())
                         .await
-                })
+                });
+            telemetry::shutdown();
+            served
         }
         Command::Supervise { cell_dir } => {
             telemetry::init(

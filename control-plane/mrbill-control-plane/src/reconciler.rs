@@ -19,7 +19,8 @@ use tokio::task::JoinSet;
 use crate::Ctx;
 use crate::catalog::{self, CellRow, Op};
 use crate::driver::{BoxFuture, Observation, Step, Work};
-use crate::migrate;
+use crate::{migrate, op_trace};
+use tracing::Instrument as _;
 
 /// Runs forever: wakes on `ctx.wake` or every `health_interval`. Each cell with work gets a
 /// task of its own, owned here: dropping this future (the control plane stopping) stops them.
@@ -157,12 +158,20 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                 continue;
             }
             let started = Instant::now();
-            let ran = run_step(ctx, &cell, op, step, backup.as_deref()).await;
+            let span = op_trace::step_span(op_id, op, step.as_str(), &cell.tenant, cell_id);
+            let ran = run_step(ctx, &cell, op, step, backup.as_deref())
+                .instrument(span.clone())
+                .await;
             let outcome = match &ran {
                 Ok(()) => "done",
                 Err(e) if crate::driver::is_waiting(e) => "waiting",
                 Err(_) => "failed",
             };
+            span.record("mrbill.outcome", outcome);
+            if outcome == "failed" {
+                span.record("otel.status_code", "ERROR");
+            }
+            drop(span);
             let (op_name, step_name) = (op.as_str(), step.as_str());
             metrics::histogram!("mrbill_reconcile_step_duration_seconds", "op" => op_name,
                 "step" => step_name, "outcome" => outcome)
@@ -188,6 +197,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                 std::process::exit(86);
             }
             if step == Step::Catalog {
+                op_trace::finished(op_id, op, &cell.tenant, cell_id, "done");
                 return Ok(true); // the cell and its records are gone
             }
             let ms = started.elapsed().as_millis() as i64;
@@ -202,6 +212,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                     .await?
                     .and_then(|c| c.op_id);
                 if current != Some(op_id) {
+                    op_trace::finished(op_id, op, &cell.tenant, cell_id, "superseded");
                     return Ok(true);
                 }
                 if !paused {
@@ -233,7 +244,9 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
         };
         status.observed_generation = Some(cell.generation);
         status.endpoints.public = Some(ctx.config.endpoint(&cell.tenant));
-        catalog::finish_op(&ctx.pool, cell_id, op, op_id, &status).await?;
+        if catalog::finish_op(&ctx.pool, cell_id, op, op_id, &status).await? {
+            op_trace::finished(op_id, op, &cell.tenant, cell_id, "done");
+        }
         tracing::info!(cell = %cell_id, op = op.as_str(), phase = ?status.phase, "operation finished");
         Ok(true)
     })

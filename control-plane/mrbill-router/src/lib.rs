@@ -31,9 +31,11 @@ use wire_types::routing::TenantStatus;
 pub mod feed;
 mod limit;
 pub mod metrics;
+mod peer;
 mod proxy;
 pub mod request;
 mod server;
+mod trace;
 mod tunnel;
 mod upstream;
 

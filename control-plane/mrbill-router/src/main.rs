@@ -93,5 +93,6 @@ async fn serve() -> anyhow::Result<()> {
     if let Some(path) = ready_file {
         let _ = std::fs::remove_file(path);
     }
+    service_kit::telemetry::shutdown();
     Ok(())
 }

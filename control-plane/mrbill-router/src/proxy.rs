@@ -5,7 +5,7 @@
 //! tenant), and a request costs one lookup, one URI and two header values.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,8 +26,10 @@ use wire_types::{CELL_ID_HEADER, ErrorCode};
 
 use crate::limit::{Rate, TenantLimiter};
 use crate::metrics::TenantStats;
+use crate::peer::Client;
+use crate::trace::RequestTrace;
 use crate::upstream::{self, ProxyBody};
-use crate::{AppState, Config, tenant_not_found};
+use crate::{AppState, tenant_not_found};
 
 /// One service of a cell, parsed once per table change.
 #[derive(Debug)]
@@ -263,59 +265,6 @@ impl AppState {
     }
 }
 
-/// Who sent a request: the client's address (for rate limits) and the `X-Forwarded-For` the
-/// cell gets.
-#[derive(Debug)]
-pub(crate) struct Client {
-    pub(crate) ip: IpAddr,
-    pub(crate) forwarded_for: HeaderValue,
-}
-
-/// One connection's peer, with its `X-Forwarded-For` value made once.
-#[derive(Clone, Debug)]
-pub(crate) struct Peer {
-    ip: IpAddr,
-    value: HeaderValue,
-    trusted: bool,
-}
-
-impl Peer {
-    pub(crate) fn new(addr: SocketAddr, config: &Config) -> Self {
-        let ip = addr.ip().to_canonical();
-        Self {
-            ip,
-            value: HeaderValue::from_str(&ip.to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            trusted: config.trusted_proxies.iter().any(|net| net.contains(&ip)),
-        }
-    }
-
-    /// The client of one request: the peer itself, or, when the peer is a trusted proxy, the
-    /// client its `X-Forwarded-For` names, with the peer appended to that chain.
-    pub(crate) fn client(&self, config: &Config, headers: &http::HeaderMap) -> Client {
-        let untrusted = || Client {
-            ip: self.ip,
-            forwarded_for: self.value.clone(),
-        };
-        if !self.trusted {
-            return untrusted();
-        }
-        let mut chain = Vec::new();
-        for value in headers.get_all("x-forwarded-for") {
-            chain.extend_from_slice(value.as_bytes());
-            chain.extend_from_slice(b", ");
-        }
-        if chain.is_empty() {
-            return untrusted();
-        }
-        chain.extend_from_slice(self.value.as_bytes());
-        Client {
-            ip: service_kit::cell::client_ip(&config.trusted_proxies, self.ip, headers),
-            forwarded_for: HeaderValue::from_bytes(&chain).unwrap_or_else(|_| self.value.clone()),
-        }
-    }
-}
-
 /// Proxies one request to its tenant's cell; errors become the router's own JSON answers.
 pub(crate) async fn handle(
     worker: &Worker,
@@ -323,16 +272,22 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
-    let destination = match destination(&worker.state, client.ip, &parts).await {
+    let traced = RequestTrace::start(&parts);
+    let destination = match destination(&worker.state, client.ip, &parts, traced.as_ref()).await {
         Ok(destination) => destination,
-        Err(e) => return upstream::refuse(body, e).await,
+        Err(e) => {
+            let res = upstream::refuse(body, e).await;
+            if let Some(traced) = traced {
+                traced.end(res.status());
+            }
+            return res;
+        }
     };
     let (target, service, uri, prefix, room) = destination;
     let res = match forward(
         worker,
         client,
-        parts,
-        body,
+        (parts, body, traced.as_ref()),
         (&target, service, uri, prefix, room),
     )
     .await
@@ -341,6 +296,10 @@ pub(crate) async fn handle(
         Err(e) => e.into_response().map(Either::Right),
     };
     target.stats.answered(res.status());
+    if let Some(traced) = traced {
+        traced.cell(&target.cell_id);
+        traced.end(res.status());
+    }
     res
 }
 
@@ -380,8 +339,7 @@ impl Room {
 async fn forward(
     worker: &Worker,
     client: &Client,
-    mut parts: http::request::Parts,
-    body: Incoming,
+    (mut parts, body, traced): (http::request::Parts, Incoming, Option<&RequestTrace>),
     (target, service, uri, prefix, room): (
         &Target,
         Service,
@@ -426,6 +384,9 @@ async fn forward(
         parts
             .headers
             .insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
+    }
+    if let Some(traced) = traced {
+        traced.inject(&mut parts.headers);
     }
     match upstream::send(&worker.client, parts, body, upgrade.is_some()).await {
         Ok(mut res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -478,12 +439,16 @@ async fn destination(
     state: &AppState,
     client: IpAddr,
     req: &http::request::Parts,
+    traced: Option<&RequestTrace>,
 ) -> Result<Destination, ApiError> {
     let host = req.headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let (tenant, rest) = tenant_of(host, req.uri.path(), &state.config.domain)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no tenant in this request"))?;
     let (service, upstream_path) =
         service_for(rest).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
+    if let Some(traced) = traced {
+        traced.routed(&req.method, &tenant, service);
+    }
     let Some(target) = state.target(&tenant) else {
         state.stats.unknown_tenant.fetch_add(1, Ordering::Relaxed);
         return Err(tenant_not_found());

@@ -147,7 +147,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 ) {
-    let peer = proxy::Peer::new(peer, &worker.state.config);
+    let peer = crate::peer::Peer::new(peer, &worker.state.config);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (worker, peer) = (worker.clone(), peer.clone());
         async move { Ok::<_, Infallible>(route(&worker, &peer, req).await) }
@@ -179,7 +179,11 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-async fn route(worker: &Worker, peer: &proxy::Peer, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn route(
+    worker: &Worker,
+    peer: &crate::peer::Peer,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let client = peer.client(&worker.state.config, req.headers());
     match req.uri().path() {
         "/v1/resolve" | "/healthz" => {

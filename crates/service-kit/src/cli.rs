@@ -48,7 +48,9 @@ where
         Command::Serve => {
             let format = crate::config::optional(cell_model::contract::env::LOG_FORMAT)?;
             crate::telemetry::init(name, format.unwrap_or_default());
-            serve().await
+            let served = serve().await;
+            crate::telemetry::shutdown();
+            served
         }
         Command::Openapi => {
             println!("{}", document());

@@ -111,6 +111,11 @@ async fn track_metrics(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
+    let span = tracing::Span::current();
+    span.record("http.route", route.as_str());
+    if crate::telemetry::trace::enabled() {
+        span.record("otel.name", format!("{method} {route}"));
+    }
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
@@ -217,30 +222,60 @@ pub fn internal_router(routes: Router, token: ServiceToken, body_limit: usize) -
         .pipe(with_common_layers)
 }
 
-/// Request id (set if absent, echoed back), a tracing span per request, panic → 500.
+/// Request id (set if absent, echoed back), a tracing span per request (continuing the caller's
+/// trace), panic → 500.
 fn with_common_layers(router: Router) -> Router {
     router.layer(
-    ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let request_id = req.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
-                    // Only the path: query strings may carry tokens and are never logged.
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
-                })
-                .on_request(())
-                .on_response(log_response)
-                .on_failure(()),
-        )
-        .layer(CatchPanicLayer::custom(panic_response)),
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    .on_request(())
+                    .on_response(log_response)
+                    .on_failure(()),
+            )
+            .layer(CatchPanicLayer::custom(panic_response)),
     )
 }
 
-fn log_response<B>(res: &http::Response<B>, latency: Duration, _span: &tracing::Span) {
+/// The request's span: a server span named `<METHOD> <route template>` once routed (see
+/// [`track_metrics`]), a child of the caller's `traceparent`. Only the path is logged: query
+/// strings may carry tokens; the exported span has the route template only, never ids.
+fn request_span(req: &Request) -> tracing::Span {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-");
+    let method = req.method().as_str();
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        path = %req.uri().path(),
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::trace::adopt(&span, crate::telemetry::trace::extract(req.headers()));
+    span
+}
+
+fn log_response<B>(res: &http::Response<B>, latency: Duration, span: &tracing::Span) {
+    let status = res.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     tracing::info!(
-        status = res.status().as_u16(),
+        status = status.as_u16(),
         latency_ms = latency.as_secs_f64() * 1000.0,
         "response"
     );

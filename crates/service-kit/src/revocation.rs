@@ -99,13 +99,14 @@ impl Revocation {
     }
 
     async fn fetch(&self, user: UserId) -> Result<TokenVersion, Refused> {
-        let res = self
+        let request = self
             .client
             .get(format!(
                 "{}/internal/v1/users/{user}/token-version",
                 self.base
             ))
-            .bearer_auth(self.service_token.expose_secret())
+            .bearer_auth(self.service_token.expose_secret());
+        let res = crate::telemetry::trace::propagate(request)
             .send()
             .await
             .map_err(|e| {

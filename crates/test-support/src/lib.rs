@@ -10,6 +10,7 @@ pub mod http;
 pub mod live;
 pub mod mail;
 pub mod moto;
+pub mod otlp;
 pub mod pg;
 pub mod raw;
 

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use service_kit::telemetry::trace;
 use tokio::sync::{Notify, watch};
+use tracing::Instrument as _;
 use uuid::Uuid;
 use wire_types::media::{CreateReport, CreateVideo};
 
@@ -200,7 +202,8 @@ async fn work(state: AppState, n: usize, wake: Arc<Notify>, mut stop: watch::Rec
                 return;
             }
             Ok(Some(claim)) => {
-                run(&state, claim, &mut stop).await;
+                let span = job_span(&claim);
+                run(&state, claim, &mut stop).instrument(span).await;
                 continue;
             }
             Ok(None) => {}
@@ -212,6 +215,29 @@ async fn work(state: AppState, n: usize, wake: Arc<Notify>, mut stop: watch::Rec
             _ = tokio::time::sleep(limits.poll) => {}
         }
     }
+}
+
+/// A job attempt's span: a consumer span in the trace of the request that queued the job (its
+/// stored `traceparent`), or a trace of its own.
+fn job_span(claim: &Claim) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job",
+        otel.name = %format!("{} job", claim.job.kind),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        job.kind = %claim.job.kind,
+        job.attempt = claim.job.attempts,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let parent = claim
+        .job
+        .traceparent
+        .as_deref()
+        .map(trace::from_traceparent)
+        .unwrap_or_default();
+    trace::adopt(&span, parent);
+    span
 }
 
 /// Runs one claimed job to its end (or until the claim is lost or the service stops).
@@ -271,6 +297,7 @@ async fn run(state: &AppState, claim: Claim, stop: &mut watch::Receiver<bool>) {
             });
             metrics::counter!("media_job_failures_total", "kind" => kind.clone(), "code" => f.code)
                 .increment(1);
+            tracing::Span::current().record("otel.status_code", "ERROR");
             tracing::warn!(job = %claim.job.id, kind, code = f.code, error = %f.message, ?retry_in, "job attempt failed");
             if let Err(e) = store::fail(&state.pool, &claim, retry_in, f.code, &f.message).await {
                 tracing::warn!(job = %claim.job.id, error = %e, "recording the failure failed; the lease will expire");
@@ -349,13 +376,16 @@ async fn run_report(
         generated_at: time::OffsetDateTime::now_utc(),
     };
     let failed = |e: anyhow::Error| Failure::transient("render_failed", format!("{e:#}"));
-    let bytes = match report::render(&meta, &pocs).map_err(failed)? {
+    let render = render_span("report", format.content_type());
+    let inline = render.in_scope(|| report::render(&meta, &pocs));
+    let bytes = match inline.map_err(failed)? {
         Some(bytes) => bytes,
         None => {
             let mut cmd =
                 crate::render::child(&state.config.render_program, state.config.ffmpeg.nice);
             cmd.arg("pdf");
             crate::render::run_renderer(cmd, &report::pdf_data(&meta, &pocs))
+                .instrument(render)
                 .await
                 .map_err(failed)?
         }
@@ -373,6 +403,15 @@ async fn run_report(
         vec![(file, bytes, format.content_type())],
     )
     .await
+}
+
+/// The span of a render (Typst, or the renderer process and ffmpeg), a child of the job's.
+fn render_span(kind: &'static str, content_type: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "render",
+        otel.name = %format!("render {kind}"),
+        render.content_type = content_type,
+    )
 }
 
 /// Filters for a user's own PoCs of one year.
@@ -436,6 +475,7 @@ async fn run_video(
         pocs,
         progress,
     )
+    .instrument(render_span("video", "video/mp4"))
     .await;
     let files = async {
         let rendered =

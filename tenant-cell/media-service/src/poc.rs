@@ -90,11 +90,12 @@ impl PocClient {
         path: &str,
         query: &[(&'static str, String)],
     ) -> Result<T, PocError> {
-        let res = self
+        let request = self
             .http
             .get(format!("{}{path}", self.base))
             .bearer_auth(self.token.expose_secret())
-            .query(query)
+            .query(query);
+        let res = service_kit::telemetry::trace::propagate(request)
             .send()
             .await
             .map_err(|e| PocError::Unavailable(e.to_string()))?;

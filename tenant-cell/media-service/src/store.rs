@@ -44,6 +44,8 @@ pub struct JobRow {
     pub artifacts: Value,
     pub created_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
+    /// The queuing request's trace (`traceparent`), if it was traced.
+    pub traceparent: Option<String>,
 }
 
 impl JobRow {
@@ -53,7 +55,7 @@ impl JobRow {
 }
 
 const COLUMNS: &str = "id, kind, owner_id, params, state, progress, attempts, \
-    error_code, error_message, facts, artifacts, created_at, finished_at";
+    error_code, error_message, facts, artifacts, created_at, finished_at, traceparent";
 
 /// Why a request for a new job was refused.
 #[derive(Debug)]
@@ -72,7 +74,8 @@ pub struct UserLimits {
 }
 
 /// Inserts a pending job unless the user is over a limit (checked under a per-user lock, so
-/// concurrent requests cannot both slip under it).
+/// concurrent requests cannot both slip under it). It remembers the current span's trace, so
+/// the worker's spans join the request that queued it.
 pub async fn insert(
     pool: &PgPool,
     kind: Kind,
@@ -80,6 +83,7 @@ pub async fn insert(
     params: &Value,
     limits: UserLimits,
 ) -> sqlx::Result<Result<JobRow, Refusal>> {
+    let traceparent = service_kit::telemetry::trace::current_traceparent();
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('media-user:' || $1::text))")
         .bind(owner)
@@ -100,13 +104,14 @@ pub async fn insert(
         return Ok(Err(Refusal::TooManyPerMinute(recent)));
     }
     let row = sqlx::query_as(&format!(
-        "INSERT INTO media_jobs (id, kind, owner_id, params) VALUES ($1, $2, $3, $4)
-         RETURNING {COLUMNS}"
+        "INSERT INTO media_jobs (id, kind, owner_id, params, traceparent)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::now_v7())
     .bind(kind.as_str())
     .bind(owner)
     .bind(params)
+    .bind(traceparent)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("SELECT pg_notify('media_jobs', '')")

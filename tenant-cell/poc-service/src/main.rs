@@ -52,8 +52,11 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::from_env()?;
             telemetry::init("poc-service", config.common.log_format);
             let app = App::build(config).await?;
-            app.run_until_stopped(service_kit::serve::shutdown_signal())
-                .await
+            let served = app
+                .run_until_stopped(service_kit::serve::shutdown_signal())
+                .await;
+            telemetry::shutdown();
+            served
         }
         Command::BootstrapAdmin { email, token_file } => {
             telemetry::init(

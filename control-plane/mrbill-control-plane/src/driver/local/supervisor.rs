@@ -423,6 +423,16 @@ fn spawn_service(
     if let Some(filter) = std::env::var_os("RUST_LOG") {
         cmd.env("RUST_LOG", filter);
     }
+    // Where traces go and how they are sampled: the platform's own standard variables (each
+    // service names itself; its tenant and cell come from its contract).
+    for (key, value) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(service_kit::telemetry::trace::passed_on)
+        {
+            cmd.env(key, value);
+        }
+    }
     if let Some(uid) = config.run_as {
         // The cell's own user, with no supplementary groups (std drops them with the uid).
         cmd.uid(uid).gid(uid);

@@ -1,0 +1,310 @@
+//! Traces: OpenTelemetry spans exported over OTLP/HTTP (protobuf), off unless the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set and
+//! `OTEL_SDK_DISABLED` is not `true`.
+//!
+//! - **Sampling** follows the standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`
+//!   (e.g. `parentbased_traceidratio` and `0.1`); unset, every trace is kept
+//!   (`parentbased_always_on`). A sampled caller's trace is always continued.
+//! - **Never in a request's way**: a finished span goes into a bounded queue
+//!   (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that one background thread exports in batches. A span that
+//!   finds the queue full is dropped, and so is every span of a batch the collector did not take
+//!   (down, slow past `OTEL_EXPORTER_OTLP_TIMEOUT`); both are counted in
+//!   `mrbill_trace_spans_dropped_total{reason="queue_full"|"export_failed"}`, exported ones in
+//!   `mrbill_trace_spans_exported_total`.
+//! - **Propagation**: W3C `traceparent` / `tracestate` ([`extract`], [`inject`], [`propagate`]).
+//! - **Resource**: `service.name` (the binary, unless `OTEL_SERVICE_NAME`), and a cell service's
+//!   `mrbill.tenant` and `mrbill.cell` (from its cell contract), plus `OTEL_RESOURCE_ATTRIBUTES`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cell_model::contract::env;
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue, global};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, Span, SpanData,
+    SpanExporter, SpanProcessor,
+};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// Whether this process exports traces.
+pub fn enabled() -> bool {
+    PROVIDER.get().is_some()
+}
+
+/// The process's tracer, for spans made without `tracing` (the router's hot path, the control
+/// plane's operations); `None` when traces are off.
+pub fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get()
+}
+
+/// Whether `var` is one of the standard variables a process hands on to the processes it starts
+/// (the exporter's, the sampler's, the batch queue's, `OTEL_SDK_DISABLED`), so they trace alike;
+/// `OTEL_SERVICE_NAME` is not, each names itself.
+pub fn passed_on(var: &str) -> bool {
+    ["OTEL_EXPORTER_OTLP_", "OTEL_TRACES_SAMPLER", "OTEL_BSP_"]
+        .iter()
+        .any(|prefix| var.starts_with(prefix))
+        || matches!(
+            var,
+            "OTEL_SDK_DISABLED" | "OTEL_RESOURCE_ATTRIBUTES" | "OTEL_PROPAGATORS"
+        )
+}
+
+/// Whether the standard variables ask for traces.
+fn configured() -> bool {
+    let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.trim().is_empty());
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// Sets up the export pipeline if configured and returns the tracer the log subscriber's
+/// OpenTelemetry layer uses. Called once, by [`super::init`].
+pub(super) fn install(service: &'static str) -> Option<SdkTracer> {
+    if !configured() {
+        return None;
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            // The log subscriber is not installed yet.
+            eprintln!("{service}: traces not exported: {e}");
+            return None;
+        }
+    };
+    let max = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(2048);
+    let gate = Arc::new(Gate {
+        queued: AtomicUsize::new(0),
+        max,
+        queue_full: metrics::counter!("mrbill_trace_spans_dropped_total", "reason" => "queue_full"),
+        export_failed: metrics::counter!("mrbill_trace_spans_dropped_total", "reason" => "export_failed"),
+        exported: metrics::counter!("mrbill_trace_spans_exported_total"),
+    });
+    let batch = BatchSpanProcessor::builder(Counted {
+        inner: exporter,
+        gate: gate.clone(),
+    })
+    .with_batch_config(
+        BatchConfigBuilder::default()
+            .with_max_queue_size(max)
+            .build(),
+    )
+    .build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(Gated { inner: batch, gate })
+        .with_resource(resource(service))
+        .build();
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer(service);
+    let _ = PROVIDER.set(provider);
+    let _ = TRACER.set(tracer.clone());
+    Some(tracer)
+}
+
+fn resource(service: &'static str) -> Resource {
+    let mut builder = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        builder = builder.with_service_name(service);
+    }
+    for (var, key) in [
+        (env::TENANT, "mrbill.tenant"),
+        (env::CELL_ID, "mrbill.cell"),
+    ] {
+        if let Ok(value) = std::env::var(var) {
+            builder = builder.with_attribute(KeyValue::new(key, value));
+        }
+    }
+    builder.build()
+}
+
+/// Exports what is queued and stops the exporter (at the end of `main`; bounded by the
+/// exporter's timeout).
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(e) = provider.shutdown_with_timeout(Duration::from_secs(5))
+    {
+        tracing::warn!(error = %e, "traces not all exported at shutdown");
+    }
+}
+
+/// The spans waiting for export, bounded.
+#[derive(Debug)]
+struct Gate {
+    queued: AtomicUsize,
+    max: usize,
+    queue_full: metrics::Counter,
+    export_failed: metrics::Counter,
+    exported: metrics::Counter,
+}
+
+/// The batch processor behind a counted bound: it holds at most what [`Gate`] admits, so no span
+/// is dropped without being counted (the SDK's own drops are only logged).
+#[derive(Debug)]
+struct Gated {
+    inner: BatchSpanProcessor,
+    gate: Arc<Gate>,
+}
+
+impl SpanProcessor for Gated {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.gate.queued.fetch_add(1, Ordering::Relaxed) >= self.gate.max {
+            self.gate.queued.fetch_sub(1, Ordering::Relaxed);
+            self.gate.queue_full.increment(1);
+            return;
+        }
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The OTLP exporter, releasing the gate as batches leave the queue and counting the outcome.
+#[derive(Debug)]
+struct Counted<E> {
+    inner: E,
+    gate: Arc<Gate>,
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let n = batch.len();
+        self.gate.queued.fetch_sub(n, Ordering::Relaxed);
+        let sent = self.inner.export(batch);
+        async move {
+            let result = sent.await;
+            match &result {
+                Ok(()) => self.gate.exported.increment(n as u64),
+                Err(_) => self.gate.export_failed.increment(n as u64),
+            }
+            result
+        }
+    }
+
+    fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+struct HeaderReader<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderWriter<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderWriter<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// The caller's trace context from `traceparent` / `tracestate` (empty when absent, invalid or
+/// tracing is off).
+pub fn extract(headers: &http::HeaderMap) -> Context {
+    global::get_text_map_propagator(|p| p.extract(&HeaderReader(headers)))
+}
+
+/// Writes `cx` as `traceparent` / `tracestate` (nothing when it holds no valid span).
+pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
+    global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderWriter(headers)));
+}
+
+/// `request` carrying the current span's context, so the callee's spans join its trace.
+pub fn propagate(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    if !enabled() {
+        return request;
+    }
+    let mut headers = http::HeaderMap::new();
+    inject(&tracing::Span::current().context(), &mut headers);
+    request.headers(headers)
+}
+
+/// The current span's `traceparent`, to store with work done later (a media job).
+pub fn current_traceparent() -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let mut headers = http::HeaderMap::new();
+    inject(&tracing::Span::current().context(), &mut headers);
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The context a stored [`current_traceparent`] names.
+pub fn from_traceparent(traceparent: &str) -> Context {
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", value);
+    }
+    extract(&headers)
+}
+
+/// Makes `span` a child of `parent` and writes its `trace_id` / `span_id` fields (which the
+/// span must declare, as `tracing::field::Empty`), so its log lines join its trace. Nothing
+/// when tracing is off.
+pub fn adopt(span: &tracing::Span, parent: Context) {
+    if !enabled() {
+        return;
+    }
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let cx = span.context();
+    let ids = cx.span().span_context().clone();
+    if ids.is_valid() {
+        span.record("trace_id", tracing::field::display(ids.trace_id()));
+        span.record("span_id", tracing::field::display(ids.span_id()));
+    }
+}

@@ -1,0 +1,184 @@
+//! The trace export against a real OTLP/HTTP receiver (`test_support::otlp`, which decodes the
+//! protobuf): spans arrive with their parents and resource; a collector that hangs or is down
+//! never holds the code that makes spans, and every span it loses is counted. Each test sets
+//! the process's environment and installs the global pipeline, so each runs in a process of its
+//! own (nextest's default).
+
+use std::time::Duration;
+
+use service_kit::telemetry::{self, LogFormat, trace};
+use test_support::otlp::{Collector, hex};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The value of the counter `name` with `labels` (as rendered, e.g. `reason="queue_full"`).
+fn counter(name: &str, labels: &str) -> u64 {
+    let rendered = telemetry::metrics_handle().render();
+    let series = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    rendered
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sets the standard variables and installs the pipeline. Called first in each test, before
+/// the test starts any thread: nextest runs each test in a process of its own.
+#[allow(unsafe_code)]
+fn install(endpoint: &str, extra: &[(&str, &str)]) {
+    let mut vars = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("MRBILL_TENANT", "acme"),
+        ("MRBILL_CELL_ID", "cell-acme"),
+    ];
+    vars.extend_from_slice(extra);
+    for (k, v) in vars {
+        // SAFETY: no other thread of this process exists yet to read the environment.
+        unsafe { std::env::set_var(k, v) };
+    }
+    telemetry::init("trace-export-test", LogFormat::Compact);
+    assert!(trace::enabled());
+}
+
+/// A loopback listener for the collector and its URL, bound before any thread starts.
+fn listener() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, url)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn spans_reach_the_collector_with_their_parents_and_resource() {
+    let (listener, url) = listener();
+    install(&url, &[]);
+    runtime().block_on(async {
+        let collector = Collector::serve(listener);
+        let (trace_id, outer_id) = {
+            let outer = tracing::info_span!("outer", otel.name = "GET /v1/things/{id}");
+            let cx = outer.context();
+            let ids = opentelemetry::trace::TraceContextExt::span(&cx)
+                .span_context()
+                .clone();
+            outer.in_scope(|| {
+                let inner = tracing::info_span!("inner");
+                inner.in_scope(|| tracing::warn!("something to see"));
+                // Debug spans stay in the logs.
+                tracing::debug_span!("detail").in_scope(|| {});
+            });
+            (ids.trace_id().to_string(), ids.span_id().to_string())
+        };
+        // A stored traceparent continues the trace (media's jobs).
+        let parent = format!("00-{trace_id}-{outer_id}-01");
+        let job = tracing::info_span!(
+            "job",
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty
+        );
+        trace::adopt(&job, trace::from_traceparent(&parent));
+        drop(job);
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while collector.trace(&trace_id).len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "spans never arrived: {:?}",
+                collector.spans()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let spans = collector.trace(&trace_id);
+        let named = |name: &str| {
+            spans
+                .iter()
+                .find(|s| s.span.name == name)
+                .unwrap_or_else(|| panic!("no span {name}: {spans:?}"))
+        };
+        let outer = named("GET /v1/things/{id}");
+        assert_eq!(outer.span_id(), outer_id);
+        assert!(outer.span.parent_span_id.is_empty(), "a root");
+        assert_eq!(outer.service(), "trace-export-test");
+        assert_eq!(
+            outer.resource.get("mrbill.tenant").map(String::as_str),
+            Some("acme")
+        );
+        assert_eq!(
+            outer.resource.get("mrbill.cell").map(String::as_str),
+            Some("cell-acme")
+        );
+        let inner = named("inner");
+        assert_eq!(inner.parent_id(), outer_id);
+        assert!(
+            inner
+                .span
+                .events
+                .iter()
+                .any(|e| e.name == "something to see"),
+            "warnings are events of their span"
+        );
+        assert_eq!(named("job").parent_id(), outer_id);
+        assert!(
+            spans.iter().all(|s| s.span.name != "detail"),
+            "debug spans are not exported"
+        );
+        assert_eq!(hex(&outer.span.trace_id), trace_id);
+        assert!(counter("mrbill_trace_spans_exported_total", "") >= 3);
+    });
+}
+
+#[test]
+fn a_collector_that_hangs_holds_nothing_up_and_what_it_costs_is_counted() {
+    let (listener, url) = listener();
+    install(
+        &url,
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "8"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "60000"),
+        ],
+    );
+    let rt = runtime();
+    let collector = rt.block_on(async { Collector::serve(listener) });
+    collector.hang();
+    // A thousand spans end while the export of the first batch hangs: none waits for it.
+    for i in 0..1000 {
+        tracing::info_span!("request", n = i).in_scope(|| {});
+    }
+    let full = counter("mrbill_trace_spans_dropped_total", "reason=\"queue_full\"");
+    assert!(
+        full >= 1000 - 16,
+        "only {full} of 1000 spans counted as dropped"
+    );
+    assert!(collector.requests() <= 1, "one export at a time");
+    drop(collector);
+    rt.shutdown_background();
+}
+
+#[test]
+fn a_collector_that_is_down_loses_spans_that_are_counted() {
+    let (closed, url) = listener();
+    drop(closed);
+    install(&url, &[]);
+    for i in 0..100 {
+        tracing::info_span!("request", n = i).in_scope(|| {});
+    }
+    // Shutting down exports what is queued: the collector refuses it.
+    telemetry::shutdown();
+    let failed = counter(
+        "mrbill_trace_spans_dropped_total",
+        "reason=\"export_failed\"",
+    );
+    let full = counter("mrbill_trace_spans_dropped_total", "reason=\"queue_full\"");
+    assert_eq!(failed + full, 100, "every span lost is counted");
+    assert_eq!(counter("mrbill_trace_spans_exported_total", ""), 0);
+}

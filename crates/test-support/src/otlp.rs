@@ -1,0 +1,185 @@
+//! A real OTLP/HTTP trace receiver for tests: it accepts `POST /v1/traces` with the protobuf
+//! body every OpenTelemetry SDK sends and decodes it with the protocol's generated messages, so
+//! a test sees exactly what a collector would. It can also stop answering (a collector that
+//! hangs) to show that exporting never holds a request up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
+
+/// One received span with its resource's attributes.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub resource: HashMap<String, String>,
+    pub span: Span,
+}
+
+impl Received {
+    /// `service.name` of the process that made it.
+    pub fn service(&self) -> &str {
+        self.resource.get("service.name").map_or("", String::as_str)
+    }
+
+    /// A string (or integer, as text) attribute of the span.
+    pub fn attr(&self, key: &str) -> Option<String> {
+        attributes(&self.span.attributes).remove(key)
+    }
+
+    pub fn trace_id(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+
+    pub fn span_id(&self) -> String {
+        hex(&self.span.span_id)
+    }
+
+    pub fn parent_id(&self) -> String {
+        hex(&self.span.parent_span_id)
+    }
+}
+
+/// Lower-case hex, as in `traceparent`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
+    list.iter()
+        .filter_map(|kv| {
+            let value = match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => s.clone(),
+                Value::IntValue(i) => i.to_string(),
+                Value::BoolValue(b) => b.to_string(),
+                Value::DoubleValue(d) => d.to_string(),
+                _ => return None,
+            };
+            Some((kv.key.clone(), value))
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Inner {
+    spans: Mutex<Vec<Received>>,
+    requests: Mutex<usize>,
+    hang: AtomicBool,
+}
+
+/// The receiver, serving until dropped.
+pub struct Collector {
+    url: String,
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    /// Listens on a free loopback port.
+    pub async fn start() -> Self {
+        Self::serve(std::net::TcpListener::bind("127.0.0.1:0").expect("bind the collector"))
+    }
+
+    /// Serves on `listener`, bound earlier (e.g. before the process's environment is set).
+    pub fn serve(listener: std::net::TcpListener) -> Self {
+        let inner = Arc::new(Inner::default());
+        let app = axum::Router::new()
+            .route("/v1/traces", post(receive))
+            .with_state(inner.clone());
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let listener =
+            tokio::net::TcpListener::from_std(listener).expect("the listener in the runtime");
+        let url = format!(
+            "http://{}",
+            listener.local_addr().expect("the collector's address")
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, inner, task }
+    }
+
+    /// The base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Received> {
+        self.inner
+            .spans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The spans of one trace (hex id).
+    pub fn trace(&self, trace_id: &str) -> Vec<Received> {
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id() == trace_id)
+            .collect()
+    }
+
+    /// How many export requests arrived.
+    pub fn requests(&self) -> usize {
+        *self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on, holds every export without answering (a collector that hangs).
+    pub fn hang(&self) {
+        self.inner.hang.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode {
+    *inner.requests.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    if inner.hang.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let mut received = Vec::new();
+    for resource_spans in request.resource_spans {
+        let resource = resource_spans
+            .resource
+            .map(|r| attributes(&r.attributes))
+            .unwrap_or_default();
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
+                received.push(Received {
+                    resource: resource.clone(),
+                    span,
+                });
+            }
+        }
+    }
+    inner
+        .spans
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(received);
+    StatusCode::OK
+}
