@@ -113,9 +113,7 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let span = tracing::Span::current();
     span.record("http.route", route.as_str());
-    if crate::telemetry::trace::enabled() {
-        span.record("otel.name", format!("{method} {route}"));
-    }
+    crate::telemetry::trace::rename(&span, || format!("{method} {route}"));
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
@@ -240,7 +238,7 @@ fn with_common_layers(router: Router) -> Router {
     )
 }
 
-/// The request's span: a server span named `<METHOD> <route template>` once routed (see
+/// The request's span: (except for probes and scrapes) a server span named `<METHOD> <route template>` once routed (see
 /// [`track_metrics`]), a child of the caller's `traceparent`. Only the path is logged: query
 /// strings may carry tokens; the exported span has the route template only, never ids.
 fn request_span(req: &Request) -> tracing::Span {
@@ -250,6 +248,10 @@ fn request_span(req: &Request) -> tracing::Span {
         .and_then(|id| id.header_value().to_str().ok())
         .unwrap_or("-");
     let method = req.method().as_str();
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        // Probes and scrapes, every few seconds: logged, never traced.
+        return tracing::debug_span!("probe", path = %req.uri().path(), request_id = %request_id);
+    }
     let span = tracing::info_span!(
         "request",
         method = %method,

@@ -76,16 +76,17 @@ struct Inner {
     hang: AtomicBool,
 }
 
-/// The receiver, serving until dropped.
+/// The receiver, serving until dropped, on a thread and runtime of its own: a test's runtime
+/// may be blocked (waiting for `mrbill`), and the collector must answer all the same.
 pub struct Collector {
     url: String,
     inner: Arc<Inner>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Collector {
     /// Listens on a free loopback port.
-    pub async fn start() -> Self {
+    pub fn start() -> Self {
         Self::serve(std::net::TcpListener::bind("127.0.0.1:0").expect("bind the collector"))
     }
 
@@ -98,16 +99,31 @@ impl Collector {
         listener
             .set_nonblocking(true)
             .expect("a non-blocking listener");
-        let listener =
-            tokio::net::TcpListener::from_std(listener).expect("the listener in the runtime");
         let url = format!(
             "http://{}",
             listener.local_addr().expect("the collector's address")
         );
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the collector's runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .expect("the listener in the runtime");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
         });
-        Self { url, inner, task }
+        Self {
+            url,
+            inner,
+            stop: Some(stop),
+        }
     }
 
     /// The base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`).
@@ -149,7 +165,9 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 

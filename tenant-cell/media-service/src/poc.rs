@@ -78,7 +78,7 @@ impl PocClient {
     /// Whether poc-service's internal API answers at all (any HTTP status: it is listening).
     pub async fn listening(&self) -> bool {
         self.http
-            .get(format!("{}/health/live", self.base))
+            .get(format!("{}/healthz", self.base))
             .timeout(Duration::from_secs(1))
             .send()
             .await

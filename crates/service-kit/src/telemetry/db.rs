@@ -18,22 +18,30 @@ use tracing_subscriber::registry::LookupSpan;
 /// The target sqlx logs its statements under.
 pub(super) const TARGET: &str = "sqlx::query";
 
+/// Installed whether or not traces are exported (its filter then wants nothing): a layer in an
+/// `Option` is never told its dispatcher, which this one needs.
 pub(super) struct DbSpans {
-    tracer: SdkTracer,
+    tracer: Option<SdkTracer>,
     dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
 }
 
 impl DbSpans {
-    pub(super) fn new(tracer: SdkTracer) -> Self {
+    pub(super) fn new(tracer: Option<SdkTracer>) -> Self {
         Self {
             tracer,
             dispatch: OnceLock::new(),
         }
     }
 
-    /// Only sqlx's statement events.
+    /// sqlx's statement events (and its `enabled!` check before it makes one, whose metadata is
+    /// neither an event nor a span), and the spans the trace layer exports: a filtered layer's
+    /// context only finds the spans its own filter lets in.
     pub(super) fn wants(meta: &Metadata<'_>) -> bool {
-        meta.is_event() && meta.target() == TARGET
+        if meta.is_span() {
+            *meta.level() <= tracing::Level::INFO
+        } else {
+            meta.target() == TARGET
+        }
     }
 }
 
@@ -46,6 +54,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(tracer) = &self.tracer else {
+            return;
+        };
         let Some(span) = ctx.event_span(event) else {
             return; // a statement outside any request, job or step (a sweep): not traced
         };
@@ -67,8 +78,7 @@ where
             .checked_sub(Duration::from_secs_f64(statement.elapsed.max(0.0)))
             .unwrap_or(end);
         let name = statement.name();
-        let mut db = self
-            .tracer
+        let mut db = tracer
             .span_builder(name)
             .with_kind(SpanKind::Client)
             .with_start_time(start)
@@ -76,7 +86,7 @@ where
                 KeyValue::new("db.system.name", "postgresql"),
                 KeyValue::new("db.response.returned_rows", statement.rows),
             ])
-            .start_with_context(&self.tracer, &parent);
+            .start_with_context(tracer, &parent);
         db.end_with_timestamp(end);
     }
 }

@@ -59,6 +59,7 @@ pub fn init(service: &'static str, format: LogFormat) {
                 .with_threads(false)
                 .with_target(false)
                 .with_level(false)
+                .with_tracked_inactivity(false)
                 .with_filter(filter_fn(|meta| {
                     if meta.is_span() {
                         *meta.level() <= Level::INFO
@@ -67,8 +68,9 @@ pub fn init(service: &'static str, format: LogFormat) {
                     }
                 }))
         });
-        let db = tracer
-            .map(|tracer| db::DbSpans::new(tracer).with_filter(filter_fn(db::DbSpans::wants)));
+        let traced = tracer.is_some();
+        let db = db::DbSpans::new(tracer)
+            .with_filter(filter_fn(move |meta| traced && db::DbSpans::wants(meta)));
         let (json, compact) = match format {
             LogFormat::Json => (
                 Some(
@@ -94,8 +96,8 @@ pub fn init(service: &'static str, format: LogFormat) {
         };
         // A subscriber may already be set (e.g. by a test harness); that is fine.
         let _ = tracing_subscriber::registry()
-            .with(otel)
             .with(db)
+            .with(otel)
             .with(json)
             .with(compact)
             .try_init();

@@ -291,6 +291,14 @@ pub fn from_traceparent(traceparent: &str) -> Context {
     extract(&headers)
 }
 
+/// Renames `span`'s trace span (already started, which `otel.name` no longer changes), e.g. once
+/// the request's route is known. Nothing when tracing is off.
+pub fn rename(span: &tracing::Span, name: impl FnOnce() -> String) {
+    if enabled() {
+        span.context().span().update_name(name());
+    }
+}
+
 /// Makes `span` a child of `parent` and writes its `trace_id` / `span_id` fields (which the
 /// span must declare, as `tracing::field::Empty`), so its log lines join its trace. Nothing
 /// when tracing is off.
