@@ -117,6 +117,24 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
     // real SMTP server), so open sign-up works through the rendered pods.
     cell.spec.email_domains = vec!["acme.example".into()];
     let smtp = test_support::mail::SmtpReceiver::start();
+    // And traces, to a real OTLP receiver.
+    let collector = test_support::otlp::Collector::start();
+    let tracing = cell_operator::render::Tracing {
+        env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                collector.url().to_owned(),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "200".into()),
+        ],
+        namespace: "observability".into(),
+        pod_labels: [(
+            "app.kubernetes.io/name".into(),
+            "opentelemetry-collector".into(),
+        )]
+        .into(),
+        port: 4318,
+    };
     let mail = cell_operator::render::Mail {
         smtp_url: smtp.url().into(),
         from: Some("no-reply+{tenant}@mrbill.example".into()),
@@ -134,8 +152,14 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
             service_export: false,
             object_store: cell_operator::render::ObjectStore::default(),
             monitoring: None,
+            tracing: Some(tracing),
         },
     );
+    let egress = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "allow-traces-to-collector")
+        .expect("the services' egress to the collector");
+    assert_eq!(egress["spec"]["egress"][0]["ports"][0]["port"], 4318);
     objects.extend(cell_operator::secrets::generate(&cell).expect("secrets"));
     objects.push(cell_operator::secrets::smtp(&cell, &mail));
     // An RDS cell's database Secrets come from its instance (the operator writes them once
@@ -303,6 +327,36 @@ async fn a_cell_starts_from_its_rendered_objects(tier: Tier, engine: DatabaseEng
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // The rendered variables reached every service: the report's trace went to the collector,
+    // its job under media's request, with the cell on each span.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.spans();
+        let job = spans
+            .iter()
+            .find(|s| s.service() == "media-service" && s.span.name == "report job");
+        let request = spans
+            .iter()
+            .find(|s| s.service() == "media-service" && s.span.name == "POST /v1/reports");
+        let pocs = spans.iter().any(|s| s.service() == "poc-service");
+        if let (Some(job), Some(request), true) = (job, request, pocs) {
+            assert_eq!(job.parent_id(), request.span_id());
+            assert_eq!(
+                job.resource.get("mrbill.cell").map(String::as_str),
+                Some(cell.spec.cell_id.as_str())
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no trace of the report: {:?}",
+            spans
+                .iter()
+                .map(|s| (s.service(), &s.span.name))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     sign_up_by_mail(&api, &admin, &smtp).await;
     let link = done["download"]["url"].as_str().expect("download link");
     let csv = reqwest::get(format!("{}{link}", router.url))

@@ -1,7 +1,7 @@
 //! `x dev`: the platform on this machine with embedded defaults, through the real CLI.
 //!
-//! `mrbill up --with-prometheus` (control plane + router + a Prometheus scraping every cell;
-//! the control plane adopts or restarts existing cells),
+//! `mrbill up --with-prometheus --with-traces` (control plane + router + a Prometheus scraping
+//! every cell + a trace collector; the control plane adopts or restarts existing cells),
 //! then the demo tenant: onboarded with `mrbill tenant create` on first run, its admin
 //! registered with the one-time invite and a generated password, a few sample PoCs and a dojo.
 //! Everything keeps running in the background; `./x down` (or `mrbill down`) stops it.
@@ -20,7 +20,10 @@ const ADMIN_EMAIL: &str = "admin@demo.example.com";
 pub fn run(_args: &[String]) -> anyhow::Result<()> {
     build()?;
     let home = cell_model::local::mrbill_home();
-    let up = mrbill(&home, &["up", "--with-prometheus", "-o", "json"])?;
+    let up = mrbill(
+        &home,
+        &["up", "--with-prometheus", "--with-traces", "-o", "json"],
+    )?;
     let router = up["router"].as_str().context("router url")?.to_owned();
     let prometheus = up["prometheus"].as_str().unwrap_or_default().to_owned();
 
@@ -75,6 +78,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
     println!(
         "  prometheus       {prometheus}   (e.g. up{{tenant=\"{SLUG}\"}}, ALERTS; rules: charts/mrbill/files/prometheus-rules.yml)"
     );
+    println!("  traces           mrbill traces --tenant {SLUG}, then mrbill traces show <trace>");
     println!(
         "  logs             {}/logs, {}/placements/*/cells/*/logs",
         home.display(),

@@ -31,3 +31,14 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* The standard OpenTelemetry variables, when traces are exported. */}}
+{{- define "mrbill.tracingEnv" -}}
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+- { name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ .endpoint | quote }} }
+- { name: OTEL_TRACES_SAMPLER, value: {{ .sampler | quote }} }
+- { name: OTEL_TRACES_SAMPLER_ARG, value: {{ .samplerArg | quote }} }
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,6 +1,6 @@
 //! The platform's keeper (`mrbill keep`, started by `mrbill up`, stopped first by `mrbill
-//! down`): keeps the control plane, the router and (asked for) Prometheus running, as cells'
-//! supervisors keep their services.
+//! down`): keeps the control plane, the router and (asked for) Prometheus and the trace
+//! collector running, as cells' supervisors keep their services.
 //!
 //! A component that dies of a crash — killed, a panic, a non-zero exit — is started again at
 //! once, then after 0.2, 0.4 … ≤ 5 s while it keeps failing within 30 s of its start. One that
@@ -50,18 +50,25 @@ pub fn running(home: &Home) -> Option<u32> {
         })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Part {
     ControlPlane,
     Router,
     /// The local Prometheus (`mrbill up --with-prometheus`); its ready file is written for it.
     Prometheus,
+    /// The local trace collector (`mrbill up --with-traces`, `traces.rs`).
+    Traces,
 }
 
 impl Part {
-    /// What the keeper keeps, in start order.
-    pub fn kept(with_prometheus: bool) -> Vec<Part> {
-        let mut parts = vec![Part::ControlPlane, Part::Router];
+    /// What the keeper keeps, in start order (the trace collector first: the others send to
+    /// it from their start).
+    pub fn kept(with_prometheus: bool, with_traces: bool) -> Vec<Part> {
+        let mut parts = Vec::new();
+        if with_traces {
+            parts.push(Part::Traces);
+        }
+        parts.extend([Part::ControlPlane, Part::Router]);
         if with_prometheus {
             parts.push(Part::Prometheus);
         }
@@ -73,6 +80,7 @@ impl Part {
             Part::ControlPlane => "control-plane",
             Part::Router => "router",
             Part::Prometheus => "prometheus",
+            Part::Traces => "traces",
         }
     }
 
@@ -81,6 +89,7 @@ impl Part {
             Part::ControlPlane => home.control_plane_ready(),
             Part::Router => home.router_ready(),
             Part::Prometheus => crate::prometheus::ready(home),
+            Part::Traces => crate::traces::ready(home),
         }
     }
 }

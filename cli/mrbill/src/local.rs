@@ -42,13 +42,20 @@ pub struct Platform {
     pub router: String,
     /// The local Prometheus, when asked for (`--with-prometheus`).
     pub prometheus: Option<String>,
+    /// The local trace collector, when asked for (`--with-traces`).
+    pub traces: Option<String>,
     pub started: Vec<&'static str>,
 }
 
 /// Starts whatever is not running: the keeper (`keeper.rs`), which starts the control plane
 /// (which starts its catalog Postgres and adopts or restarts the cells) and the router and
 /// keeps them running. Idempotent.
-pub fn up(home: &Home, router_addr: SocketAddr, with_prometheus: bool) -> CliResult<Platform> {
+pub fn up(
+    home: &Home,
+    router_addr: SocketAddr,
+    with_prometheus: bool,
+    with_traces: bool,
+) -> CliResult<Platform> {
     for dir in [home.root().to_owned(), home.logs_dir(), home.router_dir()] {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -57,7 +64,12 @@ pub fn up(home: &Home, router_addr: SocketAddr, with_prometheus: bool) -> CliRes
     let alive = |part: Part| read_ready(&part.ready(home)).filter(|r| pid_alive(r.pid));
     // A Prometheus that runs is kept on, asked for or not.
     let with_prometheus = with_prometheus || alive(Part::Prometheus).is_some();
-    let parts = Part::kept(with_prometheus);
+    let with_traces = with_traces || alive(Part::Traces).is_some();
+    if with_traces {
+        // Known before anything starts: the control plane and the router send to it.
+        crate::traces::choose_addr(home)?;
+    }
+    let parts = Part::kept(with_prometheus, with_traces);
     let was: Vec<bool> = parts.iter().map(|part| alive(*part).is_some()).collect();
     let public_url = match alive(Part::Router) {
         Some(r) => r.url,
@@ -75,19 +87,22 @@ pub fn up(home: &Home, router_addr: SocketAddr, with_prometheus: bool) -> CliRes
         if with_prometheus {
             args.push("--with-prometheus");
         }
+        if with_traces {
+            args.push("--with-traces");
+        }
         let mut child = spawn(home, &keeper, "keeper", &args, &[])?;
         // Reaped here, should it stop before `up` returns; otherwise it outlives this process.
         std::thread::spawn(move || child.wait());
     }
     let mut started = Vec::new();
-    let mut urls = Vec::new();
+    let mut urls = std::collections::HashMap::new();
     for (part, was_alive) in parts.into_iter().zip(was) {
-        urls.push(wait_ready(&part.ready(home), home, part.name())?.url);
+        urls.insert(part, wait_ready(&part.ready(home), home, part.name())?.url);
         if !was_alive {
             started.push(part.name());
         }
     }
-    let prometheus = urls.get(2).cloned();
+    let prometheus = urls.get(&Part::Prometheus).cloned();
     if let Some(url) = &prometheus
         && !crate::prometheus::wait_serving(url, Duration::from_secs(60))
     {
@@ -101,19 +116,26 @@ pub fn up(home: &Home, router_addr: SocketAddr, with_prometheus: bool) -> CliRes
             home.logs_dir().join("prometheus.log").display()
         )));
     }
+    let url = |part| urls.get(&part).cloned().unwrap_or_default();
     Ok(Platform {
         home: home.root().display().to_string(),
-        control_plane: urls[0].clone(),
-        router: urls[1].clone(),
+        control_plane: url(Part::ControlPlane),
+        router: url(Part::Router),
         prometheus,
+        traces: urls.get(&Part::Traces).cloned(),
         started,
     })
 }
 
 /// Starts `part` for the keeper (its child): the router serves at `public_url` and follows the
-/// control plane wherever that listens.
-pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child> {
+/// control plane wherever that listens; with `traces`, both export to the local collector.
+pub fn start(home: &Home, part: Part, public_url: &str, traces: bool) -> anyhow::Result<Child> {
     let bins = bin_dir()?;
+    let traced = if traces {
+        crate::traces::exporter_env(home)
+    } else {
+        Vec::new()
+    };
     let child = match part {
         Part::ControlPlane => spawn(
             home,
@@ -121,15 +143,20 @@ pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child>
             part.name(),
             &[],
             &[
-                ("MRBILL_PUBLIC_URL", public_url.to_owned()),
-                // Cheap, and ready for a Prometheus started later.
-                (
-                    "MRBILL_PROMETHEUS_TARGETS",
-                    crate::prometheus::targets(home).display().to_string(),
-                ),
-            ],
+                vec![
+                    ("MRBILL_PUBLIC_URL", public_url.to_owned()),
+                    // Cheap, and ready for a Prometheus started later.
+                    (
+                        "MRBILL_PROMETHEUS_TARGETS",
+                        crate::prometheus::targets(home).display().to_string(),
+                    ),
+                ],
+                traced,
+            ]
+            .concat(),
         ),
         Part::Prometheus => return crate::prometheus::start(home),
+        Part::Traces => return crate::traces::start(home),
         Part::Router => {
             let control_plane = read_ready(&home.control_plane_ready())
                 .filter(|r| pid_alive(r.pid))
@@ -163,7 +190,10 @@ pub fn start(home: &Home, part: Part, public_url: &str) -> anyhow::Result<Child>
                         home.router_ready().display().to_string(),
                     ),
                     ("MRBILL_ROUTER_METRICS_ADDR", metrics.to_string()),
-                ],
+                ]
+                .into_iter()
+                .chain(traced)
+                .collect::<Vec<_>>(),
             )
         }
     };
@@ -280,6 +310,8 @@ pub fn down(home: &Home, keep_cells: bool) -> CliResult<Stopped> {
         ("prometheus", crate::prometheus::ready(home)),
         ("router", home.router_ready()),
         ("control-plane", home.control_plane_ready()),
+        // Last: it takes the others' final spans.
+        ("traces", crate::traces::ready(home)),
     ] {
         if let Some(r) = read_ready(&ready).filter(|r| pid_alive(r.pid)) {
             signal(r.pid, Signal::TERM);
@@ -353,6 +385,7 @@ pub struct Processes {
     pub control_plane: Option<String>,
     pub router: Option<String>,
     pub prometheus: Option<String>,
+    pub traces: Option<String>,
     pub catalog_postgres: bool,
     pub cell_supervisors: usize,
 }
@@ -374,6 +407,7 @@ pub fn processes(home: &Home) -> Processes {
         control_plane: live(home.control_plane_ready()),
         router: live(home.router_ready()),
         prometheus: live(crate::prometheus::ready(home)),
+        traces: live(crate::traces::ready(home)),
         catalog_postgres: postmaster_pid(&home.catalog_dir().join("data")).is_some(),
         cell_supervisors: supervisors,
     }

@@ -10,6 +10,7 @@ mod migrate;
 mod output;
 mod progress;
 mod prometheus;
+mod traces;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -47,6 +48,18 @@ enum Format {
 }
 
 #[derive(Subcommand)]
+enum TracesCmd {
+    /// One trace as a tree of its spans, with when each started and how long it took.
+    Show {
+        /// The trace id (its first 8 characters will do).
+        trace: String,
+    },
+    /// The local collector (started by the keeper; not by hand).
+    #[command(hide = true)]
+    Collect,
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Keep the control plane and the router running (started by `up`; not by hand).
     #[command(hide = true)]
@@ -57,6 +70,9 @@ enum Command {
         /// Keep the local Prometheus too.
         #[arg(long)]
         with_prometheus: bool,
+        /// Keep the local trace collector too.
+        #[arg(long)]
+        with_traces: bool,
     },
     /// Start the control plane and the router on this machine (idempotent).
     Up {
@@ -68,6 +84,21 @@ enum Command {
         /// and evaluating the platform's alert rules.
         #[arg(long)]
         with_prometheus: bool,
+        /// Collect traces too: every request, job and operation as a trace of spans across the
+        /// router, the services and the control plane (`mrbill traces`).
+        #[arg(long)]
+        with_traces: bool,
+    },
+    /// Recent traces (`up --with-traces`), newest first, or one drawn as a tree.
+    Traces {
+        #[command(subcommand)]
+        command: Option<TracesCmd>,
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
     },
     /// Stop the router, the control plane, every cell and the catalog database (idempotent).
     Down {
@@ -296,17 +327,38 @@ fn run(command: Command, home: &Home, out: &Output) -> CliResult<()> {
         Command::Up {
             router_addr,
             with_prometheus,
+            with_traces,
         } => {
-            let platform = local::up(home, router_addr, with_prometheus)?;
+            let platform = local::up(home, router_addr, with_prometheus, with_traces)?;
             out.up(&platform);
         }
         Command::Keep {
             public_url,
             with_prometheus,
+            with_traces,
         } => {
-            let parts = keeper::Part::kept(with_prometheus);
-            keeper::run(home, parts, |part| local::start(home, part, &public_url))?;
+            let parts = keeper::Part::kept(with_prometheus, with_traces);
+            keeper::run(home, parts, |part| {
+                local::start(home, part, &public_url, with_traces)
+            })?;
         }
+        Command::Traces {
+            command: Some(TracesCmd::Collect),
+            ..
+        } => traces::collect(home)?,
+        Command::Traces {
+            command: Some(TracesCmd::Show { trace }),
+            ..
+        } => out.trace(&traces::tree(&traces::load(home), &trace)),
+        Command::Traces {
+            command: None,
+            tenant,
+            limit,
+        } => out.traces(&traces::summaries(
+            &traces::load(home),
+            tenant.as_deref(),
+            limit,
+        )),
         Command::Down { keep_cells } => {
             let stopped = local::down(home, keep_cells)?;
             out.down(&stopped);

@@ -153,7 +153,10 @@ fn choose_addr(dir: &Path) -> anyhow::Result<SocketAddr> {
 
 /// The address remembered in `file` if it is free, else `asked` if free, else a free loopback
 /// port; whichever, remembered in `file`.
-fn remembered_addr(file: &Path, asked: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+pub(crate) fn remembered_addr(
+    file: &Path,
+    asked: Option<SocketAddr>,
+) -> anyhow::Result<SocketAddr> {
     let previous: Option<SocketAddr> = std::fs::read_to_string(file)
         .ok()
         .and_then(|s| s.trim().parse().ok());

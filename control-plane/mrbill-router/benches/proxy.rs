@@ -9,6 +9,10 @@
 //! (requests/s) and paced at ≈ 5,000 requests/s (latency without queueing: the p50/p99 each
 //! proxy adds over the direct path). The machines are noisy, so the paths take turns in several
 //! rounds (`BENCH_ROUNDS`, default 5; `BENCH_SECS` per run, default 5) and medians are printed.
+//!
+//! Tracing's cost (`BENCH_TRACING=0` leaves it out): the same router with every request traced
+//! (`OTEL_TRACES_SAMPLER=always_on`) exporting to a collector that takes the spans, and to one
+//! that is down, against the untraced router in the same rounds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -127,9 +131,15 @@ fn wait_for_port(port: u16) {
     panic!("nothing listens on {port}");
 }
 
-fn start_router(bin: &Path, dir: &Path, workers: u32, backend_port: u16) -> (Stopped, u16) {
+fn start_router(
+    bin: &Path,
+    dir: &Path,
+    workers: u32,
+    backend_port: u16,
+    env: &[(&str, String)],
+) -> (Stopped, u16) {
     let port = free_port();
-    let snapshot = dir.join(format!("routes-{workers}.json"));
+    let snapshot = dir.join(format!("routes-{workers}-{port}.json"));
     let table = serde_json::json!({ "revision": 1, "routes": { "acme": {
         "tenant": "acme", "cell_id": "c-acme", "generation": 1, "state": "active",
         "services": { "poc": format!("http://127.0.0.1:{backend_port}") } } } });
@@ -141,6 +151,7 @@ fn start_router(bin: &Path, dir: &Path, workers: u32, backend_port: u16) -> (Sto
         .env("MRBILL_ROUTER_WORKERS", workers.to_string())
         .env("MRBILL_TENANT_RATE", "100000000")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -234,17 +245,54 @@ fn main() {
         .split(',')
         .filter_map(|w| w.trim().parse().ok())
         .collect();
+    // Traces at 100 % sampling to a collector that takes them (a sink on the backend's
+    // runtime that reads and drops each export), and to one that is down (a closed port).
+    let tracing = env_or("BENCH_TRACING", 1) == 1;
+    let collector_port = free_port();
+    let down_port = free_port();
+    if tracing {
+        rt.spawn(async move {
+            let app = Router::new().route(
+                "/v1/traces",
+                axum::routing::post(|_: axum::body::Bytes| async { "" }),
+            );
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", collector_port))
+                .await
+                .expect("bind collector");
+            axum::serve(listener, app).await
+        });
+    }
+    let traced = |port: u16| {
+        vec![
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            ),
+            ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+        ]
+    };
     for workers in workers {
-        let (router, router_port) = start_router(&bin, &dir, workers, backend_port);
-        let (nginx, nginx_port) = start_nginx(&dir, workers, backend_port);
-        for (label, port) in [("mrbill-router", router_port), ("nginx", nginx_port)] {
+        let mut routers = vec![("mrbill-router", Vec::new())];
+        if tracing {
+            routers.push(("  traced", traced(collector_port)));
+            routers.push(("  collector down", traced(down_port)));
+        }
+        for (label, env) in routers {
+            let (router, port) = start_router(&bin, &dir, workers, backend_port, &env);
             wait_for_port(port);
             paths.push(path(
                 format!("{label} ×{workers}"),
                 format!("http://127.0.0.1:{port}/t/acme/v1/pocs"),
             ));
+            running.push(router);
         }
-        running.extend([router, nginx]);
+        let (nginx, nginx_port) = start_nginx(&dir, workers, backend_port);
+        wait_for_port(nginx_port);
+        paths.push(path(
+            format!("nginx ×{workers}"),
+            format!("http://127.0.0.1:{nginx_port}/t/acme/v1/pocs"),
+        ));
+        running.push(nginx);
     }
     for p in &paths {
         wrk(&p.url, 1, None); // warm-up: connections, pools, caches
@@ -291,18 +339,26 @@ fn main() {
             paced.p99
         );
     }
-    for pair in results[1..].chunks(2) {
-        if let [
-            (router_label, router, router_paced),
-            (_, nginx, nginx_paced),
-        ] = pair
-        {
+    let find = |label: &str| results.iter().find(|(l, _, _)| l == label);
+    for (label, router, router_paced) in results.iter().filter(|(l, _, _)| l.starts_with("mrbill"))
+    {
+        let workers = label.trim_start_matches("mrbill-router ");
+        if let Some((_, nginx, nginx_paced)) = find(&format!("nginx {workers}")) {
             println!(
-                "{router_label}: throughput {:.2}× nginx; at ~5k req/s added p99 {:.3} ms (nginx {:.3} ms)",
+                "{label}: throughput {:.2}× nginx; at ~5k req/s added p99 {:.3} ms (nginx {:.3} ms)",
                 router.rps / nginx.rps,
                 router_paced.p99 - direct.p99,
                 nginx_paced.p99 - direct.p99
             );
+        }
+        for variant in ["traced", "collector down"] {
+            if let Some((_, with, with_paced)) = find(&format!("  {variant} {workers}")) {
+                println!(
+                    "{label} {variant}: throughput {:.3}× untraced; p99 at ~5k req/s {:+.3} ms",
+                    with.rps / router.rps,
+                    with_paced.p99 - router_paced.p99
+                );
+            }
         }
     }
     drop(running);

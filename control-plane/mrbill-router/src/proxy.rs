@@ -27,7 +27,7 @@ use wire_types::{CELL_ID_HEADER, ErrorCode};
 use crate::limit::{Rate, TenantLimiter};
 use crate::metrics::TenantStats;
 use crate::peer::Client;
-use crate::trace::RequestTrace;
+use crate::trace::{Arrived, RequestSpan, RouteAttributes};
 use crate::upstream::{self, ProxyBody};
 use crate::{AppState, tenant_not_found};
 
@@ -98,6 +98,8 @@ struct Target {
     limiter: Arc<Mutex<TenantLimiter>>,
     /// Kept across table changes like the limiter (`metrics`).
     stats: Arc<TenantStats>,
+    /// Its requests' span attributes (`trace`).
+    trace: RouteAttributes,
 }
 
 impl Target {
@@ -197,6 +199,7 @@ impl Targets {
                     next: Service::ALL.map(|_| AtomicUsize::new(0)),
                     limiter,
                     stats,
+                    trace: RouteAttributes::new(tenant, &route.cell_id),
                 };
                 Some((tenant.clone(), Arc::new(target)))
             })
@@ -272,22 +275,23 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
-    let traced = RequestTrace::start(&parts);
-    let destination = match destination(&worker.state, client.ip, &parts, traced.as_ref()).await {
+    let arrived = Arrived::now(&parts.headers);
+    let destination = match destination(&worker.state, client.ip, &parts).await {
         Ok(destination) => destination,
         Err(e) => {
             let res = upstream::refuse(body, e).await;
-            if let Some(traced) = traced {
-                traced.end(res.status());
+            if let Some(arrived) = arrived {
+                arrived.refused(&parts.method, res.status());
             }
             return res;
         }
     };
     let (target, service, uri, prefix, room) = destination;
+    let span = arrived.and_then(|a| a.routed(&parts.method, service, &target.trace));
     let res = match forward(
         worker,
         client,
-        (parts, body, traced.as_ref()),
+        (parts, body, span.as_ref()),
         (&target, service, uri, prefix, room),
     )
     .await
@@ -296,9 +300,8 @@ pub(crate) async fn handle(
         Err(e) => e.into_response().map(Either::Right),
     };
     target.stats.answered(res.status());
-    if let Some(traced) = traced {
-        traced.cell(&target.cell_id);
-        traced.end(res.status());
+    if let Some(span) = span {
+        span.end(res.status());
     }
     res
 }
@@ -339,7 +342,7 @@ impl Room {
 async fn forward(
     worker: &Worker,
     client: &Client,
-    (mut parts, body, traced): (http::request::Parts, Incoming, Option<&RequestTrace>),
+    (mut parts, body, span): (http::request::Parts, Incoming, Option<&RequestSpan>),
     (target, service, uri, prefix, room): (
         &Target,
         Service,
@@ -385,8 +388,8 @@ async fn forward(
             .headers
             .insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
     }
-    if let Some(traced) = traced {
-        traced.inject(&mut parts.headers);
+    if let Some(span) = span {
+        span.inject(&mut parts.headers);
     }
     match upstream::send(&worker.client, parts, body, upgrade.is_some()).await {
         Ok(mut res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -439,16 +442,12 @@ async fn destination(
     state: &AppState,
     client: IpAddr,
     req: &http::request::Parts,
-    traced: Option<&RequestTrace>,
 ) -> Result<Destination, ApiError> {
     let host = req.headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let (tenant, rest) = tenant_of(host, req.uri.path(), &state.config.domain)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no tenant in this request"))?;
     let (service, upstream_path) =
         service_for(rest).ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such endpoint"))?;
-    if let Some(traced) = traced {
-        traced.routed(&req.method, &tenant, service);
-    }
     let Some(target) = state.target(&tenant) else {
         state.stats.unknown_tenant.fetch_add(1, Ordering::Relaxed);
         return Err(tenant_not_found());

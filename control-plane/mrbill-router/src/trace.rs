@@ -1,69 +1,173 @@
 //! A span per proxied request, when traces are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`): a
 //! server span that continues the client's `traceparent` (or starts a trace), named
 //! `<METHOD> <service>` and carrying the tenant, its cell and the answer's status, and whose
-//! context the cell receives as its `traceparent`. Made with the OpenTelemetry API directly, not
-//! through `tracing`, to keep the proxy path lean; with traces off nothing is made and the
+//! context the cell receives as its `traceparent`. With traces off nothing is made and the
 //! client's `traceparent` reaches the cell untouched.
+//!
+//! It runs on every request, so it is made once, when the request is routed (timed from its
+//! arrival), from parts made ahead: static names, the tenant's and cell's attributes compiled
+//! with the route ([`RouteAttributes`]), the `traceparent` written straight from the span's ids.
+
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use cell_model::contract::Service;
-use http::{HeaderValue, StatusCode};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
-use opentelemetry::{Context, KeyValue};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use opentelemetry::trace::{Span as _, SpanBuilder, SpanKind, Status, Tracer as _};
+use opentelemetry::{Context, KeyValue, StringValue};
 use service_kit::telemetry::trace;
 
-/// One request's span and the context the cell continues.
-pub(crate) struct RequestTrace {
-    cx: Context,
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// A route's span attributes, made when the table is compiled (reference-counted strings).
+#[derive(Debug, Clone)]
+pub(crate) struct RouteAttributes([KeyValue; 2]);
+
+impl RouteAttributes {
+    pub(crate) fn new(tenant: &str, cell: &str) -> Self {
+        Self([
+            KeyValue::new("mrbill.tenant", StringValue::from(Arc::<str>::from(tenant))),
+            KeyValue::new("mrbill.cell", StringValue::from(Arc::<str>::from(cell))),
+        ])
+    }
 }
 
-impl RequestTrace {
-    /// The span of a request, if traces are exported.
-    pub(crate) fn start(parts: &http::request::Parts) -> Option<Self> {
-        let tracer = trace::tracer()?;
-        let parent = trace::extract(&parts.headers);
-        let method = parts.method.as_str().to_owned();
-        let span = tracer
-            .span_builder(method.clone())
-            .with_kind(SpanKind::Server)
-            .with_attributes([KeyValue::new("http.request.method", method)])
-            .start_with_context(tracer, &parent);
+/// A request on its way: when it arrived and the client's trace.
+pub(crate) struct Arrived {
+    at: SystemTime,
+    parent: Context,
+}
+
+/// A routed request's span.
+pub(crate) struct RequestSpan(opentelemetry_sdk::trace::Span);
+
+impl Arrived {
+    /// If traces are exported.
+    pub(crate) fn now(headers: &http::HeaderMap) -> Option<Self> {
+        trace::tracer()?;
         Some(Self {
-            cx: parent.with_span(span),
+            at: SystemTime::now(),
+            parent: trace::extract(headers),
         })
     }
 
-    /// The request's tenant and service, once known.
-    pub(crate) fn routed(&self, method: &http::Method, tenant: &str, service: Service) {
-        let span = self.cx.span();
-        span.update_name(format!("{method} {}", service.name()));
-        span.set_attribute(KeyValue::new("mrbill.tenant", tenant.to_owned()));
-        span.set_attribute(KeyValue::new("mrbill.service", service.name()));
+    fn span(
+        self,
+        name: &'static str,
+        method: &Method,
+        attributes: Vec<KeyValue>,
+    ) -> Option<RequestSpan> {
+        let tracer = trace::tracer()?;
+        let mut attributes = attributes;
+        attributes.push(KeyValue::new("http.request.method", method_name(method)));
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_start_time(self.at)
+            .with_attributes(attributes);
+        Some(RequestSpan(
+            tracer.build_with_context(builder, &self.parent),
+        ))
     }
 
-    /// The cell serving it.
-    pub(crate) fn cell(&self, cell: &HeaderValue) {
-        if let Ok(cell) = cell.to_str() {
-            self.cx
-                .span()
-                .set_attribute(KeyValue::new("mrbill.cell", cell.to_owned()));
+    /// The span of a request routed to `service` of the route with `route`'s attributes.
+    pub(crate) fn routed(
+        self,
+        method: &Method,
+        service: Service,
+        route: &RouteAttributes,
+    ) -> Option<RequestSpan> {
+        let attributes = vec![
+            route.0[0].clone(),
+            route.0[1].clone(),
+            KeyValue::new("mrbill.service", service.name()),
+        ];
+        self.span(span_name(method, service), method, attributes)
+    }
+
+    /// Ends the span of a request refused before it was routed (no such tenant, limited).
+    pub(crate) fn refused(self, method: &Method, status: StatusCode) {
+        if let Some(span) = self.span(method_name(method), method, Vec::new()) {
+            span.end(status);
+        }
+    }
+}
+
+impl RequestSpan {
+    /// Hands this span's context on to the cell: `traceparent` written from its ids (the
+    /// client's `tracestate`, if any, goes on as it came).
+    pub(crate) fn inject(&self, headers: &mut http::HeaderMap) {
+        let ids = self.0.span_context();
+        let value = format!(
+            "00-{}-{}-{:02x}",
+            ids.trace_id(),
+            ids.span_id(),
+            ids.trace_flags().to_u8()
+        );
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(TRACEPARENT.clone(), value);
         }
     }
 
-    /// Hands this span's context on to the cell (`traceparent`, `tracestate`).
-    pub(crate) fn inject(&self, headers: &mut http::HeaderMap) {
-        trace::inject(&self.cx, headers);
-    }
-
     /// Ends the span with the answer's status (5xx: an error).
-    pub(crate) fn end(self, status: StatusCode) {
-        let span = self.cx.span();
-        span.set_attribute(KeyValue::new(
+    pub(crate) fn end(mut self, status: StatusCode) {
+        self.0.set_attribute(KeyValue::new(
             "http.response.status_code",
             i64::from(status.as_u16()),
         ));
         if status.is_server_error() {
-            span.set_status(Status::error(status.as_str().to_owned()));
+            self.0.set_status(Status::error(status.as_str().to_owned()));
         }
-        span.end();
+        self.0.end();
+    }
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "HTTP",
+    }
+}
+
+/// `<METHOD> <service>`, without allocating.
+fn span_name(method: &Method, service: Service) -> &'static str {
+    macro_rules! names {
+        ($($m:ident => $s:literal),* $(,)?) => {
+            match (method_name(method), service) {
+                $(
+                    ($s, Service::Poc) => concat!($s, " poc"),
+                    ($s, Service::Dojo) => concat!($s, " dojo"),
+                    ($s, Service::Media) => concat!($s, " media"),
+                )*
+                (_, Service::Poc) => "HTTP poc",
+                (_, Service::Dojo) => "HTTP dojo",
+                (_, Service::Media) => "HTTP media",
+            }
+        };
+    }
+    names!(GET => "GET", POST => "POST", PUT => "PUT", PATCH => "PATCH", DELETE => "DELETE",
+        HEAD => "HEAD", OPTIONS => "OPTIONS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_names_are_method_and_service() {
+        assert_eq!(span_name(&Method::POST, Service::Media), "POST media");
+        assert_eq!(span_name(&Method::GET, Service::Poc), "GET poc");
+        assert_eq!(
+            span_name(
+                &Method::from_bytes(b"PROPFIND").expect("method"),
+                Service::Dojo
+            ),
+            "HTTP dojo"
+        );
     }
 }

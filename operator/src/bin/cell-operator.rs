@@ -122,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             None => None,
         },
         object_store: object_store()?,
+        tracing: tracing()?,
     };
     let metrics_addr: SocketAddr =
         optional("MRBILL_OPERATOR_METRICS_ADDR")?.unwrap_or(([0, 0, 0, 0], 8080).into());
@@ -157,7 +158,9 @@ fn main() -> anyhow::Result<()> {
             server.abort();
             tracing::info!("cell-operator stopped");
             anyhow::Ok(())
-        })
+        })?;
+    telemetry::shutdown();
+    Ok(())
 }
 
 /// The AWS settings, when the operator manages `rds` cells.
@@ -184,6 +187,44 @@ fn aws_settings() -> anyhow::Result<Option<AwsSettings>> {
 }
 
 /// `key=value,key=value` as labels.
+/// The operator's own standard OpenTelemetry variables, handed on to every cell service, and
+/// the collector's pods the cells may reach (`MRBILL_OPERATOR_TRACING_NAMESPACE`, required with
+/// an endpoint; `…_POD_LABELS`). No endpoint: no traces.
+fn tracing() -> anyhow::Result<Option<cell_operator::render::Tracing>> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| telemetry::trace::passed_on(k))
+        .collect();
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .find_map(|k| env.iter().find(|(key, v)| key == k && !v.is_empty()))
+    .map(|(_, v)| v.clone());
+    let Some(endpoint) = endpoint else {
+        return Ok(None);
+    };
+    let uri: axum::http::Uri = endpoint
+        .parse()
+        .map_err(|e| anyhow::anyhow!("OTEL_EXPORTER_OTLP_ENDPOINT {endpoint}: {e}"))?;
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    Ok(Some(cell_operator::render::Tracing {
+        env,
+        namespace: required("MRBILL_OPERATOR_TRACING_NAMESPACE")?,
+        pod_labels: labels(
+            &optional::<String>("MRBILL_OPERATOR_TRACING_POD_LABELS")?
+                .unwrap_or_else(|| "app.kubernetes.io/name=opentelemetry-collector".into()),
+        )?,
+        port,
+    }))
+}
+
 fn labels(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     text.split(',')
         .map(str::trim)

@@ -93,6 +93,22 @@ pub struct Images {
     /// and lets that Prometheus's pods in to their `/metrics` (`monitoring.rs`). `None`: no
     /// PodMonitor (the Prometheus Operator's CRDs need not exist).
     pub monitoring: Option<Monitoring>,
+    /// Where the cells' services send traces: the standard OpenTelemetry variables they get
+    /// and the collector they may reach (`monitoring.rs`). `None`: no traces.
+    pub tracing: Option<Tracing>,
+}
+
+/// The trace collector the cells export to.
+#[derive(Clone, Debug, Default)]
+pub struct Tracing {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, the sampler's and the batch queue's variables: every cell
+    /// service gets them as they are.
+    pub env: Vec<(String, String)>,
+    /// The collector's namespace and pod labels, and its OTLP/HTTP port: the only egress the
+    /// cells' services get for it.
+    pub namespace: String,
+    pub pod_labels: std::collections::BTreeMap<String, String>,
+    pub port: u16,
 }
 
 /// Who scrapes the cells, and how the PodMonitors are found.

@@ -1,11 +1,12 @@
-//! A cell's scrape by the platform's Prometheus (`Images::monitoring`: its namespace): a
+//! Where a cell's signals go. Metrics: a cell's scrape by the platform's Prometheus (`Images::monitoring`: its namespace): a
 //! Prometheus Operator `PodMonitor` of the cell's service pods — each pod's `/metrics` on its
 //! public port, with the labels the platform's rules group by (`job="cells"`, `tenant`,
 //! `cell`, `service`, `placement`: what the control plane's file discovery gives locally) —
 //! and the NetworkPolicy that lets that Prometheus's pods (its namespace and pod labels) in
 //! to that port (the cell's policies deny everything else; nothing else in that namespace gets
 //! past the router's limits). Off: neither, and a cluster without the Prometheus Operator's CRDs needs
-//! none.
+//! none. Traces (`Images::tracing`): the services' egress to the collector's pods on its OTLP
+//! port, and nothing else (the variables themselves are in each container's `env`).
 
 use cell_model::Cell;
 use serde_json::{Value, json};
@@ -17,6 +18,30 @@ use super::{CELL_LABEL, Images, PUBLIC_PORT, SERVICE_LABEL, TENANT_LABEL, meta, 
 pub const POD_MONITOR: &str = "cell-services";
 
 pub(super) fn objects(cell: &Cell, images: &Images) -> Vec<Value> {
+    let mut out = scrape(cell, images);
+    if let Some(tracing) = &images.tracing {
+        out.push(policy(
+            cell,
+            "allow-traces-to-collector",
+            json!({
+                "podSelector": services_in(&services()),
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": { "matchLabels": {
+                            "kubernetes.io/metadata.name": tracing.namespace,
+                        } },
+                        "podSelector": { "matchLabels": tracing.pod_labels },
+                    }],
+                    "ports": [{ "protocol": "TCP", "port": tracing.port }],
+                }],
+            }),
+        ));
+    }
+    out
+}
+
+fn scrape(cell: &Cell, images: &Images) -> Vec<Value> {
     let Some(monitoring) = &images.monitoring else {
         return Vec::new();
     };

@@ -317,6 +317,9 @@ pub(super) fn env(cell: &Cell, images: &Images, service: &str) -> Vec<Value> {
     for secret in contract.map_or(&[][..], Service::secrets) {
         env.push(file(secret.env(), secret.file()));
     }
+    if let Some(tracing) = &images.tracing {
+        env.extend(tracing.env.iter().map(|(k, v)| value(k, v.clone())));
+    }
     if contract.is_some_and(Service::calls_poc) {
         env.push(value(
             env::POC_INTERNAL_URL,

@@ -68,6 +68,11 @@ impl Platform {
 
     /// `mrbill up` with extra environment for the control plane (e.g. `MRBILL_PLACEMENTS`).
     pub fn up_with(env: &[(&str, &str)]) -> Self {
+        Self::up_with_flags(&[], env)
+    }
+
+    /// `mrbill up <flags>` (e.g. `--with-traces`) with extra environment.
+    pub fn up_with_flags(flags: &[&str], env: &[(&str, &str)]) -> Self {
         let home = tempfile::Builder::new()
             .prefix("mrbill-e2e-")
             .tempdir_in("/tmp")
@@ -81,7 +86,9 @@ impl Platform {
             router: String::new(),
             disk: None,
         };
-        let up = platform.mrbill_env(&["up", "--router-addr", "127.0.0.1:0", "-o", "json"], env);
+        let mut args = vec!["up", "--router-addr", "127.0.0.1:0", "-o", "json"];
+        args.extend_from_slice(flags);
+        let up = platform.mrbill_env(&args, env);
         platform.router = up.json()["router"].as_str().expect("router url").to_owned();
         platform
     }

@@ -233,3 +233,80 @@ async fn one_report_is_one_trace_across_router_media_poc_and_the_render() {
         assert!(s.span.end_time_unix_nano <= op.span.end_time_unix_nano);
     }
 }
+
+/// What a newcomer gets from `./x dev`: `mrbill up --with-traces` runs the local collector, the
+/// platform's processes export to it, and `mrbill traces` lists a tenant's traces and draws one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mrbill_traces_lists_a_tenants_traces_and_draws_one() {
+    let platform =
+        Platform::up_with_flags(&["--with-traces"], &[("MRBILL_TRACES_ADDR", "127.0.0.1:0")]);
+    let status = platform.mrbill(&["status", "-o", "json"]).json();
+    assert!(
+        status["processes"]["traces"].as_str().is_some(),
+        "{status:#}"
+    );
+    let acme = platform.create_tenant("acme");
+    let token = platform.admin_token(&acme).await;
+    let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let api = platform
+        .api("acme")
+        .with_token(&token)
+        .with_header("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01"));
+    api.get("/v1/pocs").await.assert_status(200);
+
+    // Exports leave every second locally.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed = platform
+            .mrbill(&["traces", "--tenant", "acme", "-o", "json"])
+            .json();
+        let spans = listed
+            .as_array()
+            .and_then(|l| l.iter().find(|t| t["trace_id"] == trace_id.as_str()))
+            .and_then(|t| t["spans"].as_u64())
+            .unwrap_or(0);
+        // The router's span, poc's request and its statements.
+        if spans >= 3 {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "never listed: {listed:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .all(|t| t["tenant"] == "acme"),
+        "{listed:#}"
+    );
+    let drawn = platform.mrbill(&["traces", "show", &trace_id[..12]]);
+    assert_eq!(drawn.code, 0, "{}", drawn.stderr);
+    let lines: Vec<&str> = drawn.stdout.lines().collect();
+    let row = |name: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} in\n{}", drawn.stdout))
+    };
+    let (router, request, statement) = (row("GET poc"), row("GET /v1/pocs"), row("SELECT"));
+    assert!(router < request && request < statement, "{}", drawn.stdout);
+    let at = |line: usize, name: &str| lines[line].find(name).expect("the name");
+    assert_eq!(
+        at(request, "GET /v1/pocs"),
+        at(router, "GET poc") + 2,
+        "indented under the router's:\n{}",
+        drawn.stdout
+    );
+    assert!(lines[router].contains("[acme]"), "{}", drawn.stdout);
+
+    let down = platform.mrbill(&["down", "-o", "json"]).json();
+    assert!(
+        down["stopped"]
+            .as_array()
+            .expect("stopped")
+            .iter()
+            .any(|s| s == "traces"),
+        "{down:#}"
+    );
+}

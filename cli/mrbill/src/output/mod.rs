@@ -16,6 +16,7 @@ macro_rules! say {
 
 mod backups;
 mod migrations;
+mod traces;
 
 fn line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
@@ -89,6 +90,13 @@ impl Output {
                     .clone()
                     .unwrap_or_else(|| "not asked for (mrbill up --with-prometheus)".into()),
             ],
+            vec![
+                "traces".into(),
+                p.traces.as_ref().map_or_else(
+                    || "not asked for (mrbill up --with-traces)".into(),
+                    |url| format!("{url}   (mrbill traces)"),
+                ),
+            ],
         ]);
         say!(
             "\nOnboard a tenant: mrbill tenant create acme --name \"Acme\" --admin-email admin@acme.com --email-domain acme.com"
@@ -122,6 +130,7 @@ impl Output {
             vec!["control plane".into(), or_down(&p.control_plane)],
             vec!["router".into(), or_down(&p.router)],
             vec!["prometheus".into(), or_down(&p.prometheus)],
+            vec!["traces".into(), or_down(&p.traces)],
             vec![
                 "catalog postgres".into(),
                 if p.catalog_postgres {

@@ -251,6 +251,9 @@ impl Injector for HeaderWriter<'_> {
 /// The caller's trace context from `traceparent` / `tracestate` (empty when absent, invalid or
 /// tracing is off).
 pub fn extract(headers: &http::HeaderMap) -> Context {
+    if !headers.contains_key("traceparent") {
+        return Context::new(); // most requests: no global lookup
+    }
     global::get_text_map_propagator(|p| p.extract(&HeaderReader(headers)))
 }
 
