@@ -321,7 +321,7 @@ pub fn summaries(spans: &[SpanRecord], tenant: Option<&str>, limit: usize) -> Ve
             }
         })
         .collect();
-    out.sort_by(|a, b| b.start_ns.cmp(&a.start_ns));
+    out.sort_by_key(|t| std::cmp::Reverse(t.start_ns));
     out.truncate(limit);
     out
 }

@@ -274,8 +274,14 @@ fn main() {
     for workers in workers {
         let mut routers = vec![("mrbill-router", Vec::new())];
         if tracing {
-            routers.push(("  traced", traced(collector_port)));
-            routers.push(("  collector down", traced(down_port)));
+            for (label, to) in [
+                ("  traced", collector_port),
+                ("  collector down", down_port),
+            ] {
+                let metrics = free_port();
+                counted.push((format!("{} ×{workers}", label.trim()), metrics));
+                routers.push((label, traced(to, metrics)));
+            }
         }
         for (label, env) in routers {
             let (router, port) = start_router(&bin, &dir, workers, backend_port, &env);
@@ -361,6 +367,34 @@ fn main() {
             }
         }
     }
+    for (label, port) in &counted {
+        let metrics = scrape(*port);
+        let value = |series: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(series))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        println!(
+            "{label}: spans exported {:.0}, dropped: queue full {:.0}, export failed {:.0}",
+            value("mrbill_trace_spans_exported_total "),
+            value("mrbill_trace_spans_dropped_total{reason=\"queue_full\"} "),
+            value("mrbill_trace_spans_dropped_total{reason=\"export_failed\"} "),
+        );
+    }
     drop(running);
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The router's `/metrics` on its metrics listener.
+fn scrape(port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("answer");
+    text
 }

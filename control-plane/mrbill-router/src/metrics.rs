@@ -121,5 +121,7 @@ pub(crate) fn text(state: &AppState) -> String {
         router.unknown_tenant.load(Ordering::Relaxed),
         router.feed_seen.load(Ordering::Relaxed),
     );
+    // What the process-wide recorder holds: the trace export's counters.
+    out.push_str(&service_kit::telemetry::metrics_handle().render());
     out
 }

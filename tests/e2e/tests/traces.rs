@@ -178,6 +178,21 @@ async fn one_report_is_one_trace_across_router_media_poc_and_the_render() {
         );
     }
 
+    // The router counts what it exported, on its metrics listener.
+    let metrics_addr = std::fs::read_to_string(platform.home.join("router/metrics-addr"))
+        .expect("the router's metrics address");
+    let metrics = reqwest::get(format!("http://{}/metrics", metrics_addr.trim()))
+        .await
+        .expect("the router's metrics")
+        .text()
+        .await
+        .expect("text");
+    let exported = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mrbill_trace_spans_exported_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(exported.is_some_and(|n| n >= 1.0), "{metrics}");
+
     // Media's log lines of that request and that job carry the trace id.
     let logs = platform.cell_dir(&cell).join("logs");
     let media_log: String = std::fs::read_dir(&logs)

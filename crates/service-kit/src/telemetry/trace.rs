@@ -6,9 +6,10 @@
 //!   (e.g. `parentbased_traceidratio` and `0.1`); unset, every trace is kept
 //!   (`parentbased_always_on`). A sampled caller's trace is always continued.
 //! - **Never in a request's way**: a finished span goes into a bounded queue
-//!   (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that one background thread exports in batches. A span that
-//!   finds the queue full is dropped, and so is every span of a batch the collector did not take
-//!   (down, slow past `OTEL_EXPORTER_OTLP_TIMEOUT`); both are counted in
+//!   (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that one background thread exports in batches, at the
+//!   lowest CPU priority (nice 19): when the CPU is short, requests win and the queue fills. A
+//!   span that finds the queue full is dropped, and so is every span of a batch the collector did
+//!   not take (down, slow past `OTEL_EXPORTER_OTLP_TIMEOUT`); both are counted in
 //!   `mrbill_trace_spans_dropped_total{reason="queue_full"|"export_failed"}`, exported ones in
 //!   `mrbill_trace_spans_exported_total`.
 //! - **Propagation**: W3C `traceparent` / `tracestate` ([`extract`], [`inject`], [`propagate`]).
@@ -197,6 +198,7 @@ struct Counted<E> {
 
 impl<E: SpanExporter> SpanExporter for Counted<E> {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        lowest_priority();
         let n = batch.len();
         self.gate.queued.fetch_sub(n, Ordering::Relaxed);
         let sent = self.inner.export(batch);
@@ -221,6 +223,19 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
     }
+}
+
+/// Puts the calling thread (the exporter's, which encodes each batch) at nice 19, once: on Linux
+/// the priority is per thread.
+fn lowest_priority() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    DONE.with(|done| {
+        if !done.replace(true) {
+            let _ = rustix::process::setpriority_process(None, 19);
+        }
+    });
 }
 
 struct HeaderReader<'a>(&'a http::HeaderMap);
