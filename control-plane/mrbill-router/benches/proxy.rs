@@ -262,15 +262,18 @@ fn main() {
             axum::serve(listener, app).await
         });
     }
-    let traced = |port: u16| {
+    let traced = |port: u16, metrics: u16| {
         vec![
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://127.0.0.1:{port}"),
             ),
             ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
+            ("MRBILL_ROUTER_METRICS_ADDR", format!("127.0.0.1:{metrics}")),
         ]
     };
+    // Per traced router, where its counters of exported and dropped spans are read.
+    let mut counted: Vec<(String, u16)> = Vec::new();
     for workers in workers {
         let mut routers = vec![("mrbill-router", Vec::new())];
         if tracing {
