@@ -41,6 +41,8 @@ struct Sample {
     p50: f64,
     p99: f64,
     rps: f64,
+    /// Requests answered in the run.
+    requests: f64,
 }
 
 /// Runs wrk against `url` for `secs`, flat out or (with `pace`, a wrk script that waits
@@ -88,11 +90,34 @@ fn wrk(url: &str, secs: u64, pace: Option<&Path>) -> Sample {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
+    let requests = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
     Sample {
         p50: pct("50%"),
         p99: pct("99%"),
         rps,
+        requests,
     }
+}
+
+/// CPU seconds `pid` has used, all its threads (user + system, from `/proc/<pid>/stat`).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the 3rd, utime the 14th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // 100 ticks per second on Linux (USER_HZ).
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -106,6 +131,7 @@ fn medians(samples: &[Sample]) -> Sample {
         p50: median(samples.iter().map(|s| s.p50).collect()),
         p99: median(samples.iter().map(|s| s.p99).collect()),
         rps: median(samples.iter().map(|s| s.rps).collect()),
+        requests: samples.iter().map(|s| s.requests).sum(),
     }
 }
 
@@ -228,12 +254,17 @@ fn main() {
         url: String,
         flat_out: Vec<Sample>,
         paced: Vec<Sample>,
+        /// The proxy's process, and the CPU it used in the paced runs.
+        pid: Option<u32>,
+        paced_cpu: f64,
     }
     let path = |label: String, url: String| Measured {
         label,
         url,
         flat_out: vec![],
         paced: vec![],
+        pid: None,
+        paced_cpu: 0.0,
     };
     let mut paths = vec![path(
         "direct".into(),
@@ -289,10 +320,12 @@ fn main() {
         for (label, env) in routers {
             let (router, port) = start_router(&bin, &dir, workers, backend_port, &env);
             wait_for_port(port);
-            paths.push(path(
+            let mut measured = path(
                 format!("{label} ×{workers}"),
                 format!("http://127.0.0.1:{port}/t/acme/v1/pocs"),
-            ));
+            );
+            measured.pid = Some(router.0.id());
+            paths.push(measured);
             running.push(router);
         }
         let (nginx, nginx_port) = start_nginx(&dir, workers, backend_port);
@@ -315,7 +348,9 @@ fn main() {
         };
         for i in order {
             let flat_out = wrk(&paths[i].url, secs, None);
+            let before = paths[i].pid.map_or(0.0, cpu_secs);
             let paced = wrk(&paths[i].url, secs, Some(&pace));
+            paths[i].paced_cpu += paths[i].pid.map_or(0.0, cpu_secs) - before;
             paths[i].flat_out.push(flat_out);
             paths[i].paced.push(paced);
         }
@@ -337,6 +372,14 @@ fn main() {
         .iter()
         .map(|p| (p.label.clone(), medians(&p.flat_out), medians(&p.paced)))
         .collect();
+    // CPU per request at the steady rate: what a request costs the router, repeatable where
+    // flat-out throughput on two shared cores is not.
+    let cpu_per_request = |label: &str| {
+        paths.iter().find(|p| p.label == label).and_then(|p| {
+            let requests: f64 = p.paced.iter().map(|s| s.requests).sum();
+            (p.pid.is_some() && requests > 0.0).then(|| p.paced_cpu / requests * 1e6)
+        })
+    };
     let direct = results[0].2;
     for (label, flat_out, paced) in &results {
         println!(
@@ -360,10 +403,24 @@ fn main() {
                 nginx_paced.p99 - direct.p99
             );
         }
+        let base_cpu = cpu_per_request(label);
+        if let Some(cpu) = base_cpu {
+            println!("{label}: {cpu:.1} µs CPU per request at ~5k req/s (all its threads)");
+        }
         for variant in ["traced", "collector down"] {
-            if let Some((_, with, with_paced)) = find(&format!("  {variant} {workers}")) {
+            let variant_label = format!("  {variant} {workers}");
+            if let Some((_, with, with_paced)) = find(&variant_label) {
+                let cpu = match (cpu_per_request(&variant_label), base_cpu) {
+                    (Some(with), Some(base)) => {
+                        format!(
+                            "; {with:.1} µs CPU per request ({:+.1} %)",
+                            (with / base - 1.0) * 100.0
+                        )
+                    }
+                    _ => String::new(),
+                };
                 println!(
-                    "{label} {variant}: throughput {:.3}× untraced; p99 at ~5k req/s {:+.3} ms",
+                    "{label} {variant}: throughput {:.3}× untraced; p99 at ~5k req/s {:+.3} ms{cpu}",
                     with.rps / router.rps,
                     with_paced.p99 - router_paced.p99
                 );

@@ -6,7 +6,8 @@
 //!   (e.g. `parentbased_traceidratio` and `0.1`); unset, every trace is kept
 //!   (`parentbased_always_on`). A sampled caller's trace is always continued.
 //! - **Never in a request's way**: a finished span goes into a bounded queue
-//!   (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that one background thread exports in batches, at the
+//!   (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that one background thread exports in batches (of 128
+//!   unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says otherwise), at the
 //!   lowest CPU priority (nice 19): when the CPU is short, requests win and the queue fills. A
 //!   span that finds the queue full is dropped, and so is every span of a batch the collector did
 //!   not take (down, slow past `OTEL_EXPORTER_OTLP_TIMEOUT`); both are counted in
@@ -96,15 +97,17 @@ pub(super) fn install(service: &'static str) -> Option<SdkTracer> {
         export_failed: metrics::counter!("mrbill_trace_spans_dropped_total", "reason" => "export_failed"),
         exported: metrics::counter!("mrbill_trace_spans_exported_total"),
     });
+    let mut config = BatchConfigBuilder::default().with_max_queue_size(max);
+    if std::env::var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").is_err() {
+        // Small batches: the exporter encodes one in a fraction of a millisecond, never holding
+        // a core long when it does run.
+        config = config.with_max_export_batch_size(128);
+    }
     let batch = BatchSpanProcessor::builder(Counted {
         inner: exporter,
         gate: gate.clone(),
     })
-    .with_batch_config(
-        BatchConfigBuilder::default()
-            .with_max_queue_size(max)
-            .build(),
-    )
+    .with_batch_config(config.build())
     .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(Gated { inner: batch, gate })
@@ -154,6 +157,11 @@ struct Gate {
     exported: metrics::Counter,
 }
 
+/// Fields of the request spans that are for the log lines only: the raw path (it holds ids; the
+/// span has the route template), the request id, the ids of the span itself, the method twice.
+/// They never leave the process.
+const LOG_ONLY: &[&str] = &["path", "request_id", "trace_id", "span_id", "method"];
+
 /// The batch processor behind a counted bound: it holds at most what [`Gate`] admits, so no span
 /// is dropped without being counted (the SDK's own drops are only logged).
 #[derive(Debug)]
@@ -167,7 +175,9 @@ impl SpanProcessor for Gated {
         self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
+        span.attributes
+            .retain(|kv| !LOG_ONLY.contains(&kv.key.as_str()));
         if self.gate.queued.fetch_add(1, Ordering::Relaxed) >= self.gate.max {
             self.gate.queued.fetch_sub(1, Ordering::Relaxed);
             self.gate.queue_full.increment(1);
