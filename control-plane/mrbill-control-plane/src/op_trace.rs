@@ -46,8 +46,6 @@ pub fn context(op_id: Uuid) -> Context {
 pub fn step_span(op_id: Uuid, op: Op, step: &str, tenant: &str, cell: &str) -> tracing::Span {
     let span = tracing::info_span!(
         "step",
-        otel.name = %format!("{} {step}", op.as_str()),
-        otel.status_code = tracing::field::Empty,
         mrbill.op = op.as_str(),
         mrbill.step = step,
         mrbill.tenant = tenant,
@@ -57,6 +55,7 @@ pub fn step_span(op_id: Uuid, op: Op, step: &str, tenant: &str, cell: &str) -> t
         span_id = tracing::field::Empty,
     );
     trace::adopt(&span, context(op_id));
+    trace::rename(&span, || format!("{} {step}", op.as_str()));
     span
 }
 

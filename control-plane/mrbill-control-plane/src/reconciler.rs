@@ -169,7 +169,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
             };
             span.record("mrbill.outcome", outcome);
             if outcome == "failed" {
-                span.record("otel.status_code", "ERROR");
+                service_kit::telemetry::trace::failed(&span);
             }
             drop(span);
             let (op_name, step_name) = (op.as_str(), step.as_str());

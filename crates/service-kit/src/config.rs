@@ -32,6 +32,45 @@ where
     }
 }
 
+/// What of the standard OpenTelemetry variables this platform reads itself (the SDK reads the
+/// rest: the endpoint's details, headers, timeout, sampler), and a cell's identity for the trace
+/// resource (`telemetry::trace`).
+#[derive(Clone, Debug, Default)]
+pub struct TraceEnv {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set.
+    pub endpoint: bool,
+    /// `OTEL_SDK_DISABLED=true`.
+    pub disabled: bool,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`.
+    pub queue: Option<usize>,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` is set (the SDK reads it).
+    pub batch_size_set: bool,
+    /// `OTEL_SERVICE_NAME` is set (the SDK reads it).
+    pub service_name_set: bool,
+    pub tenant: Option<String>,
+    pub cell: Option<String>,
+}
+
+impl TraceEnv {
+    pub fn read() -> Self {
+        let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.trim().is_empty());
+        Self {
+            endpoint: set("OTEL_EXPORTER_OTLP_ENDPOINT")
+                || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            disabled: std::env::var("OTEL_SDK_DISABLED")
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            queue: optional::<usize>("OTEL_BSP_MAX_QUEUE_SIZE")
+                .ok()
+                .flatten()
+                .filter(|n| *n > 0),
+            batch_size_set: set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+            service_name_set: set("OTEL_SERVICE_NAME"),
+            tenant: optional(var::TENANT).ok().flatten(),
+            cell: optional(var::CELL_ID).ok().flatten(),
+        }
+    }
+}
+
 /// Reads a required variable.
 pub fn required<T>(name: &str) -> anyhow::Result<T>
 where

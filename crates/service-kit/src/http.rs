@@ -25,6 +25,7 @@ use wire_types::ErrorCode;
 use crate::ApiError;
 use crate::auth::{ServiceToken, require_service_token};
 use crate::cell::{CellGuard, guard};
+use crate::telemetry::trace;
 
 /// Whether the service should receive traffic: started, database reachable, not draining.
 #[derive(Clone, Debug)]
@@ -113,7 +114,7 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let span = tracing::Span::current();
     span.record("http.route", route.as_str());
-    crate::telemetry::trace::rename(&span, || format!("{method} {route}"));
+    trace::rename(&span, || format!("{method} {route}"));
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
@@ -259,22 +260,24 @@ fn request_span(req: &Request) -> tracing::Span {
         request_id = %request_id,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
-        otel.name = %method,
         otel.kind = "server",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
         http.route = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
     );
-    crate::telemetry::trace::adopt(&span, crate::telemetry::trace::extract(req.headers()));
+    trace::adopt(&span, trace::extract(req.headers()));
+    trace::rename(&span, || method.to_owned());
+    trace::attribute(&span, "http.request.method", method.to_owned());
     span
 }
 
 fn log_response<B>(res: &http::Response<B>, latency: Duration, span: &tracing::Span) {
     let status = res.status();
-    span.record("http.response.status_code", status.as_u16());
+    trace::attribute(
+        span,
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    );
     if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
+        trace::failed(span);
     }
     tracing::info!(
         status = status.as_u16(),

@@ -222,9 +222,7 @@ async fn work(state: AppState, n: usize, wake: Arc<Notify>, mut stop: watch::Rec
 fn job_span(claim: &Claim) -> tracing::Span {
     let span = tracing::info_span!(
         "job",
-        otel.name = %format!("{} job", claim.job.kind),
         otel.kind = "consumer",
-        otel.status_code = tracing::field::Empty,
         job.kind = %claim.job.kind,
         job.attempt = claim.job.attempts,
         trace_id = tracing::field::Empty,
@@ -237,6 +235,7 @@ fn job_span(claim: &Claim) -> tracing::Span {
         .map(trace::from_traceparent)
         .unwrap_or_default();
     trace::adopt(&span, parent);
+    trace::rename(&span, || format!("{} job", claim.job.kind));
     span
 }
 
@@ -297,7 +296,7 @@ async fn run(state: &AppState, claim: Claim, stop: &mut watch::Receiver<bool>) {
             });
             metrics::counter!("media_job_failures_total", "kind" => kind.clone(), "code" => f.code)
                 .increment(1);
-            tracing::Span::current().record("otel.status_code", "ERROR");
+            trace::failed(&tracing::Span::current());
             tracing::warn!(job = %claim.job.id, kind, code = f.code, error = %f.message, ?retry_in, "job attempt failed");
             if let Err(e) = store::fail(&state.pool, &claim, retry_in, f.code, &f.message).await {
                 tracing::warn!(job = %claim.job.id, error = %e, "recording the failure failed; the lease will expire");
@@ -407,11 +406,9 @@ async fn run_report(
 
 /// The span of a render (Typst, or the renderer process and ffmpeg), a child of the job's.
 fn render_span(kind: &'static str, content_type: &'static str) -> tracing::Span {
-    tracing::info_span!(
-        "render",
-        otel.name = %format!("render {kind}"),
-        render.content_type = content_type,
-    )
+    let span = tracing::info_span!("render", render.content_type = content_type);
+    trace::rename(&span, || format!("render {kind}"));
+    span
 }
 
 /// Filters for a user's own PoCs of one year.

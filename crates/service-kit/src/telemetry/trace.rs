@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use cell_model::contract::env;
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue, global};
@@ -33,6 +32,8 @@ use opentelemetry_sdk::trace::{
     SpanExporter, SpanProcessor,
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::config::TraceEnv;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
@@ -61,17 +62,10 @@ pub fn passed_on(var: &str) -> bool {
         )
 }
 
-/// Whether the standard variables ask for traces.
-fn configured() -> bool {
-    let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.trim().is_empty());
-    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-}
-
 /// Sets up the export pipeline if configured and returns the tracer the log subscriber's
 /// OpenTelemetry layer uses. Called once, by [`super::init`].
-pub(super) fn install(service: &'static str) -> Option<SdkTracer> {
-    if !configured() {
+pub(super) fn install(service: &'static str, env: &TraceEnv) -> Option<SdkTracer> {
+    if env.disabled || !env.endpoint {
         return None;
     }
     let exporter = match opentelemetry_otlp::SpanExporter::builder()
@@ -85,11 +79,7 @@ pub(super) fn install(service: &'static str) -> Option<SdkTracer> {
             return None;
         }
     };
-    let max = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(2048);
+    let max = env.queue.unwrap_or(2048);
     let gate = Arc::new(Gate {
         queued: AtomicUsize::new(0),
         max,
@@ -98,7 +88,7 @@ pub(super) fn install(service: &'static str) -> Option<SdkTracer> {
         exported: metrics::counter!("mrbill_trace_spans_exported_total"),
     });
     let mut config = BatchConfigBuilder::default().with_max_queue_size(max);
-    if std::env::var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE").is_err() {
+    if !env.batch_size_set {
         // Small batches: the exporter encodes one in a fraction of a millisecond, never holding
         // a core long when it does run.
         config = config.with_max_export_batch_size(128);
@@ -111,7 +101,7 @@ pub(super) fn install(service: &'static str) -> Option<SdkTracer> {
     .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(Gated { inner: batch, gate })
-        .with_resource(resource(service))
+        .with_resource(resource(service, env))
         .build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
@@ -121,17 +111,14 @@ pub(super) fn install(service: &'static str) -> Option<SdkTracer> {
     Some(tracer)
 }
 
-fn resource(service: &'static str) -> Resource {
+fn resource(service: &'static str, env: &TraceEnv) -> Resource {
     let mut builder = Resource::builder();
-    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+    if !env.service_name_set {
         builder = builder.with_service_name(service);
     }
-    for (var, key) in [
-        (env::TENANT, "mrbill.tenant"),
-        (env::CELL_ID, "mrbill.cell"),
-    ] {
-        if let Ok(value) = std::env::var(var) {
-            builder = builder.with_attribute(KeyValue::new(key, value));
+    for (key, value) in [("mrbill.tenant", &env.tenant), ("mrbill.cell", &env.cell)] {
+        if let Some(value) = value {
+            builder = builder.with_attribute(KeyValue::new(key, value.clone()));
         }
     }
     builder.build()
@@ -324,6 +311,20 @@ pub fn from_traceparent(traceparent: &str) -> Context {
 pub fn rename(span: &tracing::Span, name: impl FnOnce() -> String) {
     if enabled() {
         span.context().span().update_name(name());
+    }
+}
+
+/// Sets an attribute on `span`'s trace span (not a log field). Nothing when tracing is off.
+pub fn attribute(span: &tracing::Span, key: &'static str, value: impl Into<opentelemetry::Value>) {
+    if enabled() {
+        span.set_attribute(key, value);
+    }
+}
+
+/// Marks `span`'s trace span as failed. Nothing when tracing is off.
+pub fn failed(span: &tracing::Span) {
+    if enabled() {
+        span.set_status(opentelemetry::trace::Status::error(""));
     }
 }
 
