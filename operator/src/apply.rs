@@ -240,11 +240,31 @@ async fn existing_secrets(
         .list_metadata(&ListParams::default().labels(&selector))
         .await
         .map_err(|source| Error::kube(format!("listing Secrets in {ns}"), source))?
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect();
+        .items;
+    report_certificates(cell, &existing);
+    let existing = existing.iter().map(ResourceExt::name_any).collect();
     Ok((secrets, existing))
+}
+
+/// The expiry of the cell's certificates (its Postgres CA and server certificate, from their
+/// Secret's annotation), for the `CellCertificateExpiring` alert. Secrets made before the
+/// annotation existed report nothing.
+fn report_certificates<K: ResourceExt>(cell: &Cell, secrets: &[K]) {
+    for secret in secrets {
+        let not_after = secret
+            .annotations()
+            .get(crate::secrets::NOT_AFTER)
+            .and_then(|v| v.parse::<f64>().ok());
+        if let Some(not_after) = not_after {
+            metrics::gauge!(
+                "mrbill_cell_certificate_expiry_timestamp_seconds",
+                "tenant" => cell.spec.tenant.clone(),
+                "cell" => cell.spec.cell_id.clone(),
+                "secret" => secret.name_any(),
+            )
+            .set(not_after);
+        }
+    }
 }
 
 /// Creates those of `generated` that are not in `existing` (create-only, like every Secret).

@@ -17,6 +17,9 @@ use crate::render::{
 
 /// Annotation marking a Secret the operator made and must never overwrite.
 pub const GENERATED_ONCE: &str = "mrbill.dev/generated-once";
+/// Annotation of a certificate's Secret: when it expires (Unix seconds), which the operator
+/// reports as `mrbill_cell_certificate_expiry_timestamp_seconds` (`apply::existing_secrets`).
+pub const NOT_AFTER: &str = "mrbill.dev/not-after";
 
 fn secret(cell: &Cell, name: &str, data: Value) -> Value {
     typed_secret(cell, name, "Opaque", data)
@@ -162,7 +165,7 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
     }
     if cell.spec.database.engine == DatabaseEngine::InCluster {
         let tls = crate::tls::postgres(&cell.spec.cell_id, &namespace(cell))?;
-        out.push(typed_secret(
+        let mut tls_secret = typed_secret(
             cell,
             POSTGRES_TLS_SECRET,
             "kubernetes.io/tls",
@@ -171,7 +174,9 @@ pub fn generate(cell: &Cell) -> anyhow::Result<Vec<Value>> {
                 "tls.crt": tls.certificate,
                 "tls.key": tls.key.expose_secret(),
             }),
-        ));
+        );
+        tls_secret["metadata"]["annotations"][NOT_AFTER] = json!(tls.not_after.to_string());
+        out.push(tls_secret);
         for service in Service::ALL.map(Service::name) {
             let password = CellSecrets::database_password();
             let url = format!(

@@ -30,6 +30,8 @@ pub struct PostgresTls {
     /// The server's certificate, for the names of the CNPG Services in `namespace`.
     pub certificate: String,
     pub key: SecretString,
+    /// When the CA and the certificate stop being valid (Unix seconds).
+    pub not_after: i64,
 }
 
 /// A fresh CA and the Postgres server's certificate for the cell in `namespace`.
@@ -80,5 +82,6 @@ pub fn postgres(cell_id: &str, namespace: &str) -> Result<PostgresTls, rcgen::Er
         ca: ca_pem,
         certificate,
         key: key.serialize_pem().into(),
+        not_after: not_after.unix_timestamp(),
     })
 }

@@ -291,6 +291,41 @@ fn a_cell_is_scraped_through_a_pod_monitor_only_when_asked() {
     assert_eq!(var("MRBILL_OPERATOR_MONITORING_INTERVAL"), Some("30s"));
 }
 
+/// The operator's own metrics (the cells' certificate expiry among them) are scraped through a
+/// ServiceMonitor of its chart, valid for the Prometheus Operator, selecting its metrics Service.
+#[test]
+fn the_operator_is_scraped_through_a_service_monitor_when_asked() {
+    let (_, off) = template("cell-operator", &[]);
+    assert!(find(&off, "ServiceMonitor").is_empty(), "off by default");
+    let (_, on) = template(
+        "cell-operator",
+        &[
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.labels.release=kps",
+        ],
+    );
+    let monitor = find(&on, "ServiceMonitor")[0].clone();
+    assert_eq!(monitor["metadata"]["labels"]["release"], "kps");
+    let service = find(&on, "Service")
+        .into_iter()
+        .find(|s| {
+            s["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-metrics"))
+        })
+        .expect("the metrics Service");
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("selector")
+    {
+        assert_eq!(&service["metadata"]["labels"][key], value, "{key}");
+    }
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/prometheus-operator");
+    let (valid, report) = crds::validate(&dir, &[monitor]);
+    assert!(valid, "{report}");
+}
+
 /// The dashboards' files: each panel's queries, with the dashboards' variables filled in.
 fn dashboards() -> Vec<(String, Value)> {
     let dir = chart_file("files/dashboards");

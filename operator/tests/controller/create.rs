@@ -402,3 +402,27 @@ async fn switching_to_the_embedded_engine_prunes_meilisearch_but_keeps_everythin
             .is_some()
     );
 }
+
+/// The cell's Postgres certificate carries its expiry, which every reconcile reports as a gauge
+/// (the `CellCertificateExpiring` alert's series): ten years out for a fresh cell.
+#[tokio::test]
+async fn a_cells_certificate_expiry_is_reported() {
+    let metrics = service_kit::telemetry::metrics_handle();
+    let s = Scenario::new(SearchEngine::Embedded);
+    s.reconcile().await.expect("first reconcile");
+    s.reconcile().await.expect("second reconcile");
+    let cell = s.cell().expect("cell");
+    let rendered = metrics.render();
+    let prefix = format!(
+        "mrbill_cell_certificate_expiry_timestamp_seconds{{tenant=\"{}\",cell=\"{}\",secret=\"postgres-tls\"}} ",
+        cell.spec.tenant, cell.spec.cell_id
+    );
+    let expiry: f64 = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in\n{rendered}"));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    let years = (expiry - now) / (365.0 * 86400.0);
+    assert!((9.9..10.1).contains(&years), "{years} years");
+}
