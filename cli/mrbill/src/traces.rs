@@ -156,8 +156,6 @@ fn records(request: ExportTraceServiceRequest) -> Vec<SpanRecord> {
                     .get("mrbill.cell")
                     .cloned()
                     .or_else(|| attrs.remove("mrbill.cell"));
-                // The log fields the spans carry for log lines, not for the trace.
-                attrs.retain(|k, _| k != "trace_id" && k != "span_id");
                 out.push(SpanRecord {
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),

@@ -274,24 +274,28 @@ pub fn inject(cx: &Context, headers: &mut http::HeaderMap) {
     global::get_text_map_propagator(|p| p.inject_context(cx, &mut HeaderWriter(headers)));
 }
 
-/// `request` carrying the current span's context, so the callee's spans join its trace.
-pub fn propagate(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    if !enabled() {
-        return request;
-    }
-    let mut headers = http::HeaderMap::new();
-    inject(&tracing::Span::current().context(), &mut headers);
-    request.headers(headers)
-}
-
-/// The current span's `traceparent`, to store with work done later (a media job).
-pub fn current_traceparent() -> Option<String> {
+/// The current span's context as `traceparent` / `tracestate` headers (none when tracing is
+/// off).
+fn current_headers() -> Option<http::HeaderMap> {
     if !enabled() {
         return None;
     }
     let mut headers = http::HeaderMap::new();
     inject(&tracing::Span::current().context(), &mut headers);
-    headers
+    Some(headers)
+}
+
+/// `request` carrying the current span's context, so the callee's spans join its trace.
+pub fn propagate(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match current_headers() {
+        Some(headers) => request.headers(headers),
+        None => request,
+    }
+}
+
+/// The current span's `traceparent`, to store with work done later (a media job).
+pub fn current_traceparent() -> Option<String> {
+    current_headers()?
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
