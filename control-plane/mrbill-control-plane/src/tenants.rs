@@ -156,7 +156,7 @@ pub async fn scale(
     use cell_model::contract::Service;
     let mut tx = ctx.pool.begin().await?;
     let not_found = || ScaleError::NotFound(slug.to_owned());
-    let tenant = catalog::tenant_for_update(&mut tx, slug)
+    let tenant = catalog::tenant_for_update(&mut *tx, slug)
         .await?
         .ok_or_else(not_found)?;
     let cell = catalog::cell_of_tenant_for_update(&mut tx, slug)
@@ -259,20 +259,22 @@ pub enum ChangeError {
     Db(#[from] sqlx::Error),
 }
 
-/// Suspend, resume or delete: records the desired state and starts the matching operation,
-/// unless the one in progress gets there or `catalog::finish_op` queues it when that one
-/// ends. Idempotent. Returns the state the tenant was in.
+/// Suspend, resume or delete: records the desired state in `tx` and starts the matching
+/// operation, unless the one in progress gets there or `catalog::finish_op` queues it when that
+/// one ends. Idempotent. Returns the state the tenant was in. The tenant's and its cell's rows
+/// stay locked until `tx` ends, so the caller can read the tenant as the change left it (a fast
+/// delete may be over the moment it commits); then [`changed`] wakes the reconciler.
 pub async fn change_state(
     ctx: &Ctx,
+    tx: &mut sqlx::PgConnection,
     slug: &str,
     to: TenantState,
 ) -> Result<TenantState, ChangeError> {
-    let mut tx = ctx.pool.begin().await?;
     let not_found = || ChangeError::NotFound(slug.to_owned());
-    let tenant = catalog::tenant_for_update(&mut tx, slug)
+    let tenant = catalog::tenant_for_update(&mut *tx, slug)
         .await?
         .ok_or_else(not_found)?;
-    let cell = catalog::cell_of_tenant_for_update(&mut tx, slug)
+    let cell = catalog::cell_of_tenant_for_update(&mut *tx, slug)
         .await?
         .ok_or_else(not_found)?;
     let from = tenant.state();
@@ -290,7 +292,7 @@ pub async fn change_state(
             _ => None,
         };
         let backup = backup.map(|p| p.display().to_string());
-        catalog::set_tenant_state(&mut tx, slug, to, backup.as_deref()).await?;
+        catalog::set_tenant_state(&mut *tx, slug, to, backup.as_deref()).await?;
         let op = match to {
             TenantState::Deleting => Some(Op::Delete),
             TenantState::Suspended => {
@@ -301,7 +303,7 @@ pub async fn change_state(
             }
         };
         if let Some(op) = op {
-            catalog::start_op(&mut tx, &cell.cell_id, op).await?;
+            catalog::start_op(&mut *tx, &cell.cell_id, op).await?;
         }
         if to == TenantState::Deleting {
             let mut status = cell.status.0.clone();
@@ -309,8 +311,11 @@ pub async fn change_state(
             catalog::set_status(&mut *tx, &cell.cell_id, &status).await?;
         }
     }
-    tx.commit().await?;
+    Ok(from)
+}
+
+/// After [`change_state`]'s transaction commits: the reconciler starts on it now.
+pub fn changed(ctx: &Ctx, slug: &str, from: TenantState, to: TenantState) {
     ctx.wake.notify_one();
     tracing::info!(tenant = %slug, from = from.as_str(), to = to.as_str(), "tenant state change");
-    Ok(from)
 }

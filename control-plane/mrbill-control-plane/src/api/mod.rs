@@ -178,9 +178,11 @@ async fn delete_tenant(
     change_state(&ctx, &slug, TenantState::Deleting).await
 }
 
-/// Suspend, resume or delete (see `tenants::change_state`); answers the tenant as it is now.
+/// Suspend, resume or delete (see `tenants::change_state`); answers the tenant as the change
+/// left it, read in the change's own transaction: a delete may be over by the time it commits.
 async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Response, ApiError> {
-    tenants::change_state(ctx, slug, to)
+    let mut tx = ctx.pool.begin().await?;
+    let from = tenants::change_state(ctx, &mut tx, slug, to)
         .await
         .map_err(|e| match e {
             ChangeError::NotFound(_) => ApiError::new(ErrorCode::TenantNotFound, e.to_string()),
@@ -191,8 +193,9 @@ async fn change_state(ctx: &Arc<Ctx>, slug: &str, to: TenantState) -> Result<Res
             }
             ChangeError::Db(e) => e.into(),
         })?;
-    let mut conn = ctx.pool.acquire().await?;
-    let view = tenant_view(ctx, &mut conn, slug).await?;
+    let view = view_in(ctx, &mut tx, slug).await?;
+    tx.commit().await?;
+    tenants::changed(ctx, slug, from, to);
     Ok((StatusCode::ACCEPTED, ApiJson(view)).into_response())
 }
 
