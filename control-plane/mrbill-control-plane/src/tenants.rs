@@ -156,7 +156,7 @@ pub async fn scale(
     use cell_model::contract::Service;
     let mut tx = ctx.pool.begin().await?;
     let not_found = || ScaleError::NotFound(slug.to_owned());
-    let tenant = catalog::tenant_for_update(&mut *tx, slug)
+    let tenant = catalog::tenant_for_update(&mut tx, slug)
         .await?
         .ok_or_else(not_found)?;
     let cell = catalog::cell_of_tenant_for_update(&mut tx, slug)

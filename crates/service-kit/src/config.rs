@@ -33,8 +33,9 @@ where
 }
 
 /// What of the standard OpenTelemetry variables this platform reads itself (the SDK reads the
-/// rest: the endpoint's details, headers, timeout, sampler), and a cell's identity for the trace
-/// resource (`telemetry::trace`).
+/// rest: the endpoint's details, headers, sampler), and a cell's identity for the trace resource
+/// (`telemetry::trace`). Each `OTEL_EXPORTER_OTLP_TRACES_*` variable wins over its
+/// `OTEL_EXPORTER_OTLP_*` fallback.
 #[derive(Clone, Debug, Default)]
 pub struct TraceEnv {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set.
@@ -49,25 +50,48 @@ pub struct TraceEnv {
     pub service_name_set: bool,
     pub tenant: Option<String>,
     pub cell: Option<String>,
+    /// `…_TIMEOUT`: how long one export may take, in milliseconds (10 000).
+    pub timeout_ms: Option<u64>,
+    /// `…_CERTIFICATE`: a PEM file of the CA the collector's certificate is checked against
+    /// (besides the system's roots).
+    pub certificate: Option<PathBuf>,
+    /// `…_CLIENT_CERTIFICATE` and `…_CLIENT_KEY`: PEM files this process presents to a collector
+    /// that asks for mutual TLS.
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl TraceEnv {
-    pub fn read() -> Self {
+    /// Fails on a value that does not parse (the caller then exports nothing and says why).
+    pub fn read() -> anyhow::Result<Self> {
         let set = |key: &str| std::env::var(key).is_ok_and(|v| !v.trim().is_empty());
-        Self {
+        Ok(Self {
             endpoint: set("OTEL_EXPORTER_OTLP_ENDPOINT")
                 || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             disabled: std::env::var("OTEL_SDK_DISABLED")
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")),
-            queue: optional::<usize>("OTEL_BSP_MAX_QUEUE_SIZE")
-                .ok()
-                .flatten()
-                .filter(|n| *n > 0),
+            queue: optional::<usize>("OTEL_BSP_MAX_QUEUE_SIZE")?.filter(|n| *n > 0),
             batch_size_set: set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
             service_name_set: set("OTEL_SERVICE_NAME"),
             tenant: optional(var::TENANT).ok().flatten(),
             cell: optional(var::CELL_ID).ok().flatten(),
-        }
+            timeout_ms: otlp("TIMEOUT")?,
+            certificate: otlp("CERTIFICATE")?,
+            client_certificate: otlp("CLIENT_CERTIFICATE")?,
+            client_key: otlp("CLIENT_KEY")?,
+        })
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_<name>`, else `OTEL_EXPORTER_OTLP_<name>`.
+fn otlp<T>(name: &str) -> anyhow::Result<Option<T>>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match optional(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))? {
+        Some(value) => Ok(Some(value)),
+        None => optional(&format!("OTEL_EXPORTER_OTLP_{name}")),
     }
 }
 

@@ -211,3 +211,141 @@ fn a_collector_that_is_down_loses_spans_that_are_counted() {
     assert_eq!(failed + full, 100, "every span lost is counted");
     assert_eq!(counter("mrbill_trace_spans_exported_total", ""), 0);
 }
+
+/// A directory of this test's own for the PEM files.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Waits until the counter `name{labels}` reaches `at_least`.
+fn until_counted(name: &str, labels: &str, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = counter(name, labels);
+        if n >= at_least {
+            return n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}{{{labels}}} stayed at {n}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_collector_over_https_with_mutual_tls_gets_the_spans() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let tls = test_support::otlp::tls::Tls::new(&scratch("otlp-mtls"));
+    let (ca, cert, key) = (
+        tls.ca.display().to_string(),
+        tls.client_certificate.display().to_string(),
+        tls.client_key.display().to_string(),
+    );
+    install(
+        &url,
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", &ca),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &cert),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &key),
+        ],
+    );
+    let collector = Collector::serve_tls(listener, &tls);
+    for i in 0..10 {
+        tracing::info_span!("request", n = i).in_scope(|| {});
+    }
+    until_counted("mrbill_trace_spans_exported_total", "", 10);
+    assert_eq!(collector.spans().len(), 10);
+    assert_eq!(collector.refused(), 0);
+}
+
+#[test]
+fn a_collector_whose_certificate_is_not_trusted_gets_nothing_and_the_loss_is_counted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("addr"));
+    let tls = test_support::otlp::tls::Tls::new(&scratch("otlp-untrusted"));
+    // The client's certificate, but not the collector's CA: the system's roots do not know it.
+    let (cert, key) = (
+        tls.client_certificate.display().to_string(),
+        tls.client_key.display().to_string(),
+    );
+    install(
+        &url,
+        &[
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &cert),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &key),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2000"),
+        ],
+    );
+    let collector = Collector::serve_tls(listener, &tls);
+    for i in 0..10 {
+        tracing::info_span!("request", n = i).in_scope(|| {});
+    }
+    until_counted(
+        "mrbill_trace_spans_dropped_total",
+        "reason=\"export_failed\"",
+        10,
+    );
+    assert!(collector.refused() >= 1, "the handshake was refused");
+    assert_eq!(collector.requests(), 0);
+    assert_eq!(counter("mrbill_trace_spans_exported_total", ""), 0);
+}
+
+/// The scheduling policy of each of this process's threads, by name (`/proc`).
+fn thread_policies() -> Vec<(String, u32)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("a task").path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue;
+        };
+        // Fields after the command's closing parenthesis start at the third; the policy is
+        // the 41st.
+        let after = &stat[stat.rfind(')').expect("stat") + 2..];
+        let policy = after
+            .split_whitespace()
+            .nth(41 - 3)
+            .and_then(|p| p.parse().ok())
+            .expect("the policy field");
+        threads.push((name.trim().to_owned(), policy));
+    }
+    threads
+}
+
+#[test]
+fn the_exporters_threads_run_only_on_idle_cpu_and_nothing_else_does() {
+    let (listener, url) = listener();
+    install(&url, &[]);
+    let _collector = Collector::serve(listener);
+    let threads = thread_policies();
+    let idle = |name: &str| {
+        threads
+            .iter()
+            .filter(|(n, _)| n.starts_with(name))
+            .all(|(_, policy)| *policy == libc_sched_idle())
+            && threads.iter().any(|(n, _)| n.starts_with(name))
+    };
+    // The batch processor's thread (which encodes) and the HTTP client's (which sends).
+    assert!(idle("OpenTelemetry"), "{threads:?}");
+    assert!(idle("reqwest-interna"), "{threads:?}");
+    let main = threads.first().expect("the main thread");
+    assert_eq!(main.1, 0, "the rest stay SCHED_OTHER: {threads:?}");
+    assert!(
+        threads
+            .iter()
+            .filter(|(_, policy)| *policy != 0)
+            .all(|(n, _)| n.starts_with("OpenTelemetry") || n.starts_with("reqwest-interna")),
+        "{threads:?}"
+    );
+}
+
+/// `SCHED_IDLE` (linux/sched.h).
+fn libc_sched_idle() -> u32 {
+    5
+}

@@ -49,7 +49,14 @@ pub fn init(service: &'static str, format: LogFormat) {
         metrics_handle();
         let filter =
             || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let tracer = trace::install(service, &crate::config::TraceEnv::read());
+        let tracer = match crate::config::TraceEnv::read() {
+            Ok(env) => trace::install(service, &env),
+            Err(e) => {
+                // The log subscriber is not installed yet.
+                eprintln!("{service}: traces not exported: {e:#}");
+                None
+            }
+        };
         // Spans at info and above become trace spans, and so do warnings and errors (as events of
         // their span); debug detail stays in the logs.
         let otel = tracer.clone().map(|tracer| {

@@ -8,11 +8,15 @@
 //! - **Never in a request's way**: a finished span goes into a bounded queue
 //!   (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that one background thread exports in batches (of 128
 //!   unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says otherwise), at the
-//!   lowest CPU priority (nice 19): when the CPU is short, requests win and the queue fills. A
+//!   lowest CPU priority (`SCHED_IDLE`, its HTTP client's thread too): when the CPU is short,
+//!   requests win and the queue fills. A
 //!   span that finds the queue full is dropped, and so is every span of a batch the collector did
 //!   not take (down, slow past `OTEL_EXPORTER_OTLP_TIMEOUT`); both are counted in
 //!   `mrbill_trace_spans_dropped_total{reason="queue_full"|"export_failed"}`, exported ones in
 //!   `mrbill_trace_spans_exported_total`.
+//! - **Collector over HTTPS**: the system's roots, plus the CA in `OTEL_EXPORTER_OTLP_CERTIFICATE`
+//!   and a client certificate (`…_CLIENT_CERTIFICATE`, `…_CLIENT_KEY`) for mutual TLS; headers
+//!   such as an API key in `OTEL_EXPORTER_OTLP_HEADERS` (each also as `…_TRACES_…`).
 //! - **Propagation**: W3C `traceparent` / `tracestate` ([`extract`], [`inject`], [`propagate`]).
 //! - **Resource**: `service.name` (the binary, unless `OTEL_SERVICE_NAME`), and a cell service's
 //!   `mrbill.tenant` and `mrbill.cell` (from its cell contract), plus `OTEL_RESOURCE_ATTRIBUTES`.
@@ -32,6 +36,9 @@ use opentelemetry_sdk::trace::{
     SpanExporter, SpanProcessor,
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use anyhow::Context as _;
+use opentelemetry_otlp::WithHttpConfig as _;
 
 use crate::config::TraceEnv;
 
@@ -68,17 +75,49 @@ pub(super) fn install(service: &'static str, env: &TraceEnv) -> Option<SdkTracer
     if env.disabled || !env.endpoint {
         return None;
     }
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-    {
-        Ok(exporter) => exporter,
+    let setup = {
+        let env = env.clone();
+        std::thread::Builder::new()
+            .name("trace-setup".into())
+            .spawn(move || {
+                lowest_priority();
+                pipeline(&env)
+            })
+    };
+    let built = match setup {
+        Ok(thread) => thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the set-up panicked"))),
+        Err(e) => Err(e.into()),
+    };
+    let processor = match built {
+        Ok(processor) => processor,
         Err(e) => {
             // The log subscriber is not installed yet.
-            eprintln!("{service}: traces not exported: {e}");
+            eprintln!("{service}: traces not exported: {e:#}");
             return None;
         }
     };
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource(service, env))
+        .build();
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer(service);
+    let _ = PROVIDER.set(provider);
+    let _ = TRACER.set(tracer.clone());
+    Some(tracer)
+}
+
+/// The batch processor and its exporter. Made on a thread at the lowest CPU priority: the
+/// threads they start, the processor's (which encodes each batch) and the HTTP client's (which
+/// sends it), inherit that priority.
+fn pipeline(env: &TraceEnv) -> anyhow::Result<Gated> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client(env)?)
+        .build()?;
     let max = env.queue.unwrap_or(2048);
     let gate = Arc::new(Gate {
         queued: AtomicUsize::new(0),
@@ -99,16 +138,41 @@ pub(super) fn install(service: &'static str, env: &TraceEnv) -> Option<SdkTracer
     })
     .with_batch_config(config.build())
     .build();
-    let provider = SdkTracerProvider::builder()
-        .with_span_processor(Gated { inner: batch, gate })
-        .with_resource(resource(service, env))
-        .build();
-    global::set_text_map_propagator(TraceContextPropagator::new());
-    global::set_tracer_provider(provider.clone());
-    let tracer = provider.tracer(service);
-    let _ = PROVIDER.set(provider);
-    let _ = TRACER.set(tracer.clone());
-    Some(tracer)
+    Ok(Gated { inner: batch, gate })
+}
+
+/// The exporter's HTTP client: the export's timeout, and for a collector behind TLS the CA its
+/// certificate is checked against (besides the system's roots) and the client certificate for
+/// mutual TLS, all from the standard variables.
+fn client(env: &TraceEnv) -> anyhow::Result<reqwest::blocking::Client> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let mut builder = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_millis(env.timeout_ms.unwrap_or(10_000)));
+    if let Some(path) = &env.certificate {
+        let certificates = reqwest::Certificate::from_pem_bundle(&read(path)?)
+            .with_context(|| format!("the collector's CA {}", path.display()))?;
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    match (&env.client_certificate, &env.client_key) {
+        (Some(certificate), Some(key)) => {
+            let mut pem = read(certificate)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .context("the client certificate and key for the collector")?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => anyhow::bail!(
+            "a client certificate for the collector needs both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY"
+        ),
+    }
+    Ok(builder.build()?)
 }
 
 fn resource(service: &'static str, env: &TraceEnv) -> Resource {
@@ -195,7 +259,6 @@ struct Counted<E> {
 
 impl<E: SpanExporter> SpanExporter for Counted<E> {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        lowest_priority();
         let n = batch.len();
         self.gate.queued.fetch_sub(n, Ordering::Relaxed);
         let sent = self.inner.export(batch);
@@ -222,17 +285,17 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     }
 }
 
-/// Puts the calling thread (the exporter's, which encodes each batch) at nice 19, once: on Linux
-/// the priority is per thread.
+/// Puts the calling thread, and the threads it starts from now on, at the lowest CPU priority:
+/// `SCHED_IDLE`, which runs only on a core nothing else wants, else nice 19.
+#[allow(unsafe_code)]
 fn lowest_priority() {
-    thread_local! {
-        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    let idle = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler(2)` on the calling thread (id 0) with a valid, initialised
+    // parameter it only reads; it touches no memory of this process.
+    let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
+    if set != 0 {
+        let _ = rustix::process::setpriority_process(None, 19);
     }
-    DONE.with(|done| {
-        if !done.replace(true) {
-            let _ = rustix::process::setpriority_process(None, 19);
-        }
-    });
 }
 
 struct HeaderReader<'a>(&'a http::HeaderMap);

@@ -18,6 +18,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 
+pub mod tls;
+
 /// One received span with its resource's attributes.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -73,6 +75,7 @@ fn attributes(list: &[KeyValue]) -> HashMap<String, String> {
 struct Inner {
     spans: Mutex<Vec<Received>>,
     requests: Mutex<usize>,
+    refused: Mutex<usize>,
     hang: AtomicBool,
 }
 
@@ -92,6 +95,17 @@ impl Collector {
 
     /// Serves on `listener`, bound earlier (e.g. before the process's environment is set).
     pub fn serve(listener: std::net::TcpListener) -> Self {
+        Self::serve_on(listener, None)
+    }
+
+    /// Serves HTTPS on `listener` with `tls`'s server certificate, asking every client for a
+    /// certificate its CA signed (mutual TLS). Connections whose handshake fails are counted
+    /// ([`Collector::refused`]).
+    pub fn serve_tls(listener: std::net::TcpListener, tls: &tls::Tls) -> Self {
+        Self::serve_on(listener, Some(tls.acceptor()))
+    }
+
+    fn serve_on(listener: std::net::TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let inner = Arc::new(Inner::default());
         let app = axum::Router::new()
             .route("/v1/traces", post(receive))
@@ -100,10 +114,12 @@ impl Collector {
             .set_nonblocking(true)
             .expect("a non-blocking listener");
         let url = format!(
-            "http://{}",
+            "{}://{}",
+            if tls.is_some() { "https" } else { "http" },
             listener.local_addr().expect("the collector's address")
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = inner.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -112,11 +128,28 @@ impl Collector {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .expect("the listener in the runtime");
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
+                let stopped = async {
+                    let _ = stopped.await;
+                };
+                let _ = match tls {
+                    None => {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped)
+                            .await
+                    }
+                    Some(acceptor) => {
+                        let listener = tls::Listener {
+                            tcp: listener,
+                            acceptor,
+                            refused: Arc::new(move || {
+                                *state.refused.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                            }),
+                        };
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped)
+                            .await
+                    }
+                };
             });
         });
         Self {
@@ -124,6 +157,12 @@ impl Collector {
             inner,
             stop: Some(stop),
         }
+    }
+
+    /// How many TLS handshakes failed (a client that did not trust the collector, or that
+    /// showed no certificate).
+    pub fn refused(&self) -> usize {
+        *self.inner.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`).
