@@ -44,8 +44,6 @@ pub struct TraceEnv {
     pub disabled: bool,
     /// `OTEL_BSP_MAX_QUEUE_SIZE`.
     pub queue: Option<usize>,
-    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` is set (the SDK reads it).
-    pub batch_size_set: bool,
     /// `OTEL_SERVICE_NAME` is set (the SDK reads it).
     pub service_name_set: bool,
     pub tenant: Option<String>,
@@ -71,7 +69,6 @@ impl TraceEnv {
             disabled: std::env::var("OTEL_SDK_DISABLED")
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")),
             queue: optional::<usize>("OTEL_BSP_MAX_QUEUE_SIZE")?.filter(|n| *n > 0),
-            batch_size_set: set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
             service_name_set: set("OTEL_SERVICE_NAME"),
             tenant: optional(var::TENANT).ok().flatten(),
             cell: optional(var::CELL_ID).ok().flatten(),

@@ -349,3 +349,29 @@ fn the_exporters_threads_run_only_on_idle_cpu_and_nothing_else_does() {
 fn libc_sched_idle() -> u32 {
     5
 }
+
+#[test]
+fn after_a_failed_export_the_collector_rests_and_is_used_again_when_it_recovers() {
+    let (listener, url) = listener();
+    install(&url, &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10")]);
+    let collector = Collector::serve(listener);
+    collector.refuse(true);
+    // Five batches: the first is refused, the four after it dropped without being sent.
+    for i in 0..50 {
+        tracing::info_span!("request", n = i).in_scope(|| {});
+    }
+    until_counted(
+        "mrbill_trace_spans_dropped_total",
+        "reason=\"export_failed\"",
+        50,
+    );
+    assert_eq!(collector.requests(), 1, "one attempt, then a rest");
+    // Recovered, and the second of rest over: the next spans go out.
+    collector.refuse(false);
+    std::thread::sleep(Duration::from_millis(1100));
+    for i in 0..10 {
+        tracing::info_span!("request", n = i).in_scope(|| {});
+    }
+    until_counted("mrbill_trace_spans_exported_total", "", 10);
+    assert_eq!(collector.spans().len(), 10);
+}

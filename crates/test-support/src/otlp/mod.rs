@@ -77,6 +77,7 @@ struct Inner {
     requests: Mutex<usize>,
     refused: Mutex<usize>,
     hang: AtomicBool,
+    refuse: AtomicBool,
 }
 
 /// The receiver, serving until dropped, on a thread and runtime of its own: a test's runtime
@@ -196,6 +197,11 @@ impl Collector {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// While `refuse` holds, answers every export 503 (a collector that is overloaded).
+    pub fn refuse(&self, refuse: bool) {
+        self.inner.refuse.store(refuse, Ordering::SeqCst);
+    }
+
     /// From now on, holds every export without answering (a collector that hangs).
     pub fn hang(&self) {
         self.inner.hang.store(true, Ordering::SeqCst);
@@ -214,6 +220,9 @@ async fn receive(State(inner): State<Arc<Inner>>, body: Bytes) -> StatusCode {
     *inner.requests.lock().unwrap_or_else(|p| p.into_inner()) += 1;
     if inner.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if inner.refuse.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
     }
     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
         return StatusCode::BAD_REQUEST;
