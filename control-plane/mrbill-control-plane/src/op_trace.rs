@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{
-    SamplingDecision, SamplingResult, Span as _, SpanContext, SpanId, SpanKind, Status,
+    Link, SamplingDecision, SamplingResult, Span as _, SpanContext, SpanId, SpanKind, Status,
     TraceContextExt as _, TraceFlags, TraceId, TraceState, Tracer as _,
 };
 use opentelemetry::{Context, KeyValue};
@@ -42,6 +42,15 @@ pub fn context(op_id: Uuid) -> Context {
     ))
 }
 
+/// The operation's span as a `traceparent` (what the operation it queues links to); `None`
+/// when traces are off.
+pub fn traceparent(op_id: Uuid) -> Option<String> {
+    trace::enabled().then(|| {
+        let (trace_id, span_id) = ids(op_id);
+        format!("00-{trace_id}-{span_id}-01")
+    })
+}
+
 /// A step attempt's span, a child of the operation's.
 pub fn step_span(op_id: Uuid, op: Op, step: &str, tenant: &str, cell: &str) -> tracing::Span {
     let span = tracing::info_span!(
@@ -59,12 +68,39 @@ pub fn step_span(op_id: Uuid, op: Op, step: &str, tenant: &str, cell: &str) -> t
     span
 }
 
-/// Writes the operation's span: from its start (its UUIDv7's time) to now, `outcome` being how
-/// it ended (`done`, `superseded`).
-pub fn finished(op_id: Uuid, op: Op, tenant: &str, cell: &str, outcome: &'static str) {
+/// How an operation ended and what queued it.
+pub struct Ended<'a> {
+    pub tenant: &'a str,
+    pub cell: &'a str,
+    /// `done` or `superseded`.
+    pub outcome: &'static str,
+    /// The `traceparent` of what queued it (the API request, or the operation before it).
+    pub queued_by: Option<&'a str>,
+}
+
+/// Writes the operation's span: from its start (its UUIDv7's time) to now, linked to the span
+/// that queued it.
+pub fn finished(op_id: Uuid, op: Op, ended: Ended<'_>) {
     let Some(tracer) = trace::tracer() else {
         return;
     };
+    let Ended {
+        tenant,
+        cell,
+        outcome,
+        queued_by,
+    } = ended;
+    let links = queued_by
+        .map(|parent| {
+            trace::from_traceparent(parent)
+                .span()
+                .span_context()
+                .clone()
+        })
+        .filter(SpanContext::is_valid)
+        .map(Link::with_context)
+        .into_iter()
+        .collect();
     let (trace_id, span_id) = ids(op_id);
     let start = op_id
         .get_timestamp()
@@ -79,6 +115,7 @@ pub fn finished(op_id: Uuid, op: Op, tenant: &str, cell: &str, outcome: &'static
         .with_span_id(span_id)
         .with_kind(SpanKind::Internal)
         .with_start_time(start)
+        .with_links(links)
         .with_sampling_result(SamplingResult {
             decision: SamplingDecision::RecordAndSample,
             attributes: Vec::new(),

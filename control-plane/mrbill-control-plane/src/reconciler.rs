@@ -128,6 +128,16 @@ async fn current_op_id(ctx: &Ctx, cell_id: &str) -> Option<uuid::Uuid> {
     catalog::cell(&mut conn, cell_id).await.ok()??.op_id
 }
 
+/// How `cell`'s operation ended, for its trace span.
+fn ended<'a>(cell: &'a catalog::CellRow, outcome: &'static str) -> op_trace::Ended<'a> {
+    op_trace::Ended {
+        tenant: &cell.tenant,
+        cell: &cell.cell_id,
+        outcome,
+        queued_by: cell.op_traceparent.as_deref(),
+    }
+}
+
 /// Runs the current operation's remaining steps. `Ok(true)`: look again (finished or replaced);
 /// `Ok(false)`: nothing to do.
 fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
@@ -197,7 +207,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                 std::process::exit(86);
             }
             if step == Step::Catalog {
-                op_trace::finished(op_id, op, &cell.tenant, cell_id, "done");
+                op_trace::finished(op_id, op, ended(&cell, "done"));
                 return Ok(true); // the cell and its records are gone
             }
             let ms = started.elapsed().as_millis() as i64;
@@ -212,7 +222,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
                     .await?
                     .and_then(|c| c.op_id);
                 if current != Some(op_id) {
-                    op_trace::finished(op_id, op, &cell.tenant, cell_id, "superseded");
+                    op_trace::finished(op_id, op, ended(&cell, "superseded"));
                     return Ok(true);
                 }
                 if !paused {
@@ -245,7 +255,7 @@ fn run_current_op<'a>(ctx: &'a Ctx, cell_id: &'a str) -> BoxFuture<'a, anyhow::R
         status.observed_generation = Some(cell.generation);
         status.endpoints.public = Some(ctx.config.endpoint(&cell.tenant));
         if catalog::finish_op(&ctx.pool, cell_id, op, op_id, &status).await? {
-            op_trace::finished(op_id, op, &cell.tenant, cell_id, "done");
+            op_trace::finished(op_id, op, ended(&cell, "done"));
         }
         tracing::info!(cell = %cell_id, op = op.as_str(), phase = ?status.phase, "operation finished");
         Ok(true)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::platform::Platform;
 use serde_json::json;
-use test_support::otlp::{Collector, Received};
+use test_support::otlp::{Collector, Received, hex};
 
 /// Waits until `check` holds for the collector's spans (exports are batched every 200 ms).
 async fn eventually(collector: &Collector, what: &str, check: impl Fn(&[Received]) -> bool) {
@@ -244,6 +244,24 @@ async fn one_report_is_one_trace_across_router_media_poc_and_the_render() {
         .find(|s| s.span.name == "provision" && s.attr("mrbill.tenant").as_deref() == Some("acme"))
         .expect("the operation's span");
     assert!(op.span.parent_span_id.is_empty(), "an operation is a root");
+    // … linked to the request that queued it, whose span names the operation.
+    let request = spans
+        .iter()
+        .find(|s| {
+            s.service() == "mrbill-control-plane"
+                && s.span.name == "POST /v1/tenants"
+                && s.attr("mrbill.operation_id").map(|id| id.replace('-', ""))
+                    == Some(op.trace_id())
+        })
+        .unwrap_or_else(|| panic!("no request span names the operation: {spans:#?}"));
+    assert!(
+        op.span
+            .links
+            .iter()
+            .any(|l| hex(&l.trace_id) == request.trace_id() && hex(&l.span_id) == request.span_id()),
+        "the operation links to its request: {:?}",
+        op.span.links
+    );
     let steps: HashMap<String, &Received> = spans
         .iter()
         .filter(|s| s.trace_id() == op.trace_id() && s.span.span_id != op.span.span_id)

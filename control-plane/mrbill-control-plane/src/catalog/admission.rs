@@ -110,13 +110,15 @@ pub async fn admit(
             other => other?,
         };
     }
+    let op_id = Uuid::now_v7();
     let status = CellStatus {
         phase: cell_model::Phase::Provisioning,
         ..CellStatus::default()
     };
     sqlx::query(
-        "INSERT INTO cells (cell_id, tenant, placement, units, spec, status, op, op_id)
-         VALUES ($1, $2, $3, $4, $5, $6, 'provision', $7)",
+        "INSERT INTO cells (cell_id, tenant, placement, units, spec, status, op, op_id,
+                            op_traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, 'provision', $7, $8)",
     )
     .bind(&spec.cell_id)
     .bind(&tenant.slug)
@@ -124,8 +126,14 @@ pub async fn admit(
     .bind(units)
     .bind(Json(spec))
     .bind(Json(&status))
-    .bind(Uuid::now_v7())
+    .bind(op_id)
+    .bind(super::queued_by())
     .execute(&mut *tx)
     .await?;
+    service_kit::telemetry::trace::attribute(
+        &tracing::Span::current(),
+        "mrbill.operation_id",
+        op_id.to_string(),
+    );
     Ok(())
 }

@@ -6,11 +6,14 @@
 
 use cell_model::route_feed::RouteEntry;
 use cell_model::{CellSpec, CellStatus};
+use service_kit::telemetry::trace;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 use wire_types::admin::TenantState;
+
+use crate::op_trace;
 
 mod admission;
 mod backups;
@@ -129,6 +132,8 @@ pub struct CellRow {
     pub status: Json<CellStatus>,
     pub op: Option<String>,
     pub op_id: Option<Uuid>,
+    /// The `traceparent` of what queued the current operation (`op_trace`).
+    pub op_traceparent: Option<String>,
     pub last_op: Option<String>,
     pub last_op_id: Option<Uuid>,
     pub last_error: Option<String>,
@@ -142,7 +147,7 @@ impl CellRow {
 
 const TENANT_COLUMNS: &str =
     "slug, display_name, admin_email, tier, state, backup_path, created_at, admin_invite";
-const CELL_COLUMNS: &str = "cell_id, tenant, placement, target_placement, spec, generation, status, op, op_id, last_op, last_op_id, last_error";
+const CELL_COLUMNS: &str = "cell_id, tenant, placement, target_placement, spec, generation, status, op, op_id, op_traceparent, last_op, last_op_id, last_error";
 
 pub async fn tenants(conn: &mut PgConnection) -> sqlx::Result<Vec<TenantRow>> {
     sqlx::query_as(&format!(
@@ -281,15 +286,37 @@ pub async fn record_step(
 
 /// Starts operation `op` on a cell (replacing any in progress); returns its instance id.
 pub async fn start_op(conn: &mut PgConnection, cell_id: &str, op: Op) -> sqlx::Result<Uuid> {
+    start_op_queued_by(conn, cell_id, op, queued_by()).await
+}
+
+/// The current span's trace context (an API request's), which the operation it queues links
+/// to; the request's span names the operation, whose id is its trace's.
+pub(crate) fn queued_by() -> Option<String> {
+    trace::current_traceparent()
+}
+
+async fn start_op_queued_by(
+    conn: &mut PgConnection,
+    cell_id: &str,
+    op: Op,
+    queued_by: Option<String>,
+) -> sqlx::Result<Uuid> {
     let op_id = Uuid::now_v7();
     sqlx::query(
-        "UPDATE cells SET op = $2, op_id = $3, last_error = NULL, updated_at = now() WHERE cell_id = $1",
+        "UPDATE cells SET op = $2, op_id = $3, op_traceparent = $4, last_error = NULL,
+                updated_at = now() WHERE cell_id = $1",
     )
     .bind(cell_id)
     .bind(op.as_str())
     .bind(op_id)
+    .bind(queued_by)
     .execute(conn)
     .await?;
+    trace::attribute(
+        &tracing::Span::current(),
+        "mrbill.operation_id",
+        op_id.to_string(),
+    );
     Ok(op_id)
 }
 
@@ -320,14 +347,15 @@ pub async fn finish_op(
     let next = op.then(suspended.unwrap_or(false));
     sqlx::query(
         "UPDATE cells SET last_op = op, last_op_id = op_id, op = NULL, op_id = NULL,
-                status = $2, updated_at = now() WHERE cell_id = $1",
+                op_traceparent = NULL, status = $2, updated_at = now() WHERE cell_id = $1",
     )
     .bind(cell_id)
     .bind(Json(status))
     .execute(&mut *tx)
     .await?;
     if let Some(next) = next {
-        start_op(&mut tx, cell_id, next).await?;
+        // Queued by the operation that just ended.
+        start_op_queued_by(&mut tx, cell_id, next, op_trace::traceparent(op_id)).await?;
     }
     tx.commit().await?;
     Ok(true)
