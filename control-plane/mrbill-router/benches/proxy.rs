@@ -392,13 +392,31 @@ fn main() {
         );
     }
     let find = |label: &str| results.iter().find(|(l, _, _)| l == label);
+    // Each round measures every path back to back: a ratio taken within a round cancels the
+    // host's drift between rounds, and its spread over the rounds shows what one run can tell.
+    let paired = |a: &str, b: &str, of: fn(&Sample, &Sample) -> f64| {
+        let rounds = |label: &str| paths.iter().find(|p| p.label == label);
+        let (a, b) = (rounds(a)?, rounds(b)?);
+        let ratios: Vec<f64> = (0..a.flat_out.len().min(b.flat_out.len()))
+            .map(|r| of(&a.flat_out[r], &b.flat_out[r]))
+            .collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        Some(format!(
+            "round by round {:.3}× ({lo:.3}–{hi:.3}×)",
+            median(ratios)
+        ))
+    };
+    let rps_ratio: fn(&Sample, &Sample) -> f64 = |a, b| a.rps / b.rps;
     for (label, router, router_paced) in results.iter().filter(|(l, _, _)| l.starts_with("mrbill"))
     {
         let workers = label.trim_start_matches("mrbill-router ");
         if let Some((_, nginx, nginx_paced)) = find(&format!("nginx {workers}")) {
             println!(
-                "{label}: throughput {:.2}× nginx; at ~5k req/s added p99 {:.3} ms (nginx {:.3} ms)",
+                "{label}: throughput {:.2}× nginx ({}); at ~5k req/s added p99 {:.3} ms (nginx {:.3} ms)",
                 router.rps / nginx.rps,
+                paired(label, &format!("nginx {workers}"), rps_ratio).unwrap_or_default(),
                 router_paced.p99 - direct.p99,
                 nginx_paced.p99 - direct.p99
             );
@@ -420,8 +438,9 @@ fn main() {
                     _ => String::new(),
                 };
                 println!(
-                    "{label} {variant}: throughput {:.3}× untraced; p99 at ~5k req/s {:+.3} ms{cpu}",
+                    "{label} {variant}: throughput {:.3}× untraced ({}); p99 at ~5k req/s {:+.3} ms{cpu}",
                     with.rps / router.rps,
+                    paired(&variant_label, label, rps_ratio).unwrap_or_default(),
                     with_paced.p99 - router_paced.p99
                 );
             }
