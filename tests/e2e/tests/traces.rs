@@ -197,17 +197,25 @@ async fn one_report_is_one_trace_across_router_media_poc_and_the_render() {
     // The router counts what it exported, on its metrics listener.
     let metrics_addr = std::fs::read_to_string(platform.home.join("router/metrics-addr"))
         .expect("the router's metrics address");
-    let metrics = reqwest::get(format!("http://{}/metrics", metrics_addr.trim()))
-        .await
-        .expect("the router's metrics")
-        .text()
-        .await
-        .expect("text");
-    let exported = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("mrbill_trace_spans_exported_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    assert!(exported.is_some_and(|n| n >= 1.0), "{metrics}");
+    // Counted once the exporter, on idle CPU only, has the collector's answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(format!("http://{}/metrics", metrics_addr.trim()))
+            .await
+            .expect("the router's metrics")
+            .text()
+            .await
+            .expect("text");
+        let exported = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("mrbill_trace_spans_exported_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if exported.is_some_and(|n| n >= 1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Media's log lines of that request and that job carry the trace id.
     let logs = platform.cell_dir(&cell).join("logs");

@@ -127,13 +127,8 @@ pub async fn admit(
     .bind(Json(spec))
     .bind(Json(&status))
     .bind(op_id)
-    .bind(super::queued_by())
+    .bind(super::queued_by(op_id))
     .execute(&mut *tx)
     .await?;
-    service_kit::telemetry::trace::attribute(
-        &tracing::Span::current(),
-        "mrbill.operation_id",
-        op_id.to_string(),
-    );
     Ok(())
 }

@@ -286,22 +286,31 @@ pub async fn record_step(
 
 /// Starts operation `op` on a cell (replacing any in progress); returns its instance id.
 pub async fn start_op(conn: &mut PgConnection, cell_id: &str, op: Op) -> sqlx::Result<Uuid> {
-    start_op_queued_by(conn, cell_id, op, queued_by()).await
+    let op_id = Uuid::now_v7();
+    record_op(conn, cell_id, op, op_id, queued_by(op_id)).await?;
+    Ok(op_id)
 }
 
-/// The current span's trace context (an API request's), which the operation it queues links
-/// to; the request's span names the operation, whose id is its trace's.
-pub(crate) fn queued_by() -> Option<String> {
+/// What an operation starting now keeps of the request that queues it (the current span): its
+/// trace context, which the operation's trace links to. The request's span names the operation
+/// in turn (its id is the operation's trace id).
+pub(crate) fn queued_by(op_id: Uuid) -> Option<String> {
+    trace::attribute(
+        &tracing::Span::current(),
+        "mrbill.operation_id",
+        op_id.to_string(),
+    );
     trace::current_traceparent()
 }
 
-async fn start_op_queued_by(
+/// Makes `op_id` the cell's current operation, queued by `queued_by` (a `traceparent`).
+async fn record_op(
     conn: &mut PgConnection,
     cell_id: &str,
     op: Op,
+    op_id: Uuid,
     queued_by: Option<String>,
-) -> sqlx::Result<Uuid> {
-    let op_id = Uuid::now_v7();
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE cells SET op = $2, op_id = $3, op_traceparent = $4, last_error = NULL,
                 updated_at = now() WHERE cell_id = $1",
@@ -311,13 +320,8 @@ async fn start_op_queued_by(
     .bind(op_id)
     .bind(queued_by)
     .execute(conn)
-    .await?;
-    trace::attribute(
-        &tracing::Span::current(),
-        "mrbill.operation_id",
-        op_id.to_string(),
-    );
-    Ok(op_id)
+    .await
+    .map(drop)
 }
 
 /// Ends operation `op` (if `op_id` is still the current one) and sets the cell's status; then
@@ -355,7 +359,8 @@ pub async fn finish_op(
     .await?;
     if let Some(next) = next {
         // Queued by the operation that just ended.
-        start_op_queued_by(&mut tx, cell_id, next, op_trace::traceparent(op_id)).await?;
+        let queued_by = op_trace::traceparent(op_id);
+        record_op(&mut tx, cell_id, next, Uuid::now_v7(), queued_by).await?;
     }
     tx.commit().await?;
     Ok(true)
