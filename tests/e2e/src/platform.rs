@@ -327,6 +327,20 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed test shows how the platform's own processes ended (a crash, a restart on
+            // another port), not only what its client saw.
+            let mut names: Vec<String> = std::fs::read_dir(self.home.join("logs"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|n| n.strip_suffix(".log").map(str::to_owned))
+                .collect();
+            names.sort();
+            for name in names {
+                eprint!("{}", self.log_tail(&name, 30));
+            }
+        }
         let down = self.mrbill(&["down"]);
         if down.code != 0 {
             eprintln!("mrbill down failed: {}", down.stderr);
