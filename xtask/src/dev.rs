@@ -4,7 +4,8 @@
 //! every cell + a trace collector; the control plane adopts or restarts existing cells),
 //! then the demo tenant: onboarded with `mrbill tenant create` on first run, its admin
 //! registered with the one-time invite and a generated password, a few sample PoCs and a dojo.
-//! Everything keeps running in the background; `./x down` (or `mrbill down`) stops it.
+//! Everything keeps running in the background; `./x down` (or `mrbill down`) stops it. The
+//! platform is a release build (`target/release`), the one the benchmarks measure.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -96,7 +97,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
             "  curl -s \"$API/v1/videos\" -H \"authorization: Bearer $TOKEN\"   # the sample video; its download.url is relative to $API"
         );
     }
-    let mrbill_bin = target_dir().join("debug/mrbill");
+    let mrbill_bin = bin_dir().join("mrbill");
     println!(
         "\nMore: {} tenant list | cell list | status | tenant create <slug> …  (MRBILL_HOME={})",
         mrbill_bin.display(),
@@ -112,7 +113,7 @@ pub fn run(_args: &[String]) -> anyhow::Result<()> {
 /// `x down`: `mrbill down`.
 pub fn down() -> anyhow::Result<()> {
     let home = cell_model::local::mrbill_home();
-    let status = Command::new(target_dir().join("debug/mrbill"))
+    let status = Command::new(bin_dir().join("mrbill"))
         .arg("down")
         .env("MRBILL_HOME", &home)
         .status()
@@ -140,9 +141,18 @@ fn wait_until_served(endpoint: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Where `./x dev` builds the platform: a release build, so the platform a user tries locally
+/// runs at the speed the benchmarks report (`docs/benchmarks.md`, "Builds": a debug build's
+/// search was 10–30× slower; optimising only the dependencies in the dev profile cost more build
+/// time on a fresh machine than a release build beside the tests' debug one).
+fn bin_dir() -> std::path::PathBuf {
+    target_dir().join("release")
+}
+
 fn build() -> anyhow::Result<()> {
     run_checked(cargo().args([
         "build",
+        "--release",
         "-p",
         "mrbill",
         "-p",
@@ -310,10 +320,10 @@ fn mrbill(home: &Path, args: &[&str]) -> anyhow::Result<Value> {
 
 /// Runs the freshly built `mrbill` (progress and errors go straight to the terminal).
 fn mrbill_status(home: &Path, args: &[&str]) -> anyhow::Result<(i32, Value)> {
-    let out = Command::new(target_dir().join("debug/mrbill"))
+    let out = Command::new(bin_dir().join("mrbill"))
         .args(args)
         .env("MRBILL_HOME", home)
-        .env("MRBILL_BIN_DIR", target_dir().join("debug"))
+        .env("MRBILL_BIN_DIR", bin_dir())
         .stdin(Stdio::null())
         .stderr(if args.contains(&"show") {
             Stdio::null()

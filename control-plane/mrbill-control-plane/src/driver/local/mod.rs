@@ -173,6 +173,7 @@ impl LocalDriver {
             return Ok(false);
         }
         self.adopt_identities(dir)?;
+        self.adopt_build(dir)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -190,6 +191,29 @@ impl LocalDriver {
             .context("starting the cell supervisor")?;
         tracing::info!(cell = %dir.root().display(), "started a cell supervisor");
         Ok(true)
+    }
+
+    /// Points a cell at this control plane's build (`MRBILL_BIN_DIR`) while no supervisor runs
+    /// it. `cell.json` records the build a cell was made with; without this a cell kept
+    /// running that build's services after the platform was started from another (a demo cell
+    /// made by a debug `./x dev` stayed on debug binaries once `./x dev` built release).
+    fn adopt_build(&self, dir: &CellDir) -> anyhow::Result<()> {
+        if !dir.config().exists() {
+            return Ok(());
+        }
+        let mut config: CellConfig = read_json(&dir.config())?;
+        if config.bin_dir == self.bin_dir {
+            return Ok(());
+        }
+        tracing::info!(
+            cell = %config.cell_id,
+            from = %config.bin_dir.display(),
+            to = %self.bin_dir.display(),
+            "the cell runs this control plane's build now"
+        );
+        config.bin_dir = self.bin_dir.clone();
+        write_json(&dir.config(), &config)?;
+        self.secure(dir)
     }
 
     /// Gives a cell made before cells had OS users its own — its services' uid, and its
