@@ -14,95 +14,11 @@
 //! (`OTEL_TRACES_SAMPLER=always_on`) exporting to a collector that takes the spans, and to one
 //! that is down, against the untraced router in the same rounds.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// One wrk run.
-#[derive(Clone, Copy, Debug)]
-struct Sample {
-    p50: f64,
-    p99: f64,
-    rps: f64,
-    /// Requests answered in the run.
-    requests: f64,
-}
-
-/// Runs wrk against `url` for `secs`, flat out or (with `pace`, a wrk script that waits
-/// between requests) at a steady moderate rate.
-fn wrk(url: &str, secs: u64, pace: Option<&Path>) -> Sample {
-    let mut args = vec![
-        "-t2".to_owned(),
-        "-c64".into(),
-        format!("-d{secs}s"),
-        "--latency".into(),
-    ];
-    if let Some(script) = pace {
-        args.extend(["-s".into(), script.display().to_string()]);
-    }
-    let out = Command::new("wrk")
-        .args(&args)
-        .arg(url)
-        .output()
-        .expect("run wrk (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("Non-2xx"),
-        "{url} answered errors under load:\n{text}"
-    );
-    let ms = |v: &str| -> f64 {
-        let v = v.trim();
-        let (num, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
-        let n: f64 = num.parse().unwrap_or(f64::NAN);
-        match unit {
-            "us" => n / 1000.0,
-            "ms" => n,
-            "s" => n * 1000.0,
-            _ => f64::NAN,
-        }
-    };
-    let pct = |p: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(p))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .map_or(f64::NAN, ms)
-    };
-    let rps = text
-        .lines()
-        .find(|l| l.starts_with("Requests/sec:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    let requests = text
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    Sample {
-        p50: pct("50%"),
-        p99: pct("99%"),
-        rps,
-        requests,
-    }
-}
+use common::{Sample, median, wrk};
 
 /// CPU seconds `pid` has used, all its threads (user + system, from `/proc/<pid>/stat`).
 fn cpu_secs(pid: u32) -> f64 {
@@ -120,11 +36,6 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// The median of each measure over a path's runs.
 fn medians(samples: &[Sample]) -> Sample {
     Sample {
@@ -135,119 +46,21 @@ fn medians(samples: &[Sample]) -> Sample {
     }
 }
 
-/// A child process stopped on drop (TERM: nginx stops its workers too).
-struct Stopped(Child, &'static str);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args([&format!("-{}", self.1), &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port}");
-}
-
-fn start_router(
-    bin: &Path,
-    dir: &Path,
-    workers: u32,
-    backend_port: u16,
-    env: &[(&str, String)],
-) -> (Stopped, u16) {
-    let port = free_port();
-    let snapshot = dir.join(format!("routes-{workers}-{port}.json"));
-    let table = serde_json::json!({ "revision": 1, "routes": { "acme": {
-        "tenant": "acme", "cell_id": "c-acme", "generation": 1, "state": "active",
-        "services": { "poc": format!("http://127.0.0.1:{backend_port}") } } } });
-    std::fs::write(&snapshot, table.to_string()).expect("snapshot");
-    let child = Command::new(bin.join("mrbill-router"))
-        .env("MRBILL_ROUTER_ADDR", format!("127.0.0.1:{port}"))
-        .env("MRBILL_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-        .env("MRBILL_ROUTER_SNAPSHOT", &snapshot)
-        .env("MRBILL_ROUTER_WORKERS", workers.to_string())
-        .env("MRBILL_TENANT_RATE", "100000000")
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mrbill-router (cargo build --release -p mrbill-router)");
-    (Stopped(child, "TERM"), port)
-}
-
-fn start_nginx(dir: &Path, workers: u32, backend_port: u16) -> (Stopped, u16) {
-    let port = free_port();
-    let conf = dir.join(format!("nginx-{workers}.conf"));
-    let text = format!(
-        "worker_processes {workers}; daemon off; pid {dir}/nginx-{workers}.pid;
-         error_log {dir}/error.log crit;
-         events {{ worker_connections 1024; }}
-         http {{ access_log off;
-           upstream cell {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
-           server {{ listen 127.0.0.1:{port};
-             location /t/acme/ {{ proxy_pass http://cell/; proxy_http_version 1.1;
-               proxy_set_header Connection \"\";
-               proxy_set_header X-Cell-Id c-acme; proxy_set_header X-Forwarded-For $remote_addr; }} }} }}",
-        dir = dir.display()
-    );
-    std::fs::write(&conf, text).expect("nginx conf");
-    let child = Command::new("nginx")
-        .args(["-c", &conf.display().to_string()])
-        .args(["-e", &dir.join("error.log").display().to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nginx (apt-get install nginx-light)");
-    (Stopped(child, "TERM"), port)
-}
-
 fn main() {
     let dir = std::env::temp_dir().join(format!("router-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let (rounds, secs) = (env_or("BENCH_ROUNDS", 5), env_or("BENCH_SECS", 5));
-    let backend_port = free_port();
+    let (rounds, secs) = (
+        common::env_or("BENCH_ROUNDS", 5),
+        common::env_or("BENCH_SECS", 5),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.spawn(async move {
-        let app = Router::new().fallback(get(|| async { "ok" }));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", backend_port))
-            .await
-            .expect("bind backend");
-        axum::serve(listener, app).await
-    });
-    let bin: PathBuf = std::env::var("MRBILL_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::env::current_exe()
-                .expect("exe")
-                .parent()
-                .and_then(|d| d.parent())
-                .expect("target dir")
-                .to_owned()
-        });
-
-    // 64 connections, each waiting 1–25 ms (random, so they do not move in step) after every
-    // answer: ≈ 5,000 requests/s in all, far below saturation, so the latencies are the
-    // proxies' own rather than queueing.
-    let pace = dir.join("pace.lua");
-    std::fs::write(
-        &pace,
-        "function delay()\n  return math.random(1, 25)\nend\n",
-    )
-    .expect("pace script");
+    let backend_port = common::backend(&rt);
+    let bin = common::bin_dir();
+    let pace = common::pace_script(&dir);
 
     struct Measured {
         label: String,
@@ -278,31 +91,9 @@ fn main() {
         .collect();
     // Traces at 100 % sampling to a collector that takes them (a sink on the backend's
     // runtime that reads and drops each export), and to one that is down (a closed port).
-    let tracing = env_or("BENCH_TRACING", 1) == 1;
-    let collector_port = free_port();
-    let down_port = free_port();
-    if tracing {
-        rt.spawn(async move {
-            let app = Router::new().route(
-                "/v1/traces",
-                axum::routing::post(|_: axum::body::Bytes| async { "" }),
-            );
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", collector_port))
-                .await
-                .expect("bind collector");
-            axum::serve(listener, app).await
-        });
-    }
-    let traced = |port: u16, metrics: u16| {
-        vec![
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            ),
-            ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
-            ("MRBILL_ROUTER_METRICS_ADDR", format!("127.0.0.1:{metrics}")),
-        ]
-    };
+    let tracing = common::env_or("BENCH_TRACING", 1) == 1;
+    let collector_port = if tracing { common::collector(&rt) } else { 0 };
+    let down_port = common::free_port();
     // Per traced router, where its counters of exported and dropped spans are read.
     let mut counted: Vec<(String, u16)> = Vec::new();
     for workers in workers {
@@ -312,14 +103,14 @@ fn main() {
                 ("  traced", collector_port),
                 ("  collector down", down_port),
             ] {
-                let metrics = free_port();
+                let metrics = common::free_port();
                 counted.push((format!("{} ×{workers}", label.trim()), metrics));
-                routers.push((label, traced(to, metrics)));
+                routers.push((label, common::traced(to, metrics)));
             }
         }
         for (label, env) in routers {
-            let (router, port) = start_router(&bin, &dir, workers, backend_port, &env);
-            wait_for_port(port);
+            let (router, port) = common::start_router(&bin, &dir, workers, backend_port, &env, &[]);
+            common::wait_for_port(port, Duration::from_secs(5));
             let mut measured = path(
                 format!("{label} ×{workers}"),
                 format!("http://127.0.0.1:{port}/t/acme/v1/pocs"),
@@ -328,8 +119,8 @@ fn main() {
             paths.push(measured);
             running.push(router);
         }
-        let (nginx, nginx_port) = start_nginx(&dir, workers, backend_port);
-        wait_for_port(nginx_port);
+        let (nginx, nginx_port) = common::start_nginx(&dir, workers, backend_port, &[]);
+        common::wait_for_port(nginx_port, Duration::from_secs(5));
         paths.push(path(
             format!("nginx ×{workers}"),
             format!("http://127.0.0.1:{nginx_port}/t/acme/v1/pocs"),
@@ -337,7 +128,7 @@ fn main() {
         running.push(nginx);
     }
     for p in &paths {
-        wrk(&p.url, 1, None); // warm-up: connections, pools, caches
+        wrk(&p.url, 64, 1, None); // warm-up: connections, pools, caches
     }
     for round in 0..rounds {
         // Alternate the order, so neither proxy always runs right after the other.
@@ -347,9 +138,9 @@ fn main() {
             (0..paths.len()).rev().collect()
         };
         for i in order {
-            let flat_out = wrk(&paths[i].url, secs, None);
+            let flat_out = wrk(&paths[i].url, 64, secs, None);
             let before = paths[i].pid.map_or(0.0, cpu_secs);
-            let paced = wrk(&paths[i].url, secs, Some(&pace));
+            let paced = wrk(&paths[i].url, 64, secs, Some(&pace));
             paths[i].paced_cpu += paths[i].pid.map_or(0.0, cpu_secs) - before;
             paths[i].flat_out.push(flat_out);
             paths[i].paced.push(paced);
@@ -447,14 +238,8 @@ fn main() {
         }
     }
     for (label, port) in &counted {
-        let metrics = scrape(*port);
-        let value = |series: &str| {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(series))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+        let metrics = common::scrape(*port);
+        let value = |series: &str| common::counter(&metrics, series);
         println!(
             "{label}: spans exported {:.0}, dropped: queue full {:.0}, export failed {:.0}",
             value("mrbill_trace_spans_exported_total "),
@@ -464,16 +249,4 @@ fn main() {
     }
     drop(running);
     std::fs::remove_dir_all(dir).ok();
-}
-
-/// The router's `/metrics` on its metrics listener.
-fn scrape(port: u16) -> String {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .expect("request");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("answer");
-    text
 }

@@ -88,7 +88,7 @@ impl ClientKey {
 
 /// One bucket per client, bounded in size.
 #[derive(Debug, Default)]
-pub(crate) struct ClientBuckets(HashMap<ClientKey, Bucket>);
+pub(crate) struct ClientBuckets(HashMap<ClientKey, Bucket, foldhash::fast::RandomState>);
 
 impl ClientBuckets {
     /// The bucket of `ip`, created full; past the bound, the shared overflow bucket.

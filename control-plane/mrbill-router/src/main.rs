@@ -18,6 +18,11 @@ fn limit(prefix: &str, default: Rate) -> anyhow::Result<Rate> {
     })
 }
 
+/// mimalloc: with glibc's allocator a request cost 6 % more instructions untraced and 13 % more
+/// traced (`./x bench router-counted`; docs/benchmarks.md, "Counted").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     // This runtime accepts connections and follows the feed; the workers serve requests.
     tokio::runtime::Builder::new_current_thread()

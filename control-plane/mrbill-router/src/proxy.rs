@@ -156,7 +156,7 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 
 /// The routing table compiled for the proxy.
 #[derive(Debug, Default)]
-pub(crate) struct Targets(HashMap<String, Arc<Target>>);
+pub(crate) struct Targets(HashMap<String, Arc<Target>, foldhash::fast::RandomState>);
 
 impl Targets {
     /// Compiles `table`, carrying over the rate limiters of `previous`.
@@ -229,6 +229,19 @@ static DROPPED: [HeaderName; 10] = [
     HeaderName::from_static("x-forwarded-prefix"),
     HeaderName::from_static(CELL_ID_HEADER),
 ];
+
+/// Removes the [`DROPPED`] headers. A request carries a few headers and rarely one of these, so
+/// its names are compared first and only the ones present are removed (each removal hashes).
+fn drop_hop_by_hop(headers: &mut http::HeaderMap) {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| DROPPED.contains(name))
+        .cloned()
+        .collect();
+    for name in present {
+        headers.remove(name);
+    }
+}
 
 fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
     let has = |name: header::HeaderName, token: &str| {
@@ -368,9 +381,7 @@ async fn forward(
             parts.headers.get(header::UPGRADE).cloned(),
         )
     });
-    for name in &DROPPED {
-        parts.headers.remove(name);
-    }
+    drop_hop_by_hop(&mut parts.headers);
     if let Some((Some(connection), Some(protocol))) = kept {
         parts.headers.insert(header::CONNECTION, connection);
         parts.headers.insert(header::UPGRADE, protocol);
@@ -536,6 +547,32 @@ async fn routed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_and_router_only_headers_are_dropped_and_nothing_else() {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            ("accept", "application/json"),
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("x-cell-id", "c-evil"),
+            ("authorization", "Bearer t"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        drop_hop_by_hop(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "authorization"]);
+        assert_eq!(headers.len(), 2);
+    }
 
     #[test]
     fn upstream_uris_keep_the_services_base_path_and_the_query() {

@@ -97,13 +97,12 @@ impl RequestSpan {
     /// client's `tracestate`, if any, goes on as it came).
     pub(crate) fn inject(&self, headers: &mut http::HeaderMap) {
         let ids = self.0.span_context();
-        let value = format!(
-            "00-{}-{}-{:02x}",
-            ids.trace_id(),
-            ids.span_id(),
-            ids.trace_flags().to_u8()
+        let value = traceparent(
+            ids.trace_id().to_bytes(),
+            ids.span_id().to_bytes(),
+            ids.trace_flags().to_u8(),
         );
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Ok(value) = HeaderValue::from_bytes(&value) {
             headers.insert(TRACEPARENT.clone(), value);
         }
     }
@@ -119,6 +118,24 @@ impl RequestSpan {
         }
         self.0.end();
     }
+}
+
+/// `00-<trace id>-<span id>-<flags>` in lower-case hex, written without the formatting
+/// machinery (it runs on every traced request).
+fn traceparent(trace_id: [u8; 16], span_id: [u8; 8], flags: u8) -> [u8; 55] {
+    fn hex(out: &mut [u8], bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+    }
+    let mut value = [b'-'; 55];
+    value[..2].copy_from_slice(b"00");
+    hex(&mut value[3..35], &trace_id);
+    hex(&mut value[36..52], &span_id);
+    hex(&mut value[53..55], &[flags]);
+    value
 }
 
 fn method_name(method: &Method) -> &'static str {
@@ -157,6 +174,19 @@ fn span_name(method: &Method, service: Service) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparent_is_version_ids_and_flags_in_lower_hex() {
+        let trace_id = [
+            0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+            0x47, 0x36,
+        ];
+        let span_id = [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7];
+        assert_eq!(
+            &traceparent(trace_id, span_id, 1),
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+    }
 
     #[test]
     fn span_names_are_method_and_service() {
