@@ -222,20 +222,22 @@ impl Kubelet {
         out
     }
 
-    /// What the pods' resolver answers for Service names (`nss_wrapper`'s hosts file).
+    /// What the pods' resolver answers for Service names: their /etc/hosts (or, not as root,
+    /// `nss_wrapper`'s hosts file).
     fn hosts_file(&self) -> PathBuf {
         let path = self.root.join("hosts");
         if !path.exists() {
             let ns = &self.namespace;
-            let lines: String = self
-                .services
-                .keys()
-                .map(|svc| {
-                    format!(
-                        "127.0.0.1 {svc} {svc}.{ns} {svc}.{ns}.svc {svc}.{ns}.svc.cluster.local\n"
-                    )
-                })
-                .collect();
+            // It stands in for the pod's whole /etc/hosts: localhost first.
+            let lines: String = [
+                "127.0.0.1 localhost\n".to_owned(),
+                "::1 localhost ip6-localhost ip6-loopback\n".to_owned(),
+            ]
+            .into_iter()
+            .chain(self.services.keys().map(|svc| {
+                format!("127.0.0.1 {svc} {svc}.{ns} {svc}.{ns}.svc {svc}.{ns}.svc.cluster.local\n")
+            }))
+            .collect();
             std::fs::write(&path, lines).expect("hosts file");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         }
@@ -342,10 +344,21 @@ impl Kubelet {
                 argv
             };
             let log = dir.join(format!("{}.log", str_of(&c["name"])));
-            let mut cmd = match (is_root(), uid) {
-                (true, Some(uid)) => {
-                    let mut cmd = Command::new("setpriv");
-                    cmd.arg(format!("--reuid={uid}"))
+            // A container resolves Service names as cluster DNS would: 127.0.0.1 from the pod's
+            // hosts file. As root, that file is the pod's own /etc/hosts (a bind mount in a
+            // mount namespace of its own, as a kubelet gives a pod its /etc/hosts), read by
+            // glibc's resolver. Otherwise nss_wrapper's hosts backend serves it, which is not
+            // safe under concurrent first lookups: media-service once aborted with a double
+            // free inside it (nwrap_he_unload → hdestroy_r) when two threads resolved at start.
+            let hosts = self.hosts_file();
+            let mut cmd = if is_root() {
+                let mut cmd = Command::new("/usr/bin/unshare");
+                cmd.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+                    .arg(r#"/usr/bin/mount --bind "$0" /etc/hosts && exec "$@""#)
+                    .arg(&hosts);
+                if let Some(uid) = uid {
+                    cmd.arg("setpriv")
+                        .arg(format!("--reuid={uid}"))
                         .arg(format!("--regid={}", gid.unwrap_or(uid)))
                         .arg(match fs_group {
                             Some(g) => format!("--groups={g}"),
@@ -353,26 +366,22 @@ impl Kubelet {
                         })
                         .arg("--inh-caps=-all")
                         .arg("--");
-                    cmd.args(&argv);
-                    cmd
                 }
-                _ => {
-                    let mut cmd = Command::new(&argv[0]);
-                    cmd.args(&argv[1..]);
-                    cmd
-                }
+                cmd.args(&argv);
+                cmd
+            } else {
+                let nss =
+                    pg_cluster::nss_wrapper().expect("libnss-wrapper (./x setup installs it)");
+                env.push(("LD_PRELOAD".into(), nss.display().to_string()));
+                env.push(("NSS_WRAPPER_HOSTS".into(), hosts.display().to_string()));
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]);
+                cmd
             };
-            // A container sees only its own env (plus the image's PATH), and resolves Service
-            // names as cluster DNS would.
+            // A container sees only its own env (plus the image's PATH).
             if !env.iter().any(|(k, _)| k == "PATH") {
                 env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
             }
-            let nss = pg_cluster::nss_wrapper().expect("libnss-wrapper (./x setup installs it)");
-            env.push(("LD_PRELOAD".into(), nss.display().to_string()));
-            env.push((
-                "NSS_WRAPPER_HOSTS".into(),
-                self.hosts_file().display().to_string(),
-            ));
             cmd.env_clear()
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .current_dir(&dir)
@@ -519,6 +528,15 @@ impl Kubelet {
             if let Ok(res) = probe::http_status(&url)
                 && res == 200
             {
+                // As root, names resolve through the pod's own /etc/hosts, without a
+                // preloaded resolver shim (see `start`).
+                let (_, child) = self.children.last().expect("started");
+                let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id()))
+                    .unwrap_or_default();
+                assert!(
+                    !is_root() || !maps.contains("nss_wrapper"),
+                    "{name} runs with nss_wrapper preloaded"
+                );
                 return;
             }
             let (_, child) = self.children.last_mut().expect("started");
