@@ -154,11 +154,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
     let runs = common::env_or("BENCH_COUNT_RUNS", 3) as usize;
     let secs = common::env_or("BENCH_COUNT_SECS", 4);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let backend = common::backend(&rt);
     let bin = common::bin_dir();
     let pace = common::pace_script(&dir);

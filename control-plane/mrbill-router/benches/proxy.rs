@@ -53,11 +53,7 @@ fn main() {
         common::env_or("BENCH_ROUNDS", 5),
         common::env_or("BENCH_SECS", 5),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let backend_port = common::backend(&rt);
     let bin = common::bin_dir();
     let pace = common::pace_script(&dir);

@@ -18,7 +18,7 @@ fn limit(prefix: &str, default: Rate) -> anyhow::Result<Rate> {
     })
 }
 
-/// mimalloc: with glibc's allocator a request cost 6 % more instructions untraced and 13 % more
+/// mimalloc: with glibc's allocator a request cost 6 % more instructions untraced and 15 % more
 /// traced (`./x bench router-counted`; docs/benchmarks.md, "Counted").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,10 +3,9 @@
 //! with, and used to keep running it.
 
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
 use std::time::Duration;
 
-use e2e_tests::platform::{Platform, cell_services, wait_until};
+use e2e_tests::platform::{Platform, cell_services, set_mode, wait_until};
 
 /// What `mrbill up` and a cell run.
 const BINARIES: [&str; 7] = [
@@ -71,9 +70,4 @@ async fn a_cell_made_by_one_build_runs_the_next_build_the_platform_starts_from()
     // Stopped by the build that started it (the platform's drop stops it with the test's own).
     let down = platform.mrbill_env(&["down"], &[("MRBILL_BIN_DIR", other_dir)]);
     assert_eq!(down.code, 0, "{}", down.stderr);
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }

@@ -192,6 +192,16 @@ fn wrapped(wrap: &[&str], program: &Path) -> Command {
     }
 }
 
+/// The runtime the backend and the collector run on (one thread: the proxies and wrk need the
+/// rest of the machine).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// The backend every path ends at: answers `ok` to any GET. Returns its port.
 pub fn backend(rt: &tokio::runtime::Runtime) -> u16 {
     let port = free_port();
