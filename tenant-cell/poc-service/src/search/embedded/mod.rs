@@ -22,7 +22,7 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, SegmentReader,
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, SegmentReader,
     TantivyDocument, Term,
 };
 use uuid::Uuid;
@@ -30,6 +30,7 @@ use wire_types::pocs::{FacetCount, Facets, Visibility};
 
 use super::{PocDoc, SearchHits, SearchIndex, SearchQuery, Sort, Viewer, top_facets};
 
+mod browse;
 mod facets;
 use facets::TermCounts;
 
@@ -101,6 +102,7 @@ pub struct EmbeddedIndex {
     reader: IndexReader,
     writer: Arc<Mutex<IndexWriter>>,
     fields: Fields,
+    browse_cache: browse::BrowseCache,
 }
 
 impl EmbeddedIndex {
@@ -155,6 +157,7 @@ impl EmbeddedIndex {
             reader,
             writer: Arc::new(Mutex::new(writer)),
             fields,
+            browse_cache: Default::default(),
         })
     }
 
@@ -284,6 +287,15 @@ impl EmbeddedIndex {
 
     fn search_sync(&self, q: &SearchQuery) -> anyhow::Result<SearchHits> {
         let searcher = self.reader.searcher();
+        let answer = match self.browse(&searcher, q)? {
+            Some(answer) => answer,
+            None => self.search_full(&searcher, q)?,
+        };
+        self.hits(&searcher, answer)
+    }
+
+    /// Runs `q` over the whole index: the page, the total and facet counts.
+    fn search_full(&self, searcher: &Searcher, q: &SearchQuery) -> tantivy::Result<browse::Answer> {
         let query = self.build_query(q);
         let limit = q.limit.clamp(1, MAX_WINDOW);
         let offset = q.offset.min(MAX_WINDOW.saturating_sub(limit));
@@ -343,6 +355,12 @@ impl EmbeddedIndex {
                 (hits.into_iter().map(|(_, a)| a).collect(), count, facets)
             }
         };
+        Ok((addresses, total, facet_counts))
+    }
+
+    /// Reads the page's ids and names the facet counts.
+    fn hits(&self, searcher: &Searcher, answer: browse::Answer) -> anyhow::Result<SearchHits> {
+        let (addresses, total, facet_counts) = answer;
         let mut ids = Vec::with_capacity(addresses.len());
         for address in addresses {
             let doc: TantivyDocument = searcher.doc(address)?;
