@@ -5,14 +5,18 @@
 //! ```text
 //! socket ─frame─► room task: drain a batch of commands
 //!                   ├─ apply updates to the doc, chat → pending rows
-//!                   ├─ store::append (one transaction)      ← persist first
-//!                   └─ then send: updates to the others, chat to all, acks, replies
+//!                   ├─ send: updates to the others, awareness, events, sync replies
+//!                   ├─ store::append (one transaction)      ← off the fan-out path
+//!                   └─ then send: chat to all, acks
 //! ```
 //!
-//! **Invariant:** nothing that carries document content or chat leaves the room before the
-//! batch it belongs to is stored. If storing fails, the batch's messages are never sent, every
-//! socket is closed (1011) and the room is unloaded; clients reconnect and resync, and the
-//! document is reloaded from what was stored.
+//! **Invariant:** nothing is acknowledged, and no chat is shown, before the batch it belongs to
+//! is stored. Document updates go to the other sockets as soon as they are applied: a y-sync
+//! update is idempotent and every client that holds it gives it back when it syncs, so an edit
+//! that was fanned out but not stored is not lost. If storing fails, the batch's chat and acks
+//! are never sent, every socket is closed (1011) and the room is unloaded; clients reconnect and
+//! resync, which stores again the edits they hold, and the document is reloaded from what was
+//! stored.
 //!
 //! **One owner across replicas** (`owner`): loading a room takes it over (a new epoch); a room
 //! that was taken over stores nothing more, closes its sockets with 1012 and unloads, and its

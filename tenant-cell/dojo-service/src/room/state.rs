@@ -1,4 +1,5 @@
-//! One room's task: drains commands in batches, stores each batch, then sends it.
+//! One room's task: drains commands in batches, sends each batch's edits, stores it, then sends
+//! its chat and acknowledgements.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -91,13 +92,18 @@ pub(super) struct RoomState {
     budget: WriteBudget,
 }
 
-/// One batch's effects, stored before anything is sent.
+/// One batch's effects. Document updates, awareness and events go out as soon as the batch is
+/// applied; chat and acknowledgements only once it is stored.
 #[derive(Default)]
 struct Batch {
     updates: Vec<(i64, Vec<u8>)>,
     chat: Vec<store::NewChat>,
-    /// Messages to send once the batch is stored.
+    /// Messages to send at once: what a client that holds it can give back (a CRDT update
+    /// re-syncs from any client that has it) or what is not stored at all.
     outgoing: Vec<(To, Bytes)>,
+    /// Messages to send once the batch is stored: chat (not re-derivable) and acknowledgements
+    /// (a promise that the edits are stored).
+    after_store: Vec<(To, Bytes)>,
     /// Peers to close after sending.
     close: Vec<(u64, u16, &'static str)>,
     /// When the oldest frame of the batch arrived.
@@ -181,6 +187,7 @@ impl RoomState {
         mut commands: mpsc::Receiver<Command>,
         presence: Arc<Presence>,
     ) {
+        let mut last_sent = tokio::time::Instant::now();
         loop {
             let first = if self.peers.is_empty() {
                 match tokio::time::timeout(self.limits.idle_unload, commands.recv()).await {
@@ -195,12 +202,13 @@ impl RoomState {
             };
             let mut batch = Batch::default();
             self.handle(first, &mut batch);
-            // Gathering starts when the room picks the batch up, so each batch of a large room
-            // spans at least `coalesce` (measured: counting from the first frame's arrival
-            // instead leaves batches as small as without coalescing).
+            // A large room sends at most one batch per `coalesce`: gathering lasts until
+            // `coalesce` after the previous batch went out, so the time spent storing that
+            // batch counts towards the window (measured: counting from the first frame's
+            // arrival instead leaves batches as small as without coalescing).
             let gather_until = (self.peers.len() >= self.limits.coalesce_from
                 && !self.limits.coalesce.is_zero())
-            .then(|| tokio::time::Instant::now() + self.limits.coalesce);
+            .then(|| last_sent + self.limits.coalesce);
             while batch.updates.len() + batch.chat.len() < 512 {
                 match commands.try_recv() {
                     Ok(command) => self.handle(command, &mut batch),
@@ -215,6 +223,13 @@ impl RoomState {
                     },
                 }
             }
+            // Storing is off the fan-out path: the others get the batch's edits while it is
+            // being stored.
+            self.send(std::mem::take(&mut batch.outgoing));
+            last_sent = tokio::time::Instant::now();
+            if let Some(oldest) = batch.oldest {
+                metrics::histogram!("dojo_fanout_seconds").record(oldest.elapsed().as_secs_f64());
+            }
             if let Err(close) = self.store(&batch).await {
                 for peer in self.peers.values() {
                     let _ = peer.out.try_send(close.clone());
@@ -222,15 +237,12 @@ impl RoomState {
                 self.peers.clear();
                 break;
             }
-            self.send(batch.outgoing);
+            self.send(std::mem::take(&mut batch.after_store));
             for (peer, code, reason) in batch.close {
                 if let Some(conn) = self.peers.remove(&peer) {
                     let _ = conn.out.try_send(Outbound::Close(code, reason));
                     self.forget_peer(peer, conn);
                 }
-            }
-            if let Some(oldest) = batch.oldest {
-                metrics::histogram!("dojo_fanout_seconds").record(oldest.elapsed().as_secs_f64());
             }
             self.publish(&presence);
             if batch.unload {

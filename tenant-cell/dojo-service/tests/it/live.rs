@@ -881,19 +881,20 @@ async fn an_edit_past_the_document_size_limit_is_refused_with_4013() {
     assert!(reader.code().len() <= 40 * 1024, "{}", reader.code().len());
 }
 
-/// Storage fails (a trigger refuses every stored update): the room persists before it sends,
-/// so the edit reaches nobody and is not acknowledged; every socket closes with 1011 and the
-/// document as stored is what a new client gets. Once storage is back, the author's client
-/// resyncs and its edit is kept.
+/// Storage fails (a trigger refuses every stored update). The edit reaches the other socket
+/// at once (storing is off the fan-out path) but is never acknowledged; every socket closes
+/// with 1011 and a new client gets the document as stored. Once storage is back, a client that
+/// holds the edit (here the one that only received it) resyncs and the edit is stored: nothing
+/// fanned out is lost.
 #[tokio::test]
-async fn a_storage_failure_closes_the_room_with_1011_and_sends_nothing_unstored() {
+async fn a_storage_failure_closes_the_room_with_1011_and_acknowledges_nothing_unstored() {
     let cell = Cell::start().await;
     let admin = cell.admin().await;
     let dojo = id(&cell
         .create_dojo(&admin, json!({ "initial_code": "kept" }))
         .await);
-    let mut author = cell.connect(&dojo, &admin, "&acks=true").await;
-    let mut other = cell.connect(&dojo, &admin, "").await;
+    let mut author = cell.connect(&dojo, &admin, "&acks=true&custom=true").await;
+    let mut other = cell.connect(&dojo, &admin, "&custom=true").await;
     author.settled(1).await;
     other.settled(1).await;
 
@@ -911,12 +912,19 @@ async fn a_storage_failure_closes_the_room_with_1011_and_sends_nothing_unstored(
     .await
     .expect("trigger");
     author.insert(0, "lost? ").await;
+    author
+        .send_json(MSG_CHAT, &json!({ "text": "in the failed batch" }))
+        .await;
     assert_eq!(author.closed_with().await, 1011);
     assert_eq!(other.closed_with().await, 1011);
-    assert_eq!(other.code(), "kept", "nothing unstored was sent");
+    assert_eq!(other.code(), "lost? kept", "the edit was fanned out");
     assert!(
         author.got.acks.is_empty(),
         "nothing unstored was acknowledged"
+    );
+    assert!(
+        author.got.chat.is_empty() && other.got.chat.is_empty(),
+        "no unstored chat was shown"
     );
 
     sqlx::raw_sql("DROP TRIGGER refuse_update ON dojo_updates")
@@ -927,19 +935,22 @@ async fn a_storage_failure_closes_the_room_with_1011_and_sends_nothing_unstored(
     fresh
         .until("the stored document", |l| l.code() == "kept")
         .await;
-    // The author comes back with its document: the resync stores the edit.
+    // The client that received the edit comes back with its document, as y-websocket does:
+    // its sync stores the edit.
     let mut back = cell.connect(&dojo, &admin, "&acks=true").await;
     let update = {
         use yrs::{ReadTxn, Transact};
-        author
+        other
             .doc
             .transact()
             .encode_state_as_update_v1(&yrs::StateVector::default())
     };
     back.send(Message::Sync(SyncMessage::Update(update))).await;
+    back.until("the resync stored (acknowledged)", |l| {
+        !l.got.acks.is_empty()
+    })
+    .await;
     fresh
-        .until("the author's edit after the resync", |l| {
-            l.code() == "lost? kept"
-        })
+        .until("the edit after the resync", |l| l.code() == "lost? kept")
         .await;
 }

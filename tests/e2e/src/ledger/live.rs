@@ -1,7 +1,7 @@
 //! The live writer: one dojo's socket through the router, as a y-websocket client with chat
 //! (`test_support::live::Live`). Each round appends a marker `[n]` to the shared code and sends
 //! chat `live chat n`; the chat's echo acknowledges both. The room stores a batch (document
-//! updates and chat, one transaction) before it sends anything of it, and handles a socket's
+//! updates and chat, one transaction) before it sends the batch's chat, and handles a socket's
 //! messages in order, so an echo means everything the socket sent before it is stored.
 //!
 //! A socket that closes (a killed service, the router, Postgres, a migration's fence) is opened

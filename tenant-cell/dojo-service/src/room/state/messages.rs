@@ -215,7 +215,7 @@ impl RoomState {
         ));
         if acks {
             batch
-                .outgoing
+                .after_store
                 .push((To::One(peer), custom(MSG_ACK, &Ack { updates: count })));
         }
         Ok(())
@@ -277,7 +277,7 @@ impl RoomState {
             sent_at,
         });
         batch
-            .outgoing
+            .after_store
             .push((self.everyone(), custom(MSG_CHAT, &message)));
     }
 
