@@ -327,7 +327,7 @@ async fn reindex_rebuilds_a_lost_index_from_postgres() {
 /// The index only says which PoCs match; what a result shows, and whether the user may see it,
 /// is read from Postgres. Rows changed behind the index's back (the outbox trigger off for this
 /// session, so the index keeps its old entry) show their current values, and a PoC the user may
-/// no longer see is dropped even though the index still matches it.
+/// no longer see, or that was deleted, is dropped even though the index still matches it.
 #[tokio::test]
 async fn search_results_are_read_from_postgres_not_from_the_index() {
     let (app, _admin, alice, bob) = seeded().await;
@@ -369,6 +369,19 @@ async fn search_results_are_read_from_postgres_not_from_the_index() {
         .assert_status(200)
         .clone();
     assert_eq!(page["items"], serde_json::json!([]), "{page}");
+
+    sqlx::query("UPDATE pocs SET visibility = 'tenant', deleted_at = now() WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&mut *behind)
+        .await
+        .expect("visible again, but deleted");
+    let page = alice
+        .client
+        .get("/v1/pocs?q=whiteboard")
+        .await
+        .assert_status(200)
+        .clone();
+    assert_eq!(page["items"], serde_json::json!([]), "deleted: {page}");
     sqlx::raw_sql("SET session_replication_role = origin")
         .execute(&mut *behind)
         .await
