@@ -47,9 +47,11 @@ pub struct LiveLimits {
     /// Sockets are pinged this often; one that sends nothing back for 2.5 intervals is
     /// closed (1001), so vanished clients stop holding room places.
     pub ping_every: Duration,
-    /// Rooms with at least `coalesce_from` sockets gather frames for up to `coalesce` after the
-    /// first of a batch, so each socket gets several updates per write: a large room's cost is
-    /// one write per socket per batch, whatever the batch holds. Smaller rooms never wait.
+    /// Rooms with at least `coalesce_from` sockets send at most one batch per `coalesce`
+    /// (gathering frames until `coalesce` after the previous batch went out), so each socket
+    /// gets several updates per write: a large room's cost is one write per socket per batch,
+    /// whatever the batch holds. A frame after a quiet spell goes at once; smaller rooms never
+    /// wait.
     pub coalesce: Duration,
     pub coalesce_from: usize,
     /// How long a one-time live ticket (`POST /v1/dojos/{id}/live-ticket`) works.
