@@ -60,7 +60,8 @@ impl EmbeddedIndex {
             && q.tags.is_empty()
             && q.owner.is_none()
             && q.sort == Sort::CreatedDesc
-            && q.offset + q.limit <= CACHED_WINDOW
+            && q.limit > 0
+            && q.offset.saturating_add(q.limit) <= CACHED_WINDOW
             && self.tokens(&q.text).is_empty();
         if !plain {
             return Ok(None);
@@ -261,7 +262,8 @@ mod tests {
         assert_ne!(deleted.ids[0], id);
     }
 
-    /// Words, filters, another order or a page beyond the window take the full search.
+    /// Words, filters, another order, an empty page or a page beyond the window take the full
+    /// search.
     #[test]
     fn only_plain_browses_are_cached() {
         let index = EmbeddedIndex::in_memory().expect("index");
@@ -269,13 +271,15 @@ mod tests {
         let viewer = Viewer::User(Uuid::from_u128(5));
         let plain = SearchQuery::browse(viewer);
         let mut not_plain = Vec::new();
-        for change in 0..5 {
+        for change in 0..6 {
             let mut q = plain.clone();
             match change {
                 0 => q.text = "kubernetes".into(),
                 1 => q.language = Some("rust".into()),
                 2 => q.tags = vec!["a".into()],
                 3 => q.sort = Sort::NameAsc,
+                // An empty page is the full search's to clamp.
+                4 => q.limit = 0,
                 _ => q.offset = CACHED_WINDOW,
             }
             not_plain.push(q);
