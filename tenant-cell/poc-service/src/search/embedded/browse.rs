@@ -16,11 +16,10 @@
 use std::sync::{Arc, Mutex};
 
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::IndexRecordOption;
-use tantivy::{DocAddress, Order, Searcher, Term};
+use tantivy::query::{AllQuery, BooleanQuery, Occur};
+use tantivy::{DocAddress, Order, Searcher};
 
-use super::facets::{Counts, TermCounts};
+use super::facets::{self, Counts, TermCounts};
 use super::{EmbeddedIndex, only_visible};
 use crate::search::{SearchQuery, Sort, Viewer};
 
@@ -78,25 +77,19 @@ impl EmbeddedIndex {
         };
         // The member's own private PoCs.
         let f = self.fields;
-        let term = |field, value: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, value),
-                IndexRecordOption::Basic,
-            ))
-        };
         let private = BooleanQuery::new(vec![
-            (Occur::Must, term(f.owner, &user.to_string())),
-            (Occur::Must, term(f.visibility, "private")),
+            (Occur::Must, self.term(f.owner, &user.to_string())),
+            (Occur::Must, self.term(f.visibility, "private")),
         ]);
         let top = TopDocs::with_limit(q.offset + q.limit)
             .order_by_fast_field::<i64>("created", Order::Desc);
-        let (own, count, facets) =
+        let (own, count, own_facets) =
             searcher.search(&private, &(top, Count, TermCounts { tag_field: f.tag }))?;
         let page = merge_newest(&shared.newest, &own, q.offset, q.limit);
         Ok(Some((
             page,
             shared.total + count,
-            add(&shared.facets, facets),
+            facets::merge([shared.facets.clone(), own_facets]),
         )))
     }
 
@@ -150,17 +143,6 @@ fn merge_newest(a: &Newest, b: &Newest, offset: usize, limit: usize) -> Vec<DocA
         .take(limit)
         .map(|(_, address)| address)
         .collect()
-}
-
-/// Facet counts of both parts added up.
-fn add(shared: &Counts, own: Counts) -> Counts {
-    let mut total: Counts = shared.clone();
-    for (into, from) in total.iter_mut().zip(own) {
-        for (value, count) in from {
-            *into.entry(value).or_default() += count;
-        }
-    }
-    total
 }
 
 #[cfg(test)]

@@ -60,16 +60,21 @@ impl Collector for TermCounts {
     }
 
     fn merge_fruits(&self, fruits: Vec<Counts>) -> tantivy::Result<Counts> {
-        let mut total: Counts = Default::default();
-        for fruit in fruits {
-            for (into, from) in total.iter_mut().zip(fruit) {
-                for (value, count) in from {
-                    *into.entry(value).or_default() += count;
-                }
+        Ok(merge(fruits))
+    }
+}
+
+/// Counts of several parts (segments, or the browse cache's shared and own parts) added up.
+pub(super) fn merge(parts: impl IntoIterator<Item = Counts>) -> Counts {
+    let mut total: Counts = Default::default();
+    for part in parts {
+        for (into, from) in total.iter_mut().zip(part) {
+            for (value, count) in from {
+                *into.entry(value).or_default() += count;
             }
         }
-        Ok(total)
     }
+    total
 }
 
 impl SegmentTermCounts {
