@@ -58,7 +58,14 @@ fn main() {
         let admin = platform.admin_token(&tenant).await;
         let mut members = Vec::new();
         for i in 0..MEMBERS {
-            members.push(member_token(&platform, &admin, i).await);
+            let email = format!("dev{i}@search.example");
+            let registered = platform.invite_member("search", &admin, &email).await;
+            members.push(
+                registered["access_token"]
+                    .as_str()
+                    .expect("token")
+                    .to_owned(),
+            );
         }
         (admin, members.swap_remove(0))
     });
@@ -100,29 +107,6 @@ fn env_or(var: &str, default: u64) -> u64 {
 
 /// Members who own the PoCs, as in the search benchmark: the first one searches.
 const MEMBERS: usize = 8;
-
-/// Member `i`'s token: invited by the admin, registered through the router.
-async fn member_token(platform: &Platform, admin: &str, i: usize) -> String {
-    let api = platform.api("search");
-    let invite = api
-        .with_token(admin)
-        .post("/v1/invites", &json!({ "role": "member" }))
-        .await;
-    let invite = invite.assert_status(201)["token"]
-        .as_str()
-        .expect("invite token")
-        .to_owned();
-    let registered = api
-        .post(
-            "/v1/auth/register",
-            &json!({ "email": format!("dev{i}@search.example"), "password": e2e_tests::PASSWORD, "invite_token": invite }),
-        )
-        .await;
-    registered.assert_status(201)["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
-}
 
 /// `n` PoCs of the corpus, newest last, owned in turn by the members (a quarter private, so
 /// the searching member cannot see 7/32 of them), as the search benchmark writes them.

@@ -197,6 +197,27 @@ impl Platform {
             .to_owned()
     }
 
+    /// Invites a member into `slug` with the admin's token and registers them as `email`:
+    /// the registration's answer (its `access_token` among the rest).
+    pub async fn invite_member(&self, slug: &str, admin: &str, email: &str) -> Value {
+        let api = self.api(slug);
+        let invite = api
+            .with_token(admin)
+            .post("/v1/invites", &json!({ "role": "member" }))
+            .await;
+        let token = invite.assert_status(201)["token"]
+            .as_str()
+            .expect("invite token")
+            .to_owned();
+        api.post(
+            "/v1/auth/register",
+            &json!({ "email": email, "password": PASSWORD, "invite_token": token }),
+        )
+        .await
+        .assert_status(201)
+        .clone()
+    }
+
     /// Puts the cells of `placement` made from now on a filesystem of `bytes` (the full-disk
     /// fault fills it); kept until the platform is down.
     pub fn bound_cells(&mut self, placement: &str, bytes: u64) -> &crate::disk::Bounded {

@@ -103,20 +103,8 @@ impl Tenant {
         let as_admin = api.with_token(&admin);
         let mut members = Vec::new();
         for n in 1..=2 {
-            let invite = as_admin
-                .post("/v1/invites", &json!({ "role": "member" }))
-                .await;
-            let token = invite.assert_status(201)["token"]
-                .as_str()
-                .expect("invite")
-                .to_owned();
             let email = format!("member{n}@{slug}.example");
-            api.post(
-                "/v1/auth/register",
-                &json!({ "email": email, "password": PASSWORD, "invite_token": token }),
-            )
-            .await
-            .assert_status(201);
+            platform.invite_member(slug, &admin, &email).await;
             let login = api
                 .post(
                     "/v1/auth/login",
