@@ -157,7 +157,8 @@ pub async fn visible_by_ids(
         .collect())
 }
 
-/// Rows (deleted ones included) for the indexer.
+/// Rows with these ids, deleted ones included, by key alone (the indexer; search re-reads its
+/// pages with it).
 pub async fn for_index(ex: impl PgExecutor<'_>, ids: &[Uuid]) -> sqlx::Result<Vec<PocRow>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM pocs WHERE id = ANY($1)"))
         .bind(ids)

@@ -340,17 +340,21 @@ async fn search_results_are_read_from_postgres_not_from_the_index() {
         .execute(&mut *behind)
         .await
         .expect("triggers off for this session");
+    // What alice's search for it shows now.
+    let whiteboard = || async {
+        alice
+            .client
+            .get("/v1/pocs?q=whiteboard")
+            .await
+            .assert_status(200)
+            .clone()
+    };
     sqlx::query("UPDATE pocs SET name = 'Renamed behind the index' WHERE id = $1::uuid")
         .bind(&id)
         .execute(&mut *behind)
         .await
         .expect("rename");
-    let page = alice
-        .client
-        .get("/v1/pocs?q=whiteboard")
-        .await
-        .assert_status(200)
-        .clone();
+    let page = whiteboard().await;
     assert_eq!(
         page["items"][0]["name"], "Renamed behind the index",
         "{page}"
@@ -362,12 +366,7 @@ async fn search_results_are_read_from_postgres_not_from_the_index() {
         .execute(&mut *behind)
         .await
         .expect("make it bob's and private");
-    let page = alice
-        .client
-        .get("/v1/pocs?q=whiteboard")
-        .await
-        .assert_status(200)
-        .clone();
+    let page = whiteboard().await;
     assert_eq!(page["items"], serde_json::json!([]), "{page}");
 
     sqlx::query("UPDATE pocs SET visibility = 'tenant', deleted_at = now() WHERE id = $1::uuid")
@@ -375,12 +374,7 @@ async fn search_results_are_read_from_postgres_not_from_the_index() {
         .execute(&mut *behind)
         .await
         .expect("visible again, but deleted");
-    let page = alice
-        .client
-        .get("/v1/pocs?q=whiteboard")
-        .await
-        .assert_status(200)
-        .clone();
+    let page = whiteboard().await;
     assert_eq!(page["items"], serde_json::json!([]), "deleted: {page}");
     sqlx::raw_sql("SET session_replication_role = origin")
         .execute(&mut *behind)
