@@ -44,6 +44,9 @@ pub struct TraceEnv {
     pub disabled: bool,
     /// `OTEL_BSP_MAX_QUEUE_SIZE`.
     pub queue: Option<usize>,
+    /// `OTEL_BSP_SCHEDULE_DELAY`: how long a finished span may wait before its batch is
+    /// exported, in milliseconds (the SDK reads it too; 5 000).
+    pub schedule_delay_ms: Option<u64>,
     /// `OTEL_SERVICE_NAME` is set (the SDK reads it).
     pub service_name_set: bool,
     pub tenant: Option<String>,
@@ -69,6 +72,7 @@ impl TraceEnv {
             disabled: std::env::var("OTEL_SDK_DISABLED")
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")),
             queue: optional::<usize>("OTEL_BSP_MAX_QUEUE_SIZE")?.filter(|n| *n > 0),
+            schedule_delay_ms: optional("OTEL_BSP_SCHEDULE_DELAY")?,
             service_name_set: set("OTEL_SERVICE_NAME"),
             tenant: optional(var::TENANT).ok().flatten(),
             cell: optional(var::CELL_ID).ok().flatten(),

@@ -1,11 +1,17 @@
 //! The trace export against a real OTLP/HTTP receiver (`test_support::otlp`, which decodes the
-//! protobuf): spans arrive with their parents and resource; a collector that hangs or is down
-//! never holds the code that makes spans, and every span it loses is counted. Each test sets
+//! protobuf): spans arrive with their parents and resource, those of `tracing` and those a
+//! [`Recorder`] took alike; a collector that hangs or is down never holds the code that makes
+//! spans, and every span it loses is counted. Each test sets
 //! the process's environment and installs the global pipeline, so each runs in a process of its
 //! own (nextest's default).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceFlags, TraceId, TraceState};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use service_kit::telemetry::record::{Finished, Recorder};
 use service_kit::telemetry::{self, LogFormat, trace};
 use test_support::otlp::{Collector, hex};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -374,4 +380,178 @@ fn after_a_failed_export_the_collector_rests_and_is_used_again_when_it_recovers(
     }
     until_counted("mrbill_trace_spans_exported_total", "", 10);
     assert_eq!(collector.spans().len(), 10);
+}
+
+/// How many [`Recorded`] spans the recorder's thread has made into `SpanData`.
+static MADE: AtomicUsize = AtomicUsize::new(0);
+
+/// A span as a hot path records it: its ids, times and a number.
+struct Recorded {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: SpanId,
+    at: SystemTime,
+    n: i64,
+}
+
+impl Recorded {
+    fn new(trace_id: TraceId, parent: SpanId, n: i64) -> Self {
+        let ids = trace::tracer().expect("traces on").id_generator();
+        Self {
+            trace_id,
+            span_id: ids.new_span_id(),
+            parent,
+            at: SystemTime::now(),
+            n,
+        }
+    }
+}
+
+impl Finished for Recorded {
+    fn into_span(self, scope: InstrumentationScope) -> SpanData {
+        MADE.fetch_add(1, Ordering::Relaxed);
+        let context = SpanContext::new(
+            self.trace_id,
+            self.span_id,
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::NONE,
+        );
+        SpanData {
+            span_context: context,
+            parent_span_id: self.parent,
+            parent_span_is_remote: true,
+            span_kind: SpanKind::Server,
+            name: "recorded".into(),
+            start_time: self.at,
+            end_time: self.at + Duration::from_millis(3),
+            attributes: vec![KeyValue::new("n", self.n)],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: opentelemetry::trace::Status::Unset,
+            instrumentation_scope: scope,
+        }
+    }
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+
+fn trace_and_parent() -> (TraceId, SpanId) {
+    (
+        TraceId::from_hex(TRACE).expect("trace id"),
+        SpanId::from_hex(PARENT).expect("span id"),
+    )
+}
+
+#[test]
+fn recorded_spans_are_exported_by_an_idle_thread_with_their_ids_scope_and_resource() {
+    let (listener, url) = listener();
+    install(&url, &[]);
+    let collector = Collector::serve(listener);
+    let recorder = Recorder::<Recorded>::start().expect("traces are on");
+    let (trace_id, parent) = trace_and_parent();
+    for n in 0..5 {
+        recorder.record(Recorded::new(trace_id, parent, n));
+    }
+    // The recorder's thread names itself and lowers its priority as it starts.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !thread_policies()
+        .iter()
+        .any(|(name, policy)| name == "trace-record" && *policy == libc_sched_idle())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            thread_policies()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Shutting down hands on what the recorder holds before the last export.
+    telemetry::shutdown();
+    let spans = collector.trace(TRACE);
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    let mut numbers: Vec<_> = spans.iter().filter_map(|s| s.attr("n")).collect();
+    numbers.sort();
+    assert_eq!(numbers, ["0", "1", "2", "3", "4"]);
+    for span in &spans {
+        assert_eq!(span.span.name, "recorded");
+        assert_eq!(span.parent_id(), PARENT);
+        assert_eq!(span.service(), "trace-export-test");
+        assert_eq!(
+            span.resource.get("mrbill.tenant").map(String::as_str),
+            Some("acme")
+        );
+        let took = span.span.end_time_unix_nano - span.span.start_time_unix_nano;
+        assert_eq!(took, 3_000_000);
+    }
+    assert_eq!(counter("mrbill_trace_spans_exported_total", ""), 5);
+}
+
+#[test]
+fn a_recorder_never_waits_for_a_collector_that_hangs_and_every_span_is_accounted_for() {
+    let (listener, url) = listener();
+    install(
+        &url,
+        &[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "8"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+        ],
+    );
+    let collector = Collector::serve(listener);
+    collector.hang();
+    let recorder = Recorder::<Recorded>::start().expect("traces are on");
+    let (trace_id, parent) = trace_and_parent();
+    for n in 0..10_000 {
+        recorder.record(Recorded::new(trace_id, parent, n));
+    }
+    let full = counter("mrbill_trace_spans_dropped_total", "reason=\"queue_full\"");
+    assert!(
+        full >= 10_000 - 64,
+        "only {full} of 10,000 spans dropped at once"
+    );
+    telemetry::shutdown();
+    let failed = counter(
+        "mrbill_trace_spans_dropped_total",
+        "reason=\"export_failed\"",
+    );
+    let full = counter("mrbill_trace_spans_dropped_total", "reason=\"queue_full\"");
+    let exported = counter("mrbill_trace_spans_exported_total", "");
+    assert_eq!(
+        exported + failed + full,
+        10_000,
+        "exported {exported}, failed {failed}, queue full {full}"
+    );
+}
+
+#[test]
+fn while_the_exporter_rests_recorded_spans_are_dropped_before_they_are_made() {
+    let (listener, url) = listener();
+    install(&url, &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10")]);
+    let collector = Collector::serve(listener);
+    collector.refuse(true);
+    let recorder = Recorder::<Recorded>::start().expect("traces are on");
+    let (trace_id, parent) = trace_and_parent();
+    for n in 0..10 {
+        recorder.record(Recorded::new(trace_id, parent, n));
+    }
+    until_counted(
+        "mrbill_trace_spans_dropped_total",
+        "reason=\"export_failed\"",
+        10,
+    );
+    assert_eq!(MADE.load(Ordering::Relaxed), 10);
+    // The collector failed: for a second the exporter rests, and what is recorded meanwhile
+    // is dropped (counted) without being made into spans or encoded.
+    for n in 0..500 {
+        recorder.record(Recorded::new(trace_id, parent, n));
+    }
+    until_counted(
+        "mrbill_trace_spans_dropped_total",
+        "reason=\"export_failed\"",
+        510,
+    );
+    assert_eq!(MADE.load(Ordering::Relaxed), 10, "none made while resting");
+    assert_eq!(collector.requests(), 1);
 }

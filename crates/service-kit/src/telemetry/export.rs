@@ -1,9 +1,10 @@
 //! The export half of [`super::trace`]: a bounded, counted queue in front of the SDK's batch
 //! processor, an exporter that rests after a failure, the HTTP client (TLS from the standard
-//! variables), all on threads at the lowest CPU priority.
+//! variables), all on threads at the lowest CPU priority. The pipeline is shared: the tracer
+//! provider ends its spans into it, and [`super::record`] hands it the spans it recorded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -17,10 +18,16 @@ use opentelemetry_sdk::trace::{
 
 use crate::config::TraceEnv;
 
-/// The span processor the tracer provider gets, made on a thread of its own at the lowest CPU
-/// priority: the threads it starts, the batch processor's (which encodes each batch) and the
-/// HTTP client's (which sends it), inherit that priority.
-pub(super) fn processor(env: &TraceEnv) -> anyhow::Result<impl SpanProcessor + 'static> {
+/// The process's export pipeline, once [`processor`] has made it.
+static PIPELINE: OnceLock<Arc<Gated>> = OnceLock::new();
+
+/// The span processor the tracer provider gets, its resource set, made on a thread of its own at
+/// the lowest CPU priority: the threads it starts, the batch processor's (which encodes each
+/// batch) and the HTTP client's (which sends it), inherit that priority.
+pub(super) fn processor(
+    env: &TraceEnv,
+    resource: &Resource,
+) -> anyhow::Result<impl SpanProcessor + 'static> {
     let env = env.clone();
     std::thread::Builder::new()
         .name("trace-setup".into())
@@ -30,6 +37,40 @@ pub(super) fn processor(env: &TraceEnv) -> anyhow::Result<impl SpanProcessor + '
         })?
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the set-up panicked")))
+        .map(|mut gated| {
+            // Set here, while it is not shared yet (the provider's call reaches [`Shared`]).
+            gated.set_resource(resource);
+            let gated = Arc::new(gated);
+            let _ = PIPELINE.set(gated.clone());
+            Shared(gated)
+        })
+}
+
+/// Hands a span made outside the SDK to the pipeline, as the provider does with its own.
+pub(super) fn submit(span: SpanData) {
+    if let Some(pipeline) = PIPELINE.get() {
+        pipeline.on_end(span);
+    }
+}
+
+/// Whether the exporter is resting after a failed export: the spans recorded now would be
+/// dropped unsent, so they are dropped (and counted, [`dropped_unsent`]) before they are made.
+pub(super) fn resting() -> bool {
+    PIPELINE.get().is_some_and(|pipeline| {
+        pipeline
+            .gate
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .resting(Instant::now())
+    })
+}
+
+/// Counts `n` spans dropped while the exporter rests.
+pub(super) fn dropped_unsent(n: usize) {
+    if let Some(pipeline) = PIPELINE.get() {
+        pipeline.gate.export_failed.increment(n as u64);
+    }
 }
 
 /// The batch processor behind its gate, and its exporter.
@@ -45,12 +86,12 @@ fn pipeline(env: &TraceEnv) -> anyhow::Result<Gated> {
         queue_full: metrics::counter!("mrbill_trace_spans_dropped_total", "reason" => "queue_full"),
         export_failed: metrics::counter!("mrbill_trace_spans_dropped_total", "reason" => "export_failed"),
         exported: metrics::counter!("mrbill_trace_spans_exported_total"),
+        backoff: Mutex::new(Backoff::default()),
     });
     let config = BatchConfigBuilder::default().with_max_queue_size(max);
     let batch = BatchSpanProcessor::builder(Counted {
         inner: exporter,
         gate: gate.clone(),
-        backoff: Mutex::new(Backoff::default()),
     })
     .with_batch_config(config.build())
     .build();
@@ -99,6 +140,8 @@ struct Gate {
     queue_full: metrics::Counter,
     export_failed: metrics::Counter,
     exported: metrics::Counter,
+    /// The exporter's rest after a failure.
+    backoff: Mutex<Backoff>,
 }
 
 /// Fields of the request spans that are for the log lines only: the raw path (it holds ids; the
@@ -143,13 +186,37 @@ impl SpanProcessor for Gated {
     }
 }
 
+/// The provider's handle on the shared pipeline.
+#[derive(Debug)]
+struct Shared(Arc<Gated>);
+
+impl SpanProcessor for Shared {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.0.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        self.0.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    /// The resource was set before the pipeline was shared ([`processor`]).
+    fn set_resource(&mut self, _resource: &Resource) {}
+}
+
 /// The OTLP exporter, releasing the gate as batches leave the queue and counting the outcome,
-/// and resting after a failure ([`Backoff`]).
+/// and resting after a failure (the gate's [`Backoff`]).
 #[derive(Debug)]
 struct Counted<E> {
     inner: E,
     gate: Arc<Gate>,
-    backoff: Mutex<Backoff>,
 }
 
 /// After a failed export the batches of the next second are dropped (counted) unsent and
@@ -187,6 +254,7 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
         let n = batch.len();
         self.gate.queued.fetch_sub(n, Ordering::Relaxed);
         let resting = self
+            .gate
             .backoff
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -199,7 +267,7 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
                     "the collector failed a moment ago: batch dropped".into(),
                 )),
             };
-            let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            let mut backoff = self.gate.backoff.lock().unwrap_or_else(|p| p.into_inner());
             match &result {
                 Ok(()) => {
                     self.gate.exported.increment(n as u64);
@@ -232,7 +300,7 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
 /// Puts the calling thread, and the threads it starts from now on, at the lowest CPU priority:
 /// `SCHED_IDLE`, which runs only on a core nothing else wants, else nice 19.
 #[allow(unsafe_code)]
-fn lowest_priority() {
+pub(super) fn lowest_priority() {
     let idle = libc::sched_param { sched_priority: 0 };
     // SAFETY: `sched_setscheduler(2)` on the calling thread (id 0) with a valid, initialised
     // parameter it only reads; it touches no memory of this process.

@@ -12,13 +12,14 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::Layer as _;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 mod db;
 mod export;
+pub mod record;
 pub mod trace;
 
 /// Log line format.
@@ -79,35 +80,32 @@ pub fn init(service: &'static str, format: LogFormat) {
         let traced = tracer.is_some();
         let db = db::DbSpans::new(tracer)
             .with_filter(filter_fn(move |meta| traced && db::DbSpans::wants(meta)));
-        let (json, compact) = match format {
-            LogFormat::Json => (
-                Some(
-                    tracing_subscriber::fmt::layer()
-                        .json()
-                        .flatten_event(true)
-                        .with_current_span(true)
-                        .with_span_list(false)
-                        .with_writer(std::io::stderr)
-                        .with_filter(filter()),
-                ),
-                None,
-            ),
-            LogFormat::Compact => (
-                None,
-                Some(
-                    tracing_subscriber::fmt::layer()
-                        .compact()
-                        .with_writer(std::io::stderr)
-                        .with_filter(filter()),
-                ),
-            ),
+        let logs = match format {
+            LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::io::stderr)
+                .with_filter(filter())
+                .boxed(),
+            LogFormat::Compact => tracing_subscriber::fmt::layer()
+                .compact()
+                .with_writer(std::io::stderr)
+                .with_filter(filter())
+                .boxed(),
         };
+        // A list rather than optional layers: an absent `Option` layer declares an interest in
+        // every callsite, which makes each disabled `debug!`/`trace!` in a dependency's hot path
+        // (hyper's connection pool: four per proxied request) dispatch its event to be
+        // filtered, instead of being skipped where it is. The database layer stays outside the
+        // list, which does not tell its layers their dispatcher.
+        let mut layers = Vec::from_iter(otel.map(Layer::boxed));
+        layers.push(logs);
         // A subscriber may already be set (e.g. by a test harness); that is fine.
         let _ = tracing_subscriber::registry()
             .with(db)
-            .with(otel)
-            .with(json)
-            .with(compact)
+            .with(layers)
             .try_init();
         tracing::info!(service, traces = trace::enabled(), "telemetry initialised");
     });

@@ -42,8 +42,9 @@ pub fn enabled() -> bool {
     PROVIDER.get().is_some()
 }
 
-/// The process's tracer, for spans made without `tracing` (the router's hot path, the control
-/// plane's operations); `None` when traces are off.
+/// The process's tracer, for spans made without `tracing` (the control plane's operations; its
+/// sampler and id generator for the spans of a [`super::record::Recorder`]); `None` when traces
+/// are off.
 pub fn tracer() -> Option<&'static SdkTracer> {
     TRACER.get()
 }
@@ -67,7 +68,8 @@ pub(super) fn install(service: &'static str, env: &TraceEnv) -> Option<SdkTracer
     if env.disabled || !env.endpoint {
         return None;
     }
-    let processor = match super::export::processor(env) {
+    let resource = resource(service, env);
+    let processor = match super::export::processor(env, &resource) {
         Ok(processor) => processor,
         Err(e) => {
             // The log subscriber is not installed yet.
@@ -77,11 +79,12 @@ pub(super) fn install(service: &'static str, env: &TraceEnv) -> Option<SdkTracer
     };
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_resource(resource(service, env))
+        .with_resource(resource)
         .build();
     global::set_text_map_propagator(TraceContextPropagator::new());
     global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer(service);
+    super::record::configure(service, env);
     let _ = PROVIDER.set(provider);
     let _ = TRACER.set(tracer.clone());
     Some(tracer)
@@ -103,6 +106,7 @@ fn resource(service: &'static str, env: &TraceEnv) -> Resource {
 /// Exports what is queued and stops the exporter (at the end of `main`; bounded by the
 /// exporter's timeout).
 pub fn shutdown() {
+    super::record::stop_all();
     if let Some(provider) = PROVIDER.get()
         && let Err(e) = provider.shutdown_with_timeout(Duration::from_secs(5))
     {
@@ -138,7 +142,8 @@ impl Injector for HeaderWriter<'_> {
 /// The caller's trace context from `traceparent` / `tracestate` (empty when absent, invalid or
 /// tracing is off).
 pub fn extract(headers: &http::HeaderMap) -> Context {
-    if !headers.contains_key("traceparent") {
+    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    if !headers.contains_key(&TRACEPARENT) {
         return Context::new(); // most requests: no global lookup
     }
     global::get_text_map_propagator(|p| p.extract(&HeaderReader(headers)))
