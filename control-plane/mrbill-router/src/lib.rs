@@ -32,6 +32,7 @@ pub mod feed;
 mod limit;
 pub mod metrics;
 mod peer;
+mod pool;
 mod proxy;
 pub mod request;
 mod server;
@@ -199,7 +200,8 @@ impl AppState {
     }
 }
 
-/// An HTTP/1 client with keep-alive connections to the cells (retries: `upstream::send`).
+/// An HTTP/1 client with keep-alive connections, for the route feed (the proxy's connections to
+/// the cells are each worker's own: `pool`).
 pub(crate) fn http_client<B>() -> Client<HttpConnector, B>
 where
     B: http_body::Body + Send + 'static,

@@ -78,10 +78,8 @@ impl Upstream {
 /// What a worker's requests share; one reference count per request.
 pub(crate) struct Worker {
     pub(crate) state: AppState,
-    pub(crate) client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        crate::upstream::UpstreamBody,
-    >,
+    /// This worker's connections to the cells.
+    pub(crate) pool: Arc<crate::pool::Pool>,
     pub(crate) api: axum::Router,
 }
 
@@ -402,7 +400,7 @@ async fn forward(
     if let Some(span) = span {
         span.inject(&mut parts.headers);
     }
-    match upstream::send(&worker.client, parts, body, upgrade.is_some()).await {
+    match upstream::send(&worker.pool, parts, body, upgrade.is_some()).await {
         Ok(mut res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let Some(client_side) = upgrade else {
                 return Err(ApiError::unavailable(

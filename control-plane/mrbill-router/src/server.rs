@@ -26,7 +26,7 @@ use tower::Service as _;
 
 use crate::proxy::{self, Worker};
 use crate::upstream::ProxyBody;
-use crate::{AppState, api, http_client};
+use crate::{AppState, api};
 
 /// How long open connections may take to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -107,7 +107,7 @@ async fn work(
 ) {
     let worker = Arc::new(Worker {
         api: api(state.clone()),
-        client: http_client(),
+        pool: crate::pool::Pool::new(),
         state,
     });
     let (open_tx, open_rx) = watch::channel(());

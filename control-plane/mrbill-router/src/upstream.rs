@@ -22,10 +22,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use service_kit::ApiError;
 use wire_types::ErrorCode;
+
+use crate::pool::Pool;
 
 /// What the proxy answers with: the cell's response as it streams in, or the router's own.
 pub type ProxyBody = Either<Incoming, axum::body::Body>;
@@ -119,15 +119,15 @@ pub(crate) fn too_large(limit: usize, close: bool) -> Response<ProxyBody> {
 }
 
 /// Sends the request. One that is idempotent and has no body (nothing of the client's is lost
-/// by sending it again) is sent once more when the exchange fails, e.g. on a pooled connection
-/// the cell broke off while answering; hyper-util itself only retries requests the connection
+/// by sending it again) is sent once more when the exchange fails, e.g. on a kept connection
+/// the cell broke off while answering; the pool itself only retries requests a connection
 /// closed on before any of them was written.
 pub(crate) async fn send(
-    client: &Client<HttpConnector, UpstreamBody>,
+    pool: &Pool,
     parts: Parts,
     body: UpstreamBody,
     upgrade: bool,
-) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+) -> anyhow::Result<Response<Incoming>> {
     let again = (idempotent(&parts.method) && body.is_end_stream() && !upgrade).then(|| {
         let mut copy = Request::new(Either::Right(Full::new(Bytes::new())));
         *copy.method_mut() = parts.method.clone();
@@ -136,11 +136,11 @@ pub(crate) async fn send(
         *copy.headers_mut() = parts.headers.clone();
         copy
     });
-    let first = client.request(Request::from_parts(parts, body)).await;
+    let first = pool.send(Request::from_parts(parts, body)).await;
     match (first, again) {
         (Err(e), Some(again)) => {
             tracing::debug!(error = %e, "idempotent request failed once; sending it again");
-            client.request(again).await
+            pool.send(again).await
         }
         (result, _) => result,
     }

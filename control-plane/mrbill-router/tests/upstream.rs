@@ -1,8 +1,12 @@
 //! The exchange with the cell: oversized bodies are the client's mistake (413, never 503), an
-//! idempotent request meeting a pooled connection the cell has closed is retried once, and the
-//! router's own refusals leave its client's connection usable.
+//! idempotent request meeting a kept connection the cell has closed is retried once, a
+//! connection is kept and reused while the cell keeps it, and the router's own refusals leave
+//! its client's connection usable.
 
 mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -124,6 +128,94 @@ async fn an_idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
         .post("/t/acme/v1/pocs", &serde_json::json!({ "name": "x" }))
         .await;
     res.assert_error(503, "unavailable");
+}
+
+/// A cell that answers every request on a connection and counts its connections; with `close`
+/// it closes each connection after its first answer, without saying so (`Connection: close`),
+/// as a cell does whose idle timeout is shorter than the router's.
+async fn counting(close: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                loop {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    // The request's head, and its body by its declared length.
+                    let head_end = seen
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .expect("head")
+                        + 4;
+                    let head = String::from_utf8_lossy(&seen[..head_end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while seen.len() < head_end + length {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.drain(..head_end + length);
+                    if socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                        || close
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), connections)
+}
+
+#[tokio::test]
+async fn connections_to_a_cell_are_kept_and_reused() {
+    let (upstream, connections) = counting(false).await;
+    let (api, _) = router(vec![route("acme", RouteState::Active, &upstream)], None).await;
+    for _ in 0..20 {
+        api.get("/t/acme/v1/pocs").await.assert_status(200);
+        api.post("/t/acme/v1/pocs", &serde_json::json!({ "name": "x" }))
+            .await
+            .assert_status(200);
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one connection, kept"
+    );
+}
+
+#[tokio::test]
+async fn a_request_never_goes_to_a_connection_the_cell_closed_while_it_was_kept() {
+    let (upstream, connections) = counting(true).await;
+    let (api, _) = router(vec![route("acme", RouteState::Active, &upstream)], None).await;
+    for attempt in 0..10 {
+        // A body, so the router may not send it twice once the cell could have seen it.
+        let res = api
+            .post("/t/acme/v1/pocs", &serde_json::json!({ "name": "x" }))
+            .await;
+        assert_eq!(res.status, 200, "attempt {attempt}: {:?}", res.body);
+    }
+    assert!(connections.load(Ordering::SeqCst) >= 10);
 }
 
 /// The router's own answers (no such tenant or endpoint, suspended, a rate limit) are given

@@ -1,0 +1,264 @@
+//! A worker's connections to the cells: HTTP/1.1 keep-alive connections made with hyper's
+//! client connection (`hyper::client::conn::http1`), kept per upstream authority by the worker
+//! that made them.
+//!
+//! A worker is one thread, so a request costs one lookup in a small map under a lock nobody
+//! contends: no pool shared between threads, no task spawned per request to return its
+//! connection, no race between a checkout and a connect started just in case (hyper-util's
+//! client did all three: about a fifth of a proxied request's instructions, docs/benchmarks.md,
+//! "Counted").
+//!
+//! - A connection goes back to its list as soon as the response's head is in. hyper makes it
+//!   ready for the next request once the response's body has been read, so a list may hold busy
+//!   connections; a checkout skips them, and drops any the cell has closed.
+//! - **A stale connection is retried, once, on a new one**: a request that a kept connection
+//!   closed on before any of it was written (the cell closed it while idle) cannot have reached
+//!   the cell, so it is sent again whatever its method. Requests that may have reached the cell
+//!   are retried only when idempotent and bodiless (`upstream::send`).
+//! - Every connection is driven `with_upgrades`: a WebSocket handshake the cell answers 101 takes
+//!   the connection over, and it is not kept.
+//! - A connection idle for 30 s is closed by the worker's sweep (every 10 s).
+//! - Requests go in origin form (`/path?query`) with the client's `Host`, or the cell's
+//!   authority when the client sent none.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::upstream::UpstreamBody;
+
+/// How often idle connections are looked at, and after how many looks one is closed.
+const SWEEP: Duration = Duration::from_secs(10);
+const IDLE_SWEEPS: u64 = 3;
+/// How long a new connection to a cell may take.
+const CONNECT: Duration = Duration::from_secs(10);
+
+/// One worker's kept connections.
+#[derive(Default)]
+pub(crate) struct Pool {
+    kept: Mutex<foldhash::HashMap<Box<str>, Vec<Kept>>>,
+    /// Sweeps so far: a connection's age in sweeps, without reading the clock per request.
+    sweeps: AtomicU64,
+}
+
+struct Kept {
+    sender: SendRequest<UpstreamBody>,
+    /// The sweep count when it was put back.
+    since: u64,
+}
+
+impl Pool {
+    /// A pool whose idle connections a task on the current runtime closes (it ends with the
+    /// pool).
+    pub(crate) fn new() -> Arc<Self> {
+        let pool = Arc::new(Self::default());
+        tokio::spawn(sweep(Arc::downgrade(&pool)));
+        pool
+    }
+
+    /// Sends `req` (an absolute URI: the cell's authority, the path) on a kept connection to its
+    /// authority, or a new one, and keeps the connection for the next request unless the cell
+    /// switched protocols on it.
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<UpstreamBody>,
+    ) -> anyhow::Result<Response<Incoming>> {
+        let uri = std::mem::take(req.uri_mut());
+        let authority = uri
+            .authority()
+            .context("an upstream URI without an authority")?;
+        origin_form(&mut req, &uri, authority);
+        let key = authority.as_str();
+        let (mut sender, kept) = match self.checkout(key) {
+            Some(sender) => (sender, true),
+            None => (connect(authority).await?, false),
+        };
+        let res = match sender.try_send_request(req).await {
+            Ok(res) => res,
+            Err(mut e) => match e.take_message() {
+                Some(req) if kept => {
+                    tracing::debug!(error = %e.into_error(), "a kept connection was closed; sending on a new one");
+                    sender = connect(authority).await?;
+                    sender.send_request(req).await?
+                }
+                _ => return Err(e.into_error().into()),
+            },
+        };
+        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            self.checkin(key, sender);
+        }
+        Ok(res)
+    }
+
+    /// A kept connection to `authority` that can take a request now. (Keyed by the authority
+    /// as the route table spells it: a plain string compares and hashes faster than an
+    /// [`Authority`], whose comparisons ignore case.)
+    fn checkout(&self, authority: &str) -> Option<SendRequest<UpstreamBody>> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = kept.get_mut(authority)?;
+        let mut at = list.len();
+        while at > 0 {
+            at -= 1;
+            if list[at].sender.is_closed() {
+                list.swap_remove(at);
+            } else if list[at].sender.is_ready() {
+                return Some(list.swap_remove(at).sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, authority: &str, sender: SendRequest<UpstreamBody>) {
+        let kept_since = Kept {
+            sender,
+            since: self.sweeps.load(Ordering::Relaxed),
+        };
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        match kept.get_mut(authority) {
+            Some(list) => list.push(kept_since),
+            None => {
+                kept.insert(authority.into(), vec![kept_since]);
+            }
+        }
+    }
+
+    /// Closes the connections idle for [`IDLE_SWEEPS`] sweeps and forgets closed ones.
+    fn sweep_once(&self) {
+        let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.retain(|_, list| {
+            list.retain(|k| {
+                let idle = k.sender.is_ready() && now - k.since >= IDLE_SWEEPS;
+                !k.sender.is_closed() && !idle
+            });
+            !list.is_empty()
+        });
+    }
+
+    /// How many connections are kept (busy or idle).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.values().map(Vec::len).sum()
+    }
+}
+
+async fn sweep(pool: Weak<Pool>) {
+    let mut tick = tokio::time::interval(SWEEP);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.sweep_once();
+    }
+}
+
+/// A new connection to `authority`, driven by a task of its own.
+async fn connect(authority: &Authority) -> anyhow::Result<SendRequest<UpstreamBody>> {
+    // An IPv6 literal comes bracketed.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::time::timeout(CONNECT, TcpStream::connect((host, port)))
+        .await
+        .with_context(|| format!("connecting to {authority} timed out"))?
+        .with_context(|| format!("cannot connect to {authority}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "connection to a cell ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// `req` as HTTP/1.1 sends it to the cell itself: `uri`'s path and query alone, and a `Host`.
+fn origin_form<B>(req: &mut Request<B>, uri: &Uri, authority: &Authority) {
+    if !req.headers().contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_go_in_origin_form_with_a_host() {
+        let authority: Authority = "cell.internal:8080".parse().expect("authority");
+        let uri: Uri = "http://cell.internal:8080/v1/pocs?q=a%20b"
+            .parse()
+            .expect("uri");
+        let mut req = Request::new(());
+        origin_form(&mut req, &uri, &authority);
+        assert_eq!(req.uri().to_string(), "/v1/pocs?q=a%20b");
+        assert_eq!(req.headers()[header::HOST], "cell.internal:8080");
+        let mut req = Request::get("/")
+            .header(header::HOST, "acme.mrbill.test")
+            .body(())
+            .expect("request");
+        origin_form(&mut req, &uri, &authority);
+        assert_eq!(
+            req.headers()[header::HOST],
+            "acme.mrbill.test",
+            "the client's"
+        );
+    }
+
+    async fn get(pool: &Pool, base: &str) -> StatusCode {
+        let req = Request::get(format!("{base}/x"))
+            .body(UpstreamBody::Right(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )))
+            .expect("request");
+        let res = pool.send(req).await.expect("answer");
+        let status = res.status();
+        http_body_util::BodyExt::collect(res.into_body())
+            .await
+            .expect("body");
+        status
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_three_sweeps_and_reused_before() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new().fallback(|| async { "ok" });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let pool = Pool::default();
+        assert_eq!(get(&pool, &base).await, StatusCode::OK);
+        tokio::task::yield_now().await;
+        assert_eq!(pool.len(), 1);
+        pool.sweep_once();
+        pool.sweep_once();
+        assert_eq!(get(&pool, &base).await, StatusCode::OK);
+        assert_eq!(pool.len(), 1, "the kept one was used");
+        pool.sweep_once();
+        pool.sweep_once();
+        assert_eq!(pool.len(), 1, "used two sweeps ago");
+        pool.sweep_once();
+        assert_eq!(pool.len(), 0, "idle for three sweeps");
+    }
+}
