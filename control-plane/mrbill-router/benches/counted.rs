@@ -7,7 +7,9 @@
 //! costs the proxy moves far less, so each proxy (one worker, the same backend) is counted:
 //! - **instructions** per request in user space, by callgrind: the proxy runs under valgrind
 //!   with counting switched on only while wrk sends the counted requests (16 connections, flat
-//!   out; the proxy under valgrind is the bottleneck);
+//!   out; the proxy under valgrind is the bottleneck); all its threads, and for the router those
+//!   that serve requests alone (the request path: what a saturated router pays, its trace
+//!   exporter's threads running only on idle CPU);
 //! - **system calls**, **context switches** and **CPU time** per request, by the kernel
 //!   (`perf stat` on the proxy's threads: tracepoint and software events, which this VM has
 //!   where it has no hardware counters) while wrk sends ≈ 5,000 requests/s.
@@ -29,6 +31,8 @@ use common::{Stopped, median, wrk};
 #[derive(Default)]
 struct Counts {
     instructions: Vec<f64>,
+    /// On the threads that serve requests (the router's workers).
+    request_path: Vec<f64>,
     syscalls: Vec<f64>,
     switches: Vec<f64>,
     cpu_us: Vec<f64>,
@@ -102,9 +106,11 @@ fn kernel_counts(url: &str, pids: &[u32], secs: u64, pace: &Path, out: &Path, in
     into.cpu_us.push(event("task-clock") * 1000.0 / answered);
 }
 
-/// Instructions per request in the proxy under callgrind (`pid`, dumping into `dir` as
-/// `cg.<pid>.<n>`), counted only while wrk sends requests to `url`.
-fn instructions(url: &str, pid: u32, secs: u64, dir: &Path) -> f64 {
+/// Instructions per request in the proxy under callgrind (`pid`, dumping each thread into `dir`
+/// as `cg.<pid>.<n>-<thread>`), counted only while wrk sends requests to `url`: on all its
+/// threads, and on those that served requests (their counts name the router's request handler;
+/// nginx serves on the one thread it has).
+fn instructions(url: &str, pid: u32, secs: u64, dir: &Path) -> (f64, f64) {
     let control = |what: &[&str]| {
         let status = Command::new("callgrind_control")
             .args(what)
@@ -118,24 +124,40 @@ fn instructions(url: &str, pid: u32, secs: u64, dir: &Path) -> f64 {
     let sample = wrk(url, 16, secs, None);
     control(&["-i", "off"]);
     control(&["-d"]);
-    // The newest dump holds what was counted since the one before.
+    // The newest dump (one file per thread) holds what was counted since the one before.
     let prefix = format!("cg.{pid}.");
-    let newest = std::fs::read_dir(dir)
+    let dumps: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
         .expect("dump dir")
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
-            let part: u32 = name.strip_prefix(&prefix)?.parse().ok()?;
+            let rest = name.strip_prefix(&prefix)?;
+            let part: u32 = rest.split('-').next()?.parse().ok()?;
             Some((part, dir.join(name)))
         })
-        .max_by_key(|(part, _)| *part)
+        .collect();
+    let newest = dumps
+        .iter()
+        .map(|(part, _)| *part)
+        .max()
         .expect("callgrind wrote a dump");
-    let text = std::fs::read_to_string(&newest.1).expect("callgrind dump");
-    let total: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("totals:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("callgrind totals");
-    total / sample.requests
+    let (mut total, mut serving) = (0.0, 0.0);
+    for (_, path) in dumps.iter().filter(|(part, _)| *part == newest) {
+        let text = std::fs::read_to_string(path).expect("callgrind dump");
+        let counted: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("callgrind totals");
+        total += counted;
+        if text.contains("proxy::handle") {
+            serving += counted;
+        }
+    }
+    // nginx serves on its one thread.
+    if serving == 0.0 {
+        serving = total;
+    }
+    (total / sample.requests, serving / sample.requests)
 }
 
 /// Starts a proxy, plainly or under a tool (its command and arguments); returns it and its port.
@@ -195,6 +217,7 @@ fn main() {
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
+        "--separate-threads=yes",
         callgrind_out.as_str(),
     ];
     let mut counted = Vec::new();
@@ -216,8 +239,9 @@ fn main() {
             common::wait_for_port(port, Duration::from_secs(60));
             wrk(&url(port), 16, 2, None);
             for _ in 0..runs {
-                let per_request = instructions(&url(port), process.0.id(), secs, &dir);
-                counts.instructions.push(per_request);
+                let (all, serving) = instructions(&url(port), process.0.id(), secs, &dir);
+                counts.instructions.push(all);
+                counts.request_path.push(serving);
             }
             if let Some(metrics) = proxy.metrics {
                 let text = common::scrape(metrics);
@@ -236,13 +260,19 @@ fn main() {
 
     println!("per request, median (min–max) over {runs} windows of {secs} s; one worker each");
     println!(
-        "{:<18} {:>26} {:>22} {:>22} {:>22}",
-        "path", "instructions (callgrind)", "syscalls", "context switches", "CPU µs"
+        "{:<18} {:>26} {:>26} {:>22} {:>22} {:>22}",
+        "path",
+        "instructions (callgrind)",
+        "of which request path",
+        "syscalls",
+        "context switches",
+        "CPU µs"
     );
     for (label, c) in &counted {
         println!(
-            "{label:<18} {:>26} {:>22} {:>22} {:>22}",
+            "{label:<18} {:>26} {:>26} {:>22} {:>22} {:>22}",
             spread(&c.instructions, 0),
+            spread(&c.request_path, 0),
             spread(&c.syscalls, 2),
             spread(&c.switches, 3),
             spread(&c.cpu_us, 1)
@@ -265,8 +295,9 @@ fn main() {
         for variant in ["traced", "collector down"] {
             if let Some(with) = find(variant) {
                 println!(
-                    "{variant} ÷ untraced: instructions {:+.1} %, CPU {:+.1} %",
+                    "{variant} ÷ untraced: instructions {:+.1} % (request path {:+.1} %), CPU {:+.1} %",
                     (ratio(&with.instructions, &router.instructions) - 1.0) * 100.0,
+                    (ratio(&with.request_path, &router.request_path) - 1.0) * 100.0,
                     (ratio(&with.cpu_us, &router.cpu_us) - 1.0) * 100.0,
                 );
             }

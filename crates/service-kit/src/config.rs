@@ -44,6 +44,9 @@ pub struct TraceEnv {
     pub disabled: bool,
     /// `OTEL_BSP_MAX_QUEUE_SIZE`.
     pub queue: Option<usize>,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: the most spans one export sends (the SDK reads it too;
+    /// 512).
+    pub export_batch: Option<usize>,
     /// `OTEL_BSP_SCHEDULE_DELAY`: how long a finished span may wait before its batch is
     /// exported, in milliseconds (the SDK reads it too; 5 000).
     pub schedule_delay_ms: Option<u64>,
@@ -72,6 +75,7 @@ impl TraceEnv {
             disabled: std::env::var("OTEL_SDK_DISABLED")
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")),
             queue: optional::<usize>("OTEL_BSP_MAX_QUEUE_SIZE")?.filter(|n| *n > 0),
+            export_batch: optional::<usize>("OTEL_BSP_MAX_EXPORT_BATCH_SIZE")?.filter(|n| *n > 0),
             schedule_delay_ms: optional("OTEL_BSP_SCHEDULE_DELAY")?,
             service_name_set: set("OTEL_SERVICE_NAME"),
             tenant: optional(var::TENANT).ok().flatten(),

@@ -554,4 +554,17 @@ fn while_the_exporter_rests_recorded_spans_are_dropped_before_they_are_made() {
     );
     assert_eq!(MADE.load(Ordering::Relaxed), 10, "none made while resting");
     assert_eq!(collector.requests(), 1);
+    // The rest over, one export's worth tries the collector (still refusing); the others are
+    // dropped unmade until it has answered.
+    std::thread::sleep(Duration::from_millis(1100));
+    for n in 0..500 {
+        recorder.record(Recorded::new(trace_id, parent, n));
+    }
+    until_counted(
+        "mrbill_trace_spans_dropped_total",
+        "reason=\"export_failed\"",
+        1010,
+    );
+    assert_eq!(MADE.load(Ordering::Relaxed), 20, "one batch of 10 made");
+    assert_eq!(collector.requests(), 2);
 }

@@ -53,22 +53,27 @@ pub(super) fn submit(span: SpanData) {
     }
 }
 
-/// Whether the exporter is resting after a failed export: the spans recorded now would be
-/// dropped unsent, so they are dropped (and counted, [`dropped_unsent`]) before they are made.
-pub(super) fn resting() -> bool {
-    PIPELINE.get().is_some_and(|pipeline| {
-        pipeline
-            .gate
-            .backoff
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .resting(Instant::now())
-    })
+/// How many of `wanted` recorded spans the pipeline takes now ([`super::record`]): all while
+/// exports succeed; none while the exporter rests after a failure; after a rest, one export's
+/// worth to try the collector with, and none more until it has answered. The rest are dropped
+/// (and counted, [`dropped_unsent`]) before they are made into spans.
+pub(super) fn admitted(wanted: usize) -> usize {
+    let Some(pipeline) = PIPELINE.get() else {
+        return 0;
+    };
+    let mut backoff = pipeline
+        .gate
+        .backoff
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    backoff.admitted(Instant::now(), wanted, pipeline.gate.export_batch)
 }
 
-/// Counts `n` spans dropped while the exporter rests.
+/// Counts `n` spans dropped because the collector failed.
 pub(super) fn dropped_unsent(n: usize) {
-    if let Some(pipeline) = PIPELINE.get() {
+    if n > 0
+        && let Some(pipeline) = PIPELINE.get()
+    {
         pipeline.gate.export_failed.increment(n as u64);
     }
 }
@@ -87,6 +92,7 @@ fn pipeline(env: &TraceEnv) -> anyhow::Result<Gated> {
         export_failed: metrics::counter!("mrbill_trace_spans_dropped_total", "reason" => "export_failed"),
         exported: metrics::counter!("mrbill_trace_spans_exported_total"),
         backoff: Mutex::new(Backoff::default()),
+        export_batch: env.export_batch.unwrap_or(512),
     });
     let config = BatchConfigBuilder::default().with_max_queue_size(max);
     let batch = BatchSpanProcessor::builder(Counted {
@@ -142,6 +148,8 @@ struct Gate {
     exported: metrics::Counter,
     /// The exporter's rest after a failure.
     backoff: Mutex<Backoff>,
+    /// The most spans one export sends.
+    export_batch: usize,
 }
 
 /// Fields of the request spans that are for the log lines only: the raw path (it holds ids; the
@@ -226,6 +234,8 @@ struct Counted<E> {
 struct Backoff {
     until: Option<Instant>,
     failures: u32,
+    /// After a rest: recorded spans were let through to try the collector again.
+    trying: bool,
 }
 
 impl Backoff {
@@ -236,7 +246,20 @@ impl Backoff {
         self.until.is_some_and(|until| now < until)
     }
 
+    /// See [`admitted`].
+    fn admitted(&mut self, now: Instant, wanted: usize, batch: usize) -> usize {
+        if self.failures == 0 {
+            wanted
+        } else if self.resting(now) || self.trying {
+            0
+        } else {
+            self.trying = true;
+            wanted.min(batch)
+        }
+    }
+
     fn failed(&mut self, now: Instant) {
+        self.trying = false;
         let rest = Self::FIRST
             .saturating_mul(1 << self.failures.min(5))
             .min(Self::LONGEST);
@@ -334,5 +357,22 @@ mod tests {
             !backoff.resting(start + Duration::from_secs(1)),
             "one second again"
         );
+    }
+
+    #[test]
+    fn after_a_rest_one_export_tries_the_collector_and_nothing_more_until_it_answers() {
+        let start = Instant::now();
+        let mut backoff = Backoff::default();
+        assert_eq!(backoff.admitted(start, 2048, 512), 2048, "no failure yet");
+        backoff.failed(start);
+        assert_eq!(backoff.admitted(start, 2048, 512), 0, "resting");
+        let later = start + Duration::from_secs(1);
+        assert_eq!(backoff.admitted(later, 2048, 512), 512, "the trial");
+        assert_eq!(backoff.admitted(later, 2048, 512), 0, "until it answers");
+        backoff.failed(later);
+        let after = later + Duration::from_secs(2);
+        assert_eq!(backoff.admitted(after, 100, 512), 100, "the next trial");
+        backoff.succeeded();
+        assert_eq!(backoff.admitted(after, 2048, 512), 2048, "all again");
     }
 }

@@ -12,7 +12,8 @@
 //!   "queue_full"}` (`OTEL_BSP_MAX_QUEUE_SIZE` records, 2048 by default);
 //! - a collector that is down costs nothing more: while the exporter rests after a failed
 //!   export, the thread drops records without making spans of them (counted as
-//!   `export_failed`).
+//!   `export_failed`), and after the rest it makes one export's worth to try the collector
+//!   with, the rest dropped until the collector has answered.
 //!
 //! The thread wakes when a batch's worth is queued (512) or every `OTEL_BSP_SCHEDULE_DELAY`; a
 //! span then waits in the batch processor up to that delay again. [`super::shutdown`] hands on
@@ -139,23 +140,27 @@ impl<R: Finished> Recorder<R> {
 }
 
 impl<R: Finished> Shared<R> {
-    /// Hands everything queued to the pipeline, or drops it while the exporter rests.
+    /// Hands everything queued to the pipeline, or what it admits while the collector is
+    /// failing, dropping the rest unmade.
     fn drain(&self, scope: &InstrumentationScope) {
-        loop {
-            let resting = super::export::resting();
+        // Asked only with a record in hand: after a rest, what it admits is the collector's
+        // trial, which must be sent.
+        while let Some(first) = self.queue.pop() {
+            let admitted = super::export::admitted(BATCH);
+            let mut next = Some(first);
             let mut taken = 0;
-            while taken < BATCH {
-                let Some(record) = self.queue.pop() else {
-                    break;
-                };
-                taken += 1;
-                if !resting {
+            while let Some(record) = next {
+                if taken < admitted {
                     super::export::submit(record.into_span(scope.clone()));
                 }
+                taken += 1;
+                next = if taken < BATCH {
+                    self.queue.pop()
+                } else {
+                    None
+                };
             }
-            if resting {
-                super::export::dropped_unsent(taken);
-            }
+            super::export::dropped_unsent(taken.saturating_sub(admitted));
             if taken < BATCH {
                 return;
             }
