@@ -214,6 +214,12 @@ impl Targets {
     }
 }
 
+/// The headers the router sets, named once (a name made with `from_static` at run time is
+/// looked up among the standard ones on every request).
+static X_CELL_ID: HeaderName = HeaderName::from_static(CELL_ID_HEADER);
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones only the router may set.
 static DROPPED: [HeaderName; 10] = [
     header::CONNECTION,
@@ -384,18 +390,14 @@ async fn forward(
         parts.headers.insert(header::CONNECTION, connection);
         parts.headers.insert(header::UPGRADE, protocol);
     }
-    parts.headers.insert(
-        HeaderName::from_static(CELL_ID_HEADER),
-        target.cell_id.clone(),
-    );
-    parts.headers.insert(
-        HeaderName::from_static("x-forwarded-for"),
-        client.forwarded_for.clone(),
-    );
+    parts
+        .headers
+        .insert(X_CELL_ID.clone(), target.cell_id.clone());
+    parts
+        .headers
+        .insert(X_FORWARDED_FOR.clone(), client.forwarded_for.clone());
     if let Some(prefix) = prefix {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-forwarded-prefix"), prefix);
+        parts.headers.insert(X_FORWARDED_PREFIX.clone(), prefix);
     }
     if let Some(span) = span {
         span.inject(&mut parts.headers);
