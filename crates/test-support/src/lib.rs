@@ -122,7 +122,8 @@ pub fn assert_schemathesis_clean(
 
 /// [`assert_schemathesis_clean`] with the committed settings file `settings` plus
 /// `path.id = id` (an existing resource, so requests reach past "not found"), on a blocking
-/// thread; `name` names the work directory.
+/// thread; `name` names the work directory (in the system's temporary directory, removed after a
+/// clean run).
 pub async fn schemathesis_with_id(
     name: &str,
     settings: &std::path::Path,
@@ -144,6 +145,8 @@ pub async fn schemathesis_with_id(
     let (spec, base, token) = (spec.to_owned(), base.to_owned(), token.to_owned());
     tokio::task::spawn_blocking(move || {
         assert_schemathesis_clean(&workdir, &config, &spec, &base, &token, extra);
+        // Clean: nothing in it is worth keeping (a failed run keeps it to look at).
+        let _ = std::fs::remove_dir_all(&workdir);
     })
     .await
     .expect("schemathesis run");
