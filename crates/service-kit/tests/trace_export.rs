@@ -329,7 +329,17 @@ fn the_exporters_threads_run_only_on_idle_cpu_and_nothing_else_does() {
     let (listener, url) = listener();
     install(&url, &[]);
     let _collector = Collector::serve(listener);
-    let threads = thread_policies();
+    // A new thread carries its creator's name until it has set its own: wait for the batch
+    // processor's (made by `trace-setup`) to be named.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut threads = thread_policies();
+    while threads.iter().any(|(n, _)| n == "trace-setup")
+        || !threads.iter().any(|(n, _)| n.starts_with("OpenTelemetry"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{threads:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        threads = thread_policies();
+    }
     let idle = |name: &str| {
         threads
             .iter()
