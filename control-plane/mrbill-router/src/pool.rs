@@ -18,16 +18,16 @@
 //! - Every connection is driven `with_upgrades`: a WebSocket handshake the cell answers 101 takes
 //!   the connection over, and it is not kept.
 //! - A connection idle for 30 s is closed by the worker's sweep (every 10 s).
-//! - Requests go in origin form (`/path?query`) with the client's `Host`, or the cell's
-//!   authority when the client sent none.
+//! - Requests come in origin form (`/path?query`, `proxy::Upstream::uri`) and go with the
+//!   client's `Host`, or the cell's authority when the client sent none.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::uri::{Authority, PathAndQuery};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -64,18 +64,14 @@ impl Pool {
         pool
     }
 
-    /// Sends `req` (an absolute URI: the cell's authority, the path) on a kept connection to its
-    /// authority, or a new one, and keeps the connection for the next request unless the cell
-    /// switched protocols on it.
+    /// Sends `req` (in origin form) to `authority` on a kept connection, or a new one, and keeps
+    /// the connection for the next request unless the cell switched protocols on it.
     pub(crate) async fn send(
         &self,
+        authority: &Authority,
         mut req: Request<UpstreamBody>,
     ) -> anyhow::Result<Response<Incoming>> {
-        let uri = std::mem::take(req.uri_mut());
-        let authority = uri
-            .authority()
-            .context("an upstream URI without an authority")?;
-        origin_form(&mut req, &uri, authority);
+        host(&mut req, authority);
         let key = authority.as_str();
         let (mut sender, kept) = match self.checkout(key) {
             Some(sender) => (sender, true),
@@ -185,18 +181,13 @@ async fn connect(authority: &Authority) -> anyhow::Result<SendRequest<UpstreamBo
     Ok(sender)
 }
 
-/// `req` as HTTP/1.1 sends it to the cell itself: `uri`'s path and query alone, and a `Host`.
-fn origin_form<B>(req: &mut Request<B>, uri: &Uri, authority: &Authority) {
+/// The client's `Host`, or the cell's authority when the client sent none.
+fn host<B>(req: &mut Request<B>, authority: &Authority) {
     if !req.headers().contains_key(header::HOST)
         && let Ok(host) = HeaderValue::from_str(authority.as_str())
     {
         req.headers_mut().insert(header::HOST, host);
     }
-    let path = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(path);
 }
 
 #[cfg(test)]
@@ -204,20 +195,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_go_in_origin_form_with_a_host() {
+    fn a_request_without_a_host_gets_the_cells() {
         let authority: Authority = "cell.internal:8080".parse().expect("authority");
-        let uri: Uri = "http://cell.internal:8080/v1/pocs?q=a%20b"
-            .parse()
-            .expect("uri");
         let mut req = Request::new(());
-        origin_form(&mut req, &uri, &authority);
-        assert_eq!(req.uri().to_string(), "/v1/pocs?q=a%20b");
+        host(&mut req, &authority);
         assert_eq!(req.headers()[header::HOST], "cell.internal:8080");
         let mut req = Request::get("/")
             .header(header::HOST, "acme.mrbill.test")
             .body(())
             .expect("request");
-        origin_form(&mut req, &uri, &authority);
+        host(&mut req, &authority);
         assert_eq!(
             req.headers()[header::HOST],
             "acme.mrbill.test",
@@ -225,13 +212,13 @@ mod tests {
         );
     }
 
-    async fn get(pool: &Pool, base: &str) -> StatusCode {
-        let req = Request::get(format!("{base}/x"))
+    async fn get(pool: &Pool, authority: &Authority) -> StatusCode {
+        let req = Request::get("/x")
             .body(UpstreamBody::Right(http_body_util::Full::new(
                 bytes::Bytes::new(),
             )))
             .expect("request");
-        let res = pool.send(req).await.expect("answer");
+        let res = pool.send(authority, req).await.expect("answer");
         let status = res.status();
         http_body_util::BodyExt::collect(res.into_body())
             .await
@@ -244,16 +231,21 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let authority: Authority = listener
+            .local_addr()
+            .expect("addr")
+            .to_string()
+            .parse()
+            .expect("authority");
         let app = axum::Router::new().fallback(|| async { "ok" });
         tokio::spawn(async move { axum::serve(listener, app).await });
         let pool = Pool::default();
-        assert_eq!(get(&pool, &base).await, StatusCode::OK);
+        assert_eq!(get(&pool, &authority).await, StatusCode::OK);
         tokio::task::yield_now().await;
         assert_eq!(pool.len(), 1);
         pool.sweep_once();
         pool.sweep_once();
-        assert_eq!(get(&pool, &base).await, StatusCode::OK);
+        assert_eq!(get(&pool, &authority).await, StatusCode::OK);
         assert_eq!(pool.len(), 1, "the kept one was used");
         pool.sweep_once();
         pool.sweep_once();

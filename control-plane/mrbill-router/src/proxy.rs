@@ -31,10 +31,10 @@ use crate::trace::{Arrived, RequestSpan, RouteAttributes};
 use crate::upstream::{self, ProxyBody};
 use crate::{AppState, tenant_not_found};
 
-/// One service of a cell, parsed once per table change.
+/// One service of a cell, parsed once per table change. Cells speak plain HTTP/1.1 inside the
+/// platform: any other scheme is not an upstream.
 #[derive(Debug)]
 struct Upstream {
-    scheme: Scheme,
     authority: Authority,
     /// A path the service is mounted under (usually empty).
     base_path: String,
@@ -44,8 +44,10 @@ impl Upstream {
     fn parse(url: &str) -> Option<Self> {
         let uri: Uri = url.parse().ok()?;
         let parts = uri.into_parts();
+        if parts.scheme? != Scheme::HTTP {
+            return None;
+        }
         Some(Self {
-            scheme: parts.scheme?,
             authority: parts.authority?,
             base_path: parts
                 .path_and_query
@@ -54,6 +56,7 @@ impl Upstream {
         })
     }
 
+    /// The request's URI at the service, in origin form (`/path?query`: what HTTP/1.1 sends).
     fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
         let mut target = String::with_capacity(
             self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
@@ -64,13 +67,8 @@ impl Upstream {
             target.push('?');
             target.push_str(query);
         }
-        let path_and_query = PathAndQuery::try_from(target)
-            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "unroutable path"))?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+        PathAndQuery::try_from(target)
+            .map(Uri::from)
             .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "unroutable path"))
     }
 }
@@ -303,13 +301,13 @@ pub(crate) async fn handle(
             return res;
         }
     };
-    let (target, service, uri, prefix, room) = destination;
+    let (target, service, upstream, prefix, room) = destination;
     let span = arrived.and_then(|a| a.routed(&parts.method, service, &target.trace));
     let res = match forward(
         worker,
         client,
         (parts, body, span.as_ref()),
-        (&target, service, uri, prefix, room),
+        (&target, service, upstream, prefix, room),
     )
     .await
     {
@@ -323,9 +321,15 @@ pub(crate) async fn handle(
     res
 }
 
-/// Where a request goes: the tenant's route, the service, its URI there, the path prefix, and
-/// for a dojo's requests the room it is pinned by.
-type Destination = (Arc<Target>, Service, Uri, Option<HeaderValue>, Option<Room>);
+/// Where a request goes: the tenant's route, the service, the replica's authority and the URI
+/// there, the path prefix, and for a dojo's requests the room it is pinned by.
+type Destination = (
+    Arc<Target>,
+    Service,
+    (Authority, Uri),
+    Option<HeaderValue>,
+    Option<Room>,
+);
 
 /// A dojo's room as routed: the tenant, the dojo and the replica chosen for it.
 pub(crate) struct Room {
@@ -360,10 +364,10 @@ async fn forward(
     worker: &Worker,
     client: &Client,
     (mut parts, body, span): (http::request::Parts, Incoming, Option<&RequestSpan>),
-    (target, service, uri, prefix, room): (
+    (target, service, (authority, uri), prefix, room): (
         &Target,
         Service,
-        Uri,
+        (Authority, Uri),
         Option<HeaderValue>,
         Option<Room>,
     ),
@@ -402,7 +406,7 @@ async fn forward(
     if let Some(span) = span {
         span.inject(&mut parts.headers);
     }
-    match upstream::send(&worker.pool, parts, body, upgrade.is_some()).await {
+    match upstream::send(&worker.pool, &authority, parts, body, upgrade.is_some()).await {
         Ok(mut res) if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let Some(client_side) = upgrade else {
                 return Err(ApiError::unavailable(
@@ -530,10 +534,11 @@ async fn routed(
         Ok(uri) => uri,
         Err(e) => return Err((e, target)),
     };
+    let authority = upstream.authority.clone();
     let room = (service == Service::Dojo && is_websocket_upgrade(&req.headers)).then(|| Room {
         tenant: tenant.to_owned(),
         dojo: dojo_of(upstream_path).to_owned(),
-        replica: upstream.authority.clone(),
+        replica: authority.clone(),
     });
     // Path form (`/t/<slug>/…`): the cell learns the prefix its links need
     // (`X-Forwarded-Prefix: /t/<slug>`); the host form needs none.
@@ -541,7 +546,7 @@ async fn routed(
     let prefix = (rest.len() < path.len())
         .then(|| HeaderValue::from_str(&path[..path.len() - rest.len()]).ok())
         .flatten();
-    Ok((target, service, uri, prefix, room))
+    Ok((target, service, (authority, uri), prefix, room))
 }
 
 #[cfg(test)]
@@ -575,19 +580,24 @@ mod tests {
     }
 
     #[test]
-    fn upstream_uris_keep_the_services_base_path_and_the_query() {
+    fn upstream_uris_are_origin_form_with_the_services_base_path_and_the_query() {
         let plain = Upstream::parse("http://127.0.0.1:9").expect("url");
         assert_eq!(
             plain
                 .uri("/v1/pocs", Some("q=a%20b"))
                 .expect("uri")
                 .to_string(),
-            "http://127.0.0.1:9/v1/pocs?q=a%20b"
+            "/v1/pocs?q=a%20b"
         );
         let mounted = Upstream::parse("http://poc.cell-acme.svc:8080/api/").expect("url");
         assert_eq!(
             mounted.uri("/openapi.json", None).expect("uri").to_string(),
-            "http://poc.cell-acme.svc:8080/api/openapi.json"
+            "/api/openapi.json"
+        );
+        assert_eq!(mounted.authority, "poc.cell-acme.svc:8080");
+        assert!(
+            Upstream::parse("https://poc.cell-acme.svc").is_none(),
+            "not plain HTTP"
         );
         assert!(Upstream::parse("not a url").is_none());
         assert!(Upstream::parse("/relative").is_none());

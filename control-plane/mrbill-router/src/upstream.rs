@@ -18,6 +18,7 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::request::Parts;
+use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
@@ -124,6 +125,7 @@ pub(crate) fn too_large(limit: usize, close: bool) -> Response<ProxyBody> {
 /// closed on before any of them was written.
 pub(crate) async fn send(
     pool: &Pool,
+    authority: &Authority,
     parts: Parts,
     body: UpstreamBody,
     upgrade: bool,
@@ -136,11 +138,11 @@ pub(crate) async fn send(
         *copy.headers_mut() = parts.headers.clone();
         copy
     });
-    let first = pool.send(Request::from_parts(parts, body)).await;
+    let first = pool.send(authority, Request::from_parts(parts, body)).await;
     match (first, again) {
         (Err(e), Some(again)) => {
             tracing::debug!(error = %e, "idempotent request failed once; sending it again");
-            pool.send(again).await
+            pool.send(authority, again).await
         }
         (result, _) => result,
     }
