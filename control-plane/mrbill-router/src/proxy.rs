@@ -16,7 +16,7 @@ use cell_model::contract::Service;
 use cell_model::route_feed::{RouteState, RouteTable};
 
 use crate::request::{service_for, tenant_of};
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -28,50 +28,8 @@ use crate::limit::{Rate, TenantLimiter};
 use crate::metrics::TenantStats;
 use crate::peer::Client;
 use crate::trace::{Arrived, RequestSpan, RouteAttributes};
-use crate::upstream::{self, ProxyBody};
+use crate::upstream::{self, ProxyBody, Upstream};
 use crate::{AppState, tenant_not_found};
-
-/// One service of a cell, parsed once per table change. Cells speak plain HTTP/1.1 inside the
-/// platform: any other scheme is not an upstream.
-#[derive(Debug)]
-struct Upstream {
-    authority: Authority,
-    /// A path the service is mounted under (usually empty).
-    base_path: String,
-}
-
-impl Upstream {
-    fn parse(url: &str) -> Option<Self> {
-        let uri: Uri = url.parse().ok()?;
-        let parts = uri.into_parts();
-        if parts.scheme? != Scheme::HTTP {
-            return None;
-        }
-        Some(Self {
-            authority: parts.authority?,
-            base_path: parts
-                .path_and_query
-                .map(|p| p.path().trim_end_matches('/').to_owned())
-                .unwrap_or_default(),
-        })
-    }
-
-    /// The request's URI at the service, in origin form (`/path?query`: what HTTP/1.1 sends).
-    fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
-        let mut target = String::with_capacity(
-            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
-        );
-        target.push_str(&self.base_path);
-        target.push_str(path);
-        if let Some(query) = query {
-            target.push('?');
-            target.push_str(query);
-        }
-        PathAndQuery::try_from(target)
-            .map(Uri::from)
-            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "unroutable path"))
-    }
-}
 
 /// What a worker's requests share; one reference count per request.
 pub(crate) struct Worker {
@@ -577,30 +535,6 @@ mod tests {
         left.sort_unstable();
         assert_eq!(left, ["accept", "authorization"]);
         assert_eq!(headers.len(), 2);
-    }
-
-    #[test]
-    fn upstream_uris_are_origin_form_with_the_services_base_path_and_the_query() {
-        let plain = Upstream::parse("http://127.0.0.1:9").expect("url");
-        assert_eq!(
-            plain
-                .uri("/v1/pocs", Some("q=a%20b"))
-                .expect("uri")
-                .to_string(),
-            "/v1/pocs?q=a%20b"
-        );
-        let mounted = Upstream::parse("http://poc.cell-acme.svc:8080/api/").expect("url");
-        assert_eq!(
-            mounted.uri("/openapi.json", None).expect("uri").to_string(),
-            "/api/openapi.json"
-        );
-        assert_eq!(mounted.authority, "poc.cell-acme.svc:8080");
-        assert!(
-            Upstream::parse("https://poc.cell-acme.svc").is_none(),
-            "not plain HTTP"
-        );
-        assert!(Upstream::parse("not a url").is_none());
-        assert!(Upstream::parse("/relative").is_none());
     }
 
     /// Growing from two replicas to three moves only the rooms the new one takes (about a

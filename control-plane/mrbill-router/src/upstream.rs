@@ -1,5 +1,6 @@
-//! The exchange with a cell: the client's body held to the service's limit, one retry for
-//! idempotent requests without a body, and the router's own refusals.
+//! The exchange with a cell: where it is (a service's [`Upstream`], its request URI), the
+//! client's body held to the service's limit, one retry for idempotent requests without a body,
+//! and the router's own refusals.
 //!
 //! **Invariant:** a client's mistake never looks like an outage. A body over the service's
 //! limit is answered 413 `payload_too_large` by the router itself, the way the service would,
@@ -18,8 +19,8 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http::request::Parts;
-use http::uri::Authority;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
@@ -45,6 +46,48 @@ const DISCARD_TIME: Duration = Duration::from_secs(10);
 /// long; past either the connection closes after the answer.
 const REFUSED_MAX: u64 = cell_model::contract::DOJO_BODY_LIMIT as u64;
 const REFUSED_TIME: Duration = Duration::from_secs(1);
+
+/// One service of a cell, parsed once per table change. Cells speak plain HTTP/1.1 inside the
+/// platform: any other scheme is not an upstream.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) authority: Authority,
+    /// A path the service is mounted under (usually empty).
+    base_path: String,
+}
+
+impl Upstream {
+    pub(crate) fn parse(url: &str) -> Option<Self> {
+        let uri: Uri = url.parse().ok()?;
+        let parts = uri.into_parts();
+        if parts.scheme? != Scheme::HTTP {
+            return None;
+        }
+        Some(Self {
+            authority: parts.authority?,
+            base_path: parts
+                .path_and_query
+                .map(|p| p.path().trim_end_matches('/').to_owned())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The request's URI at the service, in origin form (`/path?query`: what HTTP/1.1 sends).
+    pub(crate) fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
+        let mut target = String::with_capacity(
+            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
+        target.push_str(&self.base_path);
+        target.push_str(path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        PathAndQuery::try_from(target)
+            .map(Uri::from)
+            .map_err(|_| ApiError::new(ErrorCode::InvalidParameter, "unroutable path"))
+    }
+}
 
 /// The body to send upstream, or the router's own 413 when it is over `limit`.
 pub(crate) async fn body(
@@ -153,4 +196,33 @@ fn idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uris_are_origin_form_with_the_services_base_path_and_the_query() {
+        let plain = Upstream::parse("http://127.0.0.1:9").expect("url");
+        assert_eq!(
+            plain
+                .uri("/v1/pocs", Some("q=a%20b"))
+                .expect("uri")
+                .to_string(),
+            "/v1/pocs?q=a%20b"
+        );
+        let mounted = Upstream::parse("http://poc.cell-acme.svc:8080/api/").expect("url");
+        assert_eq!(
+            mounted.uri("/openapi.json", None).expect("uri").to_string(),
+            "/api/openapi.json"
+        );
+        assert_eq!(mounted.authority, "poc.cell-acme.svc:8080");
+        assert!(
+            Upstream::parse("https://poc.cell-acme.svc").is_none(),
+            "not plain HTTP"
+        );
+        assert!(Upstream::parse("not a url").is_none());
+        assert!(Upstream::parse("/relative").is_none());
+    }
 }
