@@ -17,16 +17,14 @@ use std::time::SystemTime;
 
 use bytes::BytesMut;
 use cell_model::contract::Service;
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use opentelemetry::trace::{
     SamplingDecision, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
 };
 use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use service_kit::telemetry::record::{Finished, Recorder};
-use service_kit::telemetry::trace;
-
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+use service_kit::telemetry::trace::{self, TRACEPARENT};
 
 /// The recorder of request spans, started with the first traced request.
 fn recorder() -> Option<&'static Recorder<RequestSpan>> {

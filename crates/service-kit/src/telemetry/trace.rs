@@ -35,6 +35,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::config::TraceEnv;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// The W3C `traceparent` header's name, made once.
+pub static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Whether this process exports traces.
@@ -142,7 +145,6 @@ impl Injector for HeaderWriter<'_> {
 /// The caller's trace context from `traceparent` / `tracestate` (empty when absent, invalid or
 /// tracing is off).
 pub fn extract(headers: &http::HeaderMap) -> Context {
-    static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
     if !headers.contains_key(&TRACEPARENT) {
         return Context::new(); // most requests: no global lookup
     }
