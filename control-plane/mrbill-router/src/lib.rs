@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ mod pool;
 mod proxy;
 pub mod request;
 mod server;
+mod targets;
 mod trace;
 mod tunnel;
 mod upstream;
@@ -43,8 +45,8 @@ mod upstream;
 pub use ipnet::IpNet;
 use limit::ClientBuckets;
 pub use limit::Rate;
-use proxy::Targets;
 pub use server::serve;
+use targets::Targets;
 pub use upstream::ProxyBody;
 
 /// Router settings.
@@ -107,6 +109,9 @@ pub struct AppState(Arc<Shared>);
 /// What every worker thread reads: the routes, the change signal and the settings.
 pub struct Shared {
     routes: RwLock<Routes>,
+    /// The table's version, one up on every change (each worker keeps its own copy of the
+    /// compiled routes and takes it again when this moves: `targets::Worker`).
+    version: AtomicU64,
     /// Woken on every table change (requests to frozen routes wait on it).
     changed: Notify,
     /// Per-client `/v1/resolve` buckets (shared by the workers; resolve is rare).
@@ -131,9 +136,10 @@ impl AppState {
             Some(path) if path.exists() => serde_json::from_slice(&std::fs::read(path)?)?,
             _ => RouteTable::default(),
         };
-        let targets = Targets::compile(&table, &Targets::default(), config.tenant_limit);
+        let targets = Targets::compile(&table, &Targets::default(), &config);
         Ok(Self(Arc::new(Shared {
             routes: RwLock::new(Routes { table, targets }),
+            version: AtomicU64::new(1),
             changed: Notify::new(),
             resolve_clients: Mutex::default(),
             config,
@@ -153,8 +159,9 @@ impl AppState {
                 .routes
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let targets = Targets::compile(&table, &routes.targets, self.config.tenant_limit);
+            let targets = Targets::compile(&table, &routes.targets, &self.config);
             *routes = Routes { table, targets };
+            self.version.fetch_add(1, Ordering::Release);
         }
         self.changed.notify_waiters();
         Ok(())
@@ -191,6 +198,11 @@ impl AppState {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .admit(client, self.config.resolve_limit, Instant::now())
+    }
+
+    /// The table's version (see [`Shared::version`]).
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     fn routes(&self) -> std::sync::RwLockReadGuard<'_, Routes> {

@@ -1,7 +1,7 @@
 //! The router's metrics, served on their own listener (`MRBILL_ROUTER_METRICS_ADDR`), never on
 //! the public one: the per-tenant series name every tenant, which no app may list.
 //!
-//! The proxy path pays one relaxed atomic add per request (no registry lookup, no label built,
+//! The proxy path pays one relaxed atomic add per request, to its worker's own counters (no registry lookup, no label built,
 //! no reference count taken): each tenant's counters live in its compiled route, carried across
 //! table changes like its rate limiter, and `/metrics` renders them in Prometheus's text format. Only tenants the route
 //! table knows get a series; requests for any other name are one unlabelled counter, so no
@@ -26,22 +26,56 @@ use http::{StatusCode, header};
 
 use crate::AppState;
 
-/// One tenant's counters.
+/// One tenant's counters, a set per worker: a worker adds only to its own set, on a cache line
+/// of its own, so two workers never write the same line (a shared counter bounces between the
+/// cores on every request); `/metrics` sums the sets.
+#[derive(Debug)]
+pub(crate) struct TenantStats(Box<[WorkerCounts]>);
+
 #[derive(Debug, Default)]
-pub(crate) struct TenantStats {
+#[repr(align(128))]
+struct WorkerCounts {
     /// Answers by status class, 1xx … 5xx.
     by_class: [AtomicU64; 5],
     limited: AtomicU64,
 }
 
 impl TenantStats {
-    pub(crate) fn answered(&self, status: StatusCode) {
-        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+    /// Counters for a router with `workers` workers.
+    pub(crate) fn new(workers: usize) -> Self {
+        Self(
+            (0..workers.max(1))
+                .map(|_| WorkerCounts::default())
+                .collect(),
+        )
     }
 
-    pub(crate) fn limited(&self) {
-        self.limited.fetch_add(1, Ordering::Relaxed);
+    fn of(&self, worker: usize) -> &WorkerCounts {
+        &self.0[worker % self.0.len()]
+    }
+
+    pub(crate) fn answered(&self, worker: usize, status: StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.of(worker).by_class[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn limited(&self, worker: usize) {
+        self.of(worker).limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers of status class `class` (0: 1xx … 4: 5xx), all workers.
+    fn answers(&self, class: usize) -> u64 {
+        self.0
+            .iter()
+            .map(|w| w.by_class[class].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn limited_total(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|w| w.limited.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -85,8 +119,8 @@ pub(crate) fn text(state: &AppState) -> String {
     let mut out = String::new();
     out.push_str("# HELP mrbill_router_requests_total Answers to requests for a tenant's cell, by status class.\n# TYPE mrbill_router_requests_total counter\n");
     for (tenant, stats) in &tenants {
-        for (i, count) in stats.by_class.iter().enumerate() {
-            let count = count.load(Ordering::Relaxed);
+        for i in 0..5 {
+            let count = stats.answers(i);
             if count > 0 {
                 let _ = writeln!(
                     out,
@@ -101,7 +135,7 @@ pub(crate) fn text(state: &AppState) -> String {
         let _ = writeln!(
             out,
             "mrbill_router_rate_limited_total{{tenant=\"{tenant}\"}} {}",
-            stats.limited.load(Ordering::Relaxed)
+            stats.limited_total()
         );
     }
     let router = &state.stats;

@@ -75,14 +75,15 @@ impl Pool {
         let key = authority.as_str();
         let (mut sender, kept) = match self.checkout(key) {
             Some(sender) => (sender, true),
-            None => (connect(authority).await?, false),
+            // Connecting is rare; its future boxed keeps the request's future small.
+            None => (Box::pin(connect(authority)).await?, false),
         };
         let res = match sender.try_send_request(req).await {
             Ok(res) => res,
             Err(mut e) => match e.take_message() {
                 Some(req) if kept => {
                     tracing::debug!(error = %e.into_error(), "a kept connection was closed; sending on a new one");
-                    sender = connect(authority).await?;
+                    sender = Box::pin(connect(authority)).await?;
                     sender.send_request(req).await?
                 }
                 _ => return Err(e.into_error().into()),

@@ -24,7 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::Service as _;
 
-use crate::proxy::{self, Worker};
+use crate::proxy;
+use crate::targets::Worker;
 use crate::upstream::ProxyBody;
 use crate::{AppState, api};
 
@@ -52,7 +53,7 @@ pub async fn serve(
                     .enable_all()
                     .build()
                 {
-                    Ok(runtime) => runtime.block_on(work(state, streams_rx, stop)),
+                    Ok(runtime) => runtime.block_on(work(index, state, streams_rx, stop)),
                     Err(e) => tracing::error!(error = %e, "worker runtime failed to start"),
                 }
                 let _ = done_tx.send(());
@@ -101,6 +102,7 @@ pub async fn serve(
 
 /// One worker: serves the connections it is handed until told to stop, then drains them.
 async fn work(
+    index: usize,
     state: AppState,
     mut streams: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     mut stop: watch::Receiver<bool>,
@@ -108,6 +110,8 @@ async fn work(
     let worker = Arc::new(Worker {
         api: api(state.clone()),
         pool: crate::pool::Pool::new(),
+        routes: Default::default(),
+        index,
         state,
     });
     let (open_tx, open_rx) = watch::channel(());

@@ -44,6 +44,11 @@ impl RouteAttributes {
             KeyValue::new("mrbill.cell", StringValue::from(Arc::<str>::from(cell))),
         ]))
     }
+
+    /// A copy behind its own reference count (a worker's own: `targets::Worker`).
+    pub(crate) fn copy(&self) -> Self {
+        Self(Arc::new((*self.0).clone()))
+    }
 }
 
 /// A request on its way: when it arrived and the client's trace.

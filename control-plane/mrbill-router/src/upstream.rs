@@ -72,6 +72,15 @@ impl Upstream {
         })
     }
 
+    /// A copy that shares no reference count with this one (a worker's own: `targets::Worker`).
+    pub(crate) fn copy(&self) -> Self {
+        let own = bytes::Bytes::copy_from_slice(self.authority.as_str().as_bytes());
+        Self {
+            authority: Authority::from_maybe_shared(own).unwrap_or_else(|_| self.authority.clone()),
+            base_path: self.base_path.clone(),
+        }
+    }
+
     /// The request's URI at the service, in origin form (`/path?query`: what HTTP/1.1 sends).
     pub(crate) fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
         let mut target = String::with_capacity(
@@ -104,12 +113,14 @@ pub(crate) async fn body(
         .and_then(|v| v.parse::<u64>().ok());
     match declared {
         Some(length) if length > limit as u64 => {
-            let read = length <= DISCARD_MAX && discard(body, DISCARD_MAX, DISCARD_TIME).await;
+            // The rare paths' futures boxed: the request's future stays small.
+            let read =
+                length <= DISCARD_MAX && Box::pin(discard(body, DISCARD_MAX, DISCARD_TIME)).await;
             Err(too_large(limit, !read))
         }
         // HTTP/1 framing holds the body to its declared length.
         Some(_) => Ok(Either::Left(body)),
-        None => match Limited::new(body, limit).collect().await {
+        None => match Box::pin(Limited::new(body, limit).collect()).await {
             Ok(collected) => Ok(Either::Right(Full::new(collected.to_bytes()))),
             // Over the limit, or the client broke off: either way nothing is forwarded.
             Err(_) => Err(too_large(limit, true)),
