@@ -1,8 +1,8 @@
-//! Router vs nginx, side by side in one run: `./x bench router` (or, with the release router
-//! built and Debian's `wrk` and `nginx-light` installed, `cargo bench -p mrbill-router --bench
-//! proxy`).
+//! Router vs nginx, side by side in one run: `./x bench router` (or, with the router built as
+//! it ships — `cargo build --profile router -p mrbill-router` — and Debian's `wrk` and
+//! `nginx-light` installed, `cargo bench -p mrbill-router --bench proxy`).
 //!
-//! A small GET against one backend: direct, through `mrbill-router` (the release binary, its
+//! A small GET against one backend: direct, through `mrbill-router` (the shipped build, its
 //! own process) and through nginx (keep-alive upstream, the usual production shape), each proxy
 //! with the same number of workers (`BENCH_WORKERS`, default `1,2`) on the same two cores as wrk
 //! and the backend. wrk: 2 threads, 64 keep-alive connections, twice per path: flat out
@@ -13,6 +13,9 @@
 //! Tracing's cost (`BENCH_TRACING=0` leaves it out): the same router with every request traced
 //! (`OTEL_TRACES_SAMPLER=always_on`) exporting to a collector that takes the spans, and to one
 //! that is down, against the untraced router in the same rounds.
+//!
+//! Another build beside it (`BENCH_CANDIDATES=label=dir;…`, each dir holding a `mrbill-router`):
+//! a change against the build it changes, in the same rounds.
 
 mod common;
 
@@ -34,6 +37,17 @@ fn cpu_secs(pid: u32) -> f64 {
     };
     // 100 ticks per second on Linux (USER_HZ).
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `BENCH_CANDIDATES`: `label=dir` pairs separated by `;`, each a directory holding another
+/// build of `mrbill-router`.
+fn candidates() -> Vec<(String, std::path::PathBuf)> {
+    std::env::var("BENCH_CANDIDATES")
+        .unwrap_or_default()
+        .split(';')
+        .filter_map(|c| c.split_once('='))
+        .map(|(label, dir)| (label.trim().to_owned(), dir.trim().into()))
+        .collect()
 }
 
 /// The median of each measure over a path's runs.
@@ -93,7 +107,7 @@ fn main() {
     // Per traced router, where its counters of exported and dropped spans are read.
     let mut counted: Vec<(String, u16)> = Vec::new();
     for workers in workers {
-        let mut routers = vec![("mrbill-router", Vec::new())];
+        let mut routers = vec![("mrbill-router".to_owned(), Vec::new(), bin.clone())];
         if tracing {
             for (label, to) in [
                 ("  traced", collector_port),
@@ -101,10 +115,15 @@ fn main() {
             ] {
                 let metrics = common::free_port();
                 counted.push((format!("{} ×{workers}", label.trim()), metrics));
-                routers.push((label, common::traced(to, metrics)));
+                routers.push((label.to_owned(), common::traced(to, metrics), bin.clone()));
             }
         }
-        for (label, env) in routers {
+        // Other builds of the router in the same rounds (`BENCH_CANDIDATES=label=dir;…`): what a
+        // change does, measured side by side with the build it changes.
+        for (label, dir) in candidates() {
+            routers.push((format!("  {label}"), Vec::new(), dir));
+        }
+        for (label, env, bin) in routers {
             let (router, port) = common::start_router(&bin, &dir, workers, backend_port, &env, &[]);
             common::wait_for_port(port, Duration::from_secs(5));
             let mut measured = path(
@@ -211,6 +230,19 @@ fn main() {
         let base_cpu = cpu_per_request(label);
         if let Some(cpu) = base_cpu {
             println!("{label}: {cpu:.1} µs CPU per request at ~5k req/s (all its threads)");
+        }
+        for (candidate, _) in candidates() {
+            let label_c = format!("  {candidate} {workers}");
+            if let Some((_, with, with_paced)) = find(&label_c) {
+                println!(
+                    "{label_c}: throughput {:.3}× this router ({}), {:.3}× nginx ({}); added p99 {:.3} ms",
+                    with.rps / router.rps,
+                    paired(&label_c, label, rps_ratio).unwrap_or_default(),
+                    find(&format!("nginx {workers}")).map_or(f64::NAN, |n| with.rps / n.1.rps),
+                    paired(&label_c, &format!("nginx {workers}"), rps_ratio).unwrap_or_default(),
+                    with_paced.p99 - direct.p99,
+                );
+            }
         }
         for variant in ["traced", "collector down"] {
             let variant_label = format!("  {variant} {workers}");
