@@ -1,12 +1,13 @@
 # mrbill-router: multi-stage (build with the Rust toolchain, run on slim Debian), non-root.
+# Built with the workspace's `router` profile (whole-program optimised: see Cargo.toml).
 #   docker build -f docker/mrbill-router.Dockerfile -t mrbill-router .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p mrbill-router --bin mrbill-router \
- && mkdir -p /out && cp target/release/mrbill-router /out/
+    cargo build --profile router --locked -p mrbill-router --bin mrbill-router \
+ && mkdir -p /out && cp target/router/mrbill-router /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

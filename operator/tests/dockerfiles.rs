@@ -126,6 +126,26 @@ fn collect_images(objects: &[Value], into: &mut BTreeSet<String>) {
     }
 }
 
+/// The profile a Dockerfile's `cargo build` uses (`--release` or `--profile <name>`), which the
+/// workspace must define.
+fn profile<'a>(words: &[&'a str]) -> &'a str {
+    let named = words.windows(2).find(|w| w[0] == "--profile").map(|w| w[1]);
+    match named {
+        None => {
+            assert!(words.contains(&"--release"), "a debug build in an image");
+            "release"
+        }
+        Some(name) => {
+            let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+            assert!(
+                manifest.contains(&format!("[profile.{name}]")),
+                "no profile {name} in the workspace"
+            );
+            name
+        }
+    }
+}
+
 #[test]
 fn every_image_the_manifests_run_is_built_by_its_dockerfile() {
     let images = rendered_images();
@@ -156,9 +176,11 @@ fn every_image_the_manifests_run_is_built_by_its_dockerfile() {
             .map(|w| w[1].to_owned())
             .collect();
         let all_bins = words.contains(&"--bins");
+        // Where the build puts them: `--release`, or a profile of its own (`--profile router`).
+        let out_dir = format!("target/{}/", profile(&words));
         let copied: BTreeSet<String> = words
             .iter()
-            .filter_map(|w| w.strip_prefix("target/release/"))
+            .filter_map(|w| w.strip_prefix(out_dir.as_str()))
             .map(str::to_owned)
             .collect();
         assert!(!copied.is_empty(), "{image}: copies no binary");

@@ -5,7 +5,8 @@
 //! then the demo tenant: onboarded with `mrbill tenant create` on first run, its admin
 //! registered with the one-time invite and a generated password, a few sample PoCs and a dojo.
 //! Everything keeps running in the background; `./x down` (or `mrbill down`) stops it. The
-//! platform is a release build (`target/release`), the one the benchmarks measure.
+//! platform is a release build (`target/release`; the router built as it ships, with its own
+//! profile into `target/router`), the one the benchmarks measure.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -150,6 +151,9 @@ fn bin_dir() -> std::path::PathBuf {
 }
 
 fn build() -> anyhow::Result<()> {
+    // The router as it ships: its own profile, whole-program optimised (Cargo.toml); `mrbill
+    // up` runs it from `target/router` (`cell_model::local::router_binary`).
+    run_checked(cargo().args(["build", "--profile", "router", "-p", "mrbill-router"]))?;
     run_checked(cargo().args([
         "build",
         "--release",
@@ -157,8 +161,6 @@ fn build() -> anyhow::Result<()> {
         "mrbill",
         "-p",
         "mrbill-control-plane",
-        "-p",
-        "mrbill-router",
         "-p",
         "poc-service",
         "-p",

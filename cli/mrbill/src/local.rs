@@ -167,7 +167,7 @@ pub fn start(home: &Home, part: Part, public_url: &str, traces: bool) -> anyhow:
             crate::prometheus::write_platform_targets(home, &control_plane)?;
             spawn(
                 home,
-                &bins.join("mrbill-router"),
+                &cell_model::local::router_binary(&bins),
                 part.name(),
                 &[],
                 &[

@@ -27,6 +27,30 @@ pub fn mrbill_home() -> PathBuf {
     data.join("mrbill")
 }
 
+/// The router binary a platform built in `bins` runs. The router ships built with its own
+/// profile (`router` in the workspace's Cargo.toml: whole-program optimised) into
+/// `target/router`, beside the release build's `target/release`; a release platform runs that
+/// one when it is there and at least as new as the release build's own router (which a plain
+/// `cargo build --release` also makes, and a change built only that way must not be hidden).
+pub fn router_binary(bins: &Path) -> PathBuf {
+    let plain = bins.join("mrbill-router");
+    if bins.file_name() != Some("release".as_ref()) {
+        return plain;
+    }
+    let Some(optimised) = bins
+        .parent()
+        .map(|t| t.join("router").join("mrbill-router"))
+    else {
+        return plain;
+    };
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&optimised), modified(&plain)) {
+        (Some(o), Some(p)) if o >= p => optimised,
+        (Some(_), None) => optimised,
+        _ => plain,
+    }
+}
+
 /// Paths under one `MRBILL_HOME`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Home {
@@ -245,6 +269,38 @@ pub fn postmaster_pid(data: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_release_platform_runs_the_optimised_router_unless_the_release_one_is_newer() {
+        let target = std::env::temp_dir().join(format!("cell-model-bins-{}", std::process::id()));
+        let (release, router, debug) = (
+            target.join("release"),
+            target.join("router"),
+            target.join("debug"),
+        );
+        for dir in [&release, &router, &debug] {
+            std::fs::create_dir_all(dir).expect("dir");
+        }
+        let touch = |p: PathBuf, secs: u64| {
+            let file = std::fs::File::create(&p).expect("file");
+            file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .expect("mtime");
+            p
+        };
+        let plain = touch(release.join("mrbill-router"), 100);
+        assert_eq!(router_binary(&release), plain, "no optimised build yet");
+        let optimised = touch(router.join("mrbill-router"), 200);
+        assert_eq!(router_binary(&release), optimised);
+        touch(release.join("mrbill-router"), 300);
+        assert_eq!(router_binary(&release), plain, "a newer release build wins");
+        touch(debug.join("mrbill-router"), 400);
+        assert_eq!(
+            router_binary(&debug),
+            debug.join("mrbill-router"),
+            "tests run their own build"
+        );
+        std::fs::remove_dir_all(&target).ok();
+    }
 
     #[test]
     fn liveness_follows_proc() {

@@ -39,9 +39,12 @@ impl Image {
             .join(format!("{name}.Dockerfile"));
         let text = std::fs::read_to_string(&dockerfile)
             .unwrap_or_else(|e| panic!("image {reference}: no {}: {e}", dockerfile.display()));
+        // Copied from where the build put them: `target/release/`, or a profile's own directory.
         let binaries: Vec<String> = text
             .split_whitespace()
-            .filter_map(|w| w.strip_prefix("target/release/"))
+            .filter_map(|w| w.strip_prefix("target/"))
+            .filter_map(|w| w.split_once('/').map(|(_, bin)| bin))
+            .filter(|bin| !bin.is_empty() && !bin.contains('/'))
             .map(str::to_owned)
             .collect();
         let json_line = |key: &str| -> Vec<String> {

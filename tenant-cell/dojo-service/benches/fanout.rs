@@ -299,7 +299,7 @@ fn main() {
     )
     .expect("snapshot");
     let _router = Stopped(
-        Command::new(bin.join("mrbill-router"))
+        Command::new(cell_model::local::router_binary(&bin))
             .env("MRBILL_ROUTER_ADDR", format!("127.0.0.1:{router_port}"))
             .env(
                 "MRBILL_PUBLIC_URL",

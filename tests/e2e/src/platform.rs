@@ -318,7 +318,7 @@ impl Platform {
     pub fn start_router(&self) {
         let log = std::fs::File::create(self.home.join("logs/router-manual.log")).expect("log");
         let _ = std::fs::remove_file(self.home.join("router/ready.json"));
-        Command::new(bin("mrbill-router"))
+        Command::new(cell_model::local::router_binary(&test_support::bin_dir()))
             .env(
                 "MRBILL_ROUTER_ADDR",
                 self.router.trim_start_matches("http://"),

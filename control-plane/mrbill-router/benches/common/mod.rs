@@ -135,7 +135,7 @@ pub fn start_router(
         "tenant": "acme", "cell_id": "c-acme", "generation": 1, "state": "active",
         "services": { "poc": format!("http://127.0.0.1:{backend_port}") } } } });
     std::fs::write(&snapshot, table.to_string()).expect("snapshot");
-    let child = wrapped(wrap, &bin.join("mrbill-router"))
+    let child = wrapped(wrap, &cell_model::local::router_binary(bin))
         .env("MRBILL_ROUTER_ADDR", format!("127.0.0.1:{port}"))
         .env("MRBILL_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
         .env("MRBILL_ROUTER_SNAPSHOT", &snapshot)
