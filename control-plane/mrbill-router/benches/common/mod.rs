@@ -150,6 +150,8 @@ pub fn start_router(
     (Stopped(child, "TERM"), port)
 }
 
+/// nginx as the router's peer: the same route, and the same headers set on the way to the cell
+/// (the cell's id, the client's address and the path prefix its links need).
 pub fn start_nginx(dir: &Path, workers: u32, backend_port: u16, wrap: &[&str]) -> (Stopped, u16) {
     let port = free_port();
     let conf = dir.join(format!("nginx-{workers}-{port}.conf"));
@@ -166,7 +168,8 @@ pub fn start_nginx(dir: &Path, workers: u32, backend_port: u16, wrap: &[&str]) -
            server {{ listen 127.0.0.1:{port};
              location /t/acme/ {{ proxy_pass http://cell/; proxy_http_version 1.1;
                proxy_set_header Connection \"\";
-               proxy_set_header X-Cell-Id c-acme; proxy_set_header X-Forwarded-For $remote_addr; }} }} }}",
+               proxy_set_header X-Cell-Id c-acme; proxy_set_header X-Forwarded-For $remote_addr;
+               proxy_set_header X-Forwarded-Prefix /t/acme; }} }} }}",
         dir = dir.display()
     );
     std::fs::write(&conf, text).expect("nginx conf");
