@@ -72,8 +72,13 @@ class DojoTest {
             sessionA.code() == sessionB.code() && sessionA.code().contains("hello") && sessionA.code().contains("from B")
         }
         assertTrue(sessionA.code().startsWith("// hello\n"))
-        // B's listener hears of the merged text on its own thread, a moment after B has it.
-        eventually("B's listener to have the merged text") { b.code == sessionA.code() }
+        // A listener is told of remote changes (a session's own edits are the app's): whether
+        // B's last word was A's edit or its own depends on the order they crossed. A's next edit
+        // reaches B after both, and B's listener hears the whole merged text on its own thread.
+        sessionA.insert(0u, "// ready\n")
+        eventually("B's listener to have the merged text") {
+            b.code == sessionA.code() && b.code.startsWith("// ready\n// hello\n") && b.code.contains("from B")
+        }
 
         sessionB.sendChat("shall we add a test?")
         eventually("the chat on A") { a.chat.any { it.text == "shall we add a test?" } }
