@@ -1,6 +1,7 @@
 //! Router vs nginx, counted rather than timed: `./x bench router` runs it after the timed bench
-//! (or, with the release router built and Debian's `valgrind`, `linux-perf`, `wrk` and
-//! `nginx-light` installed, `cargo bench -p mrbill-router --bench counted`).
+//! (or, with the router built as it ships — `--profile router` — and Debian's `valgrind`,
+//! `linux-perf`, `wrk` and `nginx-light` installed, `cargo bench -p mrbill-router --bench
+//! counted`).
 //!
 //! Throughput on two shared cores moves by up to 40 % from one run to the next
 //! (`docs/benchmarks.md`), more than the differences it is meant to show. What one request

@@ -1,10 +1,11 @@
-//! Dojo fan-out through the router, with persistence on: `./x bench dojo` (or, with release
-//! binaries built, `cargo bench -p dojo-service --bench fanout`).
+//! Dojo fan-out through the router, with persistence on: `./x bench dojo` (or, with the release
+//! `dojo-service` and the router's `--profile router` build, `cargo bench -p dojo-service
+//! --bench fanout`).
 //!
-//! The real `dojo-service` and `mrbill-router` release binaries, each its own process; a private
-//! Postgres cluster; poc-service in this process (it issues the token; revocation answers are
-//! cached). N editors (WebSocket clients through the router, each with its own yrs document)
-//! each send 5 updates/s at random phases; every other editor receives each update. Fan-out
+//! The real `dojo-service` and `mrbill-router` binaries as they ship, each its own process; a
+//! private Postgres cluster; poc-service in this process (it issues the token; revocation
+//! answers are cached). N editors (WebSocket clients through the router, each with its own
+//! yrs document) each send 5 updates/s at random phases; every other editor receives each update. Fan-out
 //! latency = from just before the editor sends to the moment another editor has received it,
 //! over all (update, receiver) pairs. Rooms of `DOJO_BENCH_SIZES` (default 50,100,150,200,300)
 //! editors, `DOJO_BENCH_SECS` (default 10) each. Before that, on the fresh process:

@@ -247,7 +247,8 @@ pub fn traced(collector: u16, metrics: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Where the release router is (`MRBILL_BIN_DIR`, else the bench's own target directory).
+/// Where the router is (`MRBILL_BIN_DIR`, else the bench's own target directory, whose router
+/// build as it ships `cell_model::local::router_binary` finds beside it).
 pub fn bin_dir() -> PathBuf {
     std::env::var("MRBILL_BIN_DIR")
         .map(PathBuf::from)
