@@ -1,11 +1,12 @@
 //! The router's metrics, served on their own listener (`MRBILL_ROUTER_METRICS_ADDR`), never on
 //! the public one: the per-tenant series name every tenant, which no app may list.
 //!
-//! The proxy path pays one relaxed atomic add per request, to its worker's own counters (no registry lookup, no label built,
-//! no reference count taken): each tenant's counters live in its compiled route, carried across
-//! table changes like its rate limiter, and `/metrics` renders them in Prometheus's text format. Only tenants the route
-//! table knows get a series; requests for any other name are one unlabelled counter, so no
-//! client can grow the label set.
+//! The proxy path pays one relaxed atomic add per request, to its worker's own counters (no
+//! registry lookup, no label built, no reference count taken): each tenant's counters live in
+//! its compiled route, carried across table changes like its rate limiter, and `/metrics` sums
+//! the workers' and renders them in Prometheus's text format. Only tenants the route table
+//! knows get a series; requests for any other name are one unlabelled counter, so no client can
+//! grow the label set.
 //!
 //! ```text
 //! mrbill_router_requests_total{tenant, code="2xx"…"5xx"}   answers to a tenant's requests

@@ -18,7 +18,7 @@
 //! - Every connection is driven `with_upgrades`: a WebSocket handshake the cell answers 101 takes
 //!   the connection over, and it is not kept.
 //! - A connection idle for 30 s is closed by the worker's sweep (every 10 s).
-//! - Requests come in origin form (`/path?query`, `proxy::Upstream::uri`) and go with the
+//! - Requests come in origin form (`/path?query`, `upstream::Upstream::uri`) and go with the
 //!   client's `Host`, or the cell's authority when the client sent none.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -201,10 +201,8 @@ impl Targets {
         let targets = self.0.iter().map(|(tenant, t)| {
             let target = Target {
                 state: t.state,
-                cell_id: HeaderValue::from_bytes(t.cell_id.as_bytes())
-                    .unwrap_or_else(|_| t.cell_id.clone()),
-                path_prefix: HeaderValue::from_bytes(t.path_prefix.as_bytes())
-                    .unwrap_or_else(|_| t.path_prefix.clone()),
+                cell_id: unshared(&t.cell_id),
+                path_prefix: unshared(&t.path_prefix),
                 upstreams: t
                     .upstreams
                     .each_ref()
@@ -228,8 +226,14 @@ impl Targets {
     }
 }
 
+/// `value` in bytes of its own, so cloning it per request counts on this worker's memory only.
+fn unshared(value: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
+}
+
 impl AppState {
-    /// The compiled route of `tenant`, if it has one.
+    /// The compiled route of `tenant` in the shared table, if it has one: for the rare paths (a
+    /// frozen route's wait, a dojo socket following its room); requests use their worker's copy.
     pub(crate) fn target(&self, tenant: &str) -> Option<Arc<Target>> {
         self.routes
             .read()
