@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use wire_types::ErrorCode;
 use wire_types::routing::TenantStatus;
 
+mod fast;
 pub mod feed;
 mod limit;
 pub mod metrics;
@@ -36,6 +37,7 @@ mod peer;
 mod pool;
 mod proxy;
 pub mod request;
+mod rewind;
 mod server;
 mod targets;
 mod trace;
@@ -74,6 +76,13 @@ pub struct Config {
     /// Threads serving connections, each with its own event loop and upstream connection
     /// pool (default: one per core).
     pub workers: usize,
+    /// How long a client may take to send a request's head, from when the router starts
+    /// waiting for it (an idle keep-alive connection too); past it the connection is closed
+    /// (slowloris). Default 30 s.
+    pub head_timeout: Duration,
+    /// Whether plain requests take the fast path (`fast`; default on). Off, every request goes
+    /// through hyper, as every unusual one does anyway.
+    pub fast_path: bool,
 }
 
 impl Config {
@@ -90,6 +99,8 @@ impl Config {
             resolve_limit: Rate::new(5.0, 20.0),
             freeze_wait: Duration::from_secs(5),
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            head_timeout: Duration::from_secs(30),
+            fast_path: true,
         }
     }
 }

@@ -33,6 +33,11 @@ impl Peer {
         }
     }
 
+    /// Whether its `X-Forwarded-For` is believed.
+    pub(crate) fn trusted(&self) -> bool {
+        self.trusted
+    }
+
     /// The client of one request: the peer itself, or, when the peer is a trusted proxy, the
     /// client its `X-Forwarded-For` names, with the peer appended to that chain.
     pub(crate) fn client(&self, config: &Config, headers: &http::HeaderMap) -> Client {

@@ -41,10 +41,12 @@ const IDLE_SWEEPS: u64 = 3;
 /// How long a new connection to a cell may take.
 const CONNECT: Duration = Duration::from_secs(10);
 
-/// One worker's kept connections.
+/// One worker's kept connections: hyper's, and the fast path's own (`fast`).
 #[derive(Default)]
 pub(crate) struct Pool {
     kept: Mutex<foldhash::HashMap<Box<str>, Vec<Kept>>>,
+    /// The fast path's idle connections, each with the sweep count when it was put back.
+    raw: Mutex<foldhash::HashMap<Box<str>, Vec<IdleConn>>>,
     /// Sweeps so far: a connection's age in sweeps, without reading the clock per request.
     sweeps: AtomicU64,
 }
@@ -53,6 +55,35 @@ struct Kept {
     sender: SendRequest<UpstreamBody>,
     /// The sweep count when it was put back.
     since: u64,
+}
+
+/// A connection to a cell that the fast path speaks HTTP/1.1 on itself (`fast::relay`), and
+/// the bytes read from it past what was handled. Kept only between exchanges, idle.
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) buf: bytes::BytesMut,
+}
+
+type IdleConn = (Conn, u64);
+
+/// What a connection to a cell reads into at a time.
+pub(crate) const CONN_BUF: usize = 16 * 1024;
+
+impl Conn {
+    /// Whether the cell has not closed it (nor sent anything unasked) while it was kept. Reads
+    /// the readiness the event loop has already seen; a socket it marked readable is read once,
+    /// without waiting, to tell a stale mark from a close.
+    fn alive(&self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            std::task::Poll::Pending => true,
+            std::task::Poll::Ready(Err(_)) => false,
+            std::task::Poll::Ready(Ok(())) => matches!(
+                self.stream.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            ),
+        }
+    }
 }
 
 impl Pool {
@@ -127,9 +158,39 @@ impl Pool {
         }
     }
 
+    /// A kept connection of the fast path's to `authority` that the cell has not closed.
+    pub(crate) fn take(&self, authority: &str) -> Option<Conn> {
+        let mut raw = self.raw.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = raw.get_mut(authority)?;
+        while let Some((conn, _)) = list.pop() {
+            if conn.alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps `conn`, idle, for the next exchange with `authority`.
+    pub(crate) fn keep(&self, authority: &str, conn: Conn) {
+        let since = self.sweeps.load(Ordering::Relaxed);
+        let mut raw = self.raw.lock().unwrap_or_else(PoisonError::into_inner);
+        match raw.get_mut(authority) {
+            Some(list) => list.push((conn, since)),
+            None => {
+                raw.insert(authority.into(), vec![(conn, since)]);
+            }
+        }
+    }
+
     /// Closes the connections idle for [`IDLE_SWEEPS`] sweeps and forgets closed ones.
     fn sweep_once(&self) {
         let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut raw = self.raw.lock().unwrap_or_else(PoisonError::into_inner);
+        raw.retain(|_, list| {
+            list.retain(|(_, since)| now - since < IDLE_SWEEPS);
+            !list.is_empty()
+        });
+        drop(raw);
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.retain(|_, list| {
             list.retain(|k| {
@@ -162,17 +223,7 @@ async fn sweep(pool: Weak<Pool>) {
 
 /// A new connection to `authority`, driven by a task of its own.
 async fn connect(authority: &Authority) -> anyhow::Result<SendRequest<UpstreamBody>> {
-    // An IPv6 literal comes bracketed.
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
-    let stream = tokio::time::timeout(CONNECT, TcpStream::connect((host, port)))
-        .await
-        .with_context(|| format!("connecting to {authority} timed out"))?
-        .with_context(|| format!("cannot connect to {authority}"))?;
-    stream.set_nodelay(true)?;
+    let stream = tcp(authority).await?;
     // Head and body written from one buffer (`writev(false)`): for the small bodies most
     // requests carry, copying them beside the head costs less than gathering (counted, 1.7 %).
     let (sender, connection) = http1::Builder::new()
@@ -185,6 +236,30 @@ async fn connect(authority: &Authority) -> anyhow::Result<SendRequest<UpstreamBo
         }
     });
     Ok(sender)
+}
+
+/// A new connection to `authority` for the fast path.
+pub(crate) async fn connect_raw(authority: &Authority) -> anyhow::Result<Conn> {
+    Ok(Conn {
+        stream: tcp(authority).await?,
+        buf: bytes::BytesMut::with_capacity(CONN_BUF),
+    })
+}
+
+/// A TCP connection to `authority` (at most [`CONNECT`] to make), without Nagle's delay.
+async fn tcp(authority: &Authority) -> anyhow::Result<TcpStream> {
+    // An IPv6 literal comes bracketed.
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(80);
+    let stream = tokio::time::timeout(CONNECT, TcpStream::connect((host, port)))
+        .await
+        .with_context(|| format!("connecting to {authority} timed out"))?
+        .with_context(|| format!("cannot connect to {authority}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// The client's `Host`, or the cell's authority when the client sent none.

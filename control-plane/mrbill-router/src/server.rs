@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! listener ─accept─► acceptor (caller's runtime) ──stream──► worker 0..n (current-thread runtime)
-//!                                                             └─ hyper HTTP/1 conn ─► route()
+//!                                                             ├─ fast path: plain requests ─► cell
+//!                                                             └─ then hyper HTTP/1 conn ─► route()
 //!                                                                  ├─ /v1/resolve, /healthz → api
 //!                                                                  └─ else → proxy ─► cell (pool)
 //! ```
@@ -112,6 +113,7 @@ async fn work(
         pool: crate::pool::Pool::new(),
         routes: Default::default(),
         index,
+        fast: state.config.fast_path && !crate::trace::enabled(),
         state,
     });
     let (open_tx, open_rx) = watch::channel(());
@@ -146,19 +148,30 @@ async fn work(
 /// One client connection (HTTP/1.1, upgradable to WebSocket), closed gracefully on stop.
 async fn connection(
     worker: Arc<Worker>,
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 ) {
     let peer = crate::peer::Peer::new(peer, &worker.state.config);
+    // Plain requests first (`fast`); hyper takes the connection over at the first other one.
+    let unread = if worker.fast {
+        match crate::fast::serve(&worker, &peer, &mut stream, &stop).await {
+            crate::fast::Served::Closed => return,
+            crate::fast::Served::Hyper(unread) => unread,
+        }
+    } else {
+        bytes::Bytes::new()
+    };
+    let stream = crate::rewind::Rewind::new(unread, stream);
+    let head_timeout = worker.state.config.head_timeout;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (worker, peer) = (worker.clone(), peer.clone());
         async move { Ok::<_, Infallible>(route(&worker, &peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(head_timeout)
         // One buffer per answer, as for the cells' side (`pool::connect`).
         .writev(false)
         .serve_connection(TokioIo::new(stream), service)

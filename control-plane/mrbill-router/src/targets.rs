@@ -31,6 +31,8 @@ pub(crate) struct Worker {
     /// This worker's copy of the compiled routes (below).
     pub(crate) routes: Mutex<LocalRoutes>,
     pub(crate) api: axum::Router,
+    /// Whether its connections start on the fast path (`fast`; off while traces are exported).
+    pub(crate) fast: bool,
 }
 
 /// A worker's own copy of the compiled routes, taken again when the table has changed. A

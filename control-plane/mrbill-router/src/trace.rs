@@ -32,6 +32,11 @@ fn recorder() -> Option<&'static Recorder<RequestSpan>> {
     RECORDER.get_or_init(Recorder::start).as_ref()
 }
 
+/// Whether request spans are recorded (traces are exported).
+pub(crate) fn enabled() -> bool {
+    recorder().is_some()
+}
+
 /// A route's span attributes, made when the table is compiled (a request's record holds them
 /// by one count; its span's attributes are copies of reference-counted strings).
 #[derive(Debug, Clone)]

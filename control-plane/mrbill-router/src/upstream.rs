@@ -81,6 +81,11 @@ impl Upstream {
         }
     }
 
+    /// The service's base path (the fast path writes the request target itself: `fast`).
+    pub(crate) fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
     /// The request's URI at the service, in origin form (`/path?query`: what HTTP/1.1 sends).
     pub(crate) fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, ApiError> {
         let mut target = String::with_capacity(
