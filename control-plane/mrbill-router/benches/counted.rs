@@ -15,6 +15,9 @@
 //!   (`perf stat` on the proxy's threads: tracepoint and software events, which this VM has
 //!   where it has no hardware counters) while wrk sends ≈ 5,000 requests/s.
 //!
+//! The router is counted as it ships and with every request through hyper
+//! (`MRBILL_ROUTER_FAST_PATH=false`): what its fast path saves.
+//!
 //! Each is taken in `BENCH_COUNT_RUNS` windows (default 3) of `BENCH_COUNT_SECS` (default 4 s);
 //! the median and the range over the windows are printed. `BENCH_TRACING=0` leaves out the
 //! traced router (every request traced, to a collector that takes the spans and to one that is
@@ -191,7 +194,15 @@ fn main() {
             metrics,
         }
     };
-    let mut proxies = vec![router("mrbill-router ×1", Vec::new(), None)];
+    let mut proxies = vec![
+        router("mrbill-router ×1", Vec::new(), None),
+        // The same build with every request through hyper: what the fast path saves.
+        router(
+            "  hyper path",
+            vec![("MRBILL_ROUTER_FAST_PATH", "false".into())],
+            None,
+        ),
+    ];
     if tracing {
         let collector = common::collector(&rt);
         for (label, to) in [
@@ -293,6 +304,15 @@ fn main() {
             ratio(&router.syscalls, &nginx.syscalls),
             ratio(&router.cpu_us, &nginx.cpu_us),
         );
+        if let Some(hyper) = find("hyper path") {
+            println!(
+                "fast path ÷ hyper path: instructions {:.2}× (request path {:.2}×), syscalls {:.2}×, CPU {:.2}×",
+                ratio(&router.instructions, &hyper.instructions),
+                ratio(&router.request_path, &hyper.request_path),
+                ratio(&router.syscalls, &hyper.syscalls),
+                ratio(&router.cpu_us, &hyper.cpu_us),
+            );
+        }
         for variant in ["traced", "collector down"] {
             if let Some(with) = find(variant) {
                 println!(

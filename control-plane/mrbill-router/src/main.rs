@@ -53,6 +53,10 @@ async fn serve() -> anyhow::Result<()> {
     if let Some(workers) = optional("MRBILL_ROUTER_WORKERS")? {
         config.workers = workers;
     }
+    // `false`: every request through hyper (the fast path's peer, for comparison).
+    if let Some(fast_path) = optional("MRBILL_ROUTER_FAST_PATH")? {
+        config.fast_path = fast_path;
+    }
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let bound = listener.local_addr()?;
     tracing::info!(addr = %bound, "mrbill-router listening");
