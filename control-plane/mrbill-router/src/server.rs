@@ -113,7 +113,7 @@ async fn work(
         pool: crate::pool::Pool::new(),
         routes: Default::default(),
         index,
-        fast: state.config.fast_path && !crate::trace::enabled(),
+        fast: state.config.fast_path,
         state,
     });
     let (open_tx, open_rx) = watch::channel(());

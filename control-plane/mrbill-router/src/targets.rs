@@ -31,7 +31,7 @@ pub(crate) struct Worker {
     /// This worker's copy of the compiled routes (below).
     pub(crate) routes: Mutex<LocalRoutes>,
     pub(crate) api: axum::Router,
-    /// Whether its connections start on the fast path (`fast`; off while traces are exported).
+    /// Whether its connections start on the fast path (`fast`).
     pub(crate) fast: bool,
 }
 

@@ -32,11 +32,6 @@ fn recorder() -> Option<&'static Recorder<RequestSpan>> {
     RECORDER.get_or_init(Recorder::start).as_ref()
 }
 
-/// Whether request spans are recorded (traces are exported).
-pub(crate) fn enabled() -> bool {
-    recorder().is_some()
-}
-
 /// A route's span attributes, made when the table is compiled (a request's record holds them
 /// by one count; its span's attributes are copies of reference-counted strings).
 #[derive(Debug, Clone)]
@@ -161,13 +156,17 @@ impl RequestSpan {
     /// Hands this span's context on to the cell: `traceparent` written from its ids (the
     /// client's `tracestate`, if any, goes on as it came).
     pub(crate) fn inject(&self, headers: &mut http::HeaderMap) {
+        headers.insert(TRACEPARENT.clone(), header_value(&self.traceparent()));
+    }
+
+    /// This span's `traceparent` (the fast path writes it into the cell's head itself).
+    pub(crate) fn traceparent(&self) -> [u8; 55] {
         let ids = &self.context;
-        let value = traceparent(
+        traceparent(
             ids.trace_id().to_bytes(),
             ids.span_id().to_bytes(),
             ids.trace_flags().to_u8(),
-        );
-        headers.insert(TRACEPARENT.clone(), header_value(&value));
+        )
     }
 
     /// Ends the span with the answer's status (5xx: an error) and queues it for export if its

@@ -21,6 +21,8 @@ pub(super) struct Plain<'b> {
     pub(super) close: bool,
     /// It carries an `X-Forwarded-For` (believed only from a trusted proxy).
     pub(super) forwarded: bool,
+    /// It carries a `traceparent` (its trace goes on through the router).
+    pub(super) traced: bool,
 }
 
 /// The request's head if the fast path may take it.
@@ -45,6 +47,7 @@ pub(super) fn plain<'b>(req: &httparse::Request<'_, 'b>) -> Option<Plain<'b>> {
         length: 0,
         close: false,
         forwarded: false,
+        traced: false,
     };
     let mut length = None;
     for header in req.headers.iter() {
@@ -74,6 +77,8 @@ pub(super) fn plain<'b>(req: &httparse::Request<'_, 'b>) -> Option<Plain<'b>> {
             return None;
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             plain.forwarded = true;
+        } else if name.eq_ignore_ascii_case("traceparent") {
+            plain.traced = true;
         }
     }
     plain.length = length.unwrap_or(0);
@@ -143,6 +148,7 @@ mod tests {
                 length: 12,
                 close: true,
                 forwarded: true,
+                traced: false,
             })
         );
         let get = parse("GET /healthz HTTP/1.1\r\n\r\n").expect("plain");

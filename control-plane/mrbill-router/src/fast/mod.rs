@@ -22,8 +22,8 @@
 //! What a request gets is the same on both paths: the router's headers (`X-Cell-Id`,
 //! `X-Forwarded-For`, `X-Forwarded-Prefix`), the client's others but the hop-by-hop ones, one
 //! retry on a new connection by `upstream::send`'s rule, the tenant's rate limit and counters,
-//! and a head sent within 30 s or the connection closed (slowloris). With traces exported,
-//! every request takes hyper's path, where spans are made.
+//! a head sent within 30 s or the connection closed (slowloris), and, with traces exported,
+//! the same span (`trace`) whose context the cell gets in `traceparent`.
 
 mod chunked;
 mod head;
@@ -36,7 +36,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use cell_model::route_feed::RouteState;
 use http::uri::Authority;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use service_kit::ApiError;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -45,6 +45,7 @@ use tokio::sync::watch;
 use crate::peer::Peer;
 use crate::request::{service_for, tenant_of};
 use crate::targets::{Target, Worker};
+use crate::trace::{Arrived, RequestSpan};
 
 /// What became of a client's connection: closed, or handed to hyper with the bytes not yet
 /// handled (the request the fast path did not take, and any after it).
@@ -133,6 +134,9 @@ pub(crate) async fn serve(
         };
         if let Ok(status) = StatusCode::from_u16(done.status) {
             next.target.stats.answered(worker.index, status);
+            if let Some(span) = next.span {
+                span.end(status);
+            }
         }
         if !done.open || *stop.borrow() {
             let _ = client.shutdown().await;
@@ -153,6 +157,8 @@ struct Next {
     close: bool,
     /// Over the rate limit: answered without forwarding.
     refused: Option<ApiError>,
+    /// Its span, when traces are exported (boxed: most requests have none).
+    span: Option<Box<RequestSpan>>,
 }
 
 enum Take {
@@ -209,10 +215,25 @@ fn take(worker: &Worker, peer: &Peer, buf: &[u8], out: &mut Vec<u8>) -> Take {
     } else {
         peer.client(&state.config, &HeaderMap::new())
     };
+    let arrived = Arrived::now(&trace_context(&req, plain.traced));
+    let method = arrived
+        .is_some()
+        .then(|| Method::from_bytes(plain.method.as_bytes()).ok())
+        .flatten();
     let refused = state.admit(&target, client.ip).err().map(|wait| {
         target.stats.limited(worker.index);
         ApiError::rate_limited(wait)
     });
+    let span = match (arrived, &method) {
+        (Some(arrived), Some(method)) if refused.is_some() => {
+            arrived.refused(method, StatusCode::TOO_MANY_REQUESTS);
+            None
+        }
+        (Some(arrived), Some(method)) => {
+            arrived.routed(method, service, &target.trace).map(Box::new)
+        }
+        _ => None,
+    };
     out.clear();
     out.extend_from_slice(plain.method.as_bytes());
     out.push(b' ');
@@ -224,9 +245,15 @@ fn take(worker: &Worker, peer: &Peer, buf: &[u8], out: &mut Vec<u8>) -> Take {
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for header in req.headers.iter() {
-        if !head::dropped(header.name) {
+        // A traced request's `traceparent` is the router's span's (the client's `tracestate`
+        // goes on as it came).
+        let replaced = span.is_some() && header.name.eq_ignore_ascii_case("traceparent");
+        if !head::dropped(header.name) && !replaced {
             self::header(out, header.name.as_bytes(), header.value);
         }
+    }
+    if let Some(span) = &span {
+        self::header(out, b"traceparent", &span.traceparent());
     }
     if plain.host.is_none() {
         self::header(out, b"host", upstream.authority.as_str().as_bytes());
@@ -248,7 +275,27 @@ fn take(worker: &Worker, peer: &Peer, buf: &[u8], out: &mut Vec<u8>) -> Take {
         head: plain.method == "HEAD",
         close: plain.close,
         refused,
+        span,
     })
+}
+
+/// A request's trace context headers (`traceparent`, `tracestate`), for the span's parent.
+fn trace_context(req: &httparse::Request<'_, '_>, traced: bool) -> HeaderMap {
+    let mut context = HeaderMap::new();
+    if traced {
+        for header in req.headers.iter() {
+            let name = header.name;
+            if (name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate"))
+                && let (Ok(name), Ok(value)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_bytes(header.value),
+                )
+            {
+                context.append(name, value);
+            }
+        }
+    }
+    context
 }
 
 /// One header line.
