@@ -153,7 +153,8 @@ fn instructions(url: &str, pid: u32, secs: u64, dir: &Path) -> (f64, f64) {
             .and_then(|v| v.trim().parse().ok())
             .expect("callgrind totals");
         total += counted;
-        if text.contains("proxy::handle") {
+        // A worker: it serves requests on the fast path or through hyper's.
+        if text.contains("fast::serve") || text.contains("proxy::handle") {
             serving += counted;
         }
     }

@@ -74,6 +74,9 @@ pub(crate) async fn serve(
 ) -> Served {
     let mut buf = BytesMut::with_capacity(BUF);
     let (mut out, mut back) = (Vec::with_capacity(1024), Vec::with_capacity(1024));
+    // The request's span when traces are exported (kept here rather than in `Next`: most
+    // requests have none, and it is large).
+    let mut span: Option<RequestSpan> = None;
     // One timer and one stop signal for the connection, re-armed per head.
     let head_timeout = worker.state.config.head_timeout;
     let deadline = tokio::time::sleep(head_timeout);
@@ -85,7 +88,7 @@ pub(crate) async fn serve(
         let mut armed = false;
         let next = loop {
             if !buf.is_empty() {
-                match take(worker, peer, &buf, &mut out) {
+                match take(worker, peer, &buf, &mut out, &mut span) {
                     Take::Partial => {}
                     Take::Hyper => return Served::Hyper(buf.freeze()),
                     Take::Plain(next) => break next,
@@ -134,7 +137,7 @@ pub(crate) async fn serve(
         };
         if let Ok(status) = StatusCode::from_u16(done.status) {
             next.target.stats.answered(worker.index, status);
-            if let Some(span) = next.span {
+            if let Some(span) = span.take() {
                 span.end(status);
             }
         }
@@ -157,8 +160,6 @@ struct Next {
     close: bool,
     /// Over the rate limit: answered without forwarding.
     refused: Option<ApiError>,
-    /// Its span, when traces are exported (boxed: most requests have none).
-    span: Option<Box<RequestSpan>>,
 }
 
 enum Take {
@@ -169,9 +170,15 @@ enum Take {
     Plain(Next),
 }
 
-/// Reads the head at the start of `buf`; for a request the fast path takes, admits it and
-/// writes the head the cell gets into `out`.
-fn take(worker: &Worker, peer: &Peer, buf: &[u8], out: &mut Vec<u8>) -> Take {
+/// Reads the head at the start of `buf`; for a request the fast path takes, admits it, starts
+/// its `span` (traces exported) and writes the head the cell gets into `out`.
+fn take(
+    worker: &Worker,
+    peer: &Peer,
+    buf: &[u8],
+    out: &mut Vec<u8>,
+    span: &mut Option<RequestSpan>,
+) -> Take {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut headers) {
@@ -224,14 +231,12 @@ fn take(worker: &Worker, peer: &Peer, buf: &[u8], out: &mut Vec<u8>) -> Take {
         target.stats.limited(worker.index);
         ApiError::rate_limited(wait)
     });
-    let span = match (arrived, &method) {
+    *span = match (arrived, &method) {
         (Some(arrived), Some(method)) if refused.is_some() => {
             arrived.refused(method, StatusCode::TOO_MANY_REQUESTS);
             None
         }
-        (Some(arrived), Some(method)) => {
-            arrived.routed(method, service, &target.trace).map(Box::new)
-        }
+        (Some(arrived), Some(method)) => arrived.routed(method, service, &target.trace),
         _ => None,
     };
     out.clear();
@@ -252,7 +257,7 @@ fn take(worker: &Worker, peer: &Peer, buf: &[u8], out: &mut Vec<u8>) -> Take {
             self::header(out, header.name.as_bytes(), header.value);
         }
     }
-    if let Some(span) = &span {
+    if let Some(span) = span {
         self::header(out, b"traceparent", &span.traceparent());
     }
     if plain.host.is_none() {
@@ -275,7 +280,6 @@ fn take(worker: &Worker, peer: &Peer, buf: &[u8], out: &mut Vec<u8>) -> Take {
         head: plain.method == "HEAD",
         close: plain.close,
         refused,
-        span,
     })
 }
 

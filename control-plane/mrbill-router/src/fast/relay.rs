@@ -285,9 +285,10 @@ fn answer_head(
     for header in res.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("connection") {
-            closes |= String::from_utf8_lossy(header.value)
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+            closes |= header
+                .value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
             continue;
         }
         if name.eq_ignore_ascii_case("keep-alive") || name.eq_ignore_ascii_case("proxy-connection")
@@ -301,10 +302,11 @@ fn answer_head(
             length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             coded = true;
-            chunked = String::from_utf8_lossy(header.value)
-                .rsplit(',')
+            chunked = header
+                .value
+                .rsplit(|b| *b == b',')
                 .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         }
         super::header(back, name.as_bytes(), header.value);
     }
