@@ -1,6 +1,9 @@
 //! A worker's connections to the cells: HTTP/1.1 keep-alive connections made with hyper's
 //! client connection (`hyper::client::conn::http1`), kept per upstream authority by the worker
-//! that made them.
+//! that made them; and, apart, the fast path's (`Conn`: a socket and its read buffer, on which
+//! `fast::relay` speaks HTTP/1.1 itself), kept only while idle and dropped at checkout when the
+//! cell has closed them (from the readiness the event loop has seen: a system call only for a
+//! socket it marked readable).
 //!
 //! A worker is one thread, so a request costs one lookup in a small map under a lock nobody
 //! contends: no pool shared between threads, no task spawned per request to return its

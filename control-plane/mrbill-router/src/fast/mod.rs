@@ -16,8 +16,11 @@
 //! WebSocket handshake — hands the connection to hyper before anything of that request was
 //! admitted, counted or sent, and hyper answers it exactly as it would have from the start. So
 //! every refusal, limit and upgrade keeps the one implementation it has (`proxy`, `upstream`),
-//! and what the fast path adds is the common case, made cheap: counted, it costs … of hyper's
-//! instructions per request (docs/benchmarks.md, "Counted").
+//! but two the fast path meets only after it has taken a request: over the tenant's budget
+//! (429) and the cell not reachable (503), answered with the same `ApiError` bodies, the
+//! refused body read first as `upstream::refuse` reads it. What the fast path adds is the
+//! common case, made cheap: counted, a third of hyper's
+//! instructions per request, and 0.57× nginx's (docs/benchmarks.md, "Session 28").
 //!
 //! What a request gets is the same on both paths: the router's headers (`X-Cell-Id`,
 //! `X-Forwarded-For`, `X-Forwarded-Prefix`), the client's others but the hop-by-hop ones, one
