@@ -11,6 +11,7 @@
 //! ```text
 //! mrbill_router_requests_total{tenant, code="2xx"…"5xx"}   answers to a tenant's requests
 //! mrbill_router_rate_limited_total{tenant}                  of those, 429s from its budget
+//! mrbill_router_fast_path_requests_total{tenant}            of those, the fast path's (`fast`)
 //! mrbill_router_unknown_tenant_requests_total               requests naming no known tenant
 //! mrbill_router_routes                                      routes in the table
 //! mrbill_router_route_feed_revision                         the table's feed revision
@@ -39,6 +40,8 @@ struct WorkerCounts {
     /// Answers by status class, 1xx … 5xx.
     by_class: [AtomicU64; 5],
     limited: AtomicU64,
+    /// Answers the fast path gave (the rest went through hyper).
+    fast: AtomicU64,
 }
 
 impl TenantStats {
@@ -64,6 +67,12 @@ impl TenantStats {
         self.of(worker).limited.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An answer to a request the fast path took.
+    pub(crate) fn answered_fast(&self, worker: usize, status: StatusCode) {
+        self.answered(worker, status);
+        self.of(worker).fast.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Answers of status class `class` (0: 1xx … 4: 5xx), all workers.
     fn answers(&self, class: usize) -> u64 {
         self.0
@@ -77,6 +86,10 @@ impl TenantStats {
             .iter()
             .map(|w| w.limited.load(Ordering::Relaxed))
             .sum()
+    }
+
+    fn fast_total(&self) -> u64 {
+        self.0.iter().map(|w| w.fast.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -137,6 +150,14 @@ pub(crate) fn text(state: &AppState) -> String {
             out,
             "mrbill_router_rate_limited_total{{tenant=\"{tenant}\"}} {}",
             stats.limited_total()
+        );
+    }
+    out.push_str("# HELP mrbill_router_fast_path_requests_total Of a tenant's answers, those the router's fast path gave (the rest went through hyper).\n# TYPE mrbill_router_fast_path_requests_total counter\n");
+    for (tenant, stats) in &tenants {
+        let _ = writeln!(
+            out,
+            "mrbill_router_fast_path_requests_total{{tenant=\"{tenant}\"}} {}",
+            stats.fast_total()
         );
     }
     let router = &state.stats;

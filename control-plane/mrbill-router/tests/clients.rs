@@ -183,6 +183,9 @@ async fn metrics_count_each_tenants_answers_and_429s_on_their_own_listener_only(
         "mrbill_router_rate_limited_total{tenant=\"acme\"} 1",
         "mrbill_router_requests_total{tenant=\"globex\",code=\"4xx\"} 1",
         "mrbill_router_rate_limited_total{tenant=\"globex\"} 0",
+        // acme's two answers and its 429 came from the fast path; globex's 403 from hyper.
+        "mrbill_router_fast_path_requests_total{tenant=\"acme\"} 3",
+        "mrbill_router_fast_path_requests_total{tenant=\"globex\"} 0",
         "mrbill_router_unknown_tenant_requests_total 2",
         "mrbill_router_routes 2",
         "mrbill_router_route_feed_revision 1",

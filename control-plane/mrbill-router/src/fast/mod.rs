@@ -139,7 +139,7 @@ pub(crate) async fn serve(
             }
         };
         if let Ok(status) = StatusCode::from_u16(done.status) {
-            next.target.stats.answered(worker.index, status);
+            next.target.stats.answered_fast(worker.index, status);
             if let Some(span) = span.take() {
                 span.end(status);
             }
