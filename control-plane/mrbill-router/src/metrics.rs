@@ -73,23 +73,17 @@ impl TenantStats {
         self.of(worker).fast.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// One counter summed over the workers.
+    fn total(&self, counter: impl Fn(&WorkerCounts) -> &AtomicU64) -> u64 {
+        self.0
+            .iter()
+            .map(|w| counter(w).load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Answers of status class `class` (0: 1xx … 4: 5xx), all workers.
     fn answers(&self, class: usize) -> u64 {
-        self.0
-            .iter()
-            .map(|w| w.by_class[class].load(Ordering::Relaxed))
-            .sum()
-    }
-
-    fn limited_total(&self) -> u64 {
-        self.0
-            .iter()
-            .map(|w| w.limited.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    fn fast_total(&self) -> u64 {
-        self.0.iter().map(|w| w.fast.load(Ordering::Relaxed)).sum()
+        self.total(|w| &w.by_class[class])
     }
 }
 
@@ -149,7 +143,7 @@ pub(crate) fn text(state: &AppState) -> String {
         let _ = writeln!(
             out,
             "mrbill_router_rate_limited_total{{tenant=\"{tenant}\"}} {}",
-            stats.limited_total()
+            stats.total(|w| &w.limited)
         );
     }
     out.push_str("# HELP mrbill_router_fast_path_requests_total Of a tenant's answers, those the router's fast path gave (the rest went through hyper).\n# TYPE mrbill_router_fast_path_requests_total counter\n");
@@ -157,7 +151,7 @@ pub(crate) fn text(state: &AppState) -> String {
         let _ = writeln!(
             out,
             "mrbill_router_fast_path_requests_total{{tenant=\"{tenant}\"}} {}",
-            stats.fast_total()
+            stats.total(|w| &w.fast)
         );
     }
     let router = &state.stats;

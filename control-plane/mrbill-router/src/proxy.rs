@@ -37,7 +37,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones only the router may set.
-static DROPPED: [HeaderName; 10] = [
+pub(crate) static DROPPED: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),

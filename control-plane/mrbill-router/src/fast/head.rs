@@ -99,24 +99,12 @@ fn in_target(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
 }
 
-/// Whether a client's header is the router's to drop before forwarding: hop-by-hop ones
-/// (RFC 9110 §7.6.1) and the ones only the router sets (`proxy::DROPPED`, the same list).
+/// Whether a client's header is the router's to drop before forwarding: hyper's path drops the
+/// same ones (`proxy::DROPPED`: hop-by-hop headers and the ones only the router sets).
 pub(super) fn dropped(name: &str) -> bool {
-    const NAMES: [&str; 10] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "x-forwarded-for",
-        "x-forwarded-prefix",
-        wire_types::CELL_ID_HEADER,
-    ];
-    NAMES
+    crate::proxy::DROPPED
         .iter()
-        .any(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        .any(|n| n.as_str().len() == name.len() && n.as_str().eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

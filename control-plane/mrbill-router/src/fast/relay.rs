@@ -84,19 +84,19 @@ pub(super) async fn exchange(
     (out, back): (&[u8], &mut Vec<u8>),
 ) -> Done {
     let key = x.authority.as_str();
-    let mut sent = match worker.pool.take(key) {
-        Some(conn) => attempt(conn, &x, client, buf, out, back).await,
+    let sent = match worker.pool.take(key) {
+        Some(kept) => match attempt(kept, &x, client, buf, out, back).await {
+            Err(failed) if failed.nothing_sent || x.again => {
+                tracing::debug!(error = %failed.error, "a kept connection failed the request; sending it on a new one");
+                connected(&x, client, buf, out, back).await
+            }
+            sent => sent,
+        },
         None => connected(&x, client, buf, out, back).await,
     };
-    if let Err((failed, true)) = &sent
-        && (failed.nothing_sent || x.again)
-    {
-        tracing::debug!(error = %failed.error, "a kept connection failed the request; sending it on a new one");
-        sent = connected(&x, client, buf, out, back).await;
-    }
     let (mut conn, mut head) = match sent {
         Ok(sent) => sent,
-        Err((failed, _)) => {
+        Err(failed) => {
             tracing::warn!(cell = %x.authority, error = ?failed.error, "cell unreachable");
             let e =
                 ApiError::unavailable("the tenant's cell is not reachable", Duration::from_secs(1));
@@ -155,24 +155,18 @@ async fn connected(
     buf: &mut BytesMut,
     out: &[u8],
     back: &mut Vec<u8>,
-) -> Result<(Conn, Head), (Failed, bool)> {
+) -> Result<(Conn, Head), Failed> {
     match Box::pin(crate::pool::connect_raw(x.authority)).await {
-        Ok(conn) => attempt(conn, x, client, buf, out, back)
-            .await
-            .map_err(|(failed, _)| (failed, false)),
-        Err(error) => Err((
-            Failed {
-                error,
-                nothing_sent: true,
-                body_read: x.rest == 0,
-            },
-            false,
-        )),
+        Ok(conn) => attempt(conn, x, client, buf, out, back).await,
+        Err(error) => Err(Failed {
+            error,
+            nothing_sent: true,
+            body_read: x.rest == 0,
+        }),
     }
 }
 
-/// Sends the request on `conn` and reads the answer's head. A failure says whether `conn` was
-/// a kept one (it may be retried).
+/// Sends the request on `conn` and reads the answer's head.
 async fn attempt(
     mut conn: Conn,
     x: &Exchange<'_>,
@@ -180,16 +174,11 @@ async fn attempt(
     buf: &mut BytesMut,
     out: &[u8],
     back: &mut Vec<u8>,
-) -> Result<(Conn, Head), (Failed, bool)> {
-    let failed = |error: anyhow::Error, nothing_sent: bool, body_read: bool| {
-        (
-            Failed {
-                error,
-                nothing_sent,
-                body_read,
-            },
-            true,
-        )
+) -> Result<(Conn, Head), Failed> {
+    let failed = |error: anyhow::Error, nothing_sent: bool, body_read: bool| Failed {
+        error,
+        nothing_sent,
+        body_read,
     };
     let n = match conn.stream.write(out).await {
         Ok(n) => n,
